@@ -1,0 +1,242 @@
+/*
+ * common.h -- the pieces every mnemo module stands on.
+ *
+ * Errors (mn_status, mn_error), logging (one line per event, logfmt or JSON,
+ * to stderr), UTF-8 validation, atomic file writes, SHA-256 and a bounded
+ * growable buffer.  Nothing here knows about PostgreSQL, models or config
+ * files; modules above use it, never the other way round.
+ *
+ * Invariants:
+ *  - mn_status values are stored in the database (jobs.error_code): append
+ *    only, never renumber or remove.
+ *  - every function that can fail returns mn_status and, when it fails,
+ *    leaves a message in the caller's mn_error (which may be NULL).
+ */
+#ifndef MNEMO_COMMON_H
+#define MNEMO_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define MN_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define MN_NODISCARD    __attribute__((warn_unused_result))
+#else
+#define MN_PRINTF(a, b)
+#define MN_NODISCARD
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum { /* append only: stored in jobs.error_code */
+               MN_OK = 0,
+               MN_ERR_NOMEM,
+               MN_ERR_IO,
+               MN_ERR_CONFIG,
+               MN_ERR_DB,
+               MN_ERR_INPUT,
+               MN_ERR_CORRUPT,
+               MN_ERR_CUDA,
+               MN_ERR_NUMERIC,
+               MN_ERR_HTTP,
+               MN_ERR_USAGE,
+} mn_status;
+
+typedef struct mn_error {
+  mn_status code;
+  char msg[256];    /* primary message: lower case, no final period */
+  char detail[512]; /* library text, hints; may be empty */
+} mn_error;
+
+/* mn_status_name -- short stable name of a status ("io", "config", ...). */
+const char *mn_status_name(mn_status code);
+
+/*
+ * mn_error_set -- record a failure in err (if err is not NULL) and return code.
+ * The detail is cleared.  Messages longer than the field are truncated.
+ */
+mn_status mn_error_set(mn_error *err, mn_status code, const char *fmt, ...) MN_PRINTF(3, 4);
+
+/* mn_error_detail -- set the detail of an error already set; returns err->code. */
+mn_status mn_error_detail(mn_error *err, const char *fmt, ...) MN_PRINTF(2, 3);
+
+/* mn_error_prefix -- prepend "prefix: " to the message (adds context on the way up). */
+mn_status mn_error_prefix(mn_error *err, const char *fmt, ...) MN_PRINTF(2, 3);
+
+/* mn_error_clear -- reset err to MN_OK with empty messages. */
+void mn_error_clear(mn_error *err);
+
+/* ---------------------------------------------------------------- logging */
+
+typedef enum { MN_LOG_DEBUG = 0, MN_LOG_INFO, MN_LOG_WARN, MN_LOG_ERROR } mn_log_level;
+typedef enum { MN_LOG_LOGFMT = 0, MN_LOG_JSON } mn_log_format;
+
+typedef enum { MN_KV_NONE = 0, MN_KV_STR, MN_KV_INT, MN_KV_DBL, MN_KV_BOOL } mn_kv_type;
+
+/* One field of a log event. */
+typedef struct mn_kv {
+  const char *key;
+  mn_kv_type type;
+  union {
+    const char *s;
+    long long i;
+    double d;
+    bool b;
+  } v;
+} mn_kv;
+
+#define MN_KV_S(k, x) ((mn_kv){.key = (k), .type = MN_KV_STR, .v.s = (x)})
+#define MN_KV_I(k, x) ((mn_kv){.key = (k), .type = MN_KV_INT, .v.i = (long long)(x)})
+#define MN_KV_D(k, x) ((mn_kv){.key = (k), .type = MN_KV_DBL, .v.d = (double)(x)})
+#define MN_KV_B(k, x) ((mn_kv){.key = (k), .type = MN_KV_BOOL, .v.b = (bool)(x)})
+
+/*
+ * mn_log -- emit one event: mn_log(MN_LOG_INFO, "migration applied",
+ *                                  MN_KV_I("version", 3), MN_KV_S("name", n));
+ * Writes one line (ts, level, msg, then the fields) with a single write(2).
+ */
+#define mn_log(level, msg, ...)                                                                    \
+  mn_log__emit((level), (msg), (const mn_kv[]){{0}, __VA_ARGS__} + 1,                              \
+               sizeof((const mn_kv[]){{0}, __VA_ARGS__}) / sizeof(mn_kv) - 1)
+
+void mn_log__emit(mn_log_level level, const char *msg, const mn_kv *kv, size_t nkv);
+
+/* mn_log_error -- log err at level error with its code, message and detail. */
+void mn_log_error(const char *msg, const mn_error *err);
+
+/* mn_log_configure -- set the minimum level, the format and the output fd (-1: stderr). */
+void mn_log_configure(mn_log_level level, mn_log_format format, int fd);
+
+/* mn_log_level_parse / mn_log_format_parse -- from "info" / "json"; false if unknown. */
+bool mn_log_level_parse(const char *s, mn_log_level *out /* OUT */);
+bool mn_log_format_parse(const char *s, mn_log_format *out /* OUT */);
+const char *mn_log_level_name(mn_log_level level);
+
+/* ---------------------------------------------------------------- buffer */
+
+/*
+ * mn_buf -- a growable byte buffer with a hard cap (curl's dynbuf "toobig").
+ * data is always NUL-terminated when not NULL, so text can be read in place.
+ * The caller owns the struct (mn_buf_init / mn_buf_fini).
+ */
+typedef struct mn_buf {
+  char *data;
+  size_t len;
+  size_t cap;
+  size_t max; /* largest len allowed */
+} mn_buf;
+
+void mn_buf_init(mn_buf *b, size_t max);
+void mn_buf_fini(mn_buf *b);
+void mn_buf_reset(mn_buf *b); /* len = 0, memory kept */
+
+/* Fails with MN_ERR_INPUT past max, MN_ERR_NOMEM when allocation fails; b is unchanged then. */
+MN_NODISCARD mn_status mn_buf_append(mn_buf *b, const void *p, size_t n, mn_error *err);
+MN_NODISCARD mn_status mn_buf_appendf(mn_buf *b, mn_error *err, const char *fmt, ...)
+    MN_PRINTF(3, 4);
+MN_NODISCARD mn_status mn_buf_reserve(mn_buf *b, size_t extra, mn_error *err);
+
+/*
+ * mn_buf_read_file -- read a whole file (at most b->max bytes) into b, replacing its content.
+ * Fails with MN_ERR_IO (naming the file) or MN_ERR_INPUT when the file is larger than max.
+ */
+MN_NODISCARD mn_status mn_buf_read_file(mn_buf *b, const char *path, mn_error *err);
+
+/* ---------------------------------------------------------------- UTF-8 */
+
+typedef enum {
+  MN_UTF8_OK = 0,
+  MN_UTF8_BAD_LEAD,  /* 0x80..0xC1 or 0xF5..0xFF as a first byte */
+  MN_UTF8_TRUNCATED, /* sequence cut short by the end of the input */
+  MN_UTF8_BAD_CONT,  /* a byte that should be 10xxxxxx is not */
+  MN_UTF8_OVERLONG,  /* a code point encoded in more bytes than needed */
+  MN_UTF8_SURROGATE, /* U+D800..U+DFFF */
+  MN_UTF8_TOO_LARGE, /* above U+10FFFF */
+} mn_utf8_problem;
+
+/*
+ * mn_utf8_check -- validate s[0..n).  Returns MN_UTF8_OK, or the problem with
+ * *bad_offset set to the byte offset of the first byte of the faulty sequence.
+ */
+mn_utf8_problem mn_utf8_check(const void *s, size_t n, size_t *bad_offset /* OUT */);
+const char *mn_utf8_problem_str(mn_utf8_problem p);
+
+/* ---------------------------------------------------------------- SHA-256 */
+
+#define MN_SHA256_LEN     32
+#define MN_SHA256_HEX_LEN 64
+
+typedef struct mn_sha256 {
+  void *ctx; /* EVP_MD_CTX */
+} mn_sha256;
+
+MN_NODISCARD mn_status mn_sha256_init(mn_sha256 *h, mn_error *err);
+MN_NODISCARD mn_status mn_sha256_update(mn_sha256 *h, const void *p, size_t n, mn_error *err);
+/* mn_sha256_final -- writes the digest and releases h (also on failure). */
+MN_NODISCARD mn_status mn_sha256_final(mn_sha256 *h, uint8_t out[MN_SHA256_LEN], mn_error *err);
+void mn_sha256_abort(mn_sha256 *h); /* release without a digest; NULL-safe ctx */
+/* mn_sha256_hex -- one-shot digest of p[0..n) as 64 lower-case hex digits and a NUL. */
+MN_NODISCARD mn_status mn_sha256_hex(const void *p, size_t n, char out[MN_SHA256_HEX_LEN + 1],
+                                     mn_error *err);
+void mn_hex_encode(const uint8_t *p, size_t n, char *out /* 2n+1 bytes */);
+
+/* ---------------------------------------------------------------- atomic files */
+
+/*
+ * mn_atomic_file -- write a file so that readers see the old content or the
+ * whole new content, never a part: data goes to "<path>.tmp.<pid>.<n>" in the
+ * same folder, is fsynced, renamed over path, and the folder is fsynced.
+ * Until commit, abort (or a crash) leaves path untouched.
+ */
+typedef struct mn_atomic_file mn_atomic_file;
+
+/* On success *out owns the open temporary file; on failure *out is NULL. */
+MN_NODISCARD mn_status mn_atomic_open(const char *path, unsigned mode,
+                                      mn_atomic_file **out /* OUT */, mn_error *err);
+MN_NODISCARD mn_status mn_atomic_write(mn_atomic_file *f, const void *p, size_t n, mn_error *err);
+/* mn_atomic_commit -- fsync, rename, fsync the folder; frees f whatever the outcome. */
+MN_NODISCARD mn_status mn_atomic_commit(mn_atomic_file *f, mn_error *err);
+/* mn_atomic_abort -- remove the temporary file and free f; NULL-safe. */
+void mn_atomic_abort(mn_atomic_file *f);
+
+/* mn_write_file_atomic -- the whole sequence for one buffer. */
+MN_NODISCARD mn_status mn_write_file_atomic(const char *path, const void *p, size_t n,
+                                            unsigned mode, mn_error *err);
+
+/* Test hook: called after the data is synced and before the rename (NULL: none). */
+extern void (*mn_atomic__before_rename)(const char *tmp_path, const char *path);
+
+/* ---------------------------------------------------------------- fault injection */
+
+/*
+ * Fault injection for tests (curl's torture mode): mn_fault_arm(kind, n) makes
+ * the n-th call of that kind from now fail (1 = the next one).  0 disarms.
+ * Only the I/O paths of this library consult it.
+ */
+typedef enum { MN_FAULT_ALLOC = 0, MN_FAULT_WRITE, MN_FAULT_FSYNC, MN_FAULT_KINDS } mn_fault_kind;
+void mn_fault_arm(mn_fault_kind kind, long n);
+bool mn_fault__hit(mn_fault_kind kind);
+
+/* ---------------------------------------------------------------- small helpers */
+
+/* mn_strdup -- strdup that reports failure as MN_ERR_NOMEM; *out owned by the caller. */
+MN_NODISCARD mn_status mn_strdup(const char *s, char **out /* OUT */, mn_error *err);
+
+/* mn_parse_i64 -- whole-string decimal integer; false on junk or overflow. */
+bool mn_parse_i64(const char *s, int64_t *out /* OUT */);
+
+/* mn_monotonic_ms / mn_wall_iso8601 -- clocks for durations and log timestamps. */
+double mn_monotonic_ms(void);
+void mn_wall_iso8601(char out[32]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MNEMO_COMMON_H */

@@ -1,0 +1,66 @@
+/*
+ * util.c -- small helpers: strdup with a status, integer parsing, clocks,
+ * and the fault-injection counters used by the I/O paths in tests.
+ */
+#include "common/common.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static _Atomic long fault_countdown[MN_FAULT_KINDS];
+
+void mn_fault_arm(mn_fault_kind kind, long n)
+{
+  atomic_store(&fault_countdown[kind], n);
+}
+
+bool mn_fault__hit(mn_fault_kind kind)
+{
+  long left = atomic_load(&fault_countdown[kind]);
+  while (left > 0) {
+    if (atomic_compare_exchange_weak(&fault_countdown[kind], &left, left - 1)) return left == 1;
+  }
+  return false;
+}
+
+mn_status mn_strdup(const char *s, char **out, mn_error *err)
+{
+  size_t n = strlen(s) + 1;
+  *out = NULL;
+  char *p = mn_fault__hit(MN_FAULT_ALLOC) ? NULL : malloc(n);
+  if (!p) return mn_error_set(err, MN_ERR_NOMEM, "out of memory copying a string of %zu bytes", n);
+  memcpy(p, s, n);
+  *out = p;
+  return MN_OK;
+}
+
+bool mn_parse_i64(const char *s, int64_t *out)
+{
+  char *end = NULL;
+  if (!s || !*s) return false;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno != 0 || *end != '\0' || end == s) return false;
+  *out = (int64_t)v;
+  return true;
+}
+
+double mn_monotonic_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void mn_wall_iso8601(char out[32])
+{
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+}

@@ -1,0 +1,98 @@
+/*
+ * config.h -- mnemo's configuration: one typed struct, described by one table.
+ *
+ * A YAML file (libyaml) is read over the defaults of the table.  Every key of
+ * the struct has exactly one row in the table (keys.c): name, type, default,
+ * bounds, whether SIGHUP may change it, whether it is secret, and its help.
+ * Errors name "file:line:col" and the key; unknown keys are refused with the
+ * nearest known key suggested; "${NAME}" in a value is replaced by the
+ * environment variable NAME ("$$" is a literal "$").  Secret values never
+ * appear in messages or dumps.
+ *
+ * Not for: command-line parsing (daemon/), per-job specs (trainer/).
+ */
+#ifndef MNEMO_CONFIG_H
+#define MNEMO_CONFIG_H
+
+#include "common/common.h"
+
+#define MN_CONFIG_MAX_FILE (1u << 20) /* largest config file read: 1 MiB */
+
+typedef enum { MN_CFG_INT = 0, MN_CFG_STRING, MN_CFG_ENUM } mn_cfg_type;
+
+/* Where a key's value came from. */
+typedef struct mn_cfg_origin {
+  const char *what; /* "default", a file name, "--db", "MNEMO_DB", ... (static or cfg->source) */
+  int line, col;    /* 1-based position in the file; 0 when not from a file */
+} mn_cfg_origin;
+
+enum { MN_CONFIG_MAX_KEYS = 64 };
+
+/* The typed configuration.  Strings are owned by the struct (mn_config_fini). */
+typedef struct mn_config {
+  struct {
+    int level;  /* mn_log_level */
+    int format; /* mn_log_format */
+  } log;
+  struct {
+    char *conninfo;
+    char *application_name;
+    int64_t connect_timeout_s;
+    int64_t migrate_lock_timeout_s;
+  } database;
+
+  char *source; /* the file last loaded, or NULL */
+  mn_cfg_origin origin[MN_CONFIG_MAX_KEYS];
+} mn_config;
+
+/* One row of the table. */
+typedef struct mn_config_key {
+  const char *key; /* dotted path: "database.conninfo" */
+  mn_cfg_type type;
+  const char *def;            /* default, written as in a YAML file */
+  int64_t min, max;           /* MN_CFG_INT bounds, inclusive */
+  const char *const *choices; /* MN_CFG_ENUM: NULL-terminated; stored as the index */
+  bool reloadable;            /* SIGHUP may change it */
+  bool secret;                /* never printed */
+  const char *help;
+  size_t offset; /* of the field in mn_config */
+} mn_config_key;
+
+/* mn_config_keys -- the table; *n gets its length. */
+const mn_config_key *mn_config_keys(size_t *n /* OUT */);
+const mn_config_key *mn_config_key_find(const char *key);
+
+/*
+ * mn_config_init -- fill cfg with the defaults of the table.
+ * On failure (out of memory) nothing needs freeing; otherwise call mn_config_fini.
+ */
+MN_NODISCARD mn_status mn_config_init(mn_config *cfg, mn_error *err);
+void mn_config_fini(mn_config *cfg);
+
+/*
+ * mn_config_load_file / mn_config_load_buffer -- defaults, then the YAML on top.
+ * On success cfg is initialised (call mn_config_fini).  On failure cfg holds
+ * nothing to free and err names "file:line:col", the key and the problem.
+ */
+MN_NODISCARD mn_status mn_config_load_file(const char *path, mn_config *cfg /* OUT */,
+                                           mn_error *err);
+MN_NODISCARD mn_status mn_config_load_buffer(const char *name, const char *data, size_t len,
+                                             mn_config *cfg /* OUT */, mn_error *err);
+
+/*
+ * mn_config_set -- set one key from text (as in a YAML file, "${ENV}" expanded),
+ * recording origin (a static string).  On failure cfg is unchanged.
+ */
+MN_NODISCARD mn_status mn_config_set(mn_config *cfg, const char *key, const char *value,
+                                     const char *origin, mn_error *err);
+
+/* mn_config_dump -- the effective configuration as YAML, secrets redacted, origins as comments. */
+MN_NODISCARD mn_status mn_config_dump(const mn_config *cfg, mn_buf *out, mn_error *err);
+
+/* mn_config_describe -- the table as Markdown (key, type, default, bounds, reloadable, help). */
+MN_NODISCARD mn_status mn_config_describe(mn_buf *out, mn_error *err);
+
+/* mn_config_apply_log -- configure common/'s logger from cfg->log. */
+void mn_config_apply_log(const mn_config *cfg);
+
+#endif /* MNEMO_CONFIG_H */

@@ -1,0 +1,379 @@
+/*
+ * mnemoctl.c -- the operators' command-line tool.
+ *
+ *   mnemoctl [--config FILE] [--db CONNINFO] [--json] COMMAND [ARGS]
+ *
+ * Human tables by default, --json for scripts.  Exit codes: 0 ok, 1 failure,
+ * 2 usage error (later: 3 a guard said no).  Only main() decides to exit.
+ * Configuration: --config FILE, else $MNEMO_CONFIG, else the defaults;
+ * the database: --db, else $MNEMO_DB, else database.conninfo.
+ */
+#include "configs/config.h"
+#include "daemon/daemon.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+typedef struct ctl {
+  const char *config_path;
+  const char *db;
+  bool json;
+  mn_config cfg;
+  bool have_cfg;
+} ctl;
+
+typedef struct command {
+  const char *name;
+  const char *sub; /* NULL: none */
+  int (*run)(ctl *c, int argc, char **argv);
+  const char *args;
+  const char *summary;
+  const char *help;
+} command;
+
+static int fail(const mn_error *err)
+{
+  fprintf(stderr, "mnemoctl: %s\n", err->msg);
+  if (err->detail[0]) fprintf(stderr, "  detail: %s\n", err->detail);
+  return err->code == MN_ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
+}
+
+static int usage_error(const char *fmt, ...) MN_PRINTF(1, 2);
+
+static int usage_error(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "mnemoctl: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\nTry \"mnemoctl --help\".\n");
+  va_end(ap);
+  return EXIT_USAGE;
+}
+
+/* load_config -- the file (if any), then --db / MNEMO_DB on top; configures logging. */
+static mn_status load_config(ctl *c, mn_error *err)
+{
+  mn_status rc;
+  const char *path = c->config_path ? c->config_path : getenv("MNEMO_CONFIG");
+  if (path && *path)
+    rc = mn_config_load_file(path, &c->cfg, err);
+  else
+    rc = mn_config_init(&c->cfg, err);
+  if (rc != MN_OK) return rc;
+  c->have_cfg = true;
+  const char *env_db = getenv("MNEMO_DB");
+  if (c->db)
+    rc = mn_config_set(&c->cfg, "database.conninfo", c->db, "--db", err);
+  else if (env_db && *env_db)
+    rc = mn_config_set(&c->cfg, "database.conninfo", env_db, "MNEMO_DB", err);
+  mn_config_apply_log(&c->cfg);
+  return rc;
+}
+
+static mn_status connect_db(ctl *c, PGconn **conn, mn_error *err)
+{
+  mn_status rc = load_config(c, err);
+  if (rc != MN_OK) return rc;
+  db_options opt = {.conninfo = c->cfg.database.conninfo,
+                    .application_name = c->cfg.database.application_name,
+                    .connect_timeout_s = c->cfg.database.connect_timeout_s};
+  return db_connect(&opt, conn, err);
+}
+
+/* parse_common -- the options every command takes: --help and --json. 1: help shown. */
+static int parse_common(const command *cmd, ctl *c, int argc, char **argv, int *first_arg)
+{
+  static const struct option opts[] = {
+      {"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+  optind = 0; /* full re-initialisation (glibc) */
+  opterr = 0;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    if (ch == 'h') {
+      printf("usage: mnemoctl %s%s%s %s\n\n%s\n\n%s", cmd->name, cmd->sub ? " " : "",
+             cmd->sub ? cmd->sub : "", cmd->args, cmd->summary, cmd->help);
+      return 1;
+    }
+    if (ch == 'j') {
+      c->json = true;
+      continue;
+    }
+    return -1;
+  }
+  *first_arg = optind;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- config */
+
+static int cmd_config_check(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  if (argc != 1) return usage_error("config check takes exactly one FILE");
+  mn_config cfg;
+  if (mn_config_load_file(argv[0], &cfg, &err) != MN_OK) {
+    if (c->json) {
+      json_t *o = json_pack("{s:s, s:b, s:s, s:s}", "file", argv[0], "ok", 0, "error", err.msg,
+                            "detail", err.detail);
+      json_dumpf(o, stdout, JSON_INDENT(2));
+      putchar('\n');
+      json_decref(o);
+    }
+    return fail(&err);
+  }
+  size_t n, set = 0;
+  const mn_config_key *keys = mn_config_keys(&n);
+  for (size_t i = 0; i < n; i++)
+    set += cfg.origin[i].line > 0;
+  (void)keys;
+  if (c->json) {
+    json_t *o = json_pack("{s:s, s:b, s:I}", "file", argv[0], "ok", 1, "keys_set", (json_int_t)set);
+    json_dumpf(o, stdout, JSON_INDENT(2));
+    putchar('\n');
+    json_decref(o);
+  } else {
+    printf("%s: ok (%zu of %zu keys set, the rest default)\n", argv[0], set, n);
+  }
+  mn_config_fini(&cfg);
+  return EXIT_OK;
+}
+
+static int cmd_config_dump(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  if (argc != 0) return usage_error("config dump takes no arguments (got \"%s\")", argv[0]);
+  if (load_config(c, &err) != MN_OK) return fail(&err);
+  mn_buf b;
+  mn_buf_init(&b, 1 << 20);
+  if (mn_config_dump(&c->cfg, &b, &err) != MN_OK) {
+    mn_buf_fini(&b);
+    return fail(&err);
+  }
+  fputs("# effective mnemo configuration; comments say where each value came from\n", stdout);
+  fwrite(b.data, 1, b.len, stdout);
+  mn_buf_fini(&b);
+  return EXIT_OK;
+}
+
+static int cmd_config_keys(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  if (argc != 0) return usage_error("config keys takes no arguments (got \"%s\")", argv[0]);
+  mn_buf b;
+  mn_buf_init(&b, 1 << 20);
+  if (mn_config_describe(&b, &err) != MN_OK) {
+    mn_buf_fini(&b);
+    return fail(&err);
+  }
+  fwrite(b.data, 1, b.len, stdout);
+  mn_buf_fini(&b);
+  return EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- migrate */
+
+static int cmd_migrate(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  int applied = 0;
+  if (argc != 0) return usage_error("migrate takes no arguments (got \"%s\")", argv[0]);
+  if (connect_db(c, &conn, &err) != MN_OK) return fail(&err);
+  mn_status rc = migrate_apply(conn, mn_migrations, mn_migrations_count,
+                               c->cfg.database.migrate_lock_timeout_s, &applied, &err);
+  PQfinish(conn);
+  if (c->json) {
+    json_t *o = json_pack("{s:b, s:i, s:i}", "ok", rc == MN_OK, "applied", applied, "known",
+                          (int)mn_migrations_count);
+    if (rc != MN_OK) json_object_set_new(o, "error", json_string(err.msg));
+    json_dumpf(o, stdout, JSON_INDENT(2));
+    putchar('\n');
+    json_decref(o);
+  }
+  if (rc != MN_OK) {
+    if (applied)
+      fprintf(stderr, "mnemoctl: %d migration(s) were applied before the failure\n", applied);
+    return fail(&err);
+  }
+  if (!c->json)
+    printf("applied %d migration(s); the database is at version %zu\n", applied,
+           mn_migrations_count);
+  return EXIT_OK;
+}
+
+static int cmd_migrate_status(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  migration_row *rows = NULL;
+  size_t n = 0;
+  if (argc != 0) return usage_error("migrate status takes no arguments (got \"%s\")", argv[0]);
+  if (connect_db(c, &conn, &err) != MN_OK) return fail(&err);
+  mn_status rc = migrate_status(conn, mn_migrations, mn_migrations_count, &rows, &n, &err);
+  PQfinish(conn);
+  if (rc != MN_OK) return fail(&err);
+  size_t pending = 0, bad = 0;
+  int version = 0;
+  for (size_t i = 0; i < n; i++) {
+    pending += rows[i].state == MIGRATION_PENDING;
+    bad += rows[i].state == MIGRATION_CHANGED || rows[i].state == MIGRATION_UNKNOWN;
+    if (rows[i].state != MIGRATION_PENDING && rows[i].version > version) version = rows[i].version;
+  }
+  if (c->json) {
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+      json_t *o = json_pack("{s:i, s:s, s:s}", "version", rows[i].version, "name", rows[i].name,
+                            "state", migration_state_name(rows[i].state));
+      if (rows[i].applied_at[0]) {
+        json_object_set_new(o, "applied_at", json_string(rows[i].applied_at));
+        json_object_set_new(o, "duration_ms", json_real(rows[i].duration_ms));
+      }
+      if (rows[i].sha256_file[0])
+        json_object_set_new(o, "sha256_file", json_string(rows[i].sha256_file));
+      if (rows[i].sha256_db[0]) json_object_set_new(o, "sha256_db", json_string(rows[i].sha256_db));
+      json_array_append_new(arr, o);
+    }
+    json_t *top = json_pack("{s:i, s:i, s:i, s:o}", "version", version, "known",
+                            (int)mn_migrations_count, "pending", (int)pending, "migrations", arr);
+    json_dumpf(top, stdout, JSON_INDENT(2));
+    putchar('\n');
+    json_decref(top);
+  } else {
+    printf("%-8s %-32s %-8s %-25s %s\n", "version", "name", "state", "applied_at", "duration");
+    for (size_t i = 0; i < n; i++) {
+      char dur[32] = "";
+      if (rows[i].applied_at[0]) snprintf(dur, sizeof dur, "%.1f ms", rows[i].duration_ms);
+      printf("%04d     %-32s %-8s %-25s %s\n", rows[i].version, rows[i].name,
+             migration_state_name(rows[i].state), rows[i].applied_at[0] ? rows[i].applied_at : "-",
+             dur[0] ? dur : "-");
+    }
+    printf("database at version %d; this mnemo knows %zu migration(s); %zu pending\n", version,
+           mn_migrations_count, pending);
+  }
+  free(rows);
+  if (bad) {
+    fprintf(stderr,
+            "mnemoctl: %zu migration(s) changed or unknown to this mnemo: "
+            "\"mnemoctl migrate\" will refuse to run\n",
+            bad);
+    return EXIT_FAIL;
+  }
+  return EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- version */
+
+static int cmd_version(ctl *c, int argc, char **argv)
+{
+  if (argc != 0) return usage_error("version takes no arguments (got \"%s\")", argv[0]);
+  if (c->json)
+    printf("{\"version\": \"%s\", \"migrations\": %zu}\n", MNEMO_VERSION, mn_migrations_count);
+  else
+    printf("mnemoctl %s (%zu migrations)\n", MNEMO_VERSION, mn_migrations_count);
+  return EXIT_OK;
+}
+
+static const command commands[] = {
+    {"config", "check", cmd_config_check, "FILE", "Validate a configuration file.",
+     "Loads FILE over the defaults and reports the first problem as file:line:col with\n"
+     "the key.  Exit 0 when valid, 1 when not.\n"},
+    {"config", "dump", cmd_config_dump, "", "Print the effective configuration.",
+     "The configuration mnemoctl would use (--config or $MNEMO_CONFIG, then --db or\n"
+     "$MNEMO_DB), as YAML with where each value came from; secrets are redacted.\n"},
+    {"config", "keys", cmd_config_keys, "", "List every configuration key.",
+     "Prints the key table (type, default, bounds, reloadable, help) as Markdown.\n"},
+    {"migrate", "status", cmd_migrate_status, "", "Show applied and pending migrations.",
+     "Compares the migrations built into this mnemoctl with mnemo.schema_migrations.\n"
+     "Exit 1 when an applied file changed or the database is newer than this mnemoctl.\n"},
+    {"migrate", NULL, cmd_migrate, "", "Apply pending migrations.",
+     "Applies each pending migration and its ledger row in one transaction, under an\n"
+     "advisory lock (concurrent migrators apply each file once).  Refuses to run when an\n"
+     "applied file changed or the database is newer than this mnemoctl.\n"},
+    {"version", NULL, cmd_version, "", "Print the version.", ""},
+};
+
+static void print_help(FILE *f)
+{
+  fprintf(f, "usage: mnemoctl [--config FILE] [--db CONNINFO] [--json] COMMAND [ARGS]\n\n"
+             "mnemo keeps a multilingual language model fresh without letting any language\n"
+             "fall behind; mnemoctl is how operators drive it.\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "%s%s%s %s", commands[i].name, commands[i].sub ? " " : "",
+             commands[i].sub ? commands[i].sub : "", commands[i].args);
+    fprintf(f, "  %-24s %s\n", name, commands[i].summary);
+  }
+  fprintf(f, "\noptions:\n"
+             "  --config FILE      configuration file (default: $MNEMO_CONFIG, else defaults)\n"
+             "  --db CONNINFO      PostgreSQL connection (default: $MNEMO_DB, else config)\n"
+             "  --json             machine-readable output\n"
+             "  --help             this text; \"mnemoctl COMMAND --help\" for a command\n"
+             "\nexit status: 0 ok, 1 failure, 2 usage error\n");
+}
+
+int main(int argc, char **argv)
+{
+  static const struct option opts[] = {
+      {"config", required_argument, NULL, 'c'}, {"db", required_argument, NULL, 'd'},
+      {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
+  ctl c = {0};
+  int ch, rc;
+  opterr = 0;
+  while ((ch = getopt_long(argc, argv, "+hc:d:", opts, NULL)) != -1) {
+    switch (ch) {
+    case 'c': c.config_path = optarg; break;
+    case 'd': c.db = optarg; break;
+    case 'j': c.json = true; break;
+    case 'h': print_help(stdout); return EXIT_OK;
+    case 'V': printf("mnemoctl %s\n", MNEMO_VERSION); return EXIT_OK;
+    default: return usage_error("unknown or incomplete option \"%s\"", argv[optind - 1]);
+    }
+  }
+  if (optind >= argc) {
+    print_help(stderr);
+    return EXIT_USAGE;
+  }
+  const char *name = argv[optind];
+  const char *sub = optind + 1 < argc ? argv[optind + 1] : NULL;
+  const command *cmd = NULL;
+  bool known_name = false;
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    if (strcmp(commands[i].name, name) != 0) continue;
+    known_name = true;
+    if (commands[i].sub && sub && strcmp(commands[i].sub, sub) == 0) {
+      cmd = &commands[i];
+      break;
+    }
+    if (!commands[i].sub && !cmd) cmd = &commands[i];
+  }
+  if (!known_name) return usage_error("unknown command \"%s\"", name);
+  if (!cmd) {
+    if (sub && strcmp(sub, "--help") != 0 && strcmp(sub, "-h") != 0)
+      return usage_error("unknown subcommand \"%s\"", sub);
+    fprintf(sub ? stdout : stderr, "usage:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+      if (strcmp(commands[i].name, name) == 0)
+        fprintf(sub ? stdout : stderr, "  mnemoctl %s %s %s\t%s\n", commands[i].name,
+                commands[i].sub, commands[i].args, commands[i].summary);
+    return sub ? EXIT_OK : EXIT_USAGE;
+  }
+  /* the command's own argv: its name first, as getopt expects */
+  int skip = cmd->sub ? 2 : 1;
+  int cargc = argc - optind - skip + 1;
+  char **cargv = argv + optind + skip - 1;
+  int first = 0;
+  int p = parse_common(cmd, &c, cargc, cargv, &first);
+  if (p == 1) return EXIT_OK;
+  if (p < 0) return usage_error("unknown option \"%s\" for this command", cargv[optind - 1]);
+  rc = cmd->run(&c, cargc - first, cargv + first);
+  if (c.have_cfg) mn_config_fini(&c.cfg);
+  return rc;
+}

@@ -1,0 +1,41 @@
+/*
+ * probe.cu -- what the CUDA runtime, the driver and cuBLAS see on this machine.
+ *
+ * Used by tests labelled gpu (to skip cleanly without a device) and, later,
+ * by scripts/gpu-check before it runs anything.
+ */
+#include "kernels/cuda/cuda_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+extern "C" mn_status kernels_cuda_probe(kernels_device_info *info, mn_error *err)
+{
+  memset(info, 0, sizeof *info);
+  info->built = true;
+  CUDA_TRY(cudaRuntimeGetVersion(&info->runtime_version), err);
+  if (cudaDriverGetVersion(&info->driver_version) != cudaSuccess) info->driver_version = 0;
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver || count == 0) {
+    snprintf(info->why, sizeof info->why, "%s",
+             e == cudaSuccess ? "no CUDA device" : cudaGetErrorString(e));
+    (void)cudaGetLastError(); /* clear the sticky error of the failed query */
+    return MN_OK;
+  }
+  CUDA_TRY(e, err);
+  info->device_count = count;
+  cudaDeviceProp prop;
+  CUDA_TRY(cudaGetDeviceProperties(&prop, 0), err);
+  snprintf(info->name, sizeof info->name, "%s", prop.name);
+  info->cc_major = prop.major;
+  info->cc_minor = prop.minor;
+  info->total_mem = prop.totalGlobalMem;
+  CUDA_TRY(cudaSetDevice(0), err);
+  cublasHandle_t h;
+  CUBLAS_TRY(cublasCreate(&h), err);
+  cublasStatus_t s = cublasGetVersion(h, &info->cublas_version);
+  cublasDestroy(h);
+  CUBLAS_TRY(s, err);
+  return MN_OK;
+}

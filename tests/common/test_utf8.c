@@ -1,0 +1,124 @@
+/* test_utf8.c -- strict UTF-8 validation: valid text in many scripts, and each invalid class. */
+#include "common/common.h"
+#include "tests/test.h"
+
+static mn_utf8_problem check(const char *s, size_t n, size_t *off)
+{
+  *off = (size_t)-1;
+  return mn_utf8_check(s, n, off);
+}
+
+static void valid_text(void)
+{
+  const char *samples[] = {
+      "",
+      "plain ASCII, long enough to take the eight-byte fast path several times over",
+      "Habari ya asubuhi",           /* Swahili */
+      "สวัสดีครับ",                     /* Thai */
+      "你好，世界",                  /* Mandarin */
+      "Здравствуйте",                /* Russian */
+      "नमस्ते दुनिया",                  /* Hindi */
+      "ሰላም ለዓለም",                    /* Amharic */
+      "emoji \xF0\x9F\x98\x80 done", /* U+1F600, four bytes */
+      "\xEF\xBF\xBF",                /* U+FFFF */
+      "\xF4\x8F\xBF\xBF",            /* U+10FFFF, the largest */
+      "\xED\x9F\xBF",                /* U+D7FF, just below the surrogates */
+      "\xEE\x80\x80",                /* U+E000, just above */
+      "\xC2\x80",                    /* U+0080, the smallest two-byte */
+  };
+  for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+    size_t off;
+    T_CHECK_MSG(check(samples[i], strlen(samples[i]), &off) == MN_UTF8_OK, "sample %zu", i);
+  }
+  size_t off;
+  T_EQ_INT(check("a\0b", 3, &off), MN_UTF8_OK); /* NUL is valid UTF-8 */
+}
+
+typedef struct {
+  const char *bytes;
+  size_t len;
+  mn_utf8_problem want;
+  size_t offset;
+} bad_case;
+
+static void invalid_classes(void)
+{
+  const bad_case cases[] = {
+      {"abc\x80", 4, MN_UTF8_BAD_LEAD, 3},              /* stray continuation */
+      {"\xFF", 1, MN_UTF8_BAD_LEAD, 0},                 /* never valid */
+      {"\xF8\x88\x80\x80\x80", 5, MN_UTF8_BAD_LEAD, 0}, /* old five-byte form */
+      {"ok \xC3", 4, MN_UTF8_TRUNCATED, 3},             /* cut after the lead */
+      {"ok \xE0\xA4", 5, MN_UTF8_TRUNCATED, 3},         /* cut in the middle */
+      {"\xC3(", 2, MN_UTF8_BAD_CONT, 0},
+      {"12345678\xE2\x82(", 11, MN_UTF8_BAD_CONT, 8}, /* after the fast path */
+      {"\xC0\xAF", 2, MN_UTF8_OVERLONG, 0},           /* "/" in two bytes */
+      {"\xC1\xBF", 2, MN_UTF8_OVERLONG, 0},
+      {"\xE0\x80\xAF", 3, MN_UTF8_OVERLONG, 0},      /* three-byte overlong */
+      {"x\xF0\x80\x80\xAF", 5, MN_UTF8_OVERLONG, 1}, /* four-byte overlong */
+      {"\xED\xA0\x80", 3, MN_UTF8_SURROGATE, 0},     /* U+D800 */
+      {"ab\xED\xBF\xBF", 5, MN_UTF8_SURROGATE, 2},   /* U+DFFF */
+      {"\xF4\x90\x80\x80", 4, MN_UTF8_TOO_LARGE, 0}, /* U+110000 */
+      {"\xF7\xBF\xBF\xBF", 4, MN_UTF8_TOO_LARGE, 0}, /* U+1FFFFF */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    size_t off;
+    mn_utf8_problem got = check(cases[i].bytes, cases[i].len, &off);
+    T_CHECK_MSG(got == cases[i].want, "case %zu: got %s, want %s", i, mn_utf8_problem_str(got),
+                mn_utf8_problem_str(cases[i].want));
+    T_CHECK_MSG(off == cases[i].offset, "case %zu: offset %zu, want %zu", i, off, cases[i].offset);
+  }
+}
+
+/* every single byte value, alone: exactly 0x00..0x7F are valid */
+static void single_bytes(void)
+{
+  int valid = 0;
+  for (int b = 0; b < 256; b++) {
+    char c = (char)b;
+    size_t off;
+    valid += check(&c, 1, &off) == MN_UTF8_OK;
+  }
+  T_EQ_INT(valid, 128);
+}
+
+/* every code point round trip: encode each scalar value and validate it */
+static void all_code_points(void)
+{
+  long bad = 0;
+  for (uint32_t cp = 0; cp <= 0x10FFFF; cp++) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    unsigned char b[4];
+    size_t n;
+    if (cp < 0x80) {
+      b[0] = (unsigned char)cp;
+      n = 1;
+    } else if (cp < 0x800) {
+      b[0] = (unsigned char)(0xC0 | cp >> 6);
+      b[1] = (unsigned char)(0x80 | (cp & 63));
+      n = 2;
+    } else if (cp < 0x10000) {
+      b[0] = (unsigned char)(0xE0 | cp >> 12);
+      b[1] = (unsigned char)(0x80 | ((cp >> 6) & 63));
+      b[2] = (unsigned char)(0x80 | (cp & 63));
+      n = 3;
+    } else {
+      b[0] = (unsigned char)(0xF0 | cp >> 18);
+      b[1] = (unsigned char)(0x80 | ((cp >> 12) & 63));
+      b[2] = (unsigned char)(0x80 | ((cp >> 6) & 63));
+      b[3] = (unsigned char)(0x80 | (cp & 63));
+      n = 4;
+    }
+    size_t off;
+    bad += check((const char *)b, n, &off) != MN_UTF8_OK;
+  }
+  T_EQ_INT(bad, 0);
+}
+
+int main(void)
+{
+  T_RUN(valid_text);
+  T_RUN(invalid_classes);
+  T_RUN(single_bytes);
+  T_RUN(all_code_points);
+  return T_DONE();
+}

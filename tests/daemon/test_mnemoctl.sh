@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# test_mnemoctl.sh -- mnemoctl as operators use it: exit codes (0 ok, 1 failure,
+# 2 usage), --help on every command, config check/dump, migrate and
+# migrate status on a fresh database, two migrators at once.
+set -euo pipefail
+ctl=$1
+here=$(cd "$(dirname "$0")/../.." && pwd)
+admin=$(cat "$MNEMO_TEST_PG_FILE")
+db=t_mnemoctl_$$
+tmp=$(mktemp -d /tmp/mnemo-test-ctl-XXXXXX)
+cleanup() { psql "$admin" -qc "drop database if exists $db with (force)" >/dev/null 2>&1 || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+expect_rc() { # expect_rc WANT CMD...
+  local want=$1; shift
+  local rc=0
+  "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+  [ $rc -eq "$want" ] || { cat "$tmp/out" "$tmp/err" >&2; fail "\"$*\" exited $rc, want $want"; }
+}
+unset MNEMO_DB MNEMO_CONFIG
+
+expect_rc 0 "$ctl" --help
+grep -q "config check" "$tmp/out" || fail "--help does not list commands"
+expect_rc 2 "$ctl"
+expect_rc 2 "$ctl" frobnicate
+expect_rc 2 "$ctl" --bogus version
+expect_rc 2 "$ctl" config
+expect_rc 2 "$ctl" config nonsense
+expect_rc 2 "$ctl" config check
+expect_rc 2 "$ctl" migrate status --bogus
+for c in "config check" "config dump" "config keys" "migrate" "migrate status" "version"; do
+  # shellcheck disable=SC2086
+  expect_rc 0 "$ctl" $c --help
+  grep -q "^usage: mnemoctl $c" "$tmp/out" || fail "\"$c --help\" printed no usage"
+done
+
+# config check
+MNEMO_DB_PASSWORD=x expect_rc 0 "$ctl" config check "$here/configs/mnemo.example.yaml"
+grep -q "ok" "$tmp/out" || fail "config check printed no ok"
+printf 'log:\n  levle: info\n' >"$tmp/bad.yaml"
+expect_rc 1 "$ctl" config check "$tmp/bad.yaml"
+grep -q "$tmp/bad.yaml:2:3: key \"log.levle\": unknown key; did you mean \"log.level\"?" "$tmp/err" ||
+  fail "config check error: $(cat "$tmp/err")"
+expect_rc 1 "$ctl" --json config check "$tmp/bad.yaml"
+grep -q '"ok": false' "$tmp/out" || fail "--json config check: $(cat "$tmp/out")"
+
+# config dump: effective values, where they came from, secrets redacted
+printf 'database:\n  conninfo: "password=${T_PW}"\n' >"$tmp/sec.yaml"
+T_PW=hunter2 expect_rc 0 "$ctl" --config "$tmp/sec.yaml" config dump
+grep -q hunter2 "$tmp/out" && fail "config dump printed a secret"
+grep -q 'conninfo: "<redacted>"' "$tmp/out" || fail "config dump: $(cat "$tmp/out")"
+MNEMO_DB="dbname=x password=hunter3" expect_rc 0 "$ctl" config dump
+grep -q hunter3 "$tmp/out" && fail "config dump printed MNEMO_DB's secret"
+grep -q "# MNEMO_DB, secret" "$tmp/out" || fail "config dump does not say MNEMO_DB: $(cat "$tmp/out")"
+expect_rc 0 "$ctl" config keys
+grep -q '`database.conninfo`' "$tmp/out" || fail "config keys lacks database.conninfo"
+
+# migrate needs a database
+expect_rc 1 "$ctl" migrate
+grep -q "no database given" "$tmp/err" || fail "migrate without db: $(cat "$tmp/err")"
+
+psql "$admin" -qc "create database $db"
+url="$admin dbname=$db"
+# two migrators at once, one through MNEMO_DB: each file applied once
+"$ctl" --db "$url" migrate >"$tmp/m1" 2>&1 &
+p1=$!
+MNEMO_DB="$url" "$ctl" migrate >"$tmp/m2" 2>&1 &
+p2=$!
+wait $p1 || fail "first migrator failed: $(cat "$tmp/m1")"
+wait $p2 || fail "second migrator failed: $(cat "$tmp/m2")"
+n=$(psql "$url" -qAtc "select count(*) from mnemo.schema_migrations")
+known=$("$ctl" --json version | sed -n 's/.*"migrations": \([0-9]*\).*/\1/p')
+[ "$n" = "$known" ] || fail "ledger has $n rows, binary knows $known"
+applied=$(cat "$tmp/m1" "$tmp/m2" | grep -o 'applied [0-9]*' | awk '{s += $2} END {print s}')
+[ "$applied" = "$known" ] || fail "migrators applied $applied in total, want $known"
+
+expect_rc 0 "$ctl" --db "$url" migrate
+grep -q "applied 0 migration" "$tmp/out" || fail "re-run applied something: $(cat "$tmp/out")"
+expect_rc 0 "$ctl" --db "$url" migrate status
+grep -q "0001     create_schema_roles" "$tmp/out" || fail "status: $(cat "$tmp/out")"
+grep -q "0 pending" "$tmp/out" || fail "status: $(cat "$tmp/out")"
+expect_rc 0 "$ctl" --db "$url" --json migrate status
+grep -q '"state": "applied"' "$tmp/out" || fail "json status: $(cat "$tmp/out")"
+
+# a database newer than the binary: status exits 1, migrate refuses
+psql "$url" -qc "insert into mnemo.schema_migrations values (9999, 'from_the_future', repeat('a', 64), now(), 1)"
+expect_rc 1 "$ctl" --db "$url" migrate status
+grep -q "unknown" "$tmp/out" || fail "status does not show the unknown version"
+expect_rc 1 "$ctl" --db "$url" migrate
+grep -q "newer than this mnemo" "$tmp/err" || fail "migrate: $(cat "$tmp/err")"
+
+# a bad connection string names the problem, not the password
+expect_rc 1 "$ctl" --db "$admin dbname=nope_$$ password=hunter4" migrate status
+grep -q hunter4 "$tmp/err" && fail "connection error printed the password"
+grep -q "could not connect to database \"nope_$$\"" "$tmp/err" || fail "connect error: $(cat "$tmp/err")"
+echo "mnemoctl: 1 passed, 0 failed"
