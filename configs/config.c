@@ -16,6 +16,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -114,6 +115,21 @@ static bool apply_value(mn_config *cfg, const mn_config_key *k, const char *text
       return false;
     }
     *(int64_t *)field(cfg, k) = v;
+    return true;
+  }
+  case MN_CFG_DOUBLE: {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !isfinite(v)) {
+      snprintf(why, whylen, "expected a number, got \"%s\"", shown);
+      return false;
+    }
+    if (v < k->dmin || v > k->dmax) {
+      snprintf(why, whylen, "%g is out of bounds [%g, %g]", v, k->dmin, k->dmax);
+      return false;
+    }
+    *(double *)field(cfg, k) = v;
     return true;
   }
   case MN_CFG_ENUM:
@@ -511,6 +527,16 @@ static mn_status value_text(const mn_config *cfg, const mn_config_key *k, mn_buf
                             mn_error *err)
 {
   switch (k->type) {
+  case MN_CFG_DOUBLE: {
+    /* the shortest text that reads back as the same number */
+    double v = *(const double *)cfield(cfg, k);
+    char text[40];
+    for (int prec = 6; prec <= 17; prec++) {
+      snprintf(text, sizeof text, "%.*g", prec, v);
+      if (strtod(text, NULL) == v) break;
+    }
+    return mn_buf_appendf(out, err, "%s", text);
+  }
   case MN_CFG_INT:
     return mn_buf_appendf(out, err, "%lld", (long long)*(const int64_t *)cfield(cfg, k));
   case MN_CFG_ENUM: return mn_buf_appendf(out, err, "%s", k->choices[*(const int *)cfield(cfg, k)]);
@@ -568,6 +594,9 @@ mn_status mn_config_describe(mn_buf *out, mn_error *err)
     if (k->type == MN_CFG_INT) {
       type = "integer";
       snprintf(bounds, sizeof bounds, "%lld .. %lld", (long long)k->min, (long long)k->max);
+    } else if (k->type == MN_CFG_DOUBLE) {
+      type = "number";
+      snprintf(bounds, sizeof bounds, "%g .. %g", k->dmin, k->dmax);
     } else if (k->type == MN_CFG_ENUM) {
       type = "one of";
       size_t used = 0;

@@ -18,7 +18,7 @@
 
 #define MN_CONFIG_MAX_FILE (1u << 20) /* largest config file read: 1 MiB */
 
-typedef enum { MN_CFG_INT = 0, MN_CFG_STRING, MN_CFG_ENUM } mn_cfg_type;
+typedef enum { MN_CFG_INT = 0, MN_CFG_STRING, MN_CFG_ENUM, MN_CFG_DOUBLE } mn_cfg_type;
 
 /* Where a key's value came from. */
 typedef struct mn_cfg_origin {
@@ -40,6 +40,10 @@ typedef struct mn_config {
     int64_t connect_timeout_s;
     int64_t migrate_lock_timeout_s;
   } database;
+  struct {
+    int64_t max_document_bytes;
+    double heldout_fraction;
+  } ingest;
 
   char *source; /* the file last loaded, or NULL */
   mn_cfg_origin origin[MN_CONFIG_MAX_KEYS];
@@ -51,6 +55,7 @@ typedef struct mn_config_key {
   mn_cfg_type type;
   const char *def;            /* default, written as in a YAML file */
   int64_t min, max;           /* MN_CFG_INT bounds, inclusive */
+  double dmin, dmax;          /* MN_CFG_DOUBLE bounds, inclusive */
   const char *const *choices; /* MN_CFG_ENUM: NULL-terminated; stored as the index */
   bool reloadable;            /* SIGHUP may change it */
   bool secret;                /* never printed */

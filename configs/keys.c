@@ -18,6 +18,11 @@ static const char *const log_formats[] = {"logfmt", "json", NULL};
     .key = (k), .type = MN_CFG_INT, .def = (d), .min = (lo), .max = (hi), .reloadable = (rel),     \
     .help = (h), .offset = offsetof(mn_config, field)                                              \
   }
+#define DBL_KEY(k, d, lo, hi, rel, h, field)                                                       \
+  {                                                                                                \
+    .key = (k), .type = MN_CFG_DOUBLE, .def = (d), .dmin = (lo), .dmax = (hi),                     \
+    .reloadable = (rel), .help = (h), .offset = offsetof(mn_config, field)                         \
+  }
 #define STR_KEY(k, d, rel, sec, h, field)                                                          \
   {                                                                                                \
     .key = (k), .type = MN_CFG_STRING, .def = (d), .reloadable = (rel), .secret = (sec),           \
@@ -46,6 +51,14 @@ static const mn_config_key keys[] = {
     INT_KEY("database.migrate_lock_timeout_s", "60", 0, 86400, false,
             "seconds a migrator waits for another one to finish (0: forever)",
             database.migrate_lock_timeout_s),
+
+    INT_KEY("ingest.max_document_bytes", "1048576", 1, 64 << 20, true,
+            "largest document ingest accepts, in UTF-8 bytes; larger units are bad input",
+            ingest.max_document_bytes),
+    DBL_KEY("ingest.heldout_fraction", "0.05", 0.0, 0.5, true,
+            "share of new documents held out for evaluation, chosen from each document's "
+            "hash (stable); held-out text is never trained on",
+            ingest.heldout_fraction),
 };
 
 _Static_assert(sizeof keys / sizeof keys[0] <= MN_CONFIG_MAX_KEYS, "raise MN_CONFIG_MAX_KEYS");

@@ -1,7 +1,8 @@
 /*
  * daemon.h -- the service side: PostgreSQL access and the schema migrator.
  *
- * This module is the only code in mnemo that talks to PostgreSQL (DESIGN.md §2).
+ * This module is the only code in mnemo that talks to PostgreSQL (DESIGN.md §2):
+ * connections, the schema migrator, ingest of documents.
  * Every statement with values is parameterised (PQexecParams).
  */
 #ifndef MNEMO_DAEMON_H
@@ -79,5 +80,72 @@ MN_NODISCARD mn_status migrate_apply(PGconn *conn, const mn_migration *list, siz
                                      int64_t lock_timeout_s, int *applied /* OUT */, mn_error *err);
 
 const char *migration_state_name(migration_state s);
+
+/* ---------------------------------------------------------------- ingest
+ *
+ * Bulk intake of documents: files in, rows in mnemo.documents out.  Units
+ * (lines, paragraphs, whole files, or JSONL records) are read and validated in
+ * C, streamed with COPY into a temporary staging table, and moved into
+ * mnemo.documents in the same transaction.  By default one bad unit means
+ * nothing is stored; with skip_bad the good units are stored and the bad ones
+ * are written, verbatim, to a reject file.  A document already stored (same
+ * SHA-256) is counted as a duplicate, never stored twice.
+ */
+
+typedef enum { INGEST_TEXT = 0, INGEST_JSONL } ingest_format;
+typedef enum { INGEST_UNIT_LINE = 0, INGEST_UNIT_PARAGRAPH, INGEST_UNIT_FILE } ingest_unit;
+
+typedef struct ingest_options {
+  ingest_format format;
+  ingest_unit unit;           /* text format only */
+  const char *lang;           /* text: the language of every unit */
+  const char *source;         /* text: required; jsonl: used when a record has none */
+  bool skip_bad;              /* store the good units even when some are bad */
+  const char *reject_path;    /* with skip_bad: bad units go here verbatim (NULL: nowhere) */
+  int64_t max_document_bytes; /* larger units are bad */
+  double heldout_fraction;    /* share of new documents held out, by hash */
+  bool progress;              /* a progress line on stderr (for a TTY) */
+} ingest_options;
+
+typedef struct ingest_problem {
+  char where[300]; /* "file:line" */
+  char reason[200];
+} ingest_problem;
+
+typedef struct ingest_lang_stats {
+  char lang[16];
+  int64_t units;      /* good units read */
+  int64_t inserted;   /* new documents stored */
+  int64_t duplicates; /* good units already stored (or repeated in the input) */
+  int64_t heldout;    /* of the inserted, how many went to the held-out split */
+  int64_t bytes;      /* UTF-8 bytes of the inserted */
+} ingest_lang_stats;
+
+#define INGEST_MAX_PROBLEMS 100
+
+typedef struct ingest_result {
+  int64_t units, bad, inserted, duplicates, bytes_read;
+  double seconds;
+  bool committed;
+  ingest_lang_stats *langs; /* one per language that had good units */
+  size_t nlangs;
+  ingest_problem problems[INGEST_MAX_PROBLEMS]; /* the first ones */
+  size_t nproblems;
+} ingest_result;
+
+/* ingest_split_heldout -- the held-out rule: first 8 bytes of the hash, big-endian, below
+ * fraction·2^64. */
+bool ingest_split_heldout(const uint8_t sha[MN_SHA256_LEN], double fraction);
+
+/*
+ * ingest_run -- ingest files[0..nfiles) ("-" is standard input) in one transaction.
+ *
+ * On MN_OK the good units are committed (res->committed).  MN_ERR_INPUT: bad
+ * units and no skip_bad, nothing stored, res->problems says where.  Other
+ * errors (I/O, database) store nothing.  Always call ingest_result_fini.
+ */
+MN_NODISCARD mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files,
+                                  size_t nfiles, ingest_result *res /* OUT */, mn_error *err);
+void ingest_result_fini(ingest_result *res);
 
 #endif /* MNEMO_DAEMON_H */

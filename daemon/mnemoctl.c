@@ -8,45 +8,25 @@
  * Configuration: --config FILE, else $MNEMO_CONFIG, else the defaults;
  * the database: --db, else $MNEMO_DB, else database.conninfo.
  */
-#include "configs/config.h"
-#include "daemon/daemon.h"
+#include "daemon/ctl_int.h"
 
 #include <getopt.h>
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+typedef ctl_command command;
 
-typedef struct ctl {
-  const char *config_path;
-  const char *db;
-  bool json;
-  mn_config cfg;
-  bool have_cfg;
-} ctl;
-
-typedef struct command {
-  const char *name;
-  const char *sub; /* NULL: none */
-  int (*run)(ctl *c, int argc, char **argv);
-  const char *args;
-  const char *summary;
-  const char *help;
-} command;
-
-static int fail(const mn_error *err)
+int ctl_fail(const mn_error *err)
 {
   fprintf(stderr, "mnemoctl: %s\n", err->msg);
   if (err->detail[0]) fprintf(stderr, "  detail: %s\n", err->detail);
-  return err->code == MN_ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
+  return err->code == MN_ERR_USAGE ? CTL_EXIT_USAGE : CTL_EXIT_FAIL;
 }
 
-static int usage_error(const char *fmt, ...) MN_PRINTF(1, 2);
-
-static int usage_error(const char *fmt, ...)
+int ctl_usage(const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
@@ -54,11 +34,10 @@ static int usage_error(const char *fmt, ...)
   vfprintf(stderr, fmt, ap);
   fprintf(stderr, "\nTry \"mnemoctl --help\".\n");
   va_end(ap);
-  return EXIT_USAGE;
+  return CTL_EXIT_USAGE;
 }
 
-/* load_config -- the file (if any), then --db / MNEMO_DB on top; configures logging. */
-static mn_status load_config(ctl *c, mn_error *err)
+mn_status ctl_load_config(ctl *c, mn_error *err)
 {
   mn_status rc;
   const char *path = c->config_path ? c->config_path : getenv("MNEMO_CONFIG");
@@ -77,9 +56,9 @@ static mn_status load_config(ctl *c, mn_error *err)
   return rc;
 }
 
-static mn_status connect_db(ctl *c, PGconn **conn, mn_error *err)
+mn_status ctl_connect(ctl *c, PGconn **conn, mn_error *err)
 {
-  mn_status rc = load_config(c, err);
+  mn_status rc = ctl_load_config(c, err);
   if (rc != MN_OK) return rc;
   db_options opt = {.conninfo = c->cfg.database.conninfo,
                     .application_name = c->cfg.database.application_name,
@@ -87,27 +66,90 @@ static mn_status connect_db(ctl *c, PGconn **conn, mn_error *err)
   return db_connect(&opt, conn, err);
 }
 
-/* parse_common -- the options every command takes: --help and --json. 1: help shown. */
-static int parse_common(const command *cmd, ctl *c, int argc, char **argv, int *first_arg)
+void ctl_print_json(json_t *o)
 {
-  static const struct option opts[] = {
-      {"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+  json_dumpf(o, stdout, JSON_INDENT(2));
+  putchar('\n');
+  json_decref(o);
+}
+
+mn_status ctl_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                    PGresult **res, const char *what, mn_error *err)
+{
+  *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+  ExecStatusType st = PQresultStatus(*res);
+  if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return MN_OK;
+  mn_status rc = db_error(conn, *res, what, err);
+  PQclear(*res);
+  *res = NULL;
+  return rc;
+}
+
+static void print_command_help(const command *cmd)
+{
+  printf("usage: mnemoctl %s%s%s %s\n\n%s\n\n%s", cmd->name, cmd->sub ? " " : "",
+         cmd->sub ? cmd->sub : "", cmd->args, cmd->summary, cmd->help);
+  if (cmd->opts && cmd->opts[0].name) {
+    printf("\noptions:\n");
+    for (const ctl_opt *o = cmd->opts; o->name; o++) {
+      char left[64];
+      snprintf(left, sizeof left, "--%s%s", o->name, o->has_arg ? " VALUE" : "");
+      printf("  %-22s %s\n", left, o->help);
+    }
+  }
+  printf("  %-22s %s\n  %-22s %s\n", "--json", "machine-readable output", "--help", "this text");
+}
+
+/*
+ * parse_options -- the command's options (its table, --help, --json) into c;
+ * options and arguments may come in any order.  Returns 1 when help was shown,
+ * -1 on a usage error (printed), else 0 with the *npos arguments moved to argv[1..].
+ */
+static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int *npos)
+{
+  *npos = 0;
+  struct option opts[40];
+  size_t n = 0;
+  for (const ctl_opt *o = cmd->opts; o && o->name && n < 36; o++, n++)
+    opts[n] =
+        (struct option){o->name, o->has_arg ? required_argument : no_argument, NULL, 256 + (int)n};
+  opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
+  opts[n++] = (struct option){"json", no_argument, NULL, 'j'};
+  opts[n] = (struct option){NULL, 0, NULL, 0};
   optind = 0; /* full re-initialisation (glibc) */
   opterr = 0;
   int ch;
-  while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "-h", opts, NULL)) != -1) {
+    if (ch == 1) { /* an argument in between options: keep it, in order, from argv[1] */
+      argv[++*npos] = optarg;
+      continue;
+    }
     if (ch == 'h') {
-      printf("usage: mnemoctl %s%s%s %s\n\n%s\n\n%s", cmd->name, cmd->sub ? " " : "",
-             cmd->sub ? cmd->sub : "", cmd->args, cmd->summary, cmd->help);
+      print_command_help(cmd);
       return 1;
     }
     if (ch == 'j') {
       c->json = true;
       continue;
     }
+    if (ch >= 256) {
+      const ctl_opt *o = &cmd->opts[ch - 256];
+      char *slot = (char *)&c->a + o->offset;
+      if (o->has_arg)
+        *(const char **)(void *)slot = optarg;
+      else
+        *(bool *)(void *)slot = true;
+      continue;
+    }
+    if (ch == ':' || (ch == '?' && optopt >= 256))
+      ctl_usage("option \"%s\" needs a value", argv[optind - 1]);
+    else
+      ctl_usage("unknown option \"%s\" for \"%s%s%s\"", argv[optind - 1], cmd->name,
+                cmd->sub ? " " : "", cmd->sub ? cmd->sub : "");
     return -1;
   }
-  *first_arg = optind;
+  while (optind < argc)
+    argv[++*npos] = argv[optind++]; /* after "--" */
   return 0;
 }
 
@@ -116,17 +158,15 @@ static int parse_common(const command *cmd, ctl *c, int argc, char **argv, int *
 static int cmd_config_check(ctl *c, int argc, char **argv)
 {
   mn_error err = {0};
-  if (argc != 1) return usage_error("config check takes exactly one FILE");
+  if (argc != 1) return ctl_usage("config check takes exactly one FILE");
   mn_config cfg;
   if (mn_config_load_file(argv[0], &cfg, &err) != MN_OK) {
     if (c->json) {
       json_t *o = json_pack("{s:s, s:b, s:s, s:s}", "file", argv[0], "ok", 0, "error", err.msg,
                             "detail", err.detail);
-      json_dumpf(o, stdout, JSON_INDENT(2));
-      putchar('\n');
-      json_decref(o);
+      ctl_print_json(o);
     }
-    return fail(&err);
+    return ctl_fail(&err);
   }
   size_t n, set = 0;
   const mn_config_key *keys = mn_config_keys(&n);
@@ -135,46 +175,44 @@ static int cmd_config_check(ctl *c, int argc, char **argv)
   (void)keys;
   if (c->json) {
     json_t *o = json_pack("{s:s, s:b, s:I}", "file", argv[0], "ok", 1, "keys_set", (json_int_t)set);
-    json_dumpf(o, stdout, JSON_INDENT(2));
-    putchar('\n');
-    json_decref(o);
+    ctl_print_json(o);
   } else {
     printf("%s: ok (%zu of %zu keys set, the rest default)\n", argv[0], set, n);
   }
   mn_config_fini(&cfg);
-  return EXIT_OK;
+  return CTL_EXIT_OK;
 }
 
 static int cmd_config_dump(ctl *c, int argc, char **argv)
 {
   mn_error err = {0};
-  if (argc != 0) return usage_error("config dump takes no arguments (got \"%s\")", argv[0]);
-  if (load_config(c, &err) != MN_OK) return fail(&err);
+  if (argc != 0) return ctl_usage("config dump takes no arguments (got \"%s\")", argv[0]);
+  if (ctl_load_config(c, &err) != MN_OK) return ctl_fail(&err);
   mn_buf b;
   mn_buf_init(&b, 1 << 20);
   if (mn_config_dump(&c->cfg, &b, &err) != MN_OK) {
     mn_buf_fini(&b);
-    return fail(&err);
+    return ctl_fail(&err);
   }
   fputs("# effective mnemo configuration; comments say where each value came from\n", stdout);
   fwrite(b.data, 1, b.len, stdout);
   mn_buf_fini(&b);
-  return EXIT_OK;
+  return CTL_EXIT_OK;
 }
 
 static int cmd_config_keys(ctl *c, int argc, char **argv)
 {
   mn_error err = {0};
-  if (argc != 0) return usage_error("config keys takes no arguments (got \"%s\")", argv[0]);
+  if (argc != 0) return ctl_usage("config keys takes no arguments (got \"%s\")", argv[0]);
   mn_buf b;
   mn_buf_init(&b, 1 << 20);
   if (mn_config_describe(&b, &err) != MN_OK) {
     mn_buf_fini(&b);
-    return fail(&err);
+    return ctl_fail(&err);
   }
   fwrite(b.data, 1, b.len, stdout);
   mn_buf_fini(&b);
-  return EXIT_OK;
+  return CTL_EXIT_OK;
 }
 
 /* ---------------------------------------------------------------- migrate */
@@ -184,8 +222,8 @@ static int cmd_migrate(ctl *c, int argc, char **argv)
   mn_error err = {0};
   PGconn *conn = NULL;
   int applied = 0;
-  if (argc != 0) return usage_error("migrate takes no arguments (got \"%s\")", argv[0]);
-  if (connect_db(c, &conn, &err) != MN_OK) return fail(&err);
+  if (argc != 0) return ctl_usage("migrate takes no arguments (got \"%s\")", argv[0]);
+  if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_fail(&err);
   mn_status rc = migrate_apply(conn, mn_migrations, mn_migrations_count,
                                c->cfg.database.migrate_lock_timeout_s, &applied, &err);
   PQfinish(conn);
@@ -193,19 +231,17 @@ static int cmd_migrate(ctl *c, int argc, char **argv)
     json_t *o = json_pack("{s:b, s:i, s:i}", "ok", rc == MN_OK, "applied", applied, "known",
                           (int)mn_migrations_count);
     if (rc != MN_OK) json_object_set_new(o, "error", json_string(err.msg));
-    json_dumpf(o, stdout, JSON_INDENT(2));
-    putchar('\n');
-    json_decref(o);
+    ctl_print_json(o);
   }
   if (rc != MN_OK) {
     if (applied)
       fprintf(stderr, "mnemoctl: %d migration(s) were applied before the failure\n", applied);
-    return fail(&err);
+    return ctl_fail(&err);
   }
   if (!c->json)
     printf("applied %d migration(s); the database is at version %zu\n", applied,
            mn_migrations_count);
-  return EXIT_OK;
+  return CTL_EXIT_OK;
 }
 
 static int cmd_migrate_status(ctl *c, int argc, char **argv)
@@ -214,11 +250,11 @@ static int cmd_migrate_status(ctl *c, int argc, char **argv)
   PGconn *conn = NULL;
   migration_row *rows = NULL;
   size_t n = 0;
-  if (argc != 0) return usage_error("migrate status takes no arguments (got \"%s\")", argv[0]);
-  if (connect_db(c, &conn, &err) != MN_OK) return fail(&err);
+  if (argc != 0) return ctl_usage("migrate status takes no arguments (got \"%s\")", argv[0]);
+  if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_fail(&err);
   mn_status rc = migrate_status(conn, mn_migrations, mn_migrations_count, &rows, &n, &err);
   PQfinish(conn);
-  if (rc != MN_OK) return fail(&err);
+  if (rc != MN_OK) return ctl_fail(&err);
   size_t pending = 0, bad = 0;
   int version = 0;
   for (size_t i = 0; i < n; i++) {
@@ -242,9 +278,7 @@ static int cmd_migrate_status(ctl *c, int argc, char **argv)
     }
     json_t *top = json_pack("{s:i, s:i, s:i, s:o}", "version", version, "known",
                             (int)mn_migrations_count, "pending", (int)pending, "migrations", arr);
-    json_dumpf(top, stdout, JSON_INDENT(2));
-    putchar('\n');
-    json_decref(top);
+    ctl_print_json(top);
   } else {
     printf("%-8s %-32s %-8s %-25s %s\n", "version", "name", "state", "applied_at", "duration");
     for (size_t i = 0; i < n; i++) {
@@ -263,52 +297,68 @@ static int cmd_migrate_status(ctl *c, int argc, char **argv)
             "mnemoctl: %zu migration(s) changed or unknown to this mnemo: "
             "\"mnemoctl migrate\" will refuse to run\n",
             bad);
-    return EXIT_FAIL;
+    return CTL_EXIT_FAIL;
   }
-  return EXIT_OK;
+  return CTL_EXIT_OK;
 }
 
 /* ---------------------------------------------------------------- version */
 
 static int cmd_version(ctl *c, int argc, char **argv)
 {
-  if (argc != 0) return usage_error("version takes no arguments (got \"%s\")", argv[0]);
+  if (argc != 0) return ctl_usage("version takes no arguments (got \"%s\")", argv[0]);
   if (c->json)
     printf("{\"version\": \"%s\", \"migrations\": %zu}\n", MNEMO_VERSION, mn_migrations_count);
   else
     printf("mnemoctl %s (%zu migrations)\n", MNEMO_VERSION, mn_migrations_count);
-  return EXIT_OK;
+  return CTL_EXIT_OK;
 }
 
 static const command commands[] = {
     {"config", "check", cmd_config_check, "FILE", "Validate a configuration file.",
      "Loads FILE over the defaults and reports the first problem as file:line:col with\n"
-     "the key.  Exit 0 when valid, 1 when not.\n"},
+     "the key.  Exit 0 when valid, 1 when not.\n",
+     NULL},
     {"config", "dump", cmd_config_dump, "", "Print the effective configuration.",
      "The configuration mnemoctl would use (--config or $MNEMO_CONFIG, then --db or\n"
-     "$MNEMO_DB), as YAML with where each value came from; secrets are redacted.\n"},
+     "$MNEMO_DB), as YAML with where each value came from; secrets are redacted.\n",
+     NULL},
     {"config", "keys", cmd_config_keys, "", "List every configuration key.",
-     "Prints the key table (type, default, bounds, reloadable, help) as Markdown.\n"},
+     "Prints the key table (type, default, bounds, reloadable, help) as Markdown.\n", NULL},
     {"migrate", "status", cmd_migrate_status, "", "Show applied and pending migrations.",
      "Compares the migrations built into this mnemoctl with mnemo.schema_migrations.\n"
-     "Exit 1 when an applied file changed or the database is newer than this mnemoctl.\n"},
+     "Exit 1 when an applied file changed or the database is newer than this mnemoctl.\n",
+     NULL},
     {"migrate", NULL, cmd_migrate, "", "Apply pending migrations.",
      "Applies each pending migration and its ledger row in one transaction, under an\n"
      "advisory lock (concurrent migrators apply each file once).  Refuses to run when an\n"
-     "applied file changed or the database is newer than this mnemoctl.\n"},
-    {"version", NULL, cmd_version, "", "Print the version.", ""},
+     "applied file changed or the database is newer than this mnemoctl.\n",
+     NULL},
+    {"version", NULL, cmd_version, "", "Print the version.", "", NULL},
 };
+
+/* Every command: this file's table, then the data plane's (ctl_data.c). */
+typedef struct table {
+  const command *cmds;
+  const size_t *n;
+} table;
+static const size_t ncommands = sizeof commands / sizeof commands[0];
+static const table tables[] = {{commands, &ncommands}, {ctl_data_commands, &ctl_data_ncommands}};
+#define FOR_EACH_COMMAND(cmdp)                                                                     \
+  for (size_t t_ = 0; t_ < sizeof tables / sizeof tables[0]; t_++)                                 \
+    for (const command *cmdp = tables[t_].cmds; cmdp < tables[t_].cmds + *tables[t_].n; cmdp++)
 
 static void print_help(FILE *f)
 {
   fprintf(f, "usage: mnemoctl [--config FILE] [--db CONNINFO] [--json] COMMAND [ARGS]\n\n"
              "mnemo keeps a multilingual language model fresh without letting any language\n"
              "fall behind; mnemoctl is how operators drive it.\n\ncommands:\n");
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+  FOR_EACH_COMMAND(k)
+  {
     char name[64];
-    snprintf(name, sizeof name, "%s%s%s %s", commands[i].name, commands[i].sub ? " " : "",
-             commands[i].sub ? commands[i].sub : "", commands[i].args);
-    fprintf(f, "  %-24s %s\n", name, commands[i].summary);
+    snprintf(name, sizeof name, "%s%s%s %s", k->name, k->sub ? " " : "", k->sub ? k->sub : "",
+             k->args);
+    fprintf(f, "  %-28s %s\n", name, k->summary);
   }
   fprintf(f, "\noptions:\n"
              "  --config FILE      configuration file (default: $MNEMO_CONFIG, else defaults)\n"
@@ -332,48 +382,50 @@ int main(int argc, char **argv)
     case 'c': c.config_path = optarg; break;
     case 'd': c.db = optarg; break;
     case 'j': c.json = true; break;
-    case 'h': print_help(stdout); return EXIT_OK;
-    case 'V': printf("mnemoctl %s\n", MNEMO_VERSION); return EXIT_OK;
-    default: return usage_error("unknown or incomplete option \"%s\"", argv[optind - 1]);
+    case 'h': print_help(stdout); return CTL_EXIT_OK;
+    case 'V': printf("mnemoctl %s\n", MNEMO_VERSION); return CTL_EXIT_OK;
+    default: return ctl_usage("unknown or incomplete option \"%s\"", argv[optind - 1]);
     }
   }
   if (optind >= argc) {
     print_help(stderr);
-    return EXIT_USAGE;
+    return CTL_EXIT_USAGE;
   }
   const char *name = argv[optind];
   const char *sub = optind + 1 < argc ? argv[optind + 1] : NULL;
   const command *cmd = NULL;
   bool known_name = false;
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-    if (strcmp(commands[i].name, name) != 0) continue;
+  const command *exact = NULL;
+  FOR_EACH_COMMAND(k)
+  {
+    if (strcmp(k->name, name) != 0) continue;
     known_name = true;
-    if (commands[i].sub && sub && strcmp(commands[i].sub, sub) == 0) {
-      cmd = &commands[i];
-      break;
-    }
-    if (!commands[i].sub && !cmd) cmd = &commands[i];
+    if (k->sub && sub && strcmp(k->sub, sub) == 0) exact = k;
+    if (!k->sub && !cmd) cmd = k;
   }
-  if (!known_name) return usage_error("unknown command \"%s\"", name);
+  if (exact) cmd = exact;
+  if (!known_name) return ctl_usage("unknown command \"%s\"", name);
   if (!cmd) {
     if (sub && strcmp(sub, "--help") != 0 && strcmp(sub, "-h") != 0)
-      return usage_error("unknown subcommand \"%s\"", sub);
+      return ctl_usage("unknown subcommand \"%s\"", sub);
     fprintf(sub ? stdout : stderr, "usage:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-      if (strcmp(commands[i].name, name) == 0)
-        fprintf(sub ? stdout : stderr, "  mnemoctl %s %s %s\t%s\n", commands[i].name,
-                commands[i].sub, commands[i].args, commands[i].summary);
-    return sub ? EXIT_OK : EXIT_USAGE;
+    FOR_EACH_COMMAND(k)
+    {
+      if (strcmp(k->name, name) == 0)
+        fprintf(sub ? stdout : stderr, "  mnemoctl %s %s %s\t%s\n", k->name, k->sub ? k->sub : "",
+                k->args, k->summary);
+    }
+    return sub ? CTL_EXIT_OK : CTL_EXIT_USAGE;
   }
   /* the command's own argv: its name first, as getopt expects */
   int skip = cmd->sub ? 2 : 1;
   int cargc = argc - optind - skip + 1;
   char **cargv = argv + optind + skip - 1;
-  int first = 0;
-  int p = parse_common(cmd, &c, cargc, cargv, &first);
-  if (p == 1) return EXIT_OK;
-  if (p < 0) return usage_error("unknown option \"%s\" for this command", cargv[optind - 1]);
-  rc = cmd->run(&c, cargc - first, cargv + first);
+  int npos = 0;
+  int p = parse_options(cmd, &c, cargc, cargv, &npos);
+  if (p == 1) return CTL_EXIT_OK;
+  if (p < 0) return CTL_EXIT_USAGE;
+  rc = cmd->run(&c, npos, cargv + 1);
   if (c.have_cfg) mn_config_fini(&c.cfg);
   return rc;
 }

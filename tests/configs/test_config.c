@@ -68,6 +68,7 @@ static void good_file(void)
   T_EQ_STR(cfg.database.application_name, "cost $5");
   T_EQ_INT(cfg.database.connect_timeout_s, 3);
   T_EQ_INT(cfg.database.migrate_lock_timeout_s, 60);
+  T_CHECK(cfg.ingest.heldout_fraction == 0.05);
   /* dump: values with their origin, the secret redacted */
   mn_buf b;
   mn_buf_init(&b, 1 << 16);
@@ -76,6 +77,7 @@ static void good_file(void)
   T_CONTAINS(b.data, "conninfo: \"<redacted>\"  # test.yaml:5:13, secret");
   T_CONTAINS(b.data, "level: debug  # test.yaml:2:10");
   T_CONTAINS(b.data, "migrate_lock_timeout_s: 60  # default");
+  T_CONTAINS(b.data, "heldout_fraction: 0.05  # default");
   mn_buf_fini(&b);
   /* mn_config_set: an override with its origin */
   T_EQ_INT(mn_config_set(&cfg, "database.connect_timeout_s", "7", "--flag", &err), MN_OK);
@@ -95,6 +97,12 @@ static void error_paths(void)
   /* out of bounds */
   expect_error("database:\n  connect_timeout_s: 99999\n", "test.yaml:2:22",
                "99999 is out of bounds [1, 3600]");
+  /* numbers */
+  expect_error("ingest:\n  heldout_fraction: lots\n", "test.yaml:2:21",
+               "key \"ingest.heldout_fraction\": expected a number, got \"lots\"");
+  expect_error("ingest:\n  heldout_fraction: 0.75\n", "test.yaml:2:21",
+               "0.75 is out of bounds [0, 0.5]");
+  expect_error("ingest:\n  heldout_fraction: nan\n", "test.yaml:2:21", "expected a number");
   /* bad enum */
   expect_error("log:\n  level: verbose\n", "test.yaml:2:10",
                "expected one of debug, info, warn, error, got \"verbose\"");

@@ -1,0 +1,539 @@
+/*
+ * ctl_data.c -- mnemoctl's data-plane commands: languages, sources, ingest,
+ * user reports.
+ *
+ * Each command validates its input before touching the database and names
+ * what is wrong (the language code, the file and line, the JSON).  Values
+ * always travel as parameters ($1), never spliced into SQL.
+ */
+#include "daemon/ctl_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define REPORT_MAX_BYTES 65536
+
+static long long to_ll(const char *s)
+{
+  int64_t v = 0;
+  return mn_parse_i64(s, &v) ? (long long)v : 0;
+}
+
+/* one_value -- run a query expected to return at most one row; *found tells whether it did. */
+static mn_status exists(PGconn *conn, const char *sql, const char *param, bool *found,
+                        const char *what, mn_error *err)
+{
+  PGresult *res = NULL;
+  mn_status rc = ctl_query(conn, sql, 1, &param, &res, what, err);
+  if (rc == MN_OK) *found = PQntuples(res) > 0;
+  PQclear(res);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- languages */
+
+static int cmd_lang_add(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  bool found = false;
+  if (argc != 1) return ctl_usage("lang add takes exactly one CODE (ISO 639-3)");
+  if (!c->a.script) return ctl_usage("lang add needs --script (ISO 15924, e.g. Latn, Cyrl, Hans)");
+  const char *code = argv[0];
+  if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
+  if (exists(conn, "SELECT 1 FROM mnemo.iso639_3 WHERE code = $1", code, &found,
+             "could not look up the language code", &err) != MN_OK)
+    goto fail;
+  if (!found) {
+    mn_error_set(&err, MN_ERR_INPUT, "unknown ISO 639-3 language code \"%s\"", code);
+    mn_error_detail(&err, "codes have three lower-case letters: spa, swh, tha, cmn, rus, ...");
+    goto fail;
+  }
+  if (exists(conn, "SELECT 1 FROM mnemo.iso15924 WHERE code = $1", c->a.script, &found,
+             "could not look up the script code", &err) != MN_OK)
+    goto fail;
+  if (!found) {
+    mn_error_set(&err, MN_ERR_INPUT, "unknown ISO 15924 script code \"%s\"", c->a.script);
+    mn_error_detail(&err, "script codes have four letters, the first upper case: Latn, Cyrl, "
+                          "Arab, Deva, Thai, Hans, Hant, Jpan, Kore, Ethi, ...");
+    goto fail;
+  }
+  /* adding a language again keeps its tag id; the name and script may be corrected */
+  const char *params[] = {code, c->a.name, c->a.script, c->a.disabled ? "false" : "true"};
+  if (ctl_query(conn,
+                "INSERT INTO mnemo.languages (code, name, script, enabled)"
+                " SELECT $1, coalesce($2, i.name), $3, $4 FROM mnemo.iso639_3 i WHERE i.code = $1"
+                " ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, script = EXCLUDED.script"
+                " RETURNING code, name, script, enabled, tag_id",
+                4, params, &res, "could not add the language", &err) != MN_OK)
+    goto fail;
+  if (c->json)
+    ctl_print_json(json_pack("{s:s, s:s, s:s, s:b, s:I}", "code", PQgetvalue(res, 0, 0), "name",
+                             PQgetvalue(res, 0, 1), "script", PQgetvalue(res, 0, 2), "enabled",
+                             PQgetvalue(res, 0, 3)[0] == 't', "tag_id",
+                             (json_int_t)to_ll(PQgetvalue(res, 0, 4))));
+  else
+    printf("language %s (%s, %s): tag id %s%s\n", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+           PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 4),
+           PQgetvalue(res, 0, 3)[0] == 't' ? "" : ", disabled");
+  PQclear(res);
+  PQfinish(conn);
+  return CTL_EXIT_OK;
+fail:
+  PQclear(res);
+  PQfinish(conn);
+  return ctl_fail(&err);
+}
+
+static int set_enabled(ctl *c, int argc, char **argv, bool enabled)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  if (argc != 1) return ctl_usage("lang %s takes exactly one CODE", enabled ? "enable" : "disable");
+  if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
+  const char *params[] = {argv[0], enabled ? "true" : "false"};
+  if (ctl_query(conn, "UPDATE mnemo.languages SET enabled = $2 WHERE code = $1 RETURNING code", 2,
+                params, &res, "could not change the language", &err) != MN_OK)
+    goto fail;
+  if (PQntuples(res) == 0) {
+    mn_error_set(&err, MN_ERR_INPUT, "language \"%s\" is not known (mnemoctl lang add)", argv[0]);
+    goto fail;
+  }
+  printf("language %s %s\n", argv[0], enabled ? "enabled" : "disabled");
+  PQclear(res);
+  PQfinish(conn);
+  return CTL_EXIT_OK;
+fail:
+  PQclear(res);
+  PQfinish(conn);
+  return ctl_fail(&err);
+}
+
+static int cmd_lang_enable(ctl *c, int argc, char **argv)
+{
+  return set_enabled(c, argc, argv, true);
+}
+static int cmd_lang_disable(ctl *c, int argc, char **argv)
+{
+  return set_enabled(c, argc, argv, false);
+}
+
+static int cmd_lang_list(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  if (argc != 0) return ctl_usage("lang list takes no arguments (got \"%s\")", argv[0]);
+  if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
+  if (ctl_query(conn,
+                "SELECT l.code, l.name, l.script, l.enabled, l.tag_id,"
+                "       count(d.id) FILTER (WHERE d.split = 'train'),"
+                "       count(d.id) FILTER (WHERE d.split = 'heldout'),"
+                "       coalesce(sum(d.bytes), 0)"
+                "  FROM mnemo.languages l LEFT JOIN mnemo.documents d ON d.lang = l.code"
+                " GROUP BY l.code ORDER BY l.code",
+                0, NULL, &res, "could not list languages", &err) != MN_OK)
+    goto fail;
+  int n = PQntuples(res);
+  if (c->json) {
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++)
+      json_array_append_new(
+          arr, json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I}", "code", PQgetvalue(res, i, 0),
+                         "name", PQgetvalue(res, i, 1), "script", PQgetvalue(res, i, 2), "enabled",
+                         PQgetvalue(res, i, 3)[0] == 't', "tag_id",
+                         (json_int_t)to_ll(PQgetvalue(res, i, 4)), "train_documents",
+                         (json_int_t)to_ll(PQgetvalue(res, i, 5)), "heldout_documents",
+                         (json_int_t)to_ll(PQgetvalue(res, i, 6)), "bytes",
+                         (json_int_t)to_ll(PQgetvalue(res, i, 7))));
+    ctl_print_json(arr);
+  } else {
+    printf("%-5s %-28s %-6s %-7s %6s %9s %9s %10s\n", "code", "name", "script", "enabled", "tag",
+           "train", "heldout", "MB");
+    for (int i = 0; i < n; i++)
+      printf("%-5s %-28.28s %-6s %-7s %6s %9s %9s %10.2f\n", PQgetvalue(res, i, 0),
+             PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+             PQgetvalue(res, i, 3)[0] == 't' ? "yes" : "no", PQgetvalue(res, i, 4),
+             PQgetvalue(res, i, 5), PQgetvalue(res, i, 6),
+             (double)to_ll(PQgetvalue(res, i, 7)) / 1e6);
+    printf("%d language(s)\n", n);
+  }
+  PQclear(res);
+  PQfinish(conn);
+  return CTL_EXIT_OK;
+fail:
+  PQclear(res);
+  PQfinish(conn);
+  return ctl_fail(&err);
+}
+
+/* ---------------------------------------------------------------- sources */
+
+static int cmd_source_add(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  if (argc != 1) return ctl_usage("source add takes exactly one NAME");
+  if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
+  const char *params[] = {argv[0], c->a.origin ? c->a.origin : "", c->a.licence ? c->a.licence : "",
+                          c->a.notes ? c->a.notes : ""};
+  if (ctl_query(conn,
+                "INSERT INTO mnemo.sources (name, origin, licence, notes) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (name) DO UPDATE SET origin = EXCLUDED.origin,"
+                " licence = EXCLUDED.licence, notes = EXCLUDED.notes RETURNING id",
+                4, params, &res, "could not record the source", &err) != MN_OK)
+    goto fail;
+  printf("source %s: id %s\n", argv[0], PQgetvalue(res, 0, 0));
+  PQclear(res);
+  PQfinish(conn);
+  return CTL_EXIT_OK;
+fail:
+  PQclear(res);
+  PQfinish(conn);
+  return ctl_fail(&err);
+}
+
+static int cmd_sources(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  if (argc != 0) return ctl_usage("sources takes no arguments (got \"%s\")", argv[0]);
+  if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
+  if (ctl_query(conn,
+                "SELECT s.name, s.licence, s.origin, count(d.id), coalesce(sum(d.bytes), 0)"
+                "  FROM mnemo.sources s LEFT JOIN mnemo.documents d ON d.source_id = s.id"
+                " GROUP BY s.id ORDER BY s.name",
+                0, NULL, &res, "could not list sources", &err) != MN_OK)
+    goto fail;
+  int n = PQntuples(res);
+  if (c->json) {
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++)
+      json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I}", "name",
+                                           PQgetvalue(res, i, 0), "licence", PQgetvalue(res, i, 1),
+                                           "origin", PQgetvalue(res, i, 2), "documents",
+                                           (json_int_t)to_ll(PQgetvalue(res, i, 3)), "bytes",
+                                           (json_int_t)to_ll(PQgetvalue(res, i, 4))));
+    ctl_print_json(arr);
+  } else {
+    printf("%-28s %-20s %10s %10s  %s\n", "source", "licence", "documents", "MB", "origin");
+    for (int i = 0; i < n; i++)
+      printf("%-28.28s %-20.20s %10s %10.2f  %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+             PQgetvalue(res, i, 3), (double)to_ll(PQgetvalue(res, i, 4)) / 1e6,
+             PQgetvalue(res, i, 2));
+  }
+  PQclear(res);
+  PQfinish(conn);
+  return CTL_EXIT_OK;
+fail:
+  PQclear(res);
+  PQfinish(conn);
+  return ctl_fail(&err);
+}
+
+/* ---------------------------------------------------------------- ingest */
+
+static void print_ingest(const ctl *c, const ingest_result *r, mn_status rc, const mn_error *err)
+{
+  if (c->json) {
+    json_t *langs = json_array(), *probs = json_array();
+    for (size_t i = 0; i < r->nlangs; i++) {
+      const ingest_lang_stats *s = &r->langs[i];
+      json_array_append_new(langs,
+                            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "lang", s->lang, "units",
+                                      (json_int_t)s->units, "inserted", (json_int_t)s->inserted,
+                                      "duplicates", (json_int_t)s->duplicates, "heldout",
+                                      (json_int_t)s->heldout, "bytes", (json_int_t)s->bytes));
+    }
+    for (size_t i = 0; i < r->nproblems; i++)
+      json_array_append_new(probs, json_pack("{s:s, s:s}", "where", r->problems[i].where, "reason",
+                                             r->problems[i].reason));
+    json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:f, s:o, s:o}", "committed",
+                          r->committed, "units", (json_int_t)r->units, "bad", (json_int_t)r->bad,
+                          "inserted", (json_int_t)r->inserted, "duplicates",
+                          (json_int_t)r->duplicates, "bytes_read", (json_int_t)r->bytes_read,
+                          "seconds", r->seconds, "languages", langs, "problems", probs);
+    if (rc != MN_OK) json_object_set_new(o, "error", json_string(err->msg));
+    ctl_print_json(o);
+    return;
+  }
+  for (size_t i = 0; i < r->nproblems; i++)
+    fprintf(stderr, "%s: %s\n", r->problems[i].where, r->problems[i].reason);
+  if ((int64_t)r->nproblems < r->bad)
+    fprintf(stderr, "... and %lld more bad unit(s)\n", (long long)(r->bad - (int64_t)r->nproblems));
+  if (rc != MN_OK) return;
+  printf("%-5s %10s %10s %10s %9s %10s\n", "lang", "units", "new", "duplicate", "heldout", "MB");
+  for (size_t i = 0; i < r->nlangs; i++) {
+    const ingest_lang_stats *s = &r->langs[i];
+    printf("%-5s %10lld %10lld %10lld %9lld %10.2f\n", s->lang, (long long)s->units,
+           (long long)s->inserted, (long long)s->duplicates, (long long)s->heldout,
+           (double)s->bytes / 1e6);
+  }
+  double mb = (double)r->bytes_read / 1e6;
+  printf("%lld unit(s) read (%.1f MB in %.2f s, %.1f MB/s): %lld new, %lld duplicate, %lld bad\n",
+         (long long)r->units, mb, r->seconds, r->seconds > 0 ? mb / r->seconds : 0.0,
+         (long long)r->inserted, (long long)r->duplicates, (long long)r->bad);
+}
+
+static int cmd_ingest(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  ingest_result r = {0};
+  ingest_options o = {.lang = c->a.lang, .source = c->a.source, .skip_bad = c->a.skip_bad};
+  char reject_default[512];
+  if (argc < 1) return ctl_usage("ingest needs at least one FILE (\"-\" reads standard input)");
+  const char *fmt = c->a.format ? c->a.format : "text";
+  if (strcmp(fmt, "text") == 0)
+    o.format = INGEST_TEXT;
+  else if (strcmp(fmt, "jsonl") == 0)
+    o.format = INGEST_JSONL;
+  else
+    return ctl_usage("--format must be text or jsonl, got \"%s\"", fmt);
+  const char *unit = c->a.unit ? c->a.unit : "line";
+  if (strcmp(unit, "line") == 0)
+    o.unit = INGEST_UNIT_LINE;
+  else if (strcmp(unit, "paragraph") == 0)
+    o.unit = INGEST_UNIT_PARAGRAPH;
+  else if (strcmp(unit, "file") == 0)
+    o.unit = INGEST_UNIT_FILE;
+  else
+    return ctl_usage("--unit must be line, paragraph or file, got \"%s\"", unit);
+  if (o.format == INGEST_JSONL && c->a.unit)
+    return ctl_usage("--unit applies to --format text only");
+  if (o.format == INGEST_JSONL && c->a.lang)
+    return ctl_usage("--lang applies to --format text only (JSONL records carry \"lang\")");
+  if (o.format == INGEST_TEXT && (!o.lang || !o.source))
+    return ctl_usage("plain text needs --lang L and --source S");
+  if (c->a.reject && !c->a.skip_bad) return ctl_usage("--reject goes with --skip-bad");
+  if (c->a.skip_bad) {
+    snprintf(reject_default, sizeof reject_default, "%s.rejects",
+             strcmp(argv[0], "-") == 0 ? "stdin" : argv[0]);
+    o.reject_path = c->a.reject ? c->a.reject : reject_default;
+  }
+  if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_fail(&err);
+  o.max_document_bytes = c->cfg.ingest.max_document_bytes;
+  o.heldout_fraction = c->cfg.ingest.heldout_fraction;
+  o.progress = !c->json && !c->a.quiet && isatty(STDERR_FILENO);
+  mn_status rc = ingest_run(conn, &o, argv, (size_t)argc, &r, &err);
+  PQfinish(conn);
+  print_ingest(c, &r, rc, &err);
+  if (rc == MN_OK && r.bad > 0 && o.reject_path && !c->json)
+    printf("%lld bad unit(s) written to %s\n", (long long)r.bad, o.reject_path);
+  ingest_result_fini(&r);
+  return rc == MN_OK ? CTL_EXIT_OK : ctl_fail(&err);
+}
+
+/* ---------------------------------------------------------------- reports */
+
+static bool report_text_ok(const char *what, const char *s, mn_error *err)
+{
+  size_t n = strlen(s), off = 0;
+  mn_utf8_problem p;
+  if (n == 0) return mn_error_set(err, MN_ERR_INPUT, "%s is empty", what), false;
+  if (n > REPORT_MAX_BYTES)
+    return mn_error_set(err, MN_ERR_INPUT, "%s has %zu bytes, more than %d", what, n,
+                        REPORT_MAX_BYTES),
+           false;
+  if ((p = mn_utf8_check(s, n, &off)) != MN_UTF8_OK)
+    return mn_error_set(err, MN_ERR_INPUT, "%s: %s at byte %zu", what, mn_utf8_problem_str(p), off),
+           false;
+  return true;
+}
+
+static int cmd_report(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  bool found = false;
+  if (argc != 0) return ctl_usage("report takes no arguments (got \"%s\"); use --text", argv[0]);
+  if (!c->a.lang || !c->a.text) return ctl_usage("report needs --lang L and --text T");
+  if (!report_text_ok("--text", c->a.text, &err)) return ctl_fail(&err);
+  if (c->a.expected && !report_text_ok("--expected", c->a.expected, &err)) return ctl_fail(&err);
+  if (c->a.context) {
+    json_error_t je;
+    json_t *ctx = json_loads(c->a.context, 0, &je);
+    bool ok = json_is_object(ctx);
+    json_decref(ctx);
+    if (!ok) {
+      mn_error_set(&err, MN_ERR_INPUT, "--context must be a JSON object");
+      if (!ctx) mn_error_detail(&err, "column %d: %s", je.column, je.text);
+      return ctl_fail(&err);
+    }
+  }
+  if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
+  if (exists(conn, "SELECT 1 FROM mnemo.languages WHERE code = $1 AND enabled", c->a.lang, &found,
+             "could not look up the language", &err) != MN_OK)
+    goto fail;
+  if (!found) {
+    mn_error_set(&err, MN_ERR_INPUT, "language \"%s\" is not known or not enabled", c->a.lang);
+    goto fail;
+  }
+  const char *params[] = {c->a.lang, c->a.text, c->a.expected, c->a.context ? c->a.context : "{}"};
+  if (ctl_query(conn,
+                "INSERT INTO mnemo.reports (claimed_lang, text, expected_text, context)"
+                " VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
+                4, params, &res, "could not record the report", &err) != MN_OK)
+    goto fail;
+  if (c->json)
+    ctl_print_json(json_pack("{s:I}", "id", (json_int_t)to_ll(PQgetvalue(res, 0, 0))));
+  else
+    printf("report %s recorded (status new)\n", PQgetvalue(res, 0, 0));
+  PQclear(res);
+  PQfinish(conn);
+  return CTL_EXIT_OK;
+fail:
+  PQclear(res);
+  PQfinish(conn);
+  return ctl_fail(&err);
+}
+
+static int cmd_reports(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  int64_t limit = 50;
+  if (argc != 0) return ctl_usage("reports takes no arguments (got \"%s\")", argv[0]);
+  if (c->a.limit && (!mn_parse_i64(c->a.limit, &limit) || limit < 1))
+    return ctl_usage("--limit wants a positive number, got \"%s\"", c->a.limit);
+  static const char *const statuses[] = {"new", "triaged", "accepted", "rejected", "fixed"};
+  bool ok = !c->a.status;
+  for (size_t i = 0; i < 5 && !ok; i++)
+    ok = strcmp(c->a.status, statuses[i]) == 0;
+  if (!ok)
+    return ctl_usage("--status must be new, triaged, accepted, rejected or fixed, got \"%s\"",
+                     c->a.status);
+  if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
+  char lim[32];
+  snprintf(lim, sizeof lim, "%lld", (long long)limit);
+  const char *params[] = {c->a.status, c->a.lang, lim};
+  if (ctl_query(
+          conn,
+          "SELECT id, claimed_lang, coalesce(detected_lang, ''), status,"
+          "       coalesce(severity::text, ''), reporter,"
+          "       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+          "       text, coalesce(expected_text, ''), context::text, notes"
+          "  FROM mnemo.reports"
+          " WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR claimed_lang = $2)"
+          " ORDER BY id DESC LIMIT $3::bigint",
+          3, params, &res, "could not list reports", &err) != MN_OK)
+    goto fail;
+  int n = PQntuples(res);
+  if (c->json) {
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+      json_error_t je;
+      json_t *o = json_pack(
+          "{s:I, s:s, s:s, s:s, s:s, s:s, s:o?}", "id", (json_int_t)to_ll(PQgetvalue(res, i, 0)),
+          "claimed_lang", PQgetvalue(res, i, 1), "status", PQgetvalue(res, i, 3), "reporter",
+          PQgetvalue(res, i, 5), "created_at", PQgetvalue(res, i, 6), "text", PQgetvalue(res, i, 7),
+          "context", json_loads(PQgetvalue(res, i, 9), 0, &je));
+      if (*PQgetvalue(res, i, 2))
+        json_object_set_new(o, "detected_lang", json_string(PQgetvalue(res, i, 2)));
+      if (*PQgetvalue(res, i, 4))
+        json_object_set_new(o, "severity", json_real(strtod(PQgetvalue(res, i, 4), NULL)));
+      if (*PQgetvalue(res, i, 8))
+        json_object_set_new(o, "expected_text", json_string(PQgetvalue(res, i, 8)));
+      json_object_set_new(o, "notes", json_string(PQgetvalue(res, i, 10)));
+      json_array_append_new(arr, o);
+    }
+    ctl_print_json(arr);
+  } else {
+    printf("%-6s %-5s %-8s %-9s %-20s %s\n", "id", "lang", "detected", "status", "created", "text");
+    for (int i = 0; i < n; i++) {
+      /* an excerpt: the first line, cut at a character boundary */
+      const char *t = PQgetvalue(res, i, 7);
+      size_t len = strcspn(t, "\n"), cut = len > 60 ? 60 : len;
+      while (cut > 0 && cut < len && ((unsigned char)t[cut] & 0xC0) == 0x80)
+        cut--;
+      printf("%-6s %-5s %-8s %-9s %-20s %.*s%s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+             *PQgetvalue(res, i, 2) ? PQgetvalue(res, i, 2) : "-", PQgetvalue(res, i, 3),
+             PQgetvalue(res, i, 6), (int)cut, t, cut < strlen(t) ? "…" : "");
+    }
+    printf("%d report(s)\n", n);
+  }
+  PQclear(res);
+  PQfinish(conn);
+  return CTL_EXIT_OK;
+fail:
+  PQclear(res);
+  PQfinish(conn);
+  return ctl_fail(&err);
+}
+
+/* ---------------------------------------------------------------- the table */
+
+static const ctl_opt lang_add_opts[] = {
+    CTL_ARG("script", script, "ISO 15924 script code of the language's text (required)"),
+    CTL_ARG("name", name, "display name (default: the ISO 639-3 name)"),
+    CTL_FLAG("disabled", disabled, "add it disabled"),
+    {0}};
+static const ctl_opt source_add_opts[] = {
+    CTL_ARG("origin", origin, "where the text comes from (package, URL, system)"),
+    CTL_ARG("licence", licence, "the licence of the text"),
+    CTL_ARG("notes", notes, "anything else worth knowing"),
+    {0}};
+static const ctl_opt ingest_opts[] = {
+    CTL_ARG("format", format, "text (default) or jsonl: {\"lang\", \"text\", \"source\"} per line"),
+    CTL_ARG("lang", lang, "text: the language (ISO 639-3) of every unit"),
+    CTL_ARG("source", source, "the source of every unit (jsonl: when a record has none)"),
+    CTL_ARG("unit", unit, "text: line (default), paragraph (blank-line separated) or file"),
+    CTL_FLAG("skip-bad", skip_bad, "store the good units even if some are bad"),
+    CTL_ARG("reject", reject, "with --skip-bad: bad units go here (default FILE.rejects)"),
+    CTL_FLAG("quiet", quiet, "no progress line"),
+    {0}};
+static const ctl_opt report_opts[] = {
+    CTL_ARG("lang", lang, "the language the user claims (ISO 639-3, required)"),
+    CTL_ARG("text", text, "what the user saw or wrote (required)"),
+    CTL_ARG("expected", expected, "what the user expected instead"),
+    CTL_ARG("context", context, "a JSON object: where, which model, anything useful"),
+    {0}};
+static const ctl_opt reports_opts[] = {
+    CTL_ARG("status", status, "only new, triaged, accepted, rejected or fixed reports"),
+    CTL_ARG("lang", lang, "only reports claiming this language"),
+    CTL_ARG("limit", limit, "at most this many, newest first (default 50)"),
+    {0}};
+
+const ctl_command ctl_data_commands[] = {
+    {"lang", "add", cmd_lang_add, "CODE --script SCRIPT", "Add a language (or correct one).",
+     "Adds the ISO 639-3 language CODE, written in the ISO 15924 SCRIPT.  It gets a tag\n"
+     "token id that is never reused or changed.  Adding it again keeps its tag id.\n",
+     lang_add_opts},
+    {"lang", "list", cmd_lang_list, "", "List languages and their documents.",
+     "Every language with its tag id, whether it is enabled, and its train and held-out\n"
+     "documents.\n",
+     NULL},
+    {"lang", "enable", cmd_lang_enable, "CODE", "Enable a language.",
+     "Enabled languages take new documents and reports.\n", NULL},
+    {"lang", "disable", cmd_lang_disable, "CODE", "Disable a language.",
+     "A disabled language keeps its documents and tag id; ingest refuses new ones.\n", NULL},
+    {"source", "add", cmd_source_add, "NAME", "Record a source of documents (provenance).",
+     "Records (or updates) where documents come from and under which licence.  Ingest\n"
+     "creates unknown sources by name; this adds their origin and licence.\n",
+     source_add_opts},
+    {"sources", NULL, cmd_sources, "", "List sources with their documents.",
+     "Every source with its licence, origin and how many documents it gave.\n", NULL},
+    {"ingest", NULL, cmd_ingest, "FILE...", "Ingest documents (plain text or JSONL).",
+     "Reads each FILE (\"-\" is standard input), checks every unit (UTF-8, NUL bytes, empty,\n"
+     "size, language known and enabled), and stores the new ones in one transaction.\n"
+     "A bad unit is reported as file:line: reason, and by default nothing is stored;\n"
+     "--skip-bad stores the good ones and writes the bad ones to a reject file.  A\n"
+     "document already stored is counted as a duplicate.  Some documents (a stable share,\n"
+     "ingest.heldout_fraction) are held out for evaluation and never trained on.\n",
+     ingest_opts},
+    {"report", NULL, cmd_report, "--lang L --text T", "Record a user report about a language.",
+     "Records what a user saw go wrong in their language, with what they expected and any\n"
+     "context.  Other systems may insert reports directly (role mnemo_reporter).\n",
+     report_opts},
+    {"reports", NULL, cmd_reports, "", "List user reports, newest first.",
+     "Reports with their claimed and detected language, status and an excerpt.\n", reports_opts},
+};
+const size_t ctl_data_ncommands = sizeof ctl_data_commands / sizeof ctl_data_commands[0];

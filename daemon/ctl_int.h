@@ -1,0 +1,79 @@
+/*
+ * ctl_int.h -- what the source files of mnemoctl share: the invocation state,
+ * the command table's shape, option declarations and output helpers.
+ *
+ * Not a public header: only daemon/mnemoctl.c and daemon/ctl_*.c include it.
+ */
+#ifndef MNEMO_CTL_INT_H
+#define MNEMO_CTL_INT_H
+
+#include "configs/config.h"
+#include "daemon/daemon.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
+
+/* Values of every command option; each command declares which it accepts. */
+typedef struct ctl_args {
+  const char *lang, *source, *format, *unit, *reject, *text, *expected, *context, *status;
+  const char *script, *name, *origin, *licence, *notes, *limit;
+  bool skip_bad, disabled, quiet;
+} ctl_args;
+
+typedef struct ctl {
+  const char *config_path;
+  const char *db;
+  bool json;
+  mn_config cfg;
+  bool have_cfg;
+  ctl_args a;
+} ctl;
+
+/* One option of a command: --name VALUE (has_arg) or --name; stored at offset in ctl_args. */
+typedef struct ctl_opt {
+  const char *name;
+  bool has_arg;
+  size_t offset;
+  const char *help;
+} ctl_opt;
+
+#define CTL_ARG(n, field, h)                                                                       \
+  {                                                                                                \
+    (n), true, offsetof(ctl_args, field), (h)                                                      \
+  }
+#define CTL_FLAG(n, field, h)                                                                      \
+  {                                                                                                \
+    (n), false, offsetof(ctl_args, field), (h)                                                     \
+  }
+
+typedef struct ctl_command {
+  const char *name;
+  const char *sub; /* NULL: none */
+  int (*run)(ctl *c, int argc, char **argv);
+  const char *args;
+  const char *summary;
+  const char *help;
+  const ctl_opt *opts; /* NULL-name terminated; NULL: none beyond --help and --json */
+} ctl_command;
+
+extern const ctl_command ctl_data_commands[];
+extern const size_t ctl_data_ncommands;
+
+/* ctl_fail -- print err ("mnemoctl: msg", "  detail: ...") and return the exit code. */
+int ctl_fail(const mn_error *err);
+/* ctl_usage -- print a usage error and return 2. */
+int ctl_usage(const char *fmt, ...) MN_PRINTF(1, 2);
+/* ctl_load_config -- the file (if any), then --db / MNEMO_DB; configures logging. */
+MN_NODISCARD mn_status ctl_load_config(ctl *c, mn_error *err);
+/* ctl_connect -- load the config and connect; on success *conn is the caller's. */
+MN_NODISCARD mn_status ctl_connect(ctl *c, PGconn **conn /* OUT */, mn_error *err);
+/* ctl_print_json -- print o indented on stdout and release it. */
+void ctl_print_json(json_t *o);
+/* ctl_query -- run a parameterised query; on success *res is the caller's (PQclear). */
+MN_NODISCARD mn_status ctl_query(PGconn *conn, const char *sql, int nparams,
+                                 const char *const *params, PGresult **res /* OUT */,
+                                 const char *what, mn_error *err);
+
+#endif /* MNEMO_CTL_INT_H */
