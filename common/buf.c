@@ -44,7 +44,7 @@ mn_status mn_buf_reserve(mn_buf *b, size_t extra, mn_error *err)
   size_t cap = b->cap ? b->cap : 64;
   while (cap < need)
     cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  if (cap > b->max + 1) cap = b->max + 1;
+  if (b->max < SIZE_MAX && cap > b->max + 1) cap = b->max + 1;
   char *p = mn_fault__hit(MN_FAULT_ALLOC) ? NULL : realloc(b->data, cap);
   if (!p)
     return mn_error_set(err, MN_ERR_NOMEM, "out of memory growing a buffer to %zu bytes", cap);

@@ -47,6 +47,7 @@ typedef enum { /* append only: stored in jobs.error_code */
                MN_ERR_NUMERIC,
                MN_ERR_HTTP,
                MN_ERR_USAGE,
+               MN_ERR_INTERNAL, /* a library failed where it should not (OpenSSL digest) */
 } mn_status;
 
 typedef struct mn_error {

@@ -22,6 +22,7 @@ const char *mn_status_name(mn_status code)
   case MN_ERR_NUMERIC: return "numeric";
   case MN_ERR_HTTP: return "http";
   case MN_ERR_USAGE: return "usage";
+  case MN_ERR_INTERNAL: return "internal";
   }
   return "unknown";
 }

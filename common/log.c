@@ -23,6 +23,8 @@ static _Atomic int log_level = MN_LOG_INFO;
 static _Atomic int log_format = MN_LOG_LOGFMT;
 static _Atomic int log_fd = -1;
 
+#define MN_LOG_MAX_LINE (1u << 16) /* longer events are cut to their message */
+
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 const char *mn_log_level_name(mn_log_level level)
@@ -59,6 +61,30 @@ void mn_log_configure(mn_log_level level, mn_log_format format, int fd)
   atomic_store(&log_fd, fd);
 }
 
+/* Appends to the line being built; an append past the cap sets overflow. */
+static _Thread_local bool overflow;
+
+static void put(mn_buf *b, const void *p, size_t n)
+{
+  if (mn_buf_append(b, p, n, NULL) != MN_OK) overflow = true;
+}
+
+static void putf(mn_buf *b, const char *fmt, ...) MN_PRINTF(2, 3);
+
+static void putf(mn_buf *b, const char *fmt, ...)
+{
+  char tmp[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof tmp) {
+    overflow = true;
+    return;
+  }
+  put(b, tmp, (size_t)n);
+}
+
 /* logfmt value: bare when safe, else quoted with \" \\ \n \t \r and \u00XX escapes. */
 static void logfmt_value(mn_buf *b, const char *s)
 {
@@ -68,40 +94,40 @@ static void logfmt_value(mn_buf *b, const char *s)
     if (c <= ' ' || c == '=' || c == '"' || c == '\\' || c == 0x7f) quote = true;
   }
   if (!quote) {
-    (void)!mn_buf_append(b, s, strlen(s), NULL);
+    put(b, s, strlen(s));
     return;
   }
-  (void)!mn_buf_append(b, "\"", 1, NULL);
+  put(b, "\"", 1);
   for (const char *p = s; *p; p++) {
     unsigned char c = (unsigned char)*p;
     switch (c) {
-    case '"': (void)!mn_buf_append(b, "\\\"", 2, NULL); break;
-    case '\\': (void)!mn_buf_append(b, "\\\\", 2, NULL); break;
-    case '\n': (void)!mn_buf_append(b, "\\n", 2, NULL); break;
-    case '\t': (void)!mn_buf_append(b, "\\t", 2, NULL); break;
-    case '\r': (void)!mn_buf_append(b, "\\r", 2, NULL); break;
+    case '"': put(b, "\\\"", 2); break;
+    case '\\': put(b, "\\\\", 2); break;
+    case '\n': put(b, "\\n", 2); break;
+    case '\t': put(b, "\\t", 2); break;
+    case '\r': put(b, "\\r", 2); break;
     default:
       if (c < 0x20 || c == 0x7f)
-        (void)!mn_buf_appendf(b, NULL, "\\u%04x", c);
+        putf(b, "\\u%04x", c);
       else
-        (void)!mn_buf_append(b, p, 1, NULL);
+        put(b, p, 1);
     }
   }
-  (void)!mn_buf_append(b, "\"", 1, NULL);
+  put(b, "\"", 1);
 }
 
 static void emit_logfmt(mn_buf *b, const char *ts, mn_log_level level, const char *msg,
                         const mn_kv *kv, size_t nkv)
 {
-  (void)!mn_buf_appendf(b, NULL, "ts=%s level=%s msg=", ts, mn_log_level_name(level));
+  putf(b, "ts=%s level=%s msg=", ts, mn_log_level_name(level));
   logfmt_value(b, msg);
   for (size_t i = 0; i < nkv; i++) {
-    (void)!mn_buf_appendf(b, NULL, " %s=", kv[i].key);
+    putf(b, " %s=", kv[i].key);
     switch (kv[i].type) {
     case MN_KV_STR: logfmt_value(b, kv[i].v.s ? kv[i].v.s : ""); break;
-    case MN_KV_INT: (void)!mn_buf_appendf(b, NULL, "%lld", kv[i].v.i); break;
-    case MN_KV_DBL: (void)!mn_buf_appendf(b, NULL, "%.6g", kv[i].v.d); break;
-    case MN_KV_BOOL: (void)!mn_buf_appendf(b, NULL, "%s", kv[i].v.b ? "true" : "false"); break;
+    case MN_KV_INT: putf(b, "%lld", kv[i].v.i); break;
+    case MN_KV_DBL: putf(b, "%.6g", kv[i].v.d); break;
+    case MN_KV_BOOL: putf(b, "%s", kv[i].v.b ? "true" : "false"); break;
     case MN_KV_NONE: break;
     }
   }
@@ -133,8 +159,10 @@ static void emit_json(mn_buf *b, const char *ts, mn_log_level level, const char 
   }
   char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
   if (s) {
-    (void)!mn_buf_append(b, s, strlen(s), NULL);
+    put(b, s, strlen(s));
     free(s);
+  } else {
+    overflow = true;
   }
   json_decref(o);
 }
@@ -144,12 +172,26 @@ void mn_log__emit(mn_log_level level, const char *msg, const mn_kv *kv, size_t n
   if ((int)level < atomic_load(&log_level)) return;
   char ts[32];
   mn_buf b;
-  mn_buf_init(&b, 1 << 16);
+  mn_buf_init(&b, MN_LOG_MAX_LINE);
   mn_wall_iso8601(ts);
-  if (atomic_load(&log_format) == MN_LOG_JSON)
+  overflow = false;
+  bool json = atomic_load(&log_format) == MN_LOG_JSON;
+  if (json)
     emit_json(&b, ts, level, msg, kv, nkv);
   else
     emit_logfmt(&b, ts, level, msg, kv, nkv);
+  if (overflow) {
+    /* over the cap: say so, with the start of the message, rather than emit half a line */
+    char head[512];
+    snprintf(head, sizeof head, "%s", msg);
+    mn_buf_reset(&b);
+    const mn_kv t = MN_KV_B("truncated", true);
+    if (json)
+      emit_json(&b, ts, level, head, &t, 1);
+    else
+      emit_logfmt(&b, ts, level, head, &t, 1);
+  }
+  b.max += 1; /* room for the newline, always */
   (void)!mn_buf_append(&b, "\n", 1, NULL);
   int fd = atomic_load(&log_fd);
   if (fd < 0) fd = STDERR_FILENO;

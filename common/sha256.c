@@ -7,13 +7,16 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <string.h>
 
 static mn_status ossl_fail(mn_error *err, const char *what)
 {
   unsigned long e = ERR_get_error();
   char buf[256] = "";
   if (e) ERR_error_string_n(e, buf, sizeof buf);
-  mn_error_set(err, MN_ERR_NOMEM, "could not %s SHA-256", what);
+  /* allocation is the one failure OpenSSL's digest can really have */
+  mn_status code = strcmp(what, "allocate") == 0 ? MN_ERR_NOMEM : MN_ERR_INTERNAL;
+  mn_error_set(err, code, "could not %s SHA-256", what);
   return mn_error_detail(err, "%s", buf[0] ? buf : "no OpenSSL error queued");
 }
 

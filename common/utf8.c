@@ -63,7 +63,7 @@ mn_utf8_problem mn_utf8_check(const void *s, size_t n, size_t *bad_offset)
     } else if (c < 0xF0) {
       len = 3;
       cp = c & 0x0F;
-    } else if (c < 0xF8) {
+    } else if (c < 0xF5) { /* F5..FF would encode above U+10FFFF or more than 4 bytes */
       len = 4;
       cp = c & 0x07;
     } else {

@@ -40,7 +40,7 @@ mn_status mn_strdup(const char *s, char **out, mn_error *err)
 bool mn_parse_i64(const char *s, int64_t *out)
 {
   char *end = NULL;
-  if (!s || !*s) return false;
+  if (!s || !(*s == '-' || (*s >= '0' && *s <= '9'))) return false; /* no spaces, no '+' */
   errno = 0;
   long long v = strtoll(s, &end, 10);
   if (errno != 0 || *end != '\0' || end == s) return false;

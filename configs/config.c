@@ -198,20 +198,34 @@ void mn_config_fini(mn_config *cfg)
   cfg->source = NULL;
 }
 
-mn_status mn_config_set(mn_config *cfg, const char *key, const char *value, const char *origin,
-                        mn_error *err)
+static mn_status set_value(mn_config *cfg, const char *key, const char *value, const char *origin,
+                           bool expand, mn_error *err)
 {
   const mn_config_key *k = mn_config_key_find(key);
   if (!k) return mn_error_set(err, MN_ERR_CONFIG, "unknown configuration key \"%s\"", key);
   char why[256];
-  char *text = NULL;
-  if (!expand_env(value, &text, why, sizeof why) || !apply_value(cfg, k, text, why, sizeof why)) {
+  char *text = expand ? NULL : strdup(value);
+  bool ok = expand ? expand_env(value, &text, why, sizeof why) : text != NULL;
+  if (!ok && !expand) snprintf(why, sizeof why, "out of memory");
+  if (!ok || !apply_value(cfg, k, text, why, sizeof why)) {
     free(text);
     return mn_error_set(err, MN_ERR_CONFIG, "%s: key \"%s\": %s", origin, key, why);
   }
   free(text);
   cfg->origin[key_index(k)] = (mn_cfg_origin){.what = origin};
   return MN_OK;
+}
+
+mn_status mn_config_set(mn_config *cfg, const char *key, const char *value, const char *origin,
+                        mn_error *err)
+{
+  return set_value(cfg, key, value, origin, true, err);
+}
+
+mn_status mn_config_set_literal(mn_config *cfg, const char *key, const char *value,
+                                const char *origin, mn_error *err)
+{
+  return set_value(cfg, key, value, origin, false, err);
 }
 
 /* ---------------------------------------------------------------- suggestions */
@@ -241,26 +255,42 @@ static const char *leaf_of(const char *key)
   return dot ? dot + 1 : key;
 }
 
-/* nearest_key -- the known key (or section) closest to an unknown one, or NULL. */
-static const char *nearest_key(const char *unknown)
+/* consider -- keep cand (len bytes of it) in out when it is nearer to unknown than *best. */
+static void consider(const char *unknown, const char *cand, size_t len, size_t extra, char *out,
+                     size_t outlen, size_t *best)
+{
+  char c[128];
+  snprintf(c, sizeof c, "%.*s", (int)len, cand);
+  size_t d = edit_distance(unknown, c) + extra;
+  if (d < *best) {
+    *best = d;
+    snprintf(out, outlen, "%s", c);
+  }
+}
+
+/* nearest_key -- the known key or section closest to an unknown one, into out; false if none is
+ * near. */
+static bool nearest_key(const char *unknown, char *out, size_t outlen)
 {
   size_t n;
   const mn_config_key *keys = mn_config_keys(&n);
-  const char *best = NULL;
-  size_t best_d = SIZE_MAX;
+  size_t best = SIZE_MAX;
   for (size_t i = 0; i < n; i++) {
-    size_t d = edit_distance(unknown, keys[i].key);
+    const char *k = keys[i].key;
+    consider(unknown, k, strlen(k), 0, out, outlen, &best);
+    /* every section above the key: "databse" is near "database" */
+    for (const char *dot = strchr(k, '.'); dot; dot = strchr(dot + 1, '.'))
+      consider(unknown, k, (size_t)(dot - k), 0, out, outlen, &best);
     /* a right leaf in the wrong place ("level" at the top) is a near miss too */
-    size_t dl = edit_distance(leaf_of(unknown), leaf_of(keys[i].key)) + 1;
-    if (dl < d) d = dl;
-    if (d < best_d) {
-      best_d = d;
-      best = keys[i].key;
+    size_t dl = edit_distance(leaf_of(unknown), leaf_of(k)) + 1;
+    if (dl < best) {
+      best = dl;
+      snprintf(out, outlen, "%s", k);
     }
   }
   size_t len = strlen(unknown);
   size_t limit = len / 3 > 2 ? len / 3 : 2;
-  return best_d <= limit ? best : NULL;
+  return best <= limit;
 }
 
 /* is_section -- does some key start with "prefix."? */
@@ -369,8 +399,9 @@ static mn_status handle_value(loader *l, const char *key, yaml_mark_t key_mark, 
     return fail_at(l, ev->start_mark, key, "expected %s, got %s",
                    k ? "a single value" : "a mapping", event_name(ev->type));
   }
-  const char *near = nearest_key(key);
-  if (near) return fail_at(l, key_mark, key, "unknown key; did you mean \"%s\"?", near);
+  char near[128];
+  if (nearest_key(key, near, sizeof near))
+    return fail_at(l, key_mark, key, "unknown key; did you mean \"%s\"?", near);
   return fail_at(l, key_mark, key, "unknown key");
 }
 
@@ -398,6 +429,13 @@ static mn_status parse_mapping(loader *l, const char *prefix)
     int kl = snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", name);
     if (kl < 0 || (size_t)kl >= sizeof key || strlen(name) != kev.data.scalar.length) {
       rc = fail_at(l, kev.start_mark, NULL, "key too long or not text");
+      yaml_event_delete(&kev);
+      break;
+    }
+    if (strchr(name, '.')) { /* "log.level: x" would dodge the duplicate check of "log:" */
+      rc = fail_at(l, kev.start_mark, key,
+                   "a key name may not contain \".\": nest it in its "
+                   "section instead");
       yaml_event_delete(&kev);
       break;
     }

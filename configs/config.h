@@ -91,6 +91,11 @@ MN_NODISCARD mn_status mn_config_load_buffer(const char *name, const char *data,
 MN_NODISCARD mn_status mn_config_set(mn_config *cfg, const char *key, const char *value,
                                      const char *origin, mn_error *err);
 
+/* mn_config_set_literal -- as mn_config_set, but value is taken as it is: no "${ENV}"
+ * expansion (for values from the command line or the environment, such as --db). */
+MN_NODISCARD mn_status mn_config_set_literal(mn_config *cfg, const char *key, const char *value,
+                                             const char *origin, mn_error *err);
+
 /* mn_config_dump -- the effective configuration as YAML, secrets redacted, origins as comments. */
 MN_NODISCARD mn_status mn_config_dump(const mn_config *cfg, mn_buf *out, mn_error *err);
 

@@ -51,6 +51,7 @@ typedef enum {
 typedef struct migration_row {
   int version;
   char name[128];
+  char name_db[128]; /* the name it was applied under; empty when PENDING */
   migration_state state;
   char sha256_file[MN_SHA256_HEX_LEN + 1]; /* empty when UNKNOWN */
   char sha256_db[MN_SHA256_HEX_LEN + 1];   /* empty when PENDING */

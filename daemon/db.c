@@ -46,14 +46,17 @@ mn_status db_connect(const db_options *opt, PGconn **out, mn_error *err)
   if (!opt->conninfo || !*opt->conninfo)
     return mn_error_set(err, MN_ERR_CONFIG,
                         "no database given: set --db, MNEMO_DB or database.conninfo");
+  /* a bare database name ("mnemo") is fine: libpq takes it as dbname */
+  bool bare = !strchr(opt->conninfo, '=') && strncmp(opt->conninfo, "postgres://", 11) != 0 &&
+              strncmp(opt->conninfo, "postgresql://", 13) != 0;
   char *perr = NULL;
-  PQconninfoOption *check = PQconninfoParse(opt->conninfo, &perr);
-  if (!check) {
-    mn_error_set(err, MN_ERR_CONFIG, "cannot use the database connection string");
-    char line[400];
-    first_line(perr ? perr : "out of memory", line, sizeof line);
-    PQfreemem(perr);
-    return mn_error_detail(err, "%s", line);
+  PQconninfoOption *check = bare ? NULL : PQconninfoParse(opt->conninfo, &perr);
+  if (!bare && !check) {
+    PQfreemem(perr); /* libpq quotes the string, which may hold a password: not shown */
+    mn_error_set(err, MN_ERR_CONFIG, "cannot parse the database connection string");
+    return mn_error_detail(err, "write key=value pairs (quote values with spaces in '...') or a "
+                                "postgresql:// URI; the string itself is not shown: it may hold "
+                                "a password");
   }
   PQconninfoFree(check);
 

@@ -556,7 +556,7 @@ out:
     PQclear(rb);
   }
   mn_atomic_abort(r.rejects);
-  qsort(res->langs, res->nlangs, sizeof *res->langs, by_lang);
+  if (res->nlangs > 1) qsort(res->langs, res->nlangs, sizeof *res->langs, by_lang);
   res->seconds = (mn_monotonic_ms() - r.t0) / 1e3;
   free(r.langs);
   mn_buf_fini(&r.copy);

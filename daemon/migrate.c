@@ -13,8 +13,10 @@
 #include "daemon/daemon.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char *migration_state_name(migration_state s)
 {
@@ -111,9 +113,12 @@ mn_status migrate_status(PGconn *conn, const mn_migration *list, size_t n, migra
     for (size_t j = 0; j < nled; j++) {
       if (led[j].version != m->version) continue;
       memcpy(m->sha256_db, led[j].sha256, sizeof m->sha256_db);
+      memcpy(m->name_db, led[j].name, sizeof m->name_db);
       memcpy(m->applied_at, led[j].applied_at, sizeof m->applied_at);
       m->duration_ms = led[j].duration_ms;
-      m->state = strcmp(m->sha256_db, m->sha256_file) == 0 ? MIGRATION_APPLIED : MIGRATION_CHANGED;
+      /* a renamed file (same version) counts as changed too: the ledger must match the tree */
+      bool same = strcmp(m->sha256_db, m->sha256_file) == 0 && strcmp(led[j].name, m->name) == 0;
+      m->state = same ? MIGRATION_APPLIED : MIGRATION_CHANGED;
     }
   }
   for (size_t j = 0; j < nled; j++) {
@@ -138,6 +143,94 @@ out:
   return rc;
 }
 
+/*
+ * find_transaction_control -- the line of the first statement that begins with
+ * BEGIN, COMMIT, END, ROLLBACK, ABORT, START, SAVEPOINT, RELEASE or PREPARE
+ * (transaction control), outside comments, strings, quoted identifiers and
+ * dollar-quoted bodies; 0 when there is none.  Such a statement would end
+ * the migrator's transaction and leave a file half-applied, so it is refused
+ * before anything is sent.  (SQL-standard "BEGIN ATOMIC ... END" function
+ * bodies would be refused too; write plpgsql bodies in $$ instead.)
+ */
+static int find_transaction_control(const char *sql, size_t len)
+{
+  static const char *const words[] = {"begin", "commit",    "end",     "rollback", "abort",
+                                      "start", "savepoint", "release", "prepare"};
+  int line = 1;
+  bool at_start = true; /* no token yet in the current statement */
+  size_t i = 0;
+  while (i < len) {
+    char c = sql[i];
+    if (c == '\n') {
+      line++;
+      i++;
+    } else if (c == ' ' || c == '\t' || c == '\r' || c == '\f') {
+      i++;
+    } else if (c == '-' && i + 1 < len && sql[i + 1] == '-') {
+      while (i < len && sql[i] != '\n')
+        i++;
+    } else if (c == '/' && i + 1 < len && sql[i + 1] == '*') {
+      int depth = 1; /* PostgreSQL block comments nest */
+      i += 2;
+      while (i < len && depth > 0) {
+        if (sql[i] == '\n') line++;
+        if (sql[i] == '/' && i + 1 < len && sql[i + 1] == '*')
+          depth++, i++;
+        else if (sql[i] == '*' && i + 1 < len && sql[i + 1] == '/')
+          depth--, i++;
+        i++;
+      }
+    } else if (c == ';') {
+      at_start = true;
+      i++;
+    } else if (c == '\'' || c == '"') {
+      bool escapes = c == '\'' && i > 0 && (sql[i - 1] == 'E' || sql[i - 1] == 'e');
+      for (i++; i < len; i++) {
+        if (sql[i] == '\n') line++;
+        if (escapes && sql[i] == '\\')
+          i++;
+        else if (sql[i] == c && i + 1 < len && sql[i + 1] == c)
+          i++; /* doubled quote */
+        else if (sql[i] == c)
+          break;
+      }
+      i++;
+      at_start = false;
+    } else if (c == '$' && (i + 1 < len) &&
+               (sql[i + 1] == '$' || isalpha((unsigned char)sql[i + 1]) || sql[i + 1] == '_')) {
+      size_t t = i + 1;
+      while (t < len && (isalnum((unsigned char)sql[t]) || sql[t] == '_'))
+        t++;
+      if (t < len && sql[t] == '$') { /* $tag$ ... $tag$ */
+        size_t taglen = t - i + 1;
+        const char *tag = sql + i;
+        for (i = t + 1; i < len; i++) {
+          if (sql[i] == '\n') line++;
+          if (sql[i] == '$' && len - i >= taglen && memcmp(sql + i, tag, taglen) == 0) break;
+        }
+        i += taglen;
+      } else {
+        i = t;
+      }
+      at_start = false;
+    } else if (isalpha((unsigned char)c) || c == '_') {
+      size_t t = i;
+      while (t < len && (isalnum((unsigned char)sql[t]) || sql[t] == '_'))
+        t++;
+      if (at_start) {
+        for (size_t w = 0; w < sizeof words / sizeof words[0]; w++)
+          if (strlen(words[w]) == t - i && strncasecmp(sql + i, words[w], t - i) == 0) return line;
+      }
+      at_start = false;
+      i = t;
+    } else {
+      at_start = false;
+      i++;
+    }
+  }
+  return 0;
+}
+
 /* line_of -- 1-based line of the pos-th character (1-based, as PostgreSQL counts) of sql. */
 static int line_of(const char *sql, size_t len, long pos)
 {
@@ -158,11 +251,18 @@ static mn_status apply_one(PGconn *conn, const mn_migration *m, const char *sha,
   PGresult *res = NULL;
   double t0 = mn_monotonic_ms();
 
+  int tc = find_transaction_control(m->sql, m->len);
+  if (tc)
+    return mn_error_set(err, MN_ERR_DB,
+                        "cannot apply migration %s: line %d controls the transaction (BEGIN, "
+                        "COMMIT, ROLLBACK, ...); the migrator runs each file in its own",
+                        m->file, tc);
   rc = db_exec(conn, "BEGIN", err);
   if (rc != MN_OK) return rc;
   /* the file may hold many statements: PQexec runs them all inside our transaction */
   res = PQexec(conn, m->sql);
-  if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+  ExecStatusType st = PQresultStatus(res);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
     const char *pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
     char where[160];
     if (pos)
@@ -261,9 +361,9 @@ mn_status migrate_apply(PGconn *conn, const mn_migration *list, size_t n, int64_
                         "cannot migrate: migration %04d_%s.sql was changed after it was applied",
                         r->version, r->name);
       mn_error_detail(err,
-                      "applied sha256 %s, file sha256 %s; restore the file and add a new "
-                      "migration instead",
-                      r->sha256_db, r->sha256_file);
+                      "applied as \"%s\" with sha256 %s; the file now has sha256 %s; "
+                      "restore the file and add a new migration instead",
+                      r->name_db, r->sha256_db, r->sha256_file);
       goto out;
     }
     if (r->state == MIGRATION_UNKNOWN) {

@@ -49,9 +49,9 @@ mn_status ctl_load_config(ctl *c, mn_error *err)
   c->have_cfg = true;
   const char *env_db = getenv("MNEMO_DB");
   if (c->db)
-    rc = mn_config_set(&c->cfg, "database.conninfo", c->db, "--db", err);
+    rc = mn_config_set_literal(&c->cfg, "database.conninfo", c->db, "--db", err);
   else if (env_db && *env_db)
-    rc = mn_config_set(&c->cfg, "database.conninfo", env_db, "MNEMO_DB", err);
+    rc = mn_config_set_literal(&c->cfg, "database.conninfo", env_db, "MNEMO_DB", err);
   mn_config_apply_log(&c->cfg);
   return rc;
 }

@@ -17,9 +17,13 @@ DECLARE
   r text;
 BEGIN
   FOREACH r IN ARRAY ARRAY['mnemo_daemon', 'mnemo_operator', 'mnemo_reporter', 'mnemo_ingest'] LOOP
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+    -- the migration lock covers one database, roles the whole cluster: two databases
+    -- migrated at once may both try to create a role, and one of them loses the race
+    BEGIN
       EXECUTE format('CREATE ROLE %I NOLOGIN', r);
-    END IF;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN
+      NULL;
+    END;
   END LOOP;
 END
 $$;

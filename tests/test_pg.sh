@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # test_pg.sh -- scripts/pg: start prints a working conninfo, no TCP port, start
 # is idempotent, stop stops and is idempotent, --tcp listens on loopback only.
+# On this brand-new cluster (no mnemo roles yet), eight databases migrated at
+# once must all succeed: roles are cluster-wide, the migration lock is not.
+#   test_pg.sh [MNEMOCTL]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 dir=$(mktemp -d /tmp/mnemo-test-pgscript-XXXXXX)
 trap '"$here/scripts/pg" stop "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+chmod 0755 "$dir" # scripts/pg must make it private itself
 out=$("$here/scripts/pg" start "$dir")
 [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] || fail "start printed more than one line: $out"
 [[ $out == "host=$dir port=5432 user=postgres dbname=postgres" ]] || fail "unexpected conninfo: $out"
@@ -16,6 +20,20 @@ out=$("$here/scripts/pg" start "$dir")
 out2=$("$here/scripts/pg" start "$dir")
 [ "$out2" = "$out" ] || fail "second start printed \"$out2\""
 "$here/scripts/pg" status "$dir" || fail "status says not running"
+
+# eight fresh databases migrated at the same moment
+if [ -n "${1:-}" ]; then
+  pids=()
+  for i in 1 2 3 4 5 6 7 8; do psql "$out" -qc "create database race$i"; done
+  for i in 1 2 3 4 5 6 7 8; do
+    "$1" --db "${out/dbname=postgres/dbname=race$i}" migrate >"$dir/race$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in 1 2 3 4 5 6 7 8; do
+    wait "${pids[$((i - 1))]}" || fail "migrating race$i in parallel failed: $(cat "$dir/race$i.log")"
+  done
+fi
+
 "$here/scripts/pg" stop "$dir"
 rc=0; "$here/scripts/pg" status "$dir" || rc=$?
 [ $rc -eq 3 ] || fail "status after stop exited $rc, want 3"
@@ -31,8 +49,11 @@ psql "$out" -qAtc 'select count(*) from kept' >/dev/null || fail "data lost acro
 "$here/scripts/pg" stop "$dir"
 
 # --tcp: loopback only, on the port asked for
-port=$((20000 + RANDOM % 20000))
-out=$("$here/scripts/pg" start "$dir" --tcp "$port")
+for try in 1 2 3 4 5; do # a random port may be taken: try a few
+  port=$((20000 + RANDOM % 20000))
+  out=$("$here/scripts/pg" start "$dir" --tcp "$port" 2>/dev/null) && break
+  [ "$try" -lt 5 ] || fail "could not start on a TCP port in 5 tries"
+done
 [ "$(psql "$out" -qAtc 'show listen_addresses')" = 127.0.0.1 ] || fail "--tcp not on loopback"
 [ "$(psql "host=127.0.0.1 port=$port user=postgres dbname=postgres" -qAtc 'select 1')" = 1 ] ||
   fail "no TCP connection on $port"

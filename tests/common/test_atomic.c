@@ -148,6 +148,7 @@ static void fault_sweep(void)
 
 int main(void)
 {
+  umask(022); /* the mode check below must not depend on the caller's umask */
   snprintf(dir, sizeof dir, "/tmp/mnemo-test-atomic-XXXXXX");
   if (!mkdtemp(dir)) return 1;
   snprintf(path, sizeof path, "%s/state.bin", dir);

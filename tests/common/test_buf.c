@@ -97,6 +97,11 @@ static void error_helpers(void)
   T_EQ_INT(MN_ERR_NOMEM, 1);
   T_EQ_INT(MN_ERR_HTTP, 9);
   T_EQ_INT(MN_ERR_USAGE, 10);
+  T_EQ_INT(MN_ERR_INTERNAL, 11);
+  int64_t v;
+  T_CHECK(mn_parse_i64("-42", &v) && v == -42);
+  T_CHECK(!mn_parse_i64(" 5", &v) && !mn_parse_i64("+7", &v) && !mn_parse_i64("5x", &v));
+  T_CHECK(!mn_parse_i64("99999999999999999999", &v) && !mn_parse_i64("", &v));
 }
 
 int main(void)

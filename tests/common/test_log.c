@@ -80,6 +80,27 @@ static void emit_error(void)
   mn_log_error("startup failed", &err);
 }
 
+static void emit_huge(void)
+{
+  static char big[100000];
+  memset(big, 'x', sizeof big - 1);
+  mn_log(MN_LOG_INFO, "huge event", MN_KV_S("blob", big), MN_KV_I("after", 1));
+}
+
+static void huge_events_are_cut_whole(void)
+{
+  char *out = capture(MN_LOG_LOGFMT, MN_LOG_INFO, emit_huge);
+  T_CONTAINS(out, "msg=\"huge event\" truncated=true\n");
+  T_CHECK(out && strlen(out) < 200);
+  free(out);
+  out = capture(MN_LOG_JSON, MN_LOG_INFO, emit_huge);
+  json_error_t je;
+  json_t *o = json_loads(out, JSON_DISABLE_EOF_CHECK, &je);
+  T_CHECK(o && json_is_true(json_object_get(o, "truncated")));
+  json_decref(o);
+  free(out);
+}
+
 static void errors_and_levels(void)
 {
   char *out = capture(MN_LOG_LOGFMT, MN_LOG_ERROR, emit_sample);
@@ -102,5 +123,6 @@ int main(void)
   T_RUN(logfmt_lines);
   T_RUN(json_lines);
   T_RUN(errors_and_levels);
+  T_RUN(huge_events_are_cut_whole);
   return T_DONE();
 }

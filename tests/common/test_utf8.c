@@ -58,7 +58,8 @@ static void invalid_classes(void)
       {"\xED\xA0\x80", 3, MN_UTF8_SURROGATE, 0},     /* U+D800 */
       {"ab\xED\xBF\xBF", 5, MN_UTF8_SURROGATE, 2},   /* U+DFFF */
       {"\xF4\x90\x80\x80", 4, MN_UTF8_TOO_LARGE, 0}, /* U+110000 */
-      {"\xF7\xBF\xBF\xBF", 4, MN_UTF8_TOO_LARGE, 0}, /* U+1FFFFF */
+      {"\xF7\xBF\xBF\xBF", 4, MN_UTF8_BAD_LEAD, 0},  /* F5..FF never lead */
+      {"\xF5\x80\x80\x80", 4, MN_UTF8_BAD_LEAD, 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     size_t off;

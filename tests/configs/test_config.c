@@ -86,6 +86,10 @@ static void good_file(void)
   T_CONTAINS(err.msg, "--flag: key \"database.connect_timeout_s\": 0 is out of bounds [1, 3600]");
   T_EQ_INT(cfg.database.connect_timeout_s, 7); /* unchanged */
   T_EQ_INT(mn_config_set(&cfg, "database.nope", "1", "--flag", &err), MN_ERR_CONFIG);
+  /* literal values (--db, MNEMO_DB) keep their dollars */
+  T_EQ_INT(mn_config_set_literal(&cfg, "database.conninfo", "password=a$$b${c", "--db", &err),
+           MN_OK);
+  T_EQ_STR(cfg.database.conninfo, "password=a$$b${c");
   mn_config_fini(&cfg);
 }
 
@@ -111,6 +115,11 @@ static void error_paths(void)
                "key \"log.formt\": unknown key; did you mean \"log.format\"?");
   /* a right leaf in the wrong section */
   expect_error("level: info\n", "test.yaml:1:1", "did you mean \"log.level\"?");
+  /* a misspelt section */
+  expect_error("databse:\n  conninfo: x\n", "test.yaml:1:1",
+               "key \"databse\": unknown key; did you mean \"database\"?");
+  /* dotted names would dodge the duplicate check */
+  expect_error("log: {level: info}\nlog.level: warn\n", "test.yaml:2:1", "may not contain \".\"");
   /* unknown with nothing near */
   expect_error("zebra_stripes: 12\n", "test.yaml:1:1", "key \"zebra_stripes\": unknown key");
   /* bad YAML at a known line and column */

@@ -112,7 +112,7 @@ static void changed_checksum_refused(void)
   T_EQ_INT(migrate_apply(c, synth, nsynth, 10, &applied, &err), MN_ERR_DB);
   T_EQ_INT(applied, 0);
   T_CONTAINS(err.msg, "0002_add_t.sql was changed after it was applied");
-  T_CONTAINS(err.detail, "applied sha256");
+  T_CONTAINS(err.detail, "applied as \"add_t\" with sha256");
   T_EQ_STR(t_db_value(c, "SELECT to_regclass('mnemo.u') IS NULL"), "t");
   migration_row *rows = NULL;
   size_t n = 0;
@@ -171,13 +171,43 @@ static void failing_file_rolls_back_alone(void)
   T_EQ_STR(t_db_value(c, "SELECT to_regclass('mnemo.half') IS NULL"), "t"); /* rolled back */
   T_EQ_STR(t_db_value(c, "SELECT to_regclass('mnemo.good') IS NOT NULL"), "t");
 
-  /* a file that commits on its own is caught */
+  /* a file that controls the transaction is refused before anything is sent */
+  const char *controls[] = {
+      "COMMIT;\nCREATE TABLE mnemo.after_commit (x int);\n",
+      "CREATE TABLE mnemo.after_commit (x int);\n  commit ;\nBEGIN;\n",
+      "-- comment; COMMIT\nSELECT 1;\n/* nested /* COMMIT; */ */ END;\n",
+      "select 'it''s; ' || $q$ ; begin $q$;\n\nROLLBACK;\n",
+      "SAVEPOINT s1;\n",
+  };
+  const int control_line[] = {1, 2, 3, 3, 1};
+  for (size_t i = 0; i < sizeof controls / sizeof controls[0]; i++) {
+    synth_reset();
+    synth_add("good", "CREATE TABLE mnemo.good (x int);\n");
+    synth_add("controls", controls[i]);
+    T_EQ_INT(migrate_apply(c, synth, nsynth, 10, &applied, &err), MN_ERR_DB);
+    char want[64];
+    snprintf(want, sizeof want, "line %d controls the transaction", control_line[i]);
+    T_CONTAINS(err.msg, want);
+    T_EQ_STR(t_db_value(c, "SELECT to_regclass('mnemo.after_commit') IS NULL"), "t");
+  }
+  T_EQ_STR(t_db_value(c, "SELECT max(version) FROM mnemo.schema_migrations"), "2");
+
+  /* words inside strings, comments and $$ bodies are not statements; empty files are fine */
   synth_reset();
   synth_add("good", "CREATE TABLE mnemo.good (x int);\n");
-  synth_add("commits", "COMMIT;\nCREATE TABLE mnemo.after_commit (x int);\n");
+  synth_add("quoted",
+            "-- BEGIN; COMMIT;\nDO $body$ BEGIN PERFORM 1; END $body$;\n"
+            "SELECT 'commit; rollback', E'\\'; begin', \"end\" FROM (SELECT 1 AS \"end\") t;\n"
+            "CREATE TABLE mnemo.begin_end (\"commit\" int);\n");
+  synth_add("empty", "-- nothing to do yet\n");
+  T_EQ_INT(migrate_apply(c, synth, nsynth, 10, &applied, &err), MN_OK);
+  T_CHECK_MSG(applied == 2, "applied %d: %s", applied, err.msg);
+  T_EQ_STR(t_db_value(c, "SELECT to_regclass('mnemo.begin_end') IS NOT NULL"), "t");
+
+  /* a renamed file (same version, same text) no longer matches the ledger */
+  synth[2].name = "quoted_renamed";
   T_EQ_INT(migrate_apply(c, synth, nsynth, 10, &applied, &err), MN_ERR_DB);
-  T_CONTAINS(err.msg, "must not contain BEGIN, COMMIT or ROLLBACK");
-  T_EQ_STR(t_db_value(c, "SELECT max(version) FROM mnemo.schema_migrations"), "2");
+  T_CONTAINS(err.detail, "applied as \"quoted\"");
   PQfinish(c);
   t_db_drop("failing");
 }
@@ -266,6 +296,14 @@ static void connection_errors_hide_secrets(void)
   T_CHECK(!strstr(err.msg, "topsecret") && !strstr(err.detail, "topsecret"));
   opt.conninfo = "host=/tmp port='unterminated";
   T_EQ_INT(db_connect(&opt, &c, &err), MN_ERR_CONFIG);
+  /* libpq's parse error would quote the password: ours does not */
+  opt.conninfo = "host=/tmp password=abc def";
+  T_EQ_INT(db_connect(&opt, &c, &err), MN_ERR_CONFIG);
+  T_CHECK(!strstr(err.msg, "def") && !strstr(err.detail, "def") && !strstr(err.detail, "abc"));
+  /* a bare name is a database name, not a malformed string */
+  opt.conninfo = "t_no_such_bare_db";
+  T_EQ_INT(db_connect(&opt, &c, &err), MN_ERR_DB);
+  T_CONTAINS(err.msg, "could not connect");
   opt.conninfo = "";
   T_EQ_INT(db_connect(&opt, &c, &err), MN_ERR_CONFIG);
   T_CONTAINS(err.msg, "no database given");
