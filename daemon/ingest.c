@@ -530,6 +530,9 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
   for (size_t i = 0; i < nfiles && rc == MN_OK; i++)
     rc = ingest_file(&r, files[i], err);
   mn_status crc = copy_end(&r, err);
+  double t_staged = mn_monotonic_ms();
+  mn_log(MN_LOG_DEBUG, "ingest staged", MN_KV_I("units", res->units),
+         MN_KV_D("ms", t_staged - r.t0));
   if (rc == MN_OK) rc = crc;
   if (rc != MN_OK) goto out;
   progress(&r, true);
@@ -542,7 +545,11 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
     goto out;
   }
   if ((rc = move_documents(&r, err)) != MN_OK) goto out;
+  double t_moved = mn_monotonic_ms();
+  mn_log(MN_LOG_DEBUG, "ingest moved", MN_KV_I("inserted", res->inserted),
+         MN_KV_D("ms", t_moved - t_staged));
   if ((rc = db_exec(conn, "COMMIT", err)) != MN_OK) goto out;
+  mn_log(MN_LOG_DEBUG, "ingest committed", MN_KV_D("ms", mn_monotonic_ms() - t_moved));
   in_tx = false;
   res->committed = true;
   if (r.rejects) {
