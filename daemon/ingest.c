@@ -303,10 +303,11 @@ static mn_status jsonl_record(run *r, const char *file, int64_t line, const mn_b
   } while (0)
 
   if (too_long) BAD("record longer than %zu bytes", (size_t)r->opt->max_document_bytes * 6 + 65536);
-  if ((up = mn_utf8_check(l->data, l->len, &off)) != MN_UTF8_OK)
-    BAD("%s at byte %zu of the line", mn_utf8_problem_str(up), off);
+  /* jansson validates UTF-8 itself; the exact byte is worth a second look only on failure */
   json_error_t je;
   json_t *o = json_loadb(l->data, l->len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
+  if (!o && (up = mn_utf8_check(l->data, l->len, &off)) != MN_UTF8_OK)
+    BAD("%s at byte %zu of the line", mn_utf8_problem_str(up), off);
   if (!o) BAD("malformed JSON at column %d: %s", je.column, je.text);
   const char *why = NULL;
   json_t *jl = json_object_get(o, "lang"), *jt = json_object_get(o, "text"),
@@ -507,6 +508,9 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
     rc = mn_error_set(err, MN_ERR_USAGE, "plain text needs --lang and --source");
     goto out;
   }
+  /* staging stays in memory when it fits (temp tables use local buffers, 8 MB by default);
+   * this only works before the session's first temporary table, and is harmless after */
+  (void)!db_exec(conn, "SET temp_buffers = '512MB'", NULL);
   if ((rc = db_exec(conn, "BEGIN", err)) != MN_OK) goto out;
   in_tx = true;
   if ((rc = load_languages(&r, err)) != MN_OK) goto out;

@@ -187,8 +187,8 @@ static void bad_input_changes_nothing(void)
   o.format = INGEST_JSONL;
   char *recs[] = {DATA "bad_records.jsonl"};
   T_EQ_INT(ingest_run(conn, &o, recs, 1, &r, &err), MN_ERR_INPUT);
-  T_EQ_INT(r.units, 9);
-  T_EQ_INT(r.bad, 7);
+  T_EQ_INT(r.units, 10);
+  T_EQ_INT(r.bad, 8);
   T_CHECK(has_problem(&r, "bad_records.jsonl:2", "empty text"));
   T_CHECK(has_problem(&r, "bad_records.jsonl:3", "unknown language \"xyz\""));
   T_CHECK(has_problem(&r, "bad_records.jsonl:4", "malformed JSON"));
@@ -196,6 +196,7 @@ static void bad_input_changes_nothing(void)
   T_CHECK(has_problem(&r, "bad_records.jsonl:6", "must be a JSON object"));
   T_CHECK(has_problem(&r, "bad_records.jsonl:7", "\"text\" must be a string"));
   T_CHECK(has_problem(&r, "bad_records.jsonl:8", "language \"deu\" is disabled"));
+  T_CHECK(has_problem(&r, "bad_records.jsonl:9", "invalid UTF-8 continuation byte at byte 35"));
   ingest_result_fini(&r);
 
   /* too large, against a small cap */
@@ -231,7 +232,7 @@ static void skip_bad_stores_the_good(void)
   mn_error err = {0};
   char *recs[] = {DATA "bad_records.jsonl"};
   T_EQ_INT(ingest_run(conn, &o, recs, 1, &r, &err), MN_OK);
-  T_EQ_INT(r.bad, 7);
+  T_EQ_INT(r.bad, 8);
   T_EQ_INT(r.inserted, 2);
   ingest_result_fini(&r);
   T_EQ_INT(count("SELECT count(*) FROM mnemo.documents"), before + 2);
