@@ -1,9 +1,18 @@
 /*
  * kernels.h -- the compute backends (DESIGN.md §5).
  *
- * Today: what the CUDA side can see of the machine.  The backend table
- * (matmul, layernorm, attention, ...) arrives with the trainer.  No CUDA
- * header is included here or anywhere outside kernels/cuda/.
+ * The backend table: every op of the GPT forward and backward pass behind
+ * one struct of function pointers, so the trainer never knows which device
+ * computes.  kernels/cpu/ is the readable reference (C, OpenMP, CBLAS) and is
+ * always built; kernels/cuda/ is its fast twin with the same op names.  No
+ * CUDA header is included here or anywhere outside kernels/cuda/.
+ *
+ * Conventions of every op (llm.c's, so results compare):
+ *  - tensors are float, row-major, shapes in the comments: (B,T,C) is B*T*C floats;
+ *  - a weight W of a linear layer is (OC, C): out = inp . W^T + bias;
+ *  - backward ops ADD into their gradient outputs (d* +=): the caller zeroes
+ *    gradients once per step, so ops that share an input sum their parts;
+ *  - no op allocates: scratch space is passed in by the caller.
  */
 #ifndef MNEMO_KERNELS_H
 #define MNEMO_KERNELS_H
@@ -25,6 +34,50 @@ typedef struct kernels_device_info {
   int cublas_version;  /* e.g. 130000; 0 when no device */
   char why[256];       /* why device_count is 0 */
 } kernels_device_info;
+
+/* The ops.  N is the number of rows (B*T); Vp >= V is the padded vocabulary. */
+typedef struct kernels_backend {
+  const char *name;
+  /* out (B,T,C) = wte[tokens[b,t]] + wpe[t];  wte (Vp,C), wpe (maxT,C) */
+  void (*encoder_forward)(float *out, const int32_t *tokens, const float *wte, const float *wpe,
+                          int B, int T, int C);
+  void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+                           int B, int T, int C);
+  /* out (N,C) = (inp - mean) * rstd * w + b, eps 1e-5; mean, rstd (N) kept for backward */
+  void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                            const float *b, int N, int C);
+  void (*layernorm_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                             const float *w, const float *mean, const float *rstd, int N, int C);
+  /* out (N,OC) = inp (N,C) . w^T (w is (OC,C)) + bias (OC); bias may be NULL */
+  void (*matmul_forward)(float *out, const float *inp, const float *w, const float *bias, int N,
+                         int C, int OC);
+  void (*matmul_backward)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, int N, int C, int OC);
+  /* causal multi-head attention: qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) keeps the
+   * softmax probabilities for backward (row t uses columns 0..t) */
+  void (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
+  /* scratch: B*NH*T floats */
+  void (*attention_backward)(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                             const float *att, int B, int T, int C, int NH);
+  /* GELU, tanh approximation */
+  void (*gelu_forward)(float *out, const float *inp, size_t n);
+  void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+  /* out = a + b */
+  void (*residual_forward)(float *out, const float *a, const float *b, size_t n);
+  /* softmax over the first V of Vp logits per row, then -log p[target]:
+   * losses (N), probs (N,Vp) kept for backward (padded columns 0) */
+  void (*crossentropy_forward)(float *losses, float *probs, const float *logits,
+                               const int32_t *targets, int N, int V, int Vp);
+  /* dlogits (N,Vp) += (probs - onehot(target)) * dlosses */
+  void (*crossentropy_backward)(float *dlogits, const float *probs, const float *dlosses,
+                                const int32_t *targets, int N, int V, int Vp);
+  /* AdamW with decoupled weight decay over n parameters, step t >= 1 */
+  void (*adamw_update)(float *params, const float *grads, float *m, float *v, size_t n, float lr,
+                       float beta1, float beta2, float eps, float weight_decay, int t);
+} kernels_backend;
+
+/* kernels_cpu -- the CPU reference backend (OpenMP threads, OpenBLAS sgemm). */
+const kernels_backend *kernels_cpu(void);
 
 /*
  * kernels_cuda_probe -- fill info with what CUDA sees.  No device, or a

@@ -1,0 +1,347 @@
+/*
+ * ops.c -- the CPU backend: every forward and backward op of the GPT, in C
+ * with OpenMP threads and OpenBLAS sgemm for the matrix products.
+ *
+ * This is the reference: the CUDA twin is tested against it and the finite
+ * differences of tests/kernels/test_cpu_ops.c test it.  It favours plain loops
+ * a reader can check against the maths; speed comes from sgemm (where nearly
+ * all the FLOPs are) and from running rows, heads and batches in parallel.
+ *
+ * Invariants: no op allocates; backward ops add into their outputs; threads
+ * never write the same element (work is split by row, by head or by column).
+ */
+#include "kernels/kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#define LN_EPS 1e-5f
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+/* ---------------------------------------------------------------- encoder */
+
+static void encoder_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe,
+                            int B, int T, int C)
+{
+#pragma omp parallel for collapse(2)
+  for (int b = 0; b < B; b++) {
+    for (int t = 0; t < T; t++) {
+      float *o = out + ((size_t)b * T + t) * C;
+      const float *e = wte + (size_t)tokens[b * T + t] * C;
+      const float *p = wpe + (size_t)t * C;
+      for (int c = 0; c < C; c++)
+        o[c] = e[c] + p[c];
+    }
+  }
+}
+
+static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
+                             int B, int T, int C)
+{
+  /* split by channel: two positions may share a token, never a channel */
+#pragma omp parallel for
+  for (int c = 0; c < C; c++) {
+    for (int b = 0; b < B; b++) {
+      for (int t = 0; t < T; t++) {
+        float d = dout[((size_t)b * T + t) * C + c];
+        dwte[(size_t)tokens[b * T + t] * C + c] += d;
+        dwpe[(size_t)t * C + c] += d;
+      }
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- layernorm */
+
+static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                              const float *w, const float *b, int N, int C)
+{
+#pragma omp parallel for
+  for (int i = 0; i < N; i++) {
+    const float *x = inp + (size_t)i * C;
+    float m = 0, v = 0;
+    for (int c = 0; c < C; c++)
+      m += x[c];
+    m /= (float)C;
+    for (int c = 0; c < C; c++)
+      v += (x[c] - m) * (x[c] - m);
+    float s = 1.0f / sqrtf(v / (float)C + LN_EPS);
+    float *o = out + (size_t)i * C;
+    for (int c = 0; c < C; c++)
+      o[c] = (x[c] - m) * s * w[c] + b[c];
+    mean[i] = m;
+    rstd[i] = s;
+  }
+}
+
+static void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                               const float *inp, const float *w, const float *mean,
+                               const float *rstd, int N, int C)
+{
+  /* dinp by row (rows are independent) */
+#pragma omp parallel for
+  for (int i = 0; i < N; i++) {
+    const float *x = inp + (size_t)i * C, *d = dout + (size_t)i * C;
+    float m = mean[i], s = rstd[i];
+    float dnorm_mean = 0, dnorm_norm_mean = 0;
+    for (int c = 0; c < C; c++) {
+      float dn = w[c] * d[c];
+      dnorm_mean += dn;
+      dnorm_norm_mean += dn * (x[c] - m) * s;
+    }
+    dnorm_mean /= (float)C;
+    dnorm_norm_mean /= (float)C;
+    float *di = dinp + (size_t)i * C;
+    for (int c = 0; c < C; c++) {
+      float dn = w[c] * d[c];
+      di[c] += (dn - dnorm_mean - (x[c] - m) * s * dnorm_norm_mean) * s;
+    }
+  }
+  /* dw, db by channel (they sum over rows) */
+#pragma omp parallel for
+  for (int c = 0; c < C; c++) {
+    float gw = 0, gb = 0;
+    for (int i = 0; i < N; i++) {
+      float d = dout[(size_t)i * C + c];
+      gw += (inp[(size_t)i * C + c] - mean[i]) * rstd[i] * d;
+      gb += d;
+    }
+    dw[c] += gw;
+    db[c] += gb;
+  }
+}
+
+/* ---------------------------------------------------------------- matmul */
+
+static void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N,
+                           int C, int OC)
+{
+  /* out (N,OC) = inp (N,C) . w^T */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
+  if (!bias) return;
+#pragma omp parallel for
+  for (int i = 0; i < N; i++)
+    for (int o = 0; o < OC; o++)
+      out[(size_t)i * OC + o] += bias[o];
+}
+
+static void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
+                            const float *inp, const float *w, int N, int C, int OC)
+{
+  /* dinp (N,C) += dout (N,OC) . w (OC,C) */
+  if (dinp)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C, 1.0f,
+                dinp, C);
+  /* dw (OC,C) += dout^T (OC,N) . inp (N,C) */
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw,
+              C);
+  if (!dbias) return;
+#pragma omp parallel for
+  for (int o = 0; o < OC; o++) {
+    float s = 0;
+    for (int i = 0; i < N; i++)
+      s += dout[(size_t)i * OC + o];
+    dbias[o] += s;
+  }
+}
+
+/* ---------------------------------------------------------------- attention */
+
+static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH)
+{
+  int hs = C / NH;
+  float scale = 1.0f / sqrtf((float)hs);
+  size_t C3 = (size_t)C * 3;
+#pragma omp parallel for collapse(3)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < NH; h++) {
+      for (int t = 0; t < T; t++) {
+        const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+        float *a = att + (((size_t)b * NH + h) * T + t) * T;
+        float maxv = -INFINITY;
+        for (int t2 = 0; t2 <= t; t2++) {
+          const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+          float dot = 0;
+          for (int i = 0; i < hs; i++)
+            dot += q[i] * k[i];
+          a[t2] = dot * scale;
+          if (a[t2] > maxv) maxv = a[t2];
+        }
+        float sum = 0;
+        for (int t2 = 0; t2 <= t; t2++) {
+          a[t2] = expf(a[t2] - maxv);
+          sum += a[t2];
+        }
+        float inv = 1.0f / sum;
+        for (int t2 = 0; t2 <= t; t2++)
+          a[t2] *= inv;
+        for (int t2 = t + 1; t2 < T; t2++)
+          a[t2] = 0; /* causal: the future has no weight */
+        float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
+        for (int i = 0; i < hs; i++)
+          o[i] = 0;
+        for (int t2 = 0; t2 <= t; t2++) {
+          const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
+          for (int i = 0; i < hs; i++)
+            o[i] += a[t2] * v[i];
+        }
+      }
+    }
+  }
+}
+
+static void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                               const float *att, int B, int T, int C, int NH)
+{
+  int hs = C / NH;
+  float scale = 1.0f / sqrtf((float)hs);
+  size_t C3 = (size_t)C * 3;
+  /* one (batch, head) per task: it alone writes that head's slice of dq, dk, dv */
+#pragma omp parallel for collapse(2)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < NH; h++) {
+      float *datt = scratch + ((size_t)b * NH + h) * T;
+      for (int t = 0; t < T; t++) {
+        const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+        const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
+        /* through out = att . v */
+        float dot_sum = 0;
+        for (int t2 = 0; t2 <= t; t2++) {
+          const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
+          float *dv = dqkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
+          float s = 0;
+          for (int i = 0; i < hs; i++) {
+            s += d[i] * v[i];
+            dv[i] += a[t2] * d[i];
+          }
+          datt[t2] = s;
+          dot_sum += a[t2] * s;
+        }
+        /* through the softmax, then the scaled dot products */
+        const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+        float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
+        for (int t2 = 0; t2 <= t; t2++) {
+          float dpre = a[t2] * (datt[t2] - dot_sum) * scale;
+          const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+          float *dk = dqkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+          for (int i = 0; i < hs; i++) {
+            dq[i] += dpre * k[i];
+            dk[i] += dpre * q[i];
+          }
+        }
+      }
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- pointwise */
+
+static void gelu_forward(float *out, const float *inp, size_t n)
+{
+#pragma omp parallel for
+  for (size_t i = 0; i < n; i++) {
+    float x = inp[i];
+    out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+  }
+}
+
+static void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+{
+#pragma omp parallel for
+  for (size_t i = 0; i < n; i++) {
+    float x = inp[i];
+    float u = GELU_K * (x + 0.044715f * x * x * x);
+    float th = tanhf(u);
+    float sech2 = 1.0f - th * th;
+    float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+    dinp[i] += (0.5f * (1.0f + th) + 0.5f * x * sech2 * du) * dout[i];
+  }
+}
+
+static void residual_forward(float *out, const float *a, const float *b, size_t n)
+{
+#pragma omp parallel for
+  for (size_t i = 0; i < n; i++)
+    out[i] = a[i] + b[i];
+}
+
+/* ---------------------------------------------------------------- loss */
+
+static void crossentropy_forward(float *losses, float *probs, const float *logits,
+                                 const int32_t *targets, int N, int V, int Vp)
+{
+#pragma omp parallel for
+  for (int i = 0; i < N; i++) {
+    const float *l = logits + (size_t)i * Vp;
+    float *p = probs + (size_t)i * Vp;
+    float maxv = -INFINITY;
+    for (int j = 0; j < V; j++)
+      if (l[j] > maxv) maxv = l[j];
+    float sum = 0;
+    for (int j = 0; j < V; j++) {
+      p[j] = expf(l[j] - maxv);
+      sum += p[j];
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < V; j++)
+      p[j] *= inv;
+    for (int j = V; j < Vp; j++)
+      p[j] = 0;
+    losses[i] = -logf(p[targets[i]]);
+  }
+}
+
+static void crossentropy_backward(float *dlogits, const float *probs, const float *dlosses,
+                                  const int32_t *targets, int N, int V, int Vp)
+{
+#pragma omp parallel for
+  for (int i = 0; i < N; i++) {
+    const float *p = probs + (size_t)i * Vp;
+    float *d = dlogits + (size_t)i * Vp;
+    float dl = dlosses[i];
+    for (int j = 0; j < V; j++)
+      d[j] += (p[j] - (j == targets[i] ? 1.0f : 0.0f)) * dl;
+  }
+}
+
+/* ---------------------------------------------------------------- optimizer */
+
+static void adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,
+                         float beta1, float beta2, float eps, float weight_decay, int t)
+{
+  float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
+#pragma omp parallel for
+  for (size_t i = 0; i < n; i++) {
+    float g = grads[i];
+    float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    float mhat = mi / c1, vhat = vi / c2;
+    params[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * params[i]);
+  }
+}
+
+static const kernels_backend cpu = {
+    .name = "cpu",
+    .encoder_forward = encoder_forward,
+    .encoder_backward = encoder_backward,
+    .layernorm_forward = layernorm_forward,
+    .layernorm_backward = layernorm_backward,
+    .matmul_forward = matmul_forward,
+    .matmul_backward = matmul_backward,
+    .attention_forward = attention_forward,
+    .attention_backward = attention_backward,
+    .gelu_forward = gelu_forward,
+    .gelu_backward = gelu_backward,
+    .residual_forward = residual_forward,
+    .crossentropy_forward = crossentropy_forward,
+    .crossentropy_backward = crossentropy_backward,
+    .adamw_update = adamw_update,
+};
+
+const kernels_backend *kernels_cpu(void)
+{
+  return &cpu;
+}

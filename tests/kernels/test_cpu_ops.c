@@ -1,0 +1,374 @@
+/*
+ * test_cpu_ops.c -- the CPU backend against finite differences and hand-worked values.
+ *
+ * Each backward op is checked on fresh random inputs: with a fixed random R,
+ * the scalar L = sum(out * R) has dL/dout = R, so backward(dout = R) must give
+ * dL/dx, which central differences estimate as (L(x+e) - L(x-e)) / 2e.
+ *
+ * Tolerances: the ops compute in float, L is summed in double.  With e = 1e-2
+ * and inputs of order 1, the truncation error of a central difference of a
+ * smooth op is O(e^2) ~ 1e-4 relative, and float rounding of L, divided by 2e,
+ * stays near 1e-5 for the sizes here; so |analytic - numeric| must be within
+ * 2e-3 + 2e-2 * max(|analytic|, |numeric|).  A wrong formula misses by far more
+ * (a missing factor or term is off by 10% or more, and a sign by 200%).
+ */
+#include "kernels/kernels.h"
+#include "tests/test.h"
+
+#include <math.h>
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static float frand(void) /* uniform in [-1, 1) */
+{
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static float *randn(size_t n, float scale)
+{
+  float *p = malloc(n * sizeof *p);
+  for (size_t i = 0; i < n; i++)
+    p[i] = frand() * scale;
+  return p;
+}
+
+static float *zeros(size_t n)
+{
+  return calloc(n, sizeof(float));
+}
+
+static const kernels_backend *K;
+
+/* forward of the op under test, from the current inputs, into out */
+typedef void (*forward_fn)(void *ctx, float *out);
+
+static double loss(forward_fn f, void *ctx, float *out, const float *R, size_t nout)
+{
+  f(ctx, out);
+  double L = 0;
+  for (size_t i = 0; i < nout; i++)
+    L += (double)out[i] * R[i];
+  return L;
+}
+
+/* check_grad -- compare grad[] of input x[] with central differences at up to 40 places. */
+static void check_grad(const char *what, forward_fn f, void *ctx, float *out, const float *R,
+                       size_t nout, float *x, const float *grad, size_t n)
+{
+  const float eps = 1e-2f;
+  size_t samples = n < 40 ? n : 40;
+  int bad = 0;
+  double worst = 0;
+  for (size_t s = 0; s < samples; s++) {
+    size_t i = samples == n ? s : (s * n) / samples + (rng % (n / samples));
+    float keep = x[i];
+    x[i] = keep + eps;
+    double lp = loss(f, ctx, out, R, nout);
+    x[i] = keep - eps;
+    double lm = loss(f, ctx, out, R, nout);
+    x[i] = keep;
+    double num = (lp - lm) / (2.0 * eps), ana = grad[i];
+    double err = fabs(num - ana), tol = 2e-3 + 2e-2 * fmax(fabs(num), fabs(ana));
+    if (err > tol) {
+      if (bad++ < 3) fprintf(stderr, "  %s[%zu]: analytic %.6g, numeric %.6g\n", what, i, ana, num);
+    }
+    if (err / tol > worst) worst = err / tol;
+  }
+  T_CHECK_MSG(bad == 0, "%s: %d of %zu gradients off (worst %.1fx the tolerance)", what, bad,
+              samples, worst);
+}
+
+/* ---------------------------------------------------------------- encoder */
+
+typedef struct {
+  int B, T, C, V;
+  int32_t *tok;
+  float *wte, *wpe;
+} enc_ctx;
+
+static void enc_fwd(void *p, float *out)
+{
+  enc_ctx *c = p;
+  K->encoder_forward(out, c->tok, c->wte, c->wpe, c->B, c->T, c->C);
+}
+
+static void encoder(void)
+{
+  enc_ctx c = {.B = 2, .T = 5, .C = 8, .V = 7};
+  c.tok = malloc(sizeof(int32_t) * 10);
+  for (int i = 0; i < 10; i++)
+    c.tok[i] = (int32_t)(i * 3 % c.V); /* tokens repeat */
+  c.wte = randn((size_t)c.V * c.C, 1);
+  c.wpe = randn((size_t)c.T * c.C, 1);
+  size_t n = (size_t)c.B * c.T * c.C;
+  float *out = zeros(n), *R = randn(n, 1);
+  float *dwte = zeros((size_t)c.V * c.C), *dwpe = zeros((size_t)c.T * c.C);
+  enc_fwd(&c, out);
+  T_CHECK(out[c.C + 2] == c.wte[c.tok[1] * c.C + 2] + c.wpe[c.C + 2]);
+  K->encoder_backward(dwte, dwpe, R, c.tok, c.B, c.T, c.C);
+  check_grad("dwte", enc_fwd, &c, out, R, n, c.wte, dwte, (size_t)c.V * c.C);
+  check_grad("dwpe", enc_fwd, &c, out, R, n, c.wpe, dwpe, (size_t)c.T * c.C);
+  free(c.tok), free(c.wte), free(c.wpe), free(out), free(R), free(dwte), free(dwpe);
+}
+
+/* ---------------------------------------------------------------- layernorm */
+
+typedef struct {
+  int N, C;
+  float *inp, *w, *b, *mean, *rstd;
+} ln_ctx;
+
+static void ln_fwd(void *p, float *out)
+{
+  ln_ctx *c = p;
+  K->layernorm_forward(out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C);
+}
+
+static void layernorm(void)
+{
+  ln_ctx c = {.N = 6, .C = 16};
+  size_t n = (size_t)c.N * c.C;
+  c.inp = randn(n, 2);
+  c.w = randn((size_t)c.C, 1);
+  c.b = randn((size_t)c.C, 1);
+  c.mean = zeros((size_t)c.N);
+  c.rstd = zeros((size_t)c.N);
+  float *out = zeros(n), *R = randn(n, 1);
+  /* with w = 1, b = 0 every row has mean 0 and variance 1 */
+  float *ones = malloc(sizeof(float) * c.C), *zero = zeros((size_t)c.C);
+  for (int i = 0; i < c.C; i++)
+    ones[i] = 1;
+  K->layernorm_forward(out, c.mean, c.rstd, c.inp, ones, zero, c.N, c.C);
+  double m = 0, v = 0;
+  for (int i = 0; i < c.C; i++)
+    m += out[i];
+  for (int i = 0; i < c.C; i++)
+    v += (out[i] - m / c.C) * (out[i] - m / c.C);
+  T_CHECK(fabs(m / c.C) < 1e-5 && fabs(v / c.C - 1) < 1e-3);
+
+  float *dinp = zeros(n), *dw = zeros((size_t)c.C), *db = zeros((size_t)c.C);
+  ln_fwd(&c, out);
+  K->layernorm_backward(dinp, dw, db, R, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
+  check_grad("layernorm dinp", ln_fwd, &c, out, R, n, c.inp, dinp, n);
+  check_grad("layernorm dw", ln_fwd, &c, out, R, n, c.w, dw, (size_t)c.C);
+  check_grad("layernorm db", ln_fwd, &c, out, R, n, c.b, db, (size_t)c.C);
+  free(c.inp), free(c.w), free(c.b), free(c.mean), free(c.rstd), free(out), free(R);
+  free(ones), free(zero), free(dinp), free(dw), free(db);
+}
+
+/* ---------------------------------------------------------------- matmul */
+
+typedef struct {
+  int N, C, OC;
+  float *inp, *w, *bias;
+} mm_ctx;
+
+static void mm_fwd(void *p, float *out)
+{
+  mm_ctx *c = p;
+  K->matmul_forward(out, c->inp, c->w, c->bias, c->N, c->C, c->OC);
+}
+
+static void matmul(void)
+{
+  mm_ctx c = {.N = 7, .C = 12, .OC = 9};
+  c.inp = randn((size_t)c.N * c.C, 1);
+  c.w = randn((size_t)c.OC * c.C, 1);
+  c.bias = randn((size_t)c.OC, 1);
+  size_t n = (size_t)c.N * c.OC;
+  float *out = zeros(n), *R = randn(n, 1);
+  mm_fwd(&c, out);
+  double maxerr = 0; /* against the definition */
+  for (int i = 0; i < c.N; i++)
+    for (int o = 0; o < c.OC; o++) {
+      double s = c.bias[o];
+      for (int k = 0; k < c.C; k++)
+        s += (double)c.inp[i * c.C + k] * c.w[o * c.C + k];
+      maxerr = fmax(maxerr, fabs(s - out[i * c.OC + o]));
+    }
+  T_CHECK_MSG(maxerr < 1e-4, "matmul forward off by %g", maxerr);
+  float *dinp = zeros((size_t)c.N * c.C), *dw = zeros((size_t)c.OC * c.C),
+        *db = zeros((size_t)c.OC);
+  K->matmul_backward(dinp, dw, db, R, c.inp, c.w, c.N, c.C, c.OC);
+  check_grad("matmul dinp", mm_fwd, &c, out, R, n, c.inp, dinp, (size_t)c.N * c.C);
+  check_grad("matmul dw", mm_fwd, &c, out, R, n, c.w, dw, (size_t)c.OC * c.C);
+  check_grad("matmul dbias", mm_fwd, &c, out, R, n, c.bias, db, (size_t)c.OC);
+  /* backward adds: a second call doubles every gradient */
+  float before = dw[5];
+  K->matmul_backward(dinp, dw, db, R, c.inp, c.w, c.N, c.C, c.OC);
+  T_CHECK(fabsf(dw[5] - 2 * before) <= 1e-5f * fabsf(before) + 1e-6f);
+  free(c.inp), free(c.w), free(c.bias), free(out), free(R), free(dinp), free(dw), free(db);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+typedef struct {
+  int B, T, C, NH;
+  float *qkv, *att;
+} att_ctx;
+
+static void att_fwd(void *p, float *out)
+{
+  att_ctx *c = p;
+  K->attention_forward(out, c->att, c->qkv, c->B, c->T, c->C, c->NH);
+}
+
+static void attention(void)
+{
+  att_ctx c = {.B = 2, .T = 6, .C = 8, .NH = 2};
+  size_t nqkv = (size_t)c.B * c.T * 3 * c.C, n = (size_t)c.B * c.T * c.C;
+  c.qkv = randn(nqkv, 1);
+  c.att = zeros((size_t)c.B * c.NH * c.T * c.T);
+  float *out = zeros(n), *R = randn(n, 1), *dqkv = zeros(nqkv);
+  float *scratch = zeros((size_t)c.B * c.NH * c.T);
+  att_fwd(&c, out);
+  /* each row of probabilities sums to 1 and puts no weight on the future */
+  bool rows_ok = true;
+  for (int r = 0; r < c.B * c.NH * c.T; r++) {
+    int t = r % c.T;
+    double s = 0;
+    for (int t2 = 0; t2 < c.T; t2++) {
+      s += c.att[(size_t)r * c.T + t2];
+      if (t2 > t && c.att[(size_t)r * c.T + t2] != 0) rows_ok = false;
+    }
+    if (fabs(s - 1) > 1e-5) rows_ok = false;
+  }
+  T_CHECK(rows_ok);
+  /* causality: changing the last position's key and value changes no earlier output */
+  float *before = malloc(n * sizeof(float));
+  memcpy(before, out, n * sizeof(float));
+  for (int i = c.C; i < 3 * c.C; i++)
+    c.qkv[((size_t)c.T - 1) * 3 * c.C + i] += 0.5f;
+  att_fwd(&c, out);
+  bool causal = true;
+  for (int t = 0; t < c.T - 1; t++)
+    for (int i = 0; i < c.C; i++)
+      causal = causal && out[t * c.C + i] == before[t * c.C + i];
+  T_CHECK(causal);
+  T_CHECK(memcmp(out + (c.T - 1) * c.C, before + (c.T - 1) * c.C, sizeof(float) * c.C) != 0);
+
+  att_fwd(&c, out);
+  K->attention_backward(dqkv, scratch, R, c.qkv, c.att, c.B, c.T, c.C, c.NH);
+  check_grad("attention dqkv", att_fwd, &c, out, R, n, c.qkv, dqkv, nqkv);
+  free(c.qkv), free(c.att), free(out), free(R), free(dqkv), free(scratch), free(before);
+}
+
+/* ---------------------------------------------------------------- gelu, residual */
+
+typedef struct {
+  size_t n;
+  float *inp;
+} gelu_ctx;
+
+static void gelu_fwd(void *p, float *out)
+{
+  gelu_ctx *c = p;
+  K->gelu_forward(out, c->inp, c->n);
+}
+
+static void gelu_and_residual(void)
+{
+  gelu_ctx c = {.n = 64};
+  c.inp = randn(c.n, 3);
+  float *out = zeros(c.n), *R = randn(c.n, 1), *dinp = zeros(c.n);
+  float pts[3] = {0.0f, 1.0f, -10.0f}, got[3];
+  K->gelu_forward(got, pts, 3);
+  T_CHECK(got[0] == 0.0f);
+  T_CHECK(fabsf(got[1] - 0.841192f) < 1e-5f); /* 0.5(1 + tanh(sqrt(2/pi)(1.044715))) */
+  T_CHECK(fabsf(got[2]) < 1e-6f);
+  gelu_fwd(&c, out);
+  K->gelu_backward(dinp, c.inp, R, c.n);
+  check_grad("gelu dinp", gelu_fwd, &c, out, R, c.n, c.inp, dinp, c.n);
+
+  float a[4] = {1, 2, 3, 4}, b[4] = {0.5f, -2, 0, 1}, s[4];
+  K->residual_forward(s, a, b, 4);
+  T_CHECK(s[0] == 1.5f && s[1] == 0 && s[2] == 3 && s[3] == 5);
+  free(c.inp), free(out), free(R), free(dinp);
+}
+
+/* ---------------------------------------------------------------- cross-entropy */
+
+typedef struct {
+  int N, V, Vp;
+  float *logits, *probs;
+  int32_t *targets;
+} ce_ctx;
+
+static void ce_fwd(void *p, float *out)
+{
+  ce_ctx *c = p;
+  K->crossentropy_forward(out, c->probs, c->logits, c->targets, c->N, c->V, c->Vp);
+}
+
+static void crossentropy(void)
+{
+  ce_ctx c = {.N = 5, .V = 11, .Vp = 16};
+  size_t n = (size_t)c.N * c.Vp;
+  c.logits = randn(n, 2);
+  c.probs = zeros(n);
+  c.targets = malloc(sizeof(int32_t) * c.N);
+  for (int i = 0; i < c.N; i++)
+    c.targets[i] = (int32_t)((i * 5) % c.V);
+  float *losses = zeros((size_t)c.N), *R = randn((size_t)c.N, 1), *dlogits = zeros(n);
+  ce_fwd(&c, losses);
+  double s = 0;
+  for (int j = 0; j < c.Vp; j++)
+    s += c.probs[j];
+  T_CHECK(fabs(s - 1) < 1e-5);
+  T_CHECK(c.probs[c.V] == 0 && c.probs[c.Vp - 1] == 0);
+  T_CHECK(fabsf(losses[0] + logf(c.probs[c.targets[0]])) < 1e-6f);
+  /* uniform logits: the loss is ln(V) whatever the padding holds */
+  float *flat = zeros(n);
+  for (size_t i = 0; i < n; i++)
+    flat[i] = (i % c.Vp) >= (size_t)c.V ? 100.0f : 0.0f;
+  float *l2 = zeros((size_t)c.N), *p2 = zeros(n);
+  K->crossentropy_forward(l2, p2, flat, c.targets, c.N, c.V, c.Vp);
+  T_CHECK(fabsf(l2[0] - logf((float)c.V)) < 1e-5f);
+  K->crossentropy_backward(dlogits, c.probs, R, c.targets, c.N, c.V, c.Vp);
+  check_grad("crossentropy dlogits", ce_fwd, &c, losses, R, (size_t)c.N, c.logits, dlogits, n);
+  bool pad_zero = true;
+  for (int i = 0; i < c.N; i++)
+    for (int j = c.V; j < c.Vp; j++)
+      pad_zero = pad_zero && dlogits[i * c.Vp + j] == 0;
+  T_CHECK(pad_zero);
+  free(c.logits), free(c.probs), free(c.targets), free(losses), free(R), free(dlogits);
+  free(flat), free(l2), free(p2);
+}
+
+/* ---------------------------------------------------------------- AdamW */
+
+static void adamw(void)
+{
+  float p[3] = {1.0f, -2.0f, 0.5f}, g[3] = {0.1f, -0.3f, 0.0f}, m[3] = {0}, v[3] = {0};
+  double P[3] = {1.0, -2.0, 0.5}, M[3] = {0}, V[3] = {0};
+  const double lr = 1e-2, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
+  for (int t = 1; t <= 3; t++) {
+    K->adamw_update(p, g, m, v, 3, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, t);
+    for (int i = 0; i < 3; i++) { /* the textbook update, in double */
+      M[i] = b1 * M[i] + (1 - b1) * g[i];
+      V[i] = b2 * V[i] + (1 - b2) * (double)g[i] * g[i];
+      double mh = M[i] / (1 - pow(b1, t)), vh = V[i] / (1 - pow(b2, t));
+      P[i] -= lr * (mh / (sqrt(vh) + eps) + wd * P[i]);
+    }
+  }
+  for (int i = 0; i < 3; i++)
+    T_CHECK_MSG(fabs(p[i] - P[i]) < 1e-5, "p[%d] %g vs %g", i, p[i], P[i]);
+  /* a zero gradient still decays the weight (decoupled weight decay) */
+  T_CHECK(p[2] < 0.5f);
+}
+
+int main(void)
+{
+  K = kernels_cpu();
+  T_RUN(encoder);
+  T_RUN(layernorm);
+  T_RUN(matmul);
+  T_RUN(attention);
+  T_RUN(gelu_and_residual);
+  T_RUN(crossentropy);
+  T_RUN(adamw);
+  return T_DONE();
+}
