@@ -1,0 +1,197 @@
+/*
+ * test_gpt.c -- the whole model: layout, loss at initialisation, gradients of
+ * every tensor against finite differences, determinism, learning a tiny
+ * corpus by heart, the learning-rate schedule.
+ */
+#include "tests/test.h"
+#include "trainer/trainer.h"
+
+#include <math.h>
+
+static const gpt_config tiny = {.max_seq_len = 16,
+                                .vocab_size = 260,
+                                .padded_vocab = 272,
+                                .n_layer = 2,
+                                .n_head = 2,
+                                .n_embd = 16};
+
+static gpt *make(int B, int T, uint64_t seed)
+{
+  gpt *m = NULL;
+  mn_error err = {0};
+  if (gpt_create(&tiny, B, T, seed, kernels_cpu(), &m, &err) != MN_OK) {
+    fprintf(stderr, "gpt_create: %s\n", err.msg);
+    exit(1);
+  }
+  return m;
+}
+
+static void layout(void)
+{
+  int n = gpt_num_tensors(&tiny);
+  T_EQ_INT(n, 2 + 12 * tiny.n_layer + 2);
+  size_t expect = 0;
+  bool contiguous = true;
+  for (int i = 0; i < n; i++) {
+    char name[64];
+    size_t shape[2], off;
+    int ndim;
+    gpt_tensor_info(&tiny, i, name, shape, &ndim, &off);
+    contiguous = contiguous && off == expect;
+    expect += shape[0] * (ndim == 2 ? shape[1] : 1);
+    if (i == 2) T_EQ_STR(name, "h.0.ln_1.weight");
+    if (i == 4) T_CHECK(shape[0] == 48 && shape[1] == 16);  /* c_attn (3C, C) */
+    if (i == 12) T_CHECK(shape[0] == 16 && shape[1] == 64); /* c_proj of the MLP (C, 4C) */
+  }
+  T_CHECK(contiguous);
+  T_EQ_INT(expect, gpt_num_params(&tiny));
+  /* block l begins where tensor 2 + 12 l begins: the trainable suffix is one range */
+  char name[64];
+  size_t shape[2], off;
+  int ndim;
+  gpt_tensor_info(&tiny, 2 + 12, name, shape, &ndim, &off);
+  T_EQ_INT(off, gpt_block_offset(&tiny, 1));
+  T_EQ_STR(name, "h.1.ln_1.weight");
+  mn_error err;
+  gpt_config bad = tiny;
+  bad.n_head = 3;
+  T_EQ_INT(gpt_config_check(&bad, &err), MN_ERR_CONFIG);
+  bad = tiny;
+  bad.padded_vocab = 100;
+  T_EQ_INT(gpt_config_check(&bad, &err), MN_ERR_CONFIG);
+}
+
+static int32_t tokens[2 * 8], targets[2 * 8];
+
+static void make_batch(void)
+{
+  for (int i = 0; i < 16; i++) {
+    tokens[i] = (int32_t)((i * 37 + 11) % tiny.vocab_size);
+    targets[i] = (int32_t)((i * 53 + 7) % tiny.vocab_size);
+  }
+}
+
+static void loss_at_init(void)
+{
+  gpt *m = make(2, 8, 42);
+  float loss = gpt_forward(m, tokens, targets, 2, 8);
+  T_CHECK_MSG(fabsf(loss - logf((float)tiny.vocab_size)) < 0.05f, "loss %f vs ln V %f", loss,
+              logf((float)tiny.vocab_size));
+  gpt_destroy(m);
+}
+
+static double loss_d(gpt *m)
+{
+  gpt_forward(m, tokens, targets, 2, 8);
+  const float *l = gpt_losses(m);
+  double s = 0;
+  for (int i = 0; i < 16; i++)
+    s += l[i];
+  return s / 16;
+}
+
+/*
+ * Every tensor of the model against central differences.  Parameters are
+ * first pushed away from their initialisation (random values of 0.3) so that
+ * no gradient is zero by symmetry.  With eps = 1e-3 the truncation error is
+ * ~1e-6 relative; the loss is a double sum of float per-position losses whose
+ * rounding (~1e-7 of ~5.6) over 2 eps gives ~3e-4 absolute noise on the
+ * numeric gradient, so the bound is 1e-3 + 3e-2 relative.
+ */
+static void gradients(void)
+{
+  gpt *m = make(2, 8, 7);
+  float *p = gpt_params(m);
+  uint64_t s = 12345;
+  size_t np = gpt_params_count(m);
+  for (size_t i = 0; i < np; i++) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    p[i] += 0.3f * ((float)(s >> 40) / 16777216.0f - 0.5f);
+  }
+  gpt_zero_grad(m);
+  gpt_forward(m, tokens, targets, 2, 8);
+  gpt_backward(m);
+  const float *g = gpt_grads(m);
+  int n = gpt_num_tensors(&tiny), bad = 0, checked = 0;
+  for (int t = 0; t < n; t++) {
+    char name[64];
+    size_t shape[2], off;
+    int ndim;
+    gpt_tensor_info(&tiny, t, name, shape, &ndim, &off);
+    size_t count = shape[0] * (ndim == 2 ? shape[1] : 1);
+    for (int k = 0; k < 4; k++) {
+      size_t i = off + (size_t)((k * 2654435761u + 17u * (unsigned)t) % count);
+      if (t == 0) i = off + (size_t)tokens[k] * 16 + (size_t)k; /* rows that are used */
+      float keep = p[i];
+      const float eps = 1e-3f;
+      p[i] = keep + eps;
+      double lp = loss_d(m);
+      p[i] = keep - eps;
+      double lm = loss_d(m);
+      p[i] = keep;
+      double num = (lp - lm) / (2 * eps), ana = g[i];
+      checked++;
+      if (fabs(num - ana) > 1e-3 + 3e-2 * fmax(fabs(num), fabs(ana))) {
+        if (bad++ < 5)
+          fprintf(stderr, "  %s[%zu]: analytic %.6g numeric %.6g\n", name, i - off, ana, num);
+      }
+    }
+  }
+  T_CHECK_MSG(bad == 0, "%d of %d gradients disagree with finite differences", bad, checked);
+  gpt_destroy(m);
+}
+
+static void determinism_and_overfit(void)
+{
+  gpt *a = make(2, 8, 99), *b = make(2, 8, 99);
+  gpt_adamw o = {.lr = 3e-3f,
+                 .beta1 = 0.9f,
+                 .beta2 = 0.95f,
+                 .eps = 1e-8f,
+                 .weight_decay = 0.0f,
+                 .grad_clip = 1.0f};
+  bool same = true;
+  float first = 0, last = 0;
+  for (int t = 1; t <= 300; t++) {
+    gpt_zero_grad(a);
+    float la = gpt_forward(a, tokens, targets, 2, 8);
+    gpt_backward(a);
+    gpt_update(a, &o, t);
+    if (t <= 5) { /* the twin, for five steps */
+      gpt_zero_grad(b);
+      float lb = gpt_forward(b, tokens, targets, 2, 8);
+      gpt_backward(b);
+      gpt_update(b, &o, t);
+      same = same && memcmp(&la, &lb, sizeof la) == 0;
+    }
+    if (t == 1) first = la;
+    last = la;
+  }
+  T_CHECK(same);
+  /* 16 fixed (token, target) pairs learnt by heart: from ln(260) = 5.56 to near zero */
+  T_CHECK_MSG(last < 0.1f, "loss %f -> %f after 300 steps", first, last);
+  gpt_destroy(a);
+  gpt_destroy(b);
+}
+
+static void schedule(void)
+{
+  T_CHECK(fabsf(gpt_lr_at(1.0f, 10, 110, 0.1f, 1) - 0.1f) < 1e-6f);
+  T_CHECK(fabsf(gpt_lr_at(1.0f, 10, 110, 0.1f, 10) - 1.0f) < 1e-6f);
+  T_CHECK(fabsf(gpt_lr_at(1.0f, 10, 110, 0.1f, 60) - 0.55f) < 1e-6f); /* half-way: the mean */
+  T_CHECK(fabsf(gpt_lr_at(1.0f, 10, 110, 0.1f, 110) - 0.1f) < 1e-6f);
+  T_CHECK(fabsf(gpt_lr_at(1.0f, 10, 110, 0.1f, 500) - 0.1f) < 1e-6f);
+  double f = gpt_flops_per_token(&tiny, 8);
+  T_CHECK(f == 6.0 * gpt_num_params(&tiny) + 6.0 * 2 * 16 * 8);
+}
+
+int main(void)
+{
+  make_batch();
+  T_RUN(layout);
+  T_RUN(loss_at_init);
+  T_RUN(gradients);
+  T_RUN(determinism_and_overfit);
+  T_RUN(schedule);
+  return T_DONE();
+}

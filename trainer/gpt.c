@@ -1,0 +1,507 @@
+/*
+ * gpt.c -- the GPT-2 family model: layout, initialisation, forward, backward,
+ * AdamW step with gradient clipping, learning-rate schedule.
+ *
+ * Memory is allocated once in gpt_create: parameters, gradients and the two
+ * AdamW moments (each one buffer, layer-major), the activations of every layer
+ * for the largest batch, and a small set of gradient buffers that the backward
+ * pass reuses from the top block down (only the residual stream's gradient
+ * travels between blocks).  A step allocates nothing.
+ *
+ * Invariant: tensors follow the order of gpt_tensor_info, so the parameters
+ * of blocks l..L-1 plus the final LayerNorm are the contiguous range
+ * [gpt_block_offset(l), num_params).
+ */
+#include "trainer/trainer.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PI 3.14159265358979323846
+
+/* ---------------------------------------------------------------- layout */
+
+static size_t block_size(size_t C)
+{
+  return 2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C + 4 * C * C + C;
+}
+
+size_t gpt_num_params(const gpt_config *cfg)
+{
+  size_t C = (size_t)cfg->n_embd;
+  return (size_t)cfg->padded_vocab * C + (size_t)cfg->max_seq_len * C +
+         (size_t)cfg->n_layer * block_size(C) + 2 * C;
+}
+
+size_t gpt_block_offset(const gpt_config *cfg, int l)
+{
+  size_t C = (size_t)cfg->n_embd;
+  return (size_t)cfg->padded_vocab * C + (size_t)cfg->max_seq_len * C + (size_t)l * block_size(C);
+}
+
+int gpt_num_tensors(const gpt_config *cfg)
+{
+  return 2 + GPT_BLOCK_TENSORS * cfg->n_layer + 2;
+}
+
+static const char *const block_names[GPT_BLOCK_TENSORS] = {
+    "ln_1.weight",        "ln_1.bias",        "attn.c_attn.weight", "attn.c_attn.bias",
+    "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight",        "ln_2.bias",
+    "mlp.c_fc.weight",    "mlp.c_fc.bias",    "mlp.c_proj.weight",  "mlp.c_proj.bias"};
+
+void gpt_tensor_info(const gpt_config *cfg, int i, char name[64], size_t shape[2], int *ndim,
+                     size_t *offset)
+{
+  size_t C = (size_t)cfg->n_embd;
+  int L = cfg->n_layer;
+  if (i == 0) {
+    snprintf(name, 64, "wte");
+    shape[0] = (size_t)cfg->padded_vocab, shape[1] = C, *ndim = 2, *offset = 0;
+    return;
+  }
+  if (i == 1) {
+    snprintf(name, 64, "wpe");
+    shape[0] = (size_t)cfg->max_seq_len, shape[1] = C, *ndim = 2;
+    *offset = (size_t)cfg->padded_vocab * C;
+    return;
+  }
+  if (i >= 2 + GPT_BLOCK_TENSORS * L) {
+    snprintf(name, 64, "ln_f.%s", i == 2 + GPT_BLOCK_TENSORS * L ? "weight" : "bias");
+    shape[0] = C, shape[1] = 0, *ndim = 1;
+    *offset = gpt_block_offset(cfg, L) + (i == 2 + GPT_BLOCK_TENSORS * L ? 0 : C);
+    return;
+  }
+  int l = (i - 2) / GPT_BLOCK_TENSORS, t = (i - 2) % GPT_BLOCK_TENSORS;
+  static const size_t rows[GPT_BLOCK_TENSORS] = {1, 1, 3, 3, 1, 1, 1, 1, 4, 4, 1, 1};
+  static const size_t cols[GPT_BLOCK_TENSORS] = {0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 0};
+  snprintf(name, 64, "h.%d.%s", l, block_names[t]);
+  shape[0] = rows[t] * C;
+  shape[1] = cols[t] * C;
+  *ndim = cols[t] ? 2 : 1;
+  size_t off = gpt_block_offset(cfg, l);
+  for (int k = 0; k < t; k++)
+    off += rows[k] * C * (cols[k] ? cols[k] * C : 1);
+  *offset = off;
+}
+
+mn_status gpt_config_check(const gpt_config *c, mn_error *err)
+{
+  if (c->n_layer < 1 || c->n_layer > 256 || c->n_head < 1 || c->n_embd < 1 ||
+      c->n_embd % c->n_head != 0)
+    return mn_error_set(err, MN_ERR_CONFIG,
+                        "invalid model shape: %d layers, %d heads, width %d (the width must be a "
+                        "multiple of the heads)",
+                        c->n_layer, c->n_head, c->n_embd);
+  if (c->vocab_size < TOK_FIRST_TAG + 1 || c->padded_vocab < c->vocab_size ||
+      c->padded_vocab > 65535)
+    return mn_error_set(err, MN_ERR_CONFIG,
+                        "invalid vocabulary: %d tokens padded to %d (need at least %d, padded "
+                        "at most 65535)",
+                        c->vocab_size, c->padded_vocab, TOK_FIRST_TAG + 1);
+  if (c->max_seq_len < 2 || c->max_seq_len > 65536)
+    return mn_error_set(err, MN_ERR_CONFIG, "invalid sequence length %d", c->max_seq_len);
+  return MN_OK;
+}
+
+/* ---------------------------------------------------------------- the model */
+
+/* activations of one forward, for up to B x T tokens; per-layer arrays are [L][...] */
+typedef struct acts {
+  float *encoded;                   /* (B,T,C) */
+  float *ln1, *ln1_mean, *ln1_rstd; /* (L,B,T,C), (L,B,T) x2 */
+  float *qkv;                       /* (L,B,T,3C) */
+  float *atty;                      /* (L,B,T,C) */
+  float *att;                       /* (L,B,NH,T,T) */
+  float *attproj;                   /* (L,B,T,C) */
+  float *res2;                      /* (L,B,T,C) */
+  float *ln2, *ln2_mean, *ln2_rstd;
+  float *fch, *fch_gelu; /* (L,B,T,4C) */
+  float *fcproj;         /* (L,B,T,C) */
+  float *res3;           /* (L,B,T,C) */
+  float *lnf, *lnf_mean, *lnf_rstd;
+  float *logits, *probs; /* (B,T,Vp) */
+  float *losses;         /* (B,T) */
+} acts;
+
+/* gradient buffers reused block by block */
+typedef struct grad_bufs {
+  float *dres;             /* (B,T,C) the residual stream */
+  float *dln, *datty;      /* (B,T,C) */
+  float *dqkv;             /* (B,T,3C) */
+  float *dfch, *dfch_gelu; /* (B,T,4C) */
+  float *dlogits;          /* (B,T,Vp) */
+  float *dlosses;          /* (B,T) */
+  float *att_scratch;      /* B*NH*T */
+} grad_bufs;
+
+struct gpt {
+  gpt_config cfg;
+  const kernels_backend *k;
+  int maxB, maxT;
+  size_t nparams;
+  float *params, *grads, *m, *v;
+  float *act_mem, *grad_mem;
+  acts a;
+  grad_bufs g;
+  /* the last forward */
+  const int32_t *tokens;
+  const int32_t *targets;
+  int B, T;
+};
+
+static uint64_t splitmix(uint64_t *s)
+{
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static float normal(uint64_t *s) /* Box-Muller */
+{
+  double u1 = ((double)(splitmix(s) >> 11) + 0.5) / 9007199254740992.0;
+  double u2 = (double)(splitmix(s) >> 11) / 9007199254740992.0;
+  return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * PI * u2));
+}
+
+static void init_params(gpt *m, uint64_t seed)
+{
+  const gpt_config *c = &m->cfg;
+  uint64_t s = seed;
+  int n = gpt_num_tensors(c);
+  float proj_std = 0.02f / sqrtf(2.0f * (float)c->n_layer);
+  for (int i = 0; i < n; i++) {
+    char name[64];
+    size_t shape[2], off;
+    int ndim;
+    gpt_tensor_info(c, i, name, shape, &ndim, &off);
+    size_t count = shape[0] * (ndim == 2 ? shape[1] : 1);
+    float *p = m->params + off;
+    bool is_ln_weight = strstr(name, "ln_") && strstr(name, ".weight");
+    if (ndim == 1) {
+      for (size_t j = 0; j < count; j++)
+        p[j] = is_ln_weight ? 1.0f : 0.0f;
+      continue;
+    }
+    float std = strstr(name, "c_proj.weight") ? proj_std : 0.02f;
+    for (size_t j = 0; j < count; j++)
+      p[j] = std * normal(&s);
+    if (i == 0) /* padded vocabulary rows: never input, never predicted */
+      memset(p + (size_t)c->vocab_size * shape[1], 0,
+             (size_t)(c->padded_vocab - c->vocab_size) * shape[1] * sizeof(float));
+  }
+}
+
+mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const kernels_backend *k,
+                     gpt **out, mn_error *err)
+{
+  mn_status rc = MN_OK;
+  gpt *m = NULL;
+  *out = NULL;
+  if ((rc = gpt_config_check(cfg, err)) != MN_OK) return rc;
+  if (B < 1 || T < 1 || T > cfg->max_seq_len)
+    return mn_error_set(err, MN_ERR_CONFIG,
+                        "batch %d x %d does not fit the model (at most %d "
+                        "positions)",
+                        B, T, cfg->max_seq_len);
+  m = calloc(1, sizeof *m);
+  if (!m) return mn_error_set(err, MN_ERR_NOMEM, "out of memory creating the model");
+  m->cfg = *cfg;
+  m->k = k;
+  m->maxB = B;
+  m->maxT = T;
+  m->nparams = gpt_num_params(cfg);
+  size_t L = (size_t)cfg->n_layer, C = (size_t)cfg->n_embd, NH = (size_t)cfg->n_head;
+  size_t Vp = (size_t)cfg->padded_vocab, BT = (size_t)B * T;
+
+  /* params, grads, m, v: one allocation each */
+  m->params = calloc(m->nparams, sizeof(float));
+  m->grads = calloc(m->nparams, sizeof(float));
+  m->m = calloc(m->nparams, sizeof(float));
+  m->v = calloc(m->nparams, sizeof(float));
+
+  size_t sizes[] = {
+      BT * C, /* encoded */
+      L * BT * C,
+      L * BT,
+      L * BT,                             /* ln1 */
+      L * BT * 3 * C,                     /* qkv */
+      L * BT * C,                         /* atty */
+      L * (size_t)B * NH * (size_t)T * T, /* att */
+      L * BT * C,
+      L * BT * C, /* attproj, res2 */
+      L * BT * C,
+      L * BT,
+      L * BT, /* ln2 */
+      L * BT * 4 * C,
+      L * BT * 4 * C, /* fch, fch_gelu */
+      L * BT * C,
+      L * BT * C, /* fcproj, res3 */
+      BT * C,
+      BT,
+      BT, /* lnf */
+      BT * Vp,
+      BT * Vp,
+      BT, /* logits, probs, losses */
+  };
+  float **slots[] = {&m->a.encoded,  &m->a.ln1,      &m->a.ln1_mean, &m->a.ln1_rstd, &m->a.qkv,
+                     &m->a.atty,     &m->a.att,      &m->a.attproj,  &m->a.res2,     &m->a.ln2,
+                     &m->a.ln2_mean, &m->a.ln2_rstd, &m->a.fch,      &m->a.fch_gelu, &m->a.fcproj,
+                     &m->a.res3,     &m->a.lnf,      &m->a.lnf_mean, &m->a.lnf_rstd, &m->a.logits,
+                     &m->a.probs,    &m->a.losses};
+  size_t total = 0, n = sizeof sizes / sizeof sizes[0];
+  for (size_t i = 0; i < n; i++)
+    total += sizes[i];
+  m->act_mem = calloc(total, sizeof(float));
+  size_t gsizes[] = {BT * C,     BT * C,  BT * C, BT * 3 * C,        BT * 4 * C,
+                     BT * 4 * C, BT * Vp, BT,     (size_t)B * NH * T};
+  float **gslots[] = {&m->g.dres,      &m->g.dln,     &m->g.datty,   &m->g.dqkv,       &m->g.dfch,
+                      &m->g.dfch_gelu, &m->g.dlogits, &m->g.dlosses, &m->g.att_scratch};
+  size_t gtotal = 0, gn = sizeof gsizes / sizeof gsizes[0];
+  for (size_t i = 0; i < gn; i++)
+    gtotal += gsizes[i];
+  m->grad_mem = calloc(gtotal, sizeof(float));
+  if (!m->params || !m->grads || !m->m || !m->v || !m->act_mem || !m->grad_mem) {
+    rc = mn_error_set(err, MN_ERR_NOMEM,
+                      "out of memory for a model of %zu parameters and %.0f MB of activations",
+                      m->nparams, (double)(total + gtotal) * 4 / 1e6);
+    goto out;
+  }
+  float *p = m->act_mem;
+  for (size_t i = 0; i < n; i++)
+    *slots[i] = p, p += sizes[i];
+  p = m->grad_mem;
+  for (size_t i = 0; i < gn; i++)
+    *gslots[i] = p, p += gsizes[i];
+  init_params(m, seed);
+  *out = m;
+  m = NULL;
+out:
+  gpt_destroy(m);
+  return rc;
+}
+
+void gpt_destroy(gpt *m)
+{
+  if (!m) return;
+  free(m->params), free(m->grads), free(m->m), free(m->v);
+  free(m->act_mem), free(m->grad_mem);
+  free(m);
+}
+
+const gpt_config *gpt_get_config(const gpt *m)
+{
+  return &m->cfg;
+}
+float *gpt_params(gpt *m)
+{
+  return m->params;
+}
+float *gpt_grads(gpt *m)
+{
+  return m->grads;
+}
+float *gpt_adam_m(gpt *m)
+{
+  return m->m;
+}
+float *gpt_adam_v(gpt *m)
+{
+  return m->v;
+}
+size_t gpt_params_count(const gpt *m)
+{
+  return m->nparams;
+}
+const float *gpt_losses(const gpt *m)
+{
+  return m->a.losses;
+}
+const float *gpt_probs(const gpt *m)
+{
+  return m->a.probs;
+}
+const float *gpt_logits(const gpt *m)
+{
+  return m->a.logits;
+}
+
+/* pointers to block l's tensors in buffer base (params or grads) */
+typedef struct block_ptrs {
+  float *t[GPT_BLOCK_TENSORS];
+} block_ptrs;
+
+static block_ptrs block_of(const gpt_config *c, float *base, int l)
+{
+  block_ptrs b;
+  size_t C = (size_t)c->n_embd;
+  static const size_t n[GPT_BLOCK_TENSORS] = {1, 1, 3, 3, 1, 1, 1, 1, 4, 4, 4, 1};
+  static const bool mat[GPT_BLOCK_TENSORS] = {0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0};
+  float *p = base + gpt_block_offset(c, l);
+  for (int i = 0; i < GPT_BLOCK_TENSORS; i++) {
+    b.t[i] = p;
+    p += n[i] * C * (mat[i] ? C : 1);
+  }
+  return b;
+}
+
+float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T)
+{
+  const kernels_backend *k = m->k;
+  const gpt_config *c = &m->cfg;
+  assert(B <= m->maxB && T <= m->maxT);
+  int L = c->n_layer, C = c->n_embd, NH = c->n_head, V = c->vocab_size, Vp = c->padded_vocab;
+  int N = B * T;
+  size_t BTC = (size_t)N * C;
+  acts *a = &m->a;
+  m->tokens = tokens;
+  m->targets = targets;
+  m->B = B;
+  m->T = T;
+
+  float *wte = m->params, *wpe = m->params + (size_t)Vp * C;
+  k->encoder_forward(a->encoded, tokens, wte, wpe, B, T, C);
+  const float *res = a->encoded;
+  for (int l = 0; l < L; l++) {
+    block_ptrs w = block_of(c, m->params, l);
+    float *ln1 = a->ln1 + l * BTC, *qkv = a->qkv + l * BTC * 3, *atty = a->atty + l * BTC;
+    float *att = a->att + (size_t)l * B * NH * T * T, *attproj = a->attproj + l * BTC;
+    float *res2 = a->res2 + l * BTC, *ln2 = a->ln2 + l * BTC, *fch = a->fch + l * BTC * 4;
+    float *fch_gelu = a->fch_gelu + l * BTC * 4, *fcproj = a->fcproj + l * BTC;
+    float *res3 = a->res3 + l * BTC;
+    k->layernorm_forward(ln1, a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, res,
+                         w.t[GPT_LN1W], w.t[GPT_LN1B], N, C);
+    k->matmul_forward(qkv, ln1, w.t[GPT_QKVW], w.t[GPT_QKVB], N, C, 3 * C);
+    k->attention_forward(atty, att, qkv, B, T, C, NH);
+    k->matmul_forward(attproj, atty, w.t[GPT_ATTPROJW], w.t[GPT_ATTPROJB], N, C, C);
+    k->residual_forward(res2, res, attproj, BTC);
+    k->layernorm_forward(ln2, a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, res2,
+                         w.t[GPT_LN2W], w.t[GPT_LN2B], N, C);
+    k->matmul_forward(fch, ln2, w.t[GPT_FCW], w.t[GPT_FCB], N, C, 4 * C);
+    k->gelu_forward(fch_gelu, fch, BTC * 4);
+    k->matmul_forward(fcproj, fch_gelu, w.t[GPT_FCPROJW], w.t[GPT_FCPROJB], N, 4 * C, C);
+    k->residual_forward(res3, res2, fcproj, BTC);
+    res = res3;
+  }
+  float *lnfw = m->params + gpt_block_offset(c, L), *lnfb = lnfw + C;
+  k->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, res, lnfw, lnfb, N, C);
+  k->matmul_forward(a->logits, a->lnf, wte, NULL, N, C, Vp); /* tied embeddings */
+  if (!targets) return -1.0f;
+  k->crossentropy_forward(a->losses, a->probs, a->logits, targets, N, V, Vp);
+  double sum = 0;
+  for (int i = 0; i < N; i++)
+    sum += a->losses[i];
+  return (float)(sum / N);
+}
+
+void gpt_zero_grad(gpt *m)
+{
+  memset(m->grads, 0, m->nparams * sizeof(float));
+}
+
+void gpt_backward(gpt *m)
+{
+  const kernels_backend *k = m->k;
+  const gpt_config *c = &m->cfg;
+  assert(m->targets); /* backward needs the loss of a forward with targets */
+  int B = m->B, T = m->T, L = c->n_layer, C = c->n_embd, NH = c->n_head;
+  int V = c->vocab_size, Vp = c->padded_vocab, N = B * T;
+  size_t BTC = (size_t)N * C;
+  acts *a = &m->a;
+  grad_bufs *g = &m->g;
+
+  for (int i = 0; i < N; i++)
+    g->dlosses[i] = 1.0f / (float)N;
+  memset(g->dlogits, 0, (size_t)N * Vp * sizeof(float));
+  k->crossentropy_backward(g->dlogits, a->probs, g->dlosses, m->targets, N, V, Vp);
+  float *dwte = m->grads, *dwpe = m->grads + (size_t)Vp * C;
+  memset(g->dln, 0, BTC * sizeof(float));
+  k->matmul_backward(g->dln, dwte, NULL, g->dlogits, a->lnf, m->params, N, C, Vp);
+  const float *res_last = L > 0 ? a->res3 + (size_t)(L - 1) * BTC : a->encoded;
+  float *lnfw = m->params + gpt_block_offset(c, L);
+  float *dlnfw = m->grads + gpt_block_offset(c, L);
+  memset(g->dres, 0, BTC * sizeof(float));
+  k->layernorm_backward(g->dres, dlnfw, dlnfw + C, g->dln, res_last, lnfw, a->lnf_mean, a->lnf_rstd,
+                        N, C);
+
+  for (int l = L - 1; l >= 0; l--) {
+    block_ptrs w = block_of(c, m->params, l), dw = block_of(c, m->grads, l);
+    const float *res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
+    float *ln1 = a->ln1 + l * BTC, *qkv = a->qkv + l * BTC * 3, *atty = a->atty + l * BTC;
+    float *att = a->att + (size_t)l * B * NH * T * T, *res2 = a->res2 + l * BTC;
+    float *ln2 = a->ln2 + l * BTC, *fch = a->fch + l * BTC * 4;
+    float *fch_gelu = a->fch_gelu + l * BTC * 4;
+    /* MLP: dres holds d(res3); the residual passes it through unchanged */
+    memset(g->dfch_gelu, 0, BTC * 4 * sizeof(float));
+    k->matmul_backward(g->dfch_gelu, dw.t[GPT_FCPROJW], dw.t[GPT_FCPROJB], g->dres, fch_gelu,
+                       w.t[GPT_FCPROJW], N, 4 * C, C);
+    memset(g->dfch, 0, BTC * 4 * sizeof(float));
+    k->gelu_backward(g->dfch, fch, g->dfch_gelu, BTC * 4);
+    memset(g->dln, 0, BTC * sizeof(float));
+    k->matmul_backward(g->dln, dw.t[GPT_FCW], dw.t[GPT_FCB], g->dfch, ln2, w.t[GPT_FCW], N, C,
+                       4 * C);
+    k->layernorm_backward(g->dres, dw.t[GPT_LN2W], dw.t[GPT_LN2B], g->dln, res2, w.t[GPT_LN2W],
+                          a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, N,
+                          C); /* dres is now d(res2) */
+    /* attention */
+    memset(g->datty, 0, BTC * sizeof(float));
+    k->matmul_backward(g->datty, dw.t[GPT_ATTPROJW], dw.t[GPT_ATTPROJB], g->dres, atty,
+                       w.t[GPT_ATTPROJW], N, C, C);
+    memset(g->dqkv, 0, BTC * 3 * sizeof(float));
+    k->attention_backward(g->dqkv, g->att_scratch, g->datty, qkv, att, B, T, C, NH);
+    memset(g->dln, 0, BTC * sizeof(float));
+    k->matmul_backward(g->dln, dw.t[GPT_QKVW], dw.t[GPT_QKVB], g->dqkv, ln1, w.t[GPT_QKVW], N, C,
+                       3 * C);
+    k->layernorm_backward(g->dres, dw.t[GPT_LN1W], dw.t[GPT_LN1B], g->dln, res_in, w.t[GPT_LN1W],
+                          a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, N,
+                          C); /* dres is now d(res_in) */
+  }
+  k->encoder_backward(dwte, dwpe, g->dres, m->tokens, B, T, C);
+}
+
+float gpt_grad_norm(gpt *m)
+{
+  double s = 0;
+  for (size_t i = 0; i < m->nparams; i++)
+    s += (double)m->grads[i] * m->grads[i];
+  return (float)sqrt(s);
+}
+
+float gpt_update(gpt *m, const gpt_adamw *o, int t)
+{
+  float norm = gpt_grad_norm(m);
+  if (o->grad_clip > 0 && norm > o->grad_clip) {
+    float scale = o->grad_clip / norm;
+    for (size_t i = 0; i < m->nparams; i++)
+      m->grads[i] *= scale;
+  }
+  int n = gpt_num_tensors(&m->cfg);
+  for (int i = 0; i < n; i++) {
+    char name[64];
+    size_t shape[2], off;
+    int ndim;
+    gpt_tensor_info(&m->cfg, i, name, shape, &ndim, &off);
+    size_t count = shape[0] * (ndim == 2 ? shape[1] : 1);
+    float wd = ndim == 2 ? o->weight_decay : 0.0f; /* no decay on biases and LayerNorms */
+    m->k->adamw_update(m->params + off, m->grads + off, m->m + off, m->v + off, count, o->lr,
+                       o->beta1, o->beta2, o->eps, wd, t);
+  }
+  return norm;
+}
+
+float gpt_lr_at(float lr, int warmup, int total, float min_frac, int t)
+{
+  if (warmup > 0 && t <= warmup) return lr * (float)t / (float)warmup;
+  if (total <= warmup) return lr;
+  double progress = (double)(t - warmup) / (double)(total - warmup);
+  if (progress > 1) progress = 1;
+  double cosine = 0.5 * (1.0 + cos(PI * progress));
+  return (float)(lr * (min_frac + (1.0 - min_frac) * cosine));
+}
+
+double gpt_flops_per_token(const gpt_config *c, int T)
+{
+  return 6.0 * (double)gpt_num_params(c) + 6.0 * c->n_layer * (double)c->n_embd * T;
+}

@@ -1,0 +1,113 @@
+/*
+ * trainer.h -- the compute core: byte tokenizer, GPT model, optimizer step,
+ * token shards and checkpoints.  Files in, files out; no database.
+ *
+ * The model is GPT-2 family (pre-LayerNorm blocks, GELU tanh MLP, learned
+ * positions, tied embeddings).  Parameters live in ONE buffer laid out
+ * layer-major -- [embeddings | block 0 | ... | block L-1 | final LN] -- with
+ * gradients and AdamW moments in parallel buffers, so any trainable suffix of
+ * blocks is one contiguous range (DESIGN.md §5).  All ops go through a
+ * kernels_backend; nothing here allocates inside a training step.
+ */
+#ifndef MNEMO_TRAINER_H
+#define MNEMO_TRAINER_H
+
+#include "common/common.h"
+#include "kernels/kernels.h"
+
+/* ---------------------------------------------------------------- tokens */
+
+#define TOK_EOT       256 /* <|eot|> */
+#define TOK_FIRST_TAG 257 /* <|lang:xxx|> tags follow */
+
+/* ---------------------------------------------------------------- the model */
+
+typedef struct gpt_config {
+  int max_seq_len;             /* maxT: learned positions */
+  int vocab_size;              /* V: tokens the model predicts (bytes, eot, tags) */
+  int padded_vocab;            /* Vp >= V: rows of wte; padding rows are never predicted */
+  int n_layer, n_head, n_embd; /* L, NH, C */
+} gpt_config;
+
+/* Parameter tensors of one block, in layout order (shapes with C = n_embd). */
+enum {
+  GPT_LN1W,     /* (C) */
+  GPT_LN1B,     /* (C) */
+  GPT_QKVW,     /* (3C, C) */
+  GPT_QKVB,     /* (3C) */
+  GPT_ATTPROJW, /* (C, C) */
+  GPT_ATTPROJB, /* (C) */
+  GPT_LN2W,     /* (C) */
+  GPT_LN2B,     /* (C) */
+  GPT_FCW,      /* (4C, C) */
+  GPT_FCB,      /* (4C) */
+  GPT_FCPROJW,  /* (C, 4C) */
+  GPT_FCPROJB,  /* (C) */
+  GPT_BLOCK_TENSORS
+};
+
+typedef struct gpt gpt;
+
+/* gpt_num_params -- parameters of a configuration (wte counts padded rows). */
+size_t gpt_num_params(const gpt_config *cfg);
+/* gpt_block_offset -- first parameter of block l (l == L: the final LayerNorm). */
+size_t gpt_block_offset(const gpt_config *cfg, int l);
+/* gpt_tensor_name / gpt_tensor_shape -- the i-th tensor of the layout (2 + 12 L + 2 of them). */
+int gpt_num_tensors(const gpt_config *cfg);
+void gpt_tensor_info(const gpt_config *cfg, int i, char name[64] /* OUT */,
+                     size_t shape[2] /* OUT */, int *ndim /* OUT */, size_t *offset /* OUT */);
+MN_NODISCARD mn_status gpt_config_check(const gpt_config *cfg, mn_error *err);
+
+/*
+ * gpt_create -- a model for batches of up to B sequences of up to T tokens.
+ * Parameters are initialised GPT-2 style from seed (N(0, 0.02), projections
+ * scaled by 1/sqrt(2L), LayerNorm 1 and 0, biases 0).  All memory (params,
+ * grads, moments, activations) is allocated here, once.
+ */
+MN_NODISCARD mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed,
+                                  const kernels_backend *k, gpt **out /* OUT */, mn_error *err);
+void gpt_destroy(gpt *m);
+
+const gpt_config *gpt_get_config(const gpt *m);
+float *gpt_params(gpt *m); /* num_params floats, layer-major */
+float *gpt_grads(gpt *m);  /* same layout */
+float *gpt_adam_m(gpt *m);
+float *gpt_adam_v(gpt *m);
+size_t gpt_params_count(const gpt *m);
+
+/*
+ * gpt_forward -- logits for tokens (B,T); with targets (B,T) also the mean loss
+ * (returned) and per-position losses (gpt_losses).  B, T at most those of create.
+ * Returns -1 without targets.
+ */
+float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T);
+const float *gpt_losses(const gpt *m); /* (B,T) nats, after a forward with targets */
+const float *gpt_probs(const gpt *m);  /* (B,T,Vp), after a forward with targets */
+const float *gpt_logits(const gpt *m); /* (B,T,Vp), after any forward */
+
+/* gpt_zero_grad / gpt_backward -- gradients of the last forward's mean loss (adds into grads). */
+void gpt_zero_grad(gpt *m);
+void gpt_backward(gpt *m);
+
+/* gpt_grad_norm -- the global L2 norm of the gradients. */
+float gpt_grad_norm(gpt *m);
+
+typedef struct gpt_adamw {
+  float lr, beta1, beta2, eps, weight_decay;
+  float grad_clip; /* <= 0: none */
+} gpt_adamw;
+
+/*
+ * gpt_update -- one AdamW step (step t >= 1) over all parameters, after
+ * clipping the gradient norm; weight decay on matrices only (not biases,
+ * LayerNorms).  Returns the gradient norm before clipping.
+ */
+float gpt_update(gpt *m, const gpt_adamw *opt, int t);
+
+/* gpt_lr_at -- warm-up then cosine decay to min_frac * lr, for step t (1-based) of total. */
+float gpt_lr_at(float lr, int warmup, int total, float min_frac, int t);
+
+/* gpt_flops_per_token -- 6N + 6 L C T (training FLOPs per token, ANCHORS.md). */
+double gpt_flops_per_token(const gpt_config *cfg, int T);
+
+#endif /* MNEMO_TRAINER_H */
