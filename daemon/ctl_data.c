@@ -61,12 +61,15 @@ static int cmd_lang_add(ctl *c, int argc, char **argv)
                           "Arab, Deva, Thai, Hans, Hant, Jpan, Kore, Ethi, ...");
     goto fail;
   }
-  /* adding a language again keeps its tag id; the name and script may be corrected */
+  /* adding a language again keeps its tag id (and its name unless --name is given);
+   * the script may be corrected; --disabled disables it */
   const char *params[] = {code, c->a.name, c->a.script, c->a.disabled ? "false" : "true"};
   if (ctl_query(conn,
                 "INSERT INTO mnemo.languages (code, name, script, enabled)"
                 " SELECT $1, coalesce($2, i.name), $3, $4 FROM mnemo.iso639_3 i WHERE i.code = $1"
-                " ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, script = EXCLUDED.script"
+                " ON CONFLICT (code) DO UPDATE SET script = EXCLUDED.script,"
+                "   name = CASE WHEN $2::text IS NULL THEN languages.name ELSE EXCLUDED.name END,"
+                "   enabled = languages.enabled AND EXCLUDED.enabled"
                 " RETURNING code, name, script, enabled, tag_id",
                 4, params, &res, "could not add the language", &err) != MN_OK)
     goto fail;
@@ -312,9 +315,11 @@ static int cmd_ingest(ctl *c, int argc, char **argv)
   if (o.format == INGEST_TEXT && (!o.lang || !o.source))
     return ctl_usage("plain text needs --lang L and --source S");
   if (c->a.reject && !c->a.skip_bad) return ctl_usage("--reject goes with --skip-bad");
-  if (c->a.skip_bad) {
-    snprintf(reject_default, sizeof reject_default, "%s.rejects",
-             strcmp(argv[0], "-") == 0 ? "stdin" : argv[0]);
+  if (c->a.skip_bad) { /* every input's bad units go to one file, named after the first */
+    int n = snprintf(reject_default, sizeof reject_default, "%s.rejects",
+                     strcmp(argv[0], "-") == 0 ? "stdin" : argv[0]);
+    if (!c->a.reject && (n < 0 || (size_t)n >= sizeof reject_default))
+      return ctl_usage("the input's name is too long for a reject file name; give --reject");
     o.reject_path = c->a.reject ? c->a.reject : reject_default;
   }
   if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_fail(&err);
@@ -516,8 +521,9 @@ const ctl_command ctl_data_commands[] = {
     {"lang", "disable", cmd_lang_disable, "CODE", "Disable a language.",
      "A disabled language keeps its documents and tag id; ingest refuses new ones.\n", NULL},
     {"source", "add", cmd_source_add, "NAME", "Record a source of documents (provenance).",
-     "Records (or updates) where documents come from and under which licence.  Ingest\n"
-     "creates unknown sources by name; this adds their origin and licence.\n",
+     "Records (or updates) where documents come from and under which licence (an\n"
+     "operator's task).  Ingest creates unknown sources by name; this adds their origin\n"
+     "and licence.\n",
      source_add_opts},
     {"sources", NULL, cmd_sources, "", "List sources with their documents.",
      "Every source with its licence, origin and how many documents it gave.\n", NULL},

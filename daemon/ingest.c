@@ -45,6 +45,7 @@ typedef struct reader {
   char *buf;
   size_t start, end;
   bool eof;
+  bool cr;      /* the line last returned ended in "\r\n" (the "\r" was removed) */
   int64_t line; /* number of the line last returned, 1-based */
 } reader;
 
@@ -87,7 +88,12 @@ static int reader_line(reader *r, mn_buf *out, size_t cap, bool *too_long, mn_er
     if (nl) break;
   }
   if (!any) return 0;
-  if (out->len && out->data[out->len - 1] == '\r') out->data[--out->len] = '\0';
+  r->cr = out->len && out->data[out->len - 1] == '\r';
+  if (r->cr) out->data[--out->len] = '\0';
+  if (r->line == 0 && out->len >= 3 && memcmp(out->data, "\xEF\xBB\xBF", 3) == 0) {
+    memmove(out->data, out->data + 3, out->len - 2); /* a UTF-8 byte order mark is not text */
+    out->len -= 3;
+  }
   r->line++;
   return 1;
 }
@@ -111,7 +117,49 @@ typedef struct run {
   mn_atomic_file *rejects;
   double t0, last_progress;
   bool copying;
+  /* hashes staged by this run (open addressing): a text repeated in the input is
+   * staged once, so the first occurrence is the one stored, whatever the plan */
+  uint8_t (*seen)[MN_SHA256_LEN];
+  size_t seen_cap, seen_n;
 } run;
+
+/* seen_add -- true when sha is new to this run (and now recorded); false for a repeat,
+ * or with *rc set when memory runs out. */
+static bool seen_add(run *r, const uint8_t sha[MN_SHA256_LEN], mn_error *err, mn_status *rc)
+{
+  static const uint8_t empty[MN_SHA256_LEN];
+  if ((r->seen_n + 1) * 2 > r->seen_cap) {
+    size_t cap = r->seen_cap ? r->seen_cap * 2 : 4096;
+    uint8_t(*t)[MN_SHA256_LEN] = calloc(cap, MN_SHA256_LEN);
+    if (!t) {
+      *rc =
+          mn_error_set(err, MN_ERR_NOMEM, "out of memory tracking %zu document hashes", r->seen_n);
+      return false;
+    }
+    for (size_t i = 0; i < r->seen_cap; i++) {
+      if (memcmp(r->seen[i], empty, MN_SHA256_LEN) == 0) continue;
+      uint64_t h;
+      memcpy(&h, r->seen[i], 8);
+      size_t j = h & (cap - 1);
+      while (memcmp(t[j], empty, MN_SHA256_LEN) != 0)
+        j = (j + 1) & (cap - 1);
+      memcpy(t[j], r->seen[i], MN_SHA256_LEN);
+    }
+    free(r->seen);
+    r->seen = t;
+    r->seen_cap = cap;
+  }
+  uint64_t h;
+  memcpy(&h, sha, 8);
+  for (size_t j = h & (r->seen_cap - 1);; j = (j + 1) & (r->seen_cap - 1)) {
+    if (memcmp(r->seen[j], sha, MN_SHA256_LEN) == 0) return false;
+    if (memcmp(r->seen[j], empty, MN_SHA256_LEN) == 0) {
+      memcpy(r->seen[j], sha, MN_SHA256_LEN);
+      r->seen_n++;
+      return true;
+    }
+  }
+}
 
 static mn_status load_languages(run *r, mn_error *err)
 {
@@ -263,6 +311,8 @@ static mn_status unit(run *r, const char *file, int64_t line, const char *lang, 
   if (rc == MN_OK) rc = mn_sha256_update(&h, text, n, err);
   if (rc == MN_OK) rc = mn_sha256_final(&h, sha, err);
   if (rc != MN_OK) return rc;
+  lang_stats(r, lang)->units++;
+  if (!seen_add(r, sha, err, &rc)) return rc; /* a repeat: counted as a duplicate later */
   mn_hex_encode(sha, sizeof sha, hex);
   bool heldout = ingest_split_heldout(sha, r->opt->heldout_fraction);
 
@@ -275,7 +325,6 @@ static mn_status unit(run *r, const char *file, int64_t line, const char *lang, 
     rc = mn_buf_appendf(&r->copy, err, "\t%zu\t\\\\x%s\t%s\n", n, hex,
                         heldout ? "heldout" : "train");
   if (rc != MN_OK) return rc;
-  lang_stats(r, lang)->units++;
   if (r->copy.len >= COPY_FLUSH_BYTES) rc = copy_flush(r, err);
   return rc;
 }
@@ -283,9 +332,8 @@ static mn_status unit(run *r, const char *file, int64_t line, const char *lang, 
 /* ---------------------------------------------------------------- formats */
 
 static mn_status jsonl_record(run *r, const char *file, int64_t line, const mn_buf *l,
-                              bool too_long, mn_error *err)
+                              bool too_long, const char *sep, mn_error *err)
 {
-  const char *sep = "\n";
   size_t off = 0;
   mn_utf8_problem up;
   /* blank lines between records are allowed */
@@ -302,7 +350,13 @@ static mn_status jsonl_record(run *r, const char *file, int64_t line, const mn_b
     return reject(r, l->data, l->len, sep, err);                                                   \
   } while (0)
 
-  if (too_long) BAD("record longer than %zu bytes", (size_t)r->opt->max_document_bytes * 6 + 65536);
+  if (too_long) { /* reported, not copied to the rejects: it was never read whole */
+    r->res->units++;
+    r->res->bytes_read += (int64_t)l->len;
+    problem(r, file, line, "record longer than %zu bytes (not copied to the reject file)",
+            (size_t)r->opt->max_document_bytes * 6 + 65536);
+    return MN_OK;
+  }
   /* jansson validates UTF-8 itself; the exact byte is worth a second look only on failure */
   json_error_t je;
   json_t *o = json_loadb(l->data, l->len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
@@ -336,7 +390,8 @@ static mn_status jsonl_record(run *r, const char *file, int64_t line, const mn_b
 static bool is_blank(const mn_buf *b)
 {
   for (size_t i = 0; i < b->len; i++)
-    if (b->data[i] != ' ' && b->data[i] != '\t' && b->data[i] != '\f' && b->data[i] != '\v')
+    if (b->data[i] != ' ' && b->data[i] != '\t' && b->data[i] != '\f' && b->data[i] != '\v' &&
+        b->data[i] != '\n' && b->data[i] != '\r')
       return false;
   return true;
 }
@@ -347,9 +402,10 @@ static mn_status text_unit(run *r, const char *file, int64_t line, const mn_buf 
   if (too_long) {
     r->res->units++;
     r->res->bytes_read += (int64_t)b->len;
-    problem(r, file, line, "text longer than ingest.max_document_bytes (%lld)",
+    problem(r, file, line,
+            "text longer than ingest.max_document_bytes (%lld; not copied to the reject file)",
             (long long)r->opt->max_document_bytes);
-    return reject(r, b->data, b->len, sep, err);
+    return MN_OK; /* reported, not copied to the rejects: it was never read whole */
   }
   return unit(r, file, line, r->opt->lang, r->opt->source, b->data, b->len, b->data, b->len, sep,
               err);
@@ -376,11 +432,11 @@ static mn_status ingest_file(run *r, const char *path, mn_error *err)
 
   if (o->format == INGEST_JSONL) {
     while (rc == MN_OK && (got = reader_line(&rd, &r->line, cap, &too_long, err)) > 0)
-      rc = jsonl_record(r, name, rd.line, &r->line, too_long, err);
+      rc = jsonl_record(r, name, rd.line, &r->line, too_long, rd.cr ? "\r\n" : "\n", err);
   } else if (o->unit == INGEST_UNIT_LINE) {
     while (rc == MN_OK && (got = reader_line(&rd, &r->line, cap, &too_long, err)) > 0)
       if (!is_blank(&r->line) || too_long)
-        rc = text_unit(r, name, rd.line, &r->line, too_long, "\n", err);
+        rc = text_unit(r, name, rd.line, &r->line, too_long, rd.cr ? "\r\n" : "\n", err);
   } else if (o->unit == INGEST_UNIT_PARAGRAPH) {
     int64_t first = 0;
     bool long_par = false;
@@ -423,6 +479,11 @@ static mn_status ingest_file(run *r, const char *path, mn_error *err)
       rc = mn_buf_append(&r->unit, chunk, keep, err);
     }
     got = 0;
+    if (rc == MN_OK && r->unit.len >= 3 && memcmp(r->unit.data, "\xEF\xBB\xBF", 3) == 0) {
+      memmove(r->unit.data, r->unit.data + 3, r->unit.len - 2); /* a byte order mark */
+      r->unit.len -= 3;
+    }
+    if (rc == MN_OK && !too_long && is_blank(&r->unit)) mn_buf_reset(&r->unit); /* empty */
     if (rc == MN_OK) rc = text_unit(r, name, 1, &r->unit, too_long, "\n", err);
   }
   if (rc == MN_OK && got < 0) rc = err->code;
@@ -556,10 +617,10 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
   mn_log(MN_LOG_DEBUG, "ingest committed", MN_KV_D("ms", mn_monotonic_ms() - t_moved));
   in_tx = false;
   res->committed = true;
-  if (r.rejects) {
+  if (r.rejects && res->bad > 0) {
     rc = mn_atomic_commit(r.rejects, err); /* the documents are stored whatever happens here */
     r.rejects = NULL;
-  }
+  } /* no bad unit: no reject file, and an old one is left as it was */
 out:
   if (r.copying) (void)copy_end(&r, NULL);
   if (in_tx) {
@@ -570,6 +631,7 @@ out:
   if (res->nlangs > 1) qsort(res->langs, res->nlangs, sizeof *res->langs, by_lang);
   res->seconds = (mn_monotonic_ms() - r.t0) / 1e3;
   free(r.langs);
+  free(r.seen);
   mn_buf_fini(&r.copy);
   mn_buf_fini(&r.unit);
   mn_buf_fini(&r.line);

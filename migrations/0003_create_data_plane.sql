@@ -16,7 +16,8 @@ CREATE TABLE mnemo.languages (
   name       text NOT NULL CHECK (name <> ''),
   script     text NOT NULL REFERENCES mnemo.iso15924 (code),
   enabled    boolean NOT NULL DEFAULT true,
-  tag_id     integer NOT NULL UNIQUE DEFAULT nextval('mnemo.language_tag_seq'),
+  tag_id     integer NOT NULL UNIQUE DEFAULT nextval('mnemo.language_tag_seq')
+               CHECK (tag_id >= 257),
   overrides  jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(overrides) = 'object'),
   created_at timestamptz NOT NULL DEFAULT now()
 );
@@ -81,7 +82,8 @@ CREATE TABLE mnemo.reports (
   claimed_lang   text NOT NULL REFERENCES mnemo.languages (code),
   text           text NOT NULL CHECK (text <> '' AND octet_length(text) <= 65536),
   expected_text  text CHECK (expected_text <> '' AND octet_length(expected_text) <= 65536),
-  context        jsonb NOT NULL DEFAULT '{}',
+  context        jsonb NOT NULL DEFAULT '{}'
+                   CHECK (jsonb_typeof(context) = 'object' AND pg_column_size(context) <= 65536),
   reporter       text NOT NULL DEFAULT session_user,
   status         text NOT NULL DEFAULT 'new'
                    CHECK (status IN ('new', 'triaged', 'accepted', 'rejected', 'fixed')),
@@ -115,25 +117,32 @@ CREATE TRIGGER reports_notify AFTER INSERT ON mnemo.reports
 
 -- ---------------------------------------------------------------- privileges
 
+-- Column lists on INSERT too: a writer cannot choose ids, times, tag ids, statuses, or
+-- mark documents consumed.  (A column list binds only the privilege it follows.)
+
 -- mnemo_ingest: add documents (and their sources); read what it must check against.
 GRANT SELECT ON mnemo.languages TO mnemo_ingest;
-GRANT SELECT, INSERT ON mnemo.sources TO mnemo_ingest;
-GRANT INSERT ON mnemo.documents TO mnemo_ingest;
-GRANT SELECT (id, lang, bytes, split) ON mnemo.documents TO mnemo_ingest; -- RETURNING, not text
+GRANT SELECT, INSERT (name) ON mnemo.sources TO mnemo_ingest;
+GRANT INSERT (lang, source_id, text, bytes, sha256, split) ON mnemo.documents TO mnemo_ingest;
+-- ON CONFLICT (sha256) and RETURNING read these; never the text
+GRANT SELECT (id, lang, bytes, split, sha256) ON mnemo.documents TO mnemo_ingest;
 
 -- mnemo_reporter: insert reports, nothing else (not even read them back).
 GRANT SELECT (code, enabled) ON mnemo.languages TO mnemo_reporter;
 GRANT INSERT (claimed_lang, text, expected_text, context) ON mnemo.reports TO mnemo_reporter;
 GRANT SELECT (id) ON mnemo.reports TO mnemo_reporter; -- INSERT ... RETURNING id
 
--- mnemo_daemon: read everything, mark documents consumed, annotate reports.
+-- mnemo_daemon: read everything, mark documents consumed, annotate reports (its findings,
+-- not their status: accepting a report is an operator's decision).
 GRANT SELECT ON mnemo.languages, mnemo.sources, mnemo.documents, mnemo.reports TO mnemo_daemon;
 GRANT UPDATE (consumed_by) ON mnemo.documents TO mnemo_daemon;
-GRANT UPDATE (detected_lang, severity, status) ON mnemo.reports TO mnemo_daemon;
+GRANT UPDATE (detected_lang, severity) ON mnemo.reports TO mnemo_daemon;
 
--- mnemo_operator: read everything, manage languages, triage reports.
+-- mnemo_operator: read everything, manage languages and sources, triage reports.
 GRANT SELECT ON mnemo.languages, mnemo.sources, mnemo.documents, mnemo.reports TO mnemo_operator;
-GRANT INSERT, UPDATE (name, script, enabled, overrides) ON mnemo.languages TO mnemo_operator;
+GRANT INSERT (code, name, script, enabled, overrides),
+      UPDATE (name, script, enabled, overrides) ON mnemo.languages TO mnemo_operator;
 GRANT USAGE ON SEQUENCE mnemo.language_tag_seq TO mnemo_operator;
-GRANT INSERT, UPDATE (origin, licence, notes) ON mnemo.sources TO mnemo_operator;
+GRANT INSERT (name, origin, licence, notes), UPDATE (origin, licence, notes)
+  ON mnemo.sources TO mnemo_operator;
 GRANT UPDATE (status, notes, detected_lang, severity) ON mnemo.reports TO mnemo_operator;

@@ -110,4 +110,63 @@ float gpt_lr_at(float lr, int warmup, int total, float min_frac, int t);
 /* gpt_flops_per_token -- 6N + 6 L C T (training FLOPs per token, ANCHORS.md). */
 double gpt_flops_per_token(const gpt_config *cfg, int T);
 
+/* ---------------------------------------------------------------- language tags */
+
+#define TOK_MAX_TAGS 1024
+
+typedef struct tok_tags {
+  int n;
+  struct {
+    char code[8]; /* ISO 639-3 */
+    int id;       /* token id >= TOK_FIRST_TAG */
+  } t[TOK_MAX_TAGS];
+} tok_tags;
+
+int tok_tag_of(const tok_tags *tags, const char *code); /* -1 when unknown */
+const char *tok_code_of(const tok_tags *tags, int id);  /* NULL when unknown */
+/* tok_tags_add -- add code with id (or the next free id when id < 0); MN_ERR_INPUT on a clash. */
+MN_NODISCARD mn_status tok_tags_add(tok_tags *tags, const char *code, int id, mn_error *err);
+/* as JSON text {"spa": 257, ...}: *out malloc'd */
+MN_NODISCARD mn_status tok_tags_to_json(const tok_tags *tags, char **out /* OUT */, mn_error *err);
+MN_NODISCARD mn_status tok_tags_from_json(const char *json, tok_tags *tags /* OUT */,
+                                          mn_error *err);
+
+/* ---------------------------------------------------------------- checkpoints */
+
+/*
+ * A checkpoint is one safetensors file: every parameter tensor (F32, our
+ * layout order, names as in gpt_tensor_info) and __metadata__ with the
+ * format, the model config, the tag table, the lineage (free JSON), the step
+ * and the SHA-256 of the tensor data.  The optimizer state (AdamW m and v, the
+ * step, the data sampler's state) is a second safetensors file, PATH.opt,
+ * that names the SHA-256 of the weights it belongs to.  Both are written
+ * atomically; loading checks everything and names the file and the problem.
+ */
+typedef struct ckpt_meta {
+  gpt_config config;
+  tok_tags tags;
+  int64_t step;
+  char lineage[1024];                 /* JSON text; "{}" when none */
+  char sha256[MN_SHA256_HEX_LEN + 1]; /* of the tensor data (filled by save and load) */
+} ckpt_meta;
+
+typedef struct ckpt_opt_state {
+  int64_t step;
+  uint64_t rng; /* the data sampler's state */
+  char weights_sha256[MN_SHA256_HEX_LEN + 1];
+} ckpt_opt_state;
+
+MN_NODISCARD mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta /* sha256 set */,
+                                 mn_error *err);
+MN_NODISCARD mn_status ckpt_save_opt(const char *path, gpt *m, const ckpt_opt_state *st,
+                                     mn_error *err);
+/* ckpt_read_meta -- the metadata only (for creating a model of the right shape). */
+MN_NODISCARD mn_status ckpt_read_meta(const char *path, ckpt_meta *meta /* OUT */, mn_error *err);
+/* ckpt_load -- weights into m, whose config must equal the file's. */
+MN_NODISCARD mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta /* OUT */,
+                                 mn_error *err);
+/* ckpt_load_opt -- m and v into m; refuses a state that belongs to other weights. */
+MN_NODISCARD mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256,
+                                     ckpt_opt_state *st /* OUT */, mn_error *err);
+
 #endif /* MNEMO_TRAINER_H */

@@ -9,7 +9,11 @@ data=$here/tests/data/ingest
 admin=$(cat "$MNEMO_TEST_PG_FILE")
 db=t_datactl_$$
 tmp=$(mktemp -d /tmp/mnemo-test-datactl-XXXXXX)
-cleanup() { psql "$admin" -qc "drop database if exists $db with (force)" >/dev/null 2>&1 || true; rm -rf "$tmp"; }
+cleanup() {
+  psql "$admin" -qc "drop database if exists $db with (force)" >/dev/null 2>&1 || true
+  for r in ingest reporter operator; do psql "$admin" -qc "drop role if exists t_${r}_$$" >/dev/null 2>&1 || true; done
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 expect_rc() { # expect_rc WANT CMD...
@@ -94,4 +98,23 @@ python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert len(r)==1 an
   fail "reports --json: $(cat "$tmp/out")"
 expect_rc 0 "$ctl" reports
 grep -q "1 report(s)" "$tmp/out" || fail "reports table"
+# each role as a login user, through mnemoctl: it can do its job and is refused the rest
+for r in ingest reporter operator; do psql "$admin" -qc "create role t_${r}_$$ login in role mnemo_$r"; done
+as_role() { local r=$1; shift; env MNEMO_DB="$admin dbname=$db user=t_${r}_$$" "$@"; }
+printf 'Mvua kubwa ilinyesha jana usiku.\n' >"$tmp/role.txt"
+expect_rc 0 as_role ingest "$ctl" ingest --lang swh --source by-ingest-role "$tmp/role.txt"
+grep -q "1 new" "$tmp/out" || fail "ingest role: $(cat "$tmp/out")"
+expect_rc 1 as_role ingest "$ctl" lang add rus --script Cyrl
+grep -q "permission denied" "$tmp/err" || fail "ingest role lang add: $(cat "$tmp/err")"
+expect_rc 1 as_role ingest "$ctl" reports
+expect_rc 0 as_role reporter "$ctl" report --lang swh --text "Jibu lilichanganya Kiingereza"
+expect_rc 1 as_role reporter "$ctl" reports
+grep -q "permission denied" "$tmp/err" || fail "reporter reads reports: $(cat "$tmp/err")"
+expect_rc 1 as_role reporter "$ctl" ingest --lang swh --source x "$tmp/role.txt"
+expect_rc 0 as_role operator "$ctl" lang add rus --script Cyrl
+expect_rc 0 as_role operator "$ctl" source add by-ingest-role --licence CC-BY-4.0
+expect_rc 0 as_role operator "$ctl" reports
+grep -q "2 report(s)" "$tmp/out" || fail "operator reports: $(cat "$tmp/out")"
+[ "$(count "select reporter from mnemo.reports order by id desc limit 1")" = "t_reporter_$$" ] ||
+  fail "the reporter is not recorded"
 echo "datactl: 1 passed, 0 failed"

@@ -88,6 +88,8 @@ class Corpus(unittest.TestCase):
         self.assertEqual(corpus.normalise("\x1b[1;31mrojo\x1b[0m  y\t\tazul\r\n\n\n\nfin "),
                          "rojo y azul\n\nfin")
         self.assertEqual(corpus.normalise("cafe\u0301"), "café")  # NFC
+        # joiners are spelling (Persian, Bengali): kept; other format characters go
+        self.assertEqual(corpus.normalise("می\u200cخواهم\u00ad\ufeff"), "می\u200cخواهم")
 
     def test_udhr_page(self):
         page = ('<html data-iso6393="swh" lang="sw"><body><header><h1>Utangulizi</h1>'

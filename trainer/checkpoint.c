@@ -1,0 +1,437 @@
+/*
+ * checkpoint.c -- model weights and optimizer state as safetensors files.
+ *
+ * safetensors: 8 bytes little-endian N, N bytes of JSON (one entry per tensor
+ * with dtype, shape and data_offsets relative to the end of the header, plus
+ * "__metadata__", string to string), then the raw little-endian data.  The
+ * header is padded with spaces to a multiple of 8 so the data is aligned.
+ * Our tensors are written in layout order, so the data is the parameter
+ * buffer as it is: one write, one read.
+ *
+ * Every load verifies the header, each tensor's dtype, shape and offsets,
+ * the size of the data and its SHA-256, and refuses anything else with a
+ * message naming the file and the problem (MN_ERR_CORRUPT).
+ */
+#include "trainer/trainer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FORMAT     "mnemo-gpt"
+#define OPT_FORMAT "mnemo-gpt-optimizer"
+#define MAX_HEADER (64u << 20)
+
+typedef struct st_tensor {
+  const char *name;
+  size_t shape[2];
+  int ndim;
+  const float *data;
+  size_t count;
+} st_tensor;
+
+static bool little_endian(void)
+{
+  const uint16_t one = 1;
+  return *(const uint8_t *)&one == 1;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static mn_status write_st(const char *path, const st_tensor *t, int n, json_t *meta, mn_error *err)
+{
+  mn_status rc = MN_OK;
+  json_t *h = json_object();
+  char *text = NULL;
+  mn_atomic_file *f = NULL;
+  if (!little_endian())
+    return mn_error_set(err, MN_ERR_IO, "cannot write \"%s\": big-endian host", path);
+  size_t off = 0;
+  for (int i = 0; i < n; i++) {
+    json_t *shape = json_array();
+    for (int d = 0; d < t[i].ndim; d++)
+      json_array_append_new(shape, json_integer((json_int_t)t[i].shape[d]));
+    size_t bytes = t[i].count * sizeof(float);
+    json_object_set_new(h, t[i].name,
+                        json_pack("{s:s, s:o, s:[I,I]}", "dtype", "F32", "shape", shape,
+                                  "data_offsets", (json_int_t)off, (json_int_t)(off + bytes)));
+    off += bytes;
+  }
+  json_object_set(h, "__metadata__", meta);
+  text = json_dumps(h, JSON_COMPACT);
+  if (!text) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory writing the header of \"%s\"", path);
+    goto out;
+  }
+  size_t hlen = strlen(text), padded = (hlen + 7) / 8 * 8;
+  uint8_t len8[8];
+  for (int i = 0; i < 8; i++)
+    len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+  if ((rc = mn_atomic_open(path, 0644, &f, err)) != MN_OK) goto out;
+  if ((rc = mn_atomic_write(f, len8, 8, err)) != MN_OK) goto out;
+  if ((rc = mn_atomic_write(f, text, hlen, err)) != MN_OK) goto out;
+  if ((rc = mn_atomic_write(f, "       ", padded - hlen, err)) != MN_OK) goto out;
+  for (int i = 0; i < n && rc == MN_OK; i++)
+    rc = mn_atomic_write(f, t[i].data, t[i].count * sizeof(float), err);
+  if (rc != MN_OK) goto out;
+  rc = mn_atomic_commit(f, err);
+  f = NULL;
+out:
+  mn_atomic_abort(f);
+  free(text);
+  json_decref(h);
+  return rc;
+}
+
+static mn_status sha_of(const st_tensor *t, int n, char hex[MN_SHA256_HEX_LEN + 1], mn_error *err)
+{
+  mn_sha256 h;
+  uint8_t d[MN_SHA256_LEN];
+  mn_status rc = mn_sha256_init(&h, err);
+  for (int i = 0; i < n && rc == MN_OK; i++)
+    rc = mn_sha256_update(&h, t[i].data, t[i].count * sizeof(float), err);
+  if (rc == MN_OK)
+    rc = mn_sha256_final(&h, d, err);
+  else
+    mn_sha256_abort(&h);
+  if (rc == MN_OK) mn_hex_encode(d, sizeof d, hex);
+  return rc;
+}
+
+static json_t *config_json(const gpt_config *c)
+{
+  return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i}", "max_seq_len", c->max_seq_len, "vocab_size",
+                   c->vocab_size, "padded_vocab", c->padded_vocab, "n_layer", c->n_layer, "n_head",
+                   c->n_head, "n_embd", c->n_embd);
+}
+
+mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
+{
+  const gpt_config *c = gpt_get_config(m);
+  int n = gpt_num_tensors(c);
+  st_tensor *t = calloc((size_t)n, sizeof *t);
+  char(*names)[64] = calloc((size_t)n, 64);
+  char *tags = NULL, *cfg = NULL;
+  json_t *meta_j = NULL, *cj = NULL;
+  mn_status rc = MN_OK;
+  if (!t || !names) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
+    goto out;
+  }
+  for (int i = 0; i < n; i++) {
+    size_t off;
+    gpt_tensor_info(c, i, names[i], t[i].shape, &t[i].ndim, &off);
+    t[i].name = names[i];
+    t[i].count = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1);
+    t[i].data = gpt_params(m) + off;
+  }
+  if ((rc = sha_of(t, n, meta->sha256, err)) != MN_OK) goto out;
+  if ((rc = tok_tags_to_json(&meta->tags, &tags, err)) != MN_OK) goto out;
+  meta->config = *c;
+  cj = config_json(c);
+  cfg = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS);
+  char step[32];
+  snprintf(step, sizeof step, "%lld", (long long)meta->step);
+  meta_j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "format", FORMAT, "version", "1",
+                     "config", cfg ? cfg : "", "tags", tags, "lineage",
+                     meta->lineage[0] ? meta->lineage : "{}", "step", step, "sha256", meta->sha256);
+  if (!cfg || !meta_j) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
+    goto out;
+  }
+  rc = write_st(path, t, n, meta_j, err);
+out:
+  json_decref(meta_j);
+  json_decref(cj);
+  free(cfg);
+  free(tags);
+  free(names);
+  free(t);
+  return rc;
+}
+
+mn_status ckpt_save_opt(const char *path, gpt *m, const ckpt_opt_state *st, mn_error *err)
+{
+  size_t np = gpt_params_count(m);
+  st_tensor t[2] = {{"m", {np, 0}, 1, gpt_adam_m(m), np}, {"v", {np, 0}, 1, gpt_adam_v(m), np}};
+  char sha[MN_SHA256_HEX_LEN + 1], step[32], rng[32];
+  mn_status rc = sha_of(t, 2, sha, err);
+  if (rc != MN_OK) return rc;
+  snprintf(step, sizeof step, "%lld", (long long)st->step);
+  snprintf(rng, sizeof rng, "%llu", (unsigned long long)st->rng);
+  json_t *meta =
+      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "format", OPT_FORMAT, "step", step, "rng", rng,
+                "weights_sha256", st->weights_sha256, "sha256", sha, "version", "1");
+  if (!meta) return mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
+  rc = write_st(path, t, 2, meta, err);
+  json_decref(meta);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+typedef struct st_file {
+  int fd;
+  const char *path;
+  json_t *header;
+  json_t *meta; /* borrowed from header */
+  uint64_t data_start, data_len;
+} st_file;
+
+static void st_close(st_file *f)
+{
+  if (f->fd >= 0) close(f->fd);
+  json_decref(f->header);
+  f->fd = -1;
+  f->header = NULL;
+}
+
+static mn_status corrupt(const char *path, mn_error *err, const char *fmt, ...) MN_PRINTF(3, 4);
+
+static mn_status corrupt(const char *path, mn_error *err, const char *fmt, ...)
+{
+  char why[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof why, fmt, ap);
+  va_end(ap);
+  return mn_error_set(err, MN_ERR_CORRUPT, "cannot load \"%s\": %s", path, why);
+}
+
+static mn_status read_full(int fd, void *p, size_t n, const char *path, mn_error *err)
+{
+  char *c = p;
+  while (n > 0) {
+    ssize_t got = read(fd, c, n > (1u << 30) ? (1u << 30) : n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0)
+      return mn_error_set(err, MN_ERR_IO, "could not read \"%s\": %s", path, strerror(errno));
+    if (got == 0) return corrupt(path, err, "the file ends early");
+    c += got;
+    n -= (size_t)got;
+  }
+  return MN_OK;
+}
+
+static mn_status st_open(const char *path, const char *format, st_file *f, mn_error *err)
+{
+  memset(f, 0, sizeof *f);
+  f->path = path;
+  f->fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (f->fd < 0)
+    return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
+  struct stat sb;
+  uint8_t len8[8];
+  mn_status rc = MN_OK;
+  char *text = NULL;
+  if (fstat(f->fd, &sb) != 0 || sb.st_size < 8) {
+    rc = corrupt(path, err, "the file is %lld bytes, too short for a safetensors header",
+                 (long long)sb.st_size);
+    goto fail;
+  }
+  if ((rc = read_full(f->fd, len8, 8, path, err)) != MN_OK) goto fail;
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--)
+    hlen = hlen << 8 | len8[i];
+  if (hlen < 2 || hlen > MAX_HEADER || hlen > (uint64_t)sb.st_size - 8) {
+    rc = corrupt(path, err, "header length %llu does not fit a file of %lld bytes",
+                 (unsigned long long)hlen, (long long)sb.st_size);
+    goto fail;
+  }
+  text = malloc(hlen + 1);
+  if (!text) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory reading \"%s\"", path);
+    goto fail;
+  }
+  if ((rc = read_full(f->fd, text, hlen, path, err)) != MN_OK) goto fail;
+  json_error_t je;
+  f->header = json_loadb(text, hlen, 0, &je);
+  if (!json_is_object(f->header)) {
+    rc = corrupt(path, err, "the header is not a JSON object (%s)", je.text);
+    goto fail;
+  }
+  f->meta = json_object_get(f->header, "__metadata__");
+  const char *fmt = json_string_value(json_object_get(f->meta, "format"));
+  if (!fmt || strcmp(fmt, format) != 0) {
+    rc = corrupt(path, err, "not a %s file (format \"%s\")", format, fmt ? fmt : "none");
+    goto fail;
+  }
+  f->data_start = 8 + hlen;
+  f->data_len = (uint64_t)sb.st_size - f->data_start;
+  free(text);
+  return MN_OK;
+fail:
+  free(text);
+  st_close(f);
+  return rc;
+}
+
+static const char *meta_str(const st_file *f, const char *key)
+{
+  return json_string_value(json_object_get(f->meta, key));
+}
+
+/* check_tensors -- the header lists exactly t[0..n), F32, with these shapes, back to back. */
+static mn_status check_tensors(const st_file *f, const st_tensor *t, int n, mn_error *err)
+{
+  uint64_t off = 0;
+  for (int i = 0; i < n; i++) {
+    json_t *e = json_object_get(f->header, t[i].name);
+    if (!e) return corrupt(f->path, err, "tensor \"%s\" is missing", t[i].name);
+    const char *dtype = json_string_value(json_object_get(e, "dtype"));
+    if (!dtype || strcmp(dtype, "F32") != 0)
+      return corrupt(f->path, err, "tensor \"%s\" has dtype %s, not F32", t[i].name,
+                     dtype ? dtype : "(none)");
+    json_t *shape = json_object_get(e, "shape");
+    bool ok = json_is_array(shape) && (int)json_array_size(shape) == t[i].ndim;
+    for (int d = 0; ok && d < t[i].ndim; d++)
+      ok = json_integer_value(json_array_get(shape, (size_t)d)) == (json_int_t)t[i].shape[d];
+    if (!ok)
+      return corrupt(f->path, err, "tensor \"%s\" has the wrong shape for this model", t[i].name);
+    json_t *offs = json_object_get(e, "data_offsets");
+    uint64_t b = (uint64_t)json_integer_value(json_array_get(offs, 0));
+    uint64_t en = (uint64_t)json_integer_value(json_array_get(offs, 1));
+    if (b != off || en != off + t[i].count * sizeof(float))
+      return corrupt(f->path, err, "tensor \"%s\" is not where the layout puts it", t[i].name);
+    off = en;
+  }
+  if (json_object_size(f->header) != (size_t)n + 1)
+    return corrupt(f->path, err, "the header lists %zu tensors, the model has %d",
+                   json_object_size(f->header) - 1, n);
+  if (f->data_len != off)
+    return corrupt(f->path, err, "%s: %llu bytes of tensor data, expected %llu",
+                   f->data_len < off ? "truncated" : "trailing bytes",
+                   (unsigned long long)f->data_len, (unsigned long long)off);
+  return MN_OK;
+}
+
+/* read_tensors -- the data into t[i].data (cast away const: these are destinations) and check its
+ * hash. */
+static mn_status read_tensors(const st_file *f, const st_tensor *t, int n, const char *want_sha,
+                              mn_error *err)
+{
+  mn_status rc = MN_OK;
+  if (lseek(f->fd, (off_t)f->data_start, SEEK_SET) < 0)
+    return mn_error_set(err, MN_ERR_IO, "could not seek in \"%s\": %s", f->path, strerror(errno));
+  for (int i = 0; i < n && rc == MN_OK; i++)
+    rc = read_full(f->fd, (void *)(uintptr_t)t[i].data, t[i].count * sizeof(float), f->path, err);
+  if (rc != MN_OK) return rc;
+  char sha[MN_SHA256_HEX_LEN + 1];
+  if ((rc = sha_of(t, n, sha, err)) != MN_OK) return rc;
+  if (!want_sha || strcmp(sha, want_sha) != 0)
+    return corrupt(f->path, err,
+                   "the tensor data does not match its SHA-256 (the file is corrupted)");
+  return MN_OK;
+}
+
+static mn_status parse_meta(const st_file *f, ckpt_meta *meta, mn_error *err)
+{
+  memset(meta, 0, sizeof *meta);
+  const char *cfg = meta_str(f, "config"), *tags = meta_str(f, "tags"),
+             *sha = meta_str(f, "sha256");
+  const char *step = meta_str(f, "step"), *lineage = meta_str(f, "lineage");
+  if (!cfg || !tags || !sha || !step || strlen(sha) != MN_SHA256_HEX_LEN)
+    return corrupt(f->path, err, "the metadata lacks config, tags, step or sha256");
+  json_error_t je;
+  json_t *c = json_loads(cfg, 0, &je);
+  gpt_config *g = &meta->config;
+  int ok =
+      c && json_unpack(c, "{s:i, s:i, s:i, s:i, s:i, s:i}", "max_seq_len", &g->max_seq_len,
+                       "vocab_size", &g->vocab_size, "padded_vocab", &g->padded_vocab, "n_layer",
+                       &g->n_layer, "n_head", &g->n_head, "n_embd", &g->n_embd) == 0;
+  json_decref(c);
+  if (!ok) return corrupt(f->path, err, "the model config in the metadata is malformed");
+  mn_error e2;
+  if (gpt_config_check(g, &e2) != MN_OK) return corrupt(f->path, err, "%s", e2.msg);
+  if (tok_tags_from_json(tags, &meta->tags, &e2) != MN_OK)
+    return corrupt(f->path, err, "%s", e2.msg);
+  int64_t s;
+  if (!mn_parse_i64(step, &s) || s < 0) return corrupt(f->path, err, "bad step \"%.20s\"", step);
+  meta->step = s;
+  snprintf(meta->lineage, sizeof meta->lineage, "%s", lineage ? lineage : "{}");
+  snprintf(meta->sha256, sizeof meta->sha256, "%s", sha);
+  return MN_OK;
+}
+
+mn_status ckpt_read_meta(const char *path, ckpt_meta *meta, mn_error *err)
+{
+  st_file f;
+  mn_status rc = st_open(path, FORMAT, &f, err);
+  if (rc != MN_OK) return rc;
+  rc = parse_meta(&f, meta, err);
+  st_close(&f);
+  return rc;
+}
+
+mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
+{
+  st_file f;
+  const gpt_config *c = gpt_get_config(m);
+  int n = gpt_num_tensors(c);
+  st_tensor *t = calloc((size_t)n, sizeof *t);
+  char(*names)[64] = calloc((size_t)n, 64);
+  mn_status rc = MN_OK;
+  if (!t || !names) {
+    free(t), free(names);
+    return mn_error_set(err, MN_ERR_NOMEM, "out of memory loading \"%s\"", path);
+  }
+  if ((rc = st_open(path, FORMAT, &f, err)) != MN_OK) goto out_free;
+  if ((rc = parse_meta(&f, meta, err)) != MN_OK) goto out;
+  if (memcmp(&meta->config, c, sizeof *c) != 0) {
+    rc = corrupt(path, err,
+                 "its model (%d layers, width %d, %d heads, %d positions, vocab %d/%d) "
+                 "is not this one",
+                 meta->config.n_layer, meta->config.n_embd, meta->config.n_head,
+                 meta->config.max_seq_len, meta->config.vocab_size, meta->config.padded_vocab);
+    goto out;
+  }
+  for (int i = 0; i < n; i++) {
+    size_t off;
+    gpt_tensor_info(c, i, names[i], t[i].shape, &t[i].ndim, &off);
+    t[i].name = names[i];
+    t[i].count = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1);
+    t[i].data = gpt_params(m) + off;
+  }
+  if ((rc = check_tensors(&f, t, n, err)) != MN_OK) goto out;
+  rc = read_tensors(&f, t, n, meta->sha256, err);
+out:
+  st_close(&f);
+out_free:
+  free(t);
+  free(names);
+  return rc;
+}
+
+mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256, ckpt_opt_state *st,
+                        mn_error *err)
+{
+  st_file f;
+  size_t np = gpt_params_count(m);
+  st_tensor t[2] = {{"m", {np, 0}, 1, gpt_adam_m(m), np}, {"v", {np, 0}, 1, gpt_adam_v(m), np}};
+  mn_status rc = st_open(path, OPT_FORMAT, &f, err);
+  if (rc != MN_OK) return rc;
+  const char *step = meta_str(&f, "step"), *rng = meta_str(&f, "rng");
+  const char *wsha = meta_str(&f, "weights_sha256");
+  int64_t s;
+  memset(st, 0, sizeof *st);
+  if (!step || !rng || !wsha || !mn_parse_i64(step, &s) || s < 0) {
+    rc = corrupt(path, err, "the metadata lacks step, rng or weights_sha256");
+    goto out;
+  }
+  if (strcmp(wsha, weights_sha256) != 0) {
+    rc = corrupt(path, err, "this optimizer state belongs to other weights");
+    goto out;
+  }
+  st->step = s;
+  st->rng = strtoull(rng, NULL, 10);
+  snprintf(st->weights_sha256, sizeof st->weights_sha256, "%s", wsha);
+  if ((rc = check_tensors(&f, t, 2, err)) != MN_OK) goto out;
+  rc = read_tensors(&f, t, 2, meta_str(&f, "sha256"), err);
+out:
+  st_close(&f);
+  return rc;
+}

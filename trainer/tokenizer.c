@@ -1,0 +1,98 @@
+/*
+ * tokenizer.c -- the language tag table of the byte-level tokenizer.
+ *
+ * Token ids 0-255 are UTF-8 bytes, 256 is <|eot|>, and from 257 on each
+ * language has one tag <|lang:xxx|>, prepended to every sequence so the model
+ * always knows the language.  A tag id never changes once assigned (the
+ * database assigns them; files carry the table), so the table travels inside
+ * every checkpoint and shard.
+ */
+#include "trainer/trainer.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+int tok_tag_of(const tok_tags *tags, const char *code)
+{
+  for (int i = 0; i < tags->n; i++)
+    if (strcmp(tags->t[i].code, code) == 0) return tags->t[i].id;
+  return -1;
+}
+
+const char *tok_code_of(const tok_tags *tags, int id)
+{
+  for (int i = 0; i < tags->n; i++)
+    if (tags->t[i].id == id) return tags->t[i].code;
+  return NULL;
+}
+
+static bool valid_code(const char *code)
+{
+  size_t n = strlen(code);
+  if (n < 2 || n > 7) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((code[i] >= 'a' && code[i] <= 'z') || code[i] == '_')) return false;
+  return true;
+}
+
+mn_status tok_tags_add(tok_tags *tags, const char *code, int id, mn_error *err)
+{
+  if (!valid_code(code))
+    return mn_error_set(err, MN_ERR_INPUT, "invalid language code \"%.16s\" for a tag", code);
+  int have = tok_tag_of(tags, code);
+  if (have >= 0 && (id < 0 || have == id)) return MN_OK;
+  if (have >= 0)
+    return mn_error_set(err, MN_ERR_INPUT, "language \"%s\" has tag %d, not %d", code, have, id);
+  if (id < 0) {
+    id = TOK_FIRST_TAG;
+    for (int i = 0; i < tags->n; i++)
+      if (tags->t[i].id >= id) id = tags->t[i].id + 1;
+  }
+  if (id < TOK_FIRST_TAG || id > 65535)
+    return mn_error_set(err, MN_ERR_INPUT, "tag id %d of \"%s\" is out of range", id, code);
+  const char *other = tok_code_of(tags, id);
+  if (other)
+    return mn_error_set(err, MN_ERR_INPUT, "tag id %d is already \"%s\", not \"%s\"", id, other,
+                        code);
+  if (tags->n >= TOK_MAX_TAGS)
+    return mn_error_set(err, MN_ERR_INPUT, "more than %d language tags", TOK_MAX_TAGS);
+  snprintf(tags->t[tags->n].code, sizeof tags->t[tags->n].code, "%s", code);
+  tags->t[tags->n].id = id;
+  tags->n++;
+  return MN_OK;
+}
+
+mn_status tok_tags_to_json(const tok_tags *tags, char **out, mn_error *err)
+{
+  json_t *o = json_object();
+  for (int i = 0; o && i < tags->n; i++)
+    json_object_set_new(o, tags->t[i].code, json_integer(tags->t[i].id));
+  *out = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(o);
+  return *out ? MN_OK : mn_error_set(err, MN_ERR_NOMEM, "out of memory writing the tag table");
+}
+
+mn_status tok_tags_from_json(const char *text, tok_tags *tags, mn_error *err)
+{
+  json_error_t je;
+  json_t *o = json_loads(text, 0, &je);
+  memset(tags, 0, sizeof *tags);
+  if (!json_is_object(o)) {
+    json_decref(o);
+    return mn_error_set(err, MN_ERR_CORRUPT, "the tag table is not a JSON object");
+  }
+  const char *code;
+  json_t *v;
+  mn_status rc = MN_OK;
+  json_object_foreach(o, code, v)
+  {
+    if (!json_is_integer(v)) {
+      rc = mn_error_set(err, MN_ERR_CORRUPT, "tag of \"%.16s\" is not an integer", code);
+      break;
+    }
+    if ((rc = tok_tags_add(tags, code, (int)json_integer_value(v), err)) != MN_OK) break;
+  }
+  json_decref(o);
+  return rc;
+}
