@@ -1,0 +1,215 @@
+/*
+ * test_checkpoint.c -- safetensors checkpoints: a round trip is exact, resuming
+ * from a checkpoint continues bit-identically, and every corruption class is
+ * refused with a message that names the file and the problem.
+ */
+#include "tests/test.h"
+#include "trainer/trainer.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const gpt_config tiny = {.max_seq_len = 16,
+                                .vocab_size = 272,
+                                .padded_vocab = 272,
+                                .n_layer = 2,
+                                .n_head = 2,
+                                .n_embd = 16};
+static char dir[64], path[128], opt_path[160], bad[160];
+static int32_t tokens[2 * 8], targets[2 * 8];
+
+static gpt *make(const gpt_config *c, uint64_t seed)
+{
+  gpt *m = NULL;
+  mn_error err = {0};
+  if (gpt_create(c, 2, 8, seed, kernels_cpu(), &m, &err) != MN_OK) {
+    fprintf(stderr, "gpt_create: %s\n", err.msg);
+    exit(1);
+  }
+  return m;
+}
+
+static const gpt_adamw opt = {.lr = 1e-3f,
+                              .beta1 = 0.9f,
+                              .beta2 = 0.95f,
+                              .eps = 1e-8f,
+                              .weight_decay = 0.1f,
+                              .grad_clip = 1.0f};
+
+static float step(gpt *m, int t)
+{
+  for (int i = 0; i < 16; i++) { /* a batch that changes with t, as real data does */
+    tokens[i] = (int32_t)((i * 31 + t * 7) % 272);
+    targets[i] = (int32_t)((i * 17 + t * 13) % 272);
+  }
+  gpt_zero_grad(m);
+  float loss = gpt_forward(m, tokens, targets, 2, 8);
+  gpt_backward(m);
+  gpt_update(m, &opt, t);
+  return loss;
+}
+
+static void save(gpt *m, int64_t t)
+{
+  mn_error err = {0};
+  ckpt_meta meta = {.step = t};
+  T_EQ_INT(tok_tags_add(&meta.tags, "spa", 257, &err), MN_OK);
+  T_EQ_INT(tok_tags_add(&meta.tags, "tha", -1, &err), MN_OK);
+  snprintf(meta.lineage, sizeof meta.lineage, "{\"parent\": null, \"note\": \"test\"}");
+  T_EQ_INT(ckpt_save(path, m, &meta, &err), MN_OK);
+  ckpt_opt_state st = {.step = t, .rng = 0xfeedULL};
+  snprintf(st.weights_sha256, sizeof st.weights_sha256, "%s", meta.sha256);
+  T_EQ_INT(ckpt_save_opt(opt_path, m, &st, &err), MN_OK);
+}
+
+static void round_trip_and_resume(void)
+{
+  gpt *a = make(&tiny, 5);
+  float losses[11];
+  for (int t = 1; t <= 5; t++)
+    losses[t] = step(a, t);
+  save(a, 5);
+  for (int t = 6; t <= 10; t++)
+    losses[t] = step(a, t);
+
+  mn_error err = {0};
+  ckpt_meta meta;
+  T_EQ_INT(ckpt_read_meta(path, &meta, &err), MN_OK);
+  T_EQ_INT(meta.step, 5);
+  T_EQ_INT(meta.config.n_embd, 16);
+  T_EQ_INT(tok_tag_of(&meta.tags, "tha"), 258);
+  T_CONTAINS(meta.lineage, "\"note\"");
+  gpt *b = make(&meta.config, 999); /* other initial weights: all must be replaced */
+  T_EQ_INT(ckpt_load(path, b, &meta, &err), MN_OK);
+  ckpt_opt_state st;
+  T_EQ_INT(ckpt_load_opt(opt_path, b, meta.sha256, &st, &err), MN_OK);
+  T_EQ_INT(st.step, 5);
+  T_CHECK(st.rng == 0xfeedULL);
+  bool same = true;
+  for (int t = 6; t <= 10; t++) {
+    float l = step(b, t);
+    same = same && memcmp(&l, &losses[t], sizeof l) == 0;
+  }
+  T_CHECK_MSG(same, "resumed losses differ from the uninterrupted run");
+  T_CHECK(memcmp(gpt_params(a), gpt_params(b), gpt_params_count(a) * sizeof(float)) == 0);
+  gpt_destroy(a);
+  gpt_destroy(b);
+}
+
+/* copy path to bad, then apply a change; returns bad */
+static const char *corrupted(void (*change)(int fd, off_t size))
+{
+  mn_buf b;
+  mn_buf_init(&b, 1 << 26);
+  if (mn_buf_read_file(&b, path, NULL) != MN_OK) exit(1);
+  int fd = open(bad, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (write(fd, b.data, b.len) != (ssize_t)b.len) exit(1);
+  change(fd, (off_t)b.len);
+  close(fd);
+  mn_buf_fini(&b);
+  return bad;
+}
+
+static void truncate_end(int fd, off_t size)
+{
+  (void)!ftruncate(fd, size - 10);
+}
+static void too_short(int fd, off_t size)
+{
+  (void)!ftruncate(fd, 4);
+}
+static void flip_data(int fd, off_t size)
+{
+  unsigned char c;
+  (void)!pread(fd, &c, 1, size - 100);
+  c ^= 0x40;
+  (void)!pwrite(fd, &c, 1, size - 100);
+}
+static void flip_header(int fd, off_t size)
+{
+  (void)size;
+  (void)!pwrite(fd, "@", 1, 8); /* the opening brace of the JSON */
+}
+static void huge_header(int fd, off_t size)
+{
+  (void)size;
+  const unsigned char len[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0};
+  (void)!pwrite(fd, len, 8, 0);
+}
+
+static void refused(const char *file, gpt *m, const char *why)
+{
+  mn_error err = {0};
+  ckpt_meta meta;
+  mn_status rc = ckpt_load(file, m, &meta, &err);
+  T_CHECK_MSG(rc == MN_ERR_CORRUPT, "%s: got %s (%s)", why, mn_status_name(rc), err.msg);
+  T_CONTAINS(err.msg, file);
+  T_CONTAINS(err.msg, why);
+}
+
+static void corruption_refused(void)
+{
+  gpt *m = make(&tiny, 1);
+  save(m, 1);
+  refused(corrupted(truncate_end), m, "truncated");
+  refused(corrupted(too_short), m, "too short");
+  refused(corrupted(flip_data), m, "SHA-256");
+  refused(corrupted(flip_header), m, "not a JSON object");
+  refused(corrupted(huge_header), m, "header length");
+  refused(opt_path, m, "not a mnemo-gpt file");
+  /* the right file for another model */
+  gpt_config wider = tiny;
+  wider.n_embd = 32;
+  gpt *w = make(&wider, 1);
+  refused(path, w, "is not this one");
+  /* optimizer state of other weights */
+  mn_error err = {0};
+  ckpt_opt_state st;
+  T_EQ_INT(ckpt_load_opt(opt_path, m,
+                         "0000000000000000000000000000000000000000000000000000000000000000", &st,
+                         &err),
+           MN_ERR_CORRUPT);
+  T_CONTAINS(err.msg, "belongs to other weights");
+  /* a missing file is an I/O error naming it */
+  ckpt_meta meta;
+  T_EQ_INT(ckpt_load("/nonexistent/model.safetensors", m, &meta, &err), MN_ERR_IO);
+  T_CONTAINS(err.msg, "/nonexistent/model.safetensors");
+  gpt_destroy(m);
+  gpt_destroy(w);
+}
+
+/* the file is standard safetensors: 8-byte length, JSON, data right after */
+static void format_is_safetensors(void)
+{
+  gpt *m = make(&tiny, 3);
+  save(m, 0);
+  mn_buf b;
+  mn_buf_init(&b, 1 << 26);
+  T_EQ_INT(mn_buf_read_file(&b, path, NULL), MN_OK);
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--)
+    hlen = hlen << 8 | (unsigned char)b.data[i];
+  T_EQ_INT(hlen % 8, 0);
+  T_EQ_INT(b.len, 8 + hlen + gpt_params_count(m) * sizeof(float));
+  T_CHECK(memcmp(b.data + 8 + hlen, gpt_params(m), gpt_params_count(m) * sizeof(float)) == 0);
+  char *header = strndup(b.data + 8, hlen);
+  T_CONTAINS(header, "\"h.1.mlp.c_proj.weight\":{\"dtype\":\"F32\",\"shape\":[16,64]");
+  free(header);
+  mn_buf_fini(&b);
+  gpt_destroy(m);
+}
+
+int main(void)
+{
+  snprintf(dir, sizeof dir, "/tmp/mnemo-test-ckpt-XXXXXX");
+  if (!mkdtemp(dir)) return 1;
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  snprintf(opt_path, sizeof opt_path, "%s.opt", path);
+  snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
+  T_RUN(round_trip_and_resume);
+  T_RUN(corruption_refused);
+  T_RUN(format_is_safetensors);
+  unlink(path), unlink(opt_path), unlink(bad), rmdir(dir);
+  return T_DONE();
+}
