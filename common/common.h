@@ -233,6 +233,13 @@ MN_NODISCARD mn_status mn_strdup(const char *s, char **out /* OUT */, mn_error *
 /* mn_parse_i64 -- whole-string decimal integer; false on junk or overflow. */
 bool mn_parse_i64(const char *s, int64_t *out /* OUT */);
 
+/*
+ * mn_split_heldout -- the held-out rule of the data plane: a document is held out when
+ * the first 8 bytes of its SHA-256, big-endian, are below fraction * 2^64.  Ingest
+ * stores it; shards built without the database apply the same rule.
+ */
+bool mn_split_heldout(const uint8_t sha[MN_SHA256_LEN], double fraction);
+
 /* mn_monotonic_ms / mn_wall_iso8601 -- clocks for durations and log timestamps. */
 double mn_monotonic_ms(void);
 void mn_wall_iso8601(char out[32]);

@@ -64,3 +64,15 @@ void mn_wall_iso8601(char out[32])
   size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000L);
 }
+
+bool mn_split_heldout(const uint8_t sha[MN_SHA256_LEN], double fraction)
+{
+  uint64_t h = 0;
+  for (int i = 0; i < 8; i++)
+    h = h << 8 | sha[i];
+  if (fraction <= 0) return false;
+  if (fraction >= 1) return true;
+  /* fraction < 1, so fraction * 2^64 fits in a uint64_t */
+  uint64_t threshold = (uint64_t)(fraction * 18446744073709551616.0);
+  return h < threshold;
+}

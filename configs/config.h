@@ -44,6 +44,13 @@ typedef struct mn_config {
     int64_t max_document_bytes;
     double heldout_fraction;
   } ingest;
+  struct {
+    int64_t n_layer, n_head, n_embd, max_seq_len, vocab;
+  } model;
+  struct {
+    int64_t batch_size, seq_len, steps, warmup_steps, seed, checkpoint_every, threads;
+    double lr, min_lr_frac, weight_decay, grad_clip, beta1, beta2, language_alpha;
+  } train;
 
   char *source; /* the file last loaded, or NULL */
   mn_cfg_origin origin[MN_CONFIG_MAX_KEYS];

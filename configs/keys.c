@@ -59,6 +59,45 @@ static const mn_config_key keys[] = {
             "share of new documents held out for evaluation, chosen from each document's "
             "hash (stable); held-out text is never trained on",
             ingest.heldout_fraction),
+
+    INT_KEY("model.n_layer", "6", 1, 256, false, "transformer blocks (L)", model.n_layer),
+    INT_KEY("model.n_head", "8", 1, 256, false, "attention heads per block (NH)", model.n_head),
+    INT_KEY("model.n_embd", "256", 8, 16384, false,
+            "width of the residual stream (C); a multiple of n_head", model.n_embd),
+    INT_KEY("model.max_seq_len", "256", 2, 65536, false, "learned positions (longest context)",
+            model.max_seq_len),
+    INT_KEY("model.vocab", "512", 260, 65535, false,
+            "token ids the model knows: 256 bytes, <|eot|>, then language tags (padded so new "
+            "languages need no resize)",
+            model.vocab),
+
+    INT_KEY("train.batch_size", "4", 1, 4096, false, "sequences per step (B)", train.batch_size),
+    INT_KEY("train.seq_len", "256", 2, 65536, false,
+            "tokens per sequence (T), at most model.max_seq_len", train.seq_len),
+    INT_KEY("train.steps", "1000", 1, 1000000000, false, "optimizer steps of a run", train.steps),
+    DBL_KEY("train.lr", "0.0006", 0.0, 1.0, false, "peak learning rate (AdamW)", train.lr),
+    INT_KEY("train.warmup_steps", "100", 0, 1000000000, false,
+            "linear warm-up steps before the cosine decay", train.warmup_steps),
+    DBL_KEY("train.min_lr_frac", "0.1", 0.0, 1.0, false,
+            "the cosine decays to this fraction of the peak rate", train.min_lr_frac),
+    DBL_KEY("train.weight_decay", "0.1", 0.0, 1.0, false,
+            "decoupled weight decay, on matrices only", train.weight_decay),
+    DBL_KEY("train.grad_clip", "1.0", 0.0, 1000000.0, false,
+            "clip the global gradient norm to this (0: no clipping)", train.grad_clip),
+    DBL_KEY("train.beta1", "0.9", 0.0, 0.999999, false, "AdamW first-moment decay", train.beta1),
+    DBL_KEY("train.beta2", "0.95", 0.0, 0.999999, false, "AdamW second-moment decay",
+            train.beta2),
+    INT_KEY("train.seed", "1234", 0, 4611686018427387903LL, false,
+            "seed of the initial weights and of the data sampler (same seed, same run)",
+            train.seed),
+    INT_KEY("train.checkpoint_every", "500", 0, 1000000000, false,
+            "steps between resumable checkpoints (0: only at the end)", train.checkpoint_every),
+    INT_KEY("train.threads", "0", 0, 1024, false,
+            "CPU threads for the CPU backend (0: every core)", train.threads),
+    DBL_KEY("train.language_alpha", "0.3", 0.0, 1.0, false,
+            "language sampling: p(language) proportional to tokens^alpha (0: uniform, 1: "
+            "proportional)",
+            train.language_alpha),
 };
 
 _Static_assert(sizeof keys / sizeof keys[0] <= MN_CONFIG_MAX_KEYS, "raise MN_CONFIG_MAX_KEYS");

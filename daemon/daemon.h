@@ -134,9 +134,6 @@ typedef struct ingest_result {
   size_t nproblems;
 } ingest_result;
 
-/* ingest_split_heldout -- the held-out rule: first 8 bytes of the hash, big-endian, below
- * fraction·2^64. */
-bool ingest_split_heldout(const uint8_t sha[MN_SHA256_LEN], double fraction);
 
 /*
  * ingest_run -- ingest files[0..nfiles) ("-" is standard input) in one transaction.

@@ -25,17 +25,6 @@
 #define READ_CHUNK       (1u << 20)
 #define MAX_SOURCE_BYTES 200
 
-bool ingest_split_heldout(const uint8_t sha[MN_SHA256_LEN], double fraction)
-{
-  uint64_t h = 0;
-  for (int i = 0; i < 8; i++)
-    h = h << 8 | sha[i];
-  if (fraction <= 0) return false;
-  if (fraction >= 1) return true;
-  /* fraction < 1, so fraction * 2^64 fits in a uint64_t */
-  uint64_t threshold = (uint64_t)(fraction * 18446744073709551616.0);
-  return h < threshold;
-}
 
 /* ---------------------------------------------------------------- a line reader */
 
@@ -314,7 +303,7 @@ static mn_status unit(run *r, const char *file, int64_t line, const char *lang, 
   lang_stats(r, lang)->units++;
   if (!seen_add(r, sha, err, &rc)) return rc; /* a repeat: counted as a duplicate later */
   mn_hex_encode(sha, sizeof sha, hex);
-  bool heldout = ingest_split_heldout(sha, r->opt->heldout_fraction);
+  bool heldout = mn_split_heldout(sha, r->opt->heldout_fraction);
 
   /* seq  lang  source  text  bytes  sha256  split */
   rc = mn_buf_appendf(&r->copy, err, "%lld\t%s\t", (long long)res->units, lang);

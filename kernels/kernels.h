@@ -78,6 +78,9 @@ typedef struct kernels_backend {
 
 /* kernels_cpu -- the CPU reference backend (OpenMP threads, OpenBLAS sgemm). */
 const kernels_backend *kernels_cpu(void);
+/* kernels_cpu_set_threads -- threads for OpenMP loops and for sgemm (n <= 0: every core). */
+void kernels_cpu_set_threads(int n);
+int kernels_cpu_threads(void);
 
 /*
  * kernels_cuda_probe -- fill info with what CUDA sees.  No device, or a

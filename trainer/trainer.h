@@ -169,4 +169,70 @@ MN_NODISCARD mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta /* OU
 MN_NODISCARD mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256,
                                      ckpt_opt_state *st /* OUT */, mn_error *err);
 
+/* ---------------------------------------------------------------- shards */
+
+/*
+ * A shard holds token sections, one per language: every document is
+ * [tag, bytes..., eot], documents of a language back to back.  Layout (all
+ * little-endian):
+ *   0   magic "MNSHARD\0"          8   u32 version (1)     12  u32 token bytes (2)
+ *   16  u32 sections               20  u32 reserved (0)    24  u64 tokens in all
+ *   32  sha256 of the token data (32 bytes)
+ *   64  sections: char code[8], u32 tag, u32 documents, u64 first token, u64 tokens
+ *   then the tokens, u16 each.
+ * The reader checks every field, that sections tile the tokens in order and each
+ * begins with its tag, and the checksum.
+ */
+#define SHARD_VERSION 1
+
+typedef struct shard_section {
+  char code[8];
+  int tag;
+  uint32_t docs;
+  uint64_t first, count; /* tokens */
+} shard_section;
+
+typedef struct shard {
+  uint16_t *tokens;
+  uint64_t ntokens;
+  shard_section *sections;
+  uint32_t nsections;
+} shard;
+
+/* shard_builder -- documents in, sections by language; tags from the table (added as needed). */
+typedef struct shard_builder shard_builder;
+MN_NODISCARD mn_status shard_builder_create(tok_tags *tags, shard_builder **out /* OUT */,
+                                            mn_error *err);
+void shard_builder_destroy(shard_builder *b);
+MN_NODISCARD mn_status shard_builder_add(shard_builder *b, const char *lang, const char *text,
+                                         size_t n, mn_error *err);
+/* shard_builder_write -- sections in language order, written atomically. */
+MN_NODISCARD mn_status shard_builder_write(shard_builder *b, const char *path, mn_error *err);
+
+MN_NODISCARD mn_status shard_read(const char *path, shard *s /* OUT */, mn_error *err);
+void shard_free(shard *s);
+
+/* ---------------------------------------------------------------- the data sampler */
+
+/*
+ * loader -- training windows from one or more shards.  Each window is T+1
+ * consecutive tokens of one language's section; its first input token is
+ * replaced by the language tag, so every sequence starts with its tag.  The
+ * language of each window is drawn with p proportional to (its tokens)^alpha,
+ * the offset uniformly; the state is one 64-bit number, saved with the
+ * optimizer state, so a resumed run draws the same windows.
+ */
+typedef struct loader loader;
+
+MN_NODISCARD mn_status loader_create(const shard *shards, int nshards, int T, double alpha,
+                                     uint64_t seed, loader **out /* OUT */, mn_error *err);
+void loader_destroy(loader *l);
+/* loader_next -- B windows: tokens (B,T) and targets (B,T). */
+void loader_next(loader *l, int B, int32_t *tokens, int32_t *targets);
+uint64_t loader_state(const loader *l);
+void loader_set_state(loader *l, uint64_t state);
+/* loader_share -- the sampling probability of the i-th language, and its code. */
+int loader_languages(const loader *l);
+double loader_share(const loader *l, int i, const char **code /* OUT */);
+
 #endif /* MNEMO_TRAINER_H */

@@ -14,6 +14,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #define LN_EPS 1e-5f
@@ -341,7 +342,13 @@ static const kernels_backend cpu = {
     .adamw_update = adamw_update,
 };
 
-const kernels_backend *kernels_cpu(void)
+const kernels_backend *kernels_cpu(void) { return &cpu; }
+
+void kernels_cpu_set_threads(int n)
 {
-  return &cpu;
+  if (n <= 0) n = omp_get_num_procs();
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n); /* declared by OpenBLAS's cblas.h */
 }
+
+int kernels_cpu_threads(void) { return omp_get_max_threads(); }

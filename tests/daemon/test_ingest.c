@@ -261,14 +261,14 @@ static void heldout_split_is_stable(void)
 {
   /* the rule itself */
   uint8_t sha[MN_SHA256_LEN] = {0};
-  T_CHECK(ingest_split_heldout(sha, 0.05));
-  T_CHECK(!ingest_split_heldout(sha, 0.0));
+  T_CHECK(mn_split_heldout(sha, 0.05));
+  T_CHECK(!mn_split_heldout(sha, 0.0));
   memset(sha, 0xff, sizeof sha);
-  T_CHECK(!ingest_split_heldout(sha, 0.5));
+  T_CHECK(!mn_split_heldout(sha, 0.5));
   sha[0] = 0x0c; /* 0x0cff.. / 2^64 = 0.0508: just above 5% */
-  T_CHECK(!ingest_split_heldout(sha, 0.05));
+  T_CHECK(!mn_split_heldout(sha, 0.05));
   sha[0] = 0x0b; /* 0.0469 */
-  T_CHECK(ingest_split_heldout(sha, 0.05));
+  T_CHECK(mn_split_heldout(sha, 0.05));
 
   /* 2,000 documents: about 5% held out, each exactly where its hash says */
   char path[] = "/tmp/mnemo-test-split-XXXXXX";

@@ -1,0 +1,795 @@
+/*
+ * mnemo.c -- the compute worker: files in, files out, no database.
+ *
+ *   mnemo [--config FILE] [--set KEY=VALUE]... COMMAND [ARGS]
+ *     shard     JSONL {"lang", "text"} -> a token shard (train or held-out split)
+ *     pretrain  shards -> checkpoint (resumable; SIGTERM saves and exits 75)
+ *     eval      checkpoint + shards -> bits per byte per language (--per-doc: NLL per document)
+ *     generate  checkpoint + language + prompt -> text
+ *     bench     tokens/s and GFLOP/s of a training step for the configured model
+ *
+ * Progress is JSON lines on stdout (one object per event), or a progress line on
+ * stderr when stderr is a terminal.  Exit codes: 0 done, 1 failure, 2 usage,
+ * 75 interrupted with a resumable checkpoint saved.
+ */
+#include "configs/config.h"
+#include "trainer/trainer.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 75 };
+
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig)
+{
+  (void)sig;
+  stop_requested = 1;
+}
+
+typedef struct worker {
+  mn_config cfg;
+  bool json;
+} worker;
+
+static int fail(const mn_error *err)
+{
+  fprintf(stderr, "mnemo: %s\n", err->msg);
+  if (err->detail[0]) fprintf(stderr, "  detail: %s\n", err->detail);
+  return err->code == MN_ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
+}
+
+static int usage(const char *fmt, ...) MN_PRINTF(1, 2);
+static int usage(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "mnemo: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\nTry \"mnemo --help\".\n");
+  va_end(ap);
+  return EXIT_USAGE;
+}
+
+/* emit -- one JSON line on stdout (flushed: a supervisor reads it as it comes). */
+static void emit(json_t *o)
+{
+  char *s = json_dumps(o, JSON_COMPACT);
+  if (s) {
+    fputs(s, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+    free(s);
+  }
+  json_decref(o);
+}
+
+static gpt_config model_config(const mn_config *c)
+{
+  return (gpt_config){.max_seq_len = (int)c->model.max_seq_len,
+                      .vocab_size = (int)c->model.vocab,
+                      .padded_vocab = (int)c->model.vocab,
+                      .n_layer = (int)c->model.n_layer,
+                      .n_head = (int)c->model.n_head,
+                      .n_embd = (int)c->model.n_embd};
+}
+
+static double peak_rss_mb(void)
+{
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* a tiny option scanner: --name VALUE pairs and flags, the rest positional */
+typedef struct opts {
+  const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags;
+  int64_t tokens, max_tokens, top_k, steps, seed;
+  double temperature;
+  bool per_doc;
+  char **pos;
+  int npos;
+} opts;
+
+static int parse(int argc, char **argv, opts *o)
+{
+  o->pos = argv;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    const char **s = NULL;
+    int64_t *n = NULL;
+    if (strcmp(a, "--out") == 0) s = &o->out;
+    else if (strcmp(a, "--resume") == 0) s = &o->resume;
+    else if (strcmp(a, "--checkpoint") == 0) s = &o->checkpoint;
+    else if (strcmp(a, "--lang") == 0) s = &o->lang;
+    else if (strcmp(a, "--prompt") == 0) s = &o->prompt;
+    else if (strcmp(a, "--split") == 0) s = &o->split;
+    else if (strcmp(a, "--tags") == 0) s = &o->tags;
+    else if (strcmp(a, "--tokens") == 0) n = &o->tokens;
+    else if (strcmp(a, "--max-tokens") == 0) n = &o->max_tokens;
+    else if (strcmp(a, "--top-k") == 0) n = &o->top_k;
+    else if (strcmp(a, "--steps") == 0) n = &o->steps;
+    else if (strcmp(a, "--seed") == 0) n = &o->seed;
+    else if (strcmp(a, "--per-doc") == 0) {
+      o->per_doc = true;
+      continue;
+    } else if (strcmp(a, "--temperature") == 0) {
+      if (i + 1 >= argc) return usage("--temperature needs a value");
+      char *end;
+      o->temperature = strtod(argv[++i], &end);
+      if (*end || !(o->temperature > 0))
+        return usage("--temperature wants a positive number, got \"%s\"", argv[i]);
+      continue;
+    } else if (a[0] == '-' && a[1] == '-') {
+      return usage("unknown option \"%s\"", a);
+    } else {
+      o->pos[o->npos++] = argv[i];
+      continue;
+    }
+    if (i + 1 >= argc) return usage("%s needs a value", a);
+    if (s) *s = argv[++i];
+    else if (!mn_parse_i64(argv[++i], n) || *n < 0)
+      return usage("%s wants a non-negative number, got \"%s\"", a, argv[i]);
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- shard */
+
+static int cmd_shard(worker *w, opts *o)
+{
+  mn_error err = {0};
+  tok_tags tags = {0};
+  shard_builder *b = NULL;
+  int rc = EXIT_FAIL;
+  if (!o->out || o->npos < 1) return usage("shard needs --out FILE and at least one JSONL file");
+  const char *split = o->split ? o->split : "all";
+  if (strcmp(split, "all") && strcmp(split, "train") && strcmp(split, "heldout"))
+    return usage("--split must be train, heldout or all, got \"%s\"", split);
+  if (o->tags) { /* TSV: code <tab> tag id, as the database assigned them */
+    FILE *f = fopen(o->tags, "r");
+    if (!f) {
+      mn_error_set(&err, MN_ERR_IO, "could not open \"%s\": %s", o->tags, strerror(errno));
+      return fail(&err);
+    }
+    char line[256];
+    int ln = 0;
+    while (fgets(line, sizeof line, f)) {
+      ln++;
+      char code[16];
+      int id;
+      if (sscanf(line, "%15s %d", code, &id) != 2 || tok_tags_add(&tags, code, id, &err) != MN_OK) {
+        fclose(f);
+        if (!err.msg[0]) mn_error_set(&err, MN_ERR_INPUT, "%s:%d: expected \"code<TAB>tag\"", o->tags, ln);
+        else mn_error_prefix(&err, "%s:%d", o->tags, ln);
+        return fail(&err);
+      }
+    }
+    fclose(f);
+  }
+  if (shard_builder_create(&tags, &b, &err) != MN_OK) return fail(&err);
+  int64_t docs = 0, skipped = 0;
+  mn_buf line;
+  mn_buf_init(&line, 64u << 20);
+  for (int i = 0; i < o->npos; i++) {
+    FILE *f = fopen(o->pos[i], "r");
+    if (!f) {
+      mn_error_set(&err, MN_ERR_IO, "could not open \"%s\": %s", o->pos[i], strerror(errno));
+      goto out;
+    }
+    char *l = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int64_t ln = 0;
+    while ((n = getline(&l, &cap, f)) > 0) {
+      ln++;
+      json_error_t je;
+      json_t *r = json_loadb(l, (size_t)n, JSON_ALLOW_NUL, &je);
+      const char *lang = json_string_value(json_object_get(r, "lang"));
+      json_t *t = json_object_get(r, "text");
+      if (!lang || !json_is_string(t)) {
+        json_decref(r);
+        if (n <= 1) continue; /* a blank line */
+        mn_error_set(&err, MN_ERR_INPUT, "%s:%lld: expected {\"lang\": ..., \"text\": ...}",
+                     o->pos[i], (long long)ln);
+        free(l);
+        fclose(f);
+        goto out;
+      }
+      const char *text = json_string_value(t);
+      size_t tn = json_string_length(t);
+      bool keep = true;
+      if (strcmp(split, "all") != 0) {
+        char hex[MN_SHA256_HEX_LEN + 1];
+        uint8_t sha[MN_SHA256_LEN];
+        mn_sha256 h;
+        if (mn_sha256_init(&h, &err) != MN_OK || mn_sha256_update(&h, text, tn, &err) != MN_OK ||
+            mn_sha256_final(&h, sha, &err) != MN_OK) {
+          json_decref(r);
+          free(l);
+          fclose(f);
+          goto out;
+        }
+        (void)hex;
+        bool held = mn_split_heldout(sha, w->cfg.ingest.heldout_fraction);
+        keep = held == (strcmp(split, "heldout") == 0);
+      }
+      mn_status s = keep ? shard_builder_add(b, lang, text, tn, &err) : MN_OK;
+      json_decref(r);
+      if (s != MN_OK) {
+        mn_error_prefix(&err, "%s:%lld", o->pos[i], (long long)ln);
+        free(l);
+        fclose(f);
+        goto out;
+      }
+      docs += keep;
+      skipped += !keep;
+    }
+    free(l);
+    fclose(f);
+  }
+  if (shard_builder_write(b, o->out, &err) != MN_OK) goto out;
+  json_t *langs = json_object();
+  for (int i = 0; i < tags.n; i++) json_object_set_new(langs, tags.t[i].code, json_integer(tags.t[i].id));
+  emit(json_pack("{s:s, s:s, s:I, s:I, s:s, s:o}", "event", "shard", "out", o->out, "documents",
+                 (json_int_t)docs, "skipped", (json_int_t)skipped, "split", split, "tags", langs));
+  rc = EXIT_OK;
+out:
+  mn_buf_fini(&line);
+  shard_builder_destroy(b);
+  return rc == EXIT_OK ? rc : fail(&err);
+}
+
+/* ---------------------------------------------------------------- shared helpers */
+
+static mn_status read_shards(opts *o, shard **out, mn_error *err)
+{
+  shard *s = calloc((size_t)o->npos, sizeof *s);
+  *out = NULL;
+  if (!s) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < o->npos; i++) {
+    mn_status rc = shard_read(o->pos[i], &s[i], err);
+    if (rc != MN_OK) {
+      for (int k = 0; k < i; k++) shard_free(&s[k]);
+      free(s);
+      return rc;
+    }
+  }
+  *out = s;
+  return MN_OK;
+}
+
+static void free_shards(shard *s, int n)
+{
+  for (int i = 0; s && i < n; i++) shard_free(&s[i]);
+  free(s);
+}
+
+/* tags_of_shards -- the union of the shards' tags (a conflict is an error). */
+static mn_status tags_of_shards(const shard *s, int n, tok_tags *tags, mn_error *err)
+{
+  for (int i = 0; i < n; i++)
+    for (uint32_t k = 0; k < s[i].nsections; k++) {
+      mn_status rc = tok_tags_add(tags, s[i].sections[k].code, s[i].sections[k].tag, err);
+      if (rc != MN_OK) return rc;
+    }
+  return MN_OK;
+}
+
+static mn_status save_all(const char *dir, gpt *m, ckpt_meta *meta, loader *ld, mn_error *err)
+{
+  char path[4096], opt_path[4200];
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  snprintf(opt_path, sizeof opt_path, "%s.opt", path);
+  mn_status rc = ckpt_save(path, m, meta, err);
+  if (rc != MN_OK) return rc;
+  ckpt_opt_state st = {.step = meta->step, .rng = loader_state(ld)};
+  snprintf(st.weights_sha256, sizeof st.weights_sha256, "%s", meta->sha256);
+  return ckpt_save_opt(opt_path, m, &st, err);
+}
+
+/* ---------------------------------------------------------------- pretrain */
+
+static int cmd_pretrain(worker *w, opts *o)
+{
+  mn_error err = {0};
+  shard *shards = NULL;
+  gpt *m = NULL;
+  loader *ld = NULL;
+  int rc = EXIT_FAIL;
+  ckpt_meta meta;
+  memset(&meta, 0, sizeof meta);
+  if (!o->out || o->npos < 1) return usage("pretrain needs --out DIR and at least one shard");
+  const mn_config *c = &w->cfg;
+  gpt_config gc = model_config(c);
+  int B = (int)c->train.batch_size, T = (int)c->train.seq_len;
+  int64_t steps = o->steps ? o->steps : c->train.steps;
+  if (T > gc.max_seq_len) return usage("train.seq_len %d exceeds model.max_seq_len %d", T, gc.max_seq_len);
+  if (mkdir(o->out, 0755) != 0 && errno != EEXIST) {
+    mn_error_set(&err, MN_ERR_IO, "could not create \"%s\": %s", o->out, strerror(errno));
+    return fail(&err);
+  }
+  kernels_cpu_set_threads((int)c->train.threads);
+  if (read_shards(o, &shards, &err) != MN_OK) goto out;
+  if (tags_of_shards(shards, o->npos, &meta.tags, &err) != MN_OK) goto out;
+  for (int i = 0; i < meta.tags.n; i++)
+    if (meta.tags.t[i].id >= gc.vocab_size) {
+      mn_error_set(&err, MN_ERR_INPUT, "tag %d of \"%s\" does not fit a vocabulary of %d",
+                   meta.tags.t[i].id, meta.tags.t[i].code, gc.vocab_size);
+      goto out;
+    }
+  uint64_t seed = (uint64_t)c->train.seed;
+  int64_t step0 = 0;
+  if (o->resume) {
+    ckpt_meta prev;
+    if (ckpt_read_meta(o->resume, &prev, &err) != MN_OK) goto out;
+    gc = prev.config;
+    if (gpt_create(&gc, B, T, seed, kernels_cpu(), &m, &err) != MN_OK) goto out;
+    if (ckpt_load(o->resume, m, &prev, &err) != MN_OK) goto out;
+    char opt_path[4200];
+    snprintf(opt_path, sizeof opt_path, "%s.opt", o->resume);
+    ckpt_opt_state st;
+    if (ckpt_load_opt(opt_path, m, prev.sha256, &st, &err) != MN_OK) goto out;
+    step0 = prev.step;
+    for (int i = 0; i < prev.tags.n; i++) /* the checkpoint's tags stay as they were */
+      if (tok_tags_add(&meta.tags, prev.tags.t[i].code, prev.tags.t[i].id, &err) != MN_OK) goto out;
+    if (loader_create(shards, o->npos, T, c->train.language_alpha, seed + 1, &ld, &err) != MN_OK)
+      goto out;
+    loader_set_state(ld, st.rng);
+  } else {
+    if (gpt_create(&gc, B, T, seed, kernels_cpu(), &m, &err) != MN_OK) goto out;
+    if (loader_create(shards, o->npos, T, c->train.language_alpha, seed + 1, &ld, &err) != MN_OK)
+      goto out;
+  }
+  json_t *shares = json_object();
+  for (int i = 0; i < loader_languages(ld); i++) {
+    const char *code;
+    double p = loader_share(ld, i, &code);
+    json_object_set_new(shares, code, json_real(round(p * 1e4) / 1e4));
+  }
+  emit(json_pack("{s:s, s:I, s:I, s:i, s:i, s:I, s:o, s:i}", "event", "start", "params",
+                 (json_int_t)gpt_params_count(m), "from_step", (json_int_t)step0, "batch", B,
+                 "seq_len", T, "steps", (json_int_t)steps, "language_shares", shares, "threads",
+                 kernels_cpu_threads()));
+  snprintf(meta.lineage, sizeof meta.lineage, "{\"kind\": \"pretrain\", \"shards\": %d, \"seed\": %llu%s%s%s}",
+           o->npos, (unsigned long long)seed, o->resume ? ", \"resumed_from\": \"" : "",
+           o->resume ? o->resume : "", o->resume ? "\"" : "");
+  signal(SIGTERM, on_signal);
+  signal(SIGINT, on_signal);
+  int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T), *tgt = malloc(sizeof(int32_t) * (size_t)B * T);
+  if (!tok || !tgt) {
+    free(tok), free(tgt);
+    mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  gpt_adamw opt = {.beta1 = (float)c->train.beta1, .beta2 = (float)c->train.beta2, .eps = 1e-8f,
+                   .weight_decay = (float)c->train.weight_decay,
+                   .grad_clip = (float)c->train.grad_clip};
+  bool tty = isatty(STDERR_FILENO) && !w->json;
+  double t0 = mn_monotonic_ms(), last = 0;
+  int64_t t;
+  bool interrupted = false;
+  for (t = step0 + 1; t <= steps; t++) {
+    double ts = mn_monotonic_ms();
+    loader_next(ld, B, tok, tgt);
+    gpt_zero_grad(m);
+    float loss = gpt_forward(m, tok, tgt, B, T);
+    gpt_backward(m);
+    opt.lr = gpt_lr_at((float)c->train.lr, (int)c->train.warmup_steps, (int)steps,
+                       (float)c->train.min_lr_frac, (int)t);
+    float norm = gpt_update(m, &opt, (int)t);
+    double now = mn_monotonic_ms();
+    double tps = (double)B * T * (double)(t - step0) / ((now - t0) / 1e3);
+    double eta = (double)(steps - t) * (now - t0) / 1e3 / (double)(t - step0);
+    if (!isfinite(loss)) {
+      mn_error_set(&err, MN_ERR_NUMERIC, "the loss is %f at step %lld: training diverged", loss,
+                   (long long)t);
+      free(tok), free(tgt);
+      goto out;
+    }
+    if (tty) {
+      if (now - last > 250 || t == steps) {
+        fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %.0fs   ",
+                (long long)t, (long long)steps, loss, opt.lr, tps, eta);
+        last = now;
+      }
+    } else {
+      emit(json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f}", "event", "step", "step",
+                     (json_int_t)t, "loss", (double)loss, "lr", (double)opt.lr, "grad_norm",
+                     (double)norm, "tokens_per_s", round(tps), "step_ms", now - ts));
+    }
+    meta.step = t;
+    bool periodic = c->train.checkpoint_every > 0 && t % c->train.checkpoint_every == 0;
+    if (periodic || stop_requested) {
+      if (save_all(o->out, m, &meta, ld, &err) != MN_OK) {
+        free(tok), free(tgt);
+        goto out;
+      }
+      emit(json_pack("{s:s, s:I, s:s}", "event", "checkpoint", "step", (json_int_t)t, "dir", o->out));
+    }
+    if (stop_requested) {
+      interrupted = true;
+      break;
+    }
+  }
+  if (tty) fputc('\n', stderr);
+  free(tok), free(tgt);
+  if (!interrupted) {
+    if (save_all(o->out, m, &meta, ld, &err) != MN_OK) goto out;
+    emit(json_pack("{s:s, s:I, s:s, s:s, s:f}", "event", "done", "step", (json_int_t)meta.step,
+                   "checkpoint", o->out, "sha256", meta.sha256, "seconds",
+                   (mn_monotonic_ms() - t0) / 1e3));
+    rc = EXIT_OK;
+  } else {
+    emit(json_pack("{s:s, s:I, s:s}", "event", "interrupted", "step", (json_int_t)meta.step,
+                   "resume", o->out));
+    rc = EXIT_INTERRUPTED;
+  }
+out:
+  loader_destroy(ld);
+  gpt_destroy(m);
+  free_shards(shards, o->npos);
+  return rc == EXIT_FAIL ? fail(&err) : rc;
+}
+
+/* ---------------------------------------------------------------- eval */
+
+typedef struct lang_score {
+  double bits;
+  int64_t bytes;
+} lang_score;
+
+/* score -- add the byte targets' bits of one window [tag, x...] -> y to s. */
+static void score(gpt *m, const int32_t *x, const int32_t *y, int T, lang_score *s)
+{
+  gpt_forward(m, x, y, 1, T);
+  const float *l = gpt_losses(m);
+  for (int i = 0; i < T; i++)
+    if (y[i] < 256) {
+      s->bits += l[i] / 0.69314718055994530942; /* nats to bits */
+      s->bytes++;
+    }
+}
+
+static int cmd_eval(worker *w, opts *o)
+{
+  mn_error err = {0};
+  shard *shards = NULL;
+  gpt *m = NULL;
+  int rc = EXIT_FAIL;
+  ckpt_meta meta;
+  if (!o->checkpoint || o->npos < 1) return usage("eval needs --checkpoint FILE and shards");
+  kernels_cpu_set_threads((int)w->cfg.train.threads);
+  if (ckpt_read_meta(o->checkpoint, &meta, &err) != MN_OK) return fail(&err);
+  int T = meta.config.max_seq_len;
+  if (w->cfg.train.seq_len < T) T = (int)w->cfg.train.seq_len;
+  if (gpt_create(&meta.config, 1, T, 0, kernels_cpu(), &m, &err) != MN_OK) return fail(&err);
+  if (ckpt_load(o->checkpoint, m, &meta, &err) != MN_OK) goto out;
+  if (read_shards(o, &shards, &err) != MN_OK) goto out;
+  int32_t *x = malloc(sizeof(int32_t) * (size_t)T), *y = malloc(sizeof(int32_t) * (size_t)T);
+  json_t *langs = json_array();
+  for (int si = 0; si < o->npos; si++) {
+    for (uint32_t k = 0; k < shards[si].nsections; k++) {
+      const shard_section *sec = &shards[si].sections[k];
+      const uint16_t *tok = shards[si].tokens + sec->first;
+      int tag = tok_tag_of(&meta.tags, sec->code);
+      if (tag < 0) tag = sec->tag >= meta.config.vocab_size ? -1 : sec->tag;
+      if (tag < 0 || tag != sec->tag) {
+        mn_error_set(&err, MN_ERR_INPUT, "language \"%s\" of %s has tag %d, the checkpoint %d",
+                     sec->code, o->pos[si], sec->tag, tok_tag_of(&meta.tags, sec->code));
+        goto out_loop;
+      }
+      lang_score total = {0};
+      int64_t limit = o->max_tokens ? o->max_tokens : INT64_MAX, used = 0;
+      /* documents: [tag, bytes..., eot]; each scored from its tag, in windows of T */
+      uint64_t d0 = 0;
+      int64_t doc = 0;
+      while (d0 < sec->count && used < limit) {
+        uint64_t d1 = d0 + 1;
+        while (d1 < sec->count && tok[d1] != TOK_EOT) d1++;
+        lang_score ds = {0};
+        for (uint64_t p = d0 + 1; p <= d1 && p < sec->count; p += (uint64_t)T) {
+          int n = (int)((d1 + 1 - p) < (uint64_t)T ? (d1 + 1 - p) : (uint64_t)T);
+          x[0] = tag;
+          for (int i = 1; i < n; i++) x[i] = tok[p + (uint64_t)i - 1];
+          for (int i = 0; i < n; i++) y[i] = tok[p + (uint64_t)i];
+          score(m, x, y, n, &ds);
+          used += n;
+        }
+        if (o->per_doc)
+          emit(json_pack("{s:s, s:s, s:I, s:I, s:f}", "event", "doc", "lang", sec->code, "doc",
+                         (json_int_t)doc, "bytes", (json_int_t)ds.bytes, "nll_bits", ds.bits));
+        total.bits += ds.bits;
+        total.bytes += ds.bytes;
+        doc++;
+        d0 = d1 + 1;
+      }
+      double bpb = total.bytes ? total.bits / (double)total.bytes : NAN;
+      json_array_append_new(langs, json_pack("{s:s, s:I, s:I, s:f}", "lang", sec->code, "documents",
+                                             (json_int_t)doc, "bytes", (json_int_t)total.bytes,
+                                             "bits_per_byte", isfinite(bpb) ? bpb : -1.0));
+    }
+  }
+  if (w->json || !isatty(STDOUT_FILENO)) {
+    emit(json_pack("{s:s, s:s, s:o}", "event", "eval", "checkpoint", o->checkpoint, "languages",
+                   langs));
+  } else {
+    printf("%-6s %10s %10s %14s\n", "lang", "documents", "bytes", "bits/byte");
+    size_t i;
+    json_t *v;
+    json_array_foreach(langs, i, v)
+    {
+      printf("%-6s %10lld %10lld %14.4f\n", json_string_value(json_object_get(v, "lang")),
+             (long long)json_integer_value(json_object_get(v, "documents")),
+             (long long)json_integer_value(json_object_get(v, "bytes")),
+             json_real_value(json_object_get(v, "bits_per_byte")));
+    }
+    json_decref(langs);
+  }
+  rc = EXIT_OK;
+out_loop:
+  free(x);
+  free(y);
+  if (rc != EXIT_OK) json_decref(langs);
+out:
+  free_shards(shards, o->npos);
+  gpt_destroy(m);
+  return rc == EXIT_OK ? rc : fail(&err);
+}
+
+/* ---------------------------------------------------------------- generate */
+
+static int cmd_generate(worker *w, opts *o)
+{
+  mn_error err = {0};
+  gpt *m = NULL;
+  ckpt_meta meta;
+  if (!o->checkpoint || !o->lang) return usage("generate needs --checkpoint FILE and --lang L");
+  const char *prompt = o->prompt ? o->prompt : "";
+  kernels_cpu_set_threads((int)w->cfg.train.threads);
+  if (ckpt_read_meta(o->checkpoint, &meta, &err) != MN_OK) return fail(&err);
+  int tag = tok_tag_of(&meta.tags, o->lang);
+  if (tag < 0) {
+    mn_error_set(&err, MN_ERR_INPUT, "the checkpoint knows no language \"%s\"", o->lang);
+    return fail(&err);
+  }
+  int T = meta.config.max_seq_len;
+  if (gpt_create(&meta.config, 1, T, 0, kernels_cpu(), &m, &err) != MN_OK) return fail(&err);
+  if (ckpt_load(o->checkpoint, m, &meta, &err) != MN_OK) {
+    gpt_destroy(m);
+    return fail(&err);
+  }
+  int64_t want = o->tokens ? o->tokens : 100;
+  int top_k = o->top_k ? (int)o->top_k : 40;
+  double temp = o->temperature > 0 ? o->temperature : 0.8;
+  uint64_t rng = o->seed ? (uint64_t)o->seed : 1;
+  size_t plen = strlen(prompt);
+  size_t cap = plen + (size_t)want + 2;
+  int32_t *ctx = malloc(sizeof(int32_t) * cap);
+  unsigned char *outb = malloc(cap);
+  int32_t *win = malloc(sizeof(int32_t) * (size_t)T);
+  float *p = malloc(sizeof(float) * 257);
+  size_t n = 0, nout = 0;
+  for (size_t i = 0; i < plen; i++) ctx[n++] = (unsigned char)prompt[i];
+  for (int64_t g = 0; g < want; g++) {
+    /* the window: the tag, then the last T-1 tokens */
+    int len = (int)(n < (size_t)T - 1 ? n : (size_t)T - 1);
+    win[0] = tag;
+    for (int i = 0; i < len; i++) win[i + 1] = ctx[n - (size_t)len + (size_t)i];
+    gpt_forward(m, win, NULL, 1, len + 1);
+    const float *logits = gpt_logits(m) + (size_t)len * meta.config.padded_vocab;
+    /* sample among bytes and <|eot|> only (tags are never generated) */
+    float mx = -INFINITY;
+    for (int i = 0; i < 257; i++) mx = logits[i] > mx ? logits[i] : mx;
+    float kth = -INFINITY;
+    if (top_k > 0 && top_k < 257) { /* the k-th largest logit */
+      float tmp[257];
+      memcpy(tmp, logits, sizeof tmp);
+      for (int a = 0; a < top_k; a++) {
+        int best = a;
+        for (int b = a + 1; b < 257; b++) best = tmp[b] > tmp[best] ? b : best;
+        float s = tmp[a];
+        tmp[a] = tmp[best];
+        tmp[best] = s;
+      }
+      kth = tmp[top_k - 1];
+    }
+    double sum = 0;
+    for (int i = 0; i < 257; i++) {
+      p[i] = logits[i] < kth ? 0.0f : (float)exp((logits[i] - mx) / temp);
+      sum += p[i];
+    }
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    double u = (double)(rng >> 11) / 9007199254740992.0 * sum, acc = 0;
+    int tokn = 256;
+    for (int i = 0; i < 257; i++) {
+      acc += p[i];
+      if (u < acc) {
+        tokn = i;
+        break;
+      }
+    }
+    if (tokn == TOK_EOT) break;
+    ctx[n++] = tokn;
+    outb[nout++] = (unsigned char)tokn;
+  }
+  /* print valid UTF-8 only: a sequence cut by the end or sampled badly becomes U+FFFD */
+  mn_buf text;
+  mn_buf_init(&text, cap * 3 + 16);
+  (void)!mn_buf_append(&text, prompt, plen, NULL);
+  size_t i = 0;
+  while (i < nout) {
+    size_t off;
+    mn_utf8_problem pr = mn_utf8_check(outb + i, nout - i, &off);
+    if (pr == MN_UTF8_OK) {
+      (void)!mn_buf_append(&text, outb + i, nout - i, NULL);
+      break;
+    }
+    (void)!mn_buf_append(&text, outb + i, off, NULL);
+    (void)!mn_buf_append(&text, "\xEF\xBF\xBD", 3, NULL);
+    i += off + 1;
+  }
+  if (w->json || !isatty(STDOUT_FILENO))
+    emit(json_pack("{s:s, s:s, s:s, s:I}", "event", "generate", "lang", o->lang, "text",
+                   text.data ? text.data : "", "tokens", (json_int_t)nout));
+  else
+    printf("%s\n", text.data ? text.data : "");
+  mn_buf_fini(&text);
+  free(ctx), free(outb), free(win), free(p);
+  gpt_destroy(m);
+  return EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- bench */
+
+static int cmd_bench(worker *w, opts *o)
+{
+  mn_error err = {0};
+  gpt *m = NULL;
+  const mn_config *c = &w->cfg;
+  gpt_config gc = model_config(c);
+  int B = (int)c->train.batch_size, T = (int)c->train.seq_len;
+  int steps = o->steps ? (int)o->steps : 10;
+  kernels_cpu_set_threads((int)c->train.threads);
+  if (gpt_create(&gc, B, T, 1, kernels_cpu(), &m, &err) != MN_OK) return fail(&err);
+  int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T), *y = malloc(sizeof(int32_t) * (size_t)B * T);
+  uint64_t s = 7;
+  for (int i = 0; i < B * T; i++) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    x[i] = (int32_t)((s >> 33) % 256);
+    y[i] = (int32_t)((s >> 13) % 256);
+  }
+  gpt_adamw opt = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
+                   .grad_clip = 1.0f};
+  double best = INFINITY, total = 0;
+  for (int t = 1; t <= steps + 2; t++) {
+    double t0 = mn_monotonic_ms();
+    gpt_zero_grad(m);
+    gpt_forward(m, x, y, B, T);
+    gpt_backward(m);
+    gpt_update(m, &opt, t);
+    double ms = mn_monotonic_ms() - t0;
+    if (t > 2) { /* two warm-up steps */
+      total += ms;
+      best = ms < best ? ms : best;
+    }
+  }
+  double mean = total / steps;
+  double tps = (double)B * T / (mean / 1e3);
+  double gflops = gpt_flops_per_token(&gc, T) * tps / 1e9;
+  json_t *r = json_pack("{s:s, s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:i}",
+                        "event", "bench", "params", (json_int_t)gpt_params_count(m), "n_layer",
+                        gc.n_layer, "n_embd", gc.n_embd, "n_head", gc.n_head, "batch", B,
+                        "seq_len", T, "steps", steps, "ms_per_step", mean, "best_ms_per_step",
+                        best, "tokens_per_s", tps, "gflops", gflops, "peak_rss_mb",
+                        peak_rss_mb(), "threads", kernels_cpu_threads());
+  if (w->json || !isatty(STDOUT_FILENO)) {
+    emit(r);
+  } else {
+    printf("%zu parameters, B=%d T=%d, %d threads: %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s, "
+           "peak %.0f MB\n",
+           gpt_params_count(m), B, T, kernels_cpu_threads(), mean, tps, gflops, peak_rss_mb());
+    json_decref(r);
+  }
+  free(x), free(y);
+  gpt_destroy(m);
+  return EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void help(FILE *f)
+{
+  fprintf(f,
+          "usage: mnemo [--config FILE] [--set KEY=VALUE]... [--json] COMMAND [ARGS]\n\n"
+          "the compute worker of mnemo: files in, files out, no database\n\n"
+          "commands:\n"
+          "  shard --out FILE [--split train|heldout|all] [--tags TSV] JSONL...\n"
+          "                       documents {\"lang\", \"text\"} into a token shard\n"
+          "  pretrain --out DIR [--resume CKPT] [--steps N] SHARD...\n"
+          "                       train a model; DIR/model.safetensors (+ .opt) is resumable\n"
+          "  eval --checkpoint CKPT [--per-doc] [--max-tokens N] SHARD...\n"
+          "                       bits per byte per language (and NLL per document)\n"
+          "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
+          "           [--temperature T] [--top-k K] [--seed S]\n"
+          "  bench [--steps N]    tokens/s and GFLOP/s of a training step\n\n"
+          "The model and training come from the config (model.*, train.*; presets in\n"
+          "configs/models/).  Progress is JSON lines on stdout, or a progress line on a\n"
+          "terminal.  Exit status: 0 done, 1 failure, 2 usage, 75 interrupted (resumable).\n");
+}
+
+int main(int argc, char **argv)
+{
+  worker w = {0};
+  mn_error err = {0};
+  const char *config_path = getenv("MNEMO_CONFIG");
+  const char *sets[64];
+  int nsets = 0, i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      help(stdout);
+      return EXIT_OK;
+    } else if (strcmp(argv[i], "--json") == 0) {
+      w.json = true;
+    } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 64) {
+      sets[nsets++] = argv[++i];
+    } else {
+      return usage("unknown or incomplete option \"%s\"", argv[i]);
+    }
+  }
+  if (i >= argc) {
+    help(stderr);
+    return EXIT_USAGE;
+  }
+  mn_status rc = config_path && *config_path ? mn_config_load_file(config_path, &w.cfg, &err)
+                                             : mn_config_init(&w.cfg, &err);
+  if (rc != MN_OK) return fail(&err);
+  for (int s = 0; s < nsets; s++) {
+    char key[128];
+    const char *eq = strchr(sets[s], '=');
+    if (!eq || (size_t)(eq - sets[s]) >= sizeof key) {
+      mn_config_fini(&w.cfg);
+      return usage("--set wants KEY=VALUE, got \"%s\"", sets[s]);
+    }
+    snprintf(key, sizeof key, "%.*s", (int)(eq - sets[s]), sets[s]);
+    if (mn_config_set(&w.cfg, key, eq + 1, "--set", &err) != MN_OK) {
+      mn_config_fini(&w.cfg);
+      return fail(&err);
+    }
+  }
+  mn_config_apply_log(&w.cfg);
+  const char *cmd = argv[i];
+  opts o = {0};
+  int code;
+  if (strcmp(cmd, "--help") == 0) {
+    help(stdout);
+    code = EXIT_OK;
+  } else if (parse(argc - i - 1, argv + i + 1, &o) != 0) {
+    code = EXIT_USAGE;
+  } else if (strcmp(cmd, "shard") == 0) {
+    code = cmd_shard(&w, &o);
+  } else if (strcmp(cmd, "pretrain") == 0) {
+    code = cmd_pretrain(&w, &o);
+  } else if (strcmp(cmd, "eval") == 0) {
+    code = cmd_eval(&w, &o);
+  } else if (strcmp(cmd, "generate") == 0) {
+    code = cmd_generate(&w, &o);
+  } else if (strcmp(cmd, "bench") == 0) {
+    code = cmd_bench(&w, &o);
+  } else {
+    code = usage("unknown command \"%s\"", cmd);
+  }
+  mn_config_fini(&w.cfg);
+  return code;
+}
