@@ -134,7 +134,6 @@ typedef struct ingest_result {
   size_t nproblems;
 } ingest_result;
 
-
 /*
  * ingest_run -- ingest files[0..nfiles) ("-" is standard input) in one transaction.
  *

@@ -25,7 +25,6 @@
 #define READ_CHUNK       (1u << 20)
 #define MAX_SOURCE_BYTES 200
 
-
 /* ---------------------------------------------------------------- a line reader */
 
 typedef struct reader {

@@ -57,8 +57,10 @@ mn_status loader_create(const shard *shards, int nshards, int T, double alpha, u
         if (strcmp(l->langs[k].code, sec->code) == 0) p = &l->langs[k];
       if (p && p->tag != sec->tag) {
         loader_destroy(l);
-        return mn_error_set(err, MN_ERR_INPUT, "language \"%s\" has tag %d in one shard and %d "
-                            "in another", sec->code, p->tag, sec->tag);
+        return mn_error_set(err, MN_ERR_INPUT,
+                            "language \"%s\" has tag %d in one shard and %d "
+                            "in another",
+                            sec->code, p->tag, sec->tag);
       }
       if (!p) {
         lang_pool *g = realloc(l->langs, (size_t)(l->nlangs + 1) * sizeof *g);
@@ -82,7 +84,8 @@ mn_status loader_create(const shard *shards, int nshards, int T, double alpha, u
                         "no language has a section of at least %d tokens to train on", T + 1);
   }
   double total = 0;
-  for (int k = 0; k < l->nlangs; k++) total += pow((double)l->langs[k].starts, alpha);
+  for (int k = 0; k < l->nlangs; k++)
+    total += pow((double)l->langs[k].starts, alpha);
   double acc = 0;
   for (int k = 0; k < l->nlangs; k++) {
     acc += pow((double)l->langs[k].starts, alpha) / total;
@@ -99,7 +102,8 @@ nomem:
 void loader_destroy(loader *l)
 {
   if (!l) return;
-  for (int k = 0; k < l->nlangs; k++) free(l->langs[k].pieces);
+  for (int k = 0; k < l->nlangs; k++)
+    free(l->langs[k].pieces);
   free(l->langs);
   free(l);
 }
@@ -110,22 +114,35 @@ void loader_next(loader *l, int B, int32_t *tokens, int32_t *targets)
   for (int b = 0; b < B; b++) {
     double u = (double)(next_u64(&l->rng) >> 11) / 9007199254740992.0;
     int k = 0;
-    while (k < l->nlangs - 1 && u >= l->langs[k].cdf) k++;
+    while (k < l->nlangs - 1 && u >= l->langs[k].cdf)
+      k++;
     const lang_pool *p = &l->langs[k];
     uint64_t pos = next_u64(&l->rng) % p->starts;
     int pi = 0;
-    while (pos >= p->pieces[pi].count - (uint64_t)T) pos -= p->pieces[pi++].count - (uint64_t)T;
+    while (pos >= p->pieces[pi].count - (uint64_t)T)
+      pos -= p->pieces[pi++].count - (uint64_t)T;
     const uint16_t *w = p->pieces[pi].tok + pos; /* T+1 tokens from here */
     int32_t *x = tokens + (size_t)b * T, *y = targets + (size_t)b * T;
     x[0] = p->tag;
-    for (int i = 1; i < T; i++) x[i] = w[i];
-    for (int i = 0; i < T; i++) y[i] = w[i + 1];
+    for (int i = 1; i < T; i++)
+      x[i] = w[i];
+    for (int i = 0; i < T; i++)
+      y[i] = w[i + 1];
   }
 }
 
-uint64_t loader_state(const loader *l) { return l->rng; }
-void loader_set_state(loader *l, uint64_t state) { l->rng = state; }
-int loader_languages(const loader *l) { return l->nlangs; }
+uint64_t loader_state(const loader *l)
+{
+  return l->rng;
+}
+void loader_set_state(loader *l, uint64_t state)
+{
+  l->rng = state;
+}
+int loader_languages(const loader *l)
+{
+  return l->nlangs;
+}
 
 double loader_share(const loader *l, int i, const char **code)
 {

@@ -107,18 +107,30 @@ static int parse(int argc, char **argv, opts *o)
     const char *a = argv[i];
     const char **s = NULL;
     int64_t *n = NULL;
-    if (strcmp(a, "--out") == 0) s = &o->out;
-    else if (strcmp(a, "--resume") == 0) s = &o->resume;
-    else if (strcmp(a, "--checkpoint") == 0) s = &o->checkpoint;
-    else if (strcmp(a, "--lang") == 0) s = &o->lang;
-    else if (strcmp(a, "--prompt") == 0) s = &o->prompt;
-    else if (strcmp(a, "--split") == 0) s = &o->split;
-    else if (strcmp(a, "--tags") == 0) s = &o->tags;
-    else if (strcmp(a, "--tokens") == 0) n = &o->tokens;
-    else if (strcmp(a, "--max-tokens") == 0) n = &o->max_tokens;
-    else if (strcmp(a, "--top-k") == 0) n = &o->top_k;
-    else if (strcmp(a, "--steps") == 0) n = &o->steps;
-    else if (strcmp(a, "--seed") == 0) n = &o->seed;
+    if (strcmp(a, "--out") == 0)
+      s = &o->out;
+    else if (strcmp(a, "--resume") == 0)
+      s = &o->resume;
+    else if (strcmp(a, "--checkpoint") == 0)
+      s = &o->checkpoint;
+    else if (strcmp(a, "--lang") == 0)
+      s = &o->lang;
+    else if (strcmp(a, "--prompt") == 0)
+      s = &o->prompt;
+    else if (strcmp(a, "--split") == 0)
+      s = &o->split;
+    else if (strcmp(a, "--tags") == 0)
+      s = &o->tags;
+    else if (strcmp(a, "--tokens") == 0)
+      n = &o->tokens;
+    else if (strcmp(a, "--max-tokens") == 0)
+      n = &o->max_tokens;
+    else if (strcmp(a, "--top-k") == 0)
+      n = &o->top_k;
+    else if (strcmp(a, "--steps") == 0)
+      n = &o->steps;
+    else if (strcmp(a, "--seed") == 0)
+      n = &o->seed;
     else if (strcmp(a, "--per-doc") == 0) {
       o->per_doc = true;
       continue;
@@ -136,7 +148,8 @@ static int parse(int argc, char **argv, opts *o)
       continue;
     }
     if (i + 1 >= argc) return usage("%s needs a value", a);
-    if (s) *s = argv[++i];
+    if (s)
+      *s = argv[++i];
     else if (!mn_parse_i64(argv[++i], n) || *n < 0)
       return usage("%s wants a non-negative number, got \"%s\"", a, argv[i]);
   }
@@ -169,8 +182,10 @@ static int cmd_shard(worker *w, opts *o)
       int id;
       if (sscanf(line, "%15s %d", code, &id) != 2 || tok_tags_add(&tags, code, id, &err) != MN_OK) {
         fclose(f);
-        if (!err.msg[0]) mn_error_set(&err, MN_ERR_INPUT, "%s:%d: expected \"code<TAB>tag\"", o->tags, ln);
-        else mn_error_prefix(&err, "%s:%d", o->tags, ln);
+        if (!err.msg[0])
+          mn_error_set(&err, MN_ERR_INPUT, "%s:%d: expected \"code<TAB>tag\"", o->tags, ln);
+        else
+          mn_error_prefix(&err, "%s:%d", o->tags, ln);
         return fail(&err);
       }
     }
@@ -239,7 +254,8 @@ static int cmd_shard(worker *w, opts *o)
   }
   if (shard_builder_write(b, o->out, &err) != MN_OK) goto out;
   json_t *langs = json_object();
-  for (int i = 0; i < tags.n; i++) json_object_set_new(langs, tags.t[i].code, json_integer(tags.t[i].id));
+  for (int i = 0; i < tags.n; i++)
+    json_object_set_new(langs, tags.t[i].code, json_integer(tags.t[i].id));
   emit(json_pack("{s:s, s:s, s:I, s:I, s:s, s:o}", "event", "shard", "out", o->out, "documents",
                  (json_int_t)docs, "skipped", (json_int_t)skipped, "split", split, "tags", langs));
   rc = EXIT_OK;
@@ -259,7 +275,8 @@ static mn_status read_shards(opts *o, shard **out, mn_error *err)
   for (int i = 0; i < o->npos; i++) {
     mn_status rc = shard_read(o->pos[i], &s[i], err);
     if (rc != MN_OK) {
-      for (int k = 0; k < i; k++) shard_free(&s[k]);
+      for (int k = 0; k < i; k++)
+        shard_free(&s[k]);
       free(s);
       return rc;
     }
@@ -270,7 +287,8 @@ static mn_status read_shards(opts *o, shard **out, mn_error *err)
 
 static void free_shards(shard *s, int n)
 {
-  for (int i = 0; s && i < n; i++) shard_free(&s[i]);
+  for (int i = 0; s && i < n; i++)
+    shard_free(&s[i]);
   free(s);
 }
 
@@ -313,7 +331,8 @@ static int cmd_pretrain(worker *w, opts *o)
   gpt_config gc = model_config(c);
   int B = (int)c->train.batch_size, T = (int)c->train.seq_len;
   int64_t steps = o->steps ? o->steps : c->train.steps;
-  if (T > gc.max_seq_len) return usage("train.seq_len %d exceeds model.max_seq_len %d", T, gc.max_seq_len);
+  if (T > gc.max_seq_len)
+    return usage("train.seq_len %d exceeds model.max_seq_len %d", T, gc.max_seq_len);
   if (mkdir(o->out, 0755) != 0 && errno != EEXIST) {
     mn_error_set(&err, MN_ERR_IO, "could not create \"%s\": %s", o->out, strerror(errno));
     return fail(&err);
@@ -360,18 +379,22 @@ static int cmd_pretrain(worker *w, opts *o)
                  (json_int_t)gpt_params_count(m), "from_step", (json_int_t)step0, "batch", B,
                  "seq_len", T, "steps", (json_int_t)steps, "language_shares", shares, "threads",
                  kernels_cpu_threads()));
-  snprintf(meta.lineage, sizeof meta.lineage, "{\"kind\": \"pretrain\", \"shards\": %d, \"seed\": %llu%s%s%s}",
-           o->npos, (unsigned long long)seed, o->resume ? ", \"resumed_from\": \"" : "",
+  snprintf(meta.lineage, sizeof meta.lineage,
+           "{\"kind\": \"pretrain\", \"shards\": %d, \"seed\": %llu%s%s%s}", o->npos,
+           (unsigned long long)seed, o->resume ? ", \"resumed_from\": \"" : "",
            o->resume ? o->resume : "", o->resume ? "\"" : "");
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
-  int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T), *tgt = malloc(sizeof(int32_t) * (size_t)B * T);
+  int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T),
+          *tgt = malloc(sizeof(int32_t) * (size_t)B * T);
   if (!tok || !tgt) {
     free(tok), free(tgt);
     mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
     goto out;
   }
-  gpt_adamw opt = {.beta1 = (float)c->train.beta1, .beta2 = (float)c->train.beta2, .eps = 1e-8f,
+  gpt_adamw opt = {.beta1 = (float)c->train.beta1,
+                   .beta2 = (float)c->train.beta2,
+                   .eps = 1e-8f,
                    .weight_decay = (float)c->train.weight_decay,
                    .grad_clip = (float)c->train.grad_clip};
   bool tty = isatty(STDERR_FILENO) && !w->json;
@@ -403,9 +426,9 @@ static int cmd_pretrain(worker *w, opts *o)
         last = now;
       }
     } else {
-      emit(json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f}", "event", "step", "step",
-                     (json_int_t)t, "loss", (double)loss, "lr", (double)opt.lr, "grad_norm",
-                     (double)norm, "tokens_per_s", round(tps), "step_ms", now - ts));
+      emit(json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f}", "event", "step", "step", (json_int_t)t,
+                     "loss", (double)loss, "lr", (double)opt.lr, "grad_norm", (double)norm,
+                     "tokens_per_s", round(tps), "step_ms", now - ts));
     }
     meta.step = t;
     bool periodic = c->train.checkpoint_every > 0 && t % c->train.checkpoint_every == 0;
@@ -414,7 +437,8 @@ static int cmd_pretrain(worker *w, opts *o)
         free(tok), free(tgt);
         goto out;
       }
-      emit(json_pack("{s:s, s:I, s:s}", "event", "checkpoint", "step", (json_int_t)t, "dir", o->out));
+      emit(json_pack("{s:s, s:I, s:s}", "event", "checkpoint", "step", (json_int_t)t, "dir",
+                     o->out));
     }
     if (stop_requested) {
       interrupted = true;
@@ -495,13 +519,16 @@ static int cmd_eval(worker *w, opts *o)
       int64_t doc = 0;
       while (d0 < sec->count && used < limit) {
         uint64_t d1 = d0 + 1;
-        while (d1 < sec->count && tok[d1] != TOK_EOT) d1++;
+        while (d1 < sec->count && tok[d1] != TOK_EOT)
+          d1++;
         lang_score ds = {0};
         for (uint64_t p = d0 + 1; p <= d1 && p < sec->count; p += (uint64_t)T) {
           int n = (int)((d1 + 1 - p) < (uint64_t)T ? (d1 + 1 - p) : (uint64_t)T);
           x[0] = tag;
-          for (int i = 1; i < n; i++) x[i] = tok[p + (uint64_t)i - 1];
-          for (int i = 0; i < n; i++) y[i] = tok[p + (uint64_t)i];
+          for (int i = 1; i < n; i++)
+            x[i] = tok[p + (uint64_t)i - 1];
+          for (int i = 0; i < n; i++)
+            y[i] = tok[p + (uint64_t)i];
           score(m, x, y, n, &ds);
           used += n;
         }
@@ -579,24 +606,28 @@ static int cmd_generate(worker *w, opts *o)
   int32_t *win = malloc(sizeof(int32_t) * (size_t)T);
   float *p = malloc(sizeof(float) * 257);
   size_t n = 0, nout = 0;
-  for (size_t i = 0; i < plen; i++) ctx[n++] = (unsigned char)prompt[i];
+  for (size_t i = 0; i < plen; i++)
+    ctx[n++] = (unsigned char)prompt[i];
   for (int64_t g = 0; g < want; g++) {
     /* the window: the tag, then the last T-1 tokens */
     int len = (int)(n < (size_t)T - 1 ? n : (size_t)T - 1);
     win[0] = tag;
-    for (int i = 0; i < len; i++) win[i + 1] = ctx[n - (size_t)len + (size_t)i];
+    for (int i = 0; i < len; i++)
+      win[i + 1] = ctx[n - (size_t)len + (size_t)i];
     gpt_forward(m, win, NULL, 1, len + 1);
     const float *logits = gpt_logits(m) + (size_t)len * meta.config.padded_vocab;
     /* sample among bytes and <|eot|> only (tags are never generated) */
     float mx = -INFINITY;
-    for (int i = 0; i < 257; i++) mx = logits[i] > mx ? logits[i] : mx;
+    for (int i = 0; i < 257; i++)
+      mx = logits[i] > mx ? logits[i] : mx;
     float kth = -INFINITY;
     if (top_k > 0 && top_k < 257) { /* the k-th largest logit */
       float tmp[257];
       memcpy(tmp, logits, sizeof tmp);
       for (int a = 0; a < top_k; a++) {
         int best = a;
-        for (int b = a + 1; b < 257; b++) best = tmp[b] > tmp[best] ? b : best;
+        for (int b = a + 1; b < 257; b++)
+          best = tmp[b] > tmp[best] ? b : best;
         float s = tmp[a];
         tmp[a] = tmp[best];
         tmp[best] = s;
@@ -661,14 +692,19 @@ static int cmd_bench(worker *w, opts *o)
   int steps = o->steps ? (int)o->steps : 10;
   kernels_cpu_set_threads((int)c->train.threads);
   if (gpt_create(&gc, B, T, 1, kernels_cpu(), &m, &err) != MN_OK) return fail(&err);
-  int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T), *y = malloc(sizeof(int32_t) * (size_t)B * T);
+  int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T),
+          *y = malloc(sizeof(int32_t) * (size_t)B * T);
   uint64_t s = 7;
   for (int i = 0; i < B * T; i++) {
     s = s * 6364136223846793005ULL + 1442695040888963407ULL;
     x[i] = (int32_t)((s >> 33) % 256);
     y[i] = (int32_t)((s >> 13) % 256);
   }
-  gpt_adamw opt = {.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
+  gpt_adamw opt = {.lr = 1e-4f,
+                   .beta1 = 0.9f,
+                   .beta2 = 0.95f,
+                   .eps = 1e-8f,
+                   .weight_decay = 0.1f,
                    .grad_clip = 1.0f};
   double best = INFINITY, total = 0;
   for (int t = 1; t <= steps + 2; t++) {
@@ -686,12 +722,12 @@ static int cmd_bench(worker *w, opts *o)
   double mean = total / steps;
   double tps = (double)B * T / (mean / 1e3);
   double gflops = gpt_flops_per_token(&gc, T) * tps / 1e9;
-  json_t *r = json_pack("{s:s, s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:i}",
-                        "event", "bench", "params", (json_int_t)gpt_params_count(m), "n_layer",
-                        gc.n_layer, "n_embd", gc.n_embd, "n_head", gc.n_head, "batch", B,
-                        "seq_len", T, "steps", steps, "ms_per_step", mean, "best_ms_per_step",
-                        best, "tokens_per_s", tps, "gflops", gflops, "peak_rss_mb",
-                        peak_rss_mb(), "threads", kernels_cpu_threads());
+  json_t *r =
+      json_pack("{s:s, s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:i}", "event",
+                "bench", "params", (json_int_t)gpt_params_count(m), "n_layer", gc.n_layer, "n_embd",
+                gc.n_embd, "n_head", gc.n_head, "batch", B, "seq_len", T, "steps", steps,
+                "ms_per_step", mean, "best_ms_per_step", best, "tokens_per_s", tps, "gflops",
+                gflops, "peak_rss_mb", peak_rss_mb(), "threads", kernels_cpu_threads());
   if (w->json || !isatty(STDOUT_FILENO)) {
     emit(r);
   } else {
@@ -709,22 +745,21 @@ static int cmd_bench(worker *w, opts *o)
 
 static void help(FILE *f)
 {
-  fprintf(f,
-          "usage: mnemo [--config FILE] [--set KEY=VALUE]... [--json] COMMAND [ARGS]\n\n"
-          "the compute worker of mnemo: files in, files out, no database\n\n"
-          "commands:\n"
-          "  shard --out FILE [--split train|heldout|all] [--tags TSV] JSONL...\n"
-          "                       documents {\"lang\", \"text\"} into a token shard\n"
-          "  pretrain --out DIR [--resume CKPT] [--steps N] SHARD...\n"
-          "                       train a model; DIR/model.safetensors (+ .opt) is resumable\n"
-          "  eval --checkpoint CKPT [--per-doc] [--max-tokens N] SHARD...\n"
-          "                       bits per byte per language (and NLL per document)\n"
-          "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
-          "           [--temperature T] [--top-k K] [--seed S]\n"
-          "  bench [--steps N]    tokens/s and GFLOP/s of a training step\n\n"
-          "The model and training come from the config (model.*, train.*; presets in\n"
-          "configs/models/).  Progress is JSON lines on stdout, or a progress line on a\n"
-          "terminal.  Exit status: 0 done, 1 failure, 2 usage, 75 interrupted (resumable).\n");
+  fprintf(f, "usage: mnemo [--config FILE] [--set KEY=VALUE]... [--json] COMMAND [ARGS]\n\n"
+             "the compute worker of mnemo: files in, files out, no database\n\n"
+             "commands:\n"
+             "  shard --out FILE [--split train|heldout|all] [--tags TSV] JSONL...\n"
+             "                       documents {\"lang\", \"text\"} into a token shard\n"
+             "  pretrain --out DIR [--resume CKPT] [--steps N] SHARD...\n"
+             "                       train a model; DIR/model.safetensors (+ .opt) is resumable\n"
+             "  eval --checkpoint CKPT [--per-doc] [--max-tokens N] SHARD...\n"
+             "                       bits per byte per language (and NLL per document)\n"
+             "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
+             "           [--temperature T] [--top-k K] [--seed S]\n"
+             "  bench [--steps N]    tokens/s and GFLOP/s of a training step\n\n"
+             "The model and training come from the config (model.*, train.*; presets in\n"
+             "configs/models/).  Progress is JSON lines on stdout, or a progress line on a\n"
+             "terminal.  Exit status: 0 done, 1 failure, 2 usage, 75 interrupted (resumable).\n");
 }
 
 int main(int argc, char **argv)

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HEADER_BYTES 64
+#define HEADER_BYTES  64
 #define SECTION_BYTES 32
 
 struct shard_builder {
@@ -20,7 +20,7 @@ struct shard_builder {
     uint16_t *tok;
     size_t n, cap;
     uint32_t docs;
-  } *langs;
+  } * langs;
   size_t nlangs;
 };
 
@@ -35,7 +35,8 @@ mn_status shard_builder_create(tok_tags *tags, shard_builder **out, mn_error *er
 void shard_builder_destroy(shard_builder *b)
 {
   if (!b) return;
-  for (size_t i = 0; i < b->nlangs; i++) free(b->langs[i].tok);
+  for (size_t i = 0; i < b->nlangs; i++)
+    free(b->langs[i].tok);
   free(b->langs);
   free(b);
 }
@@ -59,14 +60,16 @@ mn_status shard_builder_add(shard_builder *b, const char *lang, const char *text
   }
   if (l->n + n + 2 > l->cap) {
     size_t cap = l->cap ? l->cap : 1 << 16;
-    while (cap < l->n + n + 2) cap *= 2;
+    while (cap < l->n + n + 2)
+      cap *= 2;
     uint16_t *t = realloc(l->tok, cap * sizeof *t);
     if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory building a shard");
     l->tok = t;
     l->cap = cap;
   }
   l->tok[l->n++] = (uint16_t)tag;
-  for (size_t i = 0; i < n; i++) l->tok[l->n++] = (unsigned char)text[i];
+  for (size_t i = 0; i < n; i++)
+    l->tok[l->n++] = (unsigned char)text[i];
   l->tok[l->n++] = TOK_EOT;
   l->docs++;
   return MN_OK;
@@ -74,22 +77,26 @@ mn_status shard_builder_add(shard_builder *b, const char *lang, const char *text
 
 static void put32(uint8_t *p, uint32_t v)
 {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
 }
 static void put64(uint8_t *p, uint64_t v)
 {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
 }
 static uint32_t get32(const uint8_t *p)
 {
   uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
+  for (int i = 3; i >= 0; i--)
+    v = v << 8 | p[i];
   return v;
 }
 static uint64_t get64(const uint8_t *p)
 {
   uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+  for (int i = 7; i >= 0; i--)
+    v = v << 8 | p[i];
   return v;
 }
 
@@ -106,7 +113,8 @@ mn_status shard_builder_write(shard_builder *b, const char *path, mn_error *err)
   uint8_t head[HEADER_BYTES] = {0}, digest[MN_SHA256_LEN];
   if (b->nlangs > 1) qsort(b->langs, b->nlangs, sizeof *b->langs, by_code);
   uint64_t total = 0;
-  for (size_t i = 0; i < b->nlangs; i++) total += b->langs[i].n;
+  for (size_t i = 0; i < b->nlangs; i++)
+    total += b->langs[i].n;
   if ((rc = mn_sha256_init(&h, err)) != MN_OK) return rc;
   for (size_t i = 0; i < b->nlangs && rc == MN_OK; i++) /* little-endian hosts: bytes as stored */
     rc = mn_sha256_update(&h, b->langs[i].tok, b->langs[i].n * 2, err);
@@ -174,7 +182,8 @@ mn_status shard_read(const char *path, shard *s, mn_error *err)
   }
   nsec = get32(p + 16);
   total = get64(p + 24);
-  if (nsec > TOK_MAX_TAGS || (uint64_t)b.len != HEADER_BYTES + (uint64_t)nsec * SECTION_BYTES + total * 2) {
+  if (nsec > TOK_MAX_TAGS ||
+      (uint64_t)b.len != HEADER_BYTES + (uint64_t)nsec * SECTION_BYTES + total * 2) {
     rc = bad(path, err, "its size does not match its header (truncated?)");
     goto out;
   }

@@ -340,6 +340,21 @@ static void crossentropy(void)
 
 /* ---------------------------------------------------------------- AdamW */
 
+float kernels__exp(float x);
+
+/* the vectorisable exp behind GELU and the softmaxes, against exp in double */
+static void fast_exp(void)
+{
+  double worst = 0;
+  for (float x = -80.0f; x <= 80.0f; x += 0.01234f) {
+    double want = exp((double)x), got = kernels__exp(x);
+    worst = fmax(worst, fabs(got - want) / want);
+  }
+  T_CHECK_MSG(worst < 1e-6, "relative error up to %g", worst);
+  T_CHECK(kernels__exp(-200.0f) >= 0.0f && kernels__exp(-200.0f) < 1e-37f); /* no garbage */
+  T_CHECK(isfinite(kernels__exp(200.0f)));
+}
+
 static void adamw(void)
 {
   float p[3] = {1.0f, -2.0f, 0.5f}, g[3] = {0.1f, -0.3f, 0.0f}, m[3] = {0}, v[3] = {0};
@@ -369,6 +384,7 @@ int main(void)
   T_RUN(attention);
   T_RUN(gelu_and_residual);
   T_RUN(crossentropy);
+  T_RUN(fast_exp);
   T_RUN(adamw);
   return T_DONE();
 }
