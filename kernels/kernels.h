@@ -56,7 +56,7 @@ typedef struct kernels_backend {
   /* causal multi-head attention: qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) keeps the
    * softmax probabilities for backward (row t uses columns 0..t) */
   void (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
-  /* scratch: B*NH*T floats */
+  /* scratch: B*NH*T*T floats */
   void (*attention_backward)(float *dqkv, float *scratch, const float *dout, const float *qkv,
                              const float *att, int B, int T, int C, int NH);
   /* GELU, tanh approximation */

@@ -255,8 +255,9 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   for (size_t i = 0; i < n; i++)
     total += sizes[i];
   m->act_mem = calloc(total, sizeof(float));
-  size_t gsizes[] = {BT * C,     BT * C,  BT * C, BT * 3 * C,        BT * 4 * C,
-                     BT * 4 * C, BT * Vp, BT,     (size_t)B * NH * T};
+  size_t gsizes[] = {BT * C,     BT * C,     BT * C,
+                     BT * 3 * C, BT * 4 * C, BT * 4 * C,
+                     BT * Vp,    BT,         (size_t)B * NH * T * T};
   float **gslots[] = {&m->g.dres,      &m->g.dln,     &m->g.datty,   &m->g.dqkv,       &m->g.dfch,
                       &m->g.dfch_gelu, &m->g.dlogits, &m->g.dlosses, &m->g.att_scratch};
   size_t gtotal = 0, gn = sizeof gsizes / sizeof gsizes[0];

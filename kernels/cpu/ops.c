@@ -198,12 +198,12 @@ static void matmul_backward(float *dinp, float *dw, float *dbias, const float *d
     if (o1 > o0) {
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, C, N, 1.0f, dout + o0, OC, inp,
                   C, 1.0f, dw + (size_t)o0 * C, C);
-      if (dbias)
-        for (int o = o0; o < o1; o++) {
-          float s = 0;
-          for (int i = 0; i < N; i++)
-            s += dout[(size_t)i * OC + o];
-          dbias[o] += s;
+      if (dbias) /* row by row: the inner loop runs along memory */
+        for (int i = 0; i < N; i++) {
+          const float *d = dout + (size_t)i * OC;
+#pragma omp simd
+          for (int o = o0; o < o1; o++)
+            dbias[o] += d[o];
         }
     }
   }
@@ -211,47 +211,49 @@ static void matmul_backward(float *dinp, float *dw, float *dbias, const float *d
 
 /* ---------------------------------------------------------------- attention */
 
+/*
+ * Attention, per (batch, head), with single-threaded sgemm on strided views of qkv
+ * (row stride 3C): S = Q K^T scaled, a causal softmax row by row, O = P V.  Rows go
+ * in blocks of ATT_BLOCK so a block of rows multiplies only the columns it can see
+ * (the causal half is not computed).  Work is split over the B*NH pairs.
+ */
+#define ATT_BLOCK 64
+
 static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH)
 {
   int hs = C / NH;
   float scale = 1.0f / sqrtf((float)hs);
-  size_t C3 = (size_t)C * 3;
-#pragma omp parallel for collapse(3)
+  int C3 = 3 * C;
+#pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < NH; h++) {
-      for (int t = 0; t < T; t++) {
-        const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-        float *a = att + (((size_t)b * NH + h) * T + t) * T;
-        float maxv = -INFINITY;
-        for (int t2 = 0; t2 <= t; t2++) {
-          const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-          float dot = 0;
-#pragma omp simd reduction(+ : dot)
-          for (int i = 0; i < hs; i++)
-            dot += q[i] * k[i];
-          a[t2] = dot * scale;
-          if (a[t2] > maxv) maxv = a[t2];
-        }
-        float sum = 0;
+      const float *Q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+      const float *K = Q + C, *V = Q + 2 * C;
+      float *P = att + ((size_t)b * NH + h) * T * T;
+      float *O = out + (size_t)b * T * C + (size_t)h * hs;
+      for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+        int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, hs, scale,
+                    Q + (size_t)r0 * C3, C3, K, C3, 0.0f, P + (size_t)r0 * T, T);
+        for (int t = r0; t < r1; t++) {
+          float *a = P + (size_t)t * T;
+          float maxv = -INFINITY, sum = 0;
+          for (int t2 = 0; t2 <= t; t2++)
+            maxv = a[t2] > maxv ? a[t2] : maxv;
 #pragma omp simd reduction(+ : sum)
-        for (int t2 = 0; t2 <= t; t2++) {
-          a[t2] = exp_simd(a[t2] - maxv);
-          sum += a[t2];
-        }
-        float inv = 1.0f / sum;
-        for (int t2 = 0; t2 <= t; t2++)
-          a[t2] *= inv;
-        for (int t2 = t + 1; t2 < T; t2++)
-          a[t2] = 0; /* causal: the future has no weight */
-        float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
-        for (int i = 0; i < hs; i++)
-          o[i] = 0;
-        for (int t2 = 0; t2 <= t; t2++) {
-          const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
+          for (int t2 = 0; t2 <= t; t2++) {
+            a[t2] = exp_simd(a[t2] - maxv);
+            sum += a[t2];
+          }
+          float inv = 1.0f / sum;
 #pragma omp simd
-          for (int i = 0; i < hs; i++)
-            o[i] += a[t2] * v[i];
+          for (int t2 = 0; t2 <= t; t2++)
+            a[t2] *= inv;
+          for (int t2 = t + 1; t2 < T; t2++)
+            a[t2] = 0; /* causal: the future has no weight */
         }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f,
+                    P + (size_t)r0 * T, T, V, C3, 0.0f, O + (size_t)r0 * C, C);
       }
     }
   }
@@ -262,43 +264,46 @@ static void attention_backward(float *dqkv, float *scratch, const float *dout, c
 {
   int hs = C / NH;
   float scale = 1.0f / sqrtf((float)hs);
-  size_t C3 = (size_t)C * 3;
+  int C3 = 3 * C;
   /* one (batch, head) per task: it alone writes that head's slice of dq, dk, dv */
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < NH; h++) {
-      float *datt = scratch + ((size_t)b * NH + h) * T;
-      for (int t = 0; t < T; t++) {
-        const float *a = att + (((size_t)b * NH + h) * T + t) * T;
-        const float *d = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
-        /* through out = att . v */
-        float dot_sum = 0;
-        for (int t2 = 0; t2 <= t; t2++) {
-          const float *v = qkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
-          float *dv = dqkv + ((size_t)b * T + t2) * C3 + 2 * (size_t)C + (size_t)h * hs;
-          float s = 0;
-#pragma omp simd reduction(+ : s)
-          for (int i = 0; i < hs; i++) {
-            s += d[i] * v[i];
-            dv[i] += a[t2] * d[i];
-          }
-          datt[t2] = s;
-          dot_sum += a[t2] * s;
-        }
-        /* through the softmax, then the scaled dot products */
-        const float *q = qkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-        float *dq = dqkv + ((size_t)b * T + t) * C3 + (size_t)h * hs;
-        for (int t2 = 0; t2 <= t; t2++) {
-          float dpre = a[t2] * (datt[t2] - dot_sum) * scale;
-          const float *k = qkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
-          float *dk = dqkv + ((size_t)b * T + t2) * C3 + C + (size_t)h * hs;
+      const float *Q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+      const float *K = Q + C, *V = Q + 2 * C;
+      float *dQ = dqkv + (size_t)b * T * C3 + (size_t)h * hs;
+      float *dK = dQ + C, *dV = dQ + 2 * C;
+      const float *P = att + ((size_t)b * NH + h) * T * T;
+      const float *dO = dout + (size_t)b * T * C + (size_t)h * hs;
+      float *dS = scratch + ((size_t)b * NH + h) * T * T;
+      /* dV += P^T dO (P is zero above the diagonal) */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, P, T, dO, C, 1.0f, dV,
+                  C3);
+      for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+        int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+        /* dP = dO V^T, the visible columns only */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, hs, 1.0f,
+                    dO + (size_t)r0 * C, C, V, C3, 0.0f, dS + (size_t)r0 * T, T);
+        /* through the softmax: dS = P (dP - sum(P dP)) scaled */
+        for (int t = r0; t < r1; t++) {
+          const float *a = P + (size_t)t * T;
+          float *d = dS + (size_t)t * T, dot = 0;
+#pragma omp simd reduction(+ : dot)
+          for (int t2 = 0; t2 <= t; t2++)
+            dot += a[t2] * d[t2];
 #pragma omp simd
-          for (int i = 0; i < hs; i++) {
-            dq[i] += dpre * k[i];
-            dk[i] += dpre * q[i];
-          }
+          for (int t2 = 0; t2 <= t; t2++)
+            d[t2] = a[t2] * (d[t2] - dot) * scale;
+          for (int t2 = t + 1; t2 < T; t2++)
+            d[t2] = 0;
         }
+        /* dQ += dS K, the visible columns only */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f,
+                    dS + (size_t)r0 * T, T, K, C3, 1.0f, dQ + (size_t)r0 * C3, C3);
       }
+      /* dK += dS^T Q */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, dS, T, Q, C3, 1.0f, dK,
+                  C3);
     }
   }
 }

@@ -223,7 +223,7 @@ static void attention(void)
   c.qkv = randn(nqkv, 1);
   c.att = zeros((size_t)c.B * c.NH * c.T * c.T);
   float *out = zeros(n), *R = randn(n, 1), *dqkv = zeros(nqkv);
-  float *scratch = zeros((size_t)c.B * c.NH * c.T);
+  float *scratch = zeros((size_t)c.B * c.NH * c.T * c.T);
   att_fwd(&c, out);
   /* each row of probabilities sums to 1 and puts no weight on the future */
   bool rows_ok = true;
