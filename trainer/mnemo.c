@@ -682,6 +682,27 @@ static int cmd_generate(worker *w, opts *o)
 
 /* ---------------------------------------------------------------- bench */
 
+/* sgemm_rate -- GFLOP/s of an n x n x n sgemm, split over the threads as the model's are. */
+static double sgemm_rate(int n)
+{
+  float *a = calloc((size_t)n * n, sizeof(float)), *b = calloc((size_t)n * n, sizeof(float));
+  float *c = calloc((size_t)n * n, sizeof(float));
+  double best = INFINITY;
+  if (a && b && c) {
+    for (size_t i = 0; i < (size_t)n * n; i++)
+      a[i] = b[i] = (float)(i % 7) * 0.1f;
+    const kernels_backend *k = kernels_cpu();
+    for (int r = 0; r < 5; r++) {
+      double t0 = mn_monotonic_ms();
+      k->matmul_forward(c, a, b, NULL, n, n, n);
+      double ms = mn_monotonic_ms() - t0;
+      best = ms < best ? ms : best;
+    }
+  }
+  free(a), free(b), free(c);
+  return isfinite(best) ? 2.0 * n * n * (double)n / (best / 1e3) / 1e9 : 0.0;
+}
+
 static int cmd_bench(worker *w, opts *o)
 {
   mn_error err = {0};
@@ -722,18 +743,22 @@ static int cmd_bench(worker *w, opts *o)
   double mean = total / steps;
   double tps = (double)B * T / (mean / 1e3);
   double gflops = gpt_flops_per_token(&gc, T) * tps / 1e9;
+  double sgemm = sgemm_rate(1024);
   json_t *r =
       json_pack("{s:s, s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:i}", "event",
                 "bench", "params", (json_int_t)gpt_params_count(m), "n_layer", gc.n_layer, "n_embd",
                 gc.n_embd, "n_head", gc.n_head, "batch", B, "seq_len", T, "steps", steps,
                 "ms_per_step", mean, "best_ms_per_step", best, "tokens_per_s", tps, "gflops",
                 gflops, "peak_rss_mb", peak_rss_mb(), "threads", kernels_cpu_threads());
+  json_object_set_new(r, "sgemm_gflops", json_real(sgemm));
+  json_object_set_new(r, "sgemm_fraction", json_real(sgemm > 0 ? gflops / sgemm : 0.0));
   if (w->json || !isatty(STDOUT_FILENO)) {
     emit(r);
   } else {
-    printf("%zu parameters, B=%d T=%d, %d threads: %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s, "
-           "peak %.0f MB\n",
-           gpt_params_count(m), B, T, kernels_cpu_threads(), mean, tps, gflops, peak_rss_mb());
+    printf("%zu parameters, B=%d T=%d, %d threads: %.1f ms/step, %.0f tokens/s, %.1f GFLOP/s "
+           "(%.0f%% of sgemm's %.1f), peak %.0f MB\n",
+           gpt_params_count(m), B, T, kernels_cpu_threads(), mean, tps, gflops,
+           sgemm > 0 ? 100 * gflops / sgemm : 0.0, sgemm, peak_rss_mb());
     json_decref(r);
   }
   free(x), free(y);

@@ -55,6 +55,15 @@ float kernels__exp(float x)
   return exp_simd(x);
 }
 
+/* block_of -- the calling OpenMP thread's share [lo, hi) of n items. */
+static void block_of(int n, int *lo, int *hi)
+{
+  int nt = omp_get_num_threads(), t = omp_get_thread_num();
+  int per = (n + nt - 1) / nt;
+  *lo = t * per < n ? t * per : n;
+  *hi = *lo + per < n ? *lo + per : n;
+}
+
 /* ---------------------------------------------------------------- encoder */
 
 static void encoder_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe,
@@ -134,17 +143,20 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
       di[c] += (dn - dnorm_mean - (x[c] - m) * s * dnorm_norm_mean) * s;
     }
   }
-  /* dw, db by channel (they sum over rows) */
-#pragma omp parallel for
-  for (int c = 0; c < C; c++) {
-    float gw = 0, gb = 0;
+  /* dw, db: each thread owns a block of channels and walks the rows along memory */
+#pragma omp parallel
+  {
+    int c0, c1;
+    block_of(C, &c0, &c1);
     for (int i = 0; i < N; i++) {
-      float d = dout[(size_t)i * C + c];
-      gw += (inp[(size_t)i * C + c] - mean[i]) * rstd[i] * d;
-      gb += d;
+      const float *x = inp + (size_t)i * C, *d = dout + (size_t)i * C;
+      float m = mean[i], s = rstd[i];
+#pragma omp simd
+      for (int c = c0; c < c1; c++) {
+        dw[c] += (x[c] - m) * s * d[c];
+        db[c] += d[c];
+      }
     }
-    dw[c] += gw;
-    db[c] += gb;
   }
 }
 
@@ -155,13 +167,6 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
  * of rows: two thread pools (OpenMP's and OpenBLAS's) on the same cores spin against
  * each other, which cost a fifth of a step here.
  */
-static void block_of(int n, int *lo, int *hi)
-{
-  int nt = omp_get_num_threads(), t = omp_get_thread_num();
-  int per = (n + nt - 1) / nt;
-  *lo = t * per < n ? t * per : n;
-  *hi = *lo + per < n ? *lo + per : n;
-}
 
 static void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N,
                            int C, int OC)
@@ -276,9 +281,13 @@ static void attention_backward(float *dqkv, float *scratch, const float *dout, c
       const float *P = att + ((size_t)b * NH + h) * T * T;
       const float *dO = dout + (size_t)b * T * C + (size_t)h * hs;
       float *dS = scratch + ((size_t)b * NH + h) * T * T;
-      /* dV += P^T dO (P is zero above the diagonal) */
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, P, T, dO, C, 1.0f, dV,
-                  C3);
+      /* dV += P^T dO: row t2 of dV sums over t >= t2 (P is zero above the diagonal) */
+      for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+        int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, hs, T - r0, 1.0f,
+                    P + (size_t)r0 * T + r0, T, dO + (size_t)r0 * C, C, 1.0f, dV + (size_t)r0 * C3,
+                    C3);
+      }
       for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
         int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
         /* dP = dO V^T, the visible columns only */
@@ -301,9 +310,13 @@ static void attention_backward(float *dqkv, float *scratch, const float *dout, c
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f,
                     dS + (size_t)r0 * T, T, K, C3, 1.0f, dQ + (size_t)r0 * C3, C3);
       }
-      /* dK += dS^T Q */
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, dS, T, Q, C3, 1.0f, dK,
-                  C3);
+      /* dK += dS^T Q, likewise over t >= t2 only */
+      for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
+        int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, hs, T - r0, 1.0f,
+                    dS + (size_t)r0 * T + r0, T, Q + (size_t)r0 * C3, C3, 1.0f,
+                    dK + (size_t)r0 * C3, C3);
+      }
     }
   }
 }
