@@ -71,9 +71,13 @@ typedef struct kernels_backend {
   /* dlogits (N,Vp) += (probs - onehot(target)) * dlosses */
   void (*crossentropy_backward)(float *dlogits, const float *probs, const float *dlosses,
                                 const int32_t *targets, int N, int V, int Vp);
-  /* AdamW with decoupled weight decay over n parameters, step t >= 1 */
+  /* AdamW with decoupled weight decay over n parameters, step t >= 1; the gradient is
+   * grads[i] * grad_scale (gradient clipping folded in: no separate pass over grads) */
   void (*adamw_update)(float *params, const float *grads, float *m, float *v, size_t n, float lr,
-                       float beta1, float beta2, float eps, float weight_decay, int t);
+                       float beta1, float beta2, float eps, float weight_decay, float grad_scale,
+                       int t);
+  /* sum of x[i]^2 in double, in fixed chunks: the same result whatever the thread count */
+  double (*sum_squares)(const float *x, size_t n);
 } kernels_backend;
 
 /* kernels_cpu -- the CPU reference backend (OpenMP threads, OpenBLAS sgemm). */

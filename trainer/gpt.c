@@ -464,20 +464,13 @@ void gpt_backward(gpt *m)
 
 float gpt_grad_norm(gpt *m)
 {
-  double s = 0;
-  for (size_t i = 0; i < m->nparams; i++)
-    s += (double)m->grads[i] * m->grads[i];
-  return (float)sqrt(s);
+  return (float)sqrt(m->k->sum_squares(m->grads, m->nparams));
 }
 
 float gpt_update(gpt *m, const gpt_adamw *o, int t)
 {
   float norm = gpt_grad_norm(m);
-  if (o->grad_clip > 0 && norm > o->grad_clip) {
-    float scale = o->grad_clip / norm;
-    for (size_t i = 0; i < m->nparams; i++)
-      m->grads[i] *= scale;
-  }
+  float scale = o->grad_clip > 0 && norm > o->grad_clip ? o->grad_clip / norm : 1.0f;
   int n = gpt_num_tensors(&m->cfg);
   for (int i = 0; i < n; i++) {
     char name[64];
@@ -487,7 +480,7 @@ float gpt_update(gpt *m, const gpt_adamw *o, int t)
     size_t count = shape[0] * (ndim == 2 ? shape[1] : 1);
     float wd = ndim == 2 ? o->weight_decay : 0.0f; /* no decay on biases and LayerNorms */
     m->k->adamw_update(m->params + off, m->grads + off, m->m + off, m->v + off, count, o->lr,
-                       o->beta1, o->beta2, o->eps, wd, t);
+                       o->beta1, o->beta2, o->eps, wd, scale, t);
   }
   return norm;
 }

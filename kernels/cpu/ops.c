@@ -395,12 +395,13 @@ static void crossentropy_backward(float *dlogits, const float *probs, const floa
 /* ---------------------------------------------------------------- optimizer */
 
 static void adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,
-                         float beta1, float beta2, float eps, float weight_decay, int t)
+                         float beta1, float beta2, float eps, float weight_decay, float grad_scale,
+                         int t)
 {
   float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
-#pragma omp parallel for
+#pragma omp parallel for simd
   for (size_t i = 0; i < n; i++) {
-    float g = grads[i];
+    float g = grads[i] * grad_scale;
     float mi = beta1 * m[i] + (1.0f - beta1) * g;
     float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
     m[i] = mi;
@@ -408,6 +409,28 @@ static void adamw_update(float *params, const float *grads, float *m, float *v, 
     float mhat = mi / c1, vhat = vi / c2;
     params[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * params[i]);
   }
+}
+
+static double sum_squares(const float *x, size_t n)
+{
+  enum { MAX_CHUNKS = 1024 };
+  double part[MAX_CHUNKS];
+  size_t chunk = n / MAX_CHUNKS + 1;
+  if (chunk < 32768) chunk = 32768;
+  int nchunks = (int)((n + chunk - 1) / chunk);
+#pragma omp parallel for
+  for (int c = 0; c < nchunks; c++) {
+    size_t lo = (size_t)c * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (size_t i = lo; i < hi; i++)
+      s += (double)x[i] * x[i];
+    part[c] = s;
+  }
+  double total = 0;
+  for (int c = 0; c < nchunks; c++)
+    total += part[c]; /* in order: deterministic */
+  return total;
 }
 
 static const kernels_backend cpu = {
@@ -426,6 +449,7 @@ static const kernels_backend cpu = {
     .crossentropy_forward = crossentropy_forward,
     .crossentropy_backward = crossentropy_backward,
     .adamw_update = adamw_update,
+    .sum_squares = sum_squares,
 };
 
 const kernels_backend *kernels_cpu(void)

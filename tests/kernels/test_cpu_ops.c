@@ -361,10 +361,11 @@ static void adamw(void)
   double P[3] = {1.0, -2.0, 0.5}, M[3] = {0}, V[3] = {0};
   const double lr = 1e-2, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
   for (int t = 1; t <= 3; t++) {
-    K->adamw_update(p, g, m, v, 3, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, t);
-    for (int i = 0; i < 3; i++) { /* the textbook update, in double */
-      M[i] = b1 * M[i] + (1 - b1) * g[i];
-      V[i] = b2 * V[i] + (1 - b2) * (double)g[i] * g[i];
+    K->adamw_update(p, g, m, v, 3, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, 0.5f, t);
+    for (int i = 0; i < 3; i++) { /* the textbook update, in double, of the scaled gradient */
+      double gi = 0.5 * g[i];
+      M[i] = b1 * M[i] + (1 - b1) * gi;
+      V[i] = b2 * V[i] + (1 - b2) * gi * gi;
       double mh = M[i] / (1 - pow(b1, t)), vh = V[i] / (1 - pow(b2, t));
       P[i] -= lr * (mh / (sqrt(vh) + eps) + wd * P[i]);
     }
@@ -373,6 +374,18 @@ static void adamw(void)
     T_CHECK_MSG(fabs(p[i] - P[i]) < 1e-5, "p[%d] %g vs %g", i, p[i], P[i]);
   /* a zero gradient still decays the weight (decoupled weight decay) */
   T_CHECK(p[2] < 0.5f);
+  /* the squared norm, in double, deterministic in its chunks */
+  size_t n = 3000001;
+  float *x = malloc(n * sizeof(float));
+  double want = 0;
+  for (size_t i = 0; i < n; i++) {
+    x[i] = (float)((i % 1000) * 0.001);
+    want += (double)x[i] * x[i];
+  }
+  double got = K->sum_squares(x, n);
+  T_CHECK_MSG(fabs(got - want) <= 1e-9 * want, "%.17g vs %.17g", got, want);
+  T_CHECK(K->sum_squares(x, n) == got);
+  free(x);
 }
 
 int main(void)
