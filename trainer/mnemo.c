@@ -330,7 +330,9 @@ static int cmd_pretrain(worker *w, opts *o)
   const mn_config *c = &w->cfg;
   gpt_config gc = model_config(c);
   int B = (int)c->train.batch_size, T = (int)c->train.seq_len;
-  int64_t steps = o->steps ? o->steps : c->train.steps;
+  /* --steps N stops after step N; the schedule always spans train.steps, so a run cut in
+   * parts and resumed is the same run */
+  int64_t total = c->train.steps, steps = o->steps && o->steps < total ? o->steps : total;
   if (T > gc.max_seq_len)
     return usage("train.seq_len %d exceeds model.max_seq_len %d", T, gc.max_seq_len);
   if (mkdir(o->out, 0755) != 0 && errno != EEXIST) {
@@ -407,7 +409,7 @@ static int cmd_pretrain(worker *w, opts *o)
     gpt_zero_grad(m);
     float loss = gpt_forward(m, tok, tgt, B, T);
     gpt_backward(m);
-    opt.lr = gpt_lr_at((float)c->train.lr, (int)c->train.warmup_steps, (int)steps,
+    opt.lr = gpt_lr_at((float)c->train.lr, (int)c->train.warmup_steps, (int)total,
                        (float)c->train.min_lr_frac, (int)t);
     float norm = gpt_update(m, &opt, (int)t);
     double now = mn_monotonic_ms();
@@ -776,7 +778,8 @@ static void help(FILE *f)
              "  shard --out FILE [--split train|heldout|all] [--tags TSV] JSONL...\n"
              "                       documents {\"lang\", \"text\"} into a token shard\n"
              "  pretrain --out DIR [--resume CKPT] [--steps N] SHARD...\n"
-             "                       train a model; DIR/model.safetensors (+ .opt) is resumable\n"
+             "                       train a model; DIR/model.safetensors (+ .opt) is resumable;\n"
+             "                       --steps N stops after step N of train.steps\n"
              "  eval --checkpoint CKPT [--per-doc] [--max-tokens N] SHARD...\n"
              "                       bits per byte per language (and NLL per document)\n"
              "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
