@@ -784,7 +784,9 @@ static void help(FILE *f)
              "                       bits per byte per language (and NLL per document)\n"
              "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
              "           [--temperature T] [--top-k K] [--seed S]\n"
-             "  bench [--steps N]    tokens/s and GFLOP/s of a training step\n\n"
+             "  bench [--steps N]    tokens/s and GFLOP/s of a training step\n"
+             "  export-hf CKPT DIR   config.json + model.safetensors for GPT2LMHeadModel\n"
+             "  import-llmc FILE OUT an llm.c fp32 GPT-2 checkpoint into a mnemo checkpoint\n\n"
              "The model and training come from the config (model.*, train.*; presets in\n"
              "configs/models/).  Progress is JSON lines on stdout, or a progress line on a\n"
              "terminal.  Exit status: 0 done, 1 failure, 2 usage, 75 interrupted (resumable).\n");
@@ -850,6 +852,17 @@ int main(int argc, char **argv)
     code = cmd_generate(&w, &o);
   } else if (strcmp(cmd, "bench") == 0) {
     code = cmd_bench(&w, &o);
+  } else if (strcmp(cmd, "export-hf") == 0 || strcmp(cmd, "import-llmc") == 0) {
+    bool exp = cmd[0] == 'e';
+    if (o.npos != 2) {
+      code = usage("%s takes two arguments: %s", cmd, exp ? "CKPT DIR" : "FILE OUT");
+    } else if ((exp ? export_hf(o.pos[0], o.pos[1], &err)
+                    : import_llmc(o.pos[0], o.pos[1], &err)) != MN_OK) {
+      code = fail(&err);
+    } else {
+      emit(json_pack("{s:s, s:s, s:s}", "event", cmd, "from", o.pos[0], "to", o.pos[1]));
+      code = EXIT_OK;
+    }
   } else {
     code = usage("unknown command \"%s\"", cmd);
   }

@@ -169,6 +169,13 @@ MN_NODISCARD mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta /* OU
 MN_NODISCARD mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256,
                                      ckpt_opt_state *st /* OUT */, mn_error *err);
 
+/* ---------------------------------------------------------------- other ecosystems */
+
+/* export_hf -- DIR/config.json and DIR/model.safetensors for Hugging Face GPT2LMHeadModel. */
+MN_NODISCARD mn_status export_hf(const char *ckpt, const char *dir, mn_error *err);
+/* import_llmc -- an llm.c fp32 GPT-2 checkpoint into our checkpoint format at out. */
+MN_NODISCARD mn_status import_llmc(const char *file, const char *out, mn_error *err);
+
 /* ---------------------------------------------------------------- shards */
 
 /*

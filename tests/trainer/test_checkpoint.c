@@ -7,6 +7,7 @@
 #include "trainer/trainer.h"
 
 #include <fcntl.h>
+#include <jansson.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -200,6 +201,98 @@ static void format_is_safetensors(void)
   gpt_destroy(m);
 }
 
+/* export-hf: names, shapes, the Conv1D transpose, and a config GPT2LMHeadModel reads */
+static void export_hf_round_trip(void)
+{
+  gpt *m = make(&tiny, 11);
+  save(m, 3);
+  char out[160], file[200];
+  snprintf(out, sizeof out, "%s/hf", dir);
+  mn_error err = {0};
+  T_EQ_INT(export_hf(path, out, &err), MN_OK);
+  snprintf(file, sizeof file, "%s/config.json", out);
+  json_error_t je;
+  json_t *cfg = json_load_file(file, 0, &je);
+  T_CHECK(cfg != NULL);
+  T_EQ_INT(json_integer_value(json_object_get(cfg, "n_embd")), 16);
+  T_EQ_INT(json_integer_value(json_object_get(cfg, "vocab_size")), 272);
+  T_EQ_STR(json_string_value(json_object_get(cfg, "activation_function")), "gelu_new");
+  T_CHECK(json_is_true(json_object_get(cfg, "tie_word_embeddings")));
+  json_decref(cfg);
+  snprintf(file, sizeof file, "%s/model.safetensors", out);
+  mn_buf b;
+  mn_buf_init(&b, 1 << 26);
+  T_EQ_INT(mn_buf_read_file(&b, file, &err), MN_OK);
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--)
+    hlen = hlen << 8 | (unsigned char)b.data[i];
+  json_t *h = json_loadb(b.data + 8, hlen, 0, &je);
+  T_EQ_INT(json_object_size(h), (size_t)gpt_num_tensors(&tiny) + 1);
+  /* c_attn: ours (3C, C) is HF's (C, 3C): element [r][k] of ours is [k][r] of theirs */
+  json_t *e = json_object_get(h, "transformer.h.1.attn.c_attn.weight");
+  T_EQ_INT(json_integer_value(json_array_get(json_object_get(e, "shape"), 0)), 16);
+  T_EQ_INT(json_integer_value(json_array_get(json_object_get(e, "shape"), 1)), 48);
+  size_t start = (size_t)json_integer_value(json_array_get(json_object_get(e, "data_offsets"), 0));
+  const float *theirs = (const float *)(const void *)(b.data + 8 + hlen + start);
+  char name[64];
+  size_t shape[2], off;
+  int ndim;
+  gpt_tensor_info(&tiny, 2 + 12 + 2, name, shape, &ndim, &off);
+  T_EQ_STR(name, "h.1.attn.c_attn.weight");
+  const float *ours = gpt_params(m) + off;
+  bool same = true;
+  for (size_t r = 0; r < 48; r++)
+    for (size_t k = 0; k < 16; k++)
+      same = same && ours[r * 16 + k] == theirs[k * 48 + r];
+  T_CHECK(same);
+  /* embeddings are not transposed */
+  e = json_object_get(h, "transformer.wte.weight");
+  start = (size_t)json_integer_value(json_array_get(json_object_get(e, "data_offsets"), 0));
+  T_CHECK(memcmp(b.data + 8 + hlen + start, gpt_params(m), 272 * 16 * sizeof(float)) == 0);
+  json_decref(h);
+  mn_buf_fini(&b);
+  gpt_destroy(m);
+}
+
+/* import-llmc: a file written in llm.c's layout (stacked over layers) comes back exactly */
+static void import_llmc_exact(void)
+{
+  gpt *m = make(&tiny, 21);
+  char file[160], out[160];
+  snprintf(file, sizeof file, "%s/llmc.bin", dir);
+  snprintf(out, sizeof out, "%s/imported.safetensors", dir);
+  FILE *f = fopen(file, "wb");
+  int32_t hd[256] = {20240326, 3, 16, 272, 2, 2, 16, 272};
+  fwrite(hd, sizeof hd, 1, f);
+  const float *p = gpt_params(m);
+  fwrite(p, sizeof(float), (272 + 16) * 16, f); /* wte, wpe */
+  for (int t = 0; t < 12; t++)
+    for (int l = 0; l < 2; l++) {
+      char name[64];
+      size_t shape[2], off;
+      int ndim;
+      gpt_tensor_info(&tiny, 2 + l * 12 + t, name, shape, &ndim, &off);
+      fwrite(p + off, sizeof(float), shape[0] * (ndim == 2 ? shape[1] : 1), f);
+    }
+  fwrite(p + gpt_block_offset(&tiny, 2), sizeof(float), 32, f);
+  fclose(f);
+  mn_error err = {0};
+  T_EQ_INT(import_llmc(file, out, &err), MN_OK);
+  gpt *b = make(&tiny, 1);
+  ckpt_meta meta;
+  T_EQ_INT(ckpt_load(out, b, &meta, &err), MN_OK);
+  T_CHECK(memcmp(gpt_params(m), gpt_params(b), gpt_params_count(m) * sizeof(float)) == 0);
+  /* a wrong magic is refused by name */
+  f = fopen(file, "r+b");
+  fwrite("XXXX", 4, 1, f);
+  fclose(f);
+  T_EQ_INT(import_llmc(file, out, &err), MN_ERR_CORRUPT);
+  T_CONTAINS(err.msg, "not an llm.c fp32 checkpoint");
+  unlink(file), unlink(out);
+  gpt_destroy(m);
+  gpt_destroy(b);
+}
+
 int main(void)
 {
   snprintf(dir, sizeof dir, "/tmp/mnemo-test-ckpt-XXXXXX");
@@ -210,6 +303,15 @@ int main(void)
   T_RUN(round_trip_and_resume);
   T_RUN(corruption_refused);
   T_RUN(format_is_safetensors);
+  T_RUN(export_hf_round_trip);
+  T_RUN(import_llmc_exact);
+  char hf[200];
+  snprintf(hf, sizeof hf, "%s/hf/config.json", dir);
+  unlink(hf);
+  snprintf(hf, sizeof hf, "%s/hf/model.safetensors", dir);
+  unlink(hf);
+  snprintf(hf, sizeof hf, "%s/hf", dir);
+  rmdir(hf);
   unlink(path), unlink(opt_path), unlink(bad), rmdir(dir);
   return T_DONE();
 }

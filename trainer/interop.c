@@ -1,0 +1,195 @@
+/*
+ * interop.c -- checkpoints to and from other GPT-2 ecosystems.
+ *
+ * export_hf: a folder that Hugging Face's GPT2LMHeadModel loads (config.json and
+ * model.safetensors with the transformer.* names; its Conv1D stores linear weights
+ * as (in, out), the transpose of ours).  import_llmc: llm.c's fp32 checkpoint
+ * (a 256 x int32 header [20240326, 3, maxT, V, L, NH, C, Vp], then each tensor
+ * stacked over layers: wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw, attprojb,
+ * ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb) into our layer-major layout.
+ */
+#include "trainer/trainer.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define LLMC_MAGIC 20240326
+#define LLMC_FP32  3
+
+/* one exported tensor: rows x cols of ours, transposed when it is a Conv1D weight */
+static mn_status write_hf(const char *path, gpt *m, mn_error *err)
+{
+  const gpt_config *c = gpt_get_config(m);
+  int n = gpt_num_tensors(c);
+  size_t total = gpt_params_count(m);
+  float *data = malloc(total * sizeof(float));
+  json_t *h = json_object();
+  char *text = NULL;
+  mn_status rc = MN_OK;
+  mn_atomic_file *f = NULL;
+  if (!data || !h) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory exporting \"%s\"", path);
+    goto out;
+  }
+  size_t pos = 0;
+  for (int i = 0; i < n; i++) {
+    char name[64], hf[96];
+    size_t shape[2], off;
+    int ndim;
+    gpt_tensor_info(c, i, name, shape, &ndim, &off);
+    const float *src = gpt_params(m) + off;
+    size_t count = shape[0] * (ndim == 2 ? shape[1] : 1);
+    bool conv1d = ndim == 2 && strncmp(name, "h.", 2) == 0; /* block weights are Conv1D */
+    snprintf(hf, sizeof hf, "transformer.%s", name);
+    if (conv1d) { /* ours (out, in) -> HF (in, out) */
+      for (size_t r = 0; r < shape[0]; r++)
+        for (size_t k = 0; k < shape[1]; k++)
+          data[pos + k * shape[0] + r] = src[r * shape[1] + k];
+    } else {
+      memcpy(data + pos, src, count * sizeof(float));
+    }
+    json_t *sh = conv1d      ? json_pack("[I,I]", (json_int_t)shape[1], (json_int_t)shape[0])
+                 : ndim == 2 ? json_pack("[I,I]", (json_int_t)shape[0], (json_int_t)shape[1])
+                             : json_pack("[I]", (json_int_t)shape[0]);
+    json_object_set_new(h, hf,
+                        json_pack("{s:s, s:o, s:[I,I]}", "dtype", "F32", "shape", sh,
+                                  "data_offsets", (json_int_t)(pos * 4),
+                                  (json_int_t)((pos + count) * 4)));
+    pos += count;
+  }
+  json_object_set_new(h, "__metadata__", json_pack("{s:s}", "format", "pt"));
+  text = json_dumps(h, JSON_COMPACT);
+  if (!text) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory exporting \"%s\"", path);
+    goto out;
+  }
+  size_t hlen = strlen(text), padded = (hlen + 7) / 8 * 8;
+  uint8_t len8[8];
+  for (int i = 0; i < 8; i++)
+    len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+  if ((rc = mn_atomic_open(path, 0644, &f, err)) != MN_OK) goto out;
+  if ((rc = mn_atomic_write(f, len8, 8, err)) == MN_OK &&
+      (rc = mn_atomic_write(f, text, hlen, err)) == MN_OK &&
+      (rc = mn_atomic_write(f, "       ", padded - hlen, err)) == MN_OK)
+    rc = mn_atomic_write(f, data, total * sizeof(float), err);
+  if (rc == MN_OK)
+    rc = mn_atomic_commit(f, err);
+  else
+    mn_atomic_abort(f);
+out:
+  free(text);
+  json_decref(h);
+  free(data);
+  return rc;
+}
+
+mn_status export_hf(const char *ckpt, const char *dir, mn_error *err)
+{
+  ckpt_meta meta;
+  gpt *m = NULL;
+  mn_status rc = ckpt_read_meta(ckpt, &meta, err);
+  if (rc != MN_OK) return rc;
+  if ((rc = gpt_create(&meta.config, 1, 1, 0, kernels_cpu(), &m, err)) != MN_OK) return rc;
+  if ((rc = ckpt_load(ckpt, m, &meta, err)) != MN_OK) goto out;
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    rc = mn_error_set(err, MN_ERR_IO, "could not create \"%s\": %s", dir, strerror(errno));
+    goto out;
+  }
+  const gpt_config *c = &meta.config;
+  json_t *cfg = json_pack(
+      "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:b, s:f, s:f, s:f, s:f, s:i, s:i}",
+      "architectures", "GPT2LMHeadModel", "model_type", "gpt2", "vocab_size", c->padded_vocab,
+      "n_positions", c->max_seq_len, "n_ctx", c->max_seq_len, "n_embd", c->n_embd, "n_layer",
+      c->n_layer, "n_head", c->n_head, "activation_function", "gelu_new", "layer_norm_epsilon",
+      1e-5, "tie_word_embeddings", 1, "initializer_range", 0.02, "resid_pdrop", 0.0, "embd_pdrop",
+      0.0, "attn_pdrop", 0.0, "bos_token_id", TOK_EOT, "eos_token_id", TOK_EOT);
+  char *tags = NULL;
+  if (tok_tags_to_json(&meta.tags, &tags, err) == MN_OK) {
+    json_object_set_new(cfg, "mnemo_language_tags", json_loads(tags, 0, NULL));
+    free(tags);
+  }
+  char *text = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
+  json_decref(cfg);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  rc = text ? mn_write_file_atomic(path, text, strlen(text), 0644, err)
+            : mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  free(text);
+  if (rc != MN_OK) goto out;
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  rc = write_hf(path, m, err);
+out:
+  gpt_destroy(m);
+  return rc;
+}
+
+mn_status import_llmc(const char *file, const char *out, mn_error *err)
+{
+  mn_buf b;
+  gpt *m = NULL;
+  mn_status rc;
+  mn_buf_init(&b, (size_t)1 << 40);
+  if ((rc = mn_buf_read_file(&b, file, err)) != MN_OK) goto out;
+  if (b.len < 256 * 4) {
+    rc = mn_error_set(err, MN_ERR_CORRUPT, "cannot import \"%s\": shorter than llm.c's header",
+                      file);
+    goto out;
+  }
+  int32_t hd[8];
+  memcpy(hd, b.data, sizeof hd);
+  if (hd[0] != LLMC_MAGIC || hd[1] != LLMC_FP32) {
+    rc = mn_error_set(err, MN_ERR_CORRUPT,
+                      "cannot import \"%s\": not an llm.c fp32 checkpoint (magic %d, version %d)",
+                      file, hd[0], hd[1]);
+    goto out;
+  }
+  gpt_config c = {.max_seq_len = hd[2],
+                  .vocab_size = hd[3],
+                  .n_layer = hd[4],
+                  .n_head = hd[5],
+                  .n_embd = hd[6],
+                  .padded_vocab = hd[7]};
+  mn_error e2;
+  if (gpt_config_check(&c, &e2) != MN_OK) {
+    rc = mn_error_set(err, MN_ERR_CORRUPT, "cannot import \"%s\": %s", file, e2.msg);
+    goto out;
+  }
+  if ((rc = gpt_create(&c, 1, 1, 0, kernels_cpu(), &m, err)) != MN_OK) goto out;
+  size_t need = 256 * 4 + gpt_params_count(m) * 4;
+  if (b.len != need) {
+    rc = mn_error_set(err, MN_ERR_CORRUPT, "cannot import \"%s\": %zu bytes, expected %zu", file,
+                      b.len, need);
+    goto out;
+  }
+  /* llm.c stacks each tensor over the layers; ours interleaves layers */
+  const float *src = (const float *)(const void *)(b.data + 256 * 4);
+  float *p = gpt_params(m);
+  size_t C = (size_t)c.n_embd, L = (size_t)c.n_layer;
+  size_t head = (size_t)c.padded_vocab * C + (size_t)c.max_seq_len * C;
+  memcpy(p, src, head * sizeof(float));
+  src += head;
+  static const size_t per[GPT_BLOCK_TENSORS][2] = {{1, 0}, {1, 0}, {3, 1}, {3, 0}, {1, 1}, {1, 0},
+                                                   {1, 0}, {1, 0}, {4, 1}, {4, 0}, {1, 4}, {1, 0}};
+  for (int t = 0; t < GPT_BLOCK_TENSORS; t++) {
+    size_t count = per[t][0] * C * (per[t][1] ? per[t][1] * C : 1);
+    for (size_t l = 0; l < L; l++) {
+      char name[64];
+      size_t shape[2], off;
+      int ndim;
+      gpt_tensor_info(&c, 2 + (int)l * GPT_BLOCK_TENSORS + t, name, shape, &ndim, &off);
+      memcpy(p + off, src + l * count, count * sizeof(float));
+    }
+    src += L * count;
+  }
+  memcpy(p + gpt_block_offset(&c, c.n_layer), src, 2 * C * sizeof(float));
+  ckpt_meta meta = {.step = 0};
+  snprintf(meta.lineage, sizeof meta.lineage, "{\"kind\": \"import-llmc\"}");
+  rc = ckpt_save(out, m, &meta, err);
+out:
+  gpt_destroy(m);
+  mn_buf_fini(&b);
+  return rc;
+}
