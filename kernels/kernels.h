@@ -54,7 +54,7 @@ typedef struct kernels_backend {
   void (*matmul_backward)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                           const float *w, int N, int C, int OC);
   /* causal multi-head attention: qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) keeps the
-   * softmax probabilities for backward (row t uses columns 0..t) */
+   * softmax probabilities for backward: row t holds columns 0..t, the rest is unspecified */
   void (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
   /* scratch: B*NH*T*T floats */
   void (*attention_backward)(float *dqkv, float *scratch, const float *dout, const float *qkv,

@@ -254,8 +254,8 @@ static void attention_forward(float *out, float *att, const float *qkv, int B, i
 #pragma omp simd
           for (int t2 = 0; t2 <= t; t2++)
             a[t2] *= inv;
-          for (int t2 = t + 1; t2 < T; t2++)
-            a[t2] = 0; /* causal: the future has no weight */
+          for (int t2 = t + 1; t2 < r1; t2++)
+            a[t2] = 0; /* the future has no weight (only the diagonal block is ever read) */
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f,
                     P + (size_t)r0 * T, T, V, C3, 0.0f, O + (size_t)r0 * C, C);
@@ -303,7 +303,7 @@ static void attention_backward(float *dqkv, float *scratch, const float *dout, c
 #pragma omp simd
           for (int t2 = 0; t2 <= t; t2++)
             d[t2] = a[t2] * (d[t2] - dot) * scale;
-          for (int t2 = t + 1; t2 < T; t2++)
+          for (int t2 = t + 1; t2 < r1; t2++)
             d[t2] = 0;
         }
         /* dQ += dS K, the visible columns only */
