@@ -87,11 +87,28 @@ out:
   return rc;
 }
 
-static mn_status sha_of(const st_tensor *t, int n, char hex[MN_SHA256_HEX_LEN + 1], mn_error *err)
+/* canonical -- the metadata fields the checksum covers, in one string (*out malloc'd). */
+static mn_status canonical(const char *cfg, const char *tags, const char *step, const char *lineage,
+                           char **out, mn_error *err)
+{
+  *out = NULL;
+  if (!cfg || !tags || !step || !lineage) return MN_OK; /* parse_meta reports what is missing */
+  size_t n = strlen(cfg) + strlen(tags) + strlen(step) + strlen(lineage) + 64;
+  *out = malloc(n);
+  if (!*out) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  snprintf(*out, n, "mnemo-gpt\nconfig %s\ntags %s\nstep %s\nlineage %s\n", cfg, tags, step,
+           lineage);
+  return MN_OK;
+}
+
+/* sha_of -- SHA-256 of prefix (the metadata it vouches for; may be NULL) and the tensors. */
+static mn_status sha_of(const char *prefix, const st_tensor *t, int n,
+                        char hex[MN_SHA256_HEX_LEN + 1], mn_error *err)
 {
   mn_sha256 h;
   uint8_t d[MN_SHA256_LEN];
   mn_status rc = mn_sha256_init(&h, err);
+  if (rc == MN_OK && prefix) rc = mn_sha256_update(&h, prefix, strlen(prefix), err);
   for (int i = 0; i < n && rc == MN_OK; i++)
     rc = mn_sha256_update(&h, t[i].data, t[i].count * sizeof(float), err);
   if (rc == MN_OK)
@@ -115,7 +132,7 @@ mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
   int n = gpt_num_tensors(c);
   st_tensor *t = calloc((size_t)n, sizeof *t);
   char(*names)[64] = calloc((size_t)n, 64);
-  char *tags = NULL, *cfg = NULL;
+  char *tags = NULL, *cfg = NULL, *canon = NULL;
   json_t *meta_j = NULL, *cj = NULL;
   mn_status rc = MN_OK;
   if (!t || !names) {
@@ -129,13 +146,21 @@ mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
     t[i].count = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1);
     t[i].data = gpt_params(m) + off;
   }
-  if ((rc = sha_of(t, n, meta->sha256, err)) != MN_OK) goto out;
   if ((rc = tok_tags_to_json(&meta->tags, &tags, err)) != MN_OK) goto out;
   meta->config = *c;
   cj = config_json(c);
   cfg = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS);
   char step[32];
   snprintf(step, sizeof step, "%lld", (long long)meta->step);
+  /* the checksum vouches for what the metadata says of the weights, not only the weights */
+  if (!cfg ||
+      (rc = canonical(cfg, tags, step, meta->lineage[0] ? meta->lineage : "{}", &canon, err)) !=
+          MN_OK ||
+      !canon) {
+    rc = rc != MN_OK ? rc : mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
+    goto out;
+  }
+  if ((rc = sha_of(canon, t, n, meta->sha256, err)) != MN_OK) goto out;
   meta_j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "format", FORMAT, "version", "1",
                      "config", cfg ? cfg : "", "tags", tags, "lineage",
                      meta->lineage[0] ? meta->lineage : "{}", "step", step, "sha256", meta->sha256);
@@ -147,6 +172,7 @@ mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
 out:
   json_decref(meta_j);
   json_decref(cj);
+  free(canon);
   free(cfg);
   free(tags);
   free(names);
@@ -159,7 +185,7 @@ mn_status ckpt_save_opt(const char *path, gpt *m, const ckpt_opt_state *st, mn_e
   size_t np = gpt_params_count(m);
   st_tensor t[2] = {{"m", {np, 0}, 1, gpt_adam_m(m), np}, {"v", {np, 0}, 1, gpt_adam_v(m), np}};
   char sha[MN_SHA256_HEX_LEN + 1], step[32], rng[32];
-  mn_status rc = sha_of(t, 2, sha, err);
+  mn_status rc = sha_of(NULL, t, 2, sha, err);
   if (rc != MN_OK) return rc;
   snprintf(step, sizeof step, "%lld", (long long)st->step);
   snprintf(rng, sizeof rng, "%llu", (unsigned long long)st->rng);
@@ -311,8 +337,8 @@ static mn_status check_tensors(const st_file *f, const st_tensor *t, int n, mn_e
 
 /* read_tensors -- the data into t[i].data (cast away const: these are destinations) and check its
  * hash. */
-static mn_status read_tensors(const st_file *f, const st_tensor *t, int n, const char *want_sha,
-                              mn_error *err)
+static mn_status read_tensors(const st_file *f, const st_tensor *t, int n, const char *prefix,
+                              const char *want_sha, mn_error *err)
 {
   mn_status rc = MN_OK;
   if (lseek(f->fd, (off_t)f->data_start, SEEK_SET) < 0)
@@ -321,7 +347,7 @@ static mn_status read_tensors(const st_file *f, const st_tensor *t, int n, const
     rc = read_full(f->fd, (void *)(uintptr_t)t[i].data, t[i].count * sizeof(float), f->path, err);
   if (rc != MN_OK) return rc;
   char sha[MN_SHA256_HEX_LEN + 1];
-  if ((rc = sha_of(t, n, sha, err)) != MN_OK) return rc;
+  if ((rc = sha_of(prefix, t, n, sha, err)) != MN_OK) return rc;
   if (!want_sha || strcmp(sha, want_sha) != 0)
     return corrupt(f->path, err,
                    "the tensor data does not match its SHA-256 (the file is corrupted)");
@@ -349,6 +375,10 @@ static mn_status parse_meta(const st_file *f, ckpt_meta *meta, mn_error *err)
   if (gpt_config_check(g, &e2) != MN_OK) return corrupt(f->path, err, "%s", e2.msg);
   if (tok_tags_from_json(tags, &meta->tags, &e2) != MN_OK)
     return corrupt(f->path, err, "%s", e2.msg);
+  for (int i = 0; i < meta->tags.n; i++)
+    if (meta->tags.t[i].id >= g->vocab_size)
+      return corrupt(f->path, err, "tag %d of \"%s\" is outside the vocabulary of %d",
+                     meta->tags.t[i].id, meta->tags.t[i].code, g->vocab_size);
   int64_t s;
   if (!mn_parse_i64(step, &s) || s < 0) return corrupt(f->path, err, "bad step \"%.20s\"", step);
   meta->step = s;
@@ -397,7 +427,11 @@ mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
     t[i].data = gpt_params(m) + off;
   }
   if ((rc = check_tensors(&f, t, n, err)) != MN_OK) goto out;
-  rc = read_tensors(&f, t, n, meta->sha256, err);
+  char *canon = NULL;
+  rc = canonical(meta_str(&f, "config"), meta_str(&f, "tags"), meta_str(&f, "step"),
+                 meta_str(&f, "lineage") ? meta_str(&f, "lineage") : "{}", &canon, err);
+  if (rc == MN_OK) rc = read_tensors(&f, t, n, canon, meta->sha256, err);
+  free(canon);
 out:
   st_close(&f);
 out_free:
@@ -430,7 +464,7 @@ mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256, ck
   st->rng = strtoull(rng, NULL, 10);
   snprintf(st->weights_sha256, sizeof st->weights_sha256, "%s", wsha);
   if ((rc = check_tensors(&f, t, 2, err)) != MN_OK) goto out;
-  rc = read_tensors(&f, t, 2, meta_str(&f, "sha256"), err);
+  rc = read_tensors(&f, t, 2, NULL, meta_str(&f, "sha256"), err);
 out:
   st_close(&f);
   return rc;

@@ -88,8 +88,8 @@ void gpt_tensor_info(const gpt_config *cfg, int i, char name[64], size_t shape[2
 
 mn_status gpt_config_check(const gpt_config *c, mn_error *err)
 {
-  if (c->n_layer < 1 || c->n_layer > 256 || c->n_head < 1 || c->n_embd < 1 ||
-      c->n_embd % c->n_head != 0)
+  if (c->n_layer < 1 || c->n_layer > 256 || c->n_head < 1 || c->n_head > 256 || c->n_embd < 1 ||
+      c->n_embd > 16384 || c->n_embd % c->n_head != 0)
     return mn_error_set(err, MN_ERR_CONFIG,
                         "invalid model shape: %d layers, %d heads, width %d (the width must be a "
                         "multiple of the heads)",

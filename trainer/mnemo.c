@@ -12,6 +12,7 @@
  * stderr when stderr is a terminal.  Exit codes: 0 done, 1 failure, 2 usage,
  * 75 interrupted with a resumable checkpoint saved.
  */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "configs/config.h"
 #include "trainer/trainer.h"
 
@@ -303,16 +304,38 @@ static mn_status tags_of_shards(const shard *s, int n, tok_tags *tags, mn_error 
   return MN_OK;
 }
 
-static mn_status save_all(const char *dir, gpt *m, ckpt_meta *meta, loader *ld, mn_error *err)
+/*
+ * save_all -- DIR/step-N.safetensors and its .opt, then DIR/model.safetensors, a symlink,
+ * flipped to them in one rename: a crash at any moment leaves model.safetensors naming a
+ * complete pair (the previous one until the flip).  The pair before the previous is removed.
+ */
+static mn_status save_all(const char *dir, gpt *m, ckpt_meta *meta, loader *ld, int64_t remove_step,
+                          mn_error *err)
 {
-  char path[4096], opt_path[4200];
-  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  char name[64], path[4096], opt_path[4200], link_tmp[4200], link[4200];
+  snprintf(name, sizeof name, "step-%08lld.safetensors", (long long)meta->step);
+  snprintf(path, sizeof path, "%s/%s", dir, name);
   snprintf(opt_path, sizeof opt_path, "%s.opt", path);
   mn_status rc = ckpt_save(path, m, meta, err);
   if (rc != MN_OK) return rc;
   ckpt_opt_state st = {.step = meta->step, .rng = loader_state(ld)};
   snprintf(st.weights_sha256, sizeof st.weights_sha256, "%s", meta->sha256);
-  return ckpt_save_opt(opt_path, m, &st, err);
+  if ((rc = ckpt_save_opt(opt_path, m, &st, err)) != MN_OK) return rc;
+  snprintf(link, sizeof link, "%s/model.safetensors", dir);
+  snprintf(link_tmp, sizeof link_tmp, "%s/model.safetensors.tmp.%ld", dir, (long)getpid());
+  unlink(link_tmp);
+  if (symlink(name, link_tmp) != 0 || rename(link_tmp, link) != 0) {
+    unlink(link_tmp);
+    return mn_error_set(err, MN_ERR_IO, "could not point \"%s\" at %s: %s", link, name,
+                        strerror(errno));
+  }
+  if (remove_step > 0 && remove_step != meta->step) { /* an older pair, no longer named */
+    snprintf(path, sizeof path, "%s/step-%08lld.safetensors", dir, (long long)remove_step);
+    snprintf(opt_path, sizeof opt_path, "%s.opt", path);
+    unlink(opt_path);
+    unlink(path);
+  }
+  return MN_OK;
 }
 
 /* ---------------------------------------------------------------- pretrain */
@@ -335,6 +358,8 @@ static int cmd_pretrain(worker *w, opts *o)
   int64_t total = c->train.steps, steps = o->steps && o->steps < total ? o->steps : total;
   if (T > gc.max_seq_len)
     return usage("train.seq_len %d exceeds model.max_seq_len %d", T, gc.max_seq_len);
+  signal(SIGTERM, on_signal); /* from the start: an early SIGTERM still exits 75 */
+  signal(SIGINT, on_signal);
   if (mkdir(o->out, 0755) != 0 && errno != EEXIST) {
     mn_error_set(&err, MN_ERR_IO, "could not create \"%s\": %s", o->out, strerror(errno));
     return fail(&err);
@@ -342,12 +367,6 @@ static int cmd_pretrain(worker *w, opts *o)
   kernels_cpu_set_threads((int)c->train.threads);
   if (read_shards(o, &shards, &err) != MN_OK) goto out;
   if (tags_of_shards(shards, o->npos, &meta.tags, &err) != MN_OK) goto out;
-  for (int i = 0; i < meta.tags.n; i++)
-    if (meta.tags.t[i].id >= gc.vocab_size) {
-      mn_error_set(&err, MN_ERR_INPUT, "tag %d of \"%s\" does not fit a vocabulary of %d",
-                   meta.tags.t[i].id, meta.tags.t[i].code, gc.vocab_size);
-      goto out;
-    }
   uint64_t seed = (uint64_t)c->train.seed;
   int64_t step0 = 0;
   if (o->resume) {
@@ -356,8 +375,9 @@ static int cmd_pretrain(worker *w, opts *o)
     gc = prev.config;
     if (gpt_create(&gc, B, T, seed, kernels_cpu(), &m, &err) != MN_OK) goto out;
     if (ckpt_load(o->resume, m, &prev, &err) != MN_OK) goto out;
-    char opt_path[4200];
-    snprintf(opt_path, sizeof opt_path, "%s.opt", o->resume);
+    char opt_path[4200], *real = realpath(o->resume, NULL); /* model.safetensors is a link */
+    snprintf(opt_path, sizeof opt_path, "%s.opt", real ? real : o->resume);
+    free(real);
     ckpt_opt_state st;
     if (ckpt_load_opt(opt_path, m, prev.sha256, &st, &err) != MN_OK) goto out;
     step0 = prev.step;
@@ -366,11 +386,18 @@ static int cmd_pretrain(worker *w, opts *o)
     if (loader_create(shards, o->npos, T, c->train.language_alpha, seed + 1, &ld, &err) != MN_OK)
       goto out;
     loader_set_state(ld, st.rng);
+    meta.step = step0; /* a run already past --steps saves nothing and keeps its step */
   } else {
     if (gpt_create(&gc, B, T, seed, kernels_cpu(), &m, &err) != MN_OK) goto out;
     if (loader_create(shards, o->npos, T, c->train.language_alpha, seed + 1, &ld, &err) != MN_OK)
       goto out;
   }
+  for (int i = 0; i < meta.tags.n; i++) /* against the model actually trained */
+    if (meta.tags.t[i].id >= gc.vocab_size) {
+      mn_error_set(&err, MN_ERR_INPUT, "tag %d of \"%s\" does not fit a vocabulary of %d",
+                   meta.tags.t[i].id, meta.tags.t[i].code, gc.vocab_size);
+      goto out;
+    }
   json_t *shares = json_object();
   for (int i = 0; i < loader_languages(ld); i++) {
     const char *code;
@@ -385,8 +412,6 @@ static int cmd_pretrain(worker *w, opts *o)
            "{\"kind\": \"pretrain\", \"shards\": %d, \"seed\": %llu%s%s%s}", o->npos,
            (unsigned long long)seed, o->resume ? ", \"resumed_from\": \"" : "",
            o->resume ? o->resume : "", o->resume ? "\"" : "");
-  signal(SIGTERM, on_signal);
-  signal(SIGINT, on_signal);
   int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T),
           *tgt = malloc(sizeof(int32_t) * (size_t)B * T);
   if (!tok || !tgt) {
@@ -401,7 +426,7 @@ static int cmd_pretrain(worker *w, opts *o)
                    .grad_clip = (float)c->train.grad_clip};
   bool tty = isatty(STDERR_FILENO) && !w->json;
   double t0 = mn_monotonic_ms(), last = 0;
-  int64_t t;
+  int64_t t, saved = 0, saved_before = 0; /* the pairs model.safetensors may still name */
   bool interrupted = false;
   for (t = step0 + 1; t <= steps; t++) {
     double ts = mn_monotonic_ms();
@@ -411,16 +436,21 @@ static int cmd_pretrain(worker *w, opts *o)
     gpt_backward(m);
     opt.lr = gpt_lr_at((float)c->train.lr, (int)c->train.warmup_steps, (int)total,
                        (float)c->train.min_lr_frac, (int)t);
-    float norm = gpt_update(m, &opt, (int)t);
-    double now = mn_monotonic_ms();
-    double tps = (double)B * T * (double)(t - step0) / ((now - t0) / 1e3);
-    double eta = (double)(steps - t) * (now - t0) / 1e3 / (double)(t - step0);
-    if (!isfinite(loss)) {
-      mn_error_set(&err, MN_ERR_NUMERIC, "the loss is %f at step %lld: training diverged", loss,
-                   (long long)t);
+    /* a non-finite loss or gradient stops the run before the weights change: the last
+     * checkpoint stays the last good one */
+    float norm = gpt_grad_norm(m);
+    if (!isfinite(loss) || !isfinite(norm)) {
+      mn_error_set(&err, MN_ERR_NUMERIC,
+                   "the loss is %f and the gradient norm %f at step %lld: training diverged; "
+                   "the last checkpoint is step %lld",
+                   loss, norm, (long long)t, (long long)(saved ? saved : step0));
       free(tok), free(tgt);
       goto out;
     }
+    gpt_update(m, &opt, (int)t);
+    double now = mn_monotonic_ms();
+    double tps = (double)B * T * (double)(t - step0) / ((now - t0) / 1e3);
+    double eta = (double)(steps - t) * (now - t0) / 1e3 / (double)(t - step0);
     if (tty) {
       if (now - last > 250 || t == steps) {
         fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %.0fs   ",
@@ -435,10 +465,12 @@ static int cmd_pretrain(worker *w, opts *o)
     meta.step = t;
     bool periodic = c->train.checkpoint_every > 0 && t % c->train.checkpoint_every == 0;
     if (periodic || stop_requested) {
-      if (save_all(o->out, m, &meta, ld, &err) != MN_OK) {
+      if (save_all(o->out, m, &meta, ld, saved_before, &err) != MN_OK) {
         free(tok), free(tgt);
         goto out;
       }
+      saved_before = saved;
+      saved = t;
       emit(json_pack("{s:s, s:I, s:s}", "event", "checkpoint", "step", (json_int_t)t, "dir",
                      o->out));
     }
@@ -450,7 +482,16 @@ static int cmd_pretrain(worker *w, opts *o)
   if (tty) fputc('\n', stderr);
   free(tok), free(tgt);
   if (!interrupted) {
-    if (save_all(o->out, m, &meta, ld, &err) != MN_OK) goto out;
+    if (meta.step > step0 && saved != meta.step &&
+        save_all(o->out, m, &meta, ld, saved_before, &err) != MN_OK)
+      goto out;
+    if (meta.step == step0) { /* nothing ran: the checkpoint is as it was */
+      ckpt_meta cur;
+      char path[4200];
+      snprintf(path, sizeof path, "%s/model.safetensors", o->out);
+      if (ckpt_read_meta(path, &cur, &err) == MN_OK)
+        snprintf(meta.sha256, sizeof meta.sha256, "%s", cur.sha256);
+    }
     emit(json_pack("{s:s, s:I, s:s, s:s, s:f}", "event", "done", "step", (json_int_t)meta.step,
                    "checkpoint", o->out, "sha256", meta.sha256, "seconds",
                    (mn_monotonic_ms() - t0) / 1e3));
@@ -509,7 +550,8 @@ static int cmd_eval(worker *w, opts *o)
       const uint16_t *tok = shards[si].tokens + sec->first;
       int tag = tok_tag_of(&meta.tags, sec->code);
       if (tag < 0) tag = sec->tag >= meta.config.vocab_size ? -1 : sec->tag;
-      if (tag < 0 || tag != sec->tag) {
+      const char *owner = tok_code_of(&meta.tags, sec->tag); /* the tag's language here */
+      if (tag < 0 || tag != sec->tag || (owner && strcmp(owner, sec->code) != 0)) {
         mn_error_set(&err, MN_ERR_INPUT, "language \"%s\" of %s has tag %d, the checkpoint %d",
                      sec->code, o->pos[si], sec->tag, tok_tag_of(&meta.tags, sec->code));
         goto out_loop;
@@ -584,6 +626,12 @@ static int cmd_generate(worker *w, opts *o)
   ckpt_meta meta;
   if (!o->checkpoint || !o->lang) return usage("generate needs --checkpoint FILE and --lang L");
   const char *prompt = o->prompt ? o->prompt : "";
+  size_t bad_at;
+  if (mn_utf8_check(prompt, strlen(prompt), &bad_at) != MN_UTF8_OK) {
+    mn_error_set(&err, MN_ERR_INPUT, "the prompt is not valid UTF-8 (byte %zu)", bad_at);
+    return fail(&err);
+  }
+  if (o->tokens > 1000000) return usage("--tokens is at most 1000000");
   kernels_cpu_set_threads((int)w->cfg.train.threads);
   if (ckpt_read_meta(o->checkpoint, &meta, &err) != MN_OK) return fail(&err);
   int tag = tok_tag_of(&meta.tags, o->lang);
@@ -607,6 +655,12 @@ static int cmd_generate(worker *w, opts *o)
   unsigned char *outb = malloc(cap);
   int32_t *win = malloc(sizeof(int32_t) * (size_t)T);
   float *p = malloc(sizeof(float) * 257);
+  if (!ctx || !outb || !win || !p) {
+    free(ctx), free(outb), free(win), free(p);
+    gpt_destroy(m);
+    mn_error_set(&err, MN_ERR_NOMEM, "out of memory generating %lld tokens", (long long)want);
+    return fail(&err);
+  }
   size_t n = 0, nout = 0;
   for (size_t i = 0; i < plen; i++)
     ctx[n++] = (unsigned char)prompt[i];

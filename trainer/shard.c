@@ -182,8 +182,11 @@ mn_status shard_read(const char *path, shard *s, mn_error *err)
   }
   nsec = get32(p + 16);
   total = get64(p + 24);
-  if (nsec > TOK_MAX_TAGS ||
-      (uint64_t)b.len != HEADER_BYTES + (uint64_t)nsec * SECTION_BYTES + total * 2) {
+  /* sizes checked before any multiplication that could wrap */
+  uint64_t room = (uint64_t)b.len - HEADER_BYTES;
+  if (nsec > TOK_MAX_TAGS || get32(p + 20) != 0 || room < (uint64_t)nsec * SECTION_BYTES ||
+      (room - (uint64_t)nsec * SECTION_BYTES) % 2 != 0 ||
+      total != (room - (uint64_t)nsec * SECTION_BYTES) / 2) {
     rc = bad(path, err, "its size does not match its header (truncated?)");
     goto out;
   }
@@ -210,18 +213,32 @@ mn_status shard_read(const char *path, shard *s, mn_error *err)
   for (uint32_t i = 0; i < nsec; i++) {
     const uint8_t *q = p + HEADER_BYTES + (size_t)i * SECTION_BYTES;
     shard_section *sec = &s->sections[i];
+    if (memchr(q, '\0', 8) == NULL) {
+      rc = bad(path, err, "a language code is not terminated");
+      goto out;
+    }
     memcpy(sec->code, q, 8);
-    sec->code[7] = '\0';
     sec->tag = (int)get32(q + 8);
     sec->docs = get32(q + 12);
     sec->first = get64(q + 16);
     sec->count = get64(q + 24);
-    if (sec->first != next || sec->count > total - next || sec->count < 2 ||
+    if (sec->first != next || sec->count > total - next || sec->count < 2 || sec->tag > 65535 ||
         sec->tag < TOK_FIRST_TAG || s->tokens[sec->first] != sec->tag ||
         s->tokens[sec->first + sec->count - 1] != TOK_EOT) {
       rc = bad(path, err, "a section does not tile the tokens, or does not start with its tag");
       goto out;
     }
+    /* every token a byte, <|eot|> or this section's tag: nothing else may reach the model */
+    for (uint64_t k = sec->first; k < sec->first + sec->count; k++)
+      if (s->tokens[k] > TOK_EOT && s->tokens[k] != sec->tag) {
+        rc = bad(path, err, "a section holds a token that is not a byte, <|eot|> or its tag");
+        goto out;
+      }
+    for (uint32_t j = 0; j < i; j++)
+      if (s->sections[j].tag == sec->tag || strcmp(s->sections[j].code, sec->code) == 0) {
+        rc = bad(path, err, "two sections share a language or a tag");
+        goto out;
+      }
     next += sec->count;
   }
   if (next != total) {

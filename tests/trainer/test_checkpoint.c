@@ -139,6 +139,16 @@ static void huge_header(int fd, off_t size)
   (void)!pwrite(fd, len, 8, 0);
 }
 
+static void tamper_tags(int fd, off_t size)
+{ /* "spa":257 -> "spa":259 in the header: same length, a different claim */
+  char head[4096];
+  ssize_t n = pread(fd, head, sizeof head - 1, 8);
+  head[n > 0 ? n : 0] = '\0';
+  char *at = strstr(head, "\\\"spa\\\":257");
+  if (at) (void)!pwrite(fd, "9", 1, 8 + (at - head) + 10);
+  (void)size;
+}
+
 static void refused(const char *file, gpt *m, const char *why)
 {
   mn_error err = {0};
@@ -158,6 +168,7 @@ static void corruption_refused(void)
   refused(corrupted(flip_data), m, "SHA-256");
   refused(corrupted(flip_header), m, "not a JSON object");
   refused(corrupted(huge_header), m, "header length");
+  refused(corrupted(tamper_tags), m, "SHA-256"); /* the checksum covers the metadata too */
   refused(opt_path, m, "not a mnemo-gpt file");
   /* the right file for another model */
   gpt_config wider = tiny;
