@@ -43,7 +43,8 @@ static mn_status write_hf(const char *path, gpt *m, mn_error *err)
     const float *src = gpt_params(m) + off;
     size_t count = shape[0] * (ndim == 2 ? shape[1] : 1);
     bool conv1d = ndim == 2 && strncmp(name, "h.", 2) == 0; /* block weights are Conv1D */
-    snprintf(hf, sizeof hf, "transformer.%s", name);
+    /* our embeddings are "wte"/"wpe"; Hugging Face's are modules with a .weight */
+    snprintf(hf, sizeof hf, "transformer.%s%s", name, ndim == 2 && !conv1d ? ".weight" : "");
     if (conv1d) { /* ours (out, in) -> HF (in, out) */
       for (size_t r = 0; r < shape[0]; r++)
         for (size_t k = 0; k < shape[1]; k++)

@@ -258,6 +258,10 @@ static void export_hf_round_trip(void)
   T_CHECK(same);
   /* embeddings are not transposed */
   e = json_object_get(h, "transformer.wte.weight");
+  T_CHECK(e != NULL);
+  T_CHECK(json_object_get(h, "transformer.wpe.weight") != NULL);
+  T_CHECK(json_object_get(h, "transformer.ln_f.weight") != NULL);
+  T_CHECK(json_object_get(h, "transformer.h.0.mlp.c_proj.bias") != NULL);
   start = (size_t)json_integer_value(json_array_get(json_object_get(e, "data_offsets"), 0));
   T_CHECK(memcmp(b.data + 8 + hlen + start, gpt_params(m), 272 * 16 * sizeof(float)) == 0);
   json_decref(h);
