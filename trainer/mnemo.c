@@ -369,6 +369,7 @@ static int cmd_pretrain(worker *w, opts *o)
   if (tags_of_shards(shards, o->npos, &meta.tags, &err) != MN_OK) goto out;
   uint64_t seed = (uint64_t)c->train.seed;
   int64_t step0 = 0;
+  char prev_lineage[sizeof meta.lineage] = "";
   if (o->resume) {
     ckpt_meta prev;
     if (ckpt_read_meta(o->resume, &prev, &err) != MN_OK) goto out;
@@ -381,6 +382,7 @@ static int cmd_pretrain(worker *w, opts *o)
     ckpt_opt_state st;
     if (ckpt_load_opt(opt_path, m, prev.sha256, &st, &err) != MN_OK) goto out;
     step0 = prev.step;
+    snprintf(prev_lineage, sizeof prev_lineage, "%s", prev.lineage);
     for (int i = 0; i < prev.tags.n; i++) /* the checkpoint's tags stay as they were */
       if (tok_tags_add(&meta.tags, prev.tags.t[i].code, prev.tags.t[i].id, &err) != MN_OK) goto out;
     if (loader_create(shards, o->npos, T, c->train.language_alpha, seed + 1, &ld, &err) != MN_OK)
@@ -408,10 +410,47 @@ static int cmd_pretrain(worker *w, opts *o)
                  (json_int_t)gpt_params_count(m), "from_step", (json_int_t)step0, "batch", B,
                  "seq_len", T, "steps", (json_int_t)steps, "language_shares", shares, "threads",
                  kernels_cpu_threads()));
-  snprintf(meta.lineage, sizeof meta.lineage,
-           "{\"kind\": \"pretrain\", \"shards\": %d, \"seed\": %llu%s%s%s}", o->npos,
-           (unsigned long long)seed, o->resume ? ", \"resumed_from\": \"" : "",
-           o->resume ? o->resume : "", o->resume ? "\"" : "");
+  /* the lineage: everything that shapes the run's trajectory; a resume must match it */
+  json_t *shard_ids = json_array();
+  for (int i = 0; i < o->npos; i++)
+    json_array_append_new(shard_ids, json_string(shards[i].sha256));
+  json_t *run = json_pack(
+      "{s:s, s:I, s:i, s:i, s:I, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:f, "
+      "s:i, s:o}",
+      "kind", "pretrain", "seed", (json_int_t)seed, "batch", B, "seq_len", T, "steps",
+      (json_int_t)total, "lr", c->train.lr, "warmup_steps", (json_int_t)c->train.warmup_steps,
+      "min_lr_frac", c->train.min_lr_frac, "weight_decay", c->train.weight_decay, "grad_clip",
+      c->train.grad_clip, "beta1", c->train.beta1, "beta2", c->train.beta2, "language_alpha",
+      c->train.language_alpha, "threads", kernels_cpu_threads(), "shards", shard_ids);
+  if (o->resume && prev_lineage[0]) {
+    json_t *was = json_loads(prev_lineage, 0, NULL);
+    const char *key;
+    json_t *v;
+    json_object_foreach(run, key, v)
+    {
+      if (!json_equal(v, json_object_get(was, key))) {
+        char *a = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        char *b = json_dumps(json_object_get(was, key), JSON_ENCODE_ANY | JSON_COMPACT);
+        mn_error_set(&err, MN_ERR_INPUT,
+                     "cannot resume %s: its %s was %s, now %s (a resumed run must be the same run)",
+                     o->resume, key, b ? b : "missing", a ? a : "?");
+        free(a), free(b);
+        json_decref(was);
+        json_decref(run);
+        goto out;
+      }
+    }
+    json_decref(was);
+  }
+  char *lin = json_dumps(run, JSON_COMPACT);
+  json_decref(run);
+  if (!lin || strlen(lin) >= sizeof meta.lineage) {
+    free(lin);
+    mn_error_set(&err, MN_ERR_INPUT, "the run's lineage is too long (too many shards?)");
+    goto out;
+  }
+  snprintf(meta.lineage, sizeof meta.lineage, "%s", lin);
+  free(lin);
   int32_t *tok = malloc(sizeof(int32_t) * (size_t)B * T),
           *tgt = malloc(sizeof(int32_t) * (size_t)B * T);
   if (!tok || !tgt) {

@@ -205,6 +205,7 @@ mn_status shard_read(const char *path, shard *s, mn_error *err)
     mn_sha256_abort(&h);
     goto out;
   }
+  mn_hex_encode(digest, sizeof digest, s->sha256);
   if (memcmp(digest, p + 32, MN_SHA256_LEN) != 0) {
     rc = bad(path, err, "the tokens do not match their SHA-256 (the file is corrupted)");
     goto out;

@@ -204,6 +204,7 @@ typedef struct shard {
   uint64_t ntokens;
   shard_section *sections;
   uint32_t nsections;
+  char sha256[MN_SHA256_HEX_LEN + 1]; /* of the tokens: the shard's identity */
 } shard;
 
 /* shard_builder -- documents in, sections by language; tags from the table (added as needed). */

@@ -50,8 +50,14 @@ rc=0; wait "$pid" || rc=$?
 [ $rc = 75 ] || fail "SIGTERM: exit $rc, want 75"
 grep -q '"event":"interrupted"' "$tmp/c.log" || fail "no interrupted event"
 step=$(jget "['step']" <"$tmp/c.log")
-m --set train.steps=$((step + 2)) pretrain --resume "$tmp/c/model.safetensors" --out "$tmp/c" "$tmp/all.shard" >"$tmp/c2.log"
+m --set train.steps=1000000 pretrain --steps $((step + 2)) --resume "$tmp/c/model.safetensors" \
+  --out "$tmp/c" "$tmp/all.shard" >"$tmp/c2.log"
 grep -q '"from_step":'"$step" "$tmp/c2.log" || fail "resume did not start from step $step"
+# a resume with another setup is another run: refused, naming what changed
+rc=0
+m --set train.steps=1000000 --set train.lr=0.01 pretrain --resume "$tmp/c/model.safetensors" \
+  --out "$tmp/c" "$tmp/all.shard" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "its lr was" "$tmp/err" || fail "a changed lr on resume: rc $rc, $(cat "$tmp/err")"
 
 # eval: every language, bits per byte; --per-doc: one record per document
 m eval --checkpoint "$tmp/a/model.safetensors" "$tmp/all.shard" >"$tmp/e.log"
