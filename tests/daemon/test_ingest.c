@@ -302,7 +302,7 @@ static void heldout_split_is_stable(void)
 static int notifications(PGconn *listener, const char *channel)
 {
   int n = 0;
-  for (int round = 0; round < 20; round++) {
+  for (int round = 0; round < 50; round++) { /* 1 s: late ones would be counted too */
     PQconsumeInput(listener);
     PGnotify *note;
     while ((note = PQnotifies(listener))) {
