@@ -12,7 +12,7 @@
  * the size of the data and its SHA-256, and refuses anything else with a
  * message naming the file and the problem (MN_ERR_CORRUPT).
  */
-#include "trainer/trainer.h"
+#include "trainer/trainer_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,14 +26,6 @@
 #define OPT_FORMAT "mnemo-gpt-optimizer"
 #define MAX_HEADER (64u << 20)
 
-typedef struct st_tensor {
-  const char *name;
-  size_t shape[2];
-  int ndim;
-  const float *data;
-  size_t count;
-} st_tensor;
-
 static bool little_endian(void)
 {
   const uint16_t one = 1;
@@ -42,7 +34,7 @@ static bool little_endian(void)
 
 /* ---------------------------------------------------------------- writing */
 
-static mn_status write_st(const char *path, const st_tensor *t, int n, json_t *meta, mn_error *err)
+mn_status ckpt__write_st(const char *path, const st_tensor *t, int n, json_t *meta, mn_error *err)
 {
   mn_status rc = MN_OK;
   json_t *h = json_object();
@@ -168,7 +160,7 @@ mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
     goto out;
   }
-  rc = write_st(path, t, n, meta_j, err);
+  rc = ckpt__write_st(path, t, n, meta_j, err);
 out:
   json_decref(meta_j);
   json_decref(cj);
@@ -193,7 +185,7 @@ mn_status ckpt_save_opt(const char *path, gpt *m, const ckpt_opt_state *st, mn_e
       json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "format", OPT_FORMAT, "step", step, "rng", rng,
                 "weights_sha256", st->weights_sha256, "sha256", sha, "version", "1");
   if (!meta) return mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
-  rc = write_st(path, t, 2, meta, err);
+  rc = ckpt__write_st(path, t, 2, meta, err);
   json_decref(meta);
   return rc;
 }

@@ -8,7 +8,7 @@
  * stacked over layers: wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw, attprojb,
  * ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb) into our layer-major layout.
  */
-#include "trainer/trainer.h"
+#include "trainer/trainer_int.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -19,24 +19,24 @@
 #define LLMC_MAGIC 20240326
 #define LLMC_FP32  3
 
-/* one exported tensor: rows x cols of ours, transposed when it is a Conv1D weight */
+/* write_hf -- our tensors under Hugging Face's names, block weights transposed to Conv1D. */
 static mn_status write_hf(const char *path, gpt *m, mn_error *err)
 {
   const gpt_config *c = gpt_get_config(m);
   int n = gpt_num_tensors(c);
   size_t total = gpt_params_count(m);
   float *data = malloc(total * sizeof(float));
-  json_t *h = json_object();
-  char *text = NULL;
+  st_tensor *t = calloc((size_t)n, sizeof *t);
+  char(*names)[96] = calloc((size_t)n, 96);
+  json_t *meta = json_pack("{s:s}", "format", "pt");
   mn_status rc = MN_OK;
-  mn_atomic_file *f = NULL;
-  if (!data || !h) {
+  if (!data || !t || !names || !meta) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory exporting \"%s\"", path);
     goto out;
   }
   size_t pos = 0;
   for (int i = 0; i < n; i++) {
-    char name[64], hf[96];
+    char name[64];
     size_t shape[2], off;
     int ndim;
     gpt_tensor_info(c, i, name, shape, &ndim, &off);
@@ -44,7 +44,7 @@ static mn_status write_hf(const char *path, gpt *m, mn_error *err)
     size_t count = shape[0] * (ndim == 2 ? shape[1] : 1);
     bool conv1d = ndim == 2 && strncmp(name, "h.", 2) == 0; /* block weights are Conv1D */
     /* our embeddings are "wte"/"wpe"; Hugging Face's are modules with a .weight */
-    snprintf(hf, sizeof hf, "transformer.%s%s", name, ndim == 2 && !conv1d ? ".weight" : "");
+    snprintf(names[i], 96, "transformer.%s%s", name, ndim == 2 && !conv1d ? ".weight" : "");
     if (conv1d) { /* ours (out, in) -> HF (in, out) */
       for (size_t r = 0; r < shape[0]; r++)
         for (size_t k = 0; k < shape[1]; k++)
@@ -52,37 +52,18 @@ static mn_status write_hf(const char *path, gpt *m, mn_error *err)
     } else {
       memcpy(data + pos, src, count * sizeof(float));
     }
-    json_t *sh = conv1d      ? json_pack("[I,I]", (json_int_t)shape[1], (json_int_t)shape[0])
-                 : ndim == 2 ? json_pack("[I,I]", (json_int_t)shape[0], (json_int_t)shape[1])
-                             : json_pack("[I]", (json_int_t)shape[0]);
-    json_object_set_new(h, hf,
-                        json_pack("{s:s, s:o, s:[I,I]}", "dtype", "F32", "shape", sh,
-                                  "data_offsets", (json_int_t)(pos * 4),
-                                  (json_int_t)((pos + count) * 4)));
+    t[i] = (st_tensor){names[i],
+                       {conv1d ? shape[1] : shape[0], conv1d ? shape[0] : shape[1]},
+                       ndim,
+                       data + pos,
+                       count};
     pos += count;
   }
-  json_object_set_new(h, "__metadata__", json_pack("{s:s}", "format", "pt"));
-  text = json_dumps(h, JSON_COMPACT);
-  if (!text) {
-    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory exporting \"%s\"", path);
-    goto out;
-  }
-  size_t hlen = strlen(text), padded = (hlen + 7) / 8 * 8;
-  uint8_t len8[8];
-  for (int i = 0; i < 8; i++)
-    len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
-  if ((rc = mn_atomic_open(path, 0644, &f, err)) != MN_OK) goto out;
-  if ((rc = mn_atomic_write(f, len8, 8, err)) == MN_OK &&
-      (rc = mn_atomic_write(f, text, hlen, err)) == MN_OK &&
-      (rc = mn_atomic_write(f, "       ", padded - hlen, err)) == MN_OK)
-    rc = mn_atomic_write(f, data, total * sizeof(float), err);
-  if (rc == MN_OK)
-    rc = mn_atomic_commit(f, err);
-  else
-    mn_atomic_abort(f);
+  rc = ckpt__write_st(path, t, n, meta, err);
 out:
-  free(text);
-  json_decref(h);
+  json_decref(meta);
+  free(names);
+  free(t);
   free(data);
   return rc;
 }
