@@ -21,7 +21,7 @@ static long long to_ll(const char *s)
   return mn_parse_i64(s, &v) ? (long long)v : 0;
 }
 
-/* one_value -- run a query expected to return at most one row; *found tells whether it did. */
+/* exists -- run a query expected to return at most one row; *found tells whether it did. */
 static mn_status exists(PGconn *conn, const char *sql, const char *param, bool *found,
                         const char *what, mn_error *err)
 {

@@ -118,26 +118,43 @@ static json_t *config_json(const gpt_config *c)
                    c->n_head, "n_embd", c->n_embd);
 }
 
+/*
+ * model_tensors -- the model's tensors in layout order, each a view into its parameters.
+ * On MN_OK *t and *names (which backs the names) are the caller's to free.
+ */
+static mn_status model_tensors(gpt *m, st_tensor **t, char (**names)[64], const char *path,
+                               mn_error *err)
+{
+  const gpt_config *c = gpt_get_config(m);
+  int n = gpt_num_tensors(c);
+  *t = calloc((size_t)n, sizeof **t);
+  *names = calloc((size_t)n, 64);
+  if (!*t || !*names) {
+    free(*t), free(*names);
+    *t = NULL, *names = NULL;
+    return mn_error_set(err, MN_ERR_NOMEM, "out of memory for the tensors of \"%s\"", path);
+  }
+  for (int i = 0; i < n; i++) {
+    st_tensor *x = &(*t)[i];
+    size_t off;
+    gpt_tensor_info(c, i, (*names)[i], x->shape, &x->ndim, &off);
+    x->name = (*names)[i];
+    x->count = x->shape[0] * (x->ndim == 2 ? x->shape[1] : 1);
+    x->data = gpt_params(m) + off;
+  }
+  return MN_OK;
+}
+
 mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
 {
   const gpt_config *c = gpt_get_config(m);
   int n = gpt_num_tensors(c);
-  st_tensor *t = calloc((size_t)n, sizeof *t);
-  char(*names)[64] = calloc((size_t)n, 64);
+  st_tensor *t = NULL;
+  char(*names)[64] = NULL;
   char *tags = NULL, *cfg = NULL, *canon = NULL;
   json_t *meta_j = NULL, *cj = NULL;
-  mn_status rc = MN_OK;
-  if (!t || !names) {
-    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
-    goto out;
-  }
-  for (int i = 0; i < n; i++) {
-    size_t off;
-    gpt_tensor_info(c, i, names[i], t[i].shape, &t[i].ndim, &off);
-    t[i].name = names[i];
-    t[i].count = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1);
-    t[i].data = gpt_params(m) + off;
-  }
+  mn_status rc = model_tensors(m, &t, &names, path, err);
+  if (rc != MN_OK) return rc;
   if ((rc = tok_tags_to_json(&meta->tags, &tags, err)) != MN_OK) goto out;
   meta->config = *c;
   cj = config_json(c);
@@ -394,13 +411,10 @@ mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
   st_file f;
   const gpt_config *c = gpt_get_config(m);
   int n = gpt_num_tensors(c);
-  st_tensor *t = calloc((size_t)n, sizeof *t);
-  char(*names)[64] = calloc((size_t)n, 64);
-  mn_status rc = MN_OK;
-  if (!t || !names) {
-    free(t), free(names);
-    return mn_error_set(err, MN_ERR_NOMEM, "out of memory loading \"%s\"", path);
-  }
+  st_tensor *t = NULL;
+  char(*names)[64] = NULL;
+  mn_status rc = model_tensors(m, &t, &names, path, err);
+  if (rc != MN_OK) return rc;
   if ((rc = st_open(path, FORMAT, &f, err)) != MN_OK) goto out_free;
   if ((rc = parse_meta(&f, meta, err)) != MN_OK) goto out;
   if (memcmp(&meta->config, c, sizeof *c) != 0) {
@@ -410,13 +424,6 @@ mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
                  meta->config.n_layer, meta->config.n_embd, meta->config.n_head,
                  meta->config.max_seq_len, meta->config.vocab_size, meta->config.padded_vocab);
     goto out;
-  }
-  for (int i = 0; i < n; i++) {
-    size_t off;
-    gpt_tensor_info(c, i, names[i], t[i].shape, &t[i].ndim, &off);
-    t[i].name = names[i];
-    t[i].count = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1);
-    t[i].data = gpt_params(m) + off;
   }
   if ((rc = check_tensors(&f, t, n, err)) != MN_OK) goto out;
   char *canon = NULL;

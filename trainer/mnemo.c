@@ -194,8 +194,6 @@ static int cmd_shard(worker *w, opts *o)
   }
   if (shard_builder_create(&tags, &b, &err) != MN_OK) return fail(&err);
   int64_t docs = 0, skipped = 0;
-  mn_buf line;
-  mn_buf_init(&line, 64u << 20);
   for (int i = 0; i < o->npos; i++) {
     FILE *f = fopen(o->pos[i], "r");
     if (!f) {
@@ -225,7 +223,6 @@ static int cmd_shard(worker *w, opts *o)
       size_t tn = json_string_length(t);
       bool keep = true;
       if (strcmp(split, "all") != 0) {
-        char hex[MN_SHA256_HEX_LEN + 1];
         uint8_t sha[MN_SHA256_LEN];
         mn_sha256 h;
         if (mn_sha256_init(&h, &err) != MN_OK || mn_sha256_update(&h, text, tn, &err) != MN_OK ||
@@ -235,7 +232,6 @@ static int cmd_shard(worker *w, opts *o)
           fclose(f);
           goto out;
         }
-        (void)hex;
         bool held = mn_split_heldout(sha, w->cfg.ingest.heldout_fraction);
         keep = held == (strcmp(split, "heldout") == 0);
       }
@@ -261,7 +257,6 @@ static int cmd_shard(worker *w, opts *o)
                  (json_int_t)docs, "skipped", (json_int_t)skipped, "split", split, "tags", langs));
   rc = EXIT_OK;
 out:
-  mn_buf_fini(&line);
   shard_builder_destroy(b);
   return rc == EXIT_OK ? rc : fail(&err);
 }
