@@ -10,8 +10,11 @@
  * Conventions of every op (llm.c's, so results compare):
  *  - tensors are float, row-major, shapes in the comments: (B,T,C) is B*T*C floats;
  *  - a weight W of a linear layer is (OC, C): out = inp . W^T + bias;
- *  - backward ops ADD into their gradient outputs (d* +=): the caller zeroes
- *    gradients once per step, so ops that share an input sum their parts;
+ *  - backward ops ADD into parameter gradients (dw, dbias, dwte, ...: the caller
+ *    zeroes them once per step) and into layernorm's dinp, the residual stream
+ *    whose gradient sums two paths; the other activation gradients (the dinp of
+ *    matmul and gelu, dqkv, dlogits) have one producer and are OVERWRITTEN, so
+ *    the step does not spend a memset on each;
  *  - no op allocates: scratch space is passed in by the caller.
  */
 #ifndef MNEMO_KERNELS_H
@@ -51,16 +54,18 @@ typedef struct kernels_backend {
   /* out (N,OC) = inp (N,C) . w^T (w is (OC,C)) + bias (OC); bias may be NULL */
   void (*matmul_forward)(float *out, const float *inp, const float *w, const float *bias, int N,
                          int C, int OC);
+  /* dinp = dout . w (overwritten; may be NULL); dw += dout^T . inp; dbias += column sums */
   void (*matmul_backward)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                           const float *w, int N, int C, int OC);
   /* causal multi-head attention: qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) keeps the
    * softmax probabilities for backward: row t holds columns 0..t, the rest is unspecified */
   void (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
-  /* scratch: B*NH*T*T floats */
+  /* dqkv is overwritten; scratch: B*NH*T*T floats */
   void (*attention_backward)(float *dqkv, float *scratch, const float *dout, const float *qkv,
                              const float *att, int B, int T, int C, int NH);
   /* GELU, tanh approximation */
   void (*gelu_forward)(float *out, const float *inp, size_t n);
+  /* dinp = gelu'(inp) * dout (overwritten) */
   void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
   /* out = a + b */
   void (*residual_forward)(float *out, const float *a, const float *b, size_t n);
@@ -68,7 +73,7 @@ typedef struct kernels_backend {
    * losses (N), probs (N,Vp) kept for backward (padded columns 0) */
   void (*crossentropy_forward)(float *losses, float *probs, const float *logits,
                                const int32_t *targets, int N, int V, int Vp);
-  /* dlogits (N,Vp) += (probs - onehot(target)) * dlosses */
+  /* dlogits (N,Vp) = (probs - onehot(target)) * dlosses, padded columns 0 */
   void (*crossentropy_backward)(float *dlogits, const float *probs, const float *dlosses,
                                 const int32_t *targets, int N, int V, int Vp);
   /* AdamW with decoupled weight decay over n parameters, step t >= 1; the gradient is
@@ -85,6 +90,12 @@ const kernels_backend *kernels_cpu(void);
 /* kernels_cpu_set_threads -- threads for OpenMP loops and for sgemm (n <= 0: every core). */
 void kernels_cpu_set_threads(int n);
 int kernels_cpu_threads(void);
+
+/* kernels_host_alloc -- a zeroed host buffer of `bytes` for the model's large arrays,
+ * 2 MiB-aligned and advised to use transparent huge pages; NULL when out of memory.
+ * Free it with kernels_host_free and the same size (NULL is ignored). */
+MN_NODISCARD void *kernels_host_alloc(size_t bytes);
+void kernels_host_free(void *p, size_t bytes);
 
 /*
  * kernels_cuda_probe -- fill info with what CUDA sees.  No device, or a

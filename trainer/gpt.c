@@ -143,6 +143,7 @@ struct gpt {
   size_t nparams;
   float *params, *grads, *m, *v;
   float *act_mem, *grad_mem;
+  size_t act_floats, grad_floats; /* their sizes, for kernels_host_free */
   acts a;
   grad_bufs g;
   /* the last forward */
@@ -217,10 +218,10 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   size_t Vp = (size_t)cfg->padded_vocab, BT = (size_t)B * T;
 
   /* params, grads, m, v: one allocation each */
-  m->params = calloc(m->nparams, sizeof(float));
-  m->grads = calloc(m->nparams, sizeof(float));
-  m->m = calloc(m->nparams, sizeof(float));
-  m->v = calloc(m->nparams, sizeof(float));
+  m->params = kernels_host_alloc(m->nparams * sizeof(float));
+  m->grads = kernels_host_alloc(m->nparams * sizeof(float));
+  m->m = kernels_host_alloc(m->nparams * sizeof(float));
+  m->v = kernels_host_alloc(m->nparams * sizeof(float));
 
   size_t sizes[] = {
       BT * C, /* encoded */
@@ -254,7 +255,8 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   size_t total = 0, n = sizeof sizes / sizeof sizes[0];
   for (size_t i = 0; i < n; i++)
     total += sizes[i];
-  m->act_mem = calloc(total, sizeof(float));
+  m->act_floats = total;
+  m->act_mem = kernels_host_alloc(total * sizeof(float));
   size_t gsizes[] = {BT * C,     BT * C,     BT * C,
                      BT * 3 * C, BT * 4 * C, BT * 4 * C,
                      BT * Vp,    BT,         (size_t)B * NH * T * T};
@@ -263,7 +265,8 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   size_t gtotal = 0, gn = sizeof gsizes / sizeof gsizes[0];
   for (size_t i = 0; i < gn; i++)
     gtotal += gsizes[i];
-  m->grad_mem = calloc(gtotal, sizeof(float));
+  m->grad_floats = gtotal;
+  m->grad_mem = kernels_host_alloc(gtotal * sizeof(float));
   if (!m->params || !m->grads || !m->m || !m->v || !m->act_mem || !m->grad_mem) {
     rc = mn_error_set(err, MN_ERR_NOMEM,
                       "out of memory for a model of %zu parameters and %.0f MB of activations",
@@ -287,8 +290,11 @@ out:
 void gpt_destroy(gpt *m)
 {
   if (!m) return;
-  free(m->params), free(m->grads), free(m->m), free(m->v);
-  free(m->act_mem), free(m->grad_mem);
+  size_t pb = m->nparams * sizeof(float);
+  kernels_host_free(m->params, pb), kernels_host_free(m->grads, pb);
+  kernels_host_free(m->m, pb), kernels_host_free(m->v, pb);
+  kernels_host_free(m->act_mem, m->act_floats * sizeof(float));
+  kernels_host_free(m->grad_mem, m->grad_floats * sizeof(float));
   free(m);
 }
 
@@ -415,10 +421,8 @@ void gpt_backward(gpt *m)
 
   for (int i = 0; i < N; i++)
     g->dlosses[i] = 1.0f / (float)N;
-  memset(g->dlogits, 0, (size_t)N * Vp * sizeof(float));
   k->crossentropy_backward(g->dlogits, a->probs, g->dlosses, m->targets, N, V, Vp);
   float *dwte = m->grads, *dwpe = m->grads + (size_t)Vp * C;
-  memset(g->dln, 0, BTC * sizeof(float));
   k->matmul_backward(g->dln, dwte, NULL, g->dlogits, a->lnf, m->params, N, C, Vp);
   const float *res_last = L > 0 ? a->res3 + (size_t)(L - 1) * BTC : a->encoded;
   float *lnfw = m->params + gpt_block_offset(c, L);
@@ -435,24 +439,18 @@ void gpt_backward(gpt *m)
     float *ln2 = a->ln2 + l * BTC, *fch = a->fch + l * BTC * 4;
     float *fch_gelu = a->fch_gelu + l * BTC * 4;
     /* MLP: dres holds d(res3); the residual passes it through unchanged */
-    memset(g->dfch_gelu, 0, BTC * 4 * sizeof(float));
     k->matmul_backward(g->dfch_gelu, dw.t[GPT_FCPROJW], dw.t[GPT_FCPROJB], g->dres, fch_gelu,
                        w.t[GPT_FCPROJW], N, 4 * C, C);
-    memset(g->dfch, 0, BTC * 4 * sizeof(float));
     k->gelu_backward(g->dfch, fch, g->dfch_gelu, BTC * 4);
-    memset(g->dln, 0, BTC * sizeof(float));
     k->matmul_backward(g->dln, dw.t[GPT_FCW], dw.t[GPT_FCB], g->dfch, ln2, w.t[GPT_FCW], N, C,
                        4 * C);
     k->layernorm_backward(g->dres, dw.t[GPT_LN2W], dw.t[GPT_LN2B], g->dln, res2, w.t[GPT_LN2W],
                           a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, N,
                           C); /* dres is now d(res2) */
     /* attention */
-    memset(g->datty, 0, BTC * sizeof(float));
     k->matmul_backward(g->datty, dw.t[GPT_ATTPROJW], dw.t[GPT_ATTPROJB], g->dres, atty,
                        w.t[GPT_ATTPROJW], N, C, C);
-    memset(g->dqkv, 0, BTC * 3 * sizeof(float));
     k->attention_backward(g->dqkv, g->att_scratch, g->datty, qkv, att, B, T, C, NH);
-    memset(g->dln, 0, BTC * sizeof(float));
     k->matmul_backward(g->dln, dw.t[GPT_QKVW], dw.t[GPT_QKVB], g->dqkv, ln1, w.t[GPT_QKVW], N, C,
                        3 * C);
     k->layernorm_backward(g->dres, dw.t[GPT_LN1W], dw.t[GPT_LN1B], g->dln, res_in, w.t[GPT_LN1W],

@@ -7,8 +7,10 @@
  * a reader can check against the maths; speed comes from sgemm (where nearly
  * all the FLOPs are) and from running rows, heads and batches in parallel.
  *
- * Invariants: no op allocates; backward ops add into their outputs; threads
- * never write the same element (work is split by row, by head or by column).
+ * Invariants: no op allocates; backward ops overwrite the gradient of the
+ * activation they flow into (dinp, dqkv, dlogits) and add into parameter
+ * gradients and the residual stream (dw, dbias, layernorm's dinp); threads never
+ * write the same element (work is split by row, by head or by column).
  */
 #include "kernels/kernels.h"
 
@@ -194,10 +196,10 @@ static void matmul_backward(float *dinp, float *dw, float *dbias, const float *d
   {
     int r0, r1, o0, o1;
     block_of(N, &r0, &r1);
-    /* dinp (N,C) += dout (N,OC) . w (OC,C), by rows of N */
+    /* dinp (N,C) = dout (N,OC) . w (OC,C), by rows of N */
     if (dinp && r1 > r0)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, C, OC, 1.0f,
-                  dout + (size_t)r0 * OC, OC, w, C, 1.0f, dinp + (size_t)r0 * C, C);
+                  dout + (size_t)r0 * OC, OC, w, C, 0.0f, dinp + (size_t)r0 * C, C);
     /* dw (OC,C) += dout^T (OC,N) . inp (N,C), by rows of OC */
     block_of(OC, &o0, &o1);
     if (o1 > o0) {
@@ -243,6 +245,7 @@ static void attention_forward(float *out, float *att, const float *qkv, int B, i
         for (int t = r0; t < r1; t++) {
           float *a = P + (size_t)t * T;
           float maxv = -INFINITY, sum = 0;
+#pragma omp simd reduction(max : maxv) /* without it: one dependent scalar max per element */
           for (int t2 = 0; t2 <= t; t2++)
             maxv = a[t2] > maxv ? a[t2] : maxv;
 #pragma omp simd reduction(+ : sum)
@@ -281,11 +284,11 @@ static void attention_backward(float *dqkv, float *scratch, const float *dout, c
       const float *P = att + ((size_t)b * NH + h) * T * T;
       const float *dO = dout + (size_t)b * T * C + (size_t)h * hs;
       float *dS = scratch + ((size_t)b * NH + h) * T * T;
-      /* dV += P^T dO: row t2 of dV sums over t >= t2 (P is zero above the diagonal) */
+      /* dV = P^T dO: row t2 of dV sums over t >= t2 (P is zero above the diagonal) */
       for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
         int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, hs, T - r0, 1.0f,
-                    P + (size_t)r0 * T + r0, T, dO + (size_t)r0 * C, C, 1.0f, dV + (size_t)r0 * C3,
+                    P + (size_t)r0 * T + r0, T, dO + (size_t)r0 * C, C, 0.0f, dV + (size_t)r0 * C3,
                     C3);
       }
       for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
@@ -306,15 +309,15 @@ static void attention_backward(float *dqkv, float *scratch, const float *dout, c
           for (int t2 = t + 1; t2 < r1; t2++)
             d[t2] = 0;
         }
-        /* dQ += dS K, the visible columns only */
+        /* dQ = dS K, the visible columns only */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f,
-                    dS + (size_t)r0 * T, T, K, C3, 1.0f, dQ + (size_t)r0 * C3, C3);
+                    dS + (size_t)r0 * T, T, K, C3, 0.0f, dQ + (size_t)r0 * C3, C3);
       }
-      /* dK += dS^T Q, likewise over t >= t2 only */
+      /* dK = dS^T Q, likewise over t >= t2 only */
       for (int r0 = 0; r0 < T; r0 += ATT_BLOCK) {
         int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r1 - r0, hs, T - r0, 1.0f,
-                    dS + (size_t)r0 * T + r0, T, Q + (size_t)r0 * C3, C3, 1.0f,
+                    dS + (size_t)r0 * T + r0, T, Q + (size_t)r0 * C3, C3, 0.0f,
                     dK + (size_t)r0 * C3, C3);
       }
     }
@@ -341,7 +344,7 @@ static void gelu_backward(float *dinp, const float *inp, const float *dout, size
     float th = tanh_simd(u);
     float sech2 = 1.0f - th * th;
     float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-    dinp[i] += (0.5f * (1.0f + th) + 0.5f * x * sech2 * du) * dout[i];
+    dinp[i] = (0.5f * (1.0f + th) + 0.5f * x * sech2 * du) * dout[i];
   }
 }
 
@@ -362,8 +365,9 @@ static void crossentropy_forward(float *losses, float *probs, const float *logit
     const float *l = logits + (size_t)i * Vp;
     float *p = probs + (size_t)i * Vp;
     float maxv = -INFINITY;
+#pragma omp simd reduction(max : maxv)
     for (int j = 0; j < V; j++)
-      if (l[j] > maxv) maxv = l[j];
+      maxv = l[j] > maxv ? l[j] : maxv;
     float sum = 0;
 #pragma omp simd reduction(+ : sum)
     for (int j = 0; j < V; j++) {
@@ -388,7 +392,9 @@ static void crossentropy_backward(float *dlogits, const float *probs, const floa
     float *d = dlogits + (size_t)i * Vp;
     float dl = dlosses[i];
     for (int j = 0; j < V; j++)
-      d[j] += (p[j] - (j == targets[i] ? 1.0f : 0.0f)) * dl;
+      d[j] = (p[j] - (j == targets[i] ? 1.0f : 0.0f)) * dl;
+    for (int j = V; j < Vp; j++)
+      d[j] = 0;
   }
 }
 

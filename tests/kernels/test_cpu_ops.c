@@ -35,6 +35,15 @@ static float *randn(size_t n, float scale)
   return p;
 }
 
+/* garbage -- n NaNs: an op that must overwrite its output cannot let one through */
+static float *garbage(size_t n)
+{
+  float *p = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++)
+    p[i] = NAN;
+  return p;
+}
+
 static float *zeros(size_t n)
 {
   return calloc(n, sizeof(float));
@@ -72,7 +81,7 @@ static void check_grad(const char *what, forward_fn f, void *ctx, float *out, co
     x[i] = keep;
     double num = (lp - lm) / (2.0 * eps), ana = grad[i];
     double err = fabs(num - ana), tol = 2e-3 + 2e-2 * fmax(fabs(num), fabs(ana));
-    if (err > tol) {
+    if (!(err <= tol)) { /* written so that a NaN gradient fails too */
       if (bad++ < 3) fprintf(stderr, "  %s[%zu]: analytic %.6g, numeric %.6g\n", what, i, ana, num);
     }
     if (err / tol > worst) worst = err / tol;
@@ -190,16 +199,17 @@ static void matmul(void)
       maxerr = fmax(maxerr, fabs(s - out[i * c.OC + o]));
     }
   T_CHECK_MSG(maxerr < 1e-4, "matmul forward off by %g", maxerr);
-  float *dinp = zeros((size_t)c.N * c.C), *dw = zeros((size_t)c.OC * c.C),
+  float *dinp = garbage((size_t)c.N * c.C), *dw = zeros((size_t)c.OC * c.C),
         *db = zeros((size_t)c.OC);
   K->matmul_backward(dinp, dw, db, R, c.inp, c.w, c.N, c.C, c.OC);
   check_grad("matmul dinp", mm_fwd, &c, out, R, n, c.inp, dinp, (size_t)c.N * c.C);
   check_grad("matmul dw", mm_fwd, &c, out, R, n, c.w, dw, (size_t)c.OC * c.C);
   check_grad("matmul dbias", mm_fwd, &c, out, R, n, c.bias, db, (size_t)c.OC);
-  /* backward adds: a second call doubles every gradient */
-  float before = dw[5];
+  /* parameter gradients add (a second call doubles them); dinp is overwritten */
+  float before = dw[5], dinp_before = dinp[3];
   K->matmul_backward(dinp, dw, db, R, c.inp, c.w, c.N, c.C, c.OC);
   T_CHECK(fabsf(dw[5] - 2 * before) <= 1e-5f * fabsf(before) + 1e-6f);
+  T_CHECK(dinp[3] == dinp_before);
   free(c.inp), free(c.w), free(c.bias), free(out), free(R), free(dinp), free(dw), free(db);
 }
 
@@ -222,7 +232,7 @@ static void attention(void)
   size_t nqkv = (size_t)c.B * c.T * 3 * c.C, n = (size_t)c.B * c.T * c.C;
   c.qkv = randn(nqkv, 1);
   c.att = zeros((size_t)c.B * c.NH * c.T * c.T);
-  float *out = zeros(n), *R = randn(n, 1), *dqkv = zeros(nqkv);
+  float *out = zeros(n), *R = randn(n, 1), *dqkv = garbage(nqkv);
   float *scratch = zeros((size_t)c.B * c.NH * c.T * c.T);
   att_fwd(&c, out);
   /* each row of probabilities over the visible columns sums to 1 */
@@ -271,7 +281,7 @@ static void gelu_and_residual(void)
 {
   gelu_ctx c = {.n = 64};
   c.inp = randn(c.n, 3);
-  float *out = zeros(c.n), *R = randn(c.n, 1), *dinp = zeros(c.n);
+  float *out = zeros(c.n), *R = randn(c.n, 1), *dinp = garbage(c.n);
   float pts[3] = {0.0f, 1.0f, -10.0f}, got[3];
   K->gelu_forward(got, pts, 3);
   T_CHECK(got[0] == 0.0f);
@@ -310,7 +320,7 @@ static void crossentropy(void)
   c.targets = malloc(sizeof(int32_t) * c.N);
   for (int i = 0; i < c.N; i++)
     c.targets[i] = (int32_t)((i * 5) % c.V);
-  float *losses = zeros((size_t)c.N), *R = randn((size_t)c.N, 1), *dlogits = zeros(n);
+  float *losses = zeros((size_t)c.N), *R = randn((size_t)c.N, 1), *dlogits = garbage(n);
   ce_fwd(&c, losses);
   double s = 0;
   for (int j = 0; j < c.Vp; j++)
