@@ -59,8 +59,10 @@ typedef struct kernels_backend {
                           const float *w, int N, int C, int OC);
   /* causal multi-head attention: qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) keeps the
    * softmax probabilities for backward: row t holds columns 0..t, the rest is unspecified */
-  void (*attention_forward)(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
-  /* dqkv is overwritten; scratch: B*NH*T*T floats */
+  void (*attention_forward)(float *out, float *att, float *scratch, const float *qkv, int B, int T,
+                            int C, int NH);
+  /* dqkv is overwritten; scratch (forward's too): B*NH*T*T + B*C*(T+80) floats,
+   * contents not kept between calls */
   void (*attention_backward)(float *dqkv, float *scratch, const float *dout, const float *qkv,
                              const float *att, int B, int T, int C, int NH);
   /* GELU, tanh approximation */

@@ -133,7 +133,7 @@ typedef struct grad_bufs {
   float *dfch, *dfch_gelu; /* (B,T,4C) */
   float *dlogits;          /* (B,T,Vp) */
   float *dlosses;          /* (B,T) */
-  float *att_scratch;      /* B*NH*T */
+  float *att_scratch;      /* B*NH*T*T + B*C*(T+80): attention's, fwd and bwd */
 } grad_bufs;
 
 struct gpt {
@@ -259,7 +259,7 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   m->act_mem = kernels_host_alloc(total * sizeof(float));
   size_t gsizes[] = {BT * C,     BT * C,     BT * C,
                      BT * 3 * C, BT * 4 * C, BT * 4 * C,
-                     BT * Vp,    BT,         (size_t)B * NH * T * T};
+                     BT * Vp,    BT,         (size_t)B * NH * T * T + (size_t)B * C * (T + 80)};
   float **gslots[] = {&m->g.dres,      &m->g.dln,     &m->g.datty,   &m->g.dqkv,       &m->g.dfch,
                       &m->g.dfch_gelu, &m->g.dlogits, &m->g.dlosses, &m->g.att_scratch};
   size_t gtotal = 0, gn = sizeof gsizes / sizeof gsizes[0];
@@ -381,7 +381,7 @@ float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, 
     k->layernorm_forward(ln1, a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, res,
                          w.t[GPT_LN1W], w.t[GPT_LN1B], N, C);
     k->matmul_forward(qkv, ln1, w.t[GPT_QKVW], w.t[GPT_QKVB], N, C, 3 * C);
-    k->attention_forward(atty, att, qkv, B, T, C, NH);
+    k->attention_forward(atty, att, m->g.att_scratch, qkv, B, T, C, NH);
     k->matmul_forward(attproj, atty, w.t[GPT_ATTPROJW], w.t[GPT_ATTPROJB], N, C, C);
     k->residual_forward(res2, res, attproj, BTC);
     k->layernorm_forward(ln2, a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, res2,

@@ -12,7 +12,7 @@
  * gradients and the residual stream (dw, dbias, layernorm's dinp); threads never
  * write the same element (work is split by row, by head or by column).
  */
-#include "kernels/kernels.h"
+#include "kernels/cpu/cpu_int.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -224,10 +224,84 @@ static void matmul_backward(float *dinp, float *dw, float *dbias, const float *d
  * in blocks of ATT_BLOCK so a block of rows multiplies only the columns it can see
  * (the causal half is not computed).  Work is split over the B*NH pairs.
  */
+/* The row reductions keep LANES partial results: a single running max or sum waits on
+ * the latency of each vector operation (measured: half of the softmax's time). */
+#define LANES 32
+
+/* kernels__softmax_causal_row -- a[0..t] = softmax(a[0..t]); a[t+1..end) = 0 (no weight on the
+ * future) */
+void kernels__softmax_causal_row(float *a, int t, int end)
+{
+  int n = t + 1, full = n / LANES * LANES;
+  float part[LANES], maxv = -INFINITY, sum = 0;
+  for (int j = 0; j < LANES; j++)
+    part[j] = -INFINITY;
+  for (int i = 0; i < full; i += LANES)
+#pragma omp simd
+    for (int j = 0; j < LANES; j++)
+      part[j] = a[i + j] > part[j] ? a[i + j] : part[j];
+  for (int i = full; i < n; i++)
+    maxv = a[i] > maxv ? a[i] : maxv;
+  for (int j = 0; j < LANES; j++)
+    maxv = part[j] > maxv ? part[j] : maxv;
+  for (int j = 0; j < LANES; j++)
+    part[j] = 0;
+  for (int i = 0; i < full; i += LANES)
+#pragma omp simd
+    for (int j = 0; j < LANES; j++) {
+      a[i + j] = exp_simd(a[i + j] - maxv);
+      part[j] += a[i + j];
+    }
+  for (int i = full; i < n; i++) {
+    a[i] = exp_simd(a[i] - maxv);
+    sum += a[i];
+  }
+  for (int j = 0; j < LANES; j++)
+    sum += part[j];
+  float inv = 1.0f / sum;
+#pragma omp simd
+  for (int i = 0; i < n; i++)
+    a[i] *= inv;
+  for (int i = n; i < end; i++)
+    a[i] = 0;
+}
+
+/* kernels__softmax_causal_row_backward -- d[0..t] = a * (d - sum(a * d)) * scale; d[t+1..end) = 0
+ */
+void kernels__softmax_causal_row_backward(float *d, const float *a, int t, int end, float scale)
+{
+  int n = t + 1, full = n / LANES * LANES;
+  float part[LANES] = {0}, dot = 0;
+  for (int i = 0; i < full; i += LANES)
+#pragma omp simd
+    for (int j = 0; j < LANES; j++)
+      part[j] += a[i + j] * d[i + j];
+  for (int i = full; i < n; i++)
+    dot += a[i] * d[i];
+  for (int j = 0; j < LANES; j++)
+    dot += part[j];
+#pragma omp simd
+  for (int i = 0; i < n; i++)
+    d[i] = a[i] * (d[i] - dot) * scale;
+  for (int i = n; i < end; i++)
+    d[i] = 0;
+}
+
+static bool portable_attention;
+void kernels__cpu_force_portable_attention(bool on)
+{
+  portable_attention = on;
+}
+
 #define ATT_BLOCK 64
 
-static void attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH)
+static void attention_forward(float *out, float *att, float *scratch, const float *qkv, int B,
+                              int T, int C, int NH)
 {
+  if (!portable_attention && kernels__attention_avx512_usable(C, NH)) {
+    kernels__attention_forward_avx512(out, att, scratch, qkv, B, T, C, NH);
+    return;
+  }
   int hs = C / NH;
   float scale = 1.0f / sqrtf((float)hs);
   int C3 = 3 * C;
@@ -242,24 +316,8 @@ static void attention_forward(float *out, float *att, const float *qkv, int B, i
         int r1 = r0 + ATT_BLOCK < T ? r0 + ATT_BLOCK : T;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, hs, scale,
                     Q + (size_t)r0 * C3, C3, K, C3, 0.0f, P + (size_t)r0 * T, T);
-        for (int t = r0; t < r1; t++) {
-          float *a = P + (size_t)t * T;
-          float maxv = -INFINITY, sum = 0;
-#pragma omp simd reduction(max : maxv) /* without it: one dependent scalar max per element */
-          for (int t2 = 0; t2 <= t; t2++)
-            maxv = a[t2] > maxv ? a[t2] : maxv;
-#pragma omp simd reduction(+ : sum)
-          for (int t2 = 0; t2 <= t; t2++) {
-            a[t2] = exp_simd(a[t2] - maxv);
-            sum += a[t2];
-          }
-          float inv = 1.0f / sum;
-#pragma omp simd
-          for (int t2 = 0; t2 <= t; t2++)
-            a[t2] *= inv;
-          for (int t2 = t + 1; t2 < r1; t2++)
-            a[t2] = 0; /* the future has no weight (only the diagonal block is ever read) */
-        }
+        for (int t = r0; t < r1; t++) /* only the diagonal block is ever read past t */
+          kernels__softmax_causal_row(P + (size_t)t * T, t, r1);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f,
                     P + (size_t)r0 * T, T, V, C3, 0.0f, O + (size_t)r0 * C, C);
       }
@@ -270,6 +328,10 @@ static void attention_forward(float *out, float *att, const float *qkv, int B, i
 static void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                                const float *att, int B, int T, int C, int NH)
 {
+  if (!portable_attention && kernels__attention_avx512_usable(C, NH)) {
+    kernels__attention_backward_avx512(dqkv, scratch, dout, qkv, att, B, T, C, NH);
+    return;
+  }
   int hs = C / NH;
   float scale = 1.0f / sqrtf((float)hs);
   int C3 = 3 * C;
@@ -297,18 +359,8 @@ static void attention_backward(float *dqkv, float *scratch, const float *dout, c
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, r1, hs, 1.0f,
                     dO + (size_t)r0 * C, C, V, C3, 0.0f, dS + (size_t)r0 * T, T);
         /* through the softmax: dS = P (dP - sum(P dP)) scaled */
-        for (int t = r0; t < r1; t++) {
-          const float *a = P + (size_t)t * T;
-          float *d = dS + (size_t)t * T, dot = 0;
-#pragma omp simd reduction(+ : dot)
-          for (int t2 = 0; t2 <= t; t2++)
-            dot += a[t2] * d[t2];
-#pragma omp simd
-          for (int t2 = 0; t2 <= t; t2++)
-            d[t2] = a[t2] * (d[t2] - dot) * scale;
-          for (int t2 = t + 1; t2 < r1; t2++)
-            d[t2] = 0;
-        }
+        for (int t = r0; t < r1; t++)
+          kernels__softmax_causal_row_backward(dS + (size_t)t * T, P + (size_t)t * T, t, r1, scale);
         /* dQ = dS K, the visible columns only */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f,
                     dS + (size_t)r0 * T, T, K, C3, 0.0f, dQ + (size_t)r0 * C3, C3);

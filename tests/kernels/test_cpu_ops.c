@@ -12,7 +12,7 @@
  * 2e-3 + 2e-2 * max(|analytic|, |numeric|).  A wrong formula misses by far more
  * (a missing factor or term is off by 10% or more, and a sign by 200%).
  */
-#include "kernels/kernels.h"
+#include "kernels/cpu/cpu_int.h"
 #include "tests/test.h"
 
 #include <math.h>
@@ -217,13 +217,18 @@ static void matmul(void)
 
 typedef struct {
   int B, T, C, NH;
-  float *qkv, *att;
+  float *qkv, *att, *scratch;
 } att_ctx;
 
 static void att_fwd(void *p, float *out)
 {
   att_ctx *c = p;
-  K->attention_forward(out, c->att, c->qkv, c->B, c->T, c->C, c->NH);
+  K->attention_forward(out, c->att, c->scratch, c->qkv, c->B, c->T, c->C, c->NH);
+}
+
+static size_t att_scratch_floats(const att_ctx *c)
+{
+  return (size_t)c->B * c->NH * c->T * c->T + (size_t)c->B * c->C * (c->T + 80);
 }
 
 static void attention(void)
@@ -232,8 +237,8 @@ static void attention(void)
   size_t nqkv = (size_t)c.B * c.T * 3 * c.C, n = (size_t)c.B * c.T * c.C;
   c.qkv = randn(nqkv, 1);
   c.att = zeros((size_t)c.B * c.NH * c.T * c.T);
+  c.scratch = garbage(att_scratch_floats(&c));
   float *out = zeros(n), *R = randn(n, 1), *dqkv = garbage(nqkv);
-  float *scratch = zeros((size_t)c.B * c.NH * c.T * c.T);
   att_fwd(&c, out);
   /* each row of probabilities over the visible columns sums to 1 */
   bool rows_ok = true;
@@ -259,9 +264,54 @@ static void attention(void)
   T_CHECK(memcmp(out + (c.T - 1) * c.C, before + (c.T - 1) * c.C, sizeof(float) * c.C) != 0);
 
   att_fwd(&c, out);
-  K->attention_backward(dqkv, scratch, R, c.qkv, c.att, c.B, c.T, c.C, c.NH);
+  K->attention_backward(dqkv, c.scratch, R, c.qkv, c.att, c.B, c.T, c.C, c.NH);
   check_grad("attention dqkv", att_fwd, &c, out, R, n, c.qkv, dqkv, nqkv);
-  free(c.qkv), free(c.att), free(out), free(R), free(dqkv), free(scratch), free(before);
+  free(c.qkv), free(c.att), free(out), free(R), free(dqkv), free(c.scratch), free(before);
+}
+
+/* attention_heads_of_64 -- the AVX-512 path (heads of 64) against the portable sgemm path,
+ * forward and backward, at a T that is a multiple of neither the 4-row tile nor 64, and
+ * its own gradients against finite differences.  On a CPU without AVX-512 both runs take
+ * the portable path and must agree exactly. */
+static void attention_heads_of_64(void)
+{
+  att_ctx c = {.B = 2, .T = 70, .C = 128, .NH = 2};
+  size_t nqkv = (size_t)c.B * c.T * 3 * c.C, n = (size_t)c.B * c.T * c.C;
+  size_t natt = (size_t)c.B * c.NH * c.T * c.T;
+  __builtin_cpu_init();
+  bool avx512 = __builtin_cpu_supports("avx512f");
+  T_CHECK(kernels__attention_avx512_usable(c.C, c.NH) == avx512);
+  T_CHECK(!kernels__attention_avx512_usable(c.C, 4)); /* heads of 32: the portable path */
+  if (!avx512) fprintf(stderr, "  this CPU has no AVX-512: both runs take the portable path\n");
+  c.qkv = randn(nqkv, 1);
+  c.att = garbage(natt);
+  c.scratch = garbage(att_scratch_floats(&c));
+  float *R = randn(n, 1), *out[2], *dqkv[2], *att[2];
+  for (int portable = 0; portable < 2; portable++) {
+    kernels__cpu_force_portable_attention(portable);
+    out[portable] = garbage(n), dqkv[portable] = garbage(nqkv);
+    att_fwd(&c, out[portable]);
+    K->attention_backward(dqkv[portable], c.scratch, R, c.qkv, c.att, c.B, c.T, c.C, c.NH);
+    att[portable] = malloc(natt * sizeof(float));
+    memcpy(att[portable], c.att, natt * sizeof(float));
+  }
+  kernels__cpu_force_portable_attention(false);
+  double dout = 0, dgrad = 0, datt = 0;
+  for (size_t i = 0; i < n; i++)
+    dout = fmax(dout, fabs((double)out[0][i] - out[1][i]));
+  for (size_t i = 0; i < nqkv; i++)
+    dgrad = fmax(dgrad, fabs((double)dqkv[0][i] - dqkv[1][i]));
+  for (int r = 0; r < c.B * c.NH * c.T; r++) /* the visible part of every row */
+    for (int t2 = 0; t2 <= r % c.T; t2++)
+      datt = fmax(datt, fabs((double)att[0][(size_t)r * c.T + t2] - att[1][(size_t)r * c.T + t2]));
+  T_CHECK_MSG(dout < 1e-5 && datt < 1e-6 && dgrad < 1e-4,
+              "fast and portable attention differ: out %g, att %g, dqkv %g", dout, datt, dgrad);
+  att_fwd(&c, out[0]);
+  K->attention_backward(dqkv[0], c.scratch, R, c.qkv, c.att, c.B, c.T, c.C, c.NH);
+  check_grad("attention (heads of 64) dqkv", att_fwd, &c, out[1], R, n, c.qkv, dqkv[0], nqkv);
+  for (int i = 0; i < 2; i++)
+    free(out[i]), free(dqkv[i]), free(att[i]);
+  free(c.qkv), free(c.att), free(c.scratch), free(R);
 }
 
 /* ---------------------------------------------------------------- gelu, residual */
@@ -403,6 +453,7 @@ int main(void)
   T_RUN(layernorm);
   T_RUN(matmul);
   T_RUN(attention);
+  T_RUN(attention_heads_of_64);
   T_RUN(gelu_and_residual);
   T_RUN(crossentropy);
   T_RUN(fast_exp);
