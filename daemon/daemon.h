@@ -40,6 +40,7 @@ MN_NODISCARD mn_status db_exec(PGconn *conn, const char *sql, mn_error *err);
 /* ---------------------------------------------------------------- migrations */
 
 #define MIGRATE_LOCK_KEY 0x6d6e656d6f4d4752LL /* "mnemoMGR": the advisory lock of migrators */
+#define INGEST_LOCK_KEY  0x6d6e656d6f494e47LL /* "mnemoING": ingests, one at a time */
 
 typedef enum {
   MIGRATION_PENDING = 0, /* in the binary, not in the database */
@@ -86,8 +87,8 @@ const char *migration_state_name(migration_state s);
  *
  * Bulk intake of documents: files in, rows in mnemo.documents out.  Units
  * (lines, paragraphs, whole files, or JSONL records) are read and validated in
- * C, streamed with COPY into a temporary staging table, and moved into
- * mnemo.documents in the same transaction.  By default one bad unit means
+ * C by a reader thread and stored in batches, each with a binary COPY straight
+ * into mnemo.documents, all in one transaction.  By default one bad unit means
  * nothing is stored; with skip_bad the good units are stored and the bad ones
  * are written, verbatim, to a reject file.  A document already stored (same
  * SHA-256) is counted as a duplicate, never stored twice.

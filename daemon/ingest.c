@@ -1,27 +1,38 @@
 /*
  * ingest.c -- read, validate and bulk-load documents (mnemoctl ingest).
  *
- * The pipeline, all in one transaction:
- *   files -> units (line, paragraph, file, or JSONL record) -> checks in C
- *   (UTF-8, NUL, empty, size, language known and enabled, source) -> SHA-256
- *   and split -> COPY into a temporary staging table -> sources upserted ->
- *   INSERT ... SELECT ... ON CONFLICT (sha256) DO NOTHING into mnemo.documents.
+ * Two threads and one transaction.  The reader thread turns files into units
+ * (line, paragraph, file, or JSONL record), checks each in C (UTF-8, NUL, empty,
+ * size, language known and enabled, source), hashes it (SHA-256, split) and packs
+ * the good ones into batches of about BATCH_BYTES.  The calling thread, holding
+ * the connection, takes each batch: new source names are upserted, the hashes
+ * already stored are looked up (one query per batch), and the rest goes with a
+ * binary COPY straight into mnemo.documents.  Reading and checking overlap the
+ * server's work on the previous batch.  Concurrent ingests are serialised by a
+ * transaction-level advisory lock, so a hash looked up as absent stays absent
+ * until the COPY; a writer that bypasses mnemoctl and stores the same text at that
+ * moment makes the unique index refuse the batch, and the whole ingest with it.
  * Checking in C gives every bad unit its exact file:line before anything is
  * sent; the database checks again (constraints) for writers that bypass us.
  *
  * Invariants: a failed run stores nothing; a document is stored once however
- * often it is ingested; memory is bounded by the largest unit, not the input.
+ * often it is ingested; memory is bounded by the batches in flight (three) and
+ * the largest unit, not by the input.
  */
 #include "daemon/daemon.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define COPY_FLUSH_BYTES (1u << 20)
+#define BATCH_BYTES      (4u << 20) /* text per batch: a COPY and a hash query each */
+#define BATCHES          3          /* in flight: one filling, one queued, one loading */
 #define READ_CHUNK       (1u << 20)
 #define MAX_SOURCE_BYTES 200
 
@@ -93,22 +104,69 @@ typedef struct known_lang {
   bool enabled;
 } known_lang;
 
+/* One good unit waiting in a batch. */
+typedef struct batch_row {
+  size_t off;      /* of its text in batch.text */
+  uint32_t len;    /* bytes of text */
+  uint32_t lang;   /* index into run.langs */
+  uint32_t source; /* index of its source name, in the order names were first seen */
+  bool heldout, stored;
+  uint8_t sha[MN_SHA256_LEN];
+} batch_row;
+
+#define BATCH_ROWS 65536 /* rows per batch, whatever their size */
+
+typedef struct batch {
+  mn_buf text;
+  batch_row *rows;
+  size_t n;
+  char **new_sources; /* names first seen in this batch, in index order */
+  size_t n_new, cap_new;
+  int64_t bad; /* bad units read so far, when the batch was shipped */
+  bool last;   /* the reader's final batch (possibly empty) */
+} batch;
+
 typedef struct run {
   PGconn *conn;
   const ingest_options *opt;
   ingest_result *res;
   known_lang *langs;
   size_t nlangs;
-  mn_buf copy; /* COPY rows waiting to be sent */
+  double t0;
+
+  /* the reader thread's own state */
   mn_buf unit; /* the unit being built (paragraphs) */
   mn_buf line; /* the line just read */
   mn_atomic_file *rejects;
-  double t0, last_progress;
-  bool copying;
-  /* hashes staged by this run (open addressing): a text repeated in the input is
-   * staged once, so the first occurrence is the one stored, whatever the plan */
+  double last_progress;
+  /* hashes read by this run (open addressing): a text repeated in the input is
+   * loaded once, the first occurrence with its language and source */
   uint8_t (*seen)[MN_SHA256_LEN];
   size_t seen_cap, seen_n;
+  char **sources; /* source names by index, and an open-addressing index of them */
+  size_t nsources, sources_cap;
+  uint32_t *source_slots; /* index + 1; 0 is empty */
+  size_t slots_cap;
+  int64_t *lang_units; /* good units per language */
+  batch *cur;          /* the batch being filled */
+  mn_status reader_rc;
+  mn_error reader_err;
+
+  /* the hand-over between the two threads */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  batch *full[BATCHES]; /* a FIFO of shipped batches */
+  size_t full_head, nfull;
+  batch *spare[BATCHES];
+  size_t nspare;
+  atomic_bool stop; /* the loader failed: the reader stops at its next batch */
+  batch pool[BATCHES];
+
+  /* the loading thread's own state */
+  int64_t *source_ids; /* mnemo.sources ids by index */
+  size_t nsource_ids, source_ids_cap;
+  int64_t *lang_inserted, *lang_bytes, *lang_heldout;
+  mn_buf send; /* binary COPY data on its way */
 } run;
 
 /* seen_add -- true when sha is new to this run (and now recorded); false for a repeat,
@@ -188,47 +246,85 @@ static void problem(run *r, const char *file, int64_t line, const char *fmt, ...
   va_end(ap);
 }
 
-/* copy_escape -- append s[0..n) to the COPY text-format buffer, escaped. */
-static mn_status copy_escape(mn_buf *b, const char *s, size_t n, mn_error *err)
+/* ---------------------------------------------------------------- batches (reader side) */
+
+static uint64_t fnv1a(const char *p)
 {
-  mn_status rc = mn_buf_reserve(b, n + 16, err);
-  size_t run_start = 0;
-  for (size_t i = 0; i < n && rc == MN_OK; i++) {
-    char c = s[i], e;
-    switch (c) {
-    case '\\': e = '\\'; break;
-    case '\n': e = 'n'; break;
-    case '\r': e = 'r'; break;
-    case '\t': e = 't'; break;
-    default: continue;
-    }
-    rc = mn_buf_append(b, s + run_start, i - run_start, err);
-    char esc[2] = {'\\', e};
-    if (rc == MN_OK) rc = mn_buf_append(b, esc, 2, err);
-    run_start = i + 1;
-  }
-  if (rc == MN_OK) rc = mn_buf_append(b, s + run_start, n - run_start, err);
-  return rc;
+  uint64_t h = 1469598103934665603ULL;
+  for (; *p; p++)
+    h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+  return h;
 }
 
-static mn_status copy_flush(run *r, mn_error *err)
+/* source_index -- the index of a source name; a new name is recorded in the run and in
+ * the batch being filled, so the loader learns it before its first row. */
+static mn_status source_index(run *r, const char *name, uint32_t *idx, mn_error *err)
 {
-  if (r->copy.len == 0) return MN_OK;
-  if (PQputCopyData(r->conn, r->copy.data, (int)r->copy.len) != 1)
-    return db_error(r->conn, NULL, "could not send documents to the database", err);
-  mn_buf_reset(&r->copy);
+  if ((r->nsources + 1) * 2 > r->slots_cap) {
+    size_t cap = r->slots_cap ? r->slots_cap * 2 : 64;
+    uint32_t *t = calloc(cap, sizeof *t);
+    if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory indexing source names");
+    for (size_t i = 0; i < r->nsources; i++) {
+      size_t j = fnv1a(r->sources[i]) & (cap - 1);
+      while (t[j])
+        j = (j + 1) & (cap - 1);
+      t[j] = (uint32_t)i + 1;
+    }
+    free(r->source_slots);
+    r->source_slots = t;
+    r->slots_cap = cap;
+  }
+  size_t mask = r->slots_cap - 1, j = fnv1a(name) & mask;
+  for (; r->source_slots[j]; j = (j + 1) & mask)
+    if (strcmp(r->sources[r->source_slots[j] - 1], name) == 0) {
+      *idx = r->source_slots[j] - 1;
+      return MN_OK;
+    }
+  batch *b = r->cur;
+  if (r->nsources == r->sources_cap) {
+    size_t cap = r->sources_cap ? r->sources_cap * 2 : 16;
+    char **t = realloc(r->sources, cap * sizeof *t);
+    if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory recording source names");
+    r->sources = t;
+    r->sources_cap = cap;
+  }
+  if (b->n_new == b->cap_new) {
+    size_t cap = b->cap_new ? b->cap_new * 2 : 16;
+    char **t = realloc(b->new_sources, cap * sizeof *t);
+    if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory recording source names");
+    b->new_sources = t;
+    b->cap_new = cap;
+  }
+  char *copy = strdup(name);
+  if (!copy) return mn_error_set(err, MN_ERR_NOMEM, "out of memory recording source names");
+  r->sources[r->nsources] = copy; /* owned by the run; the batch only points at it */
+  b->new_sources[b->n_new++] = copy;
+  r->source_slots[j] = (uint32_t)r->nsources + 1;
+  *idx = (uint32_t)r->nsources++;
   return MN_OK;
 }
 
-static ingest_lang_stats *lang_stats(run *r, const char *code)
+/* batch_ship -- hand the batch being filled to the loader and take an empty one (none
+ * after the last).  Fails once the loader has failed: there is no point reading on. */
+static mn_status batch_ship(run *r, bool last, mn_error *err)
 {
-  ingest_result *res = r->res;
-  for (size_t i = 0; i < res->nlangs; i++)
-    if (strcmp(res->langs[i].lang, code) == 0) return &res->langs[i];
-  ingest_lang_stats *s = &res->langs[res->nlangs++]; /* room for every known language */
-  memset(s, 0, sizeof *s);
-  snprintf(s->lang, sizeof s->lang, "%s", code);
-  return s;
+  batch *b = r->cur;
+  b->bad = r->res->bad;
+  b->last = last;
+  pthread_mutex_lock(&r->mu);
+  r->full[(r->full_head + r->nfull) % BATCHES] = b;
+  r->nfull++;
+  r->cur = NULL;
+  pthread_cond_broadcast(&r->cv);
+  if (!last) {
+    while (r->nspare == 0)
+      pthread_cond_wait(&r->cv, &r->mu);
+    r->cur = r->spare[--r->nspare];
+  }
+  pthread_mutex_unlock(&r->mu);
+  if (!last && atomic_load(&r->stop))
+    return mn_error_set(err, MN_ERR_DB, "stopped reading: storing the documents failed");
+  return MN_OK;
 }
 
 static void progress(run *r, bool last)
@@ -293,27 +389,26 @@ static mn_status unit(run *r, const char *file, int64_t line, const char *lang, 
 #undef BAD
 
   uint8_t sha[MN_SHA256_LEN];
-  char hex[MN_SHA256_HEX_LEN + 1];
   mn_sha256 h;
   mn_status rc = mn_sha256_init(&h, err);
   if (rc == MN_OK) rc = mn_sha256_update(&h, text, n, err);
   if (rc == MN_OK) rc = mn_sha256_final(&h, sha, err);
   if (rc != MN_OK) return rc;
-  lang_stats(r, lang)->units++;
+  r->lang_units[kl - r->langs]++;
   if (!seen_add(r, sha, err, &rc)) return rc; /* a repeat: counted as a duplicate later */
-  mn_hex_encode(sha, sizeof sha, hex);
-  bool heldout = mn_split_heldout(sha, r->opt->heldout_fraction);
-
-  /* seq  lang  source  text  bytes  sha256  split */
-  rc = mn_buf_appendf(&r->copy, err, "%lld\t%s\t", (long long)res->units, lang);
-  if (rc == MN_OK) rc = copy_escape(&r->copy, source, strlen(source), err);
-  if (rc == MN_OK) rc = mn_buf_append(&r->copy, "\t", 1, err);
-  if (rc == MN_OK) rc = copy_escape(&r->copy, text, n, err);
-  if (rc == MN_OK)
-    rc = mn_buf_appendf(&r->copy, err, "\t%zu\t\\\\x%s\t%s\n", n, hex,
-                        heldout ? "heldout" : "train");
-  if (rc != MN_OK) return rc;
-  if (r->copy.len >= COPY_FLUSH_BYTES) rc = copy_flush(r, err);
+  uint32_t src = 0;
+  if ((rc = source_index(r, source, &src, err)) != MN_OK) return rc;
+  batch *b = r->cur;
+  size_t at = b->text.len;
+  if ((rc = mn_buf_append(&b->text, text, n, err)) != MN_OK) return rc;
+  batch_row *row = &b->rows[b->n++];
+  *row = (batch_row){.off = at,
+                     .len = (uint32_t)n,
+                     .lang = (uint32_t)(kl - r->langs),
+                     .source = src,
+                     .heldout = mn_split_heldout(sha, r->opt->heldout_fraction)};
+  memcpy(row->sha, sha, sizeof sha);
+  if (b->text.len >= BATCH_BYTES || b->n == BATCH_ROWS) rc = batch_ship(r, false, err);
   return rc;
 }
 
@@ -481,64 +576,242 @@ out:
   return rc;
 }
 
-/* ---------------------------------------------------------------- the transaction */
+/* ---------------------------------------------------------------- the reader thread */
 
-static mn_status copy_end(run *r, mn_error *err)
+typedef struct reader_job {
+  run *r;
+  char *const *files;
+  size_t nfiles;
+} reader_job;
+
+static void *reader_main(void *arg)
 {
-  mn_status rc = copy_flush(r, err);
-  r->copying = false;
-  if (PQputCopyEnd(r->conn, rc == MN_OK ? NULL : "ingest failed") != 1 && rc == MN_OK)
-    rc = db_error(r->conn, NULL, "could not finish sending documents", err);
-  PGresult *res;
-  while ((res = PQgetResult(r->conn))) {
-    if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == MN_OK)
-      rc = db_error(r->conn, res, "could not stage documents", err);
-    PQclear(res);
-  }
-  return rc;
+  reader_job *job = arg;
+  run *r = job->r;
+  mn_status rc = MN_OK;
+  for (size_t i = 0; i < job->nfiles && rc == MN_OK; i++)
+    rc = ingest_file(r, job->files[i], &r->reader_err);
+  r->reader_rc = rc;
+  if (rc == MN_OK) progress(r, true);
+  (void)batch_ship(r, true, NULL); /* always: the loader waits for the last batch */
+  return NULL;
 }
 
-static mn_status move_documents(run *r, mn_error *err)
+/* ---------------------------------------------------------------- loading (the caller's thread) */
+
+static batch *batch_take(run *r)
 {
-  mn_status rc = db_exec(r->conn,
-                         "INSERT INTO mnemo.sources (name) SELECT DISTINCT source FROM "
-                         "mnemo_ingest_stage ON CONFLICT (name) DO NOTHING",
-                         err);
-  if (rc != MN_OK) return mn_error_prefix(err, "could not record sources");
-  PGresult *res = PQexec(
-      r->conn, "WITH ins AS ("
-               "  INSERT INTO mnemo.documents (lang, source_id, text, bytes, sha256, split)"
-               "  SELECT s.lang, src.id, s.text, s.bytes, s.sha256, s.split"
-               "    FROM mnemo_ingest_stage s JOIN mnemo.sources src ON src.name = s.source"
-               "  ON CONFLICT (sha256) DO NOTHING"
-               "  RETURNING lang, bytes, split)"
-               " SELECT lang, count(*), sum(bytes), count(*) FILTER (WHERE split = 'heldout')"
-               "   FROM ins GROUP BY lang");
+  pthread_mutex_lock(&r->mu);
+  while (r->nfull == 0)
+    pthread_cond_wait(&r->cv, &r->mu);
+  batch *b = r->full[r->full_head];
+  r->full_head = (r->full_head + 1) % BATCHES;
+  r->nfull--;
+  pthread_mutex_unlock(&r->mu);
+  return b;
+}
+
+static void batch_give_back(run *r, batch *b)
+{
+  mn_buf_reset(&b->text);
+  b->n = 0;
+  b->n_new = 0;
+  b->last = false;
+  pthread_mutex_lock(&r->mu);
+  r->spare[r->nspare++] = b;
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
+/* source_id -- the id of a source name, inserted when new (one round trip). */
+static mn_status source_id(run *r, const char *name, int64_t *id, mn_error *err)
+{
+  const char *params[1] = {name};
+  /* when the name is taken, ins returns nothing and the SELECT sees the stored row; one
+   * stored by a transaction that committed while this statement ran is found by the
+   * second query */
+  static const char *const queries[2] = {
+      "WITH ins AS (INSERT INTO mnemo.sources (name) VALUES ($1) ON CONFLICT (name) DO NOTHING "
+      "RETURNING id) SELECT id FROM ins UNION ALL SELECT id FROM mnemo.sources WHERE name = $1",
+      "SELECT id FROM mnemo.sources WHERE name = $1"};
+  for (int q = 0; q < 2; q++) {
+    PGresult *res = PQexecParams(r->conn, queries[q], 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+      mn_status rc = db_error(r->conn, res, "could not record a source", err);
+      PQclear(res);
+      return rc;
+    }
+    bool found = PQntuples(res) > 0 && mn_parse_i64(PQgetvalue(res, 0, 0), id);
+    PQclear(res);
+    if (found) return MN_OK;
+  }
+  return mn_error_set(err, MN_ERR_DB, "source \"%s\" was neither stored nor found", name);
+}
+
+static int cmp_sha(const void *a, const void *b)
+{
+  return memcmp(a, b, MN_SHA256_LEN);
+}
+
+/* mark_stored -- mark the rows of b whose text is already in mnemo.documents (one query). */
+static mn_status mark_stored(run *r, batch *b, mn_error *err)
+{
+  mn_buf *q = &r->send;
+  mn_buf_reset(q);
+  mn_status rc = mn_buf_append(q, "{", 1, err);
+  for (size_t i = 0; i < b->n && rc == MN_OK; i++) { /* "\\x<hex>" per element */
+    char el[MN_SHA256_HEX_LEN + 8] = "\"\\\\x";
+    mn_hex_encode(b->rows[i].sha, MN_SHA256_LEN, el + 4);
+    memcpy(el + 4 + MN_SHA256_HEX_LEN, i + 1 < b->n ? "\"," : "\"}", 3);
+    rc = mn_buf_append(q, el, strlen(el), err);
+  }
+  if (rc == MN_OK) rc = mn_buf_append(q, "", 1, err); /* the terminating NUL */
+  if (rc != MN_OK) return rc;
+  const char *params[1] = {q->data};
+  PGresult *res =
+      PQexecParams(r->conn, "SELECT sha256 FROM mnemo.documents WHERE sha256 = ANY($1::bytea[])", 1,
+                   NULL, params, NULL, NULL, 1 /* binary: 32 raw bytes each */);
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-    rc = db_error(r->conn, res, "could not store documents", err);
+    rc = db_error(r->conn, res, "could not look up stored documents", err);
     PQclear(res);
     return rc;
   }
-  for (int i = 0; i < PQntuples(res); i++) {
-    ingest_lang_stats *s = lang_stats(r, PQgetvalue(res, i, 0));
-    int64_t v;
-    if (mn_parse_i64(PQgetvalue(res, i, 1), &v)) s->inserted = v;
-    if (mn_parse_i64(PQgetvalue(res, i, 2), &v)) s->bytes = v;
-    if (mn_parse_i64(PQgetvalue(res, i, 3), &v)) s->heldout = v;
+  size_t k = (size_t)PQntuples(res);
+  uint8_t(*found)[MN_SHA256_LEN] = k ? malloc(k * MN_SHA256_LEN) : NULL;
+  if (k && !found) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory comparing hashes");
+  for (size_t i = 0; i < k && rc == MN_OK; i++) {
+    if (PQgetlength(res, (int)i, 0) != MN_SHA256_LEN) {
+      rc = mn_error_set(err, MN_ERR_DB, "mnemo.documents holds a sha256 that is not 32 bytes");
+      break;
+    }
+    memcpy(found[i], PQgetvalue(res, (int)i, 0), MN_SHA256_LEN);
   }
   PQclear(res);
-  for (size_t i = 0; i < r->res->nlangs; i++) {
-    ingest_lang_stats *s = &r->res->langs[i];
-    s->duplicates = s->units - s->inserted;
-    r->res->inserted += s->inserted;
-    r->res->duplicates += s->duplicates;
+  if (rc == MN_OK && k) {
+    qsort(found, k, MN_SHA256_LEN, cmp_sha);
+    for (size_t i = 0; i < b->n; i++)
+      b->rows[i].stored = bsearch(b->rows[i].sha, found, k, MN_SHA256_LEN, cmp_sha) != NULL;
+  }
+  free(found);
+  return rc;
+}
+
+/* Binary COPY: a header, then per row a 16-bit field count and each field as a 32-bit
+ * length and its bytes, all big-endian; a count of -1 ends the data. */
+static const char copy_header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+
+static mn_status put_field(mn_buf *b, const void *p, uint32_t n, mn_error *err)
+{
+  uint32_t be = htonl(n);
+  mn_status rc = mn_buf_append(b, &be, 4, err);
+  return rc == MN_OK ? mn_buf_append(b, p, n, err) : rc;
+}
+
+static mn_status put_row(mn_buf *b, const run *r, const batch *bt, const batch_row *row,
+                         mn_error *err)
+{
+  uint16_t nfields = htons(6);
+  uint8_t id[8];
+  uint64_t v = (uint64_t)r->source_ids[row->source];
+  for (int i = 7; i >= 0; i--, v >>= 8)
+    id[i] = (uint8_t)v;
+  uint32_t bytes = htonl(row->len);
+  const char *lang = r->langs[row->lang].code, *split = row->heldout ? "heldout" : "train";
+  mn_status rc = mn_buf_append(b, &nfields, 2, err);
+  if (rc == MN_OK) rc = put_field(b, lang, (uint32_t)strlen(lang), err);
+  if (rc == MN_OK) rc = put_field(b, id, 8, err);
+  if (rc == MN_OK) rc = put_field(b, bt->text.data + row->off, row->len, err);
+  if (rc == MN_OK) rc = put_field(b, &bytes, 4, err);
+  if (rc == MN_OK) rc = put_field(b, row->sha, MN_SHA256_LEN, err);
+  if (rc == MN_OK) rc = put_field(b, split, (uint32_t)strlen(split), err);
+  return rc;
+}
+
+static mn_status send_copy(run *r, mn_error *err)
+{
+  if (r->send.len && PQputCopyData(r->conn, r->send.data, (int)r->send.len) != 1)
+    return db_error(r->conn, NULL, "could not send documents to the database", err);
+  mn_buf_reset(&r->send);
+  return MN_OK;
+}
+
+/* load_batch -- store the rows of b that are new: sources first, then one binary COPY. */
+static mn_status load_batch(run *r, batch *b, mn_error *err)
+{
+  mn_status rc = MN_OK;
+  for (size_t i = 0; i < b->n_new && rc == MN_OK; i++) {
+    if (r->nsource_ids == r->source_ids_cap) {
+      size_t cap = r->source_ids_cap ? r->source_ids_cap * 2 : 16;
+      int64_t *t = realloc(r->source_ids, cap * sizeof *t);
+      if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory recording source ids");
+      r->source_ids = t;
+      r->source_ids_cap = cap;
+    }
+    rc = source_id(r, b->new_sources[i], &r->source_ids[r->nsource_ids], err);
+    if (rc == MN_OK) r->nsource_ids++;
+  }
+  if (rc != MN_OK || b->n == 0) return rc;
+  if ((rc = mark_stored(r, b, err)) != MN_OK) return rc;
+  size_t fresh = 0;
+  for (size_t i = 0; i < b->n; i++)
+    fresh += !b->rows[i].stored;
+  if (fresh == 0) return MN_OK;
+
+  PGresult *res = PQexec(r->conn, "COPY mnemo.documents (lang, source_id, text, bytes, sha256, "
+                                  "split) FROM STDIN (FORMAT binary)");
+  if (PQresultStatus(res) != PGRES_COPY_IN) {
+    rc = db_error(r->conn, res, "could not start storing documents", err);
+    PQclear(res);
+    return rc;
+  }
+  PQclear(res);
+  mn_buf_reset(&r->send);
+  rc = mn_buf_append(&r->send, copy_header, sizeof copy_header, err);
+  for (size_t i = 0; i < b->n && rc == MN_OK; i++) {
+    const batch_row *row = &b->rows[i];
+    if (row->stored) continue;
+    rc = put_row(&r->send, r, b, row, err);
+    if (rc == MN_OK && r->send.len >= (1u << 20)) rc = send_copy(r, err);
+  }
+  uint16_t end = 0xFFFF;
+  if (rc == MN_OK) rc = mn_buf_append(&r->send, &end, 2, err);
+  if (rc == MN_OK) rc = send_copy(r, err);
+  if (PQputCopyEnd(r->conn, rc == MN_OK ? NULL : "ingest failed") != 1 && rc == MN_OK)
+    rc = db_error(r->conn, NULL, "could not finish storing documents", err);
+  while ((res = PQgetResult(r->conn))) {
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == MN_OK)
+      rc = db_error(r->conn, res, "could not store documents", err);
+    PQclear(res);
+  }
+  if (rc != MN_OK) return rc;
+  for (size_t i = 0; i < b->n; i++) {
+    const batch_row *row = &b->rows[i];
+    if (row->stored) continue;
+    r->lang_inserted[row->lang]++;
+    r->lang_bytes[row->lang] += row->len;
+    r->lang_heldout[row->lang] += row->heldout;
   }
   return MN_OK;
 }
 
-static int by_lang(const void *a, const void *b)
+/* summarise -- per-language results (in code order, as the languages were loaded) */
+static void summarise(run *r)
 {
-  return strcmp(((const ingest_lang_stats *)a)->lang, ((const ingest_lang_stats *)b)->lang);
+  ingest_result *res = r->res;
+  res->nlangs = 0;
+  for (size_t i = 0; i < r->nlangs; i++) {
+    if (r->lang_units[i] == 0) continue;
+    ingest_lang_stats *s = &res->langs[res->nlangs++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->lang, sizeof s->lang, "%s", r->langs[i].code);
+    s->units = r->lang_units[i];
+    s->inserted = r->lang_inserted[i];
+    s->bytes = r->lang_bytes[i];
+    s->heldout = r->lang_heldout[i];
+    s->duplicates = s->units - s->inserted;
+    res->inserted += s->inserted;
+    res->duplicates += s->duplicates;
+  }
 }
 
 mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files, size_t nfiles,
@@ -548,47 +821,73 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
   run r = {.conn = conn, .opt = opt, .res = res};
   memset(res, 0, sizeof *res);
   r.t0 = mn_monotonic_ms();
-  mn_buf_init(&r.copy, COPY_FLUSH_BYTES + (size_t)opt->max_document_bytes * 2 + 4096);
-  mn_buf_init(&r.unit, (size_t)opt->max_document_bytes * 6 + 65536 + 2);
-  mn_buf_init(&r.line, (size_t)opt->max_document_bytes * 6 + 65536 + 2);
+  size_t unit_max = (size_t)opt->max_document_bytes * 6 + 65536 + 2;
+  mn_buf_init(&r.unit, unit_max);
+  mn_buf_init(&r.line, unit_max);
+  size_t send_max = (size_t)BATCH_ROWS * (MN_SHA256_HEX_LEN + 8) + (1u << 20) +
+                    (size_t)opt->max_document_bytes + 4096;
+  mn_buf_init(&r.send, send_max);
+  for (int i = 0; i < BATCHES; i++)
+    mn_buf_init(&r.pool[i].text, BATCH_BYTES + (size_t)opt->max_document_bytes + 16);
+  pthread_mutex_init(&r.mu, NULL);
+  pthread_cond_init(&r.cv, NULL);
+  atomic_init(&r.stop, false);
   bool in_tx = false;
+  pthread_t reader_thread;
+  reader_job job = {.r = &r, .files = files, .nfiles = nfiles};
 
   if (opt->format == INGEST_TEXT && (!opt->lang || !opt->source)) {
     rc = mn_error_set(err, MN_ERR_USAGE, "plain text needs --lang and --source");
     goto out;
   }
-  /* staging stays in memory when it fits (temp tables use local buffers, 8 MB by default);
-   * this only works before the session's first temporary table, and is harmless after */
-  (void)!db_exec(conn, "SET temp_buffers = '512MB'", NULL);
   if ((rc = db_exec(conn, "BEGIN", err)) != MN_OK) goto out;
   in_tx = true;
+  char lock[96];
+  snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%lld)", (long long)INGEST_LOCK_KEY);
+  if ((rc = db_exec(conn, lock, err)) != MN_OK) goto out;
   if ((rc = load_languages(&r, err)) != MN_OK) goto out;
-  rc = db_exec(conn,
-               "CREATE TEMP TABLE mnemo_ingest_stage (seq bigint, lang text, source text, "
-               "text text, bytes integer, sha256 bytea, split text) ON COMMIT DROP",
-               err);
-  if (rc != MN_OK) goto out;
-  PGresult *cr = PQexec(conn, "COPY mnemo_ingest_stage FROM STDIN");
-  if (PQresultStatus(cr) != PGRES_COPY_IN) {
-    rc = db_error(conn, cr, "could not start COPY", err);
-    PQclear(cr);
+  size_t nl = r.nlangs + 1;
+  r.lang_units = calloc(nl, sizeof(int64_t));
+  r.lang_inserted = calloc(nl, sizeof(int64_t));
+  r.lang_bytes = calloc(nl, sizeof(int64_t));
+  r.lang_heldout = calloc(nl, sizeof(int64_t));
+  for (int i = 0; i < BATCHES; i++) {
+    r.pool[i].rows = malloc(BATCH_ROWS * sizeof(batch_row));
+    if (!r.pool[i].rows) break;
+    r.spare[r.nspare++] = &r.pool[i];
+  }
+  if (!r.lang_units || !r.lang_inserted || !r.lang_bytes || !r.lang_heldout || r.nspare < BATCHES) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory preparing the ingest");
     goto out;
   }
-  PQclear(cr);
-  r.copying = true;
+  r.cur = r.spare[--r.nspare];
   if (opt->skip_bad && opt->reject_path &&
       (rc = mn_atomic_open(opt->reject_path, 0644, &r.rejects, err)) != MN_OK)
     goto out;
 
-  for (size_t i = 0; i < nfiles && rc == MN_OK; i++)
-    rc = ingest_file(&r, files[i], err);
-  mn_status crc = copy_end(&r, err);
-  double t_staged = mn_monotonic_ms();
-  mn_log(MN_LOG_DEBUG, "ingest staged", MN_KV_I("units", res->units),
-         MN_KV_D("ms", t_staged - r.t0));
-  if (rc == MN_OK) rc = crc;
+  if (pthread_create(&reader_thread, NULL, reader_main, &job) != 0) {
+    rc = mn_error_set(err, MN_ERR_INTERNAL, "could not start the reader thread");
+    goto out;
+  }
+  for (;;) {
+    batch *b = batch_take(&r);
+    /* once a unit is bad (and not --skip-bad) nothing will be stored: only read on,
+     * to report every problem */
+    if (rc == MN_OK && (b->bad == 0 || opt->skip_bad)) rc = load_batch(&r, b, err);
+    if (rc != MN_OK) atomic_store(&r.stop, true);
+    bool last = b->last;
+    batch_give_back(&r, b);
+    if (last) break;
+  }
+  pthread_join(reader_thread, NULL);
+  if (rc == MN_OK && r.reader_rc != MN_OK) {
+    rc = r.reader_rc;
+    if (err) *err = r.reader_err;
+  }
+  double t_loaded = mn_monotonic_ms();
+  mn_log(MN_LOG_DEBUG, "ingest loaded", MN_KV_I("units", res->units),
+         MN_KV_D("ms", t_loaded - r.t0));
   if (rc != MN_OK) goto out;
-  progress(&r, true);
 
   if (res->bad > 0 && !opt->skip_bad) {
     rc = mn_error_set(err, MN_ERR_INPUT, "%lld of %lld units are bad; nothing was stored",
@@ -597,12 +896,9 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
                     res->problems[0].reason);
     goto out;
   }
-  if ((rc = move_documents(&r, err)) != MN_OK) goto out;
-  double t_moved = mn_monotonic_ms();
-  mn_log(MN_LOG_DEBUG, "ingest moved", MN_KV_I("inserted", res->inserted),
-         MN_KV_D("ms", t_moved - t_staged));
+  summarise(&r);
   if ((rc = db_exec(conn, "COMMIT", err)) != MN_OK) goto out;
-  mn_log(MN_LOG_DEBUG, "ingest committed", MN_KV_D("ms", mn_monotonic_ms() - t_moved));
+  mn_log(MN_LOG_DEBUG, "ingest committed", MN_KV_D("ms", mn_monotonic_ms() - t_loaded));
   in_tx = false;
   res->committed = true;
   if (r.rejects && res->bad > 0) {
@@ -610,19 +906,34 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
     r.rejects = NULL;
   } /* no bad unit: no reject file, and an old one is left as it was */
 out:
-  if (r.copying) (void)copy_end(&r, NULL);
   if (in_tx) {
     PGresult *rb = PQexec(conn, "ROLLBACK");
     PQclear(rb);
   }
+  if (!res->committed) { /* counts of what was not stored would mislead */
+    res->inserted = res->duplicates = 0;
+    res->nlangs = 0;
+  }
   mn_atomic_abort(r.rejects);
-  if (res->nlangs > 1) qsort(res->langs, res->nlangs, sizeof *res->langs, by_lang);
   res->seconds = (mn_monotonic_ms() - r.t0) / 1e3;
+  pthread_mutex_destroy(&r.mu);
+  pthread_cond_destroy(&r.cv);
+  for (int i = 0; i < BATCHES; i++) {
+    mn_buf_fini(&r.pool[i].text);
+    free(r.pool[i].rows);
+    free(r.pool[i].new_sources);
+  }
+  for (size_t i = 0; i < r.nsources; i++)
+    free(r.sources[i]);
+  free(r.sources);
+  free(r.source_slots);
+  free(r.source_ids);
+  free(r.lang_units), free(r.lang_inserted), free(r.lang_bytes), free(r.lang_heldout);
   free(r.langs);
   free(r.seen);
-  mn_buf_fini(&r.copy);
   mn_buf_fini(&r.unit);
   mn_buf_fini(&r.line);
+  mn_buf_fini(&r.send);
   return rc;
 }
 

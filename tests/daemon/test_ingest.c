@@ -3,7 +3,8 @@
  * counts over several scripts, re-ingest adds nothing, each bad-input class is
  * reported at its file:line and stores nothing, --skip-bad stores exactly the
  * good units and rejects the bad ones verbatim, the held-out split is stable,
- * and NOTIFY arrives once per statement.
+ * NOTIFY arrives once per ingest, and an ingest larger than one batch keeps all of
+ * this across batch boundaries (a bad unit in the last batch undoes the earlier ones).
  */
 #include "daemon/daemon.h"
 #include "tests/db_test.h"
@@ -257,6 +258,74 @@ static void skip_bad_stores_the_good(void)
   unlink(rejects);
 }
 
+/* write_many -- JSONL of n records over 3 languages and 5 sources; every 7th text repeats
+ * the one 70,001 records earlier (another batch), and the last record is bad when asked. */
+static void write_many(const char *path, int n, bool bad_last)
+{
+  static const char *const langs[] = {"spa", "rus", "tha"};
+  FILE *f = fopen(path, "w");
+  for (int i = 0; i < n; i++) {
+    int k = (i % 7 == 0 && i >= 70001) ? i - 70001 : i;
+    fprintf(f, "{\"lang\": \"%s\", \"source\": \"many-%d\", \"text\": \"registro %d\"}\n",
+            langs[k % 3], i / 40000, k);
+  }
+  if (bad_last) fprintf(f, "{\"lang\": \"spa\", \"text\": \"\"}\n");
+  fclose(f);
+}
+
+static void many_batches(void)
+{
+  char path[] = "/tmp/mnemo-test-many-XXXXXX";
+  close(mkstemp(path));
+  const int n = 150000; /* more than two batches of rows */
+  int repeats = 0;
+  for (int i = 70001; i < n; i++)
+    repeats += i % 7 == 0;
+  long long before = count("SELECT count(*) FROM mnemo.documents");
+  ingest_options o = opts();
+  o.format = INGEST_JSONL;
+  o.source = "many-default";
+  ingest_result r;
+  mn_error err = {0};
+  char *files[] = {path};
+
+  /* a bad record at the very end: the batches already sent are undone */
+  write_many(path, n, true);
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_ERR_INPUT);
+  T_EQ_INT(r.bad, 1);
+  T_CHECK(!r.committed);
+  ingest_result_fini(&r);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents"), before);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.sources WHERE name LIKE 'many-%'"), 0);
+
+  write_many(path, n, false);
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_OK);
+  T_EQ_INT(r.units, n);
+  T_EQ_INT(r.inserted, n - repeats);
+  T_EQ_INT(r.duplicates, repeats);
+  const ingest_lang_stats *s = stats(&r, "tha");
+  T_CHECK(s && s->inserted == count("SELECT count(*) FROM mnemo.documents d JOIN mnemo.sources "
+                                    "src ON src.id = d.source_id WHERE src.name LIKE 'many-%' "
+                                    "AND d.lang = 'tha'"));
+  ingest_result_fini(&r);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents"), before + n - repeats);
+  /* each record went with its own source, including those first seen in a later batch */
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents d JOIN mnemo.sources src ON src.id = "
+                 "d.source_id WHERE src.name = 'many-3' AND d.text = 'registro 120002'"),
+           1);
+  T_EQ_INT(count("SELECT count(DISTINCT source_id) FROM mnemo.documents d JOIN mnemo.sources src "
+                 "ON src.id = d.source_id WHERE src.name LIKE 'many-%'"),
+           4);
+
+  /* again: every record is a duplicate now, and nothing changes */
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_OK);
+  T_EQ_INT(r.inserted, 0);
+  T_EQ_INT(r.duplicates, n);
+  ingest_result_fini(&r);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents"), before + n - repeats);
+  unlink(path);
+}
+
 static void heldout_split_is_stable(void)
 {
   /* the rule itself */
@@ -362,6 +431,7 @@ int main(void)
   T_RUN(skip_bad_stores_the_good);
   T_RUN(heldout_split_is_stable);
   T_RUN(notify_once_per_statement);
+  T_RUN(many_batches);
   PQfinish(conn);
   t_db_drop("ingest");
   return T_DONE();
