@@ -1,0 +1,94 @@
+/*
+ * replay.h -- the replay store: per language, a fixed-capacity reservoir of the
+ * token windows the production model has been trained on (DESIGN.md §4, §5).
+ *
+ * A fine-tune mixes replayed windows into its batches so that what the model
+ * knew keeps being rehearsed.  The store is updated only when a checkpoint is
+ * promoted (replay_store_absorb): the windows that checkpoint trained on are
+ * offered to each language's reservoir.  Each reservoir keeps its `seen` count
+ * (windows ever offered) and its random state in the file, so that after any
+ * number of refreshes every window ever offered to a language has had the same
+ * chance, capacity / seen, to be held (Vitter's algorithm R, continued).
+ *
+ * File (little-endian), written atomically (temporary file, fsync, rename):
+ *   0   magic "MNREPLAY"        8   u32 version (1)      12  u32 token bytes (2)
+ *   16  u32 tokens per window   20  u32 languages        24  u64 windows held
+ *   32  languages, 48 bytes each, in code order:
+ *         char code[16], u32 capacity, u32 count, u64 seen, u64 rng, u64 first window
+ *   then the windows (u16 tokens), language after language
+ *   last 32 bytes: SHA-256 of everything before them
+ * A reader checks every field and the checksum and refuses the file otherwise,
+ * naming it and the problem.  Depends on common/ only.
+ */
+#ifndef MNEMO_REPLAY_H
+#define MNEMO_REPLAY_H
+
+#include "common/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define REPLAY_VERSION   1
+#define REPLAY_CODE_SIZE 16
+
+typedef struct replay_lang {
+  char code[REPLAY_CODE_SIZE]; /* NUL-terminated language code */
+  uint32_t capacity;           /* windows the reservoir can hold, fixed at creation */
+  uint32_t count;              /* windows held: min(seen, capacity) */
+  uint64_t seen;               /* windows ever offered */
+  uint64_t rng;                /* the reservoir's random state (splitmix64) */
+  uint16_t *windows;           /* count x window tokens */
+} replay_lang;
+
+typedef struct replay_store {
+  uint32_t window; /* tokens per window */
+  uint32_t nlangs;
+  replay_lang *langs; /* in code order */
+} replay_store;
+
+/* replay_store_init -- an empty store of windows of `window` tokens. */
+void replay_store_init(replay_store *s, uint32_t window);
+void replay_store_free(replay_store *s);
+
+/*
+ * replay_store_offer -- offer n windows of one language to its reservoir (created with
+ * `capacity` when the language is new; an existing language keeps its capacity, and a
+ * different one is refused).  Each window is `window` tokens.
+ */
+MN_NODISCARD mn_status replay_store_offer(replay_store *s, const char *code, uint32_t capacity,
+                                          const uint16_t *windows, size_t n, mn_error *err);
+
+/* replay_store_find -- the language's reservoir, or NULL. */
+const replay_lang *replay_store_find(const replay_store *s, const char *code);
+
+/* encode/decode: the file's bytes (decode checks everything; `name` names the source in
+ * messages). */
+MN_NODISCARD mn_status replay_store_encode(const replay_store *s, mn_buf *out, mn_error *err);
+MN_NODISCARD mn_status replay_store_decode(const void *p, size_t n, const char *name,
+                                           replay_store *out /* OUT */, mn_error *err);
+
+MN_NODISCARD mn_status replay_store_load(const char *path, replay_store *out /* OUT */,
+                                         mn_error *err);
+MN_NODISCARD mn_status replay_store_save(const replay_store *s, const char *path, mn_error *err);
+
+/* One language's new windows, for replay_store_absorb. */
+typedef struct replay_offer {
+  const char *code;
+  const uint16_t *windows;
+  size_t n;
+} replay_offer;
+
+/*
+ * replay_store_absorb -- load the store at path (an absent file is an empty store of
+ * `window` tokens), offer every offer in turn (new languages get `capacity`), and save
+ * it atomically: a crash or an error leaves the old file or the new one, never a mix.
+ */
+MN_NODISCARD mn_status replay_store_absorb(const char *path, uint32_t window, uint32_t capacity,
+                                           const replay_offer *offers, size_t noffers,
+                                           mn_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MNEMO_REPLAY_H */

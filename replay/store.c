@@ -1,0 +1,337 @@
+/*
+ * store.c -- the replay store: reservoirs of token windows per language, and
+ * their file (format in replay.h).
+ */
+#include "replay/replay.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAGIC      "MNREPLAY"
+#define HEADER     32
+#define LANG_ENTRY 48
+
+/* ---------------------------------------------------------------- randomness */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/* below -- uniform in [0, n) (n >= 1); the bias is below n / 2^64 */
+static uint64_t below(uint64_t *state, uint64_t n)
+{
+  return (uint64_t)(((unsigned __int128)splitmix64(state) * n) >> 64);
+}
+
+/* a new language's first state: its code, hashed (FNV-1a), so stores are reproducible */
+static uint64_t seed_of(const char *code)
+{
+  uint64_t h = 1469598103934665603ULL;
+  for (const char *p = code; *p; p++)
+    h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+  return h;
+}
+
+/* ---------------------------------------------------------------- the store in memory */
+
+void replay_store_init(replay_store *s, uint32_t window)
+{
+  memset(s, 0, sizeof *s);
+  s->window = window;
+}
+
+void replay_store_free(replay_store *s)
+{
+  if (!s) return;
+  for (uint32_t i = 0; i < s->nlangs; i++)
+    free(s->langs[i].windows);
+  free(s->langs);
+  s->langs = NULL;
+  s->nlangs = 0;
+}
+
+const replay_lang *replay_store_find(const replay_store *s, const char *code)
+{
+  for (uint32_t i = 0; i < s->nlangs; i++)
+    if (strcmp(s->langs[i].code, code) == 0) return &s->langs[i];
+  return NULL;
+}
+
+/* lang_get -- the language's reservoir, inserted in code order when new */
+static mn_status lang_get(replay_store *s, const char *code, uint32_t capacity, replay_lang **out,
+                          mn_error *err)
+{
+  size_t len = strlen(code);
+  if (len == 0 || len >= REPLAY_CODE_SIZE)
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "language code \"%.40s\" is empty or longer than %d bytes", code,
+                        REPLAY_CODE_SIZE - 1);
+  uint32_t at = 0;
+  for (; at < s->nlangs; at++) {
+    int c = strcmp(s->langs[at].code, code);
+    if (c == 0) {
+      if (s->langs[at].capacity != capacity)
+        return mn_error_set(err, MN_ERR_INPUT,
+                            "the replay store holds %s with a capacity of %u windows, not %u "
+                            "(a reservoir keeps the capacity it was created with)",
+                            code, s->langs[at].capacity, capacity);
+      *out = &s->langs[at];
+      return MN_OK;
+    }
+    if (c > 0) break;
+  }
+  if (capacity == 0)
+    return mn_error_set(err, MN_ERR_INPUT, "a replay capacity must be at least one window");
+  replay_lang *t = realloc(s->langs, (s->nlangs + 1) * sizeof *t);
+  if (!t)
+    return mn_error_set(err, MN_ERR_NOMEM, "out of memory adding %s to the replay store", code);
+  s->langs = t;
+  memmove(&s->langs[at + 1], &s->langs[at], (s->nlangs - at) * sizeof *t);
+  s->nlangs++;
+  replay_lang *l = &s->langs[at];
+  memset(l, 0, sizeof *l);
+  memcpy(l->code, code, len + 1);
+  l->capacity = capacity;
+  l->rng = seed_of(code);
+  *out = l;
+  return MN_OK;
+}
+
+mn_status replay_store_offer(replay_store *s, const char *code, uint32_t capacity,
+                             const uint16_t *windows, size_t n, mn_error *err)
+{
+  replay_lang *l = NULL;
+  mn_status rc = lang_get(s, code, capacity, &l, err);
+  if (rc != MN_OK) return rc;
+  size_t w = s->window;
+  for (size_t i = 0; i < n; i++) {
+    const uint16_t *win = windows + i * w;
+    l->seen++;
+    if (l->count < l->capacity) { /* still filling: keep every window */
+      uint16_t *t = realloc(l->windows, ((size_t)l->count + 1) * w * sizeof *t);
+      if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory holding replay windows");
+      l->windows = t;
+      memcpy(l->windows + (size_t)l->count * w, win, w * sizeof *win);
+      l->count++;
+      continue;
+    }
+    uint64_t j = below(&l->rng, l->seen); /* kept with probability capacity / seen */
+    if (j < l->capacity) memcpy(l->windows + j * w, win, w * sizeof *win);
+  }
+  return MN_OK;
+}
+
+/* ---------------------------------------------------------------- the file */
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--)
+    v = v << 8 | p[i];
+  return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--)
+    v = v << 8 | p[i];
+  return v;
+}
+
+mn_status replay_store_encode(const replay_store *s, mn_buf *out, mn_error *err)
+{
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < s->nlangs; i++)
+    total += s->langs[i].count;
+  uint8_t head[HEADER] = {0};
+  memcpy(head, MAGIC, 8);
+  put_u32(head + 8, REPLAY_VERSION);
+  put_u32(head + 12, 2);
+  put_u32(head + 16, s->window);
+  put_u32(head + 20, s->nlangs);
+  put_u64(head + 24, total);
+  mn_buf_reset(out);
+  mn_status rc = mn_buf_append(out, head, sizeof head, err);
+  uint64_t first = 0;
+  for (uint32_t i = 0; i < s->nlangs && rc == MN_OK; i++) {
+    const replay_lang *l = &s->langs[i];
+    uint8_t e[LANG_ENTRY] = {0};
+    memcpy(e, l->code, strlen(l->code));
+    put_u32(e + 16, l->capacity);
+    put_u32(e + 20, l->count);
+    put_u64(e + 24, l->seen);
+    put_u64(e + 32, l->rng);
+    put_u64(e + 40, first);
+    first += l->count;
+    rc = mn_buf_append(out, e, sizeof e, err);
+  }
+  for (uint32_t i = 0; i < s->nlangs && rc == MN_OK; i++) {
+    const replay_lang *l = &s->langs[i];
+    size_t ntok = (size_t)l->count * s->window;
+    if (ntok && (rc = mn_buf_reserve(out, ntok * 2, err)) == MN_OK) {
+      uint8_t *p = (uint8_t *)out->data + out->len;
+      for (size_t k = 0; k < ntok; k++) /* little-endian whatever the host */
+        p[2 * k] = (uint8_t)l->windows[k], p[2 * k + 1] = (uint8_t)(l->windows[k] >> 8);
+      out->len += ntok * 2;
+    }
+  }
+  uint8_t sum[MN_SHA256_LEN];
+  mn_sha256 h;
+  if (rc == MN_OK) rc = mn_sha256_init(&h, err);
+  if (rc == MN_OK) {
+    rc = mn_sha256_update(&h, out->data, out->len, err);
+    if (rc == MN_OK)
+      rc = mn_sha256_final(&h, sum, err);
+    else
+      mn_sha256_abort(&h);
+  }
+  if (rc == MN_OK) rc = mn_buf_append(out, sum, sizeof sum, err);
+  return rc;
+}
+
+mn_status replay_store_decode(const void *data, size_t n, const char *name, replay_store *out,
+                              mn_error *err)
+{
+  const uint8_t *p = data;
+  replay_store_init(out, 0);
+#define BAD(...) mn_error_set(err, MN_ERR_CORRUPT, "replay store \"%s\": " __VA_ARGS__)
+  if (n < HEADER + MN_SHA256_LEN || memcmp(p, MAGIC, 8) != 0)
+    return BAD("not a replay store (no \"MNREPLAY\" header)", name);
+  uint32_t version = get_u32(p + 8), token_bytes = get_u32(p + 12), window = get_u32(p + 16);
+  uint32_t nlangs = get_u32(p + 20);
+  uint64_t total = get_u64(p + 24);
+  if (version != REPLAY_VERSION)
+    return BAD("version %u, this mnemo reads version %d", name, version, REPLAY_VERSION);
+  if (token_bytes != 2) return BAD("%u-byte tokens, expected 2", name, token_bytes);
+  if (window == 0 || window > (1u << 20)) return BAD("a window of %u tokens", name, window);
+  /* sizes in 64 bits, each bounded before it is multiplied: no overflow below */
+  uint64_t table = (uint64_t)nlangs * LANG_ENTRY, avail = n - HEADER - MN_SHA256_LEN;
+  if (table > avail) return BAD("truncated: %u languages announced", name, nlangs);
+  if (total > (avail - table) / 2 / window ||
+      HEADER + table + total * window * 2 + MN_SHA256_LEN != n)
+    return BAD("%zu bytes where the header announces %llu windows of %u tokens (truncated or "
+               "extended)",
+               name, n, (unsigned long long)total, window);
+  uint8_t sum[MN_SHA256_LEN];
+  mn_sha256 h;
+  mn_status rc = mn_sha256_init(&h, err);
+  if (rc == MN_OK) {
+    rc = mn_sha256_update(&h, p, n - MN_SHA256_LEN, err);
+    if (rc == MN_OK)
+      rc = mn_sha256_final(&h, sum, err);
+    else
+      mn_sha256_abort(&h);
+  }
+  if (rc != MN_OK) return rc;
+  if (memcmp(sum, p + n - MN_SHA256_LEN, MN_SHA256_LEN) != 0)
+    return BAD("checksum mismatch (the file was changed or damaged)", name);
+
+  out->window = window;
+  out->langs = nlangs ? calloc(nlangs, sizeof *out->langs) : NULL;
+  if (nlangs && !out->langs)
+    return mn_error_set(err, MN_ERR_NOMEM, "out of memory reading \"%s\"", name);
+  uint64_t first = 0;
+  const uint8_t *tokens = p + HEADER + table;
+  for (uint32_t i = 0; i < nlangs; i++) {
+    const uint8_t *e = p + HEADER + (size_t)i * LANG_ENTRY;
+    replay_lang *l = &out->langs[i];
+    out->nlangs = i + 1; /* so replay_store_free releases what is read so far */
+    if (memchr(e, '\0', REPLAY_CODE_SIZE) == NULL || e[0] == '\0') {
+      rc = BAD("language %u has no valid code", name, i);
+      break;
+    }
+    memcpy(l->code, e, REPLAY_CODE_SIZE);
+    l->capacity = get_u32(e + 16);
+    l->count = get_u32(e + 20);
+    l->seen = get_u64(e + 24);
+    l->rng = get_u64(e + 32);
+    uint64_t f = get_u64(e + 40);
+    if (i > 0 && strcmp(out->langs[i - 1].code, l->code) >= 0) {
+      rc = BAD("languages out of order at %s", name, l->code);
+      break;
+    }
+    if (l->capacity == 0 || l->count != (l->seen < l->capacity ? l->seen : l->capacity) ||
+        f != first || l->count > total - first) {
+      rc = BAD("%s: capacity %u, %u windows held of %llu seen, first %llu: inconsistent", name,
+               l->code, l->capacity, l->count, (unsigned long long)l->seen, (unsigned long long)f);
+      break;
+    }
+    size_t ntok = (size_t)l->count * window;
+    if (ntok) {
+      l->windows = malloc(ntok * sizeof *l->windows);
+      if (!l->windows) {
+        rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory reading \"%s\"", name);
+        break;
+      }
+      const uint8_t *q = tokens + first * window * 2;
+      for (size_t k = 0; k < ntok; k++)
+        l->windows[k] = (uint16_t)(q[2 * k] | q[2 * k + 1] << 8);
+    }
+    first += l->count;
+  }
+  if (rc == MN_OK && first != total)
+    rc = BAD("the languages hold %llu windows, the header says %llu", name,
+             (unsigned long long)first, (unsigned long long)total);
+#undef BAD
+  if (rc != MN_OK) replay_store_free(out);
+  return rc;
+}
+
+mn_status replay_store_load(const char *path, replay_store *out, mn_error *err)
+{
+  mn_buf b;
+  mn_buf_init(&b, (size_t)1 << 40);
+  mn_status rc = mn_buf_read_file(&b, path, err);
+  if (rc == MN_OK) rc = replay_store_decode(b.data, b.len, path, out, err);
+  mn_buf_fini(&b);
+  return rc;
+}
+
+mn_status replay_store_save(const replay_store *s, const char *path, mn_error *err)
+{
+  mn_buf b;
+  mn_buf_init(&b, (size_t)1 << 40);
+  mn_status rc = replay_store_encode(s, &b, err);
+  if (rc == MN_OK) rc = mn_write_file_atomic(path, b.data, b.len, 0644, err);
+  mn_buf_fini(&b);
+  return rc;
+}
+
+mn_status replay_store_absorb(const char *path, uint32_t window, uint32_t capacity,
+                              const replay_offer *offers, size_t noffers, mn_error *err)
+{
+  replay_store s;
+  mn_status rc = MN_OK;
+  if (access(path, F_OK) != 0 && errno == ENOENT)
+    replay_store_init(&s, window); /* no store yet: this absorb starts it */
+  else if ((rc = replay_store_load(path, &s, err)) != MN_OK)
+    return rc;
+  if (s.window != window)
+    rc = mn_error_set(err, MN_ERR_INPUT,
+                      "replay store \"%s\" holds windows of %u tokens, these are %u", path,
+                      s.window, window);
+  for (size_t i = 0; i < noffers && rc == MN_OK; i++)
+    rc = replay_store_offer(&s, offers[i].code, capacity, offers[i].windows, offers[i].n, err);
+  if (rc == MN_OK) rc = replay_store_save(&s, path, err);
+  replay_store_free(&s);
+  return rc;
+}

@@ -1,0 +1,220 @@
+/*
+ * test_replay.c -- the replay store: reservoirs fill then sample, sampling stays
+ * uniform over every window ever offered across refreshes (a chi-square test with
+ * fixed seeds, and the same test failing when `seen` is not carried over), an
+ * absorb that fails or crashes leaves the old file, and a damaged file is refused.
+ */
+#include "replay/replay.h"
+#include "tests/test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define W 2 /* tokens per window in these tests: [id, id] */
+
+static uint16_t *windows(int first, int n)
+{
+  uint16_t *w = malloc(sizeof(uint16_t) * W * (size_t)n);
+  for (int i = 0; i < n; i++)
+    w[W * i] = w[W * i + 1] = (uint16_t)(first + i);
+  return w;
+}
+
+static void fills_then_samples(void)
+{
+  replay_store s;
+  mn_error err = {0};
+  replay_store_init(&s, W);
+  uint16_t *a = windows(0, 2), *b = windows(2, 5);
+  T_EQ_INT(replay_store_offer(&s, "swh", 3, a, 2, &err), MN_OK);
+  const replay_lang *l = replay_store_find(&s, "swh");
+  T_CHECK(l && l->count == 2 && l->seen == 2);
+  T_EQ_INT(replay_store_offer(&s, "swh", 3, b, 5, &err), MN_OK);
+  l = replay_store_find(&s, "swh");
+  T_CHECK(l && l->count == 3 && l->seen == 7);
+  bool from_offers = true;
+  for (uint32_t i = 0; l && i < l->count; i++)
+    from_offers =
+        from_offers && l->windows[W * i] < 7 && l->windows[W * i] == l->windows[W * i + 1];
+  T_CHECK(from_offers);
+  /* a second language goes in code order; a different capacity for a known one is refused */
+  T_EQ_INT(replay_store_offer(&s, "amh", 4, a, 2, &err), MN_OK);
+  T_CHECK(s.nlangs == 2 && strcmp(s.langs[0].code, "amh") == 0);
+  T_EQ_INT(replay_store_offer(&s, "swh", 5, a, 2, &err), MN_ERR_INPUT);
+  T_CHECK(strstr(err.msg, "capacity of 3") != NULL);
+  T_EQ_INT(replay_store_offer(&s, "a-code-far-too-long", 4, a, 2, &err), MN_ERR_INPUT);
+  free(a), free(b);
+  replay_store_free(&s);
+}
+
+/*
+ * chi_square -- 2000 reservoirs of 10 (one language each, so each has its own seed) are
+ * offered windows 0..199 in 5 refreshes of 40, the store encoded and decoded between
+ * refreshes as a promotion would save and load it.  Returns the chi-square of how often
+ * each window is held against the uniform 100; with forget_seen the decoded store has
+ * its `seen` reset, as a store that did not persist it would.
+ */
+static double chi_square(bool forget_seen, double *first_share)
+{
+  enum { TRIALS = 2000, CAP = 10, N = 200, CHUNK = 40 };
+  static long held[N];
+  memset(held, 0, sizeof held);
+  mn_buf b;
+  mn_buf_init(&b, 1 << 20);
+  uint16_t *all = windows(0, N);
+  mn_error err = {0};
+  for (int t = 0; t < TRIALS; t++) {
+    char code[REPLAY_CODE_SIZE];
+    snprintf(code, sizeof code, "t%04d", t);
+    replay_store s;
+    replay_store_init(&s, W);
+    for (int c = 0; c < N / CHUNK; c++) {
+      if (replay_store_offer(&s, code, CAP, all + W * c * CHUNK, CHUNK, &err) != MN_OK ||
+          replay_store_encode(&s, &b, &err) != MN_OK) {
+        T_CHECK_MSG(false, "%s", err.msg);
+        return INFINITY;
+      }
+      replay_store_free(&s);
+      if (replay_store_decode(b.data, b.len, "memory", &s, &err) != MN_OK) {
+        T_CHECK_MSG(false, "%s", err.msg);
+        return INFINITY;
+      }
+      if (forget_seen) s.langs[0].seen = s.langs[0].count;
+    }
+    for (uint32_t i = 0; i < s.langs[0].count; i++)
+      held[s.langs[0].windows[W * i]]++;
+    replay_store_free(&s);
+  }
+  double x2 = 0, e = (double)TRIALS * CAP / N;
+  long first = 0;
+  for (int i = 0; i < N; i++) {
+    x2 += (held[i] - e) * (held[i] - e) / e;
+    if (i < CHUNK) first += held[i];
+  }
+  *first_share = (double)first / ((double)TRIALS * CAP);
+  free(all);
+  mn_buf_fini(&b);
+  return x2;
+}
+
+static void uniform_across_refreshes(void)
+{
+  double first;
+  double x2 = chi_square(false, &first);
+  /* 199 degrees of freedom: p = 0.001 at 259 */
+  T_CHECK_MSG(x2 < 259, "chi-square %.1f over 200 windows", x2);
+  T_CHECK_MSG(fabs(first - 0.2) < 0.02, "the first refresh holds %.3f of the slots, not 0.2",
+              first);
+  /* the same test has the power to see a store that forgets how much it has seen */
+  double x2_bad = chi_square(true, &first);
+  T_CHECK_MSG(x2_bad > 1000, "chi-square %.1f when seen is not persisted", x2_bad);
+  fprintf(stderr, "  chi-square %.1f (199 degrees of freedom); %.1f when seen is forgotten\n", x2,
+          x2_bad);
+}
+
+static char path[] = "/tmp/mnemo-test-replay-XXXXXX";
+
+static void absorb_round_trip(void)
+{
+  mn_error err = {0};
+  uint16_t *a = windows(0, 30), *b = windows(100, 30);
+  replay_offer first[] = {{"swh", a, 30}, {"tha", b, 5}};
+  unlink(path);
+  T_EQ_INT(replay_store_absorb(path, W, 8, first, 2, &err), MN_OK);
+  replay_offer second[] = {{"swh", b, 30}};
+  T_EQ_INT(replay_store_absorb(path, W, 8, second, 1, &err), MN_OK);
+  replay_store s;
+  T_EQ_INT(replay_store_load(path, &s, &err), MN_OK);
+  const replay_lang *l = replay_store_find(&s, "swh");
+  T_CHECK(l && l->capacity == 8 && l->count == 8 && l->seen == 60);
+  l = replay_store_find(&s, "tha");
+  T_CHECK(l && l->count == 5 && l->seen == 5 && l->windows[0] == 100);
+  replay_store_free(&s);
+  /* another window length is refused and changes nothing */
+  T_EQ_INT(replay_store_absorb(path, W + 1, 8, second, 1, &err), MN_ERR_INPUT);
+  T_CHECK(strstr(err.msg, "windows of 2 tokens") != NULL);
+  free(a), free(b);
+}
+
+static bool same_file(const char *file, const mn_buf *want)
+{
+  mn_buf got;
+  mn_error err = {0};
+  mn_buf_init(&got, 1 << 24);
+  bool same = mn_buf_read_file(&got, file, &err) == MN_OK && got.len == want->len &&
+              memcmp(got.data, want->data, got.len) == 0;
+  mn_buf_fini(&got);
+  return same;
+}
+
+static const char *crash_path;
+static void crash_before_rename(const char *tmp, const char *target)
+{
+  (void)target;
+  crash_path = tmp;
+  T_EQ_INT(access(tmp, F_OK), 0); /* the new store is complete beside the old one */
+}
+
+static void absorb_is_atomic(void)
+{
+  mn_error err = {0};
+  mn_buf before;
+  mn_buf_init(&before, 1 << 24);
+  T_EQ_INT(mn_buf_read_file(&before, path, &err), MN_OK);
+  uint16_t *c = windows(500, 50);
+  replay_offer more[] = {{"swh", c, 50}};
+  mn_fault_kind kinds[] = {MN_FAULT_WRITE, MN_FAULT_FSYNC, MN_FAULT_ALLOC};
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    mn_fault_arm(kinds[k], 1);
+    T_CHECK(replay_store_absorb(path, W, 8, more, 1, &err) != MN_OK);
+    mn_fault_arm(kinds[k], 0);
+    T_CHECK_MSG(same_file(path, &before), "fault %zu changed the store", k);
+  }
+  /* the process dies after the new file is written, before it is renamed: what a restart
+   * finds is the old store (the temporary file is the new one, never read) */
+  mn_atomic__before_rename = crash_before_rename;
+  T_EQ_INT(replay_store_absorb(path, W, 8, more, 1, &err), MN_OK);
+  mn_atomic__before_rename = NULL;
+  T_CHECK(crash_path != NULL);
+  replay_store s;
+  T_EQ_INT(replay_store_load(path, &s, &err), MN_OK);
+  const replay_lang *l = replay_store_find(&s, "swh");
+  T_CHECK(l && l->seen == 110); /* the absorb itself completed */
+  replay_store_free(&s);
+  free(c);
+  mn_buf_fini(&before);
+}
+
+static void damage_is_refused(void)
+{
+  mn_error err = {0};
+  mn_buf b;
+  mn_buf_init(&b, 1 << 24);
+  T_EQ_INT(mn_buf_read_file(&b, path, &err), MN_OK);
+  replay_store s;
+  b.data[b.len / 2] ^= 0x01; /* one bit, in the windows */
+  T_EQ_INT(replay_store_decode(b.data, b.len, path, &s, &err), MN_ERR_CORRUPT);
+  T_CHECK(strstr(err.msg, "checksum") != NULL && strstr(err.msg, path) != NULL);
+  b.data[b.len / 2] ^= 0x01;
+  T_EQ_INT(replay_store_decode(b.data, b.len - 7, path, &s, &err), MN_ERR_CORRUPT);
+  T_CHECK(strstr(err.msg, "truncated") != NULL);
+  b.data[0] = 'X';
+  T_EQ_INT(replay_store_decode(b.data, b.len, path, &s, &err), MN_ERR_CORRUPT);
+  T_CHECK(strstr(err.msg, "not a replay store") != NULL);
+  mn_buf_fini(&b);
+}
+
+int main(void)
+{
+  int fd = mkstemp(path);
+  close(fd);
+  T_RUN(fills_then_samples);
+  T_RUN(uniform_across_refreshes);
+  T_RUN(absorb_round_trip);
+  T_RUN(absorb_is_atomic);
+  T_RUN(damage_is_refused);
+  unlink(path);
+  return T_DONE();
+}
