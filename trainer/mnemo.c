@@ -7,6 +7,7 @@
  *     eval      checkpoint + shards -> bits per byte per language (--per-doc: NLL per document)
  *     generate  checkpoint + language + prompt -> text
  *     bench     tokens/s and GFLOP/s of a training step for the configured model
+ *     replay    absorb shards' windows into the replay store; verify a store
  *
  * Progress is JSON lines on stdout (one object per event), or a progress line on
  * stderr when stderr is a terminal.  Exit codes: 0 done, 1 failure, 2 usage,
@@ -14,6 +15,7 @@
  */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "configs/config.h"
+#include "replay/replay.h"
 #include "trainer/trainer.h"
 
 #include <errno.h>
@@ -93,8 +95,8 @@ static double peak_rss_mb(void)
 
 /* a tiny option scanner: --name VALUE pairs and flags, the rest positional */
 typedef struct opts {
-  const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags;
-  int64_t tokens, max_tokens, top_k, steps, seed;
+  const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags, *store;
+  int64_t tokens, max_tokens, top_k, steps, seed, capacity;
   double temperature;
   bool per_doc;
   char **pos;
@@ -122,6 +124,10 @@ static int parse(int argc, char **argv, opts *o)
       s = &o->split;
     else if (strcmp(a, "--tags") == 0)
       s = &o->tags;
+    else if (strcmp(a, "--store") == 0)
+      s = &o->store;
+    else if (strcmp(a, "--capacity") == 0)
+      n = &o->capacity;
     else if (strcmp(a, "--tokens") == 0)
       n = &o->tokens;
     else if (strcmp(a, "--max-tokens") == 0)
@@ -901,6 +907,93 @@ static int cmd_bench(worker *w, opts *o)
   return EXIT_OK;
 }
 
+/* ---------------------------------------------------------------- replay */
+
+/* replay_absorb -- every shard's sections cut into windows of train.seq_len + 1 tokens,
+ * back to back, offered to the store at --store (created when absent) */
+static int cmd_replay_absorb(worker *w, opts *o)
+{
+  if (!o->store || o->capacity < 1 || o->capacity > UINT32_MAX || o->npos < 2)
+    return usage("replay absorb needs --store FILE, --capacity N (windows per language) and at "
+                 "least one shard");
+  mn_error err = {0};
+  uint32_t window = (uint32_t)w->cfg.train.seq_len + 1;
+  int nshards = o->npos - 1;
+  shard *shards = calloc((size_t)nshards, sizeof *shards);
+  replay_offer *offers = NULL;
+  size_t noffers = 0, total = 0;
+  int code = EXIT_FAIL;
+  if (!shards) {
+    mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  for (int i = 0; i < nshards; i++) {
+    if (shard_read(o->pos[i + 1], &shards[i], &err) != MN_OK) goto out;
+    total += shards[i].nsections;
+  }
+  offers = calloc(total ? total : 1, sizeof *offers);
+  if (!offers) {
+    mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  for (int i = 0; i < nshards; i++)
+    for (uint32_t k = 0; k < shards[i].nsections; k++) {
+      const shard_section *sec = &shards[i].sections[k];
+      offers[noffers++] = (replay_offer){.code = sec->code,
+                                         .windows = shards[i].tokens + sec->first,
+                                         .n = (size_t)(sec->count / window)};
+    }
+  if (replay_store_absorb(o->store, window, (uint32_t)o->capacity, offers, noffers, &err) != MN_OK)
+    goto out;
+  replay_store s;
+  if (replay_store_load(o->store, &s, &err) != MN_OK) goto out;
+  for (size_t i = 0; i < noffers; i++) {
+    const replay_lang *l = replay_store_find(&s, offers[i].code);
+    emit(json_pack("{s:s, s:s, s:I, s:I, s:I}", "event", "replay_absorb", "lang", offers[i].code,
+                   "offered", (json_int_t)offers[i].n, "held", (json_int_t)(l ? l->count : 0),
+                   "seen", (json_int_t)(l ? l->seen : 0)));
+  }
+  replay_store_free(&s);
+  code = EXIT_OK;
+out:
+  if (code != EXIT_OK) code = fail(&err);
+  for (int i = 0; shards && i < nshards; i++)
+    shard_free(&shards[i]);
+  free(shards);
+  free(offers);
+  return code;
+}
+
+/* replay_verify -- read a store whole (every field and the checksum) and say what it holds */
+static int cmd_replay_verify(opts *o)
+{
+  if (o->npos != 2) return usage("replay verify takes one argument: STORE");
+  mn_error err = {0};
+  replay_store s;
+  if (replay_store_load(o->pos[1], &s, &err) != MN_OK) return fail(&err);
+  uint64_t held = 0;
+  for (uint32_t i = 0; i < s.nlangs; i++) {
+    const replay_lang *l = &s.langs[i];
+    held += l->count;
+    emit(json_pack("{s:s, s:s, s:I, s:I, s:I}", "event", "replay_lang", "lang", l->code, "capacity",
+                   (json_int_t)l->capacity, "held", (json_int_t)l->count, "seen",
+                   (json_int_t)l->seen));
+  }
+  emit(json_pack("{s:s, s:s, s:b, s:i, s:i, s:I}", "event", "replay_verify", "store", o->pos[1],
+                 "ok", 1, "window", (int)s.window, "languages", (int)s.nlangs, "windows",
+                 (json_int_t)held));
+  replay_store_free(&s);
+  return EXIT_OK;
+}
+
+static int cmd_replay(worker *w, opts *o)
+{
+  const char *sub = o->npos > 0 ? o->pos[0] : "";
+  if (strcmp(sub, "absorb") == 0) return cmd_replay_absorb(w, o);
+  if (strcmp(sub, "verify") == 0) return cmd_replay_verify(o);
+  return usage("replay wants absorb or verify, got \"%s\"", sub);
+}
+
 /* ---------------------------------------------------------------- main */
 
 static void help(FILE *f)
@@ -918,6 +1011,10 @@ static void help(FILE *f)
              "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
              "           [--temperature T] [--top-k K] [--seed S]\n"
              "  bench [--steps N]    tokens/s and GFLOP/s of a training step\n"
+             "  replay absorb --store FILE --capacity N SHARD...\n"
+             "                       offer the shards' windows (train.seq_len + 1 tokens) to\n"
+             "                       each language's reservoir; the store is replaced atomically\n"
+             "  replay verify STORE  check a store whole; windows held and seen per language\n"
              "  export-hf CKPT DIR   config.json + model.safetensors for GPT2LMHeadModel\n"
              "  import-llmc FILE OUT an llm.c fp32 GPT-2 checkpoint into a mnemo checkpoint\n\n"
              "The model and training come from the config (model.*, train.*; presets in\n"
@@ -985,6 +1082,8 @@ int main(int argc, char **argv)
     code = cmd_generate(&w, &o);
   } else if (strcmp(cmd, "bench") == 0) {
     code = cmd_bench(&w, &o);
+  } else if (strcmp(cmd, "replay") == 0) {
+    code = cmd_replay(&w, &o);
   } else if (strcmp(cmd, "export-hf") == 0 || strcmp(cmd, "import-llmc") == 0) {
     bool exp = cmd[0] == 'e';
     if (o.npos != 2) {

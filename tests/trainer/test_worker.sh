@@ -2,7 +2,8 @@
 # test_worker.sh -- the mnemo worker as the daemon will drive it: shards (splits that
 # partition, corruption refused), pretrain, resume that continues bit-identically,
 # SIGTERM that saves a resumable checkpoint (exit 75), eval per language and per
-# document, seeded generation, usage errors (exit 2).
+# document, seeded generation, the replay store (absorb twice, verify, damage refused),
+# usage errors (exit 2).
 set -euo pipefail
 mnemo=$1
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -73,8 +74,29 @@ g2=$(m generate --checkpoint "$tmp/a/model.safetensors" --lang spa --prompt "El 
 rc=0; m generate --checkpoint "$tmp/a/model.safetensors" --lang xyz 2>/dev/null >/dev/null || rc=$?
 [ $rc = 1 ] || fail "an unknown language: exit $rc"
 
+# the replay store: windows of seq_len + 1 = 17 tokens, a reservoir of 2 per language
+m replay absorb --store "$tmp/replay" --capacity 2 "$tmp/all.shard" >"$tmp/r1.log"
+m replay absorb --store "$tmp/replay" --capacity 2 "$tmp/all.shard" >"$tmp/r2.log"
+m replay verify "$tmp/replay" >"$tmp/rv.log"
+python3 - "$tmp/r1.log" "$tmp/rv.log" <<'PY' || fail "replay store: $(cat "$tmp/rv.log")"
+import json, sys
+offered = {e["lang"]: e["offered"] for e in map(json.loads, open(sys.argv[1]))}
+rows = [json.loads(l) for l in open(sys.argv[2])]
+langs = {e["lang"]: e for e in rows if e["event"] == "replay_lang"}
+assert set(langs) == {k for k, v in offered.items()}, (langs, offered)
+for k, e in langs.items():  # offered twice: seen doubles, held is capped at the capacity
+    assert e["seen"] == 2 * offered[k] and e["held"] == min(2, 2 * offered[k]), (k, e)
+assert rows[-1]["ok"] and rows[-1]["window"] == 17
+PY
+python3 -c "import sys; p=sys.argv[1]; d=bytearray(open(p,'rb').read()); d[len(d)//2]^=1; open(p,'wb').write(d)" "$tmp/replay"
+rc=0; m replay verify "$tmp/replay" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "checksum mismatch" "$tmp/err" || fail "a damaged replay store: rc $rc, $(cat "$tmp/err")"
+rc=0; m replay absorb --store "$tmp/replay" --capacity 3 "$tmp/all.shard" >/dev/null 2>&1 || rc=$?
+[ $rc = 1 ] || fail "absorbing into a damaged store: exit $rc"
+
 # usage errors
-for args in "" "frobnicate" "pretrain" "shard --out x" "eval" "generate --lang spa"; do
+for args in "" "frobnicate" "pretrain" "shard --out x" "eval" "generate --lang spa" "replay" \
+  "replay absorb --store x"; do
   rc=0
   # shellcheck disable=SC2086
   "$mnemo" $args >/dev/null 2>&1 || rc=$?
