@@ -779,9 +779,11 @@ static mn_status load_batch(run *r, batch *b, mn_error *err)
   if (PQputCopyEnd(r->conn, rc == MN_OK ? NULL : "ingest failed") != 1 && rc == MN_OK)
     rc = db_error(r->conn, NULL, "could not finish storing documents", err);
   while ((res = PQgetResult(r->conn))) {
+    bool stuck = PQresultStatus(res) == PGRES_COPY_IN; /* the end never reached the server */
     if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == MN_OK)
       rc = db_error(r->conn, res, "could not store documents", err);
     PQclear(res);
+    if (stuck) break;
   }
   if (rc != MN_OK) return rc;
   for (size_t i = 0; i < b->n; i++) {

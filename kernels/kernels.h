@@ -58,7 +58,10 @@ typedef struct kernels_backend {
   void (*matmul_backward)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                           const float *w, int N, int C, int OC);
   /* causal multi-head attention: qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) keeps the
-   * softmax probabilities for backward: row t holds columns 0..t, the rest is unspecified */
+   * softmax probabilities for backward: row t holds columns 0..t; what follows is the
+   * backend's own business (the CPU backend writes zeros to the end of the block of 64
+   * columns, or of its tile of rows, and its backward relies on them: pair a backend's
+   * forward with its own backward) */
   void (*attention_forward)(float *out, float *att, float *scratch, const float *qkv, int B, int T,
                             int C, int NH);
   /* dqkv is overwritten; scratch (forward's too): B*NH*T*T + B*C*(T+80) floats,

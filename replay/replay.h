@@ -88,6 +88,31 @@ MN_NODISCARD mn_status replay_store_absorb(const char *path, uint32_t window, ui
                                            const replay_offer *offers, size_t noffers,
                                            mn_error *err);
 
+/* ---------------------------------------------------------------- samplers over languages
+ *
+ * Which language the next window comes from.  n[i] is what language i has (tokens or
+ * windows), boost[i] > 0 multiplies its weight (NULL: all 1; the triage of user reports
+ * raises a language this way).  Languages with n[i] = 0 get nothing.
+ */
+
+/* replay_shares_temperature -- q[i] proportional to boost[i] * n[i]^alpha, summing to 1:
+ * alpha = 1 follows the data, alpha = 0 is uniform, in between flattens it. */
+MN_NODISCARD mn_status replay_shares_temperature(const double *n, const double *boost, size_t k,
+                                                 double alpha, double *q /* OUT, k */,
+                                                 mn_error *err);
+
+/*
+ * replay_budget_unimax -- UniMax (Chung et al., 2023): a budget of `total` windows split
+ * as evenly as the boosts allow (language i's part proportional to boost[i]), none given
+ * more than epochs * n[i]; what a capped language cannot take is handed on to the others
+ * (water-filling).  budget[i] sums to total, or to the sum of the caps when they are
+ * smaller (*unused says by how much).
+ */
+MN_NODISCARD mn_status replay_budget_unimax(const double *n, const double *boost, size_t k,
+                                            double total, double epochs,
+                                            double *budget /* OUT, k */, double *unused /* OUT */,
+                                            mn_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -270,7 +270,7 @@ static void attention(void)
 }
 
 /* attention_heads_of_64 -- the AVX-512 path (heads of 64) against the portable sgemm path,
- * forward and backward, at a T that is a multiple of neither the 4-row tile nor 64, and
+ * forward and backward, at a T that is a multiple of neither the 6-row tile nor 64, and
  * its own gradients against finite differences.  On a CPU without AVX-512 both runs take
  * the portable path and must agree exactly. */
 static void attention_heads_of_64(void)

@@ -2,7 +2,8 @@
  * test_replay.c -- the replay store: reservoirs fill then sample, sampling stays
  * uniform over every window ever offered across refreshes (a chi-square test with
  * fixed seeds, and the same test failing when `seen` is not carried over), an
- * absorb that fails or crashes leaves the old file, and a damaged file is refused.
+ * absorb that fails or crashes leaves the old file, and a damaged file is refused;
+ * the samplers over languages on hand-worked examples.
  */
 #include "replay/replay.h"
 #include "tests/test.h"
@@ -206,6 +207,49 @@ static void damage_is_refused(void)
   mn_buf_fini(&b);
 }
 
+static bool near(double a, double b)
+{
+  return fabs(a - b) < 1e-9;
+}
+
+static void temperature_shares(void)
+{
+  mn_error err = {0};
+  double n[] = {100, 1, 0}, q[3], boost[] = {1, 2, 5};
+  T_EQ_INT(replay_shares_temperature(n, NULL, 3, 0.5, q, &err), MN_OK);
+  T_CHECK(near(q[0], 10.0 / 11) && near(q[1], 1.0 / 11) && q[2] == 0); /* sqrt: 10 to 1 */
+  T_EQ_INT(replay_shares_temperature(n, NULL, 3, 1.0, q, &err), MN_OK);
+  T_CHECK(near(q[0], 100.0 / 101));
+  T_EQ_INT(replay_shares_temperature(n, boost, 3, 0.0, q, &err), MN_OK);
+  T_CHECK(near(q[0], 1.0 / 3) && near(q[1], 2.0 / 3) && q[2] == 0); /* no data, no share */
+  double none[] = {0, 0};
+  T_EQ_INT(replay_shares_temperature(none, NULL, 2, 0.3, q, &err), MN_ERR_INPUT);
+  boost[1] = 0;
+  T_EQ_INT(replay_shares_temperature(n, boost, 3, 0.3, q, &err), MN_ERR_INPUT);
+}
+
+static void unimax_budgets(void)
+{
+  mn_error err = {0};
+  double n[] = {100, 10, 1}, b[3], unused;
+  /* 90 windows, 2 epochs: caps 200, 20, 2.  Even split 30: the smallest takes its 2, the
+   * 88 left split 44 / 44, the middle one takes its 20, the largest the remaining 68. */
+  T_EQ_INT(replay_budget_unimax(n, NULL, 3, 90, 2, b, &unused, &err), MN_OK);
+  T_CHECK(near(b[0], 68) && near(b[1], 20) && near(b[2], 2) && unused == 0);
+  /* more than every cap together: each gets its cap, and the rest is reported unused */
+  T_EQ_INT(replay_budget_unimax(n, NULL, 3, 300, 2, b, &unused, &err), MN_OK);
+  T_CHECK(near(b[0], 200) && near(b[1], 20) && near(b[2], 2) && near(unused, 78));
+  /* boosts weight the even split: 1 : 2 : 1 */
+  double same[] = {100, 100, 100}, boost[] = {1, 2, 1};
+  T_EQ_INT(replay_budget_unimax(same, boost, 3, 100, 10, b, &unused, &err), MN_OK);
+  T_CHECK(near(b[0], 25) && near(b[1], 50) && near(b[2], 25));
+  /* a boosted language that runs out hands its excess to the others */
+  double small[] = {100, 5, 100};
+  T_EQ_INT(replay_budget_unimax(small, boost, 3, 100, 1, b, &unused, &err), MN_OK);
+  T_CHECK(near(b[1], 5) && near(b[0], 47.5) && near(b[2], 47.5));
+  T_EQ_INT(replay_budget_unimax(n, NULL, 3, 90, 0, b, &unused, &err), MN_ERR_INPUT);
+}
+
 int main(void)
 {
   int fd = mkstemp(path);
@@ -215,6 +259,8 @@ int main(void)
   T_RUN(absorb_round_trip);
   T_RUN(absorb_is_atomic);
   T_RUN(damage_is_refused);
+  T_RUN(temperature_shares);
+  T_RUN(unimax_budgets);
   unlink(path);
   return T_DONE();
 }
