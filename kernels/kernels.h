@@ -54,7 +54,8 @@ typedef struct kernels_backend {
   /* out (N,OC) = inp (N,C) . w^T (w is (OC,C)) + bias (OC); bias may be NULL */
   void (*matmul_forward)(float *out, const float *inp, const float *w, const float *bias, int N,
                          int C, int OC);
-  /* dinp = dout . w (overwritten; may be NULL); dw += dout^T . inp; dbias += column sums */
+  /* dinp = dout . w (overwritten; may be NULL); dw += dout^T . inp (dw may be NULL: a frozen
+   * weight); dbias += column sums (may be NULL) */
   void (*matmul_backward)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                           const float *w, int N, int C, int OC);
   /* causal multi-head attention: qkv (B,T,3C) -> out (B,T,C); att (B,NH,T,T) keeps the

@@ -141,6 +141,7 @@ struct gpt {
   const kernels_backend *k;
   int maxB, maxT;
   size_t nparams;
+  int first_trainable; /* the lowest trainable block; -1: the embeddings too (the default) */
   float *params, *grads, *m, *v;
   float *act_mem, *grad_mem;
   size_t act_floats, grad_floats; /* their sizes, for kernels_host_free */
@@ -214,6 +215,7 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   m->maxB = B;
   m->maxT = T;
   m->nparams = gpt_num_params(cfg);
+  m->first_trainable = -1;
   size_t L = (size_t)cfg->n_layer, C = (size_t)cfg->n_embd, NH = (size_t)cfg->n_head;
   size_t Vp = (size_t)cfg->padded_vocab, BT = (size_t)B * T;
 
@@ -403,9 +405,26 @@ float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, 
   return (float)(sum / N);
 }
 
+void gpt_set_trainable(gpt *m, int first)
+{
+  int L = m->cfg.n_layer;
+  m->first_trainable = first < -1 ? -1 : (first > L ? L : first);
+}
+
+int gpt_trainable_first(const gpt *m)
+{
+  return m->first_trainable;
+}
+
+size_t gpt_trainable_offset(const gpt *m)
+{
+  return m->first_trainable < 0 ? 0 : gpt_block_offset(&m->cfg, m->first_trainable);
+}
+
 void gpt_zero_grad(gpt *m)
 {
-  memset(m->grads, 0, m->nparams * sizeof(float));
+  size_t off = gpt_trainable_offset(m); /* frozen gradients are never computed or read */
+  memset(m->grads + off, 0, (m->nparams - off) * sizeof(float));
 }
 
 void gpt_backward(gpt *m)
@@ -423,7 +442,9 @@ void gpt_backward(gpt *m)
     g->dlosses[i] = 1.0f / (float)N;
   k->crossentropy_backward(g->dlogits, a->probs, g->dlosses, m->targets, N, V, Vp);
   float *dwte = m->grads, *dwpe = m->grads + (size_t)Vp * C;
-  k->matmul_backward(g->dln, dwte, NULL, g->dlogits, a->lnf, m->params, N, C, Vp);
+  bool embeddings = m->first_trainable < 0; /* the output head is the (tied) embedding */
+  k->matmul_backward(g->dln, embeddings ? dwte : NULL, NULL, g->dlogits, a->lnf, m->params, N, C,
+                     Vp);
   const float *res_last = L > 0 ? a->res3 + (size_t)(L - 1) * BTC : a->encoded;
   float *lnfw = m->params + gpt_block_offset(c, L);
   float *dlnfw = m->grads + gpt_block_offset(c, L);
@@ -431,7 +452,9 @@ void gpt_backward(gpt *m)
   k->layernorm_backward(g->dres, dlnfw, dlnfw + C, g->dln, res_last, lnfw, a->lnf_mean, a->lnf_rstd,
                         N, C);
 
-  for (int l = L - 1; l >= 0; l--) {
+  /* backward stops at the lowest trainable block: frozen blocks cost nothing */
+  int lowest = m->first_trainable < 0 ? 0 : m->first_trainable;
+  for (int l = L - 1; l >= lowest; l--) {
     block_ptrs w = block_of(c, m->params, l), dw = block_of(c, m->grads, l);
     const float *res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
     float *ln1 = a->ln1 + l * BTC, *qkv = a->qkv + l * BTC * 3, *atty = a->atty + l * BTC;
@@ -457,28 +480,36 @@ void gpt_backward(gpt *m)
                           a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, N,
                           C); /* dres is now d(res_in) */
   }
-  k->encoder_backward(dwte, dwpe, g->dres, m->tokens, B, T, C);
+  if (embeddings) k->encoder_backward(dwte, dwpe, g->dres, m->tokens, B, T, C);
 }
 
 float gpt_grad_norm(gpt *m)
 {
-  return (float)sqrt(m->k->sum_squares(m->grads, m->nparams));
+  size_t off = gpt_trainable_offset(m);
+  return (float)sqrt(m->k->sum_squares(m->grads + off, m->nparams - off));
 }
 
 float gpt_update(gpt *m, const gpt_adamw *o, int t)
 {
   float norm = gpt_grad_norm(m);
   float scale = o->grad_clip > 0 && norm > o->grad_clip ? o->grad_clip / norm : 1.0f;
-  int n = gpt_num_tensors(&m->cfg);
+  int n = gpt_num_tensors(&m->cfg), L = m->cfg.n_layer;
+  size_t first = gpt_trainable_offset(m);
   for (int i = 0; i < n; i++) {
     char name[64];
     size_t shape[2], off;
     int ndim;
     gpt_tensor_info(&m->cfg, i, name, shape, &ndim, &off);
+    if (off < first) continue; /* frozen: its value, moments and all stay as they are */
     size_t count = shape[0] * (ndim == 2 ? shape[1] : 1);
     float wd = ndim == 2 ? o->weight_decay : 0.0f; /* no decay on biases and LayerNorms */
-    m->k->adamw_update(m->params + off, m->grads + off, m->m + off, m->v + off, count, o->lr,
-                       o->beta1, o->beta2, o->eps, wd, scale, t);
+    /* discriminative rates: the final LayerNorm and the top block at lr, each block below
+     * divided by lr_factor once more, the embeddings by lr_factor^L */
+    int depth =
+        i < 2 ? L : (i >= 2 + GPT_BLOCK_TENSORS * L ? 0 : L - 1 - (i - 2) / GPT_BLOCK_TENSORS);
+    float lr = o->lr_factor > 1.0f ? o->lr / powf(o->lr_factor, (float)depth) : o->lr;
+    m->k->adamw_update(m->params + off, m->grads + off, m->m + off, m->v + off, count, lr, o->beta1,
+                       o->beta2, o->eps, wd, scale, t);
   }
   return norm;
 }

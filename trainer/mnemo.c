@@ -98,7 +98,7 @@ typedef struct opts {
   const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags, *store;
   int64_t tokens, max_tokens, top_k, steps, seed, capacity;
   double temperature;
-  bool per_doc;
+  bool per_doc, stages;
   char **pos;
   int npos;
 } opts;
@@ -140,6 +140,9 @@ static int parse(int argc, char **argv, opts *o)
       n = &o->seed;
     else if (strcmp(a, "--per-doc") == 0) {
       o->per_doc = true;
+      continue;
+    } else if (strcmp(a, "--stages") == 0) {
+      o->stages = true;
       continue;
     } else if (strcmp(a, "--temperature") == 0) {
       if (i + 1 >= argc) return usage("--temperature needs a value");
@@ -826,6 +829,59 @@ static int cmp_double(const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
+/* step_parts -- mean milliseconds of forward, backward and update over `steps` steps after
+ * two warm-up steps, with the model's current trainable part */
+static void step_parts(gpt *m, const int32_t *x, const int32_t *y, int B, int T,
+                       const gpt_adamw *opt, int steps, double ms[3])
+{
+  ms[0] = ms[1] = ms[2] = 0;
+  for (int t = 1; t <= steps + 2; t++) {
+    double t0 = mn_monotonic_ms();
+    gpt_zero_grad(m);
+    gpt_forward(m, x, y, B, T);
+    double t1 = mn_monotonic_ms();
+    gpt_backward(m);
+    double t2 = mn_monotonic_ms();
+    gpt_update(m, opt, t);
+    double t3 = mn_monotonic_ms();
+    if (t > 2) ms[0] += t1 - t0, ms[1] += t2 - t1, ms[2] += t3 - t2;
+  }
+  for (int i = 0; i < 3; i++)
+    ms[i] /= steps;
+}
+
+/*
+ * bench_stages -- progressive unfreezing: the step time with the top k blocks trainable
+ * against full fine-tuning, and against the ideal: the forward, plus k/L of the full
+ * backward, plus the update's share for the trainable parameters.
+ */
+static void bench_stages(gpt *m, const int32_t *x, const int32_t *y, int B, int T,
+                         const gpt_adamw *opt, int steps)
+{
+  int L = gpt_get_config(m)->n_layer;
+  double full[3];
+  gpt_set_trainable(m, -1);
+  step_parts(m, x, y, B, T, opt, steps, full);
+  double full_ms = full[0] + full[1] + full[2];
+  size_t n = gpt_params_count(m);
+  int ks[] = {1, 2, L / 2, L};
+  for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+    int k = ks[i];
+    if (k < 1 || (i > 0 && k <= ks[i - 1])) continue;
+    double part[3];
+    gpt_set_trainable(m, L - k);
+    step_parts(m, x, y, B, T, opt, steps, part);
+    double ms = part[0] + part[1] + part[2];
+    double share = (double)(n - gpt_trainable_offset(m)) / (double)n;
+    double ideal = full[0] + full[1] * k / L + full[2] * share;
+    emit(json_pack("{s:s, s:i, s:i, s:f, s:f, s:f, s:f, s:f}", "event", "bench_stage",
+                   "trainable_blocks", k, "layers", L, "ms_per_step", ms, "full_ms_per_step",
+                   full_ms, "saving", 1.0 - ms / full_ms, "ideal_ms_per_step", ideal, "over_ideal",
+                   ms / ideal - 1.0));
+  }
+  gpt_set_trainable(m, -1);
+}
+
 static int cmd_bench(worker *w, opts *o)
 {
   mn_error err = {0};
@@ -857,6 +913,12 @@ static int cmd_bench(worker *w, opts *o)
   sgemm_probe probe = {0};
   bool probe_ok = sgemm_probe_init(&probe, 1024);
   double *rates = calloc((size_t)steps, sizeof(double));
+  if (o->stages) {
+    bench_stages(m, x, y, B, T, &opt, steps);
+    free(x), free(y);
+    gpt_destroy(m);
+    return EXIT_OK;
+  }
   double best = INFINITY, total = 0;
   for (int t = 1; t <= steps + 2; t++) {
     double t0 = mn_monotonic_ms();
@@ -1010,7 +1072,9 @@ static void help(FILE *f)
              "                       bits per byte per language (and NLL per document)\n"
              "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
              "           [--temperature T] [--top-k K] [--seed S]\n"
-             "  bench [--steps N]    tokens/s and GFLOP/s of a training step\n"
+             "  bench [--steps N] [--stages]\n"
+             "                       tokens/s and GFLOP/s of a training step; --stages: the\n"
+             "                       step time with the top k blocks trainable (unfreezing)\n"
              "  replay absorb --store FILE --capacity N SHARD...\n"
              "                       offer the shards' windows (train.seq_len + 1 tokens) to\n"
              "                       each language's reservoir; the store is replaced atomically\n"

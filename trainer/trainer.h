@@ -85,7 +85,20 @@ const float *gpt_losses(const gpt *m); /* (B,T) nats, after a forward with targe
 const float *gpt_probs(const gpt *m);  /* (B,T,Vp), after a forward with targets */
 const float *gpt_logits(const gpt *m); /* (B,T,Vp), after any forward */
 
-/* gpt_zero_grad / gpt_backward -- gradients of the last forward's mean loss (adds into grads). */
+/*
+ * gpt_set_trainable -- progressive unfreezing: train blocks first..L-1 and the final
+ * LayerNorm; first = -1 (the default) trains the embeddings too (they are also the output
+ * head), first = L only the final LayerNorm.  Out-of-range values are clamped.  The
+ * trainable parameters are one suffix of the layer-major buffer, from
+ * gpt_trainable_offset; backward stops at block `first`, and gpt_update leaves the
+ * frozen prefix (values and moments) bit-identical.
+ */
+void gpt_set_trainable(gpt *m, int first);
+int gpt_trainable_first(const gpt *m);
+size_t gpt_trainable_offset(const gpt *m);
+
+/* gpt_zero_grad / gpt_backward -- gradients of the last forward's mean loss (adds into grads);
+ * only the trainable suffix is zeroed and computed. */
 void gpt_zero_grad(gpt *m);
 void gpt_backward(gpt *m);
 
@@ -95,12 +108,13 @@ float gpt_grad_norm(gpt *m);
 typedef struct gpt_adamw {
   float lr, beta1, beta2, eps, weight_decay;
   float grad_clip; /* <= 0: none */
+  float lr_factor; /* discriminative rates: each block down divides lr by it (<= 1: none) */
 } gpt_adamw;
 
 /*
- * gpt_update -- one AdamW step (step t >= 1) over all parameters, after
+ * gpt_update -- one AdamW step (step t >= 1) over the trainable parameters, after
  * clipping the gradient norm; weight decay on matrices only (not biases,
- * LayerNorms).  Returns the gradient norm before clipping.
+ * LayerNorms).  Returns the gradient norm (of the trainable part) before clipping.
  */
 float gpt_update(gpt *m, const gpt_adamw *opt, int t);
 

@@ -200,11 +200,12 @@ static void matmul_backward(float *dinp, float *dw, float *dbias, const float *d
     if (dinp && r1 > r0)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, C, OC, 1.0f,
                   dout + (size_t)r0 * OC, OC, w, C, 0.0f, dinp + (size_t)r0 * C, C);
-    /* dw (OC,C) += dout^T (OC,N) . inp (N,C), by rows of OC */
+    /* dw (OC,C) += dout^T (OC,N) . inp (N,C), by rows of OC (none when dw is NULL: frozen) */
     block_of(OC, &o0, &o1);
     if (o1 > o0) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, C, N, 1.0f, dout + o0, OC, inp,
-                  C, 1.0f, dw + (size_t)o0 * C, C);
+      if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, C, N, 1.0f, dout + o0, OC,
+                    inp, C, 1.0f, dw + (size_t)o0 * C, C);
       if (dbias) /* row by row: the inner loop runs along memory */
         for (int i = 0; i < N; i++) {
           const float *d = dout + (size_t)i * OC;

@@ -174,6 +174,104 @@ static void determinism_and_overfit(void)
   gpt_destroy(b);
 }
 
+/*
+ * unfreezing -- with the top block (and the final LayerNorm) trainable: the gradients of
+ * that suffix equal those of a full backward, bit for bit; the frozen prefix keeps its
+ * values and moments bit for bit over several steps; the trainable part moves.
+ */
+static void unfreezing(void)
+{
+  gpt *full = make(2, 8, 5), *part = make(2, 8, 5);
+  int L = tiny.n_layer;
+  gpt_set_trainable(part, L - 1);
+  T_EQ_INT(gpt_trainable_first(part), L - 1);
+  size_t off = gpt_trainable_offset(part), n = gpt_params_count(part);
+  T_EQ_INT(off, gpt_block_offset(&tiny, L - 1));
+  gpt_zero_grad(full);
+  gpt_forward(full, tokens, targets, 2, 8);
+  gpt_backward(full);
+  gpt_zero_grad(part);
+  gpt_forward(part, tokens, targets, 2, 8);
+  gpt_backward(part);
+  T_CHECK(memcmp(gpt_grads(full) + off, gpt_grads(part) + off, (n - off) * sizeof(float)) == 0);
+
+  float *before = malloc(n * sizeof(float)), *mom = malloc(n * sizeof(float));
+  memcpy(before, gpt_params(part), n * sizeof(float));
+  memcpy(mom, gpt_adam_m(part), n * sizeof(float));
+  gpt_adamw o = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+  for (int t = 1; t <= 5; t++) {
+    gpt_zero_grad(part);
+    gpt_forward(part, tokens, targets, 2, 8);
+    gpt_backward(part);
+    gpt_update(part, &o, t);
+  }
+  T_CHECK(memcmp(before, gpt_params(part), off * sizeof(float)) == 0);
+  T_CHECK(memcmp(mom, gpt_adam_m(part), off * sizeof(float)) == 0);
+  T_CHECK(memcmp(before + off, gpt_params(part) + off, (n - off) * sizeof(float)) != 0);
+  /* out-of-range stages are clamped: -5 trains everything, L + 3 only the final LayerNorm */
+  gpt_set_trainable(part, -5);
+  T_EQ_INT(gpt_trainable_offset(part), 0);
+  gpt_set_trainable(part, L + 3);
+  T_EQ_INT(gpt_trainable_offset(part), gpt_block_offset(&tiny, L));
+  free(before), free(mom);
+  gpt_destroy(full);
+  gpt_destroy(part);
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* median |change| of block l's attention weights after one step */
+static float median_step(const float *before, const float *after, size_t off, size_t count)
+{
+  float *d = malloc(count * sizeof(float));
+  for (size_t i = 0; i < count; i++)
+    d[i] = fabsf(after[off + i] - before[off + i]);
+  qsort(d, count, sizeof(float), cmp_float);
+  float med = d[count / 2];
+  free(d);
+  return med;
+}
+
+/*
+ * discriminative_rates -- AdamW's first step moves each weight by about its learning rate
+ * (m / sqrt(v) = g / |g|), so with lr_factor 2 the top block moves by lr, the block below
+ * by lr / 2 and the embeddings by lr / 2^L.
+ */
+static void discriminative_rates(void)
+{
+  gpt *m = make(2, 8, 6);
+  size_t n = gpt_params_count(m);
+  float *before = malloc(n * sizeof(float));
+  memcpy(before, gpt_params(m), n * sizeof(float));
+  gpt_adamw o = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-12f, .lr_factor = 2.0f};
+  gpt_zero_grad(m);
+  gpt_forward(m, tokens, targets, 2, 8);
+  gpt_backward(m);
+  gpt_update(m, &o, 1);
+  int L = tiny.n_layer;
+  char name[64];
+  size_t shape[2], off;
+  int ndim;
+  for (int l = 0; l < L; l++) {
+    gpt_tensor_info(&tiny, 2 + GPT_BLOCK_TENSORS * l + GPT_QKVW, name, shape, &ndim, &off);
+    float med = median_step(before, gpt_params(m), off, shape[0] * shape[1]);
+    float want = 1e-3f / powf(2.0f, (float)(L - 1 - l));
+    T_CHECK_MSG(fabsf(med - want) < 0.02f * want, "%s moved %g, want %g", name, med, want);
+  }
+  gpt_tensor_info(&tiny, 0, name, shape, &ndim, &off); /* wte: rows of tokens in the batch */
+  float moved = 0;
+  for (size_t i = 0; i < shape[0] * shape[1]; i++)
+    moved = fmaxf(moved, fabsf(gpt_params(m)[off + i] - before[off + i]));
+  T_CHECK_MSG(fabsf(moved - 1e-3f / powf(2.0f, (float)L)) < 0.02f * 1e-3f / powf(2.0f, (float)L),
+              "wte moved at most %g", moved);
+  free(before);
+  gpt_destroy(m);
+}
+
 static void schedule(void)
 {
   T_CHECK(fabsf(gpt_lr_at(1.0f, 10, 110, 0.1f, 1) - 0.1f) < 1e-6f);
@@ -193,5 +291,7 @@ int main(void)
   T_RUN(gradients);
   T_RUN(determinism_and_overfit);
   T_RUN(schedule);
+  T_RUN(unfreezing);
+  T_RUN(discriminative_rates);
   return T_DONE();
 }
