@@ -38,6 +38,14 @@ typedef struct kernels_device_info {
   char why[256];       /* why device_count is 0 */
 } kernels_device_info;
 
+/* EWC (elastic weight consolidation), fused into the optimizer step: the penalty
+ * lambda/2 * sum_i F_i (theta_i - anchor_i)^2 adds lambda F (theta - anchor) to the
+ * (clipped) data gradient.  fisher and anchor point at the same elements as params. */
+typedef struct kernels_ewc {
+  const float *fisher, *anchor;
+  float lambda;
+} kernels_ewc;
+
 /* The ops.  N is the number of rows (B*T); Vp >= V is the padded vocabulary. */
 typedef struct kernels_backend {
   const char *name;
@@ -83,10 +91,11 @@ typedef struct kernels_backend {
   void (*crossentropy_backward)(float *dlogits, const float *probs, const float *dlosses,
                                 const int32_t *targets, int N, int V, int Vp);
   /* AdamW with decoupled weight decay over n parameters, step t >= 1; the gradient is
-   * grads[i] * grad_scale (gradient clipping folded in: no separate pass over grads) */
+   * grads[i] * grad_scale (gradient clipping folded in: no separate pass over grads), plus
+   * EWC's when ewc is not NULL */
   void (*adamw_update)(float *params, const float *grads, float *m, float *v, size_t n, float lr,
                        float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                       int t);
+                       int t, const kernels_ewc *ewc);
   /* sum of x[i]^2 in double, in fixed chunks: the same result whatever the thread count */
   double (*sum_squares)(const float *x, size_t n);
 } kernels_backend;

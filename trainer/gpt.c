@@ -142,6 +142,8 @@ struct gpt {
   int maxB, maxT;
   size_t nparams;
   int first_trainable; /* the lowest trainable block; -1: the embeddings too (the default) */
+  const float *ewc_fisher, *ewc_anchor; /* borrowed; NULL: no EWC */
+  float ewc_lambda;
   float *params, *grads, *m, *v;
   float *act_mem, *grad_mem;
   size_t act_floats, grad_floats; /* their sizes, for kernels_host_free */
@@ -421,6 +423,25 @@ size_t gpt_trainable_offset(const gpt *m)
   return m->first_trainable < 0 ? 0 : gpt_block_offset(&m->cfg, m->first_trainable);
 }
 
+void gpt_set_ewc(gpt *m, const float *fisher, const float *anchor, float lambda)
+{
+  bool on = fisher && anchor && lambda != 0.0f;
+  m->ewc_fisher = on ? fisher : NULL;
+  m->ewc_anchor = on ? anchor : NULL;
+  m->ewc_lambda = on ? lambda : 0.0f;
+}
+
+double gpt_ewc_penalty(const gpt *m)
+{
+  if (!m->ewc_fisher) return 0.0;
+  double sum = 0;
+  for (size_t i = gpt_trainable_offset(m); i < m->nparams; i++) {
+    double d = (double)m->params[i] - m->ewc_anchor[i];
+    sum += m->ewc_fisher[i] * d * d;
+  }
+  return 0.5 * m->ewc_lambda * sum;
+}
+
 void gpt_zero_grad(gpt *m)
 {
   size_t off = gpt_trainable_offset(m); /* frozen gradients are never computed or read */
@@ -508,8 +529,10 @@ float gpt_update(gpt *m, const gpt_adamw *o, int t)
     int depth =
         i < 2 ? L : (i >= 2 + GPT_BLOCK_TENSORS * L ? 0 : L - 1 - (i - 2) / GPT_BLOCK_TENSORS);
     float lr = o->lr_factor > 1.0f ? o->lr / powf(o->lr_factor, (float)depth) : o->lr;
+    kernels_ewc ewc = {m->ewc_fisher ? m->ewc_fisher + off : NULL,
+                       m->ewc_anchor ? m->ewc_anchor + off : NULL, m->ewc_lambda};
     m->k->adamw_update(m->params + off, m->grads + off, m->m + off, m->v + off, count, lr, o->beta1,
-                       o->beta2, o->eps, wd, scale, t);
+                       o->beta2, o->eps, wd, scale, t, m->ewc_fisher ? &ewc : NULL);
   }
   return norm;
 }

@@ -105,6 +105,17 @@ void gpt_backward(gpt *m);
 /* gpt_grad_norm -- the global L2 norm of the gradients. */
 float gpt_grad_norm(gpt *m);
 
+/*
+ * gpt_set_ewc -- elastic weight consolidation: the penalty lambda/2 * sum F (theta - anchor)^2
+ * over the trainable parameters, its gradient fused into gpt_update (added after clipping:
+ * the pull towards the anchor is not scaled down with the data gradient).  fisher and
+ * anchor are num_params floats in the layer-major layout, borrowed until EWC is set
+ * again; NULL fisher, NULL anchor or lambda 0 turn it off.
+ */
+void gpt_set_ewc(gpt *m, const float *fisher, const float *anchor, float lambda);
+/* gpt_ewc_penalty -- the penalty at the current weights (0 without EWC). */
+double gpt_ewc_penalty(const gpt *m);
+
 typedef struct gpt_adamw {
   float lr, beta1, beta2, eps, weight_decay;
   float grad_clip; /* <= 0: none */

@@ -419,7 +419,8 @@ static void adamw(void)
   double P[3] = {1.0, -2.0, 0.5}, M[3] = {0}, V[3] = {0};
   const double lr = 1e-2, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
   for (int t = 1; t <= 3; t++) {
-    K->adamw_update(p, g, m, v, 3, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, 0.5f, t);
+    K->adamw_update(p, g, m, v, 3, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, 0.5f, t,
+                    NULL);
     for (int i = 0; i < 3; i++) { /* the textbook update, in double, of the scaled gradient */
       double gi = 0.5 * g[i];
       M[i] = b1 * M[i] + (1 - b1) * gi;
@@ -432,6 +433,25 @@ static void adamw(void)
     T_CHECK_MSG(fabs(p[i] - P[i]) < 1e-5, "p[%d] %g vs %g", i, p[i], P[i]);
   /* a zero gradient still decays the weight (decoupled weight decay) */
   T_CHECK(p[2] < 0.5f);
+  /* EWC fused: lambda F (theta - anchor) joins the scaled gradient, theta before the step */
+  float q[3] = {1.0f, -2.0f, 0.5f}, qm[3] = {0}, qv[3] = {0};
+  const float F[3] = {2.0f, 0.0f, 5.0f}, A[3] = {0.5f, -1.0f, 0.4f};
+  double Q[3] = {1.0, -2.0, 0.5}, QM[3] = {0}, QV[3] = {0};
+  kernels_ewc ewc = {.fisher = F, .anchor = A, .lambda = 0.3f};
+  for (int t = 1; t <= 3; t++) {
+    K->adamw_update(q, g, qm, qv, 3, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, 0.5f,
+                    t, &ewc);
+    for (int i = 0; i < 3; i++) {
+      double gi = 0.5 * g[i] + 0.3 * F[i] * (Q[i] - A[i]);
+      QM[i] = b1 * QM[i] + (1 - b1) * gi;
+      QV[i] = b2 * QV[i] + (1 - b2) * gi * gi;
+      double mh = QM[i] / (1 - pow(b1, t)), vh = QV[i] / (1 - pow(b2, t));
+      Q[i] -= lr * (mh / (sqrt(vh) + eps) + wd * Q[i]);
+    }
+  }
+  for (int i = 0; i < 3; i++)
+    T_CHECK_MSG(fabs(q[i] - Q[i]) < 1e-5, "with EWC, q[%d] %g vs %g", i, q[i], Q[i]);
+  T_CHECK(q[0] != p[0] && q[1] == p[1]); /* F = 0: no pull */
   /* the squared norm, in double, deterministic in its chunks */
   size_t n = 3000001;
   float *x = malloc(n * sizeof(float));

@@ -272,6 +272,64 @@ static void discriminative_rates(void)
   gpt_destroy(m);
 }
 
+/*
+ * ewc_gradient -- the EWC gradient fused into gpt_update, read back through the update
+ * itself and checked against finite differences of gpt_ewc_penalty.  With beta1 = 0 and a
+ * large eps, Adam's first step is lr * g / (|g| + eps): the step reveals the gradient the
+ * optimizer used, and subtracting the data gradient leaves EWC's.
+ */
+static void ewc_gradient(void)
+{
+  gpt *m = make(2, 8, 8);
+  size_t n = gpt_params_count(m);
+  float *F = malloc(n * sizeof(float)), *A = malloc(n * sizeof(float));
+  float *theta = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
+  uint64_t r = 42;
+  for (size_t i = 0; i < n; i++) {
+    r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+    F[i] = (float)((r >> 40) % 1000) / 100.0f; /* 0 .. 10 */
+    A[i] = gpt_params(m)[i] + ((float)((r >> 20) % 2001) - 1000.0f) * 1e-4f;
+  }
+  const float lambda = 5.0f;
+  gpt_set_ewc(m, F, A, lambda);
+  gpt_zero_grad(m);
+  gpt_forward(m, tokens, targets, 2, 8);
+  gpt_backward(m);
+  memcpy(theta, gpt_params(m), n * sizeof(float));
+  memcpy(g, gpt_grads(m), n * sizeof(float));
+  const float eps = 1e3f;
+  gpt_adamw o = {.lr = 1.0f, .beta1 = 0.0f, .beta2 = 0.999f, .eps = eps};
+  gpt_update(m, &o, 1);
+  float *after = malloc(n * sizeof(float));
+  memcpy(after, gpt_params(m), n * sizeof(float));
+  int bad = 0, checked = 0;
+  for (size_t i = 7; i < n; i += n / 50) {
+    double step = (double)theta[i] - after[i];
+    double used = step * eps / (1.0 - fabs(step)); /* step = g / (|g| + eps), solved for g */
+    double ewc = used - g[i];
+    float keep = theta[i];
+    memcpy(gpt_params(m), theta, n * sizeof(float));
+    const double h = 1e-2;
+    gpt_params(m)[i] = keep + (float)h;
+    double up = gpt_ewc_penalty(m);
+    gpt_params(m)[i] = keep - (float)h;
+    double down = gpt_ewc_penalty(m);
+    gpt_params(m)[i] = keep;
+    double num = (up - down) / (2 * h), want = lambda * F[i] * ((double)keep - A[i]);
+    checked++;
+    if (!(fabs(ewc - num) <= 2e-3 * fabs(num) + 1e-6) ||
+        !(fabs(num - want) <= 1e-4 * fabs(want) + 1e-9)) {
+      if (bad++ < 3)
+        fprintf(stderr, "  [%zu] fused %.6g, numeric %.6g, formula %.6g\n", i, ewc, num, want);
+    }
+  }
+  T_CHECK_MSG(bad == 0, "%d of %d EWC gradients off", bad, checked);
+  gpt_set_ewc(m, NULL, A, lambda);
+  T_CHECK(gpt_ewc_penalty(m) == 0.0);
+  free(F), free(A), free(theta), free(g), free(after);
+  gpt_destroy(m);
+}
+
 static void schedule(void)
 {
   T_CHECK(fabsf(gpt_lr_at(1.0f, 10, 110, 0.1f, 1) - 0.1f) < 1e-6f);
@@ -293,5 +351,6 @@ int main(void)
   T_RUN(schedule);
   T_RUN(unfreezing);
   T_RUN(discriminative_rates);
+  T_RUN(ewc_gradient);
   return T_DONE();
 }
