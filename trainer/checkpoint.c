@@ -17,14 +17,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FORMAT     "mnemo-gpt"
-#define OPT_FORMAT "mnemo-gpt-optimizer"
-#define MAX_HEADER (64u << 20)
+#define FORMAT        "mnemo-gpt"
+#define OPT_FORMAT    "mnemo-gpt-optimizer"
+#define FISHER_FORMAT "mnemo-gpt-fisher"
+#define MAX_HEADER    (64u << 20)
 
 static bool little_endian(void)
 {
@@ -464,6 +466,49 @@ mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256, ck
   snprintf(st->weights_sha256, sizeof st->weights_sha256, "%s", wsha);
   if ((rc = check_tensors(&f, t, 2, err)) != MN_OK) goto out;
   rc = read_tensors(&f, t, 2, NULL, meta_str(&f, "sha256"), err);
+out:
+  st_close(&f);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- Fisher */
+
+mn_status ckpt_save_fisher(const char *path, const float *fisher, size_t np,
+                           const fisher_meta *meta, mn_error *err)
+{
+  st_tensor t[1] = {{"fisher", {np, 0}, 1, fisher, np}};
+  char sha[MN_SHA256_HEX_LEN + 1];
+  mn_status rc = sha_of(meta->info, t, 1, sha, err);
+  if (rc != MN_OK) return rc;
+  json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s}", "format", FISHER_FORMAT, "version", "1",
+                        "weights_sha256", meta->weights_sha256, "info", meta->info, "sha256", sha);
+  if (!m) return mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
+  rc = ckpt__write_st(path, t, 1, m, err);
+  json_decref(m);
+  return rc;
+}
+
+mn_status ckpt_load_fisher(const char *path, float *fisher, size_t np, fisher_meta *meta,
+                           mn_error *err)
+{
+  st_file f;
+  st_tensor t[1] = {{"fisher", {np, 0}, 1, fisher, np}};
+  mn_status rc = st_open(path, FISHER_FORMAT, &f, err);
+  if (rc != MN_OK) return rc;
+  const char *wsha = meta_str(&f, "weights_sha256"), *info = meta_str(&f, "info");
+  memset(meta, 0, sizeof *meta);
+  if (!wsha || !info || strlen(wsha) != MN_SHA256_HEX_LEN || strlen(info) >= sizeof meta->info) {
+    rc = corrupt(path, err, "the metadata lacks weights_sha256 or info");
+    goto out;
+  }
+  snprintf(meta->weights_sha256, sizeof meta->weights_sha256, "%s", wsha);
+  snprintf(meta->info, sizeof meta->info, "%s", info);
+  if ((rc = check_tensors(&f, t, 1, err)) != MN_OK) goto out;
+  rc = read_tensors(&f, t, 1, meta->info, meta_str(&f, "sha256"), err);
+  for (size_t i = 0; rc == MN_OK && i < np; i++)
+    if (!(fisher[i] >= 0) || !isfinite(fisher[i]))
+      rc = corrupt(path, err, "Fisher value %zu is %g: not a finite non-negative number", i,
+                   fisher[i]);
 out:
   st_close(&f);
   return rc;

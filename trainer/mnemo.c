@@ -8,6 +8,7 @@
  *     generate  checkpoint + language + prompt -> text
  *     bench     tokens/s and GFLOP/s of a training step for the configured model
  *     replay    absorb shards' windows into the replay store; verify a store
+ *     fisher    checkpoint + shards -> its diagonal Fisher per language (EWC)
  *
  * Progress is JSON lines on stdout (one object per event), or a progress line on
  * stderr when stderr is a terminal.  Exit codes: 0 done, 1 failure, 2 usage,
@@ -95,10 +96,11 @@ static double peak_rss_mb(void)
 
 /* a tiny option scanner: --name VALUE pairs and flags, the rest positional */
 typedef struct opts {
-  const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags, *store;
-  int64_t tokens, max_tokens, top_k, steps, seed, capacity;
-  double temperature;
-  bool per_doc, stages;
+  const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags, *store, *previous;
+  const char *weighting;
+  int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows;
+  double temperature, gamma;
+  bool per_doc, stages, ewc;
   char **pos;
   int npos;
 } opts;
@@ -128,6 +130,12 @@ static int parse(int argc, char **argv, opts *o)
       s = &o->store;
     else if (strcmp(a, "--capacity") == 0)
       n = &o->capacity;
+    else if (strcmp(a, "--windows") == 0)
+      n = &o->windows;
+    else if (strcmp(a, "--previous") == 0)
+      s = &o->previous;
+    else if (strcmp(a, "--weighting") == 0)
+      s = &o->weighting;
     else if (strcmp(a, "--tokens") == 0)
       n = &o->tokens;
     else if (strcmp(a, "--max-tokens") == 0)
@@ -144,12 +152,18 @@ static int parse(int argc, char **argv, opts *o)
     } else if (strcmp(a, "--stages") == 0) {
       o->stages = true;
       continue;
-    } else if (strcmp(a, "--temperature") == 0) {
-      if (i + 1 >= argc) return usage("--temperature needs a value");
+    } else if (strcmp(a, "--ewc") == 0) {
+      o->ewc = true;
+      continue;
+    } else if (strcmp(a, "--temperature") == 0 || strcmp(a, "--gamma") == 0) {
+      bool temp = a[2] == 't';
+      if (i + 1 >= argc) return usage("%s needs a value", a);
       char *end;
-      o->temperature = strtod(argv[++i], &end);
-      if (*end || !(o->temperature > 0))
-        return usage("--temperature wants a positive number, got \"%s\"", argv[i]);
+      double v = strtod(argv[++i], &end);
+      if (*end || !(v > 0) || (!temp && v > 1))
+        return usage("%s wants a number in %s, got \"%s\"", a, temp ? "(0, inf)" : "(0, 1]",
+                     argv[i]);
+      *(temp ? &o->temperature : &o->gamma) = v;
       continue;
     } else if (a[0] == '-' && a[1] == '-') {
       return usage("unknown option \"%s\"", a);
@@ -295,6 +309,21 @@ static void free_shards(shard *s, int n)
   for (int i = 0; s && i < n; i++)
     shard_free(&s[i]);
   free(s);
+}
+
+/* section_tag_ok -- a section's tag is the one the checkpoint knows for its language (or,
+ * for a language the checkpoint has no tag for, a tag within its vocabulary that no other
+ * language holds) */
+static mn_status section_tag_ok(const ckpt_meta *meta, const shard_section *sec, const char *file,
+                                mn_error *err)
+{
+  int tag = tok_tag_of(&meta->tags, sec->code);
+  if (tag < 0) tag = sec->tag >= meta->config.vocab_size ? -1 : sec->tag;
+  const char *owner = tok_code_of(&meta->tags, sec->tag); /* the tag's language here */
+  if (tag < 0 || tag != sec->tag || (owner && strcmp(owner, sec->code) != 0))
+    return mn_error_set(err, MN_ERR_INPUT, "language \"%s\" of %s has tag %d, the checkpoint %d",
+                        sec->code, file, sec->tag, tok_tag_of(&meta->tags, sec->code));
+  return MN_OK;
 }
 
 /* tags_of_shards -- the union of the shards' tags (a conflict is an error). */
@@ -591,14 +620,8 @@ static int cmd_eval(worker *w, opts *o)
     for (uint32_t k = 0; k < shards[si].nsections; k++) {
       const shard_section *sec = &shards[si].sections[k];
       const uint16_t *tok = shards[si].tokens + sec->first;
-      int tag = tok_tag_of(&meta.tags, sec->code);
-      if (tag < 0) tag = sec->tag >= meta.config.vocab_size ? -1 : sec->tag;
-      const char *owner = tok_code_of(&meta.tags, sec->tag); /* the tag's language here */
-      if (tag < 0 || tag != sec->tag || (owner && strcmp(owner, sec->code) != 0)) {
-        mn_error_set(&err, MN_ERR_INPUT, "language \"%s\" of %s has tag %d, the checkpoint %d",
-                     sec->code, o->pos[si], sec->tag, tok_tag_of(&meta.tags, sec->code));
-        goto out_loop;
-      }
+      if (section_tag_ok(&meta, sec, o->pos[si], &err) != MN_OK) goto out_loop;
+      int tag = sec->tag;
       lang_score total = {0};
       int64_t limit = o->max_tokens ? o->max_tokens : INT64_MAX, used = 0;
       /* documents: [tag, bytes..., eot]; each scored from its tag, in windows of T */
@@ -882,6 +905,33 @@ static void bench_stages(gpt *m, const int32_t *x, const int32_t *y, int B, int 
   gpt_set_trainable(m, -1);
 }
 
+/* bench_ewc -- the step time with EWC's penalty fused into the update, against without */
+static int bench_ewc(gpt *m, const int32_t *x, const int32_t *y, int B, int T, const gpt_adamw *opt,
+                     int steps)
+{
+  size_t n = gpt_params_count(m);
+  float *F = malloc(n * sizeof(float)), *A = malloc(n * sizeof(float));
+  if (!F || !A) {
+    free(F), free(A);
+    mn_error err = {0};
+    mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    return fail(&err);
+  }
+  for (size_t i = 0; i < n; i++)
+    F[i] = (float)(i % 97) * 1e-3f, A[i] = gpt_params(m)[i];
+  double plain[3], with[3];
+  step_parts(m, x, y, B, T, opt, steps, plain);
+  gpt_set_ewc(m, F, A, 10.0f);
+  step_parts(m, x, y, B, T, opt, steps, with);
+  gpt_set_ewc(m, NULL, NULL, 0);
+  double a = plain[0] + plain[1] + plain[2], b = with[0] + with[1] + with[2];
+  emit(json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "event", "bench_ewc", "ms_per_step", a,
+                 "ewc_ms_per_step", b, "overhead", b / a - 1.0, "update_ms", plain[2],
+                 "ewc_update_ms", with[2]));
+  free(F), free(A);
+  return EXIT_OK;
+}
+
 static int cmd_bench(worker *w, opts *o)
 {
   mn_error err = {0};
@@ -913,11 +963,13 @@ static int cmd_bench(worker *w, opts *o)
   sgemm_probe probe = {0};
   bool probe_ok = sgemm_probe_init(&probe, 1024);
   double *rates = calloc((size_t)steps, sizeof(double));
-  if (o->stages) {
-    bench_stages(m, x, y, B, T, &opt, steps);
+  if (o->stages || o->ewc) {
+    int code = EXIT_OK;
+    if (o->stages) bench_stages(m, x, y, B, T, &opt, steps);
+    if (o->ewc) code = bench_ewc(m, x, y, B, T, &opt, steps);
     free(x), free(y);
     gpt_destroy(m);
-    return EXIT_OK;
+    return code;
   }
   double best = INFINITY, total = 0;
   for (int t = 1; t <= steps + 2; t++) {
@@ -967,6 +1019,90 @@ static int cmd_bench(worker *w, opts *o)
   free(x), free(y);
   gpt_destroy(m);
   return EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- fisher */
+
+/*
+ * fisher -- the diagonal Fisher of a checkpoint's weights for EWC, from windows of
+ * train.seq_len + 1 tokens per language; --previous F_OLD makes it the online estimate
+ * gamma * F_OLD + F_new.
+ */
+static int cmd_fisher(worker *w, opts *o)
+{
+  if (!o->checkpoint || !o->out || o->npos < 1)
+    return usage("fisher needs --checkpoint FILE, --out FILE and at least one shard");
+  const char *weighting = o->weighting ? o->weighting : "equal";
+  if (strcmp(weighting, "equal") != 0 && strcmp(weighting, "share") != 0)
+    return usage("--weighting must be equal or share, got \"%s\"", weighting);
+  if (o->gamma > 0 && !o->previous) return usage("--gamma goes with --previous");
+  mn_error err = {0};
+  shard *shards = NULL;
+  gpt *m = NULL;
+  float *F = NULL, *old = NULL;
+  int code = EXIT_FAIL;
+  ckpt_meta meta;
+  fisher_meta fm, pm;
+  memset(&fm, 0, sizeof fm);
+  kernels_cpu_set_threads((int)w->cfg.train.threads);
+  if (ckpt_read_meta(o->checkpoint, &meta, &err) != MN_OK) return fail(&err);
+  int T = meta.config.max_seq_len;
+  if (w->cfg.train.seq_len < T) T = (int)w->cfg.train.seq_len;
+  if (gpt_create(&meta.config, 1, T, 0, kernels_cpu(), &m, &err) != MN_OK) return fail(&err);
+  if (ckpt_load(o->checkpoint, m, &meta, &err) != MN_OK) goto out;
+  if (read_shards(o, &shards, &err) != MN_OK) goto out;
+  for (int s = 0; s < o->npos; s++)
+    for (uint32_t k = 0; k < shards[s].nsections; k++)
+      if (section_tag_ok(&meta, &shards[s].sections[k], o->pos[s], &err) != MN_OK) goto out;
+  size_t np = gpt_params_count(m);
+  F = malloc(np * sizeof(float));
+  if (!F) {
+    mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  int windows = o->windows ? (int)o->windows : 32;
+  if (fisher_estimate(m, shards, o->npos, T, windows, weighting[0] == 's', F, fm.info,
+                      sizeof fm.info, &err) != MN_OK)
+    goto out;
+  if (o->previous) { /* online: gamma * the previous estimate + this one */
+    double gamma = o->gamma > 0 ? o->gamma : 0.9;
+    old = malloc(np * sizeof(float));
+    if (!old) {
+      mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+      goto out;
+    }
+    if (ckpt_load_fisher(o->previous, old, np, &pm, &err) != MN_OK) goto out;
+    for (size_t i = 0; i < np; i++)
+      F[i] = (float)gamma * old[i] + F[i];
+    json_t *info = json_loads(fm.info, 0, NULL);
+    json_object_set_new(info, "gamma", json_real(gamma));
+    json_object_set_new(info, "previous", json_string(pm.weights_sha256));
+    char *text = info ? json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(info);
+    if (!text || strlen(text) >= sizeof fm.info) {
+      free(text);
+      mn_error_set(&err, MN_ERR_NOMEM, "could not describe the online Fisher");
+      goto out;
+    }
+    memcpy(fm.info, text, strlen(text) + 1);
+    free(text);
+  }
+  snprintf(fm.weights_sha256, sizeof fm.weights_sha256, "%s", meta.sha256);
+  if (ckpt_save_fisher(o->out, F, np, &fm, &err) != MN_OK) goto out;
+  double sum = 0, max = 0;
+  for (size_t i = 0; i < np; i++)
+    sum += F[i], max = F[i] > max ? F[i] : max;
+  json_t *ev = json_pack("{s:s, s:s, s:s, s:f, s:f}", "event", "fisher", "out", o->out, "weighting",
+                         weighting, "mean", sum / (double)np, "max", max);
+  json_object_set_new(ev, "info", json_loads(fm.info, 0, NULL));
+  emit(ev);
+  code = EXIT_OK;
+out:
+  if (code != EXIT_OK) code = fail(&err);
+  free(F), free(old);
+  free_shards(shards, o->npos);
+  gpt_destroy(m);
+  return code;
 }
 
 /* ---------------------------------------------------------------- replay */
@@ -1072,9 +1208,14 @@ static void help(FILE *f)
              "                       bits per byte per language (and NLL per document)\n"
              "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
              "           [--temperature T] [--top-k K] [--seed S]\n"
-             "  bench [--steps N] [--stages]\n"
+             "  bench [--steps N] [--stages] [--ewc]\n"
              "                       tokens/s and GFLOP/s of a training step; --stages: the\n"
-             "                       step time with the top k blocks trainable (unfreezing)\n"
+             "                       step time with the top k blocks trainable (unfreezing);\n"
+             "                       --ewc: with the EWC penalty fused into the update\n"
+             "  fisher --checkpoint CKPT --out FILE [--windows N] [--weighting equal|share]\n"
+             "         [--previous FILE [--gamma G]] SHARD...\n"
+             "                       the diagonal Fisher of the weights, per language, for EWC;\n"
+             "                       --previous: gamma (default 0.9) * that + this one\n"
              "  replay absorb --store FILE --capacity N SHARD...\n"
              "                       offer the shards' windows (train.seq_len + 1 tokens) to\n"
              "                       each language's reservoir; the store is replaced atomically\n"
@@ -1148,6 +1289,8 @@ int main(int argc, char **argv)
     code = cmd_bench(&w, &o);
   } else if (strcmp(cmd, "replay") == 0) {
     code = cmd_replay(&w, &o);
+  } else if (strcmp(cmd, "fisher") == 0) {
+    code = cmd_fisher(&w, &o);
   } else if (strcmp(cmd, "export-hf") == 0 || strcmp(cmd, "import-llmc") == 0) {
     bool exp = cmd[0] == 'e';
     if (o.npos != 2) {

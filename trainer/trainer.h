@@ -194,6 +194,22 @@ MN_NODISCARD mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta /* OU
 MN_NODISCARD mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256,
                                      ckpt_opt_state *st /* OUT */, mn_error *err);
 
+/*
+ * The diagonal Fisher of a checkpoint, for EWC: one F32 tensor "fisher" of num_params
+ * values in the layer-major layout, beside the checkpoint whose weights (sha256) it was
+ * estimated at; info is JSON (languages and their windows, weighting, gamma, previous).
+ * The checksum covers info and the data; a load refuses a damaged file, another model's
+ * size, and negative or non-finite values.
+ */
+typedef struct fisher_meta {
+  char weights_sha256[MN_SHA256_HEX_LEN + 1];
+  char info[8192];
+} fisher_meta;
+MN_NODISCARD mn_status ckpt_save_fisher(const char *path, const float *fisher, size_t np,
+                                        const fisher_meta *meta, mn_error *err);
+MN_NODISCARD mn_status ckpt_load_fisher(const char *path, float *fisher /* OUT, np */, size_t np,
+                                        fisher_meta *meta /* OUT */, mn_error *err);
+
 /* ---------------------------------------------------------------- other ecosystems */
 
 /* export_hf -- DIR/config.json and DIR/model.safetensors for Hugging Face GPT2LMHeadModel. */
@@ -267,5 +283,19 @@ void loader_set_state(loader *l, uint64_t state);
 /* loader_share -- the sampling probability of the i-th language, and its code. */
 int loader_languages(const loader *l);
 double loader_share(const loader *l, int i, const char **code /* OUT */);
+
+/* ---------------------------------------------------------------- EWC */
+
+/*
+ * fisher_estimate -- the diagonal empirical Fisher of m's weights: for each language of the
+ * shards, up to `windows` windows of T + 1 tokens spread evenly over its text (tag first,
+ * as in training), each one sequence whose gradient is squared; the mean per language,
+ * then the languages combined with equal weight (by_share false: a language with little
+ * data is protected as much as one with much) or by their share of the windows.  m must
+ * take batches of 1 x T.  info receives JSON of the languages and their windows.
+ */
+MN_NODISCARD mn_status fisher_estimate(gpt *m, const shard *shards, int nshards, int T, int windows,
+                                       bool by_share, float *fisher /* OUT */, char *info,
+                                       size_t info_len, mn_error *err);
 
 #endif /* MNEMO_TRAINER_H */

@@ -3,7 +3,8 @@
 # partition, corruption refused), pretrain, resume that continues bit-identically,
 # SIGTERM that saves a resumable checkpoint (exit 75), eval per language and per
 # document, seeded generation, the replay store (absorb twice, verify, damage refused),
-# usage errors (exit 2).
+# the Fisher (languages weighted equally, the online update, damage refused), usage errors
+# (exit 2).
 set -euo pipefail
 mnemo=$1
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -94,9 +95,53 @@ rc=0; m replay verify "$tmp/replay" >/dev/null 2>"$tmp/err" || rc=$?
 rc=0; m replay absorb --store "$tmp/replay" --capacity 3 "$tmp/all.shard" >/dev/null 2>&1 || rc=$?
 [ $rc = 1 ] || fail "absorbing into a damaged store: exit $rc"
 
+# the Fisher of the 30-step model: per language, then both languages weighted equally
+grep '"lang": "spa"' "$data" >"$tmp/spa.jsonl"
+grep '"lang": "rus"' "$data" >"$tmp/rus.jsonl"
+ck=$tmp/a/model.safetensors
+python3 - "$ck" >"$tmp/tags.tsv" <<'PY' # the checkpoint's tags, so the shards agree with it
+import json, struct, sys
+d = open(sys.argv[1], "rb").read()
+meta = json.loads(d[8:8 + struct.unpack("<Q", d[:8])[0]])["__metadata__"]
+for code, tag in sorted(json.loads(meta["tags"]).items()):
+    print("%s\t%d" % (code, tag))
+PY
+m shard --tags "$tmp/tags.tsv" --out "$tmp/spa.shard" "$tmp/spa.jsonl" >/dev/null
+m shard --tags "$tmp/tags.tsv" --out "$tmp/rus.shard" "$tmp/rus.jsonl" >/dev/null
+m fisher --checkpoint "$ck" --out "$tmp/f_spa" --windows 3 "$tmp/spa.shard" >/dev/null
+m fisher --checkpoint "$ck" --out "$tmp/f_rus" --windows 3 "$tmp/rus.shard" >/dev/null
+m fisher --checkpoint "$ck" --out "$tmp/f_both" --windows 3 "$tmp/spa.shard" "$tmp/rus.shard" >"$tmp/f.log"
+m fisher --checkpoint "$ck" --out "$tmp/f_online" --windows 3 --previous "$tmp/f_both" --gamma 0.5 \
+  "$tmp/spa.shard" "$tmp/rus.shard" >/dev/null
+python3 - "$tmp" <<'PY' || fail "the Fisher files disagree"
+import array, json, struct, sys
+def load(p):
+    d = open(p, "rb").read()
+    n = struct.unpack("<Q", d[:8])[0]
+    h = json.loads(d[8:8 + n])
+    a = array.array("f"); a.frombytes(d[8 + n:])
+    return h["__metadata__"], a
+d = sys.argv[1]
+ms, spa = load(d + "/f_spa"); _, rus = load(d + "/f_rus"); mb, both = load(d + "/f_both")
+mo, online = load(d + "/f_online")
+assert json.loads(mb["info"])["languages"] == {"rus": 3, "spa": 3}, mb["info"]
+assert json.loads(mb["info"])["weighting"] == "equal"
+assert max(spa) > 0 and min(spa) >= 0
+close = lambda a, b: abs(a - b) <= 1e-6 * max(abs(a), abs(b)) + 1e-30
+# equal weight per language: the mean of the two, whatever their sizes
+assert all(close(b, (s + r) / 2) for b, s, r in zip(both, spa, rus)), "not the mean"
+# online: 0.5 * the previous + this one (the same estimate here) = 1.5 * it
+assert all(close(o, 1.5 * b) for o, b in zip(online, both)), "not gamma * old + new"
+assert json.loads(mo["info"])["gamma"] == 0.5
+PY
+python3 -c "import sys; p=sys.argv[1]; d=bytearray(open(p,'rb').read()); d[-5]^=1; open(p,'wb').write(d)" "$tmp/f_both"
+rc=0; m fisher --checkpoint "$ck" --out "$tmp/f_x" --previous "$tmp/f_both" "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "corrupted" "$tmp/err" || fail "a damaged Fisher: rc $rc, $(cat "$tmp/err")"
+[ ! -e "$tmp/f_x" ] || fail "a failed Fisher run left a file"
+
 # usage errors
 for args in "" "frobnicate" "pretrain" "shard --out x" "eval" "generate --lang spa" "replay" \
-  "replay absorb --store x"; do
+  "replay absorb --store x" "fisher --out x" "fisher --checkpoint x --out y --weighting z s"; do
   rc=0
   # shellcheck disable=SC2086
   "$mnemo" $args >/dev/null 2>&1 || rc=$?
