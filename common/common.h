@@ -230,6 +230,10 @@ bool mn_fault__hit(mn_fault_kind kind);
 /* mn_strdup -- strdup that reports failure as MN_ERR_NOMEM; *out owned by the caller. */
 MN_NODISCARD mn_status mn_strdup(const char *s, char **out /* OUT */, mn_error *err);
 
+/* mn_splitmix64 -- the next number of a splitmix64 sequence (Steele et al.); the state is
+ * one 64-bit number, so it is saved and restored trivially. */
+uint64_t mn_splitmix64(uint64_t *state);
+
 /* mn_parse_i64 -- whole-string decimal integer; false on junk or overflow. */
 bool mn_parse_i64(const char *s, int64_t *out /* OUT */);
 

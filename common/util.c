@@ -37,6 +37,14 @@ mn_status mn_strdup(const char *s, char **out, mn_error *err)
   return MN_OK;
 }
 
+uint64_t mn_splitmix64(uint64_t *state)
+{
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
 bool mn_parse_i64(const char *s, int64_t *out)
 {
   char *end = NULL;

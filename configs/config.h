@@ -51,6 +51,10 @@ typedef struct mn_config {
     int64_t batch_size, seq_len, steps, warmup_steps, seed, checkpoint_every, threads;
     double lr, min_lr_frac, weight_decay, grad_clip, beta1, beta2, language_alpha;
   } train;
+  struct {
+    char *baseline, *fisher, *replay_store, *stages;
+    double ewc_lambda, replay_ratio, lr_factor;
+  } finetune;
 
   char *source; /* the file last loaded, or NULL */
   mn_cfg_origin origin[MN_CONFIG_MAX_KEYS];

@@ -97,6 +97,26 @@ static const mn_config_key keys[] = {
             "language sampling: p(language) proportional to tokens^alpha (0: uniform, 1: "
             "proportional)",
             train.language_alpha),
+
+    STR_KEY("finetune.baseline", "", false, false,
+            "the checkpoint a fine-tune starts from (the production model)", finetune.baseline),
+    STR_KEY("finetune.fisher", "", false, false,
+            "its diagonal Fisher (mnemo fisher) for EWC; empty: no EWC", finetune.fisher),
+    DBL_KEY("finetune.ewc_lambda", "0", 0.0, 1e12, false,
+            "EWC strength: the penalty is lambda/2 * sum F (theta - baseline)^2",
+            finetune.ewc_lambda),
+    STR_KEY("finetune.replay_store", "", false, false,
+            "the replay store whose windows are mixed into each batch; empty: none",
+            finetune.replay_store),
+    DBL_KEY("finetune.replay_ratio", "0.25", 0.0, 0.95, false,
+            "share of each batch's sequences drawn from the replay store", finetune.replay_ratio),
+    STR_KEY("finetune.stages", "all", false, false,
+            "progressive unfreezing: \"K:STEPS,...,all\" trains the top K blocks for STEPS steps, "
+            "...; all: every parameter",
+            finetune.stages),
+    DBL_KEY("finetune.lr_factor", "2.6", 1.0, 100.0, false,
+            "discriminative rates: each block down divides the learning rate by this",
+            finetune.lr_factor),
 };
 
 _Static_assert(sizeof keys / sizeof keys[0] <= MN_CONFIG_MAX_KEYS, "raise MN_CONFIG_MAX_KEYS");

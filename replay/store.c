@@ -15,18 +15,10 @@
 
 /* ---------------------------------------------------------------- randomness */
 
-static uint64_t splitmix64(uint64_t *state)
-{
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 /* below -- uniform in [0, n) (n >= 1); the bias is below n / 2^64 */
 static uint64_t below(uint64_t *state, uint64_t n)
 {
-  return (uint64_t)(((unsigned __int128)splitmix64(state) * n) >> 64);
+  return (uint64_t)(((unsigned __int128)mn_splitmix64(state) * n) >> 64);
 }
 
 /* a new language's first state: its code, hashed (FNV-1a), so stores are reproducible */

@@ -155,18 +155,10 @@ struct gpt {
   int B, T;
 };
 
-static uint64_t splitmix(uint64_t *s)
-{
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 static float normal(uint64_t *s) /* Box-Muller */
 {
-  double u1 = ((double)(splitmix(s) >> 11) + 0.5) / 9007199254740992.0;
-  double u2 = (double)(splitmix(s) >> 11) / 9007199254740992.0;
+  double u1 = ((double)(mn_splitmix64(s) >> 11) + 0.5) / 9007199254740992.0;
+  double u2 = (double)(mn_splitmix64(s) >> 11) / 9007199254740992.0;
   return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * PI * u2));
 }
 

@@ -32,14 +32,6 @@ struct loader {
   uint64_t rng;
 };
 
-static uint64_t next_u64(uint64_t *s)
-{
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 mn_status loader_create(const shard *shards, int nshards, int T, double alpha, uint64_t seed,
                         loader **out, mn_error *err)
 {
@@ -112,12 +104,12 @@ void loader_next(loader *l, int B, int32_t *tokens, int32_t *targets)
 {
   int T = l->T;
   for (int b = 0; b < B; b++) {
-    double u = (double)(next_u64(&l->rng) >> 11) / 9007199254740992.0;
+    double u = (double)(mn_splitmix64(&l->rng) >> 11) / 9007199254740992.0;
     int k = 0;
     while (k < l->nlangs - 1 && u >= l->langs[k].cdf)
       k++;
     const lang_pool *p = &l->langs[k];
-    uint64_t pos = next_u64(&l->rng) % p->starts;
+    uint64_t pos = mn_splitmix64(&l->rng) % p->starts;
     int pi = 0;
     while (pos >= p->pieces[pi].count - (uint64_t)T)
       pos -= p->pieces[pi++].count - (uint64_t)T;

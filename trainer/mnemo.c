@@ -9,6 +9,7 @@
  *     bench     tokens/s and GFLOP/s of a training step for the configured model
  *     replay    absorb shards' windows into the replay store; verify a store
  *     fisher    checkpoint + shards -> its diagonal Fisher per language (EWC)
+ *     finetune  baseline + fresh shards + replay + Fisher -> candidate (resumable)
  *
  * Progress is JSON lines on stdout (one object per event), or a progress line on
  * stderr when stderr is a terminal.  Exit codes: 0 done, 1 failure, 2 usage,
@@ -97,7 +98,7 @@ static double peak_rss_mb(void)
 /* a tiny option scanner: --name VALUE pairs and flags, the rest positional */
 typedef struct opts {
   const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags, *store, *previous;
-  const char *weighting;
+  const char *weighting, *spec;
   int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows;
   double temperature, gamma;
   bool per_doc, stages, ewc;
@@ -136,6 +137,8 @@ static int parse(int argc, char **argv, opts *o)
       s = &o->previous;
     else if (strcmp(a, "--weighting") == 0)
       s = &o->weighting;
+    else if (strcmp(a, "--spec") == 0)
+      s = &o->spec;
     else if (strcmp(a, "--tokens") == 0)
       n = &o->tokens;
     else if (strcmp(a, "--max-tokens") == 0)
@@ -371,19 +374,175 @@ static mn_status save_all(const char *dir, gpt *m, ckpt_meta *meta, loader *ld, 
   return MN_OK;
 }
 
-/* ---------------------------------------------------------------- pretrain */
+/* ---------------------------------------------------------------- pretrain and finetune */
 
-static int cmd_pretrain(worker *w, opts *o)
+/* What a fine-tune adds to pretraining: the baseline's weights as EWC's anchor and its
+ * Fisher, replayed windows in every batch, and the stages of progressive unfreezing. */
+typedef struct finetune_setup {
+  float *anchor, *fisher; /* num_params each; fisher NULL: no EWC */
+  replay_store replay;
+  double *replay_cum; /* cumulative language shares over replay.langs */
+  int *replay_tags;
+  int nrep; /* replayed sequences per batch */
+  int nstages, stage_blocks[16];
+  int64_t stage_end[16]; /* stage i runs while t <= stage_end[i]; the last runs to the end */
+} finetune_setup;
+
+static void finetune_fini(finetune_setup *f)
+{
+  free(f->anchor), free(f->fisher), free(f->replay_cum), free(f->replay_tags);
+  replay_store_free(&f->replay);
+}
+
+/* parse_stages -- "K:STEPS,...,all" (the last may also be "K") */
+static mn_status parse_stages(const char *text, int L, finetune_setup *f, mn_error *err)
+{
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", text);
+  int64_t at = 0;
+  f->nstages = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    if (f->nstages == 16)
+      return mn_error_set(err, MN_ERR_CONFIG, "finetune.stages: at most 16 stages");
+    char *colon = strchr(tok, ':');
+    if (colon) *colon = '\0';
+    int64_t k = -1, n = INT64_MAX;
+    bool all = strcmp(tok, "all") == 0;
+    if (!all && (!mn_parse_i64(tok, &k) || k < 1 || k > L))
+      return mn_error_set(err, MN_ERR_CONFIG,
+                          "finetune.stages: \"%s\" is not a number of top blocks (1 .. %d) or all",
+                          tok, L);
+    if (colon && (!mn_parse_i64(colon + 1, &n) || n < 1))
+      return mn_error_set(err, MN_ERR_CONFIG, "finetune.stages: \"%s\" is not a number of steps",
+                          colon + 1);
+    f->stage_blocks[f->nstages] = all ? -1 : L - (int)k; /* the first trainable block */
+    at = n == INT64_MAX || at > INT64_MAX - n ? INT64_MAX : at + n;
+    f->stage_end[f->nstages++] = at;
+  }
+  if (f->nstages == 0) return mn_error_set(err, MN_ERR_CONFIG, "finetune.stages is empty");
+  f->stage_end[f->nstages - 1] = INT64_MAX;
+  return MN_OK;
+}
+
+static int stage_first_block(const finetune_setup *f, int64_t t)
+{
+  for (int i = 0; i < f->nstages; i++)
+    if (t <= f->stage_end[i]) return f->stage_blocks[i];
+  return -1;
+}
+
+/* replay_rows -- sequences fresh..B-1 of the batch from the replay store: the language by
+ * its share, the window uniformly; drawn from (seed, step) alone, so a resumed run draws
+ * the same ones without saving any state */
+static void replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, int fresh, int B, int T,
+                        int32_t *tok, int32_t *tgt)
+{
+  uint64_t s = seed ^ ((uint64_t)t * 0xd1342543de82ef95ULL);
+  for (int b = fresh; b < B; b++) {
+    double u = (double)(mn_splitmix64(&s) >> 11) / 9007199254740992.0;
+    uint32_t l = 0;
+    while (l + 1 < f->replay.nlangs && u >= f->replay_cum[l])
+      l++;
+    const replay_lang *rl = &f->replay.langs[l];
+    const uint16_t *w = rl->windows + (mn_splitmix64(&s) % rl->count) * (size_t)f->replay.window;
+    int32_t *x = tok + (size_t)b * T, *y = tgt + (size_t)b * T;
+    x[0] = f->replay_tags[l]; /* as the loader does: the tag first */
+    for (int i = 1; i < T; i++)
+      x[i] = w[i];
+    for (int i = 0; i < T; i++)
+      y[i] = w[i + 1];
+  }
+}
+
+/* finetune_prepare -- the baseline (already loaded into m) as anchor, its Fisher, the
+ * replay store, the stages; ft_lineage receives what of it shapes the run */
+static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *base, int B, int T,
+                                  finetune_setup *f, json_t *lineage, mn_error *err)
+{
+  size_t np = gpt_params_count(m);
+  mn_status rc;
+  f->anchor = malloc(np * sizeof(float));
+  if (!f->anchor) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  memcpy(f->anchor, gpt_params(m), np * sizeof(float));
+  json_object_set_new(lineage, "baseline", json_string(base->sha256));
+  const char *fp = c->finetune.fisher;
+  if (fp && *fp && c->finetune.ewc_lambda > 0) {
+    fisher_meta fm;
+    f->fisher = malloc(np * sizeof(float));
+    if (!f->fisher) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+    if ((rc = ckpt_load_fisher(fp, f->fisher, np, &fm, err)) != MN_OK) return rc;
+    if (strcmp(fm.weights_sha256, base->sha256) != 0)
+      return mn_error_set(err, MN_ERR_INPUT,
+                          "the Fisher \"%s\" was estimated at other weights than the baseline %s",
+                          fp, c->finetune.baseline);
+    gpt_set_ewc(m, f->fisher, f->anchor, (float)c->finetune.ewc_lambda);
+    json_object_set_new(lineage, "ewc_lambda", json_real(c->finetune.ewc_lambda));
+  }
+  const char *rp = c->finetune.replay_store;
+  if (rp && *rp && c->finetune.replay_ratio > 0) {
+    if ((rc = replay_store_load(rp, &f->replay, err)) != MN_OK) return rc;
+    if (f->replay.window != (uint32_t)T + 1 || f->replay.nlangs == 0)
+      return mn_error_set(err, MN_ERR_INPUT,
+                          "replay store \"%s\" holds %u languages of windows of %u tokens; this "
+                          "fine-tune needs windows of %d",
+                          rp, f->replay.nlangs, f->replay.window, T + 1);
+    uint32_t k = f->replay.nlangs;
+    double *n = calloc(k, sizeof *n), *q = calloc(k, sizeof *q);
+    f->replay_cum = calloc(k, sizeof *f->replay_cum);
+    f->replay_tags = calloc(k, sizeof *f->replay_tags);
+    if (!n || !q || !f->replay_cum || !f->replay_tags) {
+      free(n), free(q);
+      return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+    }
+    for (uint32_t i = 0; i < k; i++)
+      n[i] = (double)f->replay.langs[i].seen;
+    rc = replay_shares_temperature(n, NULL, k, c->train.language_alpha, q, err);
+    double cum = 0;
+    for (uint32_t i = 0; i < k && rc == MN_OK; i++) {
+      cum += q[i];
+      f->replay_cum[i] = cum;
+      f->replay_tags[i] = tok_tag_of(&base->tags, f->replay.langs[i].code);
+      if (f->replay_tags[i] < 0)
+        rc = mn_error_set(err, MN_ERR_INPUT,
+                          "replay store \"%s\" holds %s, which the baseline "
+                          "has no tag for",
+                          rp, f->replay.langs[i].code);
+    }
+    free(n), free(q);
+    if (rc != MN_OK) return rc;
+    f->nrep = (int)lround(c->finetune.replay_ratio * B);
+    if (f->nrep >= B) f->nrep = B - 1; /* a batch always holds fresh text */
+    uint64_t held = 0;
+    for (uint32_t i = 0; i < k; i++)
+      held += f->replay.langs[i].count;
+    json_object_set_new(lineage, "replay",
+                        json_pack("{s:f, s:i, s:I}", "ratio", c->finetune.replay_ratio, "per_batch",
+                                  f->nrep, "windows", (json_int_t)held));
+  }
+  if ((rc = parse_stages(c->finetune.stages, gpt_get_config(m)->n_layer, f, err)) != MN_OK)
+    return rc;
+  json_object_set_new(lineage, "stages", json_string(c->finetune.stages));
+  json_object_set_new(lineage, "lr_factor", json_real(c->finetune.lr_factor));
+  return MN_OK;
+}
+
+static int train_run(worker *w, opts *o, bool finetune)
 {
   mn_error err = {0};
   shard *shards = NULL;
   gpt *m = NULL;
   loader *ld = NULL;
   int rc = EXIT_FAIL;
-  ckpt_meta meta;
+  ckpt_meta meta, base;
+  finetune_setup ft;
+  json_t *ft_lineage = NULL;
   memset(&meta, 0, sizeof meta);
-  if (!o->out || o->npos < 1) return usage("pretrain needs --out DIR and at least one shard");
+  memset(&ft, 0, sizeof ft);
+  const char *cmd = finetune ? "finetune" : "pretrain";
+  if (!o->out || o->npos < 1) return usage("%s needs --out DIR and at least one shard", cmd);
   const mn_config *c = &w->cfg;
+  if (finetune && !(c->finetune.baseline && *c->finetune.baseline))
+    return usage("finetune needs finetune.baseline (the checkpoint to start from) in --spec");
   gpt_config gc = model_config(c);
   int B = (int)c->train.batch_size, T = (int)c->train.seq_len;
   /* --steps N stops after step N; the schedule always spans train.steps, so a run cut in
@@ -399,15 +558,29 @@ static int cmd_pretrain(worker *w, opts *o)
   }
   kernels_cpu_set_threads((int)c->train.threads);
   if (read_shards(o, &shards, &err) != MN_OK) goto out;
+  if (finetune) { /* the baseline's model and tags; the fresh shards must agree with them */
+    if (ckpt_read_meta(c->finetune.baseline, &base, &err) != MN_OK) goto out;
+    gc = base.config;
+    for (int i = 0; i < base.tags.n; i++)
+      if (tok_tags_add(&meta.tags, base.tags.t[i].code, base.tags.t[i].id, &err) != MN_OK) goto out;
+    for (int s = 0; s < o->npos; s++)
+      for (uint32_t k = 0; k < shards[s].nsections; k++)
+        if (section_tag_ok(&base, &shards[s].sections[k], o->pos[s], &err) != MN_OK) goto out;
+  }
   if (tags_of_shards(shards, o->npos, &meta.tags, &err) != MN_OK) goto out;
   uint64_t seed = (uint64_t)c->train.seed;
   int64_t step0 = 0;
   char prev_lineage[sizeof meta.lineage] = "";
+  ft_lineage = json_object(); /* what of a fine-tune's setup shapes the run */
   if (o->resume) {
     ckpt_meta prev;
     if (ckpt_read_meta(o->resume, &prev, &err) != MN_OK) goto out;
     gc = prev.config;
     if (gpt_create(&gc, B, T, seed, kernels_cpu(), &m, &err) != MN_OK) goto out;
+    /* a fine-tune's anchor is the baseline, whatever step it resumes from */
+    if (finetune && (ckpt_load(c->finetune.baseline, m, &base, &err) != MN_OK ||
+                     finetune_prepare(c, m, &base, B, T, &ft, ft_lineage, &err) != MN_OK))
+      goto out;
     if (ckpt_load(o->resume, m, &prev, &err) != MN_OK) goto out;
     char opt_path[4200], *real = realpath(o->resume, NULL); /* model.safetensors is a link */
     snprintf(opt_path, sizeof opt_path, "%s.opt", real ? real : o->resume);
@@ -424,6 +597,9 @@ static int cmd_pretrain(worker *w, opts *o)
     meta.step = step0; /* a run already past --steps saves nothing and keeps its step */
   } else {
     if (gpt_create(&gc, B, T, seed, kernels_cpu(), &m, &err) != MN_OK) goto out;
+    if (finetune && (ckpt_load(c->finetune.baseline, m, &base, &err) != MN_OK ||
+                     finetune_prepare(c, m, &base, B, T, &ft, ft_lineage, &err) != MN_OK))
+      goto out;
     if (loader_create(shards, o->npos, T, c->train.language_alpha, seed + 1, &ld, &err) != MN_OK)
       goto out;
   }
@@ -450,11 +626,12 @@ static int cmd_pretrain(worker *w, opts *o)
   json_t *run = json_pack(
       "{s:s, s:I, s:i, s:i, s:I, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:f, "
       "s:i, s:o}",
-      "kind", "pretrain", "seed", (json_int_t)seed, "batch", B, "seq_len", T, "steps",
-      (json_int_t)total, "lr", c->train.lr, "warmup_steps", (json_int_t)c->train.warmup_steps,
-      "min_lr_frac", c->train.min_lr_frac, "weight_decay", c->train.weight_decay, "grad_clip",
-      c->train.grad_clip, "beta1", c->train.beta1, "beta2", c->train.beta2, "language_alpha",
-      c->train.language_alpha, "threads", kernels_cpu_threads(), "shards", shard_ids);
+      "kind", cmd, "seed", (json_int_t)seed, "batch", B, "seq_len", T, "steps", (json_int_t)total,
+      "lr", c->train.lr, "warmup_steps", (json_int_t)c->train.warmup_steps, "min_lr_frac",
+      c->train.min_lr_frac, "weight_decay", c->train.weight_decay, "grad_clip", c->train.grad_clip,
+      "beta1", c->train.beta1, "beta2", c->train.beta2, "language_alpha", c->train.language_alpha,
+      "threads", kernels_cpu_threads(), "shards", shard_ids);
+  if (finetune) json_object_update(run, ft_lineage);
   if (o->resume && prev_lineage[0]) {
     json_t *was = json_loads(prev_lineage, 0, NULL);
     const char *key;
@@ -495,14 +672,26 @@ static int cmd_pretrain(worker *w, opts *o)
                    .beta2 = (float)c->train.beta2,
                    .eps = 1e-8f,
                    .weight_decay = (float)c->train.weight_decay,
-                   .grad_clip = (float)c->train.grad_clip};
+                   .grad_clip = (float)c->train.grad_clip,
+                   .lr_factor = finetune ? (float)c->finetune.lr_factor : 0.0f};
   bool tty = isatty(STDERR_FILENO) && !w->json;
+  /* per-language losses of each step: a row's language is its first token, the tag */
+  int nl = meta.tags.n;
+  double *lang_loss = calloc((size_t)nl + 1, sizeof(double));
+  int *lang_rows = calloc((size_t)nl + 1, sizeof(int));
+  if (!lang_loss || !lang_rows) {
+    free(tok), free(tgt), free(lang_loss), free(lang_rows);
+    mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    goto out;
+  }
   double t0 = mn_monotonic_ms(), last = 0;
   int64_t t, saved = 0, saved_before = 0; /* the pairs model.safetensors may still name */
   bool interrupted = false;
   for (t = step0 + 1; t <= steps; t++) {
     double ts = mn_monotonic_ms();
-    loader_next(ld, B, tok, tgt);
+    if (finetune) gpt_set_trainable(m, stage_first_block(&ft, t));
+    loader_next(ld, B - ft.nrep, tok, tgt);
+    if (ft.nrep) replay_rows(&ft, seed, t, B - ft.nrep, B, T, tok, tgt);
     gpt_zero_grad(m);
     float loss = gpt_forward(m, tok, tgt, B, T);
     gpt_backward(m);
@@ -516,7 +705,7 @@ static int cmd_pretrain(worker *w, opts *o)
                    "the loss is %f and the gradient norm %f at step %lld: training diverged; "
                    "the last checkpoint is step %lld",
                    loss, norm, (long long)t, (long long)(saved ? saved : step0));
-      free(tok), free(tgt);
+      free(tok), free(tgt), free(lang_loss), free(lang_rows);
       goto out;
     }
     gpt_update(m, &opt, (int)t);
@@ -530,15 +719,40 @@ static int cmd_pretrain(worker *w, opts *o)
         last = now;
       }
     } else {
-      emit(json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f}", "event", "step", "step", (json_int_t)t,
-                     "loss", (double)loss, "lr", (double)opt.lr, "grad_norm", (double)norm,
-                     "tokens_per_s", round(tps), "step_ms", now - ts));
+      memset(lang_loss, 0, sizeof(double) * (size_t)(nl + 1));
+      memset(lang_rows, 0, sizeof(int) * (size_t)(nl + 1));
+      const float *losses = gpt_losses(m);
+      for (int b = 0; b < B; b++) {
+        int li = 0;
+        while (li < nl && meta.tags.t[li].id != tok[(size_t)b * T])
+          li++;
+        double sum = 0;
+        for (int i = 0; i < T; i++)
+          sum += losses[(size_t)b * T + i];
+        lang_loss[li] += sum / T;
+        lang_rows[li]++;
+      }
+      json_t *per = json_object();
+      for (int li = 0; li < nl; li++)
+        if (lang_rows[li])
+          json_object_set_new(per, meta.tags.t[li].code,
+                              json_real(round(lang_loss[li] / lang_rows[li] * 1e4) / 1e4));
+      json_t *ev = json_pack("{s:s, s:I, s:f, s:f, s:f, s:f, s:f, s:o}", "event", "step", "step",
+                             (json_int_t)t, "loss", (double)loss, "lr", (double)opt.lr, "grad_norm",
+                             (double)norm, "tokens_per_s", round(tps), "step_ms", now - ts,
+                             "languages", per);
+      if (finetune) {
+        json_object_set_new(ev, "trainable_from", json_integer(gpt_trainable_first(m)));
+        json_object_set_new(ev, "replayed", json_integer(ft.nrep));
+        if (ft.fisher) json_object_set_new(ev, "ewc_penalty", json_real(gpt_ewc_penalty(m)));
+      }
+      emit(ev);
     }
     meta.step = t;
     bool periodic = c->train.checkpoint_every > 0 && t % c->train.checkpoint_every == 0;
     if (periodic || stop_requested) {
       if (save_all(o->out, m, &meta, ld, saved_before, &err) != MN_OK) {
-        free(tok), free(tgt);
+        free(tok), free(tgt), free(lang_loss), free(lang_rows);
         goto out;
       }
       saved_before = saved;
@@ -552,7 +766,7 @@ static int cmd_pretrain(worker *w, opts *o)
     }
   }
   if (tty) fputc('\n', stderr);
-  free(tok), free(tgt);
+  free(tok), free(tgt), free(lang_loss), free(lang_rows);
   if (!interrupted) {
     if (meta.step > step0 && saved != meta.step &&
         save_all(o->out, m, &meta, ld, saved_before, &err) != MN_OK)
@@ -574,10 +788,22 @@ static int cmd_pretrain(worker *w, opts *o)
     rc = EXIT_INTERRUPTED;
   }
 out:
+  json_decref(ft_lineage);
+  finetune_fini(&ft);
   loader_destroy(ld);
   gpt_destroy(m);
   free_shards(shards, o->npos);
   return rc == EXIT_FAIL ? fail(&err) : rc;
+}
+
+static int cmd_pretrain(worker *w, opts *o)
+{
+  return train_run(w, o, false);
+}
+
+static int cmd_finetune(worker *w, opts *o)
+{
+  return train_run(w, o, true);
 }
 
 /* ---------------------------------------------------------------- eval */
@@ -1212,6 +1438,9 @@ static void help(FILE *f)
              "                       tokens/s and GFLOP/s of a training step; --stages: the\n"
              "                       step time with the top k blocks trainable (unfreezing);\n"
              "                       --ewc: with the EWC penalty fused into the update\n"
+             "  finetune --spec JOB.yaml --out DIR [--resume CKPT] [--steps N] SHARD...\n"
+             "                       refresh finetune.baseline on fresh shards: replayed windows,\n"
+             "                       EWC, progressive unfreezing (finetune.* keys); resumable\n"
              "  fisher --checkpoint CKPT --out FILE [--windows N] [--weighting equal|share]\n"
              "         [--previous FILE [--gamma G]] SHARD...\n"
              "                       the diagonal Fisher of the weights, per language, for EWC;\n"
@@ -1252,6 +1481,14 @@ int main(int argc, char **argv)
     help(stderr);
     return EXIT_USAGE;
   }
+  const char *cmd = argv[i];
+  opts o = {0};
+  if (strcmp(cmd, "--help") == 0) {
+    help(stdout);
+    return EXIT_OK;
+  }
+  if (parse(argc - i - 1, argv + i + 1, &o) != 0) return EXIT_USAGE;
+  if (o.spec) config_path = o.spec; /* a job spec is a config file: it replaces --config */
   mn_status rc = config_path && *config_path ? mn_config_load_file(config_path, &w.cfg, &err)
                                              : mn_config_init(&w.cfg, &err);
   if (rc != MN_OK) return fail(&err);
@@ -1269,15 +1506,8 @@ int main(int argc, char **argv)
     }
   }
   mn_config_apply_log(&w.cfg);
-  const char *cmd = argv[i];
-  opts o = {0};
   int code;
-  if (strcmp(cmd, "--help") == 0) {
-    help(stdout);
-    code = EXIT_OK;
-  } else if (parse(argc - i - 1, argv + i + 1, &o) != 0) {
-    code = EXIT_USAGE;
-  } else if (strcmp(cmd, "shard") == 0) {
+  if (strcmp(cmd, "shard") == 0) {
     code = cmd_shard(&w, &o);
   } else if (strcmp(cmd, "pretrain") == 0) {
     code = cmd_pretrain(&w, &o);
@@ -1291,6 +1521,8 @@ int main(int argc, char **argv)
     code = cmd_replay(&w, &o);
   } else if (strcmp(cmd, "fisher") == 0) {
     code = cmd_fisher(&w, &o);
+  } else if (strcmp(cmd, "finetune") == 0) {
+    code = cmd_finetune(&w, &o);
   } else if (strcmp(cmd, "export-hf") == 0 || strcmp(cmd, "import-llmc") == 0) {
     bool exp = cmd[0] == 'e';
     if (o.npos != 2) {

@@ -3,8 +3,9 @@
 # partition, corruption refused), pretrain, resume that continues bit-identically,
 # SIGTERM that saves a resumable checkpoint (exit 75), eval per language and per
 # document, seeded generation, the replay store (absorb twice, verify, damage refused),
-# the Fisher (languages weighted equally, the online update, damage refused), usage errors
-# (exit 2).
+# the Fisher (languages weighted equally, the online update, damage refused), a fine-tune
+# (replay, EWC, unfreezing stages; per-language losses; resumed bit-identically; a Fisher of
+# other weights refused), usage errors (exit 2).
 set -euo pipefail
 mnemo=$1
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -139,9 +140,44 @@ rc=0; m fisher --checkpoint "$ck" --out "$tmp/f_x" --previous "$tmp/f_both" "$tm
 [ $rc = 1 ] && grep -q "corrupted" "$tmp/err" || fail "a damaged Fisher: rc $rc, $(cat "$tmp/err")"
 [ ! -e "$tmp/f_x" ] || fail "a failed Fisher run left a file"
 
+# a fine-tune of the 30-step model on Spanish only, with Russian and the rest replayed
+m replay absorb --store "$tmp/replay2" --capacity 4 "$tmp/all.shard" >/dev/null
+spec() { # $1: the output of the spec, $2: the baseline
+  cat >"$1" <<SPEC
+train: {steps: 12, warmup_steps: 2, checkpoint_every: 0, seq_len: 16, batch_size: 4, lr: 0.003}
+finetune:
+  baseline: "$2"
+  fisher: "$tmp/f_spa"
+  ewc_lambda: 100
+  replay_store: "$tmp/replay2"
+  replay_ratio: 0.5
+  stages: "1:4,all"
+  lr_factor: 2.6
+SPEC
+}
+spec "$tmp/job.yaml" "$ck"
+"$mnemo" finetune --spec "$tmp/job.yaml" --out "$tmp/ft" "$tmp/spa.shard" >"$tmp/ft.log"
+python3 - "$tmp/ft.log" <<'PY' || fail "fine-tune progress: $(tail -3 "$tmp/ft.log")"
+import json, sys
+steps = [e for e in map(json.loads, open(sys.argv[1])) if e["event"] == "step"]
+assert len(steps) == 12
+assert [e["trainable_from"] for e in steps] == [1] * 4 + [-1] * 8  # tiny: 2 layers
+assert all(e["replayed"] == 2 and "spa" in e["languages"] for e in steps)
+assert any(len(e["languages"]) > 1 for e in steps), "no replayed language in any batch"
+assert steps[0]["ewc_penalty"] >= 0 and steps[-1]["ewc_penalty"] > 0
+PY
+"$mnemo" finetune --spec "$tmp/job.yaml" --steps 6 --out "$tmp/ft2" "$tmp/spa.shard" >/dev/null
+"$mnemo" finetune --spec "$tmp/job.yaml" --resume "$tmp/ft2/model.safetensors" --out "$tmp/ft2" \
+  "$tmp/spa.shard" >/dev/null
+[ "$(weights "$tmp/ft/model.safetensors")" = "$(weights "$tmp/ft2/model.safetensors")" ] ||
+  fail "a fine-tune cut in two and resumed does not give the same weights"
+spec "$tmp/job-other.yaml" "$tmp/ft/model.safetensors" # the Fisher is of $ck
+rc=0; "$mnemo" finetune --spec "$tmp/job-other.yaml" --out "$tmp/ft3" "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "estimated at other weights" "$tmp/err" || fail "a Fisher of other weights: rc $rc, $(cat "$tmp/err")"
+
 # usage errors
 for args in "" "frobnicate" "pretrain" "shard --out x" "eval" "generate --lang spa" "replay" \
-  "replay absorb --store x" "fisher --out x" "fisher --checkpoint x --out y --weighting z s"; do
+  "replay absorb --store x" "fisher --out x" "fisher --checkpoint x --out y --weighting z s" "finetune --out x s"; do
   rc=0
   # shellcheck disable=SC2086
   "$mnemo" $args >/dev/null 2>&1 || rc=$?
