@@ -53,7 +53,8 @@ typedef struct mn_config {
   } train;
   struct {
     char *baseline, *fisher, *replay_store, *stages;
-    double ewc_lambda, replay_ratio, lr_factor;
+    double ewc_lambda, replay_ratio, lr_factor, unimax_epochs;
+    int replay_sampler; /* 0 temperature, 1 unimax */
   } finetune;
 
   char *source; /* the file last loaded, or NULL */

@@ -12,6 +12,7 @@
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"logfmt", "json", NULL};
+static const char *const replay_samplers[] = {"temperature", "unimax", NULL};
 
 #define INT_KEY(k, d, lo, hi, rel, h, field)                                                       \
   {                                                                                                \
@@ -114,6 +115,14 @@ static const mn_config_key keys[] = {
             "progressive unfreezing: \"K:STEPS,...,all\" trains the top K blocks for STEPS steps, "
             "...; all: every parameter",
             finetune.stages),
+    ENUM_KEY("finetune.replay_sampler", "temperature", replay_samplers, false,
+             "which language a replayed window comes from: temperature (seen^train.language_alpha) "
+             "or unimax (the run's replayed windows split evenly, capped at unimax_epochs of each "
+             "language's store)",
+             finetune.replay_sampler),
+    DBL_KEY("finetune.unimax_epochs", "4", 0.01, 1000.0, false,
+            "UniMax: at most this many passes over a language's replay windows in one run",
+            finetune.unimax_epochs),
     DBL_KEY("finetune.lr_factor", "2.6", 1.0, 100.0, false,
             "discriminative rates: each block down divides the learning rate by this",
             finetune.lr_factor),

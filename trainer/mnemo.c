@@ -494,9 +494,21 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
       free(n), free(q);
       return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
     }
-    for (uint32_t i = 0; i < k; i++)
-      n[i] = (double)f->replay.langs[i].seen;
-    rc = replay_shares_temperature(n, NULL, k, c->train.language_alpha, q, err);
+    if (c->finetune.replay_sampler == 1) { /* UniMax over the run's replayed windows */
+      double unused, total = lround(c->finetune.replay_ratio * B) * (double)c->train.steps;
+      for (uint32_t i = 0; i < k; i++)
+        n[i] = (double)f->replay.langs[i].count;
+      rc = replay_budget_unimax(n, NULL, k, total, c->finetune.unimax_epochs, q, &unused, err);
+      double sum = 0;
+      for (uint32_t i = 0; i < k && rc == MN_OK; i++)
+        sum += q[i];
+      for (uint32_t i = 0; i < k && rc == MN_OK; i++)
+        q[i] = sum > 0 ? q[i] / sum : 1.0 / k;
+    } else {
+      for (uint32_t i = 0; i < k; i++)
+        n[i] = (double)f->replay.langs[i].seen;
+      rc = replay_shares_temperature(n, NULL, k, c->train.language_alpha, q, err);
+    }
     double cum = 0;
     for (uint32_t i = 0; i < k && rc == MN_OK; i++) {
       cum += q[i];
@@ -516,8 +528,10 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
     for (uint32_t i = 0; i < k; i++)
       held += f->replay.langs[i].count;
     json_object_set_new(lineage, "replay",
-                        json_pack("{s:f, s:i, s:I}", "ratio", c->finetune.replay_ratio, "per_batch",
-                                  f->nrep, "windows", (json_int_t)held));
+                        json_pack("{s:f, s:i, s:I, s:s, s:f}", "ratio", c->finetune.replay_ratio,
+                                  "per_batch", f->nrep, "windows", (json_int_t)held, "sampler",
+                                  c->finetune.replay_sampler ? "unimax" : "temperature",
+                                  "unimax_epochs", c->finetune.unimax_epochs));
   }
   if ((rc = parse_stages(c->finetune.stages, gpt_get_config(m)->n_layer, f, err)) != MN_OK)
     return rc;

@@ -30,7 +30,8 @@ FRESH = {"spa": 0.7, "kat": 0.3}
 BARELY = "kat"
 PRETRAIN_CAP = 300_000  # bytes of pretraining text per language
 HELDOUT = 0.10
-STEPS = 400
+STEPS = int(os.environ.get("FT_STEPS", "600"))
+FT_LR = float(os.environ.get("FT_LR", "0.003"))
 EVAL_TOKENS = 30_000
 
 
@@ -189,9 +190,11 @@ def main():
     wait(run([mnemo, "--config", base_cfg, "fisher", "--checkpoint", base, "--out", fisher,
               "--windows", "32", shard("pre")]), "fisher")
 
-    common = {"steps": STEPS, "lr": 0.001, "warmup_steps": 40, "min_lr_frac": 0.1,
+    common = {"steps": STEPS, "lr": FT_LR, "warmup_steps": STEPS // 10, "min_lr_frac": 0.1,
+              "seed": int(os.environ.get("FT_SEED", "20261126")),  # base.yaml's
               "checkpoint_every": 0, "threads": 1}
     lam = float(os.environ.get("EWC_LAMBDA", "1000"))
+    safe_lam = float(os.environ.get("SAFE_LAMBDA", "300"))
     arms = [
         ("control", "pre", {"language_alpha": 0.3}, {}),
         ("naive", "fresh", {"language_alpha": 1.0}, {}),
@@ -206,9 +209,11 @@ def main():
         ("ewc_%g" % lam, "fresh", {"language_alpha": 1.0}, {"fisher": fisher, "ewc_lambda": lam}),
         ("ewc_%g" % (lam * 10), "fresh", {"language_alpha": 1.0},
          {"fisher": fisher, "ewc_lambda": lam * 10}),
+        # everything together: replay added on top, a light EWC (alone, lambda 1000 already
+        # costs a sixth of the gain), a short first stage of unfreezing
         ("safeguards", "fresh", {"language_alpha": 1.0, "batch_size": 10},
-         {"replay_store": store, "replay_ratio": 0.2, "fisher": fisher, "ewc_lambda": lam,
-          "stages": "2:100,all", "lr_factor": 2.6}),
+         {"replay_store": store, "replay_ratio": 0.2, "fisher": fisher, "ewc_lambda": safe_lam,
+          "stages": "2:%d,all" % (STEPS // 20), "lr_factor": 2.6}),
     ]
     pending = list(arms)
     while pending:  # two arms at once, one thread each
@@ -242,7 +247,9 @@ def main():
                      "worst_forgetting_net": max(rel[name][l] - rel["control"][l] for l in untouched),
                      "gain": gain[name],
                      "gain_ratio": gain[name] / gain["naive"] if gain["naive"] > 0 else float("nan")})
-    result = {"languages": LANGS, "fresh": FRESH, "steps": STEPS, "ewc_lambda": lam, "data": data,
+    result = {"languages": LANGS, "fresh": FRESH, "steps": STEPS, "lr": FT_LR, "seed": common["seed"], "ewc_lambda": lam,
+              "safeguards_lambda": safe_lam,
+              "data": data,
               "bits_per_byte": bpb, "relative_change": rel, "arms": rows,
               "seconds": round(time.time() - t0)}
     json.dump(result, open(os.path.join(d, "results.json"), "w"), indent=1)

@@ -171,6 +171,10 @@ PY
   "$tmp/spa.shard" >/dev/null
 [ "$(weights "$tmp/ft/model.safetensors")" = "$(weights "$tmp/ft2/model.safetensors")" ] ||
   fail "a fine-tune cut in two and resumed does not give the same weights"
+# UniMax instead of temperature for the replayed languages: recorded in the lineage
+"$mnemo" --set finetune.replay_sampler=unimax --set train.steps=3 finetune --spec "$tmp/job.yaml" \
+  --out "$tmp/ftu" "$tmp/spa.shard" >/dev/null
+grep -a -q '\\"sampler\\":\\"unimax\\"' "$tmp/ftu/model.safetensors" || fail "UniMax not in the lineage"
 spec "$tmp/job-other.yaml" "$tmp/ft/model.safetensors" # the Fisher is of $ck
 rc=0; "$mnemo" finetune --spec "$tmp/job-other.yaml" --out "$tmp/ft3" "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
 [ $rc = 1 ] && grep -q "estimated at other weights" "$tmp/err" || fail "a Fisher of other weights: rc $rc, $(cat "$tmp/err")"
