@@ -839,6 +839,20 @@ static void score(gpt *m, const int32_t *x, const int32_t *y, int T, lang_score 
     }
 }
 
+/* scoring_model -- a checkpoint loaded into a model that takes one sequence of *T tokens
+ * (train.seq_len, at most the model's positions), on the configured threads */
+static mn_status scoring_model(const worker *w, const char *path, ckpt_meta *meta, gpt **m, int *T,
+                               mn_error *err)
+{
+  kernels_cpu_set_threads((int)w->cfg.train.threads);
+  mn_status rc = ckpt_read_meta(path, meta, err);
+  if (rc != MN_OK) return rc;
+  *T = meta->config.max_seq_len;
+  if (w->cfg.train.seq_len < *T) *T = (int)w->cfg.train.seq_len;
+  if ((rc = gpt_create(&meta->config, 1, *T, 0, kernels_cpu(), m, err)) != MN_OK) return rc;
+  return ckpt_load(path, *m, meta, err);
+}
+
 static int cmd_eval(worker *w, opts *o)
 {
   mn_error err = {0};
@@ -847,12 +861,8 @@ static int cmd_eval(worker *w, opts *o)
   int rc = EXIT_FAIL;
   ckpt_meta meta;
   if (!o->checkpoint || o->npos < 1) return usage("eval needs --checkpoint FILE and shards");
-  kernels_cpu_set_threads((int)w->cfg.train.threads);
-  if (ckpt_read_meta(o->checkpoint, &meta, &err) != MN_OK) return fail(&err);
-  int T = meta.config.max_seq_len;
-  if (w->cfg.train.seq_len < T) T = (int)w->cfg.train.seq_len;
-  if (gpt_create(&meta.config, 1, T, 0, kernels_cpu(), &m, &err) != MN_OK) return fail(&err);
-  if (ckpt_load(o->checkpoint, m, &meta, &err) != MN_OK) goto out;
+  int T = 0;
+  if (scoring_model(w, o->checkpoint, &meta, &m, &T, &err) != MN_OK) goto out;
   if (read_shards(o, &shards, &err) != MN_OK) goto out;
   int32_t *x = malloc(sizeof(int32_t) * (size_t)T), *y = malloc(sizeof(int32_t) * (size_t)T);
   json_t *langs = json_array();
@@ -1284,12 +1294,8 @@ static int cmd_fisher(worker *w, opts *o)
   ckpt_meta meta;
   fisher_meta fm, pm;
   memset(&fm, 0, sizeof fm);
-  kernels_cpu_set_threads((int)w->cfg.train.threads);
-  if (ckpt_read_meta(o->checkpoint, &meta, &err) != MN_OK) return fail(&err);
-  int T = meta.config.max_seq_len;
-  if (w->cfg.train.seq_len < T) T = (int)w->cfg.train.seq_len;
-  if (gpt_create(&meta.config, 1, T, 0, kernels_cpu(), &m, &err) != MN_OK) return fail(&err);
-  if (ckpt_load(o->checkpoint, m, &meta, &err) != MN_OK) goto out;
+  int T = 0;
+  if (scoring_model(w, o->checkpoint, &meta, &m, &T, &err) != MN_OK) goto out;
   if (read_shards(o, &shards, &err) != MN_OK) goto out;
   for (int s = 0; s < o->npos; s++)
     for (uint32_t k = 0; k < shards[s].nsections; k++)

@@ -453,6 +453,18 @@ static void crossentropy_backward(float *dlogits, const float *probs, const floa
 
 /* ---------------------------------------------------------------- optimizer */
 
+/* adam_step -- one element's AdamW step with gradient g (inlined into both loops below) */
+#pragma omp declare simd
+static inline float adam_step(float p, float *m, float *v, float g, float lr, float beta1,
+                              float beta2, float c1, float c2, float eps, float weight_decay)
+{
+  float mi = beta1 * *m + (1.0f - beta1) * g;
+  float vi = beta2 * *v + (1.0f - beta2) * g * g;
+  *m = mi;
+  *v = vi;
+  return p - lr * ((mi / c1) / (sqrtf(vi / c2) + eps) + weight_decay * p);
+}
+
 static void adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,
                          float beta1, float beta2, float eps, float weight_decay, float grad_scale,
                          int t, const kernels_ewc *ewc)
@@ -463,27 +475,16 @@ static void adamw_update(float *params, const float *grads, float *m, float *v, 
     const float *F = ewc->fisher, *A = ewc->anchor;
     float lambda = ewc->lambda;
 #pragma omp parallel for simd
-    for (size_t i = 0; i < n; i++) {
-      float g = grads[i] * grad_scale + lambda * F[i] * (params[i] - A[i]);
-      float mi = beta1 * m[i] + (1.0f - beta1) * g;
-      float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-      m[i] = mi;
-      v[i] = vi;
-      float mhat = mi / c1, vhat = vi / c2;
-      params[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * params[i]);
-    }
+    for (size_t i = 0; i < n; i++)
+      params[i] = adam_step(params[i], &m[i], &v[i],
+                            grads[i] * grad_scale + lambda * F[i] * (params[i] - A[i]), lr, beta1,
+                            beta2, c1, c2, eps, weight_decay);
     return;
   }
 #pragma omp parallel for simd
-  for (size_t i = 0; i < n; i++) {
-    float g = grads[i] * grad_scale;
-    float mi = beta1 * m[i] + (1.0f - beta1) * g;
-    float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    float mhat = mi / c1, vhat = vi / c2;
-    params[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * params[i]);
-  }
+  for (size_t i = 0; i < n; i++)
+    params[i] = adam_step(params[i], &m[i], &v[i], grads[i] * grad_scale, lr, beta1, beta2, c1, c2,
+                          eps, weight_decay);
 }
 
 static double sum_squares(const float *x, size_t n)
