@@ -71,6 +71,11 @@ MN_NODISCARD mn_status replay_store_decode(const void *p, size_t n, const char *
 MN_NODISCARD mn_status replay_store_load(const char *path, replay_store *out /* OUT */,
                                          mn_error *err);
 MN_NODISCARD mn_status replay_store_save(const replay_store *s, const char *path, mn_error *err);
+/* replay_store_checksum -- the file's own SHA-256 (its last 32 bytes) as hex: what a run that
+ * uses the store records, so that a resume can tell the store changed.  Not a verification:
+ * replay_store_load does that. */
+MN_NODISCARD mn_status replay_store_checksum(const char *path, char hex[MN_SHA256_HEX_LEN + 1],
+                                             mn_error *err);
 
 /* One language's new windows, for replay_store_absorb. */
 typedef struct replay_offer {

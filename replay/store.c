@@ -5,6 +5,7 @@
 #include "replay/replay.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -326,4 +327,19 @@ mn_status replay_store_absorb(const char *path, uint32_t window, uint32_t capaci
   if (rc == MN_OK) rc = replay_store_save(&s, path, err);
   replay_store_free(&s);
   return rc;
+}
+
+mn_status replay_store_checksum(const char *path, char hex[MN_SHA256_HEX_LEN + 1], mn_error *err)
+{
+  uint8_t sum[MN_SHA256_LEN];
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
+  off_t end = lseek(fd, 0, SEEK_END);
+  ssize_t got = end >= (off_t)sizeof sum ? pread(fd, sum, sizeof sum, end - (off_t)sizeof sum) : -1;
+  close(fd);
+  if (got != (ssize_t)sizeof sum)
+    return mn_error_set(err, MN_ERR_CORRUPT, "replay store \"%s\": too short for a checksum", path);
+  mn_hex_encode(sum, sizeof sum, hex);
+  return MN_OK;
 }

@@ -477,8 +477,10 @@ mn_status ckpt_save_fisher(const char *path, const float *fisher, size_t np,
                            const fisher_meta *meta, mn_error *err)
 {
   st_tensor t[1] = {{"fisher", {np, 0}, 1, fisher, np}};
-  char sha[MN_SHA256_HEX_LEN + 1];
-  mn_status rc = sha_of(meta->info, t, 1, sha, err);
+  char sha[MN_SHA256_HEX_LEN + 1], prefix[sizeof meta->info + MN_SHA256_HEX_LEN + 2];
+  /* the checksum covers the weights it belongs to and its description, not only the data */
+  snprintf(prefix, sizeof prefix, "%s\n%s", meta->weights_sha256, meta->info);
+  mn_status rc = sha_of(prefix, t, 1, sha, err);
   if (rc != MN_OK) return rc;
   json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s}", "format", FISHER_FORMAT, "version", "1",
                         "weights_sha256", meta->weights_sha256, "info", meta->info, "sha256", sha);
@@ -503,8 +505,12 @@ mn_status ckpt_load_fisher(const char *path, float *fisher, size_t np, fisher_me
   }
   snprintf(meta->weights_sha256, sizeof meta->weights_sha256, "%s", wsha);
   snprintf(meta->info, sizeof meta->info, "%s", info);
+  const char *sha = meta_str(&f, "sha256");
+  snprintf(meta->sha256, sizeof meta->sha256, "%s", sha ? sha : "");
+  char prefix[sizeof meta->info + MN_SHA256_HEX_LEN + 2];
+  snprintf(prefix, sizeof prefix, "%s\n%s", meta->weights_sha256, meta->info);
   if ((rc = check_tensors(&f, t, 1, err)) != MN_OK) goto out;
-  rc = read_tensors(&f, t, 1, meta->info, meta_str(&f, "sha256"), err);
+  rc = read_tensors(&f, t, 1, prefix, sha, err);
   for (size_t i = 0; rc == MN_OK && i < np; i++)
     if (!(fisher[i] >= 0) || !isfinite(fisher[i]))
       rc = corrupt(path, err, "Fisher value %zu is %g: not a finite non-negative number", i,

@@ -143,6 +143,7 @@ struct gpt {
   size_t nparams;
   int first_trainable; /* the lowest trainable block; -1: the embeddings too (the default) */
   const float *ewc_fisher, *ewc_anchor; /* borrowed; NULL: no EWC */
+  int64_t *first_step;                  /* per tensor: the step of its first update (0: step 1) */
   float ewc_lambda;
   float *params, *grads, *m, *v;
   float *act_mem, *grad_mem;
@@ -210,6 +211,11 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   m->maxT = T;
   m->nparams = gpt_num_params(cfg);
   m->first_trainable = -1;
+  m->first_step = calloc((size_t)gpt_num_tensors(cfg), sizeof *m->first_step);
+  if (!m->first_step) {
+    free(m);
+    return mn_error_set(err, MN_ERR_NOMEM, "out of memory creating the model");
+  }
   size_t L = (size_t)cfg->n_layer, C = (size_t)cfg->n_embd, NH = (size_t)cfg->n_head;
   size_t Vp = (size_t)cfg->padded_vocab, BT = (size_t)B * T;
 
@@ -291,6 +297,7 @@ void gpt_destroy(gpt *m)
   kernels_host_free(m->m, pb), kernels_host_free(m->v, pb);
   kernels_host_free(m->act_mem, m->act_floats * sizeof(float));
   kernels_host_free(m->grad_mem, m->grad_floats * sizeof(float));
+  free(m->first_step);
   free(m);
 }
 
@@ -415,6 +422,11 @@ size_t gpt_trainable_offset(const gpt *m)
   return m->first_trainable < 0 ? 0 : gpt_block_offset(&m->cfg, m->first_trainable);
 }
 
+void gpt_set_first_step(gpt *m, int tensor, int64_t step)
+{
+  if (tensor >= 0 && tensor < gpt_num_tensors(&m->cfg)) m->first_step[tensor] = step;
+}
+
 void gpt_set_ewc(gpt *m, const float *fisher, const float *anchor, float lambda)
 {
   bool on = fisher && anchor && lambda != 0.0f;
@@ -523,8 +535,12 @@ float gpt_update(gpt *m, const gpt_adamw *o, int t)
     float lr = o->lr_factor > 1.0f ? o->lr / powf(o->lr_factor, (float)depth) : o->lr;
     kernels_ewc ewc = {m->ewc_fisher ? m->ewc_fisher + off : NULL,
                        m->ewc_anchor ? m->ewc_anchor + off : NULL, m->ewc_lambda};
+    /* Adam's bias correction counts this tensor's own updates: one that thaws late starts
+     * from zero moments like any other */
+    int64_t t0 = m->first_step[i] > 0 ? m->first_step[i] : 1;
+    int tl = t >= t0 ? (int)(t - t0 + 1) : 1;
     m->k->adamw_update(m->params + off, m->grads + off, m->m + off, m->v + off, count, lr, o->beta1,
-                       o->beta2, o->eps, wd, scale, t, m->ewc_fisher ? &ewc : NULL);
+                       o->beta2, o->eps, wd, scale, tl, m->ewc_fisher ? &ewc : NULL);
   }
   return norm;
 }

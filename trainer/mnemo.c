@@ -398,6 +398,9 @@ static void finetune_fini(finetune_setup *f)
 static mn_status parse_stages(const char *text, int L, finetune_setup *f, mn_error *err)
 {
   char buf[256];
+  if (strlen(text) >= sizeof buf)
+    return mn_error_set(err, MN_ERR_CONFIG, "finetune.stages is longer than %zu bytes",
+                        sizeof buf - 1);
   snprintf(buf, sizeof buf, "%s", text);
   int64_t at = 0;
   f->nstages = 0;
@@ -415,6 +418,9 @@ static mn_status parse_stages(const char *text, int L, finetune_setup *f, mn_err
     if (colon && (!mn_parse_i64(colon + 1, &n) || n < 1))
       return mn_error_set(err, MN_ERR_CONFIG, "finetune.stages: \"%s\" is not a number of steps",
                           colon + 1);
+    if (f->nstages > 0 && f->stage_end[f->nstages - 1] == INT64_MAX)
+      return mn_error_set(err, MN_ERR_CONFIG,
+                          "finetune.stages: a stage without a number of steps must be the last");
     f->stage_blocks[f->nstages] = all ? -1 : L - (int)k; /* the first trainable block */
     at = n == INT64_MAX || at > INT64_MAX - n ? INT64_MAX : at + n;
     f->stage_end[f->nstages++] = at;
@@ -441,8 +447,10 @@ static void replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, int f
   for (int b = fresh; b < B; b++) {
     double u = (double)(mn_splitmix64(&s) >> 11) / 9007199254740992.0;
     uint32_t l = 0;
-    while (l + 1 < f->replay.nlangs && u >= f->replay_cum[l])
+    while (l + 1 < f->replay.nlangs && (u >= f->replay_cum[l] || f->replay.langs[l].count == 0))
       l++;
+    while (f->replay.langs[l].count == 0) /* rounding past the last share: step back */
+      l--;
     const replay_lang *rl = &f->replay.langs[l];
     const uint16_t *w = rl->windows + (mn_splitmix64(&s) % rl->count) * (size_t)f->replay.window;
     int32_t *x = tok + (size_t)b * T, *y = tgt + (size_t)b * T;
@@ -476,11 +484,15 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
                           "the Fisher \"%s\" was estimated at other weights than the baseline %s",
                           fp, c->finetune.baseline);
     gpt_set_ewc(m, f->fisher, f->anchor, (float)c->finetune.ewc_lambda);
-    json_object_set_new(lineage, "ewc_lambda", json_real(c->finetune.ewc_lambda));
+    json_object_set_new(
+        lineage, "ewc",
+        json_pack("{s:f, s:s}", "lambda", c->finetune.ewc_lambda, "fisher", fm.sha256));
   }
   const char *rp = c->finetune.replay_store;
   if (rp && *rp && c->finetune.replay_ratio > 0) {
     if ((rc = replay_store_load(rp, &f->replay, err)) != MN_OK) return rc;
+    char store_sha[MN_SHA256_HEX_LEN + 1];
+    if ((rc = replay_store_checksum(rp, store_sha, err)) != MN_OK) return rc;
     if (f->replay.window != (uint32_t)T + 1 || f->replay.nlangs == 0)
       return mn_error_set(err, MN_ERR_INPUT,
                           "replay store \"%s\" holds %u languages of windows of %u tokens; this "
@@ -494,8 +506,21 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
       free(n), free(q);
       return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
     }
+    int V = gpt_get_config(m)->vocab_size;
+    for (uint32_t i = 0; i < k; i++) { /* a store from elsewhere must fit this model */
+      const replay_lang *rl = &f->replay.langs[i];
+      for (size_t j = 0; j < (size_t)rl->count * f->replay.window; j++)
+        if (rl->windows[j] >= V) {
+          free(n), free(q);
+          return mn_error_set(err, MN_ERR_INPUT,
+                              "replay store \"%s\": %s holds token %u, beyond the vocabulary of %d",
+                              rp, rl->code, rl->windows[j], V);
+        }
+    }
+    f->nrep = (int)lround(c->finetune.replay_ratio * B);
+    if (f->nrep >= B) f->nrep = B - 1;     /* a batch always holds fresh text */
     if (c->finetune.replay_sampler == 1) { /* UniMax over the run's replayed windows */
-      double unused, total = lround(c->finetune.replay_ratio * B) * (double)c->train.steps;
+      double unused, total = f->nrep * (double)c->train.steps;
       for (uint32_t i = 0; i < k; i++)
         n[i] = (double)f->replay.langs[i].count;
       rc = replay_budget_unimax(n, NULL, k, total, c->finetune.unimax_epochs, q, &unused, err);
@@ -505,8 +530,8 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
       for (uint32_t i = 0; i < k && rc == MN_OK; i++)
         q[i] = sum > 0 ? q[i] / sum : 1.0 / k;
     } else {
-      for (uint32_t i = 0; i < k; i++)
-        n[i] = (double)f->replay.langs[i].seen;
+      for (uint32_t i = 0; i < k; i++) /* a language holding no window gets no share */
+        n[i] = f->replay.langs[i].count ? (double)f->replay.langs[i].seen : 0.0;
       rc = replay_shares_temperature(n, NULL, k, c->train.language_alpha, q, err);
     }
     double cum = 0;
@@ -522,19 +547,33 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
     }
     free(n), free(q);
     if (rc != MN_OK) return rc;
-    f->nrep = (int)lround(c->finetune.replay_ratio * B);
-    if (f->nrep >= B) f->nrep = B - 1; /* a batch always holds fresh text */
     uint64_t held = 0;
     for (uint32_t i = 0; i < k; i++)
       held += f->replay.langs[i].count;
     json_object_set_new(lineage, "replay",
-                        json_pack("{s:f, s:i, s:I, s:s, s:f}", "ratio", c->finetune.replay_ratio,
-                                  "per_batch", f->nrep, "windows", (json_int_t)held, "sampler",
+                        json_pack("{s:f, s:i, s:I, s:s, s:f, s:s}", "ratio",
+                                  c->finetune.replay_ratio, "per_batch", f->nrep, "windows",
+                                  (json_int_t)held, "sampler",
                                   c->finetune.replay_sampler ? "unimax" : "temperature",
-                                  "unimax_epochs", c->finetune.unimax_epochs));
+                                  "unimax_epochs", c->finetune.unimax_epochs, "store", store_sha));
   }
   if ((rc = parse_stages(c->finetune.stages, gpt_get_config(m)->n_layer, f, err)) != MN_OK)
     return rc;
+  /* each tensor's first update is the start of the first stage that trains it */
+  const gpt_config *gc = gpt_get_config(m);
+  for (int i = 0; i < gpt_num_tensors(gc); i++) {
+    char name[64];
+    size_t shape[2], off;
+    int ndim;
+    gpt_tensor_info(gc, i, name, shape, &ndim, &off);
+    int64_t start = 1;
+    for (int j = 0; j < f->nstages; j++) {
+      int first = f->stage_blocks[j];
+      if (off >= (first < 0 ? 0 : gpt_block_offset(gc, first))) break;
+      start = f->stage_end[j] == INT64_MAX ? start : f->stage_end[j] + 1;
+    }
+    gpt_set_first_step(m, i, start);
+  }
   json_object_set_new(lineage, "stages", json_string(c->finetune.stages));
   json_object_set_new(lineage, "lr_factor", json_real(c->finetune.lr_factor));
   return MN_OK;
@@ -647,24 +686,28 @@ static int train_run(worker *w, opts *o, bool finetune)
       "threads", kernels_cpu_threads(), "shards", shard_ids);
   if (finetune) json_object_update(run, ft_lineage);
   if (o->resume && prev_lineage[0]) {
-    json_t *was = json_loads(prev_lineage, 0, NULL);
+    json_t *was = json_loads(prev_lineage, 0, NULL), *both = json_deep_copy(run);
+    json_object_update_missing(both, was); /* a key only the old run had differs too */
     const char *key;
     json_t *v;
-    json_object_foreach(run, key, v)
+    json_object_foreach(both, key, v)
     {
-      if (!json_equal(v, json_object_get(was, key))) {
-        char *a = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-        char *b = json_dumps(json_object_get(was, key), JSON_ENCODE_ANY | JSON_COMPACT);
+      json_t *now = json_object_get(run, key), *then = json_object_get(was, key);
+      if (!now || !then || !json_equal(now, then)) {
+        char *a = now ? json_dumps(now, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+        char *b = then ? json_dumps(then, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
         mn_error_set(&err, MN_ERR_INPUT,
                      "cannot resume %s: its %s was %s, now %s (a resumed run must be the same run)",
-                     o->resume, key, b ? b : "missing", a ? a : "?");
+                     o->resume, key, b ? b : "missing", a ? a : "missing");
         free(a), free(b);
         json_decref(was);
+        json_decref(both);
         json_decref(run);
         goto out;
       }
     }
     json_decref(was);
+    json_decref(both);
   }
   char *lin = json_dumps(run, JSON_COMPACT);
   json_decref(run);
@@ -758,7 +801,8 @@ static int train_run(worker *w, opts *o, bool finetune)
       if (finetune) {
         json_object_set_new(ev, "trainable_from", json_integer(gpt_trainable_first(m)));
         json_object_set_new(ev, "replayed", json_integer(ft.nrep));
-        if (ft.fisher) json_object_set_new(ev, "ewc_penalty", json_real(gpt_ewc_penalty(m)));
+        if (ft.fisher && (t % 10 == 0 || t == steps)) /* a pass over three arrays */
+          json_object_set_new(ev, "ewc_penalty", json_real(gpt_ewc_penalty(m)));
       }
       emit(ev);
     }
@@ -1383,6 +1427,7 @@ static int cmd_replay_absorb(worker *w, opts *o)
   for (int i = 0; i < nshards; i++)
     for (uint32_t k = 0; k < shards[i].nsections; k++) {
       const shard_section *sec = &shards[i].sections[k];
+      if (sec->count / window == 0) continue; /* shorter than a window: nothing to offer */
       offers[noffers++] = (replay_offer){.code = sec->code,
                                          .windows = shards[i].tokens + sec->first,
                                          .n = (size_t)(sec->count / window)};

@@ -94,6 +94,9 @@ const float *gpt_logits(const gpt *m); /* (B,T,Vp), after any forward */
  * frozen prefix (values and moments) bit-identical.
  */
 void gpt_set_trainable(gpt *m, int first);
+/* gpt_set_first_step -- the step at which tensor i (gpt_tensor_info's numbering) is first
+ * updated, for Adam's bias correction (default 1); a fine-tune sets it from its stages. */
+void gpt_set_first_step(gpt *m, int tensor, int64_t step);
 int gpt_trainable_first(const gpt *m);
 size_t gpt_trainable_offset(const gpt *m);
 
@@ -102,7 +105,7 @@ size_t gpt_trainable_offset(const gpt *m);
 void gpt_zero_grad(gpt *m);
 void gpt_backward(gpt *m);
 
-/* gpt_grad_norm -- the global L2 norm of the gradients. */
+/* gpt_grad_norm -- the L2 norm of the trainable part's gradients (all of them by default). */
 float gpt_grad_norm(gpt *m);
 
 /*
@@ -171,7 +174,7 @@ typedef struct ckpt_meta {
   gpt_config config;
   tok_tags tags;
   int64_t step;
-  char lineage[1024];                 /* JSON text; "{}" when none */
+  char lineage[8192];                 /* JSON text; "{}" when none */
   char sha256[MN_SHA256_HEX_LEN + 1]; /* of the tensor data (filled by save and load) */
 } ckpt_meta;
 
@@ -198,12 +201,13 @@ MN_NODISCARD mn_status ckpt_load_opt(const char *path, gpt *m, const char *weigh
  * The diagonal Fisher of a checkpoint, for EWC: one F32 tensor "fisher" of num_params
  * values in the layer-major layout, beside the checkpoint whose weights (sha256) it was
  * estimated at; info is JSON (languages and their windows, weighting, gamma, previous).
- * The checksum covers info and the data; a load refuses a damaged file, another model's
- * size, and negative or non-finite values.
+ * The checksum covers the weights' sha256, info and the data; a load refuses a damaged file,
+ * another model's size, and negative or non-finite values.
  */
 typedef struct fisher_meta {
   char weights_sha256[MN_SHA256_HEX_LEN + 1];
   char info[8192];
+  char sha256[MN_SHA256_HEX_LEN + 1]; /* of the file's content (set by load) */
 } fisher_meta;
 MN_NODISCARD mn_status ckpt_save_fisher(const char *path, const float *fisher, size_t np,
                                         const fisher_meta *meta, mn_error *err);

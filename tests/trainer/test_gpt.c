@@ -218,6 +218,45 @@ static void unfreezing(void)
   gpt_destroy(part);
 }
 
+/*
+ * late_thaw -- a tensor first updated at step 4 gets Adam's first-step correction then: it
+ * moves by about lr (m / sqrt(v) = g / |g|), not the 0.56 lr that step 4's global correction
+ * would give zero moments.
+ */
+static float median_step(const float *before, const float *after, size_t off, size_t count);
+static void late_thaw(void)
+{
+  gpt *m = make(2, 8, 9);
+  size_t n = gpt_params_count(m);
+  char name[64];
+  size_t shape[2], off;
+  int ndim, qkv0 = 2 + GPT_BLOCK_TENSORS * 0 + GPT_QKVW;
+  gpt_tensor_info(&tiny, qkv0, name, shape, &ndim, &off);
+  gpt_adamw o = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-12f};
+  gpt_set_trainable(m, tiny.n_layer - 1);
+  for (int i = 0; i < gpt_num_tensors(&tiny); i++) { /* blocks below the top thaw at step 4 */
+    gpt_tensor_info(&tiny, i, name, shape, &ndim, &off);
+    if (off < gpt_block_offset(&tiny, tiny.n_layer - 1)) gpt_set_first_step(m, i, 4);
+  }
+  for (int t = 1; t <= 4; t++) {
+    if (t == 4) gpt_set_trainable(m, -1);
+    float *before = malloc(n * sizeof(float));
+    memcpy(before, gpt_params(m), n * sizeof(float));
+    gpt_zero_grad(m);
+    gpt_forward(m, tokens, targets, 2, 8);
+    gpt_backward(m);
+    gpt_update(m, &o, t);
+    if (t == 4) {
+      gpt_tensor_info(&tiny, qkv0, name, shape, &ndim, &off);
+      float med = median_step(before, gpt_params(m), off, shape[0] * shape[1]);
+      T_CHECK_MSG(fabsf(med - 1e-3f) < 2e-5f, "%s moved %g at its first update, want 1e-3", name,
+                  med);
+    }
+    free(before);
+  }
+  gpt_destroy(m);
+}
+
 static int cmp_float(const void *a, const void *b)
 {
   float x = *(const float *)a, y = *(const float *)b;
@@ -352,5 +391,6 @@ int main(void)
   T_RUN(unfreezing);
   T_RUN(discriminative_rates);
   T_RUN(ewc_gradient);
+  T_RUN(late_thaw);
   return T_DONE();
 }

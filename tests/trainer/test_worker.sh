@@ -164,13 +164,18 @@ assert len(steps) == 12
 assert [e["trainable_from"] for e in steps] == [1] * 4 + [-1] * 8  # tiny: 2 layers
 assert all(e["replayed"] == 2 and "spa" in e["languages"] for e in steps)
 assert any(len(e["languages"]) > 1 for e in steps), "no replayed language in any batch"
-assert steps[0]["ewc_penalty"] >= 0 and steps[-1]["ewc_penalty"] > 0
+assert steps[9]["ewc_penalty"] > 0 and steps[-1]["ewc_penalty"] > 0  # every 10th, and the last
 PY
 "$mnemo" finetune --spec "$tmp/job.yaml" --steps 6 --out "$tmp/ft2" "$tmp/spa.shard" >/dev/null
 "$mnemo" finetune --spec "$tmp/job.yaml" --resume "$tmp/ft2/model.safetensors" --out "$tmp/ft2" \
   "$tmp/spa.shard" >/dev/null
 [ "$(weights "$tmp/ft/model.safetensors")" = "$(weights "$tmp/ft2/model.safetensors")" ] ||
   fail "a fine-tune cut in two and resumed does not give the same weights"
+# a resume without EWC (a key only the first part had) is another run: refused
+"$mnemo" finetune --spec "$tmp/job.yaml" --steps 3 --out "$tmp/ft4" "$tmp/spa.shard" >/dev/null
+rc=0; "$mnemo" --set finetune.ewc_lambda=0 finetune --spec "$tmp/job.yaml" \
+  --resume "$tmp/ft4/model.safetensors" --out "$tmp/ft4" "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "its ewc was" "$tmp/err" || fail "a resume without EWC: rc $rc, $(cat "$tmp/err")"
 # UniMax instead of temperature for the replayed languages: recorded in the lineage
 "$mnemo" --set finetune.replay_sampler=unimax --set train.steps=3 finetune --spec "$tmp/job.yaml" \
   --out "$tmp/ftu" "$tmp/spa.shard" >/dev/null
