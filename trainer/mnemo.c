@@ -491,13 +491,16 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
   const char *rp = c->finetune.replay_store;
   if (rp && *rp && c->finetune.replay_ratio > 0) {
     if ((rc = replay_store_load(rp, &f->replay, err)) != MN_OK) return rc;
+    uint64_t held = 0;
+    for (uint32_t i = 0; i < f->replay.nlangs; i++)
+      held += f->replay.langs[i].count;
     char store_sha[MN_SHA256_HEX_LEN + 1];
     if ((rc = replay_store_checksum(rp, store_sha, err)) != MN_OK) return rc;
-    if (f->replay.window != (uint32_t)T + 1 || f->replay.nlangs == 0)
+    if (f->replay.window != (uint32_t)T + 1 || held == 0) /* no window: nothing to draw */
       return mn_error_set(err, MN_ERR_INPUT,
-                          "replay store \"%s\" holds %u languages of windows of %u tokens; this "
-                          "fine-tune needs windows of %d",
-                          rp, f->replay.nlangs, f->replay.window, T + 1);
+                          "replay store \"%s\" holds %llu windows of %u tokens; this fine-tune "
+                          "needs some, of %d",
+                          rp, (unsigned long long)held, f->replay.window, T + 1);
     uint32_t k = f->replay.nlangs;
     double *n = calloc(k, sizeof *n), *q = calloc(k, sizeof *q);
     f->replay_cum = calloc(k, sizeof *f->replay_cum);
@@ -547,9 +550,6 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
     }
     free(n), free(q);
     if (rc != MN_OK) return rc;
-    uint64_t held = 0;
-    for (uint32_t i = 0; i < k; i++)
-      held += f->replay.langs[i].count;
     json_object_set_new(lineage, "replay",
                         json_pack("{s:f, s:i, s:I, s:s, s:f, s:s}", "ratio",
                                   c->finetune.replay_ratio, "per_batch", f->nrep, "windows",
