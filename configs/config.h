@@ -53,7 +53,7 @@ typedef struct mn_config {
   } train;
   struct {
     char *baseline, *fisher, *replay_store, *stages;
-    double ewc_lambda, replay_ratio, lr_factor, unimax_epochs;
+    double ewc_lambda, replay_ratio, lr_factor, unimax_epochs, distill;
     int replay_sampler; /* 0 temperature, 1 unimax */
   } finetune;
 

@@ -126,6 +126,10 @@ static const mn_config_key keys[] = {
     DBL_KEY("finetune.lr_factor", "2.6", 1.0, 100.0, false,
             "discriminative rates: each block down divides the learning rate by this",
             finetune.lr_factor),
+    DBL_KEY("finetune.distill", "0", 0.0, 1.0, false,
+            "distillation on replayed windows: their target is (1 - distill) the next token + "
+            "distill the baseline's prediction; 0: the next token only",
+            finetune.distill),
 };
 
 _Static_assert(sizeof keys / sizeof keys[0] <= MN_CONFIG_MAX_KEYS, "raise MN_CONFIG_MAX_KEYS");

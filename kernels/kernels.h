@@ -87,9 +87,12 @@ typedef struct kernels_backend {
    * losses (N), probs (N,Vp) kept for backward (padded columns 0) */
   void (*crossentropy_forward)(float *losses, float *probs, const float *logits,
                                const int32_t *targets, int N, int V, int Vp);
-  /* dlogits (N,Vp) = (probs - onehot(target)) * dlosses, padded columns 0 */
+  /* dlogits (N,Vp) = (probs - t) * dlosses, padded columns 0, for the target distribution
+   * t = (1 - w) onehot(target) + w soft: the gradient of the cross-entropy against t.  soft
+   * (N,Vp), a teacher's probabilities (distillation), may be NULL (then t is the one-hot) */
   void (*crossentropy_backward)(float *dlogits, const float *probs, const float *dlosses,
-                                const int32_t *targets, int N, int V, int Vp);
+                                const int32_t *targets, const float *soft, float w, int N, int V,
+                                int Vp);
   /* AdamW with decoupled weight decay over n parameters, step t >= 1; the gradient is
    * grads[i] * grad_scale (gradient clipping folded in: no separate pass over grads), plus
    * EWC's when ewc is not NULL */

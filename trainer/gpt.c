@@ -145,6 +145,9 @@ struct gpt {
   const float *ewc_fisher, *ewc_anchor; /* borrowed; NULL: no EWC */
   int64_t *first_step;                  /* per tensor: the step of its first update (0: step 1) */
   float ewc_lambda;
+  const float *soft; /* borrowed; NULL: one-hot targets only */
+  int soft_row0;
+  float soft_w;
   float *params, *grads, *m, *v;
   float *act_mem, *grad_mem;
   size_t act_floats, grad_floats; /* their sizes, for kernels_host_free */
@@ -435,6 +438,14 @@ void gpt_set_ewc(gpt *m, const float *fisher, const float *anchor, float lambda)
   m->ewc_lambda = on ? lambda : 0.0f;
 }
 
+void gpt_set_soft_targets(gpt *m, int row0, const float *soft, float w)
+{
+  bool on = soft && w > 0.0f;
+  m->soft = on ? soft : NULL;
+  m->soft_row0 = on ? row0 : 0;
+  m->soft_w = on ? w : 0.0f;
+}
+
 double gpt_ewc_penalty(const gpt *m)
 {
   if (!m->ewc_fisher) return 0.0;
@@ -465,7 +476,12 @@ void gpt_backward(gpt *m)
 
   for (int i = 0; i < N; i++)
     g->dlosses[i] = 1.0f / (float)N;
-  k->crossentropy_backward(g->dlogits, a->probs, g->dlosses, m->targets, N, V, Vp);
+  int hard = m->soft && m->soft_row0 < B ? m->soft_row0 * T : N; /* rows with one-hot targets */
+  k->crossentropy_backward(g->dlogits, a->probs, g->dlosses, m->targets, NULL, 0.0f, hard, V, Vp);
+  if (hard < N)
+    k->crossentropy_backward(g->dlogits + (size_t)hard * Vp, a->probs + (size_t)hard * Vp,
+                             g->dlosses + hard, m->targets + hard, m->soft, m->soft_w, N - hard, V,
+                             Vp);
   float *dwte = m->grads, *dwpe = m->grads + (size_t)Vp * C;
   bool embeddings = m->first_trainable < 0; /* the output head is the (tied) embedding */
   k->matmul_backward(g->dln, embeddings ? dwte : NULL, NULL, g->dlogits, a->lnf, m->params, N, C,

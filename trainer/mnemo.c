@@ -383,7 +383,8 @@ typedef struct finetune_setup {
   replay_store replay;
   double *replay_cum; /* cumulative language shares over replay.langs */
   int *replay_tags;
-  int nrep; /* replayed sequences per batch */
+  int nrep;     /* replayed sequences per batch */
+  gpt *teacher; /* the baseline, scoring the replayed windows (finetune.distill); or NULL */
   int nstages, stage_blocks[16];
   int64_t stage_end[16]; /* stage i runs while t <= stage_end[i]; the last runs to the end */
 } finetune_setup;
@@ -392,6 +393,7 @@ static void finetune_fini(finetune_setup *f)
 {
   free(f->anchor), free(f->fisher), free(f->replay_cum), free(f->replay_tags);
   replay_store_free(&f->replay);
+  gpt_destroy(f->teacher);
 }
 
 /* parse_stages -- "K:STEPS,...,all" (the last may also be "K") */
@@ -556,6 +558,19 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
                                   (json_int_t)held, "sampler",
                                   c->finetune.replay_sampler ? "unimax" : "temperature",
                                   "unimax_epochs", c->finetune.unimax_epochs, "store", store_sha));
+  }
+  if (c->finetune.distill > 0) {
+    if (!f->nrep)
+      return mn_error_set(
+          err, MN_ERR_INPUT,
+          "finetune.distill %g needs replayed windows to distil on "
+          "(finetune.replay_store and a replay_ratio giving at least one per batch)",
+          c->finetune.distill);
+    if ((rc = gpt_create(gpt_get_config(m), f->nrep, T, 0, kernels_cpu(), &f->teacher, err)) !=
+        MN_OK)
+      return rc;
+    memcpy(gpt_params(f->teacher), f->anchor, np * sizeof(float));
+    json_object_set_new(lineage, "distill", json_real(c->finetune.distill));
   }
   if ((rc = parse_stages(c->finetune.stages, gpt_get_config(m)->n_layer, f, err)) != MN_OK)
     return rc;
@@ -749,6 +764,11 @@ static int train_run(worker *w, opts *o, bool finetune)
     if (finetune) gpt_set_trainable(m, stage_first_block(&ft, t));
     loader_next(ld, B - ft.nrep, tok, tgt);
     if (ft.nrep) replay_rows(&ft, seed, t, B - ft.nrep, B, T, tok, tgt);
+    if (ft.teacher) { /* the baseline's predictions on the replayed windows */
+      size_t r0 = (size_t)(B - ft.nrep) * T;
+      gpt_forward(ft.teacher, tok + r0, tgt + r0, ft.nrep, T);
+      gpt_set_soft_targets(m, B - ft.nrep, gpt_probs(ft.teacher), (float)c->finetune.distill);
+    }
     gpt_zero_grad(m);
     float loss = gpt_forward(m, tok, tgt, B, T);
     gpt_backward(m);

@@ -119,6 +119,14 @@ void gpt_set_ewc(gpt *m, const float *fisher, const float *anchor, float lambda)
 /* gpt_ewc_penalty -- the penalty at the current weights (0 without EWC). */
 double gpt_ewc_penalty(const gpt *m);
 
+/*
+ * gpt_set_soft_targets -- distillation: sequences row0..B-1 of every following backward are
+ * trained towards (1 - w) onehot(target) + w soft instead of the one-hot target; soft is
+ * ((B - row0) * T, Vp) probabilities (a teacher's gpt_probs), borrowed until set again.
+ * NULL soft or w 0 turn it off.  The loss gpt_forward returns stays the one-hot one.
+ */
+void gpt_set_soft_targets(gpt *m, int row0, const float *soft, float w);
+
 typedef struct gpt_adamw {
   float lr, beta1, beta2, eps, weight_decay;
   float grad_clip; /* <= 0: none */

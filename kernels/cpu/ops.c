@@ -437,15 +437,22 @@ static void crossentropy_forward(float *losses, float *probs, const float *logit
 }
 
 static void crossentropy_backward(float *dlogits, const float *probs, const float *dlosses,
-                                  const int32_t *targets, int N, int V, int Vp)
+                                  const int32_t *targets, const float *soft, float w, int N, int V,
+                                  int Vp)
 {
 #pragma omp parallel for
   for (int i = 0; i < N; i++) {
     const float *p = probs + (size_t)i * Vp;
     float *d = dlogits + (size_t)i * Vp;
     float dl = dlosses[i];
-    for (int j = 0; j < V; j++)
-      d[j] = (p[j] - (j == targets[i] ? 1.0f : 0.0f)) * dl;
+    if (soft) {
+      const float *s = soft + (size_t)i * Vp;
+      for (int j = 0; j < V; j++)
+        d[j] = (p[j] - w * s[j] - (j == targets[i] ? 1.0f - w : 0.0f)) * dl;
+    } else {
+      for (int j = 0; j < V; j++)
+        d[j] = (p[j] - (j == targets[i] ? 1.0f : 0.0f)) * dl;
+    }
     for (int j = V; j < Vp; j++)
       d[j] = 0;
   }

@@ -353,12 +353,28 @@ typedef struct {
   int N, V, Vp;
   float *logits, *probs;
   int32_t *targets;
+  const float *soft; /* a teacher's distribution per row, and its weight */
+  float w;
 } ce_ctx;
 
 static void ce_fwd(void *p, float *out)
 {
   ce_ctx *c = p;
   K->crossentropy_forward(out, c->probs, c->logits, c->targets, c->N, c->V, c->Vp);
+}
+
+/* the cross-entropy against (1 - w) onehot + w soft, from the forward's probabilities */
+static void ce_soft_fwd(void *p, float *out)
+{
+  ce_ctx *c = p;
+  K->crossentropy_forward(out, c->probs, c->logits, c->targets, c->N, c->V, c->Vp);
+  for (int i = 0; i < c->N; i++) {
+    const float *q = c->probs + (size_t)i * c->Vp, *s = c->soft + (size_t)i * c->Vp;
+    double l = 0;
+    for (int j = 0; j < c->V; j++)
+      l -= ((j == c->targets[i] ? 1.0 - c->w : 0.0) + c->w * s[j]) * log(q[j]);
+    out[i] = (float)l;
+  }
 }
 
 static void crossentropy(void)
@@ -385,13 +401,33 @@ static void crossentropy(void)
   float *l2 = zeros((size_t)c.N), *p2 = zeros(n);
   K->crossentropy_forward(l2, p2, flat, c.targets, c.N, c.V, c.Vp);
   T_CHECK(fabsf(l2[0] - logf((float)c.V)) < 1e-5f);
-  K->crossentropy_backward(dlogits, c.probs, R, c.targets, c.N, c.V, c.Vp);
+  K->crossentropy_backward(dlogits, c.probs, R, c.targets, NULL, 0.0f, c.N, c.V, c.Vp);
   check_grad("crossentropy dlogits", ce_fwd, &c, losses, R, (size_t)c.N, c.logits, dlogits, n);
   bool pad_zero = true;
   for (int i = 0; i < c.N; i++)
     for (int j = c.V; j < c.Vp; j++)
       pad_zero = pad_zero && dlogits[i * c.Vp + j] == 0;
   T_CHECK(pad_zero);
+  /* soft targets (distillation): a teacher's probabilities, softmax of other logits */
+  float *tl = randn(n, 7), *soft = zeros(n), *tloss = zeros((size_t)c.N);
+  K->crossentropy_forward(tloss, soft, tl, c.targets, c.N, c.V, c.Vp);
+  c.soft = soft;
+  for (int k = 0; k < 3; k++) {
+    c.w = k == 0 ? 0.0f : k == 1 ? 0.4f : 1.0f;
+    ce_soft_fwd(&c, losses);
+    K->crossentropy_backward(dlogits, c.probs, R, c.targets, soft, c.w, c.N, c.V, c.Vp);
+    check_grad(k == 0   ? "soft w=0"
+               : k == 1 ? "soft w=0.4"
+                        : "soft w=1",
+               ce_soft_fwd, &c, losses, R, (size_t)c.N, c.logits, dlogits, n);
+  }
+  /* a teacher equal to the student: at w = 1 the gradient vanishes */
+  K->crossentropy_backward(dlogits, c.probs, R, c.targets, c.probs, 1.0f, c.N, c.V, c.Vp);
+  double worst = 0;
+  for (size_t i = 0; i < n; i++)
+    worst = fmax(worst, fabs(dlogits[i]));
+  T_CHECK_MSG(worst < 1e-7, "gradient %g against itself", worst);
+  free(tl), free(soft), free(tloss);
   free(c.logits), free(c.probs), free(c.targets), free(losses), free(R), free(dlogits);
   free(flat), free(l2), free(p2);
 }

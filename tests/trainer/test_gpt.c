@@ -369,6 +369,52 @@ static void ewc_gradient(void)
   gpt_destroy(m);
 }
 
+/* distillation: rows trained towards the model's own prediction (w = 1) give no gradient,
+ * so a batch of B rows, the last B - R self-distilled, has R/B of the gradient of its first R
+ * rows alone; w = 0.5 towards another model's prediction differs from the one-hot targets */
+static void soft_targets(void)
+{
+  const int B = 4, R = 1, T = 8;
+  int32_t x[4 * 8], y[4 * 8];
+  for (int i = 0; i < B * T; i++)
+    x[i] = (int32_t)((i * 37 + 11) % 256), y[i] = (int32_t)((i * 53 + 5) % 256);
+  gpt *m = make(B, T, 7), *self = make(B, T, 7), *other = make(B, T, 8);
+  size_t n = gpt_params_count(m);
+  gpt_forward(self, x, y, B, T);
+  gpt_set_soft_targets(m, R, gpt_probs(self) + (size_t)R * T * tiny.padded_vocab, 1.0f);
+  gpt_zero_grad(m);
+  gpt_forward(m, x, y, B, T);
+  gpt_backward(m);
+  float *full = malloc(n * sizeof(float));
+  memcpy(full, gpt_grads(m), n * sizeof(float));
+  gpt_set_soft_targets(m, 0, NULL, 0.0f);
+  gpt_zero_grad(m);
+  gpt_forward(m, x, y, R, T);
+  gpt_backward(m);
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < n; i++) {
+    worst = fmax(worst, fabs(full[i] - gpt_grads(m)[i] * R / B));
+    scale = fmax(scale, fabs(full[i]));
+  }
+  T_CHECK_MSG(worst < 1e-6 * scale + 1e-9, "differs by %g (largest %g)", worst, scale);
+  /* towards another model: the gradient moves; off again: back to the one-hot gradient */
+  gpt_forward(other, x, y, B, T);
+  gpt_zero_grad(m);
+  gpt_forward(m, x, y, B, T);
+  gpt_backward(m);
+  memcpy(full, gpt_grads(m), n * sizeof(float));
+  gpt_set_soft_targets(m, R, gpt_probs(other) + (size_t)R * T * tiny.padded_vocab, 0.5f);
+  gpt_zero_grad(m);
+  gpt_forward(m, x, y, B, T);
+  gpt_backward(m);
+  double moved = 0;
+  for (size_t i = 0; i < n; i++)
+    moved = fmax(moved, fabs(full[i] - gpt_grads(m)[i]));
+  T_CHECK_MSG(moved > 1e-4 * scale, "moved by %g only", moved);
+  free(full);
+  gpt_destroy(m), gpt_destroy(self), gpt_destroy(other);
+}
+
 static void schedule(void)
 {
   T_CHECK(fabsf(gpt_lr_at(1.0f, 10, 110, 0.1f, 1) - 0.1f) < 1e-6f);
@@ -392,5 +438,6 @@ int main(void)
   T_RUN(discriminative_rates);
   T_RUN(ewc_gradient);
   T_RUN(late_thaw);
+  T_RUN(soft_targets);
   return T_DONE();
 }
