@@ -1,0 +1,306 @@
+/*
+ * verdict.c -- every guard rule over one evaluation set's scores, as a JSON verdict and a
+ * table (see verdict.h for the rules).
+ */
+#include "guards/verdict.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* in_list -- whether code is one of the comma-separated list's entries ("a:x,b:y" too: the
+ * part before a colon); *value receives the number after the colon when there is one */
+static bool in_list(const char *list, const char *code, double *value)
+{
+  size_t n = strlen(code);
+  for (const char *p = list; p && *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    const char *colon = memchr(p, ':', len);
+    size_t key = colon ? (size_t)(colon - p) : len;
+    if (key == n && strncmp(p, code, n) == 0) {
+      if (value && colon) *value = strtod(colon + 1, NULL);
+      return true;
+    }
+    p = end ? end + 1 : NULL;
+  }
+  return false;
+}
+
+/* check_list -- "code[:number],..." with codes of a-z and _ (numbers only when `numbers`) */
+static mn_status check_list(const char *what, const char *list, bool numbers, mn_error *err)
+{
+  for (const char *p = list; p && *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p), k = 0;
+    while (k < len && ((p[k] >= 'a' && p[k] <= 'z') || p[k] == '_'))
+      k++;
+    bool ok = k >= 2 && k <= 7;
+    if (ok && numbers) {
+      char num[32], *e;
+      ok = k < len && p[k] == ':' && len - k - 1 > 0 && len - k - 1 < sizeof num;
+      if (ok) {
+        snprintf(num, sizeof num, "%.*s", (int)(len - k - 1), p + k + 1);
+        double v = strtod(num, &e);
+        ok = *e == 0 && v >= 0 && isfinite(v);
+      }
+    } else if (ok) {
+      ok = k == len;
+    }
+    if (!ok)
+      return mn_error_set(err, MN_ERR_INPUT, "%s: \"%.*s\" is not %s", what, (int)len, p,
+                          numbers ? "LANG:SHARE (e.g. kat:0.03)" : "a language code");
+    p = end ? end + 1 : NULL;
+  }
+  return MN_OK;
+}
+
+static int by_lang(const void *a, const void *b)
+{
+  const guard_item *x = *(const guard_item *const *)a, *y = *(const guard_item *const *)b;
+  if (x->kind != y->kind) return x->kind < y->kind ? -1 : 1;
+  return strcmp(x->lang, y->lang);
+}
+
+static json_t *interval_json(const guard_interval *iv)
+{
+  return json_pack("[f, f]", iv->lo, iv->hi);
+}
+
+/* the held-out rule per language; *failing collects the languages that did not pass */
+static mn_status heldout_rules(const guard_item **it, size_t n, const guard_policy *p,
+                               const json_t *best, json_t *langs, json_t *failing, mn_error *err)
+{
+  double *base = malloc((n ? n : 1) * sizeof *base), *cand = malloc((n ? n : 1) * sizeof *cand);
+  mn_status rc = MN_OK;
+  if (!base || !cand) {
+    free(base), free(cand);
+    return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < n && rc == MN_OK;) {
+    size_t j = i, k = 0;
+    double bytes = 0, sb = 0, sc = 0;
+    for (; j < n && strcmp(it[j]->lang, it[i]->lang) == 0; j++, k++) {
+      base[k] = it[j]->base, cand[k] = it[j]->cand;
+      bytes += it[j]->bytes, sb += it[j]->base, sc += it[j]->cand;
+    }
+    const char *lang = it[i]->lang;
+    guard_rule rule = {.tolerance = p->tolerance, .min_items = p->min_items};
+    in_list(p->tolerances, lang, &rule.tolerance);
+    rule.must_improve = in_list(p->must_improve, lang, NULL);
+    guard_interval iv;
+    if ((rc = guard_bootstrap(base, cand, k, p->seed, p->resamples, p->level, &iv, err)) != MN_OK) {
+      mn_error_prefix(err, "language %s (held-out items)", lang);
+      break;
+    }
+    guard_decision d;
+    guard_decide(&iv, k, &rule, &d);
+    char rule_text[96];
+    if (rule.must_improve)
+      snprintf(rule_text, sizeof rule_text, "must improve: upper bound < 0");
+    else
+      snprintf(rule_text, sizeof rule_text, "upper bound <= %+.2f%%", 100 * rule.tolerance);
+    double bb = bytes > 0 ? sb / bytes : 0, cb = bytes > 0 ? sc / bytes : 0;
+    json_t *row = json_pack("{s:s, s:I, s:f, s:f, s:f, s:o, s:f, s:b, s:s, s:s, s:s}", "lang", lang,
+                            "items", (json_int_t)k, "baseline_bpb", bb, "candidate_bpb", cb,
+                            "change", iv.change, "interval", interval_json(&iv), "tolerance",
+                            rule.tolerance, "must_improve", rule.must_improve, "rule", rule_text,
+                            "outcome", guard_outcome_name(d.outcome), "reason", d.reason);
+    if (!row) {
+      rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+      break;
+    }
+    if (d.outcome == GUARD_INSUFFICIENT)
+      json_object_set_new(row, "items_needed", json_integer((json_int_t)d.needed));
+    json_t *b = best ? json_object_get(best, lang) : NULL;
+    if (json_is_number(b) && json_number_value(b) > 0) {
+      double bestv = fmin(json_number_value(b), bb); /* the baseline is production too */
+      json_object_set_new(row, "best_bpb", json_real(bestv));
+      json_object_set_new(row, "forgetting_vs_best", json_real(cb / bestv - 1));
+    }
+    json_array_append_new(langs, row);
+    if (d.outcome != GUARD_PASS) json_array_append_new(failing, json_string(lang));
+    i = j;
+  }
+  free(base), free(cand);
+  return rc;
+}
+
+/* the parity gap: bits per reference character per language, worst over best */
+static json_t *parity_rule(const guard_item **it, size_t n, const guard_policy *p, json_t *failing)
+{
+  json_t *langs = json_array();
+  double gap[2] = {0, 0}, lo[2] = {INFINITY, INFINITY}, hi[2] = {0, 0};
+  const char *worst[2] = {NULL, NULL}, *bestl[2] = {NULL, NULL};
+  for (size_t i = 0; i < n;) {
+    size_t j = i;
+    double ch = 0, b = 0, c = 0;
+    for (; j < n && strcmp(it[j]->lang, it[i]->lang) == 0; j++)
+      ch += it[j]->ref_chars, b += it[j]->base, c += it[j]->cand;
+    double v[2] = {b / ch, c / ch};
+    for (int m = 0; m < 2; m++) {
+      if (v[m] > hi[m]) hi[m] = v[m], worst[m] = it[i]->lang;
+      if (v[m] < lo[m]) lo[m] = v[m], bestl[m] = it[i]->lang;
+    }
+    json_array_append_new(langs, json_pack("{s:s, s:I, s:f, s:f}", "lang", it[i]->lang, "items",
+                                           (json_int_t)(j - i), "baseline_bits_per_char", v[0],
+                                           "candidate_bits_per_char", v[1]));
+    i = j;
+  }
+  if (json_array_size(langs) < 2) {
+    json_decref(langs);
+    return json_pack("{s:s, s:s}", "outcome", "pass", "reason",
+                     "fewer than two languages have parallel items: no gap to guard");
+  }
+  for (int m = 0; m < 2; m++)
+    gap[m] = hi[m] / lo[m];
+  double widen = gap[1] / gap[0] - 1;
+  bool ok = widen <= p->parity_widen;
+  char reason[256];
+  snprintf(reason, sizeof reason,
+           "the gap (worst language over best) goes from %.3f (%s/%s) to %.3f (%s/%s), %+.2f%%; "
+           "at most %+.2f%% allowed",
+           gap[0], worst[0], bestl[0], gap[1], worst[1], bestl[1], 100 * widen,
+           100 * p->parity_widen);
+  if (!ok) json_array_append_new(failing, json_string("parity gap"));
+  return json_pack("{s:f, s:f, s:f, s:f, s:s, s:s, s:o}", "baseline_gap", gap[0], "candidate_gap",
+                   gap[1], "widen", widen, "limit", p->parity_widen, "outcome",
+                   ok ? "pass" : "fail", "reason", reason, "languages", langs);
+}
+
+static json_t *probe_rules(const guard_item **it, size_t n, const guard_policy *p, json_t *failing)
+{
+  json_t *rows = json_array();
+  for (size_t i = 0; i < n; i++) {
+    const guard_item *q = it[i];
+    bool fixed = q->fixed_bits >= 0;
+    double ref = fixed ? q->fixed_bits : q->base, limit = ref * (1 + p->probe_tolerance);
+    bool ok = q->cand <= limit;
+    char reason[256];
+    snprintf(reason, sizeof reason, "%s: %.1f bits, %s %.1f (limit %.1f)",
+             fixed ? "fixed report" : "accepted report", q->cand, fixed ? "fixed at" : "baseline",
+             ref, limit);
+    json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:s, s:s}", "report",
+                                          q->report ? q->report : "", "lang", q->lang, "id", q->id,
+                                          "status", fixed ? "fixed" : "accepted", "baseline_bits",
+                                          q->base, "candidate_bits", q->cand, "limit_bits", limit,
+                                          "outcome", ok ? "pass" : "fail", "reason", reason));
+    if (!ok) {
+      char what[96];
+      snprintf(what, sizeof what, "probe %s", q->id);
+      json_array_append_new(failing, json_string(what));
+    }
+  }
+  return rows;
+}
+
+mn_status guard_verdict(const guard_item *items, size_t n, const guard_policy *p,
+                        const json_t *best, json_t **out, mn_error *err)
+{
+  *out = NULL;
+  mn_status rc;
+  if ((rc = check_list("guards.tolerances", p->tolerances, true, err)) != MN_OK ||
+      (rc = check_list("guards.must_improve", p->must_improve, false, err)) != MN_OK)
+    return rc;
+  const guard_item **it = malloc((n ? n : 1) * sizeof *it);
+  if (!it) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++)
+    it[i] = &items[i];
+  qsort(it, n, sizeof *it, by_lang); /* each kind's languages contiguous */
+  size_t k0 = 0, k1 = 0, k2 = 0;
+  while (k0 < n && it[k0]->kind == GUARD_ITEM_HELDOUT)
+    k0++;
+  for (k1 = k0; k1 < n && it[k1]->kind == GUARD_ITEM_PARALLEL;)
+    k1++;
+  for (k2 = k1; k2 < n && it[k2]->kind == GUARD_ITEM_PROBE;)
+    k2++;
+  /* a must-improve language without evidence cannot have improved */
+  for (const char *m = p->must_improve; m && *m;) {
+    const char *end = strchr(m, ',');
+    size_t len = end ? (size_t)(end - m) : strlen(m);
+    bool found = false;
+    for (size_t i = 0; i < k0 && !found; i++)
+      found = strlen(it[i]->lang) == len && strncmp(it[i]->lang, m, len) == 0;
+    if (!found) {
+      free(it);
+      return mn_error_set(err, MN_ERR_INPUT,
+                          "language %.*s must improve but the set holds no held-out item of it",
+                          (int)len, m);
+    }
+    m = end ? end + 1 : NULL;
+  }
+  json_t *v = json_object(), *langs = json_array(), *failing = json_array();
+  rc = heldout_rules(it, k0, p, best, langs, failing, err);
+  if (rc == MN_OK) {
+    json_object_set_new(v, "languages", langs);
+    json_object_set_new(v, "parity", parity_rule(it + k0, k1 - k0, p, failing));
+    json_object_set_new(v, "probes", probe_rules(it + k1, k2 - k1, p, failing));
+    json_object_set_new(v, "pass", json_boolean(json_array_size(failing) == 0));
+    json_object_set_new(v, "failing", failing);
+    json_object_set_new(v, "policy",
+                        json_pack("{s:f, s:s, s:i, s:i, s:f, s:I, s:f, s:f, s:s}", "tolerance",
+                                  p->tolerance, "tolerances", p->tolerances ? p->tolerances : "",
+                                  "min_items", p->min_items, "resamples", p->resamples, "level",
+                                  p->level, "seed", (json_int_t)p->seed, "parity_widen",
+                                  p->parity_widen, "probe_tolerance", p->probe_tolerance,
+                                  "must_improve", p->must_improve ? p->must_improve : ""));
+    *out = v;
+  } else {
+    json_decref(langs), json_decref(failing), json_decref(v);
+  }
+  free(it);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- the table */
+
+static int outcome_rank(const json_t *row)
+{
+  const char *o = json_string_value(json_object_get(row, "outcome"));
+  return !o ? 3 : strcmp(o, "fail") == 0 ? 0 : strcmp(o, "pass") == 0 ? 2 : 1;
+}
+
+void guard_render(const json_t *v, FILE *f)
+{
+  const json_t *langs = json_object_get(v, "languages");
+  fprintf(f, "verdict: %s\n\n", json_is_true(json_object_get(v, "pass")) ? "PASS" : "FAIL");
+  fprintf(f, "%-6s %-22s %6s %9s %9s %8s %19s  %s\n", "lang", "outcome", "items", "baseline",
+          "candidate", "change", "interval", "rule");
+  for (int rank = 0; rank <= 2; rank++) { /* failing first, then insufficient, then passing */
+    size_t i;
+    json_t *r;
+    json_array_foreach(langs, i, r)
+    {
+      if (outcome_rank(r) != rank) continue;
+      const json_t *iv = json_object_get(r, "interval");
+      fprintf(f, "%-6s %-22s %6lld %9.4f %9.4f %+7.2f%% [%+7.2f%%,%+7.2f%%]  %s\n",
+              json_string_value(json_object_get(r, "lang")),
+              json_string_value(json_object_get(r, "outcome")),
+              (long long)json_integer_value(json_object_get(r, "items")),
+              json_real_value(json_object_get(r, "baseline_bpb")),
+              json_real_value(json_object_get(r, "candidate_bpb")),
+              100 * json_real_value(json_object_get(r, "change")),
+              100 * json_real_value(json_array_get(iv, 0)),
+              100 * json_real_value(json_array_get(iv, 1)),
+              json_string_value(json_object_get(r, "rule")));
+      if (rank < 2) fprintf(f, "       %s\n", json_string_value(json_object_get(r, "reason")));
+    }
+  }
+  const json_t *par = json_object_get(v, "parity");
+  fprintf(f, "\nparity gap: %s, %s\n", json_string_value(json_object_get(par, "outcome")),
+          json_string_value(json_object_get(par, "reason")));
+  const json_t *probes = json_object_get(v, "probes");
+  if (json_array_size(probes)) fprintf(f, "\nprobes:\n");
+  for (int rank = 0; rank <= 2; rank++) {
+    size_t i;
+    json_t *r;
+    json_array_foreach(probes, i, r)
+    {
+      if (outcome_rank(r) != rank) continue;
+      fprintf(f, "  %-4s %-6s %-14s %s\n", json_string_value(json_object_get(r, "outcome")),
+              json_string_value(json_object_get(r, "lang")),
+              json_string_value(json_object_get(r, "id")),
+              json_string_value(json_object_get(r, "reason")));
+    }
+  }
+}
