@@ -56,6 +56,11 @@ typedef struct mn_config {
     double ewc_lambda, replay_ratio, lr_factor, unimax_epochs, distill;
     int replay_sampler; /* 0 temperature, 1 unimax */
   } finetune;
+  struct {
+    double tolerance, level, parity_widen, probe_tolerance;
+    int64_t min_items, resamples, seed;
+    char *tolerances, *must_improve, *parity_reference;
+  } guards;
 
   char *source; /* the file last loaded, or NULL */
   mn_cfg_origin origin[MN_CONFIG_MAX_KEYS];

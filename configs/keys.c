@@ -130,6 +130,35 @@ static const mn_config_key keys[] = {
             "distillation on replayed windows: their target is (1 - distill) the next token + "
             "distill the baseline's prediction; 0: the next token only",
             finetune.distill),
+
+    DBL_KEY("guards.tolerance", "0.01", 0.0, 10.0, false,
+            "a language fails when its bits per byte may have grown by more than this share "
+            "(the upper bound of the bootstrap interval of its relative change)",
+            guards.tolerance),
+    STR_KEY("guards.tolerances", "", false, false,
+            "per-language overrides of guards.tolerance: \"kat:0.03,swh:0.05\"", guards.tolerances),
+    INT_KEY("guards.min_items", "30", 1, 1000000, false,
+            "fewer held-out items in a language: insufficient evidence, whatever they say",
+            guards.min_items),
+    INT_KEY("guards.resamples", "10000", 1000, 10000000, false,
+            "paired bootstrap resamples per language", guards.resamples),
+    DBL_KEY("guards.level", "0.95", 0.5, 0.9999, false,
+            "confidence level of the two-sided bootstrap interval", guards.level),
+    INT_KEY("guards.seed", "20261126", 0, 4611686018427387903LL, false,
+            "seed of the bootstrap (the same evidence, the same verdict)", guards.seed),
+    DBL_KEY("guards.parity_widen", "0.02", 0.0, 10.0, false,
+            "the parity gap (worst language's parallel surprisal over the best's) may grow by "
+            "at most this share",
+            guards.parity_widen),
+    STR_KEY("guards.parity_reference", "eng", false, false,
+            "the language whose characters normalise parallel items", guards.parity_reference),
+    DBL_KEY("guards.probe_tolerance", "0", 0.0, 10.0, false,
+            "a probe of an accepted report may not get worse by more than this share (0: not "
+            "at all); a fixed one may not pass its fixed bits by more",
+            guards.probe_tolerance),
+    STR_KEY("guards.must_improve", "", false, false,
+            "languages that had fresh data and must improve (\"spa,kat\"); empty: none",
+            guards.must_improve),
 };
 
 _Static_assert(sizeof keys / sizeof keys[0] <= MN_CONFIG_MAX_KEYS, "raise MN_CONFIG_MAX_KEYS");

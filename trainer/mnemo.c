@@ -17,6 +17,7 @@
  */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "configs/config.h"
+#include "guards/verdict.h"
 #include "replay/replay.h"
 #include "trainer/trainer.h"
 
@@ -32,7 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 75 };
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_GUARD = 3, EXIT_INTERRUPTED = 75 };
 
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig)
@@ -98,8 +99,9 @@ static double peak_rss_mb(void)
 /* a tiny option scanner: --name VALUE pairs and flags, the rest positional */
 typedef struct opts {
   const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags, *store, *previous;
-  const char *weighting, *spec;
-  int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows;
+  const char *weighting, *spec, *parallel, *reference, *probes, *sets, *cache, *baseline;
+  const char *candidate, *must_improve, *history;
+  int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows, max_items;
   double temperature, gamma;
   bool per_doc, stages, ewc;
   char **pos;
@@ -139,6 +141,26 @@ static int parse(int argc, char **argv, opts *o)
       s = &o->weighting;
     else if (strcmp(a, "--spec") == 0)
       s = &o->spec;
+    else if (strcmp(a, "--parallel") == 0)
+      s = &o->parallel;
+    else if (strcmp(a, "--reference") == 0)
+      s = &o->reference;
+    else if (strcmp(a, "--probes") == 0)
+      s = &o->probes;
+    else if (strcmp(a, "--sets") == 0)
+      s = &o->sets;
+    else if (strcmp(a, "--cache") == 0)
+      s = &o->cache;
+    else if (strcmp(a, "--baseline") == 0)
+      s = &o->baseline;
+    else if (strcmp(a, "--candidate") == 0)
+      s = &o->candidate;
+    else if (strcmp(a, "--must-improve") == 0)
+      s = &o->must_improve;
+    else if (strcmp(a, "--history") == 0)
+      s = &o->history;
+    else if (strcmp(a, "--max-items") == 0)
+      n = &o->max_items;
     else if (strcmp(a, "--tokens") == 0)
       n = &o->tokens;
     else if (strcmp(a, "--max-tokens") == 0)
@@ -185,6 +207,28 @@ static int parse(int argc, char **argv, opts *o)
 
 /* ---------------------------------------------------------------- shard */
 
+/* read_tags -- a TSV of code <tab> tag id, as the database assigned them */
+static mn_status read_tags(const char *path, tok_tags *tags, mn_error *err)
+{
+  FILE *f = fopen(path, "r");
+  if (!f) return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
+  char line[256];
+  int ln = 0;
+  while (fgets(line, sizeof line, f)) {
+    ln++;
+    char code[16];
+    int id;
+    if (sscanf(line, "%15s %d", code, &id) != 2 || tok_tags_add(tags, code, id, err) != MN_OK) {
+      fclose(f);
+      if (!err->msg[0])
+        return mn_error_set(err, MN_ERR_INPUT, "%s:%d: expected \"code<TAB>tag\"", path, ln);
+      return mn_error_prefix(err, "%s:%d", path, ln);
+    }
+  }
+  fclose(f);
+  return MN_OK;
+}
+
 static int cmd_shard(worker *w, opts *o)
 {
   mn_error err = {0};
@@ -195,29 +239,7 @@ static int cmd_shard(worker *w, opts *o)
   const char *split = o->split ? o->split : "all";
   if (strcmp(split, "all") && strcmp(split, "train") && strcmp(split, "heldout"))
     return usage("--split must be train, heldout or all, got \"%s\"", split);
-  if (o->tags) { /* TSV: code <tab> tag id, as the database assigned them */
-    FILE *f = fopen(o->tags, "r");
-    if (!f) {
-      mn_error_set(&err, MN_ERR_IO, "could not open \"%s\": %s", o->tags, strerror(errno));
-      return fail(&err);
-    }
-    char line[256];
-    int ln = 0;
-    while (fgets(line, sizeof line, f)) {
-      ln++;
-      char code[16];
-      int id;
-      if (sscanf(line, "%15s %d", code, &id) != 2 || tok_tags_add(&tags, code, id, &err) != MN_OK) {
-        fclose(f);
-        if (!err.msg[0])
-          mn_error_set(&err, MN_ERR_INPUT, "%s:%d: expected \"code<TAB>tag\"", o->tags, ln);
-        else
-          mn_error_prefix(&err, "%s:%d", o->tags, ln);
-        return fail(&err);
-      }
-    }
-    fclose(f);
-  }
+  if (o->tags && read_tags(o->tags, &tags, &err) != MN_OK) return fail(&err);
   if (shard_builder_create(&tags, &b, &err) != MN_OK) return fail(&err);
   int64_t docs = 0, skipped = 0;
   for (int i = 0; i < o->npos; i++) {
@@ -917,8 +939,270 @@ static mn_status scoring_model(const worker *w, const char *path, ckpt_meta *met
   return ckpt_load(path, *m, meta, err);
 }
 
+/* ---------------------------------------------------------------- evaluation sets */
+
+static int cmd_evalset(worker *w, opts *o)
+{
+  mn_error err = {0};
+  tok_tags tags = {0};
+  if (!o->out || (o->npos < 1 && !o->parallel && !o->probes))
+    return usage("evalset needs --out SET and held-out JSONL files, --parallel FILE or "
+                 "--probes FILE");
+  if (o->tags && read_tags(o->tags, &tags, &err) != MN_OK) return fail(&err);
+  evalset_sources src = {.heldout = (const char *const *)o->pos,
+                         .nheldout = o->npos,
+                         .heldout_fraction = w->cfg.ingest.heldout_fraction,
+                         .parallel = o->parallel,
+                         .reference = o->reference ? o->reference : w->cfg.guards.parity_reference,
+                         .probes = o->probes,
+                         .tags = o->tags ? &tags : NULL,
+                         .max_items = o->max_items};
+  evalset_counts n;
+  if (evalset_build(&src, o->out, &n, &err) != MN_OK) return fail(&err);
+  emit(json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "event", "evalset",
+                 "out", o->out, "sha256", n.sha256, "heldout", (json_int_t)n.items[EVAL_HELDOUT],
+                 "parallel", (json_int_t)n.items[EVAL_PARALLEL], "probes",
+                 (json_int_t)n.items[EVAL_PROBE], "left_out", "not_heldout",
+                 (json_int_t)n.not_heldout, "other_language", (json_int_t)n.other_language,
+                 "no_reference", (json_int_t)n.no_reference, "duplicates", (json_int_t)n.duplicates,
+                 "over_cap", (json_int_t)n.over_cap));
+  return EXIT_OK;
+}
+
+/* load_sets -- the comma-separated sets of --sets as one: items of all, in order */
+static mn_status load_sets(const char *list, evalset *all, mn_error *err)
+{
+  char buf[4096];
+  memset(all, 0, sizeof *all);
+  if (!list || strlen(list) >= sizeof buf)
+    return mn_error_set(err, MN_ERR_USAGE, "--sets wants SET[,SET...]");
+  snprintf(buf, sizeof buf, "%s", list);
+  mn_sha256 h;
+  mn_status rc = mn_sha256_init(&h, err);
+  for (char *save = NULL, *p = strtok_r(buf, ",", &save); rc == MN_OK && p;
+       p = strtok_r(NULL, ",", &save)) {
+    evalset s;
+    if ((rc = evalset_load(p, &s, err)) != MN_OK) break;
+    evalset_item *items = realloc(all->items, (all->n + s.n) * sizeof *items);
+    if (!items) {
+      evalset_free(&s);
+      rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+      break;
+    }
+    memcpy(items + all->n, s.items, s.n * sizeof *items);
+    all->items = items, all->n += s.n;
+    free(s.items); /* the items moved */
+    if (!all->reference[0]) snprintf(all->reference, sizeof all->reference, "%s", s.reference);
+    rc = mn_sha256_update(&h, s.sha256, strlen(s.sha256), err);
+  }
+  uint8_t d[MN_SHA256_LEN];
+  if (rc == MN_OK && (rc = mn_sha256_final(&h, d, err)) == MN_OK)
+    mn_hex_encode(d, MN_SHA256_LEN, all->sha256); /* one set: the hash of its version */
+  else
+    mn_sha256_abort(&h), evalset_free(all);
+  return rc;
+}
+
+/* eval_sets -- `eval --sets`: bits per byte per language and kind; --per-doc: every item */
+static int eval_sets(worker *w, opts *o)
+{
+  mn_error err = {0};
+  evalset s;
+  if (load_sets(o->sets, &s, &err) != MN_OK) return fail(&err);
+  kernels_cpu_set_threads((int)w->cfg.train.threads);
+  double *bits = calloc(s.n ? s.n : 1, sizeof *bits);
+  ckpt_meta meta;
+  bool cached = false;
+  evalset_run run = {.cache_dir = o->cache, .seq_len = (int)w->cfg.train.seq_len};
+  double t0 = mn_monotonic_ms();
+  int rc = EXIT_FAIL;
+  if (!bits) {
+    mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  if (evalset_score_checkpoint(o->checkpoint, &s, &run, bits, &meta, &cached, &err) != MN_OK)
+    goto out;
+  double secs = (mn_monotonic_ms() - t0) / 1e3;
+  json_t *per = json_object();
+  int64_t bytes_all = 0;
+  for (size_t i = 0; i < s.n; i++) {
+    const evalset_item *it = &s.items[i];
+    if (o->per_doc) {
+      char *line;
+      if (evalset_item_json(it, bits[i], &line, &err) != MN_OK) {
+        json_decref(per);
+        goto out;
+      }
+      puts(line);
+      free(line);
+    }
+    char key[32];
+    snprintf(key, sizeof key, "%s/%s", it->lang, evalset_kind_name(it->kind));
+    json_t *e = json_object_get(per, key);
+    if (!e)
+      json_object_set_new(per, key,
+                          e = json_pack("{s:f, s:I, s:I}", "bits", 0.0, "bytes", (json_int_t)0,
+                                        "items", (json_int_t)0));
+    json_object_set_new(e, "bits",
+                        json_real(json_real_value(json_object_get(e, "bits")) + bits[i]));
+    json_object_set_new(
+        e, "bytes",
+        json_integer(json_integer_value(json_object_get(e, "bytes")) + (json_int_t)it->len));
+    json_object_set_new(e, "items",
+                        json_integer(json_integer_value(json_object_get(e, "items")) + 1));
+    bytes_all += (int64_t)it->len;
+  }
+  json_t *langs = json_array();
+  const char *key;
+  json_t *e;
+  json_object_foreach(per, key, e)
+  {
+    double b = json_real_value(json_object_get(e, "bits"));
+    json_int_t n = json_integer_value(json_object_get(e, "bytes"));
+    char lang[16];
+    const char *slash = strchr(key, '/');
+    snprintf(lang, sizeof lang, "%.*s", (int)(slash - key), key);
+    json_array_append_new(langs, json_pack("{s:s, s:s, s:O, s:I, s:f}", "lang", lang, "kind",
+                                           slash + 1, "items", json_object_get(e, "items"), "bytes",
+                                           n, "bits_per_byte", n ? b / (double)n : -1.0));
+  }
+  json_decref(per);
+  fflush(stdout);
+  emit(json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:I, s:f, s:f}", "event", "eval", "checkpoint",
+                 o->checkpoint, "weights", meta.sha256, "set", s.sha256, "cached", cached,
+                 "languages", langs, "bytes", (json_int_t)bytes_all, "seconds", secs,
+                 "tokens_per_s", cached || secs <= 0 ? 0.0 : (double)bytes_all / secs));
+  rc = EXIT_OK;
+out:
+  free(bits);
+  evalset_free(&s);
+  return rc == EXIT_OK ? rc : fail(&err);
+}
+
+/* best_so_far -- {lang: best bits per byte} from earlier verdicts on the same set: each
+ * one's baseline (production then) and, where it passed, its candidate */
+static mn_status best_so_far(const char *list, const char *set_sha, json_t **best, mn_error *err)
+{
+  char buf[4096];
+  *best = NULL;
+  if (!list || !*list) return MN_OK;
+  if (strlen(list) >= sizeof buf) return mn_error_set(err, MN_ERR_USAGE, "--history is too long");
+  snprintf(buf, sizeof buf, "%s", list);
+  *best = json_object();
+  for (char *save = NULL, *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+    json_error_t je;
+    json_t *v = json_load_file(p, 0, &je);
+    if (!v || !json_is_array(json_object_get(v, "languages"))) {
+      json_decref(v);
+      json_decref(*best);
+      *best = NULL;
+      return mn_error_set(err, MN_ERR_INPUT, "%s: not a verdict (%s)", p,
+                          v ? "no languages" : je.text);
+    }
+    const char *set = json_string_value(json_object_get(v, "set"));
+    bool passed = json_is_true(json_object_get(v, "pass"));
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(v, "languages"), i, r)
+    {
+      if (!set || strcmp(set, set_sha) != 0) break; /* other items: not comparable */
+      const char *lang = json_string_value(json_object_get(r, "lang"));
+      double b = json_number_value(json_object_get(r, "baseline_bpb"));
+      double c = json_number_value(json_object_get(r, "candidate_bpb"));
+      double m = passed && c > 0 && c < b ? c : b;
+      json_t *have = json_object_get(*best, lang);
+      if (lang && m > 0 && (!have || m < json_number_value(have)))
+        json_object_set_new(*best, lang, json_real(m));
+    }
+    json_decref(v);
+  }
+  return MN_OK;
+}
+
+/* guard -- baseline and candidate scored on the same sets, then every guard rule */
+static int cmd_guard(worker *w, opts *o)
+{
+  mn_error err = {0};
+  if (!o->baseline || !o->candidate || !o->sets)
+    return usage("guard needs --baseline CKPT, --candidate CKPT and --sets SET[,SET...]");
+  evalset s;
+  if (load_sets(o->sets, &s, &err) != MN_OK) return fail(&err);
+  kernels_cpu_set_threads((int)w->cfg.train.threads);
+  double *bits[2] = {calloc(s.n + 1, sizeof(double)), calloc(s.n + 1, sizeof(double))};
+  guard_item *items = calloc(s.n + 1, sizeof *items);
+  json_t *best = NULL, *v = NULL;
+  ckpt_meta meta[2];
+  bool cached[2];
+  int rc = EXIT_FAIL;
+  const char *ck[2] = {o->baseline, o->candidate};
+  evalset_run run = {.cache_dir = o->cache, .seq_len = (int)w->cfg.train.seq_len};
+  if (!bits[0] || !bits[1] || !items) {
+    mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  for (int m = 0; m < 2; m++) {
+    double t0 = mn_monotonic_ms();
+    if (evalset_score_checkpoint(ck[m], &s, &run, bits[m], &meta[m], &cached[m], &err) != MN_OK)
+      goto out;
+    if (!w->json && isatty(STDOUT_FILENO)) continue;
+    emit(json_pack("{s:s, s:s, s:s, s:b, s:f}", "event", "scored", "checkpoint", ck[m], "weights",
+                   meta[m].sha256, "cached", cached[m], "seconds", (mn_monotonic_ms() - t0) / 1e3));
+  }
+  for (size_t i = 0; i < s.n; i++) {
+    const evalset_item *it = &s.items[i];
+    items[i] = (guard_item){.kind = (guard_item_kind)it->kind,
+                            .lang = it->lang,
+                            .id = it->id,
+                            .bytes = (double)it->len,
+                            .ref_chars = (double)it->ref_chars,
+                            .report = it->report,
+                            .fixed_bits = it->kind == EVAL_PROBE ? it->fixed_bits : -1,
+                            .base = bits[0][i],
+                            .cand = bits[1][i]};
+  }
+  const mn_config *c = &w->cfg;
+  guard_policy pol = {.tolerance = c->guards.tolerance,
+                      .tolerances = c->guards.tolerances,
+                      .min_items = (int)c->guards.min_items,
+                      .resamples = (int)c->guards.resamples,
+                      .level = c->guards.level,
+                      .seed = (uint64_t)c->guards.seed,
+                      .parity_widen = c->guards.parity_widen,
+                      .probe_tolerance = c->guards.probe_tolerance,
+                      .must_improve = o->must_improve ? o->must_improve : c->guards.must_improve};
+  if (best_so_far(o->history, s.sha256, &best, &err) != MN_OK) goto out;
+  double t0 = mn_monotonic_ms();
+  if (guard_verdict(items, s.n, &pol, best, &v, &err) != MN_OK) goto out;
+  json_object_set_new(v, "seconds_deciding", json_real((mn_monotonic_ms() - t0) / 1e3));
+  json_object_set_new(v, "baseline",
+                      json_pack("{s:s, s:s}", "path", o->baseline, "weights", meta[0].sha256));
+  json_object_set_new(v, "candidate",
+                      json_pack("{s:s, s:s}", "path", o->candidate, "weights", meta[1].sha256));
+  json_object_set_new(v, "set", json_string(s.sha256));
+  if (o->out) {
+    char *text = json_dumps(v, JSON_INDENT(1) | JSON_SORT_KEYS);
+    mn_status st = text ? mn_write_file_atomic(o->out, text, strlen(text), 0644, &err)
+                        : mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    free(text);
+    if (st != MN_OK) goto out;
+  }
+  if (!w->json && isatty(STDOUT_FILENO)) {
+    guard_render(v, stdout);
+  } else {
+    json_object_set_new(v, "event", json_string("verdict"));
+    emit(json_incref(v));
+  }
+  rc = json_is_true(json_object_get(v, "pass")) ? EXIT_OK : EXIT_GUARD;
+out:
+  json_decref(v), json_decref(best);
+  free(bits[0]), free(bits[1]), free(items);
+  evalset_free(&s);
+  return rc == EXIT_FAIL ? fail(&err) : rc;
+}
+
 static int cmd_eval(worker *w, opts *o)
 {
+  if (o->sets && o->checkpoint) return eval_sets(w, o);
   mn_error err = {0};
   shard *shards = NULL;
   gpt *m = NULL;
@@ -1598,6 +1882,10 @@ int main(int argc, char **argv)
     code = cmd_pretrain(&w, &o);
   } else if (strcmp(cmd, "eval") == 0) {
     code = cmd_eval(&w, &o);
+  } else if (strcmp(cmd, "guard") == 0) {
+    code = cmd_guard(&w, &o);
+  } else if (strcmp(cmd, "evalset") == 0) {
+    code = cmd_evalset(&w, &o);
   } else if (strcmp(cmd, "generate") == 0) {
     code = cmd_generate(&w, &o);
   } else if (strcmp(cmd, "bench") == 0) {

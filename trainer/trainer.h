@@ -273,6 +273,78 @@ MN_NODISCARD mn_status shard_builder_write(shard_builder *b, const char *path, m
 MN_NODISCARD mn_status shard_read(const char *path, shard *s /* OUT */, mn_error *err);
 void shard_free(shard *s);
 
+/* ---------------------------------------------------------------- evaluation sets */
+
+/* An evaluation set (trainer/evalset.c): held-out documents, parallel items and probes, one
+ * versioned, checksummed file, so a candidate and its baseline are scored on the same items. */
+typedef enum evalset_kind { EVAL_HELDOUT, EVAL_PARALLEL, EVAL_PROBE } evalset_kind;
+const char *evalset_kind_name(evalset_kind k);
+
+typedef struct evalset_item {
+  evalset_kind kind;
+  char lang[8];
+  char *id;   /* heldout: 16 hex of the text's SHA-256; parallel: the item; probe: report-N */
+  char *text; /* what is scored (a probe's expected text when it has one) */
+  size_t len; /* bytes */
+  int64_t ref_chars;     /* parallel: characters of the reference language's version */
+  char *report, *status; /* probe: the report and accepted|fixed */
+  double fixed_bits;     /* probe marked fixed: its bits then; else -1 */
+} evalset_item;
+
+typedef struct evalset {
+  evalset_item *items; /* sorted by kind, language, id */
+  size_t n;
+  char sha256[MN_SHA256_HEX_LEN + 1]; /* of the items: the set's version */
+  char reference[8];                  /* the parallel items' reference language, or "" */
+} evalset;
+
+typedef struct evalset_sources {
+  const char *const *heldout; /* JSONL {"lang", "text"}: only the held-out split is taken */
+  int nheldout;
+  double heldout_fraction; /* ingest.heldout_fraction */
+  const char *parallel;    /* JSONL {"lang", "item", "text"} (scripts/corpus), or NULL */
+  const char *reference;   /* the language whose characters normalise parallel items */
+  const char *probes;      /* JSONL {"report", "lang", "text", "expected"?, "status",
+                            * "fixed_bits"?}, or NULL */
+  const tok_tags *tags;    /* only these languages (NULL: all) */
+  int64_t max_items;       /* held-out documents per language (0: all) */
+} evalset_sources;
+
+typedef struct evalset_counts {
+  int64_t items[3];                                                        /* by kind */
+  int64_t not_heldout, other_language, no_reference, duplicates, over_cap; /* left out */
+  char sha256[MN_SHA256_HEX_LEN + 1];
+} evalset_counts;
+
+/* evalset_build -- the set from its sources, written atomically to out; a bad record is an
+ * error naming its file and line, and nothing is written. */
+MN_NODISCARD mn_status evalset_build(const evalset_sources *src, const char *out,
+                                     evalset_counts *counts /* OUT */, mn_error *err);
+/* evalset_load -- a set, its checksum and every item checked. */
+MN_NODISCARD mn_status evalset_load(const char *path, evalset *s /* OUT */, mn_error *err);
+void evalset_free(evalset *s);
+/* evalset_score -- bits[i]: the NLL in bits of item i's bytes under m (created for B rows of
+ * T); every item's language must have a tag in tags. */
+MN_NODISCARD mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalset *s,
+                                     double *bits /* OUT, s->n */, mn_error *err);
+
+/* evalset_item_json -- one item's score as a JSON line {kind, lang, id, bytes, nll_bits}. */
+MN_NODISCARD mn_status evalset_item_json(const evalset_item *it, double bits, char **out /* OUT */,
+                                         mn_error *err);
+
+typedef struct evalset_run {
+  const char *cache_dir; /* scores cached per (checkpoint, set version); NULL or "": none */
+  int batch;             /* rows per forward (<= 0: 16) */
+  int seq_len;           /* window (at most the model's positions) */
+} evalset_run;
+
+/* evalset_score_checkpoint -- bits per item of the set under the checkpoint (its meta read),
+ * from the cache when it holds them for exactly this checkpoint and set (*cached true). */
+MN_NODISCARD mn_status evalset_score_checkpoint(const char *ckpt, const evalset *s,
+                                                const evalset_run *run, double *bits /* OUT */,
+                                                ckpt_meta *meta /* OUT */, bool *cached /* OUT */,
+                                                mn_error *err);
+
 /* ---------------------------------------------------------------- the data sampler */
 
 /*

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# test_guard.sh -- evaluation sets and the regression guards end to end on a tiny model:
+# a set built from held-out documents, a parallel file and probes (the same set from the
+# same inputs in any order; a bad record refused with its file and line, nothing written;
+# a damaged set refused); eval per item, cached per (checkpoint, set); `mnemo guard`: the
+# base against itself passes (exit 0), a naive fine-tune on one language against its base
+# fails on at least one other language (exit 3), a tiny set gives insufficient evidence.
+set -euo pipefail
+mnemo=$1
+tmp=$(mktemp -d /tmp/mnemo-test-guard-XXXXXX)
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+here=$(cd "$(dirname "$0")/../.." && pwd)
+m() { "$mnemo" --config "$here/configs/models/tiny.yaml" --set train.seq_len=32 \
+  --set ingest.heldout_fraction=0.5 --set guards.resamples=2000 "$@"; }
+
+# three made-up languages in three scripts: words from a few syllables each, documents of
+# about 150 bytes; half of them held out by the ingest hash split
+python3 - "$tmp" <<'PY'
+import json, random, sys
+d = sys.argv[1]
+rng = random.Random(7)
+syll = {"lat": "ka to ri sa mu ne lo pa vi de".split(),
+        "ell": "κα το ρι σα μυ νε λο πα βι δε".split(),
+        "rus": "ка то ри са му не ло па ви де".split()}
+def doc(lang):
+    return " ".join("".join(rng.choice(syll[lang]) for _ in range(rng.randint(1, 3)))
+                    for _ in range(rng.randint(25, 40)))
+with open(d + "/all.jsonl", "w") as f:
+    for lang in syll:
+        for _ in range(160):
+            f.write(json.dumps({"lang": lang, "text": doc(lang)}, ensure_ascii=False) + "\n")
+with open(d + "/lat.jsonl", "w") as f:  # the fresh data of the naive fine-tune
+    for _ in range(200):
+        f.write(json.dumps({"lang": "lat", "text": doc("lat")}) + "\n")
+with open(d + "/parallel.jsonl", "w") as f:  # the "same" item in every language
+    for i in range(6):
+        for lang in syll:
+            f.write(json.dumps({"lang": lang, "item": "article-%d" % i, "text": doc(lang)},
+                               ensure_ascii=False) + "\n")
+        f.write(json.dumps({"lang": "eng", "item": "article-%d" % i, "text": "x" * 100}) + "\n")
+with open(d + "/probes.jsonl", "w") as f:
+    f.write(json.dumps({"report": 1, "lang": "ell", "text": "κα το", "expected": "κα το ρι",
+                        "status": "accepted"}, ensure_ascii=False) + "\n")
+    f.write(json.dumps({"report": 2, "lang": "rus", "text": "ка то ри са", "status": "fixed",
+                        "fixed_bits": 1000.0}, ensure_ascii=False) + "\n")
+PY
+printf 'ell\t257\nlat\t258\nrus\t259\n' >"$tmp/tags.tsv"
+m shard --tags "$tmp/tags.tsv" --split train --out "$tmp/train.shard" "$tmp/all.jsonl" >/dev/null
+m shard --tags "$tmp/tags.tsv" --out "$tmp/lat.shard" "$tmp/lat.jsonl" >/dev/null
+
+# the evaluation set: only held-out documents; eng (not a model language) only normalises
+m evalset --tags "$tmp/tags.tsv" --parallel "$tmp/parallel.jsonl" --probes "$tmp/probes.jsonl" \
+  --out "$tmp/set" "$tmp/all.jsonl" >"$tmp/set.log"
+python3 - "$tmp/set.log" <<'PY' || fail "evalset: $(cat "$tmp/set.log")"
+import json, sys
+r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+assert 150 < r["heldout"] < 330 and r["left_out"]["not_heldout"] == 480 - r["heldout"], r
+assert r["parallel"] == 18 and r["probes"] == 2 and r["left_out"]["other_language"] == 6, r
+PY
+tac "$tmp/all.jsonl" >"$tmp/rev.jsonl" # the same documents in another order: the same set
+m evalset --tags "$tmp/tags.tsv" --parallel "$tmp/parallel.jsonl" --probes "$tmp/probes.jsonl" \
+  --out "$tmp/set2" "$tmp/rev.jsonl" >/dev/null
+cmp -s "$tmp/set" "$tmp/set2" || fail "the same documents in another order made another set"
+# a bad record: refused with its file and line, and the set already there is untouched
+cp "$tmp/set" "$tmp/set.before"
+printf '{"lang": "ell", "text": ""}\n' >>"$tmp/rev.jsonl"
+rc=0; m evalset --out "$tmp/set" "$tmp/rev.jsonl" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "rev.jsonl:481" "$tmp/err" || fail "a bad record: rc $rc, $(cat "$tmp/err")"
+cmp -s "$tmp/set" "$tmp/set.before" || fail "a refused build changed the set"
+printf '{"report": 3, "lang": "ell", "text": "x", "status": "fixed"}\n' >"$tmp/bad-probe.jsonl"
+rc=0; m evalset --probes "$tmp/bad-probe.jsonl" --out "$tmp/set3" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "fixed_bits" "$tmp/err" && [ ! -e "$tmp/set3" ] ||
+  fail "a fixed probe without its bits: rc $rc, $(cat "$tmp/err")"
+sed 's/"κα/"κκ/' "$tmp/set" >"$tmp/damaged" # one item edited: the checksum no longer holds
+rc=0; m eval --checkpoint x --sets "$tmp/damaged" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "damaged or was edited" "$tmp/err" || fail "a damaged set: rc $rc, $(cat "$tmp/err")"
+
+# a base on all three languages, and a naive fine-tune on the fresh Latin text only
+m --set train.steps=300 --set train.lr=0.01 pretrain --out "$tmp/base" "$tmp/train.shard" >/dev/null
+cat >"$tmp/job.yaml" <<SPEC
+model: {n_layer: 2, n_head: 2, n_embd: 32, max_seq_len: 32, vocab: 512}
+train: {batch_size: 4, seq_len: 32, steps: 200, lr: 0.003, warmup_steps: 5, checkpoint_every: 0}
+finetune: {baseline: "$tmp/base/model.safetensors"}
+SPEC
+"$mnemo" finetune --spec "$tmp/job.yaml" --out "$tmp/naive" "$tmp/lat.shard" >/dev/null
+
+# eval per item, then from the cache (the same numbers)
+m eval --checkpoint "$tmp/base/model.safetensors" --sets "$tmp/set" --per-doc --cache "$tmp/cache" \
+  >"$tmp/e1.log"
+m eval --checkpoint "$tmp/base/model.safetensors" --sets "$tmp/set" --per-doc --cache "$tmp/cache" \
+  >"$tmp/e2.log"
+python3 - "$tmp/e1.log" "$tmp/e2.log" <<'PY' || fail "eval per item: $(tail -1 "$tmp/e1.log")"
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert not a[-1]["cached"] and b[-1]["cached"]
+items = [r for r in a if "nll_bits" in r]
+assert items == [r for r in b if "nll_bits" in r] and len(items) > 150
+assert all(r["nll_bits"] > 0 and r["bytes"] > 0 for r in items)
+kinds = {(r["lang"], r["kind"]) for r in a[-1]["languages"]}
+assert ("ell", "probe") in kinds and ("rus", "parallel") in kinds and ("lat", "heldout") in kinds
+PY
+
+# the base against itself passes; the naive fine-tune fails on at least one other language
+m guard --baseline "$tmp/base/model.safetensors" --candidate "$tmp/base/model.safetensors" \
+  --sets "$tmp/set" --cache "$tmp/cache" --out "$tmp/self.json" >/dev/null ||
+  fail "the base against itself: exit $?, $(head -c 600 "$tmp/self.json")"
+rc=0; m guard --baseline "$tmp/base/model.safetensors" --candidate "$tmp/naive/model.safetensors" \
+  --sets "$tmp/set" --cache "$tmp/cache" --out "$tmp/naive.json" >"$tmp/naive.log" || rc=$?
+[ $rc = 3 ] || fail "the naive fine-tune: exit $rc, want 3"
+python3 - "$tmp/self.json" "$tmp/naive.json" <<'PY' || fail "verdicts: $(head -c 2000 "$tmp/naive.json")"
+import json, sys
+s, n = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert s["pass"] and not s["failing"] and all(l["outcome"] == "pass" for l in s["languages"])
+assert all(l["change"] == 0 and l["interval"] == [0, 0] for l in s["languages"])
+out = {l["lang"]: l for l in n["languages"]}
+assert not n["pass"] and any(out[l]["outcome"] == "fail" for l in ("ell", "rus")), out
+for l in out.values():
+    assert l["interval"][0] <= l["change"] <= l["interval"][1] and l["reason"] and l["rule"]
+assert n["baseline"]["weights"] != n["candidate"]["weights"] and n["set"] == s["set"]
+PY
+# must improve: the fresh language under the naive fine-tune improves; ell cannot
+m guard --baseline "$tmp/base/model.safetensors" --candidate "$tmp/naive/model.safetensors" \
+  --sets "$tmp/set" --cache "$tmp/cache" --must-improve lat,ell --out "$tmp/mi.json" >/dev/null || true
+python3 -c "
+import json, sys
+v = {l['lang']: l for l in json.load(open(sys.argv[1]))['languages']}
+assert v['ell']['must_improve'] and v['ell']['outcome'] != 'pass', v['ell']
+" "$tmp/mi.json" || fail "must improve: $(head -c 1500 "$tmp/mi.json")"
+# a tiny set: insufficient evidence, with the items it would need
+head -n 8 "$tmp/all.jsonl" >"$tmp/few.jsonl"
+m evalset --tags "$tmp/tags.tsv" --out "$tmp/few" "$tmp/few.jsonl" "$tmp/all.jsonl" --max-items 5 >/dev/null
+rc=0; m guard --baseline "$tmp/base/model.safetensors" --candidate "$tmp/base/model.safetensors" \
+  --sets "$tmp/few" --out "$tmp/few.json" >/dev/null || rc=$?
+[ $rc = 3 ] || fail "a tiny set: exit $rc, want 3"
+python3 -c "
+import json, sys
+v = json.load(open(sys.argv[1]))
+assert all(l['outcome'] == 'insufficient evidence' and l['items_needed'] >= 30 for l in v['languages'])
+" "$tmp/few.json" || fail "a tiny set: $(head -c 1500 "$tmp/few.json")"
+# usage
+rc=0; "$mnemo" guard --baseline x >/dev/null 2>&1 || rc=$?
+[ $rc = 2 ] || fail "guard without a candidate: exit $rc, want 2"
+echo "guard: 1 passed, 0 failed"

@@ -1,0 +1,698 @@
+/*
+ * evalset.c -- evaluation sets: the items a candidate and its baseline are both scored on
+ * (DESIGN.md §6), and the per-item scoring behind `mnemo eval --set` and `mnemo guard`.
+ *
+ * A set is one text file, written atomically: a header line, then one JSON object per item,
+ * sorted by (kind, language, id) so that the same items always make the same bytes.  The
+ * header names the SHA-256 of everything after it: that checksum is the set's version, and
+ * scores are cached under (checkpoint, version), so two models are only ever compared on
+ * identical items.  Item kinds:
+ *   heldout   a held-out document (the hash split of ingest: never trained on); id: the
+ *             first 16 hex digits of its text's SHA-256;
+ *   parallel  a UDHR item (the same content in every language); ref_chars: the characters
+ *             of the reference language's version of the item, the common denominator;
+ *   probe     the text of a user report (its expected text when given): report, status
+ *             (accepted or fixed) and, for a fixed one, fixed_bits, the bits it scored
+ *             when it was marked fixed.
+ */
+#include "trainer/trainer.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const kind_names[] = {"heldout", "parallel", "probe"};
+
+const char *evalset_kind_name(evalset_kind k)
+{
+  return k >= 0 && k <= EVAL_PROBE ? kind_names[k] : "?";
+}
+
+static void item_free(evalset_item *it)
+{
+  free(it->id), free(it->text), free(it->report), free(it->status);
+}
+
+void evalset_free(evalset *s)
+{
+  for (size_t i = 0; i < s->n; i++)
+    item_free(&s->items[i]);
+  free(s->items);
+  memset(s, 0, sizeof *s);
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+  const evalset_item *x = a, *y = b;
+  if (x->kind != y->kind) return x->kind < y->kind ? -1 : 1;
+  int c = strcmp(x->lang, y->lang);
+  return c ? c : strcmp(x->id, y->id);
+}
+
+static mn_status push(evalset *s, size_t *cap, evalset_item *it, mn_error *err)
+{
+  if (s->n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 256;
+    evalset_item *p = realloc(s->items, nc * sizeof *p);
+    if (!p) {
+      item_free(it);
+      return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+    }
+    s->items = p, *cap = nc;
+  }
+  s->items[s->n++] = *it;
+  return MN_OK;
+}
+
+static bool code_ok(const char *code)
+{
+  size_t n = code ? strlen(code) : 0;
+  if (n < 2 || n > 7) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((code[i] >= 'a' && code[i] <= 'z') || code[i] == '_')) return false;
+  return true;
+}
+
+static int64_t utf8_chars(const char *s, size_t n)
+{
+  int64_t c = 0;
+  for (size_t i = 0; i < n; i++)
+    c += ((unsigned char)s[i] & 0xC0) != 0x80;
+  return c;
+}
+
+/* one JSONL record of a source file, checked: an object with a valid lang and non-empty UTF-8
+ * text (key `text_key`); the caller owns *rec */
+static mn_status read_record(const char *line, size_t n, const char *file, int64_t ln,
+                             const char *text_key, json_t **rec, mn_error *err)
+{
+  json_error_t je;
+  json_t *r = json_loadb(line, n, JSON_ALLOW_NUL, &je);
+  *rec = NULL;
+  if (!r || !json_is_object(r)) {
+    json_decref(r);
+    return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: not a JSON object (%s)", file, (long long)ln,
+                        r ? "another JSON value" : je.text);
+  }
+  const char *lang = json_string_value(json_object_get(r, "lang"));
+  json_t *t = json_object_get(r, text_key);
+  if (!code_ok(lang)) {
+    json_decref(r);
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "%s:%lld: \"lang\" must be a language code (2-7 of a-z _)", file,
+                        (long long)ln);
+  }
+  size_t bad;
+  if (!json_is_string(t) || json_string_length(t) == 0 ||
+      mn_utf8_check(json_string_value(t), json_string_length(t), &bad) != MN_UTF8_OK) {
+    json_decref(r);
+    return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: \"%s\" must be non-empty UTF-8 text", file,
+                        (long long)ln, text_key);
+  }
+  *rec = r;
+  return MN_OK;
+}
+
+typedef mn_status (*record_fn)(json_t *rec, const char *file, int64_t ln, void *ctx, mn_error *err);
+
+/* each_record -- fn for every non-blank line of a JSONL file */
+static mn_status each_record(const char *file, const char *text_key, record_fn fn, void *ctx,
+                             mn_error *err)
+{
+  FILE *f = fopen(file, "r");
+  if (!f) return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", file, strerror(errno));
+  char *l = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  int64_t ln = 0;
+  mn_status rc = MN_OK;
+  while (rc == MN_OK && (n = getline(&l, &cap, f)) > 0) {
+    ln++;
+    if (n == 1 && l[0] == '\n') continue;
+    json_t *r;
+    if ((rc = read_record(l, (size_t)n, file, ln, text_key, &r, err)) == MN_OK) {
+      rc = fn(r, file, ln, ctx, err);
+      json_decref(r);
+    }
+  }
+  if (rc == MN_OK && ferror(f))
+    rc = mn_error_set(err, MN_ERR_IO, "could not read \"%s\": %s", file, strerror(errno));
+  free(l);
+  fclose(f);
+  return rc;
+}
+
+typedef struct build_ctx {
+  const evalset_sources *src;
+  evalset *s;
+  size_t cap;
+  evalset_counts *counts;
+  /* the reference language's parallel items: name -> characters */
+  char **ref_names;
+  int64_t *ref_chars;
+  size_t nref, ref_cap;
+} build_ctx;
+
+static bool wanted(const build_ctx *c, const char *lang)
+{
+  return !c->src->tags || tok_tag_of(c->src->tags, lang) >= 0;
+}
+
+static mn_status dup_text(json_t *v, char **out, size_t *len, mn_error *err)
+{
+  *len = json_string_length(v);
+  *out = malloc(*len + 1);
+  if (!*out) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  memcpy(*out, json_string_value(v), *len + 1);
+  return MN_OK;
+}
+
+static mn_status add_heldout(json_t *r, const char *file, int64_t ln, void *ctx, mn_error *err)
+{
+  build_ctx *c = ctx;
+  const char *lang = json_string_value(json_object_get(r, "lang"));
+  json_t *t = json_object_get(r, "text");
+  uint8_t sha[MN_SHA256_LEN];
+  mn_sha256 h;
+  mn_status rc;
+  if ((rc = mn_sha256_init(&h, err)) != MN_OK ||
+      (rc = mn_sha256_update(&h, json_string_value(t), json_string_length(t), err)) != MN_OK ||
+      (rc = mn_sha256_final(&h, sha, err)) != MN_OK)
+    return rc;
+  /* only the held-out split: a trained-on document would flatter every model */
+  if (!mn_split_heldout(sha, c->src->heldout_fraction)) {
+    c->counts->not_heldout++;
+    return MN_OK;
+  }
+  if (!wanted(c, lang)) {
+    c->counts->other_language++;
+    return MN_OK;
+  }
+  char hex[2 * MN_SHA256_LEN + 1];
+  mn_hex_encode(sha, MN_SHA256_LEN, hex);
+  evalset_item it = {.kind = EVAL_HELDOUT, .fixed_bits = -1};
+  snprintf(it.lang, sizeof it.lang, "%s", lang);
+  if ((it.id = malloc(17)) == NULL) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  memcpy(it.id, hex, 16), it.id[16] = 0;
+  if ((rc = dup_text(t, &it.text, &it.len, err)) != MN_OK) {
+    item_free(&it);
+    return rc;
+  }
+  (void)file, (void)ln;
+  return push(c->s, &c->cap, &it, err);
+}
+
+static mn_status item_name(json_t *r, const char *key, const char *file, int64_t ln, char **out,
+                           mn_error *err)
+{
+  json_t *v = json_object_get(r, key);
+  char buf[32];
+  const char *name = json_string_value(v);
+  if (json_is_integer(v)) {
+    snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
+    name = buf;
+  }
+  if (!name || !*name || strlen(name) > 64)
+    return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: \"%s\" must be a name of 1-64 characters",
+                        file, (long long)ln, key);
+  return mn_strdup(name, out, err);
+}
+
+/* the reference language's items first: every other language's item needs its size */
+static mn_status add_reference(json_t *r, const char *file, int64_t ln, void *ctx, mn_error *err)
+{
+  build_ctx *c = ctx;
+  if (strcmp(json_string_value(json_object_get(r, "lang")), c->src->reference) != 0) return MN_OK;
+  if (c->nref == c->ref_cap) {
+    size_t nc = c->ref_cap ? c->ref_cap * 2 : 64;
+    char **n = realloc(c->ref_names, nc * sizeof *n);
+    if (!n) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+    c->ref_names = n;
+    int64_t *k = realloc(c->ref_chars, nc * sizeof *k);
+    if (!k) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+    c->ref_chars = k, c->ref_cap = nc;
+  }
+  mn_status rc = item_name(r, "item", file, ln, &c->ref_names[c->nref], err);
+  if (rc != MN_OK) return rc;
+  json_t *t = json_object_get(r, "text");
+  c->ref_chars[c->nref++] = utf8_chars(json_string_value(t), json_string_length(t));
+  return MN_OK;
+}
+
+static mn_status add_parallel(json_t *r, const char *file, int64_t ln, void *ctx, mn_error *err)
+{
+  build_ctx *c = ctx;
+  const char *lang = json_string_value(json_object_get(r, "lang"));
+  if (!wanted(c, lang)) {
+    c->counts->other_language++;
+    return MN_OK;
+  }
+  evalset_item it = {.kind = EVAL_PARALLEL, .fixed_bits = -1};
+  snprintf(it.lang, sizeof it.lang, "%s", lang);
+  mn_status rc = item_name(r, "item", file, ln, &it.id, err);
+  if (rc != MN_OK) return rc;
+  for (size_t i = 0; i < c->nref; i++)
+    if (strcmp(c->ref_names[i], it.id) == 0) it.ref_chars = c->ref_chars[i];
+  if (it.ref_chars <= 0) { /* the reference lacks the item: nothing to normalise by */
+    c->counts->no_reference++;
+    item_free(&it);
+    return MN_OK;
+  }
+  if ((rc = dup_text(json_object_get(r, "text"), &it.text, &it.len, err)) != MN_OK) {
+    item_free(&it);
+    return rc;
+  }
+  return push(c->s, &c->cap, &it, err);
+}
+
+static mn_status add_probe(json_t *r, const char *file, int64_t ln, void *ctx, mn_error *err)
+{
+  build_ctx *c = ctx;
+  const char *lang = json_string_value(json_object_get(r, "lang"));
+  const char *status = json_string_value(json_object_get(r, "status"));
+  json_t *exp = json_object_get(r, "expected"), *fb = json_object_get(r, "fixed_bits");
+  if (!status || (strcmp(status, "accepted") && strcmp(status, "fixed")))
+    return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: \"status\" must be accepted or fixed", file,
+                        (long long)ln);
+  bool fixed = strcmp(status, "fixed") == 0;
+  if (fixed && !(json_is_number(fb) && json_number_value(fb) >= 0))
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "%s:%lld: a fixed report needs \"fixed_bits\", the bits it scored when "
+                        "marked fixed",
+                        file, (long long)ln);
+  size_t bad;
+  if (exp && !json_is_null(exp) &&
+      (!json_is_string(exp) || json_string_length(exp) == 0 ||
+       mn_utf8_check(json_string_value(exp), json_string_length(exp), &bad) != MN_UTF8_OK))
+    return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: \"expected\" must be non-empty UTF-8 text",
+                        file, (long long)ln);
+  if (!wanted(c, lang)) {
+    c->counts->other_language++;
+    return MN_OK;
+  }
+  evalset_item it = {.kind = EVAL_PROBE, .fixed_bits = fixed ? json_number_value(fb) : -1};
+  snprintf(it.lang, sizeof it.lang, "%s", lang);
+  mn_status rc;
+  if ((rc = item_name(r, "report", file, ln, &it.report, err)) != MN_OK ||
+      (rc = mn_strdup(status, &it.status, err)) != MN_OK) {
+    item_free(&it);
+    return rc;
+  }
+  char id[80];
+  snprintf(id, sizeof id, "report-%s", it.report);
+  /* what the user expected is what the model should find likely; else the text itself */
+  json_t *scored = exp && json_is_string(exp) ? exp : json_object_get(r, "text");
+  if ((rc = mn_strdup(id, &it.id, err)) != MN_OK ||
+      (rc = dup_text(scored, &it.text, &it.len, err)) != MN_OK) {
+    item_free(&it);
+    return rc;
+  }
+  return push(c->s, &c->cap, &it, err);
+}
+
+static json_t *item_json(const evalset_item *it)
+{
+  json_t *o = json_pack("{s:s, s:s, s:s, s:s%}", "kind", evalset_kind_name(it->kind), "lang",
+                        it->lang, "id", it->id, "text", it->text, it->len);
+  if (!o) return NULL;
+  if (it->kind == EVAL_PARALLEL) json_object_set_new(o, "ref_chars", json_integer(it->ref_chars));
+  if (it->kind == EVAL_PROBE) {
+    json_object_set_new(o, "report", json_string(it->report));
+    json_object_set_new(o, "status", json_string(it->status));
+    if (it->fixed_bits >= 0) json_object_set_new(o, "fixed_bits", json_real(it->fixed_bits));
+  }
+  return o;
+}
+
+mn_status evalset_build(const evalset_sources *src, const char *out, evalset_counts *counts,
+                        mn_error *err)
+{
+  evalset s = {0};
+  build_ctx c = {.src = src, .s = &s, .counts = counts};
+  mn_buf body;
+  mn_buf_init(&body, SIZE_MAX / 2);
+  memset(counts, 0, sizeof *counts);
+  mn_status rc = MN_OK;
+  for (int i = 0; rc == MN_OK && i < src->nheldout; i++)
+    rc = each_record(src->heldout[i], "text", add_heldout, &c, err);
+  if (rc == MN_OK && src->parallel) {
+    if (!code_ok(src->reference))
+      rc = mn_error_set(err, MN_ERR_INPUT, "the reference language \"%s\" is not a code",
+                        src->reference ? src->reference : "");
+    else if ((rc = each_record(src->parallel, "text", add_reference, &c, err)) == MN_OK &&
+             c.nref == 0)
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "%s holds no item in the reference language \"%s\": parallel surprisal "
+                        "is normalised by its characters",
+                        src->parallel, src->reference);
+    if (rc == MN_OK) rc = each_record(src->parallel, "text", add_parallel, &c, err);
+  }
+  if (rc == MN_OK && src->probes) rc = each_record(src->probes, "text", add_probe, &c, err);
+  if (rc != MN_OK) goto out;
+  qsort(s.items, s.n, sizeof *s.items, item_cmp);
+  /* a duplicate (kind, language, id) is one item: the same document offered twice */
+  size_t keep = 0;
+  for (size_t i = 0; i < s.n; i++) {
+    evalset_item *it = &s.items[i];
+    bool dup = keep && item_cmp(&s.items[keep - 1], it) == 0;
+    /* the first max_items held-out documents of a language in id order: a uniform sample */
+    size_t same = 0;
+    for (size_t k = keep;
+         k > 0 && s.items[k - 1].kind == it->kind && strcmp(s.items[k - 1].lang, it->lang) == 0;
+         k--)
+      same++;
+    bool over = it->kind == EVAL_HELDOUT && src->max_items > 0 && same >= (size_t)src->max_items;
+    if (dup || over) {
+      counts->duplicates += dup;
+      counts->over_cap += !dup && over;
+      item_free(it);
+      continue;
+    }
+    s.items[keep++] = *it;
+  }
+  s.n = keep;
+  for (size_t i = 0; i < s.n && rc == MN_OK; i++) {
+    json_t *o = item_json(&s.items[i]);
+    char *line = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    if (!line) {
+      rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+      break;
+    }
+    if ((rc = mn_buf_append(&body, line, strlen(line), err)) == MN_OK)
+      rc = mn_buf_append(&body, "\n", 1, err);
+    free(line);
+    counts->items[s.items[i].kind]++;
+  }
+  if (rc != MN_OK) goto out;
+  char sha[MN_SHA256_HEX_LEN + 1];
+  if ((rc = mn_sha256_hex(body.data, body.len, sha, err)) != MN_OK) goto out;
+  json_t *hdr =
+      json_pack("{s:s, s:i, s:s, s:I, s:s}", "format", "mnemo-evalset", "version", 1, "reference",
+                src->parallel ? src->reference : "", "items", (json_int_t)s.n, "sha256", sha);
+  char *h = hdr ? json_dumps(hdr, JSON_COMPACT) : NULL;
+  json_decref(hdr);
+  mn_atomic_file *f;
+  if (!h) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  } else if ((rc = mn_atomic_open(out, 0644, &f, err)) == MN_OK) {
+    if ((rc = mn_atomic_write(f, h, strlen(h), err)) != MN_OK ||
+        (rc = mn_atomic_write(f, "\n", 1, err)) != MN_OK ||
+        (rc = mn_atomic_write(f, body.data, body.len, err)) != MN_OK)
+      mn_atomic_abort(f);
+    else
+      rc = mn_atomic_commit(f, err);
+  }
+  free(h);
+  if (rc == MN_OK) snprintf(counts->sha256, sizeof counts->sha256, "%s", sha);
+out:
+  for (size_t i = 0; i < c.nref; i++)
+    free(c.ref_names[i]);
+  free(c.ref_names), free(c.ref_chars);
+  evalset_free(&s);
+  mn_buf_fini(&body);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+static mn_status parse_item(json_t *o, evalset_item *it, mn_error *err)
+{
+  const char *kind = json_string_value(json_object_get(o, "kind"));
+  const char *lang = json_string_value(json_object_get(o, "lang"));
+  const char *id = json_string_value(json_object_get(o, "id"));
+  json_t *t = json_object_get(o, "text");
+  memset(it, 0, sizeof *it);
+  it->fixed_bits = -1;
+  int k = -1;
+  for (int i = 0; kind && i <= EVAL_PROBE; i++)
+    if (strcmp(kind, kind_names[i]) == 0) k = i;
+  if (k < 0 || !code_ok(lang) || !id || !json_is_string(t) || json_string_length(t) == 0)
+    return mn_error_set(err, MN_ERR_CORRUPT, "an item lacks kind, lang, id or text");
+  it->kind = (evalset_kind)k;
+  snprintf(it->lang, sizeof it->lang, "%s", lang);
+  mn_status rc;
+  if ((rc = mn_strdup(id, &it->id, err)) != MN_OK || (rc = dup_text(t, &it->text, &it->len, err)))
+    return rc;
+  if (k == EVAL_PARALLEL) {
+    it->ref_chars = json_integer_value(json_object_get(o, "ref_chars"));
+    if (it->ref_chars <= 0)
+      return mn_error_set(err, MN_ERR_CORRUPT, "parallel item %s/%s has no ref_chars", lang, id);
+  }
+  if (k == EVAL_PROBE) {
+    const char *rep = json_string_value(json_object_get(o, "report"));
+    const char *st = json_string_value(json_object_get(o, "status"));
+    json_t *fb = json_object_get(o, "fixed_bits");
+    if (!rep || !st)
+      return mn_error_set(err, MN_ERR_CORRUPT, "probe %s lacks report or status", id);
+    if ((rc = mn_strdup(rep, &it->report, err)) != MN_OK ||
+        (rc = mn_strdup(st, &it->status, err)) != MN_OK)
+      return rc;
+    if (fb) it->fixed_bits = json_number_value(fb);
+  }
+  return MN_OK;
+}
+
+mn_status evalset_load(const char *path, evalset *s, mn_error *err)
+{
+  memset(s, 0, sizeof *s);
+  mn_buf b;
+  mn_buf_init(&b, SIZE_MAX / 2);
+  mn_status rc = mn_buf_read_file(&b, path, err);
+  if (rc != MN_OK) return rc;
+  const char *p = b.data, *end = p + b.len, *nl = memchr(p, '\n', b.len);
+  json_error_t je;
+  json_t *hdr = nl ? json_loadb(p, (size_t)(nl - p), 0, &je) : NULL;
+  const char *fmt = json_string_value(json_object_get(hdr, "format"));
+  const char *want = json_string_value(json_object_get(hdr, "sha256"));
+  json_int_t nitems = json_integer_value(json_object_get(hdr, "items"));
+  char sha[MN_SHA256_HEX_LEN + 1] = "";
+  size_t cap = 0;
+  if (!fmt || strcmp(fmt, "mnemo-evalset") != 0 ||
+      json_integer_value(json_object_get(hdr, "version")) != 1 || !want || nitems < 0) {
+    rc = mn_error_set(err, MN_ERR_CORRUPT, "%s: not an evaluation set (mnemo-evalset version 1)",
+                      path);
+    goto out;
+  }
+  if ((rc = mn_sha256_hex(nl + 1, (size_t)(end - nl - 1), sha, err)) != MN_OK) goto out;
+  if (strcmp(sha, want) != 0) {
+    rc = mn_error_set(err, MN_ERR_CORRUPT,
+                      "%s: the items' checksum is %.12s..., the header says %.12s...: the file "
+                      "is damaged or was edited",
+                      path, sha, want);
+    goto out;
+  }
+  snprintf(s->sha256, sizeof s->sha256, "%s", sha);
+  const char *ref = json_string_value(json_object_get(hdr, "reference"));
+  snprintf(s->reference, sizeof s->reference, "%s", ref ? ref : "");
+  int64_t ln = 1;
+  for (p = nl + 1; p < end;) {
+    const char *e = memchr(p, '\n', (size_t)(end - p));
+    if (!e) e = end;
+    ln++;
+    json_t *o = json_loadb(p, (size_t)(e - p), 0, &je);
+    evalset_item it;
+    rc = o ? parse_item(o, &it, err) : mn_error_set(err, MN_ERR_CORRUPT, "not JSON (%s)", je.text);
+    json_decref(o);
+    if (rc == MN_OK)
+      rc = push(s, &cap, &it, err);
+    else
+      item_free(&it);
+    if (rc != MN_OK) {
+      mn_error_prefix(err, "%s:%lld", path, (long long)ln);
+      goto out;
+    }
+    p = e + 1;
+  }
+  if ((json_int_t)s->n != nitems)
+    rc = mn_error_set(err, MN_ERR_CORRUPT, "%s: %zu items, the header says %lld", path, s->n,
+                      (long long)nitems);
+out:
+  json_decref(hdr);
+  mn_buf_fini(&b);
+  if (rc != MN_OK) evalset_free(s);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- scoring */
+
+/*
+ * evalset_score -- each item read as [tag, bytes..., eot] in windows of T predictions, every
+ * window starting again from the tag (as `mnemo eval` reads shard documents); bits[i] are
+ * the item's bytes' bits (the eot is not counted).  Windows of many items share a forward of
+ * up to B rows; a short row is padded and its padding not counted.
+ */
+typedef struct score_batch {
+  int B, T, rows, tmax;
+  int32_t *x, *y; /* B rows at stride T */
+  size_t *item;   /* each row's item */
+  int *len;       /* each row's predictions */
+} score_batch;
+
+/* flush -- one forward over the batch's rows, each row's bits added to its item */
+static void flush(gpt *m, score_batch *b, double *bits)
+{
+  if (!b->rows) return;
+  int tm = b->tmax;
+  for (int r = 1; r < b->rows && tm < b->T; r++) { /* the forward reads rows at stride tm */
+    memmove(b->x + (size_t)r * tm, b->x + (size_t)r * b->T, (size_t)tm * sizeof *b->x);
+    memmove(b->y + (size_t)r * tm, b->y + (size_t)r * b->T, (size_t)tm * sizeof *b->y);
+  }
+  gpt_forward(m, b->x, b->y, b->rows, tm);
+  const float *l = gpt_losses(m);
+  for (int r = 0; r < b->rows; r++)
+    for (int k = 0; k < b->len[r]; k++)
+      if (b->y[(size_t)r * tm + k] < 256)
+        bits[b->item[r]] += l[(size_t)r * tm + k] / 0.69314718055994530942; /* nats to bits */
+  b->rows = 0, b->tmax = 0;
+}
+
+mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalset *s,
+                        double *bits /* OUT, n */, mn_error *err)
+{
+  score_batch b = {.B = B, .T = T};
+  b.x = calloc((size_t)B * T, sizeof *b.x), b.y = calloc((size_t)B * T, sizeof *b.y);
+  b.item = calloc((size_t)B, sizeof *b.item), b.len = calloc((size_t)B, sizeof *b.len);
+  mn_status rc = MN_OK;
+  if (!b.x || !b.y || !b.item || !b.len) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < s->n; i++) {
+    bits[i] = 0;
+    if (tok_tag_of(tags, s->items[i].lang) < 0) {
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "the checkpoint has no tag for \"%s\" (item %s of the set): build the "
+                        "set with the model's --tags",
+                        s->items[i].lang, s->items[i].id);
+      goto out;
+    }
+  }
+  for (size_t i = 0; i < s->n; i++) {
+    const unsigned char *t = (const unsigned char *)s->items[i].text;
+    size_t n = s->items[i].len;
+    int tag = tok_tag_of(tags, s->items[i].lang);
+    for (size_t p = 0; p <= n; p += (size_t)T) { /* predictions p..: bytes, then the eot */
+      int len = (int)(n + 1 - p < (size_t)T ? n + 1 - p : (size_t)T);
+      int32_t *xr = b.x + (size_t)b.rows * T, *yr = b.y + (size_t)b.rows * T;
+      xr[0] = tag;
+      for (int k = 1; k < len; k++)
+        xr[k] = t[p + (size_t)k - 1];
+      for (int k = 0; k < len; k++)
+        yr[k] = p + (size_t)k < n ? t[p + (size_t)k] : TOK_EOT;
+      for (int k = len; k < T; k++)
+        xr[k] = 0, yr[k] = TOK_EOT;
+      b.item[b.rows] = i, b.len[b.rows] = len;
+      b.tmax = len > b.tmax ? len : b.tmax;
+      if (++b.rows == B) flush(m, &b, bits);
+    }
+  }
+  flush(m, &b, bits);
+out:
+  free(b.x), free(b.y), free(b.item), free(b.len);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- scores of a checkpoint */
+
+/* the cache file of (checkpoint, set): a header, then one record per item, in the set's order */
+static void cache_path(const char *dir, const char *ckpt_sha, const char *set_sha, char *out,
+                       size_t n)
+{
+  snprintf(out, n, "%s/%.16s-%.16s.scores", dir, ckpt_sha, set_sha);
+}
+
+static mn_status cache_read(const char *path, const char *ckpt_sha, const evalset *s, double *bits,
+                            bool *hit, mn_error *err)
+{
+  mn_buf b;
+  mn_buf_init(&b, SIZE_MAX / 2);
+  *hit = false;
+  if (access(path, F_OK) != 0) return MN_OK;
+  mn_status rc = mn_buf_read_file(&b, path, err);
+  if (rc != MN_OK) return rc;
+  const char *p = b.data, *end = p + b.len;
+  size_t i = 0;
+  bool ok = true;
+  for (int64_t ln = 0; ok && p < end; ln++) {
+    const char *e = memchr(p, '\n', (size_t)(end - p));
+    if (!e) e = end;
+    json_t *o = json_loadb(p, (size_t)(e - p), 0, NULL);
+    if (ln == 0) {
+      const char *c = json_string_value(json_object_get(o, "checkpoint"));
+      const char *v = json_string_value(json_object_get(o, "set"));
+      ok = c && v && strcmp(c, ckpt_sha) == 0 && strcmp(v, s->sha256) == 0 &&
+           json_integer_value(json_object_get(o, "items")) == (json_int_t)s->n;
+    } else {
+      const char *id = json_string_value(json_object_get(o, "id"));
+      json_t *v = json_object_get(o, "nll_bits");
+      ok = i < s->n && id && strcmp(id, s->items[i].id) == 0 && json_is_number(v) &&
+           json_number_value(v) >= 0;
+      if (ok) bits[i++] = json_number_value(v);
+    }
+    json_decref(o);
+    p = e + 1;
+  }
+  mn_buf_fini(&b);
+  /* a cache that does not match is not trusted: the items are scored again */
+  *hit = ok && i == s->n;
+  return MN_OK;
+}
+
+mn_status evalset_item_json(const evalset_item *it, double bits, char **out, mn_error *err)
+{
+  json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:f}", "kind", evalset_kind_name(it->kind), "lang",
+                        it->lang, "id", it->id, "bytes", (json_int_t)it->len, "nll_bits", bits);
+  *out = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  return *out ? MN_OK : mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+}
+
+static mn_status cache_write(const char *path, const char *ckpt_sha, const evalset *s,
+                             const double *bits, mn_error *err)
+{
+  mn_buf b;
+  mn_buf_init(&b, SIZE_MAX / 2);
+  mn_status rc = mn_buf_appendf(&b, err, "{\"checkpoint\":\"%s\",\"set\":\"%s\",\"items\":%zu}\n",
+                                ckpt_sha, s->sha256, s->n);
+  for (size_t i = 0; rc == MN_OK && i < s->n; i++) {
+    char *line;
+    if ((rc = evalset_item_json(&s->items[i], bits[i], &line, err)) != MN_OK) break;
+    if ((rc = mn_buf_append(&b, line, strlen(line), err)) == MN_OK)
+      rc = mn_buf_append(&b, "\n", 1, err);
+    free(line);
+  }
+  if (rc == MN_OK) rc = mn_write_file_atomic(path, b.data, b.len, 0644, err);
+  mn_buf_fini(&b);
+  return rc;
+}
+
+mn_status evalset_score_checkpoint(const char *ckpt, const evalset *s, const evalset_run *run,
+                                   double *bits, ckpt_meta *meta, bool *cached, mn_error *err)
+{
+  gpt *m = NULL;
+  char path[4200] = "";
+  mn_status rc = ckpt_read_meta(ckpt, meta, err);
+  *cached = false;
+  if (rc != MN_OK) return rc;
+  if (run->cache_dir && *run->cache_dir) {
+    if (mkdir(run->cache_dir, 0755) != 0 && errno != EEXIST)
+      return mn_error_set(err, MN_ERR_IO, "could not create \"%s\": %s", run->cache_dir,
+                          strerror(errno));
+    cache_path(run->cache_dir, meta->sha256, s->sha256, path, sizeof path);
+    if ((rc = cache_read(path, meta->sha256, s, bits, cached, err)) != MN_OK || *cached) return rc;
+  }
+  int T = meta->config.max_seq_len < run->seq_len ? meta->config.max_seq_len : run->seq_len;
+  int B = run->batch > 0 ? run->batch : 16;
+  if ((rc = gpt_create(&meta->config, B, T, 0, kernels_cpu(), &m, err)) == MN_OK &&
+      (rc = ckpt_load(ckpt, m, meta, err)) == MN_OK &&
+      (rc = evalset_score(m, B, T, &meta->tags, s, bits, err)) == MN_OK && path[0])
+    rc = cache_write(path, meta->sha256, s, bits, err);
+  gpt_destroy(m);
+  return rc;
+}
