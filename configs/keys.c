@@ -126,6 +126,10 @@ static const mn_config_key keys[] = {
     DBL_KEY("finetune.lr_factor", "2.6", 1.0, 100.0, false,
             "discriminative rates: each block down divides the learning rate by this",
             finetune.lr_factor),
+    STR_KEY("finetune.replay_boosts", "", false, false,
+            "per-language factors on the replayed languages' shares: \"deu:3,swh:2\" (the "
+            "languages a fresh batch endangers most, those of accepted reports)",
+            finetune.replay_boosts),
     DBL_KEY("finetune.distill", "0", 0.0, 1.0, false,
             "distillation on replayed windows: their target is (1 - distill) the next token + "
             "distill the baseline's prediction; 0: the next token only",

@@ -10,10 +10,12 @@
  *     replay    absorb shards' windows into the replay store; verify a store
  *     fisher    checkpoint + shards -> its diagonal Fisher per language (EWC)
  *     finetune  baseline + fresh shards + replay + Fisher -> candidate (resumable)
+ *     evalset   held-out documents, parallel items, probes -> a checksummed evaluation set
+ *     guard     baseline + candidate + evaluation sets -> the verdict (exit 3: a guard said no)
  *
  * Progress is JSON lines on stdout (one object per event), or a progress line on
- * stderr when stderr is a terminal.  Exit codes: 0 done, 1 failure, 2 usage,
- * 75 interrupted with a resumable checkpoint saved.
+ * stderr when stderr is a terminal.  Exit codes: 0 done, 1 failure, 2 usage, 3 a guard
+ * said no, 75 interrupted with a resumable checkpoint saved.
  */
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "configs/config.h"
@@ -486,6 +488,39 @@ static void replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, int f
   }
 }
 
+/* replay_boosts -- finetune.replay_boosts ("deu:3,swh:2") as a factor per store language
+ * (1 for the others); a language the store does not hold is an error, not a silent no-op */
+static mn_status replay_boosts(const char *list, const replay_store *s, double *boost,
+                               mn_error *err)
+{
+  for (uint32_t i = 0; i < s->nlangs; i++)
+    boost[i] = 1.0;
+  for (const char *p = list; p && *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    const char *colon = memchr(p, ':', len);
+    char code[16] = "", num[32] = "", *e = NULL;
+    size_t cl = colon ? (size_t)(colon - p) : 0;
+    if (colon && cl < sizeof code && len - cl - 1 < sizeof num) {
+      memcpy(code, p, cl);
+      memcpy(num, colon + 1, len - cl - 1);
+    }
+    double v = num[0] ? strtod(num, &e) : 0;
+    const replay_lang *l = code[0] ? replay_store_find(s, code) : NULL;
+    if (!e || *e || !(v > 0) || !isfinite(v))
+      return mn_error_set(err, MN_ERR_INPUT,
+                          "finetune.replay_boosts: \"%.*s\" is not LANG:FACTOR with a factor > 0",
+                          (int)len, p);
+    if (!l)
+      return mn_error_set(err, MN_ERR_INPUT,
+                          "finetune.replay_boosts: the replay store holds no window of \"%s\"",
+                          code);
+    boost[l - s->langs] = v;
+    p = end ? end + 1 : NULL;
+  }
+  return MN_OK;
+}
+
 /* finetune_prepare -- the baseline (already loaded into m) as anchor, its Fisher, the
  * replay store, the stages; ft_lineage receives what of it shapes the run */
 static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *base, int B, int T,
@@ -526,19 +561,23 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
                           "needs some, of %d",
                           rp, (unsigned long long)held, f->replay.window, T + 1);
     uint32_t k = f->replay.nlangs;
-    double *n = calloc(k, sizeof *n), *q = calloc(k, sizeof *q);
+    double *n = calloc(k, sizeof *n), *q = calloc(k, sizeof *q), *boost = calloc(k, sizeof *boost);
     f->replay_cum = calloc(k, sizeof *f->replay_cum);
     f->replay_tags = calloc(k, sizeof *f->replay_tags);
-    if (!n || !q || !f->replay_cum || !f->replay_tags) {
-      free(n), free(q);
+    if (!n || !q || !boost || !f->replay_cum || !f->replay_tags) {
+      free(n), free(q), free(boost);
       return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+    }
+    if ((rc = replay_boosts(c->finetune.replay_boosts, &f->replay, boost, err)) != MN_OK) {
+      free(n), free(q), free(boost);
+      return rc;
     }
     int V = gpt_get_config(m)->vocab_size;
     for (uint32_t i = 0; i < k; i++) { /* a store from elsewhere must fit this model */
       const replay_lang *rl = &f->replay.langs[i];
       for (size_t j = 0; j < (size_t)rl->count * f->replay.window; j++)
         if (rl->windows[j] >= V) {
-          free(n), free(q);
+          free(n), free(q), free(boost);
           return mn_error_set(err, MN_ERR_INPUT,
                               "replay store \"%s\": %s holds token %u, beyond the vocabulary of %d",
                               rp, rl->code, rl->windows[j], V);
@@ -550,7 +589,7 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
       double unused, total = f->nrep * (double)c->train.steps;
       for (uint32_t i = 0; i < k; i++)
         n[i] = (double)f->replay.langs[i].count;
-      rc = replay_budget_unimax(n, NULL, k, total, c->finetune.unimax_epochs, q, &unused, err);
+      rc = replay_budget_unimax(n, boost, k, total, c->finetune.unimax_epochs, q, &unused, err);
       double sum = 0;
       for (uint32_t i = 0; i < k && rc == MN_OK; i++)
         sum += q[i];
@@ -559,7 +598,7 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
     } else {
       for (uint32_t i = 0; i < k; i++) /* a language holding no window gets no share */
         n[i] = f->replay.langs[i].count ? (double)f->replay.langs[i].seen : 0.0;
-      rc = replay_shares_temperature(n, NULL, k, c->train.language_alpha, q, err);
+      rc = replay_shares_temperature(n, boost, k, c->train.language_alpha, q, err);
     }
     double cum = 0;
     for (uint32_t i = 0; i < k && rc == MN_OK; i++) {
@@ -572,12 +611,12 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
                           "has no tag for",
                           rp, f->replay.langs[i].code);
     }
-    free(n), free(q);
+    free(n), free(q), free(boost);
     if (rc != MN_OK) return rc;
     json_object_set_new(lineage, "replay",
-                        json_pack("{s:f, s:i, s:I, s:s, s:f, s:s}", "ratio",
-                                  c->finetune.replay_ratio, "per_batch", f->nrep, "windows",
-                                  (json_int_t)held, "sampler",
+                        json_pack("{s:s, s:f, s:i, s:I, s:s, s:f, s:s}", "boosts",
+                                  c->finetune.replay_boosts, "ratio", c->finetune.replay_ratio,
+                                  "per_batch", f->nrep, "windows", (json_int_t)held, "sampler",
                                   c->finetune.replay_sampler ? "unimax" : "temperature",
                                   "unimax_epochs", c->finetune.unimax_epochs, "store", store_sha));
   }
@@ -1024,7 +1063,7 @@ static int eval_sets(worker *w, opts *o)
     goto out;
   double secs = (mn_monotonic_ms() - t0) / 1e3;
   json_t *per = json_object();
-  int64_t bytes_all = 0;
+  int64_t bytes_all = 0, predictions = 0;
   for (size_t i = 0; i < s.n; i++) {
     const evalset_item *it = &s.items[i];
     if (o->per_doc) {
@@ -1051,6 +1090,7 @@ static int eval_sets(worker *w, opts *o)
     json_object_set_new(e, "items",
                         json_integer(json_integer_value(json_object_get(e, "items")) + 1));
     bytes_all += (int64_t)it->len;
+    predictions += (int64_t)it->len + 1; /* the bytes and the eot */
   }
   json_t *langs = json_array();
   const char *key;
@@ -1071,7 +1111,7 @@ static int eval_sets(worker *w, opts *o)
   emit(json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:I, s:f, s:f}", "event", "eval", "checkpoint",
                  o->checkpoint, "weights", meta.sha256, "set", s.sha256, "cached", cached,
                  "languages", langs, "bytes", (json_int_t)bytes_all, "seconds", secs,
-                 "tokens_per_s", cached || secs <= 0 ? 0.0 : (double)bytes_all / secs));
+                 "tokens_per_s", cached || secs <= 0 ? 0.0 : (double)predictions / secs));
   rc = EXIT_OK;
 out:
   free(bits);
@@ -1801,6 +1841,16 @@ static void help(FILE *f)
              "                       --steps N stops after step N of train.steps\n"
              "  eval --checkpoint CKPT [--per-doc] [--max-tokens N] SHARD...\n"
              "                       bits per byte per language (and NLL per document)\n"
+             "  eval --checkpoint CKPT --sets SET[,SET] [--per-doc] [--cache DIR]\n"
+             "                       bits per byte per language and kind of item (and NLL per\n"
+             "                       item), cached per (checkpoint, set version)\n"
+             "  evalset --out SET [--tags TSV] [--parallel FILE [--reference L]] [--probes FILE]\n"
+             "          [--max-items N] [HELDOUT.jsonl...]\n"
+             "                       a versioned, checksummed evaluation set: held-out documents\n"
+             "                       (the ingest split only), parallel items, report probes\n"
+             "  guard --baseline CKPT --candidate CKPT --sets SET[,SET] [--cache DIR]\n"
+             "        [--must-improve L,L] [--history VERDICT,...] [--out VERDICT.json]\n"
+             "                       every per-language guard (guards.*): exit 0 pass, 3 fail\n"
              "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
              "           [--temperature T] [--top-k K] [--seed S]\n"
              "  bench [--steps N] [--stages] [--ewc]\n"
@@ -1822,7 +1872,8 @@ static void help(FILE *f)
              "  import-llmc FILE OUT an llm.c fp32 GPT-2 checkpoint into a mnemo checkpoint\n\n"
              "The model and training come from the config (model.*, train.*; presets in\n"
              "configs/models/).  Progress is JSON lines on stdout, or a progress line on a\n"
-             "terminal.  Exit status: 0 done, 1 failure, 2 usage, 75 interrupted (resumable).\n");
+             "terminal.  Exit status: 0 done, 1 failure, 2 usage, 3 a guard said no,\n"
+             "75 interrupted (resumable).\n");
 }
 
 int main(int argc, char **argv)

@@ -102,6 +102,20 @@ kinds = {(r["lang"], r["kind"]) for r in a[-1]["languages"]}
 assert ("ell", "probe") in kinds and ("rus", "parallel") in kinds and ("lat", "heldout") in kinds
 PY
 
+# the set's held-out items score as `eval` scores the same documents from a held-out shard
+m shard --tags "$tmp/tags.tsv" --split heldout --out "$tmp/ho.shard" "$tmp/all.jsonl" >/dev/null
+m eval --checkpoint "$tmp/base/model.safetensors" --per-doc "$tmp/ho.shard" >"$tmp/e3.log"
+python3 - "$tmp/e1.log" "$tmp/e3.log" <<'PY' || fail "set and shard scores differ"
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+s = sorted(round(r["nll_bits"], 2) for r in a if r.get("kind") == "heldout")
+t = sorted(round(r["nll_bits"], 2) for r in b if r.get("event") == "doc")
+assert len(s) == len(t) > 150, (len(s), len(t))
+worst = max(abs(x - y) / y for x, y in zip(s, t))
+assert worst < 1e-4, worst
+PY
+
 # the base against itself passes; the naive fine-tune fails on at least one other language
 m guard --baseline "$tmp/base/model.safetensors" --candidate "$tmp/base/model.safetensors" \
   --sets "$tmp/set" --cache "$tmp/cache" --out "$tmp/self.json" >/dev/null ||

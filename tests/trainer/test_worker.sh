@@ -11,7 +11,7 @@ mnemo=$1
 here=$(cd "$(dirname "$0")/../.." && pwd)
 data=$here/tests/data/ingest/sample.jsonl
 tmp=$(mktemp -d /tmp/mnemo-test-worker-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 jget() { python3 -c "import json,sys; print(json.loads(sys.stdin.readlines()[-1])$1)"; }
 m() { "$mnemo" --config "$here/configs/models/tiny.yaml" --set train.seq_len=16 "$@"; }
@@ -180,6 +180,15 @@ rc=0; "$mnemo" --set finetune.ewc_lambda=0 finetune --spec "$tmp/job.yaml" \
 "$mnemo" --set finetune.replay_sampler=unimax --set train.steps=3 finetune --spec "$tmp/job.yaml" \
   --out "$tmp/ftu" "$tmp/spa.shard" >/dev/null
 grep -a -q '\\"sampler\\":\\"unimax\\"' "$tmp/ftu/model.safetensors" || fail "UniMax not in the lineage"
+# boosts on replayed languages: recorded; a language the store lacks, or a bad factor, refused
+"$mnemo" --set finetune.replay_boosts=rus:4 --set train.steps=3 finetune --spec "$tmp/job.yaml" \
+  --out "$tmp/ftb" "$tmp/spa.shard" >/dev/null
+grep -a -q '\\"boosts\\":\\"rus:4\\"' "$tmp/ftb/model.safetensors" || fail "boosts not in the lineage"
+for b in swh:2 rus:0 rus spa:x; do
+  rc=0; "$mnemo" --set finetune.replay_boosts=$b --set train.steps=3 finetune --spec "$tmp/job.yaml" \
+    --out "$tmp/ftb2" "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
+  [ $rc = 1 ] && grep -q "finetune.replay_boosts" "$tmp/err" || fail "boost $b: rc $rc, $(cat "$tmp/err")"
+done
 spec "$tmp/job-other.yaml" "$tmp/ft/model.safetensors" # the Fisher is of $ck
 rc=0; "$mnemo" finetune --spec "$tmp/job-other.yaml" --out "$tmp/ft3" "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
 [ $rc = 1 ] && grep -q "estimated at other weights" "$tmp/err" || fail "a Fisher of other weights: rc $rc, $(cat "$tmp/err")"
