@@ -356,16 +356,13 @@ mn_status evalset_build(const evalset_sources *src, const char *out, evalset_cou
   if (rc != MN_OK) goto out;
   qsort(s.items, s.n, sizeof *s.items, item_cmp);
   /* a duplicate (kind, language, id) is one item: the same document offered twice */
-  size_t keep = 0;
+  size_t keep = 0, same = 0; /* same: items kept so far of this kind and language */
   for (size_t i = 0; i < s.n; i++) {
     evalset_item *it = &s.items[i];
     bool dup = keep && item_cmp(&s.items[keep - 1], it) == 0;
+    if (!keep || s.items[keep - 1].kind != it->kind || strcmp(s.items[keep - 1].lang, it->lang))
+      same = 0;
     /* the first max_items held-out documents of a language in id order: a uniform sample */
-    size_t same = 0;
-    for (size_t k = keep;
-         k > 0 && s.items[k - 1].kind == it->kind && strcmp(s.items[k - 1].lang, it->lang) == 0;
-         k--)
-      same++;
     bool over = it->kind == EVAL_HELDOUT && src->max_items > 0 && same >= (size_t)src->max_items;
     if (dup || over) {
       counts->duplicates += dup;
@@ -374,6 +371,7 @@ mn_status evalset_build(const evalset_sources *src, const char *out, evalset_cou
       continue;
     }
     s.items[keep++] = *it;
+    same++;
   }
   s.n = keep;
   for (size_t i = 0; i < s.n && rc == MN_OK; i++) {
@@ -497,6 +495,7 @@ mn_status evalset_load(const char *path, evalset *s, mn_error *err)
     ln++;
     json_t *o = json_loadb(p, (size_t)(e - p), 0, &je);
     evalset_item it;
+    memset(&it, 0, sizeof it); /* item_free below is safe whatever failed */
     rc = o ? parse_item(o, &it, err) : mn_error_set(err, MN_ERR_CORRUPT, "not JSON (%s)", je.text);
     json_decref(o);
     if (rc == MN_OK)

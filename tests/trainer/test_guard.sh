@@ -134,6 +134,16 @@ for l in out.values():
     assert l["interval"][0] <= l["change"] <= l["interval"][1] and l["reason"] and l["rule"]
 assert n["baseline"]["weights"] != n["candidate"]["weights"] and n["set"] == s["set"]
 PY
+# forgetting against the best production value so far: the base's verdict is history
+m guard --baseline "$tmp/base/model.safetensors" --candidate "$tmp/naive/model.safetensors" \
+  --sets "$tmp/set" --cache "$tmp/cache" --history "$tmp/self.json" --out "$tmp/hist.json" >/dev/null || true
+python3 -c "
+import json, sys
+v = {l['lang']: l for l in json.load(open(sys.argv[1]))['languages']}
+for l in v.values():
+    assert abs(l['forgetting_vs_best'] - (l['candidate_bpb'] / l['best_bpb'] - 1)) < 1e-9, l
+    assert l['best_bpb'] <= l['baseline_bpb'] + 1e-12, l
+" "$tmp/hist.json" || fail "history: $(head -c 1500 "$tmp/hist.json")"
 # must improve: the fresh language under the naive fine-tune improves; ell cannot
 m guard --baseline "$tmp/base/model.safetensors" --candidate "$tmp/naive/model.safetensors" \
   --sets "$tmp/set" --cache "$tmp/cache" --must-improve lat,ell --out "$tmp/mi.json" >/dev/null || true
