@@ -11,7 +11,9 @@ The setup, on the demo corpus (var/corpus):
   - arms with equal steps from that base: control (more of the pretraining mix: the drift
     untouched languages show anyway), naive (fresh only), replay replacing 25% and 50% of
     each batch, replay added on top (20% of a larger batch, the fresh part as in naive),
-    EWC alone at three strengths, and safeguards (replay added, EWC, unfreezing).
+    EWC alone at three strengths, distill (replay added, its windows' targets half the
+    base's own predictions), and safeguards (replay added with distillation and German's
+    replay boosted, a light EWC, unfreezing).
 Per arm and language: bits per byte, and its change against the base.  Per arm:
 worst_forgetting (the worst relative increase among the seven untouched languages),
 worst_forgetting_net (the same, net of the control's), gain (the mean relative decrease
@@ -194,7 +196,11 @@ def main():
               "seed": int(os.environ.get("FT_SEED", "20261126")),  # base.yaml's
               "checkpoint_every": 0, "threads": 1}
     lam = float(os.environ.get("EWC_LAMBDA", "1000"))
-    safe_lam = float(os.environ.get("SAFE_LAMBDA", "300"))
+    safe_lam = float(os.environ.get("SAFE_LAMBDA", "70"))
+    distill = float(os.environ.get("DISTILL", "0.5"))
+    # German shares the Latin script and much vocabulary with the fresh Spanish: the language
+    # a fresh batch endangers most (the worst of every replay arm), so its replay is boosted
+    boosts = os.environ.get("BOOSTS", "deu:3")
     arms = [
         ("control", "pre", {"language_alpha": 0.3}, {}),
         ("naive", "fresh", {"language_alpha": 1.0}, {}),
@@ -209,11 +215,16 @@ def main():
         ("ewc_%g" % lam, "fresh", {"language_alpha": 1.0}, {"fisher": fisher, "ewc_lambda": lam}),
         ("ewc_%g" % (lam * 10), "fresh", {"language_alpha": 1.0},
          {"fisher": fisher, "ewc_lambda": lam * 10}),
-        # everything together: replay added on top, a light EWC (alone, lambda 1000 already
-        # costs a sixth of the gain), a short first stage of unfreezing
+        # replay added on top, its windows' targets partly the base's own predictions
+        ("distill", "fresh", {"language_alpha": 1.0, "batch_size": 10},
+         {"replay_store": store, "replay_ratio": 0.2, "distill": distill}),
+        # everything together: replay added on top (the same batch as replay20_added) with
+        # distillation and the endangered language boosted, a light EWC (alone, lambda 1000
+        # already costs a tenth of the gain), a short first stage of unfreezing
         ("safeguards", "fresh", {"language_alpha": 1.0, "batch_size": 10},
-         {"replay_store": store, "replay_ratio": 0.2, "fisher": fisher, "ewc_lambda": safe_lam,
-          "stages": "2:%d,all" % (STEPS // 20), "lr_factor": 2.6}),
+         {"replay_store": store, "replay_ratio": 0.2, "distill": distill, "replay_boosts": boosts,
+          "fisher": fisher, "ewc_lambda": safe_lam, "stages": "2:%d,all" % (STEPS // 20),
+          "lr_factor": 2.6}),
     ]
     pending = list(arms)
     while pending:  # two arms at once, one thread each
@@ -248,7 +259,7 @@ def main():
                      "gain": gain[name],
                      "gain_ratio": gain[name] / gain["naive"] if gain["naive"] > 0 else float("nan")})
     result = {"languages": LANGS, "fresh": FRESH, "steps": STEPS, "lr": FT_LR, "seed": common["seed"], "ewc_lambda": lam,
-              "safeguards_lambda": safe_lam,
+              "safeguards_lambda": safe_lam, "distill": distill, "boosts": boosts,
               "data": data,
               "bits_per_byte": bpb, "relative_change": rel, "arms": rows,
               "seconds": round(time.time() - t0)}
