@@ -551,10 +551,27 @@ static void flush(gpt *m, score_batch *b, double *bits)
   b->rows = 0, b->tmax = 0;
 }
 
+typedef struct score_window {
+  size_t item, p; /* item and its first prediction */
+  int len;        /* predictions */
+} score_window;
+
+/* longest first, then in set order: full windows batch together, and the short last windows
+ * of items share forwards of their own length instead of padding a full one */
+static int window_cmp(const void *a, const void *b)
+{
+  const score_window *x = a, *y = b;
+  if (x->len != y->len) return x->len > y->len ? -1 : 1;
+  if (x->item != y->item) return x->item < y->item ? -1 : 1;
+  return x->p < y->p ? -1 : x->p > y->p;
+}
+
 mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalset *s,
                         double *bits /* OUT, n */, mn_error *err)
 {
   score_batch b = {.B = B, .T = T};
+  score_window *w = NULL;
+  size_t nw = 0;
   b.x = calloc((size_t)B * T, sizeof *b.x), b.y = calloc((size_t)B * T, sizeof *b.y);
   b.item = calloc((size_t)B, sizeof *b.item), b.len = calloc((size_t)B, sizeof *b.len);
   mn_status rc = MN_OK;
@@ -564,6 +581,7 @@ mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalse
   }
   for (size_t i = 0; i < s->n; i++) {
     bits[i] = 0;
+    nw += s->items[i].len / (size_t)T + 1; /* predictions: the bytes and the eot */
     if (tok_tag_of(tags, s->items[i].lang) < 0) {
       rc = mn_error_set(err, MN_ERR_INPUT,
                         "the checkpoint has no tag for \"%s\" (item %s of the set): build the "
@@ -572,27 +590,36 @@ mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalse
       goto out;
     }
   }
-  for (size_t i = 0; i < s->n; i++) {
-    const unsigned char *t = (const unsigned char *)s->items[i].text;
-    size_t n = s->items[i].len;
-    int tag = tok_tag_of(tags, s->items[i].lang);
-    for (size_t p = 0; p <= n; p += (size_t)T) { /* predictions p..: bytes, then the eot */
-      int len = (int)(n + 1 - p < (size_t)T ? n + 1 - p : (size_t)T);
-      int32_t *xr = b.x + (size_t)b.rows * T, *yr = b.y + (size_t)b.rows * T;
-      xr[0] = tag;
-      for (int k = 1; k < len; k++)
-        xr[k] = t[p + (size_t)k - 1];
-      for (int k = 0; k < len; k++)
-        yr[k] = p + (size_t)k < n ? t[p + (size_t)k] : TOK_EOT;
-      for (int k = len; k < T; k++)
-        xr[k] = 0, yr[k] = TOK_EOT;
-      b.item[b.rows] = i, b.len[b.rows] = len;
-      b.tmax = len > b.tmax ? len : b.tmax;
-      if (++b.rows == B) flush(m, &b, bits);
-    }
+  if ((w = malloc((nw ? nw : 1) * sizeof *w)) == NULL) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  nw = 0;
+  for (size_t i = 0; i < s->n; i++)
+    for (size_t p = 0, n = s->items[i].len; p <= n; p += (size_t)T)
+      w[nw++] = (score_window){
+          .item = i, .p = p, .len = (int)(n + 1 - p < (size_t)T ? n + 1 - p : (size_t)T)};
+  qsort(w, nw, sizeof *w, window_cmp);
+  for (size_t k = 0; k < nw; k++) {
+    const evalset_item *it = &s->items[w[k].item];
+    const unsigned char *t = (const unsigned char *)it->text;
+    size_t n = it->len, p = w[k].p;
+    int len = w[k].len;
+    int32_t *xr = b.x + (size_t)b.rows * T, *yr = b.y + (size_t)b.rows * T;
+    xr[0] = tok_tag_of(tags, it->lang);
+    for (int q = 1; q < len; q++)
+      xr[q] = t[p + (size_t)q - 1];
+    for (int q = 0; q < len; q++)
+      yr[q] = p + (size_t)q < n ? t[p + (size_t)q] : TOK_EOT;
+    for (int q = len; q < T; q++)
+      xr[q] = 0, yr[q] = TOK_EOT;
+    b.item[b.rows] = w[k].item, b.len[b.rows] = len;
+    b.tmax = len > b.tmax ? len : b.tmax;
+    if (++b.rows == B) flush(m, &b, bits);
   }
   flush(m, &b, bits);
 out:
+  free(w);
   free(b.x), free(b.y), free(b.item), free(b.len);
   return rc;
 }
@@ -671,7 +698,7 @@ static mn_status cache_write(const char *path, const char *ckpt_sha, const evals
   return rc;
 }
 
-mn_status evalset_score_checkpoint(const char *ckpt, const evalset *s, const evalset_run *run,
+mn_status evalset_score_checkpoint(const char *ckpt, const evalset *s, evalset_run *run,
                                    double *bits, ckpt_meta *meta, bool *cached, mn_error *err)
 {
   gpt *m = NULL;
@@ -687,11 +714,15 @@ mn_status evalset_score_checkpoint(const char *ckpt, const evalset *s, const eva
     if ((rc = cache_read(path, meta->sha256, s, bits, cached, err)) != MN_OK || *cached) return rc;
   }
   int T = meta->config.max_seq_len < run->seq_len ? meta->config.max_seq_len : run->seq_len;
-  int B = run->batch > 0 ? run->batch : 16;
+  int B = run->batch > 0 ? run->batch : 8;
+  run->scoring_s = 0;
   if ((rc = gpt_create(&meta->config, B, T, 0, kernels_cpu(), &m, err)) == MN_OK &&
-      (rc = ckpt_load(ckpt, m, meta, err)) == MN_OK &&
-      (rc = evalset_score(m, B, T, &meta->tags, s, bits, err)) == MN_OK && path[0])
-    rc = cache_write(path, meta->sha256, s, bits, err);
+      (rc = ckpt_load(ckpt, m, meta, err)) == MN_OK) {
+    double t0 = mn_monotonic_ms();
+    rc = evalset_score(m, B, T, &meta->tags, s, bits, err);
+    run->scoring_s = (mn_monotonic_ms() - t0) / 1e3;
+  }
+  if (rc == MN_OK && path[0]) rc = cache_write(path, meta->sha256, s, bits, err);
   gpt_destroy(m);
   return rc;
 }

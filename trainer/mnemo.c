@@ -1108,10 +1108,13 @@ static int eval_sets(worker *w, opts *o)
   }
   json_decref(per);
   fflush(stdout);
-  emit(json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:I, s:f, s:f}", "event", "eval", "checkpoint",
-                 o->checkpoint, "weights", meta.sha256, "set", s.sha256, "cached", cached,
-                 "languages", langs, "bytes", (json_int_t)bytes_all, "seconds", secs,
-                 "tokens_per_s", cached || secs <= 0 ? 0.0 : (double)predictions / secs));
+  /* tokens_per_s: predictions per second of forward passes (a training step's tokens/s is
+   * measured the same way); seconds: the whole command, loading included */
+  emit(json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:I, s:I, s:f, s:f, s:f}", "event", "eval",
+                 "checkpoint", o->checkpoint, "weights", meta.sha256, "set", s.sha256, "cached",
+                 cached, "languages", langs, "bytes", (json_int_t)bytes_all, "predictions",
+                 (json_int_t)predictions, "seconds", secs, "scoring_seconds", run.scoring_s,
+                 "tokens_per_s", run.scoring_s > 0 ? (double)predictions / run.scoring_s : 0.0));
   rc = EXIT_OK;
 out:
   free(bits);

@@ -334,14 +334,15 @@ MN_NODISCARD mn_status evalset_item_json(const evalset_item *it, double bits, ch
 
 typedef struct evalset_run {
   const char *cache_dir; /* scores cached per (checkpoint, set version); NULL or "": none */
-  int batch;             /* rows per forward (<= 0: 16) */
+  int batch;             /* rows per forward (<= 0: 8) */
   int seq_len;           /* window (at most the model's positions) */
+  double scoring_s;      /* OUT: seconds in forward passes (0 when cached) */
 } evalset_run;
 
 /* evalset_score_checkpoint -- bits per item of the set under the checkpoint (its meta read),
  * from the cache when it holds them for exactly this checkpoint and set (*cached true). */
 MN_NODISCARD mn_status evalset_score_checkpoint(const char *ckpt, const evalset *s,
-                                                const evalset_run *run, double *bits /* OUT */,
+                                                evalset_run *run, double *bits /* OUT */,
                                                 ckpt_meta *meta /* OUT */, bool *cached /* OUT */,
                                                 mn_error *err);
 

@@ -177,14 +177,14 @@ static void matmul_forward(float *out, const float *inp, const float *w, const f
   {
     int r0, r1;
     block_of(N, &r0, &r1);
-    if (r1 > r0) { /* out (N,OC) = inp (N,C) . w^T */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC, C, 1.0f,
-                  inp + (size_t)r0 * C, C, w, C, 0.0f, out + (size_t)r0 * OC, OC);
+    if (r1 > r0) { /* out (N,OC) = bias + inp (N,C) . w^T */
+      /* the bias first, then sgemm adds to it (beta 1): with beta 0 OpenBLAS clears the
+       * output in a pass of its own, and the bias would need another */
       if (bias)
         for (int i = r0; i < r1; i++)
-#pragma omp simd
-          for (int o = 0; o < OC; o++)
-            out[(size_t)i * OC + o] += bias[o];
+          memcpy(out + (size_t)i * OC, bias, (size_t)OC * sizeof *out);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC, C, 1.0f,
+                  inp + (size_t)r0 * C, C, w, C, bias ? 1.0f : 0.0f, out + (size_t)r0 * OC, OC);
     }
   }
 }
