@@ -585,7 +585,7 @@ mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalse
     if (tok_tag_of(tags, s->items[i].lang) < 0) {
       rc = mn_error_set(err, MN_ERR_INPUT,
                         "the checkpoint has no tag for \"%s\" (item %s of the set): build the "
-                        "set with the model's --tags",
+                        "set for the model's languages (evalset --checkpoint)",
                         s->items[i].lang, s->items[i].id);
       goto out;
     }

@@ -987,14 +987,21 @@ static int cmd_evalset(worker *w, opts *o)
   if (!o->out || (o->npos < 1 && !o->parallel && !o->probes))
     return usage("evalset needs --out SET and held-out JSONL files, --parallel FILE or "
                  "--probes FILE");
+  if (o->tags && o->checkpoint)
+    return usage("evalset takes the languages from --tags or from --checkpoint, not both");
   if (o->tags && read_tags(o->tags, &tags, &err) != MN_OK) return fail(&err);
+  if (o->checkpoint) { /* the languages the model has a tag for: those it can be scored on */
+    ckpt_meta meta;
+    if (ckpt_read_meta(o->checkpoint, &meta, &err) != MN_OK) return fail(&err);
+    tags = meta.tags;
+  }
   evalset_sources src = {.heldout = (const char *const *)o->pos,
                          .nheldout = o->npos,
                          .heldout_fraction = w->cfg.ingest.heldout_fraction,
                          .parallel = o->parallel,
                          .reference = o->reference ? o->reference : w->cfg.guards.parity_reference,
                          .probes = o->probes,
-                         .tags = o->tags ? &tags : NULL,
+                         .tags = o->tags || o->checkpoint ? &tags : NULL,
                          .max_items = o->max_items};
   evalset_counts n;
   if (evalset_build(&src, o->out, &n, &err) != MN_OK) return fail(&err);
@@ -1834,49 +1841,51 @@ static int cmd_replay(worker *w, opts *o)
 
 static void help(FILE *f)
 {
-  fprintf(f, "usage: mnemo [--config FILE] [--set KEY=VALUE]... [--json] COMMAND [ARGS]\n\n"
-             "the compute worker of mnemo: files in, files out, no database\n\n"
-             "commands:\n"
-             "  shard --out FILE [--split train|heldout|all] [--tags TSV] JSONL...\n"
-             "                       documents {\"lang\", \"text\"} into a token shard\n"
-             "  pretrain --out DIR [--resume CKPT] [--steps N] SHARD...\n"
-             "                       train a model; DIR/model.safetensors (+ .opt) is resumable;\n"
-             "                       --steps N stops after step N of train.steps\n"
-             "  eval --checkpoint CKPT [--per-doc] [--max-tokens N] SHARD...\n"
-             "                       bits per byte per language (and NLL per document)\n"
-             "  eval --checkpoint CKPT --sets SET[,SET] [--per-doc] [--cache DIR]\n"
-             "                       bits per byte per language and kind of item (and NLL per\n"
-             "                       item), cached per (checkpoint, set version)\n"
-             "  evalset --out SET [--tags TSV] [--parallel FILE [--reference L]] [--probes FILE]\n"
-             "          [--max-items N] [HELDOUT.jsonl...]\n"
-             "                       a versioned, checksummed evaluation set: held-out documents\n"
-             "                       (the ingest split only), parallel items, report probes\n"
-             "  guard --baseline CKPT --candidate CKPT --sets SET[,SET] [--cache DIR]\n"
-             "        [--must-improve L,L] [--history VERDICT,...] [--out VERDICT.json]\n"
-             "                       every per-language guard (guards.*): exit 0 pass, 3 fail\n"
-             "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
-             "           [--temperature T] [--top-k K] [--seed S]\n"
-             "  bench [--steps N] [--stages] [--ewc]\n"
-             "                       tokens/s and GFLOP/s of a training step; --stages: the\n"
-             "                       step time with the top k blocks trainable (unfreezing);\n"
-             "                       --ewc: with the EWC penalty fused into the update\n"
-             "  finetune --spec JOB.yaml --out DIR [--resume CKPT] [--steps N] SHARD...\n"
-             "                       refresh finetune.baseline on fresh shards: replayed windows,\n"
-             "                       EWC, progressive unfreezing (finetune.* keys); resumable\n"
-             "  fisher --checkpoint CKPT --out FILE [--windows N] [--weighting equal|share]\n"
-             "         [--previous FILE [--gamma G]] SHARD...\n"
-             "                       the diagonal Fisher of the weights, per language, for EWC;\n"
-             "                       --previous: gamma (default 0.9) * that + this one\n"
-             "  replay absorb --store FILE --capacity N SHARD...\n"
-             "                       offer the shards' windows (train.seq_len + 1 tokens) to\n"
-             "                       each language's reservoir; the store is replaced atomically\n"
-             "  replay verify STORE  check a store whole; windows held and seen per language\n"
-             "  export-hf CKPT DIR   config.json + model.safetensors for GPT2LMHeadModel\n"
-             "  import-llmc FILE OUT an llm.c fp32 GPT-2 checkpoint into a mnemo checkpoint\n\n"
-             "The model and training come from the config (model.*, train.*; presets in\n"
-             "configs/models/).  Progress is JSON lines on stdout, or a progress line on a\n"
-             "terminal.  Exit status: 0 done, 1 failure, 2 usage, 3 a guard said no,\n"
-             "75 interrupted (resumable).\n");
+  fprintf(f,
+          "usage: mnemo [--config FILE] [--set KEY=VALUE]... [--json] COMMAND [ARGS]\n\n"
+          "the compute worker of mnemo: files in, files out, no database\n\n"
+          "commands:\n"
+          "  shard --out FILE [--split train|heldout|all] [--tags TSV] JSONL...\n"
+          "                       documents {\"lang\", \"text\"} into a token shard\n"
+          "  pretrain --out DIR [--resume CKPT] [--steps N] SHARD...\n"
+          "                       train a model; DIR/model.safetensors (+ .opt) is resumable;\n"
+          "                       --steps N stops after step N of train.steps\n"
+          "  eval --checkpoint CKPT [--per-doc] [--max-tokens N] SHARD...\n"
+          "                       bits per byte per language (and NLL per document)\n"
+          "  eval --checkpoint CKPT --sets SET[,SET] [--per-doc] [--cache DIR]\n"
+          "                       bits per byte per language and kind of item (and NLL per\n"
+          "                       item), cached per (checkpoint, set version)\n"
+          "  evalset --out SET [--tags TSV | --checkpoint CKPT] [--parallel FILE [--reference L]]\n"
+          "          [--probes FILE]"
+          " [--max-items N] [HELDOUT.jsonl...]\n"
+          "                       a versioned, checksummed evaluation set: held-out documents\n"
+          "                       (the ingest split only), parallel items, report probes\n"
+          "  guard --baseline CKPT --candidate CKPT --sets SET[,SET] [--cache DIR]\n"
+          "        [--must-improve L,L] [--history VERDICT,...] [--out VERDICT.json]\n"
+          "                       every per-language guard (guards.*): exit 0 pass, 3 fail\n"
+          "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
+          "           [--temperature T] [--top-k K] [--seed S]\n"
+          "  bench [--steps N] [--stages] [--ewc]\n"
+          "                       tokens/s and GFLOP/s of a training step; --stages: the\n"
+          "                       step time with the top k blocks trainable (unfreezing);\n"
+          "                       --ewc: with the EWC penalty fused into the update\n"
+          "  finetune --spec JOB.yaml --out DIR [--resume CKPT] [--steps N] SHARD...\n"
+          "                       refresh finetune.baseline on fresh shards: replayed windows,\n"
+          "                       EWC, progressive unfreezing (finetune.* keys); resumable\n"
+          "  fisher --checkpoint CKPT --out FILE [--windows N] [--weighting equal|share]\n"
+          "         [--previous FILE [--gamma G]] SHARD...\n"
+          "                       the diagonal Fisher of the weights, per language, for EWC;\n"
+          "                       --previous: gamma (default 0.9) * that + this one\n"
+          "  replay absorb --store FILE --capacity N SHARD...\n"
+          "                       offer the shards' windows (train.seq_len + 1 tokens) to\n"
+          "                       each language's reservoir; the store is replaced atomically\n"
+          "  replay verify STORE  check a store whole; windows held and seen per language\n"
+          "  export-hf CKPT DIR   config.json + model.safetensors for GPT2LMHeadModel\n"
+          "  import-llmc FILE OUT an llm.c fp32 GPT-2 checkpoint into a mnemo checkpoint\n\n"
+          "The model and training come from the config (model.*, train.*; presets in\n"
+          "configs/models/).  Progress is JSON lines on stdout, or a progress line on a\n"
+          "terminal.  Exit status: 0 done, 1 failure, 2 usage, 3 a guard said no,\n"
+          "75 interrupted (resumable).\n");
 }
 
 int main(int argc, char **argv)

@@ -84,6 +84,10 @@ train: {batch_size: 4, seq_len: 32, steps: 200, lr: 0.003, warmup_steps: 5, chec
 finetune: {baseline: "$tmp/base/model.safetensors"}
 SPEC
 "$mnemo" finetune --spec "$tmp/job.yaml" --out "$tmp/naive" "$tmp/lat.shard" >/dev/null
+# the model's own languages: the same set as from its tag table
+m evalset --checkpoint "$tmp/base/model.safetensors" --parallel "$tmp/parallel.jsonl" \
+  --probes "$tmp/probes.jsonl" --out "$tmp/set4" "$tmp/all.jsonl" >/dev/null
+cmp -s "$tmp/set" "$tmp/set4" || fail "evalset --checkpoint differs from --tags"
 
 # eval per item, then from the cache (the same numbers)
 m eval --checkpoint "$tmp/base/model.safetensors" --sets "$tmp/set" --per-doc --cache "$tmp/cache" \
