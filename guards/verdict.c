@@ -59,7 +59,10 @@ static int by_lang(const void *a, const void *b)
 {
   const guard_item *x = *(const guard_item *const *)a, *y = *(const guard_item *const *)b;
   if (x->kind != y->kind) return x->kind < y->kind ? -1 : 1;
-  return strcmp(x->lang, y->lang);
+  int c = strcmp(x->lang, y->lang);
+  /* then the input order: the bootstrap maps its draws to positions, so the order within a
+   * language must not depend on the sort's stability */
+  return c ? c : (x < y ? -1 : x > y);
 }
 
 static json_t *interval_json(const guard_interval *iv)
@@ -110,8 +113,10 @@ static mn_status heldout_rules(const guard_item **it, size_t n, const guard_poli
       rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
       break;
     }
-    if (d.outcome == GUARD_INSUFFICIENT)
-      json_object_set_new(row, "items_needed", json_integer((json_int_t)d.needed));
+    if (d.outcome == GUARD_INSUFFICIENT) /* SIZE_MAX: no number of items would do */
+      json_object_set_new(row, "items_needed",
+                          d.needed > (size_t)INT64_MAX ? json_null()
+                                                       : json_integer((json_int_t)d.needed));
     json_t *b = best ? json_object_get(best, lang) : NULL;
     if (json_is_number(b) && json_number_value(b) > 0) {
       double bestv = fmin(json_number_value(b), bb); /* the baseline is production too */
@@ -231,6 +236,27 @@ mn_status guard_verdict(const guard_item *items, size_t n, const guard_policy *p
   }
   json_t *v = json_object(), *langs = json_array(), *failing = json_array();
   rc = heldout_rules(it, k0, p, best, langs, failing, err);
+  /* a language the models have but the set holds no held-out item of is not shown to hold */
+  for (const char *l = p->languages; rc == MN_OK && l && *l;) {
+    const char *end = strchr(l, ',');
+    size_t len = end ? (size_t)(end - l) : strlen(l);
+    bool found = false;
+    for (size_t i = 0; i < k0 && !found; i++)
+      found = strlen(it[i]->lang) == len && strncmp(it[i]->lang, l, len) == 0;
+    if (!found && len > 0 && len < 16) {
+      char code[16], reason[128];
+      snprintf(code, sizeof code, "%.*s", (int)len, l);
+      snprintf(reason, sizeof reason, "no held-out item in the set: nothing shows it holds");
+      json_array_append_new(
+          langs, json_pack("{s:s, s:i, s:s, s:s, s:s, s:i}", "lang", code, "items", 0, "outcome",
+                           guard_outcome_name(GUARD_INSUFFICIENT), "reason", reason, "rule",
+                           "at least min_items items", "items_needed", p->min_items));
+      json_array_append_new(failing, json_string(code));
+    }
+    l = end ? end + 1 : NULL;
+  }
+  if (rc == MN_OK && k0 == 0) /* whatever else the set holds, no language was guarded */
+    json_array_append_new(failing, json_string("no held-out evidence"));
   if (rc == MN_OK) {
     json_object_set_new(v, "languages", langs);
     json_object_set_new(v, "parity", parity_rule(it + k0, k1 - k0, p, failing));
@@ -263,7 +289,15 @@ static int outcome_rank(const json_t *row)
 void guard_render(const json_t *v, FILE *f)
 {
   const json_t *langs = json_object_get(v, "languages");
-  fprintf(f, "verdict: %s\n\n", json_is_true(json_object_get(v, "pass")) ? "PASS" : "FAIL");
+  fprintf(f, "verdict: %s\n", json_is_true(json_object_get(v, "pass")) ? "PASS" : "FAIL");
+  size_t k;
+  json_t *what;
+  json_array_foreach(json_object_get(v, "failing"), k, what)
+  {
+    if (strcmp(json_string_value(what), "no held-out evidence") == 0)
+      fprintf(f, "the set holds no held-out item: no language was shown to hold\n");
+  }
+  fputc('\n', f);
   fprintf(f, "%-6s %-22s %6s %9s %9s %8s %19s  %s\n", "lang", "outcome", "items", "baseline",
           "candidate", "change", "interval", "rule");
   for (int rank = 0; rank <= 2; rank++) { /* failing first, then insufficient, then passing */
@@ -273,6 +307,12 @@ void guard_render(const json_t *v, FILE *f)
     {
       if (outcome_rank(r) != rank) continue;
       const json_t *iv = json_object_get(r, "interval");
+      if (!iv) { /* no item: nothing to show but the reason */
+        fprintf(f, "%-6s %-22s %6d  %s\n", json_string_value(json_object_get(r, "lang")),
+                json_string_value(json_object_get(r, "outcome")), 0,
+                json_string_value(json_object_get(r, "reason")));
+        continue;
+      }
       fprintf(f, "%-6s %-22s %6lld %9.4f %9.4f %+7.2f%% [%+7.2f%%,%+7.2f%%]  %s\n",
               json_string_value(json_object_get(r, "lang")),
               json_string_value(json_object_get(r, "outcome")),

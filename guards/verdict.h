@@ -13,7 +13,8 @@
  *  - probes: an accepted report's probe may not score worse than under the baseline (by
  *    more than probe_tolerance); a fixed report's probe may not exceed the bits it had when
  *    it was marked fixed (by more than probe_tolerance).
- * The verdict passes only when every rule passes: it promotes only when each language is
+ * A set without held-out items fails, and so does a language of policy.languages that has
+ * none.  The verdict passes only when every rule passes: it promotes only when each language is
  * shown to hold (an intersection-union test; docs/guards.md says why no multiplicity
  * correction is applied).
  *
@@ -59,6 +60,8 @@ typedef struct guard_policy {
   double parity_widen;      /* the parity gap may grow by this share */
   double probe_tolerance;   /* a probe may get worse by this share */
   const char *must_improve; /* "spa,kat": languages that must improve (NULL or "": none) */
+  const char *languages;    /* "spa,kat,...": every language the models serve; one without
+                             * held-out items is insufficient evidence (NULL: those present) */
 } guard_policy;
 
 /*

@@ -109,9 +109,11 @@ static mn_status read_record(const char *line, size_t n, const char *file, int64
   }
   size_t bad;
   if (!json_is_string(t) || json_string_length(t) == 0 ||
-      mn_utf8_check(json_string_value(t), json_string_length(t), &bad) != MN_UTF8_OK) {
+      mn_utf8_check(json_string_value(t), json_string_length(t), &bad) != MN_UTF8_OK ||
+      memchr(json_string_value(t), 0, json_string_length(t))) {
     json_decref(r);
-    return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: \"%s\" must be non-empty UTF-8 text", file,
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "%s:%lld: \"%s\" must be non-empty UTF-8 text without NUL", file,
                         (long long)ln, text_key);
   }
   *rec = r;
@@ -180,10 +182,12 @@ static mn_status add_heldout(json_t *r, const char *file, int64_t ln, void *ctx,
   uint8_t sha[MN_SHA256_LEN];
   mn_sha256 h;
   mn_status rc;
-  if ((rc = mn_sha256_init(&h, err)) != MN_OK ||
-      (rc = mn_sha256_update(&h, json_string_value(t), json_string_length(t), err)) != MN_OK ||
-      (rc = mn_sha256_final(&h, sha, err)) != MN_OK)
+  if ((rc = mn_sha256_init(&h, err)) != MN_OK) return rc;
+  if ((rc = mn_sha256_update(&h, json_string_value(t), json_string_length(t), err)) != MN_OK) {
+    mn_sha256_abort(&h);
     return rc;
+  }
+  if ((rc = mn_sha256_final(&h, sha, err)) != MN_OK) return rc;
   /* only the held-out split: a trained-on document would flatter every model */
   if (!mn_split_heldout(sha, c->src->heldout_fraction)) {
     c->counts->not_heldout++;
@@ -240,7 +244,17 @@ static mn_status add_reference(json_t *r, const char *file, int64_t ln, void *ct
   mn_status rc = item_name(r, "item", file, ln, &c->ref_names[c->nref], err);
   if (rc != MN_OK) return rc;
   json_t *t = json_object_get(r, "text");
-  c->ref_chars[c->nref++] = utf8_chars(json_string_value(t), json_string_length(t));
+  int64_t chars = utf8_chars(json_string_value(t), json_string_length(t));
+  for (size_t i = 0; i < c->nref; i++) /* one reference per item, or the denominator is a guess */
+    if (strcmp(c->ref_names[i], c->ref_names[c->nref]) == 0) {
+      bool same = c->ref_chars[i] == chars;
+      free(c->ref_names[c->nref]);
+      if (same) return MN_OK;
+      return mn_error_set(err, MN_ERR_INPUT,
+                          "%s:%lld: a second reference text (%s) for item \"%s\", of another size",
+                          file, (long long)ln, c->src->reference, c->ref_names[i]);
+    }
+  c->ref_chars[c->nref++] = chars;
   return MN_OK;
 }
 
@@ -288,7 +302,8 @@ static mn_status add_probe(json_t *r, const char *file, int64_t ln, void *ctx, m
   size_t bad;
   if (exp && !json_is_null(exp) &&
       (!json_is_string(exp) || json_string_length(exp) == 0 ||
-       mn_utf8_check(json_string_value(exp), json_string_length(exp), &bad) != MN_UTF8_OK))
+       mn_utf8_check(json_string_value(exp), json_string_length(exp), &bad) != MN_UTF8_OK ||
+       memchr(json_string_value(exp), 0, json_string_length(exp))))
     return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: \"expected\" must be non-empty UTF-8 text",
                         file, (long long)ln);
   if (!wanted(c, lang)) {
@@ -360,6 +375,23 @@ mn_status evalset_build(const evalset_sources *src, const char *out, evalset_cou
   for (size_t i = 0; i < s.n; i++) {
     evalset_item *it = &s.items[i];
     bool dup = keep && item_cmp(&s.items[keep - 1], it) == 0;
+    if (dup) { /* the same document offered twice is one item; two different ones are an error */
+      const evalset_item *was = &s.items[keep - 1];
+      bool equal = was->len == it->len && memcmp(was->text, it->text, it->len) == 0 &&
+                   was->fixed_bits == it->fixed_bits &&
+                   (!was->status || strcmp(was->status, it->status) == 0);
+      if (!equal) {
+        rc = mn_error_set(err, MN_ERR_INPUT,
+                          "%s item %s/%s is given twice with different content (text, status "
+                          "or fixed_bits): which one to judge by is not for the order of the "
+                          "input to decide",
+                          evalset_kind_name(it->kind), it->lang, it->id);
+        for (size_t k = i; k < s.n; k++) /* not yet kept: free them here */
+          item_free(&s.items[k]);
+        s.n = keep;
+        goto out;
+      }
+    }
     if (!keep || s.items[keep - 1].kind != it->kind || strcmp(s.items[keep - 1].lang, it->lang))
       same = 0;
     /* the first max_items held-out documents of a language in id order: a uniform sample */
@@ -388,11 +420,22 @@ mn_status evalset_build(const evalset_sources *src, const char *out, evalset_cou
     counts->items[s.items[i].kind]++;
   }
   if (rc != MN_OK) goto out;
+  if (src->nheldout > 0 && counts->items[EVAL_HELDOUT] == 0) { /* a set that proves nothing */
+    rc = mn_error_set(err, MN_ERR_INPUT,
+                      "no held-out document in %s%s (%lld outside the held-out split at "
+                      "fraction %g, %lld of other languages): a set without them cannot guard "
+                      "any language",
+                      src->heldout[0], src->nheldout > 1 ? " and the other files" : "",
+                      (long long)counts->not_heldout, src->heldout_fraction,
+                      (long long)counts->other_language);
+    goto out;
+  }
   char sha[MN_SHA256_HEX_LEN + 1];
   if ((rc = mn_sha256_hex(body.data, body.len, sha, err)) != MN_OK) goto out;
-  json_t *hdr =
-      json_pack("{s:s, s:i, s:s, s:I, s:s}", "format", "mnemo-evalset", "version", 1, "reference",
-                src->parallel ? src->reference : "", "items", (json_int_t)s.n, "sha256", sha);
+  /* the split's fraction too: held-out means held out at this fraction */
+  json_t *hdr = json_pack("{s:s, s:i, s:s, s:f, s:I, s:s}", "format", "mnemo-evalset", "version", 1,
+                          "reference", src->parallel ? src->reference : "", "heldout_fraction",
+                          src->heldout_fraction, "items", (json_int_t)s.n, "sha256", sha);
   char *h = hdr ? json_dumps(hdr, JSON_COMPACT) : NULL;
   json_decref(hdr);
   mn_atomic_file *f;
@@ -626,15 +669,22 @@ out:
 
 /* ---------------------------------------------------------------- scores of a checkpoint */
 
-/* the cache file of (checkpoint, set): a header, then one record per item, in the set's order */
-static void cache_path(const char *dir, const char *ckpt_sha, const char *set_sha, char *out,
+/* how items are scored (windows from the tag, the eot not counted): a cache of another
+ * scoring is not these numbers */
+#define SCORING_VERSION 1
+
+/* the cache file of (checkpoint, set, window): a header, then one record per item, in the
+ * set's order; false when the path does not fit */
+static bool cache_path(const char *dir, const char *ckpt_sha, const char *set_sha, int T, char *out,
                        size_t n)
 {
-  snprintf(out, n, "%s/%.16s-%.16s.scores", dir, ckpt_sha, set_sha);
+  int k =
+      snprintf(out, n, "%s/%.16s-%.16s-T%d-v%d.scores", dir, ckpt_sha, set_sha, T, SCORING_VERSION);
+  return k > 0 && (size_t)k < n;
 }
 
-static mn_status cache_read(const char *path, const char *ckpt_sha, const evalset *s, double *bits,
-                            bool *hit, mn_error *err)
+static mn_status cache_read(const char *path, const char *ckpt_sha, const evalset *s, int T,
+                            double *bits, bool *hit, mn_error *err)
 {
   mn_buf b;
   mn_buf_init(&b, SIZE_MAX / 2);
@@ -653,7 +703,9 @@ static mn_status cache_read(const char *path, const char *ckpt_sha, const evalse
       const char *c = json_string_value(json_object_get(o, "checkpoint"));
       const char *v = json_string_value(json_object_get(o, "set"));
       ok = c && v && strcmp(c, ckpt_sha) == 0 && strcmp(v, s->sha256) == 0 &&
-           json_integer_value(json_object_get(o, "items")) == (json_int_t)s->n;
+           json_integer_value(json_object_get(o, "items")) == (json_int_t)s->n &&
+           json_integer_value(json_object_get(o, "seq_len")) == T &&
+           json_integer_value(json_object_get(o, "scoring")) == SCORING_VERSION;
     } else {
       const char *id = json_string_value(json_object_get(o, "id"));
       json_t *v = json_object_get(o, "nll_bits");
@@ -679,13 +731,15 @@ mn_status evalset_item_json(const evalset_item *it, double bits, char **out, mn_
   return *out ? MN_OK : mn_error_set(err, MN_ERR_NOMEM, "out of memory");
 }
 
-static mn_status cache_write(const char *path, const char *ckpt_sha, const evalset *s,
+static mn_status cache_write(const char *path, const char *ckpt_sha, const evalset *s, int T,
                              const double *bits, mn_error *err)
 {
   mn_buf b;
   mn_buf_init(&b, SIZE_MAX / 2);
-  mn_status rc = mn_buf_appendf(&b, err, "{\"checkpoint\":\"%s\",\"set\":\"%s\",\"items\":%zu}\n",
-                                ckpt_sha, s->sha256, s->n);
+  mn_status rc = mn_buf_appendf(&b, err,
+                                "{\"checkpoint\":\"%s\",\"set\":\"%s\",\"items\":%zu,"
+                                "\"seq_len\":%d,\"scoring\":%d}\n",
+                                ckpt_sha, s->sha256, s->n, T, SCORING_VERSION);
   for (size_t i = 0; rc == MN_OK && i < s->n; i++) {
     char *line;
     if ((rc = evalset_item_json(&s->items[i], bits[i], &line, err)) != MN_OK) break;
@@ -705,24 +759,28 @@ mn_status evalset_score_checkpoint(const char *ckpt, const evalset *s, evalset_r
   char path[4200] = "";
   mn_status rc = ckpt_read_meta(ckpt, meta, err);
   *cached = false;
+  run->scoring_s = 0;
   if (rc != MN_OK) return rc;
+  /* the window: scores depend on it, so the cache is keyed by it too */
+  int T = meta->config.max_seq_len < run->seq_len ? meta->config.max_seq_len : run->seq_len;
   if (run->cache_dir && *run->cache_dir) {
     if (mkdir(run->cache_dir, 0755) != 0 && errno != EEXIST)
       return mn_error_set(err, MN_ERR_IO, "could not create \"%s\": %s", run->cache_dir,
                           strerror(errno));
-    cache_path(run->cache_dir, meta->sha256, s->sha256, path, sizeof path);
-    if ((rc = cache_read(path, meta->sha256, s, bits, cached, err)) != MN_OK || *cached) return rc;
+    if (!cache_path(run->cache_dir, meta->sha256, s->sha256, T, path, sizeof path))
+      return mn_error_set(err, MN_ERR_INPUT, "the cache folder's name is too long: %.64s...",
+                          run->cache_dir);
+    if ((rc = cache_read(path, meta->sha256, s, T, bits, cached, err)) != MN_OK || *cached)
+      return rc;
   }
-  int T = meta->config.max_seq_len < run->seq_len ? meta->config.max_seq_len : run->seq_len;
   int B = run->batch > 0 ? run->batch : 8;
-  run->scoring_s = 0;
   if ((rc = gpt_create(&meta->config, B, T, 0, kernels_cpu(), &m, err)) == MN_OK &&
       (rc = ckpt_load(ckpt, m, meta, err)) == MN_OK) {
     double t0 = mn_monotonic_ms();
     rc = evalset_score(m, B, T, &meta->tags, s, bits, err);
     run->scoring_s = (mn_monotonic_ms() - t0) / 1e3;
   }
-  if (rc == MN_OK && path[0]) rc = cache_write(path, meta->sha256, s, bits, err);
+  if (rc == MN_OK && path[0]) rc = cache_write(path, meta->sha256, s, T, bits, err);
   gpt_destroy(m);
   return rc;
 }

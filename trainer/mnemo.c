@@ -613,12 +613,13 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
     }
     free(n), free(q), free(boost);
     if (rc != MN_OK) return rc;
-    json_object_set_new(lineage, "replay",
-                        json_pack("{s:s, s:f, s:i, s:I, s:s, s:f, s:s}", "boosts",
-                                  c->finetune.replay_boosts, "ratio", c->finetune.replay_ratio,
-                                  "per_batch", f->nrep, "windows", (json_int_t)held, "sampler",
-                                  c->finetune.replay_sampler ? "unimax" : "temperature",
-                                  "unimax_epochs", c->finetune.unimax_epochs, "store", store_sha));
+    json_t *rl = json_pack("{s:f, s:i, s:I, s:s, s:f, s:s}", "ratio", c->finetune.replay_ratio,
+                           "per_batch", f->nrep, "windows", (json_int_t)held, "sampler",
+                           c->finetune.replay_sampler ? "unimax" : "temperature", "unimax_epochs",
+                           c->finetune.unimax_epochs, "store", store_sha);
+    if (c->finetune.replay_boosts[0]) /* only when set: older runs' lineages stay resumable */
+      json_object_set_new(rl, "boosts", json_string(c->finetune.replay_boosts));
+    json_object_set_new(lineage, "replay", rl);
   }
   if (c->finetune.distill > 0) {
     if (!f->nrep)
@@ -1015,6 +1016,14 @@ static int cmd_evalset(worker *w, opts *o)
   return EXIT_OK;
 }
 
+static int item_key_cmp(const void *a, const void *b)
+{
+  const evalset_item *x = *(const evalset_item *const *)a, *y = *(const evalset_item *const *)b;
+  if (x->kind != y->kind) return x->kind < y->kind ? -1 : 1;
+  int c = strcmp(x->lang, y->lang);
+  return c ? c : strcmp(x->id, y->id);
+}
+
 /* load_sets -- the comma-separated sets of --sets as one: items of all, in order */
 static mn_status load_sets(const char *list, evalset *all, mn_error *err)
 {
@@ -1035,12 +1044,33 @@ static mn_status load_sets(const char *list, evalset *all, mn_error *err)
       rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
       break;
     }
+    all->items = items;
+    if (all->reference[0] && s.reference[0] && strcmp(all->reference, s.reference) != 0) {
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "%s normalises parallel items by %s, an earlier set by %s: their parity "
+                        "figures do not compare",
+                        p, s.reference, all->reference);
+      evalset_free(&s);
+      break;
+    }
     memcpy(items + all->n, s.items, s.n * sizeof *items);
-    all->items = items, all->n += s.n;
+    all->n += s.n;
     free(s.items); /* the items moved */
     if (!all->reference[0]) snprintf(all->reference, sizeof all->reference, "%s", s.reference);
     rc = mn_sha256_update(&h, s.sha256, strlen(s.sha256), err);
   }
+  /* an item in two sets would count twice: half the evidence passing for all of it */
+  const evalset_item **by = rc == MN_OK ? malloc((all->n + 1) * sizeof *by) : NULL;
+  if (rc == MN_OK && !by) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; by && i < all->n; i++)
+    by[i] = &all->items[i];
+  if (by) qsort(by, all->n, sizeof *by, item_key_cmp);
+  for (size_t i = 1; by && rc == MN_OK && i < all->n; i++)
+    if (item_key_cmp(&by[i - 1], &by[i]) == 0)
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "%s item %s/%s is in more than one of the sets %s: it would count twice",
+                        evalset_kind_name(by[i]->kind), by[i]->lang, by[i]->id, list);
+  free(by);
   uint8_t d[MN_SHA256_LEN];
   if (rc == MN_OK && (rc = mn_sha256_final(&h, d, err)) == MN_OK)
     mn_hex_encode(d, MN_SHA256_LEN, all->sha256); /* one set: the hash of its version */
@@ -1220,6 +1250,13 @@ static int cmd_guard(worker *w, opts *o)
                       .parity_widen = c->guards.parity_widen,
                       .probe_tolerance = c->guards.probe_tolerance,
                       .must_improve = o->must_improve ? o->must_improve : c->guards.must_improve};
+  /* every language both models serve must be shown to hold, not only those the set has */
+  char served[TOK_MAX_TAGS * 9] = "";
+  for (int i = 0, n = 0; i < meta[0].tags.n; i++)
+    if (tok_tag_of(&meta[1].tags, meta[0].tags.t[i].code) >= 0)
+      n += snprintf(served + n, sizeof served - (size_t)n, "%s%s", n ? "," : "",
+                    meta[0].tags.t[i].code);
+  pol.languages = served;
   if (best_so_far(o->history, s.sha256, &best, &err) != MN_OK) goto out;
   double t0 = mn_monotonic_ms();
   if (guard_verdict(items, s.n, &pol, best, &v, &err) != MN_OK) goto out;

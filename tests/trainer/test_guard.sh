@@ -72,6 +72,21 @@ printf '{"report": 3, "lang": "ell", "text": "x", "status": "fixed"}\n' >"$tmp/b
 rc=0; m evalset --probes "$tmp/bad-probe.jsonl" --out "$tmp/set3" >/dev/null 2>"$tmp/err" || rc=$?
 [ $rc = 1 ] && grep -q "fixed_bits" "$tmp/err" && [ ! -e "$tmp/set3" ] ||
   fail "a fixed probe without its bits: rc $rc, $(cat "$tmp/err")"
+# a NUL in a text, the same item twice with different texts, no held-out document at all:
+# each refused at build time
+printf '{"lang": "ell", "text": "κα\\u0000το"}\n' >"$tmp/nul.jsonl"
+printf '{"lang": "ell", "item": "a1", "text": "κα"}\n{"lang": "ell", "item": "a1", "text": "το"}\n{"lang": "eng", "item": "a1", "text": "xx"}\n' >"$tmp/twice.jsonl"
+for bad in "nul.jsonl:without NUL" "twice.jsonl:given twice" "empty:no held-out document"; do
+  f=${bad%%:*} why=${bad#*:}
+  case $f in
+    twice.jsonl) args=(--parallel "$tmp/$f") ;;
+    empty) head -n 0 "$tmp/all.jsonl" >"$tmp/empty.jsonl"; args=("$tmp/empty.jsonl") ;;
+    *) args=("$tmp/$f") ;;
+  esac
+  rc=0; m evalset --out "$tmp/bad-set" "${args[@]}" >/dev/null 2>"$tmp/err" || rc=$?
+  [ $rc = 1 ] && grep -q "$why" "$tmp/err" && [ ! -e "$tmp/bad-set" ] ||
+    fail "evalset with $f: rc $rc, $(cat "$tmp/err")"
+done
 sed 's/"κα/"κκ/' "$tmp/set" >"$tmp/damaged" # one item edited: the checksum no longer holds
 rc=0; m eval --checkpoint x --sets "$tmp/damaged" >/dev/null 2>"$tmp/err" || rc=$?
 [ $rc = 1 ] && grep -q "damaged or was edited" "$tmp/err" || fail "a damaged set: rc $rc, $(cat "$tmp/err")"
@@ -105,6 +120,19 @@ assert all(r["nll_bits"] > 0 and r["bytes"] > 0 for r in items)
 kinds = {(r["lang"], r["kind"]) for r in a[-1]["languages"]}
 assert ("ell", "probe") in kinds and ("rus", "parallel") in kinds and ("lat", "heldout") in kinds
 PY
+
+# the cache is per window too: another train.seq_len scores again
+m --set train.seq_len=16 eval --checkpoint "$tmp/base/model.safetensors" --sets "$tmp/set" \
+  --cache "$tmp/cache" >"$tmp/e4.log"
+python3 -c "
+import json, sys
+a, b = (json.loads(open(f).read().splitlines()[-1]) for f in sys.argv[1:])
+assert not b['cached'] and a['languages'] != b['languages'], b
+" "$tmp/e2.log" "$tmp/e4.log" || fail "the cache ignored the window: $(tail -1 "$tmp/e4.log")"
+# one set given twice would count every item twice: refused
+rc=0; m guard --baseline "$tmp/base/model.safetensors" --candidate "$tmp/base/model.safetensors" \
+  --sets "$tmp/set,$tmp/set2" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "would count twice" "$tmp/err" || fail "a set twice: rc $rc, $(cat "$tmp/err")"
 
 # the set's held-out items score as `eval` scores the same documents from a held-out shard
 m shard --tags "$tmp/tags.tsv" --split heldout --out "$tmp/ho.shard" "$tmp/all.jsonl" >/dev/null
