@@ -369,7 +369,7 @@ mn_status evalset_build(const evalset_sources *src, const char *out, evalset_cou
   }
   if (rc == MN_OK && src->probes) rc = each_record(src->probes, "text", add_probe, &c, err);
   if (rc != MN_OK) goto out;
-  qsort(s.items, s.n, sizeof *s.items, item_cmp);
+  if (s.n) qsort(s.items, s.n, sizeof *s.items, item_cmp);
   /* a duplicate (kind, language, id) is one item: the same document offered twice */
   size_t keep = 0, same = 0; /* same: items kept so far of this kind and language */
   for (size_t i = 0; i < s.n; i++) {
@@ -428,6 +428,10 @@ mn_status evalset_build(const evalset_sources *src, const char *out, evalset_cou
                       src->heldout[0], src->nheldout > 1 ? " and the other files" : "",
                       (long long)counts->not_heldout, src->heldout_fraction,
                       (long long)counts->other_language);
+    goto out;
+  }
+  if (s.n == 0) {
+    rc = mn_error_set(err, MN_ERR_INPUT, "the set would hold no item: nothing to score");
     goto out;
   }
   char sha[MN_SHA256_HEX_LEN + 1];
