@@ -57,6 +57,9 @@ typedef struct mn_config {
     int replay_sampler; /* 0 temperature, 1 unimax */
   } finetune;
   struct {
+    char *refresh;
+  } schedule;
+  struct {
     double tolerance, level, parity_widen, probe_tolerance;
     int64_t min_items, resamples, seed;
     char *tolerances, *must_improve, *parity_reference;

@@ -135,6 +135,10 @@ static const mn_config_key keys[] = {
             "distill the baseline's prediction; 0: the next token only",
             finetune.distill),
 
+    STR_KEY("schedule.refresh", "", true, false,
+            "when mnemod refreshes: a five-field cron expression in UTC (\"0 3 * * *\"); "
+            "empty: only on demand or when enough fresh data arrives",
+            schedule.refresh),
     DBL_KEY("guards.tolerance", "0.01", 0.0, 10.0, false,
             "a language fails when its bits per byte may have grown by more than this share "
             "(the upper bound of the bootstrap interval of its relative change)",

@@ -1,0 +1,331 @@
+/*
+ * mnemod.c -- the daemon (DESIGN.md §1, §3, §8).  Issue 7 in progress: this is its spine.
+ *
+ *   mnemod [--config FILE] [--db CONNINFO]
+ *
+ * Leadership: a session-level advisory lock taken on a dedicated connection.  The waiting
+ * daemon's `SELECT pg_advisory_lock(...)` is sent asynchronously and simply completes the
+ * moment the leader's session ends (its process killed, its connection dropped): no
+ * polling, no lease to tune.  Leader-only work stops the moment the lock connection drops.
+ *
+ * One loop blocking in poll() on the lock connection, the work connection (LISTEN
+ * mnemo_documents, mnemo_reports), a signal self-pipe, with a timeout that is the next
+ * firing of schedule.refresh or the safety poll, whichever comes first.  A lost database
+ * is retried with jittered exponential backoff; nothing spins.  SIGTERM/SIGINT stop it
+ * (exit 0), SIGHUP reloads the config (the old one stays if the new one is invalid).
+ * systemd: READY=1 once started, STATUS= on each change of state, WATCHDOG=1 from the loop,
+ * STOPPING=1.  Not yet: the job queue, the supervisor of `mnemo`, promotion (issue 7).
+ */
+#include "configs/config.h"
+#include "daemon/cron.h"
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+/* "mnemod" in ASCII: the advisory lock of the leader, one per database */
+#define LEADER_LOCK_KEY 0x6d6e656d6f64LL
+#define SAFETY_POLL_MS  60000
+
+static int sig_pipe[2] = {-1, -1};
+static int poll_cap_ms = SAFETY_POLL_MS; /* half systemd's watchdog interval when it has one */
+
+static void on_signal(int sig)
+{
+  int saved = errno;
+  char c = (char)sig;
+  if (write(sig_pipe[1], &c, 1) < 0) { /* the pipe is full: a signal is pending anyway */
+  }
+  errno = saved;
+}
+
+typedef struct daemon_state {
+  const char *config_path, *db;
+  mn_config cfg;
+  bool have_cfg;
+  mn_cron schedule;
+  bool have_schedule;
+  int64_t next_refresh; /* seconds since the epoch; valid when have_schedule */
+  uint64_t rng;
+} daemon_state;
+
+static int64_t now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec;
+}
+
+/* load -- the config (file, then --db or $MNEMO_DB) and its schedule into st, or st unchanged */
+static mn_status load(daemon_state *st, mn_error *err)
+{
+  mn_config cfg;
+  mn_status rc =
+      st->config_path ? mn_config_load_file(st->config_path, &cfg, err) : mn_config_init(&cfg, err);
+  if (rc != MN_OK) return rc;
+  const char *env_db = getenv("MNEMO_DB");
+  if (st->db)
+    rc = mn_config_set_literal(&cfg, "database.conninfo", st->db, "--db", err);
+  else if (env_db && *env_db)
+    rc = mn_config_set_literal(&cfg, "database.conninfo", env_db, "MNEMO_DB", err);
+  mn_cron sched = {0};
+  bool have = rc == MN_OK && cfg.schedule.refresh && *cfg.schedule.refresh;
+  if (have) rc = mn_cron_parse(cfg.schedule.refresh, &sched, err);
+  int64_t next = 0;
+  if (rc == MN_OK && have) rc = mn_cron_next(&sched, now_s(), &next, err);
+  if (rc != MN_OK) {
+    mn_config_fini(&cfg);
+    return rc;
+  }
+  if (st->have_cfg) mn_config_fini(&st->cfg);
+  st->cfg = cfg;
+  st->have_cfg = true;
+  st->schedule = sched;
+  st->have_schedule = have;
+  st->next_refresh = next;
+  mn_config_apply_log(&st->cfg);
+  return MN_OK;
+}
+
+static void status(const char *what)
+{
+  sd_notifyf(0, "STATUS=%s", what);
+}
+
+/* drain_signals -- 1: stop; 2: reload; 0: nothing (several: stop wins) */
+static int drain_signals(void)
+{
+  char buf[16];
+  int what = 0;
+  ssize_t n;
+  while ((n = read(sig_pipe[0], buf, sizeof buf)) > 0)
+    for (ssize_t i = 0; i < n; i++)
+      if (buf[i] == SIGTERM || buf[i] == SIGINT)
+        what = 1;
+      else if (buf[i] == SIGHUP && what == 0)
+        what = 2;
+  return what;
+}
+
+static void reload(daemon_state *st)
+{
+  mn_error err = {0};
+  if (load(st, &err) != MN_OK) {
+    mn_log_error("config reload failed; the old config stays", &err);
+    return;
+  }
+  mn_log(MN_LOG_INFO, "config reloaded", MN_KV_S("schedule", st->cfg.schedule.refresh),
+         MN_KV_I("next_refresh", st->have_schedule ? st->next_refresh : 0));
+}
+
+/* backoff -- wait 0.5 s * 2^attempt, at most 30 s, with full jitter, woken by signals;
+ * true when the daemon must stop */
+static bool backoff(daemon_state *st, int attempt)
+{
+  int64_t cap = 500LL << (attempt < 6 ? attempt : 6);
+  if (cap > 30000) cap = 30000;
+  int ms = (int)(mn_splitmix64(&st->rng) % (uint64_t)cap) + 1;
+  struct pollfd p = {.fd = sig_pipe[0], .events = POLLIN};
+  if (poll(&p, 1, ms) <= 0) return false;
+  int s = drain_signals();
+  if (s == 2) reload(st);
+  return s == 1;
+}
+
+static PGconn *connect_db(daemon_state *st, mn_error *err)
+{
+  PGconn *c = NULL;
+  db_options opt = {.conninfo = st->cfg.database.conninfo,
+                    .application_name = "mnemod",
+                    .connect_timeout_s = st->cfg.database.connect_timeout_s};
+  return db_connect(&opt, &c, err) == MN_OK ? c : NULL;
+}
+
+/* lead -- the leader's loop; returns 1 to stop the daemon, 0 when leadership was lost */
+static int lead(daemon_state *st, PGconn *lock)
+{
+  mn_error err = {0};
+  PGconn *work = connect_db(st, &err);
+  if (!work || db_exec(work, "LISTEN mnemo_documents; LISTEN mnemo_reports", &err) != MN_OK) {
+    mn_log_error("the work connection failed; giving up leadership", &err);
+    PQfinish(work);
+    return 0;
+  }
+  mn_log(MN_LOG_INFO, "leader", MN_KV_I("pid", getpid()));
+  status("leader: waiting for work");
+  /* what arrived while no daemon listened is found by a query, not by a notification */
+  mn_log(MN_LOG_INFO, "catch-up", MN_KV_S("why", "leadership taken"));
+  int code = 0;
+  for (;;) {
+    int timeout = poll_cap_ms;
+    if (st->have_schedule) {
+      int64_t left = (st->next_refresh - now_s()) * 1000;
+      if (left < timeout) timeout = left < 0 ? 0 : (int)left;
+    }
+    struct pollfd fds[3] = {{.fd = PQsocket(lock), .events = POLLIN},
+                            {.fd = PQsocket(work), .events = POLLIN},
+                            {.fd = sig_pipe[0], .events = POLLIN}};
+    int n = poll(fds, 3, timeout);
+    sd_notify(0, "WATCHDOG=1");
+    if (n < 0 && errno != EINTR) {
+      mn_log(MN_LOG_ERROR, "poll failed", MN_KV_S("error", strerror(errno)));
+      break;
+    }
+    if (fds[2].revents) {
+      int s = drain_signals();
+      if (s == 1) {
+        code = 1;
+        break;
+      }
+      if (s == 2) reload(st);
+    }
+    if (fds[0].revents &&
+        (!PQconsumeInput(lock) || PQstatus(lock) != CONNECTION_OK)) { /* the lock is gone */
+      mn_log(MN_LOG_WARN, "leadership lost: the lock connection dropped",
+             MN_KV_S("error", PQerrorMessage(lock)));
+      break;
+    }
+    if (fds[1].revents) {
+      if (!PQconsumeInput(work) || PQstatus(work) != CONNECTION_OK) {
+        mn_log(MN_LOG_WARN, "the work connection dropped", MN_KV_S("error", PQerrorMessage(work)));
+        break; /* leadership is given up and taken again: LISTEN and catch-up come with it */
+      }
+      PGnotify *nt;
+      while ((nt = PQnotifies(work)) != NULL) {
+        mn_log(MN_LOG_INFO, "wake", MN_KV_S("channel", nt->relname), MN_KV_S("table", nt->extra));
+        PQfreemem(nt);
+      }
+    }
+    if (st->have_schedule && now_s() >= st->next_refresh) {
+      mn_log(MN_LOG_INFO, "refresh due", MN_KV_S("schedule", st->cfg.schedule.refresh),
+             MN_KV_I("at", st->next_refresh));
+      if (mn_cron_next(&st->schedule, now_s(), &st->next_refresh, &err) != MN_OK) {
+        mn_log_error("the schedule fires no more", &err);
+        st->have_schedule = false;
+      }
+    }
+  }
+  PQfinish(work);
+  return code;
+}
+
+static int run(daemon_state *st)
+{
+  int attempt = 0;
+  sd_notify(0, "READY=1");
+  for (;;) {
+    mn_error err = {0};
+    status("connecting");
+    PGconn *lock = connect_db(st, &err);
+    if (!lock) {
+      mn_log_error("database unreachable; retrying", &err);
+      if (backoff(st, attempt++)) return 0;
+      continue;
+    }
+    /* blocks in the server until the lock is free: the other daemon's session ended */
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%lld)", LEADER_LOCK_KEY);
+    if (!PQsendQuery(lock, sql)) {
+      mn_log(MN_LOG_ERROR, "could not ask for leadership", MN_KV_S("error", PQerrorMessage(lock)));
+      PQfinish(lock);
+      if (backoff(st, attempt++)) return 0;
+      continue;
+    }
+    attempt = 0;
+    bool logged = false, leader = false, stop = false;
+    while (!leader && !stop) {
+      struct pollfd fds[2] = {{.fd = PQsocket(lock), .events = POLLIN},
+                              {.fd = sig_pipe[0], .events = POLLIN}};
+      int n = poll(fds, 2, logged ? poll_cap_ms : 200);
+      sd_notify(0, "WATCHDOG=1");
+      if (n == 0 && !logged) {
+        mn_log(MN_LOG_INFO, "waiting for leadership", MN_KV_S("why", "another mnemod leads"));
+        status("standby: another mnemod leads");
+        logged = true;
+      }
+      if (n > 0 && fds[1].revents) {
+        int s = drain_signals();
+        if (s == 1) stop = true;
+        if (s == 2) reload(st);
+      }
+      if (n > 0 && fds[0].revents) {
+        if (!PQconsumeInput(lock)) break;
+        if (PQisBusy(lock)) continue;
+        PGresult *r = PQgetResult(lock);
+        leader = PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!leader)
+          mn_log(MN_LOG_ERROR, "leadership query failed",
+                 MN_KV_S("error", PQresultErrorMessage(r)));
+        PQclear(r);
+        while ((r = PQgetResult(lock)) != NULL)
+          PQclear(r);
+        if (!leader) break;
+      }
+    }
+    int code = leader ? lead(st, lock) : stop ? 1 : 0;
+    PQfinish(lock); /* the session ends: the lock is released */
+    if (code == 1 || stop) return 0;
+    if (backoff(st, attempt++)) return 0;
+  }
+}
+
+int main(int argc, char **argv)
+{
+  daemon_state st = {.rng = (uint64_t)getpid() ^ (uint64_t)time(NULL)};
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+      st.config_path = argv[++i];
+    } else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
+      st.db = argv[++i];
+    } else if (strcmp(argv[i], "--help") == 0) {
+      printf("usage: mnemod [--config FILE] [--db CONNINFO]\n\n"
+             "the mnemo daemon: one leader per database (the others wait), woken by new\n"
+             "documents and reports, refreshes on schedule.refresh (UTC).  SIGTERM stops it,\n"
+             "SIGHUP reloads the config.  Logs go to stderr (log.level, log.format).\n");
+      return 0;
+    } else {
+      fprintf(stderr, "mnemod: unknown or incomplete option \"%s\"\nTry \"mnemod --help\".\n",
+              argv[i]);
+      return 2;
+    }
+  }
+  if (!st.config_path && getenv("MNEMO_CONFIG") && *getenv("MNEMO_CONFIG"))
+    st.config_path = getenv("MNEMO_CONFIG");
+  mn_error err = {0};
+  if (load(&st, &err) != MN_OK) {
+    fprintf(stderr, "mnemod: %s\n", err.msg);
+    return 1;
+  }
+  if (pipe(sig_pipe) != 0 || fcntl(sig_pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
+      fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK) != 0) {
+    fprintf(stderr, "mnemod: could not create the signal pipe: %s\n", strerror(errno));
+    return 1;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  uint64_t wd_usec = 0;
+  if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec / 2000 < (uint64_t)poll_cap_ms)
+    poll_cap_ms = wd_usec / 2000 > 0 ? (int)(wd_usec / 2000) : 1;
+  mn_log(MN_LOG_INFO, "mnemod started", MN_KV_I("pid", getpid()),
+         MN_KV_S("schedule", st.cfg.schedule.refresh));
+  run(&st);
+  sd_notify(0, "STOPPING=1");
+  mn_log(MN_LOG_INFO, "mnemod stopped", MN_KV_I("pid", getpid()));
+  mn_config_fini(&st.cfg);
+  return 0;
+}
