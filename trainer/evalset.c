@@ -46,12 +46,16 @@ void evalset_free(evalset *s)
   memset(s, 0, sizeof *s);
 }
 
-static int item_cmp(const void *a, const void *b)
+int evalset_item_cmp(const evalset_item *x, const evalset_item *y)
 {
-  const evalset_item *x = a, *y = b;
   if (x->kind != y->kind) return x->kind < y->kind ? -1 : 1;
   int c = strcmp(x->lang, y->lang);
   return c ? c : strcmp(x->id, y->id);
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+  return evalset_item_cmp(a, b);
 }
 
 static mn_status push(evalset *s, size_t *cap, evalset_item *it, mn_error *err)
@@ -67,15 +71,6 @@ static mn_status push(evalset *s, size_t *cap, evalset_item *it, mn_error *err)
   }
   s->items[s->n++] = *it;
   return MN_OK;
-}
-
-static bool code_ok(const char *code)
-{
-  size_t n = code ? strlen(code) : 0;
-  if (n < 2 || n > 7) return false;
-  for (size_t i = 0; i < n; i++)
-    if (!((code[i] >= 'a' && code[i] <= 'z') || code[i] == '_')) return false;
-  return true;
 }
 
 static int64_t utf8_chars(const char *s, size_t n)
@@ -101,7 +96,7 @@ static mn_status read_record(const char *line, size_t n, const char *file, int64
   }
   const char *lang = json_string_value(json_object_get(r, "lang"));
   json_t *t = json_object_get(r, text_key);
-  if (!code_ok(lang)) {
+  if (!tok_code_valid(lang)) {
     json_decref(r);
     return mn_error_set(err, MN_ERR_INPUT,
                         "%s:%lld: \"lang\" must be a language code (2-7 of a-z _)", file,
@@ -356,7 +351,7 @@ mn_status evalset_build(const evalset_sources *src, const char *out, evalset_cou
   for (int i = 0; rc == MN_OK && i < src->nheldout; i++)
     rc = each_record(src->heldout[i], "text", add_heldout, &c, err);
   if (rc == MN_OK && src->parallel) {
-    if (!code_ok(src->reference))
+    if (!tok_code_valid(src->reference))
       rc = mn_error_set(err, MN_ERR_INPUT, "the reference language \"%s\" is not a code",
                         src->reference ? src->reference : "");
     else if ((rc = each_record(src->parallel, "text", add_reference, &c, err)) == MN_OK &&
@@ -374,7 +369,7 @@ mn_status evalset_build(const evalset_sources *src, const char *out, evalset_cou
   size_t keep = 0, same = 0; /* same: items kept so far of this kind and language */
   for (size_t i = 0; i < s.n; i++) {
     evalset_item *it = &s.items[i];
-    bool dup = keep && item_cmp(&s.items[keep - 1], it) == 0;
+    bool dup = keep && evalset_item_cmp(&s.items[keep - 1], it) == 0;
     if (dup) { /* the same document offered twice is one item; two different ones are an error */
       const evalset_item *was = &s.items[keep - 1];
       bool equal = was->len == it->len && memcmp(was->text, it->text, it->len) == 0 &&
@@ -477,7 +472,7 @@ static mn_status parse_item(json_t *o, evalset_item *it, mn_error *err)
   int k = -1;
   for (int i = 0; kind && i <= EVAL_PROBE; i++)
     if (strcmp(kind, kind_names[i]) == 0) k = i;
-  if (k < 0 || !code_ok(lang) || !id || !json_is_string(t) || json_string_length(t) == 0)
+  if (k < 0 || !tok_code_valid(lang) || !id || !json_is_string(t) || json_string_length(t) == 0)
     return mn_error_set(err, MN_ERR_CORRUPT, "an item lacks kind, lang, id or text");
   it->kind = (evalset_kind)k;
   snprintf(it->lang, sizeof it->lang, "%s", lang);

@@ -1016,12 +1016,9 @@ static int cmd_evalset(worker *w, opts *o)
   return EXIT_OK;
 }
 
-static int item_key_cmp(const void *a, const void *b)
+static int item_ptr_cmp(const void *a, const void *b)
 {
-  const evalset_item *x = *(const evalset_item *const *)a, *y = *(const evalset_item *const *)b;
-  if (x->kind != y->kind) return x->kind < y->kind ? -1 : 1;
-  int c = strcmp(x->lang, y->lang);
-  return c ? c : strcmp(x->id, y->id);
+  return evalset_item_cmp(*(const evalset_item *const *)a, *(const evalset_item *const *)b);
 }
 
 /* load_sets -- the comma-separated sets of --sets as one: items of all, in order */
@@ -1064,9 +1061,9 @@ static mn_status load_sets(const char *list, evalset *all, mn_error *err)
   if (rc == MN_OK && !by) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
   for (size_t i = 0; by && i < all->n; i++)
     by[i] = &all->items[i];
-  if (by) qsort(by, all->n, sizeof *by, item_key_cmp);
+  if (by) qsort(by, all->n, sizeof *by, item_ptr_cmp);
   for (size_t i = 1; by && rc == MN_OK && i < all->n; i++)
-    if (item_key_cmp(&by[i - 1], &by[i]) == 0)
+    if (evalset_item_cmp(by[i - 1], by[i]) == 0)
       rc = mn_error_set(err, MN_ERR_INPUT,
                         "%s item %s/%s is in more than one of the sets %s: it would count twice",
                         evalset_kind_name(by[i]->kind), by[i]->lang, by[i]->id, list);

@@ -159,7 +159,9 @@ typedef struct tok_tags {
 } tok_tags;
 
 int tok_tag_of(const tok_tags *tags, const char *code); /* -1 when unknown */
-const char *tok_code_of(const tok_tags *tags, int id);  /* NULL when unknown */
+/* tok_code_valid -- a language code a tag can have: 2-7 of a-z and _ (NULL: false) */
+bool tok_code_valid(const char *code);
+const char *tok_code_of(const tok_tags *tags, int id); /* NULL when unknown */
 /* tok_tags_add -- add code with id (or the next free id when id < 0); MN_ERR_INPUT on a clash. */
 MN_NODISCARD mn_status tok_tags_add(tok_tags *tags, const char *code, int id, mn_error *err);
 /* as JSON text {"spa": 257, ...}: *out malloc'd */
@@ -323,6 +325,8 @@ MN_NODISCARD mn_status evalset_build(const evalset_sources *src, const char *out
 /* evalset_load -- a set, its checksum and every item checked. */
 MN_NODISCARD mn_status evalset_load(const char *path, evalset *s /* OUT */, mn_error *err);
 void evalset_free(evalset *s);
+/* evalset_item_cmp -- the set's order: kind, then language, then id (0: the same item) */
+int evalset_item_cmp(const evalset_item *a, const evalset_item *b);
 /* evalset_score -- bits[i]: the NLL in bits of item i's bytes under m (created for B rows of
  * T); every item's language must have a tag in tags. */
 MN_NODISCARD mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalset *s,
