@@ -234,6 +234,19 @@ MN_NODISCARD mn_status mn_strdup(const char *s, char **out /* OUT */, mn_error *
  * one 64-bit number, so it is saved and restored trivially. */
 uint64_t mn_splitmix64(uint64_t *state);
 
+/* mn_lang_code_valid -- a language code as tags, reports and configs use it: 2-7 of a-z and
+ * _ (ISO 639-3 and its variants); NULL: false. */
+bool mn_lang_code_valid(const char *code);
+
+/*
+ * mn_lang_list_next -- the next entry of a comma-separated list of language codes, each
+ * with an optional ":NUMBER" ("kat:0.03,swh"), from *p (advanced past it).  code receives
+ * the code, *value the number (NAN when there is none), *entry and *len the entry's text
+ * (for messages).  Returns 1 for an entry, 0 at the end (NULL or ""), -1 for a malformed
+ * entry (an invalid code, a number that is not one, an empty entry).
+ */
+int mn_lang_list_next(const char **p, char code[8], double *value, const char **entry, size_t *len);
+
 /* mn_parse_i64 -- whole-string decimal integer; false on junk or overflow. */
 bool mn_parse_i64(const char *s, int64_t *out /* OUT */);
 

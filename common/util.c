@@ -5,7 +5,9 @@
 #include "common/common.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -43,6 +45,39 @@ uint64_t mn_splitmix64(uint64_t *state)
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
+}
+
+bool mn_lang_code_valid(const char *code)
+{
+  size_t n = code ? strlen(code) : 0;
+  if (n < 2 || n > 7) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((code[i] >= 'a' && code[i] <= 'z') || code[i] == '_')) return false;
+  return true;
+}
+
+int mn_lang_list_next(const char **p, char code[8], double *value, const char **entry, size_t *len)
+{
+  const char *s = *p;
+  if (!s || !*s) return 0;
+  const char *end = strchr(s, ',');
+  size_t n = end ? (size_t)(end - s) : strlen(s);
+  *p = end ? end + 1 : s + n;
+  *entry = s, *len = n, *value = NAN, code[0] = 0;
+  const char *colon = memchr(s, ':', n);
+  size_t k = colon ? (size_t)(colon - s) : n;
+  if (k < 2 || k > 7) return -1;
+  memcpy(code, s, k), code[k] = 0;
+  if (!mn_lang_code_valid(code)) return -1;
+  if (colon) {
+    char num[32], *e;
+    size_t m = n - k - 1;
+    if (m == 0 || m >= sizeof num) return -1;
+    memcpy(num, colon + 1, m), num[m] = 0;
+    *value = strtod(num, &e);
+    if (*e || !isfinite(*value)) return -1;
+  }
+  return 1;
 }
 
 bool mn_parse_i64(const char *s, int64_t *out)

@@ -8,51 +8,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* in_list -- whether code is one of the comma-separated list's entries ("a:x,b:y" too: the
- * part before a colon); *value receives the number after the colon when there is one */
+/* in_list -- whether code is an entry of the list ("a,b" or "a:x,b:y"); *value receives the
+ * entry's number when it has one (the list was checked by check_list) */
 static bool in_list(const char *list, const char *code, double *value)
 {
-  size_t n = strlen(code);
-  for (const char *p = list; p && *p;) {
-    const char *end = strchr(p, ',');
-    size_t len = end ? (size_t)(end - p) : strlen(p);
-    const char *colon = memchr(p, ':', len);
-    size_t key = colon ? (size_t)(colon - p) : len;
-    if (key == n && strncmp(p, code, n) == 0) {
-      if (value && colon) *value = strtod(colon + 1, NULL);
+  char c[8];
+  double v;
+  const char *e;
+  size_t n;
+  while (mn_lang_list_next(&list, c, &v, &e, &n) != 0)
+    if (strcmp(c, code) == 0) {
+      if (value && !isnan(v)) *value = v;
       return true;
     }
-    p = end ? end + 1 : NULL;
-  }
   return false;
 }
 
-/* check_list -- "code[:number],..." with codes of a-z and _ (numbers only when `numbers`) */
+/* check_list -- every entry a language code, with a share >= 0 when `numbers`, without one
+ * otherwise */
 static mn_status check_list(const char *what, const char *list, bool numbers, mn_error *err)
 {
-  for (const char *p = list; p && *p;) {
-    const char *end = strchr(p, ',');
-    size_t len = end ? (size_t)(end - p) : strlen(p), k = 0;
-    while (k < len && ((p[k] >= 'a' && p[k] <= 'z') || p[k] == '_'))
-      k++;
-    bool ok = k >= 2 && k <= 7;
-    if (ok && numbers) {
-      char num[32], *e;
-      ok = k < len && p[k] == ':' && len - k - 1 > 0 && len - k - 1 < sizeof num;
-      if (ok) {
-        snprintf(num, sizeof num, "%.*s", (int)(len - k - 1), p + k + 1);
-        double v = strtod(num, &e);
-        ok = *e == 0 && v >= 0 && isfinite(v);
-      }
-    } else if (ok) {
-      ok = k == len;
-    }
-    if (!ok)
-      return mn_error_set(err, MN_ERR_INPUT, "%s: \"%.*s\" is not %s", what, (int)len, p,
+  char c[8];
+  double v;
+  const char *e;
+  size_t n;
+  int r;
+  while ((r = mn_lang_list_next(&list, c, &v, &e, &n)) != 0)
+    if (r < 0 || (numbers ? !(v >= 0) : !isnan(v)))
+      return mn_error_set(err, MN_ERR_INPUT, "%s: \"%.*s\" is not %s", what, (int)n, e,
                           numbers ? "LANG:SHARE (e.g. kat:0.03)" : "a language code");
-    p = end ? end + 1 : NULL;
-  }
   return MN_OK;
+}
+
+/* has_heldout -- whether the held-out items it[0..k0) hold a language */
+static bool has_heldout(const guard_item **it, size_t k0, const char *code)
+{
+  for (size_t i = 0; i < k0; i++)
+    if (strcmp(it[i]->lang, code) == 0) return true;
+  return false;
 }
 
 static int by_lang(const void *a, const void *b)
@@ -220,41 +213,30 @@ mn_status guard_verdict(const guard_item *items, size_t n, const guard_policy *p
   for (k2 = k1; k2 < n && it[k2]->kind == GUARD_ITEM_PROBE;)
     k2++;
   /* a must-improve language without evidence cannot have improved */
-  for (const char *m = p->must_improve; m && *m;) {
-    const char *end = strchr(m, ',');
-    size_t len = end ? (size_t)(end - m) : strlen(m);
-    bool found = false;
-    for (size_t i = 0; i < k0 && !found; i++)
-      found = strlen(it[i]->lang) == len && strncmp(it[i]->lang, m, len) == 0;
-    if (!found) {
+  char code[8];
+  double val;
+  const char *entry;
+  size_t len;
+  for (const char *m = p->must_improve; mn_lang_list_next(&m, code, &val, &entry, &len) != 0;)
+    if (!has_heldout(it, k0, code)) {
       free(it);
       return mn_error_set(err, MN_ERR_INPUT,
-                          "language %.*s must improve but the set holds no held-out item of it",
-                          (int)len, m);
+                          "language %s must improve but the set holds no held-out item of it",
+                          code);
     }
-    m = end ? end + 1 : NULL;
-  }
   json_t *v = json_object(), *langs = json_array(), *failing = json_array();
   rc = heldout_rules(it, k0, p, best, langs, failing, err);
   /* a language the models have but the set holds no held-out item of is not shown to hold */
-  for (const char *l = p->languages; rc == MN_OK && l && *l;) {
-    const char *end = strchr(l, ',');
-    size_t len = end ? (size_t)(end - l) : strlen(l);
-    bool found = false;
-    for (size_t i = 0; i < k0 && !found; i++)
-      found = strlen(it[i]->lang) == len && strncmp(it[i]->lang, l, len) == 0;
-    if (!found && len > 0 && len < 16) {
-      char code[16], reason[128];
-      snprintf(code, sizeof code, "%.*s", (int)len, l);
-      snprintf(reason, sizeof reason, "no held-out item in the set: nothing shows it holds");
-      json_array_append_new(
-          langs, json_pack("{s:s, s:i, s:s, s:s, s:s, s:i}", "lang", code, "items", 0, "outcome",
-                           guard_outcome_name(GUARD_INSUFFICIENT), "reason", reason, "rule",
-                           "at least min_items items", "items_needed", p->min_items));
+  for (const char *l = p->languages;
+       rc == MN_OK && mn_lang_list_next(&l, code, &val, &entry, &len) > 0;)
+    if (!has_heldout(it, k0, code)) {
+      json_array_append_new(langs,
+                            json_pack("{s:s, s:i, s:s, s:s, s:s, s:i}", "lang", code, "items", 0,
+                                      "outcome", guard_outcome_name(GUARD_INSUFFICIENT), "reason",
+                                      "no held-out item in the set: nothing shows it holds", "rule",
+                                      "at least min_items items", "items_needed", p->min_items));
       json_array_append_new(failing, json_string(code));
     }
-    l = end ? end + 1 : NULL;
-  }
   if (rc == MN_OK && k0 == 0) /* whatever else the set holds, no language was guarded */
     json_array_append_new(failing, json_string("no held-out evidence"));
   if (rc == MN_OK) {

@@ -96,7 +96,7 @@ static mn_status read_record(const char *line, size_t n, const char *file, int64
   }
   const char *lang = json_string_value(json_object_get(r, "lang"));
   json_t *t = json_object_get(r, text_key);
-  if (!tok_code_valid(lang)) {
+  if (!mn_lang_code_valid(lang)) {
     json_decref(r);
     return mn_error_set(err, MN_ERR_INPUT,
                         "%s:%lld: \"lang\" must be a language code (2-7 of a-z _)", file,
@@ -351,7 +351,7 @@ mn_status evalset_build(const evalset_sources *src, const char *out, evalset_cou
   for (int i = 0; rc == MN_OK && i < src->nheldout; i++)
     rc = each_record(src->heldout[i], "text", add_heldout, &c, err);
   if (rc == MN_OK && src->parallel) {
-    if (!tok_code_valid(src->reference))
+    if (!mn_lang_code_valid(src->reference))
       rc = mn_error_set(err, MN_ERR_INPUT, "the reference language \"%s\" is not a code",
                         src->reference ? src->reference : "");
     else if ((rc = each_record(src->parallel, "text", add_reference, &c, err)) == MN_OK &&
@@ -472,7 +472,7 @@ static mn_status parse_item(json_t *o, evalset_item *it, mn_error *err)
   int k = -1;
   for (int i = 0; kind && i <= EVAL_PROBE; i++)
     if (strcmp(kind, kind_names[i]) == 0) k = i;
-  if (k < 0 || !tok_code_valid(lang) || !id || !json_is_string(t) || json_string_length(t) == 0)
+  if (k < 0 || !mn_lang_code_valid(lang) || !id || !json_is_string(t) || json_string_length(t) == 0)
     return mn_error_set(err, MN_ERR_CORRUPT, "an item lacks kind, lang, id or text");
   it->kind = (evalset_kind)k;
   snprintf(it->lang, sizeof it->lang, "%s", lang);

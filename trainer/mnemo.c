@@ -495,28 +495,22 @@ static mn_status replay_boosts(const char *list, const replay_store *s, double *
 {
   for (uint32_t i = 0; i < s->nlangs; i++)
     boost[i] = 1.0;
-  for (const char *p = list; p && *p;) {
-    const char *end = strchr(p, ',');
-    size_t len = end ? (size_t)(end - p) : strlen(p);
-    const char *colon = memchr(p, ':', len);
-    char code[16] = "", num[32] = "", *e = NULL;
-    size_t cl = colon ? (size_t)(colon - p) : 0;
-    if (colon && cl < sizeof code && len - cl - 1 < sizeof num) {
-      memcpy(code, p, cl);
-      memcpy(num, colon + 1, len - cl - 1);
-    }
-    double v = num[0] ? strtod(num, &e) : 0;
-    const replay_lang *l = code[0] ? replay_store_find(s, code) : NULL;
-    if (!e || *e || !(v > 0) || !isfinite(v))
+  char code[8];
+  double v;
+  const char *entry;
+  size_t len;
+  int r;
+  while ((r = mn_lang_list_next(&list, code, &v, &entry, &len)) != 0) {
+    if (r < 0 || !(v > 0))
       return mn_error_set(err, MN_ERR_INPUT,
                           "finetune.replay_boosts: \"%.*s\" is not LANG:FACTOR with a factor > 0",
-                          (int)len, p);
+                          (int)len, entry);
+    const replay_lang *l = replay_store_find(s, code);
     if (!l)
       return mn_error_set(err, MN_ERR_INPUT,
                           "finetune.replay_boosts: the replay store holds no window of \"%s\"",
                           code);
     boost[l - s->langs] = v;
-    p = end ? end + 1 : NULL;
   }
   return MN_OK;
 }

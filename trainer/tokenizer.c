@@ -27,18 +27,9 @@ const char *tok_code_of(const tok_tags *tags, int id)
   return NULL;
 }
 
-bool tok_code_valid(const char *code)
-{
-  size_t n = code ? strlen(code) : 0;
-  if (n < 2 || n > 7) return false;
-  for (size_t i = 0; i < n; i++)
-    if (!((code[i] >= 'a' && code[i] <= 'z') || code[i] == '_')) return false;
-  return true;
-}
-
 mn_status tok_tags_add(tok_tags *tags, const char *code, int id, mn_error *err)
 {
-  if (!tok_code_valid(code))
+  if (!mn_lang_code_valid(code))
     return mn_error_set(err, MN_ERR_INPUT, "invalid language code \"%.16s\" for a tag", code);
   int have = tok_tag_of(tags, code);
   if (have >= 0 && (id < 0 || have == id)) return MN_OK;

@@ -159,9 +159,7 @@ typedef struct tok_tags {
 } tok_tags;
 
 int tok_tag_of(const tok_tags *tags, const char *code); /* -1 when unknown */
-/* tok_code_valid -- a language code a tag can have: 2-7 of a-z and _ (NULL: false) */
-bool tok_code_valid(const char *code);
-const char *tok_code_of(const tok_tags *tags, int id); /* NULL when unknown */
+const char *tok_code_of(const tok_tags *tags, int id);  /* NULL when unknown */
 /* tok_tags_add -- add code with id (or the next free id when id < 0); MN_ERR_INPUT on a clash. */
 MN_NODISCARD mn_status tok_tags_add(tok_tags *tags, const char *code, int id, mn_error *err);
 /* as JSON text {"spa": 257, ...}: *out malloc'd */
