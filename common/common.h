@@ -48,6 +48,7 @@ typedef enum { /* append only: stored in jobs.error_code */
                MN_ERR_HTTP,
                MN_ERR_USAGE,
                MN_ERR_INTERNAL, /* a library failed where it should not (OpenSSL digest) */
+               MN_ERR_STATE,    /* the thing moved on: a job's attempt fenced out, a state */
 } mn_status;
 
 typedef struct mn_error {
@@ -210,6 +211,10 @@ void mn_atomic_abort(mn_atomic_file *f);
 /* mn_write_file_atomic -- the whole sequence for one buffer. */
 MN_NODISCARD mn_status mn_write_file_atomic(const char *path, const void *p, size_t n,
                                             unsigned mode, mn_error *err);
+
+/* mn_copy_file_atomic -- copy src (a symlink's target) to dst by the same sequence. */
+MN_NODISCARD mn_status mn_copy_file_atomic(const char *src, const char *dst, unsigned mode,
+                                           mn_error *err);
 
 /* Test hook: called after the data is synced and before the rename (NULL: none). */
 extern void (*mn_atomic__before_rename)(const char *tmp_path, const char *path);

@@ -23,6 +23,7 @@ const char *mn_status_name(mn_status code)
   case MN_ERR_HTTP: return "http";
   case MN_ERR_USAGE: return "usage";
   case MN_ERR_INTERNAL: return "internal";
+  case MN_ERR_STATE: return "state";
   }
   return "unknown";
 }

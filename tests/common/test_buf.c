@@ -98,6 +98,7 @@ static void error_helpers(void)
   T_EQ_INT(MN_ERR_HTTP, 9);
   T_EQ_INT(MN_ERR_USAGE, 10);
   T_EQ_INT(MN_ERR_INTERNAL, 11);
+  T_EQ_INT(MN_ERR_STATE, 12);
   int64_t v;
   T_CHECK(mn_parse_i64("-42", &v) && v == -42);
   T_CHECK(!mn_parse_i64(" 5", &v) && !mn_parse_i64("+7", &v) && !mn_parse_i64("5x", &v));
