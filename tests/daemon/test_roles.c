@@ -131,7 +131,7 @@ static void reporter_role(void)
 static void daemon_role(void)
 {
   CAN("mnemo_daemon", "SELECT text FROM mnemo.documents");
-  CAN("mnemo_daemon", "UPDATE mnemo.documents SET consumed_by = 1");
+  CANNOT("mnemo_daemon", "UPDATE mnemo.documents SET consumed_by = NULL"); /* promote() does */
   CAN("mnemo_daemon", "UPDATE mnemo.reports SET detected_lang = 'spa', severity = 2.5");
   CANNOT("mnemo_daemon", "UPDATE mnemo.reports SET status = 'accepted'"); /* operators decide */
   CANNOT("mnemo_daemon", "UPDATE mnemo.documents SET text = 'changed'");
@@ -140,6 +140,19 @@ static void daemon_role(void)
                          "('rus', 'Russian', 'Cyrl')");
   CANNOT("mnemo_daemon", "DELETE FROM mnemo.reports");
   CANNOT("mnemo_daemon", "UPDATE mnemo.reports SET text = 'changed'");
+  /* refreshes: the daemon runs jobs and proposes; it never decides, undoes or registers */
+  CAN("mnemo_daemon", "SELECT mnemo.request_refresh('schedule')");
+  CAN("mnemo_daemon", "UPDATE mnemo.jobs SET progress = '{}'");
+  CANNOT("mnemo_daemon", "SELECT mnemo.approve(1, 'self-approval')");
+  CANNOT("mnemo_daemon", "SELECT mnemo.reject(1, 'no')");
+  CANNOT("mnemo_daemon", "SELECT mnemo.rollback('undo')");
+  CANNOT("mnemo_daemon", "SELECT mnemo.bootstrap(0, repeat('0', 64), 'mine')");
+  CANNOT("mnemo_daemon", "SELECT mnemo.cancel_job(1)");
+  CANNOT("mnemo_daemon", "INSERT INTO mnemo.approvals (ckpt_id, decision, note) VALUES "
+                         "(1, 'approve', 'x')");
+  CANNOT("mnemo_daemon", "UPDATE mnemo.checkpoints SET state = 'approved'");
+  CANNOT("mnemo_daemon", "INSERT INTO mnemo.jobs (kind, ckpt_id) VALUES ('promote', 1)");
+  CANNOT("mnemo_daemon", "UPDATE mnemo.jobs SET ckpt_id = 1");
 }
 
 static void operator_role(void)
@@ -156,6 +169,17 @@ static void operator_role(void)
   CANNOT("mnemo_operator", "DELETE FROM mnemo.documents");
   CANNOT("mnemo_operator", "UPDATE mnemo.languages SET tag_id = 999");
   CANNOT("mnemo_operator", "DELETE FROM mnemo.reports");
+  /* refreshes: operators decide through the functions, never by writing the tables */
+  CAN("mnemo_operator", "SELECT mnemo.request_refresh('by hand')");
+  CAN("mnemo_operator", "SELECT mnemo.bootstrap(0, repeat('0', 64), 'first')");
+  CANNOT("mnemo_operator", "SELECT mnemo.promote(1, 1)");
+  CANNOT("mnemo_operator", "SELECT mnemo.checkpoint_advance(1, 'awaiting_approval', '', NULL, "
+                           "NULL)");
+  CANNOT("mnemo_operator", "SELECT mnemo.log_event('promoted', NULL, NULL, '{}')");
+  CANNOT("mnemo_operator", "UPDATE mnemo.checkpoints SET state = 'production'");
+  CANNOT("mnemo_operator", "INSERT INTO mnemo.approvals (ckpt_id, decision, note) VALUES "
+                           "(1, 'approve', 'x')");
+  CANNOT("mnemo_operator", "UPDATE mnemo.jobs SET state = 'succeeded'");
 }
 
 static void identities_are_permanent(void)
