@@ -26,7 +26,7 @@ typedef struct mn_cfg_origin {
   int line, col;    /* 1-based position in the file; 0 when not from a file */
 } mn_cfg_origin;
 
-enum { MN_CONFIG_MAX_KEYS = 64 };
+enum { MN_CONFIG_MAX_KEYS = 96 };
 
 /* The typed configuration.  Strings are owned by the struct (mn_config_fini). */
 typedef struct mn_config {
@@ -58,7 +58,17 @@ typedef struct mn_config {
   } finetune;
   struct {
     char *refresh;
+    int64_t min_fresh_bytes, min_fresh_language_bytes;
   } schedule;
+  struct {
+    char *data_dir, *worker;
+    int64_t lease_s, max_attempts, retry_backoff_s, step_timeout_s, keep_failed_mb;
+    int64_t fisher_windows, replay_capacity, eval_items;
+  } daemon;
+  struct {
+    char *url, *secret;
+    int64_t timeout_s, max_attempts;
+  } webhooks;
   struct {
     double tolerance, level, parity_widen, probe_tolerance;
     int64_t min_items, resamples, seed;

@@ -8,6 +8,7 @@
 #include "configs/config.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -139,6 +140,54 @@ static const mn_config_key keys[] = {
             "when mnemod refreshes: a five-field cron expression in UTC (\"0 3 * * *\"); "
             "empty: only on demand or when enough fresh data arrives",
             schedule.refresh),
+    INT_KEY("schedule.min_fresh_bytes", "0", 0, INT64_MAX, true,
+            "refresh when this many bytes of fresh training text have arrived in all (0: never "
+            "for this reason)",
+            schedule.min_fresh_bytes),
+    INT_KEY("schedule.min_fresh_language_bytes", "0", 0, INT64_MAX, true,
+            "refresh when one language has this many bytes of fresh training text (0: never "
+            "for this reason)",
+            schedule.min_fresh_language_bytes),
+
+    STR_KEY("daemon.data_dir", "/var/lib/mnemo", false, false,
+            "where mnemod keeps checkpoints/<id>/ and jobs/<id>/ (paths are built from ids only)",
+            daemon.data_dir),
+    STR_KEY("daemon.worker", "", false, false,
+            "the mnemo worker binary; empty: the mnemo beside mnemod's own executable",
+            daemon.worker),
+    INT_KEY("daemon.lease_s", "60", 3, 86400, true,
+            "a running job's lease (database clock), renewed every third of it; a job past its "
+            "lease is taken back",
+            daemon.lease_s),
+    INT_KEY("daemon.max_attempts", "3", 1, 100, true,
+            "attempts of a job before it is marked failed with its last error",
+            daemon.max_attempts),
+    INT_KEY("daemon.retry_backoff_s", "30", 0, 86400, true,
+            "wait before a retry: this times 2^(attempt - 1)", daemon.retry_backoff_s),
+    INT_KEY("daemon.step_timeout_s", "86400", 1, 31536000, true,
+            "a worker step running longer is killed (the attempt fails)", daemon.step_timeout_s),
+    INT_KEY("daemon.keep_failed_mb", "10240", 0, INT64_MAX, true,
+            "failed jobs' folders are kept for debugging up to this many MiB, oldest removed first",
+            daemon.keep_failed_mb),
+    INT_KEY("daemon.fisher_windows", "8", 1, 1000000, false,
+            "windows per language for the Fisher of a production checkpoint",
+            daemon.fisher_windows),
+    INT_KEY("daemon.replay_capacity", "1024", 1, 100000000, false,
+            "windows per language in a replay store the daemon builds", daemon.replay_capacity),
+    INT_KEY("daemon.eval_items", "200", 1, 1000000, false,
+            "held-out documents per language in a refresh's evaluation set", daemon.eval_items),
+
+    STR_KEY("webhooks.url", "", true, false,
+            "where events are POSTed (Standard Webhooks); empty: they stay in the outbox",
+            webhooks.url),
+    STR_KEY("webhooks.secret", "", true, true, "the signing secret: whsec_ + base64 of 24-64 bytes",
+            webhooks.secret),
+    INT_KEY("webhooks.timeout_s", "10", 1, 600, true, "connect and total time limit of a delivery",
+            webhooks.timeout_s),
+    INT_KEY("webhooks.max_attempts", "12", 1, 1000, true,
+            "deliveries of one event before it is marked dead (backoff doubles from 1 s to 1 h)",
+            webhooks.max_attempts),
+
     DBL_KEY("guards.tolerance", "0.01", 0.0, 10.0, false,
             "a language fails when its bits per byte may have grown by more than this share "
             "(the upper bound of the bootstrap interval of its relative change)",
