@@ -19,7 +19,9 @@
 #include "configs/config.h"
 #include "daemon/cron.h"
 #include "daemon/daemon.h"
+#include "daemon/jobs.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -55,6 +57,9 @@ typedef struct daemon_state {
   bool have_schedule;
   int64_t next_refresh; /* seconds since the epoch; valid when have_schedule */
   uint64_t rng;
+  runner *run;    /* the job in hand */
+  outbox *hooks;  /* webhook delivery, while leader */
+  int stop_asked; /* SIGTERMs received */
 } daemon_state;
 
 static int64_t now_s(void)
@@ -100,7 +105,9 @@ static void status(const char *what)
   sd_notifyf(0, "STATUS=%s", what);
 }
 
-/* drain_signals -- 1: stop; 2: reload; 0: nothing (several: stop wins) */
+enum { SIG_STOP = 1, SIG_RELOAD = 2, SIG_CHILD = 4 };
+
+/* drain_signals -- what arrived: SIG_STOP, SIG_RELOAD, SIG_CHILD, or'ed */
 static int drain_signals(void)
 {
   char buf[16];
@@ -109,9 +116,11 @@ static int drain_signals(void)
   while ((n = read(sig_pipe[0], buf, sizeof buf)) > 0)
     for (ssize_t i = 0; i < n; i++)
       if (buf[i] == SIGTERM || buf[i] == SIGINT)
-        what = 1;
-      else if (buf[i] == SIGHUP && what == 0)
-        what = 2;
+        what |= SIG_STOP;
+      else if (buf[i] == SIGHUP)
+        what |= SIG_RELOAD;
+      else if (buf[i] == SIGCHLD)
+        what |= SIG_CHILD;
   return what;
 }
 
@@ -124,6 +133,13 @@ static void reload(daemon_state *st)
   }
   mn_log(MN_LOG_INFO, "config reloaded", MN_KV_S("schedule", st->cfg.schedule.refresh),
          MN_KV_I("next_refresh", st->have_schedule ? st->next_refresh : 0));
+  runner_set_config(st->run, &st->cfg);
+  if (st->hooks) { /* the webhook thread takes the new url and secret */
+    outbox_stop(st->hooks);
+    st->hooks = NULL;
+    if (outbox_start(&st->cfg, &st->hooks, &err) != MN_OK)
+      mn_log_error("webhooks are off: the new config's are unusable", &err);
+  }
 }
 
 /* backoff -- wait 0.5 s * 2^attempt, at most 30 s, with full jitter, woken by signals;
@@ -136,8 +152,8 @@ static bool backoff(daemon_state *st, int attempt)
   struct pollfd p = {.fd = sig_pipe[0], .events = POLLIN};
   if (poll(&p, 1, ms) <= 0) return false;
   int s = drain_signals();
-  if (s == 2) reload(st);
-  return s == 1;
+  if (s & SIG_RELOAD) reload(st);
+  return s & SIG_STOP;
 }
 
 static PGconn *connect_db(daemon_state *st, mn_error *err)
@@ -149,43 +165,128 @@ static PGconn *connect_db(daemon_state *st, mn_error *err)
   return db_connect(&opt, &c, err) == MN_OK ? c : NULL;
 }
 
+/* request_refresh -- queue a refresh (or find the one in flight) */
+static void request_refresh(PGconn *work, const char *why)
+{
+  mn_error err = {0};
+  int64_t job = 0;
+  if (jobs_request_refresh(work, why, &job, &err) != MN_OK)
+    mn_log_error("could not queue a refresh", &err);
+  else
+    mn_log(MN_LOG_INFO, "refresh queued", MN_KV_I("job", job), MN_KV_S("why", why));
+}
+
+/* check_fresh -- queue a refresh when enough fresh data arrived since the last one */
+static void check_fresh(daemon_state *st, PGconn *work)
+{
+  mn_error err = {0};
+  bool due = false;
+  char why[160];
+  if (jobs_fresh_due(work, &st->cfg, &due, why, sizeof why, &err) != MN_OK)
+    mn_log_error("could not measure the fresh data", &err);
+  else if (due)
+    request_refresh(work, why);
+}
+
+/* take_notifies -- act on the notifications libpq holds; true when one concerns the job
+ * runner */
+static bool take_notifies(daemon_state *st, PGconn *work)
+{
+  PGnotify *nt;
+  bool docs = false, jobs = false;
+  while ((nt = PQnotifies(work)) != NULL) {
+    mn_log(strcmp(nt->relname, "mnemo_outbox") == 0 ? MN_LOG_DEBUG : MN_LOG_INFO, "wake",
+           MN_KV_S("channel", nt->relname), MN_KV_S("table", nt->extra));
+    if (strcmp(nt->relname, "mnemo_jobs") == 0) jobs = true;
+    if (strcmp(nt->relname, "mnemo_outbox") == 0) outbox_wake(st->hooks);
+    if (strcmp(nt->relname, "mnemo_documents") == 0) docs = true;
+    PQfreemem(nt);
+  }
+  if (docs && !st->stop_asked) check_fresh(st, work);
+  if (jobs) runner_notify(st->run);
+  return jobs;
+}
+
 /* lead -- the leader's loop; returns 1 to stop the daemon, 0 when leadership was lost */
 static int lead(daemon_state *st, PGconn *lock)
 {
   mn_error err = {0};
   PGconn *work = connect_db(st, &err);
-  if (!work || db_exec(work, "LISTEN mnemo_documents; LISTEN mnemo_reports", &err) != MN_OK) {
+  if (!work || db_exec(work,
+                       "SET idle_in_transaction_session_timeout = '60s';"
+                       "LISTEN mnemo_documents; LISTEN mnemo_reports; LISTEN mnemo_jobs;"
+                       "LISTEN mnemo_outbox",
+                       &err) != MN_OK) {
     mn_log_error("the work connection failed; giving up leadership", &err);
     PQfinish(work);
     return 0;
   }
   mn_log(MN_LOG_INFO, "leader", MN_KV_I("pid", getpid()));
   status("leader: waiting for work");
+  if (outbox_start(&st->cfg, &st->hooks, &err) != MN_OK)
+    mn_log_error("webhooks are off: webhooks.* unusable", &err);
   /* what arrived while no daemon listened is found by a query, not by a notification */
   mn_log(MN_LOG_INFO, "catch-up", MN_KV_S("why", "leadership taken"));
+  check_fresh(st, work);
   int code = 0;
+  bool readable = false;
+  double runner_pause = 0; /* after a failure the runner waits (monotonic ms) */
   for (;;) {
+    if (mn_monotonic_ms() >= runner_pause && runner_tick(st->run, work, readable, &err) != MN_OK) {
+      if (PQstatus(work) != CONNECTION_OK) {
+        mn_log_error("the job runner lost the database", &err);
+        break;
+      }
+      /* a statement failed on a live connection (privileges, a bug): not a reason to give
+       * up leadership, nor to retry at once */
+      mn_log_error("the job runner failed; retrying in 10 s", &err);
+      runner_pause = mn_monotonic_ms() + 10000;
+    }
+    readable = false;
+    /* what our own statements brought back with their results (a job we queued, an event
+     * we wrote): libpq holds it already, so the socket will not say so */
+    bool woke = take_notifies(st, work);
+    if (st->stop_asked && !runner_busy(st->run)) {
+      code = 1;
+      break;
+    }
+    status(runner_busy(st->run) ? "leader: running a job" : "leader: waiting for work");
     int timeout = poll_cap_ms;
     if (st->have_schedule) {
       int64_t left = (st->next_refresh - now_s()) * 1000;
       if (left < timeout) timeout = left < 0 ? 0 : (int)left;
     }
-    struct pollfd fds[3] = {{.fd = PQsocket(lock), .events = POLLIN},
+    int rt = runner_timeout_ms(st->run);
+    if (rt >= 0 && rt < timeout) timeout = rt;
+    int64_t due = -1;
+    if (!runner_busy(st->run) && !st->stop_asked && jobs_wait_ms(work, &due, &err) != MN_OK) {
+      mn_log_error("the work connection failed", &err);
+      break;
+    }
+    if (due >= 0 && due + 1 < timeout) timeout = (int)due + 1;
+    if (woke) timeout = 0;
+    double pause = runner_pause - mn_monotonic_ms();
+    if (pause > 0 && timeout < pause) timeout = (int)pause + 1; /* due jobs wait out the pause */
+    struct pollfd fds[4] = {{.fd = PQsocket(lock), .events = POLLIN},
                             {.fd = PQsocket(work), .events = POLLIN},
-                            {.fd = sig_pipe[0], .events = POLLIN}};
-    int n = poll(fds, 3, timeout);
+                            {.fd = sig_pipe[0], .events = POLLIN},
+                            {.fd = runner_fd(st->run), .events = POLLIN}};
+    int n = poll(fds, fds[3].fd >= 0 ? 4 : 3, timeout);
     sd_notify(0, "WATCHDOG=1");
     if (n < 0 && errno != EINTR) {
       mn_log(MN_LOG_ERROR, "poll failed", MN_KV_S("error", strerror(errno)));
       break;
     }
-    if (fds[2].revents) {
+    if (n > 0 && fds[3].fd >= 0 && fds[3].revents) readable = true;
+    if (n > 0 && fds[2].revents) {
       int s = drain_signals();
-      if (s == 1) {
-        code = 1;
-        break;
+      if (s & SIG_CHILD) runner_child_exited(st->run);
+      if (s & SIG_STOP) {
+        st->stop_asked++;
+        /* the first asks the worker to save and waits for it; the second does not wait */
+        runner_stop(st->run, work, st->stop_asked == 1);
       }
-      if (s == 2) reload(st);
+      if (s & SIG_RELOAD) reload(st);
     }
     if (fds[0].revents &&
         (!PQconsumeInput(lock) || PQstatus(lock) != CONNECTION_OK)) { /* the lock is gone */
@@ -198,21 +299,24 @@ static int lead(daemon_state *st, PGconn *lock)
         mn_log(MN_LOG_WARN, "the work connection dropped", MN_KV_S("error", PQerrorMessage(work)));
         break; /* leadership is given up and taken again: LISTEN and catch-up come with it */
       }
-      PGnotify *nt;
-      while ((nt = PQnotifies(work)) != NULL) {
-        mn_log(MN_LOG_INFO, "wake", MN_KV_S("channel", nt->relname), MN_KV_S("table", nt->extra));
-        PQfreemem(nt);
-      }
+      take_notifies(st, work);
     }
     if (st->have_schedule && now_s() >= st->next_refresh) {
       mn_log(MN_LOG_INFO, "refresh due", MN_KV_S("schedule", st->cfg.schedule.refresh),
              MN_KV_I("at", st->next_refresh));
+      if (!st->stop_asked) request_refresh(work, "schedule");
       if (mn_cron_next(&st->schedule, now_s(), &st->next_refresh, &err) != MN_OK) {
         mn_log_error("the schedule fires no more", &err);
         st->have_schedule = false;
       }
     }
   }
+  if (st->stop_asked)
+    runner_stop(st->run, work, false);
+  else
+    runner_abandon(st->run);
+  outbox_stop(st->hooks);
+  st->hooks = NULL;
   PQfinish(work);
   return code;
 }
@@ -253,8 +357,8 @@ static int run(daemon_state *st)
       }
       if (n > 0 && fds[1].revents) {
         int s = drain_signals();
-        if (s == 1) stop = true;
-        if (s == 2) reload(st);
+        if (s & SIG_STOP) stop = true;
+        if (s & SIG_RELOAD) reload(st);
       }
       if (n > 0 && fds[0].revents) {
         if (!PQconsumeInput(lock)) break;
@@ -317,7 +421,21 @@ int main(int argc, char **argv)
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
+  sigaction(SIGCHLD, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) { /* before any thread */
+    fprintf(stderr, "mnemod: libcurl would not initialise\n");
+    return 1;
+  }
+  char host[128] = "", owner[200];
+  gethostname(host, sizeof host - 1);
+  snprintf(owner, sizeof owner, "mnemod@%s:%d:%llx", host, (int)getpid(),
+           (unsigned long long)(mn_splitmix64(&st.rng) & 0xffffff));
+  if (runner_new(owner, &st.run, &err) != MN_OK) {
+    fprintf(stderr, "mnemod: %s\n", err.msg);
+    return 1;
+  }
+  runner_set_config(st.run, &st.cfg);
   uint64_t wd_usec = 0;
   if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec / 2000 < (uint64_t)poll_cap_ms)
     poll_cap_ms = wd_usec / 2000 > 0 ? (int)(wd_usec / 2000) : 1;
@@ -326,6 +444,8 @@ int main(int argc, char **argv)
   run(&st);
   sd_notify(0, "STOPPING=1");
   mn_log(MN_LOG_INFO, "mnemod stopped", MN_KV_I("pid", getpid()));
+  runner_free(st.run);
+  curl_global_cleanup();
   mn_config_fini(&st.cfg);
   return 0;
 }

@@ -1,0 +1,542 @@
+/*
+ * ctl_refresh.c -- mnemoctl's commands for refreshes and their decisions: bootstrap,
+ * refresh, jobs, cancel, status, candidates, show, approve, reject, rollback, lineage,
+ * generate.
+ *
+ * Decisions are SQL functions of migration 0004 that only mnemo_operator may execute; a
+ * refusal here is the database's, quoted with its SQLSTATE.
+ */
+#define _GNU_SOURCE /* readlink */
+#include "daemon/card.h"
+#include "daemon/ctl_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ckpt_arg -- a checkpoint id, or "production" (resolved by the caller's query) */
+static bool ckpt_arg(const char *s, int64_t *id)
+{
+  if (strcmp(s, "production") == 0) {
+    *id = 0;
+    return true;
+  }
+  return mn_parse_i64(s, id) && *id > 0;
+}
+
+/* resolve -- "production" to its id */
+static mn_status resolve(PGconn *conn, int64_t *id, mn_error *err)
+{
+  if (*id > 0) return MN_OK;
+  PGresult *r;
+  mn_status rc = ctl_query(conn, "SELECT id FROM mnemo.checkpoints WHERE state = 'production'", 0,
+                           NULL, &r, "could not find the production checkpoint", err);
+  if (rc != MN_OK) return rc;
+  if (PQntuples(r) == 1) *id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  if (*id == 0)
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "no production checkpoint: register one with mnemoctl bootstrap");
+  return MN_OK;
+}
+
+static int done(PGconn *conn, PGresult *res, mn_error *err, int code)
+{
+  PQclear(res);
+  PQfinish(conn);
+  return code == CTL_EXIT_FAIL ? ctl_fail(err) : code;
+}
+
+/* print_rows -- a result as a table (or a JSON array of objects, every value a string) */
+static void print_rows(ctl *c, PGresult *r)
+{
+  int n = PQntuples(r), m = PQnfields(r);
+  if (c->json) {
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+      json_t *o = json_object();
+      for (int k = 0; k < m; k++)
+        json_object_set_new(o, PQfname(r, k),
+                            PQgetisnull(r, i, k) ? json_null() : json_string(PQgetvalue(r, i, k)));
+      json_array_append_new(arr, o);
+    }
+    ctl_print_json(arr);
+    return;
+  }
+  int w[32] = {0};
+  for (int k = 0; k < m && k < 32; k++) {
+    w[k] = (int)strlen(PQfname(r, k));
+    for (int i = 0; i < n; i++) {
+      int l = (int)strlen(PQgetvalue(r, i, k));
+      if (l > w[k]) w[k] = l > 60 ? 60 : l;
+    }
+  }
+  for (int k = 0; k < m && k < 32; k++)
+    printf("%-*s%s", w[k], PQfname(r, k), k + 1 < m ? "  " : "\n");
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < m && k < 32; k++)
+      printf("%-*.*s%s", w[k], w[k] > 0 ? w[k] : 1, PQgetvalue(r, i, k), k + 1 < m ? "  " : "\n");
+}
+
+/* ---------------------------------------------------------------- bootstrap */
+
+static int cmd_bootstrap(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  if (argc != 1) return ctl_usage("bootstrap takes one CHECKPOINT file");
+  struct stat st;
+  if (stat(argv[0], &st) != 0)
+    return ctl_usage("cannot read checkpoint \"%s\": %s", argv[0], strerror(errno));
+  if (ctl_connect(c, &conn, &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
+  if (db_exec(conn, "BEGIN", &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
+  const char *p[] = {c->a.trained_on_stored ? "t" : "f", c->a.note ? c->a.note : ""};
+  if (ctl_query(conn,
+                "SELECT mnemo.bootstrap(CASE WHEN $1::bool THEN (SELECT coalesce(max(id), 0)"
+                " FROM mnemo.documents) ELSE 0 END, NULL, $2)",
+                2, p, &res, "could not register the checkpoint", &err) != MN_OK)
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  int64_t id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+  PQclear(res);
+  res = NULL;
+  /* the files first, the row's commit last: a failure leaves no row naming missing files */
+  char dir[PATH_MAX], to[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s/checkpoints/%lld", c->cfg.daemon.data_dir, (long long)id);
+  char parent[PATH_MAX];
+  snprintf(parent, sizeof parent, "%s/checkpoints", c->cfg.daemon.data_dir);
+  mkdir(c->cfg.daemon.data_dir, 0750);
+  mkdir(parent, 0750);
+  if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+    mn_error_set(&err, MN_ERR_IO, "cannot create \"%s\": %s", dir, strerror(errno));
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  }
+  struct {
+    const char *from, *name;
+  } files[] = {{argv[0], "model.safetensors"},
+               {c->a.replay, "replay.store"},
+               {c->a.fisher, "fisher.safetensors"}};
+  for (size_t i = 0; i < 3; i++) {
+    if (!files[i].from) continue;
+    snprintf(to, sizeof to, "%s/%s", dir, files[i].name);
+    if (mn_copy_file_atomic(files[i].from, to, 0640, &err) != MN_OK)
+      return done(conn, res, &err, CTL_EXIT_FAIL);
+  }
+  if (db_exec(conn, "COMMIT", &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
+  if (c->json)
+    ctl_print_json(json_pack("{s:I, s:s}", "checkpoint", (json_int_t)id, "dir", dir));
+  else
+    printf("checkpoint %lld is production (%s)%s\n", (long long)id, dir,
+           c->a.replay && c->a.fisher
+               ? ""
+               : "; its replay store and Fisher are built by the first refresh");
+  return done(conn, res, &err, CTL_EXIT_OK);
+}
+
+/* ---------------------------------------------------------------- jobs */
+
+static int cmd_refresh(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  if (argc != 0) return ctl_usage("refresh takes no arguments (got \"%s\")", argv[0]);
+  const char *p[] = {c->a.reason ? c->a.reason : "mnemoctl refresh"};
+  if (ctl_connect(c, &conn, &err) != MN_OK ||
+      ctl_query(conn, "SELECT mnemo.request_refresh($1)", 1, p, &res, "could not queue a refresh",
+                &err) != MN_OK)
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  if (c->json)
+    ctl_print_json(json_pack("{s:I}", "job", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+  else
+    printf("refresh job %s queued (or already in flight)\n", PQgetvalue(res, 0, 0));
+  return done(conn, res, &err, CTL_EXIT_OK);
+}
+
+#define JOBS_SQL                                                                                   \
+  "SELECT id, kind, state, attempt || '/' || max_attempts AS attempt, step,"                       \
+  " CASE WHEN progress ? 'step' THEN (progress->>'step') || '/' || (progress->>'steps')"           \
+  "      ELSE '' END AS progress,"                                                                 \
+  " coalesce(round((progress->>'eta_s')::numeric)::text || ' s', '') AS eta,"                      \
+  " coalesce(ckpt_id::text, '') AS checkpoint,"                                                    \
+  " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS created,"                   \
+  " coalesce(error, '') AS error FROM mnemo.jobs"
+
+static int cmd_jobs(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  if (argc != 0) return ctl_usage("jobs takes no arguments (got \"%s\")", argv[0]);
+  int64_t limit = 20;
+  if (c->a.limit && (!mn_parse_i64(c->a.limit, &limit) || limit < 1))
+    return ctl_usage("--limit wants a positive number, got \"%s\"", c->a.limit);
+  char lim[32];
+  snprintf(lim, sizeof lim, "%lld", (long long)limit);
+  const char *p[] = {lim};
+  if (ctl_connect(c, &conn, &err) != MN_OK ||
+      ctl_query(conn, JOBS_SQL " ORDER BY id DESC LIMIT $1::bigint", 1, p, &res,
+                "could not list jobs", &err) != MN_OK)
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  print_rows(c, res);
+  return done(conn, res, &err, CTL_EXIT_OK);
+}
+
+static int cmd_cancel(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  int64_t id;
+  if (argc != 1 || !mn_parse_i64(argv[0], &id)) return ctl_usage("cancel takes one JOB id");
+  const char *p[] = {argv[0]};
+  if (ctl_connect(c, &conn, &err) != MN_OK ||
+      ctl_query(conn, "SELECT mnemo.cancel_job($1::bigint)", 1, p, &res, "could not cancel",
+                &err) != MN_OK)
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  printf("job %s: %s\n", argv[0], PQgetvalue(res, 0, 0));
+  return done(conn, res, &err, CTL_EXIT_OK);
+}
+
+/* ---------------------------------------------------------------- status */
+
+#define CANDIDATES_SQL                                                                             \
+  "SELECT c.id AS checkpoint, c.state, coalesce(c.parent_id::text, '') AS parent,"                 \
+  " coalesce(c.job_id::text, '') AS job,"                                                          \
+  " (SELECT count(*) FROM mnemo.verdicts v WHERE v.ckpt_id = c.id AND v.outcome = 'pass')"         \
+  "   || '/' || (SELECT count(*) FROM mnemo.verdicts v WHERE v.ckpt_id = c.id) AS passed,"         \
+  " to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS updated,"                 \
+  " c.reasons FROM mnemo.checkpoints c"
+
+static int cmd_status(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  if (argc != 0) return ctl_usage("status takes no arguments (got \"%s\")", argv[0]);
+  if (ctl_connect(c, &conn, &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
+  /* the leader holds the advisory lock 0x6d6e656d6f64 ("mnemod"): classid 0x6d6e, objid
+   * 0x656d6f64 */
+  if (ctl_query(conn,
+                "SELECT a.pid, coalesce(a.client_addr::text, 'local'), to_char(a.backend_start"
+                " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM pg_locks l"
+                " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+                " AND l.granted AND l.classid = 28014 AND l.objid = 1701670756"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname ="
+                " current_database())",
+                0, NULL, &res, "could not find the leader", &err) != MN_OK)
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  json_t *o = json_object();
+  if (PQntuples(res) == 1)
+    json_object_set_new(o, "leader",
+                        json_pack("{s:s, s:s, s:s}", "backend_pid", PQgetvalue(res, 0, 0), "client",
+                                  PQgetvalue(res, 0, 1), "since", PQgetvalue(res, 0, 2)));
+  else
+    json_object_set_new(o, "leader", json_null());
+  PQclear(res);
+  res = NULL;
+  json_t *l = json_object_get(o, "leader");
+  if (!c->json && json_is_object(l))
+    printf("leader: a mnemod (its lock held by backend pid %s from %s since %s UTC)\n",
+           json_string_value(json_object_get(l, "backend_pid")),
+           json_string_value(json_object_get(l, "client")),
+           json_string_value(json_object_get(l, "since")));
+  else if (!c->json)
+    printf("leader: none (no mnemod running)\n");
+  static const struct {
+    const char *key, *title, *sql;
+  } parts[] = {
+      {"production", "production", CANDIDATES_SQL " WHERE c.state = 'production'"},
+      {"candidates", "candidates",
+       CANDIDATES_SQL " WHERE c.state IN ('training', 'candidate', 'awaiting_approval',"
+                      " 'approved') ORDER BY c.id"},
+      {"jobs", "jobs in flight", JOBS_SQL " WHERE state IN ('queued', 'running') ORDER BY id"},
+  };
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    if (ctl_query(conn, parts[i].sql, 0, NULL, &res, "could not read the status", &err) != MN_OK) {
+      json_decref(o);
+      return done(conn, res, &err, CTL_EXIT_FAIL);
+    }
+    if (c->json) {
+      json_t *arr = json_array();
+      for (int r = 0; r < PQntuples(res); r++) {
+        json_t *row = json_object();
+        for (int k = 0; k < PQnfields(res); k++)
+          json_object_set_new(row, PQfname(res, k), json_string(PQgetvalue(res, r, k)));
+        json_array_append_new(arr, row);
+      }
+      json_object_set_new(o, parts[i].key, arr);
+    } else {
+      printf("\n%s:\n", parts[i].title);
+      if (PQntuples(res) == 0)
+        printf("  none\n");
+      else
+        print_rows(c, res);
+    }
+    PQclear(res);
+    res = NULL;
+  }
+  if (c->json)
+    ctl_print_json(o);
+  else
+    json_decref(o);
+  return done(conn, res, &err, CTL_EXIT_OK);
+}
+
+static int cmd_candidates(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  if (argc != 0) return ctl_usage("candidates takes no arguments (got \"%s\")", argv[0]);
+  if (ctl_connect(c, &conn, &err) != MN_OK ||
+      ctl_query(conn, CANDIDATES_SQL " WHERE c.job_id IS NOT NULL ORDER BY c.id DESC LIMIT 50", 0,
+                NULL, &res, "could not list candidates", &err) != MN_OK)
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  print_rows(c, res);
+  return done(conn, res, &err, CTL_EXIT_OK);
+}
+
+/* ---------------------------------------------------------------- show, lineage */
+
+static int cmd_show(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  int64_t id;
+  if (argc != 1 || !ckpt_arg(argv[0], &id))
+    return ctl_usage("show takes one CHECKPOINT id (or \"production\")");
+  if (ctl_connect(c, &conn, &err) != MN_OK || resolve(conn, &id, &err) != MN_OK)
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  char ids[32];
+  snprintf(ids, sizeof ids, "%lld", (long long)id);
+  const char *p[] = {ids};
+  if (c->json) {
+    json_t *card = NULL;
+    if (card_json(conn, id, &card, &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
+    ctl_print_json(card);
+    return done(conn, res, &err, CTL_EXIT_OK);
+  }
+  if (ctl_query(conn,
+                "SELECT state, coalesce(parent_id::text, '-'), coalesce(job_id::text, '-'),"
+                " reasons, coalesce(verdict->>'pass', '') FROM mnemo.checkpoints"
+                " WHERE id = $1::bigint",
+                1, p, &res, "could not read the checkpoint", &err) != MN_OK)
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  if (PQntuples(res) != 1) {
+    mn_error_set(&err, MN_ERR_INPUT, "no checkpoint %s", ids);
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  }
+  printf("checkpoint %s: %s (parent %s, job %s)\n", ids, PQgetvalue(res, 0, 0),
+         PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+  if (*PQgetvalue(res, 0, 4))
+    printf("verdict: %s\n", strcmp(PQgetvalue(res, 0, 4), "true") == 0 ? "PASS" : "FAIL");
+  if (*PQgetvalue(res, 0, 3)) printf("reasons: %s\n", PQgetvalue(res, 0, 3));
+  PQclear(res);
+  res = NULL;
+  /* failing languages first, then those without evidence, then the passes; worst first */
+  if (ctl_query(conn,
+                "SELECT lang, outcome, items,"
+                " coalesce(to_char(baseline_bpb, 'FM990.000'), '') AS baseline,"
+                " coalesce(to_char(candidate_bpb, 'FM990.000'), '') AS candidate,"
+                " coalesce(to_char(100 * change, 'FMS990.00') || '%', '') AS change,"
+                " coalesce('[' || to_char(100 * low, 'FMS990.00') || '%, ' ||"
+                "   to_char(100 * high, 'FMS990.00') || '%]', reason) AS interval"
+                " FROM mnemo.verdicts WHERE ckpt_id = $1::bigint"
+                " ORDER BY CASE outcome WHEN 'fail' THEN 0 WHEN 'pass' THEN 2 ELSE 1 END,"
+                " change DESC NULLS LAST, lang",
+                1, p, &res, "could not read the verdict", &err) != MN_OK)
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  if (PQntuples(res) > 0) print_rows(c, res);
+  return done(conn, res, &err, CTL_EXIT_OK);
+}
+
+static int cmd_lineage(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  int64_t id;
+  if (argc != 1 || !ckpt_arg(argv[0], &id))
+    return ctl_usage("lineage takes one CHECKPOINT id (or \"production\")");
+  json_t *card = NULL;
+  if (ctl_connect(c, &conn, &err) != MN_OK || resolve(conn, &id, &err) != MN_OK ||
+      card_json(conn, id, &card, &err) != MN_OK)
+    return done(conn, NULL, &err, CTL_EXIT_FAIL);
+  if (c->json) {
+    ctl_print_json(json_pack("{s:O, s:O, s:O}", "checkpoint", json_object_get(card, "checkpoint"),
+                             "parent", json_object_get(card, "parent"), "data",
+                             json_object_get(card, "data")));
+    json_decref(card);
+    return done(conn, NULL, &err, CTL_EXIT_OK);
+  }
+  printf("checkpoint %lld (parent %lld) absorbed:\n", (long long)id,
+         (long long)json_integer_value(json_object_get(card, "parent")));
+  printf("%-5s %-28s %-24s %9s %11s  %s\n", "lang", "language", "source", "documents", "bytes",
+         "document ids");
+  size_t i;
+  json_t *x;
+  json_array_foreach(json_object_get(card, "data"), i, x)
+  {
+    printf("%-5s %-28.28s %-24.24s %9lld %11lld  %lld-%lld\n",
+           json_string_value(json_object_get(x, "lang")),
+           json_string_value(json_object_get(x, "language")),
+           json_string_value(json_object_get(x, "source")),
+           (long long)json_integer_value(json_object_get(x, "documents")),
+           (long long)json_integer_value(json_object_get(x, "bytes")),
+           (long long)json_integer_value(json_object_get(x, "first_id")),
+           (long long)json_integer_value(json_object_get(x, "last_id")));
+  }
+  if (json_array_size(json_object_get(card, "data")) == 0) printf("  no documents\n");
+  json_decref(card);
+  return done(conn, NULL, &err, CTL_EXIT_OK);
+}
+
+/* ---------------------------------------------------------------- decisions */
+
+static int decide(ctl *c, int argc, char **argv, const char *fn)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  int64_t id;
+  if (argc != 1 || !mn_parse_i64(argv[0], &id)) return ctl_usage("%s takes one CHECKPOINT id", fn);
+  if (!c->a.note || !*c->a.note) return ctl_usage("%s needs --note (why)", fn);
+  const char *p[] = {argv[0], c->a.note};
+  char sql[96], what[64];
+  snprintf(sql, sizeof sql, "SELECT mnemo.%s($1::bigint, $2)", fn);
+  snprintf(what, sizeof what, "could not %s checkpoint %s", fn, argv[0]);
+  if (ctl_connect(c, &conn, &err) != MN_OK || ctl_query(conn, sql, 2, p, &res, what, &err) != MN_OK)
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  if (strcmp(fn, "approve") == 0)
+    printf("checkpoint %s approved; promotion job %s queued\n", argv[0], PQgetvalue(res, 0, 0));
+  else
+    printf("checkpoint %s rejected\n", argv[0]);
+  return done(conn, res, &err, CTL_EXIT_OK);
+}
+
+static int cmd_approve(ctl *c, int argc, char **argv)
+{
+  return decide(c, argc, argv, "approve");
+}
+
+static int cmd_reject(ctl *c, int argc, char **argv)
+{
+  return decide(c, argc, argv, "reject");
+}
+
+static int cmd_rollback(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  if (argc != 0) return ctl_usage("rollback takes no arguments (got \"%s\")", argv[0]);
+  if (!c->a.note || !*c->a.note) return ctl_usage("rollback needs --note (why)");
+  const char *p[] = {c->a.note};
+  if (ctl_connect(c, &conn, &err) != MN_OK || ctl_query(conn, "SELECT mnemo.rollback($1)", 1, p,
+                                                        &res, "could not roll back", &err) != MN_OK)
+    return done(conn, res, &err, CTL_EXIT_FAIL);
+  printf("checkpoint %s is production again\n", PQgetvalue(res, 0, 0));
+  return done(conn, res, &err, CTL_EXIT_OK);
+}
+
+/* ---------------------------------------------------------------- generate */
+
+static int cmd_generate(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  int64_t id;
+  if (argc != 1 || !ckpt_arg(argv[0], &id))
+    return ctl_usage("generate takes one CHECKPOINT id (or \"production\") and --lang L");
+  if (!c->a.lang) return ctl_usage("generate needs --lang L");
+  if (ctl_connect(c, &conn, &err) != MN_OK || resolve(conn, &id, &err) != MN_OK)
+    return done(conn, NULL, &err, CTL_EXIT_FAIL);
+  PQfinish(conn);
+  char model[PATH_MAX], worker[PATH_MAX];
+  snprintf(model, sizeof model, "%s/checkpoints/%lld/model.safetensors", c->cfg.daemon.data_dir,
+           (long long)id);
+  if (c->cfg.daemon.worker && *c->cfg.daemon.worker) {
+    snprintf(worker, sizeof worker, "%s", c->cfg.daemon.worker);
+  } else { /* the mnemo beside this mnemoctl */
+    ssize_t n = readlink("/proc/self/exe", worker, sizeof worker - 8);
+    worker[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(worker, '/');
+    snprintf(slash ? slash + 1 : worker, 8, "mnemo");
+  }
+  const char *args[16] = {worker, "generate", "--checkpoint", model, "--lang", c->a.lang};
+  int n = 6;
+  if (c->a.prompt) args[n++] = "--prompt", args[n++] = c->a.prompt;
+  if (c->a.tokens) args[n++] = "--tokens", args[n++] = c->a.tokens;
+  args[n] = NULL;
+  fflush(stdout);
+  execv(worker, (char *const *)args);
+  mn_error_set(&err, MN_ERR_IO, "cannot run the worker \"%s\": %s", worker, strerror(errno));
+  return ctl_fail(&err);
+}
+
+/* ---------------------------------------------------------------- the table */
+
+static const ctl_opt bootstrap_opts[] = {
+    CTL_ARG("replay", replay, "its replay store (else the first refresh builds one)"),
+    CTL_ARG("fisher", fisher, "its Fisher (else the first refresh computes it)"),
+    CTL_FLAG("trained-on-stored", trained_on_stored,
+             "the documents stored now are what it was trained on (marked consumed)"),
+    CTL_ARG("note", note, "why"),
+    {NULL, false, 0, NULL}};
+static const ctl_opt refresh_opts[] = {CTL_ARG("reason", reason, "recorded with the job"),
+                                       {NULL, false, 0, NULL}};
+static const ctl_opt jobs_opts[] = {CTL_ARG("limit", limit, "at most this many (20)"),
+                                    {NULL, false, 0, NULL}};
+static const ctl_opt note_opts[] = {CTL_ARG("note", note, "why (required; recorded)"),
+                                    {NULL, false, 0, NULL}};
+static const ctl_opt generate_opts[] = {CTL_ARG("lang", lang, "the language (required)"),
+                                        CTL_ARG("prompt", prompt, "text to continue"),
+                                        CTL_ARG("tokens", tokens, "how many to generate"),
+                                        {NULL, false, 0, NULL}};
+
+const ctl_command ctl_refresh_commands[] = {
+    {"bootstrap", NULL, cmd_bootstrap, "CHECKPOINT [--trained-on-stored] [--replay S --fisher F]",
+     "Register the first production checkpoint.",
+     "Copies the checkpoint file (and its replay store and Fisher, if given) into\n"
+     "daemon.data_dir/checkpoints/ID/ and makes it production.  Refused when a production\n"
+     "checkpoint exists.\n",
+     bootstrap_opts},
+    {"refresh", NULL, cmd_refresh, "[--reason R]", "Queue a refresh now.",
+     "Queues a refresh job for mnemod (or shows the one queued or running).\n", refresh_opts},
+    {"jobs", NULL, cmd_jobs, "[--limit N]", "List jobs, newest first.",
+     "Jobs with their state, attempt, step, progress and last error.\n", jobs_opts},
+    {"cancel", NULL, cmd_cancel, "JOB", "Cancel a job.",
+     "A queued job is cancelled at once; a running one is stopped by mnemod (its worker\n"
+     "killed, its candidate marked failed).\n",
+     NULL},
+    {"status", NULL, cmd_status, "", "The leader, production, candidates and jobs in flight.",
+     "Which mnemod leads, the production checkpoint, candidates and their verdicts, and the\n"
+     "jobs queued or running with their progress.\n",
+     NULL},
+    {"candidates", NULL, cmd_candidates, "", "List checkpoints made by refreshes.",
+     "Each refresh's checkpoint: its state, how many languages passed, and why it was\n"
+     "rejected.\n",
+     NULL},
+    {"show", NULL, cmd_show, "CHECKPOINT", "A checkpoint and its verdict table.",
+     "The verdict per language, failing languages first (--json: the whole card).\n", NULL},
+    {"approve", NULL, cmd_approve, "CHECKPOINT --note N", "Approve a candidate (operators).",
+     "Records the approval (by the database's session user) and queues its promotion.  Only\n"
+     "the mnemo_operator role may: the daemon's role is refused by the database.\n",
+     note_opts},
+    {"reject", NULL, cmd_reject, "CHECKPOINT --note N", "Reject a candidate (operators).",
+     "Records the rejection and why.\n", note_opts},
+    {"rollback", NULL, cmd_rollback, "--note N", "Make the previous production checkpoint current.",
+     "The production checkpoint is retired and the one before it is production again; the\n"
+     "documents the retired one consumed are fresh again.  Recorded with who and why.\n",
+     note_opts},
+    {"lineage", NULL, cmd_lineage, "CHECKPOINT", "What a checkpoint absorbed.",
+     "Documents per language and source (with licences) that the checkpoint consumed.\n", NULL},
+    {"generate", NULL, cmd_generate, "CHECKPOINT --lang L [--prompt P]", "Generate text.",
+     "Runs the worker's generate on a registered checkpoint (or \"production\").\n", generate_opts},
+};
+const size_t ctl_refresh_ncommands = sizeof ctl_refresh_commands / sizeof ctl_refresh_commands[0];

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# test_refresh.sh -- the whole cycle against a real PostgreSQL (a private cluster, so it
+# can be restarted) with a small model:
+#   bootstrap -> fresh data -> mnemoctl refresh -> kill -9 of mnemod during fine-tuning ->
+#   a new mnemod takes the job back and resumes from the saved checkpoint -> candidate ->
+#   verdict -> approval by the daemon's role refused by the database -> approval by an
+#   operator -> promotion (documents consumed once, replay store, online Fisher, model
+#   card) -> webhooks signed and retried -> a second refresh with a failing guard, its
+#   worker killed (retried) and PostgreSQL restarted mid-job -> rejected -> cancel ->
+#   rollback.  Every wait polls with a deadline.
+set -euo pipefail
+ctl=$1
+mnemod=$2
+mnemo=$3
+here=$(cd "$(dirname "$0")/../.." && pwd)
+tmp=$(mktemp -d /tmp/mnemo-rt-XXXXXX)
+chmod 0755 "$tmp" # the server runs as postgres and must reach $tmp/pg
+pg=$tmp/pg
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  "$here/scripts/pg" stop "$pg" >/dev/null 2>&1 || true
+  [ -n "${KEEP:-}" ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$tmp"/*.log "$tmp"/data/jobs/*/worker.log; do
+    [ -f "$f" ] && { echo "== $f" >&2; tail -n 40 "$f" >&2; }
+  done
+  psql "$admin" -c "select id, kind, state, attempt, step, error from mnemo.jobs order by id" >&2 || true
+  exit 1
+}
+# until_true SECONDS COMMAND...: poll COMMAND until it succeeds
+until_true() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.1
+  done
+}
+# gone PATTERN: no process's command line matches PATTERN (pgrep -f run from this shell,
+# not from a bash -c whose own command line would match)
+gone() { ! pgrep -f "$1" >/dev/null; }
+sql() { psql "$admin" -XAtqc "$1"; }
+is() { [ "$(sql "$1")" = "$2" ]; }
+
+admin="$("$here/scripts/pg" start "$pg") dbname=postgres"
+unset MNEMO_CONFIG
+export MNEMO_DB=$admin
+"$ctl" migrate >/dev/null 2>&1
+sql "create role op_login login in role mnemo_operator; create role dm_login login in role mnemo_daemon"
+operator="$admin user=op_login"
+daemon_db="$admin user=dm_login"
+
+# three made-up languages in three scripts; half of the documents held out
+python3 - "$tmp" <<'PY'
+import json, random, sys
+d = sys.argv[1]
+rng = random.Random(7)
+syll = {"lat": "ka to ri sa mu ne lo pa vi de".split(),
+        "ell": "κα το ρι σα μυ νε λο πα βι δε".split(),
+        "rus": "ка то ри са му не ло па ви де".split()}
+def doc(lang):
+    return " ".join("".join(rng.choice(syll[lang]) for _ in range(rng.randint(1, 3)))
+                    for _ in range(rng.randint(25, 40)))
+def write(name, langs, n):
+    with open("%s/%s.jsonl" % (d, name), "w") as f:
+        for lang in langs:
+            for _ in range(n):
+                f.write(json.dumps({"lang": lang, "text": doc(lang), "source": "synthetic"},
+                                   ensure_ascii=False) + "\n")
+write("base", syll, 160)
+write("fresh1", ["lat"], 120)
+write("fresh2", ["ell"], 120)
+PY
+cat >"$tmp/ingest.yaml" <<EOF
+ingest: {heldout_fraction: 0.5}
+EOF
+for l in lat:Latn ell:Grek rus:Cyrl; do "$ctl" lang add "${l%:*}" --script "${l#*:}" >/dev/null; done
+"$ctl" --config "$tmp/ingest.yaml" ingest --format jsonl "$tmp/base.jsonl" >/dev/null
+
+# the base model, trained on what is stored now
+model="model: {n_layer: 2, n_head: 2, n_embd: 64, max_seq_len: 64, vocab: 512}"
+printf '%s\ntrain: {batch_size: 4, seq_len: 64, steps: 300, lr: 0.003, warmup_steps: 5, checkpoint_every: 0}\n' \
+  "$model" >"$tmp/base.yaml"
+psql "$admin" -XAtq -F $'\t' -c "select code, tag_id from mnemo.languages order by code" >"$tmp/tags.tsv"
+psql "$admin" -XAtqc "select json_build_object('lang', lang, 'text', text) from mnemo.documents
+                      where split = 'train' order by id" >"$tmp/train.jsonl"
+"$mnemo" shard --tags "$tmp/tags.tsv" --out "$tmp/train.shard" "$tmp/train.jsonl" >/dev/null
+"$mnemo" --config "$tmp/base.yaml" pretrain --out "$tmp/base" "$tmp/train.shard" >/dev/null
+
+# an unknown checkpoint file is refused and nothing is registered
+"$ctl" --config /dev/null bootstrap "$tmp/nope.safetensors" 2>/dev/null && fail "bootstrap took a missing file"
+cat >"$tmp/mnemo.yaml" <<EOF
+$model
+ingest: {heldout_fraction: 0.5}
+train: {batch_size: 4, seq_len: 64, steps: 1500, lr: 0.002, warmup_steps: 10, checkpoint_every: 100}
+finetune: {ewc_lambda: 10, replay_ratio: 0.25, stages: "all"}
+guards: {tolerance: 10, min_items: 5, resamples: 1000}
+daemon: {data_dir: "$tmp/data", lease_s: 4, retry_backoff_s: 1, fisher_windows: 2,
+         replay_capacity: 64, eval_items: 40}
+webhooks: {url: "http://127.0.0.1:PORT/hook", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", timeout_s: 5}
+EOF
+MNEMO_DB=$operator "$ctl" --config "$tmp/mnemo.yaml" bootstrap "$tmp/base/model.safetensors" \
+  --trained-on-stored --note "the first model" >/dev/null || fail "bootstrap"
+is "select count(*) from mnemo.documents where split = 'train' and consumed_by is null" 0 ||
+  fail "bootstrap did not mark the stored training documents consumed"
+MNEMO_DB=$operator "$ctl" --config "$tmp/mnemo.yaml" bootstrap "$tmp/base/model.safetensors" \
+  2>"$tmp/boot2.err" && fail "a second bootstrap was accepted"
+grep -q 'a production checkpoint exists already' "$tmp/boot2.err" || fail "second bootstrap: $(cat "$tmp/boot2.err")"
+
+# the webhook receiver answers 500 to its first two deliveries
+python3 "$here/tests/daemon/webhook_receiver.py" "$tmp/port" "$tmp/hooks.jsonl" \
+  whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw 2 &
+pids+=($!)
+until_true 10 test -f "$tmp/port" || fail "the webhook receiver did not start"
+sed -i "s/PORT/$(cat "$tmp/port")/" "$tmp/mnemo.yaml"
+
+start_daemon() { # start_daemon NAME: mnemod as the daemon's role
+  MNEMO_DB=$daemon_db "$mnemod" --config "$tmp/mnemo.yaml" 2>>"$tmp/$1.log" &
+  pids+=($!)
+  daemon=$!
+}
+start_daemon d1
+until_true 20 grep -q 'msg=leader' "$tmp/d1.log" || fail "mnemod did not lead"
+
+# ---------------------------------------------------------------- refresh 1
+"$ctl" --config "$tmp/ingest.yaml" ingest --format jsonl "$tmp/fresh1.jsonl" >/dev/null
+fresh1=$(sql "select count(*) from mnemo.documents where split = 'train' and consumed_by is null")
+MNEMO_DB=$operator "$ctl" refresh --reason test >/dev/null || fail "mnemoctl refresh"
+job=$(sql "select id from mnemo.jobs where kind = 'refresh'")
+# kill -9 of the daemon once fine-tuning has saved a checkpoint; the worker dies with it
+until_true 120 test -L "$tmp/data/jobs/$job/candidate/model.safetensors" ||
+  fail "fine-tuning saved no checkpoint"
+kill -9 "$daemon"
+wait "$daemon" 2>/dev/null || true
+until_true 10 gone "finetune --spec $tmp/data/jobs/$job/" ||
+  fail "the worker outlived its daemon"
+is "select state from mnemo.jobs where id = $job" running || fail "the job is not running when its daemon died"
+start_daemon d2
+until_true 180 is "select state from mnemo.jobs where id = $job" succeeded || fail "refresh 1 did not finish"
+grep -q 'job taken back' "$tmp/d2.log" || fail "the job was not taken back after its lease"
+grep -E '^== attempt 2 step finetune:.*--resume' "$tmp/data/jobs/$job/worker.log" >/dev/null 2>&1 ||
+  ! [ -d "$tmp/data/jobs/$job" ] || fail "attempt 2 did not resume fine-tuning"
+grep -q '"event":"start"' "$tmp/d2.log" 2>/dev/null || true
+cand=$(sql "select ckpt_id from mnemo.jobs where id = $job")
+is "select state from mnemo.checkpoints where id = $cand" awaiting_approval ||
+  fail "candidate $cand: $(sql "select state || ' ' || reasons from mnemo.checkpoints where id = $cand")"
+is "select attempt from mnemo.jobs where id = $job" 2 || fail "the refresh took $(sql "select attempt from mnemo.jobs where id = $job") attempts, not 2"
+[ -d "$tmp/data/jobs/$job" ] && fail "a succeeded job's folder was kept"
+"$ctl" show "$cand" >"$tmp/show.txt" || fail "mnemoctl show"
+grep -q '^lat ' "$tmp/show.txt" || fail "show: $(cat "$tmp/show.txt")"
+
+# the daemon's role cannot approve: the database refuses it
+MNEMO_DB=$daemon_db "$ctl" approve "$cand" --note "self-approval" 2>"$tmp/self.err" &&
+  fail "the daemon's role approved a candidate"
+grep -q 'permission denied for function approve' "$tmp/self.err" || fail "self-approval: $(cat "$tmp/self.err")"
+MNEMO_DB=$operator "$ctl" approve "$cand" 2>/dev/null && fail "an approval without a note"
+MNEMO_DB=$operator "$ctl" approve "$cand" --note "looks good" >/dev/null || fail "approve"
+until_true 120 is "select state from mnemo.jobs where kind = 'promote'" succeeded || fail "no promotion"
+is "select state from mnemo.checkpoints where id = $cand" production || fail "candidate not production"
+is "select by_user from mnemo.approvals where ckpt_id = $cand" op_login || fail "approval not by op_login"
+is "select count(*) from mnemo.documents where consumed_by = $cand" "$fresh1" ||
+  fail "promotion consumed $(sql "select count(*) from mnemo.documents where consumed_by = $cand") documents, not $fresh1"
+is "select count(*) from mnemo.documents where split = 'train' and consumed_by is null" 0 ||
+  fail "documents left unconsumed"
+for f in model.safetensors replay.store fisher.safetensors card.md card.json; do
+  [ -s "$tmp/data/checkpoints/$cand/$f" ] || fail "checkpoint $cand has no $f"
+done
+grep -q '| lat (' "$tmp/data/checkpoints/$cand/card.md" || fail "card: no lat data"
+grep -q 'approve by op_login' "$tmp/data/checkpoints/$cand/card.md" || fail "card: no approval"
+"$mnemo" replay verify "$tmp/data/checkpoints/$cand/replay.store" >/dev/null || fail "replay store"
+"$ctl" lineage "$cand" | grep -q '^lat ' || fail "lineage"
+"$ctl" --config "$tmp/mnemo.yaml" generate production --lang lat --tokens 8 | grep -q '"text"' || fail "generate"
+
+# webhooks: signed (checked by Python), retried after the 500s, each delivered once
+until_true 60 grep -q '"type": "promoted".*"status": 200' "$tmp/hooks.jsonl" || fail "no promoted webhook"
+until_true 60 grep -q '"type": "candidate_ready".*"status": 200' "$tmp/hooks.jsonl" ||
+  fail "no candidate_ready webhook"
+python3 - "$tmp/hooks.jsonl" <<'PY' || fail "webhooks"
+import collections, json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert all(r["valid"] for r in rows), rows
+ids = collections.Counter(r["id"] for r in rows)
+assert max(ids.values()) >= 2, "no retry seen: %s" % rows[:20]
+ok = [r["id"] for r in rows if r["status"] == 200]
+assert len(ok) == len(set(ok)), "an event delivered twice: %s" % rows[:20]
+assert {"candidate_ready", "promoted"} <= {r["type"] for r in rows if r["status"] == 200}, rows
+PY
+is "select count(*) from mnemo.outbox where state = 'pending'" 0 || fail "webhooks left pending"
+
+# ---------------------------------------------------------------- refresh 2: a failing guard
+kill -TERM "$daemon"
+wait "$daemon" || fail "mnemod did not exit 0 on SIGTERM"
+sed -i 's/steps: 1500, lr: 0.002/steps: 400, lr: 0.05/; s/tolerance: 10,/tolerance: 0,/' "$tmp/mnemo.yaml"
+start_daemon d3
+"$ctl" --config "$tmp/ingest.yaml" ingest --format jsonl "$tmp/fresh2.jsonl" >/dev/null
+MNEMO_DB=$operator "$ctl" refresh >/dev/null
+job2=$(sql "select id from mnemo.jobs where kind = 'refresh' and state in ('queued', 'running')")
+# kill -9 of the worker: the attempt fails and is retried
+until_true 120 pgrep -f "finetune --spec $tmp/data/jobs/$job2/" || fail "refresh 2 did not fine-tune"
+pkill -9 -f "finetune --spec $tmp/data/jobs/$job2/"
+until_true 60 is "select attempt > 1 and state = 'running' from mnemo.jobs where id = $job2" t ||
+  fail "the killed worker's job was not retried"
+grep -q 'mnemo exited with 137' "$tmp/d3.log" || fail "the worker's death was not recorded"
+# PostgreSQL restarted mid-job: the daemon reconnects and carries on
+"$here/scripts/pg" stop "$pg" >/dev/null
+"$here/scripts/pg" start "$pg" >/dev/null
+until_true 180 is "select state from mnemo.jobs where id = $job2" succeeded || fail "refresh 2 did not finish"
+grep -q 'database unreachable\|work connection dropped\|lock connection dropped' "$tmp/d3.log" ||
+  fail "the restart went unnoticed"
+cand2=$(sql "select ckpt_id from mnemo.jobs where id = $job2")
+is "select state from mnemo.checkpoints where id = $cand2" rejected || fail "a wrecked candidate was not rejected"
+is "select count(*) > 0 from mnemo.verdicts where ckpt_id = $cand2 and outcome = 'fail'" t ||
+  fail "no failing language recorded"
+"$ctl" show "$cand2" >"$tmp/show2.txt" || fail "mnemoctl show $cand2"
+# the verdict table lists failing languages before passing ones
+awk '$2 == "pass" { p = 1 } $2 == "fail" { f = 1; if (p) bad = 1 } END { exit bad || !f }' \
+  "$tmp/show2.txt" || fail "show: failing languages not first: $(cat "$tmp/show2.txt")"
+is "select count(*) from mnemo.documents where split = 'train' and consumed_by is null" \
+  "$(sql "select count(*) from mnemo.documents where split = 'train' and lang = 'ell' and id > (select watermark from mnemo.checkpoints where id = $cand)")" ||
+  fail "a rejected candidate consumed documents"
+until_true 60 grep -q '"type": "candidate_rejected".*"status": 200' "$tmp/hooks.jsonl" ||
+  fail "no candidate_rejected webhook"
+
+# cancel of a running job: a long fine-tune (the new config taken by SIGHUP) is stopped
+sed -i 's/steps: 400,/steps: 100000,/' "$tmp/mnemo.yaml"
+kill -HUP "$daemon"
+until_true 10 grep -q 'config reloaded' "$tmp/d3.log" || fail "SIGHUP did not reload"
+MNEMO_DB=$operator "$ctl" refresh >/dev/null
+job3=$(sql "select id from mnemo.jobs where kind = 'refresh' and state in ('queued', 'running')")
+until_true 60 pgrep -f "finetune --spec $tmp/data/jobs/$job3/" || fail "refresh 3 did not fine-tune"
+MNEMO_DB=$operator "$ctl" cancel "$job3" >/dev/null || fail "cancel"
+until_true 30 is "select state from mnemo.jobs where id = $job3" cancelled || fail "not cancelled"
+is "select state from mnemo.checkpoints where job_id = $job3" failed || fail "the cancelled candidate is not failed"
+
+# rollback: the base is production again, the documents it did not absorb are fresh again
+MNEMO_DB=$daemon_db "$ctl" rollback --note "no" 2>/dev/null && fail "the daemon's role rolled back"
+MNEMO_DB=$operator "$ctl" rollback --note "undo the test promotion" >/dev/null || fail "rollback"
+is "select state from mnemo.checkpoints where id = $cand" retired || fail "not retired"
+is "select count(*) from mnemo.documents where consumed_by = $cand" 0 || fail "documents still consumed"
+is "select count(*) from mnemo.events where kind = 'rolled_back' and actor = 'op_login'" 1 ||
+  fail "no audit row for the rollback"
+
+kill -TERM "$daemon"
+wait "$daemon" || fail "mnemod did not exit 0"
+echo "ok: refresh, kill -9 of daemon and worker, restart of PostgreSQL, approval, promotion, webhooks, rejection, cancel, rollback"
