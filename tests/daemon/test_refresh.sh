@@ -232,7 +232,20 @@ until_true 10 grep -q 'config reloaded' "$tmp/d3.log" || fail "SIGHUP did not re
 MNEMO_DB=$operator "$ctl" refresh >/dev/null
 job3=$(sql "select id from mnemo.jobs where kind = 'refresh' and state in ('queued', 'running')")
 until_true 60 pgrep -f "finetune --spec $tmp/data/jobs/$job3/" || fail "refresh 3 did not fine-tune"
+# SIGTERM mid-job: the worker saves, the job goes back to the queue without spending an attempt
+attempt3=$(sql "select attempt from mnemo.jobs where id = $job3")
+kill -TERM "$daemon"
+wait "$daemon" || fail "mnemod did not exit 0 on SIGTERM during a job"
+is "select state || ' ' || attempt from mnemo.jobs where id = $job3" "queued $((attempt3 - 1))" ||
+  fail "after SIGTERM: $(sql "select state || ' ' || attempt from mnemo.jobs where id = $job3")"
+[ -L "$tmp/data/jobs/$job3/candidate/model.safetensors" ] || fail "the worker saved nothing on SIGTERM"
+gone "finetune --spec $tmp/data/jobs/$job3/" || fail "the worker outlived SIGTERM"
+start_daemon d4
+until_true 60 grep -qE '^== attempt [0-9]+ step finetune:.*--resume' "$tmp/data/jobs/$job3/worker.log" ||
+  fail "refresh 3 did not resume after SIGTERM"
+until_true 60 pgrep -f "finetune --spec $tmp/data/jobs/$job3/" || fail "refresh 3 did not fine-tune again"
 MNEMO_DB=$operator "$ctl" cancel "$job3" >/dev/null || fail "cancel"
+until_true 30 gone "finetune --spec $tmp/data/jobs/$job3/" || fail "cancel did not stop the worker"
 until_true 30 is "select state from mnemo.jobs where id = $job3" cancelled || fail "not cancelled"
 is "select state from mnemo.checkpoints where job_id = $job3" failed || fail "the cancelled candidate is not failed"
 
