@@ -195,10 +195,16 @@ is "select count(*) from mnemo.outbox where state = 'pending'" 0 || fail "webhoo
 kill -TERM "$daemon"
 wait "$daemon" || fail "mnemod did not exit 0 on SIGTERM"
 sed -i 's/steps: 1500, lr: 0.002/steps: 400, lr: 0.05/; s/tolerance: 10,/tolerance: 0,/' "$tmp/mnemo.yaml"
+# this time the fresh data ask for the refresh: 2,000 bytes in one language are enough
+echo 'schedule: {min_fresh_language_bytes: 2000}' >>"$tmp/mnemo.yaml"
 start_daemon d3
+until_true 20 grep -q 'msg=leader' "$tmp/d3.log" || fail "mnemod did not lead"
 "$ctl" --config "$tmp/ingest.yaml" ingest --format jsonl "$tmp/fresh2.jsonl" >/dev/null
-MNEMO_DB=$operator "$ctl" refresh >/dev/null
+until_true 20 is "select count(*) from mnemo.jobs where kind = 'refresh' and state in ('queued', 'running')" 1 ||
+  fail "fresh data did not request a refresh"
 job2=$(sql "select id from mnemo.jobs where kind = 'refresh' and state in ('queued', 'running')")
+is "select reason like '%ell%' from mnemo.jobs where id = $job2" t ||
+  fail "refresh 2's reason: $(sql "select reason from mnemo.jobs where id = $job2")"
 # kill -9 of the worker: the attempt fails and is retried
 until_true 120 pgrep -f "finetune --spec $tmp/data/jobs/$job2/" || fail "refresh 2 did not fine-tune"
 pkill -9 -f "finetune --spec $tmp/data/jobs/$job2/"
