@@ -63,7 +63,7 @@ typedef struct mn_config {
   struct {
     char *data_dir, *worker;
     int64_t lease_s, max_attempts, retry_backoff_s, step_timeout_s, keep_failed_mb;
-    int64_t fisher_windows, replay_capacity, eval_items;
+    int64_t fisher_windows, replay_capacity, eval_items, eval_item_bytes;
   } daemon;
   struct {
     char *url, *secret;

@@ -176,6 +176,10 @@ static const mn_config_key keys[] = {
             "windows per language in a replay store the daemon builds", daemon.replay_capacity),
     INT_KEY("daemon.eval_items", "200", 1, 1000000, false,
             "held-out documents per language in a refresh's evaluation set", daemon.eval_items),
+    INT_KEY("daemon.eval_item_bytes", "0", 0, 1073741824, false,
+            "score only the first bytes of each held-out document (cut at a character; 0: all "
+            "of it): equal-sized items, and a cost that does not grow with document length",
+            daemon.eval_item_bytes),
 
     STR_KEY("webhooks.url", "", true, false,
             "where events are POSTed (Standard Webhooks); empty: they stay in the outbox",

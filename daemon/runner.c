@@ -502,6 +502,8 @@ static mn_status st_evalset(runner *r, PGconn *c, bool *spawned, mn_error *err)
   arg(r, base);
   arg(r, "--max-items");
   arg_int(r, r->cfg->daemon.eval_items);
+  arg(r, "--max-item-bytes");
+  arg_int(r, r->cfg->daemon.eval_item_bytes);
   arg(r, "--out");
   arg(r, out);
   arg(r, held);

@@ -202,6 +202,13 @@ static mn_status add_heldout(json_t *r, const char *file, int64_t ln, void *ctx,
     item_free(&it);
     return rc;
   }
+  if (c->src->max_item_bytes > 0 && it.len > (size_t)c->src->max_item_bytes) {
+    size_t cut = (size_t)c->src->max_item_bytes; /* back to the start of a character */
+    while (cut > 0 && ((unsigned char)it.text[cut] & 0xC0) == 0x80)
+      cut--;
+    it.len = cut;
+    it.text[cut] = 0;
+  }
   (void)file, (void)ln;
   return push(c->s, &c->cap, &it, err);
 }
@@ -435,6 +442,8 @@ mn_status evalset_build(const evalset_sources *src, const char *out, evalset_cou
   json_t *hdr = json_pack("{s:s, s:i, s:s, s:f, s:I, s:s}", "format", "mnemo-evalset", "version", 1,
                           "reference", src->parallel ? src->reference : "", "heldout_fraction",
                           src->heldout_fraction, "items", (json_int_t)s.n, "sha256", sha);
+  if (hdr && src->max_item_bytes > 0) /* the items are documents' beginnings: say how long */
+    json_object_set_new(hdr, "max_item_bytes", json_integer((json_int_t)src->max_item_bytes));
   char *h = hdr ? json_dumps(hdr, JSON_COMPACT) : NULL;
   json_decref(hdr);
   mn_atomic_file *f;

@@ -103,7 +103,7 @@ typedef struct opts {
   const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags, *store, *previous;
   const char *weighting, *spec, *parallel, *reference, *probes, *sets, *cache, *baseline;
   const char *candidate, *must_improve, *history;
-  int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows, max_items;
+  int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows, max_items, max_item_bytes;
   double temperature, gamma;
   bool per_doc, stages, ewc;
   char **pos;
@@ -163,6 +163,8 @@ static int parse(int argc, char **argv, opts *o)
       s = &o->history;
     else if (strcmp(a, "--max-items") == 0)
       n = &o->max_items;
+    else if (strcmp(a, "--max-item-bytes") == 0)
+      n = &o->max_item_bytes;
     else if (strcmp(a, "--tokens") == 0)
       n = &o->tokens;
     else if (strcmp(a, "--max-tokens") == 0)
@@ -997,7 +999,8 @@ static int cmd_evalset(worker *w, opts *o)
                          .reference = o->reference ? o->reference : w->cfg.guards.parity_reference,
                          .probes = o->probes,
                          .tags = o->tags || o->checkpoint ? &tags : NULL,
-                         .max_items = o->max_items};
+                         .max_items = o->max_items,
+                         .max_item_bytes = o->max_item_bytes};
   evalset_counts n;
   if (evalset_build(&src, o->out, &n, &err) != MN_OK) return fail(&err);
   emit(json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "event", "evalset",
@@ -1885,7 +1888,7 @@ static void help(FILE *f)
           "                       item), cached per (checkpoint, set version)\n"
           "  evalset --out SET [--tags TSV | --checkpoint CKPT] [--parallel FILE [--reference L]]\n"
           "          [--probes FILE]"
-          " [--max-items N] [HELDOUT.jsonl...]\n"
+          " [--max-items N] [--max-item-bytes B] [HELDOUT.jsonl...]\n"
           "                       a versioned, checksummed evaluation set: held-out documents\n"
           "                       (the ingest split only), parallel items, report probes\n"
           "  guard --baseline CKPT --candidate CKPT --sets SET[,SET] [--cache DIR]\n"

@@ -308,6 +308,8 @@ typedef struct evalset_sources {
                             * "fixed_bits"?}, or NULL */
   const tok_tags *tags;    /* only these languages (NULL: all) */
   int64_t max_items;       /* held-out documents per language (0: all) */
+  int64_t max_item_bytes;  /* a held-out document's first bytes only, cut at a character
+                            * boundary (0: all of it) */
 } evalset_sources;
 
 typedef struct evalset_counts {

@@ -62,6 +62,24 @@ tac "$tmp/all.jsonl" >"$tmp/rev.jsonl" # the same documents in another order: th
 m evalset --tags "$tmp/tags.tsv" --parallel "$tmp/parallel.jsonl" --probes "$tmp/probes.jsonl" \
   --out "$tmp/set2" "$tmp/rev.jsonl" >/dev/null
 cmp -s "$tmp/set" "$tmp/set2" || fail "the same documents in another order made another set"
+# --max-item-bytes: each held-out item is its document's beginning, cut at a character (the
+# Greek and Cyrillic letters are two bytes: 41 falls inside one)
+m evalset --tags "$tmp/tags.tsv" --max-item-bytes 41 --out "$tmp/short" "$tmp/all.jsonl" >/dev/null
+python3 - "$tmp/short" "$tmp/all.jsonl" <<'PY' || fail "--max-item-bytes"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+docs = [json.loads(l)["text"] for l in open(sys.argv[2], encoding="utf-8")]
+items = [r for r in rows[1:] if r["kind"] == "heldout"]
+assert rows[0]["max_item_bytes"] == 41 and len(items) > 100, rows[0]
+by_start = {}
+for d in docs:
+    by_start.setdefault(d.encode()[:41], d.encode())
+for it in items:
+    b = it["text"].encode()
+    d = next(v for k, v in by_start.items() if k.startswith(b))
+    assert b == d[:41].decode("utf-8", "ignore").encode(), (b, d[:41])  # longest whole prefix
+assert any(len(it["text"].encode()) == 40 for it in items), "no item was cut back"
+PY
 # a bad record: refused with its file and line, and the set already there is untouched
 cp "$tmp/set" "$tmp/set.before"
 printf '{"lang": "ell", "text": ""}\n' >>"$tmp/rev.jsonl"
