@@ -129,11 +129,14 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
   if (db_exec(conn, "COMMIT", &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
   if (c->json)
     ctl_print_json(json_pack("{s:I, s:s}", "checkpoint", (json_int_t)id, "dir", dir));
-  else
-    printf("checkpoint %lld is production (%s)%s\n", (long long)id, dir,
-           c->a.replay && c->a.fisher
-               ? ""
-               : "; its replay store and Fisher are built by the first refresh");
+  else {
+    const char *later = c->a.replay && c->a.fisher ? ""
+                        : c->a.replay ? "; its Fisher is estimated by the first refresh"
+                        : c->a.fisher
+                            ? "; its replay store is filled by the first refresh"
+                            : "; its replay store and Fisher are built by the first refresh";
+    printf("checkpoint %lld is production (%s)%s\n", (long long)id, dir, later);
+  }
   return done(conn, res, &err, CTL_EXIT_OK);
 }
 
