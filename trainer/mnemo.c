@@ -21,6 +21,7 @@
 #include "configs/config.h"
 #include "guards/verdict.h"
 #include "replay/replay.h"
+#include "trainer/lid.h"
 #include "trainer/trainer.h"
 
 #include <errno.h>
@@ -102,10 +103,11 @@ static double peak_rss_mb(void)
 typedef struct opts {
   const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags, *store, *previous;
   const char *weighting, *spec, *parallel, *reference, *probes, *sets, *cache, *baseline;
-  const char *candidate, *must_improve, *history;
+  const char *candidate, *must_improve, *history, *model;
   int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows, max_items, max_item_bytes;
+  int64_t max_bytes;
   double temperature, gamma;
-  bool per_doc, stages, ewc;
+  bool per_doc, stages, ewc, json;
   char **pos;
   int npos;
 } opts;
@@ -165,6 +167,10 @@ static int parse(int argc, char **argv, opts *o)
       n = &o->max_items;
     else if (strcmp(a, "--max-item-bytes") == 0)
       n = &o->max_item_bytes;
+    else if (strcmp(a, "--max-bytes") == 0)
+      n = &o->max_bytes;
+    else if (strcmp(a, "--model") == 0)
+      s = &o->model;
     else if (strcmp(a, "--tokens") == 0)
       n = &o->tokens;
     else if (strcmp(a, "--max-tokens") == 0)
@@ -183,6 +189,9 @@ static int parse(int argc, char **argv, opts *o)
       continue;
     } else if (strcmp(a, "--ewc") == 0) {
       o->ewc = true;
+      continue;
+    } else if (strcmp(a, "--json") == 0) {
+      o->json = true;
       continue;
     } else if (strcmp(a, "--temperature") == 0 || strcmp(a, "--gamma") == 0) {
       bool temp = a[2] == 't';
@@ -1868,6 +1877,107 @@ static int cmd_replay(worker *w, opts *o)
   return usage("replay wants absorb or verify, got \"%s\"", sub);
 }
 
+/* ---------------------------------------------------------------- lid */
+
+static int cmd_lid_train(opts *o)
+{
+  if (!o->out || o->npos < 2)
+    return usage("lid train needs --out MODEL and at least one JSONL file of {\"lang\", \"text\"}");
+  mn_error err = {0};
+  lid_model *m = NULL;
+  double t0 = mn_monotonic_ms();
+  if (lid_train((const char *const *)o->pos + 1, o->npos - 1, o->max_bytes, &m, &err) != MN_OK ||
+      lid_save(m, o->out, &err) != MN_OK) {
+    lid_free(m);
+    return fail(&err);
+  }
+  emit(json_pack("{s:s, s:s, s:i, s:f}", "event", "lid_train", "out", o->out, "languages",
+                 lid_languages(m), "seconds", (mn_monotonic_ms() - t0) / 1e3));
+  lid_free(m);
+  return EXIT_OK;
+}
+
+/* lid_line -- one text: a JSONL record's "text" (and "id") or the line itself */
+static void lid_line(const lid_model *m, char *line, size_t n, int64_t ln, bool json)
+{
+  while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+    line[--n] = 0;
+  json_t *rec = n && line[0] == '{' ? json_loadb(line, n, 0, NULL) : NULL;
+  const char *text = line;
+  size_t len = n;
+  if (rec) {
+    json_t *t = json_object_get(rec, "text");
+    text = json_string_value(t) ? json_string_value(t) : "";
+    len = json_string_length(t);
+  }
+  json_t *id = rec ? json_object_get(rec, "id") : NULL;
+  size_t bad = 0;
+  mn_utf8_problem up = mn_utf8_check(text, len, &bad);
+  lid_result r;
+  if (up == MN_UTF8_OK) lid_classify(m, text, len, &r);
+  if (json) {
+    json_t *o = json_pack("{s:I}", "line", (json_int_t)ln);
+    if (id) json_object_set(o, "id", id);
+    if (up != MN_UTF8_OK) {
+      char why[96];
+      snprintf(why, sizeof why, "invalid text: %s at byte %zu", mn_utf8_problem_str(up), bad);
+      json_object_set_new(o, "lang", json_string("und"));
+      json_object_set_new(o, "error", json_string(why));
+    } else {
+      json_t *sp = json_array();
+      for (int i = 0; i < r.nspans; i++)
+        json_array_append_new(sp, json_pack("{s:s, s:I, s:I}", "lang", r.spans[i].lang, "start",
+                                            (json_int_t)r.spans[i].start, "end",
+                                            (json_int_t)r.spans[i].end));
+      json_t *res = json_pack("{s:s, s:f, s:s, s:f, s:f, s:b, s:o}", "lang", r.lang, "confidence",
+                              r.confidence, "second", r.second, "second_confidence",
+                              r.second_confidence, "fit", r.fit, "mixed", r.mixed, "spans", sp);
+      json_object_update(o, res);
+      json_decref(res);
+    }
+    emit(o);
+  } else if (up != MN_UTF8_OK) {
+    printf("und\t0.000\tinvalid text: %s at byte %zu\n", mn_utf8_problem_str(up), bad);
+  } else {
+    printf("%s\t%.3f", r.lang, r.confidence);
+    if (r.mixed) {
+      printf("\tmixed:");
+      for (int i = 0; i < r.nspans; i++)
+        printf(" %s[%zu,%zu)", r.spans[i].lang, r.spans[i].start, r.spans[i].end);
+    }
+    printf("\n");
+  }
+  json_decref(rec);
+}
+
+static int cmd_lid(worker *w, opts *o)
+{
+  if (o->npos > 0 && strcmp(o->pos[0], "train") == 0) return cmd_lid_train(o);
+  if (!o->model || o->npos > 1)
+    return usage("lid needs --model MODEL (from \"mnemo lid train\") and at most one FILE");
+  mn_error err = {0};
+  lid_model *m = NULL;
+  if (lid_load(o->model, &m, &err) != MN_OK) return fail(&err);
+  FILE *f = o->npos ? fopen(o->pos[0], "r") : stdin;
+  if (!f) {
+    lid_free(m);
+    mn_error_set(&err, MN_ERR_IO, "cannot open \"%s\": %s", o->pos[0], strerror(errno));
+    return fail(&err);
+  }
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t got;
+  int64_t ln = 0;
+  while ((got = getline(&line, &cap, f)) > 0)
+    lid_line(m, line, (size_t)got, ++ln, w->json || o->json);
+  int code = ferror(f) ? EXIT_FAIL : EXIT_OK;
+  if (code != EXIT_OK) fprintf(stderr, "mnemo: cannot read %s\n", o->npos ? o->pos[0] : "stdin");
+  free(line);
+  if (f != stdin) fclose(f);
+  lid_free(m);
+  return code;
+}
+
 /* ---------------------------------------------------------------- main */
 
 static void help(FILE *f)
@@ -1894,6 +2004,11 @@ static void help(FILE *f)
           "  guard --baseline CKPT --candidate CKPT --sets SET[,SET] [--cache DIR]\n"
           "        [--must-improve L,L] [--history VERDICT,...] [--out VERDICT.json]\n"
           "                       every per-language guard (guards.*): exit 0 pass, 3 fail\n"
+          "  lid train --out MODEL [--max-bytes N] TRAIN.jsonl...\n"
+          "                       a language identifier from {\"lang\", \"text\"} records\n"
+          "  lid --model MODEL [--json] [FILE]\n"
+          "                       the language of each line (or JSONL \"text\"), its\n"
+          "                       confidence, and the spans of a code-switched text\n"
           "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
           "           [--temperature T] [--top-k K] [--seed S]\n"
           "  bench [--steps N] [--stages] [--ewc]\n"
@@ -1990,6 +2105,8 @@ int main(int argc, char **argv)
     code = cmd_fisher(&w, &o);
   } else if (strcmp(cmd, "finetune") == 0) {
     code = cmd_finetune(&w, &o);
+  } else if (strcmp(cmd, "lid") == 0) {
+    code = cmd_lid(&w, &o);
   } else if (strcmp(cmd, "export-hf") == 0 || strcmp(cmd, "import-llmc") == 0) {
     bool exp = cmd[0] == 'e';
     if (o.npos != 2) {
