@@ -196,7 +196,7 @@ static bool take_notifies(daemon_state *st, PGconn *work)
   bool docs = false, jobs = false;
   while ((nt = PQnotifies(work)) != NULL) {
     mn_log(strcmp(nt->relname, "mnemo_outbox") == 0 ? MN_LOG_DEBUG : MN_LOG_INFO, "wake",
-           MN_KV_S("channel", nt->relname), MN_KV_S("table", nt->extra));
+           MN_KV_S("channel", nt->relname), MN_KV_S("payload", nt->extra));
     if (strcmp(nt->relname, "mnemo_jobs") == 0) jobs = true;
     if (strcmp(nt->relname, "mnemo_outbox") == 0) outbox_wake(st->hooks);
     if (strcmp(nt->relname, "mnemo_documents") == 0) docs = true;
