@@ -350,9 +350,9 @@ static int cmd_show(ctl *c, int argc, char **argv)
                 " coalesce(to_char(100 * change, 'FMS990.00') || '%', '') AS change,"
                 " coalesce('[' || to_char(100 * low, 'FMS990.00') || '%, ' ||"
                 "   to_char(100 * high, 'FMS990.00') || '%]', reason) AS interval"
-                " FROM mnemo.verdicts WHERE ckpt_id = $1::bigint"
-                " ORDER BY CASE outcome WHEN 'fail' THEN 0 WHEN 'pass' THEN 2 ELSE 1 END,"
-                " change DESC NULLS LAST, lang",
+                " FROM mnemo.verdicts v WHERE ckpt_id = $1::bigint"
+                " ORDER BY CASE v.outcome WHEN 'fail' THEN 0 WHEN 'pass' THEN 2 ELSE 1 END,"
+                " v.change DESC NULLS LAST, v.lang", /* v.: the numbers, not the text columns */
                 1, p, &res, "could not read the verdict", &err) != MN_OK)
     return done(conn, res, &err, CTL_EXIT_FAIL);
   if (PQntuples(res) > 0) print_rows(c, res);
