@@ -26,7 +26,7 @@ static mn_status exists(PGconn *conn, const char *sql, const char *param, bool *
                         const char *what, mn_error *err)
 {
   PGresult *res = NULL;
-  mn_status rc = ctl_query(conn, sql, 1, &param, &res, what, err);
+  mn_status rc = db_query(conn, sql, 1, &param, &res, what, err);
   if (rc == MN_OK) *found = PQntuples(res) > 0;
   PQclear(res);
   return rc;
@@ -64,14 +64,14 @@ static int cmd_lang_add(ctl *c, int argc, char **argv)
   /* adding a language again keeps its tag id (and its name unless --name is given);
    * the script may be corrected; --disabled disables it */
   const char *params[] = {code, c->a.name, c->a.script, c->a.disabled ? "false" : "true"};
-  if (ctl_query(conn,
-                "INSERT INTO mnemo.languages (code, name, script, enabled)"
-                " SELECT $1, coalesce($2, i.name), $3, $4 FROM mnemo.iso639_3 i WHERE i.code = $1"
-                " ON CONFLICT (code) DO UPDATE SET script = EXCLUDED.script,"
-                "   name = CASE WHEN $2::text IS NULL THEN languages.name ELSE EXCLUDED.name END,"
-                "   enabled = languages.enabled AND EXCLUDED.enabled"
-                " RETURNING code, name, script, enabled, tag_id",
-                4, params, &res, "could not add the language", &err) != MN_OK)
+  if (db_query(conn,
+               "INSERT INTO mnemo.languages (code, name, script, enabled)"
+               " SELECT $1, coalesce($2, i.name), $3, $4 FROM mnemo.iso639_3 i WHERE i.code = $1"
+               " ON CONFLICT (code) DO UPDATE SET script = EXCLUDED.script,"
+               "   name = CASE WHEN $2::text IS NULL THEN languages.name ELSE EXCLUDED.name END,"
+               "   enabled = languages.enabled AND EXCLUDED.enabled"
+               " RETURNING code, name, script, enabled, tag_id",
+               4, params, &res, "could not add the language", &err) != MN_OK)
     goto fail;
   if (c->json)
     ctl_print_json(json_pack("{s:s, s:s, s:s, s:b, s:I}", "code", PQgetvalue(res, 0, 0), "name",
@@ -99,8 +99,8 @@ static int set_enabled(ctl *c, int argc, char **argv, bool enabled)
   if (argc != 1) return ctl_usage("lang %s takes exactly one CODE", enabled ? "enable" : "disable");
   if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
   const char *params[] = {argv[0], enabled ? "true" : "false"};
-  if (ctl_query(conn, "UPDATE mnemo.languages SET enabled = $2 WHERE code = $1 RETURNING code", 2,
-                params, &res, "could not change the language", &err) != MN_OK)
+  if (db_query(conn, "UPDATE mnemo.languages SET enabled = $2 WHERE code = $1 RETURNING code", 2,
+               params, &res, "could not change the language", &err) != MN_OK)
     goto fail;
   if (PQntuples(res) == 0) {
     mn_error_set(&err, MN_ERR_INPUT, "language \"%s\" is not known (mnemoctl lang add)", argv[0]);
@@ -132,14 +132,14 @@ static int cmd_lang_list(ctl *c, int argc, char **argv)
   PGresult *res = NULL;
   if (argc != 0) return ctl_usage("lang list takes no arguments (got \"%s\")", argv[0]);
   if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
-  if (ctl_query(conn,
-                "SELECT l.code, l.name, l.script, l.enabled, l.tag_id,"
-                "       count(d.id) FILTER (WHERE d.split = 'train'),"
-                "       count(d.id) FILTER (WHERE d.split = 'heldout'),"
-                "       coalesce(sum(d.bytes), 0)"
-                "  FROM mnemo.languages l LEFT JOIN mnemo.documents d ON d.lang = l.code"
-                " GROUP BY l.code ORDER BY l.code",
-                0, NULL, &res, "could not list languages", &err) != MN_OK)
+  if (db_query(conn,
+               "SELECT l.code, l.name, l.script, l.enabled, l.tag_id,"
+               "       count(d.id) FILTER (WHERE d.split = 'train'),"
+               "       count(d.id) FILTER (WHERE d.split = 'heldout'),"
+               "       coalesce(sum(d.bytes), 0)"
+               "  FROM mnemo.languages l LEFT JOIN mnemo.documents d ON d.lang = l.code"
+               " GROUP BY l.code ORDER BY l.code",
+               0, NULL, &res, "could not list languages", &err) != MN_OK)
     goto fail;
   int n = PQntuples(res);
   if (c->json) {
@@ -185,11 +185,11 @@ static int cmd_source_add(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
   const char *params[] = {argv[0], c->a.origin ? c->a.origin : "", c->a.licence ? c->a.licence : "",
                           c->a.notes ? c->a.notes : ""};
-  if (ctl_query(conn,
-                "INSERT INTO mnemo.sources (name, origin, licence, notes) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (name) DO UPDATE SET origin = EXCLUDED.origin,"
-                " licence = EXCLUDED.licence, notes = EXCLUDED.notes RETURNING id",
-                4, params, &res, "could not record the source", &err) != MN_OK)
+  if (db_query(conn,
+               "INSERT INTO mnemo.sources (name, origin, licence, notes) VALUES ($1, $2, $3, $4)"
+               " ON CONFLICT (name) DO UPDATE SET origin = EXCLUDED.origin,"
+               " licence = EXCLUDED.licence, notes = EXCLUDED.notes RETURNING id",
+               4, params, &res, "could not record the source", &err) != MN_OK)
     goto fail;
   printf("source %s: id %s\n", argv[0], PQgetvalue(res, 0, 0));
   PQclear(res);
@@ -208,11 +208,11 @@ static int cmd_sources(ctl *c, int argc, char **argv)
   PGresult *res = NULL;
   if (argc != 0) return ctl_usage("sources takes no arguments (got \"%s\")", argv[0]);
   if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
-  if (ctl_query(conn,
-                "SELECT s.name, s.licence, s.origin, count(d.id), coalesce(sum(d.bytes), 0)"
-                "  FROM mnemo.sources s LEFT JOIN mnemo.documents d ON d.source_id = s.id"
-                " GROUP BY s.id ORDER BY s.name",
-                0, NULL, &res, "could not list sources", &err) != MN_OK)
+  if (db_query(conn,
+               "SELECT s.name, s.licence, s.origin, count(d.id), coalesce(sum(d.bytes), 0)"
+               "  FROM mnemo.sources s LEFT JOIN mnemo.documents d ON d.source_id = s.id"
+               " GROUP BY s.id ORDER BY s.name",
+               0, NULL, &res, "could not list sources", &err) != MN_OK)
     goto fail;
   int n = PQntuples(res);
   if (c->json) {
@@ -382,10 +382,10 @@ static int cmd_report(ctl *c, int argc, char **argv)
     goto fail;
   }
   const char *params[] = {c->a.lang, c->a.text, c->a.expected, c->a.context ? c->a.context : "{}"};
-  if (ctl_query(conn,
-                "INSERT INTO mnemo.reports (claimed_lang, text, expected_text, context)"
-                " VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
-                4, params, &res, "could not record the report", &err) != MN_OK)
+  if (db_query(conn,
+               "INSERT INTO mnemo.reports (claimed_lang, text, expected_text, context)"
+               " VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
+               4, params, &res, "could not record the report", &err) != MN_OK)
     goto fail;
   if (c->json)
     ctl_print_json(json_pack("{s:I}", "id", (json_int_t)to_ll(PQgetvalue(res, 0, 0))));
@@ -420,7 +420,7 @@ static int cmd_reports(ctl *c, int argc, char **argv)
   char lim[32];
   snprintf(lim, sizeof lim, "%lld", (long long)limit);
   const char *params[] = {c->a.status, c->a.lang, lim};
-  if (ctl_query(
+  if (db_query(
           conn,
           "SELECT id, claimed_lang, coalesce(detected_lang, ''), status,"
           "       coalesce(severity::text, ''), reporter,"

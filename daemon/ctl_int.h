@@ -74,9 +74,5 @@ MN_NODISCARD mn_status ctl_load_config(ctl *c, mn_error *err);
 MN_NODISCARD mn_status ctl_connect(ctl *c, PGconn **conn /* OUT */, mn_error *err);
 /* ctl_print_json -- print o indented on stdout and release it. */
 void ctl_print_json(json_t *o);
-/* ctl_query -- run a parameterised query; on success *res is the caller's (PQclear). */
-MN_NODISCARD mn_status ctl_query(PGconn *conn, const char *sql, int nparams,
-                                 const char *const *params, PGresult **res /* OUT */,
-                                 const char *what, mn_error *err);
 
 #endif /* MNEMO_CTL_INT_H */

@@ -33,8 +33,8 @@ static mn_status resolve(PGconn *conn, int64_t *id, mn_error *err)
 {
   if (*id > 0) return MN_OK;
   PGresult *r;
-  mn_status rc = ctl_query(conn, "SELECT id FROM mnemo.checkpoints WHERE state = 'production'", 0,
-                           NULL, &r, "could not find the production checkpoint", err);
+  mn_status rc = db_query(conn, "SELECT id FROM mnemo.checkpoints WHERE state = 'production'", 0,
+                          NULL, &r, "could not find the production checkpoint", err);
   if (rc != MN_OK) return rc;
   if (PQntuples(r) == 1) *id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
@@ -96,10 +96,10 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
   if (db_exec(conn, "BEGIN", &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
   const char *p[] = {c->a.trained_on_stored ? "t" : "f", c->a.note ? c->a.note : ""};
-  if (ctl_query(conn,
-                "SELECT mnemo.bootstrap(CASE WHEN $1::bool THEN (SELECT coalesce(max(id), 0)"
-                " FROM mnemo.documents) ELSE 0 END, NULL, $2)",
-                2, p, &res, "could not register the checkpoint", &err) != MN_OK)
+  if (db_query(conn,
+               "SELECT mnemo.bootstrap(CASE WHEN $1::bool THEN (SELECT coalesce(max(id), 0)"
+               " FROM mnemo.documents) ELSE 0 END, NULL, $2)",
+               2, p, &res, "could not register the checkpoint", &err) != MN_OK)
     return done(conn, res, &err, CTL_EXIT_FAIL);
   int64_t id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
   PQclear(res);
@@ -150,8 +150,8 @@ static int cmd_refresh(ctl *c, int argc, char **argv)
   if (argc != 0) return ctl_usage("refresh takes no arguments (got \"%s\")", argv[0]);
   const char *p[] = {c->a.reason ? c->a.reason : "mnemoctl refresh"};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
-      ctl_query(conn, "SELECT mnemo.request_refresh($1)", 1, p, &res, "could not queue a refresh",
-                &err) != MN_OK)
+      db_query(conn, "SELECT mnemo.request_refresh($1)", 1, p, &res, "could not queue a refresh",
+               &err) != MN_OK)
     return done(conn, res, &err, CTL_EXIT_FAIL);
   if (c->json)
     ctl_print_json(json_pack("{s:I}", "job", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
@@ -182,8 +182,8 @@ static int cmd_jobs(ctl *c, int argc, char **argv)
   snprintf(lim, sizeof lim, "%lld", (long long)limit);
   const char *p[] = {lim};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
-      ctl_query(conn, JOBS_SQL " ORDER BY id DESC LIMIT $1::bigint", 1, p, &res,
-                "could not list jobs", &err) != MN_OK)
+      db_query(conn, JOBS_SQL " ORDER BY id DESC LIMIT $1::bigint", 1, p, &res,
+               "could not list jobs", &err) != MN_OK)
     return done(conn, res, &err, CTL_EXIT_FAIL);
   print_rows(c, res);
   return done(conn, res, &err, CTL_EXIT_OK);
@@ -198,8 +198,8 @@ static int cmd_cancel(ctl *c, int argc, char **argv)
   if (argc != 1 || !mn_parse_i64(argv[0], &id)) return ctl_usage("cancel takes one JOB id");
   const char *p[] = {argv[0]};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
-      ctl_query(conn, "SELECT mnemo.cancel_job($1::bigint)", 1, p, &res, "could not cancel",
-                &err) != MN_OK)
+      db_query(conn, "SELECT mnemo.cancel_job($1::bigint)", 1, p, &res, "could not cancel", &err) !=
+          MN_OK)
     return done(conn, res, &err, CTL_EXIT_FAIL);
   printf("job %s: %s\n", argv[0], PQgetvalue(res, 0, 0));
   return done(conn, res, &err, CTL_EXIT_OK);
@@ -224,14 +224,14 @@ static int cmd_status(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
   /* the leader holds the advisory lock 0x6d6e656d6f64 ("mnemod"): classid 0x6d6e, objid
    * 0x656d6f64 */
-  if (ctl_query(conn,
-                "SELECT a.pid, coalesce(a.client_addr::text, 'local'), to_char(a.backend_start"
-                " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM pg_locks l"
-                " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
-                " AND l.granted AND l.classid = 28014 AND l.objid = 1701670756"
-                " AND l.database = (SELECT oid FROM pg_database WHERE datname ="
-                " current_database())",
-                0, NULL, &res, "could not find the leader", &err) != MN_OK)
+  if (db_query(conn,
+               "SELECT a.pid, coalesce(a.client_addr::text, 'local'), to_char(a.backend_start"
+               " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM pg_locks l"
+               " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+               " AND l.granted AND l.classid = 28014 AND l.objid = 1701670756"
+               " AND l.database = (SELECT oid FROM pg_database WHERE datname ="
+               " current_database())",
+               0, NULL, &res, "could not find the leader", &err) != MN_OK)
     return done(conn, res, &err, CTL_EXIT_FAIL);
   json_t *o = json_object();
   if (PQntuples(res) == 1)
@@ -260,7 +260,7 @@ static int cmd_status(ctl *c, int argc, char **argv)
       {"jobs", "jobs in flight", JOBS_SQL " WHERE state IN ('queued', 'running') ORDER BY id"},
   };
   for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-    if (ctl_query(conn, parts[i].sql, 0, NULL, &res, "could not read the status", &err) != MN_OK) {
+    if (db_query(conn, parts[i].sql, 0, NULL, &res, "could not read the status", &err) != MN_OK) {
       json_decref(o);
       return done(conn, res, &err, CTL_EXIT_FAIL);
     }
@@ -297,8 +297,8 @@ static int cmd_candidates(ctl *c, int argc, char **argv)
   PGresult *res = NULL;
   if (argc != 0) return ctl_usage("candidates takes no arguments (got \"%s\")", argv[0]);
   if (ctl_connect(c, &conn, &err) != MN_OK ||
-      ctl_query(conn, CANDIDATES_SQL " WHERE c.job_id IS NOT NULL ORDER BY c.id DESC LIMIT 50", 0,
-                NULL, &res, "could not list candidates", &err) != MN_OK)
+      db_query(conn, CANDIDATES_SQL " WHERE c.job_id IS NOT NULL ORDER BY c.id DESC LIMIT 50", 0,
+               NULL, &res, "could not list candidates", &err) != MN_OK)
     return done(conn, res, &err, CTL_EXIT_FAIL);
   print_rows(c, res);
   return done(conn, res, &err, CTL_EXIT_OK);
@@ -325,11 +325,11 @@ static int cmd_show(ctl *c, int argc, char **argv)
     ctl_print_json(card);
     return done(conn, res, &err, CTL_EXIT_OK);
   }
-  if (ctl_query(conn,
-                "SELECT state, coalesce(parent_id::text, '-'), coalesce(job_id::text, '-'),"
-                " reasons, coalesce(verdict->>'pass', '') FROM mnemo.checkpoints"
-                " WHERE id = $1::bigint",
-                1, p, &res, "could not read the checkpoint", &err) != MN_OK)
+  if (db_query(conn,
+               "SELECT state, coalesce(parent_id::text, '-'), coalesce(job_id::text, '-'),"
+               " reasons, coalesce(verdict->>'pass', '') FROM mnemo.checkpoints"
+               " WHERE id = $1::bigint",
+               1, p, &res, "could not read the checkpoint", &err) != MN_OK)
     return done(conn, res, &err, CTL_EXIT_FAIL);
   if (PQntuples(res) != 1) {
     mn_error_set(&err, MN_ERR_INPUT, "no checkpoint %s", ids);
@@ -343,17 +343,17 @@ static int cmd_show(ctl *c, int argc, char **argv)
   PQclear(res);
   res = NULL;
   /* failing languages first, then those without evidence, then the passes; worst first */
-  if (ctl_query(conn,
-                "SELECT lang, outcome, items,"
-                " coalesce(to_char(baseline_bpb, 'FM990.000'), '') AS baseline,"
-                " coalesce(to_char(candidate_bpb, 'FM990.000'), '') AS candidate,"
-                " coalesce(to_char(100 * change, 'FMS990.00') || '%', '') AS change,"
-                " coalesce('[' || to_char(100 * low, 'FMS990.00') || '%, ' ||"
-                "   to_char(100 * high, 'FMS990.00') || '%]', reason) AS interval"
-                " FROM mnemo.verdicts v WHERE ckpt_id = $1::bigint"
-                " ORDER BY CASE v.outcome WHEN 'fail' THEN 0 WHEN 'pass' THEN 2 ELSE 1 END,"
-                " v.change DESC NULLS LAST, v.lang", /* v.: the numbers, not the text columns */
-                1, p, &res, "could not read the verdict", &err) != MN_OK)
+  if (db_query(conn,
+               "SELECT lang, outcome, items,"
+               " coalesce(to_char(baseline_bpb, 'FM990.000'), '') AS baseline,"
+               " coalesce(to_char(candidate_bpb, 'FM990.000'), '') AS candidate,"
+               " coalesce(to_char(100 * change, 'FMS990.00') || '%', '') AS change,"
+               " coalesce('[' || to_char(100 * low, 'FMS990.00') || '%, ' ||"
+               "   to_char(100 * high, 'FMS990.00') || '%]', reason) AS interval"
+               " FROM mnemo.verdicts v WHERE ckpt_id = $1::bigint"
+               " ORDER BY CASE v.outcome WHEN 'fail' THEN 0 WHEN 'pass' THEN 2 ELSE 1 END,"
+               " v.change DESC NULLS LAST, v.lang", /* v.: the numbers, not the text columns */
+               1, p, &res, "could not read the verdict", &err) != MN_OK)
     return done(conn, res, &err, CTL_EXIT_FAIL);
   if (PQntuples(res) > 0) print_rows(c, res);
   return done(conn, res, &err, CTL_EXIT_OK);
@@ -413,7 +413,7 @@ static int decide(ctl *c, int argc, char **argv, const char *fn)
   char sql[96], what[64];
   snprintf(sql, sizeof sql, "SELECT mnemo.%s($1::bigint, $2)", fn);
   snprintf(what, sizeof what, "could not %s checkpoint %s", fn, argv[0]);
-  if (ctl_connect(c, &conn, &err) != MN_OK || ctl_query(conn, sql, 2, p, &res, what, &err) != MN_OK)
+  if (ctl_connect(c, &conn, &err) != MN_OK || db_query(conn, sql, 2, p, &res, what, &err) != MN_OK)
     return done(conn, res, &err, CTL_EXIT_FAIL);
   if (strcmp(fn, "approve") == 0)
     printf("checkpoint %s approved; promotion job %s queued\n", argv[0], PQgetvalue(res, 0, 0));
@@ -440,8 +440,8 @@ static int cmd_rollback(ctl *c, int argc, char **argv)
   if (argc != 0) return ctl_usage("rollback takes no arguments (got \"%s\")", argv[0]);
   if (!c->a.note || !*c->a.note) return ctl_usage("rollback needs --note (why)");
   const char *p[] = {c->a.note};
-  if (ctl_connect(c, &conn, &err) != MN_OK || ctl_query(conn, "SELECT mnemo.rollback($1)", 1, p,
-                                                        &res, "could not roll back", &err) != MN_OK)
+  if (ctl_connect(c, &conn, &err) != MN_OK ||
+      db_query(conn, "SELECT mnemo.rollback($1)", 1, p, &res, "could not roll back", &err) != MN_OK)
     return done(conn, res, &err, CTL_EXIT_FAIL);
   printf("checkpoint %s is production again\n", PQgetvalue(res, 0, 0));
   return done(conn, res, &err, CTL_EXIT_OK);

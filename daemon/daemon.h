@@ -37,6 +37,12 @@ mn_status db_error(PGconn *conn, const PGresult *res, const char *what, mn_error
 /* db_exec -- run a command without parameters or rows; MN_ERR_DB on failure. */
 MN_NODISCARD mn_status db_exec(PGconn *conn, const char *sql, mn_error *err);
 
+/* db_query -- run a parameterised statement; on success *res is the caller's (PQclear),
+ * on failure MN_ERR_DB as "what: server message" and *res is NULL. */
+MN_NODISCARD mn_status db_query(PGconn *conn, const char *sql, int nparams,
+                                const char *const *params, PGresult **res /* OUT */,
+                                const char *what, mn_error *err);
+
 /* ---------------------------------------------------------------- migrations */
 
 #define MIGRATE_LOCK_KEY 0x6d6e656d6f4d4752LL /* "mnemoMGR": the advisory lock of migrators */

@@ -109,3 +109,15 @@ mn_status db_exec(PGconn *conn, const char *sql, mn_error *err)
   PQclear(res);
   return rc;
 }
+
+mn_status db_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                   PGresult **res, const char *what, mn_error *err)
+{
+  *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+  ExecStatusType st = PQresultStatus(*res);
+  if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return MN_OK;
+  mn_status rc = db_error(conn, *res, what, err);
+  PQclear(*res);
+  *res = NULL;
+  return rc;
+}

@@ -8,19 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* q -- a parameterised statement; on success *res is the caller's */
-static mn_status q(PGconn *c, const char *sql, int n, const char *const *p, PGresult **res,
-                   const char *what, mn_error *err)
-{
-  *res = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
-  ExecStatusType st = PQresultStatus(*res);
-  if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return MN_OK;
-  mn_status rc = db_error(c, *res, what, err);
-  PQclear(*res);
-  *res = NULL;
-  return rc;
-}
-
 static int64_t i64(const PGresult *r, int row, int col)
 {
   return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
@@ -37,16 +24,16 @@ mn_status jobs_claim(PGconn *c, const char *owner, const mn_config *cfg, mn_job 
   const char *p[] = {owner, lease, maxa};
   PGresult *r;
   /* promotions first: an approved candidate should not wait behind a refresh */
-  mn_status rc =
-      q(c,
-        "UPDATE mnemo.jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1,"
-        " lease_until = now() + make_interval(secs => $2::int), heartbeat_at = now(),"
-        " started_at = coalesce(started_at, now()),"
-        " max_attempts = CASE WHEN attempt = 0 THEN $3::int ELSE max_attempts END"
-        " WHERE id = (SELECT id FROM mnemo.jobs WHERE state = 'queued' AND run_after <= now()"
-        "             ORDER BY kind = 'promote' DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-        " RETURNING id, kind, ckpt_id, attempt, max_attempts, watermark, cancel_requested",
-        3, p, &r, "claim a job", err);
+  mn_status rc = db_query(
+      c,
+      "UPDATE mnemo.jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1,"
+      " lease_until = now() + make_interval(secs => $2::int), heartbeat_at = now(),"
+      " started_at = coalesce(started_at, now()),"
+      " max_attempts = CASE WHEN attempt = 0 THEN $3::int ELSE max_attempts END"
+      " WHERE id = (SELECT id FROM mnemo.jobs WHERE state = 'queued' AND run_after <= now()"
+      "             ORDER BY kind = 'promote' DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+      " RETURNING id, kind, ckpt_id, attempt, max_attempts, watermark, cancel_requested",
+      3, p, &r, "claim a job", err);
   if (rc != MN_OK) return rc;
   *got = PQntuples(r) == 1;
   if (*got) {
@@ -72,16 +59,17 @@ static mn_status after_final_failure(PGconn *c, int64_t job, int64_t ckpt, const
   FMT_I64(cs, ckpt);
   const char *p[] = {cs, js, why};
   PGresult *r;
-  mn_status rc = q(c,
-                   "SELECT mnemo.log_event('job_failed', nullif($1::bigint, 0), $2::bigint,"
-                   " jsonb_build_object('error', $3::text))",
-                   3, p, &r, "record a failed job", err);
+  mn_status rc = db_query(c,
+                          "SELECT mnemo.log_event('job_failed', nullif($1::bigint, 0), $2::bigint,"
+                          " jsonb_build_object('error', $3::text))",
+                          3, p, &r, "record a failed job", err);
   PQclear(r);
   if (rc == MN_OK && ckpt && strcmp(kind, "refresh") == 0) {
-    rc = q(c,
-           "SELECT mnemo.checkpoint_advance(id, 'failed', $2::text, NULL, NULL)"
-           " FROM mnemo.checkpoints WHERE id = $1::bigint AND state IN ('training', 'candidate')",
-           2, (const char *[]){cs, why}, &r, "mark the refresh's checkpoint failed", err);
+    rc = db_query(
+        c,
+        "SELECT mnemo.checkpoint_advance(id, 'failed', $2::text, NULL, NULL)"
+        " FROM mnemo.checkpoints WHERE id = $1::bigint AND state IN ('training', 'candidate')",
+        2, (const char *[]){cs, why}, &r, "mark the refresh's checkpoint failed", err);
     PQclear(r);
   }
   return rc;
@@ -105,13 +93,14 @@ mn_status jobs_reap(PGconn *c, const char *owner, int64_t running, const mn_conf
   *n = 0;
   mn_status rc = db_exec(c, "BEGIN", err);
   if (rc != MN_OK) return rc;
-  rc = q(c,
-         "UPDATE mnemo.jobs SET" FAIL_SET ","
-         " error = 'taken back: ' || coalesce(lease_owner, '?') || ' stopped renewing its lease'"
-         " WHERE state = 'running' AND id <> $2::bigint"
-         "   AND (lease_until < now() OR lease_owner = $1)"
-         " RETURNING id, kind, coalesce(ckpt_id, 0), state, error",
-         3, p, &r, "take back jobs past their lease", err);
+  rc = db_query(
+      c,
+      "UPDATE mnemo.jobs SET" FAIL_SET ","
+      " error = 'taken back: ' || coalesce(lease_owner, '?') || ' stopped renewing its lease'"
+      " WHERE state = 'running' AND id <> $2::bigint"
+      "   AND (lease_until < now() OR lease_owner = $1)"
+      " RETURNING id, kind, coalesce(ckpt_id, 0), state, error",
+      3, p, &r, "take back jobs past their lease", err);
   for (int i = 0; rc == MN_OK && i < PQntuples(r); i++) {
     const char *state = PQgetvalue(r, i, 3);
     mn_log(MN_LOG_WARN, "job taken back", MN_KV_I("job", i64(r, i, 0)), MN_KV_S("state", state),
@@ -138,13 +127,14 @@ mn_status jobs_heartbeat(PGconn *c, const mn_job *j, const char *owner, int64_t 
   char *pj = progress ? json_dumps(progress, JSON_COMPACT) : NULL;
   const char *p[] = {id, att, owner, lease, step, pj};
   PGresult *r;
-  mn_status rc = q(c,
-                   "UPDATE mnemo.jobs SET lease_until = now() + make_interval(secs => $4::int),"
-                   " heartbeat_at = now(), step = coalesce($5, step),"
-                   " progress = coalesce($6::jsonb, progress)"
-                   " WHERE id = $1::bigint AND attempt = $2::int AND lease_owner = $3"
-                   "   AND state = 'running' RETURNING cancel_requested",
-                   6, p, &r, "renew a job's lease", err);
+  mn_status rc =
+      db_query(c,
+               "UPDATE mnemo.jobs SET lease_until = now() + make_interval(secs => $4::int),"
+               " heartbeat_at = now(), step = coalesce($5, step),"
+               " progress = coalesce($6::jsonb, progress)"
+               " WHERE id = $1::bigint AND attempt = $2::int AND lease_owner = $3"
+               "   AND state = 'running' RETURNING cancel_requested",
+               6, p, &r, "renew a job's lease", err);
   free(pj);
   if (rc != MN_OK) return rc;
   *held = PQntuples(r) == 1;
@@ -162,10 +152,10 @@ mn_status jobs_begin(PGconn *c, const mn_job *j, const char *owner, mn_error *er
   PGresult *r;
   mn_status rc = db_exec(c, "BEGIN", err);
   if (rc != MN_OK) return rc;
-  rc = q(c,
-         "SELECT 1 FROM mnemo.jobs WHERE id = $1::bigint AND attempt = $2::int"
-         " AND lease_owner = $3 AND state = 'running' FOR UPDATE",
-         3, p, &r, "check the job's fence", err);
+  rc = db_query(c,
+                "SELECT 1 FROM mnemo.jobs WHERE id = $1::bigint AND attempt = $2::int"
+                " AND lease_owner = $3 AND state = 'running' FOR UPDATE",
+                3, p, &r, "check the job's fence", err);
   if (rc == MN_OK && PQntuples(r) != 1)
     rc = mn_error_set(err, MN_ERR_STATE, "job %lld attempt %lld is no longer this daemon's",
                       (long long)j->id, (long long)j->attempt);
@@ -194,16 +184,16 @@ mn_status jobs_finish(PGconn *c, const mn_job *j, const char *owner, const char 
   PGresult *r;
   mn_status rc = jobs_begin(c, j, owner, err);
   if (rc != MN_OK) return rc;
-  rc = q(c,
-         "UPDATE mnemo.jobs SET state = $2, error = nullif($3, ''), finished_at = now(),"
-         " lease_owner = NULL, lease_until = NULL WHERE id = $1::bigint",
-         3, p, &r, "finish a job", err);
+  rc = db_query(c,
+                "UPDATE mnemo.jobs SET state = $2, error = nullif($3, ''), finished_at = now(),"
+                " lease_owner = NULL, lease_until = NULL WHERE id = $1::bigint",
+                3, p, &r, "finish a job", err);
   PQclear(r);
   if (rc == MN_OK) {
-    rc = q(c,
-           "SELECT mnemo.log_event('job_' || $2, NULL, $1::bigint,"
-           " jsonb_build_object('note', $3::text))",
-           3, p, &r, "record a finished job", err);
+    rc = db_query(c,
+                  "SELECT mnemo.log_event('job_' || $2, NULL, $1::bigint,"
+                  " jsonb_build_object('note', $3::text))",
+                  3, p, &r, "record a finished job", err);
     PQclear(r);
   }
   if (rc == MN_OK) return jobs_commit(c, err);
@@ -223,10 +213,11 @@ mn_status jobs_fail(PGconn *c, const mn_job *j, const char *owner, const char *w
   *final = false;
   mn_status rc = jobs_begin(c, j, owner, err);
   if (rc != MN_OK) return rc;
-  rc = q(c,
-         "UPDATE mnemo.jobs SET" FAIL_SET ", error = $4"
-         " WHERE id = $1::bigint AND attempt = $2::int RETURNING state, coalesce(ckpt_id, 0)",
-         4, p, &r, "record a failed attempt", err);
+  rc =
+      db_query(c,
+               "UPDATE mnemo.jobs SET" FAIL_SET ", error = $4"
+               " WHERE id = $1::bigint AND attempt = $2::int RETURNING state, coalesce(ckpt_id, 0)",
+               4, p, &r, "record a failed attempt", err);
   if (rc == MN_OK && PQntuples(r) == 1) {
     *final = strcmp(PQgetvalue(r, 0, 0), "failed") == 0;
     int64_t ckpt = i64(r, 0, 1);
@@ -246,16 +237,16 @@ mn_status jobs_requeue(PGconn *c, const mn_job *j, const char *owner, mn_error *
   PGresult *r;
   mn_status rc = jobs_begin(c, j, owner, err);
   if (rc != MN_OK) return rc;
-  rc = q(c,
-         "UPDATE mnemo.jobs SET state = 'queued', attempt = attempt - 1, run_after = now(),"
-         " lease_owner = NULL, lease_until = NULL WHERE id = $1::bigint",
-         1, p, &r, "give a job back", err);
+  rc = db_query(c,
+                "UPDATE mnemo.jobs SET state = 'queued', attempt = attempt - 1, run_after = now(),"
+                " lease_owner = NULL, lease_until = NULL WHERE id = $1::bigint",
+                1, p, &r, "give a job back", err);
   PQclear(r);
   if (rc == MN_OK) {
-    rc = q(c,
-           "SELECT mnemo.log_event('job_requeued', NULL, $1::bigint,"
-           " '{\"why\": \"mnemod stopping\"}')",
-           1, p, &r, "record a requeued job", err);
+    rc = db_query(c,
+                  "SELECT mnemo.log_event('job_requeued', NULL, $1::bigint,"
+                  " '{\"why\": \"mnemod stopping\"}')",
+                  1, p, &r, "record a requeued job", err);
     PQclear(r);
   }
   if (rc == MN_OK) return jobs_commit(c, err);
@@ -266,12 +257,12 @@ mn_status jobs_requeue(PGconn *c, const mn_job *j, const char *owner, mn_error *
 mn_status jobs_wait_ms(PGconn *c, int64_t *ms, mn_error *err)
 {
   PGresult *r;
-  mn_status rc = q(c,
-                   "SELECT ceil(extract(epoch FROM least("
-                   "   (SELECT min(run_after) FROM mnemo.jobs WHERE state = 'queued'),"
-                   "   (SELECT min(lease_until) FROM mnemo.jobs WHERE state = 'running'))"
-                   " - now()) * 1000)::bigint",
-                   0, NULL, &r, "find the next due job", err);
+  mn_status rc = db_query(c,
+                          "SELECT ceil(extract(epoch FROM least("
+                          "   (SELECT min(run_after) FROM mnemo.jobs WHERE state = 'queued'),"
+                          "   (SELECT min(lease_until) FROM mnemo.jobs WHERE state = 'running'))"
+                          " - now()) * 1000)::bigint",
+                          0, NULL, &r, "find the next due job", err);
   if (rc != MN_OK) return rc;
   *ms = PQgetisnull(r, 0, 0) ? -1 : i64(r, 0, 0);
   if (*ms < -1) *ms = 0;
@@ -288,18 +279,18 @@ mn_status jobs_fresh_due(PGconn *c, const mn_config *cfg, bool *due, char *why, 
   PGresult *r;
   /* fresh: after the newest refresh's watermark (its outcome aside: a rejected candidate's
    * data does not ask for a second refresh by itself) and after production's */
-  mn_status rc =
-      q(c,
-        "WITH since AS (SELECT greatest((SELECT max(watermark) FROM mnemo.jobs"
-        "                                 WHERE kind = 'refresh'),"
-        "                                (SELECT max(watermark) FROM mnemo.checkpoints"
-        "                                 WHERE state = 'production'), 0) AS w),"
-        " per AS (SELECT lang, sum(bytes) AS b FROM mnemo.documents, since"
-        "         WHERE split = 'train' AND consumed_by IS NULL AND id > since.w GROUP BY lang)"
-        " SELECT coalesce(sum(b), 0)::bigint,"
-        "        coalesce((SELECT lang FROM per ORDER BY b DESC, lang LIMIT 1), ''),"
-        "        coalesce(max(b), 0)::bigint FROM per",
-        0, NULL, &r, "measure the fresh data", err);
+  mn_status rc = db_query(
+      c,
+      "WITH since AS (SELECT greatest((SELECT max(watermark) FROM mnemo.jobs"
+      "                                 WHERE kind = 'refresh'),"
+      "                                (SELECT max(watermark) FROM mnemo.checkpoints"
+      "                                 WHERE state = 'production'), 0) AS w),"
+      " per AS (SELECT lang, sum(bytes) AS b FROM mnemo.documents, since"
+      "         WHERE split = 'train' AND consumed_by IS NULL AND id > since.w GROUP BY lang)"
+      " SELECT coalesce(sum(b), 0)::bigint,"
+      "        coalesce((SELECT lang FROM per ORDER BY b DESC, lang LIMIT 1), ''),"
+      "        coalesce(max(b), 0)::bigint FROM per",
+      0, NULL, &r, "measure the fresh data", err);
   if (rc != MN_OK) return rc;
   int64_t total = i64(r, 0, 0), top = i64(r, 0, 2);
   if (cfg->schedule.min_fresh_bytes > 0 && total >= cfg->schedule.min_fresh_bytes) {
@@ -318,7 +309,8 @@ mn_status jobs_request_refresh(PGconn *c, const char *reason, int64_t *job, mn_e
 {
   const char *p[] = {reason};
   PGresult *r;
-  mn_status rc = q(c, "SELECT mnemo.request_refresh($1)", 1, p, &r, "request a refresh", err);
+  mn_status rc =
+      db_query(c, "SELECT mnemo.request_refresh($1)", 1, p, &r, "request a refresh", err);
   if (rc != MN_OK) return rc;
   *job = i64(r, 0, 0);
   PQclear(r);

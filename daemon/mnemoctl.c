@@ -73,18 +73,6 @@ void ctl_print_json(json_t *o)
   json_decref(o);
 }
 
-mn_status ctl_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                    PGresult **res, const char *what, mn_error *err)
-{
-  *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-  ExecStatusType st = PQresultStatus(*res);
-  if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return MN_OK;
-  mn_status rc = db_error(conn, *res, what, err);
-  PQclear(*res);
-  *res = NULL;
-  return rc;
-}
-
 static void print_command_help(const command *cmd)
 {
   printf("usage: mnemoctl %s%s%s %s\n\n%s\n\n%s", cmd->name, cmd->sub ? " " : "",

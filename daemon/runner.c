@@ -150,18 +150,6 @@ static void worker_args(runner *r, const char *command)
 
 /* ---------------------------------------------------------------- database helpers */
 
-static mn_status query(PGconn *c, const char *sql, int n, const char *const *p, PGresult **res,
-                       const char *what, mn_error *err)
-{
-  *res = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
-  ExecStatusType st = PQresultStatus(*res);
-  if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return MN_OK;
-  mn_status rc = db_error(c, *res, what, err);
-  PQclear(*res);
-  *res = NULL;
-  return rc;
-}
-
 /*
  * export_jsonl -- the rows of sql (one json text column) into path, one per line,
  * streamed row by row and written atomically.  *rows counts them.  Skipped when the file
@@ -255,14 +243,14 @@ static mn_status st_prepare(runner *r, PGconn *c, bool *spawned, mn_error *err)
   if (rc != MN_OK) return rc;
   /* the watermark is fixed by the first attempt: a retry trains on the same documents */
   const char *p1[] = {id};
-  rc = query(c,
-             "UPDATE mnemo.jobs SET watermark = coalesce(watermark,"
-             " (SELECT coalesce(max(id), 0) FROM mnemo.documents)) WHERE id = $1::bigint"
-             " RETURNING watermark,"
-             " (SELECT count(*) FROM mnemo.documents d WHERE d.split = 'train'"
-             "   AND d.consumed_by IS NULL AND d.id <= jobs.watermark),"
-             " (SELECT count(*) FROM mnemo.checkpoints WHERE state = 'production')",
-             1, p1, &res, "fix the refresh's watermark", err);
+  rc = db_query(c,
+                "UPDATE mnemo.jobs SET watermark = coalesce(watermark,"
+                " (SELECT coalesce(max(id), 0) FROM mnemo.documents)) WHERE id = $1::bigint"
+                " RETURNING watermark,"
+                " (SELECT count(*) FROM mnemo.documents d WHERE d.split = 'train'"
+                "   AND d.consumed_by IS NULL AND d.id <= jobs.watermark),"
+                " (SELECT count(*) FROM mnemo.checkpoints WHERE state = 'production')",
+                1, p1, &res, "fix the refresh's watermark", err);
   bool prod = false;
   if (rc == MN_OK) {
     r->job.watermark = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -288,16 +276,16 @@ static mn_status st_prepare(runner *r, PGconn *c, bool *spawned, mn_error *err)
   snprintf(wm, sizeof wm, "%lld", (long long)r->job.watermark);
   const char *p2[] = {id, wm};
   if (rc == MN_OK)
-    rc = query(c, "SELECT mnemo.checkpoint_create($1::bigint, $2::bigint)", 2, p2, &res,
-               "create the candidate's row", err);
+    rc = db_query(c, "SELECT mnemo.checkpoint_create($1::bigint, $2::bigint)", 2, p2, &res,
+                  "create the candidate's row", err);
   char cid[32];
   if (rc == MN_OK) {
     r->job.ckpt = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     snprintf(cid, sizeof cid, "%lld", (long long)r->job.ckpt);
     /* a statement of its own: the row the function made is not in the snapshot of its call */
-    rc = query(c, "SELECT parent_id FROM mnemo.checkpoints WHERE id = $1::bigint", 1,
-               (const char *const[]){cid}, &res, "read the candidate's parent", err);
+    rc = db_query(c, "SELECT parent_id FROM mnemo.checkpoints WHERE id = $1::bigint", 1,
+                  (const char *const[]){cid}, &res, "read the candidate's parent", err);
   }
   if (rc == MN_OK) {
     r->base = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -481,8 +469,8 @@ static mn_status st_install(runner *r, PGconn *c, bool *spawned, mn_error *err)
   if (rc != MN_OK) return rc;
   PGresult *res;
   const char *p[] = {id, r->sha[0] ? r->sha : NULL};
-  rc = query(c, "SELECT mnemo.checkpoint_advance($1::bigint, 'candidate', NULL, $2, NULL)", 2, p,
-             &res, "mark the candidate trained", err);
+  rc = db_query(c, "SELECT mnemo.checkpoint_advance($1::bigint, 'candidate', NULL, $2, NULL)", 2, p,
+                &res, "mark the candidate trained", err);
   PQclear(res);
   if (rc == MN_OK) return jobs_commit(c, err);
   jobs_rollback(c);
@@ -571,8 +559,8 @@ static mn_status st_verdict(runner *r, PGconn *c, bool *spawned, mn_error *err)
   if (rc == MN_OK) rc = jobs_begin(c, &r->job, r->owner, err);
   if (rc == MN_OK) {
     PGresult *res;
-    rc = query(c, "SELECT mnemo.checkpoint_advance($1::bigint, $2, $3, NULL, $4::jsonb)", 4, p,
-               &res, "record the verdict", err);
+    rc = db_query(c, "SELECT mnemo.checkpoint_advance($1::bigint, $2, $3, NULL, $4::jsonb)", 4, p,
+                  &res, "record the verdict", err);
     PQclear(res);
     if (rc == MN_OK)
       rc = jobs_commit(c, err);
@@ -602,15 +590,15 @@ static mn_status st_promote(runner *r, PGconn *c, bool *spawned, mn_error *err)
   PGresult *res;
   mn_status rc = jobs_begin(c, &r->job, r->owner, err);
   if (rc != MN_OK) return rc;
-  rc = query(c, "SELECT mnemo.promote($1::bigint, $2::bigint)", 2, p, &res,
-             "promote the checkpoint", err);
+  rc = db_query(c, "SELECT mnemo.promote($1::bigint, $2::bigint)", 2, p, &res,
+                "promote the checkpoint", err);
   if (rc == MN_OK) {
     PQclear(res);
     /* a statement of its own: one statement does not see what its function changed */
-    rc = query(c,
-               "SELECT parent_id, (SELECT count(*) FROM mnemo.documents"
-               " WHERE consumed_by = $1::bigint) FROM mnemo.checkpoints WHERE id = $1::bigint",
-               1, p, &res, "read what the promotion consumed", err);
+    rc = db_query(c,
+                  "SELECT parent_id, (SELECT count(*) FROM mnemo.documents"
+                  " WHERE consumed_by = $1::bigint) FROM mnemo.checkpoints WHERE id = $1::bigint",
+                  1, p, &res, "read what the promotion consumed", err);
   }
   if (rc == MN_OK) {
     r->base = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -958,11 +946,11 @@ static mn_status cancel_job(runner *r, PGconn *c, mn_error *err)
     rc = jobs_begin(c, &r->job, r->owner, err);
     if (rc == MN_OK) {
       PGresult *res;
-      rc = query(c,
-                 "SELECT mnemo.checkpoint_advance(id, 'failed', 'cancelled', NULL, NULL)"
-                 " FROM mnemo.checkpoints WHERE id = $1::bigint"
-                 " AND state IN ('training', 'candidate')",
-                 1, (const char *const[]){id}, &res, "fail the cancelled candidate", err);
+      rc = db_query(c,
+                    "SELECT mnemo.checkpoint_advance(id, 'failed', 'cancelled', NULL, NULL)"
+                    " FROM mnemo.checkpoints WHERE id = $1::bigint"
+                    " AND state IN ('training', 'candidate')",
+                    1, (const char *const[]){id}, &res, "fail the cancelled candidate", err);
       PQclear(res);
       if (rc == MN_OK)
         rc = jobs_commit(c, err);
