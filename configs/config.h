@@ -74,6 +74,10 @@ typedef struct mn_config {
     int64_t min_items, resamples, seed;
     char *tolerances, *must_improve, *parity_reference;
   } guards;
+  struct {
+    int64_t max_text_bytes, lid_max_bytes, batch;
+    double group_similarity, boost_per_report, max_boost, boost_half_life_h, fix_margin;
+  } triage;
 
   char *source; /* the file last loaded, or NULL */
   mn_cfg_origin origin[MN_CONFIG_MAX_KEYS];

@@ -220,6 +220,29 @@ static const mn_config_key keys[] = {
     STR_KEY("guards.must_improve", "", false, false,
             "languages that had fresh data and must improve (\"spa,kat\"); empty: none",
             guards.must_improve),
+
+    INT_KEY("triage.max_text_bytes", "16384", 16, 65536, true,
+            "a report text (or expected text) longer than this is rejected as invalid text",
+            triage.max_text_bytes),
+    INT_KEY("triage.lid_max_bytes", "1000000", 1000, INT64_MAX, true,
+            "training text per language for the daemon's language identifier",
+            triage.lid_max_bytes),
+    INT_KEY("triage.batch", "256", 1, 100000, true, "reports triaged per worker run", triage.batch),
+    DBL_KEY("triage.group_similarity", "0.6", 0.05, 1.0, true,
+            "reports of one language whose MinHash Jaccard estimate reaches this are one group",
+            triage.group_similarity),
+    DBL_KEY("triage.boost_per_report", "0.5", 0.0, 100.0, true,
+            "an accepted open report adds this to its language's replay sampling factor",
+            triage.boost_per_report),
+    DBL_KEY("triage.max_boost", "3", 1.0, 100.0, true,
+            "a language's report boost never exceeds this factor", triage.max_boost),
+    DBL_KEY("triage.boost_half_life_h", "168", 0.01, 87600.0, true,
+            "hours after which an accepted report's boost has halved", triage.boost_half_life_h),
+    DBL_KEY("triage.fix_margin", "0.02", 0.0, 1.0, true,
+            "a promoted checkpoint fixes an accepted report when its probe's bits fell by this "
+            "share against the baseline, or are no worse than the language's held-out bits per "
+            "byte",
+            triage.fix_margin),
 };
 
 _Static_assert(sizeof keys / sizeof keys[0] <= MN_CONFIG_MAX_KEYS, "raise MN_CONFIG_MAX_KEYS");

@@ -178,11 +178,12 @@ static json_t *probe_rules(const guard_item **it, size_t n, const guard_policy *
     snprintf(reason, sizeof reason, "%s: %.1f bits, %s %.1f (limit %.1f)",
              fixed ? "fixed report" : "accepted report", q->cand, fixed ? "fixed at" : "baseline",
              ref, limit);
-    json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:s, s:s}", "report",
-                                          q->report ? q->report : "", "lang", q->lang, "id", q->id,
-                                          "status", fixed ? "fixed" : "accepted", "baseline_bits",
-                                          q->base, "candidate_bits", q->cand, "limit_bits", limit,
-                                          "outcome", ok ? "pass" : "fail", "reason", reason));
+    json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:s, s:s}",
+                                          "report", q->report ? q->report : "", "lang", q->lang,
+                                          "id", q->id, "status", fixed ? "fixed" : "accepted",
+                                          "bytes", q->bytes, "baseline_bits", q->base,
+                                          "candidate_bits", q->cand, "limit_bits", limit, "outcome",
+                                          ok ? "pass" : "fail", "reason", reason));
     if (!ok) {
       char what[96];
       snprintf(what, sizeof what, "probe %s", q->id);

@@ -23,6 +23,7 @@
 #include "replay/replay.h"
 #include "trainer/lid.h"
 #include "trainer/trainer.h"
+#include "trainer/triage.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -103,7 +104,7 @@ static double peak_rss_mb(void)
 typedef struct opts {
   const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags, *store, *previous;
   const char *weighting, *spec, *parallel, *reference, *probes, *sets, *cache, *baseline;
-  const char *candidate, *must_improve, *history, *model;
+  const char *candidate, *must_improve, *history, *model, *typical, *heldout;
   int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows, max_items, max_item_bytes;
   int64_t max_bytes;
   double temperature, gamma;
@@ -171,6 +172,10 @@ static int parse(int argc, char **argv, opts *o)
       n = &o->max_bytes;
     else if (strcmp(a, "--model") == 0)
       s = &o->model;
+    else if (strcmp(a, "--typical") == 0)
+      s = &o->typical;
+    else if (strcmp(a, "--heldout") == 0)
+      s = &o->heldout;
     else if (strcmp(a, "--tokens") == 0)
       n = &o->tokens;
     else if (strcmp(a, "--max-tokens") == 0)
@@ -1978,6 +1983,31 @@ static int cmd_lid(worker *w, opts *o)
   return code;
 }
 
+/* ---------------------------------------------------------------- triage */
+
+static int cmd_triage(worker *w, opts *o)
+{
+  if (!o->checkpoint || !o->model || !o->typical || o->npos > 1)
+    return usage("triage needs --checkpoint CKPT --model LID --typical FILE [--heldout JSONL] "
+                 "and at most one FILE");
+  mn_error err = {0};
+  triage_config c = {.checkpoint = o->checkpoint,
+                     .lid = o->model,
+                     .typical = o->typical,
+                     .heldout = o->heldout,
+                     .max_text_bytes = w->cfg.triage.max_text_bytes,
+                     .group_similarity = w->cfg.triage.group_similarity,
+                     .seq_len = (int)w->cfg.train.seq_len};
+  FILE *f = o->npos ? fopen(o->pos[0], "r") : stdin;
+  if (!f) {
+    mn_error_set(&err, MN_ERR_IO, "cannot open \"%s\": %s", o->pos[0], strerror(errno));
+    return fail(&err);
+  }
+  mn_status rc = triage_run(&c, f, o->npos ? o->pos[0] : "stdin", stdout, &err);
+  if (f != stdin) fclose(f);
+  return rc == MN_OK ? EXIT_OK : fail(&err);
+}
+
 /* ---------------------------------------------------------------- main */
 
 static void help(FILE *f)
@@ -2009,6 +2039,9 @@ static void help(FILE *f)
           "  lid --model MODEL [--json] [FILE]\n"
           "                       the language of each line (or JSONL \"text\"), its\n"
           "                       confidence, and the spans of a code-switched text\n"
+          "  triage --checkpoint CKPT --model LID --typical FILE [--heldout JSONL] [FILE]\n"
+          "                       user reports (JSONL from mnemod): checks, language, groups of\n"
+          "                       near-duplicates, severity against typical held-out text\n"
           "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
           "           [--temperature T] [--top-k K] [--seed S]\n"
           "  bench [--steps N] [--stages] [--ewc]\n"
@@ -2107,6 +2140,8 @@ int main(int argc, char **argv)
     code = cmd_finetune(&w, &o);
   } else if (strcmp(cmd, "lid") == 0) {
     code = cmd_lid(&w, &o);
+  } else if (strcmp(cmd, "triage") == 0) {
+    code = cmd_triage(&w, &o);
   } else if (strcmp(cmd, "export-hf") == 0 || strcmp(cmd, "import-llmc") == 0) {
     bool exp = cmd[0] == 'e';
     if (o.npos != 2) {

@@ -77,7 +77,7 @@ static void fresh_apply_and_rerun(void)
            "true");
 
   /* re-run: nothing applied, the ledger untouched */
-  char before[128];
+  char before[1024];
   snprintf(before, sizeof before, "%s",
            t_db_value(c, "SELECT string_agg(applied_at::text, ',') FROM mnemo.schema_migrations"));
   T_EQ_INT(migrate_apply(c, mn_migrations, mn_migrations_count, 10, &applied, &err), MN_OK);

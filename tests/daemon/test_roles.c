@@ -124,6 +124,9 @@ static void reporter_role(void)
                            "('spa', 'x', 'someone-else')");
   CANNOT("mnemo_reporter", "SELECT text FROM mnemo.reports");
   CANNOT("mnemo_reporter", "UPDATE mnemo.reports SET status = 'fixed'");
+  CAN("mnemo_reporter", "SELECT mnemo.report_status(1)");
+  CANNOT("mnemo_reporter", "SELECT mnemo.triage_reject(1, 'spam')");
+  CANNOT("mnemo_reporter", "SELECT * FROM mnemo.report_summary");
   CANNOT("mnemo_reporter", DOC("no"));
   CANNOT("mnemo_reporter", "SELECT text FROM mnemo.documents");
 }
@@ -132,8 +135,13 @@ static void daemon_role(void)
 {
   CAN("mnemo_daemon", "SELECT text FROM mnemo.documents");
   CANNOT("mnemo_daemon", "UPDATE mnemo.documents SET consumed_by = NULL"); /* promote() does */
-  CAN("mnemo_daemon", "UPDATE mnemo.reports SET detected_lang = 'spa', severity = 2.5");
-  CANNOT("mnemo_daemon", "UPDATE mnemo.reports SET status = 'accepted'"); /* operators decide */
+  /* triage: findings through mnemo.triage_record only; operators decide */
+  CANNOT("mnemo_daemon", "UPDATE mnemo.reports SET detected_lang = 'spa', severity = 2.5");
+  CANNOT("mnemo_daemon", "UPDATE mnemo.reports SET status = 'accepted'");
+  CANNOT("mnemo_daemon", "SELECT mnemo.triage_accept(1, NULL, 'self-accepted')");
+  CANNOT("mnemo_daemon", "SELECT mnemo.triage_reject(1, 'no')");
+  CAN("mnemo_daemon", "SELECT * FROM mnemo.report_boosts(0.5, 168, 3)");
+  CAN("mnemo_daemon", "SELECT * FROM mnemo.report_summary");
   CANNOT("mnemo_daemon", "UPDATE mnemo.documents SET text = 'changed'");
   CANNOT("mnemo_daemon", "DELETE FROM mnemo.documents");
   CANNOT("mnemo_daemon", "INSERT INTO mnemo.languages (code, name, script) VALUES "
@@ -163,7 +171,10 @@ static void operator_role(void)
   CAN("mnemo_operator", "INSERT INTO mnemo.languages (code, name, script) VALUES "
                         "('rus', 'Russian', 'Cyrl')");
   CAN("mnemo_operator", "UPDATE mnemo.languages SET enabled = false WHERE code = 'rus'");
-  CAN("mnemo_operator", "UPDATE mnemo.reports SET status = 'triaged', notes = 'seen'");
+  CANNOT("mnemo_operator", "UPDATE mnemo.reports SET status = 'triaged', notes = 'seen'");
+  CANNOT("mnemo_operator", "SELECT mnemo.triage_record(1, 'spa', 1, NULL, NULL, '{}', NULL)");
+  CANNOT("mnemo_operator", "SELECT mnemo.reports_fix(1, 0.02)");
+  CAN("mnemo_operator", "SELECT mnemo.report_status(1)");
   CAN("mnemo_operator", "SELECT text FROM mnemo.documents");
   CANNOT("mnemo_operator", "UPDATE mnemo.documents SET text = 'changed'");
   CANNOT("mnemo_operator", "DELETE FROM mnemo.documents");

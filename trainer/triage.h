@@ -1,0 +1,60 @@
+/*
+ * triage.h -- what a user report is worth looking at (docs/triage.md).
+ *
+ * For each new report: is its text usable at all (UTF-8, not empty, not binary, not
+ * huge, written in its claimed language's script), which language it is written in
+ * (trainer/lid.h), which earlier report it repeats (MinHash over byte shingles), and how
+ * much worse the production model finds it than that language's ordinary held-out text
+ * (the severity).  `mnemo triage` runs it over a JSONL batch the daemon writes.
+ */
+#ifndef MNEMO_TRIAGE_H
+#define MNEMO_TRIAGE_H
+
+#include "common/common.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define TRIAGE_MINHASH 64 /* hash functions of a signature */
+
+/* triage_check_text -- false, with why ("empty", "not UTF-8 at byte 7", ...), when the text
+ * cannot be a report's text: empty or blank, longer than max_bytes, invalid UTF-8, holding
+ * control characters (binary data), no letters, or fewer than half of its letters in
+ * `script` (an ISO 15924 code; "" or NULL: any script) */
+bool triage_check_text(const char *s, size_t n, const char *script, int64_t max_bytes, char *why,
+                       size_t whylen);
+
+/* triage_script_share -- the share of s's letters written in script (Jpan counts Hiragana,
+ * Katakana and Han; Kore Hangul and Han; Hans and Hant Han); *letters: how many letters */
+double triage_script_share(const char *s, size_t n, const char *script, size_t *letters);
+
+/* triage_minhash -- the signature of s: for each of TRIAGE_MINHASH hash functions, the least
+ * hash of its byte 5-grams after case folding (ASCII) and collapsing white space */
+void triage_minhash(const char *s, size_t n, uint32_t sig[TRIAGE_MINHASH]);
+/* triage_similarity -- the share of equal entries: an estimate of the shingles' Jaccard index */
+double triage_similarity(const uint32_t a[TRIAGE_MINHASH], const uint32_t b[TRIAGE_MINHASH]);
+
+typedef struct triage_config {
+  const char *checkpoint; /* the production model */
+  const char *lid;        /* the language identifier (mnemo lid train) */
+  const char *typical;    /* each language's held-out bits per byte under checkpoint: read,
+                           * or computed from heldout and written when absent or stale */
+  const char *heldout;    /* JSONL {"lang", "text"}: the held-out text for typical */
+  int64_t max_text_bytes;
+  double group_similarity;
+  int seq_len;
+} triage_config;
+
+/*
+ * triage_run -- the batch in `in` (JSONL, named in_name in errors):
+ *   {"kind":"open", "id", "group", "lang", "minhash"}   a report triaged before
+ *   {"kind":"new", "id", "lang", "script", "text", "expected"?}
+ * one JSON line per new report on out: {"id", "valid", "why"?, "detected", "confidence",
+ * "mixed", "spans", "group", "similarity", "bpb_text", "bpb_expected"?, "typical_bpb",
+ * "severity", "minhash"}.  A new report joins the group of the most similar open (or
+ * earlier new) report of its language at or above group_similarity.
+ */
+MN_NODISCARD mn_status triage_run(const triage_config *c, FILE *in, const char *in_name, FILE *out,
+                                  mn_error *err);
+
+#endif
