@@ -52,7 +52,7 @@ typedef struct mn_config {
     double lr, min_lr_frac, weight_decay, grad_clip, beta1, beta2, language_alpha;
   } train;
   struct {
-    char *baseline, *fisher, *replay_store, *stages, *replay_boosts;
+    char *baseline, *fisher, *replay_store, *stages, *replay_boosts, *report_boosts;
     double ewc_lambda, replay_ratio, lr_factor, unimax_epochs, distill;
     int replay_sampler; /* 0 temperature, 1 unimax */
   } finetune;

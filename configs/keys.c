@@ -131,6 +131,10 @@ static const mn_config_key keys[] = {
             "per-language factors on the replayed languages' shares: \"deu:3,swh:2\" (the "
             "languages a fresh batch endangers most, those of accepted reports)",
             finetune.replay_boosts),
+    STR_KEY("finetune.report_boosts", "", false, false,
+            "factors from accepted user reports, \"kat:1.5\", written by mnemod into a job's "
+            "config; multiply replay_boosts; a language the replay store lacks is skipped",
+            finetune.report_boosts),
     DBL_KEY("finetune.distill", "0", 0.0, 1.0, false,
             "distillation on replayed windows: their target is (1 - distill) the next token + "
             "distill the baseline's prediction; 0: the next token only",

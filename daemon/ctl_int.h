@@ -19,7 +19,7 @@ enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
 typedef struct ctl_args {
   const char *lang, *source, *format, *unit, *reject, *text, *expected, *context, *status;
   const char *script, *name, *origin, *licence, *notes, *limit;
-  const char *note, *reason, *replay, *fisher, *prompt, *tokens;
+  const char *note, *reason, *replay, *fisher, *prompt, *tokens, *why;
   bool skip_bad, disabled, quiet, trained_on_stored;
 } ctl_args;
 
@@ -63,6 +63,8 @@ extern const ctl_command ctl_data_commands[];
 extern const size_t ctl_data_ncommands;
 extern const ctl_command ctl_refresh_commands[];
 extern const size_t ctl_refresh_ncommands;
+extern const ctl_command ctl_triage_commands[];
+extern const size_t ctl_triage_ncommands;
 
 /* ctl_fail -- print err ("mnemoctl: msg", "  detail: ...") and return the exit code. */
 int ctl_fail(const mn_error *err);

@@ -258,9 +258,23 @@ static int cmd_status(ctl *c, int argc, char **argv)
        CANDIDATES_SQL " WHERE c.state IN ('training', 'candidate', 'awaiting_approval',"
                       " 'approved') ORDER BY c.id"},
       {"jobs", "jobs in flight", JOBS_SQL " WHERE state IN ('queued', 'running') ORDER BY id"},
+      {"reports", "reports by language (open severity: triaged and accepted)",
+       "SELECT lang, new, triaged, accepted, fixed, rejected,"
+       " to_char(open_severity, 'FM999990.00') AS open_severity FROM mnemo.report_summary"
+       " ORDER BY open_severity DESC, lang"},
+      {"boosts", "replay boosts from accepted reports (the next refresh)",
+       "SELECT lang, to_char(factor, 'FM990.000') AS factor, groups FROM"
+       " mnemo.report_boosts($1::float8, $2::float8, $3::float8) WHERE factor > 1"},
   };
+  char per[32], half[32], max[32];
+  snprintf(per, sizeof per, "%.17g", c->cfg.triage.boost_per_report);
+  snprintf(half, sizeof half, "%.17g", c->cfg.triage.boost_half_life_h);
+  snprintf(max, sizeof max, "%.17g", c->cfg.triage.max_boost);
+  const char *bp[] = {per, half, max};
   for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-    if (db_query(conn, parts[i].sql, 0, NULL, &res, "could not read the status", &err) != MN_OK) {
+    bool boosts = strcmp(parts[i].key, "boosts") == 0;
+    if (db_query(conn, parts[i].sql, boosts ? 3 : 0, boosts ? bp : NULL, &res,
+                 "could not read the status", &err) != MN_OK) {
       json_decref(o);
       return done(conn, res, &err, CTL_EXIT_FAIL);
     }

@@ -43,6 +43,12 @@ MN_NODISCARD mn_status db_query(PGconn *conn, const char *sql, int nparams,
                                 const char *const *params, PGresult **res /* OUT */,
                                 const char *what, mn_error *err);
 
+/* db_export_jsonl -- the rows of sql (one text column: a JSON object) into path, one per
+ * line, streamed row by row and written atomically; *rows counts them. */
+MN_NODISCARD mn_status db_export_jsonl(PGconn *conn, const char *sql, int nparams,
+                                       const char *const *params, const char *path,
+                                       int64_t *rows /* OUT */, mn_error *err);
+
 /* ---------------------------------------------------------------- migrations */
 
 #define MIGRATE_LOCK_KEY 0x6d6e656d6f4d4752LL /* "mnemoMGR": the advisory lock of migrators */

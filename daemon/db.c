@@ -121,3 +121,35 @@ mn_status db_query(PGconn *conn, const char *sql, int nparams, const char *const
   *res = NULL;
   return rc;
 }
+
+mn_status db_export_jsonl(PGconn *c, const char *sql, int n, const char *const *p, const char *path,
+                          int64_t *rows, mn_error *err)
+{
+  *rows = -1;
+  mn_atomic_file *f = NULL;
+  mn_status rc = mn_atomic_open(path, 0640, &f, err);
+  if (rc != MN_OK) return rc;
+  if (!PQsendQueryParams(c, sql, n, NULL, p, NULL, NULL, 0) || !PQsetSingleRowMode(c)) {
+    mn_atomic_abort(f);
+    return db_error(c, NULL, "export documents", err);
+  }
+  int64_t count = 0;
+  PGresult *res;
+  while ((res = PQgetResult(c)) != NULL) {
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_SINGLE_TUPLE && rc == MN_OK) {
+      rc = mn_atomic_write(f, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), err);
+      if (rc == MN_OK) rc = mn_atomic_write(f, "\n", 1, err);
+      count++;
+    } else if (st != PGRES_TUPLES_OK && st != PGRES_SINGLE_TUPLE && rc == MN_OK) {
+      rc = db_error(c, res, "export documents", err);
+    }
+    PQclear(res);
+  }
+  if (rc != MN_OK) {
+    mn_atomic_abort(f);
+    return rc;
+  }
+  *rows = count;
+  return mn_atomic_commit(f, err);
+}

@@ -107,4 +107,16 @@ MN_NODISCARD mn_status outbox_start(const mn_config *cfg, outbox **out /* OUT */
 void outbox_wake(outbox *o);
 void outbox_stop(outbox *o); /* NULL-safe; joins the thread */
 
+/* ---------------------------------------------------------------- triage (triage.c) */
+
+typedef struct triager triager;
+/* triage_start -- a thread with its own connection triaging new reports with `worker`
+ * (mnemo); cfg is copied */
+MN_NODISCARD mn_status triage_start(const mn_config *cfg, const char *worker,
+                                    triager **out /* OUT */, mn_error *err);
+void triage_wake(triager *t);
+void triage_stop(triager *t); /* NULL-safe; kills its worker, joins the thread */
+/* runner_worker_path -- daemon.worker, or the mnemo beside this executable */
+void runner_worker_path(const mn_config *cfg, char *out, size_t n);
+
 #endif /* MNEMO_JOBS_H */

@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -57,9 +58,10 @@ typedef struct daemon_state {
   bool have_schedule;
   int64_t next_refresh; /* seconds since the epoch; valid when have_schedule */
   uint64_t rng;
-  runner *run;    /* the job in hand */
-  outbox *hooks;  /* webhook delivery, while leader */
-  int stop_asked; /* SIGTERMs received */
+  runner *run;     /* the job in hand */
+  outbox *hooks;   /* webhook delivery, while leader */
+  triager *triage; /* report triage, while leader */
+  int stop_asked;  /* SIGTERMs received */
 } daemon_state;
 
 static int64_t now_s(void)
@@ -124,6 +126,15 @@ static int drain_signals(void)
   return what;
 }
 
+static void start_triage(daemon_state *st)
+{
+  mn_error err = {0};
+  char worker[PATH_MAX];
+  runner_worker_path(&st->cfg, worker, sizeof worker);
+  if (triage_start(&st->cfg, worker, &st->triage, &err) != MN_OK)
+    mn_log_error("report triage is off", &err);
+}
+
 static void reload(daemon_state *st)
 {
   mn_error err = {0};
@@ -134,6 +145,11 @@ static void reload(daemon_state *st)
   mn_log(MN_LOG_INFO, "config reloaded", MN_KV_S("schedule", st->cfg.schedule.refresh),
          MN_KV_I("next_refresh", st->have_schedule ? st->next_refresh : 0));
   runner_set_config(st->run, &st->cfg);
+  if (st->triage) { /* the triage thread takes the new triage.* */
+    triage_stop(st->triage);
+    st->triage = NULL;
+    start_triage(st);
+  }
   if (st->hooks) { /* the webhook thread takes the new url and secret */
     outbox_stop(st->hooks);
     st->hooks = NULL;
@@ -225,6 +241,7 @@ static int lead(daemon_state *st, PGconn *lock)
   status("leader: waiting for work");
   if (outbox_start(&st->cfg, &st->hooks, &err) != MN_OK)
     mn_log_error("webhooks are off: webhooks.* unusable", &err);
+  start_triage(st);
   /* what arrived while no daemon listened is found by a query, not by a notification */
   mn_log(MN_LOG_INFO, "catch-up", MN_KV_S("why", "leadership taken"));
   check_fresh(st, work);
@@ -317,6 +334,8 @@ static int lead(daemon_state *st, PGconn *lock)
     runner_abandon(st->run);
   outbox_stop(st->hooks);
   st->hooks = NULL;
+  triage_stop(st->triage);
+  st->triage = NULL;
   PQfinish(work);
   return code;
 }

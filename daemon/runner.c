@@ -150,46 +150,19 @@ static void worker_args(runner *r, const char *command)
 
 /* ---------------------------------------------------------------- database helpers */
 
-/*
- * export_jsonl -- the rows of sql (one json text column) into path, one per line,
- * streamed row by row and written atomically.  *rows counts them.  Skipped when the file
- * exists: a job's exports are fixed by its watermark, so an earlier attempt's are as good.
- */
+/* export_jsonl -- db_export_jsonl, skipped when the file exists: a job's exports are fixed by
+ * its watermark, so an earlier attempt's are as good (*rows -1 then) */
 static mn_status export_jsonl(PGconn *c, const char *sql, int n, const char *const *p,
                               const char *path, int64_t *rows, mn_error *err)
 {
   *rows = -1;
   if (exists(path)) return MN_OK;
-  mn_atomic_file *f = NULL;
-  mn_status rc = mn_atomic_open(path, 0640, &f, err);
-  if (rc != MN_OK) return rc;
-  if (!PQsendQueryParams(c, sql, n, NULL, p, NULL, NULL, 0) || !PQsetSingleRowMode(c)) {
-    mn_atomic_abort(f);
-    return db_error(c, NULL, "export documents", err);
-  }
-  int64_t count = 0;
-  PGresult *res;
-  while ((res = PQgetResult(c)) != NULL) {
-    ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_SINGLE_TUPLE && rc == MN_OK) {
-      rc = mn_atomic_write(f, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), err);
-      if (rc == MN_OK) rc = mn_atomic_write(f, "\n", 1, err);
-      count++;
-    } else if (st != PGRES_TUPLES_OK && st != PGRES_SINGLE_TUPLE && rc == MN_OK) {
-      rc = db_error(c, res, "export documents", err);
-    }
-    PQclear(res);
-  }
-  if (rc != MN_OK) {
-    mn_atomic_abort(f);
-    return rc;
-  }
-  *rows = count;
-  return mn_atomic_commit(f, err);
+  return db_export_jsonl(c, sql, n, p, path, rows, err);
 }
 
-/* write_spec -- the job's config, frozen once: a retry trains the same run it resumes */
-static mn_status write_spec(runner *r, bool finetune, mn_error *err)
+/* write_spec -- the job's config, frozen once: a retry trains the same run it resumes;
+ * boosts: finetune.report_boosts (NULL: none) */
+static mn_status write_spec(runner *r, bool finetune, const char *boosts, mn_error *err)
 {
   char path[PATH_MAX], p[PATH_MAX];
   path_job(r, path, sizeof path, "job.yaml");
@@ -210,6 +183,8 @@ static mn_status write_spec(runner *r, bool finetune, mn_error *err)
     if (rc == MN_OK) rc = mn_config_set_literal(&cfg, "finetune.fisher", p, "mnemod", err);
     path_ckpt(r, r->base, p, sizeof p, "replay.store");
     if (rc == MN_OK) rc = mn_config_set_literal(&cfg, "finetune.replay_store", p, "mnemod", err);
+    if (rc == MN_OK && boosts && *boosts)
+      rc = mn_config_set_literal(&cfg, "finetune.report_boosts", boosts, "mnemod", err);
   }
   if (rc == MN_OK) {
     mn_buf_reset(&y);
@@ -232,6 +207,27 @@ static mn_status export_tags(runner *r, PGconn *c, mn_error *err)
 }
 
 /* ---------------------------------------------------------------- refresh steps */
+
+/* report_boosts -- "kat:1.5,swh:1.25": the sampling factors of languages with accepted
+ * reports (mnemo.report_boosts, triage.*) */
+static mn_status report_boosts(runner *r, PGconn *c, char *out, size_t n, mn_error *err)
+{
+  char per[32], half[32], max[32];
+  snprintf(per, sizeof per, "%.17g", r->cfg->triage.boost_per_report);
+  snprintf(half, sizeof half, "%.17g", r->cfg->triage.boost_half_life_h);
+  snprintf(max, sizeof max, "%.17g", r->cfg->triage.max_boost);
+  PGresult *res;
+  mn_status rc =
+      db_query(c,
+               "SELECT string_agg(lang || ':' || round(factor::numeric, 4), ','"
+               " ORDER BY lang) FROM mnemo.report_boosts($1::float8, $2::float8,"
+               " $3::float8) WHERE factor > 1",
+               3, (const char *const[]){per, half, max}, &res, "read the report boosts", err);
+  if (rc != MN_OK) return rc;
+  snprintf(out, n, "%s", PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0));
+  PQclear(res);
+  return MN_OK;
+}
 
 static mn_status st_prepare(runner *r, PGconn *c, bool *spawned, mn_error *err)
 {
@@ -332,7 +328,19 @@ static mn_status st_prepare(runner *r, PGconn *c, bool *spawned, mn_error *err)
                       " DESC) AS k FROM mnemo.documents WHERE split = 'train'"
                       " AND consumed_by IS NOT NULL) d WHERE k <= $1::int ORDER BY id",
                       1, (const char *const[]){b}, path, &n, err);
-  if (rc == MN_OK) rc = write_spec(r, true, err);
+  /* accepted reports: their groups' first reports become probes of their languages' guard
+   * (fixed ones keep the bits they were fixed at), and their languages are replayed more */
+  path_job(r, path, sizeof path, "probes.jsonl");
+  if (rc == MN_OK)
+    rc = export_jsonl(c,
+                      "SELECT json_build_object('report', id::text, 'lang', probe_lang, 'text',"
+                      " text, 'expected', expected_text, 'status', status, 'fixed_bits',"
+                      " fixed_bits) FROM mnemo.reports WHERE status IN ('accepted', 'fixed')"
+                      " AND id = coalesce(group_id, id) ORDER BY id",
+                      0, NULL, path, &n, err);
+  char boosts[4096] = "";
+  if (rc == MN_OK) rc = report_boosts(r, c, boosts, sizeof boosts, err);
+  if (rc == MN_OK) rc = write_spec(r, true, boosts, err);
   return rc;
 }
 
@@ -480,12 +488,17 @@ static mn_status st_install(runner *r, PGconn *c, bool *spawned, mn_error *err)
 static mn_status st_evalset(runner *r, PGconn *c, bool *spawned, mn_error *err)
 {
   (void)c, (void)err;
-  char out[PATH_MAX], base[PATH_MAX], held[PATH_MAX];
+  char out[PATH_MAX], base[PATH_MAX], held[PATH_MAX], probes[PATH_MAX];
   path_job(r, out, sizeof out, "set");
   path_ckpt(r, r->base, base, sizeof base, "model.safetensors");
   path_job(r, held, sizeof held, "heldout.jsonl");
+  path_job(r, probes, sizeof probes, "probes.jsonl");
   if (exists(out)) return MN_OK;
   worker_args(r, "evalset");
+  if (exists(probes)) {
+    arg(r, "--probes");
+    arg(r, probes);
+  }
   arg(r, "--checkpoint");
   arg(r, base);
   arg(r, "--max-items");
@@ -600,9 +613,19 @@ static mn_status st_promote(runner *r, PGconn *c, bool *spawned, mn_error *err)
                   " WHERE consumed_by = $1::bigint) FROM mnemo.checkpoints WHERE id = $1::bigint",
                   1, p, &res, "read what the promotion consumed", err);
   }
+  int64_t fixed = 0;
   if (rc == MN_OK) {
     r->base = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     r->nfresh = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    PQclear(res);
+    /* the accepted reports whose probes the new production passes well are fixed by it */
+    char margin[32];
+    snprintf(margin, sizeof margin, "%.17g", r->cfg->triage.fix_margin);
+    rc = db_query(c, "SELECT mnemo.reports_fix($1::bigint, $2::float8)", 2,
+                  (const char *const[]){id, margin}, &res, "mark the reports it fixed", err);
+  }
+  if (rc == MN_OK) {
+    fixed = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     rc = jobs_commit(c, err);
   } else {
@@ -610,7 +633,7 @@ static mn_status st_promote(runner *r, PGconn *c, bool *spawned, mn_error *err)
   }
   if (rc != MN_OK) return rc;
   mn_log(MN_LOG_INFO, "promoted", MN_KV_I("checkpoint", r->job.ckpt), MN_KV_I("previous", r->base),
-         MN_KV_I("documents", r->nfresh));
+         MN_KV_I("documents", r->nfresh), MN_KV_I("reports_fixed", fixed));
   path_job(r, path, sizeof path, NULL);
   rc = mkdirs(path, err);
   if (rc == MN_OK) rc = export_tags(r, c, err);
@@ -621,7 +644,7 @@ static mn_status st_promote(runner *r, PGconn *c, bool *spawned, mn_error *err)
                       "SELECT json_build_object('lang', lang, 'text', text) FROM mnemo.documents"
                       " WHERE consumed_by = $1::bigint ORDER BY id",
                       1, (const char *const[]){id}, path, &n, err);
-  if (rc == MN_OK) rc = write_spec(r, false, err);
+  if (rc == MN_OK) rc = write_spec(r, false, NULL, err);
   return rc;
 }
 
@@ -1071,19 +1094,24 @@ void runner_free(runner *r)
   free(r);
 }
 
-void runner_set_config(runner *r, const mn_config *cfg)
+void runner_worker_path(const mn_config *cfg, char *out, size_t n)
 {
-  r->cfg = cfg;
   if (cfg->daemon.worker && *cfg->daemon.worker) {
-    snprintf(r->worker, sizeof r->worker, "%s", cfg->daemon.worker);
+    snprintf(out, n, "%s", cfg->daemon.worker);
     return;
   }
   char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  self[n > 0 ? n : 0] = 0;
+  ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+  self[k > 0 ? k : 0] = 0;
   char *slash = strrchr(self, '/');
   if (slash) slash[1] = 0;
-  snprintf(r->worker, sizeof r->worker, "%smnemo", self);
+  snprintf(out, n, "%smnemo", self);
+}
+
+void runner_set_config(runner *r, const mn_config *cfg)
+{
+  r->cfg = cfg;
+  runner_worker_path(cfg, r->worker, sizeof r->worker);
 }
 
 bool runner_busy(const runner *r)

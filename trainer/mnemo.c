@@ -504,13 +504,13 @@ static void replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, int f
   }
 }
 
-/* replay_boosts -- finetune.replay_boosts ("deu:3,swh:2") as a factor per store language
- * (1 for the others); a language the store does not hold is an error, not a silent no-op */
-static mn_status replay_boosts(const char *list, const replay_store *s, double *boost,
-                               mn_error *err)
+/* replay_boosts -- a list of factors ("deu:3,swh:2") multiplied into boost, per store
+ * language.  strict (finetune.replay_boosts, an operator's): a language the store does not
+ * hold is an error, not a silent no-op; else (finetune.report_boosts, from reports) it is
+ * skipped and left out of *applied */
+static mn_status replay_boosts(const char *key, const char *list, bool strict,
+                               const replay_store *s, double *boost, mn_buf *applied, mn_error *err)
 {
-  for (uint32_t i = 0; i < s->nlangs; i++)
-    boost[i] = 1.0;
   char code[8];
   double v;
   const char *entry;
@@ -518,15 +518,17 @@ static mn_status replay_boosts(const char *list, const replay_store *s, double *
   int r;
   while ((r = mn_lang_list_next(&list, code, &v, &entry, &len)) != 0) {
     if (r < 0 || !(v > 0))
-      return mn_error_set(err, MN_ERR_INPUT,
-                          "finetune.replay_boosts: \"%.*s\" is not LANG:FACTOR with a factor > 0",
-                          (int)len, entry);
+      return mn_error_set(err, MN_ERR_INPUT, "%s: \"%.*s\" is not LANG:FACTOR with a factor > 0",
+                          key, (int)len, entry);
     const replay_lang *l = replay_store_find(s, code);
-    if (!l)
-      return mn_error_set(err, MN_ERR_INPUT,
-                          "finetune.replay_boosts: the replay store holds no window of \"%s\"",
+    if (!l && strict)
+      return mn_error_set(err, MN_ERR_INPUT, "%s: the replay store holds no window of \"%s\"", key,
                           code);
-    boost[l - s->langs] = v;
+    if (!l) continue;
+    boost[l - s->langs] *= v;
+    mn_status rc =
+        applied ? mn_buf_appendf(applied, err, "%s%s:%g", applied->len ? "," : "", code, v) : MN_OK;
+    if (rc != MN_OK) return rc;
   }
   return MN_OK;
 }
@@ -578,8 +580,16 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
       free(n), free(q), free(boost);
       return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
     }
-    if ((rc = replay_boosts(c->finetune.replay_boosts, &f->replay, boost, err)) != MN_OK) {
+    mn_buf applied;
+    mn_buf_init(&applied, 256);
+    for (uint32_t i = 0; i < k; i++)
+      boost[i] = 1.0;
+    if ((rc = replay_boosts("finetune.replay_boosts", c->finetune.replay_boosts, true, &f->replay,
+                            boost, NULL, err)) != MN_OK ||
+        (rc = replay_boosts("finetune.report_boosts", c->finetune.report_boosts, false, &f->replay,
+                            boost, &applied, err)) != MN_OK) {
       free(n), free(q), free(boost);
+      mn_buf_fini(&applied);
       return rc;
     }
     int V = gpt_get_config(m)->vocab_size;
@@ -588,6 +598,7 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
       for (size_t j = 0; j < (size_t)rl->count * f->replay.window; j++)
         if (rl->windows[j] >= V) {
           free(n), free(q), free(boost);
+          mn_buf_fini(&applied);
           return mn_error_set(err, MN_ERR_INPUT,
                               "replay store \"%s\": %s holds token %u, beyond the vocabulary of %d",
                               rp, rl->code, rl->windows[j], V);
@@ -622,13 +633,18 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
                           rp, f->replay.langs[i].code);
     }
     free(n), free(q), free(boost);
-    if (rc != MN_OK) return rc;
+    if (rc != MN_OK) {
+      mn_buf_fini(&applied);
+      return rc;
+    }
     json_t *rl = json_pack("{s:f, s:i, s:I, s:s, s:f, s:s}", "ratio", c->finetune.replay_ratio,
                            "per_batch", f->nrep, "windows", (json_int_t)held, "sampler",
                            c->finetune.replay_sampler ? "unimax" : "temperature", "unimax_epochs",
                            c->finetune.unimax_epochs, "store", store_sha);
     if (c->finetune.replay_boosts[0]) /* only when set: older runs' lineages stay resumable */
       json_object_set_new(rl, "boosts", json_string(c->finetune.replay_boosts));
+    if (applied.len) json_object_set_new(rl, "report_boosts", json_string(applied.data));
+    mn_buf_fini(&applied);
     json_object_set_new(lineage, "replay", rl);
   }
   if (c->finetune.distill > 0) {

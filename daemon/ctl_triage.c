@@ -1,0 +1,263 @@
+/*
+ * ctl_triage.c -- mnemoctl's triage of user reports: the queue, one report whole, and the
+ * operator's decisions (accept, reject).  Checkpoint approval keeps its own approve/reject.
+ *
+ * The decisions are functions of migration 0005 that only mnemo_operator may execute; they
+ * act on a report's whole group of near-duplicates.  docs/triage.md.
+ */
+#include "daemon/ctl_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int finish(PGconn *conn, PGresult *res, mn_error *err, int code)
+{
+  PQclear(res);
+  PQfinish(conn);
+  return code == CTL_EXIT_FAIL ? ctl_fail(err) : code;
+}
+
+/* excerpt -- the first line of t, at most max bytes cut at a character boundary */
+static int excerpt(const char *t, size_t max, bool *cut)
+{
+  size_t len = strcspn(t, "\n"), n = len > max ? max : len;
+  while (n > 0 && n < len && ((unsigned char)t[n] & 0xC0) == 0x80)
+    n--;
+  *cut = n < strlen(t);
+  return (int)n;
+}
+
+/* the queue: groups with a report waiting for a decision, by priority = the group's worst
+ * severity times 1 + ln(reports in the group); no severity (no model to score with) last */
+#define QUEUE_SQL                                                                                  \
+  "WITH g AS (SELECT coalesce(group_id, id) AS grp, count(*) AS size,"                             \
+  "  max(severity) FILTER (WHERE status = 'triaged') AS severity,"                                 \
+  "  bool_or(status = 'triaged') AS waiting FROM mnemo.reports"                                    \
+  "  WHERE status IN ('triaged', 'accepted') GROUP BY 1)"                                          \
+  " SELECT json_build_object('report', r.id, 'lang', r.claimed_lang, 'detected',"                  \
+  "  r.triage->>'detected', 'confidence', (r.triage->>'confidence')::float8, 'mixed',"             \
+  "  (r.triage->>'mixed')::boolean, 'severity', g.severity, 'reports', g.size,"                    \
+  "  'priority', g.severity * (1 + ln(g.size)), 'text', r.text, 'created_at', r.created_at)"       \
+  " FROM g JOIN mnemo.reports r ON r.id = g.grp WHERE g.waiting"                                   \
+  "  AND ($1::text IS NULL OR r.claimed_lang = $1)"                                                \
+  " ORDER BY g.severity * (1 + ln(g.size)) DESC NULLS LAST, r.id LIMIT $2::bigint"
+
+static int cmd_triage(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  int64_t limit = 50;
+  if (argc != 0)
+    return ctl_usage("triage takes no arguments (got \"%s\"); see \"mnemoctl triage --help\"",
+                     argv[0]);
+  if (c->a.limit && (!mn_parse_i64(c->a.limit, &limit) || limit < 1))
+    return ctl_usage("--limit wants a positive number, got \"%s\"", c->a.limit);
+  char lim[32];
+  snprintf(lim, sizeof lim, "%lld", (long long)limit);
+  const char *p[] = {c->a.lang, lim};
+  if (ctl_connect(c, &conn, &err) != MN_OK ||
+      db_query(conn, QUEUE_SQL, 2, p, &res, "could not read the triage queue", &err) != MN_OK)
+    return finish(conn, res, &err, CTL_EXIT_FAIL);
+  int n = PQntuples(res);
+  json_t *arr = json_array();
+  for (int i = 0; i < n; i++)
+    json_array_append_new(arr, json_loads(PQgetvalue(res, i, 0), 0, NULL));
+  if (c->json) {
+    ctl_print_json(arr);
+    return finish(conn, res, &err, CTL_EXIT_OK);
+  }
+  printf("%-7s %-5s %-12s %8s %7s  %s\n", "report", "lang", "detected", "severity", "reports",
+         "text");
+  size_t i;
+  json_t *o;
+  json_array_foreach(arr, i, o)
+  {
+    const char *lang = json_string_value(json_object_get(o, "lang"));
+    const char *det = json_string_value(json_object_get(o, "detected"));
+    char d[32], sev[16];
+    /* a language other than the claimed one is marked for the person triaging */
+    snprintf(d, sizeof d, "%s%s%s", det ? det : "-",
+             json_is_true(json_object_get(o, "mixed")) ? "+mixed" : "",
+             det && lang && strcmp(det, lang) != 0 ? " (!)" : "");
+    json_t *s = json_object_get(o, "severity");
+    snprintf(sev, sizeof sev, json_is_number(s) ? "%.2f" : "-", json_number_value(s));
+    const char *t = json_string_value(json_object_get(o, "text"));
+    bool cut;
+    int k = excerpt(t ? t : "", 50, &cut);
+    printf("%-7lld %-5s %-12s %8s %7lld  %.*s%s\n",
+           (long long)json_integer_value(json_object_get(o, "report")), lang, d, sev,
+           (long long)json_integer_value(json_object_get(o, "reports")), k, t ? t : "",
+           cut ? "…" : "");
+  }
+  printf("%zu group(s) waiting\n", json_array_size(arr));
+  json_decref(arr);
+  return finish(conn, res, &err, CTL_EXIT_OK);
+}
+
+static int cmd_triage_show(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  int64_t id;
+  if (argc != 1 || !mn_parse_i64(argv[0], &id) || id < 1)
+    return ctl_usage("triage show takes one REPORT id");
+  const char *p[] = {argv[0]};
+  if (ctl_connect(c, &conn, &err) != MN_OK ||
+      db_query(conn,
+               "SELECT json_build_object('report', r.id, 'status', r.status, 'reporter_status',"
+               " mnemo.report_status(r.id), 'claimed_lang', r.claimed_lang, 'probe_lang',"
+               " r.probe_lang, 'detected_lang', r.detected_lang, 'severity', r.severity,"
+               " 'triage', r.triage, 'group', coalesce(r.group_id, r.id), 'group_reports',"
+               " (SELECT json_agg(m.id ORDER BY m.id) FROM mnemo.reports m"
+               "  WHERE coalesce(m.group_id, m.id) = coalesce(r.group_id, r.id)),"
+               " 'text', r.text, 'expected_text', r.expected_text, 'context', r.context,"
+               " 'reporter', r.reporter, 'created_at', r.created_at, 'triaged_at', r.triaged_at,"
+               " 'decided_by', r.decided_by, 'decided_at', r.decided_at, 'notes', r.notes,"
+               " 'fixed_by', r.fixed_by, 'fixed_bits', r.fixed_bits)"
+               " FROM mnemo.reports r WHERE r.id = $1::bigint",
+               1, p, &res, "could not read the report", &err) != MN_OK)
+    return finish(conn, res, &err, CTL_EXIT_FAIL);
+  if (PQntuples(res) != 1) {
+    mn_error_set(&err, MN_ERR_INPUT, "no report %s", argv[0]);
+    return finish(conn, res, &err, CTL_EXIT_FAIL);
+  }
+  json_t *o = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+  if (c->json) {
+    ctl_print_json(o);
+    return finish(conn, res, &err, CTL_EXIT_OK);
+  }
+#define S(k)                                                                                       \
+  (json_string_value(json_object_get(o, k)) ? json_string_value(json_object_get(o, k)) : "-")
+  json_t *tr = json_object_get(o, "triage");
+  printf("report %s: %s (the reporter sees \"%s\")\n", argv[0], S("status"), S("reporter_status"));
+  printf("language: claimed %s", S("claimed_lang"));
+  if (json_is_object(tr)) {
+    const char *det = json_string_value(json_object_get(tr, "detected"));
+    printf(", detected %s (confidence %.2f)%s", det ? det : "-",
+           json_number_value(json_object_get(tr, "confidence")),
+           det && strcmp(det, S("claimed_lang")) != 0 ? "  <- not the claimed language" : "");
+    size_t i;
+    json_t *sp;
+    if (json_is_true(json_object_get(tr, "mixed"))) {
+      printf("\ncode-switched:");
+      json_array_foreach(json_object_get(tr, "spans"), i, sp)
+          printf(" %s[%lld,%lld)", json_string_value(json_object_get(sp, "lang")),
+                 (long long)json_integer_value(json_object_get(sp, "start")),
+                 (long long)json_integer_value(json_object_get(sp, "end")));
+    }
+  }
+  printf("\n");
+  if (json_is_object(tr) && json_is_number(json_object_get(tr, "severity")))
+    printf("severity: %.2f (text %.3f bits/byte%s, the language's typical %.3f)\n",
+           json_number_value(json_object_get(tr, "severity")),
+           json_number_value(json_object_get(tr, "bpb_text")),
+           json_is_number(json_object_get(tr, "bpb_expected")) ? ", expected text" : "",
+           json_number_value(json_object_get(tr, "typical_bpb")));
+  else if (json_is_object(tr) && json_is_string(json_object_get(tr, "no_severity")))
+    printf("severity: none (%s)\n", json_string_value(json_object_get(tr, "no_severity")));
+  printf("group: %lld, %zu report(s)\n", (long long)json_integer_value(json_object_get(o, "group")),
+         json_array_size(json_object_get(o, "group_reports")));
+  printf("reporter: %s at %s\n", S("reporter"), S("created_at"));
+  if (json_is_string(json_object_get(o, "decided_by")))
+    printf("decided by %s at %s\n", S("decided_by"), S("decided_at"));
+  if (json_is_string(json_object_get(o, "probe_lang"))) printf("probe of: %s\n", S("probe_lang"));
+  if (json_is_integer(json_object_get(o, "fixed_by")))
+    printf("fixed by checkpoint %lld (%.1f bits)\n",
+           (long long)json_integer_value(json_object_get(o, "fixed_by")),
+           json_number_value(json_object_get(o, "fixed_bits")));
+  if (*S("notes") && strcmp(S("notes"), "-") != 0) printf("notes: %s\n", S("notes"));
+  printf("\ntext:\n%s\n", S("text"));
+  if (json_is_string(json_object_get(o, "expected_text")))
+    printf("\nexpected:\n%s\n", S("expected_text"));
+#undef S
+  json_decref(o);
+  return finish(conn, res, &err, CTL_EXIT_OK);
+}
+
+static int cmd_triage_accept(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  int64_t id;
+  if (argc != 1 || !mn_parse_i64(argv[0], &id) || id < 1)
+    return ctl_usage("triage accept takes one REPORT id");
+  const char *p[] = {argv[0], c->a.lang, c->a.note ? c->a.note : ""};
+  char what[64];
+  snprintf(what, sizeof what, "could not accept report %s", argv[0]);
+  if (ctl_connect(c, &conn, &err) != MN_OK ||
+      db_query(conn,
+               "SELECT mnemo.triage_accept($1::bigint, $2, $3),"
+               " (SELECT probe_lang FROM mnemo.reports WHERE id = $1::bigint)",
+               3, p, &res, what, &err) != MN_OK)
+    return finish(conn, res, &err, CTL_EXIT_FAIL);
+  if (c->json)
+    ctl_print_json(json_pack("{s:I, s:s, s:I}", "report", (json_int_t)id, "probe_lang",
+                             PQgetvalue(res, 0, 1), "accepted",
+                             (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+  else
+    printf("report %s accepted with its group (%s report(s)): a probe of %s's guard from the next "
+           "refresh on, and %s is replayed more (triage.boost_per_report)\n",
+           argv[0], PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 1));
+  return finish(conn, res, &err, CTL_EXIT_OK);
+}
+
+static int cmd_triage_reject(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  int64_t id;
+  if (argc != 1 || !mn_parse_i64(argv[0], &id) || id < 1)
+    return ctl_usage("triage reject takes one REPORT id");
+  if (!c->a.why || !*c->a.why) return ctl_usage("triage reject needs --why (the reason)");
+  const char *p[] = {argv[0], c->a.why};
+  char what[64];
+  snprintf(what, sizeof what, "could not reject report %s", argv[0]);
+  if (ctl_connect(c, &conn, &err) != MN_OK ||
+      db_query(conn, "SELECT mnemo.triage_reject($1::bigint, $2)", 2, p, &res, what, &err) != MN_OK)
+    return finish(conn, res, &err, CTL_EXIT_FAIL);
+  if (c->json)
+    ctl_print_json(json_pack("{s:I, s:I}", "report", (json_int_t)id, "rejected",
+                             (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+  else
+    printf("report %s rejected with its group (%s report(s))\n", argv[0], PQgetvalue(res, 0, 0));
+  return finish(conn, res, &err, CTL_EXIT_OK);
+}
+
+static const ctl_opt queue_opts[] = {CTL_ARG("lang", lang, "only this claimed language"),
+                                     CTL_ARG("limit", limit, "at most this many groups (50)"),
+                                     {NULL, false, 0, NULL}};
+static const ctl_opt accept_opts[] = {
+    CTL_ARG("lang", lang, "the language whose guard gets the probe (default: the claimed one)"),
+    CTL_ARG("note", note, "why (recorded)"),
+    {NULL, false, 0, NULL}};
+static const ctl_opt reject_opts[] = {CTL_ARG("why", why, "the reason (required; recorded)"),
+                                      {NULL, false, 0, NULL}};
+
+const ctl_command ctl_triage_commands[] = {
+    {"triage", NULL, cmd_triage, "[--lang L] [--limit N]", "The queue of reports to decide on.",
+     "One row per group of near-duplicate reports with a report waiting for a decision:\n"
+     "the claimed and detected language ((!) when they differ, +mixed when code-switched),\n"
+     "the severity (the production model's bits per byte on the text over the language's\n"
+     "typical; 1 is ordinary), the group's size and an excerpt.  Ordered by severity times\n"
+     "1 + ln(size).\n",
+     queue_opts},
+    {"triage", "show", cmd_triage_show, "REPORT", "A report whole, with what triage found.",
+     "Status (and what the reporter sees), languages, code-switched spans, severity, group,\n"
+     "decisions and the full texts.\n",
+     NULL},
+    {"triage", "accept", cmd_triage_accept, "REPORT [--lang L] [--note N]",
+     "Accept a report's group (operators).",
+     "The group's first report becomes a probe of L's guard (the claimed language by\n"
+     "default): no refresh may make it worse, and a promotion that makes it clearly better\n"
+     "marks the group fixed.  L's replay share is boosted in the next refreshes (decaying).\n",
+     accept_opts},
+    {"triage", "reject", cmd_triage_reject, "REPORT --why W",
+     "Reject a report's group (operators).", "Records why; the reporter sees \"rejected: W\".\n",
+     reject_opts},
+};
+const size_t ctl_triage_ncommands = sizeof ctl_triage_commands / sizeof ctl_triage_commands[0];

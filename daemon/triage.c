@@ -1,0 +1,405 @@
+/*
+ * triage.c -- the daemon's triage of user reports (jobs.h, docs/triage.md).
+ *
+ * A thread with its own connection, LISTENing on mnemo_reports: when reports arrive it
+ * writes the new ones (and the signatures of the open ones of their languages) to a batch
+ * file, runs `mnemo triage` on it as a child -- the production model and the language
+ * identifier are the worker's business, not the daemon's -- and records each result with
+ * mnemo.triage_record in one transaction.  Reports are never lost: a report stays `new`
+ * until a result for it is recorded, so a crash anywhere means it is triaged again.
+ *
+ * What the worker needs is kept under daemon.data_dir/triage: the language identifier,
+ * trained from the stored training documents and trained again when the set of languages
+ * with training text changes, and the worker's config.  Each production checkpoint keeps
+ * its languages' typical bits per byte in checkpoints/<id>/typical.json, computed by the
+ * first triage run after it became production (or when the thread has nothing else to do).
+ */
+#define _GNU_SOURCE
+#include "daemon/jobs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TYPICAL_ITEMS   8     /* held-out documents per language for its typical bits per byte */
+#define TYPICAL_CHARS   256   /* of each, the first characters */
+#define OPEN_SIGNATURES 20000 /* open reports a new one is compared with, newest first */
+#define CHILD_TIMEOUT_S 1800
+
+struct triager {
+  pthread_t thread;
+  int wake[2];
+  atomic_bool stop;
+  atomic_int child;
+  char *conninfo, *yaml;
+  char dir[PATH_MAX], data_dir[PATH_MAX], worker[PATH_MAX];
+  int64_t connect_timeout_s, batch, lid_max_bytes;
+};
+
+static bool exists(const char *p)
+{
+  struct stat st;
+  return stat(p, &st) == 0;
+}
+
+/* run_child -- argv with stdout into out (NULL: /dev/null) and stderr appended to the log;
+ * waits for it; MN_OK when it exited 0 */
+static mn_status run_child(triager *t, char *const *argv, const char *out, mn_error *err)
+{
+  char log[PATH_MAX + 16];
+  snprintf(log, sizeof log, "%s/worker.log", t->dir);
+  int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  int ofd = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (lfd < 0 || ofd < 0) {
+    if (lfd >= 0) close(lfd);
+    if (ofd >= 0) close(ofd);
+    return mn_error_set(err, MN_ERR_IO, "cannot start the triage worker (%s): %s", log,
+                        strerror(errno));
+  }
+  dprintf(lfd, "==");
+  for (int i = 0; argv[i]; i++)
+    dprintf(lfd, " %s", argv[i]);
+  dprintf(lfd, "\n");
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* the worker dies with this thread's daemon */
+    if (getppid() != parent) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int nul = open("/dev/null", O_RDONLY);
+    if (nul >= 0) dup2(nul, 0);
+    dup2(ofd, 1);
+    dup2(lfd, 2);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  close(lfd), close(ofd);
+  if (pid < 0) return mn_error_set(err, MN_ERR_IO, "cannot fork: %s", strerror(errno));
+  atomic_store(&t->child, pid);
+  int st = 0;
+  double t0 = mn_monotonic_ms();
+  for (;;) {
+    pid_t w = waitpid(pid, &st, WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) {
+      st = -1;
+      break;
+    }
+    if (mn_monotonic_ms() - t0 > CHILD_TIMEOUT_S * 1000.0 || atomic_load(&t->stop))
+      kill(pid, SIGKILL);
+    usleep(20000);
+  }
+  atomic_store(&t->child, 0);
+  if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) return MN_OK;
+  return mn_error_set(err, MN_ERR_INTERNAL, "the triage worker (%s) failed: %s %d; see %s", argv[1],
+                      WIFEXITED(st) ? "exit" : "signal",
+                      WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), log);
+}
+
+static mn_status query1(PGconn *c, const char *sql, char *out, size_t n, mn_error *err)
+{
+  PGresult *res;
+  mn_status rc = db_query(c, sql, 0, NULL, &res, sql, err);
+  if (rc != MN_OK) return rc;
+  snprintf(out, n, "%s", PQntuples(res) && !PQgetisnull(res, 0, 0) ? PQgetvalue(res, 0, 0) : "");
+  PQclear(res);
+  return MN_OK;
+}
+
+/* ensure_lid -- the language identifier, trained again when the languages with training
+ * text are not those it was trained on */
+static mn_status ensure_lid(triager *t, PGconn *c, mn_error *err)
+{
+  char langs[8192], path[PATH_MAX + 32], model[PATH_MAX + 32], have[8192] = "";
+  mn_status rc = query1(c,
+                        "SELECT string_agg(code, ',' ORDER BY code) FROM mnemo.languages l"
+                        " WHERE enabled AND EXISTS (SELECT 1 FROM mnemo.documents d"
+                        " WHERE d.lang = l.code AND d.split = 'train')",
+                        langs, sizeof langs, err);
+  if (rc != MN_OK) return rc;
+  snprintf(path, sizeof path, "%s/lid.langs", t->dir);
+  snprintf(model, sizeof model, "%s/lid.model", t->dir);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    if (!fgets(have, sizeof have, f)) have[0] = 0;
+    fclose(f);
+  }
+  if (!langs[0])
+    return mn_error_set(err, MN_ERR_STATE, "no training documents to learn languages from");
+  if (exists(model) && strcmp(have, langs) == 0) return MN_OK;
+  char train[PATH_MAX + 32], max[32];
+  snprintf(train, sizeof train, "%s/lid-train.jsonl", t->dir);
+  snprintf(max, sizeof max, "%lld", (long long)t->lid_max_bytes);
+  int64_t n;
+  double t0 = mn_monotonic_ms();
+  /* each enabled language's newest training text, up to the budget */
+  rc = db_export_jsonl(c,
+                       "SELECT json_build_object('lang', lang, 'text', text) FROM ("
+                       " SELECT d.lang, d.text, d.bytes, sum(d.bytes) OVER (PARTITION BY d.lang"
+                       " ORDER BY d.id DESC) AS upto FROM mnemo.documents d"
+                       " JOIN mnemo.languages l ON l.code = d.lang AND l.enabled"
+                       " WHERE d.split = 'train') x WHERE upto - bytes < $1::bigint",
+                       1, (const char *const[]){max}, train, &n, err);
+  char *argv[] = {t->worker, "lid", "train", "--out", model, "--max-bytes", max, train, NULL};
+  if (rc == MN_OK) rc = run_child(t, argv, NULL, err);
+  unlink(train);
+  if (rc == MN_OK) rc = mn_write_file_atomic(path, langs, strlen(langs), 0640, err);
+  if (rc == MN_OK)
+    mn_log(MN_LOG_INFO, "triage: language identifier trained", MN_KV_S("languages", langs),
+           MN_KV_I("documents", n), MN_KV_D("seconds", (mn_monotonic_ms() - t0) / 1e3));
+  return rc;
+}
+
+/* record -- the worker's results, one transaction */
+static mn_status record(PGconn *c, const char *path, int *counts, mn_error *err)
+{
+  FILE *f = fopen(path, "r");
+  if (!f) return mn_error_set(err, MN_ERR_IO, "cannot open \"%s\": %s", path, strerror(errno));
+  mn_status rc = db_exec(c, "BEGIN", err);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t got;
+  while (rc == MN_OK && (got = getline(&line, &cap, f)) > 0) {
+    json_t *o = json_loadb(line, (size_t)got, 0, NULL);
+    json_t *id = json_object_get(o, "id");
+    if (!json_is_integer(id)) {
+      json_decref(o);
+      rc = mn_error_set(err, MN_ERR_CORRUPT, "%s: a result without an id", path);
+      break;
+    }
+    char sid[32], sev[32], grp[32], hex[600];
+    snprintf(sid, sizeof sid, "%lld", (long long)json_integer_value(id));
+    json_t *s = json_object_get(o, "severity"), *g = json_object_get(o, "group");
+    snprintf(sev, sizeof sev, "%.17g", json_number_value(s));
+    snprintf(grp, sizeof grp, "%lld", (long long)json_integer_value(g));
+    const char *mh = json_string_value(json_object_get(o, "minhash"));
+    snprintf(hex, sizeof hex, "\\x%s", mh ? mh : "");
+    bool valid = json_is_true(json_object_get(o, "valid"));
+    const char *why = json_string_value(json_object_get(o, "why"));
+    json_object_del(o, "minhash");
+    json_object_del(o, "id");
+    char *detail = json_dumps(o, JSON_COMPACT);
+    const char *p[] = {sid,
+                       json_string_value(json_object_get(o, "detected")),
+                       json_is_number(s) ? sev : NULL,
+                       json_is_integer(g) ? grp : NULL,
+                       mh ? hex : NULL,
+                       detail,
+                       valid ? NULL : (why ? why : "unusable")};
+    PGresult *res;
+    rc = db_query(c,
+                  "SELECT mnemo.triage_record($1::bigint, $2::text, $3::float8, $4::bigint,"
+                  " $5::bytea, $6::jsonb, $7::text)",
+                  7, p, &res, "record a report's triage", err);
+    if (rc == MN_OK) {
+      const char *stt = PQgetvalue(res, 0, 0);
+      counts[strcmp(stt, "rejected") == 0 ? 1 : strcmp(stt, "accepted") == 0 ? 2 : 0]++;
+      PQclear(res);
+    }
+    free(detail);
+    json_decref(o);
+  }
+  free(line);
+  fclose(f);
+  if (rc == MN_OK) return db_exec(c, "COMMIT", err);
+  PQclear(PQexec(c, "ROLLBACK"));
+  return rc;
+}
+
+/* pass -- one batch; *more when a full batch was taken (others may wait) */
+static mn_status pass(triager *t, PGconn *c, bool *more, mn_error *err)
+{
+  *more = false;
+  char prod[32], batch[32];
+  mn_status rc = query1(c, "SELECT id FROM mnemo.checkpoints WHERE state = 'production'", prod,
+                        sizeof prod, err);
+  if (rc != MN_OK || !prod[0]) return rc; /* nothing to score with: reports wait */
+  char typical[PATH_MAX + 64], model[PATH_MAX + 64], heldout[PATH_MAX + 32], in[PATH_MAX + 32],
+      out[PATH_MAX + 32], lid[PATH_MAX + 32], cfg[PATH_MAX + 32];
+  snprintf(typical, sizeof typical, "%s/checkpoints/%s/typical.json", t->data_dir, prod);
+  snprintf(model, sizeof model, "%s/checkpoints/%s/model.safetensors", t->data_dir, prod);
+  snprintf(heldout, sizeof heldout, "%s/heldout.jsonl", t->dir);
+  snprintf(in, sizeof in, "%s/batch.jsonl", t->dir);
+  snprintf(out, sizeof out, "%s/results.jsonl", t->dir);
+  snprintf(lid, sizeof lid, "%s/lid.model", t->dir);
+  snprintf(cfg, sizeof cfg, "%s/config.yaml", t->dir);
+  snprintf(batch, sizeof batch, "%lld", (long long)t->batch);
+  char count[32], nopen[32];
+  rc = query1(c, "SELECT count(*) FROM mnemo.reports WHERE status = 'new'", count, sizeof count,
+              err);
+  int64_t nnew = rc == MN_OK ? strtoll(count, NULL, 10) : 0, n;
+  if (nnew > t->batch) nnew = t->batch;
+  bool need_typical = !exists(typical);
+  if (rc != MN_OK || (nnew == 0 && !need_typical)) return rc;
+  if ((rc = ensure_lid(t, c, err)) != MN_OK) return rc;
+  /* the open reports of the new ones' languages first (what a new one may repeat), newest
+   * OPEN_SIGNATURES of them; then the new ones, oldest first */
+  snprintf(nopen, sizeof nopen, "%d", OPEN_SIGNATURES);
+  rc = db_export_jsonl(c,
+                       "SELECT j FROM ("
+                       " SELECT 0 AS k, id, json_build_object('kind', 'open', 'id', id, 'group',"
+                       " group_id, 'lang', claimed_lang, 'minhash', encode(minhash, 'hex')) AS j"
+                       " FROM (SELECT * FROM mnemo.reports WHERE status IN ('triaged', 'accepted')"
+                       " AND minhash IS NOT NULL AND claimed_lang IN (SELECT claimed_lang"
+                       " FROM mnemo.reports WHERE status = 'new') ORDER BY id DESC"
+                       " LIMIT $2::int) o"
+                       " UNION ALL"
+                       " SELECT 1, id, json_build_object('kind', 'new', 'id', r.id, 'lang',"
+                       " r.claimed_lang, 'script', l.script, 'text', r.text, 'expected',"
+                       " r.expected_text) FROM (SELECT * FROM mnemo.reports WHERE status = 'new'"
+                       " ORDER BY id LIMIT $1::int) r"
+                       " JOIN mnemo.languages l ON l.code = r.claimed_lang) x ORDER BY k, id",
+                       2, (const char *const[]){batch, nopen}, in, &n, err);
+  if (rc == MN_OK) rc = mn_write_file_atomic(cfg, t->yaml, strlen(t->yaml), 0640, err);
+  char items[16], chars[16];
+  snprintf(items, sizeof items, "%d", TYPICAL_ITEMS);
+  snprintf(chars, sizeof chars, "%d", TYPICAL_CHARS);
+  if (rc == MN_OK && need_typical) /* the newest held-out text of each language */
+    rc = db_export_jsonl(c,
+                         "SELECT json_build_object('lang', lang, 'text', left(text, $2::int))"
+                         " FROM (SELECT lang, text, id, row_number() OVER (PARTITION BY lang"
+                         " ORDER BY id DESC) AS k FROM mnemo.documents WHERE split = 'heldout')"
+                         " d WHERE k <= $1::int ORDER BY id",
+                         2, (const char *const[]){items, chars}, heldout, &n, err);
+  char *argv[16] = {t->worker, "--config", cfg, "triage",    "--checkpoint",
+                    model,     "--model",  lid, "--typical", typical};
+  int argc = 10;
+  if (need_typical) argv[argc++] = "--heldout", argv[argc++] = heldout;
+  argv[argc++] = in;
+  argv[argc] = NULL;
+  double t0 = mn_monotonic_ms();
+  if (rc == MN_OK) rc = run_child(t, argv, out, err);
+  if (need_typical) unlink(heldout);
+  int counts[3] = {0, 0, 0};
+  if (rc == MN_OK && nnew > 0) rc = record(c, out, counts, err);
+  if (rc == MN_OK && nnew > 0)
+    mn_log(MN_LOG_INFO, "reports triaged", MN_KV_I("reports", nnew), MN_KV_I("triaged", counts[0]),
+           MN_KV_I("rejected", counts[1]), MN_KV_I("joined_accepted", counts[2]),
+           MN_KV_D("seconds", (mn_monotonic_ms() - t0) / 1e3));
+  else if (rc == MN_OK)
+    mn_log(MN_LOG_INFO, "triage: typical bits per byte computed", MN_KV_S("checkpoint", prod),
+           MN_KV_D("seconds", (mn_monotonic_ms() - t0) / 1e3));
+  *more = rc == MN_OK && nnew == t->batch;
+  return rc;
+}
+
+static void *run(void *arg)
+{
+  triager *t = arg;
+  PGconn *c = NULL;
+  int backoff_ms = 500;
+  while (!atomic_load(&t->stop)) {
+    int wait_ms = 60000;
+    mn_error err = {0};
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+      PQfinish(c);
+      c = NULL;
+      db_options opt = {.conninfo = t->conninfo,
+                        .application_name = "mnemod triage",
+                        .connect_timeout_s = t->connect_timeout_s};
+      if (db_connect(&opt, &c, &err) != MN_OK ||
+          db_exec(c, "LISTEN mnemo_reports", &err) != MN_OK) {
+        mn_log_error("triage: database unreachable", &err);
+        PQfinish(c);
+        c = NULL;
+      }
+    }
+    if (c) {
+      bool more = false;
+      PQconsumeInput(c);
+      PGnotify *nt;
+      while ((nt = PQnotifies(c)) != NULL)
+        PQfreemem(nt);
+      if (pass(t, c, &more, &err) != MN_OK) {
+        mn_log_error("triage failed; reports wait for the next try", &err);
+        wait_ms = backoff_ms;
+        backoff_ms = backoff_ms < 60000 ? backoff_ms * 2 : 60000;
+      } else {
+        backoff_ms = 500;
+        if (more) continue;
+      }
+    } else {
+      wait_ms = backoff_ms;
+      backoff_ms = backoff_ms < 30000 ? backoff_ms * 2 : 30000;
+    }
+    struct pollfd p[2] = {{.fd = t->wake[0], .events = POLLIN},
+                          {.fd = c ? PQsocket(c) : -1, .events = POLLIN}};
+    if (poll(p, c ? 2 : 1, wait_ms) > 0 && p[0].revents) {
+      char buf[64];
+      while (read(t->wake[0], buf, sizeof buf) > 0) {
+      }
+    }
+  }
+  PQfinish(c);
+  return NULL;
+}
+
+mn_status triage_start(const mn_config *cfg, const char *worker, triager **out, mn_error *err)
+{
+  *out = NULL;
+  triager *t = calloc(1, sizeof *t);
+  if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  mn_buf y;
+  mn_buf_init(&y, 1 << 20);
+  mn_status rc = mn_config_dump(cfg, &y, err);
+  snprintf(t->data_dir, sizeof t->data_dir, "%s", cfg->daemon.data_dir);
+  snprintf(t->dir, sizeof t->dir, "%s/triage", cfg->daemon.data_dir);
+  snprintf(t->worker, sizeof t->worker, "%s", worker);
+  t->conninfo = strdup(cfg->database.conninfo);
+  t->yaml = rc == MN_OK ? strndup(y.data, y.len) : NULL;
+  mn_buf_fini(&y);
+  t->connect_timeout_s = cfg->database.connect_timeout_s;
+  t->batch = cfg->triage.batch;
+  t->lid_max_bytes = cfg->triage.lid_max_bytes;
+  if (rc == MN_OK && (mkdir(cfg->daemon.data_dir, 0750) != 0 && errno != EEXIST))
+    rc = mn_error_set(err, MN_ERR_IO, "cannot create \"%s\": %s", cfg->daemon.data_dir,
+                      strerror(errno));
+  if (rc == MN_OK && mkdir(t->dir, 0750) != 0 && errno != EEXIST)
+    rc = mn_error_set(err, MN_ERR_IO, "cannot create \"%s\": %s", t->dir, strerror(errno));
+  if (rc == MN_OK && (!t->conninfo || !t->yaml || pipe2(t->wake, O_CLOEXEC | O_NONBLOCK) != 0))
+    rc = mn_error_set(err, MN_ERR_NOMEM, "cannot start the triage thread");
+  if (rc == MN_OK && pthread_create(&t->thread, NULL, run, t) != 0) {
+    close(t->wake[0]), close(t->wake[1]);
+    rc = mn_error_set(err, MN_ERR_INTERNAL, "cannot start the triage thread");
+  }
+  if (rc != MN_OK) {
+    free(t->conninfo), free(t->yaml), free(t);
+    return rc;
+  }
+  *out = t;
+  return MN_OK;
+}
+
+void triage_wake(triager *t)
+{
+  if (t && write(t->wake[1], "w", 1) < 0) { /* full: a wake-up is pending anyway */
+  }
+}
+
+void triage_stop(triager *t)
+{
+  if (!t) return;
+  atomic_store(&t->stop, true);
+  pid_t pid = atomic_load(&t->child);
+  if (pid > 0) kill(pid, SIGKILL);
+  triage_wake(t);
+  pthread_join(t->thread, NULL);
+  close(t->wake[0]);
+  close(t->wake[1]);
+  free(t->conninfo);
+  free(t->yaml);
+  free(t);
+}
