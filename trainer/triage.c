@@ -143,7 +143,7 @@ bool triage_check_text(const char *s, size_t n, const char *script, int64_t max_
     snprintf(why, whylen, "no letters");
     return false;
   }
-  if (script && *script && share < 0.5) {
+  if (script && *script && share < TRIAGE_MIN_SCRIPT_SHARE) {
     snprintf(why, whylen, "%.0f%% of its letters are in %s, the script of the claimed language",
              100 * share, script);
     return false;

@@ -16,11 +16,14 @@
 #include <stdio.h>
 
 #define TRIAGE_MINHASH 64 /* hash functions of a signature */
+/* a report must have at least this share of its letters in its language's script: a
+ * code-switched report ("ร้านอาหารเปิด 9 โมง but the answer switched to English") holds */
+#define TRIAGE_MIN_SCRIPT_SHARE 0.2
 
 /* triage_check_text -- false, with why ("empty", "not UTF-8 at byte 7", ...), when the text
  * cannot be a report's text: empty or blank, longer than max_bytes, invalid UTF-8, holding
- * control characters (binary data), no letters, or fewer than half of its letters in
- * `script` (an ISO 15924 code; "" or NULL: any script) */
+ * control characters (binary data), no letters, or too few of its letters in
+ * `script` (TRIAGE_MIN_SCRIPT_SHARE; an ISO 15924 code; "" or NULL: any script) */
 bool triage_check_text(const char *s, size_t n, const char *script, int64_t max_bytes, char *why,
                        size_t whylen);
 
