@@ -188,11 +188,17 @@ static int cmd_triage_accept(ctl *c, int argc, char **argv)
   const char *p[] = {argv[0], c->a.lang, c->a.note ? c->a.note : ""};
   char what[64];
   snprintf(what, sizeof what, "could not accept report %s", argv[0]);
+  /* two statements: one does not see what its own function changed */
   if (ctl_connect(c, &conn, &err) != MN_OK ||
-      db_query(conn,
-               "SELECT mnemo.triage_accept($1::bigint, $2, $3),"
-               " (SELECT probe_lang FROM mnemo.reports WHERE id = $1::bigint)",
-               3, p, &res, what, &err) != MN_OK)
+      db_query(conn, "SELECT mnemo.triage_accept($1::bigint, $2, $3)", 3, p, &res, what, &err) !=
+          MN_OK)
+    return finish(conn, res, &err, CTL_EXIT_FAIL);
+  char n[32];
+  snprintf(n, sizeof n, "%s", PQgetvalue(res, 0, 0));
+  PQclear(res);
+  res = NULL;
+  if (db_query(conn, "SELECT $2::text, probe_lang FROM mnemo.reports WHERE id = $1::bigint", 2,
+               (const char *const[]){argv[0], n}, &res, what, &err) != MN_OK)
     return finish(conn, res, &err, CTL_EXIT_FAIL);
   if (c->json)
     ctl_print_json(json_pack("{s:I, s:s, s:I}", "report", (json_int_t)id, "probe_lang",

@@ -286,8 +286,9 @@ static mn_status pass(triager *t, PGconn *c, bool *more, mn_error *err)
   int counts[3] = {0, 0, 0};
   if (rc == MN_OK && nnew > 0) rc = record(c, out, counts, err);
   if (rc == MN_OK && nnew > 0)
-    mn_log(MN_LOG_INFO, "reports triaged", MN_KV_I("reports", nnew), MN_KV_I("triaged", counts[0]),
-           MN_KV_I("rejected", counts[1]), MN_KV_I("joined_accepted", counts[2]),
+    mn_log(MN_LOG_INFO, "reports triaged", MN_KV_I("reports", counts[0] + counts[1] + counts[2]),
+           MN_KV_I("triaged", counts[0]), MN_KV_I("rejected", counts[1]),
+           MN_KV_I("joined_accepted", counts[2]),
            MN_KV_D("seconds", (mn_monotonic_ms() - t0) / 1e3));
   else if (rc == MN_OK)
     mn_log(MN_LOG_INFO, "triage: typical bits per byte computed", MN_KV_S("checkpoint", prod),

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define TRIAGE_MINHASH 64 /* hash functions of a signature */
+#define TRIAGE_MINHASH          64 /* hash functions of a signature */
 /* a report must have at least this share of its letters in its language's script: a
  * code-switched report ("ร้านอาหารเปิด 9 โมง but the answer switched to English") holds */
 #define TRIAGE_MIN_SCRIPT_SHARE 0.2
