@@ -297,6 +297,19 @@ static mn_status pass(triager *t, PGconn *c, bool *more, mn_error *err)
   return rc;
 }
 
+/* drain -- true when notifications were waiting (read from the socket or held by libpq) */
+static bool drain(PGconn *c)
+{
+  bool any = false;
+  PGnotify *nt;
+  PQconsumeInput(c);
+  while ((nt = PQnotifies(c)) != NULL) {
+    any = true;
+    PQfreemem(nt);
+  }
+  return any;
+}
+
 static void *run(void *arg)
 {
   triager *t = arg;
@@ -320,17 +333,16 @@ static void *run(void *arg)
     }
     if (c) {
       bool more = false;
-      PQconsumeInput(c);
-      PGnotify *nt;
-      while ((nt = PQnotifies(c)) != NULL)
-        PQfreemem(nt);
+      drain(c);
       if (pass(t, c, &more, &err) != MN_OK) {
         mn_log_error("triage failed; reports wait for the next try", &err);
         wait_ms = backoff_ms;
         backoff_ms = backoff_ms < 60000 ? backoff_ms * 2 : 60000;
       } else {
         backoff_ms = 500;
-        if (more) continue;
+        /* reports that arrived during the pass: their notifications may have come in with
+         * its statements' results, read by libpq already, so the socket will not say so */
+        if (more || drain(c)) continue;
       }
     } else {
       wait_ms = backoff_ms;
