@@ -101,7 +101,29 @@ typedef struct kernels_backend {
                        int t, const kernels_ewc *ewc);
   /* sum of x[i]^2 in double, in fixed chunks: the same result whatever the thread count */
   double (*sum_squares)(const float *x, size_t n);
+
+  /* Memory the ops work on: host memory for the CPU backend, device memory for CUDA.
+   * mem_alloc gives zeroed memory (NULL when out of memory); the copies are synchronous;
+   * to_device and to_host copy between the backend's memory and the host's. */
+  void *(*mem_alloc)(size_t bytes);
+  void (*mem_free)(void *p, size_t bytes);
+  void (*mem_zero)(void *p, size_t bytes);
+  void (*to_device)(void *dst, const void *src, size_t bytes);
+  void (*to_host)(void *dst, const void *src, size_t bytes);
+  /* sync -- wait for every op queued so far; the first failure since the last sync (a
+   * launch, a library call, a copy) as MN_ERR_CUDA with file:line.  The ops return nothing:
+   * a device's errors surface here, once per step. */
+  mn_status (*sync)(mn_error *err);
 } kernels_backend;
+
+/*
+ * kernels_cuda -- the CUDA backend on device 0 (cuBLAS for the products), or NULL in *out
+ * with why (not built, no device) -- not an error.  MN_ERR_CUDA when a device is there but
+ * fails.  tf32: let cuBLAS use the tensor cores' TF32 mode for fp32 products (about 3e-4
+ * relative error instead of 1e-6).
+ */
+MN_NODISCARD mn_status kernels_cuda(bool tf32, const kernels_backend **out /* OUT */, char why[256],
+                                    mn_error *err);
 
 /* kernels_cpu -- the CPU reference backend (OpenMP threads, OpenBLAS sgemm). */
 const kernels_backend *kernels_cpu(void);

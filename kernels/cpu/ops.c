@@ -516,6 +516,29 @@ static double sum_squares(const float *x, size_t n)
   return total;
 }
 
+/* ---------------------------------------------------------------- memory */
+
+static void *mem_alloc(size_t bytes)
+{
+  return kernels_host_alloc(bytes);
+}
+
+static void mem_zero(void *p, size_t bytes)
+{
+  memset(p, 0, bytes);
+}
+
+static void mem_copy(void *dst, const void *src, size_t bytes)
+{
+  memcpy(dst, src, bytes);
+}
+
+static mn_status sync_none(mn_error *err)
+{
+  (void)err;
+  return MN_OK;
+}
+
 static const kernels_backend cpu = {
     .name = "cpu",
     .encoder_forward = encoder_forward,
@@ -533,6 +556,12 @@ static const kernels_backend cpu = {
     .crossentropy_backward = crossentropy_backward,
     .adamw_update = adamw_update,
     .sum_squares = sum_squares,
+    .mem_alloc = mem_alloc,
+    .mem_free = kernels_host_free,
+    .mem_zero = mem_zero,
+    .to_device = mem_copy,
+    .to_host = mem_copy,
+    .sync = sync_none,
 };
 
 const kernels_backend *kernels_cpu(void)

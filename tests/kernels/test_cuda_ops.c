@@ -1,0 +1,355 @@
+/*
+ * test_cuda_ops.c -- every op of the CUDA backend against the CPU reference (label gpu).
+ *
+ * Fresh random inputs for every check (never zeros), outputs poisoned with NaN before each
+ * run (an element the op did not write stays NaN and fails), accumulated outputs started
+ * from the same random values on both sides (an op that overwrites instead of adding, or
+ * skips, fails).  The measure is ||out - ref|| / ||ref|| over the whole output; NaN never
+ * passes.  Bounds: fp32 1e-5 (different summation orders only), TF32 products 5e-3.
+ * Each op runs at two shapes: a small one and GPT-2 124M's width (C 768, 12 heads).
+ * Without a device (or a CUDA build) it exits 77: ctest reports it as skipped.
+ * The errors measured are printed, one line per op and shape, for scripts/gpu-check.
+ */
+#include "kernels/kernels.h"
+
+#include "tests/test.h"
+
+#include <math.h>
+#include <stdint.h>
+
+static const kernels_backend *cpu, *gpu;
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+
+static float uniform(void)
+{
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (float)((rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+static float *rand_host(size_t n, float scale)
+{
+  float *p = malloc(n * sizeof *p);
+  for (size_t i = 0; i < n; i++)
+    p[i] = uniform() * scale;
+  return p;
+}
+
+/* dev -- a device copy of host data (NULL host: poisoned with NaN) */
+static float *dev(const float *host, size_t n)
+{
+  float *d = gpu->mem_alloc(n * sizeof *d);
+  float *tmp = NULL;
+  if (!host) {
+    tmp = malloc(n * sizeof *tmp);
+    for (size_t i = 0; i < n; i++)
+      tmp[i] = NAN;
+    host = tmp;
+  }
+  gpu->to_device(d, host, n * sizeof *d);
+  free(tmp);
+  return d;
+}
+
+static int32_t *dev_tokens(const int32_t *host, size_t n)
+{
+  int32_t *d = gpu->mem_alloc(n * sizeof *d);
+  gpu->to_device(d, host, n * sizeof *d);
+  return d;
+}
+
+/* check -- the device's n values against ref; prints and asserts the relative error */
+static void check(const char *what, int shape, const float *d, const float *ref, size_t n,
+                  double bound)
+{
+  float *got = malloc(n * sizeof *got);
+  mn_error err = {0};
+  mn_status rc = gpu->sync(&err);
+  T_CHECK_MSG(rc == MN_OK, "%s: %s", what, err.msg);
+  gpu->to_host(got, d, n * sizeof *got);
+  double num = 0, den = 0;
+  size_t nan = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (isnan(got[i]) || isinf(got[i])) nan++;
+    double e = (double)got[i] - ref[i];
+    num += e * e;
+    den += (double)ref[i] * ref[i];
+  }
+  double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+  printf("op %-28s shape %d  rel_err %.3e  bound %.0e  %s\n", what, shape, rel, bound,
+         nan == 0 && rel <= bound ? "ok" : "FAIL");
+  T_CHECK_MSG(nan == 0, "%s: %zu of %zu values not finite (unwritten or NaN)", what, nan, n);
+  T_CHECK_MSG(rel <= bound, "%s: relative error %.3e > %.0e", what, rel, bound);
+  free(got);
+}
+
+typedef struct shape {
+  int B, T, C, NH, V, Vp;
+} shape;
+
+static const shape shapes[] = {{4, 64, 128, 4, 300, 320}, {2, 256, 768, 12, 1000, 1024}};
+#define F32 1e-5
+
+static void encoder(int s, const shape *h)
+{
+  int B = h->B, T = h->T, C = h->C, V = h->V, N = B * T;
+  int32_t *tok = malloc((size_t)N * sizeof *tok);
+  for (int i = 0; i < N; i++)
+    tok[i] = (int32_t)((uniform() + 1.0f) * 0.5f * (V - 1)) % 16; /* repeats: atomics */
+  float *wte = rand_host((size_t)V * C, 1), *wpe = rand_host((size_t)T * C, 1);
+  float *out = rand_host((size_t)N * C, 1);
+  cpu->encoder_forward(out, tok, wte, wpe, B, T, C);
+  int32_t *dtok = dev_tokens(tok, (size_t)N);
+  float *dwte_ = dev(wte, (size_t)V * C), *dwpe_ = dev(wpe, (size_t)T * C),
+        *dout = dev(NULL, (size_t)N * C);
+  gpu->encoder_forward(dout, dtok, dwte_, dwpe_, B, T, C);
+  check("encoder_forward", s, dout, out, (size_t)N * C, F32);
+  /* backward: gradients added to random starting values */
+  float *g = rand_host((size_t)N * C, 1), *gwte = rand_host((size_t)V * C, 1),
+        *gwpe = rand_host((size_t)T * C, 1);
+  float *dg = dev(g, (size_t)N * C), *dgwte = dev(gwte, (size_t)V * C),
+        *dgwpe = dev(gwpe, (size_t)T * C);
+  cpu->encoder_backward(gwte, gwpe, g, tok, B, T, C);
+  gpu->encoder_backward(dgwte, dgwpe, dg, dtok, B, T, C);
+  check("encoder_backward dwte", s, dgwte, gwte, (size_t)V * C, F32);
+  check("encoder_backward dwpe", s, dgwpe, gwpe, (size_t)T * C, F32);
+  gpu->mem_free(dtok, 0), gpu->mem_free(dwte_, 0), gpu->mem_free(dwpe_, 0);
+  gpu->mem_free(dout, 0), gpu->mem_free(dg, 0), gpu->mem_free(dgwte, 0), gpu->mem_free(dgwpe, 0);
+  free(tok), free(wte), free(wpe), free(out), free(g), free(gwte), free(gwpe);
+}
+
+static void layernorm(int s, const shape *h)
+{
+  int N = h->B * h->T, C = h->C;
+  size_t NC = (size_t)N * C;
+  float *x = rand_host(NC, 2), *w = rand_host((size_t)C, 1), *b = rand_host((size_t)C, 1);
+  float *out = malloc(NC * sizeof *out), *mean = malloc((size_t)N * 4),
+        *rstd = malloc((size_t)N * 4);
+  cpu->layernorm_forward(out, mean, rstd, x, w, b, N, C);
+  float *dx = dev(x, NC), *dw_ = dev(w, (size_t)C), *db_ = dev(b, (size_t)C);
+  float *dout = dev(NULL, NC), *dmean = dev(NULL, (size_t)N), *drstd = dev(NULL, (size_t)N);
+  gpu->layernorm_forward(dout, dmean, drstd, dx, dw_, db_, N, C);
+  check("layernorm_forward out", s, dout, out, NC, F32);
+  check("layernorm_forward mean", s, dmean, mean, (size_t)N, F32);
+  check("layernorm_forward rstd", s, drstd, rstd, (size_t)N, F32);
+  float *g = rand_host(NC, 1), *dinp = rand_host(NC, 1), *gw = rand_host((size_t)C, 1),
+        *gb = rand_host((size_t)C, 1);
+  float *dg = dev(g, NC), *ddinp = dev(dinp, NC), *dgw = dev(gw, (size_t)C),
+        *dgb = dev(gb, (size_t)C);
+  cpu->layernorm_backward(dinp, gw, gb, g, x, w, mean, rstd, N, C);
+  gpu->layernorm_backward(ddinp, dgw, dgb, dg, dx, dw_, dmean, drstd, N, C);
+  check("layernorm_backward dinp", s, ddinp, dinp, NC, F32);
+  check("layernorm_backward dw", s, dgw, gw, (size_t)C, F32);
+  check("layernorm_backward db", s, dgb, gb, (size_t)C, F32);
+  float *all[] = {dx, dw_, db_, dout, dmean, drstd, dg, ddinp, dgw, dgb};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    gpu->mem_free(all[i], 0);
+  free(x), free(w), free(b), free(out), free(mean), free(rstd), free(g), free(dinp), free(gw),
+      free(gb);
+}
+
+static void matmul(int s, const shape *h, bool tf32)
+{
+  const kernels_backend *k;
+  char why[256];
+  mn_error err = {0};
+  T_CHECK(kernels_cuda(tf32, &k, why, &err) == MN_OK && k == gpu);
+  int N = h->B * h->T, C = h->C, OC = 4 * h->C;
+  double bound = tf32 ? 5e-3 : F32;
+  char name[64];
+  float *x = rand_host((size_t)N * C, 1), *w = rand_host((size_t)OC * C, 0.1f),
+        *b = rand_host((size_t)OC, 1), *out = malloc((size_t)N * OC * 4);
+  cpu->matmul_forward(out, x, w, b, N, C, OC);
+  float *dx = dev(x, (size_t)N * C), *dw_ = dev(w, (size_t)OC * C), *db_ = dev(b, (size_t)OC),
+        *dout = dev(NULL, (size_t)N * OC);
+  gpu->matmul_forward(dout, dx, dw_, db_, N, C, OC);
+  snprintf(name, sizeof name, "matmul_forward%s", tf32 ? " tf32" : "");
+  check(name, s, dout, out, (size_t)N * OC, bound);
+  float *g = rand_host((size_t)N * OC, 1), *gin = malloc((size_t)N * C * 4),
+        *gw = rand_host((size_t)OC * C, 1), *gb = rand_host((size_t)OC, 1);
+  float *dg = dev(g, (size_t)N * OC), *dgin = dev(NULL, (size_t)N * C),
+        *dgw = dev(gw, (size_t)OC * C), *dgb = dev(gb, (size_t)OC);
+  cpu->matmul_backward(gin, gw, gb, g, x, w, N, C, OC);
+  gpu->matmul_backward(dgin, dgw, dgb, dg, dx, dw_, N, C, OC);
+  snprintf(name, sizeof name, "matmul_backward dinp%s", tf32 ? " tf32" : "");
+  check(name, s, dgin, gin, (size_t)N * C, bound);
+  snprintf(name, sizeof name, "matmul_backward dw%s", tf32 ? " tf32" : "");
+  check(name, s, dgw, gw, (size_t)OC * C, bound);
+  snprintf(name, sizeof name, "matmul_backward dbias%s", tf32 ? " tf32" : "");
+  check(name, s, dgb, gb, (size_t)OC, F32);
+  float *all[] = {dx, dw_, db_, dout, dg, dgin, dgw, dgb};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    gpu->mem_free(all[i], 0);
+  free(x), free(w), free(b), free(out), free(g), free(gin), free(gw), free(gb);
+  T_CHECK(kernels_cuda(false, &k, why, &err) == MN_OK);
+}
+
+static void attention(int s, const shape *h)
+{
+  int B = h->B, T = h->T, C = h->C, NH = h->NH;
+  size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, natt = (size_t)B * NH * T * T;
+  size_t nscratch = natt + (size_t)B * C * (T + 80);
+  float *qkv = rand_host(nqkv, 1), *out = malloc(nout * 4), *att = malloc(natt * 4),
+        *scratch = malloc(nscratch * 4);
+  cpu->attention_forward(out, att, scratch, qkv, B, T, C, NH);
+  float *dqkv_ = dev(qkv, nqkv), *dout = dev(NULL, nout), *datt = dev(NULL, natt),
+        *dscr = dev(NULL, nscratch);
+  gpu->attention_forward(dout, datt, dscr, dqkv_, B, T, C, NH);
+  check("attention_forward out", s, dout, out, nout, F32);
+  /* the probabilities on and below the diagonal (past it each backend keeps its own) */
+  float *gatt = malloc(natt * 4);
+  gpu->sync(&(mn_error){0});
+  gpu->to_host(gatt, datt, natt * 4);
+  double num = 0, den = 0;
+  size_t bad = 0;
+  for (size_t r = 0; r < (size_t)B * NH * T; r++)
+    for (int j = 0; j <= (int)(r % T); j++) {
+      double e = (double)gatt[r * T + j] - att[r * T + j];
+      bad += isnan(gatt[r * T + j]);
+      num += e * e, den += (double)att[r * T + j] * att[r * T + j];
+    }
+  printf("op %-28s shape %d  rel_err %.3e  bound %.0e  %s\n", "attention_forward att", s,
+         sqrt(num / den), F32, !bad && sqrt(num / den) <= F32 ? "ok" : "FAIL");
+  T_CHECK_MSG(!bad && sqrt(num / den) <= F32, "attention probabilities: %.3e, %zu NaN",
+              sqrt(num / den), bad);
+  float *g = rand_host(nout, 1), *gq = malloc(nqkv * 4);
+  cpu->attention_backward(gq, scratch, g, qkv, att, B, T, C, NH);
+  float *dg = dev(g, nout), *dgq = dev(NULL, nqkv);
+  gpu->attention_backward(dgq, dscr, dg, dqkv_, datt, B, T, C, NH);
+  check("attention_backward dqkv", s, dgq, gq, nqkv, F32);
+  float *all[] = {dqkv_, dout, datt, dscr, dg, dgq};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    gpu->mem_free(all[i], 0);
+  free(qkv), free(out), free(att), free(scratch), free(gatt), free(g), free(gq);
+}
+
+static void pointwise(int s, const shape *h)
+{
+  size_t n = (size_t)h->B * h->T * 4 * h->C;
+  float *x = rand_host(n, 4), *y = rand_host(n, 1), *out = malloc(n * 4), *g = rand_host(n, 1);
+  float *dx = dev(x, n), *dy = dev(y, n), *dout = dev(NULL, n), *dg = dev(g, n);
+  cpu->gelu_forward(out, x, n);
+  gpu->gelu_forward(dout, dx, n);
+  check("gelu_forward", s, dout, out, n, F32);
+  cpu->gelu_backward(out, x, g, n);
+  gpu->mem_free(dout, 0);
+  dout = dev(NULL, n);
+  gpu->gelu_backward(dout, dx, dg, n);
+  check("gelu_backward", s, dout, out, n, F32);
+  cpu->residual_forward(out, x, y, n);
+  gpu->mem_free(dout, 0);
+  dout = dev(NULL, n);
+  gpu->residual_forward(dout, dx, dy, n);
+  check("residual_forward", s, dout, out, n, F32);
+  gpu->mem_free(dx, 0), gpu->mem_free(dy, 0), gpu->mem_free(dout, 0), gpu->mem_free(dg, 0);
+  free(x), free(y), free(out), free(g);
+}
+
+static void crossentropy(int s, const shape *h)
+{
+  int N = h->B * h->T, V = h->V, Vp = h->Vp;
+  size_t NV = (size_t)N * Vp;
+  float *logits = rand_host(NV, 5), *probs = malloc(NV * 4), *losses = malloc((size_t)N * 4);
+  int32_t *tgt = malloc((size_t)N * sizeof *tgt);
+  for (int i = 0; i < N; i++)
+    tgt[i] = (int32_t)((uniform() + 1.0f) * 0.5f * (V - 1));
+  cpu->crossentropy_forward(losses, probs, logits, tgt, N, V, Vp);
+  float *dl = dev(logits, NV), *dp = dev(NULL, NV), *dloss = dev(NULL, (size_t)N);
+  int32_t *dt = dev_tokens(tgt, (size_t)N);
+  gpu->crossentropy_forward(dloss, dp, dl, dt, N, V, Vp);
+  check("crossentropy_forward losses", s, dloss, losses, (size_t)N, F32);
+  check("crossentropy_forward probs", s, dp, probs, NV, F32);
+  float *dlosses = rand_host((size_t)N, 1), *soft = malloc(NV * 4), *dlog = malloc(NV * 4);
+  for (size_t i = 0; i < NV; i++) /* a teacher's distribution: the reference's own probs */
+    soft[i] = probs[(i + 7) % NV];
+  float *ddlosses = dev(dlosses, (size_t)N), *dsoft = dev(soft, NV), *ddlog = dev(NULL, NV);
+  cpu->crossentropy_backward(dlog, probs, dlosses, tgt, NULL, 0.0f, N, V, Vp);
+  gpu->crossentropy_backward(ddlog, dp, ddlosses, dt, NULL, 0.0f, N, V, Vp);
+  check("crossentropy_backward", s, ddlog, dlog, NV, F32);
+  cpu->crossentropy_backward(dlog, probs, dlosses, tgt, soft, 0.3f, N, V, Vp);
+  gpu->mem_free(ddlog, 0);
+  ddlog = dev(NULL, NV);
+  gpu->crossentropy_backward(ddlog, dp, ddlosses, dt, dsoft, 0.3f, N, V, Vp);
+  check("crossentropy_backward soft", s, ddlog, dlog, NV, F32);
+  float *all[] = {dl, dp, dloss, ddlosses, dsoft, ddlog};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    gpu->mem_free(all[i], 0);
+  gpu->mem_free(dt, 0);
+  free(logits), free(probs), free(losses), free(tgt), free(dlosses), free(soft), free(dlog);
+}
+
+static void optimizer(int s, const shape *h)
+{
+  size_t n = (size_t)h->C * h->C * 12 + 12345; /* not a multiple of a block */
+  for (int ewc = 0; ewc < 2; ewc++) {
+    float *p = rand_host(n, 1), *g = rand_host(n, 1), *m = rand_host(n, 0.1f),
+          *v = rand_host(n, 0.1f), *F = rand_host(n, 1), *A = rand_host(n, 1);
+    for (size_t i = 0; i < n; i++)
+      v[i] = fabsf(v[i]), F[i] = fabsf(F[i]);
+    float *dp = dev(p, n), *dg = dev(g, n), *dm = dev(m, n), *dv = dev(v, n), *dF = dev(F, n),
+          *dA = dev(A, n);
+    kernels_ewc he = {F, A, 0.5f}, de = {dF, dA, 0.5f};
+    cpu->adamw_update(p, g, m, v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, 3, ewc ? &he : NULL);
+    gpu->adamw_update(dp, dg, dm, dv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, 3,
+                      ewc ? &de : NULL);
+    check(ewc ? "adamw_update ewc params" : "adamw_update params", s, dp, p, n, F32);
+    check(ewc ? "adamw_update ewc m" : "adamw_update m", s, dm, m, n, F32);
+    check(ewc ? "adamw_update ewc v" : "adamw_update v", s, dv, v, n, F32);
+    double a = cpu->sum_squares(g, n), b = gpu->sum_squares(dg, n), c = gpu->sum_squares(dg, n);
+    printf("op %-28s shape %d  rel_err %.3e  bound %.0e  %s\n", "sum_squares", s, fabs(a - b) / a,
+           1e-12, fabs(a - b) / a <= 1e-12 && b == c ? "ok" : "FAIL");
+    T_CHECK_MSG(fabs(a - b) / a <= 1e-12, "sum_squares %.17g vs %.17g", b, a);
+    T_CHECK_MSG(b == c, "sum_squares differs between runs: %.17g, %.17g", b, c);
+    float *all[] = {dp, dg, dm, dv, dF, dA};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+      gpu->mem_free(all[i], 0);
+    free(p), free(g), free(m), free(v), free(F), free(A);
+  }
+}
+
+static void every_op(void)
+{
+  for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++) {
+    const shape *h = &shapes[s];
+    encoder(s, h);
+    layernorm(s, h);
+    matmul(s, h, false);
+    matmul(s, h, true);
+    attention(s, h);
+    pointwise(s, h);
+    crossentropy(s, h);
+    optimizer(s, h);
+  }
+}
+
+static void errors_surface(void)
+{
+  /* a launch with an impossible shape fails at sync, with the file and line, and the next
+   * sync is clean again */
+  mn_error err = {0};
+  float *x = dev(NULL, 64);
+  gpu->layernorm_forward(x, x, x, x, x, x, -1, 32); /* a negative grid */
+  mn_status rc = gpu->sync(&err);
+  T_CHECK(rc == MN_ERR_CUDA);
+  T_CONTAINS(err.msg, "ops.cu:");
+  T_CHECK(gpu->sync(&err) == MN_OK);
+  gpu->mem_free(x, 0);
+}
+
+int main(void)
+{
+  char why[256] = "";
+  mn_error err = {0};
+  cpu = kernels_cpu();
+  mn_status rc = kernels_cuda(false, &gpu, why, &err);
+  if (rc != MN_OK) {
+    fprintf(stderr, "test_cuda_ops: %s\n", err.msg);
+    return 1;
+  }
+  if (!gpu) {
+    printf("test_cuda_ops: skipped (%s)\n", why);
+    return 77;
+  }
+  T_RUN(every_op);
+  T_RUN(errors_surface);
+  return T_DONE();
+}
