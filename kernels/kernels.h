@@ -49,6 +49,7 @@ typedef struct kernels_ewc {
 /* The ops.  N is the number of rows (B*T); Vp >= V is the padded vocabulary. */
 typedef struct kernels_backend {
   const char *name;
+  bool host_memory; /* its memory is the host's (the CPU backend): no copies needed */
   /* out (B,T,C) = wte[tokens[b,t]] + wpe[t];  wte (Vp,C), wpe (maxT,C) */
   void (*encoder_forward)(float *out, const int32_t *tokens, const float *wte, const float *wpe,
                           int B, int T, int C);

@@ -432,6 +432,7 @@ mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
   rc = canonical(meta_str(&f, "config"), meta_str(&f, "tags"), meta_str(&f, "step"),
                  meta_str(&f, "lineage") ? meta_str(&f, "lineage") : "{}", &canon, err);
   if (rc == MN_OK) rc = read_tensors(&f, t, n, canon, meta->sha256, err);
+  if (rc == MN_OK) gpt_params_written(m); /* read into the host view */
   free(canon);
 out:
   st_close(&f);
@@ -466,6 +467,7 @@ mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256, ck
   snprintf(st->weights_sha256, sizeof st->weights_sha256, "%s", wsha);
   if ((rc = check_tensors(&f, t, 2, err)) != MN_OK) goto out;
   rc = read_tensors(&f, t, 2, NULL, meta_str(&f, "sha256"), err);
+  if (rc == MN_OK) gpt_opt_written(m); /* read into the host views */
 out:
   st_close(&f);
   return rc;

@@ -8,6 +8,13 @@
  * pass reuses from the top block down (only the residual stream's gradient
  * travels between blocks).  A step allocates nothing.
  *
+ * The buffers are the backend's (kernels_backend.mem_alloc): host memory for the CPU,
+ * device memory for CUDA.  A device-resident model keeps host views of what callers read
+ * or write on the host (parameters, moments, gradients, the last forward's losses, probs
+ * and logits), copied down on demand when the device's are newer, and up when a caller says
+ * it wrote them (gpt_params_written, gpt_opt_written); a step moves only its tokens up and
+ * its losses down.  On the CPU a view is the buffer itself and none of this copies.
+ *
  * Invariant: tensors follow the order of gpt_tensor_info, so the parameters
  * of blocks l..L-1 plus the final LayerNorm are the contiguous range
  * [gpt_block_offset(l), num_params).
@@ -136,9 +143,21 @@ typedef struct grad_bufs {
   float *att_scratch;      /* B*NH*T*T + B*C*(T+80): attention's, fwd and bwd */
 } grad_bufs;
 
+/* host views that the device's copies have overtaken */
+enum { STALE_PARAMS = 1, STALE_GRADS = 2, STALE_OPT = 4, STALE_PROBS = 8, STALE_LOGITS = 16 };
+
 struct gpt {
   gpt_config cfg;
   const kernels_backend *k;
+  bool host; /* the backend computes in host memory: every view is its buffer */
+  unsigned stale;
+  float *h_params, *h_grads, *h_m, *h_v; /* host views */
+  float *h_losses, *h_probs, *h_logits;  /* host views of the last forward (probs, logits:
+                                          * allocated when first asked for) */
+  float *h_dlosses;                      /* staging for the loss gradient */
+  int32_t *d_tokens, *d_targets;         /* the backend's copies of the last inputs */
+  float *d_fisher, *d_anchor, *d_soft;   /* the backend's copies of EWC's and the teacher's */
+  size_t soft_floats;
   int maxB, maxT;
   size_t nparams;
   int first_trainable; /* the lowest trainable block; -1: the embeddings too (the default) */
@@ -168,6 +187,7 @@ static float normal(uint64_t *s) /* Box-Muller */
 
 static void init_params(gpt *m, uint64_t seed)
 {
+  float *params = m->h_params;
   const gpt_config *c = &m->cfg;
   uint64_t s = seed;
   int n = gpt_num_tensors(c);
@@ -178,7 +198,7 @@ static void init_params(gpt *m, uint64_t seed)
     int ndim;
     gpt_tensor_info(c, i, name, shape, &ndim, &off);
     size_t count = shape[0] * (ndim == 2 ? shape[1] : 1);
-    float *p = m->params + off;
+    float *p = params + off;
     bool is_ln_weight = strstr(name, "ln_") && strstr(name, ".weight");
     if (ndim == 1) {
       for (size_t j = 0; j < count; j++)
@@ -222,11 +242,25 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   size_t L = (size_t)cfg->n_layer, C = (size_t)cfg->n_embd, NH = (size_t)cfg->n_head;
   size_t Vp = (size_t)cfg->padded_vocab, BT = (size_t)B * T;
 
-  /* params, grads, m, v: one allocation each */
-  m->params = kernels_host_alloc(m->nparams * sizeof(float));
-  m->grads = kernels_host_alloc(m->nparams * sizeof(float));
-  m->m = kernels_host_alloc(m->nparams * sizeof(float));
-  m->v = kernels_host_alloc(m->nparams * sizeof(float));
+  /* params, grads, m, v: one allocation each, the backend's */
+  m->host = k->host_memory;
+  size_t pb = m->nparams * sizeof(float);
+  m->params = k->mem_alloc(pb);
+  m->grads = k->mem_alloc(pb);
+  m->m = k->mem_alloc(pb);
+  m->v = k->mem_alloc(pb);
+  bool views = true;
+  if (m->host) {
+    m->h_params = m->params, m->h_grads = m->grads, m->h_m = m->m, m->h_v = m->v;
+  } else {
+    m->h_params = kernels_host_alloc(pb), m->h_grads = kernels_host_alloc(pb);
+    m->h_m = kernels_host_alloc(pb), m->h_v = kernels_host_alloc(pb);
+    m->h_losses = malloc(BT * sizeof(float)), m->h_dlosses = malloc(BT * sizeof(float));
+    m->d_tokens = k->mem_alloc(BT * sizeof(int32_t));
+    m->d_targets = k->mem_alloc(BT * sizeof(int32_t));
+    views = m->h_params && m->h_grads && m->h_m && m->h_v && m->h_losses && m->h_dlosses &&
+            m->d_tokens && m->d_targets;
+  }
 
   size_t sizes[] = {
       BT * C, /* encoded */
@@ -261,7 +295,7 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   for (size_t i = 0; i < n; i++)
     total += sizes[i];
   m->act_floats = total;
-  m->act_mem = kernels_host_alloc(total * sizeof(float));
+  m->act_mem = k->mem_alloc(total * sizeof(float));
   size_t gsizes[] = {BT * C,     BT * C,     BT * C,
                      BT * 3 * C, BT * 4 * C, BT * 4 * C,
                      BT * Vp,    BT,         (size_t)B * NH * T * T + (size_t)B * C * (T + 80)};
@@ -271,8 +305,8 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   for (size_t i = 0; i < gn; i++)
     gtotal += gsizes[i];
   m->grad_floats = gtotal;
-  m->grad_mem = kernels_host_alloc(gtotal * sizeof(float));
-  if (!m->params || !m->grads || !m->m || !m->v || !m->act_mem || !m->grad_mem) {
+  m->grad_mem = k->mem_alloc(gtotal * sizeof(float));
+  if (!m->params || !m->grads || !m->m || !m->v || !m->act_mem || !m->grad_mem || !views) {
     rc = mn_error_set(err, MN_ERR_NOMEM,
                       "out of memory for a model of %zu parameters and %.0f MB of activations",
                       m->nparams, (double)(total + gtotal) * 4 / 1e6);
@@ -285,6 +319,7 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   for (size_t i = 0; i < gn; i++)
     *gslots[i] = p, p += gsizes[i];
   init_params(m, seed);
+  gpt_params_written(m);
   *out = m;
   m = NULL;
 out:
@@ -295,13 +330,51 @@ out:
 void gpt_destroy(gpt *m)
 {
   if (!m) return;
-  size_t pb = m->nparams * sizeof(float);
-  kernels_host_free(m->params, pb), kernels_host_free(m->grads, pb);
-  kernels_host_free(m->m, pb), kernels_host_free(m->v, pb);
-  kernels_host_free(m->act_mem, m->act_floats * sizeof(float));
-  kernels_host_free(m->grad_mem, m->grad_floats * sizeof(float));
+  const kernels_backend *k = m->k;
+  size_t pb = m->nparams * sizeof(float), BT = (size_t)m->maxB * m->maxT;
+  size_t BTV = BT * (size_t)m->cfg.padded_vocab * sizeof(float);
+  k->mem_free(m->params, pb), k->mem_free(m->grads, pb);
+  k->mem_free(m->m, pb), k->mem_free(m->v, pb);
+  k->mem_free(m->act_mem, m->act_floats * sizeof(float));
+  k->mem_free(m->grad_mem, m->grad_floats * sizeof(float));
+  if (!m->host) {
+    kernels_host_free(m->h_params, pb), kernels_host_free(m->h_grads, pb);
+    kernels_host_free(m->h_m, pb), kernels_host_free(m->h_v, pb);
+    kernels_host_free(m->h_probs, BTV), kernels_host_free(m->h_logits, BTV);
+    free(m->h_losses), free(m->h_dlosses);
+    k->mem_free(m->d_tokens, BT * sizeof(int32_t)), k->mem_free(m->d_targets, BT * sizeof(int32_t));
+    k->mem_free(m->d_fisher, pb), k->mem_free(m->d_anchor, pb);
+    k->mem_free(m->d_soft, m->soft_floats * sizeof(float));
+  }
   free(m->first_step);
   free(m);
+}
+
+/* down -- bring a stale host view up to date */
+static void down(gpt *m, unsigned what, float *view, const float *buf, size_t floats)
+{
+  if (!(m->stale & what)) return;
+  m->k->to_host(view, buf, floats * sizeof(float));
+  m->stale &= ~what;
+}
+
+void gpt_params_written(gpt *m)
+{
+  m->stale &= ~STALE_PARAMS;
+  if (!m->host) m->k->to_device(m->params, m->h_params, m->nparams * sizeof(float));
+}
+
+void gpt_opt_written(gpt *m)
+{
+  m->stale &= ~STALE_OPT;
+  if (m->host) return;
+  m->k->to_device(m->m, m->h_m, m->nparams * sizeof(float));
+  m->k->to_device(m->v, m->h_v, m->nparams * sizeof(float));
+}
+
+mn_status gpt_sync(gpt *m, mn_error *err)
+{
+  return m->k->sync(err);
 }
 
 const gpt_config *gpt_get_config(const gpt *m)
@@ -310,19 +383,27 @@ const gpt_config *gpt_get_config(const gpt *m)
 }
 float *gpt_params(gpt *m)
 {
-  return m->params;
+  down(m, STALE_PARAMS, m->h_params, m->params, m->nparams);
+  return m->h_params;
 }
 float *gpt_grads(gpt *m)
 {
-  return m->grads;
+  down(m, STALE_GRADS, m->h_grads, m->grads, m->nparams);
+  return m->h_grads;
 }
 float *gpt_adam_m(gpt *m)
 {
-  return m->m;
+  if (m->stale & STALE_OPT) {
+    m->k->to_host(m->h_m, m->m, m->nparams * sizeof(float));
+    m->k->to_host(m->h_v, m->v, m->nparams * sizeof(float));
+    m->stale &= ~STALE_OPT;
+  }
+  return m->h_m;
 }
 float *gpt_adam_v(gpt *m)
 {
-  return m->v;
+  gpt_adam_m(m);
+  return m->h_v;
 }
 size_t gpt_params_count(const gpt *m)
 {
@@ -330,15 +411,27 @@ size_t gpt_params_count(const gpt *m)
 }
 const float *gpt_losses(const gpt *m)
 {
-  return m->a.losses;
+  return m->host ? m->a.losses : m->h_losses; /* brought down by every forward */
+}
+
+/* view -- a host view of the last forward's (B,T,Vp) array, allocated when first asked for */
+static const float *view(gpt *m, unsigned what, float **h, const float *buf)
+{
+  if (m->host) return buf;
+  size_t n = (size_t)m->maxB * m->maxT * (size_t)m->cfg.padded_vocab;
+  if (!*h && !(*h = kernels_host_alloc(n * sizeof(float)))) return NULL;
+  down(m, what, *h, buf, (size_t)m->B * m->T * (size_t)m->cfg.padded_vocab);
+  return *h;
 }
 const float *gpt_probs(const gpt *m)
 {
-  return m->a.probs;
+  gpt *w = (gpt *)m; /* a view is a cache: filling it changes nothing the caller sees */
+  return view(w, STALE_PROBS, &w->h_probs, m->a.probs);
 }
 const float *gpt_logits(const gpt *m)
 {
-  return m->a.logits;
+  gpt *w = (gpt *)m;
+  return view(w, STALE_LOGITS, &w->h_logits, m->a.logits);
 }
 
 /* pointers to block l's tensors in buffer base (params or grads) */
@@ -369,6 +462,13 @@ float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, 
   int N = B * T;
   size_t BTC = (size_t)N * C;
   acts *a = &m->a;
+  if (!m->host) { /* the step's inputs up; the views of its outputs stale */
+    k->to_device(m->d_tokens, tokens, (size_t)N * sizeof *tokens);
+    if (targets) k->to_device(m->d_targets, targets, (size_t)N * sizeof *targets);
+    tokens = m->d_tokens;
+    targets = targets ? m->d_targets : NULL;
+    m->stale |= STALE_PROBS | STALE_LOGITS;
+  }
   m->tokens = tokens;
   m->targets = targets;
   m->B = B;
@@ -403,9 +503,14 @@ float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, 
   k->matmul_forward(a->logits, a->lnf, wte, NULL, N, C, Vp); /* tied embeddings */
   if (!targets) return -1.0f;
   k->crossentropy_forward(a->losses, a->probs, a->logits, targets, N, V, Vp);
+  const float *losses = a->losses;
+  if (!m->host) { /* the mean needs them here: N floats down */
+    k->to_host(m->h_losses, a->losses, (size_t)N * sizeof(float));
+    losses = m->h_losses;
+  }
   double sum = 0;
   for (int i = 0; i < N; i++)
-    sum += a->losses[i];
+    sum += losses[i];
   return (float)(sum / N);
 }
 
@@ -436,6 +541,18 @@ void gpt_set_ewc(gpt *m, const float *fisher, const float *anchor, float lambda)
   m->ewc_fisher = on ? fisher : NULL;
   m->ewc_anchor = on ? anchor : NULL;
   m->ewc_lambda = on ? lambda : 0.0f;
+  if (on && !m->host) { /* the device reads copies, made now */
+    size_t pb = m->nparams * sizeof(float);
+    if (!m->d_fisher) m->d_fisher = m->k->mem_alloc(pb);
+    if (!m->d_anchor) m->d_anchor = m->k->mem_alloc(pb);
+    if (!m->d_fisher || !m->d_anchor) { /* no room: EWC off, said by gpt_ewc_ready */
+      m->ewc_fisher = m->ewc_anchor = NULL;
+      m->ewc_lambda = 0.0f;
+      return;
+    }
+    m->k->to_device(m->d_fisher, fisher, pb);
+    m->k->to_device(m->d_anchor, anchor, pb);
+  }
 }
 
 void gpt_set_soft_targets(gpt *m, int row0, const float *soft, float w)
@@ -450,8 +567,9 @@ double gpt_ewc_penalty(const gpt *m)
 {
   if (!m->ewc_fisher) return 0.0;
   double sum = 0;
+  const float *params = gpt_params((gpt *)m); /* a view: filling it changes nothing seen */
   for (size_t i = gpt_trainable_offset(m); i < m->nparams; i++) {
-    double d = (double)m->params[i] - m->ewc_anchor[i];
+    double d = (double)params[i] - m->ewc_anchor[i];
     sum += m->ewc_fisher[i] * d * d;
   }
   return 0.5 * m->ewc_lambda * sum;
@@ -460,7 +578,10 @@ double gpt_ewc_penalty(const gpt *m)
 void gpt_zero_grad(gpt *m)
 {
   size_t off = gpt_trainable_offset(m); /* frozen gradients are never computed or read */
-  memset(m->grads + off, 0, (m->nparams - off) * sizeof(float));
+  m->k->mem_zero(m->grads + off, (m->nparams - off) * sizeof(float));
+  if (m->host) return;
+  memset(m->h_grads + off, 0, (m->nparams - off) * sizeof(float)); /* the view agrees */
+  m->stale &= ~STALE_GRADS;
 }
 
 void gpt_backward(gpt *m)
@@ -474,13 +595,26 @@ void gpt_backward(gpt *m)
   acts *a = &m->a;
   grad_bufs *g = &m->g;
 
+  float *dl = m->host ? g->dlosses : m->h_dlosses;
   for (int i = 0; i < N; i++)
-    g->dlosses[i] = 1.0f / (float)N;
+    dl[i] = 1.0f / (float)N;
+  if (!m->host) k->to_device(g->dlosses, dl, (size_t)N * sizeof(float));
   int hard = m->soft && m->soft_row0 < B ? m->soft_row0 * T : N; /* rows with one-hot targets */
   k->crossentropy_backward(g->dlogits, a->probs, g->dlosses, m->targets, NULL, 0.0f, hard, V, Vp);
-  if (hard < N)
+  const float *soft = m->soft;
+  if (hard < N && !m->host) { /* the teacher's probabilities up (a host view) */
+    size_t need = (size_t)(N - hard) * Vp;
+    if (need > m->soft_floats) {
+      k->mem_free(m->d_soft, m->soft_floats * sizeof(float));
+      m->d_soft = k->mem_alloc(need * sizeof(float));
+      m->soft_floats = m->d_soft ? need : 0;
+    }
+    if (m->d_soft) k->to_device(m->d_soft, soft, need * sizeof(float));
+    soft = m->d_soft;
+  }
+  if (hard < N && soft)
     k->crossentropy_backward(g->dlogits + (size_t)hard * Vp, a->probs + (size_t)hard * Vp,
-                             g->dlosses + hard, m->targets + hard, m->soft, m->soft_w, N - hard, V,
+                             g->dlosses + hard, m->targets + hard, soft, m->soft_w, N - hard, V,
                              Vp);
   float *dwte = m->grads, *dwpe = m->grads + (size_t)Vp * C;
   bool embeddings = m->first_trainable < 0; /* the output head is the (tied) embedding */
@@ -489,7 +623,7 @@ void gpt_backward(gpt *m)
   const float *res_last = L > 0 ? a->res3 + (size_t)(L - 1) * BTC : a->encoded;
   float *lnfw = m->params + gpt_block_offset(c, L);
   float *dlnfw = m->grads + gpt_block_offset(c, L);
-  memset(g->dres, 0, BTC * sizeof(float));
+  k->mem_zero(g->dres, BTC * sizeof(float));
   k->layernorm_backward(g->dres, dlnfw, dlnfw + C, g->dln, res_last, lnfw, a->lnf_mean, a->lnf_rstd,
                         N, C);
 
@@ -522,6 +656,7 @@ void gpt_backward(gpt *m)
                           C); /* dres is now d(res_in) */
   }
   if (embeddings) k->encoder_backward(dwte, dwpe, g->dres, m->tokens, B, T, C);
+  if (!m->host) m->stale |= STALE_GRADS;
 }
 
 float gpt_grad_norm(gpt *m)
@@ -549,8 +684,10 @@ float gpt_update(gpt *m, const gpt_adamw *o, int t)
     int depth =
         i < 2 ? L : (i >= 2 + GPT_BLOCK_TENSORS * L ? 0 : L - 1 - (i - 2) / GPT_BLOCK_TENSORS);
     float lr = o->lr_factor > 1.0f ? o->lr / powf(o->lr_factor, (float)depth) : o->lr;
-    kernels_ewc ewc = {m->ewc_fisher ? m->ewc_fisher + off : NULL,
-                       m->ewc_anchor ? m->ewc_anchor + off : NULL, m->ewc_lambda};
+    const float *F = m->host ? m->ewc_fisher : m->d_fisher;
+    const float *A = m->host ? m->ewc_anchor : m->d_anchor;
+    kernels_ewc ewc = {m->ewc_fisher ? F + off : NULL, m->ewc_fisher ? A + off : NULL,
+                       m->ewc_lambda};
     /* Adam's bias correction counts this tensor's own updates: one that thaws late starts
      * from zero moments like any other */
     int64_t t0 = m->first_step[i] > 0 ? m->first_step[i] : 1;
@@ -558,6 +695,7 @@ float gpt_update(gpt *m, const gpt_adamw *o, int t)
     m->k->adamw_update(m->params + off, m->grads + off, m->m + off, m->v + off, count, lr, o->beta1,
                        o->beta2, o->eps, wd, scale, tl, m->ewc_fisher ? &ewc : NULL);
   }
+  if (!m->host) m->stale |= STALE_PARAMS | STALE_OPT;
   return norm;
 }
 

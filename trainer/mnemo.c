@@ -104,11 +104,11 @@ static double peak_rss_mb(void)
 typedef struct opts {
   const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags, *store, *previous;
   const char *weighting, *spec, *parallel, *reference, *probes, *sets, *cache, *baseline;
-  const char *candidate, *must_improve, *history, *model, *typical, *heldout;
+  const char *candidate, *must_improve, *history, *model, *typical, *heldout, *device;
   int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows, max_items, max_item_bytes;
   int64_t max_bytes;
   double temperature, gamma;
-  bool per_doc, stages, ewc, json;
+  bool per_doc, stages, ewc, json, tf32;
   char **pos;
   int npos;
 } opts;
@@ -176,6 +176,8 @@ static int parse(int argc, char **argv, opts *o)
       s = &o->typical;
     else if (strcmp(a, "--heldout") == 0)
       s = &o->heldout;
+    else if (strcmp(a, "--device") == 0)
+      s = &o->device;
     else if (strcmp(a, "--tokens") == 0)
       n = &o->tokens;
     else if (strcmp(a, "--max-tokens") == 0)
@@ -197,6 +199,9 @@ static int parse(int argc, char **argv, opts *o)
       continue;
     } else if (strcmp(a, "--json") == 0) {
       o->json = true;
+      continue;
+    } else if (strcmp(a, "--tf32") == 0) {
+      o->tf32 = true;
       continue;
     } else if (strcmp(a, "--temperature") == 0 || strcmp(a, "--gamma") == 0) {
       bool temp = a[2] == 't';
@@ -658,6 +663,7 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
         MN_OK)
       return rc;
     memcpy(gpt_params(f->teacher), f->anchor, np * sizeof(float));
+    gpt_params_written(f->teacher);
     json_object_set_new(lineage, "distill", json_real(c->finetune.distill));
   }
   if ((rc = parse_stages(c->finetune.stages, gpt_get_config(m)->n_layer, f, err)) != MN_OK)
@@ -1641,6 +1647,51 @@ static int bench_ewc(gpt *m, const int32_t *x, const int32_t *y, int B, int T, c
   return EXIT_OK;
 }
 
+/* bench_device -- training steps on a device: tokens/s and MFU (6N + 6LCT FLOPs per token
+ * against the card's dense bf16 peak, ANCHORS.md), each step waited for */
+static int bench_device(gpt *m, const int32_t *x, const int32_t *y, int B, int T,
+                        const gpt_adamw *opt, int steps, bool tf32, bool json)
+{
+  mn_error err = {0};
+  kernels_device_info info;
+  if (kernels_cuda_probe(&info, &err) != MN_OK) return fail(&err);
+  double total = 0, best = INFINITY;
+  for (int t = 1; t <= steps + 2; t++) {
+    double t0 = mn_monotonic_ms();
+    gpt_zero_grad(m);
+    gpt_forward(m, x, y, B, T);
+    gpt_backward(m);
+    gpt_update(m, opt, t);
+    if (gpt_sync(m, &err) != MN_OK) return fail(&err);
+    double ms = mn_monotonic_ms() - t0;
+    if (t > 2) total += ms, best = ms < best ? ms : best;
+  }
+  const gpt_config *gc = gpt_get_config(m);
+  double mean = total / steps, tps = (double)B * T / (mean / 1e3);
+  double flops = gpt_flops_per_token(gc, T) * tps;
+  /* dense bf16 peaks by the vendors' datasheets (SXM parts); unknown cards: no MFU */
+  double peak = strstr(info.name, "H100") || strstr(info.name, "H200") ? 989.4e12
+                : strstr(info.name, "A100")                            ? 312e12
+                                                                       : 0;
+  json_t *r = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, "
+                        "s:f, s:b}",
+                        "event", "bench", "device", "cuda", "card", info.name, "params",
+                        (json_int_t)gpt_params_count(m), "n_layer", gc->n_layer, "n_embd",
+                        gc->n_embd, "n_head", gc->n_head, "batch", B, "seq_len", T, "steps", steps,
+                        "ms_per_step", mean, "best_ms_per_step", best, "tokens_per_s", tps,
+                        "tflops", flops / 1e12, "mfu", peak > 0 ? flops / peak : 0.0, "tf32", tf32);
+  if (json) {
+    emit(r);
+  } else {
+    printf(
+        "%s: %zu parameters, B=%d T=%d: %.1f ms/step, %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%%%s\n",
+        info.name, gpt_params_count(m), B, T, mean, tps, flops / 1e12,
+        peak > 0 ? 100 * flops / peak : 0.0, tf32 ? " (TF32)" : "");
+    json_decref(r);
+  }
+  return EXIT_OK;
+}
+
 static int cmd_bench(worker *w, opts *o)
 {
   mn_error err = {0};
@@ -1650,7 +1701,19 @@ static int cmd_bench(worker *w, opts *o)
   int B = (int)c->train.batch_size, T = (int)c->train.seq_len;
   int steps = o->steps ? (int)o->steps : 10;
   kernels_cpu_set_threads((int)c->train.threads);
-  if (gpt_create(&gc, B, T, 1, kernels_cpu(), &m, &err) != MN_OK) return fail(&err);
+  const kernels_backend *k = kernels_cpu();
+  bool cuda = o->device && strcmp(o->device, "cuda") == 0;
+  if (o->device && !cuda && strcmp(o->device, "cpu") != 0)
+    return usage("--device wants cpu or cuda, got \"%s\"", o->device);
+  if (cuda) {
+    char why[256];
+    if (kernels_cuda(o->tf32, &k, why, &err) != MN_OK) return fail(&err);
+    if (!k) {
+      mn_error_set(&err, MN_ERR_INPUT, "no CUDA device: %s", why);
+      return fail(&err);
+    }
+  }
+  if (gpt_create(&gc, B, T, 1, k, &m, &err) != MN_OK) return fail(&err);
   int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T),
           *y = malloc(sizeof(int32_t) * (size_t)B * T);
   uint64_t s = 7;
@@ -1665,6 +1728,12 @@ static int cmd_bench(worker *w, opts *o)
                    .eps = 1e-8f,
                    .weight_decay = 0.1f,
                    .grad_clip = 1.0f};
+  if (cuda) {
+    int code = bench_device(m, x, y, B, T, &opt, steps, o->tf32, w->json || o->json);
+    free(x), free(y);
+    gpt_destroy(m);
+    return code;
+  }
   /* The machine's sgemm rate is measured right after each timed step (the best of a burst
    * of 1024^3 products), so that both see the same machine: on a shared host the clock
    * and the neighbours change from one second to the next.  The median burst is the
@@ -2060,10 +2129,12 @@ static void help(FILE *f)
           "                       near-duplicates, severity against typical held-out text\n"
           "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
           "           [--temperature T] [--top-k K] [--seed S]\n"
-          "  bench [--steps N] [--stages] [--ewc]\n"
+          "  bench [--steps N] [--stages] [--ewc] [--device cpu|cuda [--tf32]]\n"
           "                       tokens/s and GFLOP/s of a training step; --stages: the\n"
           "                       step time with the top k blocks trainable (unfreezing);\n"
           "                       --ewc: with the EWC penalty fused into the update\n"
+          "                       --device cuda: on the GPU, tokens/s and MFU against the\n"
+          "                       card's dense bf16 peak (--tf32: TF32 products)\n"
           "  finetune --spec JOB.yaml --out DIR [--resume CKPT] [--steps N] SHARD...\n"
           "                       refresh finetune.baseline on fresh shards: replayed windows,\n"
           "                       EWC, progressive unfreezing (finetune.* keys); resumable\n"

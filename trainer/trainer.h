@@ -69,11 +69,20 @@ MN_NODISCARD mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t 
 void gpt_destroy(gpt *m);
 
 const gpt_config *gpt_get_config(const gpt *m);
+/* Host views (on a device backend, copies brought down when the device's are newer):
+ * after writing parameters through gpt_params, or moments through gpt_adam_m/v, say so
+ * with gpt_params_written / gpt_opt_written (no-ops on the CPU, where the view is the
+ * buffer). */
 float *gpt_params(gpt *m); /* num_params floats, layer-major */
 float *gpt_grads(gpt *m);  /* same layout */
 float *gpt_adam_m(gpt *m);
 float *gpt_adam_v(gpt *m);
+void gpt_params_written(gpt *m);
+void gpt_opt_written(gpt *m);
 size_t gpt_params_count(const gpt *m);
+/* gpt_sync -- wait for the backend; its first failure since the last sync (MN_ERR_CUDA
+ * with file:line on a device).  Once per step. */
+MN_NODISCARD mn_status gpt_sync(gpt *m, mn_error *err);
 
 /*
  * gpt_forward -- logits for tokens (B,T); with targets (B,T) also the mean loss

@@ -1,10 +1,12 @@
-"""torch_gpt.py -- the same model, shapes and optimizer as `mnemo bench`, in PyTorch on the CPU.
+"""torch_gpt.py -- the same model, shapes and optimizer as `mnemo bench`, in PyTorch (eager).
 
 GPT-2 family: pre-LayerNorm blocks (eps 1e-5), GELU tanh, learned positions, tied
 embeddings, AdamW (betas 0.9/0.95, weight decay 0.1 on matrices), gradient clipping at 1.
 Prints one JSON line: tokens/s of a full training step (forward, backward, clip, update).
 
-usage: python3 torch_gpt.py L C NH T B VOCAB STEPS THREADS
+usage: python3 torch_gpt.py L C NH T B VOCAB STEPS THREADS [cpu|cuda [fp32|tf32]]
+On cuda every step is waited for (torch.cuda.synchronize) before the clock is read, as
+`mnemo bench --device cuda` does.
 """
 import json
 import math
@@ -16,8 +18,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 L, C, NH, T, B, V, STEPS, THREADS = map(int, sys.argv[1:9])
+DEVICE = sys.argv[9] if len(sys.argv) > 9 else "cpu"
+MATH = sys.argv[10] if len(sys.argv) > 10 else "fp32"
 torch.set_num_threads(THREADS)
 torch.manual_seed(0)
+if DEVICE == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = MATH == "tf32"
+    torch.backends.cudnn.allow_tf32 = MATH == "tf32"
+
+
+def wait():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
 class Block(nn.Module):
@@ -55,21 +67,21 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(C, eps=1e-5)
 
     def forward(self, idx, targets):
-        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
         for blk in self.h:
             x = blk(x)
         logits = self.ln_f(x) @ self.wte.weight.t()  # tied embeddings
         return F.cross_entropy(logits.view(-1, V), targets.view(-1))
 
 
-model = GPT()
+model = GPT().to(DEVICE)
 params = sum(p.numel() for p in model.parameters())
 decay = [p for p in model.parameters() if p.dim() == 2]
 no_decay = [p for p in model.parameters() if p.dim() < 2]
 opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                          {"params": no_decay, "weight_decay": 0.0}], lr=1e-4, betas=(0.9, 0.95))
-x = torch.randint(0, 256, (B, T))
-y = torch.randint(0, 256, (B, T))
+x = torch.randint(0, 256, (B, T), device=DEVICE)
+y = torch.randint(0, 256, (B, T), device=DEVICE)
 times = []
 for step in range(STEPS + 2):
     t0 = time.perf_counter()
@@ -78,9 +90,11 @@ for step in range(STEPS + 2):
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
+    wait()
     if step >= 2:
         times.append(time.perf_counter() - t0)
 mean = sum(times) / len(times)
 print(json.dumps({"impl": "pytorch", "version": torch.__version__, "threads": THREADS,
+                  "device": DEVICE, "math": MATH,
                   "params": params, "ms_per_step": mean * 1e3, "tokens_per_s": B * T / mean,
                   "best_ms_per_step": min(times) * 1e3}))

@@ -541,6 +541,7 @@ static mn_status sync_none(mn_error *err)
 
 static const kernels_backend cpu = {
     .name = "cpu",
+    .host_memory = true,
     .encoder_forward = encoder_forward,
     .encoder_backward = encoder_backward,
     .layernorm_forward = layernorm_forward,

@@ -607,6 +607,7 @@ static mn_status sync_stream(mn_error *err)
 
 static const kernels_backend cuda = {
     .name = "cuda",
+    .host_memory = false,
     .encoder_forward = encoder_forward,
     .encoder_backward = encoder_backward,
     .layernorm_forward = layernorm_forward,

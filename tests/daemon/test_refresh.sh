@@ -238,6 +238,10 @@ until_true 10 grep -q 'config reloaded' "$tmp/d3.log" || fail "SIGHUP did not re
 MNEMO_DB=$operator "$ctl" refresh >/dev/null
 job3=$(sql "select id from mnemo.jobs where kind = 'refresh' and state in ('queued', 'running')")
 until_true 60 pgrep -f "finetune --spec $tmp/data/jobs/$job3/" || fail "refresh 3 did not fine-tune"
+# once it trains (a SIGTERM before the worker reaches its loop finds nothing to save: the
+# job goes back all the same, which the lines below check too)
+until_true 60 is "select coalesce((progress->>'step')::int, 0) > 0 from mnemo.jobs where id = $job3" t ||
+  fail "refresh 3 made no progress"
 # SIGTERM mid-job: the worker saves, the job goes back to the queue without spending an attempt
 attempt3=$(sql "select attempt from mnemo.jobs where id = $job3")
 kill -TERM "$daemon"
