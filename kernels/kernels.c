@@ -18,11 +18,22 @@ mn_status kernels_cuda_probe(kernels_device_info *info, mn_error *err)
   return MN_OK;
 }
 
-mn_status kernels_cuda(bool tf32, const kernels_backend **out, char why[256], mn_error *err)
+mn_status kernels_cuda(kernels_math math, const kernels_backend **out, char why[256], mn_error *err)
 {
-  (void)tf32, (void)err;
+  (void)math, (void)err;
   *out = NULL;
   snprintf(why, 256, "mnemo was built without the CUDA backend");
   return MN_OK;
 }
 #endif
+
+bool kernels_math_parse(const char *s, kernels_math *out)
+{
+  static const char *const names[] = {"fp32", "tf32", "bf16"};
+  for (int i = 0; i < 3; i++)
+    if (s && strcmp(s, names[i]) == 0) {
+      *out = (kernels_math)i;
+      return true;
+    }
+  return false;
+}

@@ -117,14 +117,23 @@ typedef struct kernels_backend {
   mn_status (*sync)(mn_error *err);
 } kernels_backend;
 
+/* How the CUDA backend's matrix products compute (weights, activations and gradients stay
+ * fp32 in memory: the master copy is fp32 whatever the choice): */
+typedef enum kernels_math {
+  KERNELS_MATH_FP32 = 0, /* fp32 throughout (about 1e-6 relative error) */
+  KERNELS_MATH_TF32,     /* tensor cores, operands rounded to TF32 (about 3e-4) */
+  KERNELS_MATH_BF16,     /* tensor cores, operands rounded to bf16, fp32 sums (about 3e-3) */
+} kernels_math;
+
 /*
- * kernels_cuda -- the CUDA backend on device 0 (cuBLAS for the products), or NULL in *out
- * with why (not built, no device) -- not an error.  MN_ERR_CUDA when a device is there but
- * fails.  tf32: let cuBLAS use the tensor cores' TF32 mode for fp32 products (about 3e-4
- * relative error instead of 1e-6).
+ * kernels_cuda -- the CUDA backend on device 0 (cuBLAS for the products) computing its
+ * products as `math` says, or NULL in *out with why (not built, no device) -- not an
+ * error.  MN_ERR_CUDA when a device is there but fails.
  */
-MN_NODISCARD mn_status kernels_cuda(bool tf32, const kernels_backend **out /* OUT */, char why[256],
-                                    mn_error *err);
+MN_NODISCARD mn_status kernels_cuda(kernels_math math, const kernels_backend **out /* OUT */,
+                                    char why[256], mn_error *err);
+/* kernels_math_parse -- "fp32", "tf32" or "bf16"; false for anything else */
+bool kernels_math_parse(const char *s, kernels_math *out /* OUT */);
 
 /* kernels_cpu -- the CPU reference backend (OpenMP threads, OpenBLAS sgemm). */
 const kernels_backend *kernels_cpu(void);

@@ -104,11 +104,11 @@ static double peak_rss_mb(void)
 typedef struct opts {
   const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags, *store, *previous;
   const char *weighting, *spec, *parallel, *reference, *probes, *sets, *cache, *baseline;
-  const char *candidate, *must_improve, *history, *model, *typical, *heldout, *device;
+  const char *candidate, *must_improve, *history, *model, *typical, *heldout, *device, *math;
   int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows, max_items, max_item_bytes;
   int64_t max_bytes;
   double temperature, gamma;
-  bool per_doc, stages, ewc, json, tf32;
+  bool per_doc, stages, ewc, json;
   char **pos;
   int npos;
 } opts;
@@ -178,6 +178,8 @@ static int parse(int argc, char **argv, opts *o)
       s = &o->heldout;
     else if (strcmp(a, "--device") == 0)
       s = &o->device;
+    else if (strcmp(a, "--math") == 0)
+      s = &o->math;
     else if (strcmp(a, "--tokens") == 0)
       n = &o->tokens;
     else if (strcmp(a, "--max-tokens") == 0)
@@ -200,9 +202,7 @@ static int parse(int argc, char **argv, opts *o)
     } else if (strcmp(a, "--json") == 0) {
       o->json = true;
       continue;
-    } else if (strcmp(a, "--tf32") == 0) {
-      o->tf32 = true;
-      continue;
+
     } else if (strcmp(a, "--temperature") == 0 || strcmp(a, "--gamma") == 0) {
       bool temp = a[2] == 't';
       if (i + 1 >= argc) return usage("%s needs a value", a);
@@ -1650,7 +1650,7 @@ static int bench_ewc(gpt *m, const int32_t *x, const int32_t *y, int B, int T, c
 /* bench_device -- training steps on a device: tokens/s and MFU (6N + 6LCT FLOPs per token
  * against the card's dense bf16 peak, ANCHORS.md), each step waited for */
 static int bench_device(gpt *m, const int32_t *x, const int32_t *y, int B, int T,
-                        const gpt_adamw *opt, int steps, bool tf32, bool json)
+                        const gpt_adamw *opt, int steps, const char *math, bool json)
 {
   mn_error err = {0};
   kernels_device_info info;
@@ -1674,19 +1674,19 @@ static int bench_device(gpt *m, const int32_t *x, const int32_t *y, int B, int T
                 : strstr(info.name, "A100")                            ? 312e12
                                                                        : 0;
   json_t *r = json_pack("{s:s, s:s, s:s, s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, "
-                        "s:f, s:b}",
+                        "s:f, s:s}",
                         "event", "bench", "device", "cuda", "card", info.name, "params",
                         (json_int_t)gpt_params_count(m), "n_layer", gc->n_layer, "n_embd",
                         gc->n_embd, "n_head", gc->n_head, "batch", B, "seq_len", T, "steps", steps,
                         "ms_per_step", mean, "best_ms_per_step", best, "tokens_per_s", tps,
-                        "tflops", flops / 1e12, "mfu", peak > 0 ? flops / peak : 0.0, "tf32", tf32);
+                        "tflops", flops / 1e12, "mfu", peak > 0 ? flops / peak : 0.0, "math", math);
   if (json) {
     emit(r);
   } else {
-    printf(
-        "%s: %zu parameters, B=%d T=%d: %.1f ms/step, %.0f tokens/s, %.1f TFLOP/s, MFU %.1f%%%s\n",
-        info.name, gpt_params_count(m), B, T, mean, tps, flops / 1e12,
-        peak > 0 ? 100 * flops / peak : 0.0, tf32 ? " (TF32)" : "");
+    printf("%s: %zu parameters, B=%d T=%d, %s products: %.1f ms/step, %.0f tokens/s, %.1f "
+           "TFLOP/s, MFU %.1f%%\n",
+           info.name, gpt_params_count(m), B, T, math, mean, tps, flops / 1e12,
+           peak > 0 ? 100 * flops / peak : 0.0);
     json_decref(r);
   }
   return EXIT_OK;
@@ -1705,9 +1705,12 @@ static int cmd_bench(worker *w, opts *o)
   bool cuda = o->device && strcmp(o->device, "cuda") == 0;
   if (o->device && !cuda && strcmp(o->device, "cpu") != 0)
     return usage("--device wants cpu or cuda, got \"%s\"", o->device);
+  kernels_math math = KERNELS_MATH_FP32;
+  if (o->math && !kernels_math_parse(o->math, &math))
+    return usage("--math wants fp32, tf32 or bf16, got \"%s\"", o->math);
   if (cuda) {
     char why[256];
-    if (kernels_cuda(o->tf32, &k, why, &err) != MN_OK) return fail(&err);
+    if (kernels_cuda(math, &k, why, &err) != MN_OK) return fail(&err);
     if (!k) {
       mn_error_set(&err, MN_ERR_INPUT, "no CUDA device: %s", why);
       return fail(&err);
@@ -1729,7 +1732,8 @@ static int cmd_bench(worker *w, opts *o)
                    .weight_decay = 0.1f,
                    .grad_clip = 1.0f};
   if (cuda) {
-    int code = bench_device(m, x, y, B, T, &opt, steps, o->tf32, w->json || o->json);
+    int code =
+        bench_device(m, x, y, B, T, &opt, steps, o->math ? o->math : "fp32", w->json || o->json);
     free(x), free(y);
     gpt_destroy(m);
     return code;
@@ -2129,12 +2133,13 @@ static void help(FILE *f)
           "                       near-duplicates, severity against typical held-out text\n"
           "  generate --checkpoint CKPT --lang L [--prompt P] [--tokens N]\n"
           "           [--temperature T] [--top-k K] [--seed S]\n"
-          "  bench [--steps N] [--stages] [--ewc] [--device cpu|cuda [--tf32]]\n"
+          "  bench [--steps N] [--stages] [--ewc] [--device cpu|cuda [--math fp32|tf32|bf16]]\n"
           "                       tokens/s and GFLOP/s of a training step; --stages: the\n"
           "                       step time with the top k blocks trainable (unfreezing);\n"
           "                       --ewc: with the EWC penalty fused into the update\n"
           "                       --device cuda: on the GPU, tokens/s and MFU against the\n"
-          "                       card's dense bf16 peak (--tf32: TF32 products)\n"
+          "                       card's dense bf16 peak (--math: how products compute;\n"
+          "                       weights stay fp32)\n"
           "  finetune --spec JOB.yaml --out DIR [--resume CKPT] [--steps N] SHARD...\n"
           "                       refresh finetune.baseline on fresh shards: replayed windows,\n"
           "                       EWC, progressive unfreezing (finetune.* keys); resumable\n"

@@ -4,7 +4,7 @@ GPT-2 family: pre-LayerNorm blocks (eps 1e-5), GELU tanh, learned positions, tie
 embeddings, AdamW (betas 0.9/0.95, weight decay 0.1 on matrices), gradient clipping at 1.
 Prints one JSON line: tokens/s of a full training step (forward, backward, clip, update).
 
-usage: python3 torch_gpt.py L C NH T B VOCAB STEPS THREADS [cpu|cuda [fp32|tf32]]
+usage: python3 torch_gpt.py L C NH T B VOCAB STEPS THREADS [cpu|cuda [fp32|tf32|bf16]]
 On cuda every step is waited for (torch.cuda.synchronize) before the clock is read, as
 `mnemo bench --device cuda` does.
 """
@@ -86,7 +86,11 @@ times = []
 for step in range(STEPS + 2):
     t0 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
-    loss = model(x, y)
+    if MATH == "bf16":  # mixed precision: bf16 products, fp32 master weights
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            loss = model(x, y)
+    else:
+        loss = model(x, y)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()

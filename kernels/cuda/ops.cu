@@ -28,17 +28,19 @@ static struct {
   bool ready;
   cudaStream_t stream;
   cublasHandle_t blas;
-  double *partial; /* sum_squares: one double per block */
+  double *partial;             /* sum_squares: one double per block */
+  cublasComputeType_t compute; /* the products' arithmetic (kernels_math) */
   /* the first failure since the last sync */
   bool failed;
-  char what[200];
+  char what[512];
 } g;
 
 static void note_failure(const char *file, int line, const char *expr, const char *msg)
 {
   if (g.failed) return;
   g.failed = true;
-  snprintf(g.what, sizeof g.what, "%s:%d: %s: %s", file, line, expr, msg);
+  /* the call, shortened: its first words say which one */
+  snprintf(g.what, sizeof g.what, "%.100s:%d: %.120s: %.200s", file, line, expr, msg);
 }
 
 #define CK(expr)                                                                                   \
@@ -59,6 +61,25 @@ static unsigned blocks(size_t n, unsigned threads)
 {
   size_t b = (n + threads - 1) / threads;
   return (unsigned)(b > 65535u * 32u ? 65535u * 32u : b);
+}
+
+/* gemm / gemm_batched -- column-major fp32 products in the chosen arithmetic */
+static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                 const float *alpha, const float *A, int lda, const float *B, int ldb,
+                 const float *beta, float *C, int ldc)
+{
+  CKB(cublasGemmEx(g.blas, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, beta, C,
+                   CUDA_R_32F, ldc, g.compute, CUBLAS_GEMM_DEFAULT));
+}
+
+static void gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                         const float *alpha, const float *A, int lda, long long sa, const float *B,
+                         int ldb, long long sb, const float *beta, float *C, int ldc, long long sc,
+                         int count)
+{
+  CKB(cublasGemmStridedBatchedEx(g.blas, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, sa, B,
+                                 CUDA_R_32F, ldb, sb, beta, C, CUDA_R_32F, ldc, sc, count,
+                                 g.compute, CUBLAS_GEMM_DEFAULT));
 }
 
 __device__ __forceinline__ float warp_sum(float v)
@@ -237,8 +258,7 @@ static void matmul_forward(float *out, const float *inp, const float *w, const f
     k_fill_rows<<<blocks((size_t)N * OC, 256), 256, 0, g.stream>>>(out, bias, N, OC);
     LAUNCHED(fill_rows);
   }
-  CKB(cublasSgemm(g.blas, CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, &one, w, C, inp, C,
-                  bias ? &one : &zero, out, OC));
+  gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, &one, w, C, inp, C, bias ? &one : &zero, out, OC);
 }
 
 /* column sums of dout (N,OC) into dbias, as layernorm's */
@@ -265,13 +285,9 @@ static void matmul_backward(float *dinp, float *dw, float *dbias, const float *d
 {
   const float one = 1.0f, zero = 0.0f;
   /* dinp (N,C) = dout (N,OC) w (OC,C): dinp^T = w^T dout^T */
-  if (dinp)
-    CKB(cublasSgemm(g.blas, CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, &one, w, C, dout, OC, &zero, dinp,
-                    C));
+  if (dinp) gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, &one, w, C, dout, OC, &zero, dinp, C);
   /* dw (OC,C) += dout^T inp: dw^T (C,OC) += inp^T dout */
-  if (dw)
-    CKB(cublasSgemm(g.blas, CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, &one, inp, C, dout, OC, &one, dw,
-                    C));
+  if (dw) gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, &one, inp, C, dout, OC, &one, dw, C);
   if (dbias) {
     k_column_sums<<<(OC + 31) / 32, dim3(32, 16), 0, g.stream>>>(dbias, dout, N, OC);
     LAUNCHED(column_sums);
@@ -317,8 +333,8 @@ static void attention_forward(float *out, float *att, float *scratch, const floa
     const float *Q = qkv + (size_t)b * T * C3, *K = Q + C;
     float *P = att + (size_t)b * NH * TT;
     /* S^T = K Q^T in column-major terms: S row-major (T,T) */
-    CKB(cublasSgemmStridedBatched(g.blas, CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, &scale, K, (int)C3,
-                                  hs, Q, (int)C3, hs, &zero, P, T, TT, NH));
+    gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, &scale, K, (int)C3, hs, Q, (int)C3, hs, &zero,
+                 P, T, TT, NH);
   }
   int rows = B * NH * T;
   k_softmax_causal<<<(rows + 7) / 8, 256, 0, g.stream>>>(att, rows, T);
@@ -328,8 +344,8 @@ static void attention_forward(float *out, float *att, float *scratch, const floa
     const float *P = att + (size_t)b * NH * TT;
     float *O = out + (size_t)b * T * C;
     /* O^T (hs,T) = V^T P^T */
-    CKB(cublasSgemmStridedBatched(g.blas, CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, &one, V, (int)C3, hs,
-                                  P, T, TT, &zero, O, C, hs, NH));
+    gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, &one, V, (int)C3, hs, P, T, TT, &zero, O, C,
+                 hs, NH);
   }
 }
 
@@ -361,11 +377,11 @@ static void attention_backward(float *dqkv, float *scratch, const float *dout, c
     const float *P = att + (size_t)b * NH * TT, *dO = dout + (size_t)b * T * C;
     float *dV = dqkv + (size_t)b * T * C3 + 2 * C;
     /* dV = P^T dO: dV^T (hs,T) = dO^T P */
-    CKB(cublasSgemmStridedBatched(g.blas, CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, &one, dO, C, hs, P, T,
-                                  TT, &zero, dV, (int)C3, hs, NH));
+    gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, &one, dO, C, hs, P, T, TT, &zero, dV, (int)C3,
+                 hs, NH);
     /* dP = dO V^T: dP^T (T,T) = V dO^T */
-    CKB(cublasSgemmStridedBatched(g.blas, CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, &one, V, (int)C3, hs,
-                                  dO, C, hs, &zero, dS + (size_t)b * NH * TT, T, TT, NH));
+    gemm_batched(CUBLAS_OP_T, CUBLAS_OP_N, T, T, hs, &one, V, (int)C3, hs, dO, C, hs, &zero,
+                 dS + (size_t)b * NH * TT, T, TT, NH);
   }
   int rows = B * NH * T;
   k_softmax_causal_backward<<<(rows + 7) / 8, 256, 0, g.stream>>>(dS, att, rows, T, scale);
@@ -375,11 +391,11 @@ static void attention_backward(float *dqkv, float *scratch, const float *dout, c
     const float *dSb = dS + (size_t)b * NH * TT;
     float *dQ = dqkv + (size_t)b * T * C3, *dK = dQ + C;
     /* dQ = dS K: dQ^T (hs,T) = K^T dS^T */
-    CKB(cublasSgemmStridedBatched(g.blas, CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, &one, K, (int)C3, hs,
-                                  dSb, T, TT, &zero, dQ, (int)C3, hs, NH));
+    gemm_batched(CUBLAS_OP_N, CUBLAS_OP_N, hs, T, T, &one, K, (int)C3, hs, dSb, T, TT, &zero, dQ,
+                 (int)C3, hs, NH);
     /* dK = dS^T Q: dK^T (hs,T) = Q^T dS */
-    CKB(cublasSgemmStridedBatched(g.blas, CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, &one, Q, (int)C3, hs,
-                                  dSb, T, TT, &zero, dK, (int)C3, hs, NH));
+    gemm_batched(CUBLAS_OP_N, CUBLAS_OP_T, hs, T, T, &one, Q, (int)C3, hs, dSb, T, TT, &zero, dK,
+                 (int)C3, hs, NH);
   }
 }
 
@@ -631,7 +647,7 @@ static const kernels_backend cuda = {
     .sync = sync_stream,
 };
 
-extern "C" mn_status kernels_cuda(bool tf32, const kernels_backend **out, char why[256],
+extern "C" mn_status kernels_cuda(kernels_math math, const kernels_backend **out, char why[256],
                                   mn_error *err)
 {
   *out = NULL;
@@ -650,8 +666,9 @@ extern "C" mn_status kernels_cuda(bool tf32, const kernels_backend **out, char w
     CUDA_TRY(cudaMalloc((void **)&g.partial, SS_BLOCKS * sizeof(double)), err);
     g.ready = true;
   }
-  CUBLAS_TRY(cublasSetMathMode(g.blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
-             err);
+  g.compute = math == KERNELS_MATH_TF32   ? CUBLAS_COMPUTE_32F_FAST_TF32
+              : math == KERNELS_MATH_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                          : CUBLAS_COMPUTE_32F;
   *out = &cuda;
   return MN_OK;
 }

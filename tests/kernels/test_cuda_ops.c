@@ -5,7 +5,8 @@
  * run (an element the op did not write stays NaN and fails), accumulated outputs started
  * from the same random values on both sides (an op that overwrites instead of adding, or
  * skips, fails).  The measure is ||out - ref|| / ||ref|| over the whole output; NaN never
- * passes.  Bounds: fp32 1e-5 (different summation orders only), TF32 products 5e-3.
+ * passes.  Bounds: fp32 1e-5 (different summation orders only), TF32 products 5e-3, bf16
+ * products 2e-2 (operands rounded to 8 bits of mantissa, fp32 sums).
  * Each op runs at two shapes: a small one and GPT-2 124M's width (C 768, 12 heads).
  * Without a device (or a CUDA build) it exits 77: ctest reports it as skipped.
  * The errors measured are printed, one line per op and shape, for scripts/gpu-check.
@@ -147,14 +148,16 @@ static void layernorm(int s, const shape *h)
       free(gb);
 }
 
-static void matmul(int s, const shape *h, bool tf32)
+static void matmul(int s, const shape *h, kernels_math math)
 {
   const kernels_backend *k;
   char why[256];
   mn_error err = {0};
-  if (!gpu->host_memory) T_CHECK(kernels_cuda(tf32, &k, why, &err) == MN_OK && k == gpu);
+  if (!gpu->host_memory) T_CHECK(kernels_cuda(math, &k, why, &err) == MN_OK && k == gpu);
+  static const char *const tag[] = {"", " tf32", " bf16"};
+  static const double bounds[] = {F32, 5e-3, 2e-2};
   int N = h->B * h->T, C = h->C, OC = 4 * h->C;
-  double bound = tf32 ? 5e-3 : F32;
+  double bound = bounds[math];
   char name[64];
   float *x = rand_host((size_t)N * C, 1), *w = rand_host((size_t)OC * C, 0.1f),
         *b = rand_host((size_t)OC, 1), *out = malloc((size_t)N * OC * 4);
@@ -162,7 +165,7 @@ static void matmul(int s, const shape *h, bool tf32)
   float *dx = dev(x, (size_t)N * C), *dw_ = dev(w, (size_t)OC * C), *db_ = dev(b, (size_t)OC),
         *dout = dev(NULL, (size_t)N * OC);
   gpu->matmul_forward(dout, dx, dw_, db_, N, C, OC);
-  snprintf(name, sizeof name, "matmul_forward%s", tf32 ? " tf32" : "");
+  snprintf(name, sizeof name, "matmul_forward%s", tag[math]);
   check(name, s, dout, out, (size_t)N * OC, bound);
   float *g = rand_host((size_t)N * OC, 1), *gin = malloc((size_t)N * C * 4),
         *gw = rand_host((size_t)OC * C, 1), *gb = rand_host((size_t)OC, 1);
@@ -170,17 +173,17 @@ static void matmul(int s, const shape *h, bool tf32)
         *dgw = dev(gw, (size_t)OC * C), *dgb = dev(gb, (size_t)OC);
   cpu->matmul_backward(gin, gw, gb, g, x, w, N, C, OC);
   gpu->matmul_backward(dgin, dgw, dgb, dg, dx, dw_, N, C, OC);
-  snprintf(name, sizeof name, "matmul_backward dinp%s", tf32 ? " tf32" : "");
+  snprintf(name, sizeof name, "matmul_backward dinp%s", tag[math]);
   check(name, s, dgin, gin, (size_t)N * C, bound);
-  snprintf(name, sizeof name, "matmul_backward dw%s", tf32 ? " tf32" : "");
+  snprintf(name, sizeof name, "matmul_backward dw%s", tag[math]);
   check(name, s, dgw, gw, (size_t)OC * C, bound);
-  snprintf(name, sizeof name, "matmul_backward dbias%s", tf32 ? " tf32" : "");
+  snprintf(name, sizeof name, "matmul_backward dbias%s", tag[math]);
   check(name, s, dgb, gb, (size_t)OC, F32);
   float *all[] = {dx, dw_, db_, dout, dg, dgin, dgw, dgb};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     gpu->mem_free(all[i], 0);
   free(x), free(w), free(b), free(out), free(g), free(gin), free(gw), free(gb);
-  if (!gpu->host_memory) T_CHECK(kernels_cuda(false, &k, why, &err) == MN_OK);
+  if (!gpu->host_memory) T_CHECK(kernels_cuda(KERNELS_MATH_FP32, &k, why, &err) == MN_OK);
 }
 
 static void attention(int s, const shape *h)
@@ -312,8 +315,9 @@ static void every_op(void)
     const shape *h = &shapes[s];
     encoder(s, h);
     layernorm(s, h);
-    matmul(s, h, false);
-    matmul(s, h, true);
+    matmul(s, h, KERNELS_MATH_FP32);
+    matmul(s, h, KERNELS_MATH_TF32);
+    matmul(s, h, KERNELS_MATH_BF16);
     attention(s, h);
     pointwise(s, h);
     crossentropy(s, h);
@@ -340,7 +344,7 @@ int main(void)
   char why[256] = "";
   mn_error err = {0};
   cpu = kernels_cpu();
-  mn_status rc = kernels_cuda(false, &gpu, why, &err);
+  mn_status rc = kernels_cuda(KERNELS_MATH_FP32, &gpu, why, &err);
   if (rc != MN_OK) {
     fprintf(stderr, "test_cuda_ops: %s\n", err.msg);
     return 1;

@@ -103,7 +103,7 @@ int main(void)
 {
   char why[256] = "";
   mn_error err = {0};
-  if (kernels_cuda(false, &gpu, why, &err) != MN_OK) {
+  if (kernels_cuda(KERNELS_MATH_FP32, &gpu, why, &err) != MN_OK) {
     fprintf(stderr, "test_gpt_cuda: %s\n", err.msg);
     return 1;
   }
