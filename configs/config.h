@@ -49,6 +49,8 @@ typedef struct mn_config {
   } model;
   struct {
     int64_t batch_size, seq_len, steps, warmup_steps, seed, checkpoint_every, threads;
+    int device; /* 0 cpu, 1 cuda */
+    int math;   /* kernels_math: 0 fp32, 1 tf32, 2 bf16 */
     double lr, min_lr_frac, weight_decay, grad_clip, beta1, beta2, language_alpha;
   } train;
   struct {

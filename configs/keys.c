@@ -14,6 +14,8 @@
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"logfmt", "json", NULL};
 static const char *const replay_samplers[] = {"temperature", "unimax", NULL};
+static const char *const devices[] = {"cpu", "cuda", NULL};
+static const char *const maths[] = {"fp32", "tf32", "bf16", NULL};
 
 #define INT_KEY(k, d, lo, hi, rel, h, field)                                                       \
   {                                                                                                \
@@ -95,6 +97,12 @@ static const mn_config_key keys[] = {
             "steps between resumable checkpoints (0: only at the end)", train.checkpoint_every),
     INT_KEY("train.threads", "0", 0, 1024, false, "CPU threads for the CPU backend (0: every core)",
             train.threads),
+    ENUM_KEY("train.device", "cpu", devices, false,
+             "where pretrain and finetune compute: cpu, or cuda (the first GPU; docs/cuda.md)",
+             train.device),
+    ENUM_KEY("train.math", "fp32", maths, false,
+             "on cuda, how matrix products compute: fp32, tf32 or bf16 (weights stay fp32)",
+             train.math),
     DBL_KEY("train.language_alpha", "0.3", 0.0, 1.0, false,
             "language sampling: p(language) proportional to tokens^alpha (0: uniform, 1: "
             "proportional)",

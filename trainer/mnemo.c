@@ -509,6 +509,19 @@ static void replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, int f
   }
 }
 
+/* train_backend -- where training computes (train.device, train.math) */
+static mn_status train_backend(const mn_config *c, const kernels_backend **k, mn_error *err)
+{
+  *k = kernels_cpu();
+  if (c->train.device != 1) return MN_OK;
+  char why[256];
+  mn_status rc = kernels_cuda((kernels_math)c->train.math, k, why, err);
+  if (rc == MN_OK && !*k)
+    rc =
+        mn_error_set(err, MN_ERR_CUDA, "train.device is cuda but there is no CUDA device: %s", why);
+  return rc;
+}
+
 /* replay_boosts -- a list of factors ("deu:3,swh:2") multiplied into boost, per store
  * language.  strict (finetune.replay_boosts, an operator's): a language the store does not
  * hold is an error, not a silent no-op; else (finetune.report_boosts, from reports) it is
@@ -659,8 +672,9 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
           "finetune.distill %g needs replayed windows to distil on "
           "(finetune.replay_store and a replay_ratio giving at least one per batch)",
           c->finetune.distill);
-    if ((rc = gpt_create(gpt_get_config(m), f->nrep, T, 0, kernels_cpu(), &f->teacher, err)) !=
-        MN_OK)
+    const kernels_backend *k;
+    if ((rc = train_backend(c, &k, err)) != MN_OK ||
+        (rc = gpt_create(gpt_get_config(m), f->nrep, T, 0, k, &f->teacher, err)) != MN_OK)
       return rc;
     memcpy(gpt_params(f->teacher), f->anchor, np * sizeof(float));
     gpt_params_written(f->teacher);
@@ -693,6 +707,7 @@ static int train_run(worker *w, opts *o, bool finetune)
   mn_error err = {0};
   shard *shards = NULL;
   gpt *m = NULL;
+  const kernels_backend *kb = NULL;
   loader *ld = NULL;
   int rc = EXIT_FAIL;
   ckpt_meta meta, base;
@@ -738,7 +753,8 @@ static int train_run(worker *w, opts *o, bool finetune)
     ckpt_meta prev;
     if (ckpt_read_meta(o->resume, &prev, &err) != MN_OK) goto out;
     gc = prev.config;
-    if (gpt_create(&gc, B, T, seed, kernels_cpu(), &m, &err) != MN_OK) goto out;
+    if (train_backend(c, &kb, &err) != MN_OK || gpt_create(&gc, B, T, seed, kb, &m, &err) != MN_OK)
+      goto out;
     /* a fine-tune's anchor is the baseline, whatever step it resumes from */
     if (finetune && (ckpt_load(c->finetune.baseline, m, &base, &err) != MN_OK ||
                      finetune_prepare(c, m, &base, B, T, &ft, ft_lineage, &err) != MN_OK))
@@ -758,7 +774,8 @@ static int train_run(worker *w, opts *o, bool finetune)
     loader_set_state(ld, st.rng);
     meta.step = step0; /* a run already past --steps saves nothing and keeps its step */
   } else {
-    if (gpt_create(&gc, B, T, seed, kernels_cpu(), &m, &err) != MN_OK) goto out;
+    if (train_backend(c, &kb, &err) != MN_OK || gpt_create(&gc, B, T, seed, kb, &m, &err) != MN_OK)
+      goto out;
     if (finetune && (ckpt_load(c->finetune.baseline, m, &base, &err) != MN_OK ||
                      finetune_prepare(c, m, &base, B, T, &ft, ft_lineage, &err) != MN_OK))
       goto out;
@@ -880,6 +897,10 @@ static int train_run(worker *w, opts *o, bool finetune)
       goto out;
     }
     gpt_update(m, &opt, (int)t);
+    if (gpt_sync(m, &err) != MN_OK) { /* a device's failure: the last checkpoint stands */
+      free(tok), free(tgt), free(lang_loss), free(lang_rows);
+      goto out;
+    }
     double now = mn_monotonic_ms();
     double tps = (double)B * T * (double)(t - step0) / ((now - t0) / 1e3);
     double eta = (double)(steps - t) * (now - t0) / 1e3 / (double)(t - step0);

@@ -56,5 +56,22 @@ logits = ln(h, "transformer.ln_f") @ w["transformer.wte.weight"].t()  # tied lm_
 nll = F.cross_entropy(logits, y_ids, reduction="none") / math.log(2)
 got = float(nll[y_ids < 256].sum())  # bytes only, as mnemo eval scores
 rel = abs(got - want) / max(abs(want), 1e-9)
-print(json.dumps({"hf_semantics_nll_bits": got, "mnemo_nll_bits": want, "relative_difference": rel}))
-sys.exit(0 if rel < 1e-4 else 1)
+out = {"hf_semantics_nll_bits": got, "mnemo_nll_bits": want, "relative_difference": rel}
+ok = rel < 1e-4
+# where transformers itself is installed (the GPU machines), GPT2LMHeadModel loads the
+# folder and its logits are compared with the rebuild's (and its NLL with mnemo's)
+try:
+    from transformers import GPT2LMHeadModel
+except ImportError:
+    GPT2LMHeadModel = None
+if GPT2LMHeadModel is not None:
+    model = GPT2LMHeadModel.from_pretrained(hf_dir).eval()
+    with torch.no_grad():
+        hf_logits = model(x_ids.unsqueeze(0)).logits[0].float()
+    V = min(logits.shape[-1], hf_logits.shape[-1])
+    lrel = float((hf_logits[:, :V] - logits[:, :V]).norm() / logits[:, :V].norm())
+    hf_nll = float((F.cross_entropy(hf_logits[:, :V], y_ids, reduction="none") / math.log(2))[y_ids < 256].sum())
+    out.update({"transformers_logits_relative_difference": lrel, "transformers_nll_bits": hf_nll})
+    ok = ok and lrel < 1e-4 and abs(hf_nll - want) / max(abs(want), 1e-9) < 1e-4
+print(json.dumps(out))
+sys.exit(0 if ok else 1)
