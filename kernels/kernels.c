@@ -37,3 +37,27 @@ bool kernels_math_parse(const char *s, kernels_math *out)
     }
   return false;
 }
+
+#ifndef MNEMO_HAVE_NCCL
+mn_status kernels_dp_open(int rank, int world, const char *id_file, int timeout_s, kernels_dp **out,
+                          mn_error *err)
+{
+  (void)rank, (void)id_file, (void)timeout_s;
+  *out = NULL;
+  return mn_error_set(err, MN_ERR_CONFIG,
+                      "data parallel over %d processes needs the CUDA backend with NCCL; this "
+                      "mnemo was built without them",
+                      world);
+}
+
+mn_status kernels_dp_allreduce_mean(kernels_dp *dp, float *buf, size_t n, mn_error *err)
+{
+  (void)dp, (void)buf, (void)n;
+  return mn_error_set(err, MN_ERR_CONFIG, "mnemo was built without NCCL");
+}
+
+void kernels_dp_close(kernels_dp *dp)
+{
+  (void)dp;
+}
+#endif

@@ -132,6 +132,22 @@ typedef enum kernels_math {
  */
 MN_NODISCARD mn_status kernels_cuda(kernels_math math, const kernels_backend **out /* OUT */,
                                     char why[256], mn_error *err);
+/*
+ * Data parallel (kernels/cuda/dp.cu, NCCL): one process per GPU, each on the GPU of its
+ * local rank (MNEMO_LOCAL_RANK, LOCAL_RANK, SLURM_LOCALID or OMPI_COMM_WORLD_LOCAL_RANK;
+ * device 0 without one).  kernels_dp_open joins rank `rank` of `world`: rank 0 writes a
+ * NCCL unique id to id_file (atomically), the others wait for it (up to timeout_s): a file
+ * on a shared file system is the rendezvous, so mpirun or srun can start the processes on
+ * several machines.  kernels_dp_allreduce_mean replaces buf (device memory of the CUDA
+ * backend, n floats) by its mean over the ranks, on the backend's stream.
+ */
+typedef struct kernels_dp kernels_dp;
+MN_NODISCARD mn_status kernels_dp_open(int rank, int world, const char *id_file, int timeout_s,
+                                       kernels_dp **out /* OUT */, mn_error *err);
+MN_NODISCARD mn_status kernels_dp_allreduce_mean(kernels_dp *dp, float *buf, size_t n,
+                                                 mn_error *err);
+void kernels_dp_close(kernels_dp *dp); /* NULL-safe */
+
 /* kernels_math_parse -- "fp32", "tf32" or "bf16"; false for anything else */
 bool kernels_math_parse(const char *s, kernels_math *out /* OUT */);
 

@@ -372,6 +372,14 @@ void gpt_opt_written(gpt *m)
   m->k->to_device(m->v, m->h_v, m->nparams * sizeof(float));
 }
 
+float *gpt_grads_backend(gpt *m, size_t *n)
+{
+  size_t off = gpt_trainable_offset(m);
+  *n = m->nparams - off;
+  if (!m->host) m->stale |= STALE_GRADS; /* the caller changes them there */
+  return m->grads + off;
+}
+
 mn_status gpt_sync(gpt *m, mn_error *err)
 {
   return m->k->sync(err);

@@ -70,9 +70,16 @@ static int usage(const char *fmt, ...)
   return EXIT_USAGE;
 }
 
+/* ranks of a data-parallel run other than 0 say nothing: one run, one voice */
+static bool silent;
+
 /* emit -- one JSON line on stdout (flushed: a supervisor reads it as it comes). */
 static void emit(json_t *o)
 {
+  if (silent) {
+    json_decref(o);
+    return;
+  }
   char *s = json_dumps(o, JSON_COMPACT);
   if (s) {
     fputs(s, stdout);
@@ -509,6 +516,25 @@ static void replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, int f
   }
 }
 
+/* dp_world -- this process's rank and the world size of a data-parallel run, from the
+ * launcher's environment (MNEMO_RANK/MNEMO_WORLD_SIZE, RANK/WORLD_SIZE as torchrun sets
+ * them, Slurm's SLURM_PROCID/SLURM_NTASKS, Open MPI's); 0 of 1 without one */
+static void dp_world(int *rank, int *world)
+{
+  static const char *const vars[][2] = {{"MNEMO_RANK", "MNEMO_WORLD_SIZE"},
+                                        {"RANK", "WORLD_SIZE"},
+                                        {"SLURM_PROCID", "SLURM_NTASKS"},
+                                        {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"}};
+  *rank = 0, *world = 1;
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    const char *r = getenv(vars[i][0]), *n = getenv(vars[i][1]);
+    if (r && n && *r && *n) {
+      *rank = atoi(r), *world = atoi(n);
+      return;
+    }
+  }
+}
+
 /* train_backend -- where training computes (train.device, train.math) */
 static mn_status train_backend(const mn_config *c, const kernels_backend **k, mn_error *err)
 {
@@ -708,6 +734,9 @@ static int train_run(worker *w, opts *o, bool finetune)
   shard *shards = NULL;
   gpt *m = NULL;
   const kernels_backend *kb = NULL;
+  kernels_dp *dp = NULL;
+  int rank, world;
+  dp_world(&rank, &world);
   loader *ld = NULL;
   int rc = EXIT_FAIL;
   ckpt_meta meta, base;
@@ -782,6 +811,20 @@ static int train_run(worker *w, opts *o, bool finetune)
     if (loader_create(shards, o->npos, T, c->train.language_alpha, seed + 1, &ld, &err) != MN_OK)
       goto out;
   }
+  if (world > 1) { /* data parallel: the ranks meet, each draws its own windows */
+    char id[4200];
+    const char *f = getenv("MNEMO_DP_ID_FILE");
+    snprintf(id, sizeof id, "%s", f && *f ? f : "");
+    if (!id[0]) snprintf(id, sizeof id, "%s/nccl.id", o->out);
+    if (c->train.device != 1) {
+      mn_error_set(&err, MN_ERR_CONFIG,
+                   "a data-parallel run (rank %d of %d) needs train.device: cuda", rank, world);
+      goto out;
+    }
+    if (kernels_dp_open(rank, world, id, 600, &dp, &err) != MN_OK) goto out;
+    loader_set_state(ld, loader_state(ld) ^ (0x9E3779B97F4A7C15ULL * (uint64_t)rank));
+    silent = rank > 0;
+  }
   for (int i = 0; i < meta.tags.n; i++) /* against the model actually trained */
     if (meta.tags.t[i].id >= gc.vocab_size) {
       mn_error_set(&err, MN_ERR_INPUT, "tag %d of \"%s\" does not fit a vocabulary of %d",
@@ -811,6 +854,9 @@ static int train_run(worker *w, opts *o, bool finetune)
       "beta1", c->train.beta1, "beta2", c->train.beta2, "language_alpha", c->train.language_alpha,
       "threads", kernels_cpu_threads(), "shards", shard_ids);
   if (finetune) json_object_update(run, ft_lineage);
+  if (world > 1)
+    json_object_set_new(run, "world", json_integer(world)); /* only then: older
+                                                             * runs resume */
   if (o->resume && prev_lineage[0]) {
     json_t *was = json_loads(prev_lineage, 0, NULL), *both = json_deep_copy(run);
     json_object_update_missing(both, was); /* a key only the old run had differs too */
@@ -874,7 +920,7 @@ static int train_run(worker *w, opts *o, bool finetune)
     double ts = mn_monotonic_ms();
     if (finetune) gpt_set_trainable(m, stage_first_block(&ft, t));
     loader_next(ld, B - ft.nrep, tok, tgt);
-    if (ft.nrep) replay_rows(&ft, seed, t, B - ft.nrep, B, T, tok, tgt);
+    if (ft.nrep) replay_rows(&ft, seed + 7919 * rank, t, B - ft.nrep, B, T, tok, tgt);
     if (ft.teacher) { /* the baseline's predictions on the replayed windows */
       size_t r0 = (size_t)(B - ft.nrep) * T;
       gpt_forward(ft.teacher, tok + r0, tgt + r0, ft.nrep, T);
@@ -883,6 +929,14 @@ static int train_run(worker *w, opts *o, bool finetune)
     gpt_zero_grad(m);
     float loss = gpt_forward(m, tok, tgt, B, T);
     gpt_backward(m);
+    if (dp) { /* the mean gradient of every rank's batch: all take the same step */
+      size_t n;
+      float *g = gpt_grads_backend(m, &n);
+      if (kernels_dp_allreduce_mean(dp, g, n, &err) != MN_OK) {
+        free(tok), free(tgt), free(lang_loss), free(lang_rows);
+        goto out;
+      }
+    }
     opt.lr = gpt_lr_at((float)c->train.lr, (int)c->train.warmup_steps, (int)total,
                        (float)c->train.min_lr_frac, (int)t);
     /* a non-finite loss or gradient stops the run before the weights change: the last
@@ -902,7 +956,7 @@ static int train_run(worker *w, opts *o, bool finetune)
       goto out;
     }
     double now = mn_monotonic_ms();
-    double tps = (double)B * T * (double)(t - step0) / ((now - t0) / 1e3);
+    double tps = (double)B * T * world * (double)(t - step0) / ((now - t0) / 1e3);
     double eta = (double)(steps - t) * (now - t0) / 1e3 / (double)(t - step0);
     if (tty) {
       if (now - last > 250 || t == steps) {
@@ -943,7 +997,7 @@ static int train_run(worker *w, opts *o, bool finetune)
     }
     meta.step = t;
     bool periodic = c->train.checkpoint_every > 0 && t % c->train.checkpoint_every == 0;
-    if (periodic || stop_requested) {
+    if ((periodic || stop_requested) && rank == 0) { /* rank 0 saves for all */
       if (save_all(o->out, m, &meta, ld, saved_before, &err) != MN_OK) {
         free(tok), free(tgt), free(lang_loss), free(lang_rows);
         goto out;
@@ -961,7 +1015,7 @@ static int train_run(worker *w, opts *o, bool finetune)
   if (tty) fputc('\n', stderr);
   free(tok), free(tgt), free(lang_loss), free(lang_rows);
   if (!interrupted) {
-    if (meta.step > step0 && saved != meta.step &&
+    if (rank == 0 && meta.step > step0 && saved != meta.step &&
         save_all(o->out, m, &meta, ld, saved_before, &err) != MN_OK)
       goto out;
     if (meta.step == step0) { /* nothing ran: the checkpoint is as it was */
@@ -981,6 +1035,7 @@ static int train_run(worker *w, opts *o, bool finetune)
     rc = EXIT_INTERRUPTED;
   }
 out:
+  kernels_dp_close(dp);
   json_decref(ft_lineage);
   finetune_fini(&ft);
   loader_destroy(ld);

@@ -80,6 +80,9 @@ float *gpt_adam_v(gpt *m);
 void gpt_params_written(gpt *m);
 void gpt_opt_written(gpt *m);
 size_t gpt_params_count(const gpt *m);
+/* gpt_grads_backend -- the trainable suffix of the gradients in the backend's own memory
+ * (device memory on CUDA) and its length: for a data-parallel all-reduce */
+float *gpt_grads_backend(gpt *m, size_t *n /* OUT */);
 /* gpt_sync -- wait for the backend; its first failure since the last sync (MN_ERR_CUDA
  * with file:line on a device).  Once per step. */
 MN_NODISCARD mn_status gpt_sync(gpt *m, mn_error *err);

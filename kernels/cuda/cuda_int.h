@@ -28,4 +28,10 @@
                           cublasGetStatusString(s_));                                              \
   } while (0)
 
+/* kernels__local_device -- the GPU of this process among count: its local rank
+ * (MNEMO_LOCAL_RANK, LOCAL_RANK, SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK) modulo count */
+int kernels__local_device(int count);
+/* kernels__cuda_stream -- the backend's stream; false before kernels_cuda succeeded */
+bool kernels__cuda_stream(cudaStream_t *out);
+
 #endif /* MNEMO_CUDA_INT_H */

@@ -647,6 +647,12 @@ static const kernels_backend cuda = {
     .sync = sync_stream,
 };
 
+bool kernels__cuda_stream(cudaStream_t *out)
+{
+  *out = g.stream;
+  return g.ready;
+}
+
 extern "C" mn_status kernels_cuda(kernels_math math, const kernels_backend **out, char why[256],
                                   mn_error *err)
 {
@@ -659,7 +665,7 @@ extern "C" mn_status kernels_cuda(kernels_math math, const kernels_backend **out
     return MN_OK;
   }
   if (!g.ready) {
-    CUDA_TRY(cudaSetDevice(0), err);
+    CUDA_TRY(cudaSetDevice(kernels__local_device(info.device_count)), err);
     CUDA_TRY(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking), err);
     CUBLAS_TRY(cublasCreate(&g.blas), err);
     CUBLAS_TRY(cublasSetStream(g.blas, g.stream), err);

@@ -7,7 +7,22 @@
 #include "kernels/cuda/cuda_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+int kernels__local_device(int count)
+{
+  static const char *const vars[] = {"MNEMO_LOCAL_RANK", "LOCAL_RANK", "SLURM_LOCALID",
+                                     "OMPI_COMM_WORLD_LOCAL_RANK"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && *v) {
+      long r = strtol(v, NULL, 10);
+      return count > 0 && r >= 0 ? (int)(r % count) : 0;
+    }
+  }
+  return 0;
+}
 
 extern "C" mn_status kernels_cuda_probe(kernels_device_info *info, mn_error *err)
 {
