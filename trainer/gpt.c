@@ -158,6 +158,7 @@ struct gpt {
   int32_t *d_tokens, *d_targets;         /* the backend's copies of the last inputs */
   float *d_fisher, *d_anchor, *d_soft;   /* the backend's copies of EWC's and the teacher's */
   size_t soft_floats;
+  const char *failed; /* a setting the device had no room for: gpt_sync reports it */
   int maxB, maxT;
   size_t nparams;
   int first_trainable; /* the lowest trainable block; -1: the embeddings too (the default) */
@@ -382,6 +383,7 @@ float *gpt_grads_backend(gpt *m, size_t *n)
 
 mn_status gpt_sync(gpt *m, mn_error *err)
 {
+  if (m->failed) return mn_error_set(err, MN_ERR_NOMEM, "%s", m->failed);
   return m->k->sync(err);
 }
 
@@ -553,9 +555,10 @@ void gpt_set_ewc(gpt *m, const float *fisher, const float *anchor, float lambda)
     size_t pb = m->nparams * sizeof(float);
     if (!m->d_fisher) m->d_fisher = m->k->mem_alloc(pb);
     if (!m->d_anchor) m->d_anchor = m->k->mem_alloc(pb);
-    if (!m->d_fisher || !m->d_anchor) { /* no room: EWC off, said by gpt_ewc_ready */
+    if (!m->d_fisher || !m->d_anchor) { /* no room: the next gpt_sync fails the run */
       m->ewc_fisher = m->ewc_anchor = NULL;
       m->ewc_lambda = 0.0f;
+      m->failed = "out of device memory for EWC's Fisher and anchor";
       return;
     }
     m->k->to_device(m->d_fisher, fisher, pb);
@@ -569,6 +572,15 @@ void gpt_set_soft_targets(gpt *m, int row0, const float *soft, float w)
   m->soft = on ? soft : NULL;
   m->soft_row0 = on ? row0 : 0;
   m->soft_w = on ? w : 0.0f;
+  if (on && !m->host && !m->d_soft) { /* once, here: a step allocates nothing */
+    size_t n = (size_t)m->maxB * m->maxT * (size_t)m->cfg.padded_vocab;
+    m->d_soft = m->k->mem_alloc(n * sizeof(float));
+    m->soft_floats = m->d_soft ? n : 0;
+    if (!m->d_soft) {
+      m->soft = NULL, m->soft_w = 0.0f;
+      m->failed = "out of device memory for the teacher's probabilities";
+    }
+  }
 }
 
 double gpt_ewc_penalty(const gpt *m)
@@ -587,9 +599,7 @@ void gpt_zero_grad(gpt *m)
 {
   size_t off = gpt_trainable_offset(m); /* frozen gradients are never computed or read */
   m->k->mem_zero(m->grads + off, (m->nparams - off) * sizeof(float));
-  if (m->host) return;
-  memset(m->h_grads + off, 0, (m->nparams - off) * sizeof(float)); /* the view agrees */
-  m->stale &= ~STALE_GRADS;
+  if (!m->host) m->stale |= STALE_GRADS;
 }
 
 void gpt_backward(gpt *m)
@@ -608,19 +618,14 @@ void gpt_backward(gpt *m)
     dl[i] = 1.0f / (float)N;
   if (!m->host) k->to_device(g->dlosses, dl, (size_t)N * sizeof(float));
   int hard = m->soft && m->soft_row0 < B ? m->soft_row0 * T : N; /* rows with one-hot targets */
-  k->crossentropy_backward(g->dlogits, a->probs, g->dlosses, m->targets, NULL, 0.0f, hard, V, Vp);
+  if (hard > 0)
+    k->crossentropy_backward(g->dlogits, a->probs, g->dlosses, m->targets, NULL, 0.0f, hard, V, Vp);
   const float *soft = m->soft;
   if (hard < N && !m->host) { /* the teacher's probabilities up (a host view) */
-    size_t need = (size_t)(N - hard) * Vp;
-    if (need > m->soft_floats) {
-      k->mem_free(m->d_soft, m->soft_floats * sizeof(float));
-      m->d_soft = k->mem_alloc(need * sizeof(float));
-      m->soft_floats = m->d_soft ? need : 0;
-    }
-    if (m->d_soft) k->to_device(m->d_soft, soft, need * sizeof(float));
+    k->to_device(m->d_soft, soft, (size_t)(N - hard) * Vp * sizeof(float));
     soft = m->d_soft;
   }
-  if (hard < N && soft)
+  if (hard < N)
     k->crossentropy_backward(g->dlogits + (size_t)hard * Vp, a->probs + (size_t)hard * Vp,
                              g->dlosses + hard, m->targets + hard, soft, m->soft_w, N - hard, V,
                              Vp);

@@ -942,6 +942,10 @@ static int train_run(worker *w, opts *o, bool finetune)
     /* a non-finite loss or gradient stops the run before the weights change: the last
      * checkpoint stays the last good one */
     float norm = gpt_grad_norm(m);
+    if (gpt_sync(m, &err) != MN_OK) { /* a device's failure, said as itself (not divergence) */
+      free(tok), free(tgt), free(lang_loss), free(lang_rows);
+      goto out;
+    }
     if (!isfinite(loss) || !isfinite(norm)) {
       mn_error_set(&err, MN_ERR_NUMERIC,
                    "the loss is %f and the gradient norm %f at step %lld: training diverged; "

@@ -57,9 +57,11 @@ static void note_failure(const char *file, int line, const char *expr, const cha
 /* after every launch: a bad configuration fails at launch, not at the next sync */
 #define LAUNCHED(name) CK(cudaGetLastError())
 
+/* blocks -- a grid for n items (at least one block: the kernels' loops check n, and an
+ * empty grid is an invalid launch) */
 static unsigned blocks(size_t n, unsigned threads)
 {
-  size_t b = (n + threads - 1) / threads;
+  size_t b = n ? (n + threads - 1) / threads : 1;
   return (unsigned)(b > 65535u * 32u ? 65535u * 32u : b);
 }
 
@@ -176,6 +178,7 @@ __global__ void k_layernorm_forward(float *out, float *mean, float *rstd, const 
 static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                               const float *w, const float *b, int N, int C)
 {
+  if (N <= 0) return; /* no rows: nothing to launch */
   k_layernorm_forward<<<(N + 7) / 8, 256, 0, g.stream>>>(out, mean, rstd, inp, w, b, N, C);
   LAUNCHED(layernorm_forward);
 }
@@ -228,6 +231,7 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
                                const float *inp, const float *w, const float *mean,
                                const float *rstd, int N, int C)
 {
+  if (N <= 0 || C <= 0) return;
   k_layernorm_backward_dinp<<<(N + 7) / 8, 256, 0, g.stream>>>(dinp, dout, inp, w, mean, rstd, N,
                                                                C);
   LAUNCHED(layernorm_backward_dinp);
@@ -288,7 +292,7 @@ static void matmul_backward(float *dinp, float *dw, float *dbias, const float *d
   if (dinp) gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, &one, w, C, dout, OC, &zero, dinp, C);
   /* dw (OC,C) += dout^T inp: dw^T (C,OC) += inp^T dout */
   if (dw) gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, &one, inp, C, dout, OC, &one, dw, C);
-  if (dbias) {
+  if (dbias && OC > 0) {
     k_column_sums<<<(OC + 31) / 32, dim3(32, 16), 0, g.stream>>>(dbias, dout, N, OC);
     LAUNCHED(column_sums);
   }
@@ -337,6 +341,7 @@ static void attention_forward(float *out, float *att, float *scratch, const floa
                  P, T, TT, NH);
   }
   int rows = B * NH * T;
+  if (rows <= 0) return;
   k_softmax_causal<<<(rows + 7) / 8, 256, 0, g.stream>>>(att, rows, T);
   LAUNCHED(softmax_causal);
   for (int b = 0; b < B; b++) {
@@ -384,6 +389,7 @@ static void attention_backward(float *dqkv, float *scratch, const float *dout, c
                  dS + (size_t)b * NH * TT, T, TT, NH);
   }
   int rows = B * NH * T;
+  if (rows <= 0) return;
   k_softmax_causal_backward<<<(rows + 7) / 8, 256, 0, g.stream>>>(dS, att, rows, T, scale);
   LAUNCHED(softmax_causal_backward);
   for (int b = 0; b < B; b++) {
@@ -484,6 +490,7 @@ __global__ void k_crossentropy_forward(float *losses, float *probs, const float 
 static void crossentropy_forward(float *losses, float *probs, const float *logits,
                                  const int32_t *targets, int N, int V, int Vp)
 {
+  if (N <= 0) return;
   k_crossentropy_forward<<<N, 256, 0, g.stream>>>(losses, probs, logits, targets, V, Vp);
   LAUNCHED(crossentropy_forward);
 }
