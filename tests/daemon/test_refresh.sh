@@ -13,16 +13,8 @@ ctl=$1
 mnemod=$2
 mnemo=$3
 here=$(cd "$(dirname "$0")/../.." && pwd)
-tmp=$(mktemp -d /tmp/mnemo-rt-XXXXXX)
-chmod 0755 "$tmp" # the server runs as postgres and must reach $tmp/pg
-pg=$tmp/pg
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  "$here/scripts/pg" stop "$pg" >/dev/null 2>&1 || true
-  [ -n "${KEEP:-}" ] || rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=tests/daemon/cluster.sh
+. "$here/tests/daemon/cluster.sh"
 fail() {
   echo "FAIL: $*" >&2
   for f in "$tmp"/*.log "$tmp"/data/jobs/*/worker.log; do
@@ -31,28 +23,7 @@ fail() {
   psql "$admin" -c "select id, kind, state, attempt, step, error from mnemo.jobs order by id" >&2 || true
   exit 1
 }
-# until_true SECONDS COMMAND...: poll COMMAND until it succeeds
-until_true() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.1
-  done
-}
-# gone PATTERN: no process's command line matches PATTERN (pgrep -f run from this shell,
-# not from a bash -c whose own command line would match)
-gone() { ! pgrep -f "$1" >/dev/null; }
-sql() { psql "$admin" -XAtqc "$1"; }
-is() { [ "$(sql "$1")" = "$2" ]; }
-
-admin="$("$here/scripts/pg" start "$pg") dbname=postgres"
-unset MNEMO_CONFIG
-export MNEMO_DB=$admin
-"$ctl" migrate >/dev/null 2>&1
-sql "create role op_login login in role mnemo_operator; create role dm_login login in role mnemo_daemon"
-operator="$admin user=op_login"
-daemon_db="$admin user=dm_login"
+start_cluster mnemo-rt
 
 # three made-up languages in three scripts; half of the documents held out
 python3 - "$tmp" <<'PY'
@@ -75,21 +46,8 @@ write("base", syll, 160)
 write("fresh1", ["lat"], 120)
 write("fresh2", ["ell"], 120)
 PY
-cat >"$tmp/ingest.yaml" <<EOF
-ingest: {heldout_fraction: 0.5}
-EOF
-for l in lat:Latn ell:Grek rus:Cyrl; do "$ctl" lang add "${l%:*}" --script "${l#*:}" >/dev/null; done
-"$ctl" --config "$tmp/ingest.yaml" ingest --format jsonl "$tmp/base.jsonl" >/dev/null
-
-# the base model, trained on what is stored now
-model="model: {n_layer: 2, n_head: 2, n_embd: 64, max_seq_len: 64, vocab: 512}"
-printf '%s\ntrain: {batch_size: 4, seq_len: 64, steps: 300, lr: 0.003, warmup_steps: 5, checkpoint_every: 0}\n' \
-  "$model" >"$tmp/base.yaml"
-psql "$admin" -XAtq -F $'\t' -c "select code, tag_id from mnemo.languages order by code" >"$tmp/tags.tsv"
-psql "$admin" -XAtqc "select json_build_object('lang', lang, 'text', text) from mnemo.documents
-                      where split = 'train' order by id" >"$tmp/train.jsonl"
-"$mnemo" shard --tags "$tmp/tags.tsv" --out "$tmp/train.shard" "$tmp/train.jsonl" >/dev/null
-"$mnemo" --config "$tmp/base.yaml" pretrain --out "$tmp/base" "$tmp/train.shard" >/dev/null
+made_up_languages
+base_model # the base model, trained on what is stored now
 
 # an unknown checkpoint file is refused and nothing is registered
 "$ctl" --config /dev/null bootstrap "$tmp/nope.safetensors" 2>/dev/null && fail "bootstrap took a missing file"

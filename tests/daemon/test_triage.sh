@@ -12,16 +12,8 @@ ctl=$1
 mnemod=$2
 mnemo=$3
 here=$(cd "$(dirname "$0")/../.." && pwd)
-tmp=$(mktemp -d /tmp/mnemo-tt-XXXXXX)
-chmod 0755 "$tmp"
-pg=$tmp/pg
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  "$here/scripts/pg" stop "$pg" >/dev/null 2>&1 || true
-  [ -n "${KEEP:-}" ] || rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=tests/daemon/cluster.sh
+. "$here/tests/daemon/cluster.sh"
 fail() {
   echo "FAIL: $*" >&2
   for f in "$tmp"/*.log "$tmp"/data/triage/worker.log "$tmp"/data/jobs/*/worker.log; do
@@ -31,26 +23,7 @@ fail() {
                     detected_lang, left(notes, 60) from mnemo.reports order by id" >&2 || true
   exit 1
 }
-until_true() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.1
-  done
-}
-sql() { psql "$admin" -XAtqc "$1"; }
-is() { [ "$(sql "$1")" = "$2" ]; }
-
-admin="$("$here/scripts/pg" start "$pg") dbname=postgres"
-unset MNEMO_CONFIG
-export MNEMO_DB=$admin
-"$ctl" migrate >/dev/null 2>&1
-sql "create role op_login login in role mnemo_operator; create role dm_login login in role mnemo_daemon;
-     create role rp_login login in role mnemo_reporter"
-operator="$admin user=op_login"
-daemon_db="$admin user=dm_login"
-reporter="$admin user=rp_login"
+start_cluster mnemo-tt
 
 # three made-up languages in three scripts; the reports' texts
 python3 - "$tmp" <<'PY'
@@ -81,20 +54,8 @@ r = {"good": words("lat", 30), "bad": garbled, "expected": words("lat", 30),
 for k, v in r.items():
     open("%s/%s.txt" % (d, k), "w").write(v)
 PY
-cat >"$tmp/ingest.yaml" <<EOF
-ingest: {heldout_fraction: 0.5}
-EOF
-for l in lat:Latn ell:Grek rus:Cyrl; do "$ctl" lang add "${l%:*}" --script "${l#*:}" >/dev/null; done
-"$ctl" --config "$tmp/ingest.yaml" ingest --format jsonl "$tmp/base.jsonl" >/dev/null
-
-model="model: {n_layer: 2, n_head: 2, n_embd: 64, max_seq_len: 64, vocab: 512}"
-printf '%s\ntrain: {batch_size: 4, seq_len: 64, steps: 300, lr: 0.003, warmup_steps: 5, checkpoint_every: 0}\n' \
-  "$model" >"$tmp/base.yaml"
-psql "$admin" -XAtq -F $'\t' -c "select code, tag_id from mnemo.languages order by code" >"$tmp/tags.tsv"
-psql "$admin" -XAtqc "select json_build_object('lang', lang, 'text', text) from mnemo.documents
-                      where split = 'train' order by id" >"$tmp/train.jsonl"
-"$mnemo" shard --tags "$tmp/tags.tsv" --out "$tmp/train.shard" "$tmp/train.jsonl" >/dev/null
-"$mnemo" --config "$tmp/base.yaml" pretrain --out "$tmp/base" "$tmp/train.shard" >/dev/null
+made_up_languages
+base_model
 cat >"$tmp/mnemo.yaml" <<EOF
 $model
 ingest: {heldout_fraction: 0.5}
