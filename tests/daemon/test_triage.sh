@@ -202,6 +202,23 @@ is "select count(*) from mnemo.report_boosts(0.5, 168, 3)" 0 || fail "a fixed re
 # ---------------------------------------------------------------- undo, decay
 MNEMO_DB=$operator "$ctl" rollback --note "undo for the test" >/dev/null || fail "rollback"
 is "select status from mnemo.reports where id = $bad" accepted || fail "the rollback did not reopen report $bad"
+# the fix rule on a verdict made by hand: a probe 1.5% better and above the language's
+# held-out bits per byte is not fixed (triage.fix_margin 2%); 2.5% better is
+MNEMO_DB=$operator "$ctl" triage accept "$good" --note "the margin rule" >/dev/null || fail "accept $good"
+verdict() {
+  sql "update mnemo.checkpoints set verdict = '{\"languages\": [{\"lang\": \"lat\",
+       \"candidate_bpb\": 1.0}], \"probes\": [{\"report\": \"$good\", \"lang\": \"lat\",
+       \"status\": \"accepted\", \"outcome\": \"$2\", \"bytes\": 100, \"baseline_bits\": 200,
+       \"candidate_bits\": $1}]}' where state = 'production'" >/dev/null
+}
+fix() { sql "select mnemo.reports_fix((select id from mnemo.checkpoints where state = 'production'), 0.02)"; }
+verdict 197 pass
+[ "$(fix)" = 0 ] || fail "a probe 1.5% better was taken as fixed"
+verdict 195 fail
+[ "$(fix)" = 0 ] || fail "a failing probe was taken as fixed"
+verdict 195 pass
+[ "$(fix)" = 2 ] || fail "a probe 2.5% better did not fix its group of two"
+is "select count(*) from mnemo.reports where group_id = $good and status = 'fixed'" 2 || fail "group $good not fixed"
 is "select round(factor::numeric, 3) from mnemo.report_boosts(0.5, 168, 3, now() + interval '168 hours')" 1.250 ||
   fail "the boost does not halve in a half-life"
 is "select round(factor::numeric, 3) from mnemo.report_boosts(5, 168, 3)" 3.000 || fail "the boost is not bounded"
