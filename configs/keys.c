@@ -98,7 +98,8 @@ static const mn_config_key keys[] = {
     INT_KEY("train.threads", "0", 0, 1024, false, "CPU threads for the CPU backend (0: every core)",
             train.threads),
     ENUM_KEY("train.device", "cpu", devices, false,
-             "where pretrain and finetune compute: cpu, or cuda (the first GPU; docs/cuda.md)",
+             "where the worker computes (pretrain, finetune, eval, guard, fisher, generate): "
+             "cpu, or cuda (the GPU of the local rank; docs/cuda.md)",
              train.device),
     ENUM_KEY("train.math", "fp32", maths, false,
              "on cuda, how matrix products compute: fp32, tf32 or bf16 (weights stay fp32)",

@@ -782,10 +782,12 @@ mn_status evalset_score_checkpoint(const char *ckpt, const evalset *s, evalset_r
       return rc;
   }
   int B = run->batch > 0 ? run->batch : 8;
-  if ((rc = gpt_create(&meta->config, B, T, 0, kernels_cpu(), &m, err)) == MN_OK &&
+  const kernels_backend *k = run->backend ? run->backend : kernels_cpu();
+  if ((rc = gpt_create(&meta->config, B, T, 0, k, &m, err)) == MN_OK &&
       (rc = ckpt_load(ckpt, m, meta, err)) == MN_OK) {
     double t0 = mn_monotonic_ms();
     rc = evalset_score(m, B, T, &meta->tags, s, bits, err);
+    if (rc == MN_OK) rc = gpt_sync(m, err); /* a device's failure: no scores */
     run->scoring_s = (mn_monotonic_ms() - t0) / 1e3;
   }
   if (rc == MN_OK && path[0]) rc = cache_write(path, meta->sha256, s, T, bits, err);

@@ -1087,7 +1087,10 @@ static mn_status scoring_model(const worker *w, const char *path, ckpt_meta *met
   if (rc != MN_OK) return rc;
   *T = meta->config.max_seq_len;
   if (w->cfg.train.seq_len < *T) *T = (int)w->cfg.train.seq_len;
-  if ((rc = gpt_create(&meta->config, 1, *T, 0, kernels_cpu(), m, err)) != MN_OK) return rc;
+  const kernels_backend *k;
+  if ((rc = train_backend(&w->cfg, &k, err)) != MN_OK ||
+      (rc = gpt_create(&meta->config, 1, *T, 0, k, m, err)) != MN_OK)
+    return rc;
   return ckpt_load(path, *m, meta, err);
 }
 
@@ -1206,6 +1209,7 @@ static int eval_sets(worker *w, opts *o)
     mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
     goto out;
   }
+  if (train_backend(&w->cfg, &run.backend, &err) != MN_OK) goto out;
   if (evalset_score_checkpoint(o->checkpoint, &s, &run, bits, &meta, &cached, &err) != MN_OK)
     goto out;
   double secs = (mn_monotonic_ms() - t0) / 1e3;
@@ -1330,6 +1334,7 @@ static int cmd_guard(worker *w, opts *o)
     mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
     goto out;
   }
+  if (train_backend(&w->cfg, &run.backend, &err) != MN_OK) goto out;
   for (int m = 0; m < 2; m++) {
     double t0 = mn_monotonic_ms();
     if (evalset_score_checkpoint(ck[m], &s, &run, bits[m], &meta[m], &cached[m], &err) != MN_OK)
@@ -1501,7 +1506,10 @@ static int cmd_generate(worker *w, opts *o)
     return fail(&err);
   }
   int T = meta.config.max_seq_len;
-  if (gpt_create(&meta.config, 1, T, 0, kernels_cpu(), &m, &err) != MN_OK) return fail(&err);
+  const kernels_backend *k;
+  if (train_backend(&w->cfg, &k, &err) != MN_OK ||
+      gpt_create(&meta.config, 1, T, 0, k, &m, &err) != MN_OK)
+    return fail(&err);
   if (ckpt_load(o->checkpoint, m, &meta, &err) != MN_OK) {
     gpt_destroy(m);
     return fail(&err);

@@ -353,6 +353,7 @@ typedef struct evalset_run {
   int batch;             /* rows per forward (<= 0: 8) */
   int seq_len;           /* window (at most the model's positions) */
   double scoring_s;      /* OUT: seconds in forward passes (0 when cached) */
+  const kernels_backend *backend; /* where to score (NULL: the CPU) */
 } evalset_run;
 
 /* evalset_score_checkpoint -- bits per item of the set under the checkpoint (its meta read),
