@@ -84,6 +84,11 @@ typedef struct kernels_backend {
   void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
   /* out = a + b */
   void (*residual_forward)(float *out, const float *a, const float *b, size_t n);
+  /* fused: res (N,C) = a + b, then out = layernorm(res) as layernorm_forward: one pass over
+   * the residual stream instead of two (the sum is kept: the next residual reads it) */
+  void (*residual_layernorm_forward)(float *res, float *out, float *mean, float *rstd,
+                                     const float *a, const float *b, const float *w,
+                                     const float *bias, int N, int C);
   /* softmax over the first V of Vp logits per row, then -log p[target]:
    * losses (N), probs (N,Vp) kept for backward (padded columns 0) */
   void (*crossentropy_forward)(float *losses, float *probs, const float *logits,

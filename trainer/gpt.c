@@ -487,6 +487,11 @@ float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, 
   float *wte = m->params, *wpe = m->params + (size_t)Vp * C;
   k->encoder_forward(a->encoded, tokens, wte, wpe, B, T, C);
   const float *res = a->encoded;
+  float *lnfw = m->params + gpt_block_offset(c, L), *lnfb = lnfw + C;
+  /* each residual sum is fused with the LayerNorm that reads it: the attention's with ln_2,
+   * the MLP's with the next block's ln_1 (or ln_f after the last block) */
+  block_ptrs w0 = block_of(c, m->params, 0);
+  k->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res, w0.t[GPT_LN1W], w0.t[GPT_LN1B], N, C);
   for (int l = 0; l < L; l++) {
     block_ptrs w = block_of(c, m->params, l);
     float *ln1 = a->ln1 + l * BTC, *qkv = a->qkv + l * BTC * 3, *atty = a->atty + l * BTC;
@@ -494,22 +499,26 @@ float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, 
     float *res2 = a->res2 + l * BTC, *ln2 = a->ln2 + l * BTC, *fch = a->fch + l * BTC * 4;
     float *fch_gelu = a->fch_gelu + l * BTC * 4, *fcproj = a->fcproj + l * BTC;
     float *res3 = a->res3 + l * BTC;
-    k->layernorm_forward(ln1, a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, res,
-                         w.t[GPT_LN1W], w.t[GPT_LN1B], N, C);
     k->matmul_forward(qkv, ln1, w.t[GPT_QKVW], w.t[GPT_QKVB], N, C, 3 * C);
     k->attention_forward(atty, att, m->g.att_scratch, qkv, B, T, C, NH);
     k->matmul_forward(attproj, atty, w.t[GPT_ATTPROJW], w.t[GPT_ATTPROJB], N, C, C);
-    k->residual_forward(res2, res, attproj, BTC);
-    k->layernorm_forward(ln2, a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, res2,
-                         w.t[GPT_LN2W], w.t[GPT_LN2B], N, C);
+    k->residual_layernorm_forward(res2, ln2, a->ln2_mean + (size_t)l * N,
+                                  a->ln2_rstd + (size_t)l * N, res, attproj, w.t[GPT_LN2W],
+                                  w.t[GPT_LN2B], N, C);
     k->matmul_forward(fch, ln2, w.t[GPT_FCW], w.t[GPT_FCB], N, C, 4 * C);
     k->gelu_forward(fch_gelu, fch, BTC * 4);
     k->matmul_forward(fcproj, fch_gelu, w.t[GPT_FCPROJW], w.t[GPT_FCPROJB], N, 4 * C, C);
-    k->residual_forward(res3, res2, fcproj, BTC);
+    if (l + 1 < L) {
+      block_ptrs wn = block_of(c, m->params, l + 1);
+      k->residual_layernorm_forward(res3, a->ln1 + (l + 1) * BTC, a->ln1_mean + (size_t)(l + 1) * N,
+                                    a->ln1_rstd + (size_t)(l + 1) * N, res2, fcproj, wn.t[GPT_LN1W],
+                                    wn.t[GPT_LN1B], N, C);
+    } else {
+      k->residual_layernorm_forward(res3, a->lnf, a->lnf_mean, a->lnf_rstd, res2, fcproj, lnfw,
+                                    lnfb, N, C);
+    }
     res = res3;
   }
-  float *lnfw = m->params + gpt_block_offset(c, L), *lnfb = lnfw + C;
-  k->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, res, lnfw, lnfb, N, C);
   k->matmul_forward(a->logits, a->lnf, wte, NULL, N, C, Vp); /* tied embeddings */
   if (!targets) return -1.0f;
   k->crossentropy_forward(a->losses, a->probs, a->logits, targets, N, V, Vp);

@@ -408,6 +408,15 @@ static void residual_forward(float *out, const float *a, const float *b, size_t 
     out[i] = a[i] + b[i];
 }
 
+/* the CPU's is the two ops in turn: the reference the fused CUDA kernel is checked against */
+static void residual_layernorm_forward(float *res, float *out, float *mean, float *rstd,
+                                       const float *a, const float *b, const float *w,
+                                       const float *bias, int N, int C)
+{
+  residual_forward(res, a, b, (size_t)N * C);
+  layernorm_forward(out, mean, rstd, res, w, bias, N, C);
+}
+
 /* ---------------------------------------------------------------- loss */
 
 static void crossentropy_forward(float *losses, float *probs, const float *logits,
@@ -553,6 +562,7 @@ static const kernels_backend cpu = {
     .gelu_forward = gelu_forward,
     .gelu_backward = gelu_backward,
     .residual_forward = residual_forward,
+    .residual_layernorm_forward = residual_layernorm_forward,
     .crossentropy_forward = crossentropy_forward,
     .crossentropy_backward = crossentropy_backward,
     .adamw_update = adamw_update,

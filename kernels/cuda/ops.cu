@@ -446,6 +446,56 @@ static void gelu_backward(float *dinp, const float *inp, const float *dout, size
   LAUNCHED(gelu_backward);
 }
 
+/* one warp per row: the sum written once and kept in registers for the statistics and the
+ * normalised output (C <= 32 * RLN_MAX; wider rows take the two-op path) */
+#define RLN_MAX 64
+__global__ void k_residual_layernorm(float *res, float *out, float *mean, float *rstd,
+                                     const float *a, const float *b, const float *w,
+                                     const float *bias, int N, int C)
+{
+  int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (row >= N) return;
+  size_t o = (size_t)row * C;
+  float x[RLN_MAX], s = 0;
+#pragma unroll
+  for (int k = 0; k < RLN_MAX; k++) {
+    int c = lane + 32 * k;
+    x[k] = c < C ? a[o + c] + b[o + c] : 0.0f;
+    if (c < C) res[o + c] = x[k];
+    s += x[k];
+  }
+  float m = warp_sum(s) / (float)C, v = 0;
+#pragma unroll
+  for (int k = 0; k < RLN_MAX; k++) {
+    int c = lane + 32 * k;
+    if (c < C) v += (x[k] - m) * (x[k] - m);
+  }
+  float r = rsqrtf(warp_sum(v) / (float)C + LN_EPS);
+#pragma unroll
+  for (int k = 0; k < RLN_MAX; k++) {
+    int c = lane + 32 * k;
+    if (c < C) out[o + c] = (x[k] - m) * r * w[c] + bias[c];
+  }
+  if (lane == 0) mean[row] = m, rstd[row] = r;
+}
+
+static void residual_forward(float *out, const float *a, const float *b, size_t n);
+
+static void residual_layernorm_forward(float *res, float *out, float *mean, float *rstd,
+                                       const float *a, const float *b, const float *w,
+                                       const float *bias, int N, int C)
+{
+  if (N <= 0) return;
+  if (C > 32 * RLN_MAX) { /* too wide for one warp's registers: the two ops */
+    residual_forward(res, a, b, (size_t)N * C);
+    layernorm_forward(out, mean, rstd, res, w, bias, N, C);
+    return;
+  }
+  k_residual_layernorm<<<(N + 7) / 8, 256, 0, g.stream>>>(res, out, mean, rstd, a, b, w, bias, N,
+                                                          C);
+  LAUNCHED(residual_layernorm);
+}
+
 static void residual_forward(float *out, const float *a, const float *b, size_t n)
 {
   k_residual_forward<<<blocks(n, 256), 256, 0, g.stream>>>(out, a, b, n);
@@ -642,6 +692,7 @@ static const kernels_backend cuda = {
     .gelu_forward = gelu_forward,
     .gelu_backward = gelu_backward,
     .residual_forward = residual_forward,
+    .residual_layernorm_forward = residual_layernorm_forward,
     .crossentropy_forward = crossentropy_forward,
     .crossentropy_backward = crossentropy_backward,
     .adamw_update = adamw_update,

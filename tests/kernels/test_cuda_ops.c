@@ -163,6 +163,19 @@ static void layernorm(int s, const shape *h)
   check("layernorm_forward out", s, dout, out, NC, F32);
   check("layernorm_forward mean", s, dmean, mean, (size_t)N, F32);
   check("layernorm_forward rstd", s, drstd, rstd, (size_t)N, F32);
+  /* fused with the residual sum that feeds it */
+  float *y = rand_host(NC, 2), *res = malloc(NC * sizeof *res);
+  cpu->residual_layernorm_forward(res, out, mean, rstd, x, y, w, b, N, C);
+  float *dy = dev(y, NC), *dres = dev(NULL, NC), *dout2 = dev(NULL, NC),
+        *dmean2 = dev(NULL, (size_t)N), *drstd2 = dev(NULL, (size_t)N);
+  gpu->residual_layernorm_forward(dres, dout2, dmean2, drstd2, dx, dy, dw_, db_, N, C);
+  check("residual_layernorm res", s, dres, res, NC, F32);
+  check("residual_layernorm out", s, dout2, out, NC, F32);
+  check("residual_layernorm mean", s, dmean2, mean, (size_t)N, F32);
+  check("residual_layernorm rstd", s, drstd2, rstd, (size_t)N, F32);
+  release(dy), release(dres), release(dout2), release(dmean2), release(drstd2);
+  free(y), free(res);
+  cpu->layernorm_forward(out, mean, rstd, x, w, b, N, C); /* the plain op's again, for below */
   float *g = rand_host(NC, 1), *dinp = rand_host(NC, 1), *gw = rand_host((size_t)C, 1),
         *gb = rand_host((size_t)C, 1);
   float *dg = dev(g, NC), *ddinp = dev(dinp, NC), *dgw = dev(gw, (size_t)C),
