@@ -101,12 +101,20 @@ typedef struct kernels_backend {
                                 int Vp);
   /* AdamW with decoupled weight decay over n parameters, step t >= 1; the gradient is
    * grads[i] * grad_scale (gradient clipping folded in: no separate pass over grads), plus
-   * EWC's when ewc is not NULL */
+   * EWC's when ewc is not NULL.  scale_at, when not NULL, points at the scale in the
+   * backend's memory instead (clip_scale's: the host never waits for it); a NaN there
+   * leaves everything unchanged (a non-finite gradient: no step) */
   void (*adamw_update)(float *params, const float *grads, float *m, float *v, size_t n, float lr,
                        float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                       int t, const kernels_ewc *ewc);
+                       const float *scale_at, int t, const kernels_ewc *ewc);
   /* sum of x[i]^2 in double, in fixed chunks: the same result whatever the thread count */
   double (*sum_squares)(const float *x, size_t n);
+  /* clip_scale -- out[0] = ||x|| and out[1] = the clipping scale (clip / ||x|| when that is
+   * below 1 and clip > 0, else 1; NaN when the norm is not finite), in the backend's memory,
+   * in the same fixed order as sum_squares */
+  void (*clip_scale)(float *out, const float *x, size_t n, float clip);
+  /* mean -- out[0] = the mean of x[0..n) (in a fixed order), in the backend's memory */
+  void (*mean)(float *out, const float *x, size_t n);
 
   /* Memory the ops work on: host memory for the CPU backend, device memory for CUDA.
    * mem_alloc gives zeroed memory (NULL when out of memory); the copies are synchronous;

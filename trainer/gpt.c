@@ -144,7 +144,14 @@ typedef struct grad_bufs {
 } grad_bufs;
 
 /* host views that the device's copies have overtaken */
-enum { STALE_PARAMS = 1, STALE_GRADS = 2, STALE_OPT = 4, STALE_PROBS = 8, STALE_LOGITS = 16 };
+enum {
+  STALE_PARAMS = 1,
+  STALE_GRADS = 2,
+  STALE_OPT = 4,
+  STALE_PROBS = 8,
+  STALE_LOGITS = 16,
+  STALE_LOSSES = 32
+};
 
 struct gpt {
   gpt_config cfg;
@@ -159,6 +166,7 @@ struct gpt {
   float *d_fisher, *d_anchor, *d_soft;   /* the backend's copies of EWC's and the teacher's */
   size_t soft_floats;
   const char *failed; /* a setting the device had no room for: gpt_sync reports it */
+  float *scalars;     /* the backend's: gradient norm, clipping scale, mean loss */
   int maxB, maxT;
   size_t nparams;
   int first_trainable; /* the lowest trainable block; -1: the embeddings too (the default) */
@@ -297,6 +305,7 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
     total += sizes[i];
   m->act_floats = total;
   m->act_mem = k->mem_alloc(total * sizeof(float));
+  m->scalars = k->mem_alloc(4 * sizeof(float));
   size_t gsizes[] = {BT * C,     BT * C,     BT * C,
                      BT * 3 * C, BT * 4 * C, BT * 4 * C,
                      BT * Vp,    BT,         (size_t)B * NH * T * T + (size_t)B * C * (T + 80)};
@@ -307,7 +316,8 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
     gtotal += gsizes[i];
   m->grad_floats = gtotal;
   m->grad_mem = k->mem_alloc(gtotal * sizeof(float));
-  if (!m->params || !m->grads || !m->m || !m->v || !m->act_mem || !m->grad_mem || !views) {
+  if (!m->params || !m->grads || !m->m || !m->v || !m->act_mem || !m->grad_mem || !m->scalars ||
+      !views) {
     rc = mn_error_set(err, MN_ERR_NOMEM,
                       "out of memory for a model of %zu parameters and %.0f MB of activations",
                       m->nparams, (double)(total + gtotal) * 4 / 1e6);
@@ -338,6 +348,7 @@ void gpt_destroy(gpt *m)
   k->mem_free(m->m, pb), k->mem_free(m->v, pb);
   k->mem_free(m->act_mem, m->act_floats * sizeof(float));
   k->mem_free(m->grad_mem, m->grad_floats * sizeof(float));
+  k->mem_free(m->scalars, 4 * sizeof(float));
   if (!m->host) {
     kernels_host_free(m->h_params, pb), kernels_host_free(m->h_grads, pb);
     kernels_host_free(m->h_m, pb), kernels_host_free(m->h_v, pb);
@@ -421,7 +432,10 @@ size_t gpt_params_count(const gpt *m)
 }
 const float *gpt_losses(const gpt *m)
 {
-  return m->host ? m->a.losses : m->h_losses; /* brought down by every forward */
+  if (m->host) return m->a.losses;
+  gpt *w = (gpt *)m; /* a view is a cache: filling it changes nothing the caller sees */
+  down(w, STALE_LOSSES, w->h_losses, m->a.losses, (size_t)m->B * m->T);
+  return m->h_losses;
 }
 
 /* view -- a host view of the last forward's (B,T,Vp) array, allocated when first asked for */
@@ -463,7 +477,7 @@ static block_ptrs block_of(const gpt_config *c, float *base, int l)
   return b;
 }
 
-float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T)
+void gpt_forward_queue(gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T)
 {
   const kernels_backend *k = m->k;
   const gpt_config *c = &m->cfg;
@@ -477,7 +491,7 @@ float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, 
     if (targets) k->to_device(m->d_targets, targets, (size_t)N * sizeof *targets);
     tokens = m->d_tokens;
     targets = targets ? m->d_targets : NULL;
-    m->stale |= STALE_PROBS | STALE_LOGITS;
+    m->stale |= STALE_PROBS | STALE_LOGITS | STALE_LOSSES;
   }
   m->tokens = tokens;
   m->targets = targets;
@@ -520,17 +534,28 @@ float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, 
     res = res3;
   }
   k->matmul_forward(a->logits, a->lnf, wte, NULL, N, C, Vp); /* tied embeddings */
-  if (!targets) return -1.0f;
-  k->crossentropy_forward(a->losses, a->probs, a->logits, targets, N, V, Vp);
-  const float *losses = a->losses;
-  if (!m->host) { /* the mean needs them here: N floats down */
-    k->to_host(m->h_losses, a->losses, (size_t)N * sizeof(float));
-    losses = m->h_losses;
+  if (targets) k->crossentropy_forward(a->losses, a->probs, a->logits, targets, N, V, Vp);
+}
+
+float gpt_mean_loss(gpt *m)
+{
+  int N = m->B * m->T;
+  if (m->host) { /* in order, as it always was */
+    double sum = 0;
+    for (int i = 0; i < N; i++)
+      sum += m->a.losses[i];
+    return (float)(sum / N);
   }
-  double sum = 0;
-  for (int i = 0; i < N; i++)
-    sum += losses[i];
-  return (float)(sum / N);
+  float loss; /* reduced there, one float down: the step's only wait */
+  m->k->mean(m->scalars + 2, m->a.losses, (size_t)N);
+  m->k->to_host(&loss, m->scalars + 2, sizeof loss);
+  return loss;
+}
+
+float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T)
+{
+  gpt_forward_queue(m, tokens, targets, B, T);
+  return targets ? gpt_mean_loss(m) : -1.0f;
 }
 
 void gpt_set_trainable(gpt *m, int first)
@@ -689,10 +714,18 @@ float gpt_grad_norm(gpt *m)
 
 float gpt_update(gpt *m, const gpt_adamw *o, int t)
 {
-  float norm = gpt_grad_norm(m);
-  float scale = o->grad_clip > 0 && norm > o->grad_clip ? o->grad_clip / norm : 1.0f;
   int n = gpt_num_tensors(&m->cfg), L = m->cfg.n_layer;
   size_t first = gpt_trainable_offset(m);
+  float norm = 0.0f, scale = 1.0f;
+  const float *scale_at = NULL;
+  if (m->host) {
+    norm = gpt_grad_norm(m);
+    if (!isfinite(norm)) return norm; /* no step on a non-finite gradient */
+    scale = o->grad_clip > 0 && norm > o->grad_clip ? o->grad_clip / norm : 1.0f;
+  } else { /* the norm and the scale stay on the device: the updates read them there */
+    m->k->clip_scale(m->scalars, m->grads + first, m->nparams - first, o->grad_clip);
+    scale_at = m->scalars + 1;
+  }
   for (int i = 0; i < n; i++) {
     char name[64];
     size_t shape[2], off;
@@ -715,9 +748,12 @@ float gpt_update(gpt *m, const gpt_adamw *o, int t)
     int64_t t0 = m->first_step[i] > 0 ? m->first_step[i] : 1;
     int tl = t >= t0 ? (int)(t - t0 + 1) : 1;
     m->k->adamw_update(m->params + off, m->grads + off, m->m + off, m->v + off, count, lr, o->beta1,
-                       o->beta2, o->eps, wd, scale, tl, m->ewc_fisher ? &ewc : NULL);
+                       o->beta2, o->eps, wd, scale, scale_at, tl, m->ewc_fisher ? &ewc : NULL);
   }
-  if (!m->host) m->stale |= STALE_PARAMS | STALE_OPT;
+  if (!m->host) { /* the norm down once the step is queued: the wait is at its end */
+    m->stale |= STALE_PARAMS | STALE_OPT;
+    m->k->to_host(&norm, m->scalars, sizeof norm);
+  }
   return norm;
 }
 

@@ -927,7 +927,7 @@ static int train_run(worker *w, opts *o, bool finetune)
       gpt_set_soft_targets(m, B - ft.nrep, gpt_probs(ft.teacher), (float)c->finetune.distill);
     }
     gpt_zero_grad(m);
-    float loss = gpt_forward(m, tok, tgt, B, T);
+    gpt_forward_queue(m, tok, tgt, B, T);
     gpt_backward(m);
     if (dp) { /* the mean gradient of every rank's batch: all take the same step */
       size_t n;
@@ -939,9 +939,10 @@ static int train_run(worker *w, opts *o, bool finetune)
     }
     opt.lr = gpt_lr_at((float)c->train.lr, (int)c->train.warmup_steps, (int)total,
                        (float)c->train.min_lr_frac, (int)t);
-    /* a non-finite loss or gradient stops the run before the weights change: the last
-     * checkpoint stays the last good one */
-    float norm = gpt_grad_norm(m);
+    /* the step is queued whole and read at its end; a non-finite gradient takes no step
+     * (gpt_update), and a non-finite loss or gradient stops the run: the last checkpoint
+     * stays the last good one */
+    float norm = gpt_update(m, &opt, (int)t), loss = gpt_mean_loss(m);
     if (gpt_sync(m, &err) != MN_OK) { /* a device's failure, said as itself (not divergence) */
       free(tok), free(tgt), free(lang_loss), free(lang_rows);
       goto out;
@@ -951,11 +952,6 @@ static int train_run(worker *w, opts *o, bool finetune)
                    "the loss is %f and the gradient norm %f at step %lld: training diverged; "
                    "the last checkpoint is step %lld",
                    loss, norm, (long long)t, (long long)(saved ? saved : step0));
-      free(tok), free(tgt), free(lang_loss), free(lang_rows);
-      goto out;
-    }
-    gpt_update(m, &opt, (int)t);
-    if (gpt_sync(m, &err) != MN_OK) { /* a device's failure: the last checkpoint stands */
       free(tok), free(tgt), free(lang_loss), free(lang_rows);
       goto out;
     }
@@ -1747,9 +1743,10 @@ static int bench_device(gpt *m, const int32_t *x, const int32_t *y, int B, int T
   for (int t = 1; t <= steps + 2; t++) {
     double t0 = mn_monotonic_ms();
     gpt_zero_grad(m);
-    gpt_forward(m, x, y, B, T);
+    gpt_forward_queue(m, x, y, B, T); /* as training does: the step queued whole */
     gpt_backward(m);
     gpt_update(m, opt, t);
+    gpt_mean_loss(m);
     if (gpt_sync(m, &err) != MN_OK) return fail(&err);
     double ms = mn_monotonic_ms() - t0;
     if (t > 2) total += ms, best = ms < best ? ms : best;

@@ -93,6 +93,11 @@ MN_NODISCARD mn_status gpt_sync(gpt *m, mn_error *err);
  * Returns -1 without targets.
  */
 float gpt_forward(gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T);
+/* gpt_forward_queue / gpt_mean_loss -- the same in two parts: a training step queues its
+ * forward, backward and update and reads the loss at its end (on a device, nothing waits
+ * before then) */
+void gpt_forward_queue(gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T);
+float gpt_mean_loss(gpt *m);
 const float *gpt_losses(const gpt *m); /* (B,T) nats, after a forward with targets */
 const float *gpt_probs(const gpt *m);  /* (B,T,Vp), after a forward with targets */
 const float *gpt_logits(const gpt *m); /* (B,T,Vp), after any forward */
@@ -148,7 +153,8 @@ typedef struct gpt_adamw {
 /*
  * gpt_update -- one AdamW step (step t >= 1) over the trainable parameters, after
  * clipping the gradient norm; weight decay on matrices only (not biases,
- * LayerNorms).  Returns the gradient norm (of the trainable part) before clipping.
+ * LayerNorms).  Returns the gradient norm (of the trainable part) before clipping.  A
+ * non-finite norm takes no step: weights and moments stay as they were.
  */
 float gpt_update(gpt *m, const gpt_adamw *opt, int t);
 

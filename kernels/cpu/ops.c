@@ -483,8 +483,10 @@ static inline float adam_step(float p, float *m, float *v, float g, float lr, fl
 
 static void adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,
                          float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                         int t, const kernels_ewc *ewc)
+                         const float *scale_at, int t, const kernels_ewc *ewc)
 {
+  if (scale_at) grad_scale = *scale_at;
+  if (isnan(grad_scale)) return; /* a non-finite gradient: no step */
   float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
   /* two loops rather than a test per element: the one without EWC reads two arrays less */
   if (ewc && ewc->lambda != 0.0f) {
@@ -548,6 +550,21 @@ static mn_status sync_none(mn_error *err)
   return MN_OK;
 }
 
+static void clip_scale(float *out, const float *x, size_t n, float clip)
+{
+  float norm = (float)sqrt(sum_squares(x, n));
+  out[0] = norm;
+  out[1] = !isfinite(norm) ? NAN : clip > 0 && norm > clip ? clip / norm : 1.0f;
+}
+
+static void mean(float *out, const float *x, size_t n)
+{
+  double s = 0;
+  for (size_t i = 0; i < n; i++)
+    s += x[i];
+  out[0] = n ? (float)(s / (double)n) : 0.0f;
+}
+
 static const kernels_backend cpu = {
     .name = "cpu",
     .host_memory = true,
@@ -567,6 +584,8 @@ static const kernels_backend cpu = {
     .crossentropy_backward = crossentropy_backward,
     .adamw_update = adamw_update,
     .sum_squares = sum_squares,
+    .clip_scale = clip_scale,
+    .mean = mean,
     .mem_alloc = mem_alloc,
     .mem_free = kernels_host_free,
     .mem_zero = mem_zero,

@@ -576,8 +576,11 @@ static void crossentropy_backward(float *dlogits, const float *probs, const floa
 
 __global__ void k_adamw(float *params, const float *grads, float *m, float *v, size_t n, float lr,
                         float beta1, float beta2, float c1, float c2, float eps, float wd,
-                        float grad_scale, const float *F, const float *A, float lambda)
+                        float grad_scale, const float *scale_at, const float *F, const float *A,
+                        float lambda)
 {
+  if (scale_at) grad_scale = *scale_at;
+  if (isnan(grad_scale)) return; /* a non-finite gradient: no step */
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
        i += (size_t)gridDim.x * blockDim.x) {
     float p = params[i], gr = grads[i] * grad_scale;
@@ -592,12 +595,12 @@ __global__ void k_adamw(float *params, const float *grads, float *m, float *v, s
 
 static void adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr,
                          float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                         int t, const kernels_ewc *ewc)
+                         const float *scale_at, int t, const kernels_ewc *ewc)
 {
   float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
   bool e = ewc && ewc->lambda != 0.0f;
   k_adamw<<<blocks(n, 256), 256, 0, g.stream>>>(
-      params, grads, m, v, n, lr, beta1, beta2, c1, c2, eps, weight_decay, grad_scale,
+      params, grads, m, v, n, lr, beta1, beta2, c1, c2, eps, weight_decay, grad_scale, scale_at,
       e ? ewc->fisher : NULL, e ? ewc->anchor : NULL, e ? ewc->lambda : 0.0f);
   LAUNCHED(adamw);
 }
@@ -631,6 +634,48 @@ static double sum_squares(const float *x, size_t n)
   for (int b = 0; b < SS_BLOCKS; b++)
     total += part[b];
   return g.failed ? NAN : total;
+}
+
+/* the partial sums added in order by one thread, the norm and scale written: no host in the
+ * loop */
+__global__ void k_clip_scale(float *out, const double *partial, int nb, float clip)
+{
+  double s = 0;
+  for (int b = 0; b < nb; b++)
+    s += partial[b];
+  float norm = (float)sqrt(s);
+  out[0] = norm;
+  out[1] = !isfinite(norm) ? NAN : clip > 0 && norm > clip ? clip / norm : 1.0f;
+}
+
+static void clip_scale(float *out, const float *x, size_t n, float clip)
+{
+  k_sum_squares<<<SS_BLOCKS, 256, 0, g.stream>>>(g.partial, x, n);
+  LAUNCHED(sum_squares);
+  k_clip_scale<<<1, 1, 0, g.stream>>>(out, g.partial, SS_BLOCKS, clip);
+  LAUNCHED(clip_scale);
+}
+
+/* one block: each thread a fixed stride, then a fixed tree */
+__global__ void k_mean(float *out, const float *x, size_t n)
+{
+  __shared__ double s[256];
+  double a = 0;
+  for (size_t i = threadIdx.x; i < n; i += blockDim.x)
+    a += x[i];
+  s[threadIdx.x] = a;
+  __syncthreads();
+  for (int k = 128; k > 0; k >>= 1) {
+    if ((int)threadIdx.x < k) s[threadIdx.x] += s[threadIdx.x + k];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[0] = n ? (float)(s[0] / (double)n) : 0.0f;
+}
+
+static void mean(float *out, const float *x, size_t n)
+{
+  k_mean<<<1, 256, 0, g.stream>>>(out, x, n);
+  LAUNCHED(mean);
 }
 
 /* ---------------------------------------------------------------- memory */
@@ -697,6 +742,8 @@ static const kernels_backend cuda = {
     .crossentropy_backward = crossentropy_backward,
     .adamw_update = adamw_update,
     .sum_squares = sum_squares,
+    .clip_scale = clip_scale,
+    .mean = mean,
     .mem_alloc = mem_alloc,
     .mem_free = mem_free,
     .mem_zero = mem_zero,

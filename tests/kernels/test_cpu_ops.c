@@ -449,14 +449,39 @@ static void fast_exp(void)
   T_CHECK(isfinite(kernels__exp(200.0f)));
 }
 
+/* the step's scalars computed where the step runs: the norm and clipping scale, the mean
+ * loss; a NaN scale takes no step */
+static void clip_and_mean(void)
+{
+  float x[4] = {3.0f, 0.0f, 4.0f, 0.0f}, out[2];
+  K->clip_scale(out, x, 4, 1.0f);
+  T_CHECK(fabsf(out[0] - 5.0f) < 1e-6f && fabsf(out[1] - 0.2f) < 1e-6f);
+  K->clip_scale(out, x, 4, 10.0f);
+  T_CHECK(out[1] == 1.0f);
+  K->clip_scale(out, x, 4, 0.0f); /* no clipping */
+  T_CHECK(out[1] == 1.0f);
+  x[1] = INFINITY;
+  K->clip_scale(out, x, 4, 1.0f);
+  T_CHECK(isnan(out[1]));
+  float p[2] = {1.0f, 2.0f}, g[2] = {1.0f, 1.0f}, m[2] = {0}, v[2] = {0};
+  K->adamw_update(p, g, m, v, 2, 0.1f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, &out[1], 1, NULL);
+  T_CHECK(p[0] == 1.0f && p[1] == 2.0f && m[0] == 0.0f && v[1] == 0.0f);
+  float scale = 0.5f;
+  K->adamw_update(p, g, m, v, 2, 0.1f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, &scale, 1, NULL);
+  T_CHECK(p[0] < 1.0f && fabsf(m[0] - 0.05f) < 1e-7f); /* the scale read through the pointer */
+  float l[5] = {1, 2, 3, 4, 5}, mean;
+  K->mean(&mean, l, 5);
+  T_CHECK(mean == 3.0f);
+}
+
 static void adamw(void)
 {
   float p[3] = {1.0f, -2.0f, 0.5f}, g[3] = {0.1f, -0.3f, 0.0f}, m[3] = {0}, v[3] = {0};
   double P[3] = {1.0, -2.0, 0.5}, M[3] = {0}, V[3] = {0};
   const double lr = 1e-2, b1 = 0.9, b2 = 0.95, eps = 1e-8, wd = 0.1;
   for (int t = 1; t <= 3; t++) {
-    K->adamw_update(p, g, m, v, 3, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, 0.5f, t,
-                    NULL);
+    K->adamw_update(p, g, m, v, 3, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, 0.5f,
+                    NULL, t, NULL);
     for (int i = 0; i < 3; i++) { /* the textbook update, in double, of the scaled gradient */
       double gi = 0.5 * g[i];
       M[i] = b1 * M[i] + (1 - b1) * gi;
@@ -476,7 +501,7 @@ static void adamw(void)
   kernels_ewc ewc = {.fisher = F, .anchor = A, .lambda = 0.3f};
   for (int t = 1; t <= 3; t++) {
     K->adamw_update(q, g, qm, qv, 3, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, 0.5f,
-                    t, &ewc);
+                    NULL, t, &ewc);
     for (int i = 0; i < 3; i++) {
       double gi = 0.5 * g[i] + 0.3 * F[i] * (Q[i] - A[i]);
       QM[i] = b1 * QM[i] + (1 - b1) * gi;
@@ -514,5 +539,6 @@ int main(void)
   T_RUN(crossentropy);
   T_RUN(fast_exp);
   T_RUN(adamw);
+  T_RUN(clip_and_mean);
   return T_DONE();
 }

@@ -347,12 +347,28 @@ static void optimizer(int s, const shape *h)
     float *dp = dev(p, n), *dg = dev(g, n), *dm = dev(m, n), *dv = dev(v, n), *dF = dev(F, n),
           *dA = dev(A, n);
     kernels_ewc he = {F, A, 0.5f}, de = {dF, dA, 0.5f};
-    cpu->adamw_update(p, g, m, v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, 3, ewc ? &he : NULL);
-    gpu->adamw_update(dp, dg, dm, dv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, 3,
+    cpu->adamw_update(p, g, m, v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, NULL, 3,
+                      ewc ? &he : NULL);
+    gpu->adamw_update(dp, dg, dm, dv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, NULL, 3,
                       ewc ? &de : NULL);
     check(ewc ? "adamw_update ewc params" : "adamw_update params", s, dp, p, n, F32);
     check(ewc ? "adamw_update ewc m" : "adamw_update m", s, dm, m, n, F32);
     check(ewc ? "adamw_update ewc v" : "adamw_update v", s, dv, v, n, F32);
+    /* the clipping scale computed where the step runs, read by the update through a pointer */
+    float hs[2], *ds = dev(NULL, 2), *dmean = dev(NULL, 1), hmean;
+    cpu->clip_scale(hs, g, n, 1.0f);
+    gpu->clip_scale(ds, dg, n, 1.0f);
+    check(ewc ? "clip_scale ewc" : "clip_scale", s, ds, hs, 2, 1e-6);
+    cpu->mean(&hmean, g, n);
+    gpu->mean(dmean, dg, n);
+    check("mean", s, dmean, &hmean, 1, 1e-5);
+    float *p2 = malloc(n * sizeof *p2), *m2 = malloc(n * sizeof *m2), *v2 = malloc(n * sizeof *v2);
+    memcpy(p2, p, n * sizeof *p2), memcpy(m2, m, n * sizeof *m2), memcpy(v2, v, n * sizeof *v2);
+    cpu->adamw_update(p2, g, m2, v2, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, &hs[1], 4, NULL);
+    gpu->adamw_update(dp, dg, dm, dv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, ds + 1, 4, NULL);
+    check("adamw_update scale_at", s, dp, p2, n, F32);
+    release(ds), release(dmean);
+    free(p2), free(m2), free(v2);
     double a = cpu->sum_squares(g, n), b = gpu->sum_squares(dg, n), c = gpu->sum_squares(dg, n);
     printf("op %-28s shape %d  rel_err %.3e  bound %.0e  %s\n", "sum_squares", s, fabs(a - b) / a,
            1e-12, fabs(a - b) / a <= 1e-12 && b == c ? "ok" : "FAIL");

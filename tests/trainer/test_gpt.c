@@ -426,6 +426,31 @@ static void schedule(void)
   T_CHECK(f == 6.0 * gpt_num_params(&tiny) + 6.0 * 2 * 16 * 8);
 }
 
+/* a non-finite gradient takes no step: weights and moments stay as they were */
+static void no_step_on_nan(void)
+{
+  gpt *m = make(2, 8, 3);
+  int32_t x[16], y[16];
+  for (int i = 0; i < 16; i++)
+    x[i] = 257 + i % 3, y[i] = (i * 7) % 256;
+  gpt_adamw opt = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .grad_clip = 1.0f};
+  gpt_zero_grad(m);
+  gpt_forward_queue(m, x, y, 2, 8);
+  float loss = gpt_mean_loss(m);
+  T_CHECK(isfinite(loss) && loss == gpt_forward(m, x, y, 2, 8));
+  gpt_backward(m);
+  gpt_grads(m)[5] = NAN;
+  size_t n = gpt_params_count(m);
+  float *before = malloc(n * sizeof *before);
+  memcpy(before, gpt_params(m), n * sizeof *before);
+  float norm = gpt_update(m, &opt, 1);
+  T_CHECK(isnan(norm));
+  T_CHECK(memcmp(before, gpt_params(m), n * sizeof *before) == 0);
+  T_CHECK(gpt_adam_m(m)[0] == 0.0f && gpt_adam_v(m)[7] == 0.0f);
+  free(before);
+  gpt_destroy(m);
+}
+
 int main(void)
 {
   make_batch();
@@ -439,5 +464,6 @@ int main(void)
   T_RUN(ewc_gradient);
   T_RUN(late_thaw);
   T_RUN(soft_targets);
+  T_RUN(no_step_on_nan);
   return T_DONE();
 }
