@@ -762,14 +762,14 @@ extern "C" mn_status kernels_cuda(kernels_math math, const kernels_backend **out
                                   mn_error *err)
 {
   *out = NULL;
-  kernels_device_info info;
-  mn_status rc = kernels_cuda_probe(&info, err);
-  if (rc != MN_OK) return rc;
-  if (info.device_count == 0) {
-    snprintf(why, 256, "%s", info.why);
-    return MN_OK;
-  }
-  if (!g.ready) {
+  if (!g.ready) { /* once per process: the device of its local rank, a stream, cuBLAS */
+    kernels_device_info info;
+    mn_status rc = kernels_cuda_probe(&info, err);
+    if (rc != MN_OK) return rc;
+    if (info.device_count == 0) {
+      snprintf(why, 256, "%s", info.why);
+      return MN_OK;
+    }
     CUDA_TRY(cudaSetDevice(kernels__local_device(info.device_count)), err);
     CUDA_TRY(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking), err);
     CUBLAS_TRY(cublasCreate(&g.blas), err);

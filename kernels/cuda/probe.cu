@@ -46,11 +46,12 @@ extern "C" mn_status kernels_cuda_probe(kernels_device_info *info, mn_error *err
   info->cc_major = prop.major;
   info->cc_minor = prop.minor;
   info->total_mem = prop.totalGlobalMem;
-  CUDA_TRY(cudaSetDevice(0), err);
-  cublasHandle_t h;
-  CUBLAS_TRY(cublasCreate(&h), err);
-  cublasStatus_t s = cublasGetVersion(h, &info->cublas_version);
-  cublasDestroy(h);
-  CUBLAS_TRY(s, err);
+  /* the library's version without a handle: the probe leaves the current device alone (a
+   * data-parallel rank has chosen its own) */
+  int major = 0, minor = 0, patch = 0;
+  CUBLAS_TRY(cublasGetProperty(MAJOR_VERSION, &major), err);
+  CUBLAS_TRY(cublasGetProperty(MINOR_VERSION, &minor), err);
+  CUBLAS_TRY(cublasGetProperty(PATCH_LEVEL, &patch), err);
+  info->cublas_version = major * 10000 + minor * 100 + patch;
   return MN_OK;
 }
