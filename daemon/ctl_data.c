@@ -454,14 +454,12 @@ static int cmd_reports(ctl *c, int argc, char **argv)
   } else {
     printf("%-6s %-5s %-8s %-9s %-20s %s\n", "id", "lang", "detected", "status", "created", "text");
     for (int i = 0; i < n; i++) {
-      /* an excerpt: the first line, cut at a character boundary */
       const char *t = PQgetvalue(res, i, 7);
-      size_t len = strcspn(t, "\n"), cut = len > 60 ? 60 : len;
-      while (cut > 0 && cut < len && ((unsigned char)t[cut] & 0xC0) == 0x80)
-        cut--;
+      bool cut;
+      int k = ctl_excerpt(t, 60, &cut);
       printf("%-6s %-5s %-8s %-9s %-20s %.*s%s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
              *PQgetvalue(res, i, 2) ? PQgetvalue(res, i, 2) : "-", PQgetvalue(res, i, 3),
-             PQgetvalue(res, i, 6), (int)cut, t, cut < strlen(t) ? "…" : "");
+             PQgetvalue(res, i, 6), k, t, cut ? "…" : "");
     }
     printf("%d report(s)\n", n);
   }

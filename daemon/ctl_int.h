@@ -76,5 +76,10 @@ MN_NODISCARD mn_status ctl_load_config(ctl *c, mn_error *err);
 MN_NODISCARD mn_status ctl_connect(ctl *c, PGconn **conn /* OUT */, mn_error *err);
 /* ctl_print_json -- print o indented on stdout and release it. */
 void ctl_print_json(json_t *o);
+/* ctl_done -- a command's end: release res and conn, print err when code is a failure */
+int ctl_done(PGconn *conn, PGresult *res, const mn_error *err, int code);
+/* ctl_excerpt -- how many bytes of t's first line to show, at most max, cut at a character
+ * boundary; *cut says whether anything of t is left out */
+int ctl_excerpt(const char *t, size_t max, bool *cut /* OUT */);
 
 #endif /* MNEMO_CTL_INT_H */

@@ -44,13 +44,6 @@ static mn_status resolve(PGconn *conn, int64_t *id, mn_error *err)
   return MN_OK;
 }
 
-static int done(PGconn *conn, PGresult *res, mn_error *err, int code)
-{
-  PQclear(res);
-  PQfinish(conn);
-  return code == CTL_EXIT_FAIL ? ctl_fail(err) : code;
-}
-
 /* print_rows -- a result as a table (or a JSON array of objects, every value a string) */
 static void print_rows(ctl *c, PGresult *r)
 {
@@ -93,14 +86,14 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
   struct stat st;
   if (stat(argv[0], &st) != 0)
     return ctl_usage("cannot read checkpoint \"%s\": %s", argv[0], strerror(errno));
-  if (ctl_connect(c, &conn, &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
-  if (db_exec(conn, "BEGIN", &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
+  if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+  if (db_exec(conn, "BEGIN", &err) != MN_OK) return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   const char *p[] = {c->a.trained_on_stored ? "t" : "f", c->a.note ? c->a.note : ""};
   if (db_query(conn,
                "SELECT mnemo.bootstrap(CASE WHEN $1::bool THEN (SELECT coalesce(max(id), 0)"
                " FROM mnemo.documents) ELSE 0 END, NULL, $2)",
                2, p, &res, "could not register the checkpoint", &err) != MN_OK)
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   int64_t id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
   PQclear(res);
   res = NULL;
@@ -113,7 +106,7 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
   mkdir(parent, 0750);
   if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
     mn_error_set(&err, MN_ERR_IO, "cannot create \"%s\": %s", dir, strerror(errno));
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   }
   struct {
     const char *from, *name;
@@ -124,9 +117,9 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
     if (!files[i].from) continue;
     snprintf(to, sizeof to, "%s/%s", dir, files[i].name);
     if (mn_copy_file_atomic(files[i].from, to, 0640, &err) != MN_OK)
-      return done(conn, res, &err, CTL_EXIT_FAIL);
+      return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   }
-  if (db_exec(conn, "COMMIT", &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
+  if (db_exec(conn, "COMMIT", &err) != MN_OK) return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   if (c->json)
     ctl_print_json(json_pack("{s:I, s:s}", "checkpoint", (json_int_t)id, "dir", dir));
   else {
@@ -137,7 +130,7 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
                             : "; its replay store and Fisher are built by the first refresh";
     printf("checkpoint %lld is production (%s)%s\n", (long long)id, dir, later);
   }
-  return done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 /* ---------------------------------------------------------------- jobs */
@@ -152,12 +145,12 @@ static int cmd_refresh(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, "SELECT mnemo.request_refresh($1)", 1, p, &res, "could not queue a refresh",
                &err) != MN_OK)
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   if (c->json)
     ctl_print_json(json_pack("{s:I}", "job", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
   else
     printf("refresh job %s queued (or already in flight)\n", PQgetvalue(res, 0, 0));
-  return done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 #define JOBS_SQL                                                                                   \
@@ -184,9 +177,9 @@ static int cmd_jobs(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, JOBS_SQL " ORDER BY id DESC LIMIT $1::bigint", 1, p, &res,
                "could not list jobs", &err) != MN_OK)
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   print_rows(c, res);
-  return done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 static int cmd_cancel(ctl *c, int argc, char **argv)
@@ -200,9 +193,9 @@ static int cmd_cancel(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, "SELECT mnemo.cancel_job($1::bigint)", 1, p, &res, "could not cancel", &err) !=
           MN_OK)
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   printf("job %s: %s\n", argv[0], PQgetvalue(res, 0, 0));
-  return done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 /* ---------------------------------------------------------------- status */
@@ -221,7 +214,7 @@ static int cmd_status(ctl *c, int argc, char **argv)
   PGconn *conn = NULL;
   PGresult *res = NULL;
   if (argc != 0) return ctl_usage("status takes no arguments (got \"%s\")", argv[0]);
-  if (ctl_connect(c, &conn, &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
+  if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   /* the leader holds the advisory lock 0x6d6e656d6f64 ("mnemod"): classid 0x6d6e, objid
    * 0x656d6f64 */
   if (db_query(conn,
@@ -232,7 +225,7 @@ static int cmd_status(ctl *c, int argc, char **argv)
                " AND l.database = (SELECT oid FROM pg_database WHERE datname ="
                " current_database())",
                0, NULL, &res, "could not find the leader", &err) != MN_OK)
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   json_t *o = json_object();
   if (PQntuples(res) == 1)
     json_object_set_new(o, "leader",
@@ -276,7 +269,7 @@ static int cmd_status(ctl *c, int argc, char **argv)
     if (db_query(conn, parts[i].sql, boosts ? 3 : 0, boosts ? bp : NULL, &res,
                  "could not read the status", &err) != MN_OK) {
       json_decref(o);
-      return done(conn, res, &err, CTL_EXIT_FAIL);
+      return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
     }
     if (c->json) {
       json_t *arr = json_array();
@@ -301,7 +294,7 @@ static int cmd_status(ctl *c, int argc, char **argv)
     ctl_print_json(o);
   else
     json_decref(o);
-  return done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 static int cmd_candidates(ctl *c, int argc, char **argv)
@@ -313,9 +306,9 @@ static int cmd_candidates(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, CANDIDATES_SQL " WHERE c.job_id IS NOT NULL ORDER BY c.id DESC LIMIT 50", 0,
                NULL, &res, "could not list candidates", &err) != MN_OK)
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   print_rows(c, res);
-  return done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 /* ---------------------------------------------------------------- show, lineage */
@@ -329,25 +322,25 @@ static int cmd_show(ctl *c, int argc, char **argv)
   if (argc != 1 || !ckpt_arg(argv[0], &id))
     return ctl_usage("show takes one CHECKPOINT id (or \"production\")");
   if (ctl_connect(c, &conn, &err) != MN_OK || resolve(conn, &id, &err) != MN_OK)
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   char ids[32];
   snprintf(ids, sizeof ids, "%lld", (long long)id);
   const char *p[] = {ids};
   if (c->json) {
     json_t *card = NULL;
-    if (card_json(conn, id, &card, &err) != MN_OK) return done(conn, res, &err, CTL_EXIT_FAIL);
+    if (card_json(conn, id, &card, &err) != MN_OK) return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
     ctl_print_json(card);
-    return done(conn, res, &err, CTL_EXIT_OK);
+    return ctl_done(conn, res, &err, CTL_EXIT_OK);
   }
   if (db_query(conn,
                "SELECT state, coalesce(parent_id::text, '-'), coalesce(job_id::text, '-'),"
                " reasons, coalesce(verdict->>'pass', '') FROM mnemo.checkpoints"
                " WHERE id = $1::bigint",
                1, p, &res, "could not read the checkpoint", &err) != MN_OK)
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   if (PQntuples(res) != 1) {
     mn_error_set(&err, MN_ERR_INPUT, "no checkpoint %s", ids);
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   }
   printf("checkpoint %s: %s (parent %s, job %s)\n", ids, PQgetvalue(res, 0, 0),
          PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
@@ -368,9 +361,9 @@ static int cmd_show(ctl *c, int argc, char **argv)
                " ORDER BY CASE v.outcome WHEN 'fail' THEN 0 WHEN 'pass' THEN 2 ELSE 1 END,"
                " v.change DESC NULLS LAST, v.lang", /* v.: the numbers, not the text columns */
                1, p, &res, "could not read the verdict", &err) != MN_OK)
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   if (PQntuples(res) > 0) print_rows(c, res);
-  return done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 static int cmd_lineage(ctl *c, int argc, char **argv)
@@ -383,13 +376,13 @@ static int cmd_lineage(ctl *c, int argc, char **argv)
   json_t *card = NULL;
   if (ctl_connect(c, &conn, &err) != MN_OK || resolve(conn, &id, &err) != MN_OK ||
       card_json(conn, id, &card, &err) != MN_OK)
-    return done(conn, NULL, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, NULL, &err, CTL_EXIT_FAIL);
   if (c->json) {
     ctl_print_json(json_pack("{s:O, s:O, s:O}", "checkpoint", json_object_get(card, "checkpoint"),
                              "parent", json_object_get(card, "parent"), "data",
                              json_object_get(card, "data")));
     json_decref(card);
-    return done(conn, NULL, &err, CTL_EXIT_OK);
+    return ctl_done(conn, NULL, &err, CTL_EXIT_OK);
   }
   printf("checkpoint %lld (parent %lld) absorbed:\n", (long long)id,
          (long long)json_integer_value(json_object_get(card, "parent")));
@@ -410,7 +403,7 @@ static int cmd_lineage(ctl *c, int argc, char **argv)
   }
   if (json_array_size(json_object_get(card, "data")) == 0) printf("  no documents\n");
   json_decref(card);
-  return done(conn, NULL, &err, CTL_EXIT_OK);
+  return ctl_done(conn, NULL, &err, CTL_EXIT_OK);
 }
 
 /* ---------------------------------------------------------------- decisions */
@@ -428,12 +421,12 @@ static int decide(ctl *c, int argc, char **argv, const char *fn)
   snprintf(sql, sizeof sql, "SELECT mnemo.%s($1::bigint, $2)", fn);
   snprintf(what, sizeof what, "could not %s checkpoint %s", fn, argv[0]);
   if (ctl_connect(c, &conn, &err) != MN_OK || db_query(conn, sql, 2, p, &res, what, &err) != MN_OK)
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   if (strcmp(fn, "approve") == 0)
     printf("checkpoint %s approved; promotion job %s queued\n", argv[0], PQgetvalue(res, 0, 0));
   else
     printf("checkpoint %s rejected\n", argv[0]);
-  return done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 static int cmd_approve(ctl *c, int argc, char **argv)
@@ -456,9 +449,9 @@ static int cmd_rollback(ctl *c, int argc, char **argv)
   const char *p[] = {c->a.note};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, "SELECT mnemo.rollback($1)", 1, p, &res, "could not roll back", &err) != MN_OK)
-    return done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   printf("checkpoint %s is production again\n", PQgetvalue(res, 0, 0));
-  return done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 /* ---------------------------------------------------------------- generate */
@@ -472,7 +465,7 @@ static int cmd_generate(ctl *c, int argc, char **argv)
     return ctl_usage("generate takes one CHECKPOINT id (or \"production\") and --lang L");
   if (!c->a.lang) return ctl_usage("generate needs --lang L");
   if (ctl_connect(c, &conn, &err) != MN_OK || resolve(conn, &id, &err) != MN_OK)
-    return done(conn, NULL, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, NULL, &err, CTL_EXIT_FAIL);
   PQfinish(conn);
   char model[PATH_MAX], worker[PATH_MAX];
   snprintf(model, sizeof model, "%s/checkpoints/%lld/model.safetensors", c->cfg.daemon.data_dir,

@@ -11,23 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int finish(PGconn *conn, PGresult *res, mn_error *err, int code)
-{
-  PQclear(res);
-  PQfinish(conn);
-  return code == CTL_EXIT_FAIL ? ctl_fail(err) : code;
-}
-
-/* excerpt -- the first line of t, at most max bytes cut at a character boundary */
-static int excerpt(const char *t, size_t max, bool *cut)
-{
-  size_t len = strcspn(t, "\n"), n = len > max ? max : len;
-  while (n > 0 && n < len && ((unsigned char)t[n] & 0xC0) == 0x80)
-    n--;
-  *cut = n < strlen(t);
-  return (int)n;
-}
-
 /* the queue: groups with a report waiting for a decision, by priority = the group's worst
  * severity times 1 + ln(reports in the group); no severity (no model to score with) last */
 #define QUEUE_SQL                                                                                  \
@@ -59,14 +42,14 @@ static int cmd_triage(ctl *c, int argc, char **argv)
   const char *p[] = {c->a.lang, lim};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, QUEUE_SQL, 2, p, &res, "could not read the triage queue", &err) != MN_OK)
-    return finish(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   int n = PQntuples(res);
   json_t *arr = json_array();
   for (int i = 0; i < n; i++)
     json_array_append_new(arr, json_loads(PQgetvalue(res, i, 0), 0, NULL));
   if (c->json) {
     ctl_print_json(arr);
-    return finish(conn, res, &err, CTL_EXIT_OK);
+    return ctl_done(conn, res, &err, CTL_EXIT_OK);
   }
   printf("%-7s %-5s %-12s %8s %7s  %s\n", "report", "lang", "detected", "severity", "reports",
          "text");
@@ -85,7 +68,7 @@ static int cmd_triage(ctl *c, int argc, char **argv)
     snprintf(sev, sizeof sev, json_is_number(s) ? "%.2f" : "-", json_number_value(s));
     const char *t = json_string_value(json_object_get(o, "text"));
     bool cut;
-    int k = excerpt(t ? t : "", 50, &cut);
+    int k = ctl_excerpt(t ? t : "", 50, &cut);
     printf("%-7lld %-5s %-12s %8s %7lld  %.*s%s\n",
            (long long)json_integer_value(json_object_get(o, "report")), lang, d, sev,
            (long long)json_integer_value(json_object_get(o, "reports")), k, t ? t : "",
@@ -93,7 +76,7 @@ static int cmd_triage(ctl *c, int argc, char **argv)
   }
   printf("%zu group(s) waiting\n", json_array_size(arr));
   json_decref(arr);
-  return finish(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 static int cmd_triage_show(ctl *c, int argc, char **argv)
@@ -119,15 +102,15 @@ static int cmd_triage_show(ctl *c, int argc, char **argv)
                " 'fixed_by', r.fixed_by, 'fixed_bits', r.fixed_bits)"
                " FROM mnemo.reports r WHERE r.id = $1::bigint",
                1, p, &res, "could not read the report", &err) != MN_OK)
-    return finish(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   if (PQntuples(res) != 1) {
     mn_error_set(&err, MN_ERR_INPUT, "no report %s", argv[0]);
-    return finish(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   }
   json_t *o = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
   if (c->json) {
     ctl_print_json(o);
-    return finish(conn, res, &err, CTL_EXIT_OK);
+    return ctl_done(conn, res, &err, CTL_EXIT_OK);
   }
 #define S(k)                                                                                       \
   (json_string_value(json_object_get(o, k)) ? json_string_value(json_object_get(o, k)) : "-")
@@ -174,7 +157,7 @@ static int cmd_triage_show(ctl *c, int argc, char **argv)
     printf("\nexpected:\n%s\n", S("expected_text"));
 #undef S
   json_decref(o);
-  return finish(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 static int cmd_triage_accept(ctl *c, int argc, char **argv)
@@ -192,14 +175,14 @@ static int cmd_triage_accept(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, "SELECT mnemo.triage_accept($1::bigint, $2, $3)", 3, p, &res, what, &err) !=
           MN_OK)
-    return finish(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   char n[32];
   snprintf(n, sizeof n, "%s", PQgetvalue(res, 0, 0));
   PQclear(res);
   res = NULL;
   if (db_query(conn, "SELECT $2::text, probe_lang FROM mnemo.reports WHERE id = $1::bigint", 2,
                (const char *const[]){argv[0], n}, &res, what, &err) != MN_OK)
-    return finish(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   if (c->json)
     ctl_print_json(json_pack("{s:I, s:s, s:I}", "report", (json_int_t)id, "probe_lang",
                              PQgetvalue(res, 0, 1), "accepted",
@@ -208,7 +191,7 @@ static int cmd_triage_accept(ctl *c, int argc, char **argv)
     printf("report %s accepted with its group (%s report(s)): a probe of %s's guard from the next "
            "refresh on, and %s is replayed more (triage.boost_per_report)\n",
            argv[0], PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 1));
-  return finish(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 static int cmd_triage_reject(ctl *c, int argc, char **argv)
@@ -225,13 +208,13 @@ static int cmd_triage_reject(ctl *c, int argc, char **argv)
   snprintf(what, sizeof what, "could not reject report %s", argv[0]);
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, "SELECT mnemo.triage_reject($1::bigint, $2)", 2, p, &res, what, &err) != MN_OK)
-    return finish(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   if (c->json)
     ctl_print_json(json_pack("{s:I, s:I}", "report", (json_int_t)id, "rejected",
                              (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
   else
     printf("report %s rejected with its group (%s report(s))\n", argv[0], PQgetvalue(res, 0, 0));
-  return finish(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 
 static const ctl_opt queue_opts[] = {CTL_ARG("lang", lang, "only this claimed language"),

@@ -114,8 +114,12 @@ typedef struct triager triager;
  * (mnemo); cfg is copied */
 MN_NODISCARD mn_status triage_start(const mn_config *cfg, const char *worker,
                                     triager **out /* OUT */, mn_error *err);
-void triage_wake(triager *t);
 void triage_stop(triager *t); /* NULL-safe; kills its worker, joins the thread */
+/* worker_spawn -- start argv (a `mnemo`) with stdout on out_fd and stderr on log_fd (head
+ * and the arguments written there first); it is killed if its parent dies.  The caller
+ * closes its copies of the descriptors and reaps *pid. */
+MN_NODISCARD mn_status worker_spawn(char *const *argv, int out_fd, int log_fd, const char *head,
+                                    pid_t *pid /* OUT */, mn_error *err);
 /* runner_worker_path -- daemon.worker, or the mnemo beside this executable */
 void runner_worker_path(const mn_config *cfg, char *out, size_t n);
 

@@ -73,6 +73,22 @@ void ctl_print_json(json_t *o)
   json_decref(o);
 }
 
+int ctl_done(PGconn *conn, PGresult *res, const mn_error *err, int code)
+{
+  PQclear(res);
+  PQfinish(conn);
+  return code == CTL_EXIT_FAIL ? ctl_fail(err) : code;
+}
+
+int ctl_excerpt(const char *t, size_t max, bool *cut)
+{
+  size_t len = strcspn(t, "\n"), n = len > max ? max : len;
+  while (n > 0 && n < len && ((unsigned char)t[n] & 0xC0) == 0x80)
+    n--;
+  *cut = n < strlen(t);
+  return (int)n;
+}
+
 static void print_command_help(const command *cmd)
 {
   printf("usage: mnemoctl %s%s%s %s\n\n%s\n\n%s", cmd->name, cmd->sub ? " " : "",

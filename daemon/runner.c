@@ -753,6 +753,38 @@ static const step promote_steps[] = {
 
 /* ---------------------------------------------------------------- the child */
 
+mn_status worker_spawn(char *const *argv, int out_fd, int log_fd, const char *head, pid_t *pid,
+                       mn_error *err)
+{
+  /* the log is for people: a failed write of the header does not stop the work */
+  if (dprintf(log_fd, "%s", head) < 0) {
+  }
+  for (int i = 0; argv[i]; i++)
+    if (dprintf(log_fd, " %s", argv[i]) < 0) break;
+  if (dprintf(log_fd, "\n") < 0) {
+  }
+  pid_t parent = getpid();
+  *pid = fork();
+  if (*pid < 0) return mn_error_set(err, MN_ERR_IO, "cannot fork the worker: %s", strerror(errno));
+  if (*pid == 0) {
+    /* the worker dies with the daemon (or the thread that started it): a kill -9 of mnemod
+     * leaves no orphan at work */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int nul = open("/dev/null", O_RDONLY);
+    if (nul >= 0) dup2(nul, 0);
+    dup2(out_fd, 1);
+    dup2(log_fd, 2);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  return MN_OK;
+}
+
 static mn_status spawn(runner *r, mn_error *err)
 {
   char log[PATH_MAX];
@@ -764,37 +796,16 @@ static mn_status spawn(runner *r, mn_error *err)
     return mn_error_set(err, MN_ERR_IO, "cannot start the worker (%s): %s", log, strerror(errno));
   }
   char head[PATH_MAX + 64];
-  int hn = snprintf(head, sizeof head, "== attempt %lld step %s:", (long long)r->job.attempt,
-                    r->steps[r->cur].name);
-  if (write(lfd, head, (size_t)hn) < 0) { /* the log is for people; the job goes on */
-  }
-  for (int i = 0; i < r->argc; i++)
-    if (write(lfd, " ", 1) < 0 || write(lfd, r->argv[i], strlen(r->argv[i])) < 0) break;
-  if (write(lfd, "\n", 1) < 0) {
-  }
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(lfd), close(pfd[0]), close(pfd[1]);
-    return mn_error_set(err, MN_ERR_IO, "cannot fork the worker: %s", strerror(errno));
-  }
-  if (pid == 0) {
-    /* the worker dies with the daemon: a kill -9 of mnemod leaves no orphan training */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    signal(SIGPIPE, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    int nul = open("/dev/null", O_RDONLY);
-    if (nul >= 0) dup2(nul, 0);
-    dup2(pfd[1], 1);
-    dup2(lfd, 2);
-    execv(r->argv[0], r->argv);
-    _exit(127);
-  }
+  snprintf(head, sizeof head, "== attempt %lld step %s:", (long long)r->job.attempt,
+           r->steps[r->cur].name);
+  pid_t pid;
+  mn_status rc = worker_spawn(r->argv, pfd[1], lfd, head, &pid, err);
   close(pfd[1]);
   close(lfd);
+  if (rc != MN_OK) {
+    close(pfd[0]);
+    return rc;
+  }
   fcntl(pfd[0], F_SETFL, O_NONBLOCK);
   r->pid = pid;
   r->out_fd = pfd[0];

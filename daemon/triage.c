@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,27 +66,10 @@ static mn_status run_child(triager *t, char *const *argv, const char *out, mn_er
     return mn_error_set(err, MN_ERR_IO, "cannot start the triage worker (%s): %s", log,
                         strerror(errno));
   }
-  dprintf(lfd, "==");
-  for (int i = 0; argv[i]; i++)
-    dprintf(lfd, " %s", argv[i]);
-  dprintf(lfd, "\n");
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* the worker dies with this thread's daemon */
-    if (getppid() != parent) _exit(127);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    int nul = open("/dev/null", O_RDONLY);
-    if (nul >= 0) dup2(nul, 0);
-    dup2(ofd, 1);
-    dup2(lfd, 2);
-    execv(argv[0], argv);
-    _exit(127);
-  }
+  pid_t pid;
+  mn_status rc = worker_spawn(argv, ofd, lfd, "==", &pid, err);
   close(lfd), close(ofd);
-  if (pid < 0) return mn_error_set(err, MN_ERR_IO, "cannot fork: %s", strerror(errno));
+  if (rc != MN_OK) return rc;
   atomic_store(&t->child, pid);
   int st = 0;
   double t0 = mn_monotonic_ms();
@@ -396,7 +378,7 @@ mn_status triage_start(const mn_config *cfg, const char *worker, triager **out, 
   return MN_OK;
 }
 
-void triage_wake(triager *t)
+static void triage_wake(triager *t)
 {
   if (t && write(t->wake[1], "w", 1) < 0) { /* full: a wake-up is pending anyway */
   }

@@ -164,7 +164,6 @@ struct gpt {
   float *h_dlosses;                      /* staging for the loss gradient */
   int32_t *d_tokens, *d_targets;         /* the backend's copies of the last inputs */
   float *d_fisher, *d_anchor, *d_soft;   /* the backend's copies of EWC's and the teacher's */
-  size_t soft_floats;
   const char *failed; /* a setting the device had no room for: gpt_sync reports it */
   float *scalars;     /* the backend's: gradient norm, clipping scale, mean loss */
   int maxB, maxT;
@@ -356,7 +355,7 @@ void gpt_destroy(gpt *m)
     free(m->h_losses), free(m->h_dlosses);
     k->mem_free(m->d_tokens, BT * sizeof(int32_t)), k->mem_free(m->d_targets, BT * sizeof(int32_t));
     k->mem_free(m->d_fisher, pb), k->mem_free(m->d_anchor, pb);
-    k->mem_free(m->d_soft, m->soft_floats * sizeof(float));
+    k->mem_free(m->d_soft, BTV); /* maxB x maxT x Vp, as gpt_set_soft_targets made it */
   }
   free(m->first_step);
   free(m);
@@ -609,7 +608,6 @@ void gpt_set_soft_targets(gpt *m, int row0, const float *soft, float w)
   if (on && !m->host && !m->d_soft) { /* once, here: a step allocates nothing */
     size_t n = (size_t)m->maxB * m->maxT * (size_t)m->cfg.padded_vocab;
     m->d_soft = m->k->mem_alloc(n * sizeof(float));
-    m->soft_floats = m->d_soft ? n : 0;
     if (!m->d_soft) {
       m->soft = NULL, m->soft_w = 0.0f;
       m->failed = "out of device memory for the teacher's probabilities";

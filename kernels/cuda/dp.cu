@@ -23,7 +23,6 @@
 
 struct kernels_dp {
   ncclComm_t comm;
-  int rank, world;
 };
 
 #define NCCL_TRY(expr, err)                                                                        \
@@ -81,7 +80,6 @@ extern "C" mn_status kernels_dp_open(int rank, int world, const char *id_file, i
     return mn_error_set(err, MN_ERR_CUDA, "NCCL could not join rank %d of %d: %s", rank, world,
                         ncclGetErrorString(r));
   }
-  dp->rank = rank, dp->world = world;
   *out = dp;
   return MN_OK;
 }
