@@ -444,11 +444,16 @@ static int cmd_rollback(ctl *c, int argc, char **argv)
   mn_error err = {0};
   PGconn *conn = NULL;
   PGresult *res = NULL;
-  if (argc != 0) return ctl_usage("rollback takes no arguments (got \"%s\")", argv[0]);
+  int64_t to = 0;
+  if (argc > 1 || (argc == 1 && (!mn_parse_i64(argv[0], &to) || to <= 0)))
+    return ctl_usage("rollback takes at most one CHECKPOINT id (got \"%s\")", argv[0]);
   if (!c->a.note || !*c->a.note) return ctl_usage("rollback needs --note (why)");
-  const char *p[] = {c->a.note};
+  char tos[32];
+  snprintf(tos, sizeof tos, "%lld", (long long)to);
+  const char *p[] = {c->a.note, argc == 1 ? tos : NULL};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
-      db_query(conn, "SELECT mnemo.rollback($1)", 1, p, &res, "could not roll back", &err) != MN_OK)
+      db_query(conn, "SELECT mnemo.rollback($1, $2::bigint)", 2, p, &res, "could not roll back",
+               &err) != MN_OK)
     return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   printf("checkpoint %s is production again\n", PQgetvalue(res, 0, 0));
   return ctl_done(conn, res, &err, CTL_EXIT_OK);
@@ -540,9 +545,14 @@ const ctl_command ctl_refresh_commands[] = {
      note_opts},
     {"reject", NULL, cmd_reject, "CHECKPOINT --note N", "Reject a candidate (operators).",
      "Records the rejection and why.\n", note_opts},
-    {"rollback", NULL, cmd_rollback, "--note N", "Make the previous production checkpoint current.",
-     "The production checkpoint is retired and the one before it is production again; the\n"
-     "documents the retired one consumed are fresh again.  Recorded with who and why.\n",
+    {"rollback", NULL, cmd_rollback, "[CHECKPOINT] --note N",
+     "Make the previous production checkpoint current.",
+     "The production checkpoint is retired and its parent (the production it was trained\n"
+     "from) is production again; repeated, it walks back the chain to the base and then\n"
+     "refuses.  With a CHECKPOINT id, that checkpoint is production again: any that was\n"
+     "production before (a rolled-back one comes back only when asked by id).  The\n"
+     "documents counted as consumed are always what the new production was trained on;\n"
+     "open candidates of a retired checkpoint are rejected.  Recorded with who and why.\n",
      note_opts},
     {"lineage", NULL, cmd_lineage, "CHECKPOINT", "What a checkpoint absorbed.",
      "Documents per language and source (with licences) that the checkpoint consumed.\n", NULL},

@@ -57,12 +57,13 @@ static mn_status after_final_failure(PGconn *c, int64_t job, int64_t ckpt, const
   char js[32], cs[32];
   FMT_I64(js, job);
   FMT_I64(cs, ckpt);
-  const char *p[] = {cs, js, why};
+  const char *p[] = {js, why};
   PGresult *r;
+  /* the event's checkpoint is the job's own (log_job_event reads it) */
   mn_status rc = db_query(c,
-                          "SELECT mnemo.log_event('job_failed', nullif($1::bigint, 0), $2::bigint,"
-                          " jsonb_build_object('error', $3::text))",
-                          3, p, &r, "record a failed job", err);
+                          "SELECT mnemo.log_job_event('job_failed', $1::bigint,"
+                          " jsonb_build_object('error', $2::text))",
+                          2, p, &r, "record a failed job", err);
   PQclear(r);
   if (rc == MN_OK && ckpt && strcmp(kind, "refresh") == 0) {
     rc = db_query(
@@ -191,7 +192,7 @@ mn_status jobs_finish(PGconn *c, const mn_job *j, const char *owner, const char 
   PQclear(r);
   if (rc == MN_OK) {
     rc = db_query(c,
-                  "SELECT mnemo.log_event('job_' || $2, NULL, $1::bigint,"
+                  "SELECT mnemo.log_job_event('job_' || $2, $1::bigint,"
                   " jsonb_build_object('note', $3::text))",
                   3, p, &r, "record a finished job", err);
     PQclear(r);
@@ -244,7 +245,7 @@ mn_status jobs_requeue(PGconn *c, const mn_job *j, const char *owner, mn_error *
   PQclear(r);
   if (rc == MN_OK) {
     rc = db_query(c,
-                  "SELECT mnemo.log_event('job_requeued', NULL, $1::bigint,"
+                  "SELECT mnemo.log_job_event('job_requeued', $1::bigint,"
                   " '{\"why\": \"mnemod stopping\"}')",
                   1, p, &r, "record a requeued job", err);
     PQclear(r);

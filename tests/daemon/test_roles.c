@@ -154,6 +154,14 @@ static void daemon_role(void)
   CANNOT("mnemo_daemon", "SELECT mnemo.approve(1, 'self-approval')");
   CANNOT("mnemo_daemon", "SELECT mnemo.reject(1, 'no')");
   CANNOT("mnemo_daemon", "SELECT mnemo.rollback('undo')");
+  /* the daemon records the ends of its jobs, never another kind of event (a forged
+   * promoted row would send a signed webhook) */
+  CANNOT("mnemo_daemon", "SELECT mnemo.log_event('promoted', NULL, NULL, '{}')");
+  CANNOT("mnemo_daemon", "SELECT mnemo.log_job_event('promoted', 1, '{}')");
+  CANNOT("mnemo_daemon", "SELECT mnemo.log_job_event('rolled_back', 1, '{}')");
+  CANNOT("mnemo_daemon", "INSERT INTO mnemo.events (kind) VALUES ('promoted')");
+  CANNOT("mnemo_daemon",
+         "INSERT INTO mnemo.outbox (event_id, type, payload) VALUES (1, 'x', '{}')");
   CANNOT("mnemo_daemon", "SELECT mnemo.bootstrap(0, repeat('0', 64), 'mine')");
   CANNOT("mnemo_daemon", "SELECT mnemo.cancel_job(1)");
   CANNOT("mnemo_daemon", "INSERT INTO mnemo.approvals (ckpt_id, decision, note) VALUES "
@@ -226,6 +234,42 @@ static void identities_are_permanent(void)
            "257");
 }
 
+/* reporters see the status of their own reports only: the operator's rejection note of
+ * another person's report is not theirs to read (logins, so session_user is theirs) */
+static void reporters_see_their_own(void)
+{
+  PGresult *r = PQexec(conn, "DROP ROLE IF EXISTS rep_a, rep_b, op_a;"
+                             "CREATE ROLE rep_a LOGIN IN ROLE mnemo_reporter;"
+                             "CREATE ROLE rep_b LOGIN IN ROLE mnemo_reporter;"
+                             "CREATE ROLE op_a LOGIN IN ROLE mnemo_operator");
+  T_CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+  PQclear(r);
+  char ci[700];
+  snprintf(ci, sizeof ci, "%s user=rep_a", conninfo);
+  PGconn *a = PQconnectdb(ci);
+  snprintf(ci, sizeof ci, "%s user=rep_b", conninfo);
+  PGconn *b = PQconnectdb(ci);
+  snprintf(ci, sizeof ci, "%s user=op_a", conninfo);
+  PGconn *op = PQconnectdb(ci);
+  T_CHECK(PQstatus(a) == CONNECTION_OK && PQstatus(b) == CONNECTION_OK &&
+          PQstatus(op) == CONNECTION_OK);
+  char id[32];
+  snprintf(id, sizeof id, "%s",
+           t_db_value(a, "INSERT INTO mnemo.reports (claimed_lang, text) VALUES ('spa', "
+                         "'privado') RETURNING id"));
+  char sql[128];
+  snprintf(sql, sizeof sql, "SELECT coalesce(mnemo.report_status(%s), '(none)')", id);
+  T_EQ_STR(t_db_value(a, sql), "received");
+  T_EQ_STR(t_db_value(b, sql), "(none)");
+  T_EQ_STR(t_db_value(op, sql), "received");
+  PQfinish(a);
+  PQfinish(b);
+  PQfinish(op);
+  r = PQexec(conn, "DROP OWNED BY rep_a, rep_b, op_a; DROP ROLE rep_a; DROP ROLE rep_b; "
+                   "DROP ROLE op_a");
+  PQclear(r);
+}
+
 int main(void)
 {
   setup();
@@ -234,6 +278,7 @@ int main(void)
   T_RUN(daemon_role);
   T_RUN(operator_role);
   T_RUN(identities_are_permanent);
+  T_RUN(reporters_see_their_own);
   PQfinish(conn);
   t_db_drop("roles");
   return T_DONE();
