@@ -9,7 +9,10 @@
  *
  * Refused: unknown keys (with the nearest known key suggested), duplicate
  * keys, lists where a value is expected, anchors and aliases (no YAML bombs),
- * values out of bounds, unset environment variables, files over 1 MiB.
+ * values out of bounds, unset environment variables, files over 1 MiB, values
+ * their row's check refuses (a schedule that never fires, a webhook secret that
+ * is not base64), and, once the whole file is read, keys that need another
+ * (webhooks.url without webhooks.secret), named where the first one was set.
  */
 #include "configs/config.h"
 
@@ -149,6 +152,7 @@ static bool apply_value(mn_config *cfg, const mn_config_key *k, const char *text
     }
     return false;
   case MN_CFG_STRING: {
+    if (k->check && !k->check(text, why, whylen)) return false;
     char *copy = strdup(text);
     if (!copy) {
       snprintf(why, whylen, "out of memory");
@@ -498,6 +502,37 @@ static mn_status parse_document(loader *l)
   return rc;
 }
 
+/* ---------------------------------------------------------------- rules between keys */
+
+/* fail_key -- an error about key k of cfg, at the place its value came from */
+static mn_status fail_key(const mn_config *cfg, const mn_config_key *k, mn_error *err,
+                          const char *fmt, ...) MN_PRINTF(4, 5);
+
+static mn_status fail_key(const mn_config *cfg, const mn_config_key *k, mn_error *err,
+                          const char *fmt, ...)
+{
+  char why[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof why, fmt, ap);
+  va_end(ap);
+  const mn_cfg_origin *o = &cfg->origin[key_index(k)];
+  const char *what = o->what ? o->what : "default";
+  if (o->line)
+    return mn_error_set(err, MN_ERR_CONFIG, "%s:%d:%d: key \"%s\": %s", what, o->line, o->col,
+                        k->key, why);
+  return mn_error_set(err, MN_ERR_CONFIG, "%s: key \"%s\": %s", what, k->key, why);
+}
+
+/* check_together -- what one key's value asks of another's */
+static mn_status check_together(const mn_config *cfg, mn_error *err)
+{
+  if (*cfg->webhooks.url && !*cfg->webhooks.secret)
+    return fail_key(cfg, mn_config_key_find("webhooks.url"), err,
+                    "webhooks are signed: set webhooks.secret too (whsec_ + base64)");
+  return MN_OK;
+}
+
 mn_status mn_config_load_buffer(const char *name, const char *data, size_t len, mn_config *out,
                                 mn_error *err)
 {
@@ -522,6 +557,7 @@ mn_status mn_config_load_buffer(const char *name, const char *data, size_t len, 
   yaml_parser_set_input_string(&l.parser, (const unsigned char *)data, len);
   rc = parse_document(&l);
   yaml_parser_delete(&l.parser);
+  if (rc == MN_OK) rc = check_together(&cfg, err);
 out:
   if (rc == MN_OK)
     *out = cfg; /* the caller owns it now */
@@ -541,6 +577,53 @@ mn_status mn_config_load_file(const char *path, mn_config *out, mn_error *err)
   if (rc == MN_OK) rc = mn_config_load_buffer(path, b.data, b.len, out, err);
   mn_buf_fini(&b);
   return rc;
+}
+
+/* ---------------------------------------------------------------- reload */
+
+static bool same_value(const mn_config *a, const mn_config *b, const mn_config_key *k)
+{
+  switch (k->type) {
+  case MN_CFG_INT: return *(const int64_t *)cfield(a, k) == *(const int64_t *)cfield(b, k);
+  case MN_CFG_DOUBLE: {
+    double x = *(const double *)cfield(a, k), y = *(const double *)cfield(b, k);
+    return memcmp(&x, &y, sizeof x) == 0; /* the same text reads as the same bits */
+  }
+  case MN_CFG_ENUM: return *(const int *)cfield(a, k) == *(const int *)cfield(b, k);
+  case MN_CFG_STRING: {
+    const char *x = *(char *const *)cfield(a, k), *y = *(char *const *)cfield(b, k);
+    return strcmp(x ? x : "", y ? y : "") == 0;
+  }
+  }
+  return false;
+}
+
+mn_status mn_config_keep_fixed(mn_config *next, const mn_config *cur, bool *changed, mn_error *err)
+{
+  size_t n;
+  const mn_config_key *keys = mn_config_keys(&n);
+  for (size_t i = 0; i < n; i++) {
+    const mn_config_key *k = &keys[i];
+    bool differs = !same_value(next, cur, k);
+    if (changed) changed[i] = !k->reloadable && differs;
+    if (k->reloadable || !differs) continue;
+    if (k->type == MN_CFG_STRING) {
+      const char *v = *(char *const *)cfield(cur, k);
+      char *copy = strdup(v ? v : "");
+      if (!copy) return mn_error_set(err, MN_ERR_NOMEM, "out of memory keeping \"%s\"", k->key);
+      char **slot = field(next, k);
+      free(*slot);
+      *slot = copy;
+    } else {
+      memcpy(field(next, k), cfield(cur, k),
+             k->type == MN_CFG_INT      ? sizeof(int64_t)
+             : k->type == MN_CFG_DOUBLE ? sizeof(double)
+                                        : sizeof(int));
+    }
+    /* not cur's origin: its file name belongs to cur, which the caller is about to free */
+    next->origin[i] = (mn_cfg_origin){.what = "kept: changing it needs a restart"};
+  }
+  return MN_OK;
 }
 
 /* ---------------------------------------------------------------- printing */

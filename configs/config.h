@@ -9,6 +9,12 @@
  * environment variable NAME ("$$" is a literal "$").  Secret values never
  * appear in messages or dumps.
  *
+ * Validation is whole: a value is checked against its row when it is read (type, bounds,
+ * and for some keys the parser of what it means: a schedule, a webhook secret, a webhook
+ * URL), and the rules between keys once the file is read.  A config that loads is one
+ * mnemod can run; mnemod (at start and on SIGHUP) and `mnemoctl config check` use the
+ * same loader, so neither accepts what the other refuses.
+ *
  * Not for: command-line parsing (daemon/), per-job specs (trainer/).
  */
 #ifndef MNEMO_CONFIG_H
@@ -97,6 +103,9 @@ typedef struct mn_config_key {
   bool secret;                /* never printed */
   const char *help;
   size_t offset; /* of the field in mn_config */
+  /* MN_CFG_STRING: NULL, or what the value must also be (a schedule, a webhook secret):
+   * false with why filled (never quoting a secret) refuses it */
+  bool (*check)(const char *value, char *why, size_t whylen);
 } mn_config_key;
 
 /* mn_config_keys -- the table; *n gets its length. */
@@ -132,6 +141,16 @@ MN_NODISCARD mn_status mn_config_set(mn_config *cfg, const char *key, const char
 MN_NODISCARD mn_status mn_config_set_literal(mn_config *cfg, const char *key, const char *value,
                                              const char *origin, mn_error *err);
 
+/*
+ * mn_config_keep_fixed -- what SIGHUP does with a new config: every key that is not
+ * reloadable gets cur's value (and an origin saying so) in next.  changed[i] (may be NULL;
+ * one per row of the table) says whether next had another value for row i.  On failure
+ * (out of memory) next may hold some of cur's values; it stays valid to free.
+ */
+MN_NODISCARD mn_status mn_config_keep_fixed(mn_config *next, const mn_config *cur,
+                                            bool *changed /* OUT, MN_CONFIG_MAX_KEYS */,
+                                            mn_error *err);
+
 /* mn_config_dump -- the effective configuration as YAML, secrets redacted, origins as comments. */
 MN_NODISCARD mn_status mn_config_dump(const mn_config *cfg, mn_buf *out, mn_error *err);
 
@@ -140,5 +159,54 @@ MN_NODISCARD mn_status mn_config_describe(mn_buf *out, mn_error *err);
 
 /* mn_config_apply_log -- configure common/'s logger from cfg->log. */
 void mn_config_apply_log(const mn_config *cfg);
+
+/* ---------------------------------------------------------------- values of keys
+ *
+ * What a value means, for keys whose values a type and bounds do not describe.  The key
+ * table checks with these; the daemon uses them to act on the value.  Pure functions.
+ */
+
+/*
+ * Schedules (schedule.refresh, cron.c): five-field cron expressions, in UTC.
+ *
+ * Fields: minute 0-59, hour 0-23, day of month 1-31, month 1-12, day of week 0-7 (0 and 7
+ * are Sunday).  Each is a comma list of `*`, `N`, `A-B`, with an optional `/STEP` after `*`,
+ * `A-B` or `N` (`N/S`: from N to the field's end).  As in Vixie cron, when both the day of
+ * month and the day of week are restricted a day matches if either does.  Names (`mon`,
+ * `jan`) and `@daily`-style macros are not accepted: one spelling, one meaning.
+ */
+typedef struct mn_cron {
+  uint64_t minutes;          /* bit m: minute m */
+  uint32_t hours;            /* bit h */
+  uint32_t days;             /* bit d, 1..31 */
+  uint32_t months;           /* bit m, 1..12 */
+  uint32_t weekdays;         /* bit w, 0..6 (Sunday 0) */
+  bool any_day, any_weekday; /* the field was `*` (or `*` with step 1) */
+} mn_cron;
+
+/* mn_cron_parse -- MN_ERR_INPUT naming the expression, the field and what is wrong. */
+MN_NODISCARD mn_status mn_cron_parse(const char *expr, mn_cron *out /* OUT */, mn_error *err);
+
+/* mn_cron_next -- the first whole minute strictly after `after` (seconds since the epoch,
+ * UTC) at which the schedule fires; MN_ERR_INPUT when it never does (e.g. "0 0 30 2 *"). */
+MN_NODISCARD mn_status mn_cron_next(const mn_cron *c, int64_t after, int64_t *next /* OUT */,
+                                    mn_error *err);
+
+/* Webhooks (webhooks.secret, webhooks.url; values.c). */
+enum { MN_WEBHOOK_KEY_MAX = 64 };
+
+typedef struct mn_webhook_key {
+  uint8_t bytes[MN_WEBHOOK_KEY_MAX];
+  size_t len;
+} mn_webhook_key;
+
+/* mn_webhook_key_parse -- "whsec_<base64>" (24 to 64 bytes of key); MN_ERR_INPUT otherwise,
+ * never echoing the secret. */
+MN_NODISCARD mn_status mn_webhook_key_parse(const char *secret, mn_webhook_key *key /* OUT */,
+                                            mn_error *err);
+
+/* mn_webhook_url_check -- an http:// or https:// URL naming a host, without blanks or
+ * control characters; MN_ERR_INPUT saying what is wrong. */
+MN_NODISCARD mn_status mn_webhook_url_check(const char *url, mn_error *err);
 
 #endif /* MNEMO_CONFIG_H */

@@ -320,7 +320,9 @@ static int cmd_version(ctl *c, int argc, char **argv)
 static const command commands[] = {
     {"config", "check", cmd_config_check, "FILE", "Validate a configuration file.",
      "Loads FILE over the defaults and reports the first problem as file:line:col with\n"
-     "the key.  Exit 0 when valid, 1 when not.\n",
+     "the key: the same checks mnemod makes at start and on SIGHUP (schedules that parse\n"
+     "and fire, webhook secrets that decode, http(s) webhook URLs).  Exit 0 when valid,\n"
+     "1 when not.\n",
      NULL},
     {"config", "dump", cmd_config_dump, "", "Print the effective configuration.",
      "The configuration mnemoctl would use (--config or $MNEMO_CONFIG, then --db or\n"

@@ -12,12 +12,15 @@
  * mnemo_documents, mnemo_reports), a signal self-pipe, with a timeout that is the next
  * firing of schedule.refresh or the safety poll, whichever comes first.  A lost database
  * is retried with jittered exponential backoff; nothing spins.  SIGTERM/SIGINT stop it
- * (exit 0), SIGHUP reloads the config (the old one stays if the new one is invalid).
+ * (exit 0), SIGHUP reloads the config: a new one is validated whole (the loader that
+ * `mnemoctl config check` uses) before any of it is applied, so an invalid one changes
+ * nothing; keys the table marks not reloadable keep their value (a warning names each that
+ * changed); the leader's threads (webhooks, triage) are stopped and started again from the
+ * new config, so webhooks added by a reload start and those removed stop.
  * systemd: READY=1 once started, STATUS= on each change of state, WATCHDOG=1 from the loop,
  * STOPPING=1.  Not yet: the job queue, the supervisor of `mnemo`, promotion (issue 7).
  */
 #include "configs/config.h"
-#include "daemon/cron.h"
 #include "daemon/daemon.h"
 #include "daemon/jobs.h"
 
@@ -59,7 +62,8 @@ typedef struct daemon_state {
   int64_t next_refresh; /* seconds since the epoch; valid when have_schedule */
   uint64_t rng;
   runner *run;     /* the job in hand */
-  outbox *hooks;   /* webhook delivery, while leader */
+  bool leading;    /* the leader's threads run (as the config asks) */
+  outbox *hooks;   /* webhook delivery, while leader and webhooks.url is set */
   triager *triage; /* report triage, while leader */
   int stop_asked;  /* SIGTERMs received */
 } daemon_state;
@@ -71,35 +75,46 @@ static int64_t now_s(void)
   return (int64_t)ts.tv_sec;
 }
 
-/* load -- the config (file, then --db or $MNEMO_DB) and its schedule into st, or st unchanged */
-static mn_status load(daemon_state *st, mn_error *err)
-{
+/* next_config -- a validated config (file, then --db or $MNEMO_DB) and its schedule */
+typedef struct next_config {
   mn_config cfg;
-  mn_status rc =
-      st->config_path ? mn_config_load_file(st->config_path, &cfg, err) : mn_config_init(&cfg, err);
+  mn_cron schedule;
+  bool have_schedule;
+  int64_t next_refresh;
+} next_config;
+
+/* load -- read and validate the config into *nc; on failure nothing needs freeing and err
+ * names the file, line and column */
+static mn_status load(const daemon_state *st, next_config *nc /* OUT */, mn_error *err)
+{
+  memset(nc, 0, sizeof *nc);
+  mn_status rc = st->config_path ? mn_config_load_file(st->config_path, &nc->cfg, err)
+                                 : mn_config_init(&nc->cfg, err);
   if (rc != MN_OK) return rc;
   const char *env_db = getenv("MNEMO_DB");
   if (st->db)
-    rc = mn_config_set_literal(&cfg, "database.conninfo", st->db, "--db", err);
+    rc = mn_config_set_literal(&nc->cfg, "database.conninfo", st->db, "--db", err);
   else if (env_db && *env_db)
-    rc = mn_config_set_literal(&cfg, "database.conninfo", env_db, "MNEMO_DB", err);
-  mn_cron sched = {0};
-  bool have = rc == MN_OK && cfg.schedule.refresh && *cfg.schedule.refresh;
-  if (have) rc = mn_cron_parse(cfg.schedule.refresh, &sched, err);
-  int64_t next = 0;
-  if (rc == MN_OK && have) rc = mn_cron_next(&sched, now_s(), &next, err);
-  if (rc != MN_OK) {
-    mn_config_fini(&cfg);
-    return rc;
-  }
+    rc = mn_config_set_literal(&nc->cfg, "database.conninfo", env_db, "MNEMO_DB", err);
+  /* the loader checked the schedule already: this cannot fail on a config that loaded */
+  nc->have_schedule = rc == MN_OK && *nc->cfg.schedule.refresh;
+  if (nc->have_schedule) rc = mn_cron_parse(nc->cfg.schedule.refresh, &nc->schedule, err);
+  if (rc == MN_OK && nc->have_schedule)
+    rc = mn_cron_next(&nc->schedule, now_s(), &nc->next_refresh, err);
+  if (rc != MN_OK) mn_config_fini(&nc->cfg);
+  return rc;
+}
+
+/* apply -- make nc the daemon's config (st owns it now) */
+static void apply(daemon_state *st, next_config *nc)
+{
   if (st->have_cfg) mn_config_fini(&st->cfg);
-  st->cfg = cfg;
+  st->cfg = nc->cfg;
   st->have_cfg = true;
-  st->schedule = sched;
-  st->have_schedule = have;
-  st->next_refresh = next;
+  st->schedule = nc->schedule;
+  st->have_schedule = nc->have_schedule;
+  st->next_refresh = nc->next_refresh;
   mn_config_apply_log(&st->cfg);
-  return MN_OK;
 }
 
 static void status(const char *what)
@@ -126,36 +141,58 @@ static int drain_signals(void)
   return what;
 }
 
-static void start_triage(daemon_state *st)
+/* start_workers -- the leader's threads, as st->cfg asks: webhook delivery when
+ * webhooks.url is set, report triage always.  One that cannot start is logged and stays off
+ * until the next reload or leadership. */
+static void start_workers(daemon_state *st)
 {
   mn_error err = {0};
   char worker[PATH_MAX];
+  if (outbox_start(&st->cfg, &st->hooks, &err) != MN_OK)
+    mn_log_error("webhooks are off: their thread would not start", &err);
   runner_worker_path(&st->cfg, worker, sizeof worker);
   if (triage_start(&st->cfg, worker, &st->triage, &err) != MN_OK)
     mn_log_error("report triage is off", &err);
 }
 
+static void stop_workers(daemon_state *st)
+{
+  outbox_stop(st->hooks);
+  st->hooks = NULL;
+  triage_stop(st->triage);
+  st->triage = NULL;
+}
+
+/* reload -- SIGHUP: the new config whole, or nothing of it */
 static void reload(daemon_state *st)
 {
   mn_error err = {0};
-  if (load(st, &err) != MN_OK) {
+  next_config nc;
+  bool changed[MN_CONFIG_MAX_KEYS] = {false};
+  if (load(st, &nc, &err) != MN_OK) {
     mn_log_error("config reload failed; the old config stays", &err);
     return;
   }
-  mn_log(MN_LOG_INFO, "config reloaded", MN_KV_S("schedule", st->cfg.schedule.refresh),
-         MN_KV_I("next_refresh", st->have_schedule ? st->next_refresh : 0));
+  if (mn_config_keep_fixed(&nc.cfg, &st->cfg, changed, &err) != MN_OK) {
+    mn_config_fini(&nc.cfg);
+    mn_log_error("config reload failed; the old config stays", &err);
+    return;
+  }
+  size_t n;
+  const mn_config_key *keys = mn_config_keys(&n);
+  for (size_t i = 0; i < n; i++)
+    if (changed[i])
+      mn_log(MN_LOG_WARN, "config key not reloaded: it keeps its value until a restart",
+             MN_KV_S("key", keys[i].key));
+  apply(st, &nc);
   runner_set_config(st->run, &st->cfg);
-  if (st->triage) { /* the triage thread takes the new triage.* */
-    triage_stop(st->triage);
-    st->triage = NULL;
-    start_triage(st);
+  if (st->leading) { /* the threads take the new webhooks.* and triage.*, or stop */
+    stop_workers(st);
+    start_workers(st);
   }
-  if (st->hooks) { /* the webhook thread takes the new url and secret */
-    outbox_stop(st->hooks);
-    st->hooks = NULL;
-    if (outbox_start(&st->cfg, &st->hooks, &err) != MN_OK)
-      mn_log_error("webhooks are off: the new config's are unusable", &err);
-  }
+  mn_log(MN_LOG_INFO, "config reloaded", MN_KV_S("schedule", st->cfg.schedule.refresh),
+         MN_KV_I("next_refresh", st->have_schedule ? st->next_refresh : 0),
+         MN_KV_B("webhooks", st->hooks != NULL), MN_KV_B("triage", st->triage != NULL));
 }
 
 /* backoff -- wait 0.5 s * 2^attempt, at most 30 s, with full jitter, woken by signals;
@@ -239,9 +276,8 @@ static int lead(daemon_state *st, PGconn *lock)
   }
   mn_log(MN_LOG_INFO, "leader", MN_KV_I("pid", getpid()));
   status("leader: waiting for work");
-  if (outbox_start(&st->cfg, &st->hooks, &err) != MN_OK)
-    mn_log_error("webhooks are off: webhooks.* unusable", &err);
-  start_triage(st);
+  st->leading = true;
+  start_workers(st);
   /* what arrived while no daemon listened is found by a query, not by a notification */
   mn_log(MN_LOG_INFO, "catch-up", MN_KV_S("why", "leadership taken"));
   check_fresh(st, work);
@@ -332,10 +368,8 @@ static int lead(daemon_state *st, PGconn *lock)
     runner_stop(st->run, work, false);
   else
     runner_abandon(st->run);
-  outbox_stop(st->hooks);
-  st->hooks = NULL;
-  triage_stop(st->triage);
-  st->triage = NULL;
+  stop_workers(st);
+  st->leading = false;
   PQfinish(work);
   return code;
 }
@@ -423,10 +457,12 @@ int main(int argc, char **argv)
   if (!st.config_path && getenv("MNEMO_CONFIG") && *getenv("MNEMO_CONFIG"))
     st.config_path = getenv("MNEMO_CONFIG");
   mn_error err = {0};
-  if (load(&st, &err) != MN_OK) {
+  next_config nc;
+  if (load(&st, &nc, &err) != MN_OK) {
     fprintf(stderr, "mnemod: %s\n", err.msg);
     return 1;
   }
+  apply(&st, &nc);
   if (pipe(sig_pipe) != 0 || fcntl(sig_pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
       fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK) != 0) {
     fprintf(stderr, "mnemod: could not create the signal pipe: %s\n", strerror(errno));

@@ -1,6 +1,8 @@
 /*
  * webhook.c -- Standard Webhooks signatures (webhook.h): HMAC-SHA256 and base64 from
- * OpenSSL, the comparison in constant time (CRYPTO_memcmp).
+ * OpenSSL, the comparison in constant time (CRYPTO_memcmp).  The secret's decoding
+ * (mn_webhook_key_parse) is the config's (configs/values.c): the validator refuses a
+ * secret this code could not sign with.
  */
 #include "daemon/webhook.h"
 
@@ -10,28 +12,6 @@
 #include <openssl/params.h>
 #include <stdio.h>
 #include <string.h>
-
-mn_status mn_webhook_key_parse(const char *secret, mn_webhook_key *key, mn_error *err)
-{
-  memset(key, 0, sizeof *key);
-  size_t n = secret ? strlen(secret) : 0;
-  uint8_t buf[3 * 128 / 4 + 3];
-  /* base64 of 24-64 bytes: 32-88 characters, whole quads */
-  if (n < 6 || strncmp(secret, "whsec_", 6) != 0 || n - 6 < 32 || n - 6 > 88 || (n - 6) % 4)
-    return mn_error_set(err, MN_ERR_INPUT,
-                        "a webhook secret is \"whsec_\" and the base64 of 24 to 64 bytes");
-  int k = EVP_DecodeBlock(buf, (const unsigned char *)secret + 6, (int)(n - 6));
-  if (k < 0) return mn_error_set(err, MN_ERR_INPUT, "the webhook secret is not valid base64");
-  /* EVP_DecodeBlock counts the padding's zero bytes: take them off */
-  size_t len = (size_t)k - (secret[n - 1] == '=') - (secret[n - 2] == '=');
-  if (len < 24 || len > MN_WEBHOOK_KEY_MAX)
-    return mn_error_set(err, MN_ERR_INPUT, "the webhook secret holds %zu bytes, want 24 to 64",
-                        len);
-  memcpy(key->bytes, buf, len);
-  key->len = len;
-  OPENSSL_cleanse(buf, sizeof buf);
-  return MN_OK;
-}
 
 mn_status mn_webhook_sign(const mn_webhook_key *key, const char *id, int64_t timestamp,
                           const void *body, size_t n, char out[MN_WEBHOOK_SIG_LEN + 1],

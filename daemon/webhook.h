@@ -4,26 +4,17 @@
  * webhook-timestamp (seconds since the epoch) and webhook-signature, "v1,<base64>" of
  * HMAC-SHA256 over "<id>.<timestamp>.<body>" with the endpoint's secret ("whsec_<base64>").
  * A receiver checks the signature in constant time and refuses a timestamp too far from its
- * clock (replays).  Pure functions; OpenSSL does the HMAC and base64.
+ * clock (replays).  Pure functions; OpenSSL does the HMAC and base64.  The secret is read
+ * by the config (mn_webhook_key_parse, configs/config.h), so a config that loads can sign.
  */
 #ifndef MNEMO_WEBHOOK_H
 #define MNEMO_WEBHOOK_H
 
-#include "common/common.h"
+#include "configs/config.h" /* mn_webhook_key, mn_webhook_key_parse */
 
 #include <stdint.h>
 
-enum { MN_WEBHOOK_KEY_MAX = 64, MN_WEBHOOK_SIG_LEN = 3 + 44 }; /* "v1," + base64 of 32 bytes */
-
-typedef struct mn_webhook_key {
-  uint8_t bytes[MN_WEBHOOK_KEY_MAX];
-  size_t len;
-} mn_webhook_key;
-
-/* mn_webhook_key_parse -- "whsec_<base64>" (24 to 64 bytes of key); MN_ERR_INPUT otherwise,
- * never echoing the secret. */
-MN_NODISCARD mn_status mn_webhook_key_parse(const char *secret, mn_webhook_key *key /* OUT */,
-                                            mn_error *err);
+enum { MN_WEBHOOK_SIG_LEN = 3 + 44 }; /* "v1," + base64 of 32 bytes */
 
 /* mn_webhook_sign -- out receives "v1,<base64 signature>" (MN_WEBHOOK_SIG_LEN + 1 bytes).
  * id: 1-255 printable ASCII characters without '.'. */

@@ -1,7 +1,11 @@
 /*
  * test_config.c -- the YAML loader: every error path names file:line:col and
  * the key, a bad file changes nothing, secrets never show, and the example
- * file documents every key.
+ * file documents every key.  Values the daemon could not use (a schedule that is
+ * not one or never fires, a webhook secret that does not decode, a webhook URL
+ * that is not http(s), a URL without a secret) are refused by the loader itself,
+ * which mnemod and `mnemoctl config check` share; what SIGHUP keeps of a running
+ * config (mn_config_keep_fixed) follows the table's reloadable column.
  */
 #include "configs/config.h"
 #include "tests/test.h"
@@ -170,6 +174,113 @@ static void secrets_never_printed(void)
   mn_config_fini(&cfg);
 }
 
+#define GOOD_SECRET "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+/* the values mnemod could not run are refused where they are written */
+static void values_the_daemon_needs(void)
+{
+  /* schedules: out of range, a step of 0, a date that never comes, too few fields */
+  expect_error("schedule:\n  refresh: \"61 * * * *\"\n", "test.yaml:2:12",
+               "key \"schedule.refresh\": schedule \"61 * * * *\": the minute field");
+  expect_error("schedule:\n  refresh: \"*/0 * * * *\"\n", "test.yaml:2:12",
+               "key \"schedule.refresh\": schedule \"*/0 * * * *\": the minute field");
+  expect_error("schedule:\n  refresh: \"0 0 30 2 *\"\n", "test.yaml:2:12",
+               "schedule \"0 0 30 2 *\": the schedule never fires");
+  expect_error("schedule: {refresh: \"0 3 * *\"}\n", "test.yaml:1:21", "4 fields, want five");
+  expect_error("schedule: {refresh: \"@daily\"}\n", "test.yaml:1:21", "schedule \"@daily\"");
+  /* webhook secrets: the right length but not base64, too short, no prefix; never echoed */
+  expect_error("webhooks:\n  secret: \"whsec_!!!!AwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n",
+               "test.yaml:2:11", "key \"webhooks.secret\": the webhook secret is not valid base64");
+  expect_error("webhooks:\n  secret: \"whsec_AAEC wQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n",
+               "test.yaml:2:11", "not valid base64");
+  expect_error("webhooks:\n  secret: \"whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh=8\"\n",
+               "test.yaml:2:11", "not valid base64");
+  expect_error("webhooks:\n  secret: whsec_c2hvcnQ=\n", "test.yaml:2:11",
+               "a webhook secret is \"whsec_\" and the base64 of 24 to 64 bytes");
+  setenv("MNEMO_TEST_HOOK", "hunter2hunter2hunter2hunter2hunter2hunter2", 1);
+  mn_config cfg;
+  mn_error err = {0};
+  T_EQ_INT(load("webhooks:\n  secret: \"${MNEMO_TEST_HOOK}\"\n", &cfg, &err), MN_ERR_CONFIG);
+  T_CONTAINS(err.msg, "test.yaml:2:11: key \"webhooks.secret\"");
+  T_CHECK_MSG(!strstr(err.msg, "hunter2"), "the secret was echoed: %s", err.msg);
+  /* webhook URLs: http and https only, with a host */
+  expect_error("webhooks:\n  url: file:///etc/passwd\n  secret: " GOOD_SECRET "\n", "test.yaml:2:8",
+               "key \"webhooks.url\": webhook URL \"file:///etc/passwd\": only "
+               "http:// and https://");
+  expect_error("webhooks: {url: \"ftp://h/x\", secret: " GOOD_SECRET "}\n", "test.yaml:1:17",
+               "only http:// and https://");
+  expect_error("webhooks: {url: \"example.org/hook\"}\n", "test.yaml:1:17",
+               "only http:// and https://");
+  expect_error("webhooks: {url: \"http:///hook\"}\n", "test.yaml:1:17", "names no host");
+  expect_error("webhooks: {url: \"http://h/a b\"}\n", "test.yaml:1:17", "a blank");
+  /* a URL needs a secret: named where the URL is */
+  expect_error("log: {level: info}\nwebhooks:\n  url: http://127.0.0.1:9/hook\n", "test.yaml:3:8",
+               "key \"webhooks.url\": webhooks are signed: set webhooks.secret too");
+  /* what is good loads */
+  T_EQ_INT(load("schedule: {refresh: \"0 0 29 2 *\"}\nwebhooks:\n  url: HTTPS://h:8443/x?y=1\n"
+                "  secret: " GOOD_SECRET "\n",
+                &cfg, &err),
+           MN_OK);
+  T_EQ_STR(cfg.webhooks.url, "HTTPS://h:8443/x?y=1");
+  /* mn_config_set goes through the same checks */
+  T_EQ_INT(mn_config_set(&cfg, "schedule.refresh", "0 0 31 4 *", "--flag", &err), MN_ERR_CONFIG);
+  T_CONTAINS(err.msg, "--flag: key \"schedule.refresh\": schedule \"0 0 31 4 *\"");
+  T_EQ_STR(cfg.schedule.refresh, "0 0 29 2 *"); /* unchanged */
+  mn_config_fini(&cfg);
+}
+
+/* SIGHUP's rule: keys that are not reloadable keep the running value, and say so */
+static void reload_keeps_fixed_keys(void)
+{
+  mn_config cur, next;
+  mn_error err = {0};
+  bool changed[MN_CONFIG_MAX_KEYS];
+  size_t n;
+  const mn_config_key *keys = mn_config_keys(&n);
+  T_EQ_INT(load("daemon: {data_dir: /srv/a, lease_s: 60}\nmodel: {n_layer: 4}\n"
+                "database: {conninfo: \"password=old\"}\n",
+                &cur, &err),
+           MN_OK);
+  T_EQ_INT(load("daemon: {data_dir: /srv/b, lease_s: 90}\nmodel: {n_layer: 4}\n"
+                "database: {conninfo: \"password=new\"}\nschedule: {refresh: \"0 3 * * *\"}\n"
+                "train: {lr: 0.001}\n",
+                &next, &err),
+           MN_OK);
+  memset(changed, 0x55, sizeof changed);
+  T_EQ_INT(mn_config_keep_fixed(&next, &cur, changed, &err), MN_OK);
+  size_t flagged = 0;
+  for (size_t i = 0; i < n; i++) {
+    bool want = strcmp(keys[i].key, "daemon.data_dir") == 0 ||
+                strcmp(keys[i].key, "database.conninfo") == 0;
+    T_CHECK_MSG(changed[i] == want, "changed[%s] is %d", keys[i].key, (int)changed[i]);
+    flagged += changed[i];
+  }
+  T_EQ_INT(flagged, 2);
+  T_EQ_STR(next.daemon.data_dir, "/srv/a");         /* not reloadable: kept */
+  T_EQ_STR(next.database.conninfo, "password=old"); /* nor this (a secret) */
+  T_EQ_INT(next.daemon.lease_s, 90);                /* reloadable: taken */
+  T_EQ_STR(next.schedule.refresh, "0 3 * * *");     /* taken */
+  T_CHECK(next.train.lr == 0.001);                  /* a job's: the next attempt takes it */
+  T_EQ_INT(next.model.n_layer, 4);
+  mn_config_fini(&cur); /* next must not point into cur any more */
+  mn_buf b;
+  mn_buf_init(&b, 1 << 16);
+  T_EQ_INT(mn_config_dump(&next, &b, &err), MN_OK);
+  T_CONTAINS(b.data, "data_dir: \"/srv/a\"  # kept: changing it needs a restart");
+  T_CONTAINS(b.data, "lease_s: 90  # test.yaml:1:");
+  T_CHECK(!strstr(b.data, "password"));
+  mn_buf_fini(&b);
+  mn_config_fini(&next);
+  /* the table says what a running daemon cannot take */
+  const char *fixed[] = {"database.conninfo", "model.n_embd", "daemon.data_dir", "daemon.worker"};
+  const char *taken[] = {"schedule.refresh", "webhooks.url", "webhooks.secret", "train.steps",
+                         "triage.batch"};
+  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+    T_CHECK_MSG(!mn_config_key_find(fixed[i])->reloadable, "%s", fixed[i]);
+  for (size_t i = 0; i < sizeof taken / sizeof taken[0]; i++)
+    T_CHECK_MSG(mn_config_key_find(taken[i])->reloadable, "%s", taken[i]);
+}
+
 static void too_big(void)
 {
   size_t n = MN_CONFIG_MAX_FILE + 1;
@@ -213,6 +324,8 @@ int main(void)
   T_RUN(good_file);
   T_RUN(error_paths);
   T_RUN(secrets_never_printed);
+  T_RUN(values_the_daemon_needs);
+  T_RUN(reload_keeps_fixed_keys);
   T_RUN(too_big);
   T_RUN(example_documents_every_key);
   return T_DONE();

@@ -1,11 +1,13 @@
 /*
- * cron.c -- five-field cron expressions and their next firing time in UTC (cron.h).
+ * cron.c -- schedule.refresh values: five-field cron expressions and their next firing time
+ * in UTC (config.h).  Here, below the daemon, so that the config validator that mnemod and
+ * `mnemoctl config check` share refuses what the daemon could not run.
  *
  * Calendar arithmetic is done on days since 1970-01-01 with the civil-from-days algorithm
  * (proleptic Gregorian), not with timegm/gmtime: no time zone or libc extension can move a
  * refresh.
  */
-#include "daemon/cron.h"
+#include "configs/config.h"
 
 #include <stdlib.h>
 #include <string.h>

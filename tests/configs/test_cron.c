@@ -1,9 +1,9 @@
 /*
- * test_cron.c -- the refresh schedule: next firing times worked out with Python's datetime
- * (leap day, day-of-month OR day-of-week, Sunday as 7, steps, strictly after), against a
+ * test_cron.c -- the refresh schedule (configs/cron.c): next firing times worked out with Python's
+ * datetime (leap day, day-of-month OR day-of-week, Sunday as 7, steps, strictly after), against a
  * minute-by-minute scan with libc's gmtime_r (twenty firings each), and refused expressions.
  */
-#include "daemon/cron.h"
+#include "configs/config.h"
 #include "tests/test.h"
 
 #include <string.h>
