@@ -170,6 +170,58 @@ typedef enum {
 mn_utf8_problem mn_utf8_check(const void *s, size_t n, size_t *bad_offset /* OUT */);
 const char *mn_utf8_problem_str(mn_utf8_problem p);
 
+/* ---------------------------------------------------------------- text people write */
+
+/* What mn_text_check finds (common/text.c says the rule and why). */
+typedef enum {
+  MN_TEXT_OK = 0,
+  MN_TEXT_EMPTY,       /* no bytes */
+  MN_TEXT_BLANK,       /* only white space */
+  MN_TEXT_UTF8,        /* invalid UTF-8: mn_text_issue.utf8 says how */
+  MN_TEXT_NUL,         /* a NUL byte */
+  MN_TEXT_CONTROL,     /* C0 (not tab; newline, CR of CRLF when allowed), DEL, C1 */
+  MN_TEXT_BOM,         /* U+FEFF: a leading one is stripped by the caller before the check */
+  MN_TEXT_BIDI,        /* U+202A..U+202E, U+2066..U+2069 */
+  MN_TEXT_REPLACEMENT, /* U+FFFD */
+} mn_text_problem;
+
+/* flags of mn_text_check and mn_text_escape */
+#define MN_TEXT_NEWLINE 1u /* check: "\n" allowed; escape: "\n" shown as a line break */
+#define MN_TEXT_CRLF    2u /* check: "\r" allowed right before "\n" */
+#define MN_TEXT_TAB     4u /* escape: a tab shown as it is (the check always allows tabs) */
+
+typedef struct mn_text_issue {
+  mn_text_problem problem;
+  size_t offset;       /* byte of the offending character (or UTF-8 sequence) */
+  uint32_t code_point; /* MN_TEXT_CONTROL, _BOM, _BIDI, _REPLACEMENT */
+  mn_utf8_problem utf8;
+} mn_text_issue;
+
+/*
+ * mn_text_check -- whether s[0..n) is acceptable text (see common/text.c for the rule).
+ * Returns MN_TEXT_OK or the first problem, described in *out when out is not NULL.
+ */
+mn_text_problem mn_text_check(const char *s, size_t n, unsigned flags,
+                              mn_text_issue *out /* OUT */);
+const char *mn_text_problem_str(mn_text_problem p);
+/* mn_text_describe -- "control character U+001B at byte 4", "NUL byte at byte 7", ... */
+void mn_text_describe(const mn_text_issue *iss, char *out, size_t cap);
+/* mn_text_is_space -- white space as the blank test counts it (ASCII and Unicode spaces) */
+bool mn_text_is_space(uint32_t c);
+/* mn_text_crlf_to_lf -- every "\r\n" of s[0..n) becomes "\n", in place; returns the new length */
+size_t mn_text_crlf_to_lf(char *s, size_t n);
+
+/*
+ * mn_text_escape -- s[0..n) for a terminal, into out (cap bytes, always NUL-terminated when
+ * cap > 0): C0 and C1 controls, DEL, bidirectional controls, BOM, U+2028/9 and invalid bytes
+ * as "\n", "\r", "\t", "\x1b", "\u202e"; newlines and tabs kept when flags say so.  Stops
+ * before a character that does not fit whole (*cut is set).  Returns the bytes of s used.
+ */
+size_t mn_text_escape(const char *s, size_t n, unsigned flags, char *out, size_t cap,
+                      bool *cut /* OUT, may be NULL */);
+/* mn_text_fput -- s[0..n) escaped as by mn_text_escape, whole, to f */
+void mn_text_fput(FILE *f, const char *s, size_t n, unsigned flags);
+
 /* ---------------------------------------------------------------- SHA-256 */
 
 #define MN_SHA256_LEN     32

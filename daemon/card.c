@@ -1,5 +1,6 @@
 /*
  * card.c -- a checkpoint's card (card.h): one query builds the JSON, C renders Markdown.
+ * Names, licences and notes in the Markdown are escaped (str): people wrote them.
  */
 #include "daemon/card.h"
 
@@ -50,10 +51,25 @@ mn_status card_json(PGconn *c, int64_t id, json_t **out, mn_error *err)
   return MN_OK;
 }
 
+/* str -- o[k] for the Markdown: control characters escaped (mn_text_escape), so a source
+ * name or a note cannot add lines, and "|" as "\\|", so it cannot add table cells.  The
+ * result lives in a per-thread slot until 8 more calls (one row uses at most four). */
 static const char *str(const json_t *o, const char *k)
 {
+  static _Thread_local char slots[8][1024];
+  static _Thread_local unsigned next;
+  char tmp[512], *out = slots[next++ % 8];
   const char *s = json_string_value(json_object_get(o, k));
-  return s ? s : "";
+  bool cut = false;
+  mn_text_escape(s ? s : "", s ? strlen(s) : 0, 0, tmp, sizeof tmp, &cut);
+  size_t w = 0;
+  for (const char *p = tmp; *p && w + 2 < sizeof slots[0] - 4; p++) {
+    if (*p == '|') out[w++] = '\\';
+    out[w++] = *p;
+  }
+  if (cut) memcpy(out + w, "...", 3), w += 3;
+  out[w] = '\0';
+  return out;
 }
 
 mn_status card_markdown(const json_t *card, mn_buf *b, mn_error *err)

@@ -8,12 +8,71 @@
  */
 #include "daemon/ctl_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#define REPORT_MAX_BYTES 65536
+#define REPORT_MAX_BYTES 65536 /* the table's CHECKs on text, expected_text and context */
+#define REJECT_MAX_TRIES 100   /* FILE.rejects, FILE.rejects.1, ... FILE.rejects.99 */
+
+/* ---------------------------------------------------------------- output helpers (ctl_int.h) */
+
+const char *ctl_text(const char *s, size_t max)
+{
+  static char slots[CTL_TEXT_SLOTS][1024];
+  static unsigned next;
+  char *out = slots[next++ % CTL_TEXT_SLOTS];
+  static const char ellipsis[] = "…";
+  bool cut = false;
+  if (!s) return "-";
+  if (max == 0 || max > 1000) max = 1000;
+  size_t n = strlen(s);
+  mn_text_escape(s, n, 0, out, max + 1, &cut);
+  if (cut) { /* again, leaving room for the ellipsis within max */
+    size_t room = max > sizeof ellipsis - 1 ? max - (sizeof ellipsis - 1) : 0;
+    size_t w = 0;
+    if (room) {
+      mn_text_escape(s, n, 0, out, room + 1, NULL);
+      w = strlen(out);
+    }
+    memcpy(out + w, ellipsis, sizeof ellipsis);
+  }
+  return out;
+}
+
+void ctl_put_text(FILE *f, const char *s, const char *indent)
+{
+  for (;;) {
+    const char *nl = strchr(s, '\n');
+    size_t n = nl ? (size_t)(nl - s) : strlen(s);
+    mn_text_fput(f, s, n, MN_TEXT_TAB);
+    if (!nl) break;
+    fprintf(f, "\n%s", indent);
+    s = nl + 1;
+  }
+}
+
+/* user_value -- 0 when value may be stored as a one-line name (empty only when may_be_empty),
+ * else a usage error naming the option */
+static int user_value(const char *option, const char *value, bool may_be_empty)
+{
+  mn_text_issue iss;
+  char why[128];
+  if (!value) return 0;
+  mn_text_problem p = mn_text_check(value, strlen(value), 0, &iss);
+  if (p == MN_TEXT_OK || (may_be_empty && p == MN_TEXT_EMPTY)) return 0;
+  mn_text_describe(&iss, why, sizeof why);
+  return ctl_usage("%s \"%s\" cannot be stored: %s", option, ctl_text(value, 80), why);
+}
+
+int ctl_user_value(const char *option, const char *value)
+{
+  return user_value(option, value, false);
+}
 
 static long long to_ll(const char *s)
 {
@@ -42,13 +101,15 @@ static int cmd_lang_add(ctl *c, int argc, char **argv)
   bool found = false;
   if (argc != 1) return ctl_usage("lang add takes exactly one CODE (ISO 639-3)");
   if (!c->a.script) return ctl_usage("lang add needs --script (ISO 15924, e.g. Latn, Cyrl, Hans)");
+  int urc = ctl_user_value("--name", c->a.name);
+  if (urc) return urc;
   const char *code = argv[0];
   if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
   if (exists(conn, "SELECT 1 FROM mnemo.iso639_3 WHERE code = $1", code, &found,
              "could not look up the language code", &err) != MN_OK)
     goto fail;
   if (!found) {
-    mn_error_set(&err, MN_ERR_INPUT, "unknown ISO 639-3 language code \"%s\"", code);
+    mn_error_set(&err, MN_ERR_INPUT, "unknown ISO 639-3 language code \"%s\"", ctl_text(code, 40));
     mn_error_detail(&err, "codes have three lower-case letters: spa, swh, tha, cmn, rus, ...");
     goto fail;
   }
@@ -56,7 +117,8 @@ static int cmd_lang_add(ctl *c, int argc, char **argv)
              "could not look up the script code", &err) != MN_OK)
     goto fail;
   if (!found) {
-    mn_error_set(&err, MN_ERR_INPUT, "unknown ISO 15924 script code \"%s\"", c->a.script);
+    mn_error_set(&err, MN_ERR_INPUT, "unknown ISO 15924 script code \"%s\"",
+                 ctl_text(c->a.script, 40));
     mn_error_detail(&err, "script codes have four letters, the first upper case: Latn, Cyrl, "
                           "Arab, Deva, Thai, Hans, Hant, Jpan, Kore, Ethi, ...");
     goto fail;
@@ -79,9 +141,9 @@ static int cmd_lang_add(ctl *c, int argc, char **argv)
                              PQgetvalue(res, 0, 3)[0] == 't', "tag_id",
                              (json_int_t)to_ll(PQgetvalue(res, 0, 4))));
   else
-    printf("language %s (%s, %s): tag id %s%s\n", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
-           PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 4),
-           PQgetvalue(res, 0, 3)[0] == 't' ? "" : ", disabled");
+    printf("language %s (%s, %s): tag id %s%s\n", ctl_text(PQgetvalue(res, 0, 0), 0),
+           ctl_text(PQgetvalue(res, 0, 1), 0), ctl_text(PQgetvalue(res, 0, 2), 0),
+           PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 3)[0] == 't' ? "" : ", disabled");
   PQclear(res);
   PQfinish(conn);
   return CTL_EXIT_OK;
@@ -103,10 +165,11 @@ static int set_enabled(ctl *c, int argc, char **argv, bool enabled)
                params, &res, "could not change the language", &err) != MN_OK)
     goto fail;
   if (PQntuples(res) == 0) {
-    mn_error_set(&err, MN_ERR_INPUT, "language \"%s\" is not known (mnemoctl lang add)", argv[0]);
+    mn_error_set(&err, MN_ERR_INPUT, "language \"%s\" is not known (mnemoctl lang add)",
+                 ctl_text(argv[0], 40));
     goto fail;
   }
-  printf("language %s %s\n", argv[0], enabled ? "enabled" : "disabled");
+  printf("language %s %s\n", ctl_text(argv[0], 0), enabled ? "enabled" : "disabled");
   PQclear(res);
   PQfinish(conn);
   return CTL_EXIT_OK;
@@ -158,8 +221,8 @@ static int cmd_lang_list(ctl *c, int argc, char **argv)
     printf("%-5s %-28s %-6s %-7s %6s %9s %9s %10s\n", "code", "name", "script", "enabled", "tag",
            "train", "heldout", "MB");
     for (int i = 0; i < n; i++)
-      printf("%-5s %-28.28s %-6s %-7s %6s %9s %9s %10.2f\n", PQgetvalue(res, i, 0),
-             PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+      printf("%-5s %-28s %-6s %-7s %6s %9s %9s %10.2f\n", ctl_text(PQgetvalue(res, i, 0), 5),
+             ctl_text(PQgetvalue(res, i, 1), 28), ctl_text(PQgetvalue(res, i, 2), 6),
              PQgetvalue(res, i, 3)[0] == 't' ? "yes" : "no", PQgetvalue(res, i, 4),
              PQgetvalue(res, i, 5), PQgetvalue(res, i, 6),
              (double)to_ll(PQgetvalue(res, i, 7)) / 1e6);
@@ -182,6 +245,11 @@ static int cmd_source_add(ctl *c, int argc, char **argv)
   PGconn *conn = NULL;
   PGresult *res = NULL;
   if (argc != 1) return ctl_usage("source add takes exactly one NAME");
+  int urc = user_value("source NAME", argv[0], false);
+  if (!urc) urc = user_value("--origin", c->a.origin, true);
+  if (!urc) urc = user_value("--licence", c->a.licence, true);
+  if (!urc) urc = user_value("--notes", c->a.notes, true);
+  if (urc) return urc;
   if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
   const char *params[] = {argv[0], c->a.origin ? c->a.origin : "", c->a.licence ? c->a.licence : "",
                           c->a.notes ? c->a.notes : ""};
@@ -191,7 +259,7 @@ static int cmd_source_add(ctl *c, int argc, char **argv)
                " licence = EXCLUDED.licence, notes = EXCLUDED.notes RETURNING id",
                4, params, &res, "could not record the source", &err) != MN_OK)
     goto fail;
-  printf("source %s: id %s\n", argv[0], PQgetvalue(res, 0, 0));
+  printf("source %s: id %s\n", ctl_text(argv[0], 0), PQgetvalue(res, 0, 0));
   PQclear(res);
   PQfinish(conn);
   return CTL_EXIT_OK;
@@ -227,9 +295,9 @@ static int cmd_sources(ctl *c, int argc, char **argv)
   } else {
     printf("%-28s %-20s %10s %10s  %s\n", "source", "licence", "documents", "MB", "origin");
     for (int i = 0; i < n; i++)
-      printf("%-28.28s %-20.20s %10s %10.2f  %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-             PQgetvalue(res, i, 3), (double)to_ll(PQgetvalue(res, i, 4)) / 1e6,
-             PQgetvalue(res, i, 2));
+      printf("%-28s %-20s %10s %10.2f  %s\n", ctl_text(PQgetvalue(res, i, 0), 28),
+             ctl_text(PQgetvalue(res, i, 1), 20), PQgetvalue(res, i, 3),
+             (double)to_ll(PQgetvalue(res, i, 4)) / 1e6, ctl_text(PQgetvalue(res, i, 2), 0));
   }
   PQclear(res);
   PQfinish(conn);
@@ -242,7 +310,8 @@ fail:
 
 /* ---------------------------------------------------------------- ingest */
 
-static void print_ingest(const ctl *c, const ingest_result *r, mn_status rc, const mn_error *err)
+static void print_ingest(const ctl *c, const ingest_result *r, const char *reject_path,
+                         mn_status rc, const mn_error *err)
 {
   if (c->json) {
     json_t *langs = json_array(), *probs = json_array();
@@ -263,18 +332,22 @@ static void print_ingest(const ctl *c, const ingest_result *r, mn_status rc, con
                           (json_int_t)r->duplicates, "bytes_read", (json_int_t)r->bytes_read,
                           "seconds", r->seconds, "languages", langs, "problems", probs);
     if (rc != MN_OK) json_object_set_new(o, "error", json_string(err->msg));
+    json_object_set_new(o, "rejected", json_integer(r->rejected));
+    if (r->rejected > 0 && reject_path)
+      json_object_set_new(o, "reject_file", json_string(reject_path));
     ctl_print_json(o);
     return;
   }
   for (size_t i = 0; i < r->nproblems; i++)
-    fprintf(stderr, "%s: %s\n", r->problems[i].where, r->problems[i].reason);
+    fprintf(stderr, "%s: %s\n", ctl_text(r->problems[i].where, 0),
+            ctl_text(r->problems[i].reason, 0));
   if ((int64_t)r->nproblems < r->bad)
     fprintf(stderr, "... and %lld more bad unit(s)\n", (long long)(r->bad - (int64_t)r->nproblems));
   if (rc != MN_OK) return;
   printf("%-5s %10s %10s %10s %9s %10s\n", "lang", "units", "new", "duplicate", "heldout", "MB");
   for (size_t i = 0; i < r->nlangs; i++) {
     const ingest_lang_stats *s = &r->langs[i];
-    printf("%-5s %10lld %10lld %10lld %9lld %10.2f\n", s->lang, (long long)s->units,
+    printf("%-5s %10lld %10lld %10lld %9lld %10.2f\n", ctl_text(s->lang, 0), (long long)s->units,
            (long long)s->inserted, (long long)s->duplicates, (long long)s->heldout,
            (double)s->bytes / 1e6);
   }
@@ -284,13 +357,53 @@ static void print_ingest(const ctl *c, const ingest_result *r, mn_status rc, con
          (long long)r->inserted, (long long)r->duplicates, (long long)r->bad);
 }
 
+/*
+ * reserve_rejects -- claim a reject file name that no file has: base, else base.1, base.2,
+ * ... (an earlier run's rejects are never replaced).  The claimed name is created empty
+ * (O_EXCL), so a concurrent run cannot take it too; ingest renames its file over it, and
+ * the caller removes it again when nothing was written (release_rejects).
+ */
+static mn_status reserve_rejects(const char *base, char *out, size_t cap, struct stat *st,
+                                 mn_error *err)
+{
+  for (int i = 0; i < REJECT_MAX_TRIES; i++) {
+    int n = i ? snprintf(out, cap, "%s.%d", base, i) : snprintf(out, cap, "%s", base);
+    if (n < 0 || (size_t)n >= cap)
+      return mn_error_set(err, MN_ERR_USAGE, "reject file name \"%s\" is too long",
+                          ctl_text(base, 100));
+    int fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      int rc = fstat(fd, st);
+      close(fd);
+      if (rc == 0) return MN_OK;
+      return mn_error_set(err, MN_ERR_IO, "could not create reject file \"%s\": %s",
+                          ctl_text(out, 200), strerror(errno));
+    }
+    if (errno != EEXIST)
+      return mn_error_set(err, MN_ERR_IO, "could not create reject file \"%s\": %s",
+                          ctl_text(out, 200), strerror(errno));
+  }
+  return mn_error_set(err, MN_ERR_IO, "cannot create a reject file: \"%s\" and %s.1 to .%d exist",
+                      ctl_text(base, 200), ctl_text(base, 200), REJECT_MAX_TRIES - 1);
+}
+
+/* release_rejects -- remove the reserved name when it is still the empty file we created */
+static void release_rejects(const char *path, const struct stat *reserved)
+{
+  struct stat now;
+  if (stat(path, &now) == 0 && now.st_ino == reserved->st_ino && now.st_dev == reserved->st_dev &&
+      now.st_size == 0)
+    unlink(path);
+}
+
 static int cmd_ingest(ctl *c, int argc, char **argv)
 {
   mn_error err = {0};
   PGconn *conn = NULL;
   ingest_result r = {0};
   ingest_options o = {.lang = c->a.lang, .source = c->a.source, .skip_bad = c->a.skip_bad};
-  char reject_default[512];
+  char reject_default[512], reject_path[600];
+  struct stat reserved;
   if (argc < 1) return ctl_usage("ingest needs at least one FILE (\"-\" reads standard input)");
   const char *fmt = c->a.format ? c->a.format : "text";
   if (strcmp(fmt, "text") == 0)
@@ -315,41 +428,117 @@ static int cmd_ingest(ctl *c, int argc, char **argv)
   if (o.format == INGEST_TEXT && (!o.lang || !o.source))
     return ctl_usage("plain text needs --lang L and --source S");
   if (c->a.reject && !c->a.skip_bad) return ctl_usage("--reject goes with --skip-bad");
+  int urc = o.source ? user_value("--source", o.source, false) : 0;
+  if (urc) return urc;
   if (c->a.skip_bad) { /* every input's bad units go to one file, named after the first */
     int n = snprintf(reject_default, sizeof reject_default, "%s.rejects",
                      strcmp(argv[0], "-") == 0 ? "stdin" : argv[0]);
     if (!c->a.reject && (n < 0 || (size_t)n >= sizeof reject_default))
       return ctl_usage("the input's name is too long for a reject file name; give --reject");
-    o.reject_path = c->a.reject ? c->a.reject : reject_default;
   }
   if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_fail(&err);
+  if (c->a.skip_bad) {
+    const char *base = c->a.reject ? c->a.reject : reject_default;
+    if (reserve_rejects(base, reject_path, sizeof reject_path, &reserved, &err) != MN_OK) {
+      PQfinish(conn);
+      return ctl_fail(&err);
+    }
+    o.reject_path = reject_path;
+  }
   o.max_document_bytes = c->cfg.ingest.max_document_bytes;
   o.heldout_fraction = c->cfg.ingest.heldout_fraction;
   o.progress = !c->json && !c->a.quiet && isatty(STDERR_FILENO);
   mn_status rc = ingest_run(conn, &o, argv, (size_t)argc, &r, &err);
   PQfinish(conn);
-  print_ingest(c, &r, rc, &err);
-  if (rc == MN_OK && r.bad > 0 && o.reject_path && !c->json)
-    printf("%lld bad unit(s) written to %s\n", (long long)r.bad, o.reject_path);
+  if (o.reject_path && (rc != MN_OK || r.rejected == 0)) release_rejects(o.reject_path, &reserved);
+  print_ingest(c, &r, o.reject_path, rc, &err);
+  if (rc == MN_OK && r.bad > 0 && o.reject_path && !c->json) {
+    if (r.rejected > 0)
+      printf("%lld bad unit(s) written to %s", (long long)r.rejected, ctl_text(o.reject_path, 0));
+    else
+      printf("no bad unit could be copied to a reject file");
+    if (r.bad > r.rejected)
+      printf("%s%lld too long to copy (listed above)", r.rejected > 0 ? "; " : ": ",
+             (long long)(r.bad - r.rejected));
+    printf("\n");
+    const char *base = c->a.reject ? c->a.reject : reject_default;
+    if (r.rejected > 0 && strcmp(base, o.reject_path) != 0)
+      printf("(%s already existed and was left as it was)\n", ctl_text(base, 0));
+  }
   ingest_result_fini(&r);
   return rc == MN_OK ? CTL_EXIT_OK : ctl_fail(&err);
 }
 
 /* ---------------------------------------------------------------- reports */
 
-static bool report_text_ok(const char *what, const char *s, mn_error *err)
+/* report_text_ok -- the text rule of triage (mn_text_check: line breaks, CRLF too, allowed)
+ * and the table's size cap, checked before the database; a leading byte order mark is
+ * stripped (*s advanced) */
+static bool report_text_ok(const char *what, const char **s, mn_error *err)
 {
-  size_t n = strlen(s), off = 0;
-  mn_utf8_problem p;
-  if (n == 0) return mn_error_set(err, MN_ERR_INPUT, "%s is empty", what), false;
+  if (strncmp(*s, "\xEF\xBB\xBF", 3) == 0) *s += 3;
+  size_t n = strlen(*s);
+  mn_text_issue iss;
+  char why[128];
   if (n > REPORT_MAX_BYTES)
     return mn_error_set(err, MN_ERR_INPUT, "%s has %zu bytes, more than %d", what, n,
                         REPORT_MAX_BYTES),
            false;
-  if ((p = mn_utf8_check(s, n, &off)) != MN_UTF8_OK)
-    return mn_error_set(err, MN_ERR_INPUT, "%s: %s at byte %zu", what, mn_utf8_problem_str(p), off),
-           false;
+  if (mn_text_check(*s, n, MN_TEXT_NEWLINE | MN_TEXT_CRLF, &iss) != MN_TEXT_OK) {
+    mn_text_describe(&iss, why, sizeof why);
+    return mn_error_set(err, MN_ERR_INPUT, "%s cannot be a report's text: %s", what, why), false;
+  }
   return true;
+}
+
+/* json_nul_at -- the path ("$.a.b[2]") of the first string or key of j holding a NUL, or
+ * false; PostgreSQL's jsonb cannot store U+0000 */
+static bool json_nul_at(const json_t *j, char *path, size_t cap)
+{
+  size_t len = strlen(path);
+  if (json_is_string(j)) return memchr(json_string_value(j), 0, json_string_length(j)) != NULL;
+  if (json_is_array(j)) {
+    for (size_t i = 0; i < json_array_size(j); i++) {
+      snprintf(path + len, cap - len, "[%zu]", i);
+      if (json_nul_at(json_array_get(j, i), path, cap)) return true;
+    }
+  } else if (json_is_object(j)) {
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)j, k, v)
+    {
+      snprintf(path + len, cap - len, ".%s", ctl_text(k, 40));
+      if (json_nul_at(v, path, cap)) return true;
+    }
+  }
+  path[len] = '\0';
+  return false;
+}
+
+/* context_ok -- --context is a JSON object the table can store: checked before the
+ * database, so the error names the option rather than echoing a CHECK and the row */
+static bool context_ok(const char *ctx, mn_error *err)
+{
+  size_t n = strlen(ctx);
+  if (n > REPORT_MAX_BYTES)
+    return mn_error_set(err, MN_ERR_INPUT, "--context has %zu bytes, more than %d", n,
+                        REPORT_MAX_BYTES),
+           false;
+  json_error_t je;
+  json_t *o = json_loadb(ctx, n, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
+  char path[256] = "$";
+  bool ok = json_is_object(o), nul = ok && json_nul_at(o, path, sizeof path);
+  json_decref(o);
+  if (!o) {
+    mn_error_set(err, MN_ERR_INPUT, "--context must be a JSON object");
+    mn_error_detail(err, "column %d: %s", je.column, ctl_text(je.text, 200));
+  } else if (!ok) {
+    mn_error_set(err, MN_ERR_INPUT, "--context must be a JSON object");
+  } else if (nul) {
+    mn_error_set(err, MN_ERR_INPUT, "--context holds a NUL character (\\u0000) at %s", path);
+    mn_error_detail(err, "the database cannot store U+0000 in JSON; leave it out");
+  }
+  return ok && !nul;
 }
 
 static int cmd_report(ctl *c, int argc, char **argv)
@@ -360,33 +549,34 @@ static int cmd_report(ctl *c, int argc, char **argv)
   bool found = false;
   if (argc != 0) return ctl_usage("report takes no arguments (got \"%s\"); use --text", argv[0]);
   if (!c->a.lang || !c->a.text) return ctl_usage("report needs --lang L and --text T");
-  if (!report_text_ok("--text", c->a.text, &err)) return ctl_fail(&err);
-  if (c->a.expected && !report_text_ok("--expected", c->a.expected, &err)) return ctl_fail(&err);
-  if (c->a.context) {
-    json_error_t je;
-    json_t *ctx = json_loads(c->a.context, 0, &je);
-    bool ok = json_is_object(ctx);
-    json_decref(ctx);
-    if (!ok) {
-      mn_error_set(&err, MN_ERR_INPUT, "--context must be a JSON object");
-      if (!ctx) mn_error_detail(&err, "column %d: %s", je.column, je.text);
-      return ctl_fail(&err);
-    }
-  }
+  const char *text = c->a.text, *expected = c->a.expected;
+  if (!report_text_ok("--text", &text, &err)) return ctl_fail(&err);
+  if (expected && !report_text_ok("--expected", &expected, &err)) return ctl_fail(&err);
+  if (c->a.context && !context_ok(c->a.context, &err)) return ctl_fail(&err);
   if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
   if (exists(conn, "SELECT 1 FROM mnemo.languages WHERE code = $1 AND enabled", c->a.lang, &found,
              "could not look up the language", &err) != MN_OK)
     goto fail;
   if (!found) {
-    mn_error_set(&err, MN_ERR_INPUT, "language \"%s\" is not known or not enabled", c->a.lang);
+    mn_error_set(&err, MN_ERR_INPUT, "language \"%s\" is not known or not enabled",
+                 ctl_text(c->a.lang, 40));
     goto fail;
   }
-  const char *params[] = {c->a.lang, c->a.text, c->a.expected, c->a.context ? c->a.context : "{}"};
+  const char *params[] = {c->a.lang, text, expected, c->a.context ? c->a.context : "{}"};
   if (db_query(conn,
                "INSERT INTO mnemo.reports (claimed_lang, text, expected_text, context)"
                " VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
-               4, params, &res, "could not record the report", &err) != MN_OK)
+               4, params, &res, "could not record the report", &err) != MN_OK) {
+    /* stored as jsonb, a context under the byte cap can still exceed the table's CHECK
+     * (pg_column_size): say so instead of echoing the constraint and the row */
+    if (strstr(err.msg, "reports_context_check")) {
+      mn_error_set(&err, MN_ERR_INPUT,
+                   "--context is too large once stored (the table allows "
+                   "%d bytes of jsonb); shorten it",
+                   REPORT_MAX_BYTES);
+    }
     goto fail;
+  }
   if (c->json)
     ctl_print_json(json_pack("{s:I}", "id", (json_int_t)to_ll(PQgetvalue(res, 0, 0))));
   else
@@ -454,12 +644,11 @@ static int cmd_reports(ctl *c, int argc, char **argv)
   } else {
     printf("%-6s %-5s %-8s %-9s %-20s %s\n", "id", "lang", "detected", "status", "created", "text");
     for (int i = 0; i < n; i++) {
-      const char *t = PQgetvalue(res, i, 7);
-      bool cut;
-      int k = ctl_excerpt(t, 60, &cut);
-      printf("%-6s %-5s %-8s %-9s %-20s %.*s%s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-             *PQgetvalue(res, i, 2) ? PQgetvalue(res, i, 2) : "-", PQgetvalue(res, i, 3),
-             PQgetvalue(res, i, 6), k, t, cut ? "…" : "");
+      printf("%-6s %-5s %-8s %-9s %-20s %s\n", PQgetvalue(res, i, 0),
+             ctl_text(PQgetvalue(res, i, 1), 5),
+             *PQgetvalue(res, i, 2) ? ctl_text(PQgetvalue(res, i, 2), 8) : "-",
+             ctl_text(PQgetvalue(res, i, 3), 9), PQgetvalue(res, i, 6),
+             ctl_text(PQgetvalue(res, i, 7), 60));
     }
     printf("%d report(s)\n", n);
   }
@@ -526,10 +715,11 @@ const ctl_command ctl_data_commands[] = {
     {"sources", NULL, cmd_sources, "", "List sources with their documents.",
      "Every source with its licence, origin and how many documents it gave.\n", NULL},
     {"ingest", NULL, cmd_ingest, "FILE...", "Ingest documents (plain text or JSONL).",
-     "Reads each FILE (\"-\" is standard input), checks every unit (UTF-8, NUL bytes, empty,\n"
-     "size, language known and enabled), and stores the new ones in one transaction.\n"
-     "A bad unit is reported as file:line: reason, and by default nothing is stored;\n"
-     "--skip-bad stores the good ones and writes the bad ones to a reject file.  A\n"
+     "Reads each FILE (\"-\" is standard input), checks every unit (UTF-8, control\n"
+     "characters, blank, size, language known and enabled), and stores the new ones in one\n"
+     "transaction; \"\\r\\n\" line ends become \"\\n\".  A bad unit is reported as\n"
+     "file:line: reason, and by default nothing is stored; --skip-bad stores the good ones\n"
+     "and writes the bad ones to a reject file (a new FILE.rejects.N when one exists).  A\n"
      "document already stored is counted as a duplicate.  Some documents (a stable share,\n"
      "ingest.heldout_fraction) are held out for evaluation and never trained on.\n",
      ingest_opts},

@@ -78,8 +78,24 @@ MN_NODISCARD mn_status ctl_connect(ctl *c, PGconn **conn /* OUT */, mn_error *er
 void ctl_print_json(json_t *o);
 /* ctl_done -- a command's end: release res and conn, print err when code is a failure */
 int ctl_done(PGconn *conn, PGresult *res, const mn_error *err, int code);
-/* ctl_excerpt -- how many bytes of t's first line to show, at most max, cut at a character
- * boundary; *cut says whether anything of t is left out */
-int ctl_excerpt(const char *t, size_t max, bool *cut /* OUT */);
+
+/*
+ * Every string a person wrote (report texts, notes, reasons, names, sources, licences,
+ * excerpts, values read back from the database) reaches a human table only through
+ * ctl_text or ctl_put_text: control characters, bidirectional controls and invalid bytes
+ * are escaped there (mn_text_escape), so stored text cannot forge a row, move the cursor,
+ * retitle the window or reorder a line.  --json prints the exact text (jansson escapes).
+ */
+#define CTL_TEXT_SLOTS 8 /* ctl_text results alive at once: enough for one printf */
+/* ctl_text -- s escaped for one table cell (newlines too), at most max bytes shown (0: up to
+ * 1000), ending in "…" when cut; NULL is "-".  The result lives in a static slot until
+ * CTL_TEXT_SLOTS more calls (mnemoctl prints from one thread). */
+const char *ctl_text(const char *s, size_t max);
+/* ctl_put_text -- s whole on f, escaped, its line breaks kept and each line after the
+ * first starting with indent (so a text cannot forge the lines around it) */
+void ctl_put_text(FILE *f, const char *s, const char *indent);
+/* ctl_user_value -- a usage error (exit 2) naming the option when value is not acceptable
+ * as a one-line name (mn_text_check without newlines); 0 when it is */
+int ctl_user_value(const char *option, const char *value);
 
 #endif /* MNEMO_CTL_INT_H */

@@ -44,7 +44,8 @@ static mn_status resolve(PGconn *conn, int64_t *id, mn_error *err)
   return MN_OK;
 }
 
-/* print_rows -- a result as a table (or a JSON array of objects, every value a string) */
+/* print_rows -- a result as a table (or a JSON array of objects, every value a string); cells
+ * are escaped and cut at 60 bytes (ctl_text) */
 static void print_rows(ctl *c, PGresult *r)
 {
   int n = PQntuples(r), m = PQnfields(r);
@@ -64,15 +65,16 @@ static void print_rows(ctl *c, PGresult *r)
   for (int k = 0; k < m && k < 32; k++) {
     w[k] = (int)strlen(PQfname(r, k));
     for (int i = 0; i < n; i++) {
-      int l = (int)strlen(PQgetvalue(r, i, k));
-      if (l > w[k]) w[k] = l > 60 ? 60 : l;
+      int l = (int)strlen(ctl_text(PQgetvalue(r, i, k), 60));
+      if (l > w[k]) w[k] = l;
     }
   }
   for (int k = 0; k < m && k < 32; k++)
     printf("%-*s%s", w[k], PQfname(r, k), k + 1 < m ? "  " : "\n");
   for (int i = 0; i < n; i++)
     for (int k = 0; k < m && k < 32; k++)
-      printf("%-*.*s%s", w[k], w[k] > 0 ? w[k] : 1, PQgetvalue(r, i, k), k + 1 < m ? "  " : "\n");
+      printf("%-*s%s", w[k], ctl_text(PQgetvalue(r, i, k), w[k] > 0 ? (size_t)w[k] : 1),
+             k + 1 < m ? "  " : "\n");
 }
 
 /* ---------------------------------------------------------------- bootstrap */
@@ -346,7 +348,7 @@ static int cmd_show(ctl *c, int argc, char **argv)
          PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
   if (*PQgetvalue(res, 0, 4))
     printf("verdict: %s\n", strcmp(PQgetvalue(res, 0, 4), "true") == 0 ? "PASS" : "FAIL");
-  if (*PQgetvalue(res, 0, 3)) printf("reasons: %s\n", PQgetvalue(res, 0, 3));
+  if (*PQgetvalue(res, 0, 3)) printf("reasons: %s\n", ctl_text(PQgetvalue(res, 0, 3), 0));
   PQclear(res);
   res = NULL;
   /* failing languages first, then those without evidence, then the passes; worst first */
@@ -392,10 +394,10 @@ static int cmd_lineage(ctl *c, int argc, char **argv)
   json_t *x;
   json_array_foreach(json_object_get(card, "data"), i, x)
   {
-    printf("%-5s %-28.28s %-24.24s %9lld %11lld  %lld-%lld\n",
-           json_string_value(json_object_get(x, "lang")),
-           json_string_value(json_object_get(x, "language")),
-           json_string_value(json_object_get(x, "source")),
+    printf("%-5s %-28s %-24s %9lld %11lld  %lld-%lld\n",
+           ctl_text(json_string_value(json_object_get(x, "lang")), 5),
+           ctl_text(json_string_value(json_object_get(x, "language")), 28),
+           ctl_text(json_string_value(json_object_get(x, "source")), 24),
            (long long)json_integer_value(json_object_get(x, "documents")),
            (long long)json_integer_value(json_object_get(x, "bytes")),
            (long long)json_integer_value(json_object_get(x, "first_id")),

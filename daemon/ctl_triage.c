@@ -4,6 +4,9 @@
  *
  * The decisions are functions of migration 0005 that only mnemo_operator may execute; they
  * act on a report's whole group of near-duplicates.  docs/triage.md.
+ *
+ * Everything a reporter or an operator wrote (texts, notes, names) and everything the
+ * worker derived from it reaches the terminal through ctl_text / ctl_put_text (ctl_int.h).
  */
 #include "daemon/ctl_int.h"
 
@@ -61,18 +64,15 @@ static int cmd_triage(ctl *c, int argc, char **argv)
     const char *det = json_string_value(json_object_get(o, "detected"));
     char d[32], sev[16];
     /* a language other than the claimed one is marked for the person triaging */
-    snprintf(d, sizeof d, "%s%s%s", det ? det : "-",
+    snprintf(d, sizeof d, "%s%s%s", det ? ctl_text(det, 8) : "-",
              json_is_true(json_object_get(o, "mixed")) ? "+mixed" : "",
              det && lang && strcmp(det, lang) != 0 ? " (!)" : "");
     json_t *s = json_object_get(o, "severity");
     snprintf(sev, sizeof sev, json_is_number(s) ? "%.2f" : "-", json_number_value(s));
     const char *t = json_string_value(json_object_get(o, "text"));
-    bool cut;
-    int k = ctl_excerpt(t ? t : "", 50, &cut);
-    printf("%-7lld %-5s %-12s %8s %7lld  %.*s%s\n",
-           (long long)json_integer_value(json_object_get(o, "report")), lang, d, sev,
-           (long long)json_integer_value(json_object_get(o, "reports")), k, t ? t : "",
-           cut ? "…" : "");
+    printf("%-7lld %-5s %-12s %8s %7lld  %s\n",
+           (long long)json_integer_value(json_object_get(o, "report")), ctl_text(lang, 5), d, sev,
+           (long long)json_integer_value(json_object_get(o, "reports")), ctl_text(t ? t : "", 50));
   }
   printf("%zu group(s) waiting\n", json_array_size(arr));
   json_decref(arr);
@@ -112,22 +112,24 @@ static int cmd_triage_show(ctl *c, int argc, char **argv)
     ctl_print_json(o);
     return ctl_done(conn, res, &err, CTL_EXIT_OK);
   }
-#define S(k)                                                                                       \
-  (json_string_value(json_object_get(o, k)) ? json_string_value(json_object_get(o, k)) : "-")
+#define RAW(k) json_string_value(json_object_get(o, k))
+#define S(k)   ctl_text(RAW(k), 0) /* "-" when absent */
   json_t *tr = json_object_get(o, "triage");
   printf("report %s: %s (the reporter sees \"%s\")\n", argv[0], S("status"), S("reporter_status"));
   printf("language: claimed %s", S("claimed_lang"));
   if (json_is_object(tr)) {
     const char *det = json_string_value(json_object_get(tr, "detected"));
-    printf(", detected %s (confidence %.2f)%s", det ? det : "-",
+    printf(", detected %s (confidence %.2f)%s", ctl_text(det, 0),
            json_number_value(json_object_get(tr, "confidence")),
-           det && strcmp(det, S("claimed_lang")) != 0 ? "  <- not the claimed language" : "");
+           det && RAW("claimed_lang") && strcmp(det, RAW("claimed_lang")) != 0
+               ? "  <- not the claimed language"
+               : "");
     size_t i;
     json_t *sp;
     if (json_is_true(json_object_get(tr, "mixed"))) {
       printf("\ncode-switched:");
       json_array_foreach(json_object_get(tr, "spans"), i, sp)
-          printf(" %s[%lld,%lld)", json_string_value(json_object_get(sp, "lang")),
+          printf(" %s[%lld,%lld)", ctl_text(json_string_value(json_object_get(sp, "lang")), 0),
                  (long long)json_integer_value(json_object_get(sp, "start")),
                  (long long)json_integer_value(json_object_get(sp, "end")));
     }
@@ -140,7 +142,8 @@ static int cmd_triage_show(ctl *c, int argc, char **argv)
            json_is_number(json_object_get(tr, "bpb_expected")) ? ", expected text" : "",
            json_number_value(json_object_get(tr, "typical_bpb")));
   else if (json_is_object(tr) && json_is_string(json_object_get(tr, "no_severity")))
-    printf("severity: none (%s)\n", json_string_value(json_object_get(tr, "no_severity")));
+    printf("severity: none (%s)\n",
+           ctl_text(json_string_value(json_object_get(tr, "no_severity")), 0));
   printf("group: %lld, %zu report(s)\n", (long long)json_integer_value(json_object_get(o, "group")),
          json_array_size(json_object_get(o, "group_reports")));
   printf("reporter: %s at %s\n", S("reporter"), S("created_at"));
@@ -151,11 +154,18 @@ static int cmd_triage_show(ctl *c, int argc, char **argv)
     printf("fixed by checkpoint %lld (%.1f bits)\n",
            (long long)json_integer_value(json_object_get(o, "fixed_by")),
            json_number_value(json_object_get(o, "fixed_bits")));
-  if (*S("notes") && strcmp(S("notes"), "-") != 0) printf("notes: %s\n", S("notes"));
-  printf("\ntext:\n%s\n", S("text"));
-  if (json_is_string(json_object_get(o, "expected_text")))
-    printf("\nexpected:\n%s\n", S("expected_text"));
+  if (RAW("notes") && *RAW("notes")) printf("notes: %s\n", S("notes"));
+  /* the texts whole, every line indented: a text cannot forge the lines around it */
+  printf("\ntext:\n  ");
+  ctl_put_text(stdout, RAW("text") ? RAW("text") : "", "  ");
+  printf("\n");
+  if (RAW("expected_text")) {
+    printf("\nexpected:\n  ");
+    ctl_put_text(stdout, RAW("expected_text"), "  ");
+    printf("\n");
+  }
 #undef S
+#undef RAW
   json_decref(o);
   return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
@@ -190,7 +200,8 @@ static int cmd_triage_accept(ctl *c, int argc, char **argv)
   else
     printf("report %s accepted with its group (%s report(s)): a probe of %s's guard from the next "
            "refresh on, and %s is replayed more (triage.boost_per_report)\n",
-           argv[0], PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 1));
+           argv[0], PQgetvalue(res, 0, 0), ctl_text(PQgetvalue(res, 0, 1), 0),
+           ctl_text(PQgetvalue(res, 0, 1), 0));
   return ctl_done(conn, res, &err, CTL_EXIT_OK);
 }
 

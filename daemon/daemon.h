@@ -139,6 +139,7 @@ typedef struct ingest_lang_stats {
 
 typedef struct ingest_result {
   int64_t units, bad, inserted, duplicates, bytes_read;
+  int64_t rejected; /* bad units copied to the reject file (too long ones are not) */
   double seconds;
   bool committed;
   ingest_lang_stats *langs; /* one per language that had good units */
@@ -157,5 +158,7 @@ typedef struct ingest_result {
 MN_NODISCARD mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files,
                                   size_t nfiles, ingest_result *res /* OUT */, mn_error *err);
 void ingest_result_fini(ingest_result *res);
+/* Test hook: called after each read() of an input file with its descriptor (NULL: none). */
+extern void (*ingest__after_read)(int fd);
 
 #endif /* MNEMO_DAEMON_H */

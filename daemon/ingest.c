@@ -14,6 +14,10 @@
  * moment makes the unique index refuse the batch, and the whole ingest with it.
  * Checking in C gives every bad unit its exact file:line before anything is
  * sent; the database checks again (constraints) for writers that bypass us.
+ * What text is acceptable is common/text.c's rule (mn_text_check), the one triage
+ * applies to reports; a unit's "\r\n" line ends become "\n" first, whatever the unit.
+ * A regular file that changes size while it is read fails the whole ingest: its last
+ * unit could be cut anywhere.
  *
  * Invariants: a failed run stores nothing; a document is stored once however
  * often it is ingested; memory is bounded by the batches in flight (three) and
@@ -29,6 +33,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define BATCH_BYTES      (4u << 20) /* text per batch: a COPY and a hash query each */
@@ -44,9 +49,24 @@ typedef struct reader {
   char *buf;
   size_t start, end;
   bool eof;
-  bool cr;      /* the line last returned ended in "\r\n" (the "\r" was removed) */
-  int64_t line; /* number of the line last returned, 1-based */
+  bool cr;       /* the line last returned ended in "\r\n" (the "\r" was removed) */
+  int64_t line;  /* number of the line last returned, 1-based */
+  int64_t total; /* bytes read from fd */
 } reader;
+
+void (*ingest__after_read)(int fd) = NULL;
+
+/* reader_read -- read() into buf, counting the bytes; EINTR retried */
+static ssize_t reader_read(reader *r, char *buf, size_t n)
+{
+  ssize_t got;
+  do
+    got = read(r->fd, buf, n);
+  while (got < 0 && errno == EINTR);
+  if (got > 0) r->total += got;
+  if (ingest__after_read) ingest__after_read(r->fd);
+  return got;
+}
 
 /*
  * reader_line -- the next line without its "\n" (and "\r") into out.  Lines
@@ -61,9 +81,8 @@ static int reader_line(reader *r, mn_buf *out, size_t cap, bool *too_long, mn_er
   for (;;) {
     if (r->start == r->end) {
       if (r->eof) break;
-      ssize_t got = read(r->fd, r->buf, READ_CHUNK);
+      ssize_t got = reader_read(r, r->buf, READ_CHUNK);
       if (got < 0) {
-        if (errno == EINTR) continue;
         mn_error_set(err, MN_ERR_IO, "could not read \"%s\": %s", r->name, strerror(errno));
         return -1;
       }
@@ -137,6 +156,7 @@ typedef struct run {
   /* the reader thread's own state */
   mn_buf unit; /* the unit being built (paragraphs) */
   mn_buf line; /* the line just read */
+  mn_buf norm; /* a unit's text with its "\r\n" made "\n" */
   mn_atomic_file *rejects;
   double last_progress;
   /* hashes read by this run (open addressing): a text repeated in the input is
@@ -343,7 +363,24 @@ static mn_status reject(run *r, const char *raw, size_t n, const char *sep, mn_e
   if (!r->rejects) return MN_OK;
   mn_status rc = mn_atomic_write(r->rejects, raw, n, err);
   if (rc == MN_OK) rc = mn_atomic_write(r->rejects, sep, strlen(sep), err);
+  if (rc == MN_OK) r->res->rejected++;
   return rc;
+}
+
+/* name_problem -- why a source name cannot be stored, or NULL (why has the room) */
+static const char *name_problem(const char *name, char *why, size_t cap)
+{
+  mn_text_issue iss;
+  if (!name || !*name) return "no source (give --source or a \"source\" field)";
+  if (strlen(name) > MAX_SOURCE_BYTES) {
+    snprintf(why, cap, "source name longer than %d bytes", MAX_SOURCE_BYTES);
+    return why;
+  }
+  if (mn_text_check(name, strlen(name), 0, &iss) == MN_TEXT_OK) return NULL;
+  char what[128];
+  mn_text_describe(&iss, what, sizeof what);
+  snprintf(why, cap, "source name: %s", what);
+  return why;
 }
 
 /*
@@ -355,9 +392,10 @@ static mn_status unit(run *r, const char *file, int64_t line, const char *lang, 
                       mn_error *err)
 {
   ingest_result *res = r->res;
-  size_t off = 0;
-  mn_utf8_problem up;
+  mn_text_issue iss;
+  char why[160];
   const known_lang *kl = NULL;
+  mn_status rc = MN_OK;
   res->units++;
   res->bytes_read += (int64_t)rawlen;
   progress(r, false);
@@ -368,11 +406,17 @@ static mn_status unit(run *r, const char *file, int64_t line, const char *lang, 
     return reject(r, raw, rawlen, sep, err);                                                       \
   } while (0)
 
-  if (n == 0) BAD("empty text");
-  if ((up = mn_utf8_check(text, n, &off)) != MN_UTF8_OK)
-    BAD("%s at byte %zu of the text", mn_utf8_problem_str(up), off);
-  const char *nul = memchr(text, '\0', n);
-  if (nul) BAD("NUL byte at byte %zu of the text", (size_t)(nul - text));
+  if (n && memchr(text, '\r', n)) { /* a document's lines end in "\n", whatever the unit */
+    mn_buf_reset(&r->norm);
+    if ((rc = mn_buf_append(&r->norm, text, n, err)) != MN_OK) return rc;
+    n = mn_text_crlf_to_lf(r->norm.data, r->norm.len);
+    text = r->norm.data;
+  }
+  if (mn_text_check(text, n, MN_TEXT_NEWLINE, &iss) != MN_TEXT_OK) {
+    mn_text_describe(&iss, why, sizeof why);
+    if (iss.problem == MN_TEXT_EMPTY || iss.problem == MN_TEXT_BLANK) BAD("%s", why);
+    BAD("%s of the text", why);
+  }
   if ((int64_t)n > r->opt->max_document_bytes)
     BAD("text of %zu bytes exceeds ingest.max_document_bytes (%lld)", n,
         (long long)r->opt->max_document_bytes);
@@ -380,17 +424,13 @@ static mn_status unit(run *r, const char *file, int64_t line, const char *lang, 
     if (strcmp(r->langs[i].code, lang) == 0) kl = &r->langs[i];
   if (!kl) BAD("unknown language \"%.20s\" (add it with mnemoctl lang add)", lang);
   if (!kl->enabled) BAD("language \"%s\" is disabled", lang);
-  if (!source || !*source) BAD("no source (give --source or a \"source\" field)");
-  if (strlen(source) > MAX_SOURCE_BYTES) BAD("source name longer than %d bytes", MAX_SOURCE_BYTES);
-  if (mn_utf8_check(source, strlen(source), &off) != MN_UTF8_OK)
-    BAD("source name is not valid UTF-8");
-  for (const char *p = source; *p; p++)
-    if ((unsigned char)*p < 0x20) BAD("source name contains a control character");
+  const char *np = name_problem(source, why, sizeof why);
+  if (np) BAD("%s", np);
 #undef BAD
 
   uint8_t sha[MN_SHA256_LEN];
   mn_sha256 h;
-  mn_status rc = mn_sha256_init(&h, err);
+  rc = mn_sha256_init(&h, err);
   if (rc == MN_OK) rc = mn_sha256_update(&h, text, n, err);
   if (rc == MN_OK) rc = mn_sha256_final(&h, sha, err);
   if (rc != MN_OK) return rc;
@@ -470,12 +510,12 @@ static mn_status jsonl_record(run *r, const char *file, int64_t line, const mn_b
   return rc;
 }
 
+/* is_blank -- a separator line (spaces and tabs only; its "\r" is already gone).  Other
+ * white space makes a unit, which the text rule then refuses as blank. */
 static bool is_blank(const mn_buf *b)
 {
   for (size_t i = 0; i < b->len; i++)
-    if (b->data[i] != ' ' && b->data[i] != '\t' && b->data[i] != '\f' && b->data[i] != '\v' &&
-        b->data[i] != '\n' && b->data[i] != '\r')
-      return false;
+    if (b->data[i] != ' ' && b->data[i] != '\t') return false;
   return true;
 }
 
@@ -502,6 +542,12 @@ static mn_status ingest_file(run *r, const char *path, mn_error *err)
   reader rd = {.fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC), .name = name};
   if (rd.fd < 0)
     return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
+  /* a regular file must be read whole as it was: one cut short (or grown) while we read
+   * would give us a partial last unit */
+  struct stat st0;
+  off_t start = 0;
+  bool regular = fstat(rd.fd, &st0) == 0 && S_ISREG(st0.st_mode);
+  if (regular && (start = lseek(rd.fd, 0, SEEK_CUR)) < 0) regular = false;
   rd.buf = malloc(READ_CHUNK);
   if (!rd.buf) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory reading \"%s\"", name);
@@ -547,8 +593,7 @@ static mn_status ingest_file(run *r, const char *path, mn_error *err)
     too_long = false;
     while (rc == MN_OK && !too_long) {
       char *chunk = rd.buf;
-      ssize_t n = read(rd.fd, chunk, READ_CHUNK);
-      if (n < 0 && errno == EINTR) continue;
+      ssize_t n = reader_read(&rd, chunk, READ_CHUNK);
       if (n < 0) {
         rc = mn_error_set(err, MN_ERR_IO, "could not read \"%s\": %s", name, strerror(errno));
         break;
@@ -566,10 +611,22 @@ static mn_status ingest_file(run *r, const char *path, mn_error *err)
       memmove(r->unit.data, r->unit.data + 3, r->unit.len - 2); /* a byte order mark */
       r->unit.len -= 3;
     }
-    if (rc == MN_OK && !too_long && is_blank(&r->unit)) mn_buf_reset(&r->unit); /* empty */
     if (rc == MN_OK) rc = text_unit(r, name, 1, &r->unit, too_long, "\n", err);
   }
   if (rc == MN_OK && got < 0) rc = err->code;
+  struct stat st1 = {0};
+  bool whole_file = o->format == INGEST_TEXT && o->unit == INGEST_UNIT_FILE;
+  if (rc == MN_OK && regular && !(whole_file && too_long) &&
+      (fstat(rd.fd, &st1) != 0 || st1.st_size != st0.st_size ||
+       rd.total != (int64_t)(st0.st_size - start) || st1.st_mtim.tv_sec != st0.st_mtim.tv_sec ||
+       st1.st_mtim.tv_nsec != st0.st_mtim.tv_nsec)) {
+    rc = mn_error_set(err, MN_ERR_IO,
+                      "\"%s\" changed while it was read (%lld bytes when opened, %lld read, %lld "
+                      "now); its last unit may be cut short, so nothing was stored",
+                      name, (long long)(st0.st_size - start), (long long)rd.total,
+                      (long long)st1.st_size);
+    mn_error_detail(err, "ingest it again once nothing writes to it");
+  }
 out:
   free(rd.buf);
   if (!is_stdin && rd.fd >= 0) close(rd.fd);
@@ -826,6 +883,7 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
   size_t unit_max = (size_t)opt->max_document_bytes * 6 + 65536 + 2;
   mn_buf_init(&r.unit, unit_max);
   mn_buf_init(&r.line, unit_max);
+  mn_buf_init(&r.norm, unit_max);
   size_t send_max = (size_t)BATCH_ROWS * (MN_SHA256_HEX_LEN + 8) + (1u << 20) +
                     (size_t)opt->max_document_bytes + 4096;
   mn_buf_init(&r.send, send_max);
@@ -848,6 +906,26 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
   snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%lld)", (long long)INGEST_LOCK_KEY);
   if ((rc = db_exec(conn, lock, err)) != MN_OK) goto out;
   if ((rc = load_languages(&r, err)) != MN_OK) goto out;
+  /* the language and source given for every unit are checked once, up front: a bad one is
+   * the command's mistake, not each unit's (and would reject the whole input unit by unit) */
+  if (opt->lang) {
+    const known_lang *kl = NULL;
+    for (size_t i = 0; i < r.nlangs && !kl; i++)
+      if (strcmp(r.langs[i].code, opt->lang) == 0) kl = &r.langs[i];
+    if (!kl || !kl->enabled) {
+      rc = mn_error_set(err, MN_ERR_USAGE, "--lang \"%.20s\": %s; nothing was read", opt->lang,
+                        kl ? "the language is disabled" : "unknown language");
+      mn_error_detail(err,
+                      kl ? "enable it with mnemoctl lang enable" : "add it with mnemoctl lang add");
+      goto out;
+    }
+  }
+  char why[160];
+  const char *np = opt->source ? name_problem(opt->source, why, sizeof why) : NULL;
+  if (np) {
+    rc = mn_error_set(err, MN_ERR_USAGE, "--source: %s; nothing was read", np);
+    goto out;
+  }
   size_t nl = r.nlangs + 1;
   r.lang_units = calloc(nl, sizeof(int64_t));
   r.lang_inserted = calloc(nl, sizeof(int64_t));
@@ -903,10 +981,10 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
   mn_log(MN_LOG_DEBUG, "ingest committed", MN_KV_D("ms", mn_monotonic_ms() - t_loaded));
   in_tx = false;
   res->committed = true;
-  if (r.rejects && res->bad > 0) {
+  if (r.rejects && res->rejected > 0) {
     rc = mn_atomic_commit(r.rejects, err); /* the documents are stored whatever happens here */
     r.rejects = NULL;
-  } /* no bad unit: no reject file, and an old one is left as it was */
+  } /* nothing copied: no reject file, and an old one is left as it was */
 out:
   if (in_tx) {
     PGresult *rb = PQexec(conn, "ROLLBACK");
@@ -935,6 +1013,7 @@ out:
   free(r.seen);
   mn_buf_fini(&r.unit);
   mn_buf_fini(&r.line);
+  mn_buf_fini(&r.norm);
   mn_buf_fini(&r.send);
   return rc;
 }

@@ -21,8 +21,9 @@ typedef ctl_command command;
 
 int ctl_fail(const mn_error *err)
 {
-  fprintf(stderr, "mnemoctl: %s\n", err->msg);
-  if (err->detail[0]) fprintf(stderr, "  detail: %s\n", err->detail);
+  /* messages quote what people wrote (names, notes, the database's failing row): escaped */
+  fprintf(stderr, "mnemoctl: %s\n", ctl_text(err->msg, 0));
+  if (err->detail[0]) fprintf(stderr, "  detail: %s\n", ctl_text(err->detail, 0));
   return err->code == MN_ERR_USAGE ? CTL_EXIT_USAGE : CTL_EXIT_FAIL;
 }
 
@@ -78,15 +79,6 @@ int ctl_done(PGconn *conn, PGresult *res, const mn_error *err, int code)
   PQclear(res);
   PQfinish(conn);
   return code == CTL_EXIT_FAIL ? ctl_fail(err) : code;
-}
-
-int ctl_excerpt(const char *t, size_t max, bool *cut)
-{
-  size_t len = strcspn(t, "\n"), n = len > max ? max : len;
-  while (n > 0 && n < len && ((unsigned char)t[n] & 0xC0) == 0x80)
-    n--;
-  *cut = n < strlen(t);
-  return (int)n;
 }
 
 static void print_command_help(const command *cmd)

@@ -110,12 +110,10 @@ double triage_script_share(const char *s, size_t n, const char *script, size_t *
 bool triage_check_text(const char *s, size_t n, const char *script, int64_t max_bytes, char *why,
                        size_t whylen)
 {
-  size_t bad = 0, letters = 0;
-  mn_utf8_problem up;
-  bool blank = true;
-  for (size_t i = 0; i < n && blank; i++)
-    blank = s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r';
-  if (n == 0 || blank) {
+  size_t letters = 0, skip = 0;
+  mn_text_issue iss;
+  if (n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) skip = 3; /* a leading BOM is not text */
+  if (n == skip) {
     snprintf(why, whylen, "empty");
     return false;
   }
@@ -124,20 +122,26 @@ bool triage_check_text(const char *s, size_t n, const char *script, int64_t max_
              (long long)max_bytes);
     return false;
   }
-  if ((up = mn_utf8_check(s, n, &bad)) != MN_UTF8_OK) {
-    snprintf(why, whylen, "not UTF-8 (%s at byte %zu)", mn_utf8_problem_str(up), bad);
+  /* the rule ingest applies to documents (common/text.c), line breaks and CRLF allowed */
+  switch (mn_text_check(s + skip, n - skip, MN_TEXT_NEWLINE | MN_TEXT_CRLF, &iss)) {
+  case MN_TEXT_OK: break;
+  case MN_TEXT_EMPTY:
+  case MN_TEXT_BLANK: snprintf(why, whylen, "empty"); return false;
+  case MN_TEXT_UTF8:
+    snprintf(why, whylen, "not UTF-8 (%s at byte %zu)", mn_utf8_problem_str(iss.utf8),
+             skip + iss.offset);
+    return false;
+  case MN_TEXT_BIDI:
+    snprintf(why, whylen, "bidirectional control (U+%04X at byte %zu)", (unsigned)iss.code_point,
+             skip + iss.offset);
+    return false;
+  default: /* NUL, C0 and C1 controls, DEL, an inner BOM, U+FFFD */
+    snprintf(why, whylen, "binary data (U+%04X at byte %zu)", (unsigned)iss.code_point,
+             skip + iss.offset);
     return false;
   }
-  const unsigned char *u = (const unsigned char *)s;
-  for (size_t i = 0; i < n;) {
-    size_t at = i;
-    uint32_t c = next_cp(u, n, &i);
-    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || (c >= 0x7F && c <= 0x9F) ||
-        c == 0xFFFD || (c == 0xFEFF && at > 0)) {
-      snprintf(why, whylen, "binary data (U+%04X at byte %zu)", (unsigned)c, at);
-      return false;
-    }
-  }
+  s += skip;
+  n -= skip;
   double share = triage_script_share(s, n, script, &letters);
   if (letters == 0) {
     snprintf(why, whylen, "no letters");

@@ -21,8 +21,10 @@
 #define TRIAGE_MIN_SCRIPT_SHARE 0.2
 
 /* triage_check_text -- false, with why ("empty", "not UTF-8 at byte 7", ...), when the text
- * cannot be a report's text: empty or blank, longer than max_bytes, invalid UTF-8, holding
- * control characters (binary data), no letters, or too few of its letters in
+ * cannot be a report's text: empty or blank, longer than max_bytes, not acceptable by the
+ * rule ingest applies to documents (mn_text_check: invalid UTF-8, control characters, a lone
+ * CR, an inner BOM, U+FFFD: "binary data"; bidirectional controls; a leading BOM is
+ * skipped), no letters, or too few of its letters in
  * `script` (TRIAGE_MIN_SCRIPT_SHARE; an ISO 15924 code; "" or NULL: any script) */
 bool triage_check_text(const char *s, size_t n, const char *script, int64_t max_bytes, char *why,
                        size_t whylen);

@@ -1,4 +1,5 @@
-/* test_utf8.c -- strict UTF-8 validation: valid text in many scripts, and each invalid class. */
+/* test_utf8.c -- strict UTF-8 validation: valid text in many scripts, and each invalid class;
+ * the text rule built on it (mn_text_check) and escaping for terminals (mn_text_escape). */
 #include "common/common.h"
 #include "tests/test.h"
 
@@ -115,11 +116,97 @@ static void all_code_points(void)
   T_EQ_INT(bad, 0);
 }
 
+static mn_text_problem text(const char *s, size_t n, unsigned flags, mn_text_issue *iss)
+{
+  return mn_text_check(s, n, flags, iss);
+}
+#define TXT(lit, flags, iss) text((lit), sizeof(lit) - 1, (flags), (iss))
+
+static void text_rule(void)
+{
+  mn_text_issue iss;
+  char why[128];
+  const unsigned nl = MN_TEXT_NEWLINE, crlf = MN_TEXT_NEWLINE | MN_TEXT_CRLF;
+  T_EQ_INT(TXT("Habari ya asubuhi", 0, &iss), MN_TEXT_OK);
+  T_EQ_INT(TXT("tab\tok", 0, &iss), MN_TEXT_OK);
+  T_EQ_INT(TXT("שלום \xE2\x80\x8F", 0, &iss), MN_TEXT_OK); /* RLM is a mark, not an override */
+  T_EQ_INT(TXT("", 0, &iss), MN_TEXT_EMPTY);
+  T_EQ_INT(TXT(" \t ", 0, &iss), MN_TEXT_BLANK);
+  T_EQ_INT(TXT(" \n\xC2\xA0\xE3\x80\x80 ", nl, &iss), MN_TEXT_BLANK); /* NBSP, ideographic space */
+  T_EQ_INT(TXT("two\nlines", 0, &iss), MN_TEXT_CONTROL);
+  T_EQ_INT(iss.offset, 3);
+  T_EQ_INT(TXT("two\nlines", nl, &iss), MN_TEXT_OK);
+  T_EQ_INT(TXT("two\r\nlines", nl, &iss), MN_TEXT_CONTROL); /* CR only where the caller allows */
+  T_EQ_INT(TXT("two\r\nlines", crlf, &iss), MN_TEXT_OK);
+  T_EQ_INT(TXT("row\rforged", crlf, &iss), MN_TEXT_CONTROL); /* a lone CR never */
+  T_EQ_INT(iss.code_point, '\r');
+  T_EQ_INT(TXT("end\r", crlf, &iss), MN_TEXT_CONTROL);
+  T_EQ_INT(TXT("a\x1b[2Jb", nl, &iss), MN_TEXT_CONTROL);
+  mn_text_describe(&iss, why, sizeof why);
+  T_EQ_STR(why, "control character U+001B at byte 1");
+  T_EQ_INT(TXT("del\x7f", 0, &iss), MN_TEXT_CONTROL);
+  T_EQ_INT(TXT("c1\xC2\x85", 0, &iss), MN_TEXT_CONTROL);
+  T_EQ_INT(iss.code_point, 0x85);
+  T_EQ_INT(TXT("ff\x0c", nl, &iss), MN_TEXT_CONTROL);
+  T_EQ_INT(TXT("a\0b", 0, &iss), MN_TEXT_NUL);
+  mn_text_describe(&iss, why, sizeof why);
+  T_EQ_STR(why, "NUL byte at byte 1");
+  T_EQ_INT(TXT("\xEF\xBB\xBFlead", 0, &iss), MN_TEXT_BOM); /* the caller strips a leading one */
+  T_EQ_INT(TXT("in\xEF\xBB\xBFner", 0, &iss), MN_TEXT_BOM);
+  T_EQ_INT(iss.offset, 2);
+  T_EQ_INT(TXT("admin\xE2\x80\xAEtxt.exe", 0, &iss), MN_TEXT_BIDI); /* U+202E */
+  T_EQ_INT(iss.code_point, 0x202E);
+  T_EQ_INT(TXT("x\xE2\x81\xA6y", 0, &iss), MN_TEXT_BIDI); /* U+2066 */
+  T_EQ_INT(TXT("x\xE2\x81\xA9y", 0, &iss), MN_TEXT_BIDI); /* U+2069 */
+  T_EQ_INT(TXT("x\xE2\x80\xAAy", 0, &iss), MN_TEXT_BIDI); /* U+202A */
+  T_EQ_INT(TXT("lossy \xEF\xBF\xBD", 0, &iss), MN_TEXT_REPLACEMENT);
+  T_EQ_INT(TXT("bad \xC3(", 0, &iss), MN_TEXT_UTF8);
+  mn_text_describe(&iss, why, sizeof why);
+  T_EQ_STR(why, "invalid UTF-8 continuation byte at byte 4");
+  char crlf_text[] = "a\r\nb\rc\r\n";
+  T_EQ_INT(mn_text_crlf_to_lf(crlf_text, strlen(crlf_text)), 6);
+  T_EQ_STR(crlf_text, "a\nb\rc\n");
+}
+
+static void escaping(void)
+{
+  char out[256];
+  bool cut = true;
+  const char forged[] = "ok\r999 accepted\x1b]0;pwned\x07\x1b[2J\xE2\x80\xAE"
+                        "gnp.exe\xC2\x9B\x7f\xff\xEF\xBB\xBFz\tt\nn";
+  size_t used = mn_text_escape(forged, sizeof forged - 1, 0, out, sizeof out, &cut);
+  T_EQ_INT(used, sizeof forged - 1);
+  T_CHECK(!cut);
+  T_EQ_STR(out, "ok\\r999 accepted\\x1b]0;pwned\\x07\\x1b[2J\\u202egnp.exe\\u009b\\x7f\\xff"
+                "\\ufeffz\\tt\\nn");
+  for (const char *p = out; *p; p++) /* nothing a terminal acts on is left */
+    T_CHECK((unsigned char)*p >= 0x20 && (unsigned char)*p != 0x7f);
+  mn_text_escape("a\tb\nc\rd", 7, MN_TEXT_NEWLINE | MN_TEXT_TAB, out, sizeof out, &cut);
+  T_EQ_STR(out, "a\tb\nc\\rd");
+  /* plain text in any script is shown as it is */
+  const char *th = "ร้านอาหารเปิด 9 โมง";
+  mn_text_escape(th, strlen(th), 0, out, sizeof out, &cut);
+  T_EQ_STR(out, th);
+  /* a small buffer: cut before a character or an escape that does not fit whole */
+  used = mn_text_escape("ab\x1b", 3, 0, out, 6, &cut);
+  T_EQ_INT(used, 2);
+  T_CHECK(cut);
+  T_EQ_STR(out, "ab");
+  used = mn_text_escape("a\xD0\x96", 3, 0, out, 3, &cut);
+  T_EQ_INT(used, 1);
+  T_EQ_STR(out, "a");
+  /* a truncated sequence at the end is shown byte by byte */
+  mn_text_escape("x\xE2\x80", 3, 0, out, sizeof out, &cut);
+  T_EQ_STR(out, "x\\xe2\\x80");
+}
+
 int main(void)
 {
   T_RUN(valid_text);
   T_RUN(invalid_classes);
   T_RUN(single_bytes);
   T_RUN(all_code_points);
+  T_RUN(text_rule);
+  T_RUN(escaping);
   return T_DONE();
 }

@@ -117,4 +117,83 @@ expect_rc 0 as_role operator "$ctl" reports
 grep -q "2 report(s)" "$tmp/out" || fail "operator reports: $(cat "$tmp/out")"
 [ "$(count "select reporter from mnemo.reports order by id desc limit 1")" = "t_reporter_$$" ] ||
   fail "the reporter is not recorded"
+# --- hostile text (issue 17) ------------------------------------------------------------
+# names given to mnemoctl are refused when they hold control characters; nothing changes
+esc=$'\e'
+expect_rc 2 "$ctl" lang add spa --script Latn --name "Spanish${esc}]0;pwned"$'\a'
+grep -q -- '--name .*control character U+001B' "$tmp/err" || fail "lang add --name: $(cat "$tmp/err")"
+[ "$(count "select name from mnemo.languages where code = 'spa'")" = Spanish ] || fail "lang add --name changed the name"
+expect_rc 2 "$ctl" source add "evil"$'\r'"source"
+grep -q 'control character U+000D' "$tmp/err" || fail "source add NAME: $(cat "$tmp/err")"
+expect_rc 2 "$ctl" source add kiswahili --licence "CC-BY${esc}[2J"
+grep -q -- '--licence' "$tmp/err" || fail "source add --licence: $(cat "$tmp/err")"
+expect_rc 2 "$ctl" source add kiswahili --notes $'bidi \u202e override'
+grep -q 'bidirectional control U+202E' "$tmp/err" || fail "source add --notes: $(cat "$tmp/err")"
+
+# what others stored raw (writers that bypass mnemoctl) is shown escaped in every table
+psql "$admin dbname=$db" -qv ON_ERROR_STOP=1 >/dev/null <<'SQL'
+update mnemo.languages set name = E'Thai\x1b]0;owned\x07' where code = 'tha';
+insert into mnemo.sources (name, origin, licence, notes)
+  values (E'evil\rsource', E'http://x\x1b[2J', E'CC\u202eBY', 'n');
+insert into mnemo.reports (claimed_lang, text, expected_text)
+  values ('tha', E'ok\r999 accepted\x1b[2J\u202egnp.exe', E'line one\nexpected: forged\x1b[1m');
+SQL
+hostile() { # hostile FILE: does FILE hold a byte a terminal acts on (C0 but \n, DEL, C1, bidi)?
+  python3 -c 'import sys,re; t=open(sys.argv[1],"rb").read().decode("utf-8","replace"); sys.exit(0 if re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", t) else 1)' "$1"
+}
+for cmd in "lang list" "sources" "reports"; do
+  # shellcheck disable=SC2086
+  expect_rc 0 "$ctl" $cmd
+  hostile "$tmp/out" && fail "\"$cmd\" printed raw control characters: $(od -c "$tmp/out" | head -20)"
+done
+grep -q 'evil\\rsource' <("$ctl" sources) || fail "sources: the name is not shown escaped"
+grep -q 'ok\\r999 accepted\\x1b\[2J\\u202egnp' <("$ctl" reports) || fail "reports: the excerpt is not escaped: $("$ctl" reports)"
+rid=$(count "select id from mnemo.reports where text like 'ok%'")
+expect_rc 0 "$ctl" triage show "$rid"
+hostile "$tmp/out" && fail "triage show printed raw control characters: $(od -c "$tmp/out" | head)"
+grep -q '^expected: forged' "$tmp/out" && fail "triage show: a text forged a line of its own"
+grep -q '^  expected: forged\\x1b\[1m' "$tmp/out" || fail "triage show: $(cat "$tmp/out")"
+psql "$admin dbname=$db" -qc "update mnemo.reports set status = 'triaged', severity = 2 where id = $rid" >/dev/null
+expect_rc 0 "$ctl" triage
+hostile "$tmp/out" && fail "the triage queue printed raw control characters: $(od -c "$tmp/out" | head)"
+grep -q "^$rid " "$tmp/out" || fail "triage queue: $(cat "$tmp/out")"
+# --json stays exact
+expect_rc 0 "$ctl" --json reports --lang tha
+python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert any(x['text']=='ok\r999 accepted\x1b[2J\u202egnp.exe' for x in r), r" "$tmp/out" ||
+  fail "reports --json is not exact"
+
+# mnemoctl report checks its input before the database, naming the option
+expect_rc 1 "$ctl" report --lang tha --text "clear${esc}[2J"
+grep -q -- '--text cannot be a report.s text: control character U+001B at byte 5' "$tmp/err" || fail "report --text: $(cat "$tmp/err")"
+python3 -c 'print("{\"a\": \"" + "x" * 70000 + "\"}")' >"$tmp/big.json"
+expect_rc 1 "$ctl" report --lang tha --text "ข้อความ" --context "$(cat "$tmp/big.json")"
+grep -q -- '--context has 70009 bytes, more than 65536' "$tmp/err" || fail "big context: $(head -c 300 "$tmp/err")"
+grep -q 'Failing row' "$tmp/err" && fail "big context echoed the row"
+expect_rc 1 "$ctl" report --lang tha --text "ข้อความ" --context '{"app": {"k": "a\u0000b"}}'
+grep -q -- '--context holds a NUL character (\\u0000) at \$.app.k' "$tmp/err" || fail "NUL context: $(cat "$tmp/err")"
+grep -q 'JSON_ALLOW_NUL' "$tmp/err" && fail "NUL context: jansson's flag in the message"
+
+# ingest: a bad --lang is refused up front (2), even with --skip-bad: nothing read or stored
+n0=$(count "select count(*) from mnemo.documents")
+expect_rc 2 "$ctl" ingest --lang xyz --source s --skip-bad "$data/swahili.txt"
+[ "$(wc -l <"$tmp/err")" -le 3 ] || fail "bad --lang: one error per line: $(cat "$tmp/err")"
+grep -q -- '--lang "xyz": unknown language' "$tmp/err" || fail "bad --lang: $(cat "$tmp/err")"
+[ ! -e "$data/swahili.txt.rejects" ] || fail "bad --lang wrote a reject file"
+[ "$(count "select count(*) from mnemo.documents")" = "$n0" ] || fail "bad --lang stored something"
+expect_rc 2 "$ctl" ingest --lang swh --source "s${esc}x" "$tmp/role.txt"
+# a second --skip-bad run keeps the first run's reject file and says where its own went
+echo "fixed by hand" >>"$tmp/bad_utf8.txt.rejects" # an operator's edit must not be lost
+cp "$tmp/bad_utf8.txt.rejects" "$tmp/first.rejects"
+expect_rc 0 "$ctl" ingest --lang swh --source kiswahili --skip-bad "$tmp/bad_utf8.txt"
+grep -q "1 bad unit(s) written to $tmp/bad_utf8.txt.rejects.1" "$tmp/out" || fail "second rejects: $(cat "$tmp/out")"
+grep -q "already existed and was left as it was" "$tmp/out" || fail "second rejects: not said"
+cmp -s "$tmp/bad_utf8.txt.rejects" "$tmp/first.rejects" || fail "the first reject file was replaced"
+cmp -s "$tmp/bad_utf8.txt.rejects.1" <(sed -n 2p "$data/bad_utf8.txt") || fail "second reject file content"
+# a run with no bad unit leaves no empty reserved file behind
+expect_rc 0 "$ctl" ingest --lang swh --source kiswahili --skip-bad "$tmp/role.txt"
+[ ! -e "$tmp/role.txt.rejects" ] || fail "an empty reject file was left behind"
+# a control character in an ingested line is a bad unit with its file:line
+printf 'Mstari safi kabisa.\nmstari \033[2J mchafu\n' >"$tmp/ctl.txt"
+expect_rc 1 "$ctl" ingest --lang swh --source kiswahili "$tmp/ctl.txt"
+grep -q "ctl.txt:2: control character U+001B at byte 7 of the text" "$tmp/err" || fail "control in ingest: $(cat "$tmp/err")"
 echo "datactl: 1 passed, 0 failed"

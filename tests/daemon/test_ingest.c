@@ -12,6 +12,8 @@
 
 #include <fcntl.h>
 #include <sys/select.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define DATA MNEMO_SOURCE_DIR "/tests/data/ingest/"
 
@@ -421,6 +423,203 @@ static void notify_once_per_statement(void)
   PQfinish(listener);
 }
 
+static void write_bytes(const char *path, const char *p, size_t n)
+{
+  FILE *f = fopen(path, "wb");
+  T_CHECK(f && fwrite(p, 1, n, f) == n);
+  if (f) fclose(f);
+}
+#define WRITE(path, lit) write_bytes((path), (lit), sizeof(lit) - 1)
+
+/* one text rule (common/text.c) for every unit: what triage calls binary is never stored;
+ * CRLF line ends become "\n" in every unit, the whole file included */
+static void text_rule_and_line_ends(void)
+{
+  char path[] = "/tmp/mnemo-test-rule-XXXXXX", rejects[] = "/tmp/mnemo-test-rule-rej-XXXXXX";
+  close(mkstemp(path));
+  close(mkstemp(rejects));
+  long long before = count("SELECT count(*) FROM mnemo.documents");
+  ingest_options o = opts();
+  o.lang = "swh";
+  o.source = "rule-test";
+  o.skip_bad = true;
+  o.reject_path = rejects;
+  ingest_result r;
+  mn_error err = {0};
+  char *files[] = {path};
+  WRITE(path, "Mstari mzuri wa kwanza.\n"
+              "esc \x1b[2J clears the screen\n"
+              "del \x7f here\n"
+              "inner \xEF\xBB\xBF bom\n"
+              "evil \xE2\x80\xAE txt.exe\n"
+              "\xC2\xA0\xE3\x80\x80\n"
+              "row\rforged\n"
+              "form\x0c"
+              "feed\n"
+              "Mstari mzuri wa mwisho.\r\n");
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_OK);
+  T_EQ_INT(r.units, 9);
+  T_EQ_INT(r.bad, 7);
+  T_EQ_INT(r.rejected, 7);
+  T_EQ_INT(r.inserted, 2);
+  T_CHECK(has_problem(&r, ":2", "control character U+001B at byte 4 of the text"));
+  T_CHECK(has_problem(&r, ":3", "control character U+007F"));
+  T_CHECK(has_problem(&r, ":4", "byte order mark U+FEFF at byte 6"));
+  T_CHECK(has_problem(&r, ":5", "bidirectional control U+202E at byte 5"));
+  T_CHECK(has_problem(&r, ":6", "white space only"));
+  T_CHECK(has_problem(&r, ":7", "control character U+000D at byte 3"));
+  T_CHECK(has_problem(&r, ":8", "control character U+000C"));
+  ingest_result_fini(&r);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents"), before + 2);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents WHERE source_id = (SELECT id FROM "
+                 "mnemo.sources WHERE name = 'rule-test') AND text ~ '[\\x01-\\x08\\x0b-\\x1f\\x7f"
+                 "\\u202a-\\u202e\\u2066-\\u2069\\ufeff]'"),
+           0);
+
+  /* CRLF: the same two lines as one file, as one paragraph and as JSONL are "\n"-separated */
+  o.skip_bad = false;
+  o.reject_path = NULL;
+  o.unit = INGEST_UNIT_FILE;
+  WRITE(path, "\xEF\xBB\xBFLaini ya kwanza ya faili.\r\nLaini ya pili ya faili.\r\n");
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_OK);
+  T_EQ_INT(r.inserted, 1);
+  ingest_result_fini(&r);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents WHERE text = "
+                 "E'Laini ya kwanza ya faili.\\nLaini ya pili ya faili.\\n'"),
+           1);
+  o.unit = INGEST_UNIT_PARAGRAPH;
+  WRITE(path, "Aya ya kwanza.\r\nMstari wake wa pili.\r\n\r\n");
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_OK);
+  ingest_result_fini(&r);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents WHERE text = "
+                 "E'Aya ya kwanza.\\nMstari wake wa pili.'"),
+           1);
+  o = opts();
+  o.format = INGEST_JSONL;
+  o.source = "rule-test";
+  WRITE(path, "{\"lang\": \"swh\", \"text\": \"Rekodi ya JSON.\\r\\nNa mstari wa pili.\"}\n"
+              "{\"lang\": \"swh\", \"text\": \" \\u00a0 \"}\n");
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_ERR_INPUT);
+  T_CHECK(has_problem(&r, ":2", "white space only"));
+  ingest_result_fini(&r);
+  WRITE(path, "{\"lang\": \"swh\", \"text\": \"Rekodi ya JSON.\\r\\nNa mstari wa pili.\"}\n");
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_OK);
+  ingest_result_fini(&r);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents WHERE text = "
+                 "E'Rekodi ya JSON.\\nNa mstari wa pili.'"),
+           1);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents WHERE strpos(text, E'\\r') > 0"), 0);
+  unlink(path);
+  unlink(rejects);
+}
+
+/* a bad --lang or --source is the command's mistake: refused up front, not unit by unit */
+static void bad_lang_is_a_usage_error(void)
+{
+  char rejects[] = "/tmp/mnemo-test-badlang-XXXXXX";
+  close(mkstemp(rejects));
+  long long before = count("SELECT count(*) FROM mnemo.documents");
+  ingest_options o = opts();
+  o.lang = "xyz";
+  o.source = "bad-lang";
+  o.skip_bad = true;
+  o.reject_path = rejects;
+  ingest_result r;
+  mn_error err = {0};
+  char *files[] = {DATA "swahili.txt"};
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_ERR_USAGE);
+  T_CONTAINS(err.msg, "--lang \"xyz\": unknown language");
+  T_EQ_INT(r.units, 0);
+  T_EQ_INT(r.bad, 0);
+  ingest_result_fini(&r);
+  o.lang = "deu"; /* disabled */
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_ERR_USAGE);
+  T_CONTAINS(err.msg, "disabled");
+  ingest_result_fini(&r);
+  o.lang = "swh";
+  o.source = "bad\x1bsource";
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_ERR_USAGE);
+  T_CONTAINS(err.msg, "--source: source name: control character U+001B at byte 3");
+  ingest_result_fini(&r);
+  struct stat st;
+  T_CHECK(stat(rejects, &st) == 0 && st.st_size == 0); /* the reject file was not written */
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents"), before);
+  unlink(rejects);
+}
+
+/* bad units that cannot be copied (too long) are counted apart: no empty reject file is
+ * written for them, and an existing one is left as it was */
+static void rejected_counts_what_was_written(void)
+{
+  char path[] = "/tmp/mnemo-test-long-XXXXXX", rejects[] = "/tmp/mnemo-test-long-rej-XXXXXX";
+  close(mkstemp(path));
+  int fd = mkstemp(rejects);
+  T_CHECK(write(fd, "old\n", 4) == 4);
+  close(fd);
+  ingest_options o = opts();
+  o.lang = "swh";
+  o.source = "long-test";
+  o.skip_bad = true;
+  o.reject_path = rejects;
+  o.max_document_bytes = 16;
+  ingest_result r;
+  mn_error err = {0};
+  char *files[] = {path};
+  WRITE(path, "Mstari huu ni mrefu mno kwa kikomo.\nFupi.\n");
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_OK);
+  T_EQ_INT(r.bad, 1);
+  T_EQ_INT(r.rejected, 0);
+  ingest_result_fini(&r);
+  mn_buf got;
+  mn_buf_init(&got, 1 << 10);
+  T_EQ_INT(mn_buf_read_file(&got, rejects, &err), MN_OK);
+  T_EQ_STR(got.data, "old\n");
+  mn_buf_fini(&got);
+  unlink(path);
+  unlink(rejects);
+}
+
+/* a file cut short while it is read stores nothing (its last line would be partial) */
+static const char *truncate_path;
+static int truncate_reads;
+static void truncate_after_first_read(int fd)
+{
+  (void)fd;
+  if (++truncate_reads == 1) T_CHECK(truncate(truncate_path, 1500000) == 0);
+}
+
+static void truncated_while_read(void)
+{
+  char path[] = "/tmp/mnemo-test-trunc-XXXXXX";
+  close(mkstemp(path));
+  FILE *f = fopen(path, "w");
+  for (int i = 0; f && i < 100000; i++) /* ~3 MB: three reads of READ_CHUNK */
+    fprintf(f, "Mstari wa majaribio nambari %06d.\n", i);
+  if (f) fclose(f);
+  long long before = count("SELECT count(*) FROM mnemo.documents");
+  ingest_options o = opts();
+  o.lang = "swh";
+  o.source = "trunc-test";
+  ingest_result r;
+  mn_error err = {0};
+  char *files[] = {path};
+  truncate_path = path;
+  truncate_reads = 0;
+  ingest__after_read = truncate_after_first_read;
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_ERR_IO);
+  ingest__after_read = NULL;
+  T_CONTAINS(err.msg, "changed while it was read");
+  T_CONTAINS(err.msg, "nothing was stored");
+  T_CHECK(!r.committed);
+  ingest_result_fini(&r);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents"), before);
+  /* untouched, the same file is stored whole */
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_OK);
+  T_EQ_INT(r.inserted, 1500000 / 36 + 1); /* 36 bytes a line; the file ends mid-line now */
+  ingest_result_fini(&r);
+  unlink(path);
+}
+
 int main(void)
 {
   mn_log_configure(MN_LOG_WARN, MN_LOG_LOGFMT, -1);
@@ -432,6 +631,10 @@ int main(void)
   T_RUN(heldout_split_is_stable);
   T_RUN(notify_once_per_statement);
   T_RUN(many_batches);
+  T_RUN(text_rule_and_line_ends);
+  T_RUN(bad_lang_is_a_usage_error);
+  T_RUN(rejected_counts_what_was_written);
+  T_RUN(truncated_while_read);
   PQfinish(conn);
   t_db_drop("ingest");
   return T_DONE();

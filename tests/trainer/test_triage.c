@@ -32,6 +32,24 @@ static void unusable_texts(void)
               "def",
               "Latn", why)); /* a C1 control */
   T_CONTAINS(why, "U+0085");
+  /* the text rule shared with ingest (common/text.c) */
+  T_CHECK(ok("two lines\r\nof a web form", "Latn", why)); /* CRLF line ends are fine */
+  T_CHECK(ok("\xEF\xBB\xBFleading byte order mark", "Latn", why));
+  T_CHECK(!ok("row one\rforged row", "Latn", why)); /* a lone CR forges terminal rows */
+  T_CONTAINS(why, "binary data (U+000D at byte 7)");
+  T_CHECK(!ok("clear \x1b[2J screen", "Latn", why));
+  T_CONTAINS(why, "U+001B");
+  T_CHECK(!ok("inner\xEF\xBB\xBF"
+              "bom",
+              "Latn", why));
+  T_CONTAINS(why, "U+FEFF at byte 5");
+  T_CHECK(!ok("evil \xE2\x80\xAE"
+              "txt.exe",
+              "Latn", why));
+  T_CONTAINS(why, "bidirectional control (U+202E at byte 5)");
+  T_CHECK(!ok("isolate \xE2\x81\xA6x", "Latn", why));
+  T_CONTAINS(why, "U+2066");
+  T_CHECK(!ok("\xC2\xA0\xE3\x80\x80 ", "Latn", why) && strcmp(why, "empty") == 0); /* NBSP */
   T_CHECK(!ok("abc\xff", "Latn", why));
   T_CONTAINS(why, "not UTF-8");
   T_CHECK(!ok("Habari ya asubuhi", "Cyrl", why));
