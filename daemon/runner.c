@@ -304,15 +304,17 @@ static mn_status st_prepare(runner *r, PGconn *c, bool *spawned, mn_error *err)
                       " WHERE split = 'train' AND consumed_by IS NULL AND id <= $1::bigint"
                       " ORDER BY id",
                       1, (const char *const[]){wm}, path, &n, err);
-  /* the evaluation set's held-out documents: the newest eval_items per language */
+  /* the evaluation set's held-out documents: the newest eval_items per language, each with
+   * its stored split, which the worker takes as it is (today's ingest.heldout_fraction may
+   * not be the one they were ingested at) */
   char items[32];
   snprintf(items, sizeof items, "%lld", (long long)r->cfg->daemon.eval_items);
   path_job(r, path, sizeof path, "heldout.jsonl");
   if (rc == MN_OK)
     rc = export_jsonl(c,
-                      "SELECT json_build_object('lang', lang, 'text', text) FROM ("
-                      " SELECT lang, text, id, row_number() OVER (PARTITION BY lang ORDER BY id"
-                      " DESC) AS k FROM mnemo.documents WHERE split = 'heldout'"
+                      "SELECT json_build_object('lang', lang, 'text', text, 'split', split) FROM ("
+                      " SELECT lang, text, split, id, row_number() OVER (PARTITION BY lang ORDER"
+                      " BY id DESC) AS k FROM mnemo.documents WHERE split = 'heldout'"
                       " AND id <= $1::bigint) d WHERE k <= $2::int ORDER BY id",
                       2, (const char *const[]){wm, items}, path, &n, err);
   /* what the baseline was trained on, for its Fisher and replay store when it has none */

@@ -121,13 +121,14 @@ static json_t *config_json(const gpt_config *c)
 }
 
 /*
- * model_tensors -- the model's tensors in layout order, each a view into its parameters.
+ * config_tensors -- the tensors of configuration c in layout order, with their shapes; each
+ * data pointer is base + its offset (base may be NULL: shapes only, nothing to read into).
+ * c must have passed gpt_config_check, which bounds the count (2 + 12 L + 2, L <= 256).
  * On MN_OK *t and *names (which backs the names) are the caller's to free.
  */
-static mn_status model_tensors(gpt *m, st_tensor **t, char (**names)[64], const char *path,
-                               mn_error *err)
+static mn_status config_tensors(const gpt_config *c, const float *base, st_tensor **t,
+                                char (**names)[64], const char *path, mn_error *err)
 {
-  const gpt_config *c = gpt_get_config(m);
   int n = gpt_num_tensors(c);
   *t = calloc((size_t)n, sizeof **t);
   *names = calloc((size_t)n, 64);
@@ -142,9 +143,16 @@ static mn_status model_tensors(gpt *m, st_tensor **t, char (**names)[64], const 
     gpt_tensor_info(c, i, (*names)[i], x->shape, &x->ndim, &off);
     x->name = (*names)[i];
     x->count = x->shape[0] * (x->ndim == 2 ? x->shape[1] : 1);
-    x->data = gpt_params(m) + off;
+    x->data = base ? base + off : NULL;
   }
   return MN_OK;
+}
+
+/* model_tensors -- the model's tensors, each a view into its parameters (config_tensors) */
+static mn_status model_tensors(gpt *m, st_tensor **t, char (**names)[64], const char *path,
+                               mn_error *err)
+{
+  return config_tensors(gpt_get_config(m), gpt_params(m), t, names, path, err);
 }
 
 mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
@@ -327,8 +335,16 @@ static mn_status check_tensors(const st_file *f, const st_tensor *t, int n, mn_e
     bool ok = json_is_array(shape) && (int)json_array_size(shape) == t[i].ndim;
     for (int d = 0; ok && d < t[i].ndim; d++)
       ok = json_integer_value(json_array_get(shape, (size_t)d)) == (json_int_t)t[i].shape[d];
-    if (!ok)
-      return corrupt(f->path, err, "tensor \"%s\" has the wrong shape for this model", t[i].name);
+    if (!ok) {
+      char *had = json_dumps(shape, JSON_COMPACT | JSON_ENCODE_ANY);
+      mn_status rc = corrupt(f->path, err,
+                             "tensor \"%s\" has the wrong shape for this model: %.40s, "
+                             "expected [%zu%s%zu]",
+                             t[i].name, had ? had : "none", t[i].shape[0],
+                             t[i].ndim == 2 ? "," : "", t[i].ndim == 2 ? t[i].shape[1] : 0);
+      free(had);
+      return rc;
+    }
     json_t *offs = json_object_get(e, "data_offsets");
     uint64_t b = (uint64_t)json_integer_value(json_array_get(offs, 0));
     uint64_t en = (uint64_t)json_integer_value(json_array_get(offs, 1));
@@ -398,13 +414,37 @@ static mn_status parse_meta(const st_file *f, ckpt_meta *meta, mn_error *err)
   return MN_OK;
 }
 
+/*
+ * ckpt_read_meta -- the metadata, and only when the file can hold the model it describes:
+ * callers size a model (gigabytes) by meta->config, so the claim is checked against the
+ * file's size and its tensor table here, before anyone allocates by it.
+ */
 mn_status ckpt_read_meta(const char *path, ckpt_meta *meta, mn_error *err)
 {
   st_file f;
+  st_tensor *t = NULL;
+  char(*names)[64] = NULL;
   mn_status rc = st_open(path, FORMAT, &f, err);
   if (rc != MN_OK) return rc;
-  rc = parse_meta(&f, meta, err);
+  if ((rc = parse_meta(&f, meta, err)) != MN_OK) goto out;
+  /* gpt_config_check bounded the shape: the count cannot wrap (under 2^42 floats) */
+  const gpt_config *c = &meta->config;
+  uint64_t want = (uint64_t)gpt_num_params(c) * sizeof(float);
+  if (f.data_len != want) {
+    rc = corrupt(path, err,
+                 "its metadata describes %d layers of width %d (vocab %d, %d positions): %llu "
+                 "bytes of tensors, but the file holds %llu",
+                 c->n_layer, c->n_embd, c->padded_vocab, c->max_seq_len, (unsigned long long)want,
+                 (unsigned long long)f.data_len);
+    goto out;
+  }
+  if ((rc = config_tensors(c, NULL, &t, &names, path, err)) != MN_OK) goto out;
+  rc = check_tensors(&f, t, gpt_num_tensors(c), err);
+out:
+  free(t);
+  free(names);
   st_close(&f);
+  if (rc != MN_OK) memset(meta, 0, sizeof *meta);
   return rc;
 }
 

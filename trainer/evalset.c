@@ -7,15 +7,18 @@
  * header names the SHA-256 of everything after it: that checksum is the set's version, and
  * scores are cached under (checkpoint, version), so two models are only ever compared on
  * identical items.  Item kinds:
- *   heldout   a held-out document (the hash split of ingest: never trained on); id: the
- *             first 16 hex digits of its text's SHA-256;
+ *   heldout   a held-out document (never trained on); id: the first 16 hex digits of its
+ *             text's SHA-256.  Which documents are held out is the split stored at ingest
+ *             (mnemo.documents.split), given as each record's "split"; a record without
+ *             one (a corpus file made by hand) is split by ingest's hash rule at today's
+ *             ingest.heldout_fraction, right only for documents ingested at that fraction;
  *   parallel  a UDHR item (the same content in every language); ref_chars: the characters
  *             of the reference language's version of the item, the common denominator;
  *   probe     the text of a user report (its expected text when given): report, status
  *             (accepted or fixed) and, for a fixed one, fixed_bits, the bits it scored
  *             when it was marked fixed.
  */
-#include "trainer/trainer.h"
+#include "trainer/trainer_int.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -169,25 +172,61 @@ static mn_status dup_text(json_t *v, char **out, size_t *len, mn_error *err)
   return MN_OK;
 }
 
+static mn_status sha_of_text(const char *text, size_t n, uint8_t sha[MN_SHA256_LEN], mn_error *err)
+{
+  mn_sha256 h;
+  mn_status rc = mn_sha256_init(&h, err);
+  if (rc != MN_OK) return rc;
+  if ((rc = mn_sha256_update(&h, text, n, err)) != MN_OK) {
+    mn_sha256_abort(&h);
+    return rc;
+  }
+  return mn_sha256_final(&h, sha, err);
+}
+
+mn_status evalset__record_split(json_t *rec, const char *text, size_t n, double fraction,
+                                bool *heldout, bool *by_hash, mn_error *err)
+{
+  json_t *v = json_object_get(rec, "split");
+  const char *split = json_string_value(v);
+  *heldout = false, *by_hash = !v;
+  if (v) {
+    if (!split || (strcmp(split, "heldout") != 0 && strcmp(split, "train") != 0))
+      return mn_error_set(err, MN_ERR_INPUT,
+                          "\"split\" must be \"train\" or \"heldout\" (the split stored at "
+                          "ingest), got %s%.32s%s",
+                          split ? "\"" : "", split ? split : "another JSON value",
+                          split ? "\"" : "");
+    *heldout = strcmp(split, "heldout") == 0;
+    return MN_OK;
+  }
+  uint8_t sha[MN_SHA256_LEN];
+  mn_status rc = sha_of_text(text, n, sha, err);
+  if (rc == MN_OK) *heldout = mn_split_heldout(sha, fraction);
+  return rc;
+}
+
 static mn_status add_heldout(json_t *r, const char *file, int64_t ln, void *ctx, mn_error *err)
 {
   build_ctx *c = ctx;
   const char *lang = json_string_value(json_object_get(r, "lang"));
   json_t *t = json_object_get(r, "text");
   uint8_t sha[MN_SHA256_LEN];
-  mn_sha256 h;
-  mn_status rc;
-  if ((rc = mn_sha256_init(&h, err)) != MN_OK) return rc;
-  if ((rc = mn_sha256_update(&h, json_string_value(t), json_string_length(t), err)) != MN_OK) {
-    mn_sha256_abort(&h);
+  bool held, by_hash;
+  mn_status rc = evalset__record_split(r, json_string_value(t), json_string_length(t),
+                                       c->src->heldout_fraction, &held, &by_hash, err);
+  if (rc != MN_OK) {
+    mn_error_prefix(err, "%s:%lld", file, (long long)ln);
     return rc;
   }
-  if ((rc = mn_sha256_final(&h, sha, err)) != MN_OK) return rc;
-  /* only the held-out split: a trained-on document would flatter every model */
-  if (!mn_split_heldout(sha, c->src->heldout_fraction)) {
+  c->counts->split_hashed += by_hash;
+  c->counts->split_stored += !by_hash;
+  /* only held-out documents: a trained-on document would flatter every model */
+  if (!held) {
     c->counts->not_heldout++;
     return MN_OK;
   }
+  if ((rc = sha_of_text(json_string_value(t), json_string_length(t), sha, err)) != MN_OK) return rc;
   if (!wanted(c, lang)) {
     c->counts->other_language++;
     return MN_OK;
@@ -209,7 +248,6 @@ static mn_status add_heldout(json_t *r, const char *file, int64_t ln, void *ctx,
     it.len = cut;
     it.text[cut] = 0;
   }
-  (void)file, (void)ln;
   return push(c->s, &c->cap, &it, err);
 }
 
@@ -424,12 +462,12 @@ mn_status evalset_build(const evalset_sources *src, const char *out, evalset_cou
   if (rc != MN_OK) goto out;
   if (src->nheldout > 0 && counts->items[EVAL_HELDOUT] == 0) { /* a set that proves nothing */
     rc = mn_error_set(err, MN_ERR_INPUT,
-                      "no held-out document in %s%s (%lld outside the held-out split at "
-                      "fraction %g, %lld of other languages): a set without them cannot guard "
-                      "any language",
+                      "no held-out document in %s%s (%lld trained-on: by their \"split\" or, "
+                      "for %lld records without one, the hash split at fraction %g; %lld of "
+                      "other languages): a set without them cannot guard any language",
                       src->heldout[0], src->nheldout > 1 ? " and the other files" : "",
-                      (long long)counts->not_heldout, src->heldout_fraction,
-                      (long long)counts->other_language);
+                      (long long)counts->not_heldout, (long long)counts->split_hashed,
+                      src->heldout_fraction, (long long)counts->other_language);
     goto out;
   }
   if (s.n == 0) {
@@ -438,10 +476,18 @@ mn_status evalset_build(const evalset_sources *src, const char *out, evalset_cou
   }
   char sha[MN_SHA256_HEX_LEN + 1];
   if ((rc = mn_sha256_hex(body.data, body.len, sha, err)) != MN_OK) goto out;
-  /* the split's fraction too: held-out means held out at this fraction */
-  json_t *hdr = json_pack("{s:s, s:i, s:s, s:f, s:I, s:s}", "format", "mnemo-evalset", "version", 1,
-                          "reference", src->parallel ? src->reference : "", "heldout_fraction",
-                          src->heldout_fraction, "items", (json_int_t)s.n, "sha256", sha);
+  json_t *hdr =
+      json_pack("{s:s, s:i, s:s, s:I, s:s}", "format", "mnemo-evalset", "version", 1, "reference",
+                src->parallel ? src->reference : "", "items", (json_int_t)s.n, "sha256", sha);
+  if (hdr && src->nheldout > 0) { /* how held-out documents were told from trained-on ones */
+    int64_t hashed = counts->split_hashed, stored = counts->split_stored;
+    json_object_set_new(hdr, "heldout_split",
+                        json_string(!hashed   ? "stored"
+                                    : !stored ? "hash"
+                                              : "stored+hash"));
+    if (hashed) /* held-out by the hash means held out at this fraction */
+      json_object_set_new(hdr, "heldout_fraction", json_real(src->heldout_fraction));
+  }
   if (hdr && src->max_item_bytes > 0) /* the items are documents' beginnings: say how long */
     json_object_set_new(hdr, "max_item_bytes", json_integer((json_int_t)src->max_item_bytes));
   char *h = hdr ? json_dumps(hdr, JSON_COMPACT) : NULL;

@@ -139,13 +139,17 @@ mn_status import_llmc(const char *file, const char *out, mn_error *err)
     rc = mn_error_set(err, MN_ERR_CORRUPT, "cannot import \"%s\": %s", file, e2.msg);
     goto out;
   }
-  if ((rc = gpt_create(&c, 1, 1, 0, kernels_cpu(), &m, err)) != MN_OK) goto out;
-  size_t need = 256 * 4 + gpt_params_count(m) * 4;
+  /* the header's shape against the file's size before a model is sized by it (the check
+   * bounded the shape: no wrap) */
+  size_t need = 256 * 4 + gpt_num_params(&c) * 4;
   if (b.len != need) {
-    rc = mn_error_set(err, MN_ERR_CORRUPT, "cannot import \"%s\": %zu bytes, expected %zu", file,
-                      b.len, need);
+    rc = mn_error_set(err, MN_ERR_CORRUPT,
+                      "cannot import \"%s\": %zu bytes, its header's model (%d layers of width "
+                      "%d) needs %zu",
+                      file, b.len, c.n_layer, c.n_embd, need);
     goto out;
   }
+  if ((rc = gpt_create(&c, 1, 1, 0, kernels_cpu(), &m, err)) != MN_OK) goto out;
   /* llm.c stacks each tensor over the layers; ours interleaves layers */
   const float *src = (const float *)(const void *)(b.data + 256 * 4);
   float *p = gpt_params(m);

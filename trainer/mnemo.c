@@ -22,7 +22,7 @@
 #include "guards/verdict.h"
 #include "replay/replay.h"
 #include "trainer/lid.h"
-#include "trainer/trainer.h"
+#include "trainer/trainer_int.h"
 #include "trainer/triage.h"
 
 #include <errno.h>
@@ -299,21 +299,14 @@ static int cmd_shard(worker *w, opts *o)
       }
       const char *text = json_string_value(t);
       size_t tn = json_string_length(t);
-      bool keep = true;
-      if (strcmp(split, "all") != 0) {
-        uint8_t sha[MN_SHA256_LEN];
-        mn_sha256 h;
-        if (mn_sha256_init(&h, &err) != MN_OK || mn_sha256_update(&h, text, tn, &err) != MN_OK ||
-            mn_sha256_final(&h, sha, &err) != MN_OK) {
-          json_decref(r);
-          free(l);
-          fclose(f);
-          goto out;
-        }
-        bool held = mn_split_heldout(sha, w->cfg.ingest.heldout_fraction);
-        keep = held == (strcmp(split, "heldout") == 0);
+      bool keep = true, held, by_hash;
+      mn_status s = MN_OK;
+      if (strcmp(split, "all") != 0) { /* the record's stored split, or the hash rule */
+        s = evalset__record_split(r, text, tn, w->cfg.ingest.heldout_fraction, &held, &by_hash,
+                                  &err);
+        keep = s == MN_OK && held == (strcmp(split, "heldout") == 0);
       }
-      mn_status s = keep ? shard_builder_add(b, lang, text, tn, &err) : MN_OK;
+      if (keep) s = shard_builder_add(b, lang, text, tn, &err);
       json_decref(r);
       if (s != MN_OK) {
         mn_error_prefix(&err, "%s:%lld", o->pos[i], (long long)ln);
@@ -364,21 +357,6 @@ static void free_shards(shard *s, int n)
   for (int i = 0; s && i < n; i++)
     shard_free(&s[i]);
   free(s);
-}
-
-/* section_tag_ok -- a section's tag is the one the checkpoint knows for its language (or,
- * for a language the checkpoint has no tag for, a tag within its vocabulary that no other
- * language holds) */
-static mn_status section_tag_ok(const ckpt_meta *meta, const shard_section *sec, const char *file,
-                                mn_error *err)
-{
-  int tag = tok_tag_of(&meta->tags, sec->code);
-  if (tag < 0) tag = sec->tag >= meta->config.vocab_size ? -1 : sec->tag;
-  const char *owner = tok_code_of(&meta->tags, sec->tag); /* the tag's language here */
-  if (tag < 0 || tag != sec->tag || (owner && strcmp(owner, sec->code) != 0))
-    return mn_error_set(err, MN_ERR_INPUT, "language \"%s\" of %s has tag %d, the checkpoint %d",
-                        sec->code, file, sec->tag, tok_tag_of(&meta->tags, sec->code));
-  return MN_OK;
 }
 
 /* tags_of_shards -- the union of the shards' tags (a conflict is an error). */
@@ -771,7 +749,9 @@ static int train_run(worker *w, opts *o, bool finetune)
       if (tok_tags_add(&meta.tags, base.tags.t[i].code, base.tags.t[i].id, &err) != MN_OK) goto out;
     for (int s = 0; s < o->npos; s++)
       for (uint32_t k = 0; k < shards[s].nsections; k++)
-        if (section_tag_ok(&base, &shards[s].sections[k], o->pos[s], &err) != MN_OK) goto out;
+        if (shard_section_fits(&shards[s].sections[k], o->pos[s], &base, c->finetune.baseline,
+                               &err) != MN_OK)
+          goto out;
   }
   if (tags_of_shards(shards, o->npos, &meta.tags, &err) != MN_OK) goto out;
   uint64_t seed = (uint64_t)c->train.seed;
@@ -1118,13 +1098,14 @@ static int cmd_evalset(worker *w, opts *o)
                          .max_item_bytes = o->max_item_bytes};
   evalset_counts n;
   if (evalset_build(&src, o->out, &n, &err) != MN_OK) return fail(&err);
-  emit(json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}}", "event", "evalset",
-                 "out", o->out, "sha256", n.sha256, "heldout", (json_int_t)n.items[EVAL_HELDOUT],
-                 "parallel", (json_int_t)n.items[EVAL_PARALLEL], "probes",
-                 (json_int_t)n.items[EVAL_PROBE], "left_out", "not_heldout",
+  emit(json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I}}",
+                 "event", "evalset", "out", o->out, "sha256", n.sha256, "heldout",
+                 (json_int_t)n.items[EVAL_HELDOUT], "parallel", (json_int_t)n.items[EVAL_PARALLEL],
+                 "probes", (json_int_t)n.items[EVAL_PROBE], "left_out", "not_heldout",
                  (json_int_t)n.not_heldout, "other_language", (json_int_t)n.other_language,
                  "no_reference", (json_int_t)n.no_reference, "duplicates", (json_int_t)n.duplicates,
-                 "over_cap", (json_int_t)n.over_cap));
+                 "over_cap", (json_int_t)n.over_cap, "split", "stored", (json_int_t)n.split_stored,
+                 "hashed", (json_int_t)n.split_hashed));
   return EXIT_OK;
 }
 
@@ -1416,7 +1397,7 @@ static int cmd_eval(worker *w, opts *o)
     for (uint32_t k = 0; k < shards[si].nsections; k++) {
       const shard_section *sec = &shards[si].sections[k];
       const uint16_t *tok = shards[si].tokens + sec->first;
-      if (section_tag_ok(&meta, sec, o->pos[si], &err) != MN_OK) goto out_loop;
+      if (shard_section_fits(sec, o->pos[si], &meta, o->checkpoint, &err) != MN_OK) goto out_loop;
       int tag = sec->tag;
       lang_score total = {0};
       int64_t limit = o->max_tokens ? o->max_tokens : INT64_MAX, used = 0;
@@ -1916,7 +1897,9 @@ static int cmd_fisher(worker *w, opts *o)
   if (read_shards(o, &shards, &err) != MN_OK) goto out;
   for (int s = 0; s < o->npos; s++)
     for (uint32_t k = 0; k < shards[s].nsections; k++)
-      if (section_tag_ok(&meta, &shards[s].sections[k], o->pos[s], &err) != MN_OK) goto out;
+      if (shard_section_fits(&shards[s].sections[k], o->pos[s], &meta, o->checkpoint, &err) !=
+          MN_OK)
+        goto out;
   size_t np = gpt_params_count(m);
   F = malloc(np * sizeof(float));
   if (!F) {
@@ -2191,7 +2174,9 @@ static void help(FILE *f)
           "the compute worker of mnemo: files in, files out, no database\n\n"
           "commands:\n"
           "  shard --out FILE [--split train|heldout|all] [--tags TSV] JSONL...\n"
-          "                       documents {\"lang\", \"text\"} into a token shard\n"
+          "                       documents {\"lang\", \"text\", \"split\"?} into a token shard;\n"
+          "                       --split by each record's stored \"split\" (train|heldout),\n"
+          "                       else by the hash rule at ingest.heldout_fraction\n"
           "  pretrain --out DIR [--resume CKPT] [--steps N] SHARD...\n"
           "                       train a model; DIR/model.safetensors (+ .opt) is resumable;\n"
           "                       --steps N stops after step N of train.steps\n"
@@ -2204,7 +2189,9 @@ static void help(FILE *f)
           "          [--probes FILE]"
           " [--max-items N] [--max-item-bytes B] [HELDOUT.jsonl...]\n"
           "                       a versioned, checksummed evaluation set: held-out documents\n"
-          "                       (the ingest split only), parallel items, report probes\n"
+          "                       (each record's stored \"split\"; a record without one by\n"
+          "                       the hash rule at ingest.heldout_fraction), parallel items,\n"
+          "                       report probes\n"
           "  guard --baseline CKPT --candidate CKPT --sets SET[,SET] [--cache DIR]\n"
           "        [--must-improve L,L] [--history VERDICT,...] [--out VERDICT.json]\n"
           "                       every per-language guard (guards.*): exit 0 pass, 3 fail\n"

@@ -260,3 +260,26 @@ void shard_free(shard *s)
   free(s->sections);
   memset(s, 0, sizeof *s);
 }
+
+mn_status shard_section_fits(const shard_section *sec, const char *shard_path,
+                             const ckpt_meta *meta, const char *ckpt_path, mn_error *err)
+{
+  int want = tok_tag_of(&meta->tags, sec->code);
+  const char *owner = tok_code_of(&meta->tags, sec->tag); /* the tag's language there */
+  if (want >= 0 && want != sec->tag)
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "language \"%s\" has tag %d in the shard %s, but tag %d in the "
+                        "checkpoint %s: the shard was made with another tag table",
+                        sec->code, sec->tag, shard_path, want, ckpt_path);
+  if (want < 0 && owner)
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "language \"%s\" of the shard %s has tag %d, which the checkpoint %s "
+                        "gives to \"%s\"; it has no tag for \"%s\"",
+                        sec->code, shard_path, sec->tag, ckpt_path, owner, sec->code);
+  if (want < 0 && sec->tag >= meta->config.vocab_size)
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "language \"%s\" of the shard %s is not one the checkpoint %s has a "
+                        "tag for, and its tag %d is outside that model's vocabulary of %d",
+                        sec->code, shard_path, ckpt_path, sec->tag, meta->config.vocab_size);
+  return MN_OK;
+}

@@ -214,7 +214,9 @@ MN_NODISCARD mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta /* sh
                                  mn_error *err);
 MN_NODISCARD mn_status ckpt_save_opt(const char *path, gpt *m, const ckpt_opt_state *st,
                                      mn_error *err);
-/* ckpt_read_meta -- the metadata only (for creating a model of the right shape). */
+/* ckpt_read_meta -- the metadata (for creating a model of the right shape), only when the
+ * file holds that model: its size and tensor table are checked against the config first, so
+ * a header's claim never sizes an allocation (MN_ERR_CORRUPT naming the file otherwise). */
 MN_NODISCARD mn_status ckpt_read_meta(const char *path, ckpt_meta *meta /* OUT */, mn_error *err);
 /* ckpt_load -- weights into m, whose config must equal the file's. */
 MN_NODISCARD mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta /* OUT */,
@@ -290,6 +292,15 @@ MN_NODISCARD mn_status shard_builder_write(shard_builder *b, const char *path, m
 
 MN_NODISCARD mn_status shard_read(const char *path, shard *s /* OUT */, mn_error *err);
 void shard_free(shard *s);
+/*
+ * shard_section_fits -- whether a section of the shard at shard_path can be read by the
+ * checkpoint at ckpt_path (its meta): its tag is the one the checkpoint gives its language,
+ * or, for a language the checkpoint has no tag for, a tag inside its vocabulary that no other
+ * language holds.  MN_ERR_INPUT otherwise, naming the language, both files and both tags.
+ */
+MN_NODISCARD mn_status shard_section_fits(const shard_section *sec, const char *shard_path,
+                                          const ckpt_meta *meta, const char *ckpt_path,
+                                          mn_error *err);
 
 /* ---------------------------------------------------------------- evaluation sets */
 
@@ -317,9 +328,11 @@ typedef struct evalset {
 } evalset;
 
 typedef struct evalset_sources {
-  const char *const *heldout; /* JSONL {"lang", "text"}: only the held-out split is taken */
+  const char *const *heldout; /* JSONL {"lang", "text", "split"?}: only held-out documents
+                               * are taken (evalset__record_split: "split" as stored at
+                               * ingest; without it, the hash split at heldout_fraction) */
   int nheldout;
-  double heldout_fraction; /* ingest.heldout_fraction */
+  double heldout_fraction; /* ingest.heldout_fraction: for records without "split" only */
   const char *parallel;    /* JSONL {"lang", "item", "text"} (scripts/corpus), or NULL */
   const char *reference;   /* the language whose characters normalise parallel items */
   const char *probes;      /* JSONL {"report", "lang", "text", "expected"?, "status",
@@ -333,6 +346,7 @@ typedef struct evalset_sources {
 typedef struct evalset_counts {
   int64_t items[3];                                                        /* by kind */
   int64_t not_heldout, other_language, no_reference, duplicates, over_cap; /* left out */
+  int64_t split_stored, split_hashed; /* held-out file records split by their "split", by hash */
   char sha256[MN_SHA256_HEX_LEN + 1];
 } evalset_counts;
 

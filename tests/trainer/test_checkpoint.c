@@ -1,15 +1,26 @@
 /*
  * test_checkpoint.c -- safetensors checkpoints: a round trip is exact, resuming
  * from a checkpoint continues bit-identically, and every corruption class is
- * refused with a message that names the file and the problem.
+ * refused with a message that names the file and the problem; a header that claims
+ * a model its file cannot hold is refused before anything is sized by the claim.
  */
 #include "tests/test.h"
 #include "trainer/trainer.h"
 
 #include <fcntl.h>
 #include <jansson.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
 
 static const gpt_config tiny = {.max_seq_len = 16,
                                 .vocab_size = 272,
@@ -191,6 +202,226 @@ static void corruption_refused(void)
   gpt_destroy(w);
 }
 
+/* ---------------------------------------------------------------- hostile headers */
+
+/* the model the hostile headers claim: 12 layers of width 1024 (610 MB of weights) */
+static const gpt_config big = {.max_seq_len = 1024,
+                               .vocab_size = 272,
+                               .padded_vocab = 272,
+                               .n_layer = 12,
+                               .n_head = 16,
+                               .n_embd = 1024};
+
+/* the backend's allocations, counted; a request over 64 MiB gets nothing (the test's own
+ * cap: old code sized by a false claim fails here instead of taking the memory) */
+static size_t alloc_total, alloc_largest;
+static void *counting_alloc(size_t bytes)
+{
+  alloc_total += bytes;
+  alloc_largest = bytes > alloc_largest ? bytes : alloc_largest;
+  return bytes > (64u << 20) ? NULL : kernels_cpu()->mem_alloc(bytes);
+}
+
+/* load_as_worker -- what the worker does with a checkpoint it is given (scoring_model in
+ * mnemo.c): read its meta, create a model of that shape, load the weights into it */
+static mn_status load_as_worker(const char *file, const kernels_backend *k, mn_error *err)
+{
+  ckpt_meta meta;
+  gpt *m = NULL;
+  mn_status rc = ckpt_read_meta(file, &meta, err);
+  int T = rc == MN_OK && meta.config.max_seq_len < 8 ? meta.config.max_seq_len : 8;
+  if (rc == MN_OK && (rc = gpt_create(&meta.config, 1, T, 0, k, &m, err)) == MN_OK)
+    rc = ckpt_load(file, m, &meta, err);
+  gpt_destroy(m);
+  return rc;
+}
+
+/* path's header edited by edit, its data kept, written to bad (a header of any length) */
+static const char *with_header(void (*edit)(json_t *h))
+{
+  mn_buf b;
+  mn_buf_init(&b, 1 << 26);
+  if (mn_buf_read_file(&b, path, NULL) != MN_OK) exit(1);
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--)
+    hlen = hlen << 8 | (unsigned char)b.data[i];
+  json_t *h = json_loadb(b.data + 8, hlen, 0, NULL);
+  edit(h);
+  char *text = json_dumps(h, JSON_COMPACT);
+  size_t n = strlen(text), padded = (n + 7) / 8 * 8;
+  unsigned char len8[8];
+  for (int i = 0; i < 8; i++)
+    len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+  FILE *f = fopen(bad, "wb");
+  fwrite(len8, 8, 1, f);
+  fwrite(text, n, 1, f);
+  fwrite("        ", padded - n, 1, f);
+  fwrite(b.data + 8 + hlen, b.len - 8 - hlen, 1, f);
+  fclose(f);
+  free(text);
+  json_decref(h);
+  mn_buf_fini(&b);
+  return bad;
+}
+
+static void claim_big_config(json_t *h)
+{
+  json_t *meta = json_object_get(h, "__metadata__");
+  json_object_set_new(meta, "config",
+                      json_string("{\"max_seq_len\":1024,\"n_embd\":1024,\"n_head\":16,"
+                                  "\"n_layer\":12,\"padded_vocab\":272,\"vocab_size\":272}"));
+}
+
+/* the whole header consistent with the big model (its tensor table too); only the data is
+ * the tiny model's */
+static void claim_big_table(json_t *h)
+{
+  claim_big_config(h);
+  for (int i = 0; i < gpt_num_tensors(&tiny); i++) {
+    char name[64];
+    size_t shape[2], off;
+    int ndim;
+    gpt_tensor_info(&tiny, i, name, shape, &ndim, &off);
+    json_object_del(h, name);
+  }
+  uint64_t at = 0;
+  for (int i = 0; i < gpt_num_tensors(&big); i++) {
+    char name[64];
+    size_t shape[2], off;
+    int ndim;
+    gpt_tensor_info(&big, i, name, shape, &ndim, &off);
+    uint64_t bytes = shape[0] * (ndim == 2 ? shape[1] : 1) * sizeof(float);
+    json_t *sh = ndim == 2 ? json_pack("[I,I]", (json_int_t)shape[0], (json_int_t)shape[1])
+                           : json_pack("[I]", (json_int_t)shape[0]);
+    json_object_set_new(h, name,
+                        json_pack("{s:s, s:o, s:[I,I]}", "dtype", "F32", "shape", sh,
+                                  "data_offsets", (json_int_t)at, (json_int_t)(at + bytes)));
+    at += bytes;
+  }
+}
+
+/* the tiny model's config, but a tensor table that does not match it */
+static void wrong_table(json_t *h)
+{
+  json_object_set_new(json_object_get(h, "wte"), "shape", json_pack("[i,i]", 272, 1024));
+}
+
+static void hostile(const char *file, const char *why, const char *why2)
+{
+  kernels_backend counting = *kernels_cpu();
+  counting.mem_alloc = counting_alloc;
+  mn_error err = {0};
+  alloc_total = alloc_largest = 0;
+  double t0 = mn_monotonic_ms();
+  mn_status rc = load_as_worker(file, &counting, &err);
+  double ms = mn_monotonic_ms() - t0;
+  T_CHECK_MSG(rc == MN_ERR_CORRUPT, "%s: got %s (%s)", why, mn_status_name(rc), err.msg);
+  T_CONTAINS(err.msg, file);
+  T_CONTAINS(err.msg, why);
+  T_CONTAINS(err.msg, why2);
+  /* refused before a model was created: nothing asked of the backend at all */
+  T_CHECK_MSG(alloc_total == 0, "%s: %zu bytes allocated first (the largest %zu)", why, alloc_total,
+              alloc_largest);
+  fprintf(stderr, "   refused in %.1f ms: %s\n", ms, err.msg);
+}
+
+/*
+ * A small file whose header claims a big model is refused by ckpt_read_meta, which every
+ * caller reads before sizing a model, naming the file and the mismatch: once for a false
+ * config (the worker used to create a 610 MB model and spend seconds initialising it before
+ * "wrong shape"), once for a header that is consistent throughout except with the file's
+ * size, once for a tensor table that does not match the config.
+ */
+static void hostile_header_refused_before_allocation(void)
+{
+  gpt *m = make(&tiny, 1);
+  save(m, 1);
+  gpt_destroy(m);
+  hostile(with_header(claim_big_config), "describes 12 layers of width 1024", "the file holds");
+  hostile(with_header(claim_big_table), "describes 12 layers of width 1024", "the file holds");
+  hostile(with_header(wrong_table), "wrong shape", "[272,1024], expected [272,16]");
+  /* the intact file still loads through the same path */
+  kernels_backend counting = *kernels_cpu();
+  counting.mem_alloc = counting_alloc;
+  mn_error err = {0};
+  alloc_total = 0;
+  T_EQ_INT(load_as_worker(path, &counting, &err), MN_OK);
+  T_CHECK(alloc_total > 0);
+}
+
+/* import-llmc: a small file whose llm.c header claims the big model is refused by its size
+ * before a model of that shape is created; checked in a child under an address-space limit
+ * of 256 MiB more than it uses (not under ASan, whose shadow memory the limit would break) */
+static void import_llmc_claim_checked_first(void)
+{
+  char file[160], out[160];
+  snprintf(file, sizeof file, "%s/claims-big.bin", dir);
+  snprintf(out, sizeof out, "%s/claims-big.safetensors", dir);
+  FILE *f = fopen(file, "wb");
+  int32_t hd[256] = {20240326, 3, 1024, 272, 12, 16, 1024, 272};
+  fwrite(hd, sizeof hd, 1, f);
+  float zeros[4096] = {0};
+  fwrite(zeros, sizeof zeros, 1, f);
+  fclose(f);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int before = t_failed_checks;
+#ifndef UNDER_ASAN
+    long pages = 0;
+    FILE *statm = fopen("/proc/self/statm", "r");
+    if (!statm || fscanf(statm, "%ld", &pages) != 1) _exit(3);
+    fclose(statm);
+    rlim_t cap = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)256 << 20);
+    struct rlimit rl = {cap, cap};
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(3);
+#endif
+    mn_error err = {0};
+    double t0 = mn_monotonic_ms();
+    mn_status rc = import_llmc(file, out, &err);
+    T_CHECK_MSG(rc == MN_ERR_CORRUPT, "got %s (%s)", mn_status_name(rc), err.msg);
+    T_CONTAINS(err.msg, file);
+    T_CONTAINS(err.msg, "12 layers of width 1024");
+    T_CHECK(access(out, F_OK) != 0); /* nothing written */
+    fprintf(stderr, "   refused in %.1f ms: %s\n", mn_monotonic_ms() - t0, err.msg);
+    _exit(t_failed_checks == before ? 0 : 1);
+  }
+  int status = 0;
+  T_CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+  T_CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child: status %d", status);
+  unlink(file);
+}
+
+/* a shard's section against a checkpoint's tags: each refusal names the language, both
+ * files and both sides' tags (it used to say "the checkpoint -1" for a language the
+ * checkpoint lacks) */
+static void section_against_checkpoint(void)
+{
+  ckpt_meta meta = {.config = tiny}; /* vocabulary 272 */
+  mn_error err = {0};
+  T_EQ_INT(tok_tags_add(&meta.tags, "spa", 257, &err), MN_OK);
+  T_EQ_INT(tok_tags_add(&meta.tags, "tha", 258, &err), MN_OK);
+  const char *sh = "/data/jobs/7/fresh.shard", *ck = "/data/ckpt/3/model.safetensors";
+  shard_section kat_out = {.code = "kat", .tag = 300}, kat_spa = {.code = "kat", .tag = 257},
+                spa_moved = {.code = "spa", .tag = 258}, kat_ok = {.code = "kat", .tag = 260},
+                spa_ok = {.code = "spa", .tag = 257};
+  T_EQ_INT(shard_section_fits(&kat_out, sh, &meta, ck, &err), MN_ERR_INPUT);
+  T_CONTAINS(err.msg, "\"kat\"");
+  T_CONTAINS(err.msg, sh);
+  T_CONTAINS(err.msg, ck);
+  T_CONTAINS(err.msg, "is not one the checkpoint");
+  T_CONTAINS(err.msg, "tag 300 is outside that model's vocabulary of 272");
+  T_CHECK_MSG(strstr(err.msg, "-1") == NULL, "%s", err.msg);
+  T_EQ_INT(shard_section_fits(&kat_spa, sh, &meta, ck, &err), MN_ERR_INPUT);
+  T_CONTAINS(err.msg, ck);
+  T_CONTAINS(err.msg, "has tag 257, which the checkpoint");
+  T_CONTAINS(err.msg, "gives to \"spa\"; it has no tag for \"kat\"");
+  T_EQ_INT(shard_section_fits(&spa_moved, sh, &meta, ck, &err), MN_ERR_INPUT);
+  T_CONTAINS(err.msg, "\"spa\" has tag 258 in the shard");
+  T_CONTAINS(err.msg, "but tag 257 in the checkpoint");
+  T_EQ_INT(shard_section_fits(&kat_ok, sh, &meta, ck, &err), MN_OK); /* a new language */
+  T_EQ_INT(shard_section_fits(&spa_ok, sh, &meta, ck, &err), MN_OK);
+}
+
 /* the file is standard safetensors: 8-byte length, JSON, data right after */
 static void format_is_safetensors(void)
 {
@@ -320,6 +551,9 @@ int main(void)
   T_RUN(format_is_safetensors);
   T_RUN(export_hf_round_trip);
   T_RUN(import_llmc_exact);
+  T_RUN(hostile_header_refused_before_allocation);
+  T_RUN(import_llmc_claim_checked_first);
+  T_RUN(section_against_checkpoint);
   char hf[200];
   snprintf(hf, sizeof hf, "%s/hf/config.json", dir);
   unlink(hf);

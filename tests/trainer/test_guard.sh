@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_guard.sh -- evaluation sets and the regression guards end to end on a tiny model:
-# a set built from held-out documents, a parallel file and probes (the same set from the
-# same inputs in any order; a bad record refused with its file and line, nothing written;
+# a set built from held-out documents, a parallel file and probes (held-out by each
+# record's stored split whatever today's fraction; the same set from the same inputs in any
+# order; a bad record refused with its file and line, nothing written;
 # a damaged set refused); eval per item, cached per (checkpoint, set); `mnemo guard`: the
 # base against itself passes (exit 0), a naive fine-tune on one language against its base
 # fails on at least one other language (exit 3), a tiny set gives insufficient evidence.
@@ -58,6 +59,39 @@ r = json.loads(open(sys.argv[1]).read().splitlines()[-1])
 assert 150 < r["heldout"] < 330 and r["left_out"]["not_heldout"] == 480 - r["heldout"], r
 assert r["parallel"] == 18 and r["probes"] == 2 and r["left_out"]["other_language"] == 6, r
 PY
+# the split stored at ingest is the truth, not today's fraction: documents held out at 0.3 and
+# exported with their "split" (as the daemon exports mnemo.documents), built at a fraction
+# of 0.05: every held-out record is an item and every train record is left out
+python3 - "$tmp/all.jsonl" "$tmp/stored.jsonl" <<'PY'
+import hashlib, json, sys
+with open(sys.argv[2], "w", encoding="utf-8") as f:
+    for l in open(sys.argv[1], encoding="utf-8"):
+        r = json.loads(l)
+        h = int.from_bytes(hashlib.sha256(r["text"].encode()).digest()[:8], "big")
+        r["split"] = "heldout" if h < int(0.3 * 2**64) else "train"
+        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+PY
+m --set ingest.heldout_fraction=0.05 evalset --tags "$tmp/tags.tsv" --out "$tmp/stored.set" \
+  "$tmp/stored.jsonl" >"$tmp/stored.log"
+python3 - "$tmp/stored.jsonl" "$tmp/stored.set" "$tmp/stored.log" <<'PY' ||
+import hashlib, json, sys
+recs = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+held = {hashlib.sha256(r["text"].encode()).hexdigest()[:16] for r in recs if r["split"] == "heldout"}
+rows = [json.loads(l) for l in open(sys.argv[2], encoding="utf-8")]
+items = {r["id"] for r in rows[1:] if r["kind"] == "heldout"}
+assert len(held) > 100 and items == held, (len(items), len(held))
+assert rows[0]["heldout_split"] == "stored" and "heldout_fraction" not in rows[0], rows[0]
+ev = json.loads(open(sys.argv[3]).read().splitlines()[-1])
+assert ev["left_out"]["not_heldout"] == sum(r["split"] == "train" for r in recs), ev
+assert ev["split"] == {"stored": len(recs), "hashed": 0}, ev
+PY
+  fail "evalset with stored splits: $(cat "$tmp/stored.log")"
+# a split that is neither: refused naming file:line, nothing written
+sed '2s/"split": "[a-z]*"/"split": "test"/' "$tmp/stored.jsonl" >"$tmp/badsplit.jsonl"
+rc=0; m evalset --tags "$tmp/tags.tsv" --out "$tmp/badsplit.set" "$tmp/badsplit.jsonl" \
+  >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q 'badsplit.jsonl:2: "split" must be "train" or "heldout"' "$tmp/err" &&
+  [ ! -e "$tmp/badsplit.set" ] || fail "a bad split: rc $rc, $(cat "$tmp/err")"
 tac "$tmp/all.jsonl" >"$tmp/rev.jsonl" # the same documents in another order: the same set
 m evalset --tags "$tmp/tags.tsv" --parallel "$tmp/parallel.jsonl" --probes "$tmp/probes.jsonl" \
   --out "$tmp/set2" "$tmp/rev.jsonl" >/dev/null

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_worker.sh -- the mnemo worker as the daemon will drive it: shards (splits that
-# partition, corruption refused), pretrain, resume that continues bit-identically,
-# SIGTERM that saves a resumable checkpoint (exit 75), eval per language and per
-# document, seeded generation, the replay store (absorb twice, verify, damage refused),
+# partition, a record's stored split over the hash rule, corruption refused), pretrain,
+# resume that continues bit-identically, SIGTERM that saves a resumable checkpoint (exit
+# 75), eval per language and per document (a language the checkpoint lacks refused by
+# name), seeded generation, the replay store (absorb twice, verify, damage refused),
 # the Fisher (languages weighted equally, the online update, damage refused), a fine-tune
 # (replay, EWC, unfreezing stages; per-language losses; resumed bit-identically; a Fisher of
 # other weights refused), usage errors (exit 2).
@@ -22,6 +23,23 @@ n_tr=$(m --set ingest.heldout_fraction=0.3 shard --split train --out "$tmp/tr.sh
 n_ho=$(m --set ingest.heldout_fraction=0.3 shard --split heldout --out "$tmp/ho.shard" "$data" | jget "['documents']")
 [ "$n_all" = 13 ] || fail "13 documents expected, got $n_all"
 [ $((n_tr + n_ho)) = 13 ] && [ "$n_ho" -gt 0 ] || fail "splits $n_tr + $n_ho do not partition 13"
+# a record's stored split (mnemo.documents.split) wins over the hash rule at today's fraction:
+# every other record marked held-out, sharded at a fraction of 0.05, gives exactly those
+python3 - "$data" "$tmp/marked.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[2], "w", encoding="utf-8") as f:
+    lines = [l for l in open(sys.argv[1], encoding="utf-8") if l.strip()]
+    for i, l in enumerate(lines):
+        r = json.loads(l); r["split"] = "heldout" if i % 2 else "train"
+        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+PY
+n_mho=$(m --set ingest.heldout_fraction=0.05 shard --split heldout --out "$tmp/mho.shard" "$tmp/marked.jsonl" | jget "['documents']")
+n_mtr=$(m --set ingest.heldout_fraction=0.05 shard --split train --out "$tmp/mtr.shard" "$tmp/marked.jsonl" | jget "['documents']")
+[ "$n_mho" = 6 ] && [ "$n_mtr" = 7 ] || fail "stored splits: $n_mho held out, $n_mtr train; want 6 and 7"
+sed '1s/"split": "train"/"split": "test"/' "$tmp/marked.jsonl" >"$tmp/badsplit.jsonl"
+rc=0; m shard --split train --out "$tmp/bad.shard" "$tmp/badsplit.jsonl" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q 'badsplit.jsonl:1: "split" must be' "$tmp/err" && [ ! -e "$tmp/bad.shard" ] ||
+  fail "a bad split: rc $rc, $(cat "$tmp/err")"
 head -c 100 "$tmp/all.shard" >"$tmp/cut.shard"
 rc=0; m pretrain --out "$tmp/x" "$tmp/cut.shard" 2>"$tmp/err" >/dev/null || rc=$?
 [ $rc = 1 ] && grep -q "cannot read shard" "$tmp/err" || fail "a truncated shard: rc $rc, $(cat "$tmp/err")"
@@ -68,6 +86,15 @@ langs=$(jget "['languages'].__len__()" <"$tmp/e.log")
 [ "$langs" = 8 ] || fail "eval covered $langs languages, want 8"
 m eval --per-doc --checkpoint "$tmp/a/model.safetensors" "$tmp/all.shard" >"$tmp/d.log"
 [ "$(grep -c '"event":"doc"' "$tmp/d.log")" = 13 ] || fail "per-doc records"
+# a shard of a language the checkpoint has no tag for, with a tag outside its vocabulary:
+# refused naming the language, the shard and the checkpoint (it said "the checkpoint -1")
+printf 'xho\t600\n' >"$tmp/xho.tsv"
+echo '{"lang": "xho", "text": "Molo"}' >"$tmp/xho.jsonl"
+m shard --tags "$tmp/xho.tsv" --out "$tmp/xho.shard" "$tmp/xho.jsonl" >/dev/null
+rc=0; m eval --checkpoint "$tmp/a/model.safetensors" "$tmp/xho.shard" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q '"xho"' "$tmp/err" && grep -qF "$tmp/xho.shard" "$tmp/err" &&
+  grep -qF "$tmp/a/model.safetensors" "$tmp/err" && grep -q "vocabulary of 512" "$tmp/err" &&
+  ! grep -q "checkpoint -1" "$tmp/err" || fail "a language the checkpoint lacks: rc $rc, $(cat "$tmp/err")"
 
 # generation: the same seed, the same text
 g1=$(m generate --checkpoint "$tmp/a/model.safetensors" --lang spa --prompt "El " --seed 7 | jget "['text']")
