@@ -670,7 +670,14 @@ static mn_status value_text(const mn_config *cfg, const mn_config_key *k, mn_buf
   return MN_OK;
 }
 
-mn_status mn_config_dump(const mn_config *cfg, mn_buf *out, mn_error *err)
+/* daemon_only -- keys of the daemon's own connections: the worker has no database and
+ * sends no webhooks, so a worker's config leaves them (and with them every secret) out */
+static bool daemon_only(const mn_config_key *k)
+{
+  return strncmp(k->key, "database.", 9) == 0 || strncmp(k->key, "webhooks.", 9) == 0;
+}
+
+static mn_status dump(const mn_config *cfg, bool worker, mn_buf *out, mn_error *err)
 {
   size_t n;
   const mn_config_key *keys = mn_config_keys(&n);
@@ -678,6 +685,8 @@ mn_status mn_config_dump(const mn_config *cfg, mn_buf *out, mn_error *err)
   char section[256] = "";
   for (size_t i = 0; i < n && rc == MN_OK; i++) {
     const mn_config_key *k = &keys[i];
+    if (worker && daemon_only(k)) continue;
+    assert(!(worker && k->secret)); /* a new secret key belongs to the daemon's sections */
     const char *leaf = leaf_of(k->key);
     size_t slen = (size_t)(leaf - k->key);
     char sec[256];
@@ -699,6 +708,16 @@ mn_status mn_config_dump(const mn_config *cfg, mn_buf *out, mn_error *err)
                           k->secret ? ", secret" : "");
   }
   return rc;
+}
+
+mn_status mn_config_dump(const mn_config *cfg, mn_buf *out, mn_error *err)
+{
+  return dump(cfg, false, out, err);
+}
+
+mn_status mn_config_dump_worker(const mn_config *cfg, mn_buf *out, mn_error *err)
+{
+  return dump(cfg, true, out, err);
 }
 
 mn_status mn_config_describe(mn_buf *out, mn_error *err)

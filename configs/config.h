@@ -153,6 +153,10 @@ MN_NODISCARD mn_status mn_config_keep_fixed(mn_config *next, const mn_config *cu
 
 /* mn_config_dump -- the effective configuration as YAML, secrets redacted, origins as comments. */
 MN_NODISCARD mn_status mn_config_dump(const mn_config *cfg, mn_buf *out, mn_error *err);
+/* mn_config_dump_worker -- the configuration a worker process is given (job.yaml, the
+ * triage worker's): every key but database.* and webhooks.*, which only the daemon uses, so
+ * no secret and nothing that needs one; it loads back as a valid configuration. */
+MN_NODISCARD mn_status mn_config_dump_worker(const mn_config *cfg, mn_buf *out, mn_error *err);
 
 /* mn_config_describe -- the table as Markdown (key, type, default, bounds, reloadable, help). */
 MN_NODISCARD mn_status mn_config_describe(mn_buf *out, mn_error *err);

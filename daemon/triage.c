@@ -349,7 +349,7 @@ mn_status triage_start(const mn_config *cfg, const char *worker, triager **out, 
   if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
   mn_buf y;
   mn_buf_init(&y, 1 << 20);
-  mn_status rc = mn_config_dump(cfg, &y, err);
+  mn_status rc = mn_config_dump_worker(cfg, &y, err);
   snprintf(t->data_dir, sizeof t->data_dir, "%s", cfg->daemon.data_dir);
   snprintf(t->dir, sizeof t->dir, "%s/triage", cfg->daemon.data_dir);
   snprintf(t->worker, sizeof t->worker, "%s", worker);

@@ -281,6 +281,30 @@ static void reload_keeps_fixed_keys(void)
     T_CHECK_MSG(mn_config_key_find(taken[i])->reloadable, "%s", taken[i]);
 }
 
+/* the config a worker is given (job.yaml) loads back: no secret, nothing that needs one
+ * (a redacted secret in it once failed every refresh at its first step) */
+static void worker_dump_loads(void)
+{
+  mn_config cfg, back;
+  mn_error err = {0};
+  T_EQ_INT(load("database: {conninfo: \"password=hush\"}\n"
+                "webhooks: {url: \"https://hooks.example/x\", secret: \"" GOOD_SECRET "\"}\n"
+                "train: {lr: 0.002}\n",
+                &cfg, &err),
+           MN_OK);
+  mn_buf b;
+  mn_buf_init(&b, 1 << 16);
+  T_EQ_INT(mn_config_dump_worker(&cfg, &b, &err), MN_OK);
+  T_CHECK(!strstr(b.data, "whsec_") && !strstr(b.data, "hush") && !strstr(b.data, "redacted"));
+  T_CHECK(!strstr(b.data, "webhooks") && !strstr(b.data, "conninfo"));
+  T_EQ_INT(mn_config_load_buffer("job.yaml", b.data, b.len, &back, &err), MN_OK);
+  T_CHECK(back.train.lr == 0.002);
+  T_EQ_STR(back.webhooks.secret, "");
+  mn_buf_fini(&b);
+  mn_config_fini(&back);
+  mn_config_fini(&cfg);
+}
+
 static void too_big(void)
 {
   size_t n = MN_CONFIG_MAX_FILE + 1;
@@ -326,6 +350,7 @@ int main(void)
   T_RUN(secrets_never_printed);
   T_RUN(values_the_daemon_needs);
   T_RUN(reload_keeps_fixed_keys);
+  T_RUN(worker_dump_loads);
   T_RUN(too_big);
   T_RUN(example_documents_every_key);
   return T_DONE();
