@@ -266,7 +266,7 @@ mn_status jobs_wait_ms(PGconn *c, int64_t *ms, mn_error *err)
                           0, NULL, &r, "find the next due job", err);
   if (rc != MN_OK) return rc;
   *ms = PQgetisnull(r, 0, 0) ? -1 : i64(r, 0, 0);
-  if (*ms < -1) *ms = 0;
+  if (!PQgetisnull(r, 0, 0) && *ms < 0) *ms = 0; /* due 1-2 ms ago is due, not "none" (-1) */
   PQclear(r);
   return MN_OK;
 }

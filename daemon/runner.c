@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "daemon/card.h"
+#include "daemon/fault.h"
 #include "daemon/jobs.h"
 
 #include <errno.h>
@@ -171,7 +172,7 @@ static mn_status write_spec(runner *r, bool finetune, const char *boosts, mn_err
   mn_status rc = mn_config_init(&cfg, err);
   mn_buf y;
   mn_buf_init(&y, 1 << 20);
-  if (rc == MN_OK) rc = mn_config_dump(r->cfg, &y, err);
+  if (rc == MN_OK) rc = mn_config_dump_worker(r->cfg, &y, err);
   mn_config_fini(&cfg);
   /* the dump is the daemon's config; the job's own paths are appended (the last value of
    * a key wins only in flow maps, so the dump is loaded and amended instead) */
@@ -188,7 +189,7 @@ static mn_status write_spec(runner *r, bool finetune, const char *boosts, mn_err
   }
   if (rc == MN_OK) {
     mn_buf_reset(&y);
-    rc = mn_config_dump(&cfg, &y, err);
+    rc = mn_config_dump_worker(&cfg, &y, err);
   }
   if (rc == MN_OK) rc = mn_write_file_atomic(path, y.data, y.len, 0640, err);
   mn_config_fini(&cfg);
@@ -1031,6 +1032,7 @@ static mn_status advance(runner *r, PGconn *c, mn_error *err)
     bool spawned = false;
     r->extra_ok = 0;
     args_reset(r);
+    fault_point(r->job.kind, r->steps[r->cur].name, 0); /* tests only (fault.c) */
     mn_status rc = r->steps[r->cur].fn(r, c, &spawned, err);
     if (rc == MN_ERR_STATE) { /* fenced out: another attempt has the job */
       mn_log_error("job lost", err);
@@ -1048,6 +1050,7 @@ static mn_status advance(runner *r, PGconn *c, mn_error *err)
     if (spawned) {
       rc = spawn(r, err);
       if (rc != MN_OK) return fail_attempt(r, c, err->msg, err);
+      fault_point(r->job.kind, r->steps[r->cur].name, r->pid); /* tests only (fault.c) */
       r->progress_dirty = true;
       json_decref(r->progress);
       r->progress = json_pack("{s:s}", "worker", r->steps[r->cur].name);

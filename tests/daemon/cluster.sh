@@ -63,3 +63,18 @@ base_model() {
   "$mnemo" shard --tags "$tmp/tags.tsv" --out "$tmp/train.shard" "$tmp/train.jsonl" >/dev/null
   "$mnemo" --config "$tmp/base.yaml" pretrain --out "$tmp/base" "$tmp/train.shard" >/dev/null
 }
+
+# pg_crash: stop the private cluster the hard way (pg_ctl -m immediate: no shutdown
+# checkpoint, crash recovery at the next `scripts/pg start`), as kill -9 would leave it
+pg_crash() {
+  local bindir=${PG_BINDIR:-}
+  # shellcheck disable=SC2012 # scripts/pg finds the binaries the same way
+  [ -n "$bindir" ] || bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ "$(id -u)" -eq 0 ]; then
+    runuser -u "${MNEMO_PG_USER:-postgres}" -- "$bindir/pg_ctl" -D "$pg/data" -m immediate -w stop >/dev/null
+  else
+    "$bindir/pg_ctl" -D "$pg/data" -m immediate -w stop >/dev/null
+  fi
+}
+# stopped PID: the process is stopped (SIGSTOP), state T
+stopped() { [[ $(ps -o stat= -p "$1" 2>/dev/null) == T* ]]; }

@@ -6,6 +6,10 @@ Listens on a free local port (written to PORT_FILE), verifies every delivery's s
 with Python's own hmac (not mnemo's code) and appends one JSON line per delivery to LOG:
 {"id", "type", "valid", "status"}.  The first FAIL_FIRST deliveries are answered 500, so
 the sender's retries are seen; the rest 200.
+
+With WEBHOOK_BODIES=FILE in the environment it also appends {"id", "sha256", "status"}
+per delivery to FILE (sha256 of the body): test_faults.sh checks that a redelivery
+carries the same body under the same webhook-id.
 """
 import base64
 import hashlib
@@ -19,6 +23,7 @@ import time
 port_file, log_path, secret, fail_first = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 key = base64.b64decode(secret[len("whsec_"):])
 seen = 0
+bodies_path = os.environ.get("WEBHOOK_BODIES", "")
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -40,6 +45,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         status = 500 if seen <= fail_first else 200
         with open(log_path, "a") as f:
             f.write(json.dumps({"id": wid, "type": kind, "valid": valid, "status": status}) + "\n")
+        if bodies_path:
+            with open(bodies_path, "a") as f:
+                f.write(json.dumps({"id": wid, "sha256": hashlib.sha256(body).hexdigest(),
+                                    "status": status}) + "\n")
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
