@@ -9,6 +9,7 @@
 #define _GNU_SOURCE /* readlink */
 #include "daemon/card.h"
 #include "daemon/ctl_int.h"
+#include "trainer/trainer.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -88,13 +89,42 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
   struct stat st;
   if (stat(argv[0], &st) != 0)
     return ctl_usage("cannot read checkpoint \"%s\": %s", argv[0], strerror(errno));
+  /* a checkpoint, of a model its file holds, before anything is registered (its header,
+   * shapes and sizes: the worker verifies the weights' checksum at each load) */
+  static ckpt_meta meta;
+  if (ckpt_read_meta(argv[0], &meta, &err) != MN_OK)
+    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+  /* its language tags must be the database's: a tag id never changes once assigned */
+  for (int i = 0; i < meta.tags.n; i++) {
+    char tag[16];
+    snprintf(tag, sizeof tag, "%d", meta.tags.t[i].id);
+    const char *pt[] = {meta.tags.t[i].code, tag};
+    if (db_query(conn,
+                 "SELECT (SELECT tag_id FROM mnemo.languages WHERE code = $1) = $2::int IS TRUE", 2,
+                 pt, &res, "could not read the languages", &err) != MN_OK)
+      return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    bool same = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    res = NULL;
+    if (!same) {
+      mn_error_set(&err, MN_ERR_INPUT,
+                   "cannot register \"%s\": it knows language \"%s\" as tag %d, which is "
+                   "not that language's tag in the database",
+                   argv[0], meta.tags.t[i].code, meta.tags.t[i].id);
+      snprintf(err.detail, sizeof err.detail,
+               "register the languages first (mnemoctl lang add), in the order the model was "
+               "trained with");
+      return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    }
+  }
   if (db_exec(conn, "BEGIN", &err) != MN_OK) return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
-  const char *p[] = {c->a.trained_on_stored ? "t" : "f", c->a.note ? c->a.note : ""};
+  const char *p[] = {c->a.trained_on_stored ? "t" : "f", c->a.note ? c->a.note : "",
+                     meta.sha256[0] ? meta.sha256 : NULL};
   if (db_query(conn,
                "SELECT mnemo.bootstrap(CASE WHEN $1::bool THEN (SELECT coalesce(max(id), 0)"
-               " FROM mnemo.documents) ELSE 0 END, NULL, $2)",
-               2, p, &res, "could not register the checkpoint", &err) != MN_OK)
+               " FROM mnemo.documents) ELSE 0 END, $3, $2)",
+               3, p, &res, "could not register the checkpoint", &err) != MN_OK)
     return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
   int64_t id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
   PQclear(res);
@@ -447,8 +477,9 @@ static int cmd_rollback(ctl *c, int argc, char **argv)
   PGconn *conn = NULL;
   PGresult *res = NULL;
   int64_t to = 0;
-  if (argc > 1 || (argc == 1 && (!mn_parse_i64(argv[0], &to) || to <= 0)))
-    return ctl_usage("rollback takes at most one CHECKPOINT id (got \"%s\")", argv[0]);
+  if (argc > 1) return ctl_usage("rollback takes at most one CHECKPOINT id (got %d)", argc);
+  if (argc == 1 && (!mn_parse_i64(argv[0], &to) || to <= 0))
+    return ctl_usage("\"%s\" is not a checkpoint id", argv[0]);
   if (!c->a.note || !*c->a.note) return ctl_usage("rollback needs --note (why)");
   char tos[32];
   snprintf(tos, sizeof tos, "%lld", (long long)to);

@@ -275,7 +275,7 @@ static mn_status st_prepare(runner *r, PGconn *c, bool *spawned, mn_error *err)
   if (rc == MN_OK)
     rc = db_query(c, "SELECT mnemo.checkpoint_create($1::bigint, $2::bigint)", 2, p2, &res,
                   "create the candidate's row", err);
-  char cid[32];
+  char cid[32] = "";
   if (rc == MN_OK) {
     r->job.ckpt = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
@@ -298,13 +298,17 @@ static mn_status st_prepare(runner *r, PGconn *c, bool *spawned, mn_error *err)
   if (rc == MN_OK) rc = mkdirs(path, err);
   if (rc == MN_OK) rc = export_tags(r, c, err);
   int64_t n;
+  /* the fresh documents recorded with the candidate's row (mnemo.trained_on): what the
+   * promotion will mark consumed, whatever commits later below the watermark */
   path_job(r, path, sizeof path, "fresh.jsonl");
   if (rc == MN_OK)
     rc = export_jsonl(c,
-                      "SELECT json_build_object('lang', lang, 'text', text) FROM mnemo.documents"
-                      " WHERE split = 'train' AND consumed_by IS NULL AND id <= $1::bigint"
-                      " ORDER BY id",
-                      1, (const char *const[]){wm}, path, &n, err);
+                      "SELECT json_build_object('lang', d.lang, 'text', d.text)"
+                      " FROM mnemo.documents d JOIN mnemo.checkpoints k ON k.id = $2::bigint"
+                      " WHERE d.split = 'train' AND d.consumed_by IS NULL AND d.id <= $1::bigint"
+                      " AND (NOT k.fresh_recorded OR EXISTS (SELECT 1 FROM mnemo.trained_on t"
+                      " WHERE t.ckpt_id = k.id AND t.doc_id = d.id)) ORDER BY d.id",
+                      2, (const char *const[]){wm, cid}, path, &n, err);
   /* the evaluation set's held-out documents: the newest eval_items per language, each with
    * its stored split, which the worker takes as it is (today's ingest.heldout_fraction may
    * not be the one they were ingested at) */

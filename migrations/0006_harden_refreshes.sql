@@ -8,6 +8,13 @@
 -- production again; repeated, it walks back to the base and then refuses.  A checkpoint
 -- that was production once can come back only when asked by id (rollback(note, id)).
 --
+-- What a refresh trains on.  0004 took "train documents up to the watermark, not yet
+-- consumed" twice: when the refresh exported its fresh data and when the promotion marked
+-- them consumed.  A document whose ingest committed in between with an id below the
+-- watermark (ids are handed out before commit) was marked consumed without ever being
+-- trained on.  mnemo.trained_on now records the fresh set once, when the candidate's row is
+-- made; the export reads it and the promotion absorbs exactly it.
+--
 -- Consumption.  mnemo.consumptions remembers, for good, which documents each promotion
 -- (or bootstrap) absorbed; documents.consumed_by is derived from it: a document is
 -- consumed by the checkpoint of the production chain that absorbed it, or by none.  Every
@@ -31,6 +38,17 @@ COMMENT ON TABLE mnemo.consumptions IS
 -- cannot be told apart from fresh ones any more
 INSERT INTO mnemo.consumptions (ckpt_id, doc_id)
   SELECT consumed_by, id FROM mnemo.documents WHERE consumed_by IS NOT NULL;
+
+CREATE TABLE mnemo.trained_on (
+  ckpt_id bigint NOT NULL REFERENCES mnemo.checkpoints (id),
+  doc_id  bigint NOT NULL REFERENCES mnemo.documents (id),
+  PRIMARY KEY (ckpt_id, doc_id)
+);
+COMMENT ON TABLE mnemo.trained_on IS
+  'the fresh documents a refresh trains its candidate on, recorded with the candidate''s row';
+ALTER TABLE mnemo.checkpoints ADD COLUMN fresh_recorded boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN mnemo.checkpoints.fresh_recorded IS
+  'its fresh documents are in mnemo.trained_on (false: made before 0006, the watermark rule)';
 
 -- chain -- a checkpoint and its ancestors (parent_id links), itself first
 CREATE FUNCTION mnemo.chain(p_ckpt bigint) RETURNS TABLE (id bigint, depth integer)
@@ -62,6 +80,62 @@ $$;
 
 -- ---------------------------------------------------------------- transitions
 
+-- the checkpoint a refresh trains, made once per job (a re-run finds it), with the fresh
+-- documents it trains on: the train documents up to the watermark that no checkpoint of
+-- production's chain absorbed, as committed now (one committed later stays fresh)
+CREATE OR REPLACE FUNCTION mnemo.checkpoint_create(p_job bigint, p_watermark bigint)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c bigint;
+  prod bigint;
+  j mnemo.jobs;
+BEGIN
+  SELECT id INTO c FROM mnemo.checkpoints WHERE job_id = p_job;
+  IF FOUND THEN
+    RETURN c;
+  END IF;
+  SELECT * INTO j FROM mnemo.jobs WHERE id = p_job;
+  IF NOT FOUND OR j.kind <> 'refresh' OR j.state <> 'running' THEN
+    RAISE EXCEPTION 'job % is not a running refresh', p_job
+      USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
+  SELECT id INTO prod FROM mnemo.checkpoints WHERE state = 'production' FOR SHARE;
+  IF prod IS NULL THEN
+    RAISE EXCEPTION 'no production checkpoint to refresh'
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'register one with mnemoctl bootstrap';
+  END IF;
+  INSERT INTO mnemo.checkpoints (parent_id, state, job_id, watermark, fresh_recorded)
+    VALUES (prod, 'training', p_job, p_watermark, true) RETURNING id INTO c;
+  INSERT INTO mnemo.trained_on (ckpt_id, doc_id)
+    SELECT c, d.id FROM mnemo.documents d
+     WHERE d.split = 'train' AND d.consumed_by IS NULL AND d.id <= p_watermark;
+  UPDATE mnemo.jobs SET ckpt_id = c WHERE id = p_job;
+  PERFORM mnemo.log_event('checkpoint_training', c, p_job,
+                          jsonb_build_object('parent', prod, 'watermark', p_watermark));
+  RETURN c;
+END
+$$;
+
+-- production -- the production checkpoint, its row share-locked: a transition that
+-- depends on which checkpoint is production holds it until it commits, so a rollback or
+-- promotion waits (and one that committed first is seen: after a wait the locked row may
+-- no longer match, and a new statement looks again)
+CREATE FUNCTION mnemo.production() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  p bigint;
+BEGIN
+  FOR i IN 1..3 LOOP
+    SELECT id INTO p FROM mnemo.checkpoints WHERE state = 'production' FOR SHARE;
+    IF p IS NOT NULL THEN
+      RETURN p;
+    END IF;
+  END LOOP;
+  RETURN NULL;
+END
+$$;
+
 -- a candidate reaches the operators only while its baseline (parent) is production: the
 -- verdict compared it with that baseline, not with whatever production is now
 CREATE OR REPLACE FUNCTION mnemo.checkpoint_advance(p_ckpt bigint, p_to text, p_reasons text,
@@ -84,7 +158,7 @@ BEGIN
       USING ERRCODE = 'insufficient_privilege';
   END IF;
   IF p_to = 'awaiting_approval' THEN
-    SELECT id INTO prod FROM mnemo.checkpoints WHERE state = 'production';
+    prod := mnemo.production();
     IF prod IS DISTINCT FROM c.parent_id THEN
       p_to := 'rejected';
       p_reasons := format('its baseline, checkpoint %s, is no longer production (%s is)',
@@ -128,11 +202,11 @@ BEGIN
     RAISE EXCEPTION 'checkpoint % is %, not awaiting approval', p_ckpt, c.state
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
-  IF coalesce(p_note, '') = '' THEN
+  IF btrim(coalesce(p_note, ''), E' \t\r\n') = '' THEN
     RAISE EXCEPTION 'a decision needs a note (why)' USING ERRCODE = 'invalid_parameter_value';
   END IF;
   IF p_decision = 'approve' THEN
-    SELECT id INTO prod FROM mnemo.checkpoints WHERE state = 'production';
+    prod := mnemo.production();
     IF prod IS DISTINCT FROM c.parent_id THEN
       RAISE EXCEPTION 'checkpoint % was judged against checkpoint %, which is no longer production',
                       p_ckpt, c.parent_id
@@ -181,8 +255,11 @@ BEGIN
   UPDATE mnemo.checkpoints SET state = 'retired', updated_at = now() WHERE id = prev;
   UPDATE mnemo.checkpoints SET state = 'production', updated_at = now() WHERE id = p_ckpt;
   WITH m AS (
-    UPDATE mnemo.documents SET consumed_by = p_ckpt
-     WHERE consumed_by IS NULL AND split = 'train' AND id <= c.watermark RETURNING id)
+    UPDATE mnemo.documents d SET consumed_by = p_ckpt
+     WHERE d.consumed_by IS NULL AND d.split = 'train' AND d.id <= c.watermark
+       AND (NOT c.fresh_recorded OR EXISTS (SELECT 1 FROM mnemo.trained_on t
+                                             WHERE t.ckpt_id = p_ckpt AND t.doc_id = d.id))
+    RETURNING d.id)
   INSERT INTO mnemo.consumptions (ckpt_id, doc_id) SELECT p_ckpt, m.id FROM m;
   GET DIAGNOSTICS n = ROW_COUNT;
   INSERT INTO mnemo.promotions (kind, ckpt_id, previous_id, job_id, documents)
@@ -233,11 +310,14 @@ DECLARE
   moved record;
   stale bigint;
 BEGIN
-  SELECT * INTO cur FROM mnemo.checkpoints WHERE state = 'production' FOR UPDATE;
-  IF NOT FOUND THEN
+  FOR i IN 1..3 LOOP -- a rollback or promotion that committed while we waited: look again
+    SELECT * INTO cur FROM mnemo.checkpoints WHERE state = 'production' FOR UPDATE;
+    EXIT WHEN FOUND;
+  END LOOP;
+  IF cur.id IS NULL THEN
     RAISE EXCEPTION 'no production checkpoint' USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
-  IF coalesce(p_note, '') = '' THEN
+  IF btrim(coalesce(p_note, ''), E' \t\r\n') = '' THEN
     RAISE EXCEPTION 'a rollback needs a note (why)' USING ERRCODE = 'invalid_parameter_value';
   END IF;
   IF p_to IS NULL THEN
@@ -310,6 +390,7 @@ CREATE FUNCTION mnemo.log_job_event(p_kind text, p_job bigint, p_detail jsonb)
 RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   j mnemo.jobs;
+  want text;
 BEGIN
   IF p_kind NOT IN ('job_failed', 'job_succeeded', 'job_cancelled', 'job_requeued') THEN
     RAISE EXCEPTION 'the daemon cannot record a % event', p_kind
@@ -318,6 +399,13 @@ BEGIN
   SELECT * INTO j FROM mnemo.jobs WHERE id = p_job;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'no job %', p_job USING ERRCODE = 'no_data_found';
+  END IF;
+  -- the event tells the state the job is in, and a job ends once
+  want := CASE p_kind WHEN 'job_requeued' THEN 'queued' ELSE substr(p_kind, 5) END;
+  IF j.state <> want OR (p_kind <> 'job_requeued' AND EXISTS (SELECT 1 FROM mnemo.events e
+                                              WHERE e.job_id = p_job AND e.kind = p_kind)) THEN
+    RAISE EXCEPTION 'job % is %: the daemon cannot record % for it', p_job, j.state, p_kind
+      USING ERRCODE = 'insufficient_privilege';
   END IF;
   RETURN mnemo.log_event(p_kind, j.ckpt_id, p_job, p_detail);
 END
@@ -347,8 +435,8 @@ $$;
 
 -- ---------------------------------------------------------------- privileges
 
-REVOKE EXECUTE ON FUNCTION mnemo.chain(bigint), mnemo.consume_as(bigint),
+REVOKE EXECUTE ON FUNCTION mnemo.chain(bigint), mnemo.consume_as(bigint), mnemo.production(),
   mnemo.rollback(text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mnemo.chain(bigint) TO mnemo_daemon, mnemo_operator;
 GRANT EXECUTE ON FUNCTION mnemo.rollback(text, bigint) TO mnemo_operator;
-GRANT SELECT ON mnemo.consumptions TO mnemo_daemon, mnemo_operator;
+GRANT SELECT ON mnemo.consumptions, mnemo.trained_on TO mnemo_daemon, mnemo_operator;

@@ -82,6 +82,16 @@ grep -q "0 pending" "$tmp/out" || fail "status: $(cat "$tmp/out")"
 expect_rc 0 "$ctl" --db "$url" --json migrate status
 grep -q '"state": "applied"' "$tmp/out" || fail "json status: $(cat "$tmp/out")"
 
+# bootstrap registers a checkpoint only: any other file is refused, and nothing is stored
+printf 'daemon: {data_dir: "%s/data"}\n' "$tmp" >"$tmp/boot.yaml"
+head -c 4096 /dev/urandom >"$tmp/noise.safetensors"
+for f in /etc/passwd "$tmp/noise.safetensors"; do
+  expect_rc 1 "$ctl" --db "$url" --config "$tmp/boot.yaml" bootstrap "$f" --note "not a model"
+  grep -q "$f" "$tmp/err" || fail "bootstrap of $f: $(cat "$tmp/err")"
+done
+[ "$(psql "$url" -XAtqc "select count(*) from mnemo.checkpoints")" = 0 ] || fail "a bad bootstrap registered a row"
+[ ! -e "$tmp/data/checkpoints" ] || fail "a bad bootstrap wrote files"
+
 # a database newer than the binary: status exits 1, migrate refuses
 psql "$url" -qc "insert into mnemo.schema_migrations values (9999, 'from_the_future', repeat('a', 64), now(), 1)"
 expect_rc 1 "$ctl" --db "$url" migrate status

@@ -87,6 +87,7 @@ static int64_t prod; /* model's production id */
 static int64_t doc_id[MAXD];
 static bool doc_train[MAXD];
 static bool absorbed[MAXC][MAXD]; /* by checkpoint index, document index */
+static bool trained[MAXC][MAXD];  /* a refresh's fresh documents, recorded at its start */
 static int nd;
 static unsigned doc_serial;
 
@@ -127,11 +128,14 @@ static void add_docs(int n)
   }
 }
 
-/* absorb -- what a promotion or bootstrap of c consumes: fresh train documents <= wm */
+/* absorb -- what a promotion of c consumes: what it trained on (a bootstrap: the fresh
+ * train documents up to its watermark) */
 static void absorb(int c, int64_t wm)
 {
+  bool boot = ck[c].parent == 0;
   for (int d = 0; d < nd; d++)
-    if (doc_train[d] && doc_id[d] <= wm && expect_consumed(d) == 0) absorbed[c][d] = true;
+    if (expect_consumed(d) == 0 && (boot ? doc_train[d] && doc_id[d] <= wm : trained[c][d]))
+      absorbed[c][d] = true;
 }
 
 static void set_state(int64_t id, const char *s)
@@ -171,6 +175,13 @@ static void refresh_start(void)
       q("mnemo_daemon", "SELECT mnemo.request_refresh('test')", 0, NULL, job, sizeof job, NULL, 0));
   snprintf(wm, sizeof wm, "%" PRId64, nd ? doc_id[nd - 1] : 0);
   const char *p[] = {job, wm};
+  char msg[512];
+  /* only a running refresh gets a candidate: the daemon claims the job first */
+  T_CHECK(!q("mnemo_daemon", "SELECT mnemo.checkpoint_create($1::bigint, $2::bigint)", 2, p, v,
+             sizeof v, msg, sizeof msg));
+  T_CONTAINS(msg, "is not a running refresh");
+  T_CHECK(q("", "UPDATE mnemo.jobs SET state = 'running' WHERE id = $1::bigint", 1, p, NULL, 0,
+            NULL, 0));
   T_CHECK(q("mnemo_daemon", "SELECT mnemo.checkpoint_create($1::bigint, $2::bigint)", 2, p, v,
             sizeof v, NULL, 0));
   mck *c = &ck[nck++];
@@ -181,6 +192,9 @@ static void refresh_start(void)
   c->job = strtoll(job, NULL, 10);
   snprintf(c->state, sizeof c->state, "training");
   open_refresh = c->id;
+  /* what it trains on: the train documents up to its watermark that are fresh now */
+  for (int d = 0; d < nd; d++)
+    trained[nck - 1][d] = doc_train[d] && doc_id[d] <= c->watermark && expect_consumed(d) == 0;
 }
 
 static void refresh_verdict(bool pass)
@@ -344,7 +358,7 @@ static void walk_back(void)
 {
   fresh_db();
   nck = nd = 0, prod = 0, open_refresh = 0;
-  memset(absorbed, 0, sizeof absorbed);
+  memset(absorbed, 0, sizeof absorbed), memset(trained, 0, sizeof trained);
   bootstrap();
   int64_t base = prod;
   for (int i = 0; i < 2; i++) {
@@ -414,7 +428,21 @@ static void walk_back(void)
   T_CONTAINS(msg, "production already");
   T_CHECK(!q("mnemo_daemon", "SELECT mnemo.rollback('x')", 0, NULL, NULL, 0, msg, sizeof msg));
   T_CONTAINS(msg, "permission denied");
+  T_CHECK(
+      !q("mnemo_operator", "SELECT mnemo.rollback(E' \\t ')", 0, NULL, NULL, 0, msg, sizeof msg));
+  T_CONTAINS(msg, "needs a note");
   T_CHECK(matches("refusals"));
+  /* the daemon's events tell its jobs' states as they are, once: no forged job_failed */
+  snprintf(sql, sizeof sql, "%" PRId64, ck[1].job);
+  const char *pj[] = {sql};
+  T_CHECK(!q("mnemo_daemon", "SELECT mnemo.log_job_event('job_failed', $1::bigint, '{}')", 1, pj,
+             NULL, 0, msg, sizeof msg));
+  T_CONTAINS(msg, "cannot record job_failed");
+  T_CHECK(q("mnemo_daemon", "SELECT mnemo.log_job_event('job_succeeded', $1::bigint, '{}')", 1, pj,
+            NULL, 0, msg, sizeof msg));
+  T_CHECK(!q("mnemo_daemon", "SELECT mnemo.log_job_event('job_succeeded', $1::bigint, '{}')", 1, pj,
+             NULL, 0, msg, sizeof msg));
+  T_CONTAINS(msg, "cannot record job_succeeded");
 }
 
 /* a candidate judged against a baseline that was rolled back never reaches production */
@@ -422,7 +450,7 @@ static void stale_candidates(void)
 {
   fresh_db();
   nck = nd = 0, prod = 0, open_refresh = 0;
-  memset(absorbed, 0, sizeof absorbed);
+  memset(absorbed, 0, sizeof absorbed), memset(trained, 0, sizeof trained);
   bootstrap();
   add_docs(5);
   refresh_start();
@@ -454,6 +482,44 @@ static void stale_candidates(void)
            "its baseline, checkpoint 2, is no longer production (1 is)");
 }
 
+/* a document whose ingest commits after the refresh read its watermark, with an id below
+ * it, was never trained on: the promotion leaves it fresh for the next refresh */
+static void late_commit(void)
+{
+  fresh_db();
+  nck = nd = 0, prod = 0, open_refresh = 0;
+  memset(absorbed, 0, sizeof absorbed), memset(trained, 0, sizeof trained);
+  bootstrap();
+  PGconn *slow = PQconnectdb(conninfo);
+  T_CHECK(PQstatus(slow) == CONNECTION_OK);
+  PGresult *r = PQexec(slow, "BEGIN; INSERT INTO mnemo.documents (lang, source_id, text, bytes, "
+                             "sha256, split) VALUES ('spa', 1, 'tarde', 5, sha256('tarde'), "
+                             "'train')");
+  T_CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+  PQclear(r);
+  add_docs(3); /* committed, with ids above the slow one's */
+  refresh_start();
+  r = PQexec(slow, "COMMIT");
+  PQclear(r);
+  PQfinish(slow);
+  int64_t cand = ck[nck - 1].id;
+  refresh_verdict(true);
+  char id[32], v[32];
+  snprintf(id, sizeof id, "%" PRId64, cand);
+  T_CHECK(q("mnemo_operator", "SELECT mnemo.approve($1::bigint, 'ok')", 1,
+            (const char *const[]){id}, v, sizeof v, NULL, 0));
+  T_CHECK(q("mnemo_daemon", "SELECT mnemo.promote($1::bigint, $2::bigint)", 2,
+            (const char *const[]){id, v}, NULL, 0, NULL, 0));
+  T_EQ_STR(t_db_value(conn, "SELECT coalesce(consumed_by::text, 'fresh') FROM mnemo.documents "
+                            "WHERE text = 'tarde'"),
+           "fresh");
+  char sql[160], want[16];
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM mnemo.documents WHERE consumed_by = %" PRId64,
+           cand);
+  snprintf(want, sizeof want, "%d", doc_train[nd - 1] + doc_train[nd - 2] + doc_train[nd - 3]);
+  T_EQ_STR(t_db_value(conn, sql), want); /* the three, those of them that are train */
+}
+
 static void property(void)
 {
   static const unsigned seeds[] = {1, 2, 3, 4, 5};
@@ -461,7 +527,7 @@ static void property(void)
     srand(seeds[s]);
     fresh_db();
     nck = nd = 0, prod = 0, open_refresh = 0;
-    memset(absorbed, 0, sizeof absorbed);
+    memset(absorbed, 0, sizeof absorbed), memset(trained, 0, sizeof trained);
     bootstrap();
     char when[96];
     for (int step = 0; step < 200; step++) {
@@ -498,6 +564,7 @@ int main(void)
 {
   T_RUN(walk_back);
   T_RUN(stale_candidates);
+  T_RUN(late_commit);
   T_RUN(property);
   PQfinish(conn);
   t_db_drop("rollback");
