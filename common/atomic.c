@@ -92,8 +92,7 @@ mn_status mn_atomic_write(mn_atomic_file *f, const void *p, size_t n, mn_error *
   return MN_OK;
 }
 
-/* fsync_dir -- make a rename in the folder of path durable. */
-static mn_status fsync_dir(const char *path, mn_error *err)
+mn_status mn_fsync_parent(const char *path, mn_error *err)
 {
   char dir[PATH_MAX];
   const char *slash = strrchr(path, '/');
@@ -135,7 +134,7 @@ mn_status mn_atomic_commit(mn_atomic_file *f, mn_error *err)
                       strerror(errno));
     goto fail;
   }
-  rc = fsync_dir(f->path, err);
+  rc = mn_fsync_parent(f->path, err);
   free_file(f);
   return rc;
 fail:

@@ -264,6 +264,8 @@ void mn_atomic_abort(mn_atomic_file *f);
 MN_NODISCARD mn_status mn_write_file_atomic(const char *path, const void *p, size_t n,
                                             unsigned mode, mn_error *err);
 
+/* mn_fsync_parent -- make a rename into the folder of path durable (fsync the folder). */
+MN_NODISCARD mn_status mn_fsync_parent(const char *path, mn_error *err);
 /* mn_copy_file_atomic -- copy src (a symlink's target) to dst by the same sequence. */
 MN_NODISCARD mn_status mn_copy_file_atomic(const char *src, const char *dst, unsigned mode,
                                            mn_error *err);
