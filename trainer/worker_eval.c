@@ -1,0 +1,454 @@
+/*
+ * worker_eval.c -- mnemo eval, evalset and guard: scoring a checkpoint on shards or on
+ * evaluation sets, building evaluation sets, and the guards' verdict.
+ */
+#define _XOPEN_SOURCE 700
+#include "configs/config.h"
+#include "guards/verdict.h"
+#include "replay/replay.h"
+#include "trainer/lid.h"
+#include "trainer/trainer_int.h"
+#include "trainer/triage.h"
+#include "trainer/worker_int.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- eval */
+
+typedef struct lang_score {
+  double bits;
+  int64_t bytes;
+} lang_score;
+
+/* score -- add the byte targets' bits of one window [tag, x...] -> y to s. */
+static void score(gpt *m, const int32_t *x, const int32_t *y, int T, lang_score *s)
+{
+  gpt_forward(m, x, y, 1, T);
+  const float *l = gpt_losses(m);
+  for (int i = 0; i < T; i++)
+    if (y[i] < 256) {
+      s->bits += l[i] / 0.69314718055994530942; /* nats to bits */
+      s->bytes++;
+    }
+}
+
+/* worker__scoring_model -- a checkpoint loaded into a model that takes one sequence of *T tokens
+ * (train.seq_len, at most the model's positions), on the configured threads */
+mn_status worker__scoring_model(const worker *w, const char *path, ckpt_meta *meta, gpt **m, int *T,
+                                mn_error *err)
+{
+  kernels_cpu_set_threads((int)w->cfg.train.threads);
+  mn_status rc = ckpt_read_meta(path, meta, err);
+  if (rc != MN_OK) return rc;
+  *T = meta->config.max_seq_len;
+  if (w->cfg.train.seq_len < *T) *T = (int)w->cfg.train.seq_len;
+  const kernels_backend *k;
+  if ((rc = worker__train_backend(&w->cfg, &k, err)) != MN_OK ||
+      (rc = gpt_create(&meta->config, 1, *T, 0, k, m, err)) != MN_OK)
+    return rc;
+  return ckpt_load(path, *m, meta, err);
+}
+
+/* ---------------------------------------------------------------- evaluation sets */
+
+int worker__cmd_evalset(worker *w, opts *o)
+{
+  mn_error err = {0};
+  tok_tags tags = {0};
+  if (!o->out || (o->npos < 1 && !o->parallel && !o->probes))
+    return worker__usage("evalset needs --out SET and held-out JSONL files, --parallel FILE or "
+                         "--probes FILE");
+  if (o->tags && o->checkpoint)
+    return worker__usage("evalset takes the languages from --tags or from --checkpoint, not both");
+  if (o->tags && worker__read_tags(o->tags, &tags, &err) != MN_OK) return worker__fail(&err);
+  if (o->checkpoint) { /* the languages the model has a tag for: those it can be scored on */
+    ckpt_meta meta;
+    if (ckpt_read_meta(o->checkpoint, &meta, &err) != MN_OK) return worker__fail(&err);
+    tags = meta.tags;
+  }
+  evalset_sources src = {.heldout = (const char *const *)o->pos,
+                         .nheldout = o->npos,
+                         .heldout_fraction = w->cfg.ingest.heldout_fraction,
+                         .parallel = o->parallel,
+                         .reference = o->reference ? o->reference : w->cfg.guards.parity_reference,
+                         .probes = o->probes,
+                         .tags = o->tags || o->checkpoint ? &tags : NULL,
+                         .max_items = o->max_items,
+                         .max_item_bytes = o->max_item_bytes};
+  evalset_counts n;
+  if (evalset_build(&src, o->out, &n, &err) != MN_OK) return worker__fail(&err);
+  worker__emit(json_pack(
+      "{s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I}}", "event",
+      "evalset", "out", o->out, "sha256", n.sha256, "heldout", (json_int_t)n.items[EVAL_HELDOUT],
+      "parallel", (json_int_t)n.items[EVAL_PARALLEL], "probes", (json_int_t)n.items[EVAL_PROBE],
+      "left_out", "not_heldout", (json_int_t)n.not_heldout, "other_language",
+      (json_int_t)n.other_language, "no_reference", (json_int_t)n.no_reference, "duplicates",
+      (json_int_t)n.duplicates, "over_cap", (json_int_t)n.over_cap, "split", "stored",
+      (json_int_t)n.split_stored, "hashed", (json_int_t)n.split_hashed));
+  return EXIT_OK;
+}
+
+static int item_ptr_cmp(const void *a, const void *b)
+{
+  return evalset_item_cmp(*(const evalset_item *const *)a, *(const evalset_item *const *)b);
+}
+
+/* load_sets -- the comma-separated sets of --sets as one: items of all, in order */
+static mn_status load_sets(const char *list, evalset *all, mn_error *err)
+{
+  char buf[4096];
+  memset(all, 0, sizeof *all);
+  if (!list || strlen(list) >= sizeof buf)
+    return mn_error_set(err, MN_ERR_USAGE, "--sets wants SET[,SET...]");
+  snprintf(buf, sizeof buf, "%s", list);
+  mn_sha256 h;
+  mn_status rc = mn_sha256_init(&h, err);
+  for (char *save = NULL, *p = strtok_r(buf, ",", &save); rc == MN_OK && p;
+       p = strtok_r(NULL, ",", &save)) {
+    evalset s;
+    if ((rc = evalset_load(p, &s, err)) != MN_OK) break;
+    evalset_item *items = realloc(all->items, (all->n + s.n) * sizeof *items);
+    if (!items) {
+      evalset_free(&s);
+      rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+      break;
+    }
+    all->items = items;
+    if (all->reference[0] && s.reference[0] && strcmp(all->reference, s.reference) != 0) {
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "%s normalises parallel items by %s, an earlier set by %s: their parity "
+                        "figures do not compare",
+                        p, s.reference, all->reference);
+      evalset_free(&s);
+      break;
+    }
+    memcpy(items + all->n, s.items, s.n * sizeof *items);
+    all->n += s.n;
+    free(s.items); /* the items moved */
+    if (!all->reference[0]) snprintf(all->reference, sizeof all->reference, "%s", s.reference);
+    rc = mn_sha256_update(&h, s.sha256, strlen(s.sha256), err);
+  }
+  /* an item in two sets would count twice: half the evidence passing for all of it */
+  const evalset_item **by = rc == MN_OK ? malloc((all->n + 1) * sizeof *by) : NULL;
+  if (rc == MN_OK && !by) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; by && i < all->n; i++)
+    by[i] = &all->items[i];
+  if (by) qsort(by, all->n, sizeof *by, item_ptr_cmp);
+  for (size_t i = 1; by && rc == MN_OK && i < all->n; i++)
+    if (evalset_item_cmp(by[i - 1], by[i]) == 0)
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "%s item %s/%s is in more than one of the sets %s: it would count twice",
+                        evalset_kind_name(by[i]->kind), by[i]->lang, by[i]->id, list);
+  free(by);
+  uint8_t d[MN_SHA256_LEN];
+  if (rc == MN_OK && (rc = mn_sha256_final(&h, d, err)) == MN_OK)
+    mn_hex_encode(d, MN_SHA256_LEN, all->sha256); /* one set: the hash of its version */
+  else
+    mn_sha256_abort(&h), evalset_free(all);
+  return rc;
+}
+
+/* eval_sets -- `eval --sets`: bits per byte per language and kind; --per-doc: every item */
+static int eval_sets(worker *w, opts *o)
+{
+  mn_error err = {0};
+  evalset s;
+  if (load_sets(o->sets, &s, &err) != MN_OK) return worker__fail(&err);
+  kernels_cpu_set_threads((int)w->cfg.train.threads);
+  double *bits = calloc(s.n ? s.n : 1, sizeof *bits);
+  ckpt_meta meta;
+  bool cached = false;
+  evalset_run run = {.cache_dir = o->cache, .seq_len = (int)w->cfg.train.seq_len};
+  double t0 = mn_monotonic_ms();
+  int rc = EXIT_FAIL;
+  if (!bits) {
+    mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  if (worker__train_backend(&w->cfg, &run.backend, &err) != MN_OK) goto out;
+  if (evalset_score_checkpoint(o->checkpoint, &s, &run, bits, &meta, &cached, &err) != MN_OK)
+    goto out;
+  double secs = (mn_monotonic_ms() - t0) / 1e3;
+  json_t *per = json_object();
+  int64_t bytes_all = 0, predictions = 0;
+  for (size_t i = 0; i < s.n; i++) {
+    const evalset_item *it = &s.items[i];
+    if (o->per_doc) {
+      char *line;
+      if (evalset_item_json(it, bits[i], &line, &err) != MN_OK) {
+        json_decref(per);
+        goto out;
+      }
+      puts(line);
+      free(line);
+    }
+    char key[32];
+    snprintf(key, sizeof key, "%s/%s", it->lang, evalset_kind_name(it->kind));
+    json_t *e = json_object_get(per, key);
+    if (!e)
+      json_object_set_new(per, key,
+                          e = json_pack("{s:f, s:I, s:I}", "bits", 0.0, "bytes", (json_int_t)0,
+                                        "items", (json_int_t)0));
+    json_object_set_new(e, "bits",
+                        json_real(json_real_value(json_object_get(e, "bits")) + bits[i]));
+    json_object_set_new(
+        e, "bytes",
+        json_integer(json_integer_value(json_object_get(e, "bytes")) + (json_int_t)it->len));
+    json_object_set_new(e, "items",
+                        json_integer(json_integer_value(json_object_get(e, "items")) + 1));
+    bytes_all += (int64_t)it->len;
+    predictions += (int64_t)it->len + 1; /* the bytes and the eot */
+  }
+  json_t *langs = json_array();
+  const char *key;
+  json_t *e;
+  json_object_foreach(per, key, e)
+  {
+    double b = json_real_value(json_object_get(e, "bits"));
+    json_int_t n = json_integer_value(json_object_get(e, "bytes"));
+    char lang[16];
+    const char *slash = strchr(key, '/');
+    snprintf(lang, sizeof lang, "%.*s", (int)(slash - key), key);
+    json_array_append_new(langs, json_pack("{s:s, s:s, s:O, s:I, s:f}", "lang", lang, "kind",
+                                           slash + 1, "items", json_object_get(e, "items"), "bytes",
+                                           n, "bits_per_byte", n ? b / (double)n : -1.0));
+  }
+  json_decref(per);
+  fflush(stdout);
+  /* tokens_per_s: predictions per second of forward passes (a training step's tokens/s is
+   * measured the same way); seconds: the whole command, loading included */
+  worker__emit(json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:I, s:I, s:f, s:f, s:f}", "event", "eval",
+                         "checkpoint", o->checkpoint, "weights", meta.sha256, "set", s.sha256,
+                         "cached", cached, "languages", langs, "bytes", (json_int_t)bytes_all,
+                         "predictions", (json_int_t)predictions, "seconds", secs, "scoring_seconds",
+                         run.scoring_s, "tokens_per_s",
+                         run.scoring_s > 0 ? (double)predictions / run.scoring_s : 0.0));
+  rc = EXIT_OK;
+out:
+  free(bits);
+  evalset_free(&s);
+  return rc == EXIT_OK ? rc : worker__fail(&err);
+}
+
+/* best_so_far -- {lang: best bits per byte} from earlier verdicts on the same set: each
+ * one's baseline (production then) and, where it passed, its candidate */
+static mn_status best_so_far(const char *list, const char *set_sha, json_t **best, mn_error *err)
+{
+  char buf[4096];
+  *best = NULL;
+  if (!list || !*list) return MN_OK;
+  if (strlen(list) >= sizeof buf) return mn_error_set(err, MN_ERR_USAGE, "--history is too long");
+  snprintf(buf, sizeof buf, "%s", list);
+  *best = json_object();
+  for (char *save = NULL, *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+    json_error_t je;
+    json_t *v = json_load_file(p, 0, &je);
+    if (!v || !json_is_array(json_object_get(v, "languages"))) {
+      json_decref(v);
+      json_decref(*best);
+      *best = NULL;
+      return mn_error_set(err, MN_ERR_INPUT, "%s: not a verdict (%s)", p,
+                          v ? "no languages" : je.text);
+    }
+    const char *set = json_string_value(json_object_get(v, "set"));
+    bool passed = json_is_true(json_object_get(v, "pass"));
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(v, "languages"), i, r)
+    {
+      if (!set || strcmp(set, set_sha) != 0) break; /* other items: not comparable */
+      const char *lang = json_string_value(json_object_get(r, "lang"));
+      double b = json_number_value(json_object_get(r, "baseline_bpb"));
+      double c = json_number_value(json_object_get(r, "candidate_bpb"));
+      double m = passed && c > 0 && c < b ? c : b;
+      json_t *have = json_object_get(*best, lang);
+      if (lang && m > 0 && (!have || m < json_number_value(have)))
+        json_object_set_new(*best, lang, json_real(m));
+    }
+    json_decref(v);
+  }
+  return MN_OK;
+}
+
+/* guard -- baseline and candidate scored on the same sets, then every guard rule */
+int worker__cmd_guard(worker *w, opts *o)
+{
+  mn_error err = {0};
+  if (!o->baseline || !o->candidate || !o->sets)
+    return worker__usage("guard needs --baseline CKPT, --candidate CKPT and --sets SET[,SET...]");
+  evalset s;
+  if (load_sets(o->sets, &s, &err) != MN_OK) return worker__fail(&err);
+  kernels_cpu_set_threads((int)w->cfg.train.threads);
+  double *bits[2] = {calloc(s.n + 1, sizeof(double)), calloc(s.n + 1, sizeof(double))};
+  guard_item *items = calloc(s.n + 1, sizeof *items);
+  json_t *best = NULL, *v = NULL;
+  ckpt_meta meta[2];
+  bool cached[2];
+  int rc = EXIT_FAIL;
+  const char *ck[2] = {o->baseline, o->candidate};
+  evalset_run run = {.cache_dir = o->cache, .seq_len = (int)w->cfg.train.seq_len};
+  if (!bits[0] || !bits[1] || !items) {
+    mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  if (worker__train_backend(&w->cfg, &run.backend, &err) != MN_OK) goto out;
+  for (int m = 0; m < 2; m++) {
+    double t0 = mn_monotonic_ms();
+    if (evalset_score_checkpoint(ck[m], &s, &run, bits[m], &meta[m], &cached[m], &err) != MN_OK)
+      goto out;
+    if (!w->json && isatty(STDOUT_FILENO)) continue;
+    worker__emit(json_pack("{s:s, s:s, s:s, s:b, s:f}", "event", "scored", "checkpoint", ck[m],
+                           "weights", meta[m].sha256, "cached", cached[m], "seconds",
+                           (mn_monotonic_ms() - t0) / 1e3));
+  }
+  for (size_t i = 0; i < s.n; i++) {
+    const evalset_item *it = &s.items[i];
+    items[i] = (guard_item){.kind = (guard_item_kind)it->kind,
+                            .lang = it->lang,
+                            .id = it->id,
+                            .bytes = (double)it->len,
+                            .ref_chars = (double)it->ref_chars,
+                            .report = it->report,
+                            .fixed_bits = it->kind == EVAL_PROBE ? it->fixed_bits : -1,
+                            .base = bits[0][i],
+                            .cand = bits[1][i]};
+  }
+  const mn_config *c = &w->cfg;
+  guard_policy pol = {.tolerance = c->guards.tolerance,
+                      .tolerances = c->guards.tolerances,
+                      .min_items = (int)c->guards.min_items,
+                      .resamples = (int)c->guards.resamples,
+                      .level = c->guards.level,
+                      .seed = (uint64_t)c->guards.seed,
+                      .parity_widen = c->guards.parity_widen,
+                      .probe_tolerance = c->guards.probe_tolerance,
+                      .must_improve = o->must_improve ? o->must_improve : c->guards.must_improve};
+  /* every language both models serve must be shown to hold, not only those the set has */
+  char served[TOK_MAX_TAGS * 9] = "";
+  for (int i = 0, n = 0; i < meta[0].tags.n; i++)
+    if (tok_tag_of(&meta[1].tags, meta[0].tags.t[i].code) >= 0)
+      n += snprintf(served + n, sizeof served - (size_t)n, "%s%s", n ? "," : "",
+                    meta[0].tags.t[i].code);
+  pol.languages = served;
+  if (best_so_far(o->history, s.sha256, &best, &err) != MN_OK) goto out;
+  double t0 = mn_monotonic_ms();
+  if (guard_verdict(items, s.n, &pol, best, &v, &err) != MN_OK) goto out;
+  json_object_set_new(v, "seconds_deciding", json_real((mn_monotonic_ms() - t0) / 1e3));
+  json_object_set_new(v, "baseline",
+                      json_pack("{s:s, s:s}", "path", o->baseline, "weights", meta[0].sha256));
+  json_object_set_new(v, "candidate",
+                      json_pack("{s:s, s:s}", "path", o->candidate, "weights", meta[1].sha256));
+  json_object_set_new(v, "set", json_string(s.sha256));
+  if (o->out) {
+    char *text = json_dumps(v, JSON_INDENT(1) | JSON_SORT_KEYS);
+    mn_status st = text ? mn_write_file_atomic(o->out, text, strlen(text), 0644, &err)
+                        : mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    free(text);
+    if (st != MN_OK) goto out;
+  }
+  if (!w->json && isatty(STDOUT_FILENO)) {
+    guard_render(v, stdout);
+  } else {
+    json_object_set_new(v, "event", json_string("verdict"));
+    worker__emit(json_incref(v));
+  }
+  rc = json_is_true(json_object_get(v, "pass")) ? EXIT_OK : EXIT_GUARD;
+out:
+  json_decref(v), json_decref(best);
+  free(bits[0]), free(bits[1]), free(items);
+  evalset_free(&s);
+  return rc == EXIT_FAIL ? worker__fail(&err) : rc;
+}
+
+int worker__cmd_eval(worker *w, opts *o)
+{
+  if (o->sets && o->checkpoint) return eval_sets(w, o);
+  mn_error err = {0};
+  shard *shards = NULL;
+  gpt *m = NULL;
+  int rc = EXIT_FAIL;
+  ckpt_meta meta;
+  if (!o->checkpoint || o->npos < 1)
+    return worker__usage("eval needs --checkpoint FILE and shards");
+  int T = 0;
+  if (worker__scoring_model(w, o->checkpoint, &meta, &m, &T, &err) != MN_OK) goto out;
+  if (worker__read_shards(o, &shards, &err) != MN_OK) goto out;
+  int32_t *x = malloc(sizeof(int32_t) * (size_t)T), *y = malloc(sizeof(int32_t) * (size_t)T);
+  json_t *langs = json_array();
+  for (int si = 0; si < o->npos; si++) {
+    for (uint32_t k = 0; k < shards[si].nsections; k++) {
+      const shard_section *sec = &shards[si].sections[k];
+      const uint16_t *tok = shards[si].tokens + sec->first;
+      if (shard_section_fits(sec, o->pos[si], &meta, o->checkpoint, &err) != MN_OK) goto out_loop;
+      int tag = sec->tag;
+      lang_score total = {0};
+      int64_t limit = o->max_tokens ? o->max_tokens : INT64_MAX, used = 0;
+      /* documents: [tag, bytes..., eot]; each scored from its tag, in windows of T */
+      uint64_t d0 = 0;
+      int64_t doc = 0;
+      while (d0 < sec->count && used < limit) {
+        uint64_t d1 = d0 + 1;
+        while (d1 < sec->count && tok[d1] != TOK_EOT)
+          d1++;
+        lang_score ds = {0};
+        for (uint64_t p = d0 + 1; p <= d1 && p < sec->count; p += (uint64_t)T) {
+          int n = (int)((d1 + 1 - p) < (uint64_t)T ? (d1 + 1 - p) : (uint64_t)T);
+          x[0] = tag;
+          for (int i = 1; i < n; i++)
+            x[i] = tok[p + (uint64_t)i - 1];
+          for (int i = 0; i < n; i++)
+            y[i] = tok[p + (uint64_t)i];
+          score(m, x, y, n, &ds);
+          used += n;
+        }
+        if (o->per_doc)
+          worker__emit(json_pack("{s:s, s:s, s:I, s:I, s:f}", "event", "doc", "lang", sec->code,
+                                 "doc", (json_int_t)doc, "bytes", (json_int_t)ds.bytes, "nll_bits",
+                                 ds.bits));
+        total.bits += ds.bits;
+        total.bytes += ds.bytes;
+        doc++;
+        d0 = d1 + 1;
+      }
+      double bpb = total.bytes ? total.bits / (double)total.bytes : NAN;
+      json_array_append_new(langs, json_pack("{s:s, s:I, s:I, s:f}", "lang", sec->code, "documents",
+                                             (json_int_t)doc, "bytes", (json_int_t)total.bytes,
+                                             "bits_per_byte", isfinite(bpb) ? bpb : -1.0));
+    }
+  }
+  if (w->json || !isatty(STDOUT_FILENO)) {
+    worker__emit(json_pack("{s:s, s:s, s:o}", "event", "eval", "checkpoint", o->checkpoint,
+                           "languages", langs));
+  } else {
+    printf("%-6s %10s %10s %14s\n", "lang", "documents", "bytes", "bits/byte");
+    size_t i;
+    json_t *v;
+    json_array_foreach(langs, i, v)
+    {
+      printf("%-6s %10lld %10lld %14.4f\n", json_string_value(json_object_get(v, "lang")),
+             (long long)json_integer_value(json_object_get(v, "documents")),
+             (long long)json_integer_value(json_object_get(v, "bytes")),
+             json_real_value(json_object_get(v, "bits_per_byte")));
+    }
+    json_decref(langs);
+  }
+  rc = EXIT_OK;
+out_loop:
+  free(x);
+  free(y);
+  if (rc != EXIT_OK) json_decref(langs);
+out:
+  worker__free_shards(shards, o->npos);
+  gpt_destroy(m);
+  return rc == EXIT_OK ? rc : worker__fail(&err);
+}
