@@ -151,6 +151,19 @@ MN_NODISCARD mn_status mn_buf_reserve(mn_buf *b, size_t extra, mn_error *err);
  */
 MN_NODISCARD mn_status mn_buf_read_file(mn_buf *b, const char *path, mn_error *err);
 
+/* ---------------------------------------------------------------- scripts (script.c) */
+
+/* mn_script_of -- the ISO 15924 code of the script letter cp belongs to ("Latn", "Thai",
+ * "Hani", ...), or NULL when cp is not a letter of a script our languages use (digits,
+ * punctuation, spaces, symbols and shared combining marks are not). A static string. */
+const char *mn_script_of(uint32_t cp);
+/* mn_script_in -- whether a letter of script `of` counts as written in `want`: the same
+ * code, or a composite (Jpan: Hira, Kana, Hani; Kore: Hang, Hani; Hans and Hant: Hani) */
+bool mn_script_in(const char *of, const char *want);
+/* mn_script_share -- the share of the letters of s[0..n) (valid UTF-8) written in script
+ * (0 when it has none); *letters, when not NULL: how many letters */
+double mn_script_share(const char *s, size_t n, const char *script, size_t *letters);
+
 /* ---------------------------------------------------------------- UTF-8 */
 
 typedef enum {

@@ -2,7 +2,7 @@
  * text.c -- what text mnemo accepts from people, and how it shows text to them.
  *
  * One rule (mn_text_check) for every text a person writes and mnemo stores or judges:
- * documents at ingest (daemon/ingest.c), reports at triage (trainer/triage.c) and
+ * documents at ingest (daemon/ingest.c), reports at triage (triage/triage.c) and
  * mnemoctl report, source names.  Acceptable text is valid UTF-8 and not blank, and holds
  * no NUL, no other C0 control but tab (and newline, and the CR of a CRLF, where the caller
  * allows them), no DEL, no C1 control, no byte order mark (a leading one is the caller's to

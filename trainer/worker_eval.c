@@ -6,10 +6,10 @@
 #include "configs/config.h"
 #include "guards/verdict.h"
 #include "replay/replay.h"
-#include "trainer/lid.h"
 #include "trainer/trainer_int.h"
-#include "trainer/triage.h"
 #include "trainer/worker_int.h"
+#include "triage/lid.h"
+#include "triage/triage.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -6,7 +6,7 @@
  * what is wrong (the language code, the file and line, the JSON).  Values
  * always travel as parameters ($1), never spliced into SQL.
  */
-#include "daemon/ctl_int.h"
+#include "daemon/ctl/ctl_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

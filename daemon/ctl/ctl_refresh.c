@@ -8,7 +8,7 @@
  */
 #define _GNU_SOURCE /* readlink */
 #include "daemon/card.h"
-#include "daemon/ctl_int.h"
+#include "daemon/ctl/ctl_int.h"
 #include "trainer/trainer.h"
 
 #include <errno.h>

@@ -8,7 +8,7 @@
  * Everything a reporter or an operator wrote (texts, notes, names) and everything the
  * worker derived from it reaches the terminal through ctl_text / ctl_put_text (ctl_int.h).
  */
-#include "daemon/ctl_int.h"
+#include "daemon/ctl/ctl_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>

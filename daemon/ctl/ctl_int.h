@@ -2,7 +2,7 @@
  * ctl_int.h -- what the source files of mnemoctl share: the invocation state,
  * the command table's shape, option declarations and output helpers.
  *
- * Not a public header: only daemon/mnemoctl.c and daemon/ctl_*.c include it.
+ * Not a public header: only the files of daemon/ctl/ include it.
  */
 #ifndef MNEMO_CTL_INT_H
 #define MNEMO_CTL_INT_H

@@ -2,7 +2,7 @@
  * test_triage.c -- the parts of report triage that need no model: which texts are unusable
  * and why, scripts of letters, and MinHash similarity (the grouping of near-duplicates).
  */
-#include "trainer/triage.h"
+#include "triage/triage.h"
 
 #include "tests/test.h"
 
@@ -63,7 +63,7 @@ static void unusable_texts(void)
   T_CHECK(!ok(big, "Latn", why));
   T_CONTAINS(why, "more than 1000");
   size_t letters;
-  T_CHECK(fabs(triage_script_share("abc где", strlen("abc где"), "Cyrl", &letters) - 0.5) < 1e-9);
+  T_CHECK(fabs(mn_script_share("abc где", strlen("abc где"), "Cyrl", &letters) - 0.5) < 1e-9);
   T_EQ_INT(letters, 6);
 }
 

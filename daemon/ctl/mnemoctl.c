@@ -8,7 +8,7 @@
  * Configuration: --config FILE, else $MNEMO_CONFIG, else the defaults;
  * the database: --db, else $MNEMO_DB, else database.conninfo.
  */
-#include "daemon/ctl_int.h"
+#include "daemon/ctl/ctl_int.h"
 
 #include <getopt.h>
 #include <stdarg.h>

@@ -7,7 +7,7 @@
  * 1- to 5-gram of the normalised bytes that is not all spaces is hashed (FNV-1a with the
  * order mixed in) into one of LID_BUCKETS buckets.
  */
-#include "trainer/lid.h"
+#include "triage/lid.h"
 
 #include <errno.h>
 #include <jansson.h>

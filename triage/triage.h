@@ -3,7 +3,7 @@
  *
  * For each new report: is its text usable at all (UTF-8, not empty, not binary, not
  * huge, written in its claimed language's script), which language it is written in
- * (trainer/lid.h), which earlier report it repeats (MinHash over byte shingles), and how
+ * (triage/lid.h), which earlier report it repeats (MinHash over byte shingles), and how
  * much worse the production model finds it than that language's ordinary held-out text
  * (the severity).  `mnemo triage` runs it over a JSONL batch the daemon writes.
  */
@@ -28,10 +28,6 @@
  * `script` (TRIAGE_MIN_SCRIPT_SHARE; an ISO 15924 code; "" or NULL: any script) */
 bool triage_check_text(const char *s, size_t n, const char *script, int64_t max_bytes, char *why,
                        size_t whylen);
-
-/* triage_script_share -- the share of s's letters written in script (Jpan counts Hiragana,
- * Katakana and Han; Kore Hangul and Han; Hans and Hant Han); *letters: how many letters */
-double triage_script_share(const char *s, size_t n, const char *script, size_t *letters);
 
 /* triage_minhash -- the signature of s: for each of TRIAGE_MINHASH hash functions, the least
  * hash of its byte 5-grams after case folding (ASCII) and collapsing white space */
