@@ -2,9 +2,10 @@
  * common.h -- the pieces every mnemo module stands on.
  *
  * Errors (mn_status, mn_error), logging (one line per event, logfmt or JSON,
- * to stderr), UTF-8 validation, atomic file writes, SHA-256 and a bounded
- * growable buffer.  Nothing here knows about PostgreSQL, models or config
- * files; modules above use it, never the other way round.
+ * to stderr), UTF-8 validation and script tables, atomic file writes, SHA-256, a
+ * bounded growable buffer, one JSONL reader and little-endian helpers (the contract
+ * between mnemod and the worker is in protocol.h).  Nothing here knows about PostgreSQL, models or
+ * config files; modules above use it, never the other way round.
  *
  * Invariants:
  *  - mn_status values are stored in the database (jobs.error_code): append
@@ -296,6 +297,74 @@ extern void (*mn_atomic__before_rename)(const char *tmp_path, const char *path);
 typedef enum { MN_FAULT_ALLOC = 0, MN_FAULT_WRITE, MN_FAULT_FSYNC, MN_FAULT_KINDS } mn_fault_kind;
 void mn_fault_arm(mn_fault_kind kind, long n);
 bool mn_fault__hit(mn_fault_kind kind);
+
+/* ---------------------------------------------------------------- JSONL (jsonl.c) */
+
+/*
+ * One JSON object a line, read a record at a time.  Blank lines (only white space) are
+ * skipped; any other line that is not a JSON object is an MN_ERR_INPUT error naming
+ * "file:line".  Strings may hold NUL (JSON_ALLOW_NUL: a string's length is exact and the
+ * caller decides about NUL); an object with a key twice is refused.  The caller owns the
+ * struct (mn_jsonl_open ... mn_jsonl_close).
+ */
+struct json_t;
+typedef struct mn_jsonl {
+  FILE *f;
+  char name[256]; /* the file's name, in messages */
+  char *line;
+  size_t cap;
+  int64_t line_no; /* the line of the record last returned */
+  bool own;        /* f was opened here and is closed by mn_jsonl_close */
+} mn_jsonl;
+
+/* mn_jsonl_open -- r reads path; MN_ERR_IO (naming it) when it cannot be opened, and then
+ * there is nothing to close */
+mn_status mn_jsonl_open(mn_jsonl *r, const char *path, mn_error *err);
+/* mn_jsonl_from -- r reads the open stream f (stdin, a pipe), called name in messages; f
+ * stays the caller's */
+void mn_jsonl_from(mn_jsonl *r, FILE *f, const char *name);
+/* mn_jsonl_next -- the next object in *obj (the caller owns it), or *obj = NULL at the end
+ * of the input.  MN_ERR_INPUT "file:line: not a JSON object (...)", MN_ERR_IO on a read
+ * error; *obj is NULL whenever it fails. */
+mn_status mn_jsonl_next(mn_jsonl *r, struct json_t **obj /* OUT */, mn_error *err);
+/* mn_jsonl_fail -- err set to code with "file:line: " and the message, for a record the
+ * caller finds wrong; returns code */
+mn_status mn_jsonl_fail(const mn_jsonl *r, mn_error *err, mn_status code, const char *fmt, ...)
+    MN_PRINTF(4, 5);
+void mn_jsonl_close(mn_jsonl *r);
+
+/* mn_jsonl_each -- fn for every object of the file at path, in order, until fn fails (its
+ * status is returned); the object is borrowed for the call */
+typedef mn_status (*mn_jsonl_fn)(struct json_t *obj, const mn_jsonl *r, void *ctx, mn_error *err);
+mn_status mn_jsonl_each(const char *path, mn_jsonl_fn fn, void *ctx, mn_error *err);
+
+/* ---------------------------------------------------------------- little-endian bytes
+ * The on-disk formats (checkpoints, shards, replay stores) are little-endian whatever the
+ * host; these put and get one integer at p. */
+static inline void mn_put_le32(uint8_t *p, uint32_t v)
+{
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void mn_put_le64(uint8_t *p, uint64_t v)
+{
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t mn_get_le32(const uint8_t *p)
+{
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--)
+    v = v << 8 | p[i];
+  return v;
+}
+static inline uint64_t mn_get_le64(const uint8_t *p)
+{
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--)
+    v = v << 8 | p[i];
+  return v;
+}
 
 /* ---------------------------------------------------------------- small helpers */
 

@@ -122,34 +122,6 @@ mn_status replay_store_offer(replay_store *s, const char *code, uint32_t capacit
 
 /* ---------------------------------------------------------------- the file */
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--)
-    v = v << 8 | p[i];
-  return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--)
-    v = v << 8 | p[i];
-  return v;
-}
-
 mn_status replay_store_encode(const replay_store *s, mn_buf *out, mn_error *err)
 {
   uint64_t total = 0;
@@ -157,11 +129,11 @@ mn_status replay_store_encode(const replay_store *s, mn_buf *out, mn_error *err)
     total += s->langs[i].count;
   uint8_t head[HEADER] = {0};
   memcpy(head, MAGIC, 8);
-  put_u32(head + 8, REPLAY_VERSION);
-  put_u32(head + 12, 2);
-  put_u32(head + 16, s->window);
-  put_u32(head + 20, s->nlangs);
-  put_u64(head + 24, total);
+  mn_put_le32(head + 8, REPLAY_VERSION);
+  mn_put_le32(head + 12, 2);
+  mn_put_le32(head + 16, s->window);
+  mn_put_le32(head + 20, s->nlangs);
+  mn_put_le64(head + 24, total);
   mn_buf_reset(out);
   mn_status rc = mn_buf_append(out, head, sizeof head, err);
   uint64_t first = 0;
@@ -169,11 +141,11 @@ mn_status replay_store_encode(const replay_store *s, mn_buf *out, mn_error *err)
     const replay_lang *l = &s->langs[i];
     uint8_t e[LANG_ENTRY] = {0};
     memcpy(e, l->code, strlen(l->code));
-    put_u32(e + 16, l->capacity);
-    put_u32(e + 20, l->count);
-    put_u64(e + 24, l->seen);
-    put_u64(e + 32, l->rng);
-    put_u64(e + 40, first);
+    mn_put_le32(e + 16, l->capacity);
+    mn_put_le32(e + 20, l->count);
+    mn_put_le64(e + 24, l->seen);
+    mn_put_le64(e + 32, l->rng);
+    mn_put_le64(e + 40, first);
     first += l->count;
     rc = mn_buf_append(out, e, sizeof e, err);
   }
@@ -209,9 +181,10 @@ mn_status replay_store_decode(const void *data, size_t n, const char *name, repl
 #define BAD(...) mn_error_set(err, MN_ERR_CORRUPT, "replay store \"%s\": " __VA_ARGS__)
   if (n < HEADER + MN_SHA256_LEN || memcmp(p, MAGIC, 8) != 0)
     return BAD("not a replay store (no \"MNREPLAY\" header)", name);
-  uint32_t version = get_u32(p + 8), token_bytes = get_u32(p + 12), window = get_u32(p + 16);
-  uint32_t nlangs = get_u32(p + 20);
-  uint64_t total = get_u64(p + 24);
+  uint32_t version = mn_get_le32(p + 8), token_bytes = mn_get_le32(p + 12),
+           window = mn_get_le32(p + 16);
+  uint32_t nlangs = mn_get_le32(p + 20);
+  uint64_t total = mn_get_le64(p + 24);
   if (version != REPLAY_VERSION)
     return BAD("version %u, this mnemo reads version %d", name, version, REPLAY_VERSION);
   if (token_bytes != 2) return BAD("%u-byte tokens, expected 2", name, token_bytes);
@@ -253,11 +226,11 @@ mn_status replay_store_decode(const void *data, size_t n, const char *name, repl
       break;
     }
     memcpy(l->code, e, REPLAY_CODE_SIZE);
-    l->capacity = get_u32(e + 16);
-    l->count = get_u32(e + 20);
-    l->seen = get_u64(e + 24);
-    l->rng = get_u64(e + 32);
-    uint64_t f = get_u64(e + 40);
+    l->capacity = mn_get_le32(e + 16);
+    l->count = mn_get_le32(e + 20);
+    l->seen = mn_get_le64(e + 24);
+    l->rng = mn_get_le64(e + 32);
+    uint64_t f = mn_get_le64(e + 40);
     if (i > 0 && strcmp(out->langs[i - 1].code, l->code) >= 0) {
       rc = BAD("languages out of order at %s", name, l->code);
       break;

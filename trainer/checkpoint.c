@@ -63,8 +63,7 @@ mn_status ckpt__write_st(const char *path, const st_tensor *t, int n, json_t *me
   }
   size_t hlen = strlen(text), padded = (hlen + 7) / 8 * 8;
   uint8_t len8[8];
-  for (int i = 0; i < 8; i++)
-    len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+  mn_put_le64(len8, (uint64_t)padded);
   if ((rc = mn_atomic_open(path, 0644, &f, err)) != MN_OK) goto out;
   if ((rc = mn_atomic_write(f, len8, 8, err)) != MN_OK) goto out;
   if ((rc = mn_atomic_write(f, text, hlen, err)) != MN_OK) goto out;
@@ -279,9 +278,7 @@ static mn_status st_open(const char *path, const char *format, st_file *f, mn_er
     goto fail;
   }
   if ((rc = read_full(f->fd, len8, 8, path, err)) != MN_OK) goto fail;
-  uint64_t hlen = 0;
-  for (int i = 7; i >= 0; i--)
-    hlen = hlen << 8 | len8[i];
+  uint64_t hlen = mn_get_le64(len8);
   if (hlen < 2 || hlen > MAX_HEADER || hlen > (uint64_t)sb.st_size - 8) {
     rc = corrupt(path, err, "header length %llu does not fit a file of %lld bytes",
                  (unsigned long long)hlen, (long long)sb.st_size);

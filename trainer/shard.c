@@ -75,31 +75,6 @@ mn_status shard_builder_add(shard_builder *b, const char *lang, const char *text
   return MN_OK;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p)
-{
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--)
-    v = v << 8 | p[i];
-  return v;
-}
-static uint64_t get64(const uint8_t *p)
-{
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--)
-    v = v << 8 | p[i];
-  return v;
-}
-
 static int by_code(const void *a, const void *b)
 {
   return strcmp(((const struct lang_buf *)a)->code, ((const struct lang_buf *)b)->code);
@@ -123,10 +98,10 @@ mn_status shard_builder_write(shard_builder *b, const char *path, mn_error *err)
     return rc;
   }
   memcpy(head, "MNSHARD", 8);
-  put32(head + 8, SHARD_VERSION);
-  put32(head + 12, 2);
-  put32(head + 16, (uint32_t)b->nlangs);
-  put64(head + 24, total);
+  mn_put_le32(head + 8, SHARD_VERSION);
+  mn_put_le32(head + 12, 2);
+  mn_put_le32(head + 16, (uint32_t)b->nlangs);
+  mn_put_le64(head + 24, total);
   memcpy(head + 32, digest, MN_SHA256_LEN);
   if ((rc = mn_atomic_open(path, 0644, &f, err)) != MN_OK) return rc;
   rc = mn_atomic_write(f, head, sizeof head, err);
@@ -134,10 +109,10 @@ mn_status shard_builder_write(shard_builder *b, const char *path, mn_error *err)
   for (size_t i = 0; i < b->nlangs && rc == MN_OK; i++) {
     uint8_t sec[SECTION_BYTES] = {0};
     memcpy(sec, b->langs[i].code, strlen(b->langs[i].code));
-    put32(sec + 8, (uint32_t)tok_tag_of(b->tags, b->langs[i].code));
-    put32(sec + 12, b->langs[i].docs);
-    put64(sec + 16, first);
-    put64(sec + 24, b->langs[i].n);
+    mn_put_le32(sec + 8, (uint32_t)tok_tag_of(b->tags, b->langs[i].code));
+    mn_put_le32(sec + 12, b->langs[i].docs);
+    mn_put_le64(sec + 16, first);
+    mn_put_le64(sec + 24, b->langs[i].n);
     first += b->langs[i].n;
     rc = mn_atomic_write(f, sec, sizeof sec, err);
   }
@@ -176,15 +151,15 @@ mn_status shard_read(const char *path, shard *s, mn_error *err)
     rc = bad(path, err, "not a shard (bad magic)");
     goto out;
   }
-  if (get32(p + 8) != SHARD_VERSION || get32(p + 12) != 2) {
+  if (mn_get_le32(p + 8) != SHARD_VERSION || mn_get_le32(p + 12) != 2) {
     rc = bad(path, err, "unknown version or token width");
     goto out;
   }
-  nsec = get32(p + 16);
-  total = get64(p + 24);
+  nsec = mn_get_le32(p + 16);
+  total = mn_get_le64(p + 24);
   /* sizes checked before any multiplication that could wrap */
   uint64_t room = (uint64_t)b.len - HEADER_BYTES;
-  if (nsec > TOK_MAX_TAGS || get32(p + 20) != 0 || room < (uint64_t)nsec * SECTION_BYTES ||
+  if (nsec > TOK_MAX_TAGS || mn_get_le32(p + 20) != 0 || room < (uint64_t)nsec * SECTION_BYTES ||
       (room - (uint64_t)nsec * SECTION_BYTES) % 2 != 0 ||
       total != (room - (uint64_t)nsec * SECTION_BYTES) / 2) {
     rc = bad(path, err, "its size does not match its header (truncated?)");
@@ -219,10 +194,10 @@ mn_status shard_read(const char *path, shard *s, mn_error *err)
       goto out;
     }
     memcpy(sec->code, q, 8);
-    sec->tag = (int)get32(q + 8);
-    sec->docs = get32(q + 12);
-    sec->first = get64(q + 16);
-    sec->count = get64(q + 24);
+    sec->tag = (int)mn_get_le32(q + 8);
+    sec->docs = mn_get_le32(q + 12);
+    sec->first = mn_get_le64(q + 16);
+    sec->count = mn_get_le64(q + 24);
     if (sec->first != next || sec->count > total - next || sec->count < 2 || sec->tag > 65535 ||
         sec->tag < TOK_FIRST_TAG || s->tokens[sec->first] != sec->tag ||
         s->tokens[sec->first + sec->count - 1] != TOK_EOT) {
