@@ -22,39 +22,16 @@
 #define LN_EPS 1e-5f
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 
-/*
- * exp_simd -- e^x for float, written so that "omp simd" loops vectorise it (glibc's
- * expf and tanhf are scalar calls: GELU spent a quarter of a training step in them).
- * Cody-Waite range reduction by ln 2, a degree-6 polynomial on [-ln2/2, ln2/2],
- * the exponent put back through the bits; relative error about 2e-7 (checked
- * against exp in double by test_cpu_ops).
- */
-#pragma omp declare simd
-static inline float exp_simd(float x)
-{
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  float n = rintf(x * 1.44269504088896341f);
-  float f = x - n * 0.693359375f - n * -2.12194440e-4f; /* ln 2 in two parts */
-  float p =
-      1.0f +
-      f * (1.0f + f * (0.5f + f * (0.16666666f +
-                                   f * (0.041666667f + f * (0.0083333333f + f * 0.0013888889f)))));
-  int32_t bits = ((int32_t)n + 127) << 23;
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
 #pragma omp declare simd
 static inline float tanh_simd(float u)
 {
-  return 1.0f - 2.0f / (exp_simd(2.0f * u) + 1.0f);
+  return 1.0f - 2.0f / (kernels__exp_simd(2.0f * u) + 1.0f);
 }
 
 float kernels__exp(float x); /* for the accuracy test */
 float kernels__exp(float x)
 {
-  return exp_simd(x);
+  return kernels__exp_simd(x);
 }
 
 /* block_of -- the calling OpenMP thread's share [lo, hi) of n items. */
@@ -225,69 +202,6 @@ static void matmul_backward(float *dinp, float *dw, float *dbias, const float *d
  * in blocks of ATT_BLOCK so a block of rows multiplies only the columns it can see
  * (the causal half is not computed).  Work is split over the B*NH pairs.
  */
-/* The row reductions keep LANES partial results: a single running max or sum waits on
- * the latency of each vector operation (measured: half of the softmax's time). */
-#define LANES 32
-
-/* kernels__softmax_causal_row -- a[0..t] = softmax(a[0..t]); a[t+1..end) = 0 (no weight on the
- * future) */
-void kernels__softmax_causal_row(float *a, int t, int end)
-{
-  int n = t + 1, full = n / LANES * LANES;
-  float part[LANES], maxv = -INFINITY, sum = 0;
-  for (int j = 0; j < LANES; j++)
-    part[j] = -INFINITY;
-  for (int i = 0; i < full; i += LANES)
-#pragma omp simd
-    for (int j = 0; j < LANES; j++)
-      part[j] = a[i + j] > part[j] ? a[i + j] : part[j];
-  for (int i = full; i < n; i++)
-    maxv = a[i] > maxv ? a[i] : maxv;
-  for (int j = 0; j < LANES; j++)
-    maxv = part[j] > maxv ? part[j] : maxv;
-  for (int j = 0; j < LANES; j++)
-    part[j] = 0;
-  for (int i = 0; i < full; i += LANES)
-#pragma omp simd
-    for (int j = 0; j < LANES; j++) {
-      a[i + j] = exp_simd(a[i + j] - maxv);
-      part[j] += a[i + j];
-    }
-  for (int i = full; i < n; i++) {
-    a[i] = exp_simd(a[i] - maxv);
-    sum += a[i];
-  }
-  for (int j = 0; j < LANES; j++)
-    sum += part[j];
-  float inv = 1.0f / sum;
-#pragma omp simd
-  for (int i = 0; i < n; i++)
-    a[i] *= inv;
-  for (int i = n; i < end; i++)
-    a[i] = 0;
-}
-
-/* kernels__softmax_causal_row_backward -- d[0..t] = a * (d - sum(a * d)) * scale; d[t+1..end) = 0
- */
-void kernels__softmax_causal_row_backward(float *d, const float *a, int t, int end, float scale)
-{
-  int n = t + 1, full = n / LANES * LANES;
-  float part[LANES] = {0}, dot = 0;
-  for (int i = 0; i < full; i += LANES)
-#pragma omp simd
-    for (int j = 0; j < LANES; j++)
-      part[j] += a[i + j] * d[i + j];
-  for (int i = full; i < n; i++)
-    dot += a[i] * d[i];
-  for (int j = 0; j < LANES; j++)
-    dot += part[j];
-#pragma omp simd
-  for (int i = 0; i < n; i++)
-    d[i] = a[i] * (d[i] - dot) * scale;
-  for (int i = n; i < end; i++)
-    d[i] = 0;
-}
-
 static bool portable_attention;
 void kernels__cpu_force_portable_attention(bool on)
 {
@@ -433,7 +347,7 @@ static void crossentropy_forward(float *losses, float *probs, const float *logit
     float sum = 0;
 #pragma omp simd reduction(+ : sum)
     for (int j = 0; j < V; j++) {
-      p[j] = exp_simd(l[j] - maxv);
+      p[j] = kernels__exp_simd(l[j] - maxv);
       sum += p[j];
     }
     float inv = 1.0f / sum;
