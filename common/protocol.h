@@ -26,8 +26,10 @@ enum {
  *   {"kind": "open", "id", "group", "lang", "minhash"}  a report triaged before (hex minhash)
  *   {"kind": "new", "id", "lang", "script", "text", "expected"?}  a report to triage
  * Out (`mnemo triage` -> mnemod), one line per new report:
- *   {"id", "valid", "why"?, "detected", "confidence", "mixed", "spans", "group",
- *    "similarity", "bpb_text", "bpb_expected"?, "typical_bpb", "severity", "minhash"}
+ *   {"id", "valid", "why"?}                      an unusable report ("why": what is wrong)
+ *   {"id", "valid", "detected", "confidence", "second", "mixed", "spans", "group",
+ *    "similarity", "minhash", "bpb_text", "bpb_expected"?, "typical_bpb",
+ *    "severity" | "no_severity"}                a usable one
  * The daemon stores "id", "detected", "severity", "group", "minhash" and "why" in columns
  * and the rest as the report's triage detail (jsonb).  The keys: */
 #define MN_BATCH_KIND      "kind"

@@ -139,24 +139,16 @@ typedef struct calib {
 static mn_status train_file(trainer *t, calib *cal, const char *file, int64_t max_bytes,
                             mn_error *err)
 {
-  FILE *f = fopen(file, "r");
-  if (!f) return mn_error_set(err, MN_ERR_IO, "cannot open \"%s\": %s", file, strerror(errno));
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t got;
-  int64_t ln = 0;
-  mn_status rc = MN_OK;
-  while (rc == MN_OK && (got = getline(&line, &cap, f)) > 0) {
-    ln++;
-    if (strspn(line, " \t\r\n") == (size_t)got) continue;
-    json_error_t je;
-    json_t *r = json_loadb(line, (size_t)got, 0, &je);
+  mn_jsonl in;
+  mn_status rc = mn_jsonl_open(&in, file, err);
+  if (rc != MN_OK) return rc;
+  json_t *r;
+  while ((rc = mn_jsonl_next(&in, &r, err)) == MN_OK && r) {
     const char *lang = json_string_value(json_object_get(r, "lang"));
     json_t *tx = json_object_get(r, "text");
     if (!lang || !json_is_string(tx) || !mn_lang_code_valid(lang)) {
-      rc = mn_error_set(err, MN_ERR_INPUT,
-                        "%s:%lld: not a {\"lang\", \"text\"} record with a language code%s%s", file,
-                        (long long)ln, r ? "" : ": ", r ? "" : je.text);
+      rc = mn_jsonl_fail(&in, err, MN_ERR_INPUT,
+                         "not a {\"lang\", \"text\"} record with a language code");
       json_decref(r);
       break;
     }
@@ -203,9 +195,7 @@ static mn_status train_file(trainer *t, calib *cal, const char *file, int64_t ma
     free(nb.b), free(nb.orig);
     json_decref(r);
   }
-  if (rc == MN_OK && ferror(f)) rc = mn_error_set(err, MN_ERR_IO, "cannot read \"%s\"", file);
-  free(line);
-  fclose(f);
+  mn_jsonl_close(&in);
   return rc;
 }
 

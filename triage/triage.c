@@ -12,6 +12,7 @@
  */
 #include "triage/triage.h"
 
+#include "common/protocol.h"
 #include "trainer/trainer.h"
 #include "triage/lid.h"
 
@@ -174,13 +175,12 @@ static void batch_free(batch *b)
   free(b->r);
 }
 
-static mn_status copy_code(json_t *v, char *out, size_t n, const char *what, const char *file,
-                           int64_t ln, mn_error *err)
+static mn_status copy_code(json_t *v, char *out, size_t n, const char *what, const mn_jsonl *in,
+                           mn_error *err)
 {
   const char *s = json_string_value(v);
   if (!s || !*s || strlen(s) >= n)
-    return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: \"%s\" missing or not a code", file,
-                        (long long)ln, what);
+    return mn_jsonl_fail(in, err, MN_ERR_INPUT, "\"%s\" missing or not a code", what);
   memcpy(out, s, strlen(s) + 1);
   return MN_OK;
 }
@@ -195,13 +195,15 @@ static mn_status dup_json_text(json_t *v, char **out, size_t *len, mn_error *err
   return MN_OK;
 }
 
-static mn_status read_record(batch *b, json_t *o, const char *file, int64_t ln, mn_error *err)
+/* read_record -- one line of the batch (common/protocol.h) into b */
+static mn_status read_record(batch *b, json_t *o, const mn_jsonl *in, mn_error *err)
 {
-  const char *kind = json_string_value(json_object_get(o, "kind"));
-  json_t *id = json_object_get(o, "id");
-  if (!kind || (strcmp(kind, "open") && strcmp(kind, "new")) || !json_is_integer(id))
-    return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: not an \"open\" or \"new\" report with an id",
-                        file, (long long)ln);
+  const char *kind = json_string_value(json_object_get(o, MN_BATCH_KIND));
+  json_t *id = json_object_get(o, MN_BATCH_ID);
+  if (!kind || (strcmp(kind, MN_BATCH_KIND_OPEN) && strcmp(kind, MN_BATCH_KIND_NEW)) ||
+      !json_is_integer(id))
+    return mn_jsonl_fail(in, err, MN_ERR_INPUT, "not an \"%s\" or \"%s\" report with an %s",
+                         MN_BATCH_KIND_OPEN, MN_BATCH_KIND_NEW, MN_BATCH_ID);
   if (b->n == b->cap) {
     size_t cap = b->cap ? 2 * b->cap : 64;
     report *r = realloc(b->r, cap * sizeof *r);
@@ -211,52 +213,43 @@ static mn_status read_record(batch *b, json_t *o, const char *file, int64_t ln, 
   report *r = &b->r[b->n];
   memset(r, 0, sizeof *r);
   r->id = json_integer_value(id);
-  r->open = strcmp(kind, "open") == 0;
+  r->open = strcmp(kind, MN_BATCH_KIND_OPEN) == 0;
   r->t_item = r->e_item = -1;
   mn_status rc =
-      copy_code(json_object_get(o, "lang"), r->lang, sizeof r->lang, "lang", file, ln, err);
+      copy_code(json_object_get(o, MN_BATCH_LANG), r->lang, sizeof r->lang, MN_BATCH_LANG, in, err);
   if (rc != MN_OK) return rc;
   if (r->open) {
-    json_t *g = json_object_get(o, "group");
+    json_t *g = json_object_get(o, MN_BATCH_GROUP);
     r->group = json_is_integer(g) ? json_integer_value(g) : r->id;
-    if (!sig_parse(json_string_value(json_object_get(o, "minhash")), r->sig))
-      return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: \"minhash\" is not %d hex digits", file,
-                          (long long)ln, TRIAGE_MINHASH * 8);
+    if (!sig_parse(json_string_value(json_object_get(o, MN_BATCH_MINHASH)), r->sig))
+      return mn_jsonl_fail(in, err, MN_ERR_INPUT, "\"%s\" is not %d hex digits", MN_BATCH_MINHASH,
+                           TRIAGE_MINHASH * 8);
     b->n++;
     return MN_OK;
   }
-  const char *script = json_string_value(json_object_get(o, "script"));
+  const char *script = json_string_value(json_object_get(o, MN_BATCH_SCRIPT));
   snprintf(r->script, sizeof r->script, "%s", script ? script : "");
-  json_t *t = json_object_get(o, "text"), *e = json_object_get(o, "expected");
+  json_t *t = json_object_get(o, MN_BATCH_TEXT), *e = json_object_get(o, MN_BATCH_EXPECTED);
   if (!json_is_string(t))
-    return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: \"text\" missing", file, (long long)ln);
+    return mn_jsonl_fail(in, err, MN_ERR_INPUT, "\"%s\" missing", MN_BATCH_TEXT);
   b->n++; /* owned from here: freed with the batch */
   if ((rc = dup_json_text(t, &r->text, &r->tlen, err)) != MN_OK) return rc;
   if (json_is_string(e)) rc = dup_json_text(e, &r->expected, &r->elen, err);
   return rc;
 }
 
-static mn_status read_batch(FILE *in, const char *name, batch *b, mn_error *err)
+static mn_status read_batch(FILE *f, const char *name, batch *b, mn_error *err)
 {
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t got;
-  int64_t ln = 0;
-  mn_status rc = MN_OK;
-  while (rc == MN_OK && (got = getline(&line, &cap, in)) > 0) {
-    ln++;
-    json_error_t je;
-    json_t *o = json_loadb(line, (size_t)got, JSON_ALLOW_NUL, &je);
-    if (!json_is_object(o))
-      rc = mn_error_set(err, MN_ERR_INPUT, "%s:%lld: not a JSON object: %s", name, (long long)ln,
-                        je.text);
-    else
-      rc = read_record(b, o, name, ln, err);
+  mn_jsonl in;
+  mn_jsonl_from(&in, f, name);
+  json_t *o;
+  mn_status rc;
+  while ((rc = mn_jsonl_next(&in, &o, err)) == MN_OK && o) {
+    rc = read_record(b, o, &in, err);
     json_decref(o);
+    if (rc != MN_OK) break;
   }
-  if (rc == MN_OK && ferror(in))
-    rc = mn_error_set(err, MN_ERR_IO, "cannot read %s: %s", name, strerror(errno));
-  free(line);
+  mn_jsonl_close(&in);
   return rc;
 }
 
@@ -313,35 +306,28 @@ static mn_status typical_load(const triage_config *c, const ckpt_meta *meta, int
                         "\"%s\" is not the typical bits per byte of this checkpoint, and no "
                         "--heldout text was given to compute them",
                         c->typical);
-  FILE *in = fopen(c->heldout, "r");
-  if (!in)
-    return mn_error_set(err, MN_ERR_IO, "cannot open \"%s\": %s", c->heldout, strerror(errno));
+  mn_jsonl in;
+  mn_status rc = mn_jsonl_open(&in, c->heldout, err);
+  if (rc != MN_OK) return rc;
   evalset s = {0};
   size_t cap = 0;
-  char *line = NULL;
-  size_t lcap = 0;
-  ssize_t got;
-  int64_t ln = 0;
-  mn_status rc = MN_OK;
-  while (rc == MN_OK && (got = getline(&line, &lcap, in)) > 0) {
-    ln++;
-    json_t *o = json_loadb(line, (size_t)got, 0, NULL);
+  json_t *o;
+  while ((rc = mn_jsonl_next(&in, &o, err)) == MN_OK && o) {
     const char *lang = json_string_value(json_object_get(o, "lang"));
     json_t *t = json_object_get(o, "text");
     size_t bad;
     if (!lang || !json_is_string(t) || strlen(lang) >= sizeof s.items[0].lang)
-      rc = mn_error_set(err, MN_ERR_INPUT, "%s:%lld: not {\"lang\", \"text\"}", c->heldout,
-                        (long long)ln);
+      rc = mn_jsonl_fail(&in, err, MN_ERR_INPUT, "not {\"lang\", \"text\"}");
     else if (tok_tag_of(&meta->tags, lang) >= 0 && json_string_length(t) > 0 &&
              mn_utf8_check(json_string_value(t), json_string_length(t), &bad) == MN_UTF8_OK) {
       char id[32];
-      snprintf(id, sizeof id, "h%lld", (long long)ln);
+      snprintf(id, sizeof id, "h%lld", (long long)in.line_no);
       rc = set_push(&s, &cap, lang, id, json_string_value(t), json_string_length(t), err);
     }
     json_decref(o);
+    if (rc != MN_OK) break;
   }
-  free(line);
-  fclose(in);
+  mn_jsonl_close(&in);
   double *bits = rc == MN_OK ? calloc(s.n ? s.n : 1, sizeof *bits) : NULL;
   if (rc == MN_OK && !bits) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
   ckpt_meta m2;
@@ -476,18 +462,18 @@ mn_status triage_run(const triage_config *c, FILE *in, const char *in_name, FILE
   for (size_t i = 0; rc == MN_OK && i < b.n; i++) {
     report *r = &b.r[i];
     if (r->open) continue;
-    json_t *o = json_pack("{s:I, s:b}", "id", (json_int_t)r->id, "valid", r->valid);
+    json_t *o = json_pack("{s:I, s:b}", MN_BATCH_ID, (json_int_t)r->id, MN_BATCH_VALID, r->valid);
     if (!r->valid) {
-      json_object_set_new(o, "why", json_string(r->why));
+      json_object_set_new(o, MN_BATCH_WHY, json_string(r->why));
     } else {
       lid_result lr;
       lid_classify(lid, r->text, r->tlen, &lr);
       char hex[TRIAGE_MINHASH * 8 + 1];
       sig_hex(r->sig, hex);
-      json_t *d =
-          json_pack("{s:s, s:f, s:s, s:b, s:o, s:I, s:f, s:s}", "detected", lr.lang, "confidence",
-                    lr.confidence, "second", lr.second, "mixed", lr.mixed, "spans", spans_json(&lr),
-                    "group", (json_int_t)r->group, "similarity", r->similarity, "minhash", hex);
+      json_t *d = json_pack("{s:s, s:f, s:s, s:b, s:o, s:I, s:f, s:s}", MN_BATCH_DETECTED, lr.lang,
+                            "confidence", lr.confidence, "second", lr.second, "mixed", lr.mixed,
+                            "spans", spans_json(&lr), MN_BATCH_GROUP, (json_int_t)r->group,
+                            "similarity", r->similarity, MN_BATCH_MINHASH, hex);
       json_object_update(o, d);
       json_decref(d);
       double ty_bpb = typical_bpb(&ty, r->lang), sev = -1;
@@ -503,7 +489,7 @@ mn_status triage_run(const triage_config *c, FILE *in, const char *in_name, FILE
         if (be / ty_bpb > sev) sev = be / ty_bpb;
       }
       if (sev >= 0)
-        json_object_set_new(o, "severity", json_real(sev));
+        json_object_set_new(o, MN_BATCH_SEVERITY, json_real(sev));
       else
         json_object_set_new(o, "no_severity",
                             json_string(tok_tag_of(&meta.tags, r->lang) < 0
@@ -513,11 +499,11 @@ mn_status triage_run(const triage_config *c, FILE *in, const char *in_name, FILE
     char *line = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!line || fprintf(out, "%s\n", line) < 0)
-      rc = mn_error_set(err, MN_ERR_IO, "cannot write the results: %s", strerror(errno));
+      rc = mn_error_set(err, MN_ERR_IO, "could not write the results: %s", strerror(errno));
     free(line);
   }
   if (rc == MN_OK && fflush(out) != 0)
-    rc = mn_error_set(err, MN_ERR_IO, "cannot write the results: %s", strerror(errno));
+    rc = mn_error_set(err, MN_ERR_IO, "could not write the results: %s", strerror(errno));
   free(bits);
   evalset_free(&s);
   json_decref(ty.langs);

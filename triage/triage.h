@@ -47,13 +47,10 @@ typedef struct triage_config {
 } triage_config;
 
 /*
- * triage_run -- the batch in `in` (JSONL, named in_name in errors):
- *   {"kind":"open", "id", "group", "lang", "minhash"}   a report triaged before
- *   {"kind":"new", "id", "lang", "script", "text", "expected"?}
- * one JSON line per new report on out: {"id", "valid", "why"?, "detected", "confidence",
- * "mixed", "spans", "group", "similarity", "bpb_text", "bpb_expected"?, "typical_bpb",
- * "severity", "minhash"}.  A new report joins the group of the most similar open (or
- * earlier new) report of its language at or above group_similarity.
+ * triage_run -- the batch in `in` (JSONL, named in_name in errors; its format, and that of the
+ * one JSON line per new report written on out, are in common/protocol.h).  A new report joins the
+ * group of the most similar open (or earlier new) report of its language at or above
+ * group_similarity.
  */
 MN_NODISCARD mn_status triage_run(const triage_config *c, FILE *in, const char *in_name, FILE *out,
                                   mn_error *err);
