@@ -1,8 +1,9 @@
 /*
  * probe.cu -- what the CUDA runtime, the driver and cuBLAS see on this machine.
  *
- * Used by tests labelled gpu (to skip cleanly without a device) and, later,
- * by scripts/gpu-check before it runs anything.
+ * Used by the tests labelled gpu (they skip cleanly without a device), by `mnemo bench`
+ * to name the device it measured, and by scripts/gpu-check (test_cuda_probe) before it
+ * runs anything else.
  */
 #include "kernels/cuda/cuda_int.h"
 
