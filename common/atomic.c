@@ -167,14 +167,15 @@ mn_status mn_write_file_atomic(const char *path, const void *p, size_t n, unsign
 mn_status mn_copy_file_atomic(const char *src, const char *dst, unsigned mode, mn_error *err)
 {
   int fd = open(src, O_RDONLY | O_CLOEXEC); /* follows a symlink: the file it names is copied */
-  if (fd < 0) return mn_error_set(err, MN_ERR_IO, "cannot open \"%s\": %s", src, strerror(errno));
+  if (fd < 0)
+    return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", src, strerror(errno));
   mn_atomic_file *f = NULL;
   mn_status rc = mn_atomic_open(dst, mode, &f, err);
   char buf[1 << 15];
   while (rc == MN_OK) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) rc = mn_error_set(err, MN_ERR_IO, "cannot read \"%s\": %s", src, strerror(errno));
+    if (n < 0) rc = mn_error_set(err, MN_ERR_IO, "could not read \"%s\": %s", src, strerror(errno));
     if (n <= 0) break;
     rc = mn_atomic_write(f, buf, (size_t)n, err);
   }

@@ -70,7 +70,8 @@ mn_status mn_buf_appendf(mn_buf *b, mn_error *err, const char *fmt, ...)
   va_start(ap, fmt);
   int n = vsnprintf(NULL, 0, fmt, ap);
   va_end(ap);
-  if (n < 0) return mn_error_set(err, MN_ERR_INPUT, "cannot format text: bad format \"%s\"", fmt);
+  if (n < 0)
+    return mn_error_set(err, MN_ERR_INPUT, "could not format text: bad format \"%s\"", fmt);
   mn_status rc = mn_buf_reserve(b, (size_t)n, err);
   if (rc != MN_OK) return rc;
   va_start(ap, fmt);
@@ -98,7 +99,7 @@ mn_status mn_buf_read_file(mn_buf *b, const char *path, mn_error *err)
     if (got == 0) break;
     rc = mn_buf_append(b, chunk, (size_t)got, err);
     if (rc != MN_OK) {
-      mn_error_prefix(err, "cannot read \"%s\"", path);
+      mn_error_prefix(err, "could not read \"%s\"", path);
       goto out;
     }
   }
