@@ -1,61 +1,42 @@
 /*
- * worker_train.c -- mnemo pretrain and finetune: the training loop (train_run), the
- * fine-tune setup (replay, boosts, stages, EWC anchor), checkpoint saving, and the shard
- * readers the other commands share.
+ * cmd_train.c -- `mnemo pretrain` and `mnemo finetune`: the training loop (train_run), the
+ * fine-tune setup (replay, boosts, stages, EWC anchor) and checkpoint saving.
  */
 #define _XOPEN_SOURCE 700 /* realpath */
-#include "configs/config.h"
-#include "guards/verdict.h"
 #include "replay/replay.h"
-#include "trainer/trainer_int.h"
-#include "trainer/worker_int.h"
-#include "triage/lid.h"
-#include "triage/triage.h"
+#include "trainer/worker/worker_int.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+const worker_opt worker__pretrain_opts[] = {
+    WORKER_TEXT("out", out, "DIR", "where checkpoints go (DIR/model.safetensors names the last)"),
+    WORKER_TEXT("resume", resume, "CKPT",
+                "continue this checkpoint (and its .opt) bit-identically"),
+    WORKER_COUNT("steps", steps, "N", "stop after step N of train.steps"),
+    WORKER_OPT_END,
+};
+
+const worker_opt worker__finetune_opts[] = {
+    WORKER_TEXT("out", out, "DIR", "where checkpoints go (DIR/model.safetensors names the last)"),
+    WORKER_TEXT("resume", resume, "CKPT",
+                "continue this checkpoint (and its .opt) bit-identically"),
+    WORKER_COUNT("steps", steps, "N", "stop after step N of train.steps"),
+    WORKER_OPT_END,
+};
 
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig)
 {
   (void)sig;
   stop_requested = 1;
-}
-
-/* ---------------------------------------------------------------- shared helpers */
-
-mn_status worker__read_shards(opts *o, shard **out, mn_error *err)
-{
-  shard *s = calloc((size_t)o->npos, sizeof *s);
-  *out = NULL;
-  if (!s) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
-  for (int i = 0; i < o->npos; i++) {
-    mn_status rc = shard_read(o->pos[i], &s[i], err);
-    if (rc != MN_OK) {
-      for (int k = 0; k < i; k++)
-        shard_free(&s[k]);
-      free(s);
-      return rc;
-    }
-  }
-  *out = s;
-  return MN_OK;
-}
-
-void worker__free_shards(shard *s, int n)
-{
-  for (int i = 0; s && i < n; i++)
-    shard_free(&s[i]);
-  free(s);
 }
 
 /* tags_of_shards -- the union of the shards' tags (a conflict is an error). */
@@ -405,7 +386,7 @@ static mn_status finetune_prepare(const mn_config *c, gpt *m, const ckpt_meta *b
   return MN_OK;
 }
 
-static int train_run(worker *w, opts *o, bool finetune)
+static int train_run(worker *w, worker_args *o, bool finetune)
 {
   mn_error err = {0};
   shard *shards = NULL;
@@ -415,7 +396,7 @@ static int train_run(worker *w, opts *o, bool finetune)
   int rank, world;
   dp_world(&rank, &world);
   loader *ld = NULL;
-  int rc = EXIT_FAIL;
+  int rc = MN_EXIT_FAIL;
   ckpt_meta meta, base;
   finetune_setup ft;
   json_t *ft_lineage = NULL;
@@ -711,11 +692,11 @@ static int train_run(worker *w, opts *o, bool finetune)
     worker__emit(json_pack("{s:s, s:I, s:s, s:s, s:f}", "event", "done", "step",
                            (json_int_t)meta.step, "checkpoint", o->out, "sha256", meta.sha256,
                            "seconds", (mn_monotonic_ms() - t0) / 1e3));
-    rc = EXIT_OK;
+    rc = MN_EXIT_OK;
   } else {
     worker__emit(json_pack("{s:s, s:I, s:s}", "event", "interrupted", "step", (json_int_t)meta.step,
                            "resume", o->out));
-    rc = EXIT_INTERRUPTED;
+    rc = MN_EXIT_INTERRUPTED;
   }
 out:
   kernels_dp_close(dp);
@@ -724,15 +705,15 @@ out:
   loader_destroy(ld);
   gpt_destroy(m);
   worker__free_shards(shards, o->npos);
-  return rc == EXIT_FAIL ? worker__fail(&err) : rc;
+  return rc == MN_EXIT_FAIL ? worker__fail(&err) : rc;
 }
 
-int worker__cmd_pretrain(worker *w, opts *o)
+int worker__cmd_pretrain(worker *w, worker_args *o)
 {
   return train_run(w, o, false);
 }
 
-int worker__cmd_finetune(worker *w, opts *o)
+int worker__cmd_finetune(worker *w, worker_args *o)
 {
   return train_run(w, o, true);
 }

@@ -1,27 +1,55 @@
 /*
- * worker_eval.c -- mnemo eval, evalset and guard: scoring a checkpoint on shards or on
- * evaluation sets, building evaluation sets, and the guards' verdict.
+ * cmd_eval.c -- `mnemo eval`, `mnemo evalset` and `mnemo guard`: scoring a checkpoint on
+ * shards or on evaluation sets, building evaluation sets, and the guards' verdict.
  */
 #define _XOPEN_SOURCE 700
-#include "configs/config.h"
 #include "guards/verdict.h"
-#include "replay/replay.h"
-#include "trainer/trainer_int.h"
-#include "trainer/worker_int.h"
-#include "triage/lid.h"
-#include "triage/triage.h"
+#include "trainer/worker/worker_int.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+const worker_opt worker__eval_opts[] = {
+    WORKER_TEXT("checkpoint", checkpoint, "CKPT", "the checkpoint to score"),
+    WORKER_FLAG("per-doc", per_doc, "also one record per document (per item with --sets)"),
+    WORKER_COUNT("max-tokens", max_tokens, "N", "at most N tokens of each language's section"),
+    WORKER_TEXT("sets", sets, "SET[,SET]", "score evaluation sets instead of shards"),
+    WORKER_TEXT("cache", cache, "DIR", "scores cached per (checkpoint, set version)"),
+    WORKER_OPT_END,
+};
+
+const worker_opt worker__evalset_opts[] = {
+    WORKER_TEXT("out", out, "SET", "the set to write (atomically)"),
+    WORKER_TEXT("tags", tags, "TSV", "only the languages of this tag table"),
+    WORKER_TEXT("checkpoint", checkpoint, "CKPT",
+                "only the languages this checkpoint has tags for"),
+    WORKER_TEXT("parallel", parallel, "FILE",
+                "parallel items, JSONL {\"lang\", \"item\", \"text\"}"),
+    WORKER_TEXT("reference", reference, "L",
+                "the language whose characters normalise parallel items (guards.parity_reference)"),
+    WORKER_TEXT("probes", probes, "FILE", "report probes, JSONL from mnemod"),
+    WORKER_COUNT("max-items", max_items, "N", "held-out documents per language (0: all)"),
+    WORKER_COUNT("max-item-bytes", max_item_bytes, "B",
+                 "a held-out document's first B bytes only (0: all of it)"),
+    WORKER_OPT_END,
+};
+
+const worker_opt worker__guard_opts[] = {
+    WORKER_TEXT("baseline", baseline, "CKPT", "the model in production"),
+    WORKER_TEXT("candidate", candidate, "CKPT", "the model that would replace it"),
+    WORKER_TEXT("sets", sets, "SET[,SET]", "the evaluation sets both are scored on"),
+    WORKER_TEXT("cache", cache, "DIR", "scores cached per (checkpoint, set version)"),
+    WORKER_TEXT("must-improve", must_improve, "L,L",
+                "languages that had fresh data and must improve (guards.must_improve)"),
+    WORKER_TEXT("history", history, "VERDICT,...",
+                "earlier verdicts: the best so far per language"),
+    WORKER_TEXT("out", out, "VERDICT.json", "also write the verdict here (atomically)"),
+    WORKER_OPT_END,
+};
 
 /* ---------------------------------------------------------------- eval */
 
@@ -61,7 +89,7 @@ mn_status worker__scoring_model(const worker *w, const char *path, ckpt_meta *me
 
 /* ---------------------------------------------------------------- evaluation sets */
 
-int worker__cmd_evalset(worker *w, opts *o)
+int worker__cmd_evalset(worker *w, worker_args *o)
 {
   mn_error err = {0};
   tok_tags tags = {0};
@@ -95,7 +123,7 @@ int worker__cmd_evalset(worker *w, opts *o)
       (json_int_t)n.other_language, "no_reference", (json_int_t)n.no_reference, "duplicates",
       (json_int_t)n.duplicates, "over_cap", (json_int_t)n.over_cap, "split", "stored",
       (json_int_t)n.split_stored, "hashed", (json_int_t)n.split_hashed));
-  return EXIT_OK;
+  return MN_EXIT_OK;
 }
 
 static int item_ptr_cmp(const void *a, const void *b)
@@ -159,7 +187,7 @@ static mn_status load_sets(const char *list, evalset *all, mn_error *err)
 }
 
 /* eval_sets -- `eval --sets`: bits per byte per language and kind; --per-doc: every item */
-static int eval_sets(worker *w, opts *o)
+static int eval_sets(worker *w, worker_args *o)
 {
   mn_error err = {0};
   evalset s;
@@ -170,7 +198,7 @@ static int eval_sets(worker *w, opts *o)
   bool cached = false;
   evalset_run run = {.cache_dir = o->cache, .seq_len = (int)w->cfg.train.seq_len};
   double t0 = mn_monotonic_ms();
-  int rc = EXIT_FAIL;
+  int rc = MN_EXIT_FAIL;
   if (!bits) {
     mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
     goto out;
@@ -233,11 +261,11 @@ static int eval_sets(worker *w, opts *o)
                          "predictions", (json_int_t)predictions, "seconds", secs, "scoring_seconds",
                          run.scoring_s, "tokens_per_s",
                          run.scoring_s > 0 ? (double)predictions / run.scoring_s : 0.0));
-  rc = EXIT_OK;
+  rc = MN_EXIT_OK;
 out:
   free(bits);
   evalset_free(&s);
-  return rc == EXIT_OK ? rc : worker__fail(&err);
+  return rc == MN_EXIT_OK ? rc : worker__fail(&err);
 }
 
 /* best_so_far -- {lang: best bits per byte} from earlier verdicts on the same set: each
@@ -281,7 +309,7 @@ static mn_status best_so_far(const char *list, const char *set_sha, json_t **bes
 }
 
 /* guard -- baseline and candidate scored on the same sets, then every guard rule */
-int worker__cmd_guard(worker *w, opts *o)
+int worker__cmd_guard(worker *w, worker_args *o)
 {
   mn_error err = {0};
   if (!o->baseline || !o->candidate || !o->sets)
@@ -294,7 +322,7 @@ int worker__cmd_guard(worker *w, opts *o)
   json_t *best = NULL, *v = NULL;
   ckpt_meta meta[2];
   bool cached[2];
-  int rc = EXIT_FAIL;
+  int rc = MN_EXIT_FAIL;
   const char *ck[2] = {o->baseline, o->candidate};
   evalset_run run = {.cache_dir = o->cache, .seq_len = (int)w->cfg.train.seq_len};
   if (!bits[0] || !bits[1] || !items) {
@@ -362,21 +390,21 @@ int worker__cmd_guard(worker *w, opts *o)
     json_object_set_new(v, "event", json_string("verdict"));
     worker__emit(json_incref(v));
   }
-  rc = json_is_true(json_object_get(v, "pass")) ? EXIT_OK : EXIT_GUARD;
+  rc = json_is_true(json_object_get(v, "pass")) ? MN_EXIT_OK : MN_EXIT_GUARD;
 out:
   json_decref(v), json_decref(best);
   free(bits[0]), free(bits[1]), free(items);
   evalset_free(&s);
-  return rc == EXIT_FAIL ? worker__fail(&err) : rc;
+  return rc == MN_EXIT_FAIL ? worker__fail(&err) : rc;
 }
 
-int worker__cmd_eval(worker *w, opts *o)
+int worker__cmd_eval(worker *w, worker_args *o)
 {
   if (o->sets && o->checkpoint) return eval_sets(w, o);
   mn_error err = {0};
   shard *shards = NULL;
   gpt *m = NULL;
-  int rc = EXIT_FAIL;
+  int rc = MN_EXIT_FAIL;
   ckpt_meta meta;
   if (!o->checkpoint || o->npos < 1)
     return worker__usage("eval needs --checkpoint FILE and shards");
@@ -442,13 +470,13 @@ int worker__cmd_eval(worker *w, opts *o)
     }
     json_decref(langs);
   }
-  rc = EXIT_OK;
+  rc = MN_EXIT_OK;
 out_loop:
   free(x);
   free(y);
-  if (rc != EXIT_OK) json_decref(langs);
+  if (rc != MN_EXIT_OK) json_decref(langs);
 out:
   worker__free_shards(shards, o->npos);
   gpt_destroy(m);
-  return rc == EXIT_OK ? rc : worker__fail(&err);
+  return rc == MN_EXIT_OK ? rc : worker__fail(&err);
 }
