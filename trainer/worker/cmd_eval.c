@@ -98,7 +98,7 @@ int worker__cmd_evalset(worker *w, worker_args *o)
                          "--probes FILE");
   if (o->tags && o->checkpoint)
     return worker__usage("evalset takes the languages from --tags or from --checkpoint, not both");
-  if (o->tags && worker__read_tags(o->tags, &tags, &err) != MN_OK) return worker__fail(&err);
+  if (o->tags && tok_tags_read(o->tags, &tags, &err) != MN_OK) return worker__fail(&err);
   if (o->checkpoint) { /* the languages the model has a tag for: those it can be scored on */
     ckpt_meta meta;
     if (ckpt_read_meta(o->checkpoint, &meta, &err) != MN_OK) return worker__fail(&err);
@@ -126,64 +126,24 @@ int worker__cmd_evalset(worker *w, worker_args *o)
   return MN_EXIT_OK;
 }
 
-static int item_ptr_cmp(const void *a, const void *b)
-{
-  return evalset_item_cmp(*(const evalset_item *const *)a, *(const evalset_item *const *)b);
-}
-
-/* load_sets -- the comma-separated sets of --sets as one: items of all, in order */
+/* load_sets -- the comma-separated sets of --sets as one (evalset_load_many) */
 static mn_status load_sets(const char *list, evalset *all, mn_error *err)
 {
   char buf[4096];
+  const char *paths[256];
+  int n = 0;
   memset(all, 0, sizeof *all);
   if (!list || strlen(list) >= sizeof buf)
     return mn_error_set(err, MN_ERR_USAGE, "--sets wants SET[,SET...]");
   snprintf(buf, sizeof buf, "%s", list);
-  mn_sha256 h;
-  mn_status rc = mn_sha256_init(&h, err);
-  for (char *save = NULL, *p = strtok_r(buf, ",", &save); rc == MN_OK && p;
-       p = strtok_r(NULL, ",", &save)) {
-    evalset s;
-    if ((rc = evalset_load(p, &s, err)) != MN_OK) break;
-    evalset_item *items = realloc(all->items, (all->n + s.n) * sizeof *items);
-    if (!items) {
-      evalset_free(&s);
-      rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
-      break;
-    }
-    all->items = items;
-    if (all->reference[0] && s.reference[0] && strcmp(all->reference, s.reference) != 0) {
-      rc = mn_error_set(err, MN_ERR_INPUT,
-                        "%s normalises parallel items by %s, an earlier set by %s: their parity "
-                        "figures do not compare",
-                        p, s.reference, all->reference);
-      evalset_free(&s);
-      break;
-    }
-    memcpy(items + all->n, s.items, s.n * sizeof *items);
-    all->n += s.n;
-    free(s.items); /* the items moved */
-    if (!all->reference[0]) snprintf(all->reference, sizeof all->reference, "%s", s.reference);
-    rc = mn_sha256_update(&h, s.sha256, strlen(s.sha256), err);
+  for (char *p = buf, *comma; p; p = comma ? comma + 1 : NULL) {
+    if ((comma = strchr(p, ',')) != NULL) *comma = '\0';
+    if (!*p) continue;
+    if (n == (int)(sizeof paths / sizeof paths[0]))
+      return mn_error_set(err, MN_ERR_USAGE, "--sets names more than %d sets", n);
+    paths[n++] = p;
   }
-  /* an item in two sets would count twice: half the evidence passing for all of it */
-  const evalset_item **by = rc == MN_OK ? malloc((all->n + 1) * sizeof *by) : NULL;
-  if (rc == MN_OK && !by) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
-  for (size_t i = 0; by && i < all->n; i++)
-    by[i] = &all->items[i];
-  if (by) qsort(by, all->n, sizeof *by, item_ptr_cmp);
-  for (size_t i = 1; by && rc == MN_OK && i < all->n; i++)
-    if (evalset_item_cmp(by[i - 1], by[i]) == 0)
-      rc = mn_error_set(err, MN_ERR_INPUT,
-                        "%s item %s/%s is in more than one of the sets %s: it would count twice",
-                        evalset_kind_name(by[i]->kind), by[i]->lang, by[i]->id, list);
-  free(by);
-  uint8_t d[MN_SHA256_LEN];
-  if (rc == MN_OK && (rc = mn_sha256_final(&h, d, err)) == MN_OK)
-    mn_hex_encode(d, MN_SHA256_LEN, all->sha256); /* one set: the hash of its version */
-  else
-    mn_sha256_abort(&h), evalset_free(all);
-  return rc;
+  return evalset_load_many(paths, n, all, err);
 }
 
 /* eval_sets -- `eval --sets`: bits per byte per language and kind; --per-doc: every item */
@@ -264,7 +224,7 @@ static int eval_sets(worker *w, worker_args *o)
   rc = MN_EXIT_OK;
 out:
   free(bits);
-  evalset_free(&s);
+  evalset_fini(&s);
   return rc == MN_EXIT_OK ? rc : worker__fail(&err);
 }
 
@@ -394,7 +354,7 @@ int worker__cmd_guard(worker *w, worker_args *o)
 out:
   json_decref(v), json_decref(best);
   free(bits[0]), free(bits[1]), free(items);
-  evalset_free(&s);
+  evalset_fini(&s);
   return rc == MN_EXIT_FAIL ? worker__fail(&err) : rc;
 }
 
@@ -410,7 +370,7 @@ int worker__cmd_eval(worker *w, worker_args *o)
     return worker__usage("eval needs --checkpoint FILE and shards");
   int T = 0;
   if (worker__scoring_model(w, o->checkpoint, &meta, &m, &T, &err) != MN_OK) goto out;
-  if (worker__read_shards(o, &shards, &err) != MN_OK) goto out;
+  if (shard_read_many((const char *const *)o->pos, o->npos, &shards, &err) != MN_OK) goto out;
   int32_t *x = malloc(sizeof(int32_t) * (size_t)T), *y = malloc(sizeof(int32_t) * (size_t)T);
   json_t *langs = json_array();
   for (int si = 0; si < o->npos; si++) {
@@ -476,7 +436,7 @@ out_loop:
   free(y);
   if (rc != MN_EXIT_OK) json_decref(langs);
 out:
-  worker__free_shards(shards, o->npos);
+  shard_destroy_many(shards, o->npos);
   gpt_destroy(m);
   return rc == MN_EXIT_OK ? rc : worker__fail(&err);
 }

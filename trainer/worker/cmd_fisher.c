@@ -43,7 +43,7 @@ int worker__cmd_fisher(worker *w, worker_args *o)
   memset(&fm, 0, sizeof fm);
   int T = 0;
   if (worker__scoring_model(w, o->checkpoint, &meta, &m, &T, &err) != MN_OK) goto out;
-  if (worker__read_shards(o, &shards, &err) != MN_OK) goto out;
+  if (shard_read_many((const char *const *)o->pos, o->npos, &shards, &err) != MN_OK) goto out;
   for (int s = 0; s < o->npos; s++)
     for (uint32_t k = 0; k < shards[s].nsections; k++)
       if (shard_section_fits(&shards[s].sections[k], o->pos[s], &meta, o->checkpoint, &err) !=
@@ -95,7 +95,7 @@ int worker__cmd_fisher(worker *w, worker_args *o)
 out:
   if (code != MN_EXIT_OK) code = worker__fail(&err);
   free(F), free(old);
-  worker__free_shards(shards, o->npos);
+  shard_destroy_many(shards, o->npos);
   gpt_destroy(m);
   return code;
 }

@@ -66,7 +66,7 @@ int worker__cmd_replay_absorb(worker *w, worker_args *o)
 out:
   if (code != MN_EXIT_OK) code = worker__fail(&err);
   for (int i = 0; shards && i < nshards; i++)
-    shard_free(&shards[i]);
+    shard_fini(&shards[i]);
   free(shards);
   free(offers);
   return code;

@@ -102,10 +102,6 @@ mn_status worker__train_backend(const mn_config *c, const kernels_backend **k, m
 /* cmd_eval.c: a checkpoint loaded for scoring */
 mn_status worker__scoring_model(const worker *w, const char *path, ckpt_meta *meta, gpt **m, int *T,
                                 mn_error *err);
-/* cmd_shard.c: the shards named by the arguments */
-mn_status worker__read_shards(const worker_args *a, shard **out, mn_error *err);
-void worker__free_shards(shard *s, int n);
-mn_status worker__read_tags(const char *path, tok_tags *tags, mn_error *err);
 
 /* The commands: each file's option tables and run functions, one row each in mnemo.c. */
 extern const worker_opt worker__shard_opts[], worker__pretrain_opts[], worker__finetune_opts[];
