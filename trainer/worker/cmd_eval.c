@@ -228,44 +228,24 @@ out:
   return rc == MN_EXIT_OK ? rc : worker__fail(&err);
 }
 
-/* best_so_far -- {lang: best bits per byte} from earlier verdicts on the same set: each
- * one's baseline (production then) and, where it passed, its candidate */
+/* best_so_far -- guard_best_so_far of the comma-separated verdicts of --history */
 static mn_status best_so_far(const char *list, const char *set_sha, json_t **best, mn_error *err)
 {
   char buf[4096];
+  const char *paths[256];
+  size_t n = 0;
   *best = NULL;
   if (!list || !*list) return MN_OK;
   if (strlen(list) >= sizeof buf) return mn_error_set(err, MN_ERR_USAGE, "--history is too long");
   snprintf(buf, sizeof buf, "%s", list);
-  *best = json_object();
-  for (char *save = NULL, *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-    json_error_t je;
-    json_t *v = json_load_file(p, 0, &je);
-    if (!v || !json_is_array(json_object_get(v, "languages"))) {
-      json_decref(v);
-      json_decref(*best);
-      *best = NULL;
-      return mn_error_set(err, MN_ERR_INPUT, "%s: not a verdict (%s)", p,
-                          v ? "no languages" : je.text);
-    }
-    const char *set = json_string_value(json_object_get(v, "set"));
-    bool passed = json_is_true(json_object_get(v, "pass"));
-    size_t i;
-    json_t *r;
-    json_array_foreach(json_object_get(v, "languages"), i, r)
-    {
-      if (!set || strcmp(set, set_sha) != 0) break; /* other items: not comparable */
-      const char *lang = json_string_value(json_object_get(r, "lang"));
-      double b = json_number_value(json_object_get(r, "baseline_bpb"));
-      double c = json_number_value(json_object_get(r, "candidate_bpb"));
-      double m = passed && c > 0 && c < b ? c : b;
-      json_t *have = json_object_get(*best, lang);
-      if (lang && m > 0 && (!have || m < json_number_value(have)))
-        json_object_set_new(*best, lang, json_real(m));
-    }
-    json_decref(v);
+  for (char *p = buf, *comma; p; p = comma ? comma + 1 : NULL) {
+    if ((comma = strchr(p, ',')) != NULL) *comma = '\0';
+    if (!*p) continue;
+    if (n == sizeof paths / sizeof paths[0])
+      return mn_error_set(err, MN_ERR_USAGE, "--history names more than %zu verdicts", n);
+    paths[n++] = p;
   }
-  return MN_OK;
+  return guard_best_so_far(paths, n, set_sha, best, err);
 }
 
 /* guard -- baseline and candidate scored on the same sets, then every guard rule */
