@@ -655,11 +655,25 @@ mn_status evalset_load_many(const char *const *paths, int npaths, evalset *all, 
  * the item's bytes' bits (the eot is not counted).  Windows of many items share a forward of
  * up to B rows; a short row is padded and its padding not counted.
  */
+void evalset_score_rows(gpt *m, const int32_t *x, const int32_t *y, int rows, int T, const int *len,
+                        double *const *bits, int64_t *const *bytes)
+{
+  gpt_forward(m, x, y, rows, T);
+  const float *l = gpt_losses(m);
+  for (int r = 0; r < rows; r++)
+    for (int k = 0; k < len[r]; k++)
+      if (y[(size_t)r * T + k] < 256) {
+        *bits[r] += l[(size_t)r * T + k] / 0.69314718055994530942; /* nats to bits */
+        if (bytes) (*bytes[r])++;
+      }
+}
+
 typedef struct score_batch {
   int B, T, rows, tmax;
   int32_t *x, *y; /* B rows at stride T */
   size_t *item;   /* each row's item */
   int *len;       /* each row's predictions */
+  double **acc;   /* each row's item's bits */
 } score_batch;
 
 /* flush -- one forward over the batch's rows, each row's bits added to its item */
@@ -671,12 +685,9 @@ static void flush(gpt *m, score_batch *b, double *bits)
     memmove(b->x + (size_t)r * tm, b->x + (size_t)r * b->T, (size_t)tm * sizeof *b->x);
     memmove(b->y + (size_t)r * tm, b->y + (size_t)r * b->T, (size_t)tm * sizeof *b->y);
   }
-  gpt_forward(m, b->x, b->y, b->rows, tm);
-  const float *l = gpt_losses(m);
   for (int r = 0; r < b->rows; r++)
-    for (int k = 0; k < b->len[r]; k++)
-      if (b->y[(size_t)r * tm + k] < 256)
-        bits[b->item[r]] += l[(size_t)r * tm + k] / 0.69314718055994530942; /* nats to bits */
+    b->acc[r] = &bits[b->item[r]];
+  evalset_score_rows(m, b->x, b->y, b->rows, tm, b->len, b->acc, NULL);
   b->rows = 0, b->tmax = 0;
 }
 
@@ -703,8 +714,9 @@ mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalse
   size_t nw = 0;
   b.x = calloc((size_t)B * T, sizeof *b.x), b.y = calloc((size_t)B * T, sizeof *b.y);
   b.item = calloc((size_t)B, sizeof *b.item), b.len = calloc((size_t)B, sizeof *b.len);
+  b.acc = calloc((size_t)B, sizeof *b.acc);
   mn_status rc = MN_OK;
-  if (!b.x || !b.y || !b.item || !b.len) {
+  if (!b.x || !b.y || !b.item || !b.len || !b.acc) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
     goto out;
   }
@@ -749,7 +761,7 @@ mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalse
   flush(m, &b, bits);
 out:
   free(w);
-  free(b.x), free(b.y), free(b.item), free(b.len);
+  free(b.x), free(b.y), free(b.item), free(b.len), free(b.acc);
   return rc;
 }
 

@@ -380,6 +380,16 @@ int evalset_item_cmp(const evalset_item *a, const evalset_item *b);
 MN_NODISCARD mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalset *s,
                                      double *bits /* OUT, s->n */, mn_error *err);
 
+/*
+ * evalset_score_rows -- the one scoring loop (evalset_score's batches, `mnemo eval`'s shard
+ * documents, triage through evalset_score_checkpoint): one forward over rows (rows, T) of
+ * tokens x and targets y, then for each row r the NLL in bits of its first len[r]
+ * predictions whose target is a byte (< 256; tags and <|eot|> are not counted), added to
+ * *bits[r] one prediction at a time, and their number to *bytes[r] (bytes may be NULL).
+ */
+void evalset_score_rows(gpt *m, const int32_t *x, const int32_t *y, int rows, int T, const int *len,
+                        double *const *bits, int64_t *const *bytes);
+
 /* evalset_item_json -- one item's score as a JSON line {kind, lang, id, bytes, nll_bits}. */
 MN_NODISCARD mn_status evalset_item_json(const evalset_item *it, double bits, char **out /* OUT */,
                                          mn_error *err);

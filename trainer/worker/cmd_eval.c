@@ -61,13 +61,9 @@ typedef struct lang_score {
 /* score -- add the byte targets' bits of one window [tag, x...] -> y to s. */
 static void score(gpt *m, const int32_t *x, const int32_t *y, int T, lang_score *s)
 {
-  gpt_forward(m, x, y, 1, T);
-  const float *l = gpt_losses(m);
-  for (int i = 0; i < T; i++)
-    if (y[i] < 256) {
-      s->bits += l[i] / 0.69314718055994530942; /* nats to bits */
-      s->bytes++;
-    }
+  double *bits = &s->bits;
+  int64_t *bytes = &s->bytes;
+  evalset_score_rows(m, x, y, 1, T, &T, &bits, &bytes);
 }
 
 /* worker__scoring_model -- a checkpoint loaded into a model that takes one sequence of *T tokens
