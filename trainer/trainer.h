@@ -8,6 +8,9 @@
  * gradients and AdamW moments in parallel buffers, so any trainable suffix of
  * blocks is one contiguous range (DESIGN.md §5).  All ops go through a
  * kernels_backend; nothing here allocates inside a training step.
+ *
+ * The training loop and a fine-tune's setup are in trainer/train.h; the worker program
+ * `mnemo` that drives all of it is trainer/worker/ (a table of commands).
  */
 #ifndef MNEMO_TRAINER_H
 #define MNEMO_TRAINER_H
