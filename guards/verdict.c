@@ -327,3 +327,43 @@ void guard_render(const json_t *v, FILE *f)
     }
   }
 }
+
+/* ---------------------------------------------------------------- earlier verdicts */
+
+mn_status guard_best_so_far(const char *const *verdicts, size_t n, const char *set_sha,
+                            json_t **best, mn_error *err)
+{
+  *best = NULL;
+  if (n == 0) return MN_OK;
+  *best = json_object();
+  if (!*best) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  for (size_t k = 0; k < n; k++) {
+    const char *p = verdicts[k];
+    json_error_t je;
+    json_t *v = json_load_file(p, 0, &je);
+    if (!v || !json_is_array(json_object_get(v, "languages"))) {
+      json_decref(v);
+      json_decref(*best);
+      *best = NULL;
+      return mn_error_set(err, MN_ERR_INPUT, "%s: not a verdict (%s)", p,
+                          v ? "no languages" : je.text);
+    }
+    const char *set = json_string_value(json_object_get(v, "set"));
+    bool passed = json_is_true(json_object_get(v, "pass"));
+    size_t i;
+    json_t *r;
+    json_array_foreach(json_object_get(v, "languages"), i, r)
+    {
+      if (!set || strcmp(set, set_sha) != 0) break; /* other items: not comparable */
+      const char *lang = json_string_value(json_object_get(r, "lang"));
+      double b = json_number_value(json_object_get(r, "baseline_bpb"));
+      double c = json_number_value(json_object_get(r, "candidate_bpb"));
+      double m = passed && c > 0 && c < b ? c : b;
+      json_t *have = json_object_get(*best, lang);
+      if (lang && m > 0 && (!have || m < json_number_value(have)))
+        json_object_set_new(*best, lang, json_real(m));
+    }
+    json_decref(v);
+  }
+  return MN_OK;
+}

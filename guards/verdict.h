@@ -77,6 +77,16 @@ typedef struct guard_policy {
 MN_NODISCARD mn_status guard_verdict(const guard_item *items, size_t n, const guard_policy *p,
                                      const json_t *best, json_t **out /* OUT */, mn_error *err);
 
+/*
+ * guard_best_so_far -- {lang: best bits per byte} from the n earlier verdict files on the set
+ * whose version is set_sha: each one's baseline (production then) and, where it passed, its
+ * candidate; a verdict on another set adds nothing (its items differ).  *best is a new
+ * object owned by the caller, NULL when n is 0; MN_ERR_INPUT naming a file that is not a
+ * verdict (and *best NULL).
+ */
+MN_NODISCARD mn_status guard_best_so_far(const char *const *verdicts, size_t n, const char *set_sha,
+                                         json_t **best /* OUT */, mn_error *err);
+
 /* guard_render -- the verdict as a table: failing languages first, then parity and probes. */
 void guard_render(const json_t *verdict, FILE *f);
 

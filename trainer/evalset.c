@@ -41,7 +41,7 @@ static void item_free(evalset_item *it)
   free(it->id), free(it->text), free(it->report), free(it->status);
 }
 
-void evalset_free(evalset *s)
+void evalset_fini(evalset *s)
 {
   for (size_t i = 0; i < s->n; i++)
     item_free(&s->items[i]);
@@ -84,66 +84,38 @@ static int64_t utf8_chars(const char *s, size_t n)
   return c;
 }
 
-/* one JSONL record of a source file, checked: an object with a valid lang and non-empty UTF-8
- * text (key `text_key`); the caller owns *rec */
-static mn_status read_record(const char *line, size_t n, const char *file, int64_t ln,
-                             const char *text_key, json_t **rec, mn_error *err)
+/* check_record -- one JSONL record of a source file, checked: a valid lang and non-empty
+ * UTF-8 text without NUL (key `text_key`) */
+static mn_status check_record(json_t *r, const mn_jsonl *in, const char *text_key, mn_error *err)
 {
-  json_error_t je;
-  json_t *r = json_loadb(line, n, JSON_ALLOW_NUL, &je);
-  *rec = NULL;
-  if (!r || !json_is_object(r)) {
-    json_decref(r);
-    return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: not a JSON object (%s)", file, (long long)ln,
-                        r ? "another JSON value" : je.text);
-  }
   const char *lang = json_string_value(json_object_get(r, "lang"));
   json_t *t = json_object_get(r, text_key);
-  if (!mn_lang_code_valid(lang)) {
-    json_decref(r);
-    return mn_error_set(err, MN_ERR_INPUT,
-                        "%s:%lld: \"lang\" must be a language code (2-7 of a-z _)", file,
-                        (long long)ln);
-  }
+  if (!mn_lang_code_valid(lang))
+    return mn_jsonl_fail(in, err, MN_ERR_INPUT, "\"lang\" must be a language code (2-7 of a-z _)");
   size_t bad;
   if (!json_is_string(t) || json_string_length(t) == 0 ||
       mn_utf8_check(json_string_value(t), json_string_length(t), &bad) != MN_UTF8_OK ||
-      memchr(json_string_value(t), 0, json_string_length(t))) {
-    json_decref(r);
-    return mn_error_set(err, MN_ERR_INPUT,
-                        "%s:%lld: \"%s\" must be non-empty UTF-8 text without NUL", file,
-                        (long long)ln, text_key);
-  }
-  *rec = r;
+      memchr(json_string_value(t), 0, json_string_length(t)))
+    return mn_jsonl_fail(in, err, MN_ERR_INPUT, "\"%s\" must be non-empty UTF-8 text without NUL",
+                         text_key);
   return MN_OK;
 }
 
 typedef mn_status (*record_fn)(json_t *rec, const char *file, int64_t ln, void *ctx, mn_error *err);
 
-/* each_record -- fn for every non-blank line of a JSONL file */
+/* each_record -- fn for every record of a JSONL file (common's reader: blank lines skipped,
+ * file:line in every message), each checked first */
 static mn_status each_record(const char *file, const char *text_key, record_fn fn, void *ctx,
                              mn_error *err)
 {
-  FILE *f = fopen(file, "r");
-  if (!f) return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", file, strerror(errno));
-  char *l = NULL;
-  size_t cap = 0;
-  ssize_t n;
-  int64_t ln = 0;
-  mn_status rc = MN_OK;
-  while (rc == MN_OK && (n = getline(&l, &cap, f)) > 0) {
-    ln++;
-    if (n == 1 && l[0] == '\n') continue;
-    json_t *r;
-    if ((rc = read_record(l, (size_t)n, file, ln, text_key, &r, err)) == MN_OK) {
-      rc = fn(r, file, ln, ctx, err);
-      json_decref(r);
-    }
+  mn_jsonl in;
+  mn_status rc = mn_jsonl_open(&in, file, err);
+  json_t *r;
+  while (rc == MN_OK && (rc = mn_jsonl_next(&in, &r, err)) == MN_OK && r) {
+    if ((rc = check_record(r, &in, text_key, err)) == MN_OK) rc = fn(r, file, in.line_no, ctx, err);
+    json_decref(r);
   }
-  if (rc == MN_OK && ferror(f))
-    rc = mn_error_set(err, MN_ERR_IO, "could not read \"%s\": %s", file, strerror(errno));
-  free(l);
-  fclose(f);
+  if (in.f) mn_jsonl_close(&in);
   return rc;
 }
 
@@ -509,7 +481,7 @@ out:
   for (size_t i = 0; i < c.nref; i++)
     free(c.ref_names[i]);
   free(c.ref_names), free(c.ref_chars);
-  evalset_free(&s);
+  evalset_fini(&s);
   mn_buf_fini(&body);
   return rc;
 }
@@ -611,7 +583,67 @@ mn_status evalset_load(const char *path, evalset *s, mn_error *err)
 out:
   json_decref(hdr);
   mn_buf_fini(&b);
-  if (rc != MN_OK) evalset_free(s);
+  if (rc != MN_OK) evalset_fini(s);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- several sets as one */
+
+static int item_ptr_cmp(const void *a, const void *b)
+{
+  return evalset_item_cmp(*(const evalset_item *const *)a, *(const evalset_item *const *)b);
+}
+
+mn_status evalset_load_many(const char *const *paths, int npaths, evalset *all, mn_error *err)
+{
+  char list[4096] = ""; /* the sets' names, in messages */
+  for (int i = 0, k = 0; i < npaths && k < (int)sizeof list; i++)
+    k += snprintf(list + k, sizeof list - (size_t)k, "%s%s", i ? "," : "", paths[i]);
+  memset(all, 0, sizeof *all);
+  mn_sha256 h;
+  mn_status rc = mn_sha256_init(&h, err);
+  for (int pi = 0; rc == MN_OK && pi < npaths; pi++) {
+    const char *p = paths[pi];
+    evalset s;
+    if ((rc = evalset_load(p, &s, err)) != MN_OK) break;
+    evalset_item *items = realloc(all->items, (all->n + s.n) * sizeof *items);
+    if (!items) {
+      evalset_fini(&s);
+      rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+      break;
+    }
+    all->items = items;
+    if (all->reference[0] && s.reference[0] && strcmp(all->reference, s.reference) != 0) {
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "%s normalises parallel items by %s, an earlier set by %s: their parity "
+                        "figures do not compare",
+                        p, s.reference, all->reference);
+      evalset_fini(&s);
+      break;
+    }
+    memcpy(items + all->n, s.items, s.n * sizeof *items);
+    all->n += s.n;
+    free(s.items); /* the items moved */
+    if (!all->reference[0]) snprintf(all->reference, sizeof all->reference, "%s", s.reference);
+    rc = mn_sha256_update(&h, s.sha256, strlen(s.sha256), err);
+  }
+  /* an item in two sets would count twice: half the evidence passing for all of it */
+  const evalset_item **by = rc == MN_OK ? malloc((all->n + 1) * sizeof *by) : NULL;
+  if (rc == MN_OK && !by) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; by && i < all->n; i++)
+    by[i] = &all->items[i];
+  if (by) qsort(by, all->n, sizeof *by, item_ptr_cmp);
+  for (size_t i = 1; by && rc == MN_OK && i < all->n; i++)
+    if (evalset_item_cmp(by[i - 1], by[i]) == 0)
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "%s item %s/%s is in more than one of the sets %s: it would count twice",
+                        evalset_kind_name(by[i]->kind), by[i]->lang, by[i]->id, list);
+  free(by);
+  uint8_t d[MN_SHA256_LEN];
+  if (rc == MN_OK && (rc = mn_sha256_final(&h, d, err)) == MN_OK)
+    mn_hex_encode(d, MN_SHA256_LEN, all->sha256); /* one set: the hash of its version */
+  else
+    mn_sha256_abort(&h), evalset_fini(all);
   return rc;
 }
 
@@ -623,11 +655,25 @@ out:
  * the item's bytes' bits (the eot is not counted).  Windows of many items share a forward of
  * up to B rows; a short row is padded and its padding not counted.
  */
+void evalset_score_rows(gpt *m, const int32_t *x, const int32_t *y, int rows, int T, const int *len,
+                        double *const *bits, int64_t *const *bytes)
+{
+  gpt_forward(m, x, y, rows, T);
+  const float *l = gpt_losses(m);
+  for (int r = 0; r < rows; r++)
+    for (int k = 0; k < len[r]; k++)
+      if (y[(size_t)r * T + k] < 256) {
+        *bits[r] += l[(size_t)r * T + k] / 0.69314718055994530942; /* nats to bits */
+        if (bytes) (*bytes[r])++;
+      }
+}
+
 typedef struct score_batch {
   int B, T, rows, tmax;
   int32_t *x, *y; /* B rows at stride T */
   size_t *item;   /* each row's item */
   int *len;       /* each row's predictions */
+  double **acc;   /* each row's item's bits */
 } score_batch;
 
 /* flush -- one forward over the batch's rows, each row's bits added to its item */
@@ -639,12 +685,9 @@ static void flush(gpt *m, score_batch *b, double *bits)
     memmove(b->x + (size_t)r * tm, b->x + (size_t)r * b->T, (size_t)tm * sizeof *b->x);
     memmove(b->y + (size_t)r * tm, b->y + (size_t)r * b->T, (size_t)tm * sizeof *b->y);
   }
-  gpt_forward(m, b->x, b->y, b->rows, tm);
-  const float *l = gpt_losses(m);
   for (int r = 0; r < b->rows; r++)
-    for (int k = 0; k < b->len[r]; k++)
-      if (b->y[(size_t)r * tm + k] < 256)
-        bits[b->item[r]] += l[(size_t)r * tm + k] / 0.69314718055994530942; /* nats to bits */
+    b->acc[r] = &bits[b->item[r]];
+  evalset_score_rows(m, b->x, b->y, b->rows, tm, b->len, b->acc, NULL);
   b->rows = 0, b->tmax = 0;
 }
 
@@ -671,8 +714,9 @@ mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalse
   size_t nw = 0;
   b.x = calloc((size_t)B * T, sizeof *b.x), b.y = calloc((size_t)B * T, sizeof *b.y);
   b.item = calloc((size_t)B, sizeof *b.item), b.len = calloc((size_t)B, sizeof *b.len);
+  b.acc = calloc((size_t)B, sizeof *b.acc);
   mn_status rc = MN_OK;
-  if (!b.x || !b.y || !b.item || !b.len) {
+  if (!b.x || !b.y || !b.item || !b.len || !b.acc) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
     goto out;
   }
@@ -717,7 +761,7 @@ mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalse
   flush(m, &b, bits);
 out:
   free(w);
-  free(b.x), free(b.y), free(b.item), free(b.len);
+  free(b.x), free(b.y), free(b.item), free(b.len), free(b.acc);
   return rc;
 }
 

@@ -225,15 +225,38 @@ mn_status shard_read(const char *path, shard *s, mn_error *err)
   s->ntokens = total;
 out:
   mn_buf_fini(&b);
-  if (rc != MN_OK) shard_free(s);
+  if (rc != MN_OK) shard_fini(s);
   return rc;
 }
 
-void shard_free(shard *s)
+void shard_fini(shard *s)
 {
   free(s->tokens);
   free(s->sections);
   memset(s, 0, sizeof *s);
+}
+
+mn_status shard_read_many(const char *const *paths, int n, shard **out, mn_error *err)
+{
+  shard *s = calloc(n > 0 ? (size_t)n : 1, sizeof *s);
+  *out = NULL;
+  if (!s) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < n; i++) {
+    mn_status rc = shard_read(paths[i], &s[i], err);
+    if (rc != MN_OK) {
+      shard_destroy_many(s, i);
+      return rc;
+    }
+  }
+  *out = s;
+  return MN_OK;
+}
+
+void shard_destroy_many(shard *s, int n)
+{
+  for (int i = 0; s && i < n; i++)
+    shard_fini(&s[i]);
+  free(s);
 }
 
 mn_status shard_section_fits(const shard_section *sec, const char *shard_path,

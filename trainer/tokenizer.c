@@ -9,7 +9,9 @@
  */
 #include "trainer/trainer.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,4 +88,25 @@ mn_status tok_tags_from_json(const char *text, tok_tags *tags, mn_error *err)
   }
   json_decref(o);
   return rc;
+}
+
+mn_status tok_tags_read(const char *path, tok_tags *tags, mn_error *err)
+{
+  FILE *f = fopen(path, "r");
+  if (!f) return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
+  char line[256];
+  int ln = 0;
+  while (fgets(line, sizeof line, f)) {
+    ln++;
+    char code[16];
+    int id;
+    if (sscanf(line, "%15s %d", code, &id) != 2 || tok_tags_add(tags, code, id, err) != MN_OK) {
+      fclose(f);
+      if (!err->msg[0])
+        return mn_error_set(err, MN_ERR_INPUT, "%s:%d: expected \"code<TAB>tag\"", path, ln);
+      return mn_error_prefix(err, "%s:%d", path, ln);
+    }
+  }
+  fclose(f);
+  return MN_OK;
 }

@@ -8,6 +8,9 @@
  * gradients and AdamW moments in parallel buffers, so any trainable suffix of
  * blocks is one contiguous range (DESIGN.md §5).  All ops go through a
  * kernels_backend; nothing here allocates inside a training step.
+ *
+ * The training loop and a fine-tune's setup are in trainer/train.h; the worker program
+ * `mnemo` that drives all of it is trainer/worker/ (a table of commands).
  */
 #ifndef MNEMO_TRAINER_H
 #define MNEMO_TRAINER_H
@@ -184,6 +187,9 @@ MN_NODISCARD mn_status tok_tags_add(tok_tags *tags, const char *code, int id, mn
 MN_NODISCARD mn_status tok_tags_to_json(const tok_tags *tags, char **out /* OUT */, mn_error *err);
 MN_NODISCARD mn_status tok_tags_from_json(const char *json, tok_tags *tags /* OUT */,
                                           mn_error *err);
+/* tok_tags_read -- add the tags of a TSV file, "code<TAB>tag id" a line (as the database
+ * assigned them); MN_ERR_IO when it cannot be opened, MN_ERR_INPUT naming file:line. */
+MN_NODISCARD mn_status tok_tags_read(const char *path, tok_tags *tags, mn_error *err);
 
 /* ---------------------------------------------------------------- checkpoints */
 
@@ -290,8 +296,15 @@ MN_NODISCARD mn_status shard_builder_add(shard_builder *b, const char *lang, con
 /* shard_builder_write -- sections in language order, written atomically. */
 MN_NODISCARD mn_status shard_builder_write(shard_builder *b, const char *path, mn_error *err);
 
+/* shard_read -- a shard checked whole into *s (the caller's struct; release with shard_fini).
+ * On failure *s holds nothing to release. */
 MN_NODISCARD mn_status shard_read(const char *path, shard *s /* OUT */, mn_error *err);
-void shard_free(shard *s);
+void shard_fini(shard *s);
+/* shard_read_many -- n shards into a new array *out (release with shard_destroy_many(*out, n));
+ * on failure *out is NULL and the error names the shard. */
+MN_NODISCARD mn_status shard_read_many(const char *const *paths, int n, shard **out /* OUT */,
+                                       mn_error *err);
+void shard_destroy_many(shard *s, int n); /* NULL-safe */
 /*
  * shard_section_fits -- whether a section of the shard at shard_path can be read by the
  * checkpoint at ckpt_path (its meta): its tag is the one the checkpoint gives its language,
@@ -356,13 +369,29 @@ MN_NODISCARD mn_status evalset_build(const evalset_sources *src, const char *out
                                      evalset_counts *counts /* OUT */, mn_error *err);
 /* evalset_load -- a set, its checksum and every item checked. */
 MN_NODISCARD mn_status evalset_load(const char *path, evalset *s /* OUT */, mn_error *err);
-void evalset_free(evalset *s);
+void evalset_fini(evalset *s);
+/* evalset_load_many -- several sets as one: the items of all in order, the version the hash
+ * of their versions (one set: the hash of its version); an item in two sets (it would count
+ * twice) and parallel items normalised by different references are refused.  The caller
+ * owns *all (evalset_fini); on failure it holds nothing. */
+MN_NODISCARD mn_status evalset_load_many(const char *const *paths, int n, evalset *all /* OUT */,
+                                         mn_error *err);
 /* evalset_item_cmp -- the set's order: kind, then language, then id (0: the same item) */
 int evalset_item_cmp(const evalset_item *a, const evalset_item *b);
 /* evalset_score -- bits[i]: the NLL in bits of item i's bytes under m (created for B rows of
  * T); every item's language must have a tag in tags. */
 MN_NODISCARD mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalset *s,
                                      double *bits /* OUT, s->n */, mn_error *err);
+
+/*
+ * evalset_score_rows -- the one scoring loop (evalset_score's batches, `mnemo eval`'s shard
+ * documents, triage through evalset_score_checkpoint): one forward over rows (rows, T) of
+ * tokens x and targets y, then for each row r the NLL in bits of its first len[r]
+ * predictions whose target is a byte (< 256; tags and <|eot|> are not counted), added to
+ * *bits[r] one prediction at a time, and their number to *bytes[r] (bytes may be NULL).
+ */
+void evalset_score_rows(gpt *m, const int32_t *x, const int32_t *y, int rows, int T, const int *len,
+                        double *const *bits, int64_t *const *bytes);
 
 /* evalset_item_json -- one item's score as a JSON line {kind, lang, id, bytes, nll_bits}. */
 MN_NODISCARD mn_status evalset_item_json(const evalset_item *it, double bits, char **out /* OUT */,

@@ -358,7 +358,7 @@ static mn_status typical_load(const triage_config *c, const ckpt_meta *meta, int
                         json_real(by > 0 ? json_real_value(json_object_get(l, "bits")) / by : 0));
   }
   free(bits);
-  evalset_free(&s);
+  evalset_fini(&s);
   if (rc == MN_OK) {
     json_t *doc = json_pack("{s:s, s:s, s:i, s:O}", "format", "mnemo-typical", "checkpoint",
                             meta->sha256, "seq_len", T, "languages", langs);
@@ -505,7 +505,7 @@ mn_status triage_run(const triage_config *c, FILE *in, const char *in_name, FILE
   if (rc == MN_OK && fflush(out) != 0)
     rc = mn_error_set(err, MN_ERR_IO, "could not write the results: %s", strerror(errno));
   free(bits);
-  evalset_free(&s);
+  evalset_fini(&s);
   json_decref(ty.langs);
   lid_free(lid);
   batch_free(&b);

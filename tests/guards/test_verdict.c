@@ -2,13 +2,16 @@
  * test_verdict.c -- the verdict over synthetic scores: identical models pass; a planted 5%
  * regression fails that language and no other; a tiny language is insufficient evidence;
  * the parity gap's arithmetic on a hand-made parallel set; the probe rules; bad policy
- * lists refused; the table puts failing languages first.
+ * lists refused; the table puts failing languages first; the best so far from earlier
+ * verdicts (a passed candidate counts, a failed one and another set's verdict do not).
  */
 #include "guards/verdict.h"
 #include "tests/test.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const langs[] = {"arb", "deu", "kat", "spa", "tha"};
 
@@ -264,11 +267,54 @@ static void probes(void)
   json_decref(v);
 }
 
+static void write_text(const char *path, const char *text)
+{
+  FILE *f = fopen(path, "w");
+  T_CHECK(f != NULL);
+  if (!f) return;
+  fputs(text, f);
+  fclose(f);
+}
+
+static void best_so_far(void)
+{
+  char dir[] = "/tmp/mnemo-test-best-XXXXXX";
+  T_CHECK(mkdtemp(dir) != NULL);
+  char a[64], b[64], c[64], bad[64];
+  snprintf(a, sizeof a, "%s/a.json", dir), snprintf(b, sizeof b, "%s/b.json", dir);
+  snprintf(c, sizeof c, "%s/c.json", dir), snprintf(bad, sizeof bad, "%s/bad.json", dir);
+  /* passed: the candidate's better spa counts; failed: only its baseline does */
+  write_text(a, "{\"set\": \"S\", \"pass\": true, \"languages\": ["
+                "{\"lang\": \"spa\", \"baseline_bpb\": 2.0, \"candidate_bpb\": 1.5},"
+                "{\"lang\": \"kat\", \"baseline_bpb\": 3.0, \"candidate_bpb\": 3.5}]}");
+  write_text(b, "{\"set\": \"S\", \"pass\": false, \"languages\": ["
+                "{\"lang\": \"kat\", \"baseline_bpb\": 2.8, \"candidate_bpb\": 1.0}]}");
+  write_text(c, "{\"set\": \"OTHER\", \"pass\": true, \"languages\": ["
+                "{\"lang\": \"spa\", \"baseline_bpb\": 0.5, \"candidate_bpb\": 0.4}]}");
+  write_text(bad, "[1, 2]");
+  const char *all[] = {a, b, c};
+  json_t *best = NULL;
+  mn_error err = {0};
+  T_EQ_INT(guard_best_so_far(all, 3, "S", &best, &err), MN_OK);
+  T_CHECK(fabs(json_number_value(json_object_get(best, "spa")) - 1.5) < 1e-12);
+  T_CHECK(fabs(json_number_value(json_object_get(best, "kat")) - 2.8) < 1e-12);
+  T_EQ_INT((int)json_object_size(best), 2);
+  json_decref(best);
+  T_EQ_INT(guard_best_so_far(all, 0, "S", &best, &err), MN_OK);
+  T_CHECK(best == NULL);
+  const char *with_bad[] = {a, bad};
+  T_EQ_INT(guard_best_so_far(with_bad, 2, "S", &best, &err), MN_ERR_INPUT);
+  T_CHECK(best == NULL);
+  T_CONTAINS(err.msg, "not a verdict");
+  unlink(a), unlink(b), unlink(c), unlink(bad), rmdir(dir);
+}
+
 int main(void)
 {
   T_RUN(identical_and_planted);
   T_RUN(insufficient_and_must_improve);
   T_RUN(parity);
   T_RUN(probes);
+  T_RUN(best_so_far);
   return T_DONE();
 }

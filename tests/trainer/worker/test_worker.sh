@@ -6,16 +6,40 @@
 # name), seeded generation, the replay store (absorb twice, verify, damage refused),
 # the Fisher (languages weighted equally, the online update, damage refused), a fine-tune
 # (replay, EWC, unfreezing stages; per-language losses; resumed bit-identically; a Fisher of
-# other weights refused), usage errors (exit 2).
+# other weights refused), usage errors (exit 2); the command table: --version, --help listing
+# every command, each command's --help, and an option of another command refused.
 set -euo pipefail
 mnemo=$1
-here=$(cd "$(dirname "$0")/../.." && pwd)
+here=$(cd "$(dirname "$0")/../../.." && pwd)
 data=$here/tests/data/ingest/sample.jsonl
 tmp=$(mktemp -d /tmp/mnemo-test-worker-XXXXXX)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 jget() { python3 -c "import json,sys; print(json.loads(sys.stdin.readlines()[-1])$1)"; }
 m() { "$mnemo" --config "$here/configs/models/tiny.yaml" --set train.seq_len=16 "$@"; }
+
+# the command table: every command in --help answers its own --help (exit 0, its synopsis)
+"$mnemo" --version | grep -qE '^mnemo [0-9]+\.[0-9]+' || fail "mnemo --version: $("$mnemo" --version 2>&1)"
+"$mnemo" --help >"$tmp/help" || fail "mnemo --help exited $?"
+"$mnemo" help | cmp -s - "$tmp/help" || fail "mnemo help differs from mnemo --help"
+cmds=$(awk '/^commands:/ { on = 1; next } /^$/ { on = 0 } on && /^  [a-z]/ { print $1 }' "$tmp/help" | sort -u)
+[ "$(echo "$cmds" | wc -l)" -ge 14 ] || fail "mnemo --help lists $(echo "$cmds" | wc -l) commands: $cmds"
+for c in shard pretrain finetune eval evalset guard fisher generate bench replay lid triage \
+  export-hf import-llmc; do
+  grep -qx "$c" <<<"$cmds" || fail "mnemo --help does not list $c"
+done
+for c in $cmds; do
+  "$mnemo" "$c" --help >"$tmp/chelp" 2>&1 || fail "mnemo $c --help exited $?: $(cat "$tmp/chelp")"
+  grep -q "^usage: mnemo $c" "$tmp/chelp" && grep -q -- "--help" "$tmp/chelp" ||
+    fail "mnemo $c --help: $(cat "$tmp/chelp")"
+done
+# an option of another command is refused by name, before anything runs
+rc=0; "$mnemo" shard --steps 3 --out "$tmp/never.shard" "$data" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 2 ] && grep -q -- '"--steps" for "shard"' "$tmp/err" && [ ! -e "$tmp/never.shard" ] ||
+  fail "shard --steps: rc $rc, $(cat "$tmp/err")"
+rc=0; "$mnemo" replay verify --capacity 3 x >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 2 ] && grep -q -- '"--capacity" for "replay verify"' "$tmp/err" ||
+  fail "replay verify --capacity: rc $rc, $(cat "$tmp/err")"
 
 # shards: train and held-out partition the documents
 n_all=$(m shard --out "$tmp/all.shard" "$data" | jget "['documents']")

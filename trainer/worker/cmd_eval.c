@@ -1,27 +1,55 @@
 /*
- * worker_eval.c -- mnemo eval, evalset and guard: scoring a checkpoint on shards or on
- * evaluation sets, building evaluation sets, and the guards' verdict.
+ * cmd_eval.c -- `mnemo eval`, `mnemo evalset` and `mnemo guard`: scoring a checkpoint on
+ * shards or on evaluation sets, building evaluation sets, and the guards' verdict.
  */
 #define _XOPEN_SOURCE 700
-#include "configs/config.h"
 #include "guards/verdict.h"
-#include "replay/replay.h"
-#include "trainer/trainer_int.h"
-#include "trainer/worker_int.h"
-#include "triage/lid.h"
-#include "triage/triage.h"
+#include "trainer/worker/worker_int.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+const worker_opt worker__eval_opts[] = {
+    WORKER_TEXT("checkpoint", checkpoint, "CKPT", "the checkpoint to score"),
+    WORKER_FLAG("per-doc", per_doc, "also one record per document (per item with --sets)"),
+    WORKER_COUNT("max-tokens", max_tokens, "N", "at most N tokens of each language's section"),
+    WORKER_TEXT("sets", sets, "SET[,SET]", "score evaluation sets instead of shards"),
+    WORKER_TEXT("cache", cache, "DIR", "scores cached per (checkpoint, set version)"),
+    WORKER_OPT_END,
+};
+
+const worker_opt worker__evalset_opts[] = {
+    WORKER_TEXT("out", out, "SET", "the set to write (atomically)"),
+    WORKER_TEXT("tags", tags, "TSV", "only the languages of this tag table"),
+    WORKER_TEXT("checkpoint", checkpoint, "CKPT",
+                "only the languages this checkpoint has tags for"),
+    WORKER_TEXT("parallel", parallel, "FILE",
+                "parallel items, JSONL {\"lang\", \"item\", \"text\"}"),
+    WORKER_TEXT("reference", reference, "L",
+                "the language whose characters normalise parallel items (guards.parity_reference)"),
+    WORKER_TEXT("probes", probes, "FILE", "report probes, JSONL from mnemod"),
+    WORKER_COUNT("max-items", max_items, "N", "held-out documents per language (0: all)"),
+    WORKER_COUNT("max-item-bytes", max_item_bytes, "B",
+                 "a held-out document's first B bytes only (0: all of it)"),
+    WORKER_OPT_END,
+};
+
+const worker_opt worker__guard_opts[] = {
+    WORKER_TEXT("baseline", baseline, "CKPT", "the model in production"),
+    WORKER_TEXT("candidate", candidate, "CKPT", "the model that would replace it"),
+    WORKER_TEXT("sets", sets, "SET[,SET]", "the evaluation sets both are scored on"),
+    WORKER_TEXT("cache", cache, "DIR", "scores cached per (checkpoint, set version)"),
+    WORKER_TEXT("must-improve", must_improve, "L,L",
+                "languages that had fresh data and must improve (guards.must_improve)"),
+    WORKER_TEXT("history", history, "VERDICT,...",
+                "earlier verdicts: the best so far per language"),
+    WORKER_TEXT("out", out, "VERDICT.json", "also write the verdict here (atomically)"),
+    WORKER_OPT_END,
+};
 
 /* ---------------------------------------------------------------- eval */
 
@@ -33,13 +61,9 @@ typedef struct lang_score {
 /* score -- add the byte targets' bits of one window [tag, x...] -> y to s. */
 static void score(gpt *m, const int32_t *x, const int32_t *y, int T, lang_score *s)
 {
-  gpt_forward(m, x, y, 1, T);
-  const float *l = gpt_losses(m);
-  for (int i = 0; i < T; i++)
-    if (y[i] < 256) {
-      s->bits += l[i] / 0.69314718055994530942; /* nats to bits */
-      s->bytes++;
-    }
+  double *bits = &s->bits;
+  int64_t *bytes = &s->bytes;
+  evalset_score_rows(m, x, y, 1, T, &T, &bits, &bytes);
 }
 
 /* worker__scoring_model -- a checkpoint loaded into a model that takes one sequence of *T tokens
@@ -61,7 +85,7 @@ mn_status worker__scoring_model(const worker *w, const char *path, ckpt_meta *me
 
 /* ---------------------------------------------------------------- evaluation sets */
 
-int worker__cmd_evalset(worker *w, opts *o)
+int worker__cmd_evalset(worker *w, worker_args *o)
 {
   mn_error err = {0};
   tok_tags tags = {0};
@@ -70,7 +94,7 @@ int worker__cmd_evalset(worker *w, opts *o)
                          "--probes FILE");
   if (o->tags && o->checkpoint)
     return worker__usage("evalset takes the languages from --tags or from --checkpoint, not both");
-  if (o->tags && worker__read_tags(o->tags, &tags, &err) != MN_OK) return worker__fail(&err);
+  if (o->tags && tok_tags_read(o->tags, &tags, &err) != MN_OK) return worker__fail(&err);
   if (o->checkpoint) { /* the languages the model has a tag for: those it can be scored on */
     ckpt_meta meta;
     if (ckpt_read_meta(o->checkpoint, &meta, &err) != MN_OK) return worker__fail(&err);
@@ -95,71 +119,31 @@ int worker__cmd_evalset(worker *w, opts *o)
       (json_int_t)n.other_language, "no_reference", (json_int_t)n.no_reference, "duplicates",
       (json_int_t)n.duplicates, "over_cap", (json_int_t)n.over_cap, "split", "stored",
       (json_int_t)n.split_stored, "hashed", (json_int_t)n.split_hashed));
-  return EXIT_OK;
+  return MN_EXIT_OK;
 }
 
-static int item_ptr_cmp(const void *a, const void *b)
-{
-  return evalset_item_cmp(*(const evalset_item *const *)a, *(const evalset_item *const *)b);
-}
-
-/* load_sets -- the comma-separated sets of --sets as one: items of all, in order */
+/* load_sets -- the comma-separated sets of --sets as one (evalset_load_many) */
 static mn_status load_sets(const char *list, evalset *all, mn_error *err)
 {
   char buf[4096];
+  const char *paths[256];
+  int n = 0;
   memset(all, 0, sizeof *all);
   if (!list || strlen(list) >= sizeof buf)
     return mn_error_set(err, MN_ERR_USAGE, "--sets wants SET[,SET...]");
   snprintf(buf, sizeof buf, "%s", list);
-  mn_sha256 h;
-  mn_status rc = mn_sha256_init(&h, err);
-  for (char *save = NULL, *p = strtok_r(buf, ",", &save); rc == MN_OK && p;
-       p = strtok_r(NULL, ",", &save)) {
-    evalset s;
-    if ((rc = evalset_load(p, &s, err)) != MN_OK) break;
-    evalset_item *items = realloc(all->items, (all->n + s.n) * sizeof *items);
-    if (!items) {
-      evalset_free(&s);
-      rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
-      break;
-    }
-    all->items = items;
-    if (all->reference[0] && s.reference[0] && strcmp(all->reference, s.reference) != 0) {
-      rc = mn_error_set(err, MN_ERR_INPUT,
-                        "%s normalises parallel items by %s, an earlier set by %s: their parity "
-                        "figures do not compare",
-                        p, s.reference, all->reference);
-      evalset_free(&s);
-      break;
-    }
-    memcpy(items + all->n, s.items, s.n * sizeof *items);
-    all->n += s.n;
-    free(s.items); /* the items moved */
-    if (!all->reference[0]) snprintf(all->reference, sizeof all->reference, "%s", s.reference);
-    rc = mn_sha256_update(&h, s.sha256, strlen(s.sha256), err);
+  for (char *p = buf, *comma; p; p = comma ? comma + 1 : NULL) {
+    if ((comma = strchr(p, ',')) != NULL) *comma = '\0';
+    if (!*p) continue;
+    if (n == (int)(sizeof paths / sizeof paths[0]))
+      return mn_error_set(err, MN_ERR_USAGE, "--sets names more than %d sets", n);
+    paths[n++] = p;
   }
-  /* an item in two sets would count twice: half the evidence passing for all of it */
-  const evalset_item **by = rc == MN_OK ? malloc((all->n + 1) * sizeof *by) : NULL;
-  if (rc == MN_OK && !by) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
-  for (size_t i = 0; by && i < all->n; i++)
-    by[i] = &all->items[i];
-  if (by) qsort(by, all->n, sizeof *by, item_ptr_cmp);
-  for (size_t i = 1; by && rc == MN_OK && i < all->n; i++)
-    if (evalset_item_cmp(by[i - 1], by[i]) == 0)
-      rc = mn_error_set(err, MN_ERR_INPUT,
-                        "%s item %s/%s is in more than one of the sets %s: it would count twice",
-                        evalset_kind_name(by[i]->kind), by[i]->lang, by[i]->id, list);
-  free(by);
-  uint8_t d[MN_SHA256_LEN];
-  if (rc == MN_OK && (rc = mn_sha256_final(&h, d, err)) == MN_OK)
-    mn_hex_encode(d, MN_SHA256_LEN, all->sha256); /* one set: the hash of its version */
-  else
-    mn_sha256_abort(&h), evalset_free(all);
-  return rc;
+  return evalset_load_many(paths, n, all, err);
 }
 
 /* eval_sets -- `eval --sets`: bits per byte per language and kind; --per-doc: every item */
-static int eval_sets(worker *w, opts *o)
+static int eval_sets(worker *w, worker_args *o)
 {
   mn_error err = {0};
   evalset s;
@@ -170,7 +154,7 @@ static int eval_sets(worker *w, opts *o)
   bool cached = false;
   evalset_run run = {.cache_dir = o->cache, .seq_len = (int)w->cfg.train.seq_len};
   double t0 = mn_monotonic_ms();
-  int rc = EXIT_FAIL;
+  int rc = MN_EXIT_FAIL;
   if (!bits) {
     mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
     goto out;
@@ -233,55 +217,35 @@ static int eval_sets(worker *w, opts *o)
                          "predictions", (json_int_t)predictions, "seconds", secs, "scoring_seconds",
                          run.scoring_s, "tokens_per_s",
                          run.scoring_s > 0 ? (double)predictions / run.scoring_s : 0.0));
-  rc = EXIT_OK;
+  rc = MN_EXIT_OK;
 out:
   free(bits);
-  evalset_free(&s);
-  return rc == EXIT_OK ? rc : worker__fail(&err);
+  evalset_fini(&s);
+  return rc == MN_EXIT_OK ? rc : worker__fail(&err);
 }
 
-/* best_so_far -- {lang: best bits per byte} from earlier verdicts on the same set: each
- * one's baseline (production then) and, where it passed, its candidate */
+/* best_so_far -- guard_best_so_far of the comma-separated verdicts of --history */
 static mn_status best_so_far(const char *list, const char *set_sha, json_t **best, mn_error *err)
 {
   char buf[4096];
+  const char *paths[256];
+  size_t n = 0;
   *best = NULL;
   if (!list || !*list) return MN_OK;
   if (strlen(list) >= sizeof buf) return mn_error_set(err, MN_ERR_USAGE, "--history is too long");
   snprintf(buf, sizeof buf, "%s", list);
-  *best = json_object();
-  for (char *save = NULL, *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-    json_error_t je;
-    json_t *v = json_load_file(p, 0, &je);
-    if (!v || !json_is_array(json_object_get(v, "languages"))) {
-      json_decref(v);
-      json_decref(*best);
-      *best = NULL;
-      return mn_error_set(err, MN_ERR_INPUT, "%s: not a verdict (%s)", p,
-                          v ? "no languages" : je.text);
-    }
-    const char *set = json_string_value(json_object_get(v, "set"));
-    bool passed = json_is_true(json_object_get(v, "pass"));
-    size_t i;
-    json_t *r;
-    json_array_foreach(json_object_get(v, "languages"), i, r)
-    {
-      if (!set || strcmp(set, set_sha) != 0) break; /* other items: not comparable */
-      const char *lang = json_string_value(json_object_get(r, "lang"));
-      double b = json_number_value(json_object_get(r, "baseline_bpb"));
-      double c = json_number_value(json_object_get(r, "candidate_bpb"));
-      double m = passed && c > 0 && c < b ? c : b;
-      json_t *have = json_object_get(*best, lang);
-      if (lang && m > 0 && (!have || m < json_number_value(have)))
-        json_object_set_new(*best, lang, json_real(m));
-    }
-    json_decref(v);
+  for (char *p = buf, *comma; p; p = comma ? comma + 1 : NULL) {
+    if ((comma = strchr(p, ',')) != NULL) *comma = '\0';
+    if (!*p) continue;
+    if (n == sizeof paths / sizeof paths[0])
+      return mn_error_set(err, MN_ERR_USAGE, "--history names more than %zu verdicts", n);
+    paths[n++] = p;
   }
-  return MN_OK;
+  return guard_best_so_far(paths, n, set_sha, best, err);
 }
 
 /* guard -- baseline and candidate scored on the same sets, then every guard rule */
-int worker__cmd_guard(worker *w, opts *o)
+int worker__cmd_guard(worker *w, worker_args *o)
 {
   mn_error err = {0};
   if (!o->baseline || !o->candidate || !o->sets)
@@ -294,7 +258,7 @@ int worker__cmd_guard(worker *w, opts *o)
   json_t *best = NULL, *v = NULL;
   ckpt_meta meta[2];
   bool cached[2];
-  int rc = EXIT_FAIL;
+  int rc = MN_EXIT_FAIL;
   const char *ck[2] = {o->baseline, o->candidate};
   evalset_run run = {.cache_dir = o->cache, .seq_len = (int)w->cfg.train.seq_len};
   if (!bits[0] || !bits[1] || !items) {
@@ -362,27 +326,27 @@ int worker__cmd_guard(worker *w, opts *o)
     json_object_set_new(v, "event", json_string("verdict"));
     worker__emit(json_incref(v));
   }
-  rc = json_is_true(json_object_get(v, "pass")) ? EXIT_OK : EXIT_GUARD;
+  rc = json_is_true(json_object_get(v, "pass")) ? MN_EXIT_OK : MN_EXIT_GUARD;
 out:
   json_decref(v), json_decref(best);
   free(bits[0]), free(bits[1]), free(items);
-  evalset_free(&s);
-  return rc == EXIT_FAIL ? worker__fail(&err) : rc;
+  evalset_fini(&s);
+  return rc == MN_EXIT_FAIL ? worker__fail(&err) : rc;
 }
 
-int worker__cmd_eval(worker *w, opts *o)
+int worker__cmd_eval(worker *w, worker_args *o)
 {
   if (o->sets && o->checkpoint) return eval_sets(w, o);
   mn_error err = {0};
   shard *shards = NULL;
   gpt *m = NULL;
-  int rc = EXIT_FAIL;
+  int rc = MN_EXIT_FAIL;
   ckpt_meta meta;
   if (!o->checkpoint || o->npos < 1)
     return worker__usage("eval needs --checkpoint FILE and shards");
   int T = 0;
   if (worker__scoring_model(w, o->checkpoint, &meta, &m, &T, &err) != MN_OK) goto out;
-  if (worker__read_shards(o, &shards, &err) != MN_OK) goto out;
+  if (shard_read_many((const char *const *)o->pos, o->npos, &shards, &err) != MN_OK) goto out;
   int32_t *x = malloc(sizeof(int32_t) * (size_t)T), *y = malloc(sizeof(int32_t) * (size_t)T);
   json_t *langs = json_array();
   for (int si = 0; si < o->npos; si++) {
@@ -442,13 +406,13 @@ int worker__cmd_eval(worker *w, opts *o)
     }
     json_decref(langs);
   }
-  rc = EXIT_OK;
+  rc = MN_EXIT_OK;
 out_loop:
   free(x);
   free(y);
-  if (rc != EXIT_OK) json_decref(langs);
+  if (rc != MN_EXIT_OK) json_decref(langs);
 out:
-  worker__free_shards(shards, o->npos);
+  shard_destroy_many(shards, o->npos);
   gpt_destroy(m);
-  return rc == EXIT_OK ? rc : worker__fail(&err);
+  return rc == MN_EXIT_OK ? rc : worker__fail(&err);
 }

@@ -1,0 +1,31 @@
+/*
+ * cmd_interop.c -- `mnemo export-hf` and `mnemo import-llmc`: checkpoints to and from other
+ * ecosystems (trainer/interop.c).
+ */
+#include "trainer/worker/worker_int.h"
+
+#include <jansson.h>
+
+static int interop(worker_args *o, const char *cmd, bool export)
+{
+  mn_error err = {0};
+  if (o->npos != 2)
+    return worker__usage("%s takes two arguments: %s", cmd, export ? "CKPT DIR" : "FILE OUT");
+  if ((export ? export_hf(o->pos[0], o->pos[1], &err) : import_llmc(o->pos[0], o->pos[1], &err)) !=
+      MN_OK)
+    return worker__fail(&err);
+  worker__emit(json_pack("{s:s, s:s, s:s}", "event", cmd, "from", o->pos[0], "to", o->pos[1]));
+  return MN_EXIT_OK;
+}
+
+int worker__cmd_export_hf(worker *w, worker_args *o)
+{
+  (void)w;
+  return interop(o, "export-hf", true);
+}
+
+int worker__cmd_import_llmc(worker *w, worker_args *o)
+{
+  (void)w;
+  return interop(o, "import-llmc", false);
+}

@@ -1,0 +1,444 @@
+/*
+ * mnemo.c -- the compute worker `mnemo`: files in, files out, no database.  This file is its
+ * dispatcher: the table of commands, the global options, the parsing of each command's
+ * options from its own table, and the help made from both.
+ *
+ *   mnemo [--config FILE] [--set KEY=VALUE]... [--json] COMMAND [ARGS]
+ *     shard          JSONL {"lang", "text", "split"?} -> a token shard (cmd_shard.c)
+ *     pretrain       shards -> a checkpoint, resumable (cmd_train.c)
+ *     finetune       baseline + fresh shards + replay + Fisher -> candidate (cmd_train.c)
+ *     eval           checkpoint + shards or evaluation sets -> bits per byte (cmd_eval.c)
+ *     evalset        held-out documents, parallel items, probes -> an evaluation set (cmd_eval.c)
+ *     guard          baseline + candidate + evaluation sets -> the verdict (cmd_eval.c)
+ *     fisher         checkpoint + shards -> its diagonal Fisher per language (cmd_fisher.c)
+ *     generate       checkpoint + language + prompt -> text (cmd_generate.c)
+ *     bench          tokens/s and GFLOP/s of a training step (cmd_bench.c)
+ *     replay absorb  shards' windows into the replay store (cmd_replay.c)
+ *     replay verify  a replay store checked whole (cmd_replay.c)
+ *     lid train      a language identifier from JSONL (cmd_lid.c)
+ *     lid            the language of each line (cmd_lid.c)
+ *     triage         user reports -> checks, language, groups, severity (cmd_triage.c)
+ *     export-hf      a checkpoint for Hugging Face's GPT2LMHeadModel (cmd_interop.c)
+ *     import-llmc    an llm.c GPT-2 checkpoint into a mnemo checkpoint (cmd_interop.c)
+ *
+ * Adding a command: a file cmd_NAME.c with its run function and option table, and one row
+ * in `commands` below; its help, the parsing of its options and the refusal of any other
+ * option come from the row.
+ *
+ * Progress is JSON lines on stdout (one object per event), or a progress line on stderr
+ * when stderr is a terminal.  Exit codes (common/protocol.h): 0 done, 1 failure, 2 usage,
+ * 3 a guard said no, 75 interrupted with complete outputs kept (a rerun resumes).  Only
+ * main() decides to exit.
+ */
+#include "trainer/worker/worker_int.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- the table */
+
+const worker_opt worker__no_opts[] = {WORKER_OPT_END};
+
+static const worker_command commands[] = {
+    {"shard", NULL, "--out FILE [--split train|heldout|all] [--tags TSV] JSONL...",
+     "documents {\"lang\", \"text\", \"split\"?} into a token shard",
+     "Tokenizes the documents of the JSONL files into one shard, a section per language.\n"
+     "--split keeps a document by its record's stored \"split\" (train|heldout), else by the\n"
+     "hash rule at ingest.heldout_fraction.  Tags come from --tags (code<TAB>tag id, as the\n"
+     "database assigned them); a language without one gets the next free id.\n",
+     worker__shard_opts, false, worker__cmd_shard},
+    {"pretrain", NULL, "--out DIR [--resume CKPT] [--steps N] SHARD...",
+     "train a model on shards; DIR/model.safetensors (+ .opt) is resumable",
+     "Trains the configured model (model.*, train.*) on windows of the shards.  SIGTERM or\n"
+     "SIGINT saves a checkpoint at the end of the step and exits 75; --resume continues it\n"
+     "bit-identically.  --steps N stops after step N of train.steps (the schedule still\n"
+     "spans train.steps, so a run cut in parts is the same run).\n",
+     worker__pretrain_opts, false, worker__cmd_pretrain},
+    {"finetune", NULL, "--spec JOB.yaml --out DIR [--resume CKPT] [--steps N] SHARD...",
+     "refresh finetune.baseline on fresh shards (replay, EWC, unfreezing)",
+     "Fine-tunes finetune.baseline on the fresh shards: replayed windows from\n"
+     "finetune.replay_store in every batch, EWC against the baseline with finetune.fisher,\n"
+     "progressive unfreezing by finetune.stages (finetune.* keys).  The job spec is a config\n"
+     "file and replaces --config.  Resumable as pretrain is.\n",
+     worker__finetune_opts, true, worker__cmd_finetune},
+    {"eval", NULL,
+     "--checkpoint CKPT [--per-doc] [--max-tokens N] SHARD...  |  --checkpoint CKPT "
+     "--sets SET[,SET] [--per-doc] [--cache DIR]",
+     "bits per byte per language (and NLL per document or item)",
+     "On shards: bits per byte of each language's byte targets, every document scored from\n"
+     "its tag in windows of train.seq_len.  On evaluation sets (--sets): bits per byte per\n"
+     "language and kind of item, cached per (checkpoint, set version) under --cache.\n",
+     worker__eval_opts, false, worker__cmd_eval},
+    {"evalset", NULL,
+     "--out SET [--tags TSV | --checkpoint CKPT] [--parallel FILE [--reference L]] [--probes "
+     "FILE] [--max-items N] [--max-item-bytes B] [HELDOUT.jsonl...]",
+     "a versioned, checksummed evaluation set",
+     "Held-out documents (each record's stored \"split\"; a record without one by the hash\n"
+     "rule at ingest.heldout_fraction), parallel items and report probes, written as one\n"
+     "file whose checksum is its version.\n",
+     worker__evalset_opts, false, worker__cmd_evalset},
+    {"guard", NULL,
+     "--baseline CKPT --candidate CKPT --sets SET[,SET] [--cache DIR] [--must-improve L,L] "
+     "[--history VERDICT,...] [--out VERDICT.json]",
+     "every per-language guard (guards.*): exit 0 pass, 3 fail",
+     "Scores the baseline and the candidate on the same sets and applies every guard rule;\n"
+     "the verdict is a JSON line (a table on a terminal) and, with --out, a file.\n",
+     worker__guard_opts, false, worker__cmd_guard},
+    {"fisher", NULL,
+     "--checkpoint CKPT --out FILE [--windows N] [--weighting equal|share] [--previous FILE "
+     "[--gamma G]] SHARD...",
+     "the diagonal Fisher of the weights, per language, for EWC",
+     "Estimates the diagonal Fisher from windows of each language's text; --previous makes it\n"
+     "the online estimate gamma (default 0.9) * that + this one.\n",
+     worker__fisher_opts, false, worker__cmd_fisher},
+    {"generate", NULL,
+     "--checkpoint CKPT --lang L [--prompt P] [--tokens N] [--temperature T] [--top-k K] "
+     "[--seed S]",
+     "text from a checkpoint in a language",
+     "Samples bytes and <|eot|> only (top-k, temperature, seeded); invalid UTF-8 is shown as\n"
+     "U+FFFD.\n",
+     worker__generate_opts, false, worker__cmd_generate},
+    {"bench", NULL, "[--steps N] [--stages] [--ewc] [--device cpu|cuda [--math fp32|tf32|bf16]]",
+     "tokens/s and GFLOP/s of a training step for the configured model",
+     "--stages: the step time with the top k blocks trainable (unfreezing); --ewc: with the\n"
+     "EWC penalty fused into the update; --device cuda: on the GPU, tokens/s and MFU against\n"
+     "the card's dense bf16 peak (--math: how products compute; weights stay fp32).\n",
+     worker__bench_opts, false, worker__cmd_bench},
+    {"replay", "absorb", "--store FILE --capacity N SHARD...",
+     "offer shards' windows to each language's replay reservoir",
+     "Cuts the shards' sections into windows of train.seq_len + 1 tokens and offers them to\n"
+     "each language's reservoir of at most --capacity windows; the store (created when\n"
+     "absent) is replaced atomically.\n",
+     worker__replay_absorb_opts, false, worker__cmd_replay_absorb},
+    {"replay", "verify", "STORE", "check a replay store whole",
+     "Reads every field and the checksum; prints the windows held and seen per language.\n",
+     worker__no_opts, false, worker__cmd_replay_verify},
+    {"lid", "train", "--out MODEL [--max-bytes N] TRAIN.jsonl...",
+     "a language identifier from {\"lang\", \"text\"} records",
+     "Trains the language identifier of triage/lid.c on the records' texts.\n",
+     worker__lid_train_opts, false, worker__cmd_lid_train},
+    {"lid", NULL, "--model MODEL [FILE]",
+     "the language of each line (or JSONL \"text\") and its confidence",
+     "Classifies each line of FILE (or stdin): its language, its confidence, and the spans\n"
+     "of a code-switched text.  A tab-separated line each, or JSON lines with --json.\n",
+     worker__lid_opts, false, worker__cmd_lid},
+    {"triage", NULL, "--checkpoint CKPT --model LID --typical FILE [--heldout JSONL] [FILE]",
+     "user reports: checks, language, near-duplicate groups, severity",
+     "Reads the triage batch (JSONL from mnemod, common/protocol.h) from FILE or stdin and\n"
+     "writes one line per new report: its checks, language, group of near-duplicates and\n"
+     "severity against typical held-out text.\n",
+     worker__triage_opts, false, worker__cmd_triage},
+    {"export-hf", NULL, "CKPT DIR", "config.json + model.safetensors for GPT2LMHeadModel",
+     "Writes DIR/config.json and DIR/model.safetensors in Hugging Face's GPT-2 layout.\n",
+     worker__no_opts, false, worker__cmd_export_hf},
+    {"import-llmc", NULL, "FILE OUT", "an llm.c fp32 GPT-2 checkpoint into a mnemo checkpoint",
+     "Reads llm.c's fp32 checkpoint (tensors stacked over layers) into our layout, exactly.\n",
+     worker__no_opts, false, worker__cmd_import_llmc},
+};
+static const size_t ncommands = sizeof commands / sizeof commands[0];
+
+/* ---------------------------------------------------------------- shared helpers */
+
+static const worker_command *current; /* the command running, for usage messages */
+
+int worker__fail(const mn_error *err)
+{
+  fprintf(stderr, "mnemo: %s\n", err->msg);
+  if (err->detail[0]) fprintf(stderr, "  detail: %s\n", err->detail);
+  return err->code == MN_ERR_USAGE ? MN_EXIT_USAGE : MN_EXIT_FAIL;
+}
+
+int worker__usage(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "mnemo: ");
+  vfprintf(stderr, fmt, ap);
+  if (current)
+    fprintf(stderr, "\nTry \"mnemo %s --help\".\n", current->name);
+  else
+    fprintf(stderr, "\nTry \"mnemo --help\".\n");
+  va_end(ap);
+  return MN_EXIT_USAGE;
+}
+
+bool worker__silent;
+
+/* worker__emit -- one JSON line on stdout (flushed: a supervisor reads it as it comes). */
+void worker__emit(json_t *o)
+{
+  if (worker__silent) {
+    json_decref(o);
+    return;
+  }
+  char *s = json_dumps(o, JSON_COMPACT);
+  if (s) {
+    fputs(s, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+    free(s);
+  }
+  json_decref(o);
+}
+
+gpt_config worker__model_config(const mn_config *c)
+{
+  return (gpt_config){.max_seq_len = (int)c->model.max_seq_len,
+                      .vocab_size = (int)c->model.vocab,
+                      .padded_vocab = (int)c->model.vocab,
+                      .n_layer = (int)c->model.n_layer,
+                      .n_head = (int)c->model.n_head,
+                      .n_embd = (int)c->model.n_embd};
+}
+
+/* ---------------------------------------------------------------- help */
+
+static void help(FILE *f)
+{
+  fprintf(f, "usage: mnemo [--config FILE] [--set KEY=VALUE]... [--json] COMMAND [ARGS]\n\n"
+             "the compute worker of mnemo: files in, files out, no database\n\n"
+             "commands:\n");
+  for (size_t i = 0; i < ncommands; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "%s%s%s", commands[i].name, commands[i].sub ? " " : "",
+             commands[i].sub ? commands[i].sub : "");
+    fprintf(f, "  %-15s %s\n", name, commands[i].summary);
+  }
+  fprintf(f, "\nRun \"mnemo COMMAND --help\" for a command's arguments and options.\n"
+             "Global options (before the command): --config FILE (else $MNEMO_CONFIG, else the\n"
+             "defaults), --set KEY=VALUE (a config key, after the file), --json (JSON lines even\n"
+             "on a terminal), --help, --version.\n\n"
+             "The model and training come from the config (model.*, train.*; presets in\n"
+             "configs/models/).  Progress is JSON lines on stdout, or a progress line on a\n"
+             "terminal.  Exit status: 0 done, 1 failure, 2 usage, 3 a guard said no,\n"
+             "75 interrupted (resumable).\n");
+}
+
+static void command_help(const worker_command *c)
+{
+  printf("usage: mnemo %s%s%s %s\n\n%s\n\n%s", c->name, c->sub ? " " : "", c->sub ? c->sub : "",
+         c->args, c->summary, c->help);
+  printf("\noptions:\n");
+  for (const worker_opt *o = c->opts; o->name; o++) {
+    char left[64];
+    snprintf(left, sizeof left, "--%s%s%s", o->name, o->value ? " " : "", o->value ? o->value : "");
+    printf("  %-24s %s\n", left, o->help);
+  }
+  if (c->spec)
+    printf("  %-24s %s\n", "--spec JOB.yaml", "the job spec: a config file, replaces --config");
+  printf("  %-24s %s\n  %-24s %s\n", "--json", "JSON lines even on a terminal", "--help",
+         "this text");
+}
+
+/* help_of -- every row called name (of sub, when given): `mnemo replay --help` shows both */
+static void help_of(const char *name, const char *sub)
+{
+  bool first = true;
+  for (size_t i = 0; i < ncommands; i++) {
+    const worker_command *c = &commands[i];
+    if (strcmp(c->name, name) != 0 || (sub && (!c->sub || strcmp(c->sub, sub) != 0))) continue;
+    if (!first) printf("\n");
+    command_help(c);
+    first = false;
+  }
+}
+
+/* ---------------------------------------------------------------- parsing */
+
+/* find -- the row of `name` and, when argv[0] is one of its subcommands, that one (*used 1) */
+static const worker_command *find(const char *name, int argc, char **argv, int *used)
+{
+  const worker_command *plain = NULL;
+  bool known = false;
+  *used = 0;
+  for (size_t i = 0; i < ncommands; i++) {
+    const worker_command *c = &commands[i];
+    if (strcmp(c->name, name) != 0) continue;
+    known = true;
+    if (!c->sub) {
+      plain = c;
+    } else if (argc > 0 && strcmp(argv[0], c->sub) == 0) {
+      *used = 1;
+      return c;
+    }
+  }
+  if (plain || !known) return plain;
+  return NULL; /* a command of subcommands only, without one */
+}
+
+static bool has_subs(const char *name)
+{
+  for (size_t i = 0; i < ncommands; i++)
+    if (commands[i].sub && strcmp(commands[i].name, name) == 0) return true;
+  return false;
+}
+
+/*
+ * parse -- the command's options from its table (and --json, --spec where it takes one),
+ * in any order among its arguments; the arguments stay in argv's order in a->pos.  Returns
+ * 1 when help was shown, -1 on a usage error (printed), else 0.
+ */
+static int parse(const worker_command *c, worker *w, int argc, char **argv, worker_args *a,
+                 const char **spec)
+{
+  a->pos = argv;
+  a->npos = 0;
+  bool options = true;
+  for (int i = 0; i < argc; i++) {
+    const char *s = argv[i];
+    if (options && strcmp(s, "--") == 0) { /* the rest are arguments */
+      options = false;
+      continue;
+    }
+    if (!options || s[0] != '-' || s[1] != '-') {
+      a->pos[a->npos++] = argv[i];
+      continue;
+    }
+    if (strcmp(s, "--help") == 0) {
+      help_of(c->name, c->sub);
+      return 1;
+    }
+    if (strcmp(s, "--json") == 0) {
+      w->json = true;
+      continue;
+    }
+    if (c->spec && strcmp(s, "--spec") == 0) {
+      if (i + 1 >= argc) goto no_value;
+      *spec = argv[++i];
+      continue;
+    }
+    const worker_opt *o = c->opts;
+    while (o->name && strcmp(s + 2, o->name) != 0)
+      o++;
+    if (!o->name) {
+      worker__usage("unknown option \"%s\" for \"%s%s%s\"", s, c->name, c->sub ? " " : "",
+                    c->sub ? c->sub : "");
+      return -1;
+    }
+    char *slot = (char *)a + o->offset;
+    if (o->kind == WORKER_OPT_FLAG) {
+      *(bool *)(void *)slot = true;
+      continue;
+    }
+    if (i + 1 >= argc) goto no_value;
+    const char *v = argv[++i];
+    if (o->kind == WORKER_OPT_TEXT) {
+      *(const char **)(void *)slot = v;
+    } else if (o->kind == WORKER_OPT_COUNT) {
+      int64_t *n = (int64_t *)(void *)slot;
+      if (!mn_parse_i64(v, n) || *n < 0) {
+        worker__usage("%s wants a non-negative number, got \"%s\"", s, v);
+        return -1;
+      }
+    } else {
+      char *end;
+      double x = strtod(v, &end);
+      if (*end || !(x > o->lo) || x > o->hi) {
+        char range[64];
+        if (isinf(o->hi))
+          snprintf(range, sizeof range, "(%g, inf)", o->lo);
+        else
+          snprintf(range, sizeof range, "(%g, %g]", o->lo, o->hi);
+        worker__usage("%s wants a number in %s, got \"%s\"", s, range, v);
+        return -1;
+      }
+      *(double *)(void *)slot = x;
+    }
+  }
+  return 0;
+no_value:
+  worker__usage("%s needs a value", argv[argc - 1]);
+  return -1;
+}
+
+/* ---------------------------------------------------------------- main */
+
+int main(int argc, char **argv)
+{
+  worker w = {0};
+  mn_error err = {0};
+  const char *config_path = getenv("MNEMO_CONFIG");
+  const char *sets[64];
+  int nsets = 0, i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      help(stdout);
+      return MN_EXIT_OK;
+    } else if (strcmp(argv[i], "--version") == 0) {
+      printf("mnemo %s\n", MNEMO_VERSION);
+      return MN_EXIT_OK;
+    } else if (strcmp(argv[i], "--json") == 0) {
+      w.json = true;
+    } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 64) {
+      sets[nsets++] = argv[++i];
+    } else {
+      return worker__usage("unknown or incomplete option \"%s\"", argv[i]);
+    }
+  }
+  if (i >= argc) {
+    help(stderr);
+    return MN_EXIT_USAGE;
+  }
+  const char *name = argv[i++];
+  if (strcmp(name, "help") == 0) { /* mnemo help [COMMAND [SUB]] */
+    if (i >= argc) {
+      help(stdout);
+      return MN_EXIT_OK;
+    }
+    int used;
+    if (!find(argv[i], argc - i - 1, argv + i + 1, &used) && !has_subs(argv[i]))
+      return worker__usage("unknown command \"%s\"", argv[i]);
+    help_of(argv[i], i + 1 < argc ? argv[i + 1] : NULL);
+    return MN_EXIT_OK;
+  }
+  int used;
+  const worker_command *c = find(name, argc - i, argv + i, &used);
+  if (!c && has_subs(name)) {
+    const char *sub = i < argc ? argv[i] : "";
+    if (strcmp(sub, "--help") == 0) {
+      help_of(name, NULL);
+      return MN_EXIT_OK;
+    }
+    mn_buf subs; /* "absorb or verify" */
+    mn_buf_init(&subs, 256);
+    for (size_t k = 0, n = 0; k < ncommands; k++)
+      if (commands[k].sub && strcmp(commands[k].name, name) == 0)
+        (void)!mn_buf_appendf(&subs, NULL, "%s%s", n++ ? " or " : "", commands[k].sub);
+    int code = worker__usage("%s wants %s, got \"%s\"", name, subs.data ? subs.data : "", sub);
+    mn_buf_fini(&subs);
+    return code;
+  }
+  if (!c) return worker__usage("unknown command \"%s\"", name);
+  current = c;
+  i += used;
+  worker_args a = {0};
+  const char *spec = NULL;
+  int p = parse(c, &w, argc - i, argv + i, &a, &spec);
+  if (p != 0) return p > 0 ? MN_EXIT_OK : MN_EXIT_USAGE;
+  if (spec) config_path = spec; /* a job spec is a config file: it replaces --config */
+  mn_status rc = config_path && *config_path ? mn_config_load_file(config_path, &w.cfg, &err)
+                                             : mn_config_init(&w.cfg, &err);
+  if (rc != MN_OK) return worker__fail(&err);
+  for (int s = 0; s < nsets; s++) {
+    char key[128];
+    const char *eq = strchr(sets[s], '=');
+    if (!eq || (size_t)(eq - sets[s]) >= sizeof key) {
+      mn_config_fini(&w.cfg);
+      return worker__usage("--set wants KEY=VALUE, got \"%s\"", sets[s]);
+    }
+    snprintf(key, sizeof key, "%.*s", (int)(eq - sets[s]), sets[s]);
+    if (mn_config_set(&w.cfg, key, eq + 1, "--set", &err) != MN_OK) {
+      mn_config_fini(&w.cfg);
+      return worker__fail(&err);
+    }
+  }
+  mn_config_apply_log(&w.cfg);
+  int code = c->run(&w, &a);
+  mn_config_fini(&w.cfg);
+  return code;
+}
