@@ -47,9 +47,10 @@ typedef struct replay_store {
   replay_lang *langs; /* in code order */
 } replay_store;
 
-/* replay_store_init -- an empty store of windows of `window` tokens. */
+/* replay_store_init / _fini -- an empty store of windows of `window` tokens (the caller owns
+ * the struct; _fini frees what the store holds). */
 void replay_store_init(replay_store *s, uint32_t window);
-void replay_store_free(replay_store *s);
+void replay_store_fini(replay_store *s);
 
 /*
  * replay_store_offer -- offer n windows of one language to its reservoir (created with

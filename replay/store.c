@@ -39,7 +39,7 @@ void replay_store_init(replay_store *s, uint32_t window)
   s->window = window;
 }
 
-void replay_store_free(replay_store *s)
+void replay_store_fini(replay_store *s)
 {
   if (!s) return;
   for (uint32_t i = 0; i < s->nlangs; i++)
@@ -220,7 +220,7 @@ mn_status replay_store_decode(const void *data, size_t n, const char *name, repl
   for (uint32_t i = 0; i < nlangs; i++) {
     const uint8_t *e = p + HEADER + (size_t)i * LANG_ENTRY;
     replay_lang *l = &out->langs[i];
-    out->nlangs = i + 1; /* so replay_store_free releases what is read so far */
+    out->nlangs = i + 1; /* so replay_store_fini releases what is read so far */
     if (memchr(e, '\0', REPLAY_CODE_SIZE) == NULL || e[0] == '\0') {
       rc = BAD("language %u has no valid code", name, i);
       break;
@@ -258,7 +258,7 @@ mn_status replay_store_decode(const void *data, size_t n, const char *name, repl
     rc = BAD("the languages hold %llu windows, the header says %llu", name,
              (unsigned long long)first, (unsigned long long)total);
 #undef BAD
-  if (rc != MN_OK) replay_store_free(out);
+  if (rc != MN_OK) replay_store_fini(out);
   return rc;
 }
 
@@ -298,7 +298,7 @@ mn_status replay_store_absorb(const char *path, uint32_t window, uint32_t capaci
   for (size_t i = 0; i < noffers && rc == MN_OK; i++)
     rc = replay_store_offer(&s, offers[i].code, capacity, offers[i].windows, offers[i].n, err);
   if (rc == MN_OK) rc = replay_store_save(&s, path, err);
-  replay_store_free(&s);
+  replay_store_fini(&s);
   return rc;
 }
 

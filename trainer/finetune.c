@@ -73,7 +73,7 @@ int finetune_stages_first_block(const finetune_stages *f, int64_t t)
 void finetune__fini(finetune_setup *f)
 {
   free(f->anchor), free(f->fisher), free(f->replay_cum), free(f->replay_tags);
-  replay_store_free(&f->replay);
+  replay_store_fini(&f->replay);
   gpt_destroy(f->teacher);
   memset(f, 0, sizeof *f);
 }

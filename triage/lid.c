@@ -37,7 +37,7 @@ struct lid_model {
   uint8_t *table;               /* [bucket][language]: -log p / LID_QUANT, rounded, at most 255 */
 };
 
-void lid_free(lid_model *m)
+void lid_destroy(lid_model *m)
 {
   if (!m) return;
   free(m->table);
@@ -245,7 +245,7 @@ mn_status lid_train(const char *const *files, int nfiles, int64_t max_bytes, lid
     m->typical[l] = (float)(cal->units[l] / (cal->grams[l] > 0 ? cal->grams[l] : 1));
   free(cal);
   if (rc != MN_OK) {
-    lid_free(m);
+    lid_destroy(m);
     return rc;
   }
   *out = m;
@@ -316,7 +316,7 @@ mn_status lid_load(const char *path, lid_model **out, mn_error *err)
   lid_model *m = calloc(1, sizeof *m);
   if (m) m->table = malloc((size_t)LID_BUCKETS * hdr[0]);
   if (!m || !m->table) {
-    lid_free(m);
+    lid_destroy(m);
     mn_buf_fini(&file);
     return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
   }
@@ -326,7 +326,7 @@ mn_status lid_load(const char *path, lid_model **out, mn_error *err)
     memcpy(m->codes[i], r, LID_CODE_MAX);
     m->codes[i][LID_CODE_MAX - 1] = 0;
     if (!mn_lang_code_valid(m->codes[i])) {
-      lid_free(m);
+      lid_destroy(m);
       mn_buf_fini(&file);
       return mn_error_set(err, MN_ERR_CORRUPT, "\"%s\": a bad language code", path);
     }

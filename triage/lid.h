@@ -51,7 +51,8 @@ MN_NODISCARD mn_status lid_train(const char *const *files, int nfiles, int64_t m
 /* lid_save / lid_load -- the model file (written atomically; checked when read). */
 MN_NODISCARD mn_status lid_save(const lid_model *m, const char *path, mn_error *err);
 MN_NODISCARD mn_status lid_load(const char *path, lid_model **out /* OUT */, mn_error *err);
-void lid_free(lid_model *m);
+/* lid_destroy -- frees a model from lid_train or lid_load; NULL is a no-op */
+void lid_destroy(lid_model *m);
 
 int lid_languages(const lid_model *m);
 const char *lid_language(const lid_model *m, int i);

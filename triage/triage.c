@@ -507,7 +507,7 @@ mn_status triage_run(const triage_config *c, FILE *in, const char *in_name, FILE
   free(bits);
   evalset_fini(&s);
   json_decref(ty.langs);
-  lid_free(lid);
+  lid_destroy(lid);
   batch_free(&b);
   return rc;
 }

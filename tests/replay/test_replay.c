@@ -47,7 +47,7 @@ static void fills_then_samples(void)
   T_CHECK(strstr(err.msg, "capacity of 3") != NULL);
   T_EQ_INT(replay_store_offer(&s, "a-code-far-too-long", 4, a, 2, &err), MN_ERR_INPUT);
   free(a), free(b);
-  replay_store_free(&s);
+  replay_store_fini(&s);
 }
 
 /*
@@ -77,7 +77,7 @@ static double chi_square(bool forget_seen, double *first_share)
         T_CHECK_MSG(false, "%s", err.msg);
         return INFINITY;
       }
-      replay_store_free(&s);
+      replay_store_fini(&s);
       if (replay_store_decode(b.data, b.len, "memory", &s, &err) != MN_OK) {
         T_CHECK_MSG(false, "%s", err.msg);
         return INFINITY;
@@ -86,7 +86,7 @@ static double chi_square(bool forget_seen, double *first_share)
     }
     for (uint32_t i = 0; i < s.langs[0].count; i++)
       held[s.langs[0].windows[W * i]]++;
-    replay_store_free(&s);
+    replay_store_fini(&s);
   }
   double x2 = 0, e = (double)TRIALS * CAP / N;
   long first = 0;
@@ -132,7 +132,7 @@ static void absorb_round_trip(void)
   T_CHECK(l && l->capacity == 8 && l->count == 8 && l->seen == 60);
   l = replay_store_find(&s, "tha");
   T_CHECK(l && l->count == 5 && l->seen == 5 && l->windows[0] == 100);
-  replay_store_free(&s);
+  replay_store_fini(&s);
   /* another window length is refused and changes nothing */
   T_EQ_INT(replay_store_absorb(path, W + 1, 8, second, 1, &err), MN_ERR_INPUT);
   T_CHECK(strstr(err.msg, "windows of 2 tokens") != NULL);
@@ -183,7 +183,7 @@ static void absorb_is_atomic(void)
   T_EQ_INT(replay_store_load(path, &s, &err), MN_OK);
   const replay_lang *l = replay_store_find(&s, "swh");
   T_CHECK(l && l->seen == 110); /* the absorb itself completed */
-  replay_store_free(&s);
+  replay_store_fini(&s);
   free(c);
   mn_buf_fini(&before);
 }

@@ -34,12 +34,12 @@ int worker__cmd_lid_train(worker *w, worker_args *o)
   double t0 = mn_monotonic_ms();
   if (lid_train((const char *const *)o->pos, o->npos, o->max_bytes, &m, &err) != MN_OK ||
       lid_save(m, o->out, &err) != MN_OK) {
-    lid_free(m);
+    lid_destroy(m);
     return worker__fail(&err);
   }
   worker__emit(json_pack("{s:s, s:s, s:i, s:f}", "event", "lid_train", "out", o->out, "languages",
                          lid_languages(m), "seconds", (mn_monotonic_ms() - t0) / 1e3));
-  lid_free(m);
+  lid_destroy(m);
   return MN_EXIT_OK;
 }
 
@@ -105,7 +105,7 @@ int worker__cmd_lid(worker *w, worker_args *o)
   if (lid_load(o->model, &m, &err) != MN_OK) return worker__fail(&err);
   FILE *f = o->npos ? fopen(o->pos[0], "r") : stdin;
   if (!f) {
-    lid_free(m);
+    lid_destroy(m);
     mn_error_set(&err, MN_ERR_IO, "could not open \"%s\": %s", o->pos[0], strerror(errno));
     return worker__fail(&err);
   }
@@ -120,6 +120,6 @@ int worker__cmd_lid(worker *w, worker_args *o)
     fprintf(stderr, "mnemo: could not read %s\n", o->npos ? o->pos[0] : "stdin");
   free(line);
   if (f != stdin) fclose(f);
-  lid_free(m);
+  lid_destroy(m);
   return code;
 }

@@ -61,7 +61,7 @@ int worker__cmd_replay_absorb(worker *w, worker_args *o)
                            offers[i].code, "offered", (json_int_t)offers[i].n, "held",
                            (json_int_t)(l ? l->count : 0), "seen", (json_int_t)(l ? l->seen : 0)));
   }
-  replay_store_free(&s);
+  replay_store_fini(&s);
   code = MN_EXIT_OK;
 out:
   if (code != MN_EXIT_OK) code = worker__fail(&err);
@@ -91,6 +91,6 @@ int worker__cmd_replay_verify(worker *w, worker_args *o)
   worker__emit(json_pack("{s:s, s:s, s:b, s:i, s:i, s:I}", "event", "replay_verify", "store",
                          o->pos[0], "ok", 1, "window", (int)s.window, "languages", (int)s.nlangs,
                          "windows", (json_int_t)held));
-  replay_store_free(&s);
+  replay_store_fini(&s);
   return MN_EXIT_OK;
 }
