@@ -30,7 +30,7 @@ struct runner {
   char sha[MN_SHA256_HEX_LEN + 1];
   /* the child */
   pid_t pid;
-  int out_fd, extra_ok; /* extra_ok: an exit code besides 0 that means done (guard: 3) */
+  int out_fd, extra_ok; /* extra_ok: an exit code besides 0 that means done (MN_EXIT_GUARD) */
   bool exited;
   int wstatus;
   char line[1 << 16];

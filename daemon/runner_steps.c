@@ -8,6 +8,7 @@
  * from ids under daemon.data_dir, never from text in the database.
  */
 #define _GNU_SOURCE
+#include "common/protocol.h"
 #include "daemon/card.h"
 #include "daemon/runner_int.h"
 
@@ -486,7 +487,7 @@ static mn_status st_guard(runner *r, PGconn *c, bool *spawned, mn_error *err)
   arg(r, cache);
   arg(r, "--out");
   arg(r, out);
-  r->extra_ok = 3; /* a guard said no: a verdict all the same */
+  r->extra_ok = MN_EXIT_GUARD; /* a guard said no: a verdict all the same */
   *spawned = true;
   return MN_OK;
 }

@@ -15,6 +15,7 @@
  * first triage run after it became production (or when the thread has nothing else to do).
  */
 #define _GNU_SOURCE
+#include "common/protocol.h"
 #include "daemon/jobs.h"
 
 #include <errno.h>
@@ -35,6 +36,39 @@
 #define TYPICAL_CHARS   256   /* of each, the first characters */
 #define OPEN_SIGNATURES 20000 /* open reports a new one is compared with, newest first */
 #define CHILD_TIMEOUT_S 1800
+
+/* KEY -- a batch key of protocol.h as an SQL string literal: KEY(MN_BATCH_ID) is 'id' */
+#define KEY(k) "'" k "'"
+
+/* BATCH_SQL -- the batch in (protocol.h), one JSON object a row: the open reports of the new
+ * ones' languages first (what a new one may repeat), the newest $2 of them; then the new
+ * ones, oldest first, at most $1.  The keys come from protocol.h, so the worker reads what
+ * the daemon writes.  Not formatted by clang-format: cut where the SQL reads best. */
+/* clang-format off */
+static const char BATCH_SQL[] =
+    "SELECT j FROM ("
+    " SELECT 0 AS k, id, json_build_object("
+    KEY(MN_BATCH_KIND) ", " KEY(MN_BATCH_KIND_OPEN) ","
+    " " KEY(MN_BATCH_ID) ", id,"
+    " " KEY(MN_BATCH_GROUP) ", group_id,"
+    " " KEY(MN_BATCH_LANG) ", claimed_lang,"
+    " " KEY(MN_BATCH_MINHASH) ", encode(minhash, 'hex')) AS j"
+    " FROM (SELECT * FROM mnemo.reports WHERE status IN ('triaged', 'accepted')"
+    " AND minhash IS NOT NULL AND claimed_lang IN (SELECT claimed_lang"
+    " FROM mnemo.reports WHERE status = 'new') ORDER BY id DESC"
+    " LIMIT $2::int) o"
+    " UNION ALL"
+    " SELECT 1, id, json_build_object("
+    KEY(MN_BATCH_KIND) ", " KEY(MN_BATCH_KIND_NEW) ","
+    " " KEY(MN_BATCH_ID) ", r.id,"
+    " " KEY(MN_BATCH_LANG) ", r.claimed_lang,"
+    " " KEY(MN_BATCH_SCRIPT) ", l.script,"
+    " " KEY(MN_BATCH_TEXT) ", r.text,"
+    " " KEY(MN_BATCH_EXPECTED) ", r.expected_text)"
+    " FROM (SELECT * FROM mnemo.reports WHERE status = 'new'"
+    " ORDER BY id LIMIT $1::int) r"
+    " JOIN mnemo.languages l ON l.code = r.claimed_lang) x ORDER BY k, id";
+/* clang-format on */
 
 struct triager {
   pthread_t thread;
@@ -145,37 +179,36 @@ static mn_status ensure_lid(triager *t, PGconn *c, mn_error *err)
   return rc;
 }
 
-/* record -- the worker's results, one transaction */
+/* record -- the worker's results (protocol.h's batch, out), one transaction */
 static mn_status record(PGconn *c, const char *path, int *counts, mn_error *err)
 {
-  FILE *f = fopen(path, "r");
-  if (!f) return mn_error_set(err, MN_ERR_IO, "cannot open \"%s\": %s", path, strerror(errno));
-  mn_status rc = db_exec(c, "BEGIN", err);
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t got;
-  while (rc == MN_OK && (got = getline(&line, &cap, f)) > 0) {
-    json_t *o = json_loadb(line, (size_t)got, 0, NULL);
-    json_t *id = json_object_get(o, "id");
+  mn_jsonl in;
+  mn_status rc = mn_jsonl_open(&in, path, err);
+  if (rc != MN_OK) return rc;
+  rc = db_exec(c, "BEGIN", err);
+  json_t *o = NULL;
+  while (rc == MN_OK && (rc = mn_jsonl_next(&in, &o, err)) == MN_OK && o) {
+    json_t *id = json_object_get(o, MN_BATCH_ID);
     if (!json_is_integer(id)) {
       json_decref(o);
-      rc = mn_error_set(err, MN_ERR_CORRUPT, "%s: a result without an id", path);
+      rc = mn_jsonl_fail(&in, err, MN_ERR_CORRUPT, "a result without an id");
       break;
     }
     char sid[32], sev[32], grp[32], hex[600];
     snprintf(sid, sizeof sid, "%lld", (long long)json_integer_value(id));
-    json_t *s = json_object_get(o, "severity"), *g = json_object_get(o, "group");
+    json_t *s = json_object_get(o, MN_BATCH_SEVERITY), *g = json_object_get(o, MN_BATCH_GROUP);
     snprintf(sev, sizeof sev, "%.17g", json_number_value(s));
     snprintf(grp, sizeof grp, "%lld", (long long)json_integer_value(g));
-    const char *mh = json_string_value(json_object_get(o, "minhash"));
+    const char *mh = json_string_value(json_object_get(o, MN_BATCH_MINHASH));
     snprintf(hex, sizeof hex, "\\x%s", mh ? mh : "");
-    bool valid = json_is_true(json_object_get(o, "valid"));
-    const char *why = json_string_value(json_object_get(o, "why"));
-    json_object_del(o, "minhash");
-    json_object_del(o, "id");
+    bool valid = json_is_true(json_object_get(o, MN_BATCH_VALID));
+    const char *why = json_string_value(json_object_get(o, MN_BATCH_WHY));
+    /* the id and the minhash have columns of their own; the rest is the detail */
+    json_object_del(o, MN_BATCH_MINHASH);
+    json_object_del(o, MN_BATCH_ID);
     char *detail = json_dumps(o, JSON_COMPACT);
     const char *p[] = {sid,
-                       json_string_value(json_object_get(o, "detected")),
+                       json_string_value(json_object_get(o, MN_BATCH_DETECTED)),
                        json_is_number(s) ? sev : NULL,
                        json_is_integer(g) ? grp : NULL,
                        mh ? hex : NULL,
@@ -194,8 +227,7 @@ static mn_status record(PGconn *c, const char *path, int *counts, mn_error *err)
     free(detail);
     json_decref(o);
   }
-  free(line);
-  fclose(f);
+  mn_jsonl_close(&in);
   if (rc == MN_OK) return db_exec(c, "COMMIT", err);
   PQclear(PQexec(c, "ROLLBACK"));
   return rc;
@@ -227,24 +259,8 @@ static mn_status pass(triager *t, PGconn *c, bool *more, mn_error *err)
   bool need_typical = !exists(typical);
   if (rc != MN_OK || (nnew == 0 && !need_typical)) return rc;
   if ((rc = ensure_lid(t, c, err)) != MN_OK) return rc;
-  /* the open reports of the new ones' languages first (what a new one may repeat), newest
-   * OPEN_SIGNATURES of them; then the new ones, oldest first */
   snprintf(nopen, sizeof nopen, "%d", OPEN_SIGNATURES);
-  rc = db_export_jsonl(c,
-                       "SELECT j FROM ("
-                       " SELECT 0 AS k, id, json_build_object('kind', 'open', 'id', id, 'group',"
-                       " group_id, 'lang', claimed_lang, 'minhash', encode(minhash, 'hex')) AS j"
-                       " FROM (SELECT * FROM mnemo.reports WHERE status IN ('triaged', 'accepted')"
-                       " AND minhash IS NOT NULL AND claimed_lang IN (SELECT claimed_lang"
-                       " FROM mnemo.reports WHERE status = 'new') ORDER BY id DESC"
-                       " LIMIT $2::int) o"
-                       " UNION ALL"
-                       " SELECT 1, id, json_build_object('kind', 'new', 'id', r.id, 'lang',"
-                       " r.claimed_lang, 'script', l.script, 'text', r.text, 'expected',"
-                       " r.expected_text) FROM (SELECT * FROM mnemo.reports WHERE status = 'new'"
-                       " ORDER BY id LIMIT $1::int) r"
-                       " JOIN mnemo.languages l ON l.code = r.claimed_lang) x ORDER BY k, id",
-                       2, (const char *const[]){batch, nopen}, in, &n, err);
+  rc = db_export_jsonl(c, BATCH_SQL, 2, (const char *const[]){batch, nopen}, in, &n, err);
   if (rc == MN_OK) rc = mn_write_file_atomic(cfg, t->yaml, strlen(t->yaml), 0640, err);
   char items[16], chars[16];
   snprintf(items, sizeof items, "%d", TYPICAL_ITEMS);
