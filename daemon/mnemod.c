@@ -23,6 +23,9 @@
 #include "configs/config.h"
 #include "daemon/daemon.h"
 #include "daemon/jobs.h"
+#include "daemon/outbox.h"
+#include "daemon/runner.h"
+#include "daemon/triage.h"
 
 #include <curl/curl.h>
 #include <errno.h>

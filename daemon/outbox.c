@@ -1,5 +1,5 @@
 /*
- * outbox.c -- webhook delivery (jobs.h): a thread with its own connection sends the
+ * outbox.c -- webhook delivery (outbox.h): a thread with its own connection sends the
  * pending rows of mnemo.outbox, which each event of interest wrote in its own transaction.
  *
  * Standard Webhooks: POST the payload with webhook-id (evt_<event id>, the same on every
@@ -9,7 +9,8 @@
  * with CURLOPT_NOSIGNAL, connect and total time limits, no redirects, http(s) only.  The
  * daemon's loop never waits for a receiver: it only wakes this thread.
  */
-#include "daemon/jobs.h"
+#include "daemon/outbox.h"
+#include "daemon/daemon.h"
 #include "daemon/webhook.h"
 
 #include <curl/curl.h>

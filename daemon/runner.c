@@ -1,5 +1,5 @@
 /*
- * runner.c -- one job at a time through its steps (jobs.h; the steps: runner_steps.c).
+ * runner.c -- one job at a time through its steps (runner.h; the steps: runner_steps.c).
  *
  * A refresh: prepare (watermark, candidate row, exports) -> shard -> the baseline's
  * replay store and Fisher when it has none -> finetune (resumable) -> install the

@@ -8,6 +8,7 @@
 #define MNEMO_RUNNER_INT_H
 
 #include "daemon/jobs.h"
+#include "daemon/runner.h"
 
 #include <limits.h>
 #include <stdbool.h>

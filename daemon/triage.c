@@ -1,5 +1,5 @@
 /*
- * triage.c -- the daemon's triage of user reports (jobs.h, docs/triage.md).
+ * triage.c -- the daemon's triage of user reports (triage.h, docs/triage.md).
  *
  * A thread with its own connection, LISTENing on mnemo_reports: when reports arrive it
  * writes the new ones (and the signatures of the open ones of their languages) to a batch
@@ -15,11 +15,14 @@
  * first triage run after it became production (or when the thread has nothing else to do).
  */
 #define _GNU_SOURCE
+#include "daemon/triage.h"
 #include "common/protocol.h"
-#include "daemon/jobs.h"
+#include "daemon/daemon.h"
+#include "daemon/runner.h" /* worker_spawn */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
