@@ -1,7 +1,7 @@
 /*
  * triage.c -- the daemon's triage of user reports (triage.h, docs/triage.md).
  *
- * A thread with its own connection, LISTENing on mnemo_reports: when reports arrive it
+ * A thread with its own connection (bgthread.h), LISTENing on mnemo_reports: when reports arrive it
  * writes the new ones (and the signatures of the open ones of their languages) to a batch
  * file, runs `mnemo triage` on it as a child -- the production model and the language
  * identifier are the worker's business, not the daemon's -- and records each result with
@@ -17,6 +17,7 @@
 #define _GNU_SOURCE
 #include "daemon/triage.h"
 #include "common/protocol.h"
+#include "daemon/bgthread.h"
 #include "daemon/daemon.h"
 #include "daemon/runner.h" /* worker_spawn */
 
@@ -24,10 +25,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,13 +72,10 @@ static const char BATCH_SQL[] =
 /* clang-format on */
 
 struct triager {
-  pthread_t thread;
-  int wake[2];
-  atomic_bool stop;
-  atomic_int child;
-  char *conninfo, *yaml;
+  bgthread *bg;
+  char *yaml;
   char dir[PATH_MAX], data_dir[PATH_MAX], worker[PATH_MAX];
-  int64_t connect_timeout_s, batch, lid_max_bytes;
+  int64_t batch, lid_max_bytes;
 };
 
 static bool exists(const char *p)
@@ -91,7 +86,8 @@ static bool exists(const char *p)
 
 /* run_child -- argv with stdout into out (NULL: /dev/null) and stderr appended to the log;
  * waits for it; MN_OK when it exited 0 */
-static mn_status run_child(triager *t, char *const *argv, const char *out, mn_error *err)
+static mn_status run_child(triager *t, bgthread *bg, char *const *argv, const char *out,
+                           mn_error *err)
 {
   char log[PATH_MAX + 16];
   snprintf(log, sizeof log, "%s/worker.log", t->dir);
@@ -107,7 +103,6 @@ static mn_status run_child(triager *t, char *const *argv, const char *out, mn_er
   mn_status rc = worker_spawn(argv, ofd, lfd, "==", &pid, err);
   close(lfd), close(ofd);
   if (rc != MN_OK) return rc;
-  atomic_store(&t->child, pid);
   int st = 0;
   double t0 = mn_monotonic_ms();
   for (;;) {
@@ -117,11 +112,10 @@ static mn_status run_child(triager *t, char *const *argv, const char *out, mn_er
       st = -1;
       break;
     }
-    if (mn_monotonic_ms() - t0 > CHILD_TIMEOUT_S * 1000.0 || atomic_load(&t->stop))
+    if (mn_monotonic_ms() - t0 > CHILD_TIMEOUT_S * 1000.0 || bgthread_stopping(bg))
       kill(pid, SIGKILL);
     usleep(20000);
   }
-  atomic_store(&t->child, 0);
   if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) return MN_OK;
   return mn_error_set(err, MN_ERR_INTERNAL, "the triage worker (%s) failed: %s %d; see %s", argv[1],
                       WIFEXITED(st) ? "exit" : "signal",
@@ -140,7 +134,7 @@ static mn_status query1(PGconn *c, const char *sql, char *out, size_t n, mn_erro
 
 /* ensure_lid -- the language identifier, trained again when the languages with training
  * text are not those it was trained on */
-static mn_status ensure_lid(triager *t, PGconn *c, mn_error *err)
+static mn_status ensure_lid(triager *t, bgthread *bg, PGconn *c, mn_error *err)
 {
   char langs[8192], path[PATH_MAX + 32], model[PATH_MAX + 32], have[8192] = "";
   mn_status rc = query1(c,
@@ -173,7 +167,7 @@ static mn_status ensure_lid(triager *t, PGconn *c, mn_error *err)
                        " WHERE d.split = 'train') x WHERE upto - bytes < $1::bigint",
                        1, (const char *const[]){max}, train, &n, err);
   char *argv[] = {t->worker, "lid", "train", "--out", model, "--max-bytes", max, train, NULL};
-  if (rc == MN_OK) rc = run_child(t, argv, NULL, err);
+  if (rc == MN_OK) rc = run_child(t, bg, argv, NULL, err);
   unlink(train);
   if (rc == MN_OK) rc = mn_write_file_atomic(path, langs, strlen(langs), 0640, err);
   if (rc == MN_OK)
@@ -237,7 +231,7 @@ static mn_status record(PGconn *c, const char *path, int *counts, mn_error *err)
 }
 
 /* pass -- one batch; *more when a full batch was taken (others may wait) */
-static mn_status pass(triager *t, PGconn *c, bool *more, mn_error *err)
+static mn_status pass(triager *t, bgthread *bg, PGconn *c, bool *more, mn_error *err)
 {
   *more = false;
   char prod[32], batch[32];
@@ -261,7 +255,7 @@ static mn_status pass(triager *t, PGconn *c, bool *more, mn_error *err)
   if (nnew > t->batch) nnew = t->batch;
   bool need_typical = !exists(typical);
   if (rc != MN_OK || (nnew == 0 && !need_typical)) return rc;
-  if ((rc = ensure_lid(t, c, err)) != MN_OK) return rc;
+  if ((rc = ensure_lid(t, bg, c, err)) != MN_OK) return rc;
   snprintf(nopen, sizeof nopen, "%d", OPEN_SIGNATURES);
   rc = db_export_jsonl(c, BATCH_SQL, 2, (const char *const[]){batch, nopen}, in, &n, err);
   if (rc == MN_OK) rc = mn_write_file_atomic(cfg, t->yaml, strlen(t->yaml), 0640, err);
@@ -282,7 +276,7 @@ static mn_status pass(triager *t, PGconn *c, bool *more, mn_error *err)
   argv[argc++] = in;
   argv[argc] = NULL;
   double t0 = mn_monotonic_ms();
-  if (rc == MN_OK) rc = run_child(t, argv, out, err);
+  if (rc == MN_OK) rc = run_child(t, bg, argv, out, err);
   if (need_typical) unlink(heldout);
   int counts[3] = {0, 0, 0};
   if (rc == MN_OK && nnew > 0) rc = record(c, out, counts, err);
@@ -311,54 +305,26 @@ static bool drain(PGconn *c)
   return any;
 }
 
-static void *run(void *arg)
+static mn_status listen_reports(PGconn *c, void *ctx, mn_error *err)
 {
-  triager *t = arg;
-  PGconn *c = NULL;
-  int backoff_ms = 500;
-  while (!atomic_load(&t->stop)) {
-    int wait_ms = 60000;
-    mn_error err = {0};
-    if (!c || PQstatus(c) != CONNECTION_OK) {
-      PQfinish(c);
-      c = NULL;
-      db_options opt = {.conninfo = t->conninfo,
-                        .application_name = "mnemod triage",
-                        .connect_timeout_s = t->connect_timeout_s};
-      if (db_connect(&opt, &c, &err) != MN_OK ||
-          db_exec(c, "LISTEN mnemo_reports", &err) != MN_OK) {
-        mn_log_error("triage: database unreachable", &err);
-        PQfinish(c);
-        c = NULL;
-      }
-    }
-    if (c) {
-      bool more = false;
-      drain(c);
-      if (pass(t, c, &more, &err) != MN_OK) {
-        mn_log_error("triage failed; reports wait for the next try", &err);
-        wait_ms = backoff_ms;
-        backoff_ms = backoff_ms < 60000 ? backoff_ms * 2 : 60000;
-      } else {
-        backoff_ms = 500;
-        /* reports that arrived during the pass: their notifications may have come in with
-         * its statements' results, read by libpq already, so the socket will not say so */
-        if (more || drain(c)) continue;
-      }
-    } else {
-      wait_ms = backoff_ms;
-      backoff_ms = backoff_ms < 30000 ? backoff_ms * 2 : 30000;
-    }
-    struct pollfd p[2] = {{.fd = t->wake[0], .events = POLLIN},
-                          {.fd = c ? PQsocket(c) : -1, .events = POLLIN}};
-    if (poll(p, c ? 2 : 1, wait_ms) > 0 && p[0].revents) {
-      char buf[64];
-      while (read(t->wake[0], buf, sizeof buf) > 0) {
-      }
-    }
+  (void)ctx;
+  return db_exec(c, "LISTEN mnemo_reports", err);
+}
+
+/* triage_round -- one round of the thread (bgthread.h): one batch */
+static bgthread_next triage_round(bgthread *bg, PGconn *c, void *ctx, int *wait_ms)
+{
+  (void)wait_ms;
+  mn_error err = {0};
+  bool more = false;
+  drain(c);
+  if (pass(ctx, bg, c, &more, &err) != MN_OK) {
+    mn_log_error("triage failed; reports wait for the next try", &err);
+    return BGTHREAD_FAILED;
   }
-  PQfinish(c);
-  return NULL;
+  /* reports that arrived during the pass: their notifications may have come in with its
+   * statements' results, read by libpq already, so the socket will not say so */
+  return more || drain(c) ? BGTHREAD_AGAIN : BGTHREAD_IDLE;
 }
 
 mn_status triage_start(const mn_config *cfg, const char *worker, triager **out, mn_error *err)
@@ -372,48 +338,37 @@ mn_status triage_start(const mn_config *cfg, const char *worker, triager **out, 
   snprintf(t->data_dir, sizeof t->data_dir, "%s", cfg->daemon.data_dir);
   snprintf(t->dir, sizeof t->dir, "%s/triage", cfg->daemon.data_dir);
   snprintf(t->worker, sizeof t->worker, "%s", worker);
-  t->conninfo = strdup(cfg->database.conninfo);
   t->yaml = rc == MN_OK ? strndup(y.data, y.len) : NULL;
   mn_buf_fini(&y);
-  t->connect_timeout_s = cfg->database.connect_timeout_s;
   t->batch = cfg->triage.batch;
   t->lid_max_bytes = cfg->triage.lid_max_bytes;
   if (rc == MN_OK && (mkdir(cfg->daemon.data_dir, 0750) != 0 && errno != EEXIST))
-    rc = mn_error_set(err, MN_ERR_IO, "cannot create \"%s\": %s", cfg->daemon.data_dir,
+    rc = mn_error_set(err, MN_ERR_IO, "could not create \"%s\": %s", cfg->daemon.data_dir,
                       strerror(errno));
   if (rc == MN_OK && mkdir(t->dir, 0750) != 0 && errno != EEXIST)
-    rc = mn_error_set(err, MN_ERR_IO, "cannot create \"%s\": %s", t->dir, strerror(errno));
-  if (rc == MN_OK && (!t->conninfo || !t->yaml || pipe2(t->wake, O_CLOEXEC | O_NONBLOCK) != 0))
-    rc = mn_error_set(err, MN_ERR_NOMEM, "cannot start the triage thread");
-  if (rc == MN_OK && pthread_create(&t->thread, NULL, run, t) != 0) {
-    close(t->wake[0]), close(t->wake[1]);
-    rc = mn_error_set(err, MN_ERR_INTERNAL, "cannot start the triage thread");
-  }
+    rc = mn_error_set(err, MN_ERR_IO, "could not create \"%s\": %s", t->dir, strerror(errno));
+  if (rc == MN_OK && !t->yaml) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  bgthread_spec spec = {.name = "triage",
+                        .conninfo = cfg->database.conninfo,
+                        .connect_timeout_s = cfg->database.connect_timeout_s,
+                        .watch_socket = true,
+                        .fail_backoff_max_ms = 60000,
+                        .setup = listen_reports,
+                        .round = triage_round,
+                        .ctx = t};
+  if (rc == MN_OK) rc = bgthread_create(&spec, &t->bg, err);
   if (rc != MN_OK) {
-    free(t->conninfo), free(t->yaml), free(t);
+    free(t->yaml), free(t);
     return rc;
   }
   *out = t;
   return MN_OK;
 }
 
-static void triage_wake(triager *t)
-{
-  if (t && write(t->wake[1], "w", 1) < 0) { /* full: a wake-up is pending anyway */
-  }
-}
-
 void triage_stop(triager *t)
 {
   if (!t) return;
-  atomic_store(&t->stop, true);
-  pid_t pid = atomic_load(&t->child);
-  if (pid > 0) kill(pid, SIGKILL);
-  triage_wake(t);
-  pthread_join(t->thread, NULL);
-  close(t->wake[0]);
-  close(t->wake[1]);
-  free(t->conninfo);
+  bgthread_destroy(t->bg); /* first: the thread uses t; its worker is killed */
   free(t->yaml);
   free(t);
 }
