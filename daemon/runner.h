@@ -14,7 +14,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/types.h>
 
 typedef struct runner runner;
 
@@ -44,11 +43,5 @@ void runner_child_exited(runner *r);
 
 /* runner_worker_path -- daemon.worker, or the mnemo beside this executable */
 void runner_worker_path(const mn_config *cfg, char *out, size_t n);
-
-/* worker_spawn -- start argv (a `mnemo`) with stdout on out_fd and stderr on log_fd (head
- * and the arguments written there first); it is killed if its parent dies.  The caller
- * closes its copies of the descriptors and reaps *pid. */
-MN_NODISCARD mn_status worker_spawn(char *const *argv, int out_fd, int log_fd, const char *head,
-                                    pid_t *pid /* OUT */, mn_error *err);
 
 #endif /* MNEMO_RUNNER_H */

@@ -18,14 +18,13 @@
 #include "daemon/triage.h"
 #include "common/protocol.h"
 #include "daemon/bgthread.h"
+#include "daemon/child.h"
 #include "daemon/daemon.h"
-#include "daemon/runner.h" /* worker_spawn */
 
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +84,8 @@ static bool exists(const char *p)
 }
 
 /* run_child -- argv with stdout into out (NULL: /dev/null) and stderr appended to the log;
- * waits for it; MN_OK when it exited 0 */
+ * waits for it (killed after CHILD_TIMEOUT_S or when the thread is asked to stop); MN_OK
+ * when it exited 0 */
 static mn_status run_child(triager *t, bgthread *bg, char *const *argv, const char *out,
                            mn_error *err)
 {
@@ -96,27 +96,19 @@ static mn_status run_child(triager *t, bgthread *bg, char *const *argv, const ch
   if (lfd < 0 || ofd < 0) {
     if (lfd >= 0) close(lfd);
     if (ofd >= 0) close(ofd);
-    return mn_error_set(err, MN_ERR_IO, "cannot start the triage worker (%s): %s", log,
+    return mn_error_set(err, MN_ERR_IO, "could not start the triage worker (%s): %s", log,
                         strerror(errno));
   }
-  pid_t pid;
-  mn_status rc = worker_spawn(argv, ofd, lfd, "==", &pid, err);
+  child ch;
+  child_init(&ch);
+  mn_status rc = child_spawn(&ch, argv, ofd, lfd, "==", err);
   close(lfd), close(ofd);
   if (rc != MN_OK) return rc;
-  int st = 0;
-  double t0 = mn_monotonic_ms();
-  for (;;) {
-    pid_t w = waitpid(pid, &st, WNOHANG);
-    if (w == pid) break;
-    if (w < 0 && errno != EINTR) {
-      st = -1;
-      break;
-    }
-    if (mn_monotonic_ms() - t0 > CHILD_TIMEOUT_S * 1000.0 || bgthread_stopping(bg))
-      kill(pid, SIGKILL);
-    usleep(20000);
-  }
-  if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) return MN_OK;
+  if (child_wait(&ch, CHILD_TIMEOUT_S * 1000, bgthread_stop_fd(bg)) != CHILD_EXITED)
+    child_kill(&ch);
+  int code = child_exit_code(&ch), st = ch.status;
+  child_fini(&ch);
+  if (code == 0) return MN_OK;
   return mn_error_set(err, MN_ERR_INTERNAL, "the triage worker (%s) failed: %s %d; see %s", argv[1],
                       WIFEXITED(st) ? "exit" : "signal",
                       WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), log);
