@@ -1,5 +1,5 @@
 /*
- * daemon.h -- the service side: PostgreSQL access and the schema migrator.
+ * daemon.h -- the service side: PostgreSQL access, the schema migrator and ingest.
  *
  * This module is the only code in mnemo that talks to PostgreSQL (DESIGN.md §2):
  * connections, the schema migrator, ingest of documents.
@@ -10,6 +10,7 @@
  *    (mnemod, mnemoctl) and the tests may use -- connections, migrations, ingest.
  *  - NAME.h is the interface of one of mnemod's modules to the rest of the folder, each
  *    declaring only its own module: jobs.h (the queue), runner.h (the job runner),
+ *    child.h (the workers mnemod starts), bgthread.h (a thread with its own connection),
  *    outbox.h (webhook delivery), triage.h (the triage thread), card.h (model cards),
  *    webhook.h (signing), fault.h (a test hook).  Nothing outside daemon/ includes them,
  *    except the tests of the module they declare (test_webhook.c).  They include daemon.h

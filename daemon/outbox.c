@@ -84,7 +84,7 @@ static int64_t round_once(outbox *o, bgthread *bg, PGconn *c)
   PGresult *r = PQexec(c, "SELECT id, event_id, type, payload::text, attempts FROM mnemo.outbox"
                           " WHERE state = 'pending' AND next_at <= now() ORDER BY id LIMIT 20");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    mn_log(MN_LOG_WARN, "webhooks: cannot read the outbox", MN_KV_S("error", PQerrorMessage(c)));
+    mn_log(MN_LOG_WARN, "webhooks: could not read the outbox", MN_KV_S("error", PQerrorMessage(c)));
     PQclear(r);
     return -2;
   }
@@ -109,7 +109,7 @@ static int64_t round_once(outbox *o, bgthread *bg, PGconn *c)
         " WHERE id = $1::bigint",
         4, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(u) != PGRES_COMMAND_OK) { /* unrecorded: back off, never resend hot */
-      mn_log(MN_LOG_WARN, "webhooks: cannot record a delivery",
+      mn_log(MN_LOG_WARN, "webhooks: could not record a delivery",
              MN_KV_S("error", PQerrorMessage(c)));
       PQclear(u);
       PQclear(r);
@@ -153,7 +153,7 @@ static void outbox_free(outbox *o)
   free(o);
 }
 
-mn_status outbox_start(const mn_config *cfg, outbox **out, mn_error *err)
+mn_status outbox_create(const mn_config *cfg, outbox **out, mn_error *err)
 {
   *out = NULL;
   if (!cfg->webhooks.url || !*cfg->webhooks.url) return MN_OK;
@@ -193,7 +193,7 @@ void outbox_wake(outbox *o)
   if (o) bgthread_wake(o->bg);
 }
 
-void outbox_stop(outbox *o)
+void outbox_destroy(outbox *o)
 {
   if (!o) return;
   bgthread_destroy(o->bg); /* first: the thread uses o */

@@ -12,11 +12,11 @@
 
 typedef struct outbox outbox;
 
-/* outbox_start -- a thread with its own connection delivering mnemo.outbox; *out NULL
+/* outbox_create -- a thread with its own connection delivering mnemo.outbox; *out NULL
  * (and MN_OK) when webhooks.url is not set.  cfg is copied. */
-MN_NODISCARD mn_status outbox_start(const mn_config *cfg, outbox **out /* OUT */, mn_error *err);
+MN_NODISCARD mn_status outbox_create(const mn_config *cfg, outbox **out /* OUT */, mn_error *err);
 /* outbox_wake -- a NOTIFY on mnemo_outbox: look for due rows now (NULL-safe) */
 void outbox_wake(outbox *o);
-void outbox_stop(outbox *o); /* NULL-safe; joins the thread */
+void outbox_destroy(outbox *o); /* NULL-safe; joins the thread */
 
 #endif /* MNEMO_OUTBOX_H */

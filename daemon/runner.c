@@ -37,7 +37,8 @@ static mn_status spawn(runner *r, mn_error *err)
   int pfd[2];
   if (lfd < 0 || pipe2(pfd, O_CLOEXEC) != 0) {
     if (lfd >= 0) close(lfd);
-    return mn_error_set(err, MN_ERR_IO, "cannot start the worker (%s): %s", log, strerror(errno));
+    return mn_error_set(err, MN_ERR_IO, "could not start the worker (%s): %s", log,
+                        strerror(errno));
   }
   char head[PATH_MAX + 64];
   snprintf(head, sizeof head, "== attempt %lld step %s:", (long long)r->job.attempt,
@@ -329,7 +330,7 @@ static mn_status child_done(runner *r, PGconn *c, mn_error *err)
 
 /* ---------------------------------------------------------------- the interface */
 
-mn_status runner_new(const char *owner, runner **out, mn_error *err)
+mn_status runner_create(const char *owner, runner **out, mn_error *err)
 {
   runner *r = calloc(1, sizeof *r);
   if (!r) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
@@ -340,7 +341,7 @@ mn_status runner_new(const char *owner, runner **out, mn_error *err)
   return MN_OK;
 }
 
-void runner_free(runner *r)
+void runner_destroy(runner *r)
 {
   if (!r) return;
   end_job(r, false);

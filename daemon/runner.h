@@ -17,10 +17,11 @@
 
 typedef struct runner runner;
 
-/* runner_new -- a runner with no job; owner: this daemon's lease name.  Call
+/* runner_create -- a runner with no job; owner: this daemon's lease name.  Call
  * runner_set_config before the first tick. */
-MN_NODISCARD mn_status runner_new(const char *owner, runner **out /* OUT */, mn_error *err);
-void runner_free(runner *r);
+MN_NODISCARD mn_status runner_create(const char *owner, runner **out /* OUT */, mn_error *err);
+/* runner_destroy -- kill a worker still running (its job's lease ends) and free r; NULL-safe */
+void runner_destroy(runner *r);
 /* runner_set_config -- cfg must outlive the runner (or the next call) */
 void runner_set_config(runner *r, const mn_config *cfg);
 bool runner_busy(const runner *r);

@@ -56,7 +56,7 @@ static mn_status mkdirs(const char *path, mn_error *err)
       *s = '/';
     }
   if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-    return mn_error_set(err, MN_ERR_IO, "cannot create \"%s\": %s", path, strerror(errno));
+    return mn_error_set(err, MN_ERR_IO, "could not create \"%s\": %s", path, strerror(errno));
   return MN_OK;
 }
 
@@ -411,9 +411,9 @@ static mn_status install(const char *from, const char *to, mn_error *err)
 {
   char real[PATH_MAX];
   if (!realpath(from, real))
-    return mn_error_set(err, MN_ERR_IO, "cannot resolve \"%s\": %s", from, strerror(errno));
+    return mn_error_set(err, MN_ERR_IO, "could not resolve \"%s\": %s", from, strerror(errno));
   if (rename(real, to) != 0)
-    return mn_error_set(err, MN_ERR_IO, "cannot move \"%s\" to \"%s\": %s", real, to,
+    return mn_error_set(err, MN_ERR_IO, "could not move \"%s\" to \"%s\": %s", real, to,
                         strerror(errno));
   return mn_fsync_parent(to, err);
 }

@@ -1,9 +1,10 @@
 /*
  * triage.c -- the daemon's triage of user reports (triage.h, docs/triage.md).
  *
- * A thread with its own connection (bgthread.h), LISTENing on mnemo_reports: when reports arrive it
- * writes the new ones (and the signatures of the open ones of their languages) to a batch
- * file, runs `mnemo triage` on it as a child -- the production model and the language
+ * A thread with its own connection (bgthread.h), LISTENing on mnemo_reports: when reports
+ * arrive it writes the new ones (and the signatures of the open ones of their languages) to
+ * a batch file (common/protocol.h), runs `mnemo triage` on it as a child (child.h) -- the
+ * production model and the language
  * identifier are the worker's business, not the daemon's -- and records each result with
  * mnemo.triage_record in one transaction.  Reports are never lost: a report stays `new`
  * until a result for it is recorded, so a crash anywhere means it is triaged again.
@@ -319,7 +320,7 @@ static bgthread_next triage_round(bgthread *bg, PGconn *c, void *ctx, int *wait_
   return more || drain(c) ? BGTHREAD_AGAIN : BGTHREAD_IDLE;
 }
 
-mn_status triage_start(const mn_config *cfg, const char *worker, triager **out, mn_error *err)
+mn_status triager_create(const mn_config *cfg, const char *worker, triager **out, mn_error *err)
 {
   *out = NULL;
   triager *t = calloc(1, sizeof *t);
@@ -357,7 +358,7 @@ mn_status triage_start(const mn_config *cfg, const char *worker, triager **out, 
   return MN_OK;
 }
 
-void triage_stop(triager *t)
+void triager_destroy(triager *t)
 {
   if (!t) return;
   bgthread_destroy(t->bg); /* first: the thread uses t; its worker is killed */

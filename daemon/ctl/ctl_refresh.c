@@ -88,7 +88,7 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
   if (argc != 1) return ctl_usage("bootstrap takes one CHECKPOINT file");
   struct stat st;
   if (stat(argv[0], &st) != 0)
-    return ctl_usage("cannot read checkpoint \"%s\": %s", argv[0], strerror(errno));
+    return ctl_usage("could not read checkpoint \"%s\": %s", argv[0], strerror(errno));
   /* a checkpoint, of a model its file holds, before anything is registered (its header,
    * shapes and sizes: the worker verifies the weights' checksum at each load) */
   static ckpt_meta meta;
@@ -136,7 +136,7 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
   mkdir(c->cfg.daemon.data_dir, 0750);
   mkdir(parent, 0750);
   if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-    mn_error_set(&err, MN_ERR_IO, "cannot create \"%s\": %s", dir, strerror(errno));
+    mn_error_set(&err, MN_ERR_IO, "could not create \"%s\": %s", dir, strerror(errno));
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   }
   struct {
@@ -522,7 +522,7 @@ static int cmd_generate(ctl *c, int argc, char **argv)
   args[n] = NULL;
   fflush(stdout);
   execv(worker, (char *const *)args);
-  mn_error_set(&err, MN_ERR_IO, "cannot run the worker \"%s\": %s", worker, strerror(errno));
+  mn_error_set(&err, MN_ERR_IO, "could not run the worker \"%s\": %s", worker, strerror(errno));
   return ctl_fail(&err);
 }
 

@@ -84,8 +84,8 @@ int ctl_done(PGconn *conn, PGresult *res, const mn_error *err, int code)
 
 static void print_command_help(const command *cmd)
 {
-  printf("usage: mnemoctl %s%s%s %s\n\n%s\n\n%s", cmd->name, cmd->sub ? " " : "",
-         cmd->sub ? cmd->sub : "", cmd->args, cmd->summary, cmd->help);
+  printf("usage: mnemoctl %s%s%s%s%s\n\n%s\n\n%s", cmd->name, cmd->sub ? " " : "",
+         cmd->sub ? cmd->sub : "", *cmd->args ? " " : "", cmd->args, cmd->summary, cmd->help);
   if (cmd->opts && cmd->opts[0].name) {
     printf("\noptions:\n");
     for (const ctl_opt *o = cmd->opts; o->name; o++) {
@@ -356,7 +356,7 @@ static void print_help(FILE *f)
              "fall behind; mnemoctl is how operators drive it.\n\ncommands:\n");
   FOR_EACH_COMMAND(k)
   {
-    char name[64];
+    char name[160]; /* the whole synopsis: bootstrap's is long */
     snprintf(name, sizeof name, "%s%s%s %s", k->name, k->sub ? " " : "", k->sub ? k->sub : "",
              k->args);
     fprintf(f, "  %-28s %s\n", name, k->summary);
