@@ -1,9 +1,22 @@
 /*
- * daemon.h -- the service side: PostgreSQL access and the schema migrator.
+ * daemon.h -- the service side: PostgreSQL access, the schema migrator and ingest.
  *
  * This module is the only code in mnemo that talks to PostgreSQL (DESIGN.md §2):
  * connections, the schema migrator, ingest of documents.
  * Every statement with values is parameterised (PQexecParams).
+ *
+ * The headers of daemon/ (STYLE.md §1, one public header a folder):
+ *  - daemon.h (this one) is the folder's public header: what the programs of daemon/
+ *    (mnemod, mnemoctl) and the tests may use -- connections, migrations, ingest.
+ *  - NAME.h is the interface of one of mnemod's modules to the rest of the folder, each
+ *    declaring only its own module: jobs.h (the queue), runner.h (the job runner),
+ *    child.h (the workers mnemod starts), bgthread.h (a thread with its own connection),
+ *    outbox.h (webhook delivery), triage.h (the triage thread), card.h (model cards),
+ *    webhook.h (signing), fault.h (a test hook).  Nothing outside daemon/ includes them,
+ *    except the tests of the module they declare (test_webhook.c).  They include daemon.h
+ *    and common headers, never each other's modules' internals, so there is no loop.
+ *  - NAME_int.h is shared by the files of one module only (runner_int.h for runner.c and
+ *    runner_steps.c, ingest_int.h, ctl/ctl_int.h for mnemoctl).
  */
 #ifndef MNEMO_DAEMON_H
 #define MNEMO_DAEMON_H

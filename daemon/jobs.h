@@ -1,7 +1,8 @@
 /*
  * jobs.h -- the job queue in PostgreSQL (mnemo.jobs, migration 0004) and what mnemod
- * does with it: claim, lease, fence, retry; the runner that takes a job through its
- * steps with `mnemo` children; the webhook outbox's delivery.
+ * does with it: claim, lease, fence, retry (jobs.c).  Not here: the runner that takes a
+ * claimed job through its steps (runner.h).  A header of mnemod's own (daemon.h says
+ * which headers of daemon/ are whose).
  *
  * Claims use FOR UPDATE SKIP LOCKED and increment the attempt; a running job holds a
  * lease on the database clock that the heartbeat renews; every write of a job's results
@@ -17,7 +18,6 @@
 #include "daemon/daemon.h"
 
 #include <jansson.h>
-#include <sys/types.h>
 
 typedef struct mn_job {
   int64_t id, ckpt, attempt, max_attempts, watermark; /* ckpt, watermark: 0 when not set */
@@ -67,60 +67,5 @@ MN_NODISCARD mn_status jobs_fresh_due(PGconn *c, const mn_config *cfg, bool *due
 /* jobs_request_refresh -- mnemo.request_refresh(reason); *job the one queued or running */
 MN_NODISCARD mn_status jobs_request_refresh(PGconn *c, const char *reason, int64_t *job /* OUT */,
                                             mn_error *err);
-
-/* ---------------------------------------------------------------- the runner
- *
- * One job at a time, driven by mnemod's poll loop: steps run in the daemon (database
- * work, files) or as a `mnemo` child whose JSON progress lines are read from a pipe.
- * Each step is idempotent, so an attempt after a crash re-runs every step and those done
- * already find their outputs.
- */
-typedef struct runner runner;
-
-/* runner_new -- owner: this daemon's lease name; cfg must outlive the runner */
-MN_NODISCARD mn_status runner_new(const char *owner, runner **out /* OUT */, mn_error *err);
-void runner_free(runner *r);
-void runner_set_config(runner *r, const mn_config *cfg);
-bool runner_busy(const runner *r);
-/* runner_fd -- the child's stdout to poll (-1: none) */
-int runner_fd(const runner *r);
-/* runner_timeout_ms -- when runner_tick must run next (-1: no deadline of its own) */
-int runner_timeout_ms(const runner *r);
-/* runner_tick -- claim, start and advance jobs, heartbeat, read the child's output, reap it.
- * A database failure returns an error: the caller reconnects (the job's lease covers it). */
-MN_NODISCARD mn_status runner_tick(runner *r, PGconn *c, bool readable, mn_error *err);
-/* runner_notify -- a NOTIFY on mnemo_jobs: check cancellation and claim at the next tick */
-void runner_notify(runner *r);
-/* runner_stop -- SIGTERM: ask the child to save and stop (graceful) or kill it; the job
- * is given back without spending its attempt.  Returns once no child runs. */
-void runner_stop(runner *r, PGconn *c, bool graceful);
-/* runner_abandon -- leadership lost: kill the child and forget the job (its lease ends) */
-void runner_abandon(runner *r);
-/* runner_child_exited -- SIGCHLD arrived */
-void runner_child_exited(runner *r);
-
-/* ---------------------------------------------------------------- webhooks */
-
-typedef struct outbox outbox;
-/* outbox_start -- a thread with its own connection delivering mnemo.outbox; NULL url: none */
-MN_NODISCARD mn_status outbox_start(const mn_config *cfg, outbox **out /* OUT */, mn_error *err);
-void outbox_wake(outbox *o);
-void outbox_stop(outbox *o); /* NULL-safe; joins the thread */
-
-/* ---------------------------------------------------------------- triage (triage.c) */
-
-typedef struct triager triager;
-/* triage_start -- a thread with its own connection triaging new reports with `worker`
- * (mnemo); cfg is copied */
-MN_NODISCARD mn_status triage_start(const mn_config *cfg, const char *worker,
-                                    triager **out /* OUT */, mn_error *err);
-void triage_stop(triager *t); /* NULL-safe; kills its worker, joins the thread */
-/* worker_spawn -- start argv (a `mnemo`) with stdout on out_fd and stderr on log_fd (head
- * and the arguments written there first); it is killed if its parent dies.  The caller
- * closes its copies of the descriptors and reaps *pid. */
-MN_NODISCARD mn_status worker_spawn(char *const *argv, int out_fd, int log_fd, const char *head,
-                                    pid_t *pid /* OUT */, mn_error *err);
-/* runner_worker_path -- daemon.worker, or the mnemo beside this executable */
-void runner_worker_path(const mn_config *cfg, char *out, size_t n);
 
 #endif /* MNEMO_JOBS_H */

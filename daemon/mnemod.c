@@ -1,7 +1,10 @@
 /*
- * mnemod.c -- the daemon (DESIGN.md §1, §3, §8).  Issue 7 in progress: this is its spine.
+ * mnemod.c -- the daemon (DESIGN.md §1, §3, §8): leadership, the event loop, signals and
+ * reloads.  The work is the modules': the job queue and its runner (jobs.h, runner.h: a
+ * refresh or a promotion, step by step, with `mnemo` children), webhook delivery
+ * (outbox.h) and report triage (triage.h), each of the last two a thread of its own.
  *
- *   mnemod [--config FILE] [--db CONNINFO]
+ *   mnemod [--config FILE] [--db CONNINFO] [--version] [--help]
  *
  * Leadership: a session-level advisory lock taken on a dedicated connection.  The waiting
  * daemon's `SELECT pg_advisory_lock(...)` is sent asynchronously and simply completes the
@@ -9,8 +12,10 @@
  * polling, no lease to tune.  Leader-only work stops the moment the lock connection drops.
  *
  * One loop blocking in poll() on the lock connection, the work connection (LISTEN
- * mnemo_documents, mnemo_reports), a signal self-pipe, with a timeout that is the next
- * firing of schedule.refresh or the safety poll, whichever comes first.  A lost database
+ * mnemo_documents, mnemo_reports, mnemo_jobs, mnemo_outbox), a signal self-pipe (SIGCHLD
+ * included: the runner's worker ended) and the runner's worker's stdout, with a timeout that
+ * is the next firing of schedule.refresh, the runner's next deadline (heartbeat, step
+ * timeout), the next due job or the safety poll, whichever comes first.  A lost database
  * is retried with jittered exponential backoff; nothing spins.  SIGTERM/SIGINT stop it
  * (exit 0), SIGHUP reloads the config: a new one is validated whole (the loader that
  * `mnemoctl config check` uses) before any of it is applied, so an invalid one changes
@@ -18,11 +23,16 @@
  * changed); the leader's threads (webhooks, triage) are stopped and started again from the
  * new config, so webhooks added by a reload start and those removed stop.
  * systemd: READY=1 once started, STATUS= on each change of state, WATCHDOG=1 from the loop,
- * STOPPING=1.  Not yet: the job queue, the supervisor of `mnemo`, promotion (issue 7).
+ * STOPPING=1.  The first SIGTERM asks a running worker to save and stop and gives its job
+ * back; a second one kills the worker.
  */
+#include "common/protocol.h"
 #include "configs/config.h"
 #include "daemon/daemon.h"
 #include "daemon/jobs.h"
+#include "daemon/outbox.h"
+#include "daemon/runner.h"
+#include "daemon/triage.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -148,18 +158,18 @@ static void start_workers(daemon_state *st)
 {
   mn_error err = {0};
   char worker[PATH_MAX];
-  if (outbox_start(&st->cfg, &st->hooks, &err) != MN_OK)
+  if (outbox_create(&st->cfg, &st->hooks, &err) != MN_OK)
     mn_log_error("webhooks are off: their thread would not start", &err);
   runner_worker_path(&st->cfg, worker, sizeof worker);
-  if (triage_start(&st->cfg, worker, &st->triage, &err) != MN_OK)
+  if (triager_create(&st->cfg, worker, &st->triage, &err) != MN_OK)
     mn_log_error("report triage is off", &err);
 }
 
 static void stop_workers(daemon_state *st)
 {
-  outbox_stop(st->hooks);
+  outbox_destroy(st->hooks);
   st->hooks = NULL;
-  triage_stop(st->triage);
+  triager_destroy(st->triage);
   st->triage = NULL;
 }
 
@@ -442,16 +452,20 @@ int main(int argc, char **argv)
       st.config_path = argv[++i];
     } else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
       st.db = argv[++i];
+    } else if (strcmp(argv[i], "--version") == 0) {
+      printf("mnemod %s\n", MNEMO_VERSION);
+      return MN_EXIT_OK;
     } else if (strcmp(argv[i], "--help") == 0) {
-      printf("usage: mnemod [--config FILE] [--db CONNINFO]\n\n"
+      printf("usage: mnemod [--config FILE] [--db CONNINFO] [--version] [--help]\n\n"
              "the mnemo daemon: one leader per database (the others wait), woken by new\n"
              "documents and reports, refreshes on schedule.refresh (UTC).  SIGTERM stops it,\n"
-             "SIGHUP reloads the config.  Logs go to stderr (log.level, log.format).\n");
-      return 0;
+             "SIGHUP reloads the config.  Logs go to stderr (log.level, log.format).\n"
+             "\nexit status: 0 stopped by SIGTERM or SIGINT, 1 failure, 2 usage error\n");
+      return MN_EXIT_OK;
     } else {
       fprintf(stderr, "mnemod: unknown or incomplete option \"%s\"\nTry \"mnemod --help\".\n",
               argv[i]);
-      return 2;
+      return MN_EXIT_USAGE;
     }
   }
   if (!st.config_path && getenv("MNEMO_CONFIG") && *getenv("MNEMO_CONFIG"))
@@ -460,13 +474,13 @@ int main(int argc, char **argv)
   next_config nc;
   if (load(&st, &nc, &err) != MN_OK) {
     fprintf(stderr, "mnemod: %s\n", err.msg);
-    return 1;
+    return MN_EXIT_FAIL;
   }
   apply(&st, &nc);
   if (pipe(sig_pipe) != 0 || fcntl(sig_pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
       fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK) != 0) {
     fprintf(stderr, "mnemod: could not create the signal pipe: %s\n", strerror(errno));
-    return 1;
+    return MN_EXIT_FAIL;
   }
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -480,15 +494,15 @@ int main(int argc, char **argv)
   signal(SIGPIPE, SIG_IGN);
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) { /* before any thread */
     fprintf(stderr, "mnemod: libcurl would not initialise\n");
-    return 1;
+    return MN_EXIT_FAIL;
   }
   char host[128] = "", owner[200];
   gethostname(host, sizeof host - 1);
   snprintf(owner, sizeof owner, "mnemod@%s:%d:%llx", host, (int)getpid(),
            (unsigned long long)(mn_splitmix64(&st.rng) & 0xffffff));
-  if (runner_new(owner, &st.run, &err) != MN_OK) {
+  if (runner_create(owner, &st.run, &err) != MN_OK) {
     fprintf(stderr, "mnemod: %s\n", err.msg);
-    return 1;
+    return MN_EXIT_FAIL;
   }
   runner_set_config(st.run, &st.cfg);
   uint64_t wd_usec = 0;
@@ -499,8 +513,8 @@ int main(int argc, char **argv)
   run(&st);
   sd_notify(0, "STOPPING=1");
   mn_log(MN_LOG_INFO, "mnemod stopped", MN_KV_I("pid", getpid()));
-  runner_free(st.run);
+  runner_destroy(st.run);
   curl_global_cleanup();
   mn_config_fini(&st.cfg);
-  return 0;
+  return MN_EXIT_OK;
 }

@@ -1,5 +1,5 @@
 /*
- * outbox.c -- webhook delivery (jobs.h): a thread with its own connection sends the
+ * outbox.c -- webhook delivery (outbox.h): a thread with its own connection sends the
  * pending rows of mnemo.outbox, which each event of interest wrote in its own transaction.
  *
  * Standard Webhooks: POST the payload with webhook-id (evt_<event id>, the same on every
@@ -7,29 +7,26 @@
  * delivers; 410 Gone marks the event dead (the receiver asked to stop); anything else is
  * retried with a doubling wait from 1 s to 1 h, up to webhooks.max_attempts.  libcurl
  * with CURLOPT_NOSIGNAL, connect and total time limits, no redirects, http(s) only.  The
- * daemon's loop never waits for a receiver: it only wakes this thread.
+ * daemon's loop never waits for a receiver: it only wakes this thread.  The thread, its
+ * connection and its backoff are bgthread.h's; this file is what one round does.
  */
-#include "daemon/jobs.h"
+#include "daemon/outbox.h"
+#include "daemon/bgthread.h"
+#include "daemon/daemon.h"
 #include "daemon/webhook.h"
 
 #include <curl/curl.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 struct outbox {
-  pthread_t thread;
-  int wake[2];
-  atomic_bool stop;
-  char *url, *conninfo;
+  bgthread *bg;
+  CURL *h; /* used by the thread only, once it runs */
+  char *url;
   mn_webhook_key key;
-  int64_t timeout_s, max_attempts, connect_timeout_s;
+  int64_t timeout_s, max_attempts;
 };
 
 static size_t discard(char *p, size_t size, size_t n, void *u)
@@ -82,20 +79,20 @@ static void deliver(outbox *o, CURL *h, const char *id, const char *body, long *
 
 /* round -- send what is due; returns ms until the next retry is due (-1: none) or -2 when
  * the connection failed */
-static int64_t round_once(outbox *o, PGconn *c, CURL *h)
+static int64_t round_once(outbox *o, bgthread *bg, PGconn *c)
 {
   PGresult *r = PQexec(c, "SELECT id, event_id, type, payload::text, attempts FROM mnemo.outbox"
                           " WHERE state = 'pending' AND next_at <= now() ORDER BY id LIMIT 20");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    mn_log(MN_LOG_WARN, "webhooks: cannot read the outbox", MN_KV_S("error", PQerrorMessage(c)));
+    mn_log(MN_LOG_WARN, "webhooks: could not read the outbox", MN_KV_S("error", PQerrorMessage(c)));
     PQclear(r);
     return -2;
   }
-  for (int i = 0; i < PQntuples(r) && !atomic_load(&o->stop); i++) {
+  for (int i = 0; i < PQntuples(r) && !bgthread_stopping(bg); i++) {
     char id[64], why[CURL_ERROR_SIZE + 64], att[32], dead[8];
     long status;
     snprintf(id, sizeof id, "evt_%s", PQgetvalue(r, i, 1));
-    deliver(o, h, id, PQgetvalue(r, i, 3), &status, why, sizeof why);
+    deliver(o, o->h, id, PQgetvalue(r, i, 3), &status, why, sizeof why);
     int64_t attempts = strtoll(PQgetvalue(r, i, 4), NULL, 10) + 1;
     bool ok = status >= 200 && status <= 299;
     bool gone = status == 410 || (!ok && attempts >= o->max_attempts);
@@ -112,7 +109,7 @@ static int64_t round_once(outbox *o, PGconn *c, CURL *h)
         " WHERE id = $1::bigint",
         4, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(u) != PGRES_COMMAND_OK) { /* unrecorded: back off, never resend hot */
-      mn_log(MN_LOG_WARN, "webhooks: cannot record a delivery",
+      mn_log(MN_LOG_WARN, "webhooks: could not record a delivery",
              MN_KV_S("error", PQerrorMessage(c)));
       PQclear(u);
       PQclear(r);
@@ -139,52 +136,24 @@ static int64_t round_once(outbox *o, PGconn *c, CURL *h)
   return ms;
 }
 
-static void *run(void *arg)
+/* outbox_round -- one round of the thread (bgthread.h): what is due, then sleep until the
+ * next retry is due */
+static bgthread_next outbox_round(bgthread *bg, PGconn *c, void *ctx, int *wait_ms)
 {
-  outbox *o = arg;
-  CURL *h = curl_easy_init();
-  PGconn *c = NULL;
-  int backoff_ms = 500;
-  while (!atomic_load(&o->stop)) {
-    int wait_ms = 60000;
-    if (!c || PQstatus(c) != CONNECTION_OK) {
-      PQfinish(c);
-      mn_error err = {0};
-      db_options opt = {.conninfo = o->conninfo,
-                        .application_name = "mnemod webhooks",
-                        .connect_timeout_s = o->connect_timeout_s};
-      c = NULL;
-      if (db_connect(&opt, &c, &err) != MN_OK) {
-        mn_log_error("webhooks: database unreachable", &err);
-        wait_ms = backoff_ms;
-        backoff_ms = backoff_ms < 30000 ? backoff_ms * 2 : 30000;
-      }
-    }
-    if (c) {
-      int64_t ms = round_once(o, c, h);
-      if (ms == -2) {
-        PQfinish(c);
-        c = NULL;
-        wait_ms = backoff_ms;
-        backoff_ms = backoff_ms < 30000 ? backoff_ms * 2 : 30000;
-      } else {
-        backoff_ms = 500;
-        if (ms >= 0 && ms < wait_ms) wait_ms = (int)ms;
-      }
-    }
-    struct pollfd p = {.fd = o->wake[0], .events = POLLIN};
-    if (poll(&p, 1, wait_ms) > 0) {
-      char buf[64];
-      while (read(o->wake[0], buf, sizeof buf) > 0) {
-      }
-    }
-  }
-  PQfinish(c);
-  curl_easy_cleanup(h);
-  return NULL;
+  int64_t ms = round_once(ctx, bg, c);
+  if (ms == -2) return BGTHREAD_LOST;
+  if (ms >= 0 && ms < *wait_ms) *wait_ms = (int)ms;
+  return BGTHREAD_IDLE;
 }
 
-mn_status outbox_start(const mn_config *cfg, outbox **out, mn_error *err)
+static void outbox_free(outbox *o)
+{
+  curl_easy_cleanup(o->h);
+  free(o->url);
+  free(o);
+}
+
+mn_status outbox_create(const mn_config *cfg, outbox **out, mn_error *err)
 {
   *out = NULL;
   if (!cfg->webhooks.url || !*cfg->webhooks.url) return MN_OK;
@@ -197,20 +166,23 @@ mn_status outbox_start(const mn_config *cfg, outbox **out, mn_error *err)
     return mn_error_prefix(err, "webhooks.secret");
   }
   o->url = strdup(cfg->webhooks.url);
-  o->conninfo = strdup(cfg->database.conninfo);
+  o->h = curl_easy_init();
   o->timeout_s = cfg->webhooks.timeout_s;
   o->max_attempts = cfg->webhooks.max_attempts;
-  o->connect_timeout_s = cfg->database.connect_timeout_s;
-  if (!o->url || !o->conninfo || pipe(o->wake) != 0) {
-    free(o->url), free(o->conninfo), free(o);
-    return mn_error_set(err, MN_ERR_NOMEM, "cannot start the webhook thread");
+  if (!o->url || !o->h) {
+    outbox_free(o);
+    return mn_error_set(err, MN_ERR_NOMEM, "could not start the webhook thread");
   }
-  fcntl(o->wake[0], F_SETFL, O_NONBLOCK);
-  fcntl(o->wake[1], F_SETFL, O_NONBLOCK);
-  if (pthread_create(&o->thread, NULL, run, o) != 0) {
-    close(o->wake[0]), close(o->wake[1]);
-    free(o->url), free(o->conninfo), free(o);
-    return mn_error_set(err, MN_ERR_INTERNAL, "cannot start the webhook thread");
+  bgthread_spec spec = {.name = "webhooks",
+                        .conninfo = cfg->database.conninfo,
+                        .connect_timeout_s = cfg->database.connect_timeout_s,
+                        .fail_backoff_max_ms = 30000,
+                        .round = outbox_round,
+                        .ctx = o};
+  rc = bgthread_create(&spec, &o->bg, err);
+  if (rc != MN_OK) {
+    outbox_free(o);
+    return rc;
   }
   *out = o;
   return MN_OK;
@@ -218,19 +190,12 @@ mn_status outbox_start(const mn_config *cfg, outbox **out, mn_error *err)
 
 void outbox_wake(outbox *o)
 {
-  if (o && write(o->wake[1], "w", 1) < 0) { /* full: a wake-up is pending anyway */
-  }
+  if (o) bgthread_wake(o->bg);
 }
 
-void outbox_stop(outbox *o)
+void outbox_destroy(outbox *o)
 {
   if (!o) return;
-  atomic_store(&o->stop, true);
-  outbox_wake(o);
-  pthread_join(o->thread, NULL);
-  close(o->wake[0]);
-  close(o->wake[1]);
-  free(o->url);
-  free(o->conninfo);
-  free(o);
+  bgthread_destroy(o->bg); /* first: the thread uses o */
+  outbox_free(o);
 }

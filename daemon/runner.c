@@ -1,5 +1,5 @@
 /*
- * runner.c -- one job at a time through its steps (jobs.h; the steps: runner_steps.c).
+ * runner.c -- one job at a time through its steps (runner.h; the steps: runner_steps.c).
  *
  * A refresh: prepare (watermark, candidate row, exports) -> shard -> the baseline's
  * replay store and Fisher when it has none -> finetune (resumable) -> install the
@@ -24,44 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- the child */
-
-mn_status worker_spawn(char *const *argv, int out_fd, int log_fd, const char *head, pid_t *pid,
-                       mn_error *err)
-{
-  /* the log is for people: a failed write of the header does not stop the work */
-  if (dprintf(log_fd, "%s", head) < 0) {
-  }
-  for (int i = 0; argv[i]; i++)
-    if (dprintf(log_fd, " %s", argv[i]) < 0) break;
-  if (dprintf(log_fd, "\n") < 0) {
-  }
-  pid_t parent = getpid();
-  *pid = fork();
-  if (*pid < 0) return mn_error_set(err, MN_ERR_IO, "cannot fork the worker: %s", strerror(errno));
-  if (*pid == 0) {
-    /* the worker dies with the daemon (or the thread that started it): a kill -9 of mnemod
-     * leaves no orphan at work */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    signal(SIGPIPE, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    int nul = open("/dev/null", O_RDONLY);
-    if (nul >= 0) dup2(nul, 0);
-    dup2(out_fd, 1);
-    dup2(log_fd, 2);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  return MN_OK;
-}
 
 static mn_status spawn(runner *r, mn_error *err)
 {
@@ -71,13 +37,13 @@ static mn_status spawn(runner *r, mn_error *err)
   int pfd[2];
   if (lfd < 0 || pipe2(pfd, O_CLOEXEC) != 0) {
     if (lfd >= 0) close(lfd);
-    return mn_error_set(err, MN_ERR_IO, "cannot start the worker (%s): %s", log, strerror(errno));
+    return mn_error_set(err, MN_ERR_IO, "could not start the worker (%s): %s", log,
+                        strerror(errno));
   }
   char head[PATH_MAX + 64];
   snprintf(head, sizeof head, "== attempt %lld step %s:", (long long)r->job.attempt,
            r->steps[r->cur].name);
-  pid_t pid;
-  mn_status rc = worker_spawn(r->argv, pfd[1], lfd, head, &pid, err);
+  mn_status rc = child_spawn(&r->child, r->argv, pfd[1], lfd, head, err);
   close(pfd[1]);
   close(lfd);
   if (rc != MN_OK) {
@@ -85,14 +51,12 @@ static mn_status spawn(runner *r, mn_error *err)
     return rc;
   }
   fcntl(pfd[0], F_SETFL, O_NONBLOCK);
-  r->pid = pid;
   r->out_fd = pfd[0];
-  r->exited = false;
   r->linelen = 0;
   r->step_ms = mn_monotonic_ms();
   mn_log(MN_LOG_INFO, "step started", MN_KV_I("job", r->job.id),
          MN_KV_S("step", r->steps[r->cur].name), MN_KV_I("attempt", r->job.attempt),
-         MN_KV_I("pid", pid));
+         MN_KV_I("pid", r->child.pid));
   return MN_OK;
 }
 
@@ -167,10 +131,8 @@ static void last_log_line(runner *r, char *out, size_t n)
 
 static void kill_child(runner *r)
 {
-  if (r->pid <= 0) return;
-  kill(r->pid, SIGKILL);
-  waitpid(r->pid, NULL, 0);
-  r->pid = 0;
+  if (r->child.pid <= 0) return;
+  child_fini(&r->child); /* killed and reaped */
   if (r->out_fd >= 0) close(r->out_fd);
   r->out_fd = -1;
 }
@@ -299,7 +261,7 @@ static mn_status heartbeat(runner *r, PGconn *c, mn_error *err)
 /* advance -- run daemon steps until one spawns a child or the job ends */
 static mn_status advance(runner *r, PGconn *c, mn_error *err)
 {
-  while (r->active && r->pid == 0 && !r->stopping) {
+  while (r->active && r->child.pid == 0 && !r->stopping) {
     if (r->cur >= r->nsteps) {
       end_job(r, true);
       return MN_OK;
@@ -325,7 +287,7 @@ static mn_status advance(runner *r, PGconn *c, mn_error *err)
     if (spawned) {
       rc = spawn(r, err);
       if (rc != MN_OK) return fail_attempt(r, c, err->msg, err);
-      fault_point(r->job.kind, r->steps[r->cur].name, r->pid); /* tests only (fault.c) */
+      fault_point(r->job.kind, r->steps[r->cur].name, r->child.pid); /* tests only (fault.c) */
       r->progress_dirty = true;
       json_decref(r->progress);
       r->progress = json_pack("{s:s}", "worker", r->steps[r->cur].name);
@@ -344,8 +306,8 @@ static mn_status child_done(runner *r, PGconn *c, mn_error *err)
   }
   close(r->out_fd);
   r->out_fd = -1;
-  r->pid = 0;
-  int code = WIFEXITED(r->wstatus) ? WEXITSTATUS(r->wstatus) : 128 + WTERMSIG(r->wstatus);
+  int code = child_exit_code(&r->child);
+  child_fini(&r->child);
   const char *name = r->steps[r->cur].name;
   mn_log(MN_LOG_INFO, "step ended", MN_KV_I("job", r->job.id), MN_KV_S("step", name),
          MN_KV_I("exit", code), MN_KV_D("seconds", (mn_monotonic_ms() - r->step_ms) / 1e3));
@@ -368,17 +330,18 @@ static mn_status child_done(runner *r, PGconn *c, mn_error *err)
 
 /* ---------------------------------------------------------------- the interface */
 
-mn_status runner_new(const char *owner, runner **out, mn_error *err)
+mn_status runner_create(const char *owner, runner **out, mn_error *err)
 {
   runner *r = calloc(1, sizeof *r);
   if (!r) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
   snprintf(r->owner, sizeof r->owner, "%s", owner);
   r->out_fd = -1;
+  child_init(&r->child);
   *out = r;
   return MN_OK;
 }
 
-void runner_free(runner *r)
+void runner_destroy(runner *r)
 {
   if (!r) return;
   end_job(r, false);
@@ -412,7 +375,7 @@ bool runner_busy(const runner *r)
 
 int runner_fd(const runner *r)
 {
-  return r->pid > 0 ? r->out_fd : -1;
+  return r->child.pid > 0 ? r->out_fd : -1;
 }
 
 int runner_timeout_ms(const runner *r)
@@ -421,7 +384,7 @@ int runner_timeout_ms(const runner *r)
   double now = mn_monotonic_ms();
   double next = r->hb_ms + (double)r->cfg->daemon.lease_s * 1000.0 / 3.0 - now;
   if (r->progress_dirty && r->hb_ms + 2000 - now < next) next = r->hb_ms + 2000 - now;
-  if (r->pid > 0) {
+  if (r->child.pid > 0) {
     double t = r->step_ms + (double)r->cfg->daemon.step_timeout_s * 1000.0 - now;
     if (t < next) next = t;
   }
@@ -435,7 +398,7 @@ void runner_notify(runner *r)
 
 void runner_child_exited(runner *r)
 {
-  if (r->pid > 0 && !r->exited && waitpid(r->pid, &r->wstatus, WNOHANG) == r->pid) r->exited = true;
+  child_reap(&r->child);
 }
 
 static mn_status start(runner *r, PGconn *c, mn_error *err)
@@ -464,8 +427,8 @@ static mn_status start(runner *r, PGconn *c, mn_error *err)
 mn_status runner_tick(runner *r, PGconn *c, bool readable, mn_error *err)
 {
   if (!r->active) return r->stopping ? MN_OK : start(r, c, err);
-  if (r->pid > 0 && readable && read_output(r)) runner_child_exited(r);
-  if (r->pid > 0 && !r->exited) runner_child_exited(r);
+  if (r->child.pid > 0 && readable && read_output(r)) runner_child_exited(r);
+  if (r->child.pid > 0 && !r->child.exited) runner_child_exited(r);
   double now = mn_monotonic_ms();
   /* without a renewed lease the job may be someone else's by now: stop touching it */
   if (now - r->lease_ok_ms > (double)r->cfg->daemon.lease_s * 1000.0) {
@@ -473,8 +436,8 @@ mn_status runner_tick(runner *r, PGconn *c, bool readable, mn_error *err)
     end_job(r, false);
     return MN_OK;
   }
-  if (r->pid > 0 && r->exited) return child_done(r, c, err);
-  if (r->pid > 0 && now - r->step_ms > (double)r->cfg->daemon.step_timeout_s * 1000.0) {
+  if (r->child.pid > 0 && r->child.exited) return child_done(r, c, err);
+  if (r->child.pid > 0 && now - r->step_ms > (double)r->cfg->daemon.step_timeout_s * 1000.0) {
     kill_child(r);
     char why[128];
     snprintf(why, sizeof why, "step %s: timed out after %lld s (daemon.step_timeout_s)",
@@ -488,7 +451,7 @@ mn_status runner_tick(runner *r, PGconn *c, bool readable, mn_error *err)
     mn_status rc = heartbeat(r, c, err);
     if (rc != MN_OK) return rc;
   }
-  if (r->active && r->pid == 0) return advance(r, c, err);
+  if (r->active && r->child.pid == 0) return advance(r, c, err);
   return MN_OK;
 }
 
@@ -496,10 +459,10 @@ void runner_stop(runner *r, PGconn *c, bool graceful)
 {
   if (!r->active) return;
   mn_error err = {0};
-  if (r->pid > 0 && graceful && !r->stopping) {
+  if (r->child.pid > 0 && graceful && !r->stopping) {
     r->stopping = true;
-    kill(r->pid, SIGTERM); /* the worker saves a resumable checkpoint and exits 75 */
-    mn_log(MN_LOG_INFO, "asked the worker to save and stop", MN_KV_I("pid", r->pid));
+    child_signal(&r->child, SIGTERM); /* it saves a resumable checkpoint, exits 75 */
+    mn_log(MN_LOG_INFO, "asked the worker to save and stop", MN_KV_I("pid", r->child.pid));
     return;
   }
   kill_child(r);

@@ -7,7 +7,9 @@
 #ifndef MNEMO_RUNNER_INT_H
 #define MNEMO_RUNNER_INT_H
 
+#include "daemon/child.h"
 #include "daemon/jobs.h"
+#include "daemon/runner.h"
 
 #include <limits.h>
 #include <stdbool.h>
@@ -28,11 +30,10 @@ struct runner {
   int64_t base;   /* the baseline: production when the refresh began; a promotion's parent */
   int64_t nfresh; /* documents the job trains on (refresh) or absorbs (promotion) */
   char sha[MN_SHA256_HEX_LEN + 1];
-  /* the child */
-  pid_t pid;
-  int out_fd, extra_ok; /* extra_ok: an exit code besides 0 that means done (guard: 3) */
-  bool exited;
-  int wstatus;
+  /* the child: a step's worker from spawn until child_done or kill_child (child.pid 0
+   * otherwise) */
+  child child;
+  int out_fd, extra_ok; /* extra_ok: an exit code besides 0 that means done (MN_EXIT_GUARD) */
   char line[1 << 16];
   size_t linelen;
   json_t *progress;

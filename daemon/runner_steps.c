@@ -8,6 +8,7 @@
  * from ids under daemon.data_dir, never from text in the database.
  */
 #define _GNU_SOURCE
+#include "common/protocol.h"
 #include "daemon/card.h"
 #include "daemon/runner_int.h"
 
@@ -55,7 +56,7 @@ static mn_status mkdirs(const char *path, mn_error *err)
       *s = '/';
     }
   if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
-    return mn_error_set(err, MN_ERR_IO, "cannot create \"%s\": %s", path, strerror(errno));
+    return mn_error_set(err, MN_ERR_IO, "could not create \"%s\": %s", path, strerror(errno));
   return MN_OK;
 }
 
@@ -410,9 +411,9 @@ static mn_status install(const char *from, const char *to, mn_error *err)
 {
   char real[PATH_MAX];
   if (!realpath(from, real))
-    return mn_error_set(err, MN_ERR_IO, "cannot resolve \"%s\": %s", from, strerror(errno));
+    return mn_error_set(err, MN_ERR_IO, "could not resolve \"%s\": %s", from, strerror(errno));
   if (rename(real, to) != 0)
-    return mn_error_set(err, MN_ERR_IO, "cannot move \"%s\" to \"%s\": %s", real, to,
+    return mn_error_set(err, MN_ERR_IO, "could not move \"%s\" to \"%s\": %s", real, to,
                         strerror(errno));
   return mn_fsync_parent(to, err);
 }
@@ -486,7 +487,7 @@ static mn_status st_guard(runner *r, PGconn *c, bool *spawned, mn_error *err)
   arg(r, cache);
   arg(r, "--out");
   arg(r, out);
-  r->extra_ok = 3; /* a guard said no: a verdict all the same */
+  r->extra_ok = MN_EXIT_GUARD; /* a guard said no: a verdict all the same */
   *spawned = true;
   return MN_OK;
 }

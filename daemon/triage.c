@@ -1,9 +1,10 @@
 /*
- * triage.c -- the daemon's triage of user reports (jobs.h, docs/triage.md).
+ * triage.c -- the daemon's triage of user reports (triage.h, docs/triage.md).
  *
- * A thread with its own connection, LISTENing on mnemo_reports: when reports arrive it
- * writes the new ones (and the signatures of the open ones of their languages) to a batch
- * file, runs `mnemo triage` on it as a child -- the production model and the language
+ * A thread with its own connection (bgthread.h), LISTENing on mnemo_reports: when reports
+ * arrive it writes the new ones (and the signatures of the open ones of their languages) to
+ * a batch file (common/protocol.h), runs `mnemo triage` on it as a child (child.h) -- the
+ * production model and the language
  * identifier are the worker's business, not the daemon's -- and records each result with
  * mnemo.triage_record in one transaction.  Reports are never lost: a report stays `new`
  * until a result for it is recorded, so a crash anywhere means it is triaged again.
@@ -15,15 +16,16 @@
  * first triage run after it became production (or when the thread has nothing else to do).
  */
 #define _GNU_SOURCE
-#include "daemon/jobs.h"
+#include "daemon/triage.h"
+#include "common/protocol.h"
+#include "daemon/bgthread.h"
+#include "daemon/child.h"
+#include "daemon/daemon.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,14 +38,44 @@
 #define OPEN_SIGNATURES 20000 /* open reports a new one is compared with, newest first */
 #define CHILD_TIMEOUT_S 1800
 
+/* KEY -- a batch key of protocol.h as an SQL string literal: KEY(MN_BATCH_ID) is 'id' */
+#define KEY(k) "'" k "'"
+
+/* BATCH_SQL -- the batch in (protocol.h), one JSON object a row: the open reports of the new
+ * ones' languages first (what a new one may repeat), the newest $2 of them; then the new
+ * ones, oldest first, at most $1.  The keys come from protocol.h, so the worker reads what
+ * the daemon writes.  Not formatted by clang-format: cut where the SQL reads best. */
+/* clang-format off */
+static const char BATCH_SQL[] =
+    "SELECT j FROM ("
+    " SELECT 0 AS k, id, json_build_object("
+    KEY(MN_BATCH_KIND) ", " KEY(MN_BATCH_KIND_OPEN) ","
+    " " KEY(MN_BATCH_ID) ", id,"
+    " " KEY(MN_BATCH_GROUP) ", group_id,"
+    " " KEY(MN_BATCH_LANG) ", claimed_lang,"
+    " " KEY(MN_BATCH_MINHASH) ", encode(minhash, 'hex')) AS j"
+    " FROM (SELECT * FROM mnemo.reports WHERE status IN ('triaged', 'accepted')"
+    " AND minhash IS NOT NULL AND claimed_lang IN (SELECT claimed_lang"
+    " FROM mnemo.reports WHERE status = 'new') ORDER BY id DESC"
+    " LIMIT $2::int) o"
+    " UNION ALL"
+    " SELECT 1, id, json_build_object("
+    KEY(MN_BATCH_KIND) ", " KEY(MN_BATCH_KIND_NEW) ","
+    " " KEY(MN_BATCH_ID) ", r.id,"
+    " " KEY(MN_BATCH_LANG) ", r.claimed_lang,"
+    " " KEY(MN_BATCH_SCRIPT) ", l.script,"
+    " " KEY(MN_BATCH_TEXT) ", r.text,"
+    " " KEY(MN_BATCH_EXPECTED) ", r.expected_text)"
+    " FROM (SELECT * FROM mnemo.reports WHERE status = 'new'"
+    " ORDER BY id LIMIT $1::int) r"
+    " JOIN mnemo.languages l ON l.code = r.claimed_lang) x ORDER BY k, id";
+/* clang-format on */
+
 struct triager {
-  pthread_t thread;
-  int wake[2];
-  atomic_bool stop;
-  atomic_int child;
-  char *conninfo, *yaml;
+  bgthread *bg;
+  char *yaml;
   char dir[PATH_MAX], data_dir[PATH_MAX], worker[PATH_MAX];
-  int64_t connect_timeout_s, batch, lid_max_bytes;
+  int64_t batch, lid_max_bytes;
 };
 
 static bool exists(const char *p)
@@ -53,8 +85,10 @@ static bool exists(const char *p)
 }
 
 /* run_child -- argv with stdout into out (NULL: /dev/null) and stderr appended to the log;
- * waits for it; MN_OK when it exited 0 */
-static mn_status run_child(triager *t, char *const *argv, const char *out, mn_error *err)
+ * waits for it (killed after CHILD_TIMEOUT_S or when the thread is asked to stop); MN_OK
+ * when it exited 0 */
+static mn_status run_child(triager *t, bgthread *bg, char *const *argv, const char *out,
+                           mn_error *err)
 {
   char log[PATH_MAX + 16];
   snprintf(log, sizeof log, "%s/worker.log", t->dir);
@@ -63,29 +97,19 @@ static mn_status run_child(triager *t, char *const *argv, const char *out, mn_er
   if (lfd < 0 || ofd < 0) {
     if (lfd >= 0) close(lfd);
     if (ofd >= 0) close(ofd);
-    return mn_error_set(err, MN_ERR_IO, "cannot start the triage worker (%s): %s", log,
+    return mn_error_set(err, MN_ERR_IO, "could not start the triage worker (%s): %s", log,
                         strerror(errno));
   }
-  pid_t pid;
-  mn_status rc = worker_spawn(argv, ofd, lfd, "==", &pid, err);
+  child ch;
+  child_init(&ch);
+  mn_status rc = child_spawn(&ch, argv, ofd, lfd, "==", err);
   close(lfd), close(ofd);
   if (rc != MN_OK) return rc;
-  atomic_store(&t->child, pid);
-  int st = 0;
-  double t0 = mn_monotonic_ms();
-  for (;;) {
-    pid_t w = waitpid(pid, &st, WNOHANG);
-    if (w == pid) break;
-    if (w < 0 && errno != EINTR) {
-      st = -1;
-      break;
-    }
-    if (mn_monotonic_ms() - t0 > CHILD_TIMEOUT_S * 1000.0 || atomic_load(&t->stop))
-      kill(pid, SIGKILL);
-    usleep(20000);
-  }
-  atomic_store(&t->child, 0);
-  if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) return MN_OK;
+  if (child_wait(&ch, CHILD_TIMEOUT_S * 1000, bgthread_stop_fd(bg)) != CHILD_EXITED)
+    child_kill(&ch);
+  int code = child_exit_code(&ch), st = ch.status;
+  child_fini(&ch);
+  if (code == 0) return MN_OK;
   return mn_error_set(err, MN_ERR_INTERNAL, "the triage worker (%s) failed: %s %d; see %s", argv[1],
                       WIFEXITED(st) ? "exit" : "signal",
                       WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), log);
@@ -103,7 +127,7 @@ static mn_status query1(PGconn *c, const char *sql, char *out, size_t n, mn_erro
 
 /* ensure_lid -- the language identifier, trained again when the languages with training
  * text are not those it was trained on */
-static mn_status ensure_lid(triager *t, PGconn *c, mn_error *err)
+static mn_status ensure_lid(triager *t, bgthread *bg, PGconn *c, mn_error *err)
 {
   char langs[8192], path[PATH_MAX + 32], model[PATH_MAX + 32], have[8192] = "";
   mn_status rc = query1(c,
@@ -136,7 +160,7 @@ static mn_status ensure_lid(triager *t, PGconn *c, mn_error *err)
                        " WHERE d.split = 'train') x WHERE upto - bytes < $1::bigint",
                        1, (const char *const[]){max}, train, &n, err);
   char *argv[] = {t->worker, "lid", "train", "--out", model, "--max-bytes", max, train, NULL};
-  if (rc == MN_OK) rc = run_child(t, argv, NULL, err);
+  if (rc == MN_OK) rc = run_child(t, bg, argv, NULL, err);
   unlink(train);
   if (rc == MN_OK) rc = mn_write_file_atomic(path, langs, strlen(langs), 0640, err);
   if (rc == MN_OK)
@@ -145,37 +169,36 @@ static mn_status ensure_lid(triager *t, PGconn *c, mn_error *err)
   return rc;
 }
 
-/* record -- the worker's results, one transaction */
+/* record -- the worker's results (protocol.h's batch, out), one transaction */
 static mn_status record(PGconn *c, const char *path, int *counts, mn_error *err)
 {
-  FILE *f = fopen(path, "r");
-  if (!f) return mn_error_set(err, MN_ERR_IO, "cannot open \"%s\": %s", path, strerror(errno));
-  mn_status rc = db_exec(c, "BEGIN", err);
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t got;
-  while (rc == MN_OK && (got = getline(&line, &cap, f)) > 0) {
-    json_t *o = json_loadb(line, (size_t)got, 0, NULL);
-    json_t *id = json_object_get(o, "id");
+  mn_jsonl in;
+  mn_status rc = mn_jsonl_open(&in, path, err);
+  if (rc != MN_OK) return rc;
+  rc = db_exec(c, "BEGIN", err);
+  json_t *o = NULL;
+  while (rc == MN_OK && (rc = mn_jsonl_next(&in, &o, err)) == MN_OK && o) {
+    json_t *id = json_object_get(o, MN_BATCH_ID);
     if (!json_is_integer(id)) {
       json_decref(o);
-      rc = mn_error_set(err, MN_ERR_CORRUPT, "%s: a result without an id", path);
+      rc = mn_jsonl_fail(&in, err, MN_ERR_CORRUPT, "a result without an id");
       break;
     }
     char sid[32], sev[32], grp[32], hex[600];
     snprintf(sid, sizeof sid, "%lld", (long long)json_integer_value(id));
-    json_t *s = json_object_get(o, "severity"), *g = json_object_get(o, "group");
+    json_t *s = json_object_get(o, MN_BATCH_SEVERITY), *g = json_object_get(o, MN_BATCH_GROUP);
     snprintf(sev, sizeof sev, "%.17g", json_number_value(s));
     snprintf(grp, sizeof grp, "%lld", (long long)json_integer_value(g));
-    const char *mh = json_string_value(json_object_get(o, "minhash"));
+    const char *mh = json_string_value(json_object_get(o, MN_BATCH_MINHASH));
     snprintf(hex, sizeof hex, "\\x%s", mh ? mh : "");
-    bool valid = json_is_true(json_object_get(o, "valid"));
-    const char *why = json_string_value(json_object_get(o, "why"));
-    json_object_del(o, "minhash");
-    json_object_del(o, "id");
+    bool valid = json_is_true(json_object_get(o, MN_BATCH_VALID));
+    const char *why = json_string_value(json_object_get(o, MN_BATCH_WHY));
+    /* the id and the minhash have columns of their own; the rest is the detail */
+    json_object_del(o, MN_BATCH_MINHASH);
+    json_object_del(o, MN_BATCH_ID);
     char *detail = json_dumps(o, JSON_COMPACT);
     const char *p[] = {sid,
-                       json_string_value(json_object_get(o, "detected")),
+                       json_string_value(json_object_get(o, MN_BATCH_DETECTED)),
                        json_is_number(s) ? sev : NULL,
                        json_is_integer(g) ? grp : NULL,
                        mh ? hex : NULL,
@@ -194,15 +217,14 @@ static mn_status record(PGconn *c, const char *path, int *counts, mn_error *err)
     free(detail);
     json_decref(o);
   }
-  free(line);
-  fclose(f);
+  mn_jsonl_close(&in);
   if (rc == MN_OK) return db_exec(c, "COMMIT", err);
   PQclear(PQexec(c, "ROLLBACK"));
   return rc;
 }
 
 /* pass -- one batch; *more when a full batch was taken (others may wait) */
-static mn_status pass(triager *t, PGconn *c, bool *more, mn_error *err)
+static mn_status pass(triager *t, bgthread *bg, PGconn *c, bool *more, mn_error *err)
 {
   *more = false;
   char prod[32], batch[32];
@@ -226,25 +248,9 @@ static mn_status pass(triager *t, PGconn *c, bool *more, mn_error *err)
   if (nnew > t->batch) nnew = t->batch;
   bool need_typical = !exists(typical);
   if (rc != MN_OK || (nnew == 0 && !need_typical)) return rc;
-  if ((rc = ensure_lid(t, c, err)) != MN_OK) return rc;
-  /* the open reports of the new ones' languages first (what a new one may repeat), newest
-   * OPEN_SIGNATURES of them; then the new ones, oldest first */
+  if ((rc = ensure_lid(t, bg, c, err)) != MN_OK) return rc;
   snprintf(nopen, sizeof nopen, "%d", OPEN_SIGNATURES);
-  rc = db_export_jsonl(c,
-                       "SELECT j FROM ("
-                       " SELECT 0 AS k, id, json_build_object('kind', 'open', 'id', id, 'group',"
-                       " group_id, 'lang', claimed_lang, 'minhash', encode(minhash, 'hex')) AS j"
-                       " FROM (SELECT * FROM mnemo.reports WHERE status IN ('triaged', 'accepted')"
-                       " AND minhash IS NOT NULL AND claimed_lang IN (SELECT claimed_lang"
-                       " FROM mnemo.reports WHERE status = 'new') ORDER BY id DESC"
-                       " LIMIT $2::int) o"
-                       " UNION ALL"
-                       " SELECT 1, id, json_build_object('kind', 'new', 'id', r.id, 'lang',"
-                       " r.claimed_lang, 'script', l.script, 'text', r.text, 'expected',"
-                       " r.expected_text) FROM (SELECT * FROM mnemo.reports WHERE status = 'new'"
-                       " ORDER BY id LIMIT $1::int) r"
-                       " JOIN mnemo.languages l ON l.code = r.claimed_lang) x ORDER BY k, id",
-                       2, (const char *const[]){batch, nopen}, in, &n, err);
+  rc = db_export_jsonl(c, BATCH_SQL, 2, (const char *const[]){batch, nopen}, in, &n, err);
   if (rc == MN_OK) rc = mn_write_file_atomic(cfg, t->yaml, strlen(t->yaml), 0640, err);
   char items[16], chars[16];
   snprintf(items, sizeof items, "%d", TYPICAL_ITEMS);
@@ -263,7 +269,7 @@ static mn_status pass(triager *t, PGconn *c, bool *more, mn_error *err)
   argv[argc++] = in;
   argv[argc] = NULL;
   double t0 = mn_monotonic_ms();
-  if (rc == MN_OK) rc = run_child(t, argv, out, err);
+  if (rc == MN_OK) rc = run_child(t, bg, argv, out, err);
   if (need_typical) unlink(heldout);
   int counts[3] = {0, 0, 0};
   if (rc == MN_OK && nnew > 0) rc = record(c, out, counts, err);
@@ -292,57 +298,29 @@ static bool drain(PGconn *c)
   return any;
 }
 
-static void *run(void *arg)
+static mn_status listen_reports(PGconn *c, void *ctx, mn_error *err)
 {
-  triager *t = arg;
-  PGconn *c = NULL;
-  int backoff_ms = 500;
-  while (!atomic_load(&t->stop)) {
-    int wait_ms = 60000;
-    mn_error err = {0};
-    if (!c || PQstatus(c) != CONNECTION_OK) {
-      PQfinish(c);
-      c = NULL;
-      db_options opt = {.conninfo = t->conninfo,
-                        .application_name = "mnemod triage",
-                        .connect_timeout_s = t->connect_timeout_s};
-      if (db_connect(&opt, &c, &err) != MN_OK ||
-          db_exec(c, "LISTEN mnemo_reports", &err) != MN_OK) {
-        mn_log_error("triage: database unreachable", &err);
-        PQfinish(c);
-        c = NULL;
-      }
-    }
-    if (c) {
-      bool more = false;
-      drain(c);
-      if (pass(t, c, &more, &err) != MN_OK) {
-        mn_log_error("triage failed; reports wait for the next try", &err);
-        wait_ms = backoff_ms;
-        backoff_ms = backoff_ms < 60000 ? backoff_ms * 2 : 60000;
-      } else {
-        backoff_ms = 500;
-        /* reports that arrived during the pass: their notifications may have come in with
-         * its statements' results, read by libpq already, so the socket will not say so */
-        if (more || drain(c)) continue;
-      }
-    } else {
-      wait_ms = backoff_ms;
-      backoff_ms = backoff_ms < 30000 ? backoff_ms * 2 : 30000;
-    }
-    struct pollfd p[2] = {{.fd = t->wake[0], .events = POLLIN},
-                          {.fd = c ? PQsocket(c) : -1, .events = POLLIN}};
-    if (poll(p, c ? 2 : 1, wait_ms) > 0 && p[0].revents) {
-      char buf[64];
-      while (read(t->wake[0], buf, sizeof buf) > 0) {
-      }
-    }
-  }
-  PQfinish(c);
-  return NULL;
+  (void)ctx;
+  return db_exec(c, "LISTEN mnemo_reports", err);
 }
 
-mn_status triage_start(const mn_config *cfg, const char *worker, triager **out, mn_error *err)
+/* triage_round -- one round of the thread (bgthread.h): one batch */
+static bgthread_next triage_round(bgthread *bg, PGconn *c, void *ctx, int *wait_ms)
+{
+  (void)wait_ms;
+  mn_error err = {0};
+  bool more = false;
+  drain(c);
+  if (pass(ctx, bg, c, &more, &err) != MN_OK) {
+    mn_log_error("triage failed; reports wait for the next try", &err);
+    return BGTHREAD_FAILED;
+  }
+  /* reports that arrived during the pass: their notifications may have come in with its
+   * statements' results, read by libpq already, so the socket will not say so */
+  return more || drain(c) ? BGTHREAD_AGAIN : BGTHREAD_IDLE;
+}
+
+mn_status triager_create(const mn_config *cfg, const char *worker, triager **out, mn_error *err)
 {
   *out = NULL;
   triager *t = calloc(1, sizeof *t);
@@ -353,48 +331,37 @@ mn_status triage_start(const mn_config *cfg, const char *worker, triager **out, 
   snprintf(t->data_dir, sizeof t->data_dir, "%s", cfg->daemon.data_dir);
   snprintf(t->dir, sizeof t->dir, "%s/triage", cfg->daemon.data_dir);
   snprintf(t->worker, sizeof t->worker, "%s", worker);
-  t->conninfo = strdup(cfg->database.conninfo);
   t->yaml = rc == MN_OK ? strndup(y.data, y.len) : NULL;
   mn_buf_fini(&y);
-  t->connect_timeout_s = cfg->database.connect_timeout_s;
   t->batch = cfg->triage.batch;
   t->lid_max_bytes = cfg->triage.lid_max_bytes;
   if (rc == MN_OK && (mkdir(cfg->daemon.data_dir, 0750) != 0 && errno != EEXIST))
-    rc = mn_error_set(err, MN_ERR_IO, "cannot create \"%s\": %s", cfg->daemon.data_dir,
+    rc = mn_error_set(err, MN_ERR_IO, "could not create \"%s\": %s", cfg->daemon.data_dir,
                       strerror(errno));
   if (rc == MN_OK && mkdir(t->dir, 0750) != 0 && errno != EEXIST)
-    rc = mn_error_set(err, MN_ERR_IO, "cannot create \"%s\": %s", t->dir, strerror(errno));
-  if (rc == MN_OK && (!t->conninfo || !t->yaml || pipe2(t->wake, O_CLOEXEC | O_NONBLOCK) != 0))
-    rc = mn_error_set(err, MN_ERR_NOMEM, "cannot start the triage thread");
-  if (rc == MN_OK && pthread_create(&t->thread, NULL, run, t) != 0) {
-    close(t->wake[0]), close(t->wake[1]);
-    rc = mn_error_set(err, MN_ERR_INTERNAL, "cannot start the triage thread");
-  }
+    rc = mn_error_set(err, MN_ERR_IO, "could not create \"%s\": %s", t->dir, strerror(errno));
+  if (rc == MN_OK && !t->yaml) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  bgthread_spec spec = {.name = "triage",
+                        .conninfo = cfg->database.conninfo,
+                        .connect_timeout_s = cfg->database.connect_timeout_s,
+                        .watch_socket = true,
+                        .fail_backoff_max_ms = 60000,
+                        .setup = listen_reports,
+                        .round = triage_round,
+                        .ctx = t};
+  if (rc == MN_OK) rc = bgthread_create(&spec, &t->bg, err);
   if (rc != MN_OK) {
-    free(t->conninfo), free(t->yaml), free(t);
+    free(t->yaml), free(t);
     return rc;
   }
   *out = t;
   return MN_OK;
 }
 
-static void triage_wake(triager *t)
-{
-  if (t && write(t->wake[1], "w", 1) < 0) { /* full: a wake-up is pending anyway */
-  }
-}
-
-void triage_stop(triager *t)
+void triager_destroy(triager *t)
 {
   if (!t) return;
-  atomic_store(&t->stop, true);
-  pid_t pid = atomic_load(&t->child);
-  if (pid > 0) kill(pid, SIGKILL);
-  triage_wake(t);
-  pthread_join(t->thread, NULL);
-  close(t->wake[0]);
-  close(t->wake[1]);
-  free(t->conninfo);
+  bgthread_destroy(t->bg); /* first: the thread uses t; its worker is killed */
   free(t->yaml);
   free(t);
 }

@@ -146,7 +146,7 @@ static int cmd_lang_add(ctl *c, int argc, char **argv)
            PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 3)[0] == 't' ? "" : ", disabled");
   PQclear(res);
   PQfinish(conn);
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 fail:
   PQclear(res);
   PQfinish(conn);
@@ -172,7 +172,7 @@ static int set_enabled(ctl *c, int argc, char **argv, bool enabled)
   printf("language %s %s\n", ctl_text(argv[0], 0), enabled ? "enabled" : "disabled");
   PQclear(res);
   PQfinish(conn);
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 fail:
   PQclear(res);
   PQfinish(conn);
@@ -230,7 +230,7 @@ static int cmd_lang_list(ctl *c, int argc, char **argv)
   }
   PQclear(res);
   PQfinish(conn);
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 fail:
   PQclear(res);
   PQfinish(conn);
@@ -262,7 +262,7 @@ static int cmd_source_add(ctl *c, int argc, char **argv)
   printf("source %s: id %s\n", ctl_text(argv[0], 0), PQgetvalue(res, 0, 0));
   PQclear(res);
   PQfinish(conn);
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 fail:
   PQclear(res);
   PQfinish(conn);
@@ -301,7 +301,7 @@ static int cmd_sources(ctl *c, int argc, char **argv)
   }
   PQclear(res);
   PQfinish(conn);
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 fail:
   PQclear(res);
   PQfinish(conn);
@@ -466,7 +466,7 @@ static int cmd_ingest(ctl *c, int argc, char **argv)
       printf("(%s already existed and was left as it was)\n", ctl_text(base, 0));
   }
   ingest_result_fini(&r);
-  return rc == MN_OK ? CTL_EXIT_OK : ctl_fail(&err);
+  return rc == MN_OK ? MN_EXIT_OK : ctl_fail(&err);
 }
 
 /* ---------------------------------------------------------------- reports */
@@ -583,7 +583,7 @@ static int cmd_report(ctl *c, int argc, char **argv)
     printf("report %s recorded (status new)\n", PQgetvalue(res, 0, 0));
   PQclear(res);
   PQfinish(conn);
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 fail:
   PQclear(res);
   PQfinish(conn);
@@ -654,7 +654,7 @@ static int cmd_reports(ctl *c, int argc, char **argv)
   }
   PQclear(res);
   PQfinish(conn);
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 fail:
   PQclear(res);
   PQfinish(conn);

@@ -7,13 +7,12 @@
 #ifndef MNEMO_CTL_INT_H
 #define MNEMO_CTL_INT_H
 
+#include "common/protocol.h" /* the exit codes, MN_EXIT_* */
 #include "configs/config.h"
 #include "daemon/daemon.h"
 
 #include <jansson.h>
 #include <stddef.h>
-
-enum { CTL_EXIT_OK = 0, CTL_EXIT_FAIL = 1, CTL_EXIT_USAGE = 2 };
 
 /* Values of every command option; each command declares which it accepts. */
 typedef struct ctl_args {
@@ -68,7 +67,7 @@ extern const size_t ctl_triage_ncommands;
 
 /* ctl_fail -- print err ("mnemoctl: msg", "  detail: ...") and return the exit code. */
 int ctl_fail(const mn_error *err);
-/* ctl_usage -- print a usage error and return 2. */
+/* ctl_usage -- print a usage error and return MN_EXIT_USAGE. */
 int ctl_usage(const char *fmt, ...) MN_PRINTF(1, 2);
 /* ctl_load_config -- the file (if any), then --db / MNEMO_DB; configures logging. */
 MN_NODISCARD mn_status ctl_load_config(ctl *c, mn_error *err);

@@ -88,13 +88,12 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
   if (argc != 1) return ctl_usage("bootstrap takes one CHECKPOINT file");
   struct stat st;
   if (stat(argv[0], &st) != 0)
-    return ctl_usage("cannot read checkpoint \"%s\": %s", argv[0], strerror(errno));
+    return ctl_usage("could not read checkpoint \"%s\": %s", argv[0], strerror(errno));
   /* a checkpoint, of a model its file holds, before anything is registered (its header,
    * shapes and sizes: the worker verifies the weights' checksum at each load) */
   static ckpt_meta meta;
-  if (ckpt_read_meta(argv[0], &meta, &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
-  if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+  if (ckpt_read_meta(argv[0], &meta, &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   /* its language tags must be the database's: a tag id never changes once assigned */
   for (int i = 0; i < meta.tags.n; i++) {
     char tag[16];
@@ -103,7 +102,7 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
     if (db_query(conn,
                  "SELECT (SELECT tag_id FROM mnemo.languages WHERE code = $1) = $2::int IS TRUE", 2,
                  pt, &res, "could not read the languages", &err) != MN_OK)
-      return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+      return ctl_done(conn, res, &err, MN_EXIT_FAIL);
     bool same = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     res = NULL;
@@ -115,17 +114,17 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
       snprintf(err.detail, sizeof err.detail,
                "register the languages first (mnemoctl lang add), in the order the model was "
                "trained with");
-      return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+      return ctl_done(conn, res, &err, MN_EXIT_FAIL);
     }
   }
-  if (db_exec(conn, "BEGIN", &err) != MN_OK) return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+  if (db_exec(conn, "BEGIN", &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   const char *p[] = {c->a.trained_on_stored ? "t" : "f", c->a.note ? c->a.note : "",
                      meta.sha256[0] ? meta.sha256 : NULL};
   if (db_query(conn,
                "SELECT mnemo.bootstrap(CASE WHEN $1::bool THEN (SELECT coalesce(max(id), 0)"
                " FROM mnemo.documents) ELSE 0 END, $3, $2)",
                3, p, &res, "could not register the checkpoint", &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   int64_t id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
   PQclear(res);
   res = NULL;
@@ -137,8 +136,8 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
   mkdir(c->cfg.daemon.data_dir, 0750);
   mkdir(parent, 0750);
   if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
-    mn_error_set(&err, MN_ERR_IO, "cannot create \"%s\": %s", dir, strerror(errno));
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    mn_error_set(&err, MN_ERR_IO, "could not create \"%s\": %s", dir, strerror(errno));
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   }
   struct {
     const char *from, *name;
@@ -149,9 +148,9 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
     if (!files[i].from) continue;
     snprintf(to, sizeof to, "%s/%s", dir, files[i].name);
     if (mn_copy_file_atomic(files[i].from, to, 0640, &err) != MN_OK)
-      return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+      return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   }
-  if (db_exec(conn, "COMMIT", &err) != MN_OK) return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+  if (db_exec(conn, "COMMIT", &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (c->json)
     ctl_print_json(json_pack("{s:I, s:s}", "checkpoint", (json_int_t)id, "dir", dir));
   else {
@@ -162,7 +161,7 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
                             : "; its replay store and Fisher are built by the first refresh";
     printf("checkpoint %lld is production (%s)%s\n", (long long)id, dir, later);
   }
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 /* ---------------------------------------------------------------- jobs */
@@ -177,12 +176,12 @@ static int cmd_refresh(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, "SELECT mnemo.request_refresh($1)", 1, p, &res, "could not queue a refresh",
                &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (c->json)
     ctl_print_json(json_pack("{s:I}", "job", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
   else
     printf("refresh job %s queued (or already in flight)\n", PQgetvalue(res, 0, 0));
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 #define JOBS_SQL                                                                                   \
@@ -209,9 +208,9 @@ static int cmd_jobs(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, JOBS_SQL " ORDER BY id DESC LIMIT $1::bigint", 1, p, &res,
                "could not list jobs", &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   print_rows(c, res);
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 static int cmd_cancel(ctl *c, int argc, char **argv)
@@ -225,9 +224,9 @@ static int cmd_cancel(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, "SELECT mnemo.cancel_job($1::bigint)", 1, p, &res, "could not cancel", &err) !=
           MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   printf("job %s: %s\n", argv[0], PQgetvalue(res, 0, 0));
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 /* ---------------------------------------------------------------- status */
@@ -246,7 +245,7 @@ static int cmd_status(ctl *c, int argc, char **argv)
   PGconn *conn = NULL;
   PGresult *res = NULL;
   if (argc != 0) return ctl_usage("status takes no arguments (got \"%s\")", argv[0]);
-  if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+  if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   /* the leader holds the advisory lock 0x6d6e656d6f64 ("mnemod"): classid 0x6d6e, objid
    * 0x656d6f64 */
   if (db_query(conn,
@@ -257,7 +256,7 @@ static int cmd_status(ctl *c, int argc, char **argv)
                " AND l.database = (SELECT oid FROM pg_database WHERE datname ="
                " current_database())",
                0, NULL, &res, "could not find the leader", &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   json_t *o = json_object();
   if (PQntuples(res) == 1)
     json_object_set_new(o, "leader",
@@ -301,7 +300,7 @@ static int cmd_status(ctl *c, int argc, char **argv)
     if (db_query(conn, parts[i].sql, boosts ? 3 : 0, boosts ? bp : NULL, &res,
                  "could not read the status", &err) != MN_OK) {
       json_decref(o);
-      return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+      return ctl_done(conn, res, &err, MN_EXIT_FAIL);
     }
     if (c->json) {
       json_t *arr = json_array();
@@ -326,7 +325,7 @@ static int cmd_status(ctl *c, int argc, char **argv)
     ctl_print_json(o);
   else
     json_decref(o);
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 static int cmd_candidates(ctl *c, int argc, char **argv)
@@ -338,9 +337,9 @@ static int cmd_candidates(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, CANDIDATES_SQL " WHERE c.job_id IS NOT NULL ORDER BY c.id DESC LIMIT 50", 0,
                NULL, &res, "could not list candidates", &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   print_rows(c, res);
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 /* ---------------------------------------------------------------- show, lineage */
@@ -354,25 +353,25 @@ static int cmd_show(ctl *c, int argc, char **argv)
   if (argc != 1 || !ckpt_arg(argv[0], &id))
     return ctl_usage("show takes one CHECKPOINT id (or \"production\")");
   if (ctl_connect(c, &conn, &err) != MN_OK || resolve(conn, &id, &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   char ids[32];
   snprintf(ids, sizeof ids, "%lld", (long long)id);
   const char *p[] = {ids};
   if (c->json) {
     json_t *card = NULL;
-    if (card_json(conn, id, &card, &err) != MN_OK) return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    if (card_json(conn, id, &card, &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
     ctl_print_json(card);
-    return ctl_done(conn, res, &err, CTL_EXIT_OK);
+    return ctl_done(conn, res, &err, MN_EXIT_OK);
   }
   if (db_query(conn,
                "SELECT state, coalesce(parent_id::text, '-'), coalesce(job_id::text, '-'),"
                " reasons, coalesce(verdict->>'pass', '') FROM mnemo.checkpoints"
                " WHERE id = $1::bigint",
                1, p, &res, "could not read the checkpoint", &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (PQntuples(res) != 1) {
     mn_error_set(&err, MN_ERR_INPUT, "no checkpoint %s", ids);
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   }
   printf("checkpoint %s: %s (parent %s, job %s)\n", ids, PQgetvalue(res, 0, 0),
          PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
@@ -393,9 +392,9 @@ static int cmd_show(ctl *c, int argc, char **argv)
                " ORDER BY CASE v.outcome WHEN 'fail' THEN 0 WHEN 'pass' THEN 2 ELSE 1 END,"
                " v.change DESC NULLS LAST, v.lang", /* v.: the numbers, not the text columns */
                1, p, &res, "could not read the verdict", &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (PQntuples(res) > 0) print_rows(c, res);
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 static int cmd_lineage(ctl *c, int argc, char **argv)
@@ -408,13 +407,13 @@ static int cmd_lineage(ctl *c, int argc, char **argv)
   json_t *card = NULL;
   if (ctl_connect(c, &conn, &err) != MN_OK || resolve(conn, &id, &err) != MN_OK ||
       card_json(conn, id, &card, &err) != MN_OK)
-    return ctl_done(conn, NULL, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, NULL, &err, MN_EXIT_FAIL);
   if (c->json) {
     ctl_print_json(json_pack("{s:O, s:O, s:O}", "checkpoint", json_object_get(card, "checkpoint"),
                              "parent", json_object_get(card, "parent"), "data",
                              json_object_get(card, "data")));
     json_decref(card);
-    return ctl_done(conn, NULL, &err, CTL_EXIT_OK);
+    return ctl_done(conn, NULL, &err, MN_EXIT_OK);
   }
   printf("checkpoint %lld (parent %lld) absorbed:\n", (long long)id,
          (long long)json_integer_value(json_object_get(card, "parent")));
@@ -435,7 +434,7 @@ static int cmd_lineage(ctl *c, int argc, char **argv)
   }
   if (json_array_size(json_object_get(card, "data")) == 0) printf("  no documents\n");
   json_decref(card);
-  return ctl_done(conn, NULL, &err, CTL_EXIT_OK);
+  return ctl_done(conn, NULL, &err, MN_EXIT_OK);
 }
 
 /* ---------------------------------------------------------------- decisions */
@@ -453,12 +452,12 @@ static int decide(ctl *c, int argc, char **argv, const char *fn)
   snprintf(sql, sizeof sql, "SELECT mnemo.%s($1::bigint, $2)", fn);
   snprintf(what, sizeof what, "could not %s checkpoint %s", fn, argv[0]);
   if (ctl_connect(c, &conn, &err) != MN_OK || db_query(conn, sql, 2, p, &res, what, &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (strcmp(fn, "approve") == 0)
     printf("checkpoint %s approved; promotion job %s queued\n", argv[0], PQgetvalue(res, 0, 0));
   else
     printf("checkpoint %s rejected\n", argv[0]);
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 static int cmd_approve(ctl *c, int argc, char **argv)
@@ -487,9 +486,9 @@ static int cmd_rollback(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, "SELECT mnemo.rollback($1, $2::bigint)", 2, p, &res, "could not roll back",
                &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   printf("checkpoint %s is production again\n", PQgetvalue(res, 0, 0));
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 /* ---------------------------------------------------------------- generate */
@@ -503,7 +502,7 @@ static int cmd_generate(ctl *c, int argc, char **argv)
     return ctl_usage("generate takes one CHECKPOINT id (or \"production\") and --lang L");
   if (!c->a.lang) return ctl_usage("generate needs --lang L");
   if (ctl_connect(c, &conn, &err) != MN_OK || resolve(conn, &id, &err) != MN_OK)
-    return ctl_done(conn, NULL, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, NULL, &err, MN_EXIT_FAIL);
   PQfinish(conn);
   char model[PATH_MAX], worker[PATH_MAX];
   snprintf(model, sizeof model, "%s/checkpoints/%lld/model.safetensors", c->cfg.daemon.data_dir,
@@ -523,7 +522,7 @@ static int cmd_generate(ctl *c, int argc, char **argv)
   args[n] = NULL;
   fflush(stdout);
   execv(worker, (char *const *)args);
-  mn_error_set(&err, MN_ERR_IO, "cannot run the worker \"%s\": %s", worker, strerror(errno));
+  mn_error_set(&err, MN_ERR_IO, "could not run the worker \"%s\": %s", worker, strerror(errno));
   return ctl_fail(&err);
 }
 

@@ -45,14 +45,14 @@ static int cmd_triage(ctl *c, int argc, char **argv)
   const char *p[] = {c->a.lang, lim};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, QUEUE_SQL, 2, p, &res, "could not read the triage queue", &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   int n = PQntuples(res);
   json_t *arr = json_array();
   for (int i = 0; i < n; i++)
     json_array_append_new(arr, json_loads(PQgetvalue(res, i, 0), 0, NULL));
   if (c->json) {
     ctl_print_json(arr);
-    return ctl_done(conn, res, &err, CTL_EXIT_OK);
+    return ctl_done(conn, res, &err, MN_EXIT_OK);
   }
   printf("%-7s %-5s %-12s %8s %7s  %s\n", "report", "lang", "detected", "severity", "reports",
          "text");
@@ -76,7 +76,7 @@ static int cmd_triage(ctl *c, int argc, char **argv)
   }
   printf("%zu group(s) waiting\n", json_array_size(arr));
   json_decref(arr);
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 static int cmd_triage_show(ctl *c, int argc, char **argv)
@@ -102,15 +102,15 @@ static int cmd_triage_show(ctl *c, int argc, char **argv)
                " 'fixed_by', r.fixed_by, 'fixed_bits', r.fixed_bits)"
                " FROM mnemo.reports r WHERE r.id = $1::bigint",
                1, p, &res, "could not read the report", &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (PQntuples(res) != 1) {
     mn_error_set(&err, MN_ERR_INPUT, "no report %s", argv[0]);
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   }
   json_t *o = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
   if (c->json) {
     ctl_print_json(o);
-    return ctl_done(conn, res, &err, CTL_EXIT_OK);
+    return ctl_done(conn, res, &err, MN_EXIT_OK);
   }
 #define RAW(k) json_string_value(json_object_get(o, k))
 #define S(k)   ctl_text(RAW(k), 0) /* "-" when absent */
@@ -167,7 +167,7 @@ static int cmd_triage_show(ctl *c, int argc, char **argv)
 #undef S
 #undef RAW
   json_decref(o);
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 static int cmd_triage_accept(ctl *c, int argc, char **argv)
@@ -185,14 +185,14 @@ static int cmd_triage_accept(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, "SELECT mnemo.triage_accept($1::bigint, $2, $3)", 3, p, &res, what, &err) !=
           MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   char n[32];
   snprintf(n, sizeof n, "%s", PQgetvalue(res, 0, 0));
   PQclear(res);
   res = NULL;
   if (db_query(conn, "SELECT $2::text, probe_lang FROM mnemo.reports WHERE id = $1::bigint", 2,
                (const char *const[]){argv[0], n}, &res, what, &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (c->json)
     ctl_print_json(json_pack("{s:I, s:s, s:I}", "report", (json_int_t)id, "probe_lang",
                              PQgetvalue(res, 0, 1), "accepted",
@@ -202,7 +202,7 @@ static int cmd_triage_accept(ctl *c, int argc, char **argv)
            "refresh on, and %s is replayed more (triage.boost_per_report)\n",
            argv[0], PQgetvalue(res, 0, 0), ctl_text(PQgetvalue(res, 0, 1), 0),
            ctl_text(PQgetvalue(res, 0, 1), 0));
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 static int cmd_triage_reject(ctl *c, int argc, char **argv)
@@ -219,13 +219,13 @@ static int cmd_triage_reject(ctl *c, int argc, char **argv)
   snprintf(what, sizeof what, "could not reject report %s", argv[0]);
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, "SELECT mnemo.triage_reject($1::bigint, $2)", 2, p, &res, what, &err) != MN_OK)
-    return ctl_done(conn, res, &err, CTL_EXIT_FAIL);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (c->json)
     ctl_print_json(json_pack("{s:I, s:I}", "report", (json_int_t)id, "rejected",
                              (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
   else
     printf("report %s rejected with its group (%s report(s))\n", argv[0], PQgetvalue(res, 0, 0));
-  return ctl_done(conn, res, &err, CTL_EXIT_OK);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 static const ctl_opt queue_opts[] = {CTL_ARG("lang", lang, "only this claimed language"),

@@ -3,8 +3,9 @@
  *
  *   mnemoctl [--config FILE] [--db CONNINFO] [--json] COMMAND [ARGS]
  *
- * Human tables by default, --json for scripts.  Exit codes: 0 ok, 1 failure,
- * 2 usage error (later: 3 a guard said no).  Only main() decides to exit.
+ * Human tables by default, --json for scripts.  Exit codes (common/protocol.h): 0 ok,
+ * 1 failure, 2 usage error; no command of mnemoctl runs a guard, so none exits
+ * MN_EXIT_GUARD (3).  Only main() decides to exit.
  * Configuration: --config FILE, else $MNEMO_CONFIG, else the defaults;
  * the database: --db, else $MNEMO_DB, else database.conninfo.
  */
@@ -24,7 +25,7 @@ int ctl_fail(const mn_error *err)
   /* messages quote what people wrote (names, notes, the database's failing row): escaped */
   fprintf(stderr, "mnemoctl: %s\n", ctl_text(err->msg, 0));
   if (err->detail[0]) fprintf(stderr, "  detail: %s\n", ctl_text(err->detail, 0));
-  return err->code == MN_ERR_USAGE ? CTL_EXIT_USAGE : CTL_EXIT_FAIL;
+  return err->code == MN_ERR_USAGE ? MN_EXIT_USAGE : MN_EXIT_FAIL;
 }
 
 int ctl_usage(const char *fmt, ...)
@@ -35,7 +36,7 @@ int ctl_usage(const char *fmt, ...)
   vfprintf(stderr, fmt, ap);
   fprintf(stderr, "\nTry \"mnemoctl --help\".\n");
   va_end(ap);
-  return CTL_EXIT_USAGE;
+  return MN_EXIT_USAGE;
 }
 
 mn_status ctl_load_config(ctl *c, mn_error *err)
@@ -78,13 +79,13 @@ int ctl_done(PGconn *conn, PGresult *res, const mn_error *err, int code)
 {
   PQclear(res);
   PQfinish(conn);
-  return code == CTL_EXIT_FAIL ? ctl_fail(err) : code;
+  return code == MN_EXIT_FAIL ? ctl_fail(err) : code;
 }
 
 static void print_command_help(const command *cmd)
 {
-  printf("usage: mnemoctl %s%s%s %s\n\n%s\n\n%s", cmd->name, cmd->sub ? " " : "",
-         cmd->sub ? cmd->sub : "", cmd->args, cmd->summary, cmd->help);
+  printf("usage: mnemoctl %s%s%s%s%s\n\n%s\n\n%s", cmd->name, cmd->sub ? " " : "",
+         cmd->sub ? cmd->sub : "", *cmd->args ? " " : "", cmd->args, cmd->summary, cmd->help);
   if (cmd->opts && cmd->opts[0].name) {
     printf("\noptions:\n");
     for (const ctl_opt *o = cmd->opts; o->name; o++) {
@@ -175,7 +176,7 @@ static int cmd_config_check(ctl *c, int argc, char **argv)
     printf("%s: ok (%zu of %zu keys set, the rest default)\n", argv[0], set, n);
   }
   mn_config_fini(&cfg);
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 }
 
 static int cmd_config_dump(ctl *c, int argc, char **argv)
@@ -192,7 +193,7 @@ static int cmd_config_dump(ctl *c, int argc, char **argv)
   fputs("# effective mnemo configuration; comments say where each value came from\n", stdout);
   fwrite(b.data, 1, b.len, stdout);
   mn_buf_fini(&b);
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 }
 
 static int cmd_config_keys(ctl *c, int argc, char **argv)
@@ -207,7 +208,7 @@ static int cmd_config_keys(ctl *c, int argc, char **argv)
   }
   fwrite(b.data, 1, b.len, stdout);
   mn_buf_fini(&b);
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 }
 
 /* ---------------------------------------------------------------- migrate */
@@ -236,7 +237,7 @@ static int cmd_migrate(ctl *c, int argc, char **argv)
   if (!c->json)
     printf("applied %d migration(s); the database is at version %zu\n", applied,
            mn_migrations_count);
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 }
 
 static int cmd_migrate_status(ctl *c, int argc, char **argv)
@@ -292,9 +293,9 @@ static int cmd_migrate_status(ctl *c, int argc, char **argv)
             "mnemoctl: %zu migration(s) changed or unknown to this mnemo: "
             "\"mnemoctl migrate\" will refuse to run\n",
             bad);
-    return CTL_EXIT_FAIL;
+    return MN_EXIT_FAIL;
   }
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 }
 
 /* ---------------------------------------------------------------- version */
@@ -306,7 +307,7 @@ static int cmd_version(ctl *c, int argc, char **argv)
     printf("{\"version\": \"%s\", \"migrations\": %zu}\n", MNEMO_VERSION, mn_migrations_count);
   else
     printf("mnemoctl %s (%zu migrations)\n", MNEMO_VERSION, mn_migrations_count);
-  return CTL_EXIT_OK;
+  return MN_EXIT_OK;
 }
 
 static const command commands[] = {
@@ -355,7 +356,7 @@ static void print_help(FILE *f)
              "fall behind; mnemoctl is how operators drive it.\n\ncommands:\n");
   FOR_EACH_COMMAND(k)
   {
-    char name[64];
+    char name[160]; /* the whole synopsis: bootstrap's is long */
     snprintf(name, sizeof name, "%s%s%s %s", k->name, k->sub ? " " : "", k->sub ? k->sub : "",
              k->args);
     fprintf(f, "  %-28s %s\n", name, k->summary);
@@ -382,14 +383,14 @@ int main(int argc, char **argv)
     case 'c': c.config_path = optarg; break;
     case 'd': c.db = optarg; break;
     case 'j': c.json = true; break;
-    case 'h': print_help(stdout); return CTL_EXIT_OK;
-    case 'V': printf("mnemoctl %s\n", MNEMO_VERSION); return CTL_EXIT_OK;
+    case 'h': print_help(stdout); return MN_EXIT_OK;
+    case 'V': printf("mnemoctl %s\n", MNEMO_VERSION); return MN_EXIT_OK;
     default: return ctl_usage("unknown or incomplete option \"%s\"", argv[optind - 1]);
     }
   }
   if (optind >= argc) {
     print_help(stderr);
-    return CTL_EXIT_USAGE;
+    return MN_EXIT_USAGE;
   }
   const char *name = argv[optind];
   const char *sub = optind + 1 < argc ? argv[optind + 1] : NULL;
@@ -415,7 +416,7 @@ int main(int argc, char **argv)
         fprintf(sub ? stdout : stderr, "  mnemoctl %s %s %s\t%s\n", k->name, k->sub ? k->sub : "",
                 k->args, k->summary);
     }
-    return sub ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+    return sub ? MN_EXIT_OK : MN_EXIT_USAGE;
   }
   /* the command's own argv: its name first, as getopt expects */
   int skip = cmd->sub ? 2 : 1;
@@ -423,8 +424,8 @@ int main(int argc, char **argv)
   char **cargv = argv + optind + skip - 1;
   int npos = 0;
   int p = parse_options(cmd, &c, cargc, cargv, &npos);
-  if (p == 1) return CTL_EXIT_OK;
-  if (p < 0) return CTL_EXIT_USAGE;
+  if (p == 1) return MN_EXIT_OK;
+  if (p < 0) return MN_EXIT_USAGE;
   rc = cmd->run(&c, npos, cargv + 1);
   if (c.have_cfg) mn_config_fini(&c.cfg);
   return rc;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_mnemoctl.sh -- mnemoctl as operators use it: exit codes (0 ok, 1 failure,
-# 2 usage), --help on every command, config check/dump, migrate and
-# migrate status on a fresh database, two migrators at once.
+# 2 usage), --version, --help on every command that --help lists, config check/dump,
+# migrate and migrate status on a fresh database, two migrators at once.
 set -euo pipefail
 ctl=$1
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -28,11 +28,20 @@ expect_rc 2 "$ctl" config
 expect_rc 2 "$ctl" config nonsense
 expect_rc 2 "$ctl" config check
 expect_rc 2 "$ctl" migrate status --bogus
-for c in "config check" "config dump" "config keys" "migrate" "migrate status" "version"; do
+expect_rc 0 "$ctl" --version
+grep -q "^mnemoctl [0-9]" "$tmp/out" || fail "--version: $(cat "$tmp/out")"
+# every command --help lists ("NAME [SUB] ARGS  Summary.", a SUB in lower case) has its own
+"$ctl" --help | sed -n '/^commands:/,/^$/p' | sed '1d;$d' >"$tmp/commands"
+[ "$(wc -l <"$tmp/commands")" -ge 30 ] || fail "--help lists too few commands: $(cat "$tmp/commands")"
+while read -r name sub _; do
+  [[ $sub =~ ^[a-z]+$ ]] || sub=""
+  c="$name${sub:+ $sub}"
   # shellcheck disable=SC2086
   expect_rc 0 "$ctl" $c --help
-  grep -q "^usage: mnemoctl $c" "$tmp/out" || fail "\"$c --help\" printed no usage"
-done
+  grep -q "^usage: mnemoctl $c" "$tmp/out" || fail "\"$c --help\" printed no usage: $(cat "$tmp/out")"
+  grep -q -- "--help" "$tmp/out" || fail "\"$c --help\" lists no options"
+done <"$tmp/commands"
+grep -q "^  bootstrap .*--fisher F\]" "$tmp/commands" || fail "--help cut a command's arguments"
 
 # config check
 MNEMO_DB_PASSWORD=x expect_rc 0 "$ctl" config check "$here/configs/mnemo.example.yaml"

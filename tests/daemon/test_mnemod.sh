@@ -2,7 +2,8 @@
 # test_mnemod.sh -- the daemon's spine against a real PostgreSQL: two daemons, one leader;
 # a new report wakes the leader (NOTIFY); kill -9 of the leader and the other takes over;
 # SIGHUP with a broken config keeps the old one, with a good one reloads it; a schedule that
-# fires; SIGTERM stops it with exit 0; a bad schedule is refused at start.  Every wait is a
+# fires; SIGTERM stops it with exit 0; a bad schedule is refused at start; --version and
+# --help exit 0, an unknown option 2.  Every wait is a
 # poll with a deadline, not a sleep.
 #
 # Reload, whole or not at all (issue 17): webhooks added by SIGHUP deliver; a bad webhook
@@ -61,6 +62,14 @@ until_delivered() {
   done
 }
 unset MNEMO_CONFIG
+# --version and --help answer without a database, exit 0
+"$mnemod" --version >"$tmp/version" || fail "mnemod --version failed"
+grep -q "^mnemod [0-9]" "$tmp/version" || fail "mnemod --version: $(cat "$tmp/version")"
+"$mnemod" --help >"$tmp/help" || fail "mnemod --help failed"
+grep -q "^usage: mnemod .*--version" "$tmp/help" || fail "mnemod --help: $(cat "$tmp/help")"
+rc=0
+"$mnemod" --bogus 2>/dev/null || rc=$?
+[ $rc = 2 ] || fail "mnemod --bogus exited $rc, want 2"
 psql "$admin" -qc "create database $db"
 export MNEMO_DB="$admin dbname=$db"
 "$ctl" migrate >/dev/null 2>&1

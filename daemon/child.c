@@ -1,0 +1,136 @@
+/*
+ * child.c -- the daemon's `mnemo` children (child.h): fork and exec with the descriptors
+ * set up, reap one pid at a time, wait on a pidfd.
+ *
+ * Why a pidfd: the triage thread must wait for its worker and also notice a stop request
+ * at once, and mnemod's SIGCHLD goes to the main loop's self-pipe, not to that thread.  A
+ * pidfd is a descriptor that becomes readable when the child ends, so one poll() covers
+ * both, with no sleep loop.  The runner does not need it: its worker's end reaches the main
+ * loop as SIGCHLD and as end of file on the stdout pipe, and it calls child_reap.
+ */
+#define _GNU_SOURCE
+#include "daemon/child.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+void child_init(child *ch)
+{
+  ch->pid = 0;
+  ch->pidfd = -1;
+  ch->exited = false;
+  ch->status = 0;
+}
+
+mn_status child_spawn(child *ch, char *const *argv, int out_fd, int log_fd, const char *head,
+                      mn_error *err)
+{
+  assert(ch->pid == 0 || ch->exited);
+  child_fini(ch);
+  /* the log is for people: a failed write of the header does not stop the work */
+  if (dprintf(log_fd, "%s", head) < 0) {
+  }
+  for (int i = 0; argv[i]; i++)
+    if (dprintf(log_fd, " %s", argv[i]) < 0) break;
+  if (dprintf(log_fd, "\n") < 0) {
+  }
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0)
+    return mn_error_set(err, MN_ERR_IO, "could not fork the worker: %s", strerror(errno));
+  if (pid == 0) {
+    /* the worker dies with the daemon (or the thread that started it): a kill -9 of mnemod
+     * leaves no orphan at work */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int nul = open("/dev/null", O_RDONLY);
+    if (nul >= 0) dup2(nul, 0);
+    dup2(out_fd, 1);
+    dup2(log_fd, 2);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  ch->pid = pid;
+  return MN_OK;
+}
+
+bool child_reap(child *ch)
+{
+  if (ch->pid <= 0) return false;
+  if (ch->exited) return true;
+  int st;
+  pid_t w;
+  while ((w = waitpid(ch->pid, &st, WNOHANG)) < 0 && errno == EINTR) {
+  }
+  if (w == ch->pid) {
+    ch->exited = true;
+    ch->status = st;
+  } else if (w < 0) { /* not our child any more (ECHILD): nothing left to wait for */
+    ch->exited = true;
+    ch->status = SIGKILL; /* read as "killed": a signal, as WIFSIGNALED says of it */
+  }
+  return ch->exited;
+}
+
+child_wait_result child_wait(child *ch, int timeout_ms, int cancel_fd)
+{
+  if (ch->pid <= 0 || child_reap(ch)) return CHILD_EXITED;
+  if (ch->pidfd < 0) ch->pidfd = (int)syscall(SYS_pidfd_open, ch->pid, 0);
+  double deadline = timeout_ms < 0 ? -1 : mn_monotonic_ms() + timeout_ms;
+  for (;;) {
+    int wait_ms = -1;
+    if (deadline >= 0) {
+      double left = deadline - mn_monotonic_ms();
+      if (left <= 0) return CHILD_TIMEOUT;
+      wait_ms = (int)left + 1;
+    }
+    if (ch->pidfd < 0 && (wait_ms < 0 || wait_ms > 50)) wait_ms = 50; /* no pidfd: check */
+    struct pollfd p[2] = {{.fd = ch->pidfd, .events = POLLIN}, {.fd = cancel_fd, .events = POLLIN}};
+    int n = poll(p, 2, wait_ms); /* a negative fd is skipped */
+    if (n < 0 && errno != EINTR) n = 0;
+    if (child_reap(ch)) return CHILD_EXITED;
+    if (n > 0 && p[1].revents) return CHILD_CANCELLED;
+  }
+}
+
+void child_signal(const child *ch, int sig)
+{
+  if (ch->pid > 0 && !ch->exited) kill(ch->pid, sig);
+}
+
+void child_kill(child *ch)
+{
+  if (ch->pid <= 0 || ch->exited) return;
+  kill(ch->pid, SIGKILL);
+  int st = SIGKILL;
+  while (waitpid(ch->pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  ch->exited = true;
+  ch->status = st;
+}
+
+int child_exit_code(const child *ch)
+{
+  if (ch->pid <= 0 || !ch->exited) return -1;
+  return WIFEXITED(ch->status) ? WEXITSTATUS(ch->status) : 128 + WTERMSIG(ch->status);
+}
+
+void child_fini(child *ch)
+{
+  child_kill(ch);
+  if (ch->pidfd >= 0) close(ch->pidfd);
+  child_init(ch);
+}
