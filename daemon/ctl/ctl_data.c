@@ -19,43 +19,6 @@
 #define REPORT_MAX_BYTES 65536 /* the table's CHECKs on text, expected_text and context */
 #define REJECT_MAX_TRIES 100   /* FILE.rejects, FILE.rejects.1, ... FILE.rejects.99 */
 
-/* ---------------------------------------------------------------- output helpers (ctl_int.h) */
-
-const char *ctl_text(const char *s, size_t max)
-{
-  static char slots[CTL_TEXT_SLOTS][1024];
-  static unsigned next;
-  char *out = slots[next++ % CTL_TEXT_SLOTS];
-  static const char ellipsis[] = "…";
-  bool cut = false;
-  if (!s) return "-";
-  if (max == 0 || max > 1000) max = 1000;
-  size_t n = strlen(s);
-  mn_text_escape(s, n, 0, out, max + 1, &cut);
-  if (cut) { /* again, leaving room for the ellipsis within max */
-    size_t room = max > sizeof ellipsis - 1 ? max - (sizeof ellipsis - 1) : 0;
-    size_t w = 0;
-    if (room) {
-      mn_text_escape(s, n, 0, out, room + 1, NULL);
-      w = strlen(out);
-    }
-    memcpy(out + w, ellipsis, sizeof ellipsis);
-  }
-  return out;
-}
-
-void ctl_put_text(FILE *f, const char *s, const char *indent)
-{
-  for (;;) {
-    const char *nl = strchr(s, '\n');
-    size_t n = nl ? (size_t)(nl - s) : strlen(s);
-    mn_text_fput(f, s, n, MN_TEXT_TAB);
-    if (!nl) break;
-    fprintf(f, "\n%s", indent);
-    s = nl + 1;
-  }
-}
-
 /* user_value -- 0 when value may be stored as a one-line name (empty only when may_be_empty),
  * else a usage error naming the option */
 static int user_value(const char *option, const char *value, bool may_be_empty)

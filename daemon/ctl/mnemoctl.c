@@ -20,68 +20,6 @@
 
 typedef ctl_command command;
 
-int ctl_fail(const mn_error *err)
-{
-  /* messages quote what people wrote (names, notes, the database's failing row): escaped */
-  fprintf(stderr, "mnemoctl: %s\n", ctl_text(err->msg, 0));
-  if (err->detail[0]) fprintf(stderr, "  detail: %s\n", ctl_text(err->detail, 0));
-  return err->code == MN_ERR_USAGE ? MN_EXIT_USAGE : MN_EXIT_FAIL;
-}
-
-int ctl_usage(const char *fmt, ...)
-{
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "mnemoctl: ");
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\nTry \"mnemoctl --help\".\n");
-  va_end(ap);
-  return MN_EXIT_USAGE;
-}
-
-mn_status ctl_load_config(ctl *c, mn_error *err)
-{
-  mn_status rc;
-  const char *path = c->config_path ? c->config_path : getenv("MNEMO_CONFIG");
-  if (path && *path)
-    rc = mn_config_load_file(path, &c->cfg, err);
-  else
-    rc = mn_config_init(&c->cfg, err);
-  if (rc != MN_OK) return rc;
-  c->have_cfg = true;
-  const char *env_db = getenv("MNEMO_DB");
-  if (c->db)
-    rc = mn_config_set_literal(&c->cfg, "database.conninfo", c->db, "--db", err);
-  else if (env_db && *env_db)
-    rc = mn_config_set_literal(&c->cfg, "database.conninfo", env_db, "MNEMO_DB", err);
-  mn_config_apply_log(&c->cfg);
-  return rc;
-}
-
-mn_status ctl_connect(ctl *c, PGconn **conn, mn_error *err)
-{
-  mn_status rc = ctl_load_config(c, err);
-  if (rc != MN_OK) return rc;
-  db_options opt = {.conninfo = c->cfg.database.conninfo,
-                    .application_name = c->cfg.database.application_name,
-                    .connect_timeout_s = c->cfg.database.connect_timeout_s};
-  return db_connect(&opt, conn, err);
-}
-
-void ctl_print_json(json_t *o)
-{
-  json_dumpf(o, stdout, JSON_INDENT(2));
-  putchar('\n');
-  json_decref(o);
-}
-
-int ctl_done(PGconn *conn, PGresult *res, const mn_error *err, int code)
-{
-  PQclear(res);
-  PQfinish(conn);
-  return code == MN_EXIT_FAIL ? ctl_fail(err) : code;
-}
-
 static void print_command_help(const command *cmd)
 {
   printf("usage: mnemoctl %s%s%s%s%s\n\n%s\n\n%s", cmd->name, cmd->sub ? " " : "",
