@@ -36,7 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static mn_status load_languages(run *r, mn_error *err)
+static mn_status load_languages(ingest_state *r, mn_error *err)
 {
   PGresult *res = PQexec(r->conn, "SELECT code, enabled FROM mnemo.languages ORDER BY code");
   mn_status rc = MN_OK;
@@ -62,7 +62,7 @@ out:
 
 /* ---------------------------------------------------------------- loading (the caller's thread) */
 
-static batch *batch_take(run *r)
+static batch *batch_take(ingest_state *r)
 {
   pthread_mutex_lock(&r->mu);
   while (r->nfull == 0)
@@ -74,7 +74,7 @@ static batch *batch_take(run *r)
   return b;
 }
 
-static void batch_give_back(run *r, batch *b)
+static void batch_give_back(ingest_state *r, batch *b)
 {
   mn_buf_reset(&b->text);
   b->n = 0;
@@ -87,7 +87,7 @@ static void batch_give_back(run *r, batch *b)
 }
 
 /* source_id -- the id of a source name, inserted when new (one round trip). */
-static mn_status source_id(run *r, const char *name, int64_t *id, mn_error *err)
+static mn_status source_id(ingest_state *r, const char *name, int64_t *id, mn_error *err)
 {
   const char *params[1] = {name};
   /* when the name is taken, ins returns nothing and the SELECT sees the stored row; one
@@ -117,7 +117,7 @@ static int cmp_sha(const void *a, const void *b)
 }
 
 /* mark_stored -- mark the rows of b whose text is already in mnemo.documents (one query). */
-static mn_status mark_stored(run *r, batch *b, mn_error *err)
+static mn_status mark_stored(ingest_state *r, batch *b, mn_error *err)
 {
   mn_buf *q = &r->send;
   mn_buf_reset(q);
@@ -170,7 +170,7 @@ static mn_status put_field(mn_buf *b, const void *p, uint32_t n, mn_error *err)
   return rc == MN_OK ? mn_buf_append(b, p, n, err) : rc;
 }
 
-static mn_status put_row(mn_buf *b, const run *r, const batch *bt, const batch_row *row,
+static mn_status put_row(mn_buf *b, const ingest_state *r, const batch *bt, const batch_row *row,
                          mn_error *err)
 {
   uint16_t nfields = htons(6);
@@ -190,7 +190,7 @@ static mn_status put_row(mn_buf *b, const run *r, const batch *bt, const batch_r
   return rc;
 }
 
-static mn_status send_copy(run *r, mn_error *err)
+static mn_status send_copy(ingest_state *r, mn_error *err)
 {
   if (r->send.len && PQputCopyData(r->conn, r->send.data, (int)r->send.len) != 1)
     return db_error(r->conn, NULL, "could not send documents to the database", err);
@@ -199,7 +199,7 @@ static mn_status send_copy(run *r, mn_error *err)
 }
 
 /* load_batch -- store the rows of b that are new: sources first, then one binary COPY. */
-static mn_status load_batch(run *r, batch *b, mn_error *err)
+static mn_status load_batch(ingest_state *r, batch *b, mn_error *err)
 {
   mn_status rc = MN_OK;
   for (size_t i = 0; i < b->n_new && rc == MN_OK; i++) {
@@ -260,7 +260,7 @@ static mn_status load_batch(run *r, batch *b, mn_error *err)
 }
 
 /* summarise -- per-language results (in code order, as the languages were loaded) */
-static void summarise(run *r)
+static void summarise(ingest_state *r)
 {
   ingest_result *res = r->res;
   res->nlangs = 0;
@@ -283,7 +283,7 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
                      ingest_result *res, mn_error *err)
 {
   mn_status rc = MN_OK;
-  run r = {.conn = conn, .opt = opt, .res = res};
+  ingest_state r = {.conn = conn, .opt = opt, .res = res};
   memset(res, 0, sizeof *res);
   r.t0 = mn_monotonic_ms();
   size_t unit_max = (size_t)opt->max_document_bytes * 6 + 65536 + 2;

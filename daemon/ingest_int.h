@@ -16,7 +16,7 @@
 #define READ_CHUNK       (1u << 20)
 #define MAX_SOURCE_BYTES 200
 
-/* ---------------------------------------------------------------- state of one run */
+/* ---------------------------------------------------------------- state of one ingest_state */
 
 typedef struct known_lang {
   char code[16];
@@ -27,7 +27,7 @@ typedef struct known_lang {
 typedef struct batch_row {
   size_t off;      /* of its text in batch.text */
   uint32_t len;    /* bytes of text */
-  uint32_t lang;   /* index into run.langs */
+  uint32_t lang;   /* index into ingest_state.langs */
   uint32_t source; /* index of its source name, in the order names were first seen */
   bool heldout, stored;
   uint8_t sha[MN_SHA256_LEN];
@@ -45,7 +45,7 @@ typedef struct batch {
   bool last;   /* the reader's final batch (possibly empty) */
 } batch;
 
-typedef struct run {
+typedef struct ingest_state {
   PGconn *conn;
   const ingest_options *opt;
   ingest_result *res;
@@ -87,13 +87,13 @@ typedef struct run {
   size_t nsource_ids, source_ids_cap;
   int64_t *lang_inserted, *lang_bytes, *lang_heldout;
   mn_buf send; /* binary COPY data on its way */
-} run;
+} ingest_state;
 
 /* seen_add -- true when sha is new to this run (and now recorded); false for a repeat,
  * or with *rc set when memory runs out. */
 
 typedef struct reader_job {
-  run *r;
+  ingest_state *r;
   char *const *files;
   size_t nfiles;
 } reader_job;

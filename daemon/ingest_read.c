@@ -93,7 +93,8 @@ static int reader_line(reader *r, mn_buf *out, size_t cap, bool *too_long, mn_er
   return 1;
 }
 
-static bool seen_add(run *r, const uint8_t sha[MN_SHA256_LEN], mn_error *err, mn_status *rc)
+static bool seen_add(ingest_state *r, const uint8_t sha[MN_SHA256_LEN], mn_error *err,
+                     mn_status *rc)
 {
   static const uint8_t empty[MN_SHA256_LEN];
   if ((r->seen_n + 1) * 2 > r->seen_cap) {
@@ -129,9 +130,10 @@ static bool seen_add(run *r, const uint8_t sha[MN_SHA256_LEN], mn_error *err, mn
   }
 }
 
-static void problem(run *r, const char *file, int64_t line, const char *fmt, ...) MN_PRINTF(4, 5);
+static void problem(ingest_state *r, const char *file, int64_t line, const char *fmt, ...)
+    MN_PRINTF(4, 5);
 
-static void problem(run *r, const char *file, int64_t line, const char *fmt, ...)
+static void problem(ingest_state *r, const char *file, int64_t line, const char *fmt, ...)
 {
   ingest_result *res = r->res;
   res->bad++;
@@ -156,7 +158,7 @@ static uint64_t fnv1a(const char *p)
 
 /* source_index -- the index of a source name; a new name is recorded in the run and in
  * the batch being filled, so the loader learns it before its first row. */
-static mn_status source_index(run *r, const char *name, uint32_t *idx, mn_error *err)
+static mn_status source_index(ingest_state *r, const char *name, uint32_t *idx, mn_error *err)
 {
   if ((r->nsources + 1) * 2 > r->slots_cap) {
     size_t cap = r->slots_cap ? r->slots_cap * 2 : 64;
@@ -204,7 +206,7 @@ static mn_status source_index(run *r, const char *name, uint32_t *idx, mn_error 
 
 /* batch_ship -- hand the batch being filled to the loader and take an empty one (none
  * after the last).  Fails once the loader has failed: there is no point reading on. */
-static mn_status batch_ship(run *r, bool last, mn_error *err)
+static mn_status batch_ship(ingest_state *r, bool last, mn_error *err)
 {
   batch *b = r->cur;
   b->bad = r->res->bad;
@@ -225,7 +227,7 @@ static mn_status batch_ship(run *r, bool last, mn_error *err)
   return MN_OK;
 }
 
-static void progress(run *r, bool last)
+static void progress(ingest_state *r, bool last)
 {
   if (!r->opt->progress) return;
   double now = mn_monotonic_ms();
@@ -236,7 +238,7 @@ static void progress(run *r, bool last)
           s > 0 ? mb / s : 0.0, last ? "\n" : "");
 }
 
-static mn_status reject(run *r, const char *raw, size_t n, const char *sep, mn_error *err)
+static mn_status reject(ingest_state *r, const char *raw, size_t n, const char *sep, mn_error *err)
 {
   if (!r->rejects) return MN_OK;
   mn_status rc = mn_atomic_write(r->rejects, raw, n, err);
@@ -265,9 +267,9 @@ const char *ingest__name_problem(const char *name, char *why, size_t cap)
  * unit -- one candidate document: check it, then stage it or record why not.
  * raw/rawlen is what goes to the reject file when the unit is bad.
  */
-static mn_status unit(run *r, const char *file, int64_t line, const char *lang, const char *source,
-                      const char *text, size_t n, const char *raw, size_t rawlen, const char *sep,
-                      mn_error *err)
+static mn_status unit(ingest_state *r, const char *file, int64_t line, const char *lang,
+                      const char *source, const char *text, size_t n, const char *raw,
+                      size_t rawlen, const char *sep, mn_error *err)
 {
   ingest_result *res = r->res;
   mn_text_issue iss;
@@ -332,7 +334,7 @@ static mn_status unit(run *r, const char *file, int64_t line, const char *lang, 
 
 /* ---------------------------------------------------------------- formats */
 
-static mn_status jsonl_record(run *r, const char *file, int64_t line, const mn_buf *l,
+static mn_status jsonl_record(ingest_state *r, const char *file, int64_t line, const mn_buf *l,
                               bool too_long, const char *sep, mn_error *err)
 {
   size_t off = 0;
@@ -397,8 +399,8 @@ static bool is_blank(const mn_buf *b)
   return true;
 }
 
-static mn_status text_unit(run *r, const char *file, int64_t line, const mn_buf *b, bool too_long,
-                           const char *sep, mn_error *err)
+static mn_status text_unit(ingest_state *r, const char *file, int64_t line, const mn_buf *b,
+                           bool too_long, const char *sep, mn_error *err)
 {
   if (too_long) {
     r->res->units++;
@@ -412,7 +414,7 @@ static mn_status text_unit(run *r, const char *file, int64_t line, const mn_buf 
               err);
 }
 
-static mn_status ingest_file(run *r, const char *path, mn_error *err)
+static mn_status ingest_file(ingest_state *r, const char *path, mn_error *err)
 {
   mn_status rc = MN_OK;
   bool is_stdin = strcmp(path, "-") == 0;
@@ -514,7 +516,7 @@ out:
 void *ingest__reader_main(void *arg)
 {
   reader_job *job = arg;
-  run *r = job->r;
+  ingest_state *r = job->r;
   mn_status rc = MN_OK;
   for (size_t i = 0; i < job->nfiles && rc == MN_OK; i++)
     rc = ingest_file(r, job->files[i], &r->reader_err);

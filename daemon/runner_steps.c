@@ -97,8 +97,8 @@ static void arg_int(runner *r, int64_t v)
   arg(r, b);
 }
 
-/* worker_args -- mnemo --config JOB.yaml --json COMMAND: the job's frozen config */
-static void worker_args(runner *r, const char *command)
+/* worker_argv -- mnemo --config JOB.yaml --json COMMAND: the job's frozen config */
+static void worker_argv(runner *r, const char *command)
 {
   char spec[PATH_MAX];
   runner__path_job(r, spec, sizeof spec, "job.yaml");
@@ -319,7 +319,7 @@ static mn_status spawn_shard(runner *r, const char *in, const char *out, bool *s
   runner__path_job(r, pout, sizeof pout, out);
   runner__path_job(r, tags, sizeof tags, "tags.tsv");
   if (runner__exists(pout) || !runner__exists(pin)) return MN_OK;
-  worker_args(r, "shard");
+  worker_argv(r, "shard");
   arg(r, "--tags");
   arg(r, tags);
   arg(r, "--out");
@@ -349,7 +349,7 @@ static mn_status st_replay_base(runner *r, PGconn *c, bool *spawned, mn_error *e
   runner__path_ckpt(r, r->base, store, sizeof store, "replay.store");
   runner__path_job(r, past, sizeof past, "past.shard");
   if (runner__exists(store)) return MN_OK;
-  worker_args(r, "replay");
+  worker_argv(r, "replay");
   arg(r, "absorb");
   arg(r, "--store");
   arg(r, store);
@@ -368,7 +368,7 @@ static mn_status st_fisher_base(runner *r, PGconn *c, bool *spawned, mn_error *e
   runner__path_ckpt(r, r->base, model, sizeof model, "model.safetensors");
   runner__path_job(r, past, sizeof past, "past.shard");
   if (runner__exists(out)) return MN_OK;
-  worker_args(r, "fisher");
+  worker_argv(r, "fisher");
   arg(r, "--checkpoint");
   arg(r, model);
   arg(r, "--windows");
@@ -449,7 +449,7 @@ static mn_status st_evalset(runner *r, PGconn *c, bool *spawned, mn_error *err)
   runner__path_job(r, held, sizeof held, "heldout.jsonl");
   runner__path_job(r, probes, sizeof probes, "probes.jsonl");
   if (runner__exists(out)) return MN_OK;
-  worker_args(r, "evalset");
+  worker_argv(r, "evalset");
   if (runner__exists(probes)) {
     arg(r, "--probes");
     arg(r, probes);
@@ -476,7 +476,7 @@ static mn_status st_guard(runner *r, PGconn *c, bool *spawned, mn_error *err)
   runner__path_job(r, set, sizeof set, "set");
   runner__path_job(r, cache, sizeof cache, "cache");
   runner__path_job(r, out, sizeof out, "verdict.json");
-  worker_args(r, "guard");
+  worker_argv(r, "guard");
   arg(r, "--baseline");
   arg(r, base);
   arg(r, "--candidate");
@@ -623,7 +623,7 @@ static mn_status st_replay_absorb(runner *r, PGconn *c, bool *spawned, mn_error 
   if (runner__exists(installed) || r->nfresh == 0) return MN_OK;
   runner__path_job(r, store, sizeof store, "replay.store");
   runner__path_job(r, shard, sizeof shard, "fresh.shard");
-  worker_args(r, "replay");
+  worker_argv(r, "replay");
   arg(r, "absorb");
   arg(r, "--store");
   arg(r, store);
@@ -657,7 +657,7 @@ static mn_status st_fisher_online(runner *r, PGconn *c, bool *spawned, mn_error 
   if (r->nfresh == 0) return MN_OK;
   runner__path_ckpt(r, r->job.ckpt, model, sizeof model, "model.safetensors");
   runner__path_job(r, shard, sizeof shard, "fresh.shard");
-  worker_args(r, "fisher");
+  worker_argv(r, "fisher");
   arg(r, "--checkpoint");
   arg(r, model);
   if (runner__exists(prev)) { /* online: decayed past + the absorbed documents */
