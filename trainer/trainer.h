@@ -10,7 +10,7 @@
  * kernels_backend; nothing here allocates inside a training step.
  *
  * The training loop and a fine-tune's setup are in trainer/train.h; the worker program
- * `mnemo` that drives all of it is trainer/worker/ (a table of commands).
+ * `mnemo` that drives all of it is worker/ (a table of commands).
  */
 #ifndef MNEMO_TRAINER_H
 #define MNEMO_TRAINER_H

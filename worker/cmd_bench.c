@@ -3,7 +3,7 @@
  * random tokens (tokens/s, GFLOP/s against the machine's sgemm rate measured beside it), of
  * progressive unfreezing's stages, of EWC's fused penalty, and on a CUDA device (MFU).
  */
-#include "trainer/worker/worker_int.h"
+#include "worker/worker_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -202,7 +202,7 @@ static int bench_device(gpt *m, const int32_t *x, const int32_t *y, int B, int T
   return MN_EXIT_OK;
 }
 
-int worker__cmd_bench(worker *w, worker_args *o)
+int worker__cmd_bench(worker_ctx *w, worker_args *o)
 {
   mn_error err = {0};
   gpt *m = NULL;

@@ -4,7 +4,7 @@
  */
 #define _XOPEN_SOURCE 700
 #include "guards/verdict.h"
-#include "trainer/worker/worker_int.h"
+#include "worker/worker_int.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -68,8 +68,8 @@ static void score(gpt *m, const int32_t *x, const int32_t *y, int T, lang_score 
 
 /* worker__scoring_model -- a checkpoint loaded into a model that takes one sequence of *T tokens
  * (train.seq_len, at most the model's positions), on the configured threads */
-mn_status worker__scoring_model(const worker *w, const char *path, ckpt_meta *meta, gpt **m, int *T,
-                                mn_error *err)
+mn_status worker__scoring_model(const worker_ctx *w, const char *path, ckpt_meta *meta, gpt **m,
+                                int *T, mn_error *err)
 {
   kernels_cpu_set_threads((int)w->cfg.train.threads);
   mn_status rc = ckpt_read_meta(path, meta, err);
@@ -85,7 +85,7 @@ mn_status worker__scoring_model(const worker *w, const char *path, ckpt_meta *me
 
 /* ---------------------------------------------------------------- evaluation sets */
 
-int worker__cmd_evalset(worker *w, worker_args *o)
+int worker__cmd_evalset(worker_ctx *w, worker_args *o)
 {
   mn_error err = {0};
   tok_tags tags = {0};
@@ -143,7 +143,7 @@ static mn_status load_sets(const char *list, evalset *all, mn_error *err)
 }
 
 /* eval_sets -- `eval --sets`: bits per byte per language and kind; --per-doc: every item */
-static int eval_sets(worker *w, worker_args *o)
+static int eval_sets(worker_ctx *w, worker_args *o)
 {
   mn_error err = {0};
   evalset s;
@@ -245,7 +245,7 @@ static mn_status best_so_far(const char *list, const char *set_sha, json_t **bes
 }
 
 /* guard -- baseline and candidate scored on the same sets, then every guard rule */
-int worker__cmd_guard(worker *w, worker_args *o)
+int worker__cmd_guard(worker_ctx *w, worker_args *o)
 {
   mn_error err = {0};
   if (!o->baseline || !o->candidate || !o->sets)
@@ -334,7 +334,7 @@ out:
   return rc == MN_EXIT_FAIL ? worker__fail(&err) : rc;
 }
 
-int worker__cmd_eval(worker *w, worker_args *o)
+int worker__cmd_eval(worker_ctx *w, worker_args *o)
 {
   if (o->sets && o->checkpoint) return eval_sets(w, o);
   mn_error err = {0};

@@ -2,7 +2,7 @@
  * cmd_fisher.c -- `mnemo fisher`: the diagonal Fisher of a checkpoint's weights per language
  * (trainer/ewc.c), for EWC; optionally the online estimate with an earlier one.
  */
-#include "trainer/worker/worker_int.h"
+#include "worker/worker_int.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -25,7 +25,7 @@ const worker_opt worker__fisher_opts[] = {
  * train.seq_len + 1 tokens per language; --previous F_OLD makes it the online estimate
  * gamma * F_OLD + F_new.
  */
-int worker__cmd_fisher(worker *w, worker_args *o)
+int worker__cmd_fisher(worker_ctx *w, worker_args *o)
 {
   if (!o->checkpoint || !o->out || o->npos < 1)
     return worker__usage("fisher needs --checkpoint FILE, --out FILE and at least one shard");

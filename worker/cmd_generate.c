@@ -2,7 +2,7 @@
  * cmd_generate.c -- `mnemo generate`: text from a checkpoint in one language, sampled among
  * bytes and <|eot|> (top-k, temperature, seeded), printed as valid UTF-8.
  */
-#include "trainer/worker/worker_int.h"
+#include "worker/worker_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -21,7 +21,7 @@ const worker_opt worker__generate_opts[] = {
     WORKER_OPT_END,
 };
 
-int worker__cmd_generate(worker *w, worker_args *o)
+int worker__cmd_generate(worker_ctx *w, worker_args *o)
 {
   mn_error err = {0};
   gpt *m = NULL;

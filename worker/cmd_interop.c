@@ -2,7 +2,7 @@
  * cmd_interop.c -- `mnemo export-hf` and `mnemo import-llmc`: checkpoints to and from other
  * ecosystems (trainer/interop.c).
  */
-#include "trainer/worker/worker_int.h"
+#include "worker/worker_int.h"
 
 #include <jansson.h>
 
@@ -18,13 +18,13 @@ static int interop(worker_args *o, const char *cmd, bool export)
   return MN_EXIT_OK;
 }
 
-int worker__cmd_export_hf(worker *w, worker_args *o)
+int worker__cmd_export_hf(worker_ctx *w, worker_args *o)
 {
   (void)w;
   return interop(o, "export-hf", true);
 }
 
-int worker__cmd_import_llmc(worker *w, worker_args *o)
+int worker__cmd_import_llmc(worker_ctx *w, worker_args *o)
 {
   (void)w;
   return interop(o, "import-llmc", false);

@@ -3,8 +3,8 @@
  * trained from JSONL, and applied to each line of a file (plain text or JSONL "text").
  */
 #define _XOPEN_SOURCE 700 /* getline */
-#include "trainer/worker/worker_int.h"
 #include "triage/lid.h"
+#include "worker/worker_int.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -23,7 +23,7 @@ const worker_opt worker__lid_opts[] = {
     WORKER_OPT_END,
 };
 
-int worker__cmd_lid_train(worker *w, worker_args *o)
+int worker__cmd_lid_train(worker_ctx *w, worker_args *o)
 {
   (void)w;
   if (!o->out || o->npos < 1)
@@ -96,7 +96,7 @@ static void lid_line(const lid_model *m, char *line, size_t n, int64_t ln, bool 
   json_decref(rec);
 }
 
-int worker__cmd_lid(worker *w, worker_args *o)
+int worker__cmd_lid(worker_ctx *w, worker_args *o)
 {
   if (!o->model || o->npos > 1)
     return worker__usage("lid needs --model MODEL (from \"mnemo lid train\") and at most one FILE");

@@ -3,7 +3,7 @@
  * store (replay/) filled from shards' windows, and checked whole.
  */
 #include "replay/replay.h"
-#include "trainer/worker/worker_int.h"
+#include "worker/worker_int.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -17,7 +17,7 @@ const worker_opt worker__replay_absorb_opts[] = {
 
 /* replay_absorb -- every shard's sections cut into windows of train.seq_len + 1 tokens,
  * back to back, offered to the store at --store (created when absent) */
-int worker__cmd_replay_absorb(worker *w, worker_args *o)
+int worker__cmd_replay_absorb(worker_ctx *w, worker_args *o)
 {
   if (!o->store || o->capacity < 1 || o->capacity > UINT32_MAX || o->npos < 1)
     return worker__usage(
@@ -73,7 +73,7 @@ out:
 }
 
 /* replay_verify -- read a store whole (every field and the checksum) and say what it holds */
-int worker__cmd_replay_verify(worker *w, worker_args *o)
+int worker__cmd_replay_verify(worker_ctx *w, worker_args *o)
 {
   (void)w;
   if (o->npos != 1) return worker__usage("replay verify takes one argument: STORE");

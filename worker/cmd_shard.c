@@ -2,7 +2,7 @@
  * cmd_shard.c -- `mnemo shard`: JSONL documents into a token shard (trainer/shard.c), all
  * of them or one split (each record's stored "split", else the hash rule).
  */
-#include "trainer/worker/worker_int.h"
+#include "worker/worker_int.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -17,7 +17,7 @@ const worker_opt worker__shard_opts[] = {
     WORKER_OPT_END,
 };
 
-int worker__cmd_shard(worker *w, worker_args *o)
+int worker__cmd_shard(worker_ctx *w, worker_args *o)
 {
   mn_error err = {0};
   tok_tags tags = {0};

@@ -5,7 +5,7 @@
  * stdout (or a progress line on a terminal).
  */
 #include "trainer/train.h"
-#include "trainer/worker/worker_int.h"
+#include "worker/worker_int.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -136,7 +136,7 @@ static void on_event(const train_event *ev, void *ctx)
   }
 }
 
-static int train(worker *w, worker_args *o, bool finetune)
+static int train(worker_ctx *w, worker_args *o, bool finetune)
 {
   mn_error err = {0};
   const char *cmd = finetune ? "finetune" : "pretrain";
@@ -200,12 +200,12 @@ static int train(worker *w, worker_args *o, bool finetune)
   return res.interrupted ? MN_EXIT_INTERRUPTED : MN_EXIT_OK;
 }
 
-int worker__cmd_pretrain(worker *w, worker_args *o)
+int worker__cmd_pretrain(worker_ctx *w, worker_args *o)
 {
   return train(w, o, false);
 }
 
-int worker__cmd_finetune(worker *w, worker_args *o)
+int worker__cmd_finetune(worker_ctx *w, worker_args *o)
 {
   return train(w, o, true);
 }

@@ -2,8 +2,8 @@
  * cmd_triage.c -- `mnemo triage`: a batch of user reports from mnemod through triage/
  * (checks, language, near-duplicate groups, severity), one result line per new report.
  */
-#include "trainer/worker/worker_int.h"
 #include "triage/triage.h"
+#include "worker/worker_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,7 +17,7 @@ const worker_opt worker__triage_opts[] = {
     WORKER_OPT_END,
 };
 
-int worker__cmd_triage(worker *w, worker_args *o)
+int worker__cmd_triage(worker_ctx *w, worker_args *o)
 {
   if (!o->checkpoint || !o->model || !o->typical || o->npos > 1)
     return worker__usage(

@@ -30,7 +30,7 @@
  * 3 a guard said no, 75 interrupted with complete outputs kept (a rerun resumes).  Only
  * main() decides to exit.
  */
-#include "trainer/worker/worker_int.h"
+#include "worker/worker_int.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -196,7 +196,7 @@ gpt_config worker__model_config(const mn_config *c)
 
 /* ---------------------------------------------------------------- help */
 
-static void help(FILE *f)
+static void print_commands(FILE *f)
 {
   fprintf(f, "usage: mnemo [--config FILE] [--set KEY=VALUE]... [--json] COMMAND [ARGS]\n\n"
              "the compute worker of mnemo: files in, files out, no database\n\n"
@@ -248,8 +248,9 @@ static void help_of(const char *name, const char *sub)
 
 /* ---------------------------------------------------------------- parsing */
 
-/* find -- the row of `name` and, when argv[0] is one of its subcommands, that one (*used 1) */
-static const worker_command *find(const char *name, int argc, char **argv, int *used)
+/* command_find -- the row of `name` and, when argv[0] is one of its subcommands, that one (*used 1)
+ */
+static const worker_command *command_find(const char *name, int argc, char **argv, int *used)
 {
   const worker_command *plain = NULL;
   bool known = false;
@@ -281,7 +282,7 @@ static bool has_subs(const char *name)
  * in any order among its arguments; the arguments stay in argv's order in a->pos.  Returns
  * 1 when help was shown, -1 on a usage error (printed), else 0.
  */
-static int parse(const worker_command *c, worker *w, int argc, char **argv, worker_args *a,
+static int parse(const worker_command *c, worker_ctx *w, int argc, char **argv, worker_args *a,
                  const char **spec)
 {
   a->pos = argv;
@@ -358,14 +359,14 @@ no_value:
 
 int main(int argc, char **argv)
 {
-  worker w = {0};
+  worker_ctx w = {0};
   mn_error err = {0};
   const char *config_path = getenv("MNEMO_CONFIG");
   const char *sets[64];
   int nsets = 0, i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      help(stdout);
+      print_commands(stdout);
       return MN_EXIT_OK;
     } else if (strcmp(argv[i], "--version") == 0) {
       printf("mnemo %s\n", MNEMO_VERSION);
@@ -381,23 +382,23 @@ int main(int argc, char **argv)
     }
   }
   if (i >= argc) {
-    help(stderr);
+    print_commands(stderr);
     return MN_EXIT_USAGE;
   }
   const char *name = argv[i++];
   if (strcmp(name, "help") == 0) { /* mnemo help [COMMAND [SUB]] */
     if (i >= argc) {
-      help(stdout);
+      print_commands(stdout);
       return MN_EXIT_OK;
     }
     int used;
-    if (!find(argv[i], argc - i - 1, argv + i + 1, &used) && !has_subs(argv[i]))
+    if (!command_find(argv[i], argc - i - 1, argv + i + 1, &used) && !has_subs(argv[i]))
       return worker__usage("unknown command \"%s\"", argv[i]);
     help_of(argv[i], i + 1 < argc ? argv[i + 1] : NULL);
     return MN_EXIT_OK;
   }
   int used;
-  const worker_command *c = find(name, argc - i, argv + i, &used);
+  const worker_command *c = command_find(name, argc - i, argv + i, &used);
   if (!c && has_subs(name)) {
     const char *sub = i < argc ? argv[i] : "";
     if (strcmp(sub, "--help") == 0) {

@@ -3,7 +3,7 @@
  * command table's shape, the option tables' shape, and the helpers the commands call
  * (error and usage messages, progress lines on stdout, the model's shape from the config).
  *
- * Not part of any library's interface: only the files of trainer/worker/ include it.  The
+ * Not part of any library's interface: only the files of worker/ include it.  The
  * work itself is library code (trainer/trainer.h, trainer/train.h, guards/, triage/,
  * replay/); a command parses nothing by hand and prints what its library returns.
  */
@@ -33,10 +33,10 @@ typedef struct worker_args {
   int npos;
 } worker_args;
 
-typedef struct worker {
+typedef struct worker_ctx {
   mn_config cfg;
   bool json; /* --json: JSON lines even on a terminal */
-} worker;
+} worker_ctx;
 
 /* One option of a command, stored at offset in worker_args. */
 typedef enum worker_opt_kind {
@@ -85,7 +85,7 @@ typedef struct worker_command {
   const char *help;       /* the rest, for `mnemo NAME --help` (lines end in \n) */
   const worker_opt *opts; /* ends with WORKER_OPT_END; --json and --help come with every one */
   bool spec;              /* --spec FILE (a job spec) replaces the config: a fine-tune's */
-  int (*run)(worker *w, worker_args *a);
+  int (*run)(worker_ctx *w, worker_args *a);
 } worker_command;
 
 /* ranks of a data-parallel run other than 0 say nothing: one run, one voice (mnemo.c) */
@@ -100,8 +100,8 @@ gpt_config worker__model_config(const mn_config *c);
 /* cmd_train.c: where training computes */
 mn_status worker__train_backend(const mn_config *c, const kernels_backend **k, mn_error *err);
 /* cmd_eval.c: a checkpoint loaded for scoring */
-mn_status worker__scoring_model(const worker *w, const char *path, ckpt_meta *meta, gpt **m, int *T,
-                                mn_error *err);
+mn_status worker__scoring_model(const worker_ctx *w, const char *path, ckpt_meta *meta, gpt **m,
+                                int *T, mn_error *err);
 
 /* The commands: each file's option tables and run functions, one row each in mnemo.c. */
 extern const worker_opt worker__shard_opts[], worker__pretrain_opts[], worker__finetune_opts[];
@@ -109,21 +109,21 @@ extern const worker_opt worker__eval_opts[], worker__evalset_opts[], worker__gua
 extern const worker_opt worker__generate_opts[], worker__bench_opts[], worker__fisher_opts[];
 extern const worker_opt worker__replay_absorb_opts[], worker__lid_train_opts[];
 extern const worker_opt worker__lid_opts[], worker__triage_opts[], worker__no_opts[];
-int worker__cmd_shard(worker *w, worker_args *a);
-int worker__cmd_pretrain(worker *w, worker_args *a);
-int worker__cmd_finetune(worker *w, worker_args *a);
-int worker__cmd_eval(worker *w, worker_args *a);
-int worker__cmd_evalset(worker *w, worker_args *a);
-int worker__cmd_guard(worker *w, worker_args *a);
-int worker__cmd_generate(worker *w, worker_args *a);
-int worker__cmd_bench(worker *w, worker_args *a);
-int worker__cmd_fisher(worker *w, worker_args *a);
-int worker__cmd_replay_absorb(worker *w, worker_args *a);
-int worker__cmd_replay_verify(worker *w, worker_args *a);
-int worker__cmd_lid_train(worker *w, worker_args *a);
-int worker__cmd_lid(worker *w, worker_args *a);
-int worker__cmd_triage(worker *w, worker_args *a);
-int worker__cmd_export_hf(worker *w, worker_args *a);
-int worker__cmd_import_llmc(worker *w, worker_args *a);
+int worker__cmd_shard(worker_ctx *w, worker_args *a);
+int worker__cmd_pretrain(worker_ctx *w, worker_args *a);
+int worker__cmd_finetune(worker_ctx *w, worker_args *a);
+int worker__cmd_eval(worker_ctx *w, worker_args *a);
+int worker__cmd_evalset(worker_ctx *w, worker_args *a);
+int worker__cmd_guard(worker_ctx *w, worker_args *a);
+int worker__cmd_generate(worker_ctx *w, worker_args *a);
+int worker__cmd_bench(worker_ctx *w, worker_args *a);
+int worker__cmd_fisher(worker_ctx *w, worker_args *a);
+int worker__cmd_replay_absorb(worker_ctx *w, worker_args *a);
+int worker__cmd_replay_verify(worker_ctx *w, worker_args *a);
+int worker__cmd_lid_train(worker_ctx *w, worker_args *a);
+int worker__cmd_lid(worker_ctx *w, worker_args *a);
+int worker__cmd_triage(worker_ctx *w, worker_args *a);
+int worker__cmd_export_hf(worker_ctx *w, worker_args *a);
+int worker__cmd_import_llmc(worker_ctx *w, worker_args *a);
 
 #endif
