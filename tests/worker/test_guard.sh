@@ -11,7 +11,7 @@ mnemo=$1
 tmp=$(mktemp -d /tmp/mnemo-test-guard-XXXXXX)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-here=$(cd "$(dirname "$0")/../../.." && pwd)
+here=$(cd "$(dirname "$0")/../.." && pwd)
 m() { "$mnemo" --config "$here/configs/models/tiny.yaml" --set train.seq_len=32 \
   --set ingest.heldout_fraction=0.5 --set guards.resamples=2000 "$@"; }
 

@@ -10,7 +10,7 @@
 # every command, each command's --help, and an option of another command refused.
 set -euo pipefail
 mnemo=$1
-here=$(cd "$(dirname "$0")/../../.." && pwd)
+here=$(cd "$(dirname "$0")/../.." && pwd)
 data=$here/tests/data/ingest/sample.jsonl
 tmp=$(mktemp -d /tmp/mnemo-test-worker-XXXXXX)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
