@@ -140,43 +140,37 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
   int64_t step0 = 0;
   char prev_lineage[sizeof meta.lineage] = "";
   ft_lineage = json_object(); /* what of a fine-tune's setup shapes the run */
-  if (o->resume) {
-    ckpt_meta prev;
+  ckpt_meta prev = {0};
+  ckpt_opt_state st = {0};
+  if (o->resume) { /* the model's shape is the checkpoint's */
     if ((rc = ckpt_read_meta(o->resume, &prev, err)) != MN_OK) goto out;
     gc = prev.config;
-    if ((rc = train_backend(o->cuda, o->math, &kb, err)) != MN_OK ||
-        (rc = gpt_create(&gc, B, T, seed, kb, &m, err)) != MN_OK)
-      goto out;
-    /* a fine-tune's anchor is the baseline, whatever step it resumes from */
-    if (finetune && ((rc = ckpt_load(fo->baseline, m, &base, err)) != MN_OK ||
-                     (rc = finetune__prepare(fo, m, &base, B, T, total, o->language_alpha, kb, &ft,
-                                             ft_lineage, err)) != MN_OK))
-      goto out;
+  }
+  if ((rc = train_backend(o->cuda, o->math, &kb, err)) != MN_OK ||
+      (rc = gpt_create(&gc, B, T, seed, kb, &m, err)) != MN_OK)
+    goto out;
+  /* a fine-tune's anchor is the baseline, whatever step it resumes from */
+  if (finetune && ((rc = ckpt_load(fo->baseline, m, &base, err)) != MN_OK ||
+                   (rc = finetune__prepare(fo, m, &base, B, T, total, o->language_alpha, kb, &ft,
+                                           ft_lineage, err)) != MN_OK))
+    goto out;
+  if (o->resume) {
     if ((rc = ckpt_load(o->resume, m, &prev, err)) != MN_OK) goto out;
     char opt_path[4200], *real = realpath(o->resume, NULL); /* model.safetensors is a link */
     snprintf(opt_path, sizeof opt_path, "%s.opt", real ? real : o->resume);
     free(real);
-    ckpt_opt_state st;
     if ((rc = ckpt_load_opt(opt_path, m, prev.sha256, &st, err)) != MN_OK) goto out;
     step0 = prev.step;
     snprintf(prev_lineage, sizeof prev_lineage, "%s", prev.lineage);
     for (int i = 0; i < prev.tags.n; i++) /* the checkpoint's tags stay as they were */
       if ((rc = tok_tags_add(&meta.tags, prev.tags.t[i].code, prev.tags.t[i].id, err)) != MN_OK)
         goto out;
-    if ((rc = loader_create(shards, npaths, T, o->language_alpha, seed + 1, &ld, err)) != MN_OK)
-      goto out;
+  }
+  if ((rc = loader_create(shards, npaths, T, o->language_alpha, seed + 1, &ld, err)) != MN_OK)
+    goto out;
+  if (o->resume) {
     loader_set_state(ld, st.rng);
     meta.step = step0; /* a run already past --steps saves nothing and keeps its step */
-  } else {
-    if ((rc = train_backend(o->cuda, o->math, &kb, err)) != MN_OK ||
-        (rc = gpt_create(&gc, B, T, seed, kb, &m, err)) != MN_OK)
-      goto out;
-    if (finetune && ((rc = ckpt_load(fo->baseline, m, &base, err)) != MN_OK ||
-                     (rc = finetune__prepare(fo, m, &base, B, T, total, o->language_alpha, kb, &ft,
-                                             ft_lineage, err)) != MN_OK))
-      goto out;
-    if ((rc = loader_create(shards, npaths, T, o->language_alpha, seed + 1, &ld, err)) != MN_OK)
-      goto out;
   }
   if (world > 1) { /* data parallel: the ranks meet, each draws its own windows */
     char id[4200];
