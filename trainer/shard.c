@@ -127,7 +127,7 @@ mn_status shard_builder_write(shard_builder *b, const char *path, mn_error *err)
 
 static mn_status bad(const char *path, mn_error *err, const char *why)
 {
-  return mn_error_set(err, MN_ERR_CORRUPT, "cannot read shard \"%s\": %s", path, why);
+  return mn_error_set(err, MN_ERR_CORRUPT, "could not read shard \"%s\": %s", path, why);
 }
 
 mn_status shard_read(const char *path, shard *s, mn_error *err)

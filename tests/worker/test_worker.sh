@@ -66,7 +66,7 @@ rc=0; m shard --split train --out "$tmp/bad.shard" "$tmp/badsplit.jsonl" >/dev/n
   fail "a bad split: rc $rc, $(cat "$tmp/err")"
 head -c 100 "$tmp/all.shard" >"$tmp/cut.shard"
 rc=0; m pretrain --out "$tmp/x" "$tmp/cut.shard" 2>"$tmp/err" >/dev/null || rc=$?
-[ $rc = 1 ] && grep -q "cannot read shard" "$tmp/err" || fail "a truncated shard: rc $rc, $(cat "$tmp/err")"
+[ $rc = 1 ] && grep -q "could not read shard" "$tmp/err" || fail "a truncated shard: rc $rc, $(cat "$tmp/err")"
 
 # 30 steps straight, and 15 + 15 resumed: the same weights, bit for bit
 m --set train.steps=30 pretrain --out "$tmp/a" "$tmp/all.shard" >"$tmp/a.log"
