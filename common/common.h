@@ -333,6 +333,11 @@ mn_status mn_jsonl_fail(const mn_jsonl *r, mn_error *err, mn_status code, const 
     MN_PRINTF(4, 5);
 void mn_jsonl_close(mn_jsonl *r);
 
+/* mn_json_str -- the value of v when it is a string with no NUL inside, else NULL: for codes
+ * and names read from JSONL, where a NUL would silently cut the value short ("sw\u0000h"
+ * read as "sw") */
+const char *mn_json_str(const struct json_t *v);
+
 /* mn_jsonl_each -- fn for every object of the file at path, in order, until fn fails (its
  * status is returned); the object is borrowed for the call */
 typedef mn_status (*mn_jsonl_fn)(struct json_t *obj, const mn_jsonl *r, void *ctx, mn_error *err);

@@ -1,9 +1,10 @@
 /*
  * jsonl.c -- the one JSONL reader (common.h): a JSON object a line, blank lines skipped,
- * every error naming file:line.  Every JSONL file mnemo reads goes through here: sources of
- * evaluation sets, the language identifier's training text, the triage batch and its
- * results, replay exports.  Not for: ingest's streaming reader (daemon/ingest_read.c), which
- * reads from a socket under byte caps and reports per document instead of stopping.
+ * every error naming file:line.  The JSONL files of the compute side and the daemon go through
+ * here: documents for shards, sources of evaluation sets, held-out text, the language
+ * identifier's training text, the triage batch and its results.  Not for: ingest's
+ * streaming reader (daemon/ingest_read.c), which reads under byte caps and reports per
+ * document instead of stopping, and `mnemo lid`, whose lines may be plain text.
  */
 #include "common/common.h"
 
@@ -43,25 +44,39 @@ mn_status mn_jsonl_fail(const mn_jsonl *r, mn_error *err, mn_status code, const 
 mn_status mn_jsonl_next(mn_jsonl *r, json_t **obj, mn_error *err)
 {
   *obj = NULL;
-  ssize_t n;
-  errno = 0;
-  while ((n = getline(&r->line, &r->cap, r->f)) > 0) {
+  for (;;) {
+    errno = 0;
+    ssize_t n = getline(&r->line, &r->cap, r->f);
+    if (n <= 0) break;
     r->line_no++;
     if (strspn(r->line, " \t\r\n") == (size_t)n) continue;
     json_error_t je;
     json_t *o = json_loadb(r->line, (size_t)n, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
+    if (!o) /* jansson takes only an object or an array: a scalar fails to parse here */
+      return mn_jsonl_fail(r, err, MN_ERR_INPUT,
+                           strstr(je.text, "duplicate") ? "%s" : "not a JSON object (%s)", je.text);
     if (!json_is_object(o)) {
       json_decref(o);
-      return mn_jsonl_fail(r, err, MN_ERR_INPUT, "not a JSON object (%s)",
-                           o ? "another JSON value" : je.text);
+      return mn_jsonl_fail(r, err, MN_ERR_INPUT, "not a JSON object (an array)");
     }
     *obj = o;
     return MN_OK;
   }
-  if (ferror(r->f))
-    return mn_error_set(err, MN_ERR_IO, "could not read \"%s\": %s", r->name,
-                        strerror(errno ? errno : EIO));
+  /* getline fails without setting the stream's error when it runs out of memory: only a
+   * true end of file ends the input, or the records after a huge line would be lost */
+  if (ferror(r->f) || !feof(r->f)) {
+    int e = errno ? errno : EIO;
+    return mn_error_set(err, e == ENOMEM ? MN_ERR_NOMEM : MN_ERR_IO,
+                        "%s:%lld: could not read the line: %s", r->name, (long long)r->line_no + 1,
+                        strerror(e));
+  }
   return MN_OK;
+}
+
+const char *mn_json_str(const json_t *v)
+{
+  const char *s = json_string_value(v);
+  return s && strlen(s) == json_string_length(v) ? s : NULL;
 }
 
 void mn_jsonl_close(mn_jsonl *r)

@@ -52,12 +52,17 @@ mn_status child_spawn(child *ch, char *const *argv, int out_fd, int log_fd, cons
      * leaves no orphan at work */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
-    signal(SIGPIPE, SIG_DFL);
+    /* mnemod's handlers would run here, before execv replaces them, and write to its pipe:
+     * the defaults first, then the signals unblocked (a stop then reaches the worker) */
+    static const int caught[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD};
+    for (size_t i = 0; i < sizeof caught / sizeof caught[0]; i++)
+      signal(caught[i], SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     int nul = open("/dev/null", O_RDONLY);
     if (nul >= 0) dup2(nul, 0);
+    if (nul > 2) close(nul);
     dup2(out_fd, 1);
     dup2(log_fd, 2);
     execv(argv[0], argv);

@@ -477,8 +477,11 @@ int main(int argc, char **argv)
     return MN_EXIT_FAIL;
   }
   apply(&st, &nc);
+  /* close-on-exec: the workers mnemod starts do not inherit it */
   if (pipe(sig_pipe) != 0 || fcntl(sig_pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
-      fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK) != 0) {
+      fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK) != 0 ||
+      fcntl(sig_pipe[0], F_SETFD, FD_CLOEXEC) != 0 ||
+      fcntl(sig_pipe[1], F_SETFD, FD_CLOEXEC) != 0) {
     fprintf(stderr, "mnemod: could not create the signal pipe: %s\n", strerror(errno));
     return MN_EXIT_FAIL;
   }

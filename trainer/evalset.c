@@ -88,7 +88,7 @@ static int64_t utf8_chars(const char *s, size_t n)
  * UTF-8 text without NUL (key `text_key`) */
 static mn_status check_record(json_t *r, const mn_jsonl *in, const char *text_key, mn_error *err)
 {
-  const char *lang = json_string_value(json_object_get(r, "lang"));
+  const char *lang = mn_json_str(json_object_get(r, "lang"));
   json_t *t = json_object_get(r, text_key);
   if (!mn_lang_code_valid(lang))
     return mn_jsonl_fail(in, err, MN_ERR_INPUT, "\"lang\" must be a language code (2-7 of a-z _)");
@@ -156,11 +156,11 @@ static mn_status sha_of_text(const char *text, size_t n, uint8_t sha[MN_SHA256_L
   return mn_sha256_final(&h, sha, err);
 }
 
-mn_status evalset__record_split(json_t *rec, const char *text, size_t n, double fraction,
-                                bool *heldout, bool *by_hash, mn_error *err)
+mn_status evalset_record_split(json_t *rec, const char *text, size_t n, double fraction,
+                               bool *heldout, bool *by_hash, mn_error *err)
 {
   json_t *v = json_object_get(rec, "split");
-  const char *split = json_string_value(v);
+  const char *split = mn_json_str(v);
   *heldout = false, *by_hash = !v;
   if (v) {
     if (!split || (strcmp(split, "heldout") != 0 && strcmp(split, "train") != 0))
@@ -181,12 +181,12 @@ mn_status evalset__record_split(json_t *rec, const char *text, size_t n, double 
 static mn_status add_heldout(json_t *r, const char *file, int64_t ln, void *ctx, mn_error *err)
 {
   build_ctx *c = ctx;
-  const char *lang = json_string_value(json_object_get(r, "lang"));
+  const char *lang = mn_json_str(json_object_get(r, "lang"));
   json_t *t = json_object_get(r, "text");
   uint8_t sha[MN_SHA256_LEN];
   bool held, by_hash;
-  mn_status rc = evalset__record_split(r, json_string_value(t), json_string_length(t),
-                                       c->src->heldout_fraction, &held, &by_hash, err);
+  mn_status rc = evalset_record_split(r, json_string_value(t), json_string_length(t),
+                                      c->src->heldout_fraction, &held, &by_hash, err);
   if (rc != MN_OK) {
     mn_error_prefix(err, "%s:%lld", file, (long long)ln);
     return rc;
@@ -228,7 +228,7 @@ static mn_status item_name(json_t *r, const char *key, const char *file, int64_t
 {
   json_t *v = json_object_get(r, key);
   char buf[32];
-  const char *name = json_string_value(v);
+  const char *name = mn_json_str(v);
   if (json_is_integer(v)) {
     snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(v));
     name = buf;
@@ -243,7 +243,7 @@ static mn_status item_name(json_t *r, const char *key, const char *file, int64_t
 static mn_status add_reference(json_t *r, const char *file, int64_t ln, void *ctx, mn_error *err)
 {
   build_ctx *c = ctx;
-  if (strcmp(json_string_value(json_object_get(r, "lang")), c->src->reference) != 0) return MN_OK;
+  if (strcmp(mn_json_str(json_object_get(r, "lang")), c->src->reference) != 0) return MN_OK;
   if (c->nref == c->ref_cap) {
     size_t nc = c->ref_cap ? c->ref_cap * 2 : 64;
     char **n = realloc(c->ref_names, nc * sizeof *n);
@@ -273,7 +273,7 @@ static mn_status add_reference(json_t *r, const char *file, int64_t ln, void *ct
 static mn_status add_parallel(json_t *r, const char *file, int64_t ln, void *ctx, mn_error *err)
 {
   build_ctx *c = ctx;
-  const char *lang = json_string_value(json_object_get(r, "lang"));
+  const char *lang = mn_json_str(json_object_get(r, "lang"));
   if (!wanted(c, lang)) {
     c->counts->other_language++;
     return MN_OK;
@@ -299,7 +299,7 @@ static mn_status add_parallel(json_t *r, const char *file, int64_t ln, void *ctx
 static mn_status add_probe(json_t *r, const char *file, int64_t ln, void *ctx, mn_error *err)
 {
   build_ctx *c = ctx;
-  const char *lang = json_string_value(json_object_get(r, "lang"));
+  const char *lang = mn_json_str(json_object_get(r, "lang"));
   const char *status = json_string_value(json_object_get(r, "status"));
   json_t *exp = json_object_get(r, "expected"), *fb = json_object_get(r, "fixed_bits");
   if (!status || (strcmp(status, "accepted") && strcmp(status, "fixed")))
@@ -491,7 +491,7 @@ out:
 static mn_status parse_item(json_t *o, evalset_item *it, mn_error *err)
 {
   const char *kind = json_string_value(json_object_get(o, "kind"));
-  const char *lang = json_string_value(json_object_get(o, "lang"));
+  const char *lang = mn_json_str(json_object_get(o, "lang"));
   const char *id = json_string_value(json_object_get(o, "id"));
   json_t *t = json_object_get(o, "text");
   memset(it, 0, sizeof *it);

@@ -91,6 +91,7 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
   gpt *m = NULL;
   const kernels_backend *kb = NULL;
   kernels_dp *dp = NULL;
+  float *stop_dev = NULL; /* data parallel: the ranks' stop flags, averaged each step */
   int rank = o->rank, world = o->world > 1 ? o->world : 1;
   loader *ld = NULL;
   ckpt_meta meta, base;
@@ -184,6 +185,10 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
       goto out;
     }
     if ((rc = kernels_dp_open(rank, world, id, 600, &dp, err)) != MN_OK) goto out;
+    if (!(stop_dev = kb->mem_alloc(sizeof *stop_dev))) {
+      rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+      goto out;
+    }
     loader_set_state(ld, loader_state(ld) ^ (0x9E3779B97F4A7C15ULL * (uint64_t)rank));
   }
   for (int i = 0; i < meta.tags.n; i++) /* against the model actually trained */
@@ -352,6 +357,15 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
     emit(o, &ev);
     meta.step = t;
     bool stop = o->stop && *o->stop;
+    if (dp) { /* every rank stops at the same step, or one would wait forever in the next
+               * step's all-reduce for a rank that has left */
+      float f = stop ? 1.0f : 0.0f;
+      kb->to_device(stop_dev, &f, sizeof f);
+      if ((rc = kernels_dp_allreduce_mean(dp, stop_dev, 1, err)) != MN_OK) goto out;
+      kb->to_host(&f, stop_dev, sizeof f);
+      stop = f > 0;
+    }
+    if (t == steps) stop = false; /* the run is complete: it ends as done, not interrupted */
     bool periodic = o->checkpoint_every > 0 && t % o->checkpoint_every == 0;
     if ((periodic || stop) && rank == 0) { /* rank 0 saves for all */
       if ((rc = save_all(o->out, m, &meta, ld, saved_before, err)) != MN_OK) goto out;
@@ -389,6 +403,7 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
   snprintf(res->sha256, sizeof res->sha256, "%s", meta.sha256);
   rc = MN_OK;
 out:
+  if (stop_dev) kb->mem_free(stop_dev, sizeof *stop_dev);
   free(tok), free(tgt), free(lang_loss), free(lang_rows);
   free(codes), free(shares);
   kernels_dp_close(dp);

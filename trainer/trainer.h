@@ -342,7 +342,7 @@ typedef struct evalset {
 
 typedef struct evalset_sources {
   const char *const *heldout; /* JSONL {"lang", "text", "split"?}: only held-out documents
-                               * are taken (evalset__record_split: "split" as stored at
+                               * are taken (evalset_record_split: "split" as stored at
                                * ingest; without it, the hash split at heldout_fraction) */
   int nheldout;
   double heldout_fraction; /* ingest.heldout_fraction: for records without "split" only */
@@ -369,6 +369,20 @@ MN_NODISCARD mn_status evalset_build(const evalset_sources *src, const char *out
                                      evalset_counts *counts /* OUT */, mn_error *err);
 /* evalset_load -- a set, its checksum and every item checked. */
 MN_NODISCARD mn_status evalset_load(const char *path, evalset *s /* OUT */, mn_error *err);
+/*
+ * evalset_record_split -- whether a corpus record {"lang", "text", "split"?} is a held-out
+ * document.  The split stored at ingest (mnemo.documents.split, exported as
+ * "split": "train" | "heldout") is the truth and is taken as it is: ingest.heldout_fraction
+ * may have changed since.  A record without one (a corpus file made by hand) is split by
+ * ingest's hash rule (mn_split_heldout of the text's SHA-256) at `fraction`, which agrees
+ * with what ingest stored only at the fraction the documents were ingested at.  *by_hash
+ * says which rule decided.  MN_ERR_INPUT when "split" is there but neither value (the
+ * caller adds file:line).
+ */
+MN_NODISCARD mn_status evalset_record_split(struct json_t *rec, const char *text, size_t n,
+                                            double fraction, bool *heldout /* OUT */,
+                                            bool *by_hash /* OUT */, mn_error *err);
+
 void evalset_fini(evalset *s);
 /* evalset_load_many -- several sets as one: the items of all in order, the version the hash
  * of their versions (one set: the hash of its version); an item in two sets (it would count

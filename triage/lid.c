@@ -144,7 +144,7 @@ static mn_status train_file(trainer *t, calib *cal, const char *file, int64_t ma
   if (rc != MN_OK) return rc;
   json_t *r;
   while ((rc = mn_jsonl_next(&in, &r, err)) == MN_OK && r) {
-    const char *lang = json_string_value(json_object_get(r, "lang"));
+    const char *lang = mn_json_str(json_object_get(r, "lang"));
     json_t *tx = json_object_get(r, "text");
     if (!lang || !json_is_string(tx) || !mn_lang_code_valid(lang)) {
       rc = mn_jsonl_fail(&in, err, MN_ERR_INPUT,

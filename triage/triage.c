@@ -178,7 +178,7 @@ static void batch_free(batch *b)
 static mn_status copy_code(json_t *v, char *out, size_t n, const char *what, const mn_jsonl *in,
                            mn_error *err)
 {
-  const char *s = json_string_value(v);
+  const char *s = mn_json_str(v);
   if (!s || !*s || strlen(s) >= n)
     return mn_jsonl_fail(in, err, MN_ERR_INPUT, "\"%s\" missing or not a code", what);
   memcpy(out, s, strlen(s) + 1);
@@ -198,7 +198,7 @@ static mn_status dup_json_text(json_t *v, char **out, size_t *len, mn_error *err
 /* read_record -- one line of the batch (common/protocol.h) into b */
 static mn_status read_record(batch *b, json_t *o, const mn_jsonl *in, mn_error *err)
 {
-  const char *kind = json_string_value(json_object_get(o, MN_BATCH_KIND));
+  const char *kind = mn_json_str(json_object_get(o, MN_BATCH_KIND));
   json_t *id = json_object_get(o, MN_BATCH_ID);
   if (!kind || (strcmp(kind, MN_BATCH_KIND_OPEN) && strcmp(kind, MN_BATCH_KIND_NEW)) ||
       !json_is_integer(id))
@@ -221,13 +221,13 @@ static mn_status read_record(batch *b, json_t *o, const mn_jsonl *in, mn_error *
   if (r->open) {
     json_t *g = json_object_get(o, MN_BATCH_GROUP);
     r->group = json_is_integer(g) ? json_integer_value(g) : r->id;
-    if (!sig_parse(json_string_value(json_object_get(o, MN_BATCH_MINHASH)), r->sig))
+    if (!sig_parse(mn_json_str(json_object_get(o, MN_BATCH_MINHASH)), r->sig))
       return mn_jsonl_fail(in, err, MN_ERR_INPUT, "\"%s\" is not %d hex digits", MN_BATCH_MINHASH,
                            TRIAGE_MINHASH * 8);
     b->n++;
     return MN_OK;
   }
-  const char *script = json_string_value(json_object_get(o, MN_BATCH_SCRIPT));
+  const char *script = mn_json_str(json_object_get(o, MN_BATCH_SCRIPT));
   snprintf(r->script, sizeof r->script, "%s", script ? script : "");
   json_t *t = json_object_get(o, MN_BATCH_TEXT), *e = json_object_get(o, MN_BATCH_EXPECTED);
   if (!json_is_string(t))
@@ -313,7 +313,7 @@ static mn_status typical_load(const triage_config *c, const ckpt_meta *meta, int
   size_t cap = 0;
   json_t *o;
   while ((rc = mn_jsonl_next(&in, &o, err)) == MN_OK && o) {
-    const char *lang = json_string_value(json_object_get(o, "lang"));
+    const char *lang = mn_json_str(json_object_get(o, "lang"));
     json_t *t = json_object_get(o, "text");
     size_t bad;
     if (!lang || !json_is_string(t) || strlen(lang) >= sizeof s.items[0].lang)

@@ -251,9 +251,6 @@ int worker__cmd_bench(worker_ctx *w, worker_args *o)
    * of 1024^3 products), so that both see the same machine: on a shared host the clock
    * and the neighbours change from one second to the next.  The median burst is the
    * reference. */
-  sgemm_probe probe = {0};
-  bool probe_ok = sgemm_probe_init(&probe, 1024);
-  double *rates = calloc((size_t)steps, sizeof(double));
   if (o->stages || o->ewc) {
     int code = MN_EXIT_OK;
     if (o->stages) bench_stages(m, x, y, B, T, &opt, steps);
@@ -262,6 +259,9 @@ int worker__cmd_bench(worker_ctx *w, worker_args *o)
     gpt_destroy(m);
     return code;
   }
+  sgemm_probe probe = {0};
+  bool probe_ok = sgemm_probe_init(&probe, 1024);
+  double *rates = calloc((size_t)steps, sizeof(double));
   double best = INFINITY, total = 0;
   for (int t = 1; t <= steps + 2; t++) {
     double t0 = mn_monotonic_ms();

@@ -16,7 +16,8 @@
 const worker_opt worker__eval_opts[] = {
     WORKER_TEXT("checkpoint", checkpoint, "CKPT", "the checkpoint to score"),
     WORKER_FLAG("per-doc", per_doc, "also one record per document (per item with --sets)"),
-    WORKER_COUNT("max-tokens", max_tokens, "N", "at most N tokens of each language's section"),
+    WORKER_COUNT_UP_TO("max-tokens", max_tokens, "N", WORKER_BIG,
+                       "at most N tokens of each language's section"),
     WORKER_TEXT("sets", sets, "SET[,SET]", "score evaluation sets instead of shards"),
     WORKER_TEXT("cache", cache, "DIR", "scores cached per (checkpoint, set version)"),
     WORKER_OPT_END,
@@ -33,8 +34,8 @@ const worker_opt worker__evalset_opts[] = {
                 "the language whose characters normalise parallel items (guards.parity_reference)"),
     WORKER_TEXT("probes", probes, "FILE", "report probes, JSONL from mnemod"),
     WORKER_COUNT("max-items", max_items, "N", "held-out documents per language (0: all)"),
-    WORKER_COUNT("max-item-bytes", max_item_bytes, "B",
-                 "a held-out document's first B bytes only (0: all of it)"),
+    WORKER_COUNT_UP_TO("max-item-bytes", max_item_bytes, "B", WORKER_BIG,
+                       "a held-out document's first B bytes only (0: all of it)"),
     WORKER_OPT_END,
 };
 
@@ -336,6 +337,9 @@ out:
 
 int worker__cmd_eval(worker_ctx *w, worker_args *o)
 {
+  if (o->sets && (o->npos || o->max_tokens))
+    return worker__usage("eval scores --sets or shards, not both (--max-tokens is for shards)");
+  if (o->cache && !o->sets) return worker__usage("eval --cache is for --sets");
   if (o->sets && o->checkpoint) return eval_sets(w, o);
   mn_error err = {0};
   shard *shards = NULL;

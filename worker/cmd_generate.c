@@ -132,10 +132,10 @@ int worker__cmd_generate(worker_ctx *w, worker_args *o)
     i += off + 1;
   }
   if (w->json || !isatty(STDOUT_FILENO))
-    worker__emit(json_pack("{s:s, s:s, s:s, s:I}", "event", "generate", "lang", o->lang, "text",
-                           text.data ? text.data : "", "tokens", (json_int_t)nout));
-  else
-    printf("%s\n", text.data ? text.data : "");
+    worker__emit(json_pack("{s:s, s:s, s:s%, s:I}", "event", "generate", "lang", o->lang, "text",
+                           text.data ? text.data : "", text.len, "tokens", (json_int_t)nout));
+  else if (fwrite(text.data ? text.data : "", 1, text.len, stdout) == text.len)
+    putchar('\n'); /* a sampled byte 0 is text too: written whole, not cut there */
   mn_buf_fini(&text);
   free(ctx), free(outb), free(win), free(p);
   gpt_destroy(m);

@@ -14,7 +14,8 @@
 
 const worker_opt worker__lid_train_opts[] = {
     WORKER_TEXT("out", out, "MODEL", "the model to write"),
-    WORKER_COUNT("max-bytes", max_bytes, "N", "text read per language at most (0: all)"),
+    WORKER_COUNT_UP_TO("max-bytes", max_bytes, "N", WORKER_BIG,
+                       "text read per language at most (0: all)"),
     WORKER_OPT_END,
 };
 
@@ -115,7 +116,7 @@ int worker__cmd_lid(worker_ctx *w, worker_args *o)
   int64_t ln = 0;
   while ((got = getline(&line, &cap, f)) > 0)
     lid_line(m, line, (size_t)got, ++ln, w->json);
-  int code = ferror(f) ? MN_EXIT_FAIL : MN_EXIT_OK;
+  int code = ferror(f) || !feof(f) ? MN_EXIT_FAIL : MN_EXIT_OK; /* getline fails on ENOMEM too */
   if (code != MN_EXIT_OK)
     fprintf(stderr, "mnemo: could not read %s\n", o->npos ? o->pos[0] : "stdin");
   free(line);

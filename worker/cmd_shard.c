@@ -36,7 +36,7 @@ int worker__cmd_shard(worker_ctx *w, worker_args *o)
     json_t *r = NULL;
     mn_status s = mn_jsonl_open(&in, o->pos[i], &err);
     while (s == MN_OK && (s = mn_jsonl_next(&in, &r, &err)) == MN_OK && r) {
-      const char *lang = json_string_value(json_object_get(r, "lang"));
+      const char *lang = mn_json_str(json_object_get(r, "lang"));
       json_t *t = json_object_get(r, "text");
       if (!lang || !json_is_string(t)) {
         s = mn_jsonl_fail(&in, &err, MN_ERR_INPUT, "expected {\"lang\": ..., \"text\": ...}");
@@ -47,8 +47,8 @@ int worker__cmd_shard(worker_ctx *w, worker_args *o)
       size_t tn = json_string_length(t);
       bool keep = true, held, by_hash;
       if (strcmp(split, "all") != 0) { /* the record's stored split, or the hash rule */
-        s = evalset__record_split(r, text, tn, w->cfg.ingest.heldout_fraction, &held, &by_hash,
-                                  &err);
+        s = evalset_record_split(r, text, tn, w->cfg.ingest.heldout_fraction, &held, &by_hash,
+                                 &err);
         keep = s == MN_OK && held == (strcmp(split, "heldout") == 0);
       }
       if (keep) s = shard_builder_add(b, lang, text, tn, &err);

@@ -21,8 +21,9 @@
  *     export-hf      a checkpoint for Hugging Face's GPT2LMHeadModel (cmd_interop.c)
  *     import-llmc    an llm.c GPT-2 checkpoint into a mnemo checkpoint (cmd_interop.c)
  *
- * Adding a command: a file cmd_NAME.c with its run function and option table, and one row
- * in `commands` below; its help, the parsing of its options and the refusal of any other
+ * Adding a command: a file cmd_NAME.c with its run function and option table (both declared
+ * in worker_int.h), one row in `commands` below, and the file in worker/CMakeLists.txt; its
+ * help, the parsing of its options and the refusal of any other
  * option come from the row.
  *
  * Progress is JSON lines on stdout (one object per event), or a progress line on stderr
@@ -32,6 +33,7 @@
  */
 #include "worker/worker_int.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -233,8 +235,9 @@ static void command_help(const worker_command *c)
          "this text");
 }
 
-/* help_of -- every row called name (of sub, when given): `mnemo replay --help` shows both */
-static void help_of(const char *name, const char *sub)
+/* help_of -- every row called name (of sub, when given): `mnemo replay --help` shows both;
+ * false when no row is */
+static bool help_of(const char *name, const char *sub)
 {
   bool first = true;
   for (size_t i = 0; i < ncommands; i++) {
@@ -244,6 +247,7 @@ static void help_of(const char *name, const char *sub)
     command_help(c);
     first = false;
   }
+  return !first;
 }
 
 /* ---------------------------------------------------------------- parsing */
@@ -326,18 +330,22 @@ static int parse(const worker_command *c, worker_ctx *w, int argc, char **argv, 
     }
     if (i + 1 >= argc) goto no_value;
     const char *v = argv[++i];
+    if (strncmp(v, "--", 2) == 0) { /* `--out --split x`: a forgotten value, not a name */
+      worker__usage("%s wants a value, got the option \"%s\"", s, v);
+      return -1;
+    }
     if (o->kind == WORKER_OPT_TEXT) {
       *(const char **)(void *)slot = v;
     } else if (o->kind == WORKER_OPT_COUNT) {
-      int64_t *n = (int64_t *)(void *)slot;
-      if (!mn_parse_i64(v, n) || *n < 0) {
-        worker__usage("%s wants a non-negative number, got \"%s\"", s, v);
+      int64_t *n = (int64_t *)(void *)slot, most = o->hi > 0 ? (int64_t)o->hi : INT32_MAX;
+      if (!mn_parse_i64(v, n) || *n < 0 || *n > most) {
+        worker__usage("%s wants a number from 0 to %lld, got \"%s\"", s, (long long)most, v);
         return -1;
       }
     } else {
       char *end;
       double x = strtod(v, &end);
-      if (*end || !(x > o->lo) || x > o->hi) {
+      if (*end || isspace((unsigned char)*v) || !isfinite(x) || !(x > o->lo) || x > o->hi) {
         char range[64];
         if (isinf(o->hi))
           snprintf(range, sizeof range, "(%g, inf)", o->lo);
@@ -394,7 +402,8 @@ int main(int argc, char **argv)
     int used;
     if (!command_find(argv[i], argc - i - 1, argv + i + 1, &used) && !has_subs(argv[i]))
       return worker__usage("unknown command \"%s\"", argv[i]);
-    help_of(argv[i], i + 1 < argc ? argv[i + 1] : NULL);
+    if (!help_of(argv[i], i + 1 < argc ? argv[i + 1] : NULL))
+      return worker__usage("no command \"%s %s\"", argv[i], argv[i + 1]);
     return MN_EXIT_OK;
   }
   int used;

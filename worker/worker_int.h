@@ -12,7 +12,7 @@
 
 #include "common/protocol.h"
 #include "configs/config.h"
-#include "trainer/trainer_int.h"
+#include "trainer/trainer.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -51,7 +51,7 @@ typedef struct worker_opt {
   worker_opt_kind kind;
   size_t offset;
   const char *value; /* what the help calls the value ("FILE", "N"); NULL for a flag */
-  double lo, hi;     /* WORKER_OPT_REAL only */
+  double lo, hi;     /* WORKER_OPT_REAL: (lo, hi]; WORKER_OPT_COUNT: hi the most (0: INT32_MAX) */
   const char *help;
 } worker_opt;
 
@@ -59,9 +59,16 @@ typedef struct worker_opt {
   {                                                                                                \
     (n), WORKER_OPT_TEXT, offsetof(worker_args, field), (v), 0, 0, (h)                             \
   }
+/* a count is 0 to INT32_MAX; WORKER_COUNT_UP_TO gives another most (bytes, tokens: WORKER_BIG,
+ * exact in a double) */
+#define WORKER_BIG 1000000000000000LL
 #define WORKER_COUNT(n, field, v, h)                                                               \
   {                                                                                                \
     (n), WORKER_OPT_COUNT, offsetof(worker_args, field), (v), 0, 0, (h)                            \
+  }
+#define WORKER_COUNT_UP_TO(n, field, v, most, h)                                                   \
+  {                                                                                                \
+    (n), WORKER_OPT_COUNT, offsetof(worker_args, field), (v), 0, (double)(most), (h)               \
   }
 #define WORKER_REAL(n, field, v, lo, hi, h)                                                        \
   {                                                                                                \

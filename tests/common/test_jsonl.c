@@ -45,6 +45,8 @@ static void bad_lines_named(void)
 {
   const char *bad[] = {"{\"a\": 1}\n[1, 2]\n", "{\"a\": 1}\n{\"a\": \n", "\n{\"a\": 1, \"a\": 2}\n",
                        "{\"a\": 1}\n\"text\"\n"};
+  const char *why[] = {"not a JSON object (an array)", "not a JSON object (",
+                       "duplicate object key", "not a JSON object ("};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     write_text(bad[i]);
     mn_jsonl r;
@@ -57,7 +59,7 @@ static void bad_lines_named(void)
     T_EQ_INT(rc, MN_ERR_INPUT);
     T_CHECK(o == NULL);
     char want[128];
-    snprintf(want, sizeof want, "%s:2: not a JSON object", path);
+    snprintf(want, sizeof want, "%s:2: %s", path, why[i]);
     T_CONTAINS(err.msg, want);
     mn_jsonl_close(&r);
   }
@@ -100,6 +102,17 @@ static void from_stream(void)
   fclose(f);
 }
 
+static void codes_without_nul(void)
+{
+  json_t *o = json_loads("{\"a\": \"sw\\u0000h\", \"b\": \"swh\", \"c\": 3}", JSON_ALLOW_NUL, NULL);
+  T_CHECK(o != NULL);
+  T_CHECK(mn_json_str(json_object_get(o, "a")) == NULL); /* not read as "sw" */
+  T_EQ_STR(mn_json_str(json_object_get(o, "b")), "swh");
+  T_CHECK(mn_json_str(json_object_get(o, "c")) == NULL);
+  T_CHECK(mn_json_str(NULL) == NULL);
+  json_decref(o);
+}
+
 static void little_endian(void)
 {
   uint8_t b[8];
@@ -120,6 +133,7 @@ int main(void)
   T_RUN(bad_lines_named);
   T_RUN(each_and_fail);
   T_RUN(from_stream);
+  T_RUN(codes_without_nul);
   T_RUN(little_endian);
   unlink(path);
   return T_DONE();

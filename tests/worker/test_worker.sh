@@ -246,7 +246,10 @@ rc=0; "$mnemo" finetune --spec "$tmp/job-other.yaml" --out "$tmp/ft3" "$tmp/spa.
 
 # usage errors
 for args in "" "frobnicate" "pretrain" "shard --out x" "eval" "generate --lang spa" "replay" \
-  "replay absorb --store x" "fisher --out x" "fisher --checkpoint x --out y --weighting z s" "finetune --out x s"; do
+  "replay absorb --store x" "fisher --out x" "fisher --checkpoint x --out y --weighting z s" "finetune --out x s" \
+  "shard --out --split all x.jsonl" "bench --steps 2147483648" "generate --top-k 4294967296" \
+  "generate --temperature inf" "generate --temperature 1e999" "generate --temperature  0.5" \
+  "help replay bogus" "help shard bogus" "eval --checkpoint c --sets s x.shard" "eval --cache d x.shard"; do
   rc=0
   # shellcheck disable=SC2086
   "$mnemo" $args >/dev/null 2>&1 || rc=$?
