@@ -54,7 +54,10 @@ mn_status mn_jsonl_next(mn_jsonl *r, json_t **obj, mn_error *err)
     json_t *o = json_loadb(r->line, (size_t)n, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
     if (!o) /* jansson takes only an object or an array: a scalar fails to parse here */
       return mn_jsonl_fail(r, err, MN_ERR_INPUT,
-                           strstr(je.text, "duplicate") ? "%s" : "not a JSON object (%s)", je.text);
+                           strncmp(je.text, "'[' or '{' expected", 19) == 0
+                               ? "not a JSON object (%s)"
+                               : "not valid JSON (%s)",
+                           je.text);
     if (!json_is_object(o)) {
       json_decref(o);
       return mn_jsonl_fail(r, err, MN_ERR_INPUT, "not a JSON object (an array)");

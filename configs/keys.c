@@ -302,7 +302,7 @@ static const mn_config_key keys[] = {
     INT_KEY("triage.max_text_bytes", "16384", 16, 65536, true,
             "a report text (or expected text) longer than this is rejected as invalid text",
             triage.max_text_bytes),
-    INT_KEY("triage.lid_max_bytes", "1000000", 1000, INT64_MAX, true,
+    INT_KEY("triage.lid_max_bytes", "1000000", 1000, 1000000000000000, true,
             "training text per language for the daemon's language identifier",
             triage.lid_max_bytes),
     INT_KEY("triage.batch", "256", 1, 100000, true, "reports triaged per worker run", triage.batch),

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,17 +44,24 @@ mn_status child_spawn(child *ch, char *const *argv, int out_fd, int log_fd, cons
     if (dprintf(log_fd, " %s", argv[i]) < 0) break;
   if (dprintf(log_fd, "\n") < 0) {
   }
+  /* every signal blocked across the fork: until the child has put back the default
+   * handlers, a signal sent to it (the runner's SIGTERM) must not run mnemod's handler there,
+   * which would write to mnemod's signal pipe and stop mnemod instead of the worker */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   pid_t parent = getpid();
   pid_t pid = fork();
+  int fork_errno = errno;
+  if (pid != 0) pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (pid < 0)
-    return mn_error_set(err, MN_ERR_IO, "could not fork the worker: %s", strerror(errno));
+    return mn_error_set(err, MN_ERR_IO, "could not fork the worker: %s", strerror(fork_errno));
   if (pid == 0) {
     /* the worker dies with the daemon (or the thread that started it): a kill -9 of mnemod
      * leaves no orphan at work */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
-    /* mnemod's handlers would run here, before execv replaces them, and write to its pipe:
-     * the defaults first, then the signals unblocked (a stop then reaches the worker) */
+    /* the defaults first, then the signals unblocked (a stop then reaches the worker) */
     static const int caught[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD};
     for (size_t i = 0; i < sizeof caught / sizeof caught[0]; i++)
       signal(caught[i], SIG_DFL);

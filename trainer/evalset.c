@@ -300,7 +300,7 @@ static mn_status add_probe(json_t *r, const char *file, int64_t ln, void *ctx, m
 {
   build_ctx *c = ctx;
   const char *lang = mn_json_str(json_object_get(r, "lang"));
-  const char *status = json_string_value(json_object_get(r, "status"));
+  const char *status = mn_json_str(json_object_get(r, "status"));
   json_t *exp = json_object_get(r, "expected"), *fb = json_object_get(r, "fixed_bits");
   if (!status || (strcmp(status, "accepted") && strcmp(status, "fixed")))
     return mn_error_set(err, MN_ERR_INPUT, "%s:%lld: \"status\" must be accepted or fixed", file,

@@ -227,7 +227,10 @@ static mn_status read_record(batch *b, json_t *o, const mn_jsonl *in, mn_error *
     b->n++;
     return MN_OK;
   }
-  const char *script = mn_json_str(json_object_get(o, MN_BATCH_SCRIPT));
+  json_t *sv = json_object_get(o, MN_BATCH_SCRIPT);
+  const char *script = mn_json_str(sv);
+  if (sv && !json_is_null(sv) && (!script || strlen(script) >= sizeof r->script))
+    return mn_jsonl_fail(in, err, MN_ERR_INPUT, "\"%s\" is not a script code", MN_BATCH_SCRIPT);
   snprintf(r->script, sizeof r->script, "%s", script ? script : "");
   json_t *t = json_object_get(o, MN_BATCH_TEXT), *e = json_object_get(o, MN_BATCH_EXPECTED);
   if (!json_is_string(t))

@@ -17,7 +17,7 @@ const worker_opt worker__generate_opts[] = {
     WORKER_COUNT("tokens", tokens, "N", "bytes to generate at most (default 100)"),
     WORKER_REAL("temperature", temperature, "T", 0, INFINITY, "sampling temperature (default 0.8)"),
     WORKER_COUNT("top-k", top_k, "K", "sample among the K likeliest (default 40)"),
-    WORKER_COUNT("seed", seed, "S", "the sampler's seed (default 1)"),
+    WORKER_COUNT_UP_TO("seed", seed, "S", INT64_MAX, "the sampler's seed (default 1)"),
     WORKER_OPT_END,
 };
 

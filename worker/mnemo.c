@@ -252,6 +252,17 @@ static bool help_of(const char *name, const char *sub)
 
 /* ---------------------------------------------------------------- parsing */
 
+/* is_option -- whether s names an option command c takes (or one every command takes) */
+static bool is_option(const worker_command *c, const char *s)
+{
+  if (strncmp(s, "--", 2) != 0) return false;
+  if (!strcmp(s, "--help") || !strcmp(s, "--json") || (c->spec && !strcmp(s, "--spec")))
+    return true;
+  for (const worker_opt *o = c->opts; o->name; o++)
+    if (strcmp(s + 2, o->name) == 0) return true;
+  return false;
+}
+
 /* command_find -- the row of `name` and, when argv[0] is one of its subcommands, that one (*used 1)
  */
 static const worker_command *command_find(const char *name, int argc, char **argv, int *used)
@@ -330,14 +341,15 @@ static int parse(const worker_command *c, worker_ctx *w, int argc, char **argv, 
     }
     if (i + 1 >= argc) goto no_value;
     const char *v = argv[++i];
-    if (strncmp(v, "--", 2) == 0) { /* `--out --split x`: a forgotten value, not a name */
+    if (is_option(c, v)) { /* `--out --split x`: a forgotten value (a prompt "-- hi" is text) */
       worker__usage("%s wants a value, got the option \"%s\"", s, v);
       return -1;
     }
     if (o->kind == WORKER_OPT_TEXT) {
       *(const char **)(void *)slot = v;
     } else if (o->kind == WORKER_OPT_COUNT) {
-      int64_t *n = (int64_t *)(void *)slot, most = o->hi > 0 ? (int64_t)o->hi : INT32_MAX;
+      int64_t *n = (int64_t *)(void *)slot;
+      int64_t most = o->hi <= 0 ? INT32_MAX : o->hi >= 9.2e18 ? INT64_MAX : (int64_t)o->hi;
       if (!mn_parse_i64(v, n) || *n < 0 || *n > most) {
         worker__usage("%s wants a number from 0 to %lld, got \"%s\"", s, (long long)most, v);
         return -1;

@@ -60,7 +60,7 @@ typedef struct worker_opt {
     (n), WORKER_OPT_TEXT, offsetof(worker_args, field), (v), 0, 0, (h)                             \
   }
 /* a count is 0 to INT32_MAX; WORKER_COUNT_UP_TO gives another most (bytes, tokens: WORKER_BIG,
- * exact in a double) */
+ * exact in a double; INT64_MAX: any int64) */
 #define WORKER_BIG 1000000000000000LL
 #define WORKER_COUNT(n, field, v, h)                                                               \
   {                                                                                                \

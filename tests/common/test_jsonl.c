@@ -45,8 +45,8 @@ static void bad_lines_named(void)
 {
   const char *bad[] = {"{\"a\": 1}\n[1, 2]\n", "{\"a\": 1}\n{\"a\": \n", "\n{\"a\": 1, \"a\": 2}\n",
                        "{\"a\": 1}\n\"text\"\n"};
-  const char *why[] = {"not a JSON object (an array)", "not a JSON object (",
-                       "duplicate object key", "not a JSON object ("};
+  const char *why[] = {"not a JSON object (an array)", "not valid JSON (",
+                       "not valid JSON (duplicate object key", "not a JSON object ("};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     write_text(bad[i]);
     mn_jsonl r;

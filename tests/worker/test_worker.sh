@@ -247,12 +247,24 @@ rc=0; "$mnemo" finetune --spec "$tmp/job-other.yaml" --out "$tmp/ft3" "$tmp/spa.
 # usage errors
 for args in "" "frobnicate" "pretrain" "shard --out x" "eval" "generate --lang spa" "replay" \
   "replay absorb --store x" "fisher --out x" "fisher --checkpoint x --out y --weighting z s" "finetune --out x s" \
-  "shard --out --split all x.jsonl" "bench --steps 2147483648" "generate --top-k 4294967296" \
-  "generate --temperature inf" "generate --temperature 1e999" "generate --temperature  0.5" \
-  "help replay bogus" "help shard bogus" "eval --checkpoint c --sets s x.shard" "eval --cache d x.shard"; do
+  "shard --out --split all x.jsonl" "bench --steps 2147483648" "help replay bogus" \
+  "help shard bogus" "eval --checkpoint c --sets s x.shard" "eval --cache d x.shard"; do
   rc=0
   # shellcheck disable=SC2086
   "$mnemo" $args >/dev/null 2>&1 || rc=$?
   [ $rc = 2 ] || fail "\"mnemo $args\" exited $rc, want 2"
 done
+# values refused by the option table (exit 2) beside ones it takes and that then fail on the
+# missing checkpoint (exit 1): the refusal is the table's, not the command's
+gen() { rc=0; "$mnemo" generate --checkpoint "$tmp/none.safetensors" --lang spa "$@" >/dev/null 2>&1 || rc=$?; echo $rc; }
+for v in inf 1e999 nan " 0.5" "0.5 " -1 0; do
+  [ "$(gen --temperature "$v")" = 2 ] || fail "generate --temperature \"$v\" was not refused"
+done
+[ "$(gen --top-k 4294967296)" = 2 ] || fail "generate --top-k 4294967296 was not refused"
+[ "$(gen --prompt --lang)" = 2 ] || fail "an option taken as --prompt's value"
+for ok in "--temperature 0.5" "--top-k 40" "--seed 4294967296"; do
+  # shellcheck disable=SC2086
+  [ "$(gen $ok)" = 1 ] || fail "generate $ok was refused"
+done
+[ "$(gen --prompt "-- a comment")" = 1 ] || fail "a prompt that starts with -- was refused"
 echo "worker: 1 passed, 0 failed"
