@@ -15,15 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-const worker_opt worker__pretrain_opts[] = {
-    WORKER_TEXT("out", out, "DIR", "where checkpoints go (DIR/model.safetensors names the last)"),
-    WORKER_TEXT("resume", resume, "CKPT",
-                "continue this checkpoint (and its .opt) bit-identically"),
-    WORKER_COUNT("steps", steps, "N", "stop after step N of train.steps"),
-    WORKER_OPT_END,
-};
-
-const worker_opt worker__finetune_opts[] = {
+/* pretrain and finetune take the same options (finetune also --spec, from its row) */
+const worker_opt worker__train_opts[] = {
     WORKER_TEXT("out", out, "DIR", "where checkpoints go (DIR/model.safetensors names the last)"),
     WORKER_TEXT("resume", resume, "CKPT",
                 "continue this checkpoint (and its .opt) bit-identically"),

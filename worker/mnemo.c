@@ -58,14 +58,14 @@ static const worker_command commands[] = {
      "SIGINT saves a checkpoint at the end of the step and exits 75; --resume continues it\n"
      "bit-identically.  --steps N stops after step N of train.steps (the schedule still\n"
      "spans train.steps, so a run cut in parts is the same run).\n",
-     worker__pretrain_opts, false, worker__cmd_pretrain},
+     worker__train_opts, false, worker__cmd_pretrain},
     {"finetune", NULL, "--spec JOB.yaml --out DIR [--resume CKPT] [--steps N] SHARD...",
      "refresh finetune.baseline on fresh shards (replay, EWC, unfreezing)",
      "Fine-tunes finetune.baseline on the fresh shards: replayed windows from\n"
      "finetune.replay_store in every batch, EWC against the baseline with finetune.fisher,\n"
      "progressive unfreezing by finetune.stages (finetune.* keys).  The job spec is a config\n"
      "file and replaces --config.  Resumable as pretrain is.\n",
-     worker__finetune_opts, true, worker__cmd_finetune},
+     worker__train_opts, true, worker__cmd_finetune},
     {"eval", NULL,
      "--checkpoint CKPT [--per-doc] [--max-tokens N] SHARD...  |  --checkpoint CKPT "
      "--sets SET[,SET] [--per-doc] [--cache DIR]",
@@ -253,14 +253,19 @@ static bool help_of(const char *name, const char *sub)
 /* ---------------------------------------------------------------- parsing */
 
 /* is_option -- whether s names an option command c takes (or one every command takes) */
+/* opt_of -- the row of c's table for "--name", or NULL */
+static const worker_opt *opt_of(const worker_command *c, const char *s)
+{
+  if (strncmp(s, "--", 2) != 0) return NULL;
+  for (const worker_opt *o = c->opts; o->name; o++)
+    if (strcmp(s + 2, o->name) == 0) return o;
+  return NULL;
+}
+
 static bool is_option(const worker_command *c, const char *s)
 {
-  if (strncmp(s, "--", 2) != 0) return false;
-  if (!strcmp(s, "--help") || !strcmp(s, "--json") || (c->spec && !strcmp(s, "--spec")))
-    return true;
-  for (const worker_opt *o = c->opts; o->name; o++)
-    if (strcmp(s + 2, o->name) == 0) return true;
-  return false;
+  return !strcmp(s, "--help") || !strcmp(s, "--json") || (c->spec && !strcmp(s, "--spec")) ||
+         opt_of(c, s);
 }
 
 /* command_find -- the row of `name` and, when argv[0] is one of its subcommands, that one (*used 1)
@@ -326,10 +331,8 @@ static int parse(const worker_command *c, worker_ctx *w, int argc, char **argv, 
       *spec = argv[++i];
       continue;
     }
-    const worker_opt *o = c->opts;
-    while (o->name && strcmp(s + 2, o->name) != 0)
-      o++;
-    if (!o->name) {
+    const worker_opt *o = opt_of(c, s);
+    if (!o) {
       worker__usage("unknown option \"%s\" for \"%s%s%s\"", s, c->name, c->sub ? " " : "",
                     c->sub ? c->sub : "");
       return -1;

@@ -111,7 +111,7 @@ mn_status worker__scoring_model(const worker_ctx *w, const char *path, ckpt_meta
                                 int *T, mn_error *err);
 
 /* The commands: each file's option tables and run functions, one row each in mnemo.c. */
-extern const worker_opt worker__shard_opts[], worker__pretrain_opts[], worker__finetune_opts[];
+extern const worker_opt worker__shard_opts[], worker__train_opts[];
 extern const worker_opt worker__eval_opts[], worker__evalset_opts[], worker__guard_opts[];
 extern const worker_opt worker__generate_opts[], worker__bench_opts[], worker__fisher_opts[];
 extern const worker_opt worker__replay_absorb_opts[], worker__lid_train_opts[];
