@@ -20,8 +20,95 @@
 
 /* ---------------------------------------------------------------- tokens */
 
+/* The byte tokenizer's ids: 0-255 the UTF-8 bytes, 256 <|eot|>, language tags from 257.  The
+ * database numbers tags this way (migrations/0003); another tokenizer's tags are the same
+ * tags moved up to start at its tok_base (tok_tags_rebase). */
 #define TOK_EOT       256 /* <|eot|> */
 #define TOK_FIRST_TAG 257 /* <|lang:xxx|> tags follow */
+
+/* ---------------------------------------------------------------- language tags */
+
+#define TOK_MAX_TAGS 1024
+#define TOK_MAX_ID   (1 << 24) /* token ids are below this (u32 in files) */
+
+typedef struct tok_tags {
+  int n;
+  struct {
+    char code[8]; /* ISO 639-3 */
+    int id;       /* token id >= TOK_FIRST_TAG */
+  } t[TOK_MAX_TAGS];
+} tok_tags;
+
+int tok_tag_of(const tok_tags *tags, const char *code); /* -1 when unknown */
+const char *tok_code_of(const tok_tags *tags, int id);  /* NULL when unknown */
+/* tok_tags_add -- add code with id (or the next free id when id < 0); MN_ERR_INPUT on a clash. */
+MN_NODISCARD mn_status tok_tags_add(tok_tags *tags, const char *code, int id, mn_error *err);
+/* as JSON text {"spa": 257, ...}: *out malloc'd */
+MN_NODISCARD mn_status tok_tags_to_json(const tok_tags *tags, char **out /* OUT */, mn_error *err);
+MN_NODISCARD mn_status tok_tags_from_json(const char *json, tok_tags *tags /* OUT */,
+                                          mn_error *err);
+/* tok_tags_read -- add the tags of a TSV file, "code<TAB>tag id" a line (as the database
+ * assigned them); MN_ERR_IO when it cannot be opened, MN_ERR_INPUT naming file:line. */
+MN_NODISCARD mn_status tok_tags_read(const char *path, tok_tags *tags, mn_error *err);
+/* tok_tags_rebase -- move every tag by base - from (tags numbered from `from` to tags numbered
+ * from `base`: the database's numbering, from TOK_FIRST_TAG, onto a tokenizer's tok_base);
+ * MN_ERR_INPUT when a tag would fall below base or past TOK_MAX_ID. */
+MN_NODISCARD mn_status tok_tags_rebase(tok_tags *tags, uint32_t from, uint32_t base,
+                                       mn_error *err);
+
+/*
+ * tokenizer -- text to token ids and back (trainer/tokenizer.c, trainer/bpe.c).  Two kinds:
+ *   bytes  ids 0-255 are the text's UTF-8 bytes, 256 is <|eot|> (today's models);
+ *   bpe    byte-level BPE as Hugging Face's tokenizer.json describes it: the byte-to-unicode
+ *          map, a pre-tokenizer split (GPT-2's, Llama 3's or Qwen's pattern), ranked merges
+ *          (either spelling: "a b" or ["a", "b"]), added tokens matched first, NFC when the
+ *          file asks for it.
+ * Ids from 0 to tok_base - 1 are the tokenizer's own; language tags follow from tok_base
+ * (the model has room for them).  A tokenizer.json that uses anything not listed here is
+ * refused with the name of what is missing, never read in part.
+ *
+ * A tokenizer is immutable once made: encode and decode may run on several threads at once
+ * only when each has its own tok_cache (NULL: no cache, slower).
+ */
+typedef struct tokenizer tokenizer;
+typedef struct tok_cache tok_cache;
+
+MN_NODISCARD mn_status tok_create_bytes(tokenizer **out /* OUT */, mn_error *err);
+/* tok_from_json -- a tokenizer from the text of a tokenizer.json; `name` (a path) names it in
+ * errors.  Added tokens spelled <|lang:xxx|> are language tags, returned in tags (may be NULL);
+ * they must come after every other id. */
+MN_NODISCARD mn_status tok_from_json(const char *json, size_t n, const char *name,
+                                     tokenizer **out /* OUT */, tok_tags *tags /* OUT */,
+                                     mn_error *err);
+/* tok_load -- a tokenizer.json file, or the tokenizer a checkpoint carries */
+MN_NODISCARD mn_status tok_load(const char *path, tokenizer **out /* OUT */,
+                                tok_tags *tags /* OUT, may be NULL */, mn_error *err);
+void tok_destroy(tokenizer *t); /* NULL-safe */
+
+const char *tok_kind(const tokenizer *t); /* "bytes" or "bpe" */
+uint32_t tok_base(const tokenizer *t);    /* the tokenizer's ids; tags start here */
+uint32_t tok_eot(const tokenizer *t);     /* the end-of-text id */
+/* tok_sha256 -- the tokenizer's identity: SHA-256 hex of its canonical tokenizer.json
+ * (without tags), so shards and checkpoints can say which tokenizer made their ids */
+const char *tok_sha256(const tokenizer *t);
+/* tok_piece -- the bytes token id stands for (its length; 0 for eot, specials and tags) */
+size_t tok_piece(const tokenizer *t, uint32_t id, const uint8_t **bytes /* OUT */);
+
+/* tok_encode -- the ids of text[0..n) appended to *ids (a malloc'd array of *len, capacity
+ * *cap, grown as needed).  Invalid UTF-8 is handled as Hugging Face's tokenizers does for
+ * the kind (bytes: every byte is a token).  MN_ERR_NOMEM only. */
+MN_NODISCARD mn_status tok_encode(const tokenizer *t, tok_cache *cache, const char *text, size_t n,
+                                  uint32_t **ids, size_t *len, size_t *cap, mn_error *err);
+/* tok_decode -- the bytes of ids appended to out (tags, eot and specials write nothing) */
+MN_NODISCARD mn_status tok_decode(const tokenizer *t, const uint32_t *ids, size_t n, mn_buf *out,
+                                  mn_error *err);
+MN_NODISCARD mn_status tok_cache_create(tok_cache **out /* OUT */, mn_error *err);
+void tok_cache_destroy(tok_cache *c); /* NULL-safe */
+
+/* tok_to_json -- a tokenizer.json Hugging Face loads (the byte tokenizer too: a byte-level
+ * BPE without merges), with tags as special added tokens after tok_base; *out malloc'd */
+MN_NODISCARD mn_status tok_to_json(const tokenizer *t, const tok_tags *tags,
+                                   char **out /* OUT */, mn_error *err);
 
 /* ---------------------------------------------------------------- the model */
 
@@ -166,30 +253,6 @@ float gpt_lr_at(float lr, int warmup, int total, float min_frac, int t);
 
 /* gpt_flops_per_token -- 6N + 6 L C T (training FLOPs per token, ANCHORS.md). */
 double gpt_flops_per_token(const gpt_config *cfg, int T);
-
-/* ---------------------------------------------------------------- language tags */
-
-#define TOK_MAX_TAGS 1024
-
-typedef struct tok_tags {
-  int n;
-  struct {
-    char code[8]; /* ISO 639-3 */
-    int id;       /* token id >= TOK_FIRST_TAG */
-  } t[TOK_MAX_TAGS];
-} tok_tags;
-
-int tok_tag_of(const tok_tags *tags, const char *code); /* -1 when unknown */
-const char *tok_code_of(const tok_tags *tags, int id);  /* NULL when unknown */
-/* tok_tags_add -- add code with id (or the next free id when id < 0); MN_ERR_INPUT on a clash. */
-MN_NODISCARD mn_status tok_tags_add(tok_tags *tags, const char *code, int id, mn_error *err);
-/* as JSON text {"spa": 257, ...}: *out malloc'd */
-MN_NODISCARD mn_status tok_tags_to_json(const tok_tags *tags, char **out /* OUT */, mn_error *err);
-MN_NODISCARD mn_status tok_tags_from_json(const char *json, tok_tags *tags /* OUT */,
-                                          mn_error *err);
-/* tok_tags_read -- add the tags of a TSV file, "code<TAB>tag id" a line (as the database
- * assigned them); MN_ERR_IO when it cannot be opened, MN_ERR_INPUT naming file:line. */
-MN_NODISCARD mn_status tok_tags_read(const char *path, tok_tags *tags, mn_error *err);
 
 /* ---------------------------------------------------------------- checkpoints */
 

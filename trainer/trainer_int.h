@@ -52,4 +52,38 @@ void finetune__fini(finetune_setup *f);
 void finetune__replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, int fresh, int B,
                            int T, int32_t *tok, int32_t *tgt);
 
+/* ---------------------------------------------------------------- byte-level BPE (bpe.c) */
+
+/* The pre-tokenizer patterns bpe.c splits by, each a hand-written matcher of exactly the
+ * regex trainer__split_regex[p] (what tokenizer.json spells), Unicode classes from
+ * common/unicode tables. */
+typedef enum tok_split {
+  TOK_SPLIT_NONE,   /* the whole text is one piece */
+  TOK_SPLIT_GPT2,   /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+  TOK_SPLIT_LLAMA3, /* Llama 3's: case-insensitive contractions, \p{N}{1,3} */
+  TOK_SPLIT_QWEN2,  /* Qwen2's and Qwen3's: Llama 3's with \p{N} one digit at a time */
+  TOK_SPLIT_MNEMO,  /* mnemo's own: Llama 3's with marks (\p{M}) kept inside words */
+  TOK_SPLIT_COUNT
+} tok_split;
+extern const char *const trainer__split_regex[TOK_SPLIT_COUNT];
+/* trainer__split_next -- the length (>= 1) of the first piece of text[0..n), n >= 1, under p */
+size_t trainer__split_next(tok_split p, const uint8_t *text, size_t n);
+/* trainer__byte_char -- the character byte b stands for in byte-level BPE (GPT-2's map) */
+uint32_t trainer__byte_char(uint8_t b);
+
+typedef struct tok_bpe tok_bpe;
+/* trainer__bpe_from_json -- the BPE of a parsed tokenizer.json (root borrowed): its base (ids
+ * below are its own), its end-of-text id, and the <|lang:xxx|> added tokens as tags (may be
+ * NULL).  Refuses, naming `name` and the feature, whatever it does not implement. */
+MN_NODISCARD mn_status trainer__bpe_from_json(json_t *root, const char *name, tok_bpe **out,
+                                              uint32_t *base, uint32_t *eot, tok_tags *tags,
+                                              mn_error *err);
+void trainer__bpe_destroy(tok_bpe *b);
+MN_NODISCARD mn_status trainer__bpe_encode(const tok_bpe *b, tok_cache *c, const char *text,
+                                           size_t n, uint32_t **ids, size_t *len, size_t *cap,
+                                           mn_error *err);
+size_t trainer__bpe_piece(const tok_bpe *b, uint32_t id, const uint8_t **bytes);
+/* trainer__bpe_to_json -- a new tokenizer.json object for b, without tags (NULL: no memory) */
+json_t *trainer__bpe_to_json(const tok_bpe *b);
+
 #endif /* MNEMO_TRAINER_INT_H */
