@@ -19,6 +19,9 @@ const worker_opt worker__generate_opts[] = {
     WORKER_REAL("temperature", temperature, "T", 0, INFINITY, "sampling temperature (default 0.8)"),
     WORKER_COUNT("top-k", top_k, "K", "sample among the K likeliest (default 40)"),
     WORKER_COUNT_UP_TO("seed", seed, "S", INT64_MAX, "the sampler's seed (default 1)"),
+    WORKER_TEXT("script", script, "CODE",
+                "also report the share of the generated letters written in this ISO 15924 "
+                "script (Latn, Thai, Jpan, ...)"),
     WORKER_OPT_END,
 };
 
@@ -51,6 +54,9 @@ int worker__cmd_generate(worker_ctx *w, worker_args *o)
     return worker__fail(&err);
   }
   if (o->tokens > 1000000) return worker__usage("--tokens is at most 1000000");
+  if (o->script && !(strlen(o->script) == 4 && o->script[0] >= 'A' && o->script[0] <= 'Z'))
+    return worker__usage("--script takes an ISO 15924 code such as Latn or Thai, not \"%.16s\"",
+                         o->script);
   kernels_cpu_set_threads((int)w->cfg.train.threads);
   if (ckpt_read_meta(o->checkpoint, &meta, &err) != MN_OK) return worker__fail(&err);
   int tag = tok_tag_of(&meta.tags, o->lang);
@@ -140,10 +146,20 @@ int worker__cmd_generate(worker_ctx *w, worker_args *o)
     (void)!mn_buf_append(&text, "\xEF\xBF\xBD", 3, NULL);
     i += off + 1;
   }
-  if (w->json || !isatty(STDOUT_FILENO))
-    worker__emit(json_pack("{s:s, s:s, s:s%, s:I}", "event", "generate", "lang", o->lang, "text",
-                           text.data ? text.data : "", text.len, "tokens", (json_int_t)nout));
-  else if (fwrite(text.data ? text.data : "", 1, text.len, stdout) == text.len)
+  if (w->json || !isatty(STDOUT_FILENO)) {
+    json_t *ev = json_pack("{s:s, s:s, s:s%, s:I}", "event", "generate", "lang", o->lang, "text",
+                           text.data ? text.data : "", text.len, "tokens", (json_int_t)nout);
+    if (o->script) { /* the generated part only, not the prompt */
+      size_t letters, pl = strlen(prompt);
+      double share =
+          text.data ? mn_script_share(text.data + pl, text.len - pl, o->script, &letters) : 0;
+      if (!text.data) letters = 0;
+      json_object_set_new(ev, "script", json_string(o->script));
+      json_object_set_new(ev, "script_share", json_real(share));
+      json_object_set_new(ev, "letters", json_integer((json_int_t)letters));
+    }
+    worker__emit(ev);
+  } else if (fwrite(text.data ? text.data : "", 1, text.len, stdout) == text.len)
     putchar('\n'); /* a sampled byte 0 is text too: written whole, not cut there */
   rc = MN_EXIT_OK;
 out:
