@@ -6,9 +6,13 @@
  *
  *   1. read   every JSONL record of the chosen split, its text cut into pre-tokens by the
  *             MNEMO pattern (trainer__split_next), counted per (language, piece);
- *   2. weigh  each language's counts by the balance (replay's samplers over its bytes), the
- *             distinct pieces merged into words of one weight each;
+ *   2. weigh  each language's counts by the balance (replay's samplers over its characters),
+ *             the distinct pieces merged into words of one weight each;
  *   3. merge  greedily: the pair of the largest weighted count, until the vocabulary is full.
+ *
+ * Languages are balanced in characters, not bytes: UTF-8 spends one byte on a Latin letter and
+ * three on a Devanagari or Burmese one, so equal bytes would give those scripts a third of
+ * the text, and a third of the merges they need (docs/tokenizer.md measures it).
  *
  * Invariants of phase 3:
  *   - Weights are whole numbers held in doubles, scaled so the whole weighted text is 2^40
@@ -144,7 +148,7 @@ static mn_status piece_add(piece_set *s, uint32_t key, const uint8_t *b, size_t 
 
 typedef struct lang_acc {
   char code[8];
-  int64_t bytes;
+  int64_t bytes, chars; /* training text read */
 } lang_acc;
 
 typedef struct reader {
@@ -212,6 +216,8 @@ static mn_status read_record(json_t *rec, const mn_jsonl *in, void *ctx, mn_erro
                            MAX_WORD);
     if ((rc = piece_add(&r->pieces, (uint32_t)li, text + i, k, 1.0, &idx, err))) return rc;
     l->bytes += (int64_t)k;
+    for (size_t c = 0; c < k; c++)
+      l->chars += (text[i + c] & 0xc0) != 0x80;
     r->st->pieces++;
     i += k;
   }
@@ -220,7 +226,7 @@ static mn_status read_record(json_t *rec, const mn_jsonl *in, void *ctx, mn_erro
 
 /* ---------------------------------------------------------------- phase 2: weigh */
 
-/* lang_weights -- w[i] per byte of language i's text, by the balance */
+/* lang_weights -- w[i] per character of language i's text, by the balance */
 static mn_status lang_weights(const tok_train_options *o, const lang_acc *l, int k, double *w,
                               mn_error *err)
 {
@@ -232,7 +238,7 @@ static mn_status lang_weights(const tok_train_options *o, const lang_acc *l, int
   }
   double total = 0, unused;
   for (int i = 0; i < k; i++)
-    total += n[i] = (double)l[i].bytes;
+    total += n[i] = (double)l[i].chars; /* balanced in characters: see the file's head */
   if (o->balance == TOK_BALANCE_TEMPERATURE)
     rc = replay_shares_temperature(n, NULL, (size_t)k, o->alpha, q, err);
   else if (o->balance == TOK_BALANCE_UNIMAX)
@@ -713,12 +719,12 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
   if ((rc = lang_weights(o, r.langs, r.nlangs, w, err))) goto out;
   double mass = 0;
   for (int i = 0; i < r.nlangs; i++)
-    mass += w[i] * (double)r.langs[i].bytes;
+    mass += w[i] * (double)r.langs[i].chars;
   st->nlangs = r.nlangs;
   for (int i = 0; i < r.nlangs; i++) {
     memcpy(st->lang[i].code, r.langs[i].code, sizeof st->lang[i].code);
     st->lang[i].bytes = r.langs[i].bytes;
-    st->lang[i].share = mass > 0 ? w[i] * (double)r.langs[i].bytes / mass : 0;
+    st->lang[i].share = mass > 0 ? w[i] * (double)r.langs[i].chars / mass : 0;
   }
   for (size_t i = 0; i < r.pieces.n && rc == MN_OK; i++) {
     const struct piece *p = &r.pieces.e[i];

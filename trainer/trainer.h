@@ -114,8 +114,8 @@ MN_NODISCARD mn_status tok_to_json(const tokenizer *t, const tok_tags *tags,
  * tok_bpe_train -- a language-balanced byte-level BPE learned from JSONL {"lang", "text",
  * "split"?} (trainer/bpe_train.c; docs/tokenizer.md says why and how).  Each text is split by
  * the MNEMO pre-tokenizer, its pieces counted per language; each language's counts are
- * weighted so that its share of the text is the sampler's (replay_shares_temperature,
- * replay_budget_unimax, or the data's own), and merges are learned greedily on the weighted
+ * weighted so that its share of the text's characters is the sampler's
+ * (replay_shares_temperature, replay_budget_unimax, or the data's own), and merges are learned greedily on the weighted
  * pair counts (ties: the pair of smaller ids, so a run is reproducible).
  *
  * *json is a tokenizer.json (malloc'd, the caller frees it) Hugging Face's tokenizers loads:
@@ -128,7 +128,7 @@ MN_NODISCARD mn_status tok_to_json(const tokenizer *t, const tok_tags *tags,
  */
 typedef enum tok_balance {
   TOK_BALANCE_NONE,        /* the data's own mix */
-  TOK_BALANCE_TEMPERATURE, /* shares proportional to bytes^alpha (0: uniform) */
+  TOK_BALANCE_TEMPERATURE, /* shares proportional to characters^alpha (0: uniform) */
   TOK_BALANCE_UNIMAX,      /* UniMax: even shares, none over epochs x its text */
 } tok_balance;
 
@@ -152,7 +152,7 @@ typedef struct tok_train_stats {
   struct {
     char code[8];
     int64_t bytes; /* training text read */
-    double share;  /* its share of the weighted text */
+    double share;  /* its share of the weighted characters */
   } lang[TOK_MAX_TAGS];
 } tok_train_stats;
 

@@ -21,7 +21,7 @@ const worker_opt worker__tokenizer_train_opts[] = {
     WORKER_TEXT("balance", balance, "unimax|temperature|none",
                 "how languages are weighted (default temperature)"),
     WORKER_REAL("alpha", alpha, "A", -1e-300, 1,
-                "temperature: shares proportional to bytes^A (default 0: uniform)"),
+                "temperature: shares proportional to characters^A (default 0: uniform)"),
     WORKER_REAL("epochs", epochs, "E", 1 - 1e-12, INFINITY,
                 "unimax: a language weighs at most E times its text (default 4)"),
     WORKER_COUNT_UP_TO("max-bytes", max_bytes, "N", WORKER_BIG,
