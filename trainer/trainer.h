@@ -115,8 +115,8 @@ MN_NODISCARD mn_status tok_to_json(const tokenizer *t, const tok_tags *tags,
  * "split"?} (trainer/bpe_train.c; docs/tokenizer.md says why and how).  Each text is split by
  * the MNEMO pre-tokenizer, its pieces counted per language; each language's counts are
  * weighted so that its share of the text's characters is the sampler's
- * (replay_shares_temperature, replay_budget_unimax, or the data's own), and merges are learned greedily on the weighted
- * pair counts (ties: the pair of smaller ids, so a run is reproducible).
+ * (replay_shares_temperature, replay_budget_unimax, or the data's own), and merges are learned
+ * greedily on the weighted pair counts (ties: the pair of smaller ids, so a run is reproducible).
  *
  * *json is a tokenizer.json (malloc'd, the caller frees it) Hugging Face's tokenizers loads:
  * ids 0-255 the bytes in byte order (as the byte tokenizer), 256 <|endoftext|>, merged tokens
