@@ -458,7 +458,8 @@ mn_status trainer__bpe_encode(const tok_bpe *b, tok_cache *c, const char *text, 
   const uint8_t *s = (const uint8_t *)text;
   uint8_t *fixed = NULL;
   if (c && c->serial != b->serial) cache_clear(c, b->serial);
-  if (mn_utf8_check(s, n, NULL) != MN_UTF8_OK) {
+  size_t bad;
+  if (mn_utf8_check(s, n, &bad) != MN_UTF8_OK) {
     if (n > SIZE_MAX / 3 || !(fixed = malloc(3 * n)))
       return mn_error_set(err, MN_ERR_NOMEM, "out of memory encoding %zu bytes", n);
     n = replace_invalid(s, n, fixed);
