@@ -152,6 +152,22 @@ MN_NODISCARD mn_status mn_buf_reserve(mn_buf *b, size_t extra, mn_error *err);
  */
 MN_NODISCARD mn_status mn_buf_read_file(mn_buf *b, const char *path, mn_error *err);
 
+/* ---------------------------------------------------------------- Unicode (unicode.c) */
+
+/* Properties of a code point, of Unicode MN_UC_VERSION (common/unicode_tables.h, written by
+ * scripts/gen-unicode): the general categories L, N, M, White_Space (Oniguruma's and
+ * Rust's \s), and whether NFC's quick check is not Yes (No or Maybe) */
+enum { MN_UC_L = 1, MN_UC_N = 2, MN_UC_M = 4, MN_UC_SPACE = 8, MN_UC_NFC_QC = 16 };
+/* mn_uc_props -- the MN_UC_* flags of cp (bits 0-7) and its canonical combining class
+ * (bits 8-15); 0 past U+10FFFF.  Thread-safe: the table is built on the first call. */
+uint32_t mn_uc_props(uint32_t cp);
+const char *mn_uc_version(void); /* "14.0.0" */
+/* mn_nfc_quick -- whether s[0..n) (valid UTF-8) is certainly NFC by the quick check (ASCII
+ * and most text: true at a table lookup a character); false: run mn_nfc */
+bool mn_nfc_quick(const char *s, size_t n);
+/* mn_nfc -- the NFC of s[0..n) (valid UTF-8) appended to out; MN_ERR_NOMEM, or out's cap */
+MN_NODISCARD mn_status mn_nfc(const char *s, size_t n, mn_buf *out, mn_error *err);
+
 /* ---------------------------------------------------------------- scripts (script.c) */
 
 /* mn_script_of -- the ISO 15924 code of the script letter cp belongs to ("Latn", "Thai",

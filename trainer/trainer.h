@@ -109,6 +109,56 @@ void tok_cache_destroy(tok_cache *c); /* NULL-safe */
 MN_NODISCARD mn_status tok_to_json(const tokenizer *t, const tok_tags *tags, char **out /* OUT */,
                                    mn_error *err);
 
+/*
+ * tok_bpe_train -- a language-balanced byte-level BPE learned from JSONL {"lang", "text",
+ * "split"?} (trainer/bpe_train.c; docs/tokenizer.md says why and how).  Each text is split by
+ * the MNEMO pre-tokenizer, its pieces counted per language; each language's counts are
+ * weighted so that its share of the text's characters is the sampler's
+ * (replay_shares_temperature, replay_budget_unimax, or the data's own), and merges are learned
+ * greedily on the weighted pair counts (ties: the pair of smaller ids, so a run is reproducible).
+ *
+ * *json is a tokenizer.json (malloc'd, the caller frees it) Hugging Face's tokenizers loads:
+ * ids 0-255 the bytes in byte order (as the byte tokenizer), 256 <|endoftext|>, merged tokens
+ * from 257, then the tags as special added tokens at consecutive ids: o->tags' (numbered from
+ * TOK_FIRST_TAG by the database, which must be consecutive) or else the input's languages
+ * sorted by code.  o->vocab counts every id; fewer merges are made when pairs run out.
+ * MN_ERR_IO when a file cannot be read, MN_ERR_INPUT naming file:line for a bad record, a
+ * vocab too small for bytes, eot and tags, or no training text; *json is NULL then.
+ */
+typedef enum tok_balance {
+  TOK_BALANCE_NONE,        /* the data's own mix */
+  TOK_BALANCE_TEMPERATURE, /* shares proportional to characters^alpha (0: uniform) */
+  TOK_BALANCE_UNIMAX,      /* UniMax: even shares, none over epochs x its text */
+} tok_balance;
+
+typedef struct tok_train_options {
+  uint32_t vocab;             /* every id: 256 bytes, eot, merged tokens, tags */
+  tok_balance balance;        /* how languages are weighted */
+  double alpha;               /* TOK_BALANCE_TEMPERATURE's exponent, in [0, 1] */
+  double epochs;              /* TOK_BALANCE_UNIMAX's most repeats of a language's text, >= 1 */
+  int64_t max_bytes_per_lang; /* training text read per language at most (0: all) */
+  bool all_splits;            /* false: training records only (evalset_record_split) */
+  double heldout_fraction;    /* the hash split of records without "split" */
+  const tok_tags *tags;       /* the database's tags, or NULL */
+} tok_train_options;
+
+typedef struct tok_train_stats {
+  int64_t records, skipped; /* records trained on; held-out (or over the cap) not */
+  int64_t words, pieces;    /* distinct pre-tokens; pre-tokens counted */
+  uint32_t merges, vocab;   /* merges learned; ids in the file (tags included) */
+  double read_s, merge_s;   /* seconds reading and splitting; learning merges */
+  int nlangs;
+  struct {
+    char code[8];
+    int64_t bytes; /* training text read */
+    double share;  /* its share of the weighted characters */
+  } lang[TOK_MAX_TAGS];
+} tok_train_stats;
+
+MN_NODISCARD mn_status tok_bpe_train(const char *const *paths, int npaths,
+                                     const tok_train_options *o, char **json /* OUT */,
+                                     tok_train_stats *st /* OUT */, mn_error *err);
+
 /* ---------------------------------------------------------------- the model */
 
 typedef struct gpt_config {
