@@ -45,12 +45,15 @@
 const worker_opt worker__no_opts[] = {WORKER_OPT_END};
 
 static const worker_command commands[] = {
-    {"shard", NULL, "--out FILE [--split train|heldout|all] [--tags TSV] JSONL...",
+    {"shard", NULL,
+     "--out FILE (--tags TSV | --checkpoint CKPT) [--split train|heldout|all] JSONL...",
      "documents {\"lang\", \"text\", \"split\"?} into a token shard",
      "Tokenizes the documents of the JSONL files into one shard, a section per language.\n"
      "--split keeps a document by its record's stored \"split\" (train|heldout), else by the\n"
-     "hash rule at ingest.heldout_fraction.  Tags come from --tags (code<TAB>tag id, as the\n"
-     "database assigned them); a language without one gets the next free id.\n",
+     "hash rule at ingest.heldout_fraction.  Language tags come from --tags (code<TAB>tag id,\n"
+     "as the database assigned them: mnemoctl export writes DIR/tags.tsv), from --checkpoint\n"
+     "(the model's own), or from both when they agree; a document in a language without a\n"
+     "tag there is refused by file:line.  No tag is ever numbered from the input's order.\n",
      worker__shard_opts, false, worker__cmd_shard},
     {"pretrain", NULL, "--out DIR [--resume CKPT] [--steps N] SHARD...",
      "train a model on shards; DIR/model.safetensors (+ .opt) is resumable",
