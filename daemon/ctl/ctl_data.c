@@ -629,7 +629,7 @@ fail:
 
 /*
  * cmd_export -- a split's documents, one DIR/<code>.jsonl per language ({"lang", "text",
- * "split"} records by id: what mnemo shard, evalset and tokenizer train read), and the tag
+ * "split"} records by id: what mnemo shard and mnemo evalset read), and the tag
  * table DIR/tags.tsv, all from one snapshot (a repeatable-read transaction), so the files
  * agree with each other.  Each file is written atomically (db_export_jsonl): a killed export
  * leaves each name complete, or absent, or as an earlier export left it.  Reading document
@@ -797,8 +797,8 @@ const ctl_command ctl_data_commands[] = {
      "Writes the documents of a split, DIR/CODE.jsonl per language ({\"lang\", \"text\",\n"
      "\"split\"} a line, in the order they were stored), and the language tag table,\n"
      "DIR/tags.tsv (code<TAB>tag id, as the database assigned them), all from one snapshot.\n"
-     "These are the inputs of mnemo shard --tags DIR/tags.tsv, mnemo evalset and mnemo\n"
-     "tokenizer train.  Each file is written atomically: a killed export never leaves a\n"
+     "These are the inputs of mnemo shard --tags DIR/tags.tsv and of mnemo evalset.\n"
+     "Each file is written atomically: a killed export never leaves a\n"
      "half-written one.  Reading documents needs mnemo_operator or mnemo_daemon.\n",
      export_opts},
 };

@@ -100,19 +100,23 @@ grep -q "permission denied" "$tmp/err" || fail "ingest role export: $(cat "$tmp/
 expect_rc 0 env MNEMO_DB="$MNEMO_DB user=t_xoperator_$$" "$ctl" export --split train --out "$tmp/by-operator"
 diff -r "$tmp/train" "$tmp/by-operator" >/dev/null || fail "the operator's export differs"
 
-# the README's path: export -> shard (the table) -> pretrain -> eval.  The held-out shard
-# meets the languages in another order than the train shard; the tags are the same.
-expect_rc 0 "$ctl" export --split heldout --out "$tmp/heldout"
-cat "$tmp/train/tha.jsonl" "$tmp/train/swh.jsonl" "$tmp/train/spa.jsonl" >"$tmp/train.jsonl"
-cat "$tmp/heldout/spa.jsonl" "$tmp/heldout/swh.jsonl" "$tmp/heldout/tha.jsonl" >"$tmp/heldout.jsonl"
-expect_rc 0 m shard --split train --tags "$tmp/train/tags.tsv" --out "$tmp/train.shard" "$tmp/train.jsonl"
+# the README's path, as written there: export -> shard (the table) -> pretrain -> eval
+cd "$tmp"
+expect_rc 0 "$ctl" export --split all --out data
+expect_rc 0 m shard --split train --tags data/tags.tsv --out train.shard data/*.jsonl
 python3 -c 'import json,sys; e=json.loads(open(sys.argv[1]).read().splitlines()[-1]); assert e["tags"]=={"rus":260,"spa":259,"swh":258,"tha":257}, e' "$tmp/out" ||
   fail "shard event: $(cat "$tmp/out")"
-expect_rc 0 m shard --split heldout --tags "$tmp/heldout/tags.tsv" --out "$tmp/heldout.shard" "$tmp/heldout.jsonl"
-expect_rc 0 m --set train.steps=2 pretrain --out "$tmp/run" "$tmp/train.shard"
-expect_rc 0 m eval --checkpoint "$tmp/run/model.safetensors" "$tmp/heldout.shard"
+expect_rc 0 m shard --split heldout --tags data/tags.tsv --out heldout.shard data/*.jsonl
+expect_rc 0 m --set train.steps=2 pretrain --out run train.shard
+expect_rc 0 m eval --checkpoint run/model.safetensors heldout.shard
 python3 -c 'import json,sys; e=json.loads(open(sys.argv[1]).read().splitlines()[-1]); assert sorted(x["lang"] for x in e["languages"])==["spa","swh","tha"], e' "$tmp/out" ||
   fail "eval: $(cat "$tmp/out")"
+cd - >/dev/null
+# the same documents met in another language order: the same tags, the same bytes
+cat "$tmp/data/tha.jsonl" "$tmp/data/swh.jsonl" "$tmp/data/spa.jsonl" >"$tmp/reordered.jsonl"
+expect_rc 0 m shard --split heldout --tags "$tmp/data/tags.tsv" --out "$tmp/reordered.shard" "$tmp/reordered.jsonl"
+cmp -s "$tmp/heldout.shard" "$tmp/reordered.shard" || fail "another language order gave another shard"
+grep -h '"train"' "$tmp/data/tha.jsonl" "$tmp/data/swh.jsonl" "$tmp/data/spa.jsonl" >"$tmp/train.jsonl"
 
 # bootstrap: checkpoints whose tags are not the database's are refused, nothing stored
 other() { # other NAME TAGS...: a 1-step checkpoint trained with a hand-made table
