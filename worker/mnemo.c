@@ -18,7 +18,7 @@
  *     lid train      a language identifier from JSONL (cmd_lid.c)
  *     lid            the language of each line (cmd_lid.c)
  *     triage         user reports -> checks, language, groups, severity (cmd_triage.c)
- *     export-hf      a checkpoint for Hugging Face's GPT2LMHeadModel (cmd_interop.c)
+ *     export-hf      a checkpoint and its tokenizer for Hugging Face (cmd_interop.c)
  *     import-llmc    an llm.c GPT-2 checkpoint into a mnemo checkpoint (cmd_interop.c)
  *
  * Adding a command: a file cmd_NAME.c with its run function and option table (both declared
@@ -46,14 +46,16 @@ const worker_opt worker__no_opts[] = {WORKER_OPT_END};
 
 static const worker_command commands[] = {
     {"shard", NULL,
-     "--out FILE (--tags TSV | --checkpoint CKPT) [--split train|heldout|all] JSONL...",
+     "--out FILE (--tags TSV | --checkpoint CKPT) [--tokenizer FILE] [--split S] JSONL...",
      "documents {\"lang\", \"text\", \"split\"?} into a token shard",
-     "Tokenizes the documents of the JSONL files into one shard, a section per language.\n"
+     "Tokenizes the documents of the JSONL files into one shard, a section per language, with\n"
+     "--tokenizer (a tokenizer.json or a checkpoint's), else --checkpoint's, else bytes.\n"
      "--split keeps a document by its record's stored \"split\" (train|heldout), else by the\n"
      "hash rule at ingest.heldout_fraction.  Language tags come from --tags (code<TAB>tag id,\n"
      "as the database assigned them: mnemoctl export writes DIR/tags.tsv), from --checkpoint\n"
-     "(the model's own), or from both when they agree; a document in a language without a\n"
-     "tag there is refused by file:line.  No tag is ever numbered from the input's order.\n",
+     "(the model's own) or the tokenizer's, all of them when they agree; a document in a\n"
+     "language without a tag there is refused by file:line.  No tag is ever numbered from\n"
+     "the input's order.\n",
      worker__shard_opts, false, worker__cmd_shard},
     {"pretrain", NULL, "--out DIR [--resume CKPT] [--steps N] SHARD...",
      "train a model on shards; DIR/model.safetensors (+ .opt) is resumable",
@@ -136,8 +138,10 @@ static const worker_command commands[] = {
      "writes one line per new report: its checks, language, group of near-duplicates and\n"
      "severity against typical held-out text.\n",
      worker__triage_opts, false, worker__cmd_triage},
-    {"export-hf", NULL, "CKPT DIR", "config.json + model.safetensors for GPT2LMHeadModel",
-     "Writes DIR/config.json and DIR/model.safetensors in Hugging Face's GPT-2 layout.\n",
+    {"export-hf", NULL, "CKPT DIR", "a checkpoint and its tokenizer for Hugging Face",
+     "Writes DIR/config.json and DIR/model.safetensors in Hugging Face's GPT-2 layout\n"
+     "(GPT2LMHeadModel), and DIR/tokenizer.json and DIR/tokenizer_config.json: the model's\n"
+     "tokenizer (the byte one too), its language tags as special tokens.\n",
      worker__no_opts, false, worker__cmd_export_hf},
     {"import-llmc", NULL, "FILE OUT", "an llm.c fp32 GPT-2 checkpoint into a mnemo checkpoint",
      "Reads llm.c's fp32 checkpoint (tensors stacked over layers) into our layout, exactly.\n",

@@ -80,6 +80,24 @@ static void print_rows(ctl *c, PGresult *r)
 
 /* ---------------------------------------------------------------- bootstrap */
 
+/* checkpoint_tags_in_database_numbering -- meta's tags (the model's ids, from its tokenizer's
+ * first tag id) moved to the database's numbering (from TOK_FIRST_TAG); the byte tokenizer's
+ * are already.  A checkpoint carrying another tokenizer is read once more for it. */
+static mn_status checkpoint_tags_in_database_numbering(const char *path, ckpt_meta *meta,
+                                                       mn_error *err)
+{
+  tokenizer *bytes = NULL, *tok = NULL;
+  mn_status rc = tok_create_bytes(&bytes, err);
+  if (rc != MN_OK || strcmp(meta->tok_sha256, tok_sha256(bytes)) == 0) goto out;
+  if ((rc = tok_load(path, &tok, NULL, err)) != MN_OK) goto out;
+  rc = tok_tags_rebase(&meta->tags, tok_base(tok), TOK_FIRST_TAG, err);
+  if (rc != MN_OK) mn_error_prefix(err, "cannot register \"%s\"", path);
+out:
+  tok_destroy(bytes);
+  tok_destroy(tok);
+  return rc;
+}
+
 /* tags_match_database -- MN_OK when every language tag of the checkpoint at path is the
  * database's: the same language with the same id.  Refused (MN_ERR_INPUT, naming the language
  * and both ids): a language both know with different ids, a tag id the database gave to
@@ -148,7 +166,8 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
   }
   PQclear(res);
   res = NULL;
-  if (tags_match_database(argv[0], &meta.tags, &db_tags, &err) != MN_OK)
+  if (checkpoint_tags_in_database_numbering(argv[0], &meta, &err) != MN_OK ||
+      tags_match_database(argv[0], &meta.tags, &db_tags, &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (db_exec(conn, "BEGIN", &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   const char *p[] = {c->a.trained_on_stored ? "t" : "f", c->a.note ? c->a.note : "",

@@ -17,14 +17,15 @@ expect_rc() { # expect_rc WANT CMD...: stdout in $tmp/out, stderr in $tmp/err
   "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
   [ $rc -eq "$want" ] || { cat "$tmp/out" "$tmp/err" >&2; fail "\"$*\" exited $rc, want $want"; }
 }
-# section_tags SHARD -- "code:tag" of each section, from the file itself (trainer.md: 64-byte
-# header, 32-byte sections: code[8], tag u32 le, ...)
+# section_tags SHARD -- "code:tag" of each section, from the file itself (trainer/shard.c: a
+# header of 64 bytes in version 1, 104 after, then 32-byte sections: code[8], tag u32 le, ...)
 section_tags() {
   python3 -c '
 import struct, sys
 d = open(sys.argv[1], "rb").read()
+h = 64 if struct.unpack_from("<I", d, 8)[0] == 1 else 104
 n = struct.unpack_from("<I", d, 16)[0]
-print(" ".join("%s:%d" % (d[64 + 32 * i:72 + 32 * i].rstrip(b"\0").decode(), struct.unpack_from("<I", d, 72 + 32 * i)[0]) for i in range(n)))' "$1"
+print(" ".join("%s:%d" % (d[h + 32 * i:h + 8 + 32 * i].rstrip(b"\0").decode(), struct.unpack_from("<I", d, h + 8 + 32 * i)[0]) for i in range(n)))' "$1"
 }
 
 # the database's table: ids as it assigned them, not in the order of any input
@@ -89,4 +90,10 @@ printf 'spa\t263\nkat\t258\ntha\t300\n' >"$tmp/clash.tsv"
 expect_rc 1 m shard --tags "$tmp/clash.tsv" --checkpoint "$ck" --out "$tmp/o.shard" "$tmp/a.jsonl"
 grep -qF "tag 258 is language \"kat\" in $tmp/clash.tsv but language \"swh\" in the checkpoint $ck" "$tmp/err" ||
   fail "a tag of two languages: $(cat "$tmp/err")"
+# a checkpoint as --tokenizer brings its tags too, held to the same agreement
+expect_rc 0 m shard --tokenizer "$ck" --out "$tmp/t.shard" "$tmp/b.jsonl"
+cmp -s "$tmp/a.shard" "$tmp/t.shard" || fail "--tokenizer CKPT gave other tags than the checkpoint's"
+expect_rc 1 m shard --tags "$tmp/other.tsv" --tokenizer "$ck" --out "$tmp/o.shard" "$tmp/a.jsonl"
+grep -qF "language \"swh\" has tag 259 in $tmp/other.tsv but tag 258 in the tokenizer $ck" "$tmp/err" ||
+  fail "--tags against --tokenizer CKPT: $(cat "$tmp/err")"
 echo "shard_tags: 1 passed, 0 failed"
