@@ -62,6 +62,12 @@ MN_NODISCARD mn_status db_export_jsonl(PGconn *conn, const char *sql, int nparam
                                        const char *const *params, const char *path,
                                        int64_t *rows /* OUT */, mn_error *err);
 
+/* db_export_tags -- the language tag table into path (atomically), "code<TAB>tag id" a line
+ * in code order: the tags as the database assigned them (migrations/0003), the one table
+ * every shard's tags come from (tok_tags_read reads it); *rows counts the languages. */
+MN_NODISCARD mn_status db_export_tags(PGconn *conn, const char *path, int64_t *rows /* OUT */,
+                                      mn_error *err);
+
 /* ---------------------------------------------------------------- migrations */
 
 #define MIGRATE_LOCK_KEY 0x6d6e656d6f4d4752LL /* "mnemoMGR": the advisory lock of migrators */

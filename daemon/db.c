@@ -153,3 +153,9 @@ mn_status db_export_jsonl(PGconn *c, const char *sql, int n, const char *const *
   *rows = count;
   return mn_atomic_commit(f, err);
 }
+
+mn_status db_export_tags(PGconn *c, const char *path, int64_t *rows, mn_error *err)
+{
+  return db_export_jsonl(c, "SELECT code || E'\\t' || tag_id FROM mnemo.languages ORDER BY code", 0,
+                         NULL, path, rows, err);
+}

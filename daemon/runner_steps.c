@@ -157,14 +157,15 @@ static mn_status write_spec(runner *r, bool finetune, const char *boosts, mn_err
   return rc;
 }
 
+/* export_tags -- the database's tag table, which every shard of the job is made with (its
+ * step passes --tags), unless an earlier attempt wrote it */
 static mn_status export_tags(runner *r, PGconn *c, mn_error *err)
 {
   char path[PATH_MAX];
   int64_t n;
   runner__path_job(r, path, sizeof path, "tags.tsv");
-  /* one "code<TAB>id" per line: the tag table the worker's shards use */
-  return export_jsonl(c, "SELECT code || E'\\t' || tag_id FROM mnemo.languages ORDER BY code", 0,
-                      NULL, path, &n, err);
+  if (runner__exists(path)) return MN_OK;
+  return db_export_tags(c, path, &n, err);
 }
 
 /* ---------------------------------------------------------------- refresh steps */

@@ -46,12 +46,17 @@
 const worker_opt worker__no_opts[] = {WORKER_OPT_END};
 
 static const worker_command commands[] = {
-    {"shard", NULL, "--out FILE [--split train|heldout|all] [--tags TSV] JSONL...",
+    {"shard", NULL,
+     "--out FILE (--tags TSV | --checkpoint CKPT) [--tokenizer FILE] [--split S] JSONL...",
      "documents {\"lang\", \"text\", \"split\"?} into a token shard",
-     "Tokenizes the documents of the JSONL files into one shard, a section per language.\n"
+     "Tokenizes the documents of the JSONL files into one shard, a section per language, with\n"
+     "--tokenizer (a tokenizer.json or a checkpoint's), else --checkpoint's, else bytes.\n"
      "--split keeps a document by its record's stored \"split\" (train|heldout), else by the\n"
-     "hash rule at ingest.heldout_fraction.  Tags come from --tags (code<TAB>tag id, as the\n"
-     "database assigned them); a language without one gets the next free id.\n",
+     "hash rule at ingest.heldout_fraction.  Language tags come from --tags (code<TAB>tag id,\n"
+     "as the database assigned them: mnemoctl export writes DIR/tags.tsv), from --checkpoint\n"
+     "(the model's own) or the tokenizer's, all of them when they agree; a document in a\n"
+     "language without a tag there is refused by file:line.  No tag is ever numbered from\n"
+     "the input's order.\n",
      worker__shard_opts, false, worker__cmd_shard},
     {"pretrain", NULL, "--out DIR [--resume CKPT] [--steps N] SHARD...",
      "train a model on shards; DIR/model.safetensors (+ .opt) is resumable",

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -624,6 +625,101 @@ fail:
   return ctl_fail(&err);
 }
 
+/* ---------------------------------------------------------------- export */
+
+/*
+ * cmd_export -- a split's documents, one DIR/<code>.jsonl per language ({"lang", "text",
+ * "split"} records by id: what mnemo shard and mnemo evalset read), and the tag
+ * table DIR/tags.tsv, all from one snapshot (a repeatable-read transaction), so the files
+ * agree with each other.  Each file is written atomically (db_export_jsonl): a killed export
+ * leaves each name complete, or absent, or as an earlier export left it.  Reading document
+ * text is the database's to allow (mnemo_operator and mnemo_daemon may; mnemo_ingest and
+ * mnemo_reporter are refused there).
+ */
+static int cmd_export(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  const char *split = c->a.split, *dir = c->a.out;
+  if (argc != 0) return ctl_usage("export takes no arguments (got \"%s\")", ctl_text(argv[0], 80));
+  if (!split || !dir) return ctl_usage("export needs --split train|heldout|all and --out DIR");
+  if (strcmp(split, "train") && strcmp(split, "heldout") && strcmp(split, "all"))
+    return ctl_usage("--split must be train, heldout or all, got \"%s\"", ctl_text(split, 40));
+  for (int i = 0; i < c->a.langs.n; i++)
+    if (!mn_lang_code_valid(c->a.langs.v[i]))
+      return ctl_usage("--lang \"%s\" is not a language code (ISO 639-3: spa, swh, tha, ...)",
+                       ctl_text(c->a.langs.v[i], 40));
+  if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+    return ctl_usage("could not create --out \"%s\": %s", ctl_text(dir, 0), strerror(errno));
+  if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
+  if (db_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", &err) != MN_OK) goto fail;
+  /* the languages: those asked for (each must be known), else every one with documents */
+  if (c->a.langs.n > 0) {
+    for (int i = 0; i < c->a.langs.n; i++) {
+      bool found = false;
+      if (exists(conn, "SELECT 1 FROM mnemo.languages WHERE code = $1", c->a.langs.v[i], &found,
+                 "could not look up the language", &err) != MN_OK)
+        goto fail;
+      if (!found) {
+        mn_error_set(&err, MN_ERR_USAGE, "--lang \"%s\": unknown language; nothing was exported",
+                     c->a.langs.v[i]);
+        mn_error_detail(&err, "mnemoctl lang list shows the languages; mnemoctl lang add adds one");
+        goto fail;
+      }
+    }
+  } else {
+    const char *p[] = {split};
+    if (db_query(conn,
+                 "SELECT DISTINCT lang FROM mnemo.documents WHERE $1 = 'all' OR split = $1"
+                 " ORDER BY lang",
+                 1, p, &res, "could not list the languages of the documents", &err) != MN_OK)
+      goto fail;
+  }
+  int nlangs = res ? PQntuples(res) : c->a.langs.n;
+  json_t *files = json_array();
+  int64_t total = 0, n = 0;
+  char path[PATH_MAX];
+  for (int i = 0; i < nlangs; i++) {
+    const char *lang = res ? PQgetvalue(res, i, 0) : c->a.langs.v[i];
+    const char *p[] = {lang, split};
+    snprintf(path, sizeof path, "%s/%s.jsonl", dir, lang);
+    if (db_export_jsonl(conn,
+                        "SELECT json_build_object('lang', lang, 'text', text, 'split', split)"
+                        " FROM mnemo.documents WHERE lang = $1 AND ($2 = 'all' OR split = $2)"
+                        " ORDER BY id",
+                        2, p, path, &n, &err) != MN_OK) {
+      json_decref(files);
+      goto fail;
+    }
+    total += n;
+    json_array_append_new(files, json_pack("{s:s, s:s, s:I}", "lang", lang, "path", path,
+                                           "documents", (json_int_t)n));
+    if (!c->json) printf("%s: %lld document(s)\n", ctl_text(path, 0), (long long)n);
+  }
+  snprintf(path, sizeof path, "%s/tags.tsv", dir);
+  if (db_export_tags(conn, path, &n, &err) != MN_OK) {
+    json_decref(files);
+    goto fail;
+  }
+  if (c->json)
+    ctl_print_json(json_pack("{s:s, s:o, s:I, s:s, s:I}", "split", split, "files", files,
+                             "documents", (json_int_t)total, "tags", path, "languages",
+                             (json_int_t)n));
+  else {
+    json_decref(files);
+    printf("%s: %lld language tag(s)\n%lld %s document(s) in %d file(s)\n", ctl_text(path, 0),
+           (long long)n, (long long)total, split, nlangs);
+  }
+  PQclear(res);
+  PQfinish(conn); /* read only: nothing to commit */
+  return MN_EXIT_OK;
+fail:
+  PQclear(res);
+  PQfinish(conn);
+  return ctl_fail(&err);
+}
+
 /* ---------------------------------------------------------------- the table */
 
 static const ctl_opt lang_add_opts[] = {
@@ -650,6 +746,11 @@ static const ctl_opt report_opts[] = {
     CTL_ARG("text", text, "what the user saw or wrote (required)"),
     CTL_ARG("expected", expected, "what the user expected instead"),
     CTL_ARG("context", context, "a JSON object: where, which model, anything useful"),
+    {0}};
+static const ctl_opt export_opts[] = {
+    CTL_ARG("split", split, "train, heldout or all: the documents to export (required)"),
+    CTL_ARG("out", out, "the folder to write (created if missing; required)"),
+    CTL_LIST("lang", langs, "only this language (again for more; default: every one)"),
     {0}};
 static const ctl_opt reports_opts[] = {
     CTL_ARG("status", status, "only new, triaged, accepted, rejected or fixed reports"),
@@ -692,5 +793,13 @@ const ctl_command ctl_data_commands[] = {
      report_opts},
     {"reports", NULL, cmd_reports, "", "List user reports, newest first.",
      "Reports with their claimed and detected language, status and an excerpt.\n", reports_opts},
+    {"export", NULL, cmd_export, "--split S --out DIR", "Export documents and the tag table.",
+     "Writes the documents of a split, DIR/CODE.jsonl per language ({\"lang\", \"text\",\n"
+     "\"split\"} a line, in the order they were stored), and the language tag table,\n"
+     "DIR/tags.tsv (code<TAB>tag id, as the database assigned them), all from one snapshot.\n"
+     "These are the inputs of mnemo shard --tags DIR/tags.tsv and of mnemo evalset.\n"
+     "Each file is written atomically: a killed export never leaves a\n"
+     "half-written one.  Reading documents needs mnemo_operator or mnemo_daemon.\n",
+     export_opts},
 };
 const size_t ctl_data_ncommands = sizeof ctl_data_commands / sizeof ctl_data_commands[0];

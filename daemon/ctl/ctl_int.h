@@ -14,11 +14,19 @@
 #include <jansson.h>
 #include <stddef.h>
 
+/* The values of an option that may be given more than once (CTL_LIST), in order. */
+#define CTL_LIST_MAX 64
+typedef struct ctl_list {
+  const char *v[CTL_LIST_MAX];
+  int n;
+} ctl_list;
+
 /* Values of every command option; each command declares which it accepts. */
 typedef struct ctl_args {
   const char *lang, *source, *format, *unit, *reject, *text, *expected, *context, *status;
   const char *script, *name, *origin, *licence, *notes, *limit;
-  const char *note, *reason, *replay, *fisher, *prompt, *tokens, *why;
+  const char *note, *reason, *replay, *fisher, *prompt, *tokens, *why, *split, *out;
+  ctl_list langs;
   bool skip_bad, disabled, quiet, trained_on_stored;
 } ctl_args;
 
@@ -31,21 +39,27 @@ typedef struct ctl {
   ctl_args a;
 } ctl;
 
-/* One option of a command: --name VALUE (has_arg) or --name; stored at offset in ctl_args. */
+/* One option of a command: --name VALUE (has_arg) or --name; stored at offset in ctl_args
+ * (a repeatable one, many: each value appended to the ctl_list there). */
 typedef struct ctl_opt {
   const char *name;
   bool has_arg;
   size_t offset;
   const char *help;
+  bool many;
 } ctl_opt;
 
 #define CTL_ARG(n, field, h)                                                                       \
   {                                                                                                \
-    (n), true, offsetof(ctl_args, field), (h)                                                      \
+    (n), true, offsetof(ctl_args, field), (h), false                                               \
+  }
+#define CTL_LIST(n, field, h)                                                                      \
+  {                                                                                                \
+    (n), true, offsetof(ctl_args, field), (h), true                                                \
   }
 #define CTL_FLAG(n, field, h)                                                                      \
   {                                                                                                \
-    (n), false, offsetof(ctl_args, field), (h)                                                     \
+    (n), false, offsetof(ctl_args, field), (h), false                                              \
   }
 
 typedef struct ctl_command {

@@ -80,6 +80,61 @@ static void print_rows(ctl *c, PGresult *r)
 
 /* ---------------------------------------------------------------- bootstrap */
 
+/* checkpoint_tags_in_database_numbering -- meta's tags (the model's ids, from its tokenizer's
+ * first tag id) moved to the database's numbering (from TOK_FIRST_TAG); the byte tokenizer's
+ * are already.  A checkpoint carrying another tokenizer is read once more for it. */
+static mn_status checkpoint_tags_in_database_numbering(const char *path, ckpt_meta *meta,
+                                                       mn_error *err)
+{
+  tokenizer *bytes = NULL, *tok = NULL;
+  mn_status rc = tok_create_bytes(&bytes, err);
+  if (rc != MN_OK || strcmp(meta->tok_sha256, tok_sha256(bytes)) == 0) goto out;
+  if ((rc = tok_load(path, &tok, NULL, err)) != MN_OK) goto out;
+  rc = tok_tags_rebase(&meta->tags, tok_base(tok), TOK_FIRST_TAG, err);
+  if (rc != MN_OK) mn_error_prefix(err, "cannot register \"%s\"", path);
+out:
+  tok_destroy(bytes);
+  tok_destroy(tok);
+  return rc;
+}
+
+/* tags_match_database -- MN_OK when every language tag of the checkpoint at path is the
+ * database's: the same language with the same id.  Refused (MN_ERR_INPUT, naming the language
+ * and both ids): a language both know with different ids, a tag id the database gave to
+ * another language, and a language the database does not know (its id would be whatever
+ * the database assigns next, and a later tag could never be trusted). */
+static mn_status tags_match_database(const char *path, const tok_tags *ck, const tok_tags *db,
+                                     mn_error *err)
+{
+  for (int i = 0; i < ck->n; i++) {
+    const char *code = ck->t[i].code;
+    int id = ck->t[i].id, want = tok_tag_of(db, code);
+    const char *owner = tok_code_of(db, id);
+    if (want == id) continue;
+    if (want >= 0)
+      mn_error_set(err, MN_ERR_INPUT,
+                   "cannot register \"%s\": language \"%s\" has tag %d in the checkpoint but "
+                   "tag %d in the database",
+                   path, code, id, want);
+    else if (owner)
+      mn_error_set(err, MN_ERR_INPUT,
+                   "cannot register \"%s\": tag %d is language \"%s\" in the checkpoint but "
+                   "language \"%s\" in the database, which has no tag for \"%s\"",
+                   path, id, code, owner, code);
+    else
+      mn_error_set(err, MN_ERR_INPUT,
+                   "cannot register \"%s\": language \"%s\" (tag %d in the checkpoint) is not "
+                   "in the database",
+                   path, code, id);
+    return mn_error_detail(err,
+                           "a model's tags must be the ones the database assigned (mnemoctl lang "
+                           "list; a new language gets its tag from mnemoctl lang add): train it "
+                           "on shards made with the database's table (mnemoctl export --out DIR "
+                           "writes DIR/tags.tsv; mnemo shard --tags)");
+  }
+  return MN_OK;
+}
+
 static int cmd_bootstrap(ctl *c, int argc, char **argv)
 {
   mn_error err = {0};
@@ -95,28 +150,25 @@ static int cmd_bootstrap(ctl *c, int argc, char **argv)
   if (ckpt_read_meta(argv[0], &meta, &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   /* its language tags must be the database's: a tag id never changes once assigned */
-  for (int i = 0; i < meta.tags.n; i++) {
-    char tag[16];
-    snprintf(tag, sizeof tag, "%d", meta.tags.t[i].id);
-    const char *pt[] = {meta.tags.t[i].code, tag};
-    if (db_query(conn,
-                 "SELECT (SELECT tag_id FROM mnemo.languages WHERE code = $1) = $2::int IS TRUE", 2,
-                 pt, &res, "could not read the languages", &err) != MN_OK)
-      return ctl_done(conn, res, &err, MN_EXIT_FAIL);
-    bool same = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    res = NULL;
-    if (!same) {
-      mn_error_set(&err, MN_ERR_INPUT,
-                   "cannot register \"%s\": it knows language \"%s\" as tag %d, which is "
-                   "not that language's tag in the database",
-                   argv[0], meta.tags.t[i].code, meta.tags.t[i].id);
-      snprintf(err.detail, sizeof err.detail,
-               "register the languages first (mnemoctl lang add), in the order the model was "
-               "trained with");
+  static tok_tags db_tags;
+  if (db_query(conn, "SELECT code, tag_id FROM mnemo.languages ORDER BY code", 0, NULL, &res,
+               "could not read the languages", &err) != MN_OK)
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  db_tags.n = 0;
+  for (int i = 0; i < PQntuples(res); i++) {
+    int64_t id = 0;
+    if (!mn_parse_i64(PQgetvalue(res, i, 1), &id) || id > INT_MAX ||
+        tok_tags_add(&db_tags, PQgetvalue(res, i, 0), (int)id, &err) != MN_OK) {
+      mn_error_set(&err, MN_ERR_DB, "could not read the languages: bad tag id \"%s\" of \"%s\"",
+                   PQgetvalue(res, i, 1), PQgetvalue(res, i, 0));
       return ctl_done(conn, res, &err, MN_EXIT_FAIL);
     }
   }
+  PQclear(res);
+  res = NULL;
+  if (checkpoint_tags_in_database_numbering(argv[0], &meta, &err) != MN_OK ||
+      tags_match_database(argv[0], &meta.tags, &db_tags, &err) != MN_OK)
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (db_exec(conn, "BEGIN", &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   const char *p[] = {c->a.trained_on_stored ? "t" : "f", c->a.note ? c->a.note : "",
                      meta.sha256[0] ? meta.sha256 : NULL};
@@ -534,17 +586,14 @@ static const ctl_opt bootstrap_opts[] = {
     CTL_FLAG("trained-on-stored", trained_on_stored,
              "the documents stored now are what it was trained on (marked consumed)"),
     CTL_ARG("note", note, "why"),
-    {NULL, false, 0, NULL}};
-static const ctl_opt refresh_opts[] = {CTL_ARG("reason", reason, "recorded with the job"),
-                                       {NULL, false, 0, NULL}};
-static const ctl_opt jobs_opts[] = {CTL_ARG("limit", limit, "at most this many (20)"),
-                                    {NULL, false, 0, NULL}};
-static const ctl_opt note_opts[] = {CTL_ARG("note", note, "why (required; recorded)"),
-                                    {NULL, false, 0, NULL}};
+    {0}};
+static const ctl_opt refresh_opts[] = {CTL_ARG("reason", reason, "recorded with the job"), {0}};
+static const ctl_opt jobs_opts[] = {CTL_ARG("limit", limit, "at most this many (20)"), {0}};
+static const ctl_opt note_opts[] = {CTL_ARG("note", note, "why (required; recorded)"), {0}};
 static const ctl_opt generate_opts[] = {CTL_ARG("lang", lang, "the language (required)"),
                                         CTL_ARG("prompt", prompt, "text to continue"),
                                         CTL_ARG("tokens", tokens, "how many to generate"),
-                                        {NULL, false, 0, NULL}};
+                                        {0}};
 
 const ctl_command ctl_refresh_commands[] = {
     {"bootstrap", NULL, cmd_bootstrap, "CHECKPOINT [--trained-on-stored] [--replay S --fisher F]",

@@ -230,13 +230,12 @@ static int cmd_triage_reject(ctl *c, int argc, char **argv)
 
 static const ctl_opt queue_opts[] = {CTL_ARG("lang", lang, "only this claimed language"),
                                      CTL_ARG("limit", limit, "at most this many groups (50)"),
-                                     {NULL, false, 0, NULL}};
+                                     {0}};
 static const ctl_opt accept_opts[] = {
     CTL_ARG("lang", lang, "the language whose guard gets the probe (default: the claimed one)"),
     CTL_ARG("note", note, "why (recorded)"),
-    {NULL, false, 0, NULL}};
-static const ctl_opt reject_opts[] = {CTL_ARG("why", why, "the reason (required; recorded)"),
-                                      {NULL, false, 0, NULL}};
+    {0}};
+static const ctl_opt reject_opts[] = {CTL_ARG("why", why, "the reason (required; recorded)"), {0}};
 
 const ctl_command ctl_triage_commands[] = {
     {"triage", NULL, cmd_triage, "[--lang L] [--limit N]", "The queue of reports to decide on.",

@@ -28,7 +28,8 @@ static void print_command_help(const command *cmd)
     printf("\noptions:\n");
     for (const ctl_opt *o = cmd->opts; o->name; o++) {
       char left[64];
-      snprintf(left, sizeof left, "--%s%s", o->name, o->has_arg ? " VALUE" : "");
+      snprintf(left, sizeof left, "--%s%s%s", o->name, o->has_arg ? " VALUE" : "",
+               o->many ? "..." : "");
       printf("  %-22s %s\n", left, o->help);
     }
   }
@@ -70,7 +71,14 @@ static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int 
     if (ch >= 256) {
       const ctl_opt *o = &cmd->opts[ch - 256];
       char *slot = (char *)&c->a + o->offset;
-      if (o->has_arg)
+      if (o->many) {
+        ctl_list *l = (ctl_list *)(void *)slot;
+        if (l->n >= CTL_LIST_MAX) {
+          ctl_usage("more than %d --%s options", CTL_LIST_MAX, o->name);
+          return -1;
+        }
+        l->v[l->n++] = optarg;
+      } else if (o->has_arg)
         *(const char **)(void *)slot = optarg;
       else
         *(bool *)(void *)slot = true;
