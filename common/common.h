@@ -270,6 +270,9 @@ void mn_sha256_abort(mn_sha256 *h); /* release without a digest; NULL-safe ctx *
 MN_NODISCARD mn_status mn_sha256_hex(const void *p, size_t n, char out[MN_SHA256_HEX_LEN + 1],
                                      mn_error *err);
 void mn_hex_encode(const uint8_t *p, size_t n, char *out /* 2n+1 bytes */);
+/* mn_hex_decode -- lower-case hex into at most max bytes: their number, or -1 when hex is not
+ * an even number of lower-case hex digits or too long */
+long mn_hex_decode(const char *hex, uint8_t *out, size_t max);
 
 /* ---------------------------------------------------------------- atomic files */
 

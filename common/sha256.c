@@ -64,6 +64,23 @@ void mn_hex_encode(const uint8_t *p, size_t n, char *out)
   out[2 * n] = '\0';
 }
 
+static int hex_digit(char c)
+{
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+long mn_hex_decode(const char *hex, uint8_t *out, size_t max)
+{
+  size_t n = strlen(hex);
+  if (n % 2 || n / 2 > max) return -1;
+  for (size_t i = 0; i < n / 2; i++) {
+    int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return -1;
+    out[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return (long)(n / 2);
+}
+
 mn_status mn_sha256_hex(const void *p, size_t n, char out[MN_SHA256_HEX_LEN + 1], mn_error *err)
 {
   uint8_t d[MN_SHA256_LEN];

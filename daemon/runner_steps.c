@@ -311,17 +311,21 @@ static mn_status st_prepare(runner *r, PGconn *c, bool *spawned, mn_error *err)
   return rc;
 }
 
-/* spawn_shard -- jsonl -> shard, unless the shard is there */
+/* spawn_shard -- jsonl -> shard, unless the shard is there: the database's tags, the ids of
+ * the production model's tokenizer */
 static mn_status spawn_shard(runner *r, const char *in, const char *out, bool *spawned)
 {
-  char pin[PATH_MAX], pout[PATH_MAX], tags[PATH_MAX];
+  char pin[PATH_MAX], pout[PATH_MAX], tags[PATH_MAX], tok[PATH_MAX];
   runner__path_job(r, pin, sizeof pin, in);
   runner__path_job(r, pout, sizeof pout, out);
   runner__path_job(r, tags, sizeof tags, "tags.tsv");
+  runner__path_ckpt(r, r->base, tok, sizeof tok, "model.safetensors");
   if (runner__exists(pout) || !runner__exists(pin)) return MN_OK;
   worker_argv(r, "shard");
   arg(r, "--tags");
   arg(r, tags);
+  arg(r, "--tokenizer");
+  arg(r, tok);
   arg(r, "--out");
   arg(r, pout);
   arg(r, pin);

@@ -11,11 +11,11 @@
  * chance, capacity / seen, to be held (Vitter's algorithm R, continued).
  *
  * File (little-endian), written atomically (temporary file, fsync, rename):
- *   0   magic "MNREPLAY"        8   u32 version (1)      12  u32 token bytes (2)
+ *   0   magic "MNREPLAY"        8   u32 version (1)      12  u32 token bytes (2 or 4)
  *   16  u32 tokens per window   20  u32 languages        24  u64 windows held
  *   32  languages, 48 bytes each, in code order:
  *         char code[16], u32 capacity, u32 count, u64 seen, u64 rng, u64 first window
- *   then the windows (u16 tokens), language after language
+ *   then the windows (u16 tokens, or u32 when an id needs it), language after language
  *   last 32 bytes: SHA-256 of everything before them
  * A reader checks every field and the checksum and refuses the file otherwise,
  * naming it and the problem.  Depends on common/ only.
@@ -38,7 +38,7 @@ typedef struct replay_lang {
   uint32_t count;              /* windows held: min(seen, capacity) */
   uint64_t seen;               /* windows ever offered */
   uint64_t rng;                /* the reservoir's random state (splitmix64) */
-  uint16_t *windows;           /* count x window tokens */
+  uint32_t *windows;           /* count x window tokens */
 } replay_lang;
 
 typedef struct replay_store {
@@ -58,7 +58,7 @@ void replay_store_fini(replay_store *s);
  * different one is refused).  Each window is `window` tokens.
  */
 MN_NODISCARD mn_status replay_store_offer(replay_store *s, const char *code, uint32_t capacity,
-                                          const uint16_t *windows, size_t n, mn_error *err);
+                                          const uint32_t *windows, size_t n, mn_error *err);
 
 /* replay_store_find -- the language's reservoir, or NULL. */
 const replay_lang *replay_store_find(const replay_store *s, const char *code);
@@ -81,7 +81,7 @@ MN_NODISCARD mn_status replay_store_checksum(const char *path, char hex[MN_SHA25
 /* One language's new windows, for replay_store_absorb. */
 typedef struct replay_offer {
   const char *code;
-  const uint16_t *windows;
+  const uint32_t *windows;
   size_t n;
 } replay_offer;
 

@@ -97,17 +97,17 @@ static mn_status lang_get(replay_store *s, const char *code, uint32_t capacity, 
 }
 
 mn_status replay_store_offer(replay_store *s, const char *code, uint32_t capacity,
-                             const uint16_t *windows, size_t n, mn_error *err)
+                             const uint32_t *windows, size_t n, mn_error *err)
 {
   replay_lang *l = NULL;
   mn_status rc = lang_get(s, code, capacity, &l, err);
   if (rc != MN_OK) return rc;
   size_t w = s->window;
   for (size_t i = 0; i < n; i++) {
-    const uint16_t *win = windows + i * w;
+    const uint32_t *win = windows + i * w;
     l->seen++;
     if (l->count < l->capacity) { /* still filling: keep every window */
-      uint16_t *t = realloc(l->windows, ((size_t)l->count + 1) * w * sizeof *t);
+      uint32_t *t = realloc(l->windows, ((size_t)l->count + 1) * w * sizeof *t);
       if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory holding replay windows");
       l->windows = t;
       memcpy(l->windows + (size_t)l->count * w, win, w * sizeof *win);
@@ -125,12 +125,16 @@ mn_status replay_store_offer(replay_store *s, const char *code, uint32_t capacit
 mn_status replay_store_encode(const replay_store *s, mn_buf *out, mn_error *err)
 {
   uint64_t total = 0;
-  for (uint32_t i = 0; i < s->nlangs; i++)
+  uint32_t width = 2; /* u16 unless an id needs more */
+  for (uint32_t i = 0; i < s->nlangs; i++) {
     total += s->langs[i].count;
+    for (size_t k = 0; k < (size_t)s->langs[i].count * s->window; k++)
+      if (s->langs[i].windows[k] > 0xFFFF) width = 4;
+  }
   uint8_t head[HEADER] = {0};
   memcpy(head, MAGIC, 8);
   mn_put_le32(head + 8, REPLAY_VERSION);
-  mn_put_le32(head + 12, 2);
+  mn_put_le32(head + 12, width);
   mn_put_le32(head + 16, s->window);
   mn_put_le32(head + 20, s->nlangs);
   mn_put_le64(head + 24, total);
@@ -152,11 +156,14 @@ mn_status replay_store_encode(const replay_store *s, mn_buf *out, mn_error *err)
   for (uint32_t i = 0; i < s->nlangs && rc == MN_OK; i++) {
     const replay_lang *l = &s->langs[i];
     size_t ntok = (size_t)l->count * s->window;
-    if (ntok && (rc = mn_buf_reserve(out, ntok * 2, err)) == MN_OK) {
+    if (ntok && (rc = mn_buf_reserve(out, ntok * width, err)) == MN_OK) {
       uint8_t *p = (uint8_t *)out->data + out->len;
       for (size_t k = 0; k < ntok; k++) /* little-endian whatever the host */
-        p[2 * k] = (uint8_t)l->windows[k], p[2 * k + 1] = (uint8_t)(l->windows[k] >> 8);
-      out->len += ntok * 2;
+        if (width == 2)
+          p[2 * k] = (uint8_t)l->windows[k], p[2 * k + 1] = (uint8_t)(l->windows[k] >> 8);
+        else
+          mn_put_le32(p + 4 * k, l->windows[k]);
+      out->len += ntok * width;
     }
   }
   uint8_t sum[MN_SHA256_LEN];
@@ -187,13 +194,14 @@ mn_status replay_store_decode(const void *data, size_t n, const char *name, repl
   uint64_t total = mn_get_le64(p + 24);
   if (version != REPLAY_VERSION)
     return BAD("version %u, this mnemo reads version %d", name, version, REPLAY_VERSION);
-  if (token_bytes != 2) return BAD("%u-byte tokens, expected 2", name, token_bytes);
+  if (token_bytes != 2 && token_bytes != 4)
+    return BAD("%u-byte tokens, expected 2 or 4", name, token_bytes);
   if (window == 0 || window > (1u << 20)) return BAD("a window of %u tokens", name, window);
   /* sizes in 64 bits, each bounded before it is multiplied: no overflow below */
   uint64_t table = (uint64_t)nlangs * LANG_ENTRY, avail = n - HEADER - MN_SHA256_LEN;
   if (table > avail) return BAD("truncated: %u languages announced", name, nlangs);
-  if (total > (avail - table) / 2 / window ||
-      HEADER + table + total * window * 2 + MN_SHA256_LEN != n)
+  if (total > (avail - table) / token_bytes / window ||
+      HEADER + table + total * window * token_bytes + MN_SHA256_LEN != n)
     return BAD("%zu bytes where the header announces %llu windows of %u tokens (truncated or "
                "extended)",
                name, n, (unsigned long long)total, window);
@@ -248,9 +256,10 @@ mn_status replay_store_decode(const void *data, size_t n, const char *name, repl
         rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory reading \"%s\"", name);
         break;
       }
-      const uint8_t *q = tokens + first * window * 2;
+      const uint8_t *q = tokens + first * window * token_bytes;
       for (size_t k = 0; k < ntok; k++)
-        l->windows[k] = (uint16_t)(q[2 * k] | q[2 * k + 1] << 8);
+        l->windows[k] =
+            token_bytes == 2 ? (uint32_t)(q[2 * k] | q[2 * k + 1] << 8) : mn_get_le32(q + 4 * k);
     }
     first += l->count;
   }

@@ -82,15 +82,16 @@ out:
 
 /* canonical -- the metadata fields the checksum covers, in one string (*out malloc'd). */
 static mn_status canonical(const char *cfg, const char *tags, const char *step, const char *lineage,
-                           char **out, mn_error *err)
+                           const char *tok_sha, char **out, mn_error *err)
 {
   *out = NULL;
   if (!cfg || !tags || !step || !lineage) return MN_OK; /* parse_meta reports what is missing */
-  size_t n = strlen(cfg) + strlen(tags) + strlen(step) + strlen(lineage) + 64;
+  size_t n = strlen(cfg) + strlen(tags) + strlen(step) + strlen(lineage) + 160;
   *out = malloc(n);
   if (!*out) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
-  snprintf(*out, n, "mnemo-gpt\nconfig %s\ntags %s\nstep %s\nlineage %s\n", cfg, tags, step,
-           lineage);
+  int k = snprintf(*out, n, "mnemo-gpt\nconfig %s\ntags %s\nstep %s\nlineage %s\n", cfg, tags, step,
+                   lineage);
+  if (tok_sha) snprintf(*out + k, n - (size_t)k, "tokenizer %.64s\n", tok_sha);
   return MN_OK;
 }
 
@@ -160,11 +161,18 @@ mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
   int n = gpt_num_tensors(c);
   st_tensor *t = NULL;
   char(*names)[64] = NULL;
-  char *tags = NULL, *cfg = NULL, *canon = NULL;
+  char *tags = NULL, *cfg = NULL, *canon = NULL, *tok_json = NULL;
   json_t *meta_j = NULL, *cj = NULL;
   mn_status rc = model_tensors(m, &t, &names, path, err);
   if (rc != MN_OK) return rc;
   if ((rc = tok_tags_to_json(&meta->tags, &tags, err)) != MN_OK) goto out;
+  /* a BPE model carries its tokenizer; the byte tokenizer is implied by its absence */
+  bool bpe = meta->tok && strcmp(tok_kind(meta->tok), "bpe") == 0;
+  if (bpe && (rc = trainer__tok_canonical(meta->tok, &tok_json, err)) != MN_OK) goto out;
+  if (meta->tok)
+    snprintf(meta->tok_sha256, sizeof meta->tok_sha256, "%s", tok_sha256(meta->tok));
+  else if ((rc = trainer__bytes_sha256(meta->tok_sha256, err)) != MN_OK)
+    goto out;
   meta->config = *c;
   cj = config_json(c);
   cfg = json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS);
@@ -172,8 +180,8 @@ mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
   snprintf(step, sizeof step, "%lld", (long long)meta->step);
   /* the checksum vouches for what the metadata says of the weights, not only the weights */
   if (!cfg ||
-      (rc = canonical(cfg, tags, step, meta->lineage[0] ? meta->lineage : "{}", &canon, err)) !=
-          MN_OK ||
+      (rc = canonical(cfg, tags, step, meta->lineage[0] ? meta->lineage : "{}",
+                      bpe ? meta->tok_sha256 : NULL, &canon, err)) != MN_OK ||
       !canon) {
     rc = rc != MN_OK ? rc : mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
     goto out;
@@ -182,12 +190,19 @@ mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
   meta_j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "format", FORMAT, "version", "1",
                      "config", cfg ? cfg : "", "tags", tags, "lineage",
                      meta->lineage[0] ? meta->lineage : "{}", "step", step, "sha256", meta->sha256);
+  if (meta_j && bpe &&
+      (json_object_set_new(meta_j, "tokenizer", json_string(tok_json)) != 0 ||
+       json_object_set_new(meta_j, "tokenizer_sha256", json_string(meta->tok_sha256)) != 0)) {
+    json_decref(meta_j);
+    meta_j = NULL;
+  }
   if (!cfg || !meta_j) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
     goto out;
   }
   rc = ckpt__write_st(path, t, n, meta_j, err);
 out:
+  free(tok_json);
   json_decref(meta_j);
   json_decref(cj);
   free(canon);
@@ -408,7 +423,15 @@ static mn_status parse_meta(const st_file *f, ckpt_meta *meta, mn_error *err)
   meta->step = s;
   snprintf(meta->lineage, sizeof meta->lineage, "%s", lineage ? lineage : "{}");
   snprintf(meta->sha256, sizeof meta->sha256, "%s", sha);
-  return MN_OK;
+  const char *tsha = meta_str(f, "tokenizer_sha256");
+  if (!tsha != !meta_str(f, "tokenizer") || (tsha && strlen(tsha) != MN_SHA256_HEX_LEN))
+    return corrupt(f->path, err,
+                   "the metadata has a tokenizer without its SHA-256, or the reverse");
+  if (tsha) {
+    snprintf(meta->tok_sha256, sizeof meta->tok_sha256, "%s", tsha);
+    return MN_OK;
+  }
+  return trainer__bytes_sha256(meta->tok_sha256, err);
 }
 
 /*
@@ -445,6 +468,27 @@ out:
   return rc;
 }
 
+mn_status ckpt__read_tokenizer(const char *path, char **json, tok_tags *tags,
+                               char sha[MN_SHA256_HEX_LEN + 1], mn_error *err)
+{
+  st_file f;
+  ckpt_meta *meta = malloc(sizeof *meta);
+  *json = NULL;
+  if (!meta) return mn_error_set(err, MN_ERR_NOMEM, "out of memory reading \"%s\"", path);
+  mn_status rc = st_open(path, FORMAT, &f, err);
+  if (rc == MN_OK) {
+    rc = parse_meta(&f, meta, err);
+    const char *text = meta_str(&f, "tokenizer");
+    if (rc == MN_OK && text && !(*json = strdup(text)))
+      rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory reading \"%s\"", path);
+    if (rc == MN_OK) *tags = meta->tags;
+    if (rc == MN_OK) memcpy(sha, meta->tok_sha256, sizeof meta->tok_sha256);
+    st_close(&f);
+  }
+  free(meta);
+  return rc;
+}
+
 mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
 {
   st_file f;
@@ -467,7 +511,8 @@ mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
   if ((rc = check_tensors(&f, t, n, err)) != MN_OK) goto out;
   char *canon = NULL;
   rc = canonical(meta_str(&f, "config"), meta_str(&f, "tags"), meta_str(&f, "step"),
-                 meta_str(&f, "lineage") ? meta_str(&f, "lineage") : "{}", &canon, err);
+                 meta_str(&f, "lineage") ? meta_str(&f, "lineage") : "{}",
+                 meta_str(&f, "tokenizer_sha256"), &canon, err);
   if (rc == MN_OK) rc = read_tensors(&f, t, n, canon, meta->sha256, err);
   if (rc == MN_OK) gpt_params_written(m); /* read into the host view */
   free(canon);

@@ -650,25 +650,30 @@ mn_status evalset_load_many(const char *const *paths, int npaths, evalset *all, 
 /* ---------------------------------------------------------------- scoring */
 
 /*
- * evalset_score -- each item read as [tag, bytes..., eot] in windows of T predictions, every
+ * evalset_score -- each item read as [tag, tokens..., eot] in windows of T predictions, every
  * window starting again from the tag (as `mnemo eval` reads shard documents); bits[i] are
- * the item's bytes' bits (the eot is not counted).  Windows of many items share a forward of
- * up to B rows; a short row is padded and its padding not counted.
+ * the bits of the item's text tokens (the eot is not counted), which divided by the item's
+ * UTF-8 bytes give bits per byte whatever the tokenizer.  Windows of many items share a
+ * forward of up to B rows; a short row is padded and its padding not counted.
  */
-void evalset_score_rows(gpt *m, const int32_t *x, const int32_t *y, int rows, int T, const int *len,
-                        double *const *bits, int64_t *const *bytes)
+void evalset_score_rows(gpt *m, const tokenizer *tok, const int32_t *x, const int32_t *y, int rows,
+                        int T, const int *len, double *const *bits, int64_t *const *bytes)
 {
   gpt_forward(m, x, y, rows, T);
   const float *l = gpt_losses(m);
   for (int r = 0; r < rows; r++)
-    for (int k = 0; k < len[r]; k++)
-      if (y[(size_t)r * T + k] < 256) {
+    for (int k = 0; k < len[r]; k++) {
+      const uint8_t *piece;
+      size_t nb = tok_piece(tok, (uint32_t)y[(size_t)r * T + k], &piece);
+      if (nb) { /* a token of text: not a tag, not the eot */
         *bits[r] += l[(size_t)r * T + k] / 0.69314718055994530942; /* nats to bits */
-        if (bytes) (*bytes[r])++;
+        if (bytes) *bytes[r] += (int64_t)nb;
       }
+    }
 }
 
 typedef struct score_batch {
+  const tokenizer *tok;
   int B, T, rows, tmax;
   int32_t *x, *y; /* B rows at stride T */
   size_t *item;   /* each row's item */
@@ -687,7 +692,7 @@ static void flush(gpt *m, score_batch *b, double *bits)
   }
   for (int r = 0; r < b->rows; r++)
     b->acc[r] = &bits[b->item[r]];
-  evalset_score_rows(m, b->x, b->y, b->rows, tm, b->len, b->acc, NULL);
+  evalset_score_rows(m, b->tok, b->x, b->y, b->rows, tm, b->len, b->acc, NULL);
   b->rows = 0, b->tmax = 0;
 }
 
@@ -706,23 +711,25 @@ static int window_cmp(const void *a, const void *b)
   return x->p < y->p ? -1 : x->p > y->p;
 }
 
-mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalset *s,
-                        double *bits /* OUT, n */, mn_error *err)
+mn_status evalset_score(gpt *m, const tokenizer *tok, int B, int T, const tok_tags *tags,
+                        const evalset *s, double *bits /* OUT, n */, mn_error *err)
 {
-  score_batch b = {.B = B, .T = T};
+  score_batch b = {.tok = tok, .B = B, .T = T};
   score_window *w = NULL;
-  size_t nw = 0;
+  size_t nw = 0, nids = 0, cap = 0;
+  uint32_t *ids = NULL;
+  size_t *first = calloc(s->n + 1, sizeof *first); /* item i's tokens: ids[first[i]..first[i+1]) */
+  tok_cache *cache = NULL;
   b.x = calloc((size_t)B * T, sizeof *b.x), b.y = calloc((size_t)B * T, sizeof *b.y);
   b.item = calloc((size_t)B, sizeof *b.item), b.len = calloc((size_t)B, sizeof *b.len);
   b.acc = calloc((size_t)B, sizeof *b.acc);
-  mn_status rc = MN_OK;
-  if (!b.x || !b.y || !b.item || !b.len || !b.acc) {
+  mn_status rc = tok_cache_create(&cache, err);
+  if (rc == MN_OK && (!b.x || !b.y || !b.item || !b.len || !b.acc || !first)) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
     goto out;
   }
-  for (size_t i = 0; i < s->n; i++) {
+  for (size_t i = 0; i < s->n && rc == MN_OK; i++) {
     bits[i] = 0;
-    nw += s->items[i].len / (size_t)T + 1; /* predictions: the bytes and the eot */
     if (tok_tag_of(tags, s->items[i].lang) < 0) {
       rc = mn_error_set(err, MN_ERR_INPUT,
                         "the checkpoint has no tag for \"%s\" (item %s of the set): build the "
@@ -730,30 +737,35 @@ mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalse
                         s->items[i].lang, s->items[i].id);
       goto out;
     }
+    first[i] = nids;
+    rc = tok_encode(tok, cache, s->items[i].text, s->items[i].len, &ids, &nids, &cap, err);
+    nw += (nids - first[i]) / (size_t)T + 1; /* predictions: the tokens and the eot */
   }
+  if (rc != MN_OK) goto out;
+  first[s->n] = nids;
   if ((w = malloc((nw ? nw : 1) * sizeof *w)) == NULL) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
     goto out;
   }
   nw = 0;
   for (size_t i = 0; i < s->n; i++)
-    for (size_t p = 0, n = s->items[i].len; p <= n; p += (size_t)T)
+    for (size_t p = 0, n = first[i + 1] - first[i]; p <= n; p += (size_t)T)
       w[nw++] = (score_window){
           .item = i, .p = p, .len = (int)(n + 1 - p < (size_t)T ? n + 1 - p : (size_t)T)};
   qsort(w, nw, sizeof *w, window_cmp);
   for (size_t k = 0; k < nw; k++) {
     const evalset_item *it = &s->items[w[k].item];
-    const unsigned char *t = (const unsigned char *)it->text;
-    size_t n = it->len, p = w[k].p;
+    const uint32_t *t = ids + first[w[k].item];
+    size_t n = first[w[k].item + 1] - first[w[k].item], p = w[k].p;
     int len = w[k].len;
     int32_t *xr = b.x + (size_t)b.rows * T, *yr = b.y + (size_t)b.rows * T;
     xr[0] = tok_tag_of(tags, it->lang);
     for (int q = 1; q < len; q++)
-      xr[q] = t[p + (size_t)q - 1];
+      xr[q] = (int32_t)t[p + (size_t)q - 1];
     for (int q = 0; q < len; q++)
-      yr[q] = p + (size_t)q < n ? t[p + (size_t)q] : TOK_EOT;
+      yr[q] = p + (size_t)q < n ? (int32_t)t[p + (size_t)q] : (int32_t)tok_eot(tok);
     for (int q = len; q < T; q++)
-      xr[q] = 0, yr[q] = TOK_EOT;
+      xr[q] = 0, yr[q] = (int32_t)tok_eot(tok);
     b.item[b.rows] = w[k].item, b.len[b.rows] = len;
     b.tmax = len > b.tmax ? len : b.tmax;
     if (++b.rows == B) flush(m, &b, bits);
@@ -761,6 +773,9 @@ mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalse
   flush(m, &b, bits);
 out:
   free(w);
+  free(ids);
+  free(first);
+  tok_cache_destroy(cache);
   free(b.x), free(b.y), free(b.item), free(b.len), free(b.acc);
   return rc;
 }
@@ -854,6 +869,7 @@ mn_status evalset_score_checkpoint(const char *ckpt, const evalset *s, evalset_r
                                    double *bits, ckpt_meta *meta, bool *cached, mn_error *err)
 {
   gpt *m = NULL;
+  tokenizer *tok = NULL;
   char path[4200] = "";
   mn_status rc = ckpt_read_meta(ckpt, meta, err);
   *cached = false;
@@ -873,14 +889,16 @@ mn_status evalset_score_checkpoint(const char *ckpt, const evalset *s, evalset_r
   }
   int B = run->batch > 0 ? run->batch : 8;
   const kernels_backend *k = run->backend ? run->backend : kernels_cpu();
-  if ((rc = gpt_create(&meta->config, B, T, 0, k, &m, err)) == MN_OK &&
+  if ((rc = tok_load(ckpt, &tok, NULL, err)) == MN_OK &&
+      (rc = gpt_create(&meta->config, B, T, 0, k, &m, err)) == MN_OK &&
       (rc = ckpt_load(ckpt, m, meta, err)) == MN_OK) {
     double t0 = mn_monotonic_ms();
-    rc = evalset_score(m, B, T, &meta->tags, s, bits, err);
+    rc = evalset_score(m, tok, B, T, &meta->tags, s, bits, err);
     if (rc == MN_OK) rc = gpt_sync(m, err); /* a device's failure: no scores */
     run->scoring_s = (mn_monotonic_ms() - t0) / 1e3;
   }
   if (rc == MN_OK && path[0]) rc = cache_write(path, meta->sha256, s, T, bits, err);
   gpt_destroy(m);
+  tok_destroy(tok);
   return rc;
 }

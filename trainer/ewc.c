@@ -16,7 +16,7 @@ typedef struct lang_windows {
 
 /* window_at -- the j-th window of T + 1 tokens of language code, counting over the shards'
  * sections of that language in order */
-static const uint16_t *window_at(const shard *shards, int nshards, const char *code, uint64_t j,
+static const uint32_t *window_at(const shard *shards, int nshards, const char *code, uint64_t j,
                                  int T)
 {
   for (int s = 0; s < nshards; s++)
@@ -78,7 +78,7 @@ mn_status fisher_estimate(gpt *m, const shard *shards, int nshards, int T, int w
     if (k == 0) continue;
     memset(acc, 0, np * sizeof(float));
     for (uint64_t j = 0; j < k; j++) { /* spread evenly over the language's text */
-      const uint16_t *w = window_at(shards, nshards, langs[l].code, j * have / k, T);
+      const uint32_t *w = window_at(shards, nshards, langs[l].code, j * have / k, T);
       x[0] = langs[l].tag; /* as in training: every sequence starts with its tag */
       for (int t = 1; t < T; t++)
         x[t] = w[t];

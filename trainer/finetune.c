@@ -93,7 +93,7 @@ void finetune__replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, in
     while (f->replay.langs[l].count == 0) /* rounding past the last share: step back */
       l--;
     const replay_lang *rl = &f->replay.langs[l];
-    const uint16_t *w = rl->windows + (mn_splitmix64(&s) % rl->count) * (size_t)f->replay.window;
+    const uint32_t *w = rl->windows + (mn_splitmix64(&s) % rl->count) * (size_t)f->replay.window;
     int32_t *x = tok + (size_t)b * T, *y = tgt + (size_t)b * T;
     x[0] = f->replay_tags[l]; /* as the loader does: the tag first */
     for (int i = 1; i < T; i++)
@@ -196,7 +196,7 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
     for (uint32_t i = 0; i < k; i++) { /* a store from elsewhere must fit this model */
       const replay_lang *rl = &f->replay.langs[i];
       for (size_t j = 0; j < (size_t)rl->count * f->replay.window; j++)
-        if (rl->windows[j] >= V) {
+        if (rl->windows[j] >= (uint32_t)V) {
           free(n), free(q), free(boost);
           mn_buf_fini(&applied);
           return mn_error_set(err, MN_ERR_INPUT,

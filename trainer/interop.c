@@ -68,6 +68,54 @@ out:
   return rc;
 }
 
+/* write_json -- j (stolen) as DIR/name, atomically */
+static mn_status write_json(const char *dir, const char *name, json_t *j, mn_error *err)
+{
+  char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+  json_decref(j);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  mn_status rc = text ? mn_write_file_atomic(path, text, strlen(text), 0644, err)
+                      : mn_error_set(err, MN_ERR_NOMEM, "out of memory writing %s", name);
+  free(text);
+  return rc;
+}
+
+/* write_tokenizer -- DIR/tokenizer.json (the model's tokenizer, its tags as special tokens)
+ * and DIR/tokenizer_config.json, so that AutoTokenizer loads the same ids */
+static mn_status write_tokenizer(const char *ckpt, const char *dir, const ckpt_meta *meta,
+                                 mn_error *err)
+{
+  tokenizer *tok = NULL;
+  char *text = NULL, path[4096];
+  mn_status rc = tok_load(ckpt, &tok, NULL, err);
+  if (rc == MN_OK) rc = tok_to_json(tok, &meta->tags, &text, err);
+  if (rc != MN_OK) goto out;
+  snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+  if ((rc = mn_write_file_atomic(path, text, strlen(text), 0644, err)) != MN_OK) goto out;
+  json_t *full = json_loads(text, 0, NULL), *added = json_object_get(full, "added_tokens"), *e;
+  const char *eot = NULL;
+  size_t i;
+  json_array_foreach(added, i, e) if (json_integer_value(json_object_get(e, "id")) ==
+                                      (json_int_t)tok_eot(tok)) eot =
+      json_string_value(json_object_get(e, "content"));
+  json_t *specials = json_array();
+  for (int k = 0; k < meta->tags.n; k++)
+    json_array_append_new(specials, json_sprintf("<|lang:%s|>", meta->tags.t[k].code));
+  rc = write_json(dir, "tokenizer_config.json",
+                  json_pack("{s:s, s:s?, s:s?, s:s?, s:i, s:o, s:b}", "tokenizer_class",
+                            "PreTrainedTokenizerFast", "bos_token", eot, "eos_token", eot,
+                            "unk_token", eot, "model_max_length", meta->config.max_seq_len,
+                            "additional_special_tokens", specials, "clean_up_tokenization_spaces",
+                            0),
+                  err);
+  json_decref(full);
+out:
+  free(text);
+  tok_destroy(tok);
+  return rc;
+}
+
 mn_status export_hf(const char *ckpt, const char *dir, mn_error *err)
 {
   ckpt_meta meta;
@@ -81,13 +129,17 @@ mn_status export_hf(const char *ckpt, const char *dir, mn_error *err)
     goto out;
   }
   const gpt_config *c = &meta.config;
+  tokenizer *tok = NULL;
+  if ((rc = tok_load(ckpt, &tok, NULL, err)) != MN_OK) goto out;
+  uint32_t eot = tok_eot(tok);
+  tok_destroy(tok);
   json_t *cfg = json_pack(
       "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:b, s:f, s:f, s:f, s:f, s:i, s:i}",
       "architectures", "GPT2LMHeadModel", "model_type", "gpt2", "vocab_size", c->padded_vocab,
       "n_positions", c->max_seq_len, "n_ctx", c->max_seq_len, "n_embd", c->n_embd, "n_layer",
       c->n_layer, "n_head", c->n_head, "activation_function", "gelu_new", "layer_norm_epsilon",
       1e-5, "tie_word_embeddings", 1, "initializer_range", 0.02, "resid_pdrop", 0.0, "embd_pdrop",
-      0.0, "attn_pdrop", 0.0, "bos_token_id", TOK_EOT, "eos_token_id", TOK_EOT);
+      0.0, "attn_pdrop", 0.0, "bos_token_id", (int)eot, "eos_token_id", (int)eot);
   char *tags = NULL;
   if (tok_tags_to_json(&meta.tags, &tags, err) == MN_OK) {
     json_object_set_new(cfg, "mnemo_language_tags", json_loads(tags, 0, NULL));
@@ -101,6 +153,7 @@ mn_status export_hf(const char *ckpt, const char *dir, mn_error *err)
             : mn_error_set(err, MN_ERR_NOMEM, "out of memory");
   free(text);
   if (rc != MN_OK) goto out;
+  if ((rc = write_tokenizer(ckpt, dir, &meta, err)) != MN_OK) goto out;
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   rc = write_hf(path, m, err);
 out:

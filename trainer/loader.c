@@ -12,7 +12,7 @@
 #include <string.h>
 
 typedef struct piece {
-  const uint16_t *tok;
+  const uint32_t *tok;
   uint64_t count;
 } piece;
 
@@ -113,7 +113,7 @@ void loader_next(loader *l, int B, int32_t *tokens, int32_t *targets)
     int pi = 0;
     while (pos >= p->pieces[pi].count - (uint64_t)T)
       pos -= p->pieces[pi++].count - (uint64_t)T;
-    const uint16_t *w = p->pieces[pi].tok + pos; /* T+1 tokens from here */
+    const uint32_t *w = p->pieces[pi].tok + pos; /* T+1 tokens from here */
     int32_t *x = tokens + (size_t)b * T, *y = targets + (size_t)b * T;
     x[0] = p->tag;
     for (int i = 1; i < T; i++)

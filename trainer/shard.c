@@ -1,35 +1,54 @@
 /*
- * shard.c -- token shards: the byte tokenizer applied to documents, grouped by
+ * shard.c -- token shards: a tokenizer applied to documents, grouped by
  * language, written atomically, read back with every field checked.
  *
  * Not for: choosing which documents go in (the daemon exports them) or
  * sampling windows (loader.c).
  */
-#include "trainer/trainer.h"
+#include "trainer/trainer_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define HEADER_BYTES  64
+#define HEADER_V1     64
+#define HEADER_BYTES  104
 #define SECTION_BYTES 32
 
 struct shard_builder {
-  tok_tags *tags;
+  const tokenizer *tok;
+  tok_cache *cache;
+  const tok_tags *tags;
   struct lang_buf {
     char code[8];
-    uint16_t *tok;
+    uint32_t *tok;
     size_t n, cap;
     uint32_t docs;
   } * langs;
   size_t nlangs;
 };
 
-mn_status shard_builder_create(tok_tags *tags, shard_builder **out, mn_error *err)
+mn_status shard_builder_create(const tokenizer *tok, const tok_tags *tags, shard_builder **out,
+                               mn_error *err)
 {
   *out = calloc(1, sizeof **out);
   if (!*out) return mn_error_set(err, MN_ERR_NOMEM, "out of memory building a shard");
+  (*out)->tok = tok;
   (*out)->tags = tags;
-  return MN_OK;
+  for (int i = 0; i < tags->n; i++)
+    if (tags->t[i].id < (int)tok_base(tok)) {
+      shard_builder_destroy(*out);
+      *out = NULL;
+      return mn_error_set(err, MN_ERR_INPUT,
+                          "tag %d of \"%s\" is one of the tokenizer's own ids (its tags start "
+                          "at %u)",
+                          tags->t[i].id, tags->t[i].code, tok_base(tok));
+    }
+  mn_status rc = tok_cache_create(&(*out)->cache, err);
+  if (rc != MN_OK) {
+    shard_builder_destroy(*out);
+    *out = NULL;
+  }
+  return rc;
 }
 
 void shard_builder_destroy(shard_builder *b)
@@ -38,15 +57,33 @@ void shard_builder_destroy(shard_builder *b)
   for (size_t i = 0; i < b->nlangs; i++)
     free(b->langs[i].tok);
   free(b->langs);
+  tok_cache_destroy(b->cache);
   free(b);
+}
+
+/* push -- one token onto a language's buffer */
+static mn_status push(struct lang_buf *l, uint32_t id, mn_error *err)
+{
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 1 << 16;
+    uint32_t *t = realloc(l->tok, cap * sizeof *t);
+    if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory building a shard");
+    l->tok = t;
+    l->cap = cap;
+  }
+  l->tok[l->n++] = id;
+  return MN_OK;
 }
 
 mn_status shard_builder_add(shard_builder *b, const char *lang, const char *text, size_t n,
                             mn_error *err)
 {
-  mn_status rc = tok_tags_add(b->tags, lang, -1, err);
-  if (rc != MN_OK) return rc;
   int tag = tok_tag_of(b->tags, lang);
+  if (tag < 0)
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "language \"%.16s\" has no tag in the tag table (tags are assigned by "
+                        "the database: mnemoctl lang add, mnemoctl export)",
+                        lang);
   struct lang_buf *l = NULL;
   for (size_t i = 0; i < b->nlangs && !l; i++)
     if (strcmp(b->langs[i].code, lang) == 0) l = &b->langs[i];
@@ -58,19 +95,14 @@ mn_status shard_builder_add(shard_builder *b, const char *lang, const char *text
     memset(l, 0, sizeof *l);
     snprintf(l->code, sizeof l->code, "%s", lang);
   }
-  if (l->n + n + 2 > l->cap) {
-    size_t cap = l->cap ? l->cap : 1 << 16;
-    while (cap < l->n + n + 2)
-      cap *= 2;
-    uint16_t *t = realloc(l->tok, cap * sizeof *t);
-    if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory building a shard");
-    l->tok = t;
-    l->cap = cap;
+  size_t n0 = l->n;
+  mn_status rc = push(l, (uint32_t)tag, err);
+  if (rc == MN_OK) rc = tok_encode(b->tok, b->cache, text, n, &l->tok, &l->n, &l->cap, err);
+  if (rc == MN_OK) rc = push(l, tok_eot(b->tok), err);
+  if (rc != MN_OK) {
+    l->n = n0; /* the document is not half in */
+    return rc;
   }
-  l->tok[l->n++] = (uint16_t)tag;
-  for (size_t i = 0; i < n; i++)
-    l->tok[l->n++] = (unsigned char)text[i];
-  l->tok[l->n++] = TOK_EOT;
   l->docs++;
   return MN_OK;
 }
@@ -80,29 +112,76 @@ static int by_code(const void *a, const void *b)
   return strcmp(((const struct lang_buf *)a)->code, ((const struct lang_buf *)b)->code);
 }
 
+/* put_tokens -- tokens as stored: little-endian, `width` bytes each (2 or 4) */
+static void put_tokens(const uint32_t *t, size_t n, uint32_t width, uint8_t *out)
+{
+  for (size_t i = 0; i < n; i++)
+    if (width == 2)
+      out[2 * i] = (uint8_t)t[i], out[2 * i + 1] = (uint8_t)(t[i] >> 8);
+    else
+      mn_put_le32(out + 4 * i, t[i]);
+}
+
+/* each_stored -- the tokens of all languages as stored, a block at a time, to fn */
+static mn_status each_stored(shard_builder *b, uint32_t width,
+                             mn_status (*fn)(void *ctx, const uint8_t *p, size_t n, mn_error *err),
+                             void *ctx, mn_error *err)
+{
+  enum { BLOCK = 1 << 16 };
+  uint8_t *buf = malloc((size_t)BLOCK * width);
+  if (!buf) return mn_error_set(err, MN_ERR_NOMEM, "out of memory writing a shard");
+  mn_status rc = MN_OK;
+  for (size_t i = 0; i < b->nlangs && rc == MN_OK; i++)
+    for (size_t k = 0; k < b->langs[i].n && rc == MN_OK; k += BLOCK) {
+      size_t m = b->langs[i].n - k < BLOCK ? b->langs[i].n - k : BLOCK;
+      put_tokens(b->langs[i].tok + k, m, width, buf);
+      rc = fn(ctx, buf, m * width, err);
+    }
+  free(buf);
+  return rc;
+}
+
+static mn_status hash_block(void *ctx, const uint8_t *p, size_t n, mn_error *err)
+{
+  return mn_sha256_update(ctx, p, n, err);
+}
+
+static mn_status write_block(void *ctx, const uint8_t *p, size_t n, mn_error *err)
+{
+  return mn_atomic_write(ctx, p, n, err);
+}
+
 mn_status shard_builder_write(shard_builder *b, const char *path, mn_error *err)
 {
   mn_status rc = MN_OK;
   mn_atomic_file *f = NULL;
   mn_sha256 h;
-  uint8_t head[HEADER_BYTES] = {0}, digest[MN_SHA256_LEN];
+  uint8_t head[HEADER_BYTES] = {0}, digest[MN_SHA256_LEN], toksha[MN_SHA256_LEN];
   if (b->nlangs > 1) qsort(b->langs, b->nlangs, sizeof *b->langs, by_code);
   uint64_t total = 0;
-  for (size_t i = 0; i < b->nlangs; i++)
+  uint32_t width = 2; /* u16 unless an id needs more */
+  for (size_t i = 0; i < b->nlangs; i++) {
     total += b->langs[i].n;
+    for (size_t k = 0; k < b->langs[i].n; k++)
+      if (b->langs[i].tok[k] > 0xFFFF) width = 4;
+  }
+  if (mn_hex_decode(tok_sha256(b->tok), toksha, sizeof toksha) != MN_SHA256_LEN)
+    return mn_error_set(err, MN_ERR_INTERNAL, "the tokenizer has no identity");
   if ((rc = mn_sha256_init(&h, err)) != MN_OK) return rc;
-  for (size_t i = 0; i < b->nlangs && rc == MN_OK; i++) /* little-endian hosts: bytes as stored */
-    rc = mn_sha256_update(&h, b->langs[i].tok, b->langs[i].n * 2, err);
-  if (rc != MN_OK || (rc = mn_sha256_final(&h, digest, err)) != MN_OK) {
+  if ((rc = each_stored(b, width, hash_block, &h, err)) != MN_OK ||
+      (rc = mn_sha256_final(&h, digest, err)) != MN_OK) {
     mn_sha256_abort(&h);
     return rc;
   }
   memcpy(head, "MNSHARD", 8);
   mn_put_le32(head + 8, SHARD_VERSION);
-  mn_put_le32(head + 12, 2);
+  mn_put_le32(head + 12, width);
   mn_put_le32(head + 16, (uint32_t)b->nlangs);
+  mn_put_le32(head + 20, tok_base(b->tok));
   mn_put_le64(head + 24, total);
   memcpy(head + 32, digest, MN_SHA256_LEN);
+  memcpy(head + 64, toksha, MN_SHA256_LEN);
+  mn_put_le32(head + 96, tok_eot(b->tok));
   if ((rc = mn_atomic_open(path, 0644, &f, err)) != MN_OK) return rc;
   rc = mn_atomic_write(f, head, sizeof head, err);
   uint64_t first = 0;
@@ -116,8 +195,7 @@ mn_status shard_builder_write(shard_builder *b, const char *path, mn_error *err)
     first += b->langs[i].n;
     rc = mn_atomic_write(f, sec, sizeof sec, err);
   }
-  for (size_t i = 0; i < b->nlangs && rc == MN_OK; i++)
-    rc = mn_atomic_write(f, b->langs[i].tok, b->langs[i].n * 2, err);
+  if (rc == MN_OK) rc = each_stored(b, width, write_block, f, err);
   if (rc != MN_OK) {
     mn_atomic_abort(f);
     return rc;
@@ -141,9 +219,9 @@ mn_status shard_read(const char *path, shard *s, mn_error *err)
     return rc;
   }
   const uint8_t *p = (const uint8_t *)b.data;
-  uint32_t nsec = 0;
+  uint32_t nsec = 0, version = 0, width = 0, head = 0;
   uint64_t total = 0;
-  if (b.len < HEADER_BYTES) {
+  if (b.len < HEADER_V1) {
     rc = bad(path, err, "shorter than its header");
     goto out;
   }
@@ -151,31 +229,55 @@ mn_status shard_read(const char *path, shard *s, mn_error *err)
     rc = bad(path, err, "not a shard (bad magic)");
     goto out;
   }
-  if (mn_get_le32(p + 8) != SHARD_VERSION || mn_get_le32(p + 12) != 2) {
+  version = mn_get_le32(p + 8), width = mn_get_le32(p + 12);
+  if (!(version == 1 && width == 2) && !(version == 2 && (width == 2 || width == 4))) {
     rc = bad(path, err, "unknown version or token width");
+    goto out;
+  }
+  head = version == 1 ? HEADER_V1 : HEADER_BYTES;
+  if (b.len < head) {
+    rc = bad(path, err, "shorter than its header");
     goto out;
   }
   nsec = mn_get_le32(p + 16);
   total = mn_get_le64(p + 24);
+  if (version == 1) { /* the byte tokenizer, the only one then */
+    s->base = TOK_FIRST_TAG, s->eot = TOK_EOT;
+    if (mn_get_le32(p + 20) != 0) {
+      rc = bad(path, err, "its size does not match its header (truncated?)");
+      goto out;
+    }
+    if ((rc = trainer__bytes_sha256(s->tok_sha256, err)) != MN_OK) goto out;
+  } else {
+    s->base = mn_get_le32(p + 20), s->eot = mn_get_le32(p + 96);
+    mn_hex_encode(p + 64, MN_SHA256_LEN, s->tok_sha256);
+    if (s->base < 2 || s->base >= TOK_MAX_ID || s->eot >= s->base || mn_get_le32(p + 100) != 0) {
+      rc = bad(path, err, "its header names an impossible tokenizer");
+      goto out;
+    }
+  }
   /* sizes checked before any multiplication that could wrap */
-  uint64_t room = (uint64_t)b.len - HEADER_BYTES;
-  if (nsec > TOK_MAX_TAGS || mn_get_le32(p + 20) != 0 || room < (uint64_t)nsec * SECTION_BYTES ||
-      (room - (uint64_t)nsec * SECTION_BYTES) % 2 != 0 ||
-      total != (room - (uint64_t)nsec * SECTION_BYTES) / 2) {
+  uint64_t room = (uint64_t)b.len - head;
+  if (nsec > TOK_MAX_TAGS || room < (uint64_t)nsec * SECTION_BYTES ||
+      (room - (uint64_t)nsec * SECTION_BYTES) % width != 0 ||
+      total != (room - (uint64_t)nsec * SECTION_BYTES) / width) {
     rc = bad(path, err, "its size does not match its header (truncated?)");
     goto out;
   }
   s->sections = calloc(nsec ? nsec : 1, sizeof *s->sections);
-  s->tokens = malloc(total ? total * 2 : 2);
+  s->tokens = malloc(total ? total * sizeof *s->tokens : 4);
   if (!s->sections || !s->tokens) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory reading shard \"%s\"", path);
     goto out;
   }
-  memcpy(s->tokens, p + HEADER_BYTES + (size_t)nsec * SECTION_BYTES, total * 2);
+  const uint8_t *stored = p + head + (size_t)nsec * SECTION_BYTES;
+  for (uint64_t k = 0; k < total; k++)
+    s->tokens[k] = width == 2 ? (uint32_t)(stored[2 * k] | stored[2 * k + 1] << 8)
+                              : mn_get_le32(stored + 4 * k);
   uint8_t digest[MN_SHA256_LEN];
   mn_sha256 h;
   if ((rc = mn_sha256_init(&h, err)) != MN_OK) goto out;
-  if ((rc = mn_sha256_update(&h, s->tokens, total * 2, err)) != MN_OK ||
+  if ((rc = mn_sha256_update(&h, stored, total * width, err)) != MN_OK ||
       (rc = mn_sha256_final(&h, digest, err)) != MN_OK) {
     mn_sha256_abort(&h);
     goto out;
@@ -187,27 +289,29 @@ mn_status shard_read(const char *path, shard *s, mn_error *err)
   }
   uint64_t next = 0;
   for (uint32_t i = 0; i < nsec; i++) {
-    const uint8_t *q = p + HEADER_BYTES + (size_t)i * SECTION_BYTES;
+    const uint8_t *q = p + head + (size_t)i * SECTION_BYTES;
     shard_section *sec = &s->sections[i];
     if (memchr(q, '\0', 8) == NULL) {
       rc = bad(path, err, "a language code is not terminated");
       goto out;
     }
     memcpy(sec->code, q, 8);
-    sec->tag = (int)mn_get_le32(q + 8);
+    uint32_t tag = mn_get_le32(q + 8);
+    sec->tag = tag < TOK_MAX_ID ? (int)tag : -1;
     sec->docs = mn_get_le32(q + 12);
     sec->first = mn_get_le64(q + 16);
     sec->count = mn_get_le64(q + 24);
-    if (sec->first != next || sec->count > total - next || sec->count < 2 || sec->tag > 65535 ||
-        sec->tag < TOK_FIRST_TAG || s->tokens[sec->first] != sec->tag ||
-        s->tokens[sec->first + sec->count - 1] != TOK_EOT) {
+    if (sec->first != next || sec->count > total - next || sec->count < 2 || sec->tag < 0 ||
+        (uint32_t)sec->tag < s->base || sec->tag < TOK_FIRST_TAG ||
+        s->tokens[sec->first] != (uint32_t)sec->tag ||
+        s->tokens[sec->first + sec->count - 1] != s->eot) {
       rc = bad(path, err, "a section does not tile the tokens, or does not start with its tag");
       goto out;
     }
-    /* every token a byte, <|eot|> or this section's tag: nothing else may reach the model */
+    /* every token the tokenizer's or this section's tag: nothing else may reach the model */
     for (uint64_t k = sec->first; k < sec->first + sec->count; k++)
-      if (s->tokens[k] > TOK_EOT && s->tokens[k] != sec->tag) {
-        rc = bad(path, err, "a section holds a token that is not a byte, <|eot|> or its tag");
+      if (s->tokens[k] >= s->base && s->tokens[k] != (uint32_t)sec->tag) {
+        rc = bad(path, err, "a section holds a token that is not the tokenizer's or its tag");
         goto out;
       }
     for (uint32_t j = 0; j < i; j++)
@@ -279,5 +383,20 @@ mn_status shard_section_fits(const shard_section *sec, const char *shard_path,
                         "language \"%s\" of the shard %s is not one the checkpoint %s has a "
                         "tag for, and its tag %d is outside that model's vocabulary of %d",
                         sec->code, shard_path, ckpt_path, sec->tag, meta->config.vocab_size);
+  return MN_OK;
+}
+
+mn_status shard_fits(const shard *s, const char *shard_path, const ckpt_meta *meta,
+                     const char *ckpt_path, mn_error *err)
+{
+  if (strcmp(s->tok_sha256, meta->tok_sha256) != 0)
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "the shard %s was made by another tokenizer (%.12s) than the checkpoint "
+                        "%s's (%.12s): make it with mnemo shard --tokenizer %s",
+                        shard_path, s->tok_sha256, ckpt_path, meta->tok_sha256, ckpt_path);
+  for (uint32_t k = 0; k < s->nsections; k++) {
+    mn_status rc = shard_section_fits(&s->sections[k], shard_path, meta, ckpt_path, err);
+    if (rc != MN_OK) return rc;
+  }
   return MN_OK;
 }

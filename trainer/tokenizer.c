@@ -1,112 +1,260 @@
 /*
- * tokenizer.c -- the language tag table of the byte-level tokenizer.
+ * tokenizer.c -- the tokenizer interface: the byte kind here, byte-level BPE in bpe.c.
  *
- * Token ids 0-255 are UTF-8 bytes, 256 is <|eot|>, and from 257 on each
- * language has one tag <|lang:xxx|>, prepended to every sequence so the model
- * always knows the language.  A tag id never changes once assigned (the
- * database assigns them; files carry the table), so the table travels inside
- * every checkpoint and shard.
+ * A tokenizer's identity is the SHA-256 of its canonical tokenizer.json (sorted keys,
+ * compact, without tags): a shard and a checkpoint name it, so ids made by one tokenizer
+ * are never read by a model of another.
+ *
+ * Not for: language tags (tags.c), the BPE merges and the pre-tokenizer (bpe.c).
  */
-#include "trainer/trainer.h"
+#include "trainer/trainer_int.h"
 
 #include <errno.h>
-#include <jansson.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int tok_tag_of(const tok_tags *tags, const char *code)
+enum { KIND_BYTES, KIND_BPE };
+
+struct tokenizer {
+  int kind;
+  uint32_t base, eot;
+  tok_bpe *bpe;
+  char sha256[MN_SHA256_HEX_LEN + 1];
+};
+
+static uint8_t byte_piece[256];
+
+/* put_utf8 -- code point c (below 0x800: byte-level BPE's characters) as UTF-8 */
+static size_t put_utf8(uint32_t c, char *out)
 {
-  for (int i = 0; i < tags->n; i++)
-    if (strcmp(tags->t[i].code, code) == 0) return tags->t[i].id;
-  return -1;
+  if (c < 0x80) return out[0] = (char)c, 1;
+  out[0] = (char)(0xC0 | c >> 6);
+  out[1] = (char)(0x80 | (c & 0x3F));
+  return 2;
 }
 
-const char *tok_code_of(const tok_tags *tags, int id)
+/* bytes_json -- the byte tokenizer as Hugging Face spells it: a byte-level BPE without
+ * merges whose id b is byte b, and <|eot|> */
+static json_t *bytes_json(void)
 {
-  for (int i = 0; i < tags->n; i++)
-    if (tags->t[i].id == id) return tags->t[i].code;
-  return NULL;
-}
-
-mn_status tok_tags_add(tok_tags *tags, const char *code, int id, mn_error *err)
-{
-  if (!mn_lang_code_valid(code))
-    return mn_error_set(err, MN_ERR_INPUT, "invalid language code \"%.16s\" for a tag", code);
-  int have = tok_tag_of(tags, code);
-  if (have >= 0 && (id < 0 || have == id)) return MN_OK;
-  if (have >= 0)
-    return mn_error_set(err, MN_ERR_INPUT, "language \"%s\" has tag %d, not %d", code, have, id);
-  if (id < 0) {
-    id = TOK_FIRST_TAG;
-    for (int i = 0; i < tags->n; i++)
-      if (tags->t[i].id >= id) id = tags->t[i].id + 1;
+  json_t *vocab = json_object();
+  for (int b = 0; vocab && b < 256; b++) {
+    char ch[8];
+    size_t n = put_utf8(trainer__byte_char((uint8_t)b), ch);
+    ch[n] = 0;
+    json_object_set_new(vocab, ch, json_integer(b));
   }
-  if (id < TOK_FIRST_TAG || id > 65535)
-    return mn_error_set(err, MN_ERR_INPUT, "tag id %d of \"%s\" is out of range", id, code);
-  const char *other = tok_code_of(tags, id);
-  if (other)
-    return mn_error_set(err, MN_ERR_INPUT, "tag id %d is already \"%s\", not \"%s\"", id, other,
-                        code);
-  if (tags->n >= TOK_MAX_TAGS)
-    return mn_error_set(err, MN_ERR_INPUT, "more than %d language tags", TOK_MAX_TAGS);
-  snprintf(tags->t[tags->n].code, sizeof tags->t[tags->n].code, "%s", code);
-  tags->t[tags->n].id = id;
-  tags->n++;
-  return MN_OK;
+  return json_pack("{s:s, s:n, s:n, s:{s:s, s:b, s:b, s:b}, s:n, s:{s:s, s:b, s:b, s:b}, "
+                   "s:{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b, s:o, s:[]}, "
+                   "s:[{s:i, s:s, s:b, s:b, s:b, s:b, s:b}]}",
+                   "version", "1.0", "truncation", "padding", "pre_tokenizer", "type", "ByteLevel",
+                   "add_prefix_space", 0, "trim_offsets", 0, "use_regex", 0, "normalizer",
+                   "decoder", "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 0,
+                   "use_regex", 0, "model", "type", "BPE", "dropout", "unk_token",
+                   "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 0,
+                   "byte_fallback", 0, "ignore_merges", 0, "vocab", vocab, "merges", "added_tokens",
+                   "id", TOK_EOT, "content", "<|eot|>", "single_word", 0, "lstrip", 0, "rstrip", 0,
+                   "normalized", 0, "special", 1);
 }
 
-mn_status tok_tags_to_json(const tok_tags *tags, char **out, mn_error *err)
+static mn_status canonical_text(json_t *canonical, char **out, mn_error *err)
 {
-  json_t *o = json_object();
-  for (int i = 0; o && i < tags->n; i++)
-    json_object_set_new(o, tags->t[i].code, json_integer(tags->t[i].id));
-  *out = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-  json_decref(o);
-  return *out ? MN_OK : mn_error_set(err, MN_ERR_NOMEM, "out of memory writing the tag table");
+  *out = canonical ? json_dumps(canonical, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(canonical);
+  return *out ? MN_OK : mn_error_set(err, MN_ERR_NOMEM, "out of memory naming a tokenizer");
 }
 
-mn_status tok_tags_from_json(const char *text, tok_tags *tags, mn_error *err)
+static mn_status set_identity(tokenizer *t, json_t *canonical, mn_error *err)
 {
-  json_error_t je;
-  json_t *o = json_loads(text, 0, &je);
-  memset(tags, 0, sizeof *tags);
-  if (!json_is_object(o)) {
-    json_decref(o);
-    return mn_error_set(err, MN_ERR_CORRUPT, "the tag table is not a JSON object");
-  }
-  const char *code;
-  json_t *v;
-  mn_status rc = MN_OK;
-  json_object_foreach(o, code, v)
-  {
-    if (!json_is_integer(v)) {
-      rc = mn_error_set(err, MN_ERR_CORRUPT, "tag of \"%.16s\" is not an integer", code);
-      break;
-    }
-    if ((rc = tok_tags_add(tags, code, (int)json_integer_value(v), err)) != MN_OK) break;
-  }
-  json_decref(o);
+  char *text;
+  mn_status rc = canonical_text(canonical, &text, err);
+  if (rc == MN_OK) rc = mn_sha256_hex(text, strlen(text), t->sha256, err);
+  free(text);
   return rc;
 }
 
-mn_status tok_tags_read(const char *path, tok_tags *tags, mn_error *err)
+mn_status trainer__tok_canonical(const tokenizer *t, char **out, mn_error *err)
 {
-  FILE *f = fopen(path, "r");
-  if (!f) return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
-  char line[256];
-  int ln = 0;
-  while (fgets(line, sizeof line, f)) {
-    ln++;
-    char code[16];
-    int id;
-    if (sscanf(line, "%15s %d", code, &id) != 2 || tok_tags_add(tags, code, id, err) != MN_OK) {
-      fclose(f);
-      if (!err->msg[0])
-        return mn_error_set(err, MN_ERR_INPUT, "%s:%d: expected \"code<TAB>tag\"", path, ln);
-      return mn_error_prefix(err, "%s:%d", path, ln);
-    }
+  return canonical_text(t->kind == KIND_BYTES ? bytes_json() : trainer__bpe_to_json(t->bpe), out,
+                        err);
+}
+
+mn_status trainer__bytes_sha256(char out[MN_SHA256_HEX_LEN + 1], mn_error *err)
+{
+  tokenizer *t;
+  mn_status rc = tok_create_bytes(&t, err);
+  if (rc == MN_OK) snprintf(out, MN_SHA256_HEX_LEN + 1, "%s", t->sha256);
+  tok_destroy(t);
+  return rc;
+}
+
+mn_status tok_create_bytes(tokenizer **out, mn_error *err)
+{
+  *out = NULL;
+  tokenizer *t = calloc(1, sizeof *t);
+  if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory making the byte tokenizer");
+  for (int b = 0; b < 256; b++)
+    byte_piece[b] = (uint8_t)b;
+  t->kind = KIND_BYTES;
+  t->base = TOK_FIRST_TAG;
+  t->eot = TOK_EOT;
+  if (set_identity(t, bytes_json(), err) != MN_OK) {
+    free(t);
+    return err->code;
   }
-  fclose(f);
+  *out = t;
   return MN_OK;
+}
+
+mn_status tok_from_json(const char *text, size_t n, const char *name, tokenizer **out,
+                        tok_tags *tags, mn_error *err)
+{
+  *out = NULL;
+  if (tags) memset(tags, 0, sizeof *tags);
+  json_error_t je;
+  json_t *root = json_loadb(text, n, 0, &je);
+  if (!json_is_object(root)) {
+    json_decref(root);
+    return mn_error_set(err, MN_ERR_INPUT, "%s: not a tokenizer.json (line %d: %s)", name, je.line,
+                        je.text);
+  }
+  tokenizer *t = calloc(1, sizeof *t);
+  mn_status rc = t ? MN_OK : mn_error_set(err, MN_ERR_NOMEM, "out of memory reading %s", name);
+  if (rc == MN_OK) {
+    t->kind = KIND_BPE;
+    rc = trainer__bpe_from_json(root, name, &t->bpe, &t->base, &t->eot, tags, err);
+  }
+  json_decref(root);
+  if (rc == MN_OK) rc = set_identity(t, trainer__bpe_to_json(t->bpe), err);
+  if (rc != MN_OK) {
+    tok_destroy(t);
+    return rc;
+  }
+  *out = t;
+  return MN_OK;
+}
+
+mn_status tok_load(const char *path, tokenizer **out, tok_tags *tags, mn_error *err)
+{
+  *out = NULL;
+  mn_buf b;
+  mn_buf_init(&b, (size_t)1 << 30);
+  mn_status rc = mn_buf_read_file(&b, path, err);
+  size_t i = 0;
+  while (rc == MN_OK && i < b.len && strchr(" \t\r\n", b.data[i]))
+    i++;
+  if (rc == MN_OK && i < b.len && b.data[i] == '{') {
+    rc = tok_from_json(b.data, b.len, path, out, tags, err);
+  } else if (rc == MN_OK) { /* a checkpoint: the tokenizer it carries */
+    char *json = NULL, sha[MN_SHA256_HEX_LEN + 1];
+    tok_tags *ct = tags ? tags : malloc(sizeof *ct);
+    rc = ct ? ckpt__read_tokenizer(path, &json, ct, sha, err)
+            : mn_error_set(err, MN_ERR_NOMEM, "out of memory reading \"%s\"", path);
+    if (rc == MN_OK && json) {
+      tok_tags *inner = malloc(sizeof *inner);
+      rc = inner ? tok_from_json(json, strlen(json), path, out, inner, err)
+                 : mn_error_set(err, MN_ERR_NOMEM, "out of memory reading \"%s\"", path);
+      free(inner);
+      if (rc == MN_OK && strcmp(tok_sha256(*out), sha) != 0) {
+        rc = mn_error_set(err, MN_ERR_CORRUPT,
+                          "\"%s\": the tokenizer it carries is not the one its checksum names "
+                          "(the file is corrupted)",
+                          path);
+        tok_destroy(*out);
+        *out = NULL;
+      }
+    } else if (rc == MN_OK) {
+      rc = tok_create_bytes(out, err);
+    }
+    free(json);
+    if (!tags) free(ct);
+  }
+  mn_buf_fini(&b);
+  return rc;
+}
+
+void tok_destroy(tokenizer *t)
+{
+  if (!t) return;
+  trainer__bpe_destroy(t->bpe);
+  free(t);
+}
+
+const char *tok_kind(const tokenizer *t)
+{
+  return t->kind == KIND_BYTES ? "bytes" : "bpe";
+}
+uint32_t tok_base(const tokenizer *t)
+{
+  return t->base;
+}
+uint32_t tok_eot(const tokenizer *t)
+{
+  return t->eot;
+}
+const char *tok_sha256(const tokenizer *t)
+{
+  return t->sha256;
+}
+
+size_t tok_piece(const tokenizer *t, uint32_t id, const uint8_t **bytes)
+{
+  if (t->kind == KIND_BPE) return trainer__bpe_piece(t->bpe, id, bytes);
+  *bytes = id < 256 ? &byte_piece[id] : NULL;
+  return id < 256;
+}
+
+static mn_status grow(uint32_t **ids, size_t *cap, size_t need, mn_error *err)
+{
+  if (need <= *cap) return MN_OK;
+  size_t c = *cap ? *cap : 256;
+  while (c < need)
+    c *= 2;
+  uint32_t *p = realloc(*ids, c * sizeof *p);
+  if (!p) return mn_error_set(err, MN_ERR_NOMEM, "out of memory encoding text");
+  *ids = p;
+  *cap = c;
+  return MN_OK;
+}
+
+mn_status tok_encode(const tokenizer *t, tok_cache *cache, const char *text, size_t n,
+                     uint32_t **ids, size_t *len, size_t *cap, mn_error *err)
+{
+  if (t->kind == KIND_BPE) return trainer__bpe_encode(t->bpe, cache, text, n, ids, len, cap, err);
+  if (grow(ids, cap, *len + n, err) != MN_OK) return err->code;
+  for (size_t i = 0; i < n; i++)
+    (*ids)[(*len)++] = (unsigned char)text[i];
+  return MN_OK;
+}
+
+mn_status tok_decode(const tokenizer *t, const uint32_t *ids, size_t n, mn_buf *out, mn_error *err)
+{
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *p;
+    size_t k = tok_piece(t, ids[i], &p);
+    if (k && mn_buf_append(out, p, k, err) != MN_OK) return err->code;
+  }
+  return MN_OK;
+}
+
+mn_status tok_to_json(const tokenizer *t, const tok_tags *tags, char **out, mn_error *err)
+{
+  *out = NULL;
+  json_t *j = t->kind == KIND_BYTES ? bytes_json() : trainer__bpe_to_json(t->bpe);
+  json_t *added = json_object_get(j, "added_tokens");
+  if (!json_is_array(added)) {
+    json_decref(j);
+    return mn_error_set(err, MN_ERR_NOMEM, "out of memory writing a tokenizer.json");
+  }
+  for (int i = 0; tags && i < tags->n; i++) {
+    char content[32];
+    snprintf(content, sizeof content, "<|lang:%s|>", tags->t[i].code);
+    json_array_append_new(added,
+                          json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", tags->t[i].id,
+                                    "content", content, "single_word", 0, "lstrip", 0, "rstrip", 0,
+                                    "normalized", 0, "special", 1));
+  }
+  *out = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS);
+  json_decref(j);
+  return *out ? MN_OK : mn_error_set(err, MN_ERR_NOMEM, "out of memory writing a tokenizer.json");
 }

@@ -94,6 +94,7 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
   float *stop_dev = NULL; /* data parallel: the ranks' stop flags, averaged each step */
   int rank = o->rank, world = o->world > 1 ? o->world : 1;
   loader *ld = NULL;
+  tokenizer *tkz = NULL;
   ckpt_meta meta, base;
   finetune_setup ft;
   json_t *ft_lineage = NULL;
@@ -131,11 +132,25 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
       if ((rc = tok_tags_add(&meta.tags, base.tags.t[i].code, base.tags.t[i].id, err)) != MN_OK)
         goto out;
     for (int s = 0; s < npaths; s++)
-      for (uint32_t k = 0; k < shards[s].nsections; k++)
-        if ((rc = shard_section_fits(&shards[s].sections[k], paths[s], &base, fo->baseline, err)) !=
-            MN_OK)
-          goto out;
+      if ((rc = shard_fits(&shards[s], paths[s], &base, fo->baseline, err)) != MN_OK) goto out;
   }
+  /* the tokenizer: the checkpoint's the run continues, or the one given; every shard's ids
+   * must be its ids */
+  const char *tok_from = finetune ? fo->baseline : o->resume ? o->resume : o->tokenizer;
+  if ((rc = tok_from ? tok_load(tok_from, &tkz, NULL, err) : tok_create_bytes(&tkz, err)) != MN_OK)
+    goto out;
+  for (int s = 0; s < npaths; s++)
+    if (strcmp(shards[s].tok_sha256, tok_sha256(tkz)) != 0) {
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "the shard %s was made by another tokenizer (%.12s) than the model's "
+                        "(%.12s, %s %s): make it with mnemo shard --tokenizer",
+                        paths[s], shards[s].tok_sha256, tok_sha256(tkz), tok_kind(tkz),
+                        tok_from ? tok_from : "bytes");
+      goto out;
+    }
+  if (!finetune && !o->resume && tok_base(tkz) != TOK_FIRST_TAG) /* room for as many tags */
+    gc.vocab_size = gc.padded_vocab = (int)tok_base(tkz) + (gc.vocab_size - TOK_FIRST_TAG);
+  meta.tok = tkz;
   if ((rc = tags_of_shards(shards, npaths, &meta.tags, err)) != MN_OK) goto out;
   uint64_t seed = o->seed;
   int64_t step0 = 0;
@@ -411,6 +426,7 @@ out:
   finetune__fini(&ft);
   loader_destroy(ld);
   gpt_destroy(m);
+  tok_destroy(tkz);
   shard_destroy_many(shards, npaths);
   return rc;
 }

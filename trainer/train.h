@@ -110,8 +110,12 @@ typedef struct train_options {
   const char *resume;        /* a checkpoint of this run to continue, or NULL */
   const char *const *shards; /* the training data */
   int nshards;
-  gpt_config model; /* a fresh pretraining's shape (a resume's and a fine-tune's
-                     * come from their checkpoints) */
+  gpt_config model;      /* a fresh pretraining's shape (a resume's and a fine-tune's
+                          * come from their checkpoints); with a tokenizer other than bytes its
+                          * vocabulary is the tokenizer's ids and model.vocab_size - 257 tags */
+  const char *tokenizer; /* a fresh pretraining's tokenizer: a tokenizer.json or a checkpoint
+                          * (NULL: bytes); a resume's and a fine-tune's is their checkpoint's.
+                          * Every shard must be made by it. */
   int batch, seq_len;
   int64_t steps;      /* the schedule's length (train.steps) */
   int64_t stop_after; /* stop after this step (0: steps); the schedule stays */

@@ -53,8 +53,7 @@ MN_NODISCARD mn_status tok_tags_read(const char *path, tok_tags *tags, mn_error 
 /* tok_tags_rebase -- move every tag by base - from (tags numbered from `from` to tags numbered
  * from `base`: the database's numbering, from TOK_FIRST_TAG, onto a tokenizer's tok_base);
  * MN_ERR_INPUT when a tag would fall below base or past TOK_MAX_ID. */
-MN_NODISCARD mn_status tok_tags_rebase(tok_tags *tags, uint32_t from, uint32_t base,
-                                       mn_error *err);
+MN_NODISCARD mn_status tok_tags_rebase(tok_tags *tags, uint32_t from, uint32_t base, mn_error *err);
 
 /*
  * tokenizer -- text to token ids and back (trainer/tokenizer.c, trainer/bpe.c).  Two kinds:
@@ -107,8 +106,58 @@ void tok_cache_destroy(tok_cache *c); /* NULL-safe */
 
 /* tok_to_json -- a tokenizer.json Hugging Face loads (the byte tokenizer too: a byte-level
  * BPE without merges), with tags as special added tokens after tok_base; *out malloc'd */
-MN_NODISCARD mn_status tok_to_json(const tokenizer *t, const tok_tags *tags,
-                                   char **out /* OUT */, mn_error *err);
+MN_NODISCARD mn_status tok_to_json(const tokenizer *t, const tok_tags *tags, char **out /* OUT */,
+                                   mn_error *err);
+
+/*
+ * tok_bpe_train -- a language-balanced byte-level BPE learned from JSONL {"lang", "text",
+ * "split"?} (trainer/bpe_train.c; docs/tokenizer.md says why and how).  Each text is split by
+ * the MNEMO pre-tokenizer, its pieces counted per language; each language's counts are
+ * weighted so that its share of the text's characters is the sampler's
+ * (replay_shares_temperature, replay_budget_unimax, or the data's own), and merges are learned
+ * greedily on the weighted pair counts (ties: the pair of smaller ids, so a run is reproducible).
+ *
+ * *json is a tokenizer.json (malloc'd, the caller frees it) Hugging Face's tokenizers loads:
+ * ids 0-255 the bytes in byte order (as the byte tokenizer), 256 <|endoftext|>, merged tokens
+ * from 257, then the tags as special added tokens at consecutive ids: o->tags' (numbered from
+ * TOK_FIRST_TAG by the database, which must be consecutive) or else the input's languages
+ * sorted by code.  o->vocab counts every id; fewer merges are made when pairs run out.
+ * MN_ERR_IO when a file cannot be read, MN_ERR_INPUT naming file:line for a bad record, a
+ * vocab too small for bytes, eot and tags, or no training text; *json is NULL then.
+ */
+typedef enum tok_balance {
+  TOK_BALANCE_NONE,        /* the data's own mix */
+  TOK_BALANCE_TEMPERATURE, /* shares proportional to characters^alpha (0: uniform) */
+  TOK_BALANCE_UNIMAX,      /* UniMax: even shares, none over epochs x its text */
+} tok_balance;
+
+typedef struct tok_train_options {
+  uint32_t vocab;             /* every id: 256 bytes, eot, merged tokens, tags */
+  tok_balance balance;        /* how languages are weighted */
+  double alpha;               /* TOK_BALANCE_TEMPERATURE's exponent, in [0, 1] */
+  double epochs;              /* TOK_BALANCE_UNIMAX's most repeats of a language's text, >= 1 */
+  int64_t max_bytes_per_lang; /* training text read per language at most (0: all) */
+  bool all_splits;            /* false: training records only (evalset_record_split) */
+  double heldout_fraction;    /* the hash split of records without "split" */
+  const tok_tags *tags;       /* the database's tags, or NULL */
+} tok_train_options;
+
+typedef struct tok_train_stats {
+  int64_t records, skipped; /* records trained on; held-out (or over the cap) not */
+  int64_t words, pieces;    /* distinct pre-tokens; pre-tokens counted */
+  uint32_t merges, vocab;   /* merges learned; ids in the file (tags included) */
+  double read_s, merge_s;   /* seconds reading and splitting; learning merges */
+  int nlangs;
+  struct {
+    char code[8];
+    int64_t bytes; /* training text read */
+    double share;  /* its share of the weighted characters */
+  } lang[TOK_MAX_TAGS];
+} tok_train_stats;
+
+MN_NODISCARD mn_status tok_bpe_train(const char *const *paths, int npaths,
+                                     const tok_train_options *o, char **json /* OUT */,
+                                     tok_train_stats *st /* OUT */, mn_error *err);
 
 /* ---------------------------------------------------------------- the model */
 
@@ -268,6 +317,8 @@ double gpt_flops_per_token(const gpt_config *cfg, int T);
 typedef struct ckpt_meta {
   gpt_config config;
   tok_tags tags;
+  const tokenizer *tok;                   /* save: the model's tokenizer (NULL: bytes) */
+  char tok_sha256[MN_SHA256_HEX_LEN + 1]; /* its identity (set by save and load) */
   int64_t step;
   char lineage[8192];                 /* JSON text; "{}" when none */
   char sha256[MN_SHA256_HEX_LEN + 1]; /* of the tensor data (filled by save and load) */
@@ -322,17 +373,21 @@ MN_NODISCARD mn_status import_llmc(const char *file, const char *out, mn_error *
 
 /*
  * A shard holds token sections, one per language: every document is
- * [tag, bytes..., eot], documents of a language back to back.  Layout (all
- * little-endian):
- *   0   magic "MNSHARD\0"          8   u32 version (1)     12  u32 token bytes (2)
- *   16  u32 sections               20  u32 reserved (0)    24  u64 tokens in all
- *   32  sha256 of the token data (32 bytes)
- *   64  sections: char code[8], u32 tag, u32 documents, u64 first token, u64 tokens
- *   then the tokens, u16 each.
- * The reader checks every field, that sections tile the tokens in order and each
- * begins with its tag, and the checksum.
+ * [tag, tokens..., eot], documents of a language back to back, made by one tokenizer.
+ * Layout (all little-endian):
+ *   0   magic "MNSHARD\0"          8   u32 version (2)     12  u32 token bytes (2 or 4)
+ *   16  u32 sections               20  u32 tokenizer base  24  u64 tokens in all
+ *   32  sha256 of the token data as stored (32 bytes)
+ *   64  sha256 of the tokenizer (tok_sha256, 32 bytes)
+ *   96  u32 end-of-text id         100 u32 reserved (0)
+ *   104 sections: char code[8], u32 tag, u32 documents, u64 first token, u64 tokens
+ *   then the tokens, u16 each (u32 when an id needs it).
+ * Version 1 (a 64-byte header, u16 tokens, base and eot implied) was the byte tokenizer's and
+ * is still read.  The reader checks every field, that sections tile the tokens in order and
+ * each begins with its tag and ends with eot, that no token is another language's tag, and
+ * the checksum.
  */
-#define SHARD_VERSION 1
+#define SHARD_VERSION 2
 
 typedef struct shard_section {
   char code[8];
@@ -342,17 +397,21 @@ typedef struct shard_section {
 } shard_section;
 
 typedef struct shard {
-  uint16_t *tokens;
+  uint32_t *tokens;
   uint64_t ntokens;
   shard_section *sections;
   uint32_t nsections;
-  char sha256[MN_SHA256_HEX_LEN + 1]; /* of the tokens: the shard's identity */
+  char sha256[MN_SHA256_HEX_LEN + 1];     /* of the tokens: the shard's identity */
+  char tok_sha256[MN_SHA256_HEX_LEN + 1]; /* the tokenizer that made them */
+  uint32_t base, eot;                     /* its first tag id and its end of text */
 } shard;
 
-/* shard_builder -- documents in, sections by language; tags from the table (added as needed). */
+/* shard_builder -- documents in, tokenized by tok (borrowed), sections by language; every
+ * language must have a tag in tags (borrowed; ids from tok_base), or shard_builder_add
+ * refuses it. */
 typedef struct shard_builder shard_builder;
-MN_NODISCARD mn_status shard_builder_create(tok_tags *tags, shard_builder **out /* OUT */,
-                                            mn_error *err);
+MN_NODISCARD mn_status shard_builder_create(const tokenizer *tok, const tok_tags *tags,
+                                            shard_builder **out /* OUT */, mn_error *err);
 void shard_builder_destroy(shard_builder *b);
 MN_NODISCARD mn_status shard_builder_add(shard_builder *b, const char *lang, const char *text,
                                          size_t n, mn_error *err);
@@ -377,6 +436,9 @@ void shard_destroy_many(shard *s, int n); /* NULL-safe */
 MN_NODISCARD mn_status shard_section_fits(const shard_section *sec, const char *shard_path,
                                           const ckpt_meta *meta, const char *ckpt_path,
                                           mn_error *err);
+/* shard_fits -- the whole shard: made by the checkpoint's tokenizer, every section fitting */
+MN_NODISCARD mn_status shard_fits(const shard *s, const char *shard_path, const ckpt_meta *meta,
+                                  const char *ckpt_path, mn_error *err);
 
 /* ---------------------------------------------------------------- evaluation sets */
 
@@ -455,20 +517,23 @@ MN_NODISCARD mn_status evalset_load_many(const char *const *paths, int n, evalse
                                          mn_error *err);
 /* evalset_item_cmp -- the set's order: kind, then language, then id (0: the same item) */
 int evalset_item_cmp(const evalset_item *a, const evalset_item *b);
-/* evalset_score -- bits[i]: the NLL in bits of item i's bytes under m (created for B rows of
- * T); every item's language must have a tag in tags. */
-MN_NODISCARD mn_status evalset_score(gpt *m, int B, int T, const tok_tags *tags, const evalset *s,
+/* evalset_score -- bits[i]: the NLL in bits of item i's text (its tokens under tok, the
+ * model's tokenizer) under m (created for B rows of T); every item's language must have a tag
+ * in tags.  bits[i] / items[i].len is bits per byte whatever the tokenizer. */
+MN_NODISCARD mn_status evalset_score(gpt *m, const tokenizer *tok, int B, int T,
+                                     const tok_tags *tags, const evalset *s,
                                      double *bits /* OUT, s->n */, mn_error *err);
 
 /*
  * evalset_score_rows -- the one scoring loop (evalset_score's batches, `mnemo eval`'s shard
  * documents, triage through evalset_score_checkpoint): one forward over rows (rows, T) of
  * tokens x and targets y, then for each row r the NLL in bits of its first len[r]
- * predictions whose target is a byte (< 256; tags and <|eot|> are not counted), added to
- * *bits[r] one prediction at a time, and their number to *bytes[r] (bytes may be NULL).
+ * predictions whose target is a token of text (tok_piece non-empty: tags, the eot and other
+ * specials are not counted), added to *bits[r] one prediction at a time, and the bytes those
+ * tokens stand for to *bytes[r] (bytes may be NULL).
  */
-void evalset_score_rows(gpt *m, const int32_t *x, const int32_t *y, int rows, int T, const int *len,
-                        double *const *bits, int64_t *const *bytes);
+void evalset_score_rows(gpt *m, const tokenizer *tok, const int32_t *x, const int32_t *y, int rows,
+                        int T, const int *len, double *const *bits, int64_t *const *bytes);
 
 /* evalset_item_json -- one item's score as a JSON line {kind, lang, id, bytes, nll_bits}. */
 MN_NODISCARD mn_status evalset_item_json(const evalset_item *it, double bits, char **out /* OUT */,

@@ -26,6 +26,20 @@ typedef struct st_tensor {
 MN_NODISCARD mn_status ckpt__write_st(const char *path, const st_tensor *t, int n, json_t *meta,
                                       mn_error *err);
 
+/* ckpt__read_tokenizer -- the tokenizer.json text a checkpoint carries (*json malloc'd; NULL:
+ * the byte tokenizer) and its tags (checkpoint.c) */
+MN_NODISCARD mn_status ckpt__read_tokenizer(const char *path, char **json /* OUT */,
+                                            tok_tags *tags /* OUT */,
+                                            char sha[MN_SHA256_HEX_LEN + 1] /* OUT */,
+                                            mn_error *err);
+/* trainer__tok_canonical -- the tokenizer's canonical tokenizer.json (compact, sorted keys,
+ * no tags), whose SHA-256 is tok_sha256 (*out malloc'd; tokenizer.c) */
+MN_NODISCARD mn_status trainer__tok_canonical(const tokenizer *t, char **out /* OUT */,
+                                              mn_error *err);
+/* trainer__bytes_sha256 -- the byte tokenizer's identity (what files made before tokenizers
+ * were named were made with) */
+MN_NODISCARD mn_status trainer__bytes_sha256(char out[MN_SHA256_HEX_LEN + 1], mn_error *err);
+
 /* What a fine-tune adds to pretraining (finetune.c), set up by finetune__prepare and used by
  * the loop (train.c): the baseline's weights as EWC's anchor and its Fisher, replayed
  * windows in every batch, the baseline as teacher, and the stages of unfreezing. */

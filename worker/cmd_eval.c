@@ -59,12 +59,13 @@ typedef struct lang_score {
   int64_t bytes;
 } lang_score;
 
-/* score -- add the byte targets' bits of one window [tag, x...] -> y to s. */
-static void score(gpt *m, const int32_t *x, const int32_t *y, int T, lang_score *s)
+/* score -- add the text targets' bits of one window [tag, x...] -> y to s, and their bytes */
+static void score(gpt *m, const tokenizer *tok, const int32_t *x, const int32_t *y, int T,
+                  lang_score *s)
 {
   double *bits = &s->bits;
   int64_t *bytes = &s->bytes;
-  evalset_score_rows(m, x, y, 1, T, &T, &bits, &bytes);
+  evalset_score_rows(m, tok, x, y, 1, T, &T, &bits, &bytes);
 }
 
 /* worker__scoring_model -- a checkpoint loaded into a model that takes one sequence of *T tokens
@@ -344,39 +345,42 @@ int worker__cmd_eval(worker_ctx *w, worker_args *o)
   mn_error err = {0};
   shard *shards = NULL;
   gpt *m = NULL;
+  tokenizer *tkz = NULL;
   int rc = MN_EXIT_FAIL;
   ckpt_meta meta;
   if (!o->checkpoint || o->npos < 1)
     return worker__usage("eval needs --checkpoint FILE and shards");
   int T = 0;
   if (worker__scoring_model(w, o->checkpoint, &meta, &m, &T, &err) != MN_OK) goto out;
+  if (tok_load(o->checkpoint, &tkz, NULL, &err) != MN_OK) goto out;
   if (shard_read_many((const char *const *)o->pos, o->npos, &shards, &err) != MN_OK) goto out;
+  for (int s = 0; s < o->npos; s++)
+    if (shard_fits(&shards[s], o->pos[s], &meta, o->checkpoint, &err) != MN_OK) goto out;
   int32_t *x = malloc(sizeof(int32_t) * (size_t)T), *y = malloc(sizeof(int32_t) * (size_t)T);
   json_t *langs = json_array();
   for (int si = 0; si < o->npos; si++) {
     for (uint32_t k = 0; k < shards[si].nsections; k++) {
       const shard_section *sec = &shards[si].sections[k];
-      const uint16_t *tok = shards[si].tokens + sec->first;
-      if (shard_section_fits(sec, o->pos[si], &meta, o->checkpoint, &err) != MN_OK) goto out_loop;
+      const uint32_t *tok = shards[si].tokens + sec->first;
       int tag = sec->tag;
       lang_score total = {0};
       int64_t limit = o->max_tokens ? o->max_tokens : INT64_MAX, used = 0;
-      /* documents: [tag, bytes..., eot]; each scored from its tag, in windows of T */
+      /* documents: [tag, tokens..., eot]; each scored from its tag, in windows of T */
       uint64_t d0 = 0;
       int64_t doc = 0;
       while (d0 < sec->count && used < limit) {
         uint64_t d1 = d0 + 1;
-        while (d1 < sec->count && tok[d1] != TOK_EOT)
+        while (d1 < sec->count && tok[d1] != shards[si].eot)
           d1++;
         lang_score ds = {0};
         for (uint64_t p = d0 + 1; p <= d1 && p < sec->count; p += (uint64_t)T) {
           int n = (int)((d1 + 1 - p) < (uint64_t)T ? (d1 + 1 - p) : (uint64_t)T);
           x[0] = tag;
           for (int i = 1; i < n; i++)
-            x[i] = tok[p + (uint64_t)i - 1];
+            x[i] = (int32_t)tok[p + (uint64_t)i - 1];
           for (int i = 0; i < n; i++)
-            y[i] = tok[p + (uint64_t)i];
-          score(m, x, y, n, &ds);
+            y[i] = (int32_t)tok[p + (uint64_t)i];
+          score(m, tkz, x, y, n, &ds);
           used += n;
         }
         if (o->per_doc)
@@ -411,12 +415,12 @@ int worker__cmd_eval(worker_ctx *w, worker_args *o)
     json_decref(langs);
   }
   rc = MN_EXIT_OK;
-out_loop:
   free(x);
   free(y);
   if (rc != MN_EXIT_OK) json_decref(langs);
 out:
   shard_destroy_many(shards, o->npos);
   gpt_destroy(m);
+  tok_destroy(tkz);
   return rc == MN_EXIT_OK ? rc : worker__fail(&err);
 }

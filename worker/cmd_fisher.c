@@ -45,10 +45,7 @@ int worker__cmd_fisher(worker_ctx *w, worker_args *o)
   if (worker__scoring_model(w, o->checkpoint, &meta, &m, &T, &err) != MN_OK) goto out;
   if (shard_read_many((const char *const *)o->pos, o->npos, &shards, &err) != MN_OK) goto out;
   for (int s = 0; s < o->npos; s++)
-    for (uint32_t k = 0; k < shards[s].nsections; k++)
-      if (shard_section_fits(&shards[s].sections[k], o->pos[s], &meta, o->checkpoint, &err) !=
-          MN_OK)
-        goto out;
+    if (shard_fits(&shards[s], o->pos[s], &meta, o->checkpoint, &err) != MN_OK) goto out;
   size_t np = gpt_params_count(m);
   F = malloc(np * sizeof(float));
   if (!F) {

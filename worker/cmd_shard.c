@@ -14,6 +14,9 @@ const worker_opt worker__shard_opts[] = {
     WORKER_TEXT("split", split, "train|heldout|all",
                 "only the documents of this split (default all)"),
     WORKER_TEXT("tags", tags, "TSV", "the language tags, code<TAB>tag id per line"),
+    WORKER_TEXT("tokenizer", tokenizer, "FILE",
+                "a tokenizer.json or a checkpoint whose tokenizer makes the ids (default "
+                "bytes)"),
     WORKER_OPT_END,
 };
 
@@ -28,8 +31,19 @@ int worker__cmd_shard(worker_ctx *w, worker_args *o)
   const char *split = o->split ? o->split : "all";
   if (strcmp(split, "all") && strcmp(split, "train") && strcmp(split, "heldout"))
     return worker__usage("--split must be train, heldout or all, got \"%s\"", split);
-  if (o->tags && tok_tags_read(o->tags, &tags, &err) != MN_OK) return worker__fail(&err);
-  if (shard_builder_create(&tags, &b, &err) != MN_OK) return worker__fail(&err);
+  tokenizer *tkz = NULL;
+  tok_tags own; /* the tags the tokenizer or checkpoint carries */
+  if ((o->tokenizer ? tok_load(o->tokenizer, &tkz, &own, &err) : tok_create_bytes(&tkz, &err)) !=
+      MN_OK)
+    return worker__fail(&err);
+  if (o->tags) { /* the database's numbering, moved onto the tokenizer's */
+    if (tok_tags_read(o->tags, &tags, &err) != MN_OK ||
+        tok_tags_rebase(&tags, TOK_FIRST_TAG, tok_base(tkz), &err) != MN_OK)
+      goto out;
+  } else if (o->tokenizer) {
+    tags = own;
+  }
+  if (shard_builder_create(tkz, &tags, &b, &err) != MN_OK) goto out;
   int64_t docs = 0, skipped = 0;
   for (int i = 0; i < o->npos; i++) {
     mn_jsonl in;
@@ -73,5 +87,6 @@ int worker__cmd_shard(worker_ctx *w, worker_args *o)
   rc = MN_EXIT_OK;
 out:
   shard_builder_destroy(b);
+  tok_destroy(tkz);
   return rc == MN_EXIT_OK ? rc : worker__fail(&err);
 }

@@ -21,6 +21,9 @@ const worker_opt worker__train_opts[] = {
     WORKER_TEXT("resume", resume, "CKPT",
                 "continue this checkpoint (and its .opt) bit-identically"),
     WORKER_COUNT("steps", steps, "N", "stop after step N of train.steps"),
+    WORKER_TEXT("tokenizer", tokenizer, "FILE",
+                "pretrain: the tokenizer of the shards (a tokenizer.json or a checkpoint; "
+                "default bytes); a fine-tune keeps its baseline's"),
     WORKER_OPT_END,
 };
 
@@ -136,6 +139,8 @@ static int train(worker_ctx *w, worker_args *o, bool finetune)
   if (!o->out || o->npos < 1)
     return worker__usage("%s needs --out DIR and at least one shard", cmd);
   const mn_config *c = &w->cfg;
+  if (finetune && o->tokenizer)
+    return worker__usage("finetune keeps its baseline's tokenizer: --tokenizer is for pretrain");
   if (finetune && !(c->finetune.baseline && *c->finetune.baseline))
     return worker__usage(
         "finetune needs finetune.baseline (the checkpoint to start from) in --spec");
@@ -160,6 +165,7 @@ static int train(worker_ctx *w, worker_args *o, bool finetune)
                          .lr_factor = c->finetune.lr_factor};
   progress p = {.tty = isatty(STDERR_FILENO) && !w->json};
   train_options t = {.out = o->out,
+                     .tokenizer = o->tokenizer,
                      .resume = o->resume,
                      .shards = (const char *const *)o->pos,
                      .nshards = o->npos,

@@ -18,7 +18,8 @@
  *     lid train      a language identifier from JSONL (cmd_lid.c)
  *     lid            the language of each line (cmd_lid.c)
  *     triage         user reports -> checks, language, groups, severity (cmd_triage.c)
- *     export-hf      a checkpoint for Hugging Face's GPT2LMHeadModel (cmd_interop.c)
+ *     tokenizer train  JSONL -> a language-balanced byte-level BPE tokenizer.json (cmd_tokenizer.c)
+ *     export-hf      a checkpoint and its tokenizer for Hugging Face (cmd_interop.c)
  *     import-llmc    an llm.c GPT-2 checkpoint into a mnemo checkpoint (cmd_interop.c)
  *
  * Adding a command: a file cmd_NAME.c with its run function and option table (both declared
@@ -133,8 +134,21 @@ static const worker_command commands[] = {
      "writes one line per new report: its checks, language, group of near-duplicates and\n"
      "severity against typical held-out text.\n",
      worker__triage_opts, false, worker__cmd_triage},
-    {"export-hf", NULL, "CKPT DIR", "config.json + model.safetensors for GPT2LMHeadModel",
-     "Writes DIR/config.json and DIR/model.safetensors in Hugging Face's GPT-2 layout.\n",
+    {"tokenizer", "train",
+     "--out FILE --vocab N [--tags TSV] [--balance unimax|temperature|none] [--alpha A] "
+     "[--epochs E] [--max-bytes N] [--split train|all] JSONL...",
+     "a language-balanced byte-level BPE tokenizer.json from {\"lang\", \"text\"} records",
+     "Learns byte-level BPE merges on the MNEMO pre-tokenizer's pieces, each language's counts\n"
+     "weighted so languages are balanced as replay balances them (--balance temperature\n"
+     "with --alpha, 0 uniform; unimax with --epochs; none: the data's mix).  Only training\n"
+     "records are read (each record's stored \"split\", else the hash rule at\n"
+     "ingest.heldout_fraction).  Writes a tokenizer.json Hugging Face's tokenizers loads: ids\n"
+     "0-255 the bytes, 256 <|endoftext|>, merged tokens, then the tags.  docs/tokenizer.md.\n",
+     worker__tokenizer_train_opts, false, worker__cmd_tokenizer_train},
+    {"export-hf", NULL, "CKPT DIR", "a checkpoint and its tokenizer for Hugging Face",
+     "Writes DIR/config.json and DIR/model.safetensors in Hugging Face's GPT-2 layout\n"
+     "(GPT2LMHeadModel), and DIR/tokenizer.json and DIR/tokenizer_config.json: the model's\n"
+     "tokenizer (the byte one too), its language tags as special tokens.\n",
      worker__no_opts, false, worker__cmd_export_hf},
     {"import-llmc", NULL, "FILE OUT", "an llm.c fp32 GPT-2 checkpoint into a mnemo checkpoint",
      "Reads llm.c's fp32 checkpoint (tensors stacked over layers) into our layout, exactly.\n",

@@ -25,9 +25,11 @@ typedef struct worker_args {
   const char *out, *resume, *checkpoint, *lang, *prompt, *split, *tags, *store, *previous;
   const char *weighting, *spec, *parallel, *reference, *probes, *sets, *cache, *baseline;
   const char *candidate, *must_improve, *history, *model, *typical, *heldout, *device, *math;
+  const char *tokenizer, *script;
+  const char *balance;
   int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows, max_items, max_item_bytes;
-  int64_t max_bytes;
-  double temperature, gamma;
+  int64_t max_bytes, vocab;
+  double temperature, gamma, alpha, epochs;
   bool per_doc, stages, ewc;
   char **pos; /* the arguments that are not options, in order */
   int npos;
@@ -116,6 +118,7 @@ extern const worker_opt worker__eval_opts[], worker__evalset_opts[], worker__gua
 extern const worker_opt worker__generate_opts[], worker__bench_opts[], worker__fisher_opts[];
 extern const worker_opt worker__replay_absorb_opts[], worker__lid_train_opts[];
 extern const worker_opt worker__lid_opts[], worker__triage_opts[], worker__no_opts[];
+extern const worker_opt worker__tokenizer_train_opts[];
 int worker__cmd_shard(worker_ctx *w, worker_args *a);
 int worker__cmd_pretrain(worker_ctx *w, worker_args *a);
 int worker__cmd_finetune(worker_ctx *w, worker_args *a);
@@ -130,6 +133,7 @@ int worker__cmd_replay_verify(worker_ctx *w, worker_args *a);
 int worker__cmd_lid_train(worker_ctx *w, worker_args *a);
 int worker__cmd_lid(worker_ctx *w, worker_args *a);
 int worker__cmd_triage(worker_ctx *w, worker_args *a);
+int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *a);
 int worker__cmd_export_hf(worker_ctx *w, worker_args *a);
 int worker__cmd_import_llmc(worker_ctx *w, worker_args *a);
 

@@ -15,11 +15,11 @@
 
 #define W 2 /* tokens per window in these tests: [id, id] */
 
-static uint16_t *windows(int first, int n)
+static uint32_t *windows(int first, int n)
 {
-  uint16_t *w = malloc(sizeof(uint16_t) * W * (size_t)n);
+  uint32_t *w = malloc(sizeof(uint32_t) * W * (size_t)n);
   for (int i = 0; i < n; i++)
-    w[W * i] = w[W * i + 1] = (uint16_t)(first + i);
+    w[W * i] = w[W * i + 1] = (uint32_t)(first + i);
   return w;
 }
 
@@ -28,7 +28,7 @@ static void fills_then_samples(void)
   replay_store s;
   mn_error err = {0};
   replay_store_init(&s, W);
-  uint16_t *a = windows(0, 2), *b = windows(2, 5);
+  uint32_t *a = windows(0, 2), *b = windows(2, 5);
   T_EQ_INT(replay_store_offer(&s, "swh", 3, a, 2, &err), MN_OK);
   const replay_lang *l = replay_store_find(&s, "swh");
   T_CHECK(l && l->count == 2 && l->seen == 2);
@@ -64,7 +64,7 @@ static double chi_square(bool forget_seen, double *first_share)
   memset(held, 0, sizeof held);
   mn_buf b;
   mn_buf_init(&b, 1 << 20);
-  uint16_t *all = windows(0, N);
+  uint32_t *all = windows(0, N);
   mn_error err = {0};
   for (int t = 0; t < TRIALS; t++) {
     char code[REPLAY_CODE_SIZE];
@@ -120,7 +120,7 @@ static char path[] = "/tmp/mnemo-test-replay-XXXXXX";
 static void absorb_round_trip(void)
 {
   mn_error err = {0};
-  uint16_t *a = windows(0, 30), *b = windows(100, 30);
+  uint32_t *a = windows(0, 30), *b = windows(100, 30);
   replay_offer first[] = {{"swh", a, 30}, {"tha", b, 5}};
   unlink(path);
   T_EQ_INT(replay_store_absorb(path, W, 8, first, 2, &err), MN_OK);
@@ -164,7 +164,7 @@ static void absorb_is_atomic(void)
   mn_buf before;
   mn_buf_init(&before, 1 << 24);
   T_EQ_INT(mn_buf_read_file(&before, path, &err), MN_OK);
-  uint16_t *c = windows(500, 50);
+  uint32_t *c = windows(500, 50);
   replay_offer more[] = {{"swh", c, 50}};
   mn_fault_kind kinds[] = {MN_FAULT_WRITE, MN_FAULT_FSYNC, MN_FAULT_ALLOC};
   for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {

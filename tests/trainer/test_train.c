@@ -21,8 +21,12 @@ static void make_shard(void)
 {
   tok_tags tags = {0};
   shard_builder *b = NULL;
+  tokenizer *tok = NULL;
   mn_error err = {0};
-  T_EQ_INT(shard_builder_create(&tags, &b, &err), MN_OK);
+  T_EQ_INT(tok_create_bytes(&tok, &err), MN_OK);
+  T_EQ_INT(tok_tags_add(&tags, "spa", 257, &err), MN_OK);
+  T_EQ_INT(tok_tags_add(&tags, "eng", 258, &err), MN_OK);
+  T_EQ_INT(shard_builder_create(tok, &tags, &b, &err), MN_OK);
   for (int i = 0; i < 12; i++) {
     char text[256];
     int n = snprintf(text, sizeof text, "el gato come pescado numero %d y duerme en la casa. ", i);
@@ -33,6 +37,7 @@ static void make_shard(void)
   snprintf(shard_path, sizeof shard_path, "%s/data.shard", dir);
   T_EQ_INT(shard_builder_write(b, shard_path, &err), MN_OK);
   shard_builder_destroy(b);
+  tok_destroy(tok);
 }
 
 /* what the callback saw */

@@ -1,0 +1,224 @@
+/*
+ * test_bpe_train.c -- tok_bpe_train: the merges of a small text worked out by hand (ties to
+ * the pair of smaller ids), the balance changing which language's pair wins, held-out
+ * records never learned from, the tokenizer.json's layout (bytes in byte order, eot 256,
+ * tags after the merges in the database's order), a second run byte-identical, and every
+ * refusal (vocab too small, no training text, a bad record by file:line, tags with a gap).
+ */
+#include "tests/test.h"
+#include "trainer/trainer.h"
+
+#include <jansson.h>
+#include <unistd.h>
+
+static char dir[64];
+static tok_train_stats st;
+
+/* put -- a JSONL file of `text` in dir, its path in path */
+static void put(const char *name, const char *text, char *path, size_t n)
+{
+  snprintf(path, n, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+    fprintf(stderr, "cannot write %s\n", path);
+    exit(1);
+  }
+}
+
+/* train -- tok_bpe_train on one file; the parsed tokenizer.json (NULL on failure, err set) */
+static json_t *train(const char *path, const tok_train_options *o, char **text, mn_error *err)
+{
+  char *json = NULL;
+  const char *paths[] = {path};
+  if (tok_bpe_train(paths, 1, o, &json, &st, err) != MN_OK) {
+    T_CHECK(json == NULL);
+    return NULL;
+  }
+  json_t *root = json_loads(json, 0, NULL);
+  T_CHECK(root != NULL);
+  if (text)
+    *text = json;
+  else
+    free(json);
+  return root;
+}
+
+static const char *merge_part(json_t *root, size_t i, size_t k)
+{
+  return json_string_value(json_array_get(
+      json_array_get(json_object_get(json_object_get(root, "model"), "merges"), i), k));
+}
+
+static long long vocab_id(json_t *root, const char *tok)
+{
+  json_t *v = json_object_get(json_object_get(json_object_get(root, "model"), "vocab"), tok);
+  return v ? (long long)json_integer_value(v) : -1;
+}
+
+static void test_by_hand(void)
+{
+  char p[128];
+  mn_error err = {0};
+  put("hand.jsonl", "{\"lang\": \"xxx\", \"text\": \"aaabdaaabac\"}\n", p, sizeof p);
+  tok_train_options o = {.vocab = 261, .all_splits = true};
+  json_t *root = train(p, &o, NULL, &err);
+  T_CHECK_MSG(root != NULL, "%s", err.msg);
+  if (!root) return;
+  /* aa (4), then ab and (aa, a) tie at 2: ab has the smaller ids; then (aa, ab) at 2 */
+  T_EQ_STR(merge_part(root, 0, 0), "a");
+  T_EQ_STR(merge_part(root, 0, 1), "a");
+  T_EQ_STR(merge_part(root, 1, 0), "a");
+  T_EQ_STR(merge_part(root, 1, 1), "b");
+  T_EQ_STR(merge_part(root, 2, 0), "aa");
+  T_EQ_STR(merge_part(root, 2, 1), "ab");
+  T_EQ_INT(st.merges, 3);
+  T_EQ_INT(st.vocab, 261);
+  T_EQ_INT(vocab_id(root, "aa"), 257);
+  T_EQ_INT(vocab_id(root, "aaab"), 259);
+  /* the bytes in byte order, each its GPT-2 character; eot at 256 */
+  T_EQ_INT(vocab_id(root, "\xc4\x80"), 0);  /* U+0100 is byte 0 */
+  T_EQ_INT(vocab_id(root, "\xc4\xa0"), 32); /* U+0120 is the space */
+  T_EQ_INT(vocab_id(root, "a"), 97);
+  T_EQ_INT(vocab_id(root, "<|endoftext|>"), 256);
+  json_t *added = json_object_get(root, "added_tokens");
+  T_EQ_INT(json_array_size(added), 2);
+  T_EQ_STR(json_string_value(json_object_get(json_array_get(added, 1), "content")), "<|lang:xxx|>");
+  T_EQ_INT(json_integer_value(json_object_get(json_array_get(added, 1), "id")), 260);
+  T_CHECK(json_is_true(json_object_get(json_array_get(added, 1), "special")));
+  json_decref(root);
+}
+
+/* lang A: 90 x "rs" and 90 x "z" (a piece without pairs); lang B: 10 x "pq".  By the data, rs wins;
+ * balanced (each language half the characters), pq weighs 10 / 20 against rs's 90 / 270. */
+static void test_balance(void)
+{
+  char p[128];
+  mn_error err = {0};
+  mn_buf b;
+  mn_buf_init(&b, 1 << 20);
+  for (int i = 0; i < 90; i++)
+    T_CHECK(mn_buf_appendf(&b, &err,
+                           "{\"lang\": \"aaa\", \"text\": \"rs\"}\n"
+                           "{\"lang\": \"aaa\", \"text\": \"z\"}\n") == MN_OK);
+  for (int i = 0; i < 10; i++)
+    T_CHECK(mn_buf_appendf(&b, &err, "{\"lang\": \"bbb\", \"text\": \"pq\"}\n") == MN_OK);
+  T_CHECK(mn_buf_appendf(&b, &err, "%c", 0) == MN_OK);
+  put("balance.jsonl", b.data, p, sizeof p);
+  mn_buf_fini(&b);
+  tok_train_options o = {.vocab = 260, .all_splits = true, .balance = TOK_BALANCE_NONE};
+  json_t *root = train(p, &o, NULL, &err);
+  T_CHECK_MSG(root != NULL, "%s", err.msg);
+  if (root) T_EQ_STR(merge_part(root, 0, 0), "r");
+  json_decref(root);
+  o.balance = TOK_BALANCE_TEMPERATURE; /* alpha 0: uniform */
+  root = train(p, &o, NULL, &err);
+  T_CHECK_MSG(root != NULL, "%s", err.msg);
+  if (root) T_EQ_STR(merge_part(root, 0, 0), "p");
+  T_CHECK(st.nlangs == 2 && st.lang[0].share > 0.49 && st.lang[0].share < 0.51);
+  json_decref(root);
+  o.balance = TOK_BALANCE_UNIMAX; /* epochs 100: B is not capped, so uniform too */
+  o.epochs = 100;
+  root = train(p, &o, NULL, &err);
+  T_CHECK_MSG(root != NULL, "%s", err.msg);
+  if (root) T_EQ_STR(merge_part(root, 0, 0), "p");
+  json_decref(root);
+  o.epochs = 1; /* nobody repeats: the data's mix again */
+  root = train(p, &o, NULL, &err);
+  T_CHECK_MSG(root != NULL, "%s", err.msg);
+  if (root) T_EQ_STR(merge_part(root, 0, 0), "r");
+  json_decref(root);
+}
+
+static void test_heldout_and_tags(void)
+{
+  char p[128];
+  mn_error err = {0};
+  /* held-out "uv" is the most frequent pair; only "xy" may be learned */
+  put("split.jsonl",
+      "{\"lang\": \"zzz\", \"text\": \"xy\", \"split\": \"train\"}\n"
+      "{\"lang\": \"zzz\", \"text\": \"uv uv uv uv\", \"split\": \"heldout\"}\n"
+      "{\"lang\": \"aaa\", \"text\": \"uv uv uv\", \"split\": \"heldout\"}\n",
+      p, sizeof p);
+  tok_tags tags = {0};
+  T_CHECK(tok_tags_add(&tags, "zzz", 257, &err) == MN_OK);
+  T_CHECK(tok_tags_add(&tags, "aaa", 258, &err) == MN_OK);
+  tok_train_options o = {.vocab = 300, .tags = &tags};
+  char *text1 = NULL, *text2 = NULL;
+  json_t *root = train(p, &o, &text1, &err);
+  T_CHECK_MSG(root != NULL, "%s", err.msg);
+  if (!root) return;
+  T_EQ_INT(st.merges, 1); /* the pairs ran out */
+  T_EQ_INT(st.records, 1);
+  T_EQ_INT(st.skipped, 2);
+  T_EQ_STR(merge_part(root, 0, 0), "x");
+  T_EQ_INT(vocab_id(root, "uv"), -1);
+  json_t *added = json_object_get(root, "added_tokens");
+  T_EQ_STR(json_string_value(json_object_get(json_array_get(added, 1), "content")), "<|lang:zzz|>");
+  T_EQ_INT(json_integer_value(json_object_get(json_array_get(added, 1), "id")), 258);
+  T_EQ_STR(json_string_value(json_object_get(json_array_get(added, 2), "content")), "<|lang:aaa|>");
+  T_EQ_INT(json_integer_value(json_object_get(json_array_get(added, 2), "id")), 259);
+  T_EQ_INT(st.vocab, 260);
+  json_decref(root);
+  /* a second run is the same file */
+  root = train(p, &o, &text2, &err);
+  T_CHECK(text1 && text2 && strcmp(text1, text2) == 0);
+  json_decref(root);
+  free(text1);
+  free(text2);
+  /* a gap in the tags is refused */
+  tok_tags gap = {0};
+  T_CHECK(tok_tags_add(&gap, "zzz", 257, &err) == MN_OK);
+  T_CHECK(tok_tags_add(&gap, "aaa", 259, &err) == MN_OK);
+  o.tags = &gap;
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_EQ_INT(err.code, MN_ERR_INPUT);
+  T_CONTAINS(err.msg, "consecutively");
+}
+
+static void test_refusals(void)
+{
+  char p[128];
+  mn_error err = {0};
+  put("ok.jsonl",
+      "{\"lang\": \"aaa\", \"text\": \"hello\"}\n{\"lang\": \"bbb\", \"text\": \"x\"}\n", p,
+      sizeof p);
+  tok_train_options o = {.vocab = 258, .all_splits = true}; /* 2 tags need 259 */
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_EQ_INT(err.code, MN_ERR_INPUT);
+  T_CONTAINS(err.msg, "at least 259");
+  o.vocab = 259; /* just room: no merges */
+  json_t *root = train(p, &o, NULL, &err);
+  T_CHECK_MSG(root != NULL, "%s", err.msg);
+  T_EQ_INT(st.merges, 0);
+  json_decref(root);
+  put("bad.jsonl", "{\"lang\": \"aaa\", \"text\": \"hello\"}\n{\"lang\": \"aaa\"}\n", p, sizeof p);
+  o.vocab = 1000;
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_EQ_INT(err.code, MN_ERR_INPUT);
+  T_CONTAINS(err.msg, "bad.jsonl:2");
+  put("broken.jsonl", "{\"lang\": \"aaa\", \"text\": \"hello\"}\n\n{\"lang\": \n", p, sizeof p);
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_CONTAINS(err.msg, "broken.jsonl:3");
+  put("held.jsonl", "{\"lang\": \"aaa\", \"text\": \"hello\", \"split\": \"heldout\"}\n", p,
+      sizeof p);
+  o.all_splits = false;
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_CONTAINS(err.msg, "no training text");
+  snprintf(p, sizeof p, "%s/absent.jsonl", dir);
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_EQ_INT(err.code, MN_ERR_IO);
+}
+
+int main(void)
+{
+  snprintf(dir, sizeof dir, "/tmp/mnemo-bpe-train-XXXXXX");
+  if (!mkdtemp(dir)) return 1;
+  T_RUN(test_by_hand);
+  T_RUN(test_balance);
+  T_RUN(test_heldout_and_tags);
+  T_RUN(test_refusals);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+  return T_DONE();
+}

@@ -1,0 +1,99 @@
+/*
+ * cmd_tokenizer.c -- `mnemo tokenizer train`: a language-balanced byte-level BPE learned from
+ * JSONL (trainer/bpe_train.c), written as a tokenizer.json Hugging Face's tokenizers loads.
+ * The command parses, calls tok_bpe_train and writes the file atomically; it writes nothing
+ * when training fails.
+ */
+#include "worker/worker_int.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const worker_opt worker__tokenizer_train_opts[] = {
+    WORKER_TEXT("out", out, "FILE", "the tokenizer.json to write (atomically)"),
+    WORKER_COUNT_UP_TO("vocab", vocab, "N", TOK_MAX_ID,
+                       "ids in all: 256 bytes, <|endoftext|>, merged tokens, tags"),
+    WORKER_TEXT("tags", tags, "TSV",
+                "the language tags, code<TAB>tag id per line (default: the input's, by code)"),
+    WORKER_TEXT("balance", balance, "unimax|temperature|none",
+                "how languages are weighted (default temperature)"),
+    WORKER_REAL("alpha", alpha, "A", -1e-300, 1,
+                "temperature: shares proportional to characters^A (default 0: uniform)"),
+    WORKER_REAL("epochs", epochs, "E", 1 - 1e-12, INFINITY,
+                "unimax: a language weighs at most E times its text (default 4)"),
+    WORKER_COUNT_UP_TO("max-bytes", max_bytes, "N", WORKER_BIG,
+                       "training text read per language at most (0: all)"),
+    WORKER_TEXT("split", split, "train|all",
+                "the documents learned from (default train: held-out text never is)"),
+    WORKER_OPT_END,
+};
+
+int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
+{
+  mn_error err = {0};
+  tok_tags tags = {0};
+  tok_train_stats *st = NULL;
+  mn_atomic_file *f = NULL;
+  char *json = NULL;
+  int rc = MN_EXIT_FAIL;
+  if (!o->out || !o->vocab || o->npos < 1)
+    return worker__usage("tokenizer train needs --out FILE, --vocab N and at least one JSONL "
+                         "file of {\"lang\", \"text\"}");
+  tok_train_options to = {.vocab = (uint32_t)o->vocab,
+                          .balance = TOK_BALANCE_TEMPERATURE,
+                          .alpha = o->alpha,
+                          .epochs = o->epochs ? o->epochs : 4,
+                          .max_bytes_per_lang = o->max_bytes,
+                          .heldout_fraction = w->cfg.ingest.heldout_fraction};
+  const char *bal = o->balance ? o->balance : "temperature";
+  if (strcmp(bal, "none") == 0)
+    to.balance = TOK_BALANCE_NONE;
+  else if (strcmp(bal, "unimax") == 0)
+    to.balance = TOK_BALANCE_UNIMAX;
+  else if (strcmp(bal, "temperature") != 0)
+    return worker__usage("--balance must be unimax, temperature or none, got \"%s\"", bal);
+  if (o->alpha && to.balance != TOK_BALANCE_TEMPERATURE)
+    return worker__usage("--alpha is for --balance temperature");
+  if (o->epochs && to.balance != TOK_BALANCE_UNIMAX)
+    return worker__usage("--epochs is for --balance unimax");
+  const char *split = o->split ? o->split : "train";
+  if (strcmp(split, "all") == 0)
+    to.all_splits = true;
+  else if (strcmp(split, "train") != 0)
+    return worker__usage("--split must be train or all, got \"%s\"", split);
+  if (o->tags) {
+    if (tok_tags_read(o->tags, &tags, &err) != MN_OK) return worker__fail(&err);
+    to.tags = &tags;
+  }
+  if (!(st = malloc(sizeof *st))) {
+    mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    goto out;
+  }
+  if (tok_bpe_train((const char *const *)o->pos, o->npos, &to, &json, st, &err) != MN_OK ||
+      mn_atomic_open(o->out, 0644, &f, &err) != MN_OK ||
+      mn_atomic_write(f, json, strlen(json), &err) != MN_OK)
+    goto out;
+  mn_status c = mn_atomic_commit(f, &err);
+  f = NULL;
+  if (c != MN_OK) goto out;
+  json_t *langs = json_object();
+  for (int i = 0; i < st->nlangs; i++)
+    json_object_set_new(langs, st->lang[i].code,
+                        json_pack("{s:I, s:f}", "bytes", (json_int_t)st->lang[i].bytes, "share",
+                                  st->lang[i].share));
+  worker__emit(json_pack("{s:s, s:s, s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:o}", "event",
+                         "tokenizer_train", "out", o->out, "vocab", (int)st->vocab, "merges",
+                         (int)st->merges, "balance", bal, "records", (json_int_t)st->records,
+                         "skipped", (json_int_t)st->skipped, "pieces", (json_int_t)st->pieces,
+                         "words", (json_int_t)st->words, "read_s", st->read_s, "merge_s",
+                         st->merge_s, "languages", langs));
+  rc = MN_EXIT_OK;
+out:
+  mn_atomic_abort(f);
+  free(json);
+  free(st);
+  return rc == MN_EXIT_OK ? rc : worker__fail(&err);
+}
