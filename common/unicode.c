@@ -47,12 +47,14 @@ static void build(void)
   for (uint32_t b = 0; b < NCP; b += 128) {
     for (uint32_t i = 0; i < 128; i++) {
       uint32_t cp = b + i;
-      while (r + 1 < NRANGES && (mn_uc_ranges[r + 1] & 0x1FFFFF) <= cp) r++;
+      while (r + 1 < NRANGES && (mn_uc_ranges[r + 1] & 0x1FFFFF) <= cp)
+        r++;
       uint32_t v = mn_uc_ranges[r] >> 21;
       block[i] = (uint16_t)((v & 31) | (uint32_t)mn_uc_ccc[v >> 5] << 8);
     }
     size_t k = 0;
-    while (k < nblocks && memcmp(stage2[k], block, sizeof block) != 0) k++;
+    while (k < nblocks && memcmp(stage2[k], block, sizeof block) != 0)
+      k++;
     if (k == nblocks) {
       if (nblocks == MN_UC_BLOCKS) abort(); /* the generator counted them: cannot happen */
       memcpy(stage2[nblocks++], block, sizeof block);
@@ -65,7 +67,8 @@ static void build(void)
   for (size_t i = 0; i < NDECOMP; i++) {
     uint64_t d = mn_uc_decomp[i];
     uint64_t second = (d >> 42) & 0x1FFFFF;
-    if (second && !(d >> 63)) tmp[ncomp++] = ((d >> 21) & 0x1FFFFF) << 42 | second << 21 | (d & 0x1FFFFF);
+    if (second && !(d >> 63))
+      tmp[ncomp++] = ((d >> 21) & 0x1FFFFF) << 42 | second << 21 | (d & 0x1FFFFF);
   }
   qsort(tmp, ncomp, sizeof *tmp, cmp_u64);
   for (size_t i = 0; i < ncomp; i++) {
@@ -94,10 +97,10 @@ uint32_t mn_uc_props(uint32_t cp)
 
 /* ---------------------------------------------------------------- NFC */
 
-#define SBASE 0xAC00u
-#define LBASE 0x1100u
-#define VBASE 0x1161u
-#define TBASE 0x11A7u
+#define SBASE  0xAC00u
+#define LBASE  0x1100u
+#define VBASE  0x1161u
+#define TBASE  0x11A7u
 #define LCOUNT 19u
 #define VCOUNT 21u
 #define TCOUNT 28u
@@ -175,8 +178,10 @@ static size_t decompose(uint32_t cp, uint32_t *out)
       if (second) k += decompose(second, out + k);
       return k;
     }
-    if (c < cp) lo = mid + 1;
-    else hi = mid;
+    if (c < cp)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   out[0] = cp;
   return 1;
@@ -193,8 +198,10 @@ static uint32_t compose(uint32_t a, uint32_t b)
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
     if (comp_pair[mid] == key) return comp_char[mid];
-    if (comp_pair[mid] < key) lo = mid + 1;
-    else hi = mid;
+    if (comp_pair[mid] < key)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return 0;
 }
@@ -244,7 +251,8 @@ mn_status mn_nfc(const char *text, size_t n, mn_buf *out, mn_error *err)
   }
   mn_status rc = mn_buf_reserve(out, w * 4, err);
   if (rc == MN_OK)
-    for (size_t i = 0; i < w; i++) out->len += utf8_put(cp[i], (uint8_t *)out->data + out->len);
+    for (size_t i = 0; i < w; i++)
+      out->len += utf8_put(cp[i], (uint8_t *)out->data + out->len);
   free(cp);
   return rc;
 }

@@ -111,7 +111,8 @@ static size_t merge_linear(const tok_bpe *b, const uint8_t *w, size_t m, uint32_
 {
   uint32_t rk[LINEAR_MAX], nw[LINEAR_MAX];
   size_t cnt = m;
-  for (size_t i = 0; i < m; i++) id[i] = b->byte_id[w[i]];
+  for (size_t i = 0; i < m; i++)
+    id[i] = b->byte_id[w[i]];
   for (size_t i = 0; i + 1 < cnt; i++) {
     uint64_t v = merge_get(b, id[i], id[i + 1]);
     rk[i] = (uint32_t)(v >> 32);
@@ -191,7 +192,8 @@ static mn_status merge_heap(const tok_bpe *b, const uint8_t *w, size_t m, uint32
   }
   uint32_t *len = id + m, *prev = id + 2 * m; /* next of i is i + len[i] */
   size_t nh = 0;
-  for (size_t i = 0; i < m; i++) id[i] = b->byte_id[w[i]], len[i] = 1, prev[i] = (uint32_t)i - 1;
+  for (size_t i = 0; i < m; i++)
+    id[i] = b->byte_id[w[i]], len[i] = 1, prev[i] = (uint32_t)i - 1;
   for (size_t i = 0; i + 1 < m; i++) {
     uint64_t v = merge_get(b, id[i], id[i + 1]);
     if (v != UINT64_MAX) hpush(h, &nh, (hentry){(uint32_t)(v >> 32), (uint32_t)i, (uint32_t)v, 2});
@@ -218,7 +220,8 @@ static mn_status merge_heap(const tok_bpe *b, const uint8_t *w, size_t m, uint32
     }
   }
   size_t k = 0;
-  for (size_t i = 0; i < m; i += len[i]) out[k++] = id[i];
+  for (size_t i = 0; i < m; i += len[i])
+    out[k++] = id[i];
   *nout = k;
   free(id);
   free(h);
@@ -234,11 +237,10 @@ struct tok_cache {
     uint64_t h; /* 0: empty */
     uint32_t koff, ioff;
     uint16_t klen, nids;
-  } *slot;
+  } * slot;
   uint8_t *keys;
   uint32_t *ids;
 };
-
 
 mn_status tok_cache_create(tok_cache **out, mn_error *err)
 {
@@ -309,7 +311,8 @@ static mn_status encode_word(const tok_bpe *b, tok_cache *c, const uint8_t *w, s
   if (h) {
     if (c->used >= CACHE_SLOTS / 2 || c->kbytes + m > CACHE_BYTES || c->nids + m > CACHE_BYTES) {
       cache_clear(c, c->serial);
-      for (i = h & (CACHE_SLOTS - 1); c->slot[i].h; i = (i + 1) & (CACHE_SLOTS - 1)) {}
+      for (i = h & (CACHE_SLOTS - 1); c->slot[i].h; i = (i + 1) & (CACHE_SLOTS - 1)) {
+      }
     }
     struct centry *e = &c->slot[i];
     e->h = h;
@@ -386,9 +389,11 @@ static bool find_added(const tok_bpe *b, int norm, const uint8_t *s, size_t n, s
     const added_tok *a = &b->added[best];
     size_t st = i, en = i + a->n, k;
     if (a->lstrip)
-      while (st > from && is_space_before(s, st, &k)) st -= k;
+      while (st > from && is_space_before(s, st, &k))
+        st -= k;
     if (a->rstrip)
-      while (en < n && is_space_at(s + en, n - en, &k)) en += k;
+      while (en < n && is_space_at(s + en, n - en, &k))
+        en += k;
     *start = st, *end = en, *which = best;
     return true;
   }
@@ -434,11 +439,15 @@ static size_t replace_invalid(const uint8_t *s, size_t n, uint8_t *out)
       i++;
       continue;
     }
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c >= 0xE0 && c <= 0xEF) need = 2, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4) need = 3, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+      need = 1;
+    else if (c >= 0xE0 && c <= 0xEF)
+      need = 2, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4)
+      need = 3, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
     size_t j = i + 1, got = 0;
-    while (got < need && j < n && s[j] >= lo && s[j] <= hi) j++, got++, lo = 0x80, hi = 0xBF;
+    while (got < need && j < n && s[j] >= lo && s[j] <= hi)
+      j++, got++, lo = 0x80, hi = 0xBF;
     if (need && got == need) {
       memcpy(out + k, s + i, j - i);
       k += j - i;
@@ -494,7 +503,8 @@ static uint32_t cp_at(const uint8_t *s, size_t n, size_t *len)
   if (c < 0x80 || n < 2) return *len = 1, c;
   if (c < 0xE0) return *len = 2, (uint32_t)(c & 0x1F) << 6 | (s[1] & 0x3F);
   if (c < 0xF0 || n < 4)
-    return *len = n < 3 ? 1 : 3, (uint32_t)(c & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
+    return *len = n < 3 ? 1 : 3,
+           (uint32_t)(c & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
   *len = 4;
   return (uint32_t)(c & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 | (uint32_t)(s[2] & 0x3F) << 6 |
          (s[3] & 0x3F);
@@ -509,7 +519,8 @@ static bool is_space_at(const uint8_t *s, size_t n, size_t *len)
 static bool is_space_before(const uint8_t *s, size_t i, size_t *len)
 {
   size_t j = i - 1;
-  while (j > 0 && i - j < 4 && (s[j] & 0xC0) == 0x80) j--;
+  while (j > 0 && i - j < 4 && (s[j] & 0xC0) == 0x80)
+    j--;
   size_t k;
   bool sp = is_space_at(s + j, i - j, &k) && j + k == i;
   *len = i - j;

@@ -29,10 +29,10 @@ struct tok_bpe {
   tok_split split;
   bool bytelevel_regex; /* spelled as ByteLevel with use_regex (GPT-2) rather than a Split */
   bool nfc, ignore_merges;
-  uint32_t nid;          /* ids 0..nid-1: the model's and added tokens (not tags) */
-  uint32_t *off;         /* nid + 1: the piece of id i is bytes[off[i]..off[i+1]) */
+  uint32_t nid;  /* ids 0..nid-1: the model's and added tokens (not tags) */
+  uint32_t *off; /* nid + 1: the piece of id i is bytes[off[i]..off[i+1]) */
   uint8_t *bytes;
-  uint32_t *voff;        /* nid + 1: the vocab string of id i (K_VOCAB) in vstr */
+  uint32_t *voff; /* nid + 1: the vocab string of id i (K_VOCAB) in vstr */
   char *vstr;
   uint8_t *kind;         /* nid: K_* */
   uint32_t byte_id[256]; /* the token of each byte */
@@ -49,9 +49,6 @@ struct tok_bpe {
   json_t *post;                  /* the post_processor as read, or NULL */
   uint64_t serial;
 };
-
-
-
 
 /* hash of a byte string (never 0) */
 
@@ -81,7 +78,6 @@ static inline uint64_t hash_bytes(const uint8_t *p, size_t n)
   }
   return mix(h) | 1; /* never 0: the cache's empty mark */
 }
-
 
 /* trainer__bpe_utf8_put -- cp (below U+10000) as UTF-8 at o: its length */
 size_t trainer__bpe_utf8_put(uint32_t cp, uint8_t *o);

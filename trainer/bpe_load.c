@@ -35,7 +35,10 @@ static const char *type_of(json_t *o)
   return t ? t : "";
 }
 
-static bool is_false(json_t *o, const char *key) { return json_is_false(json_object_get(o, key)); }
+static bool is_false(json_t *o, const char *key)
+{
+  return json_is_false(json_object_get(o, key));
+}
 static bool null_or_absent(json_t *o, const char *key)
 {
   json_t *v = json_object_get(o, key);
@@ -69,15 +72,19 @@ static mn_status read_pretok(tok_bpe *b, json_t *root, const char *name, mn_erro
   for (int i = 1; i < TOK_SPLIT_COUNT; i++)
     if (!strcmp(re, trainer__split_regex[i])) b->split = (tok_split)i;
   if (b->split == TOK_SPLIT_NONE)
-    return refuse(err, name, "pre_tokenizer.pretokenizers[0].pattern.Regex \"%.80s\" is not "
-                  "supported (GPT-2's, Llama 3's, Qwen2's or mnemo's only)", re);
+    return refuse(err, name,
+                  "pre_tokenizer.pretokenizers[0].pattern.Regex \"%.80s\" is not "
+                  "supported (GPT-2's, Llama 3's, Qwen2's or mnemo's only)",
+                  re);
   const char *beh = json_string_value(json_object_get(sp, "behavior"));
   if (!beh || strcmp(beh, "Isolated") != 0 || !is_false(sp, "invert"))
-    return refuse(err, name, "pre_tokenizer.pretokenizers[0] must have behavior Isolated and "
+    return refuse(err, name,
+                  "pre_tokenizer.pretokenizers[0] must have behavior Isolated and "
                   "invert false");
   if (strcmp(type_of(bl), "ByteLevel") != 0 || !is_false(bl, "add_prefix_space") ||
       !is_false(bl, "use_regex"))
-    return refuse(err, name, "pre_tokenizer.pretokenizers[1] must be ByteLevel with "
+    return refuse(err, name,
+                  "pre_tokenizer.pretokenizers[1] must be ByteLevel with "
                   "add_prefix_space and use_regex false");
   return MN_OK;
 }
@@ -97,8 +104,10 @@ static mn_status read_parts(tok_bpe *b, json_t *root, const char *name, mn_error
       json_array_foreach(list, i, v)
       {
         if (strcmp(type_of(v), "NFC") != 0)
-          return refuse(err, name, "normalizer.normalizers[%zu].type \"%s\" is not supported "
-                        "(NFC only)", i, type_of(v));
+          return refuse(err, name,
+                        "normalizer.normalizers[%zu].type \"%s\" is not supported "
+                        "(NFC only)",
+                        i, type_of(v));
         b->nfc = true;
       }
     } else {
@@ -115,8 +124,10 @@ static mn_status read_parts(tok_bpe *b, json_t *root, const char *name, mn_error
   json_t *post = json_object_get(root, "post_processor");
   if (post && !json_is_null(post)) {
     if (strcmp(type_of(post), "ByteLevel") != 0 && strcmp(type_of(post), "TemplateProcessing") != 0)
-      return refuse(err, name, "post_processor.type \"%s\" is not supported (ByteLevel, "
-                    "TemplateProcessing or null)", type_of(post));
+      return refuse(err, name,
+                    "post_processor.type \"%s\" is not supported (ByteLevel, "
+                    "TemplateProcessing or null)",
+                    type_of(post));
     if (!(b->post = json_deep_copy(post)))
       return mn_error_set(err, MN_ERR_NOMEM, "out of memory reading \"%s\"", name);
   }
@@ -169,7 +180,8 @@ static mn_status read_vocab(tok_bpe *b, json_t *vocab, uint32_t nid, const char 
     total += b->added[k].n;
   }
   if (total >= UINT32_MAX) return refuse(err, name, "model.vocab is too large");
-  for (uint32_t i = 0; i < nid; i++) b->voff[i + 1] += b->voff[i];
+  for (uint32_t i = 0; i < nid; i++)
+    b->voff[i + 1] += b->voff[i];
   b->vstr = malloc(total + 1);
   b->bytes = malloc(total + 1);
   if (!b->vstr || !b->bytes) goto nomem;
@@ -184,11 +196,12 @@ static mn_status read_vocab(tok_bpe *b, json_t *vocab, uint32_t nid, const char 
     bool mapped = true;
     b->off[id] = at;
     if (b->kind[id] & K_VOCAB) {
-      at += (uint32_t)trainer__bpe_decode_token(b->vstr + b->voff[id], b->voff[id + 1] - b->voff[id],
-                                                b->bytes + at, &mapped);
+      at += (uint32_t)trainer__bpe_decode_token(
+          b->vstr + b->voff[id], b->voff[id + 1] - b->voff[id], b->bytes + at, &mapped);
     } else if (b->kind[id] & K_ADDED) { /* an added token outside the vocab: its content */
       size_t k = 0;
-      while (b->added[k].id != id) k++;
+      while (b->added[k].id != id)
+        k++;
       at += (uint32_t)trainer__bpe_decode_token((const char *)b->added[k].s, b->added[k].n,
                                                 b->bytes + at, &mapped);
       mapped = true;
@@ -205,14 +218,16 @@ static mn_status read_vocab(tok_bpe *b, json_t *vocab, uint32_t nid, const char 
   }
   if (b->ignore_merges) {
     size_t slots = 1;
-    while (slots < 2 * (size_t)nid) slots *= 2;
+    while (slots < 2 * (size_t)nid)
+      slots *= 2;
     if (!(b->vtab = malloc(slots * sizeof *b->vtab))) goto nomem;
     memset(b->vtab, 0xFF, slots * sizeof *b->vtab);
     b->vmask = slots - 1;
     for (uint32_t id = 0; id < nid; id++) {
       if (b->kind[id] != K_VOCAB) continue; /* a raw string is never a word's */
       uint64_t i = hash_bytes(b->bytes + b->off[id], b->off[id + 1] - b->off[id]) & b->vmask;
-      while (b->vtab[i] != NO_ID) i = (i + 1) & b->vmask;
+      while (b->vtab[i] != NO_ID)
+        i = (i + 1) & b->vmask;
       b->vtab[i] = id;
     }
   }
@@ -225,7 +240,8 @@ static mn_status merge_put(tok_bpe *b, uint32_t l, uint32_t r, uint32_t rank, ui
 {
   uint64_t key = (uint64_t)l << 32 | r;
   uint64_t i = (key * 0x9E3779B97F4A7C15ull) >> b->mshift;
-  while (b->mkey[i] != UINT64_MAX && b->mkey[i] != key) i = (i + 1) & b->mmask;
+  while (b->mkey[i] != UINT64_MAX && b->mkey[i] != key)
+    i = (i + 1) & b->mmask;
   b->mkey[i] = key;
   b->mval[i] = (uint64_t)rank << 32 | nw; /* a repeated pair: the later rank, as HF */
   return MN_OK;
@@ -236,9 +252,11 @@ static mn_status read_merges(tok_bpe *b, json_t *vocab, json_t *merges, const ch
 {
   if (!json_is_array(merges)) return refuse(err, name, "model.merges is missing or not an array");
   size_t n = json_array_size(merges), slots = 16;
-  while (slots < 2 * n) slots *= 2;
+  while (slots < 2 * n)
+    slots *= 2;
   b->mshift = 64;
-  for (size_t s = slots; s > 1; s /= 2) b->mshift--;
+  for (size_t s = slots; s > 1; s /= 2)
+    b->mshift--;
   b->mmask = slots - 1;
   b->mkey = malloc(slots * sizeof *b->mkey);
   b->mval = malloc(slots * sizeof *b->mval);
@@ -284,8 +302,12 @@ static mn_status read_merges(tok_bpe *b, json_t *vocab, json_t *merges, const ch
            *iw = json_object_getn(vocab, cat, na + nc);
     if (!ia || !ic || !iw) {
       rc = refuse(err, name, "model.merges[%zu]: \"%.*s\" is not in the vocab", r,
-                  (int)(!ia ? (na > 40 ? 40 : na) : !ic ? (nc > 40 ? 40 : nc) : (na + nc > 40 ? 40 : na + nc)),
-                  !ia ? a : !ic ? c : cat);
+                  (int)(!ia   ? (na > 40 ? 40 : na)
+                        : !ic ? (nc > 40 ? 40 : nc)
+                              : (na + nc > 40 ? 40 : na + nc)),
+                  !ia   ? a
+                  : !ic ? c
+                        : cat);
       goto out;
     }
     uint32_t l = (uint32_t)json_integer_value(ia), rr = (uint32_t)json_integer_value(ic);
@@ -384,7 +406,8 @@ static mn_status read_added(tok_bpe *b, json_t *list, const char *name, tok_tags
 void trainer__bpe_destroy(tok_bpe *b)
 {
   if (!b) return;
-  for (size_t i = 0; b->added && i < b->nadded; i++) free(b->added[i].s);
+  for (size_t i = 0; b->added && i < b->nadded; i++)
+    free(b->added[i].s);
   free(b->added);
   free(b->off);
   free(b->bytes);
@@ -433,8 +456,8 @@ mn_status trainer__bpe_from_json(json_t *root, const char *name, tok_bpe **out, 
   rc = read_added(b, json_object_get(root, "added_tokens"), name, tags, &maxid, &mintag, err);
   if (rc != MN_OK) goto out;
   if (mintag != NO_ID && mintag <= maxid) {
-    rc = refuse(err, name, "added_tokens: language tag %u is not after every other id (%u)",
-                mintag, maxid);
+    rc = refuse(err, name, "added_tokens: language tag %u is not after every other id (%u)", mintag,
+                maxid);
     goto out;
   }
   if ((rc = read_vocab(b, vocab, maxid + 1, name, err)) != MN_OK) goto out;
@@ -442,10 +465,12 @@ mn_status trainer__bpe_from_json(json_t *root, const char *name, tok_bpe **out, 
   uint32_t e = NO_ID;
   for (size_t i = 0; e == NO_ID && i < sizeof eot_names / sizeof *eot_names; i++)
     for (size_t k = 0; k < b->nadded; k++)
-      if (b->added[k].n == strlen(eot_names[i]) && !memcmp(b->added[k].s, eot_names[i], b->added[k].n))
+      if (b->added[k].n == strlen(eot_names[i]) &&
+          !memcmp(b->added[k].s, eot_names[i], b->added[k].n))
         e = b->added[k].id;
   if (e == NO_ID) {
-    rc = refuse(err, name, "added_tokens has no end of text (<|endoftext|>, <|end_of_text|>, "
+    rc = refuse(err, name,
+                "added_tokens has no end of text (<|endoftext|>, <|end_of_text|>, "
                 "<|eot|> or </s>)");
     goto out;
   }
@@ -487,7 +512,8 @@ json_t *trainer__bpe_to_json(const tok_bpe *b)
   for (uint32_t id = 0; ok && id < b->nid; id++) {
     if (!(b->kind[id] & K_ADDED)) continue;
     size_t k = 0;
-    while (b->added[k].id != id) k++;
+    while (b->added[k].id != id)
+      k++;
     const added_tok *t = &b->added[k];
     ok = !json_array_append_new(
         added, json_pack("{s:I, s:s%, s:b, s:b, s:b, s:b, s:b}", "id", (json_int_t)id, "content",
@@ -500,22 +526,22 @@ json_t *trainer__bpe_to_json(const tok_bpe *b)
     pre = byte_level(false);
   else
     pre = json_pack("{s:s, s:[{s:s, s:{s:s}, s:s, s:b}, o]}", "type", "Sequence", "pretokenizers",
-                    "type", "Split", "pattern", "Regex", trainer__split_regex[b->split],
-                    "behavior", "Isolated", "invert", 0, byte_level(false));
+                    "type", "Split", "pattern", "Regex", trainer__split_regex[b->split], "behavior",
+                    "Isolated", "invert", 0, byte_level(false));
   json_t *model = json_pack("{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b, s:o, s:o}", "type", "BPE",
                             "dropout", "unk_token", "continuing_subword_prefix",
                             "end_of_word_suffix", "fuse_unk", 0, "byte_fallback", 0,
                             "ignore_merges", b->ignore_merges, "vocab", vocab, "merges", merges);
   vocab = merges = NULL; /* the model holds them (or they are freed with it) */
-  ok = ok && pre && model &&
-       !json_object_set_new(root, "version", json_string("1.0")) &&
+  ok = ok && pre && model && !json_object_set_new(root, "version", json_string("1.0")) &&
        !json_object_set_new(root, "truncation", json_null()) &&
        !json_object_set_new(root, "padding", json_null()) &&
        !json_object_set_new(root, "added_tokens", added) &&
        !json_object_set_new(root, "normalizer",
                             b->nfc ? json_pack("{s:s}", "type", "NFC") : json_null()) &&
        !json_object_set_new(root, "pre_tokenizer", pre) &&
-       !json_object_set_new(root, "post_processor", b->post ? json_deep_copy(b->post) : json_null()) &&
+       !json_object_set_new(root, "post_processor",
+                            b->post ? json_deep_copy(b->post) : json_null()) &&
        !json_object_set_new(root, "decoder", byte_level(true)) &&
        !json_object_set_new(root, "model", model);
   if (!ok) {

@@ -27,9 +27,10 @@ const char *const trainer__split_regex[TOK_SPLIT_COUNT] = {
                          "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
     [TOK_SPLIT_QWEN2] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
                         "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-    [TOK_SPLIT_MNEMO] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}\\p{M}]?[\\p{L}\\p{M}]+|"
-                        "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}\\p{M}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|"
-                        "\\s+",
+    [TOK_SPLIT_MNEMO] =
+        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}\\p{M}]?[\\p{L}\\p{M}]+|"
+        "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}\\p{M}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|"
+        "\\s+",
 };
 
 /* classes of a character: the Unicode flags, and CR/LF */
@@ -62,8 +63,8 @@ static inline unsigned class_at(const uint8_t *s, size_t n, size_t *len)
     cp = (uint32_t)(c & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
     k = 3;
   } else if (c >= 0xF0 && c < 0xF5 && n >= 4) {
-    cp = (uint32_t)(c & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
-         (uint32_t)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
+    cp = (uint32_t)(c & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 | (uint32_t)(s[2] & 0x3F) << 6 |
+         (s[3] & 0x3F);
     k = 4;
   } else {
     *len = 1;

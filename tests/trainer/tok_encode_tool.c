@@ -120,7 +120,8 @@ int main(int argc, char **argv)
       len = 0;
       if (trainer__bpe_encode(b, cache, text + i, k, &ids, &len, &cap, &err) != MN_OK)
         die("encode", &err);
-      for (size_t j = 0; j < len; j++) fprintf(fi, j ? " %u" : "%u", ids[j]);
+      for (size_t j = 0; j < len; j++)
+        fprintf(fi, j ? " %u" : "%u", ids[j]);
       fputc('\n', fi);
       for (size_t j = 0; fd && j < len; j++) {
         const uint8_t *p;

