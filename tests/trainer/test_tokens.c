@@ -204,7 +204,7 @@ static void test_pipeline(void)
   int64_t nb = 0, *pn = &nb;
   int len = 4;
   evalset_score_rows(m, tok, x, y, 1, 4, &len, &pa, &pn);
-  T_EQ_INT(nb, 9); /* abab, space, abab: the bytes they stand for */
+  T_EQ_INT(nb, 9);                          /* abab, space, abab: the bytes they stand for */
   T_CHECK(fabs(acc - want) < 1e-12 * want); /* the same forward */
 
   /* export: tokenizer.json loads back as the same tokenizer with the tags */
