@@ -361,6 +361,10 @@ static mn_status read_added(tok_bpe *b, json_t *list, const char *name, tok_tags
                     TOK_MAX_ID);
     uint32_t id = (uint32_t)json_integer_value(jid);
     char code[8];
+    if (strncmp(content, "<|unused:", 9) == 0) { /* a tag slot no language holds (tok_to_json) */
+      if (id < *mintag) *mintag = id;
+      continue;
+    }
     if (tag_code(content, code)) {
       if (id < *mintag) *mintag = id;
       if (tags) {

@@ -246,13 +246,22 @@ mn_status tok_to_json(const tokenizer *t, const tok_tags *tags, char **out, mn_e
     json_decref(j);
     return mn_error_set(err, MN_ERR_NOMEM, "out of memory writing a tokenizer.json");
   }
-  for (int i = 0; tags && i < tags->n; i++) {
+  /* the tags, and a placeholder in every slot between them that no language holds: Hugging
+   * Face numbers added tokens that are not in the vocab one after another, so a gap in the
+   * database's numbering would shift every later tag */
+  int top = -1;
+  for (int i = 0; tags && i < tags->n; i++)
+    top = tags->t[i].id > top ? tags->t[i].id : top;
+  for (int id = (int)t->base; id <= top; id++) {
+    const char *code = tok_code_of(tags, id);
     char content[32];
-    snprintf(content, sizeof content, "<|lang:%s|>", tags->t[i].code);
-    json_array_append_new(added,
-                          json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", tags->t[i].id,
-                                    "content", content, "single_word", 0, "lstrip", 0, "rstrip", 0,
-                                    "normalized", 0, "special", 1));
+    if (code)
+      snprintf(content, sizeof content, "<|lang:%s|>", code);
+    else
+      snprintf(content, sizeof content, "<|unused:%d|>", id);
+    json_array_append_new(added, json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", id,
+                                           "content", content, "single_word", 0, "lstrip", 0,
+                                           "rstrip", 0, "normalized", 0, "special", 1));
   }
   *out = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS);
   json_decref(j);

@@ -105,7 +105,8 @@ MN_NODISCARD mn_status tok_cache_create(tok_cache **out /* OUT */, mn_error *err
 void tok_cache_destroy(tok_cache *c); /* NULL-safe */
 
 /* tok_to_json -- a tokenizer.json Hugging Face loads (the byte tokenizer too: a byte-level
- * BPE without merges), with tags as special added tokens after tok_base; *out malloc'd */
+ * BPE without merges), with tags as special added tokens after tok_base (a slot no language
+ * holds is <|unused:ID|>, so every id is where Hugging Face counts it); *out malloc'd */
 MN_NODISCARD mn_status tok_to_json(const tokenizer *t, const tok_tags *tags, char **out /* OUT */,
                                    mn_error *err);
 
