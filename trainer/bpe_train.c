@@ -10,6 +10,13 @@
  *             the distinct pieces merged into words of one weight each;
  *   3. merge  greedily: the pair of the largest weighted count, until the vocabulary is full.
  *
+ * With a development parallel set (o->parity), phases 2 and 3 run o->rounds times: after each,
+ * each language's premium on the set (bpe_parity.c) multiplies its weight by
+ * (premium / median)^gamma, and the round of the lowest max premium is the result.  The
+ * premium is a ratio of token counts that moves with a language's weight only through the
+ * merges it wins, so the loop needs no gradient; keeping the best round guards against a
+ * step that overshoots.  Phase 1 runs once: the counts per language do not change.
+ *
  * Languages are balanced in characters, not bytes: UTF-8 spends one byte on a Latin letter and
  * three on a Devanagari or Burmese one, so equal bytes would give those scripts a third of
  * the text, and a third of the merges they need (docs/tokenizer.md measures it).
@@ -670,16 +677,102 @@ static mn_status vocab_fits(uint32_t vocab, int ntags, mn_error *err)
   return MN_OK;
 }
 
+/* train_round -- phases 2 and 3: the merges of r's pieces with language i weighing w[i] per
+ * character, *json its tokenizer.json (malloc'd; NULL on failure) */
+static mn_status train_round(const reader *r, const double *w, const tok_train_options *o,
+                             const char (*codes)[8], int ntags, char **json, tok_train_stats *st,
+                             mn_error *err)
+{
+  mn_status rc = MN_OK;
+  piece_set words = {0};
+  learner L = {0};
+  double *wt = NULL;
+
+  *json = NULL;
+  /* 2. weigh: per distinct piece, scaled to whole numbers */
+  double t0 = mn_monotonic_ms();
+  for (size_t i = 0; i < r->pieces.n && rc == MN_OK; i++) {
+    const struct piece *p = &r->pieces.e[i];
+    size_t idx;
+    rc = piece_add(&words, 0, r->pieces.arena + p->off, p->len, w[p->key] * p->count, &idx, err);
+  }
+  if (rc) goto out;
+  wt = malloc((words.n ? words.n : 1) * sizeof *wt);
+  if (!wt) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory weighing languages");
+    goto out;
+  }
+  double bytes = 0;
+  for (size_t i = 0; i < words.n; i++)
+    bytes += words.e[i].count * words.e[i].len;
+  for (size_t i = 0; i < words.n; i++)
+    wt[i] = bytes > 0 ? nearbyint(words.e[i].count * (WEIGHT_TOTAL / bytes)) : 0;
+  st->words = (int64_t)words.n;
+  /* 3. merge */
+  if ((rc = learner_init(&L, &words, wt, err))) goto out;
+  piece_set_fini(&words);
+  uint32_t made;
+  if ((rc = learn(&L, o->vocab - TOK_FIRST_TAG - (uint32_t)ntags, &made, err))) goto out;
+  st->merge_s += (mn_monotonic_ms() - t0) / 1e3;
+  st->merges = (uint32_t)L.nmerges;
+  st->vocab = (uint32_t)L.tokens.n + (uint32_t)ntags;
+  *json = to_json(&L, codes, ntags);
+  if (!*json) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory writing the tokenizer.json");
+out:
+  piece_set_fini(&words);
+  learner_fini(&L);
+  free(wt);
+  assert((rc == MN_OK) == (*json != NULL));
+  return rc;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+  double a = *(const double *)x, b = *(const double *)y;
+  return (a > b) - (a < b);
+}
+
+/* measure_round -- the dev premium of each training language (NAN: no dev items) under json,
+ * and the round's max, median and worst in st->round[round] */
+static mn_status measure_round(const trainer__devset *dev, const reader *r, const char *json,
+                               int round, double *prem, tok_train_stats *st, mn_error *err)
+{
+  double *dp = malloc(TOK_MAX_TAGS * sizeof *dp), *v = malloc(TOK_MAX_TAGS * sizeof *v);
+  mn_status rc = dp && v ? trainer__dev_premium(dev, json, dp, err)
+                         : mn_error_set(err, MN_ERR_NOMEM, "out of memory measuring premiums");
+  int n = 0;
+  for (int i = 0; rc == MN_OK && i < r->nlangs; i++) {
+    int k = trainer__dev_index(dev, r->langs[i].code);
+    prem[i] = k >= 0 ? dp[k] : NAN;
+    if (isnan(prem[i])) continue;
+    if (!n || prem[i] > st->round[round].max) {
+      st->round[round].max = prem[i];
+      memcpy(st->round[round].worst, r->langs[i].code, sizeof st->round[round].worst);
+    }
+    v[n++] = prem[i];
+  }
+  if (rc == MN_OK) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    st->round[round].median = n ? (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2) : NAN;
+    st->dev_langs = n;
+  }
+  free(dp);
+  free(v);
+  return rc;
+}
+
 mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_options *o,
                         char **json, tok_train_stats *st, mn_error *err)
 {
   mn_status rc = MN_OK;
   reader r = {.o = o, .st = st};
-  piece_set words = {0};
-  learner L = {0};
-  double *w = NULL, *wt = NULL;
+  trainer__devset *dev = NULL;
+  double *w = NULL, *prem = NULL;
+  char *cand = NULL;
   char(*codes)[8] = calloc(TOK_MAX_TAGS, sizeof *codes);
   int ntags = 0;
+  int rounds = o->parity ? (o->rounds ? o->rounds : 6) : 1;
+  double gamma = o->gamma ? o->gamma : 3;
 
   *json = NULL;
   memset(st, 0, sizeof *st);
@@ -688,11 +781,19 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory learning BPE merges");
     goto out;
   }
+  if (rounds < 1 || rounds > TOK_MAX_ROUNDS) {
+    rc = mn_error_set(err, MN_ERR_INPUT, "cannot train %d rounds: 1 to %d", rounds, TOK_MAX_ROUNDS);
+    goto out;
+  }
   if (o->tags) {
     ntags = o->tags->n;
     if ((rc = tags_in_order(o->tags, codes, err)) || (rc = vocab_fits(o->vocab, ntags, err)))
       goto out;
   }
+  /* the dev set first: a bad one fails before minutes of training */
+  if (o->parity &&
+      (rc = trainer__dev_read(o->parity, o->parity_ref ? o->parity_ref : "eng", &dev, err)))
+    goto out;
   /* 1. read */
   double t0 = mn_monotonic_ms();
   for (int i = 0; i < npaths && rc == MN_OK; i++)
@@ -710,60 +811,62 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
                       npaths == 1 ? "" : "s", o->all_splits ? "" : " (training split)");
     goto out;
   }
-  /* 2. weigh: per language, then per distinct piece, scaled to whole numbers */
+  st->read_s = (mn_monotonic_ms() - t0) / 1e3;
   w = malloc((size_t)r.nlangs * sizeof *w);
-  if (!w) {
+  prem = malloc((size_t)r.nlangs * sizeof *prem);
+  if (!w || !prem) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory weighing languages");
     goto out;
   }
   if ((rc = lang_weights(o, r.langs, r.nlangs, w, err))) goto out;
-  double mass = 0;
-  for (int i = 0; i < r.nlangs; i++)
-    mass += w[i] * (double)r.langs[i].chars;
   st->nlangs = r.nlangs;
   for (int i = 0; i < r.nlangs; i++) {
     memcpy(st->lang[i].code, r.langs[i].code, sizeof st->lang[i].code);
     st->lang[i].bytes = r.langs[i].bytes;
-    st->lang[i].share = mass > 0 ? w[i] * (double)r.langs[i].chars / mass : 0;
+    st->lang[i].premium = NAN;
   }
-  for (size_t i = 0; i < r.pieces.n && rc == MN_OK; i++) {
-    const struct piece *p = &r.pieces.e[i];
-    size_t idx;
-    rc = piece_add(&words, 0, r.pieces.arena + p->off, p->len, w[p->key] * p->count, &idx, err);
+  /* the rounds: train; with a dev set, measure, keep the best, reweigh by (premium / median)^gamma
+   */
+  for (int round = 0; round < rounds; round++) {
+    t0 = mn_monotonic_ms();
+    if ((rc = train_round(&r, w, o, (const char(*)[8])codes, ntags, &cand, st, err))) goto out;
+    if (dev && (rc = measure_round(dev, &r, cand, round, prem, st, err))) goto out;
+    st->round[round].seconds = (mn_monotonic_ms() - t0) / 1e3;
+    st->nrounds = round + 1;
+    double bmax = st->round[st->best_round].max, cmax = st->round[round].max;
+    if (round == 0 || cmax < bmax ||
+        (cmax == bmax && st->round[round].median < st->round[st->best_round].median)) {
+      free(*json);
+      *json = cand;
+      cand = NULL;
+      st->best_round = round;
+      double mass = 0;
+      for (int i = 0; i < r.nlangs; i++)
+        mass += w[i] * (double)r.langs[i].chars;
+      for (int i = 0; i < r.nlangs; i++) {
+        st->lang[i].share = mass > 0 ? w[i] * (double)r.langs[i].chars / mass : 0;
+        st->lang[i].premium = dev ? prem[i] : NAN;
+      }
+    }
+    free(cand);
+    cand = NULL;
+    /* relative to the median, so a language without dev items (whose weight stays) keeps
+     * its place beside the median language's */
+    for (int i = 0; dev && i < r.nlangs; i++)
+      if (!isnan(prem[i])) w[i] *= pow(prem[i] / st->round[round].median, gamma);
   }
-  if (rc) goto out;
-  piece_set_fini(&r.pieces);
-  wt = malloc((words.n ? words.n : 1) * sizeof *wt);
-  if (!wt) {
-    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory weighing languages");
-    goto out;
-  }
-  double bytes = 0;
-  for (size_t i = 0; i < words.n; i++)
-    bytes += words.e[i].count * words.e[i].len;
-  for (size_t i = 0; i < words.n; i++)
-    wt[i] = bytes > 0 ? nearbyint(words.e[i].count * (WEIGHT_TOTAL / bytes)) : 0;
-  st->words = (int64_t)words.n;
-  st->read_s = (mn_monotonic_ms() - t0) / 1e3;
-  /* 3. merge */
-  t0 = mn_monotonic_ms();
-  if ((rc = learner_init(&L, &words, wt, err))) goto out;
-  piece_set_fini(&words);
-  uint32_t made;
-  if ((rc = learn(&L, o->vocab - TOK_FIRST_TAG - (uint32_t)ntags, &made, err))) goto out;
-  st->merge_s = (mn_monotonic_ms() - t0) / 1e3;
-  st->merges = (uint32_t)L.nmerges;
-  st->vocab = (uint32_t)L.tokens.n + (uint32_t)ntags;
-  *json = to_json(&L, (const char(*)[8])codes, ntags);
-  if (!*json) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory writing the tokenizer.json");
 out:
   piece_set_fini(&r.pieces);
-  piece_set_fini(&words);
-  learner_fini(&L);
+  trainer__dev_destroy(dev);
   free(r.langs);
   free(codes);
   free(w);
-  free(wt);
+  free(prem);
+  free(cand);
+  if (rc != MN_OK) {
+    free(*json);
+    *json = NULL;
+  }
   assert((rc == MN_OK) == (*json != NULL));
   return rc;
 }

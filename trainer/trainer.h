@@ -125,6 +125,15 @@ MN_NODISCARD mn_status tok_to_json(const tokenizer *t, const tok_tags *tags, cha
  * sorted by code.  o->vocab counts every id; fewer merges are made when pairs run out.
  * MN_ERR_IO when a file cannot be read, MN_ERR_INPUT naming file:line for a bad record, a
  * vocab too small for bytes, eot and tags, or no training text; *json is NULL then.
+ *
+ * The parity loop (o->parity, a development parallel set {"lang", "item", "text"} that must
+ * not be the test text): after each training, each language's dev premium (its tokens on
+ * the items it shares with o->parity_ref over the reference's tokens on them, by mnemo's
+ * encoder) multiplies its weight by (premium / the round's median)^gamma, and it trains
+ * again, o->rounds trainings in all; *json is the round of the lowest max dev premium (ties:
+ * the lower median, then the earlier round).  A language without dev items keeps its weight
+ * (the median language's factor, 1).  st->round says each round's max and median (over the
+ * training languages with dev items, the reference among them at 1).
  */
 typedef enum tok_balance {
   TOK_BALANCE_NONE,        /* the data's own mix */
@@ -141,7 +150,13 @@ typedef struct tok_train_options {
   bool all_splits;            /* false: training records only (evalset_record_split) */
   double heldout_fraction;    /* the hash split of records without "split" */
   const tok_tags *tags;       /* the database's tags, or NULL */
+  const char *parity;         /* the parity loop's dev parallel set (JSONL), or NULL: none */
+  const char *parity_ref;     /* its reference language (NULL: "eng") */
+  int rounds;                 /* trainings in all with a dev set, 1..TOK_MAX_ROUNDS (0: 6) */
+  double gamma;               /* a round's weight factor is (premium / median)^gamma (0: 3) */
 } tok_train_options;
+
+#define TOK_MAX_ROUNDS 16
 
 typedef struct tok_train_stats {
   int64_t records, skipped; /* records trained on; held-out (or over the cap) not */
@@ -151,9 +166,17 @@ typedef struct tok_train_stats {
   int nlangs;
   struct {
     char code[8];
-    int64_t bytes; /* training text read */
-    double share;  /* its share of the weighted characters */
+    int64_t bytes;  /* training text read */
+    double share;   /* its share of the weighted characters (of the round chosen) */
+    double premium; /* its dev premium in the round chosen (NAN: no dev items, no dev set) */
   } lang[TOK_MAX_TAGS];
+  int nrounds, best_round; /* the parity loop's trainings (1 without a dev set); the one kept */
+  int dev_langs;           /* training languages with dev items (the reference included) */
+  struct {
+    double max, median; /* dev premium over the training languages with dev items */
+    char worst[8];      /* the language of the max */
+    double seconds;     /* training and measuring */
+  } round[TOK_MAX_ROUNDS];
 } tok_train_stats;
 
 MN_NODISCARD mn_status tok_bpe_train(const char *const *paths, int npaths,

@@ -66,6 +66,25 @@ void finetune__fini(finetune_setup *f);
 void finetune__replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, int fresh, int B,
                            int T, int32_t *tok, int32_t *tgt);
 
+/* ---------------------------------------------------------------- the parity loop's dev set */
+
+/* trainer__devset -- a development parallel set read for tok_bpe_train's parity loop
+ * (bpe_parity.c): records {"lang", "item", "text"}, (lang, item) unique, the reference
+ * language present. */
+typedef struct trainer__devset trainer__devset;
+/* trainer__dev_read -- the set in path with reference language ref; on failure *out is NULL
+ * and err names file:line (MN_ERR_INPUT) or the file (MN_ERR_IO) */
+MN_NODISCARD mn_status trainer__dev_read(const char *path, const char *ref,
+                                         trainer__devset **out /* OUT */, mn_error *err);
+void trainer__dev_destroy(trainer__devset *d); /* NULL-safe */
+/* trainer__dev_index -- the index of language code in trainer__dev_premium, or -1 when the set
+ * has no item of it that the reference also has */
+int trainer__dev_index(const trainer__devset *d, const char *code);
+/* trainer__dev_premium -- prem[k] (k a trainer__dev_index) under the tokenizer.json json;
+ * prem has room for TOK_MAX_TAGS.  MN_ERR_NOMEM, or MN_ERR_INPUT when json is no tokenizer. */
+MN_NODISCARD mn_status trainer__dev_premium(const trainer__devset *d, const char *json,
+                                            double *prem /* OUT */, mn_error *err);
+
 /* ---------------------------------------------------------------- byte-level BPE (bpe.c) */
 
 /* The pre-tokenizer patterns bpe.c splits by, each a hand-written matcher of exactly the

@@ -2,7 +2,7 @@
  * cmd_tokenizer.c -- `mnemo tokenizer train`: a language-balanced byte-level BPE learned from
  * JSONL (trainer/bpe_train.c), written as a tokenizer.json Hugging Face's tokenizers loads.
  * The command parses, calls tok_bpe_train and writes the file atomically; it writes nothing
- * when training fails.
+ * when training fails.  With --parity, one event per round of the parity loop comes first.
  */
 #include "worker/worker_int.h"
 
@@ -28,6 +28,14 @@ const worker_opt worker__tokenizer_train_opts[] = {
                        "training text read per language at most (0: all)"),
     WORKER_TEXT("split", split, "train|all",
                 "the documents learned from (default train: held-out text never is)"),
+    WORKER_TEXT("parity", parity, "FILE",
+                "a development parallel set {lang, item, text} (never the test text): "
+                "reweigh languages by their premium on it and train again"),
+    WORKER_COUNT_UP_TO("rounds", rounds, "R", TOK_MAX_ROUNDS,
+                       "--parity: trainings in all (default 6); the lowest max premium is kept"),
+    WORKER_REAL("gamma", gamma, "G", 0, 8,
+                "--parity: weights times (premium / median)^G a round (default 3)"),
+    WORKER_TEXT("reference", reference, "L", "--parity: the premium's reference (default eng)"),
     WORKER_OPT_END,
 };
 
@@ -47,7 +55,13 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
                           .alpha = o->alpha,
                           .epochs = o->epochs ? o->epochs : 4,
                           .max_bytes_per_lang = o->max_bytes,
-                          .heldout_fraction = w->cfg.ingest.heldout_fraction};
+                          .heldout_fraction = w->cfg.ingest.heldout_fraction,
+                          .parity = o->parity,
+                          .parity_ref = o->reference,
+                          .rounds = (int)o->rounds,
+                          .gamma = o->gamma};
+  if ((o->rounds || o->gamma || o->reference) && !o->parity)
+    return worker__usage("--rounds, --gamma and --reference go with --parity");
   const char *bal = o->balance ? o->balance : "temperature";
   if (strcmp(bal, "none") == 0)
     to.balance = TOK_BALANCE_NONE;
@@ -79,17 +93,31 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
   mn_status c = mn_atomic_commit(f, &err);
   f = NULL;
   if (c != MN_OK) goto out;
+  for (int r = 0; o->parity && r < st->nrounds; r++)
+    worker__emit(json_pack("{s:s, s:i, s:f, s:s, s:f, s:i, s:f}", "event", "tokenizer_parity_round",
+                           "round", r, "max", st->round[r].max, "worst", st->round[r].worst,
+                           "median", st->round[r].median, "languages", st->dev_langs, "seconds",
+                           st->round[r].seconds));
   json_t *langs = json_object();
-  for (int i = 0; i < st->nlangs; i++)
-    json_object_set_new(langs, st->lang[i].code,
-                        json_pack("{s:I, s:f}", "bytes", (json_int_t)st->lang[i].bytes, "share",
-                                  st->lang[i].share));
+  for (int i = 0; i < st->nlangs; i++) {
+    json_t *l =
+        json_pack("{s:I, s:f}", "bytes", (json_int_t)st->lang[i].bytes, "share", st->lang[i].share);
+    if (o->parity && !isnan(st->lang[i].premium))
+      json_object_set_new(l, "dev_premium", json_real(st->lang[i].premium));
+    json_object_set_new(langs, st->lang[i].code, l);
+  }
   worker__emit(json_pack("{s:s, s:s, s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:o}", "event",
                          "tokenizer_train", "out", o->out, "vocab", (int)st->vocab, "merges",
                          (int)st->merges, "balance", bal, "records", (json_int_t)st->records,
                          "skipped", (json_int_t)st->skipped, "pieces", (json_int_t)st->pieces,
                          "words", (json_int_t)st->words, "read_s", st->read_s, "merge_s",
                          st->merge_s, "languages", langs));
+  if (o->parity)
+    worker__emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:f, s:f}", "event", "tokenizer_parity",
+                           "parity", o->parity, "reference", o->reference ? o->reference : "eng",
+                           "rounds", st->nrounds, "best_round", st->best_round, "gamma",
+                           o->gamma ? o->gamma : 3, "max", st->round[st->best_round].max, "median",
+                           st->round[st->best_round].median));
   rc = MN_EXIT_OK;
 out:
   mn_atomic_abort(f);

@@ -26,9 +26,9 @@ typedef struct worker_args {
   const char *weighting, *spec, *parallel, *reference, *probes, *sets, *cache, *baseline;
   const char *candidate, *must_improve, *history, *model, *typical, *heldout, *device, *math;
   const char *tokenizer, *script;
-  const char *balance;
+  const char *balance, *parity;
   int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows, max_items, max_item_bytes;
-  int64_t max_bytes, vocab;
+  int64_t max_bytes, vocab, rounds;
   double temperature, gamma, alpha, epochs;
   bool per_doc, stages, ewc;
   char **pos; /* the arguments that are not options, in order */

@@ -114,6 +114,31 @@ class Corpus(unittest.TestCase):
         self.assertIsNone(corpus.locale_to_lang("sr@latin", iso2))
         self.assertIsNone(corpus.locale_to_lang("zh_TW", iso2))
 
+    def test_dev_parallel(self):
+        pairs = {"spa": {"Open the file now": "Abre el archivo ahora", "Close all windows": "Cierra todo",
+                         "Only in Spanish here": "Solo en espanol aqui"},
+                 "deu": {"Open the file now": "Datei jetzt oeffnen", "Close all windows": "Alle zu"},
+                 "fra": {"Open the file now": "Ouvrir le fichier"}}  # too few pairs
+        old = corpus.DEV_MIN_PAIRS, corpus.DEV_ITEMS
+        corpus.DEV_MIN_PAIRS, corpus.DEV_ITEMS = 2, 2
+        try:
+            dev = corpus.dev_parallel(pairs, ["deu", "eng", "fra", "spa"])
+            again = corpus.dev_parallel(dict(reversed(list(pairs.items()))), ["spa", "fra", "deu"])
+        finally:
+            corpus.DEV_MIN_PAIRS, corpus.DEV_ITEMS = old
+        self.assertEqual(dev, again)
+        self.assertEqual(dev, sorted(dev))
+        self.assertEqual({l for l, _, _ in dev}, {"deu", "eng", "spa"})
+        # spa's 2 items are the two deu shares, not its own third; English has exactly those
+        items = {corpus.dev_item("Open the file now"), corpus.dev_item("Close all windows")}
+        self.assertEqual({i for l, i, _ in dev if l == "spa"}, items)
+        self.assertEqual({(i, t) for l, i, t in dev if l == "eng"},
+                         {(corpus.dev_item(e), e) for e in ("Open the file now", "Close all windows")})
+        self.assertEqual(len(corpus.dev_item("x")), 16)
+        self.assertTrue(corpus.dev_source("Open the file in a new window"))
+        self.assertFalse(corpus.dev_source("Open"))  # under 20 characters
+        self.assertFalse(corpus.dev_source("--color=WHEN {a|b} $x ${y}"))
+
 
 if __name__ == "__main__":
     unittest.main()

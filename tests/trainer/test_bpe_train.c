@@ -3,7 +3,9 @@
  * the pair of smaller ids), the balance changing which language's pair wins, held-out
  * records never learned from, the tokenizer.json's layout (bytes in byte order, eot 256,
  * tags after the merges in the database's order), a second run byte-identical, and every
- * refusal (vocab too small, no training text, a bad record by file:line, tags with a gap).
+ * refusal (vocab too small, no training text, a bad record by file:line, tags with a gap);
+ * the parity loop on two scripts (it lowers the max dev premium, a second run is the same, a
+ * bad dev set is refused by file:line).
  */
 #include "tests/test.h"
 #include "trainer/trainer.h"
@@ -209,6 +211,98 @@ static void test_refusals(void)
   T_EQ_INT(err.code, MN_ERR_IO);
 }
 
+/* lang aaa (Latin) has ten times the text of bbb (Greek, two bytes a letter); by the data's
+ * mix every merge goes to aaa, so bbb's dev premium is its bytes over aaa's tokens.  The
+ * parity loop moves weight to bbb until bbb's pairs win merges. */
+static void test_parity(void)
+{
+  char p[128], dev[128];
+  mn_error err = {0};
+  mn_buf b;
+  mn_buf_init(&b, 1 << 20);
+  for (int i = 0; i < 50; i++)
+    T_CHECK(mn_buf_appendf(&b, &err,
+                           "{\"lang\": \"aaa\", \"text\": \"the quick brown fox jumps\"}\n") ==
+            MN_OK);
+  for (int i = 0; i < 5; i++)
+    T_CHECK(mn_buf_appendf(&b, &err,
+                           "{\"lang\": \"bbb\", \"text\": \"αβγδ "
+                           "εζηθ\"}\n") == MN_OK);
+  T_CHECK(mn_buf_appendf(&b, &err, "%c", 0) == MN_OK);
+  put("two.jsonl", b.data, p, sizeof p);
+  mn_buf_fini(&b);
+  put("dev.jsonl",
+      "{\"lang\": \"bbb\", \"item\": \"1\", \"text\": \"αβγδ\"}\n"
+      "{\"lang\": \"aaa\", \"item\": \"1\", \"text\": \"the quick\"}\n"
+      "{\"lang\": \"bbb\", \"item\": \"2\", \"text\": \"εζηθ\"}\n"
+      "{\"lang\": \"aaa\", \"item\": \"2\", \"text\": \"brown fox\"}\n"
+      "{\"lang\": \"bbb\", \"item\": \"3\", \"text\": \"only bbb has it\"}\n"
+      "{\"lang\": \"ccc\", \"item\": \"1\", \"text\": \"not trained\"}\n",
+      dev, sizeof dev);
+  tok_train_options o = {.vocab = 273,
+                         .all_splits = true,
+                         .balance = TOK_BALANCE_NONE,
+                         .parity = dev,
+                         .parity_ref = "aaa",
+                         .rounds = 6};
+  char *text1 = NULL, *text2 = NULL;
+  json_t *root = train(p, &o, &text1, &err);
+  T_CHECK_MSG(root != NULL, "%s", err.msg);
+  if (!root) return;
+  T_EQ_INT(st.nrounds, 6);
+  T_EQ_INT(st.dev_langs, 2); /* aaa (the reference, at 1) and bbb; ccc was not trained */
+  T_EQ_STR(st.round[0].worst, "bbb");
+  /* round 0: 14 merges of aaa; bbb's 16 bytes over aaa's 8 tokens */
+  T_CHECK_MSG(st.round[0].max == 2, "round 0's max %g", st.round[0].max);
+  T_CHECK(st.best_round > 0);
+  /* the kept round: bbb below the reference, so the max is aaa's 1 */
+  T_CHECK_MSG(st.round[st.best_round].max == 1, "max %g, round 0 %g", st.round[st.best_round].max,
+              st.round[0].max);
+  T_EQ_STR(st.lang[0].code, "aaa");
+  T_CHECK(st.lang[0].premium == 1 && st.lang[1].premium < 0.5);
+  T_CHECK(st.lang[1].share > 0.1); /* by the data, bbb's share was 40 / 1290 characters */
+  json_decref(root);
+  /* a second run is the same file and the same rounds */
+  tok_train_stats first = st;
+  root = train(p, &o, &text2, &err);
+  T_CHECK(text1 && text2 && strcmp(text1, text2) == 0);
+  T_EQ_INT(st.best_round, first.best_round);
+  for (int r = 0; r < st.nrounds; r++)
+    T_CHECK(st.round[r].max == first.round[r].max && st.round[r].median == first.round[r].median);
+  json_decref(root);
+  free(text1);
+  free(text2);
+  /* bad dev sets: refused by file:line before training, nothing returned */
+  put("dev-bad.jsonl",
+      "{\"lang\": \"aaa\", \"item\": \"1\", \"text\": \"x\"}\n{\"lang\": \"bbb\", "
+      "\"text\": \"y\"}\n",
+      dev, sizeof dev);
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_EQ_INT(err.code, MN_ERR_INPUT);
+  T_CONTAINS(err.msg, "dev-bad.jsonl:2");
+  put("dev-twice.jsonl",
+      "{\"lang\": \"aaa\", \"item\": \"1\", \"text\": \"x\"}\n"
+      "{\"lang\": \"aaa\", \"item\": \"2\", \"text\": \"y\"}\n"
+      "{\"lang\": \"aaa\", \"item\": \"1\", \"text\": \"z\"}\n",
+      dev, sizeof dev);
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_CONTAINS(err.msg, "dev-twice.jsonl:3");
+  put("dev-empty.jsonl", "{\"lang\": \"aaa\", \"item\": \"1\", \"text\": \"\"}\n", dev, sizeof dev);
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_CONTAINS(err.msg, "dev-empty.jsonl:1");
+  put("dev-noref.jsonl", "{\"lang\": \"bbb\", \"item\": \"1\", \"text\": \"x\"}\n", dev,
+      sizeof dev);
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_CONTAINS(err.msg, "reference language aaa");
+  o.parity = "/nonexistent/dev.jsonl";
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_EQ_INT(err.code, MN_ERR_IO);
+  o.parity = dev;
+  o.rounds = TOK_MAX_ROUNDS + 1;
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_CONTAINS(err.msg, "rounds");
+}
+
 int main(void)
 {
   snprintf(dir, sizeof dir, "/tmp/mnemo-bpe-train-XXXXXX");
@@ -217,6 +311,7 @@ int main(void)
   T_RUN(test_balance);
   T_RUN(test_heldout_and_tags);
   T_RUN(test_refusals);
+  T_RUN(test_parity);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -5,7 +5,8 @@
 # cannot be installed) and encodes every held-out text with the ids of a straightforward
 # reference (bench/tokenizer/ref-encode.js) and of mnemo's own encoder (trainer/bpe.c, through
 # tests/trainer's tok_encode_tool, the second argument); the tags follow the merges in the order of
-# --tags; a second run writes the same bytes; bad input is refused and nothing is written.
+# --tags; a second run writes the same bytes; bad input (a bad --parity set too) is refused and
+# nothing is written.
 #   MNEMO_NPM_CACHE=DIR  where the npm packages are kept (default var/npm-tokenizer)
 set -euo pipefail
 mnemo=$1
@@ -116,4 +117,9 @@ refuse 2 "--balance must be" --vocab 300 --balance even "$tmp/in.jsonl"
 refuse 2 "--split must be" --vocab 300 --split heldout "$tmp/in.jsonl"
 refuse 2 "needs --out FILE, --vocab N" "$tmp/in.jsonl"
 refuse 2 "--alpha is for" --vocab 300 --balance none --alpha 0.5 "$tmp/in.jsonl"
+# the parity loop: a bad development set by file:line, its options only with it
+printf '{"lang": "eng", "item": "1", "text": "fine"}\n{"lang": "deu", "text": "gut"}\n' >"$tmp/dev-bad.jsonl"
+refuse 1 "dev-bad.jsonl:2" --vocab 300 --parity "$tmp/dev-bad.jsonl" "$tmp/in.jsonl"
+refuse 2 "go with --parity" --vocab 300 --rounds 3 "$tmp/in.jsonl"
+refuse 2 "rounds" --vocab 300 --parity "$tmp/dev-bad.jsonl" --rounds 17 "$tmp/in.jsonl"
 echo "test_tokenizer_train: ok"
