@@ -2,7 +2,8 @@
  * cmd_tokenizer.c -- `mnemo tokenizer train`: a language-balanced byte-level BPE learned from
  * JSONL (trainer/bpe_train.c), written as a tokenizer.json Hugging Face's tokenizers loads.
  * The command parses, calls tok_bpe_train and writes the file atomically; it writes nothing
- * when training fails.  With --parity, one event per round of the parity loop comes first.
+ * when training fails.  With --parity, one event per round of the parity loop comes first,
+ * and each language says what of its training text was left out as dev text (dev_left_out).
  */
 #include "worker/worker_int.h"
 
@@ -104,6 +105,11 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
         json_pack("{s:I, s:f}", "bytes", (json_int_t)st->lang[i].bytes, "share", st->lang[i].share);
     if (o->parity && !isnan(st->lang[i].premium))
       json_object_set_new(l, "dev_premium", json_real(st->lang[i].premium));
+    if (o->parity)
+      json_object_set_new(
+          l, "dev_left_out",
+          json_pack("{s:I, s:I, s:I}", "records", (json_int_t)st->lang[i].dev_records, "texts",
+                    (json_int_t)st->lang[i].dev_texts, "bytes", (json_int_t)st->lang[i].dev_bytes));
     json_object_set_new(langs, st->lang[i].code, l);
   }
   worker__emit(json_pack("{s:s, s:s, s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:o}", "event",
