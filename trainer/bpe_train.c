@@ -808,7 +808,7 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
   mn_status rc = MN_OK;
   reader r = {.o = o, .st = st};
   trainer__devset *dev = NULL;
-  double *w = NULL, *prem = NULL;
+  double *w = NULL, *w0 = NULL, *prem = NULL;
   char *cand = NULL;
   char(*codes)[8] = calloc(TOK_MAX_TAGS, sizeof *codes);
   int ntags = 0;
@@ -856,11 +856,13 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
   st->read_s = (mn_monotonic_ms() - t0) / 1e3;
   w = malloc((size_t)r.nlangs * sizeof *w);
   prem = malloc((size_t)r.nlangs * sizeof *prem);
-  if (!w || !prem) {
+  w0 = malloc((size_t)r.nlangs * sizeof *w0);
+  if (!w || !prem || !w0) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory weighing languages");
     goto out;
   }
   if ((rc = lang_weights(o, r.langs, r.nlangs, w, err))) goto out;
+  memcpy(w0, w, (size_t)r.nlangs * sizeof *w0);
   st->nlangs = r.nlangs;
   for (int i = 0; i < r.nlangs; i++) {
     memcpy(st->lang[i].code, r.langs[i].code, sizeof st->lang[i].code);
@@ -898,7 +900,8 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
     /* relative to the median, so a language without dev items (whose weight stays) keeps
      * its place beside the median language's */
     for (int i = 0; dev && i < r.nlangs; i++)
-      if (!isnan(prem[i])) w[i] *= pow(prem[i] / st->round[round].median, gamma);
+      if (!isnan(prem[i]))
+        w[i] = fmax(w[i] * pow(prem[i] / st->round[round].median, gamma), o->floor ? w0[i] : 0);
   }
 out:
   piece_set_fini(&r.pieces);
@@ -906,6 +909,7 @@ out:
   free(r.langs);
   free(codes);
   free(w);
+  free(w0);
   free(prem);
   free(cand);
   if (rc != MN_OK) {

@@ -134,7 +134,9 @@ MN_NODISCARD mn_status tok_to_json(const tokenizer *t, const tok_tags *tags, cha
  * tokens on them, by mnemo's encoder) multiplies its weight by (premium / the round's
  * median)^gamma, and it trains again, o->rounds trainings in all; *json is the round of the lowest
  * max dev premium (ties: the lower median, then the earlier round).  A language without dev items
- * keeps its weight (the median language's factor, 1).  st->round says each round's max and median
+ * keeps its weight (the median language's factor, 1); with o->floor no weight falls below round
+ * 0's, so the loop gives weight to the languages above the median and takes none from the others
+ * (the reference among them).  st->round says each round's max and median
  * (over the training languages with dev items, the reference among them at 1).
  */
 typedef enum tok_balance {
@@ -156,6 +158,7 @@ typedef struct tok_train_options {
   const char *parity_ref;     /* its reference language (NULL: "eng") */
   int rounds;                 /* trainings in all with a dev set, 1..TOK_MAX_ROUNDS (0: 6) */
   double gamma;               /* a round's weight factor is (premium / median)^gamma (0: 3) */
+  bool floor;                 /* no language's weight below its balanced one (round 0's) */
 } tok_train_options;
 
 #define TOK_MAX_ROUNDS 16

@@ -36,6 +36,8 @@ const worker_opt worker__tokenizer_train_opts[] = {
                        "--parity: trainings in all (default 6); the lowest max premium is kept"),
     WORKER_REAL("gamma", gamma, "G", 0, 8,
                 "--parity: weights times (premium / median)^G a round (default 3)"),
+    WORKER_FLAG("floor", floor,
+                "--parity: no language's weight falls below its balanced one (round 0's)"),
     WORKER_TEXT("reference", reference, "L", "--parity: the premium's reference (default eng)"),
     WORKER_OPT_END,
 };
@@ -60,9 +62,10 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
                           .parity = o->parity,
                           .parity_ref = o->reference,
                           .rounds = (int)o->rounds,
-                          .gamma = o->gamma};
-  if ((o->rounds || o->gamma || o->reference) && !o->parity)
-    return worker__usage("--rounds, --gamma and --reference go with --parity");
+                          .gamma = o->gamma,
+                          .floor = o->floor};
+  if ((o->rounds || o->gamma || o->reference || o->floor) && !o->parity)
+    return worker__usage("--rounds, --gamma, --floor and --reference go with --parity");
   const char *bal = o->balance ? o->balance : "temperature";
   if (strcmp(bal, "none") == 0)
     to.balance = TOK_BALANCE_NONE;
@@ -119,11 +122,11 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
                          "words", (json_int_t)st->words, "read_s", st->read_s, "merge_s",
                          st->merge_s, "languages", langs));
   if (o->parity)
-    worker__emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:f, s:f}", "event", "tokenizer_parity",
-                           "parity", o->parity, "reference", o->reference ? o->reference : "eng",
-                           "rounds", st->nrounds, "best_round", st->best_round, "gamma",
-                           o->gamma ? o->gamma : 3, "max", st->round[st->best_round].max, "median",
-                           st->round[st->best_round].median));
+    worker__emit(json_pack(
+        "{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:f, s:f}", "event", "tokenizer_parity", "parity",
+        o->parity, "reference", o->reference ? o->reference : "eng", "rounds", st->nrounds,
+        "best_round", st->best_round, "gamma", o->gamma ? o->gamma : 3, "floor", o->floor, "max",
+        st->round[st->best_round].max, "median", st->round[st->best_round].median));
   rc = MN_EXIT_OK;
 out:
   mn_atomic_abort(f);
