@@ -813,7 +813,7 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
   char(*codes)[8] = calloc(TOK_MAX_TAGS, sizeof *codes);
   int ntags = 0;
   int rounds = o->parity ? (o->rounds ? o->rounds : 6) : 1;
-  double gamma = o->gamma ? o->gamma : 3;
+  double gamma = o->gamma ? o->gamma : TOK_PARITY_GAMMA;
 
   *json = NULL;
   memset(st, 0, sizeof *st);

@@ -157,11 +157,12 @@ typedef struct tok_train_options {
   const char *parity;         /* the parity loop's dev parallel set (JSONL), or NULL: none */
   const char *parity_ref;     /* its reference language (NULL: "eng") */
   int rounds;                 /* trainings in all with a dev set, 1..TOK_MAX_ROUNDS (0: 6) */
-  double gamma;               /* a round's weight factor is (premium / median)^gamma (0: 3) */
+  double gamma;               /* a round's weight factor is (premium / median)^gamma (0: 4) */
   bool floor;                 /* no language's weight below its balanced one (round 0's) */
 } tok_train_options;
 
-#define TOK_MAX_ROUNDS 16
+#define TOK_MAX_ROUNDS   16
+#define TOK_PARITY_GAMMA 4 /* the default gamma: chosen on the dev set (docs/tokenizer.md) */
 
 typedef struct tok_train_stats {
   int64_t records, skipped; /* records trained on; held-out (or over the cap) not */

@@ -35,7 +35,7 @@ const worker_opt worker__tokenizer_train_opts[] = {
     WORKER_COUNT_UP_TO("rounds", rounds, "R", TOK_MAX_ROUNDS,
                        "--parity: trainings in all (default 6); the lowest max premium is kept"),
     WORKER_REAL("gamma", gamma, "G", 0, 8,
-                "--parity: weights times (premium / median)^G a round (default 3)"),
+                "--parity: weights times (premium / median)^G a round (default 4)"),
     WORKER_FLAG("floor", floor,
                 "--parity: no language's weight falls below its balanced one (round 0's)"),
     WORKER_TEXT("reference", reference, "L", "--parity: the premium's reference (default eng)"),
@@ -122,11 +122,12 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
                          "words", (json_int_t)st->words, "read_s", st->read_s, "merge_s",
                          st->merge_s, "languages", langs));
   if (o->parity)
-    worker__emit(json_pack(
-        "{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:f, s:f}", "event", "tokenizer_parity", "parity",
-        o->parity, "reference", o->reference ? o->reference : "eng", "rounds", st->nrounds,
-        "best_round", st->best_round, "gamma", o->gamma ? o->gamma : 3, "floor", o->floor, "max",
-        st->round[st->best_round].max, "median", st->round[st->best_round].median));
+    worker__emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:f, s:f}", "event",
+                           "tokenizer_parity", "parity", o->parity, "reference",
+                           o->reference ? o->reference : "eng", "rounds", st->nrounds, "best_round",
+                           st->best_round, "gamma", o->gamma ? o->gamma : TOK_PARITY_GAMMA, "floor",
+                           o->floor, "max", st->round[st->best_round].max, "median",
+                           st->round[st->best_round].median));
   rc = MN_EXIT_OK;
 out:
   mn_atomic_abort(f);
