@@ -11,9 +11,14 @@
  * encoder (trainer__bpe_encode, which agrees with Hugging Face's id for id) on the
  * tokenizer.json a round wrote.
  *
+ * The tokenizer must not have trained on the set: tok_bpe_train leaves every dev text out of
+ * the training counts of its language (trainer__dev_has, a hash set of (language, text)), or
+ * the premium would measure memorised text (the catalogs' msgstrs are training text too).
+ *
  * Invariants after trainer__dev_read: (lang, item) is unique; every text is non-empty; the
  * reference has a record; ref[r] is the reference's record of record r's item (or -1), so a
- * language's premium is a sum over its records.
+ * language's premium is a sum over its records; slot finds every record's text, and each of
+ * its beginnings that ends before a newline, by (code, bytes).
  */
 #include "trainer/trainer_int.h"
 
@@ -40,7 +45,25 @@ struct trainer__devset {
   int *index; /* per code: its index in a premium array, or -1 (no item shared) */
   dev_rec *r;
   size_t n, cap, bytes;
+  struct dev_key {
+    uint32_t rec, len; /* the first len bytes of record rec's text */
+    int flags;         /* TRAINER_DEV_TEXT, TRAINER_DEV_MORE */
+  } * key;
+  size_t nkey, capkey;
+  uint32_t *slot; /* (code, bytes) -> key index + 1, 0 empty; open addressing */
+  size_t nslot;
 };
+
+static uint64_t text_hash(const char *code, const uint8_t *s, size_t n)
+{
+  uint64_t h = 1469598103934665603ULL;
+  for (const char *c = code; *c; c++)
+    h = (h ^ (uint8_t)*c) * 1099511628211ULL;
+  h = (h ^ 0xff) * 1099511628211ULL; /* no code byte is 0xff: code and text stay apart */
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ s[i]) * 1099511628211ULL;
+  return h ^ (h >> 29);
+}
 
 void trainer__dev_destroy(trainer__devset *d)
 {
@@ -52,6 +75,8 @@ void trainer__dev_destroy(trainer__devset *d)
   free(d->r);
   free(d->codes);
   free(d->index);
+  free(d->slot);
+  free(d->key);
   free(d);
 }
 
@@ -126,6 +151,31 @@ static int64_t ref_of(const trainer__devset *d, size_t lo, size_t hi, const char
   return -1;
 }
 
+/* find_key -- the slot of (code, text[0..n)): a key's, or the empty slot where it would go */
+static size_t find_key(const trainer__devset *d, const char *code, const uint8_t *text, size_t n)
+{
+  size_t h = text_hash(code, text, n) & (d->nslot - 1);
+  for (; d->slot[h]; h = (h + 1) & (d->nslot - 1)) {
+    const struct dev_key *k = &d->key[d->slot[h] - 1];
+    const dev_rec *r = &d->r[k->rec];
+    if (k->len == n && strcmp(r->code, code) == 0 && memcmp(r->text, text, n) == 0) break;
+  }
+  return h;
+}
+
+/* add_key -- the first len bytes of record rec's text, with flags (d->key has room) */
+static void add_key(trainer__devset *d, size_t rec, size_t len, int flags)
+{
+  const dev_rec *r = &d->r[rec];
+  size_t h = find_key(d, r->code, (const uint8_t *)r->text, len);
+  if (d->slot[h]) {
+    d->key[d->slot[h] - 1].flags |= flags;
+    return;
+  }
+  d->key[d->nkey] = (struct dev_key){.rec = (uint32_t)rec, .len = (uint32_t)len, .flags = flags};
+  d->slot[h] = (uint32_t)++d->nkey;
+}
+
 mn_status trainer__dev_read(const char *path, const char *ref, trainer__devset **out, mn_error *err)
 {
   mn_status rc = MN_OK;
@@ -167,6 +217,25 @@ mn_status trainer__dev_read(const char *path, const char *ref, trainer__devset *
   int k = 0;
   for (int i = 0; i < d->ncodes; i++)
     d->index[i] = shared[i] ? k++ : -1;
+  /* the texts and their line-ended beginnings by (code, bytes): the training reader leaves
+   * the texts out.  Keys are at most the texts' lines, so twice that many slots suffice. */
+  size_t lines = d->n;
+  for (size_t i = 0; i < d->n; i++)
+    for (size_t c = 0; c < d->r[i].n; c++)
+      lines += d->r[i].text[c] == '\n';
+  for (d->nslot = 16; d->nslot < 2 * lines;)
+    d->nslot *= 2;
+  if (!(d->slot = calloc(d->nslot, sizeof *d->slot)) ||
+      !(d->key = malloc(lines * sizeof *d->key))) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory reading the development set");
+    goto out;
+  }
+  for (size_t i = 0; i < d->n; i++) {
+    const dev_rec *r = &d->r[i];
+    for (size_t c = 0; c <= r->n; c++)
+      if (c == r->n || r->text[c] == '\n')
+        add_key(d, i, c, c == r->n ? TRAINER_DEV_TEXT : TRAINER_DEV_MORE);
+  }
   *out = d;
   d = NULL;
 out:
@@ -180,6 +249,12 @@ int trainer__dev_index(const trainer__devset *d, const char *code)
   for (int i = 0; i < d->ncodes; i++)
     if (strcmp(d->codes[i], code) == 0) return d->index[i];
   return -1;
+}
+
+int trainer__dev_lines(const trainer__devset *d, const char *code, const uint8_t *text, size_t n)
+{
+  size_t h = find_key(d, code, text, n);
+  return d->slot[h] ? d->key[d->slot[h] - 1].flags : 0;
 }
 
 mn_status trainer__dev_premium(const trainer__devset *d, const char *json, double *prem,

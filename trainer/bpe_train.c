@@ -10,7 +10,9 @@
  *             the distinct pieces merged into words of one weight each;
  *   3. merge  greedily: the pair of the largest weighted count, until the vocabulary is full.
  *
- * With a development parallel set (o->parity), phases 2 and 3 run o->rounds times: after each,
+ * With a development parallel set (o->parity), phase 1 leaves its texts out of the counts (a
+ * dev text that is whole lines of a record: the premium must be measured on text the
+ * tokenizer never trained on), and phases 2 and 3 run o->rounds times: after each,
  * each language's premium on the set (bpe_parity.c) multiplies its weight by
  * (premium / median)^gamma, and the round of the lowest max premium is the result.  The
  * premium is a ratio of token counts that moves with a language's weight only through the
@@ -155,12 +157,14 @@ static mn_status piece_add(piece_set *s, uint32_t key, const uint8_t *b, size_t 
 
 typedef struct lang_acc {
   char code[8];
-  int64_t bytes, chars; /* training text read */
+  int64_t bytes, chars;                      /* training text read */
+  int64_t dev_records, dev_texts, dev_bytes; /* left out as dev text: records touched, texts */
 } lang_acc;
 
 typedef struct reader {
   const tok_train_options *o;
-  piece_set pieces; /* key: the language's index */
+  const trainer__devset *dev; /* its texts are left out (NULL: none) */
+  piece_set pieces;           /* key: the language's index */
   lang_acc *langs;
   int nlangs;
   tok_train_stats *st;
@@ -182,6 +186,31 @@ static int lang_index(reader *r, const char *code, mn_error *err)
   snprintf(l->code, sizeof l->code, "%s", code);
   l->bytes = 0;
   return r->nlangs++;
+}
+
+/* count_text -- the pre-tokens of text[0..n) counted for language li, up to its cap */
+static mn_status count_text(reader *r, const mn_jsonl *in, int li, const uint8_t *text, size_t n,
+                            mn_error *err)
+{
+  mn_status rc;
+  lang_acc *l = &r->langs[li];
+  int64_t cap = r->o->max_bytes_per_lang;
+  for (size_t i = 0; i < n;) {
+    size_t k = trainer__split_next(TOK_SPLIT_MNEMO, text + i, n - i);
+    assert(k >= 1 && k <= n - i);
+    if (cap > 0 && l->bytes + (int64_t)k > cap) break; /* the cap cuts at a piece */
+    size_t idx;
+    if (k > MAX_WORD)
+      return mn_jsonl_fail(in, err, MN_ERR_INPUT, "a pre-token of %zu bytes (at most %u)", k,
+                           MAX_WORD);
+    if ((rc = piece_add(&r->pieces, (uint32_t)li, text + i, k, 1.0, &idx, err))) return rc;
+    l->bytes += (int64_t)k;
+    for (size_t c = 0; c < k; c++)
+      l->chars += (text[i + c] & 0xc0) != 0x80;
+    r->st->pieces++;
+    i += k;
+  }
+  return MN_OK;
 }
 
 static mn_status read_record(json_t *rec, const mn_jsonl *in, void *ctx, mn_error *err)
@@ -207,28 +236,40 @@ static mn_status read_record(json_t *rec, const mn_jsonl *in, void *ctx, mn_erro
     }
   }
   lang_acc *l = &r->langs[li];
-  int64_t cap = r->o->max_bytes_per_lang;
-  if (cap > 0 && l->bytes >= cap) {
+  if (r->o->max_bytes_per_lang > 0 && l->bytes >= r->o->max_bytes_per_lang) {
     r->st->skipped++;
     return MN_OK;
   }
   r->st->records++;
-  for (size_t i = 0; i < n;) {
-    size_t k = trainer__split_next(TOK_SPLIT_MNEMO, text + i, n - i);
-    assert(k >= 1 && k <= n - i);
-    if (cap > 0 && l->bytes + (int64_t)k > cap) break; /* the cap cuts at a piece */
-    size_t idx;
-    if (k > MAX_WORD)
-      return mn_jsonl_fail(in, err, MN_ERR_INPUT, "a pre-token of %zu bytes (at most %u)", k,
-                           MAX_WORD);
-    if ((rc = piece_add(&r->pieces, (uint32_t)li, text + i, k, 1.0, &idx, err))) return rc;
-    l->bytes += (int64_t)k;
-    for (size_t c = 0; c < k; c++)
-      l->chars += (text[i + c] & 0xc0) != 0x80;
-    r->st->pieces++;
-    i += k;
+  if (!r->dev) return count_text(r, in, li, text, n, err);
+  /* leave the dev texts out: a dev text that is whole lines of the record (a catalog's
+   * document is its msgstrs joined by newlines), the longest at each line start, with the
+   * newline after it; the text between is counted run by run */
+  size_t keep = 0, i = 0;
+  bool touched = false;
+  while (i < n) {
+    size_t hit = 0, e = i;
+    for (int f = TRAINER_DEV_MORE; f & TRAINER_DEV_MORE; e++) {
+      const uint8_t *nl = memchr(text + e, '\n', n - e);
+      e = nl ? (size_t)(nl - text) : n;
+      f = trainer__dev_lines(r->dev, l->code, text + i, e - i);
+      if (f & TRAINER_DEV_TEXT) hit = e - i;
+      if (e == n) break;
+    }
+    if (!hit) {
+      const uint8_t *nl = memchr(text + i, '\n', n - i);
+      i = nl ? (size_t)(nl - text) + 1 : n;
+      continue;
+    }
+    if ((rc = count_text(r, in, li, text + keep, i - keep, err))) return rc;
+    size_t end = i + hit + (i + hit < n); /* and its newline */
+    l->dev_texts++;
+    l->dev_bytes += (int64_t)(end - i);
+    touched = true;
+    keep = i = end;
   }
-  return MN_OK;
+  l->dev_records += touched;
+  return count_text(r, in, li, text + keep, n - keep, err);
 }
 
 /* ---------------------------------------------------------------- phase 2: weigh */
@@ -767,12 +808,12 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
   mn_status rc = MN_OK;
   reader r = {.o = o, .st = st};
   trainer__devset *dev = NULL;
-  double *w = NULL, *prem = NULL;
+  double *w = NULL, *w0 = NULL, *prem = NULL;
   char *cand = NULL;
   char(*codes)[8] = calloc(TOK_MAX_TAGS, sizeof *codes);
   int ntags = 0;
   int rounds = o->parity ? (o->rounds ? o->rounds : 6) : 1;
-  double gamma = o->gamma ? o->gamma : 3;
+  double gamma = o->gamma ? o->gamma : TOK_PARITY_GAMMA;
 
   *json = NULL;
   memset(st, 0, sizeof *st);
@@ -794,7 +835,8 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
   if (o->parity &&
       (rc = trainer__dev_read(o->parity, o->parity_ref ? o->parity_ref : "eng", &dev, err)))
     goto out;
-  /* 1. read */
+  /* 1. read (with a dev set, its texts left out) */
+  r.dev = dev;
   double t0 = mn_monotonic_ms();
   for (int i = 0; i < npaths && rc == MN_OK; i++)
     rc = mn_jsonl_each(paths[i], read_record, &r, err);
@@ -814,15 +856,20 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
   st->read_s = (mn_monotonic_ms() - t0) / 1e3;
   w = malloc((size_t)r.nlangs * sizeof *w);
   prem = malloc((size_t)r.nlangs * sizeof *prem);
-  if (!w || !prem) {
+  w0 = malloc((size_t)r.nlangs * sizeof *w0);
+  if (!w || !prem || !w0) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory weighing languages");
     goto out;
   }
   if ((rc = lang_weights(o, r.langs, r.nlangs, w, err))) goto out;
+  memcpy(w0, w, (size_t)r.nlangs * sizeof *w0);
   st->nlangs = r.nlangs;
   for (int i = 0; i < r.nlangs; i++) {
     memcpy(st->lang[i].code, r.langs[i].code, sizeof st->lang[i].code);
     st->lang[i].bytes = r.langs[i].bytes;
+    st->lang[i].dev_records = r.langs[i].dev_records;
+    st->lang[i].dev_texts = r.langs[i].dev_texts;
+    st->lang[i].dev_bytes = r.langs[i].dev_bytes;
     st->lang[i].premium = NAN;
   }
   /* the rounds: train; with a dev set, measure, keep the best, reweigh by (premium / median)^gamma
@@ -853,7 +900,8 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
     /* relative to the median, so a language without dev items (whose weight stays) keeps
      * its place beside the median language's */
     for (int i = 0; dev && i < r.nlangs; i++)
-      if (!isnan(prem[i])) w[i] *= pow(prem[i] / st->round[round].median, gamma);
+      if (!isnan(prem[i]))
+        w[i] = fmax(w[i] * pow(prem[i] / st->round[round].median, gamma), o->floor ? w0[i] : 0);
   }
 out:
   piece_set_fini(&r.pieces);
@@ -861,6 +909,7 @@ out:
   free(r.langs);
   free(codes);
   free(w);
+  free(w0);
   free(prem);
   free(cand);
   if (rc != MN_OK) {

@@ -127,13 +127,17 @@ MN_NODISCARD mn_status tok_to_json(const tokenizer *t, const tok_tags *tags, cha
  * vocab too small for bytes, eot and tags, or no training text; *json is NULL then.
  *
  * The parity loop (o->parity, a development parallel set {"lang", "item", "text"} that must
- * not be the test text): after each training, each language's dev premium (its tokens on
- * the items it shares with o->parity_ref over the reference's tokens on them, by mnemo's
- * encoder) multiplies its weight by (premium / the round's median)^gamma, and it trains
- * again, o->rounds trainings in all; *json is the round of the lowest max dev premium (ties:
- * the lower median, then the earlier round).  A language without dev items keeps its weight
- * (the median language's factor, 1).  st->round says each round's max and median (over the
- * training languages with dev items, the reference among them at 1).
+ * not be the test text): its texts are left out of their language's training counts (where
+ * a dev text is one or more whole lines of a record: st->lang says how many records, texts
+ * and bytes), so the premium is measured on text the tokenizer never saw; after each training, each
+ * language's dev premium (its tokens on the items it shares with o->parity_ref over the reference's
+ * tokens on them, by mnemo's encoder) multiplies its weight by (premium / the round's
+ * median)^gamma, and it trains again, o->rounds trainings in all; *json is the round of the lowest
+ * max dev premium (ties: the lower median, then the earlier round).  A language without dev items
+ * keeps its weight (the median language's factor, 1); with o->floor no weight falls below round
+ * 0's, so the loop gives weight to the languages above the median and takes none from the others
+ * (the reference among them).  st->round says each round's max and median
+ * (over the training languages with dev items, the reference among them at 1).
  */
 typedef enum tok_balance {
   TOK_BALANCE_NONE,        /* the data's own mix */
@@ -153,10 +157,12 @@ typedef struct tok_train_options {
   const char *parity;         /* the parity loop's dev parallel set (JSONL), or NULL: none */
   const char *parity_ref;     /* its reference language (NULL: "eng") */
   int rounds;                 /* trainings in all with a dev set, 1..TOK_MAX_ROUNDS (0: 6) */
-  double gamma;               /* a round's weight factor is (premium / median)^gamma (0: 3) */
+  double gamma;               /* a round's weight factor is (premium / median)^gamma (0: 4) */
+  bool floor;                 /* no language's weight below its balanced one (round 0's) */
 } tok_train_options;
 
-#define TOK_MAX_ROUNDS 16
+#define TOK_MAX_ROUNDS   16
+#define TOK_PARITY_GAMMA 4 /* the default gamma: chosen on the dev set (docs/tokenizer.md) */
 
 typedef struct tok_train_stats {
   int64_t records, skipped; /* records trained on; held-out (or over the cap) not */
@@ -166,7 +172,8 @@ typedef struct tok_train_stats {
   int nlangs;
   struct {
     char code[8];
-    int64_t bytes;  /* training text read */
+    int64_t bytes;                             /* training text read */
+    int64_t dev_records, dev_texts, dev_bytes; /* with a dev set: left out as its texts */
     double share;   /* its share of the weighted characters (of the round chosen) */
     double premium; /* its dev premium in the round chosen (NAN: no dev items, no dev set) */
   } lang[TOK_MAX_TAGS];

@@ -80,6 +80,11 @@ void trainer__dev_destroy(trainer__devset *d); /* NULL-safe */
 /* trainer__dev_index -- the index of language code in trainer__dev_premium, or -1 when the set
  * has no item of it that the reference also has */
 int trainer__dev_index(const trainer__devset *d, const char *code);
+/* trainer__dev_lines -- what text[0..n) is to language code's records: TRAINER_DEV_TEXT when
+ * it is one's text, TRAINER_DEV_MORE when it and a newline begin one's text; 0 neither */
+#define TRAINER_DEV_TEXT 1
+#define TRAINER_DEV_MORE 2
+int trainer__dev_lines(const trainer__devset *d, const char *code, const uint8_t *text, size_t n);
 /* trainer__dev_premium -- prem[k] (k a trainer__dev_index) under the tokenizer.json json;
  * prem has room for TOK_MAX_TAGS.  MN_ERR_NOMEM, or MN_ERR_INPUT when json is no tokenizer. */
 MN_NODISCARD mn_status trainer__dev_premium(const trainer__devset *d, const char *json,

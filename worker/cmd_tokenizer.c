@@ -2,7 +2,8 @@
  * cmd_tokenizer.c -- `mnemo tokenizer train`: a language-balanced byte-level BPE learned from
  * JSONL (trainer/bpe_train.c), written as a tokenizer.json Hugging Face's tokenizers loads.
  * The command parses, calls tok_bpe_train and writes the file atomically; it writes nothing
- * when training fails.  With --parity, one event per round of the parity loop comes first.
+ * when training fails.  With --parity, one event per round of the parity loop comes first,
+ * and each language says what of its training text was left out as dev text (dev_left_out).
  */
 #include "worker/worker_int.h"
 
@@ -34,7 +35,9 @@ const worker_opt worker__tokenizer_train_opts[] = {
     WORKER_COUNT_UP_TO("rounds", rounds, "R", TOK_MAX_ROUNDS,
                        "--parity: trainings in all (default 6); the lowest max premium is kept"),
     WORKER_REAL("gamma", gamma, "G", 0, 8,
-                "--parity: weights times (premium / median)^G a round (default 3)"),
+                "--parity: weights times (premium / median)^G a round (default 4)"),
+    WORKER_FLAG("floor", floor,
+                "--parity: no language's weight falls below its balanced one (round 0's)"),
     WORKER_TEXT("reference", reference, "L", "--parity: the premium's reference (default eng)"),
     WORKER_OPT_END,
 };
@@ -59,9 +62,10 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
                           .parity = o->parity,
                           .parity_ref = o->reference,
                           .rounds = (int)o->rounds,
-                          .gamma = o->gamma};
-  if ((o->rounds || o->gamma || o->reference) && !o->parity)
-    return worker__usage("--rounds, --gamma and --reference go with --parity");
+                          .gamma = o->gamma,
+                          .floor = o->floor};
+  if ((o->rounds || o->gamma || o->reference || o->floor) && !o->parity)
+    return worker__usage("--rounds, --gamma, --floor and --reference go with --parity");
   const char *bal = o->balance ? o->balance : "temperature";
   if (strcmp(bal, "none") == 0)
     to.balance = TOK_BALANCE_NONE;
@@ -104,6 +108,11 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
         json_pack("{s:I, s:f}", "bytes", (json_int_t)st->lang[i].bytes, "share", st->lang[i].share);
     if (o->parity && !isnan(st->lang[i].premium))
       json_object_set_new(l, "dev_premium", json_real(st->lang[i].premium));
+    if (o->parity)
+      json_object_set_new(
+          l, "dev_left_out",
+          json_pack("{s:I, s:I, s:I}", "records", (json_int_t)st->lang[i].dev_records, "texts",
+                    (json_int_t)st->lang[i].dev_texts, "bytes", (json_int_t)st->lang[i].dev_bytes));
     json_object_set_new(langs, st->lang[i].code, l);
   }
   worker__emit(json_pack("{s:s, s:s, s:i, s:i, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:o}", "event",
@@ -113,10 +122,11 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
                          "words", (json_int_t)st->words, "read_s", st->read_s, "merge_s",
                          st->merge_s, "languages", langs));
   if (o->parity)
-    worker__emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:f, s:f}", "event", "tokenizer_parity",
-                           "parity", o->parity, "reference", o->reference ? o->reference : "eng",
-                           "rounds", st->nrounds, "best_round", st->best_round, "gamma",
-                           o->gamma ? o->gamma : 3, "max", st->round[st->best_round].max, "median",
+    worker__emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:f, s:f}", "event",
+                           "tokenizer_parity", "parity", o->parity, "reference",
+                           o->reference ? o->reference : "eng", "rounds", st->nrounds, "best_round",
+                           st->best_round, "gamma", o->gamma ? o->gamma : TOK_PARITY_GAMMA, "floor",
+                           o->floor, "max", st->round[st->best_round].max, "median",
                            st->round[st->best_round].median));
   rc = MN_EXIT_OK;
 out:

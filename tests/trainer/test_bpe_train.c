@@ -5,7 +5,7 @@
  * tags after the merges in the database's order), a second run byte-identical, and every
  * refusal (vocab too small, no training text, a bad record by file:line, tags with a gap);
  * the parity loop on two scripts (it lowers the max dev premium, a second run is the same, a
- * bad dev set is refused by file:line).
+ * bad dev set is refused by file:line), and its dev texts left out of the training counts.
  */
 #include "tests/test.h"
 #include "trainer/trainer.h"
@@ -303,6 +303,62 @@ static void test_parity(void)
   T_CONTAINS(err.msg, "rounds");
 }
 
+/* The dev texts are left out of the training counts: aaa's records hold a dev text as a line
+ * (and one over two lines); only the dev texts have a 'z', so no merge may hold one.  A dev
+ * text inside a line, or another language's, is training text as before. */
+static void test_parity_dev_left_out(void)
+{
+  char p[128], dev[128];
+  mn_error err = {0};
+  put("leak.jsonl",
+      "{\"lang\": \"aaa\", \"text\": \"the cat sat\\nzzz qzz\\nthe cat ran\"}\n"
+      "{\"lang\": \"aaa\", \"text\": \"zzz qzz\\nthe dog\"}\n"
+      "{\"lang\": \"aaa\", \"text\": \"the hat\\nzyz\\nzyz\\nthe end\"}\n"
+      "{\"lang\": \"aaa\", \"text\": \"the mat zzz qzz\"}\n"
+      "{\"lang\": \"bbb\", \"text\": \"ooo ppp\\nthe cat sat\"}\n",
+      p, sizeof p);
+  put("leak-dev.jsonl",
+      "{\"lang\": \"aaa\", \"item\": \"1\", \"text\": \"zzz qzz\"}\n"
+      "{\"lang\": \"aaa\", \"item\": \"2\", \"text\": \"zyz\\nzyz\"}\n"
+      "{\"lang\": \"aaa\", \"item\": \"3\", \"text\": \"the cat\"}\n"
+      "{\"lang\": \"bbb\", \"item\": \"1\", \"text\": \"the cat sat\"}\n",
+      dev, sizeof dev);
+  tok_train_options o = {.vocab = 400,
+                         .all_splits = true,
+                         .balance = TOK_BALANCE_NONE,
+                         .parity = dev,
+                         .parity_ref = "aaa",
+                         .rounds = 1};
+  json_t *root = train(p, &o, NULL, &err);
+  T_CHECK_MSG(root != NULL, "%s", err.msg);
+  if (!root) return;
+  /* aaa: "zzz qzz\n" twice and "zyz\nzyz\n" once, whole lines; not "the mat zzz qzz", whose
+   * line is more than the dev text, nor "the cat" (not a whole line) */
+  T_EQ_STR(st.lang[0].code, "aaa");
+  T_EQ_INT(st.lang[0].dev_records, 2 + 1);
+  T_EQ_INT(st.lang[0].dev_texts, 3);
+  T_EQ_INT(st.lang[0].dev_bytes, 8 + 8 + 8);
+  T_EQ_INT(st.lang[0].bytes, 23 + 7 + 15 + 15);
+  /* bbb: its own dev text, a whole last line (no newline after it) */
+  T_EQ_INT(st.lang[1].dev_texts, 1);
+  T_EQ_INT(st.lang[1].dev_bytes, 11);
+  T_EQ_INT(st.lang[1].bytes, 8);
+  /* "zy" and "yz" are only in a dev text: no merge may hold them */
+  json_t *merges = json_object_get(json_object_get(root, "model"), "merges");
+  for (size_t i = 0; i < json_array_size(merges); i++) {
+    char m[64];
+    snprintf(m, sizeof m, "%s%s", merge_part(root, i, 0), merge_part(root, i, 1));
+    T_CHECK_MSG(!strstr(m, "zy") && !strstr(m, "yz"), "merge %zu is %s", i, m);
+  }
+  T_CHECK_MSG(vocab_id(root, "zyz") < 0, "a dev text's word was learned");
+  json_decref(root);
+  /* without the dev set the same file learns "zyz" */
+  o.parity = NULL;
+  root = train(p, &o, NULL, &err);
+  T_CHECK(root != NULL && vocab_id(root, "zyz") >= 0);
+  json_decref(root);
+}
+
 int main(void)
 {
   snprintf(dir, sizeof dir, "/tmp/mnemo-bpe-train-XXXXXX");
@@ -312,6 +368,7 @@ int main(void)
   T_RUN(test_heldout_and_tags);
   T_RUN(test_refusals);
   T_RUN(test_parity);
+  T_RUN(test_parity_dev_left_out);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
