@@ -370,8 +370,8 @@ static bool is_space_before(const uint8_t *s, size_t i, size_t *len);
 
 /* the leftmost, longest added token of kind `norm` in s[from..n): its span (lstrip and rstrip
  * applied, not before `from`) and index; false when there is none */
-static bool find_added(const tok_bpe *b, int norm, const uint8_t *s, size_t n, size_t from,
-                       size_t *start, size_t *end, size_t *which)
+static bool find_added(const tok_bpe *b, int norm, bool specials, const uint8_t *s, size_t n,
+                       size_t from, size_t *start, size_t *end, size_t *which)
 {
   if (!b->nadded_kind[norm]) return false;
   const uint8_t *first = b->first[norm];
@@ -380,7 +380,8 @@ static bool find_added(const tok_bpe *b, int norm, const uint8_t *s, size_t n, s
     size_t best = SIZE_MAX;
     for (size_t t = 0; t < b->nadded; t++) { /* longest first: the array is sorted so */
       const added_tok *a = &b->added[t];
-      if (a->normalized == norm && a->n <= n - i && memcmp(a->s, s + i, a->n) == 0) {
+      if (a->normalized == norm && (specials || !a->special) && a->n <= n - i &&
+          memcmp(a->s, s + i, a->n) == 0) {
         best = t;
         break;
       }
@@ -401,8 +402,8 @@ static bool find_added(const tok_bpe *b, int norm, const uint8_t *s, size_t n, s
 }
 
 /* normalize s[0..n), cut out the normalized added tokens, encode the rest */
-static mn_status encode_normalized(const tok_bpe *b, tok_cache *c, const uint8_t *s, size_t n,
-                                   out_ids *o, mn_error *err)
+static mn_status encode_normalized(const tok_bpe *b, tok_cache *c, bool specials,
+                                   const uint8_t *s, size_t n, out_ids *o, mn_error *err)
 {
   mn_status rc = MN_OK;
   mn_buf nb;
@@ -413,7 +414,7 @@ static mn_status encode_normalized(const tok_bpe *b, tok_cache *c, const uint8_t
     n = nb.len;
   }
   size_t pos = 0, st, en, which;
-  while (rc == MN_OK && find_added(b, 1, s, n, pos, &st, &en, &which)) {
+  while (rc == MN_OK && find_added(b, 1, specials, s, n, pos, &st, &en, &which)) {
     if ((rc = encode_words(b, c, s + pos, st - pos, o, err)) != MN_OK) goto out;
     if ((rc = reserve(o, 1, err)) != MN_OK) goto out;
     (*o->ids)[(*o->len)++] = b->added[which].id;
@@ -459,8 +460,8 @@ static size_t replace_invalid(const uint8_t *s, size_t n, uint8_t *out)
   return k;
 }
 
-mn_status trainer__bpe_encode(const tok_bpe *b, tok_cache *c, const char *text, size_t n,
-                              uint32_t **ids, size_t *len, size_t *cap, mn_error *err)
+mn_status trainer__bpe_encode(const tok_bpe *b, tok_cache *c, bool specials, const char *text,
+                              size_t n, uint32_t **ids, size_t *len, size_t *cap, mn_error *err)
 {
   mn_status rc = MN_OK;
   out_ids o = {ids, len, cap};
@@ -475,13 +476,13 @@ mn_status trainer__bpe_encode(const tok_bpe *b, tok_cache *c, const char *text, 
     s = fixed;
   }
   size_t pos = 0, st, en, which;
-  while (find_added(b, 0, s, n, pos, &st, &en, &which)) {
-    if ((rc = encode_normalized(b, c, s + pos, st - pos, &o, err)) != MN_OK) goto out;
+  while (find_added(b, 0, specials, s, n, pos, &st, &en, &which)) {
+    if ((rc = encode_normalized(b, c, specials, s + pos, st - pos, &o, err)) != MN_OK) goto out;
     if ((rc = reserve(&o, 1, err)) != MN_OK) goto out;
     (*ids)[(*len)++] = b->added[which].id;
     pos = en;
   }
-  rc = encode_normalized(b, c, s + pos, n - pos, &o, err);
+  rc = encode_normalized(b, c, specials, s + pos, n - pos, &o, err);
 out:
   free(fixed);
   return rc;

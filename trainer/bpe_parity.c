@@ -284,7 +284,7 @@ mn_status trainer__dev_premium(const trainer__devset *d, const char *json, doubl
     goto out;
   for (size_t i = 0; i < d->n && rc == MN_OK; i++) {
     len = 0;
-    rc = trainer__bpe_encode(t, c, d->r[i].text, d->r[i].n, &ids, &len, &cap, err);
+    rc = trainer__bpe_encode(t, c, false, d->r[i].text, d->r[i].n, &ids, &len, &cap, err);
     tokens[i] = (double)len;
   }
   if (rc) goto out;

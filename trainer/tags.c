@@ -98,12 +98,22 @@ mn_status tok_tags_read(const char *path, tok_tags *tags, mn_error *err)
   int ln = 0;
   while (fgets(line, sizeof line, f)) {
     ln++;
-    char code[16];
-    int id;
-    if (sscanf(line, "%15s %d", code, &id) != 2 || tok_tags_add(tags, code, id, err) != MN_OK) {
+    /* code, a tab, a decimal id from TOK_FIRST_TAG, the end of the line: nothing else */
+    char *tab = strchr(line, '\t'), *end;
+    line[strcspn(line, "\r\n")] = 0;
+    errno = 0;
+    long id = tab ? strtol(tab + 1, &end, 10) : -1;
+    if (tab) *tab = 0;
+    mn_status rc = MN_ERR_INPUT;
+    if (!tab || errno || end == tab + 1 || *end || tab[1] == '-' || tab[1] == '+' || tab[1] == ' ')
+      mn_error_set(err, MN_ERR_INPUT, "expected \"code<TAB>tag id\"");
+    else if (id < TOK_FIRST_TAG || id >= TOK_MAX_ID)
+      mn_error_set(err, MN_ERR_INPUT, "tag id %.20s of \"%.16s\" is not between %d and %d",
+                   tab + 1, line, TOK_FIRST_TAG, TOK_MAX_ID - 1);
+    else
+      rc = tok_tags_add(tags, line, (int)id, err);
+    if (rc != MN_OK) {
       fclose(f);
-      if (!err->msg[0])
-        return mn_error_set(err, MN_ERR_INPUT, "%s:%d: expected \"code<TAB>tag\"", path, ln);
       return mn_error_prefix(err, "%s:%d", path, ln);
     }
   }

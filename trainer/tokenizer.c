@@ -217,14 +217,27 @@ static mn_status grow(uint32_t **ids, size_t *cap, size_t need, mn_error *err)
   return MN_OK;
 }
 
-mn_status tok_encode(const tokenizer *t, tok_cache *cache, const char *text, size_t n,
-                     uint32_t **ids, size_t *len, size_t *cap, mn_error *err)
+static mn_status encode(const tokenizer *t, tok_cache *cache, bool specials, const char *text,
+                        size_t n, uint32_t **ids, size_t *len, size_t *cap, mn_error *err)
 {
-  if (t->kind == KIND_BPE) return trainer__bpe_encode(t->bpe, cache, text, n, ids, len, cap, err);
+  if (t->kind == KIND_BPE)
+    return trainer__bpe_encode(t->bpe, cache, specials, text, n, ids, len, cap, err);
   if (grow(ids, cap, *len + n, err) != MN_OK) return err->code;
   for (size_t i = 0; i < n; i++)
     (*ids)[(*len)++] = (unsigned char)text[i];
   return MN_OK;
+}
+
+mn_status tok_encode(const tokenizer *t, tok_cache *cache, const char *text, size_t n,
+                     uint32_t **ids, size_t *len, size_t *cap, mn_error *err)
+{
+  return encode(t, cache, false, text, n, ids, len, cap, err);
+}
+
+mn_status tok_encode_specials(const tokenizer *t, tok_cache *cache, const char *text, size_t n,
+                              uint32_t **ids, size_t *len, size_t *cap, mn_error *err)
+{
+  return encode(t, cache, true, text, n, ids, len, cap, err);
 }
 
 mn_status tok_decode(const tokenizer *t, const uint32_t *ids, size_t n, mn_buf *out, mn_error *err)

@@ -93,11 +93,20 @@ const char *tok_sha256(const tokenizer *t);
 /* tok_piece -- the bytes token id stands for (its length; 0 for eot, specials and tags) */
 size_t tok_piece(const tokenizer *t, uint32_t id, const uint8_t **bytes /* OUT */);
 
-/* tok_encode -- the ids of text[0..n) appended to *ids (a malloc'd array of *len, capacity
- * *cap, grown as needed).  Invalid UTF-8 is handled as Hugging Face's tokenizers does for
- * the kind (bytes: every byte is a token).  MN_ERR_NOMEM only. */
+/* tok_encode -- the ids of a document's text[0..n) appended to *ids (a malloc'd array of
+ * *len, capacity *cap, grown as needed).  The text is text: a special token written in it
+ * (<|endoftext|>, <|lang:xxx|>) is encoded as the characters it is, never as the token, so
+ * no document can end itself or claim another language (Hugging Face's split_special_tokens).
+ * Invalid UTF-8: bytes, every byte a token; bpe, each maximal invalid run one U+FFFD, as
+ * Hugging Face's tokenizers receives it from a JavaScript string.  MN_ERR_NOMEM only. */
 MN_NODISCARD mn_status tok_encode(const tokenizer *t, tok_cache *cache, const char *text, size_t n,
                                   uint32_t **ids, size_t *len, size_t *cap, mn_error *err);
+/* tok_encode_specials -- the same with a BPE tokenizer's special added tokens matched where the
+ * text spells them, as Hugging Face encodes by default (tags are never matched; the byte
+ * tokenizer matches nothing) */
+MN_NODISCARD mn_status tok_encode_specials(const tokenizer *t, tok_cache *cache, const char *text,
+                                           size_t n, uint32_t **ids, size_t *len, size_t *cap,
+                                           mn_error *err);
 /* tok_decode -- the bytes of ids appended to out (tags, eot and specials write nothing) */
 MN_NODISCARD mn_status tok_decode(const tokenizer *t, const uint32_t *ids, size_t n, mn_buf *out,
                                   mn_error *err);

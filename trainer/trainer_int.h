@@ -117,7 +117,10 @@ MN_NODISCARD mn_status trainer__bpe_from_json(json_t *root, const char *name, to
                                               uint32_t *base, uint32_t *eot, tok_tags *tags,
                                               mn_error *err);
 void trainer__bpe_destroy(tok_bpe *b);
-MN_NODISCARD mn_status trainer__bpe_encode(const tok_bpe *b, tok_cache *c, const char *text,
+/* specials false: added tokens marked special are text where they occur (a document's text is
+ * text); true: matched, as Hugging Face encodes by default */
+MN_NODISCARD mn_status trainer__bpe_encode(const tok_bpe *b, tok_cache *c, bool specials,
+                                           const char *text,
                                            size_t n, uint32_t **ids, size_t *len, size_t *cap,
                                            mn_error *err);
 size_t trainer__bpe_piece(const tok_bpe *b, uint32_t id, const uint8_t **bytes);

@@ -152,12 +152,14 @@ static tok_bpe *load_small(json_t *root, uint32_t *base, tok_tags *tags, mn_erro
   return b;
 }
 
+static bool specials = true; /* as Hugging Face encodes by default */
+
 static size_t enc(const tok_bpe *b, tok_cache *c, const char *text, size_t n, uint32_t *out)
 {
   uint32_t *ids = NULL;
   size_t len = 0, cap = 0;
   mn_error err = {0};
-  T_CHECK(trainer__bpe_encode(b, c, text, n, &ids, &len, &cap, &err) == MN_OK);
+  T_CHECK(trainer__bpe_encode(b, c, specials, text, n, &ids, &len, &cap, &err) == MN_OK);
   memcpy(out, ids, len * sizeof *ids);
   free(ids);
   return len;
@@ -195,6 +197,13 @@ static void test_small(void)
     ENC_IS(b, c, "a\xe2\x82z", 'a', 0xEF, 0xBF, 0xBD, 'z');
     ENC_IS(b, NULL, "hello", 258, 'o');
   }
+  /* a document's text is text: a special token spelled in it is its characters; added tokens
+   * that are not special are still matched */
+  specials = false;
+  ENC_IS(b, c, "a<|endoftext|>b", 'a', '<', '|', 'e', 'n', 'd', 'o', 'f', 't', 'e', 'x', 't', '|',
+         '>', 'b');
+  ENC_IS(b, c, "a  <x>  b", 'a', 301, 'b');
+  specials = true;
   const uint8_t *p;
   T_EQ_INT(trainer__bpe_piece(b, 259, &p), 2);
   T_CHECK(!memcmp(p, " w", 2));

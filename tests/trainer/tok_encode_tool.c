@@ -100,7 +100,7 @@ int main(int argc, char **argv)
       for (size_t i = 0; i < n;) {
         size_t k = strnlen(text + i, n - i);
         len = 0;
-        if (trainer__bpe_encode(b, cache, text + i, k, &ids, &len, &cap, &err) != MN_OK)
+        if (trainer__bpe_encode(b, cache, true, text + i, k, &ids, &len, &cap, &err) != MN_OK)
           die("encode", &err);
         tokens += len;
         i += k + 1;
@@ -118,7 +118,7 @@ int main(int argc, char **argv)
       size_t k = i < n ? strnlen(text + i, n - i) : 0;
       if (i == n && n > 0) break; /* the file ends with a separator */
       len = 0;
-      if (trainer__bpe_encode(b, cache, text + i, k, &ids, &len, &cap, &err) != MN_OK)
+      if (trainer__bpe_encode(b, cache, true, text + i, k, &ids, &len, &cap, &err) != MN_OK)
         die("encode", &err);
       for (size_t j = 0; j < len; j++)
         fprintf(fi, j ? " %u" : "%u", ids[j]);

@@ -96,4 +96,12 @@ cmp -s "$tmp/a.shard" "$tmp/t.shard" || fail "--tokenizer CKPT gave other tags t
 expect_rc 1 m shard --tags "$tmp/other.tsv" --tokenizer "$ck" --out "$tmp/o.shard" "$tmp/a.jsonl"
 grep -qF "language \"swh\" has tag 259 in $tmp/other.tsv but tag 258 in the tokenizer $ck" "$tmp/err" ||
   fail "--tags against --tokenizer CKPT: $(cat "$tmp/err")"
+# a tag table is read strictly: a tag id is a decimal from 257, alone after the tab (a negative
+# one once meant "the next free tag", numbered by line order)
+for bad in 'spa\t-1' 'spa\t4294967556' 'spa\t263x' 'spa 263' 'spa\t256' 'spa\t99999999999'; do
+  printf "$bad\nswh\t258\ntha\t300\n" >"$tmp/bad.tsv"
+  expect_rc 1 m shard --tags "$tmp/bad.tsv" --out "$tmp/bad.shard" "$tmp/a.jsonl"
+  grep -qF "$tmp/bad.tsv:1: " "$tmp/err" || fail "tag table line '$bad': $(cat "$tmp/err")"
+  [ ! -e "$tmp/bad.shard" ] || fail "a shard was written from tag table line '$bad'"
+done
 echo "shard_tags: 1 passed, 0 failed"
