@@ -841,6 +841,14 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
   for (int i = 0; i < npaths && rc == MN_OK; i++)
     rc = mn_jsonl_each(paths[i], read_record, &r, err);
   if (rc) goto out;
+  for (int i = 0; o->tags && i < r.nlangs; i++)
+    if (tok_tag_of(o->tags, r.langs[i].code) < 0) {
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "language \"%s\" of the training text has no tag in the tag table "
+                        "(the database assigns tags: mnemoctl lang add, mnemoctl export)",
+                        r.langs[i].code);
+      goto out;
+    }
   if (!o->tags) {
     ntags = r.nlangs;
     for (int i = 0; i < r.nlangs; i++)

@@ -102,11 +102,11 @@ mn_status gpt_config_check(const gpt_config *c, mn_error *err)
                         "multiple of the heads)",
                         c->n_layer, c->n_head, c->n_embd);
   if (c->vocab_size < TOK_FIRST_TAG + 1 || c->padded_vocab < c->vocab_size ||
-      c->padded_vocab > 65535)
+      c->padded_vocab > TOK_MAX_ID)
     return mn_error_set(err, MN_ERR_CONFIG,
                         "invalid vocabulary: %d tokens padded to %d (need at least %d, padded "
-                        "at most 65535)",
-                        c->vocab_size, c->padded_vocab, TOK_FIRST_TAG + 1);
+                        "at most %d)",
+                        c->vocab_size, c->padded_vocab, TOK_FIRST_TAG + 1, TOK_MAX_ID);
   if (c->max_seq_len < 2 || c->max_seq_len > 65536)
     return mn_error_set(err, MN_ERR_CONFIG, "invalid sequence length %d", c->max_seq_len);
   return MN_OK;

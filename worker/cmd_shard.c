@@ -81,6 +81,13 @@ static mn_status load_tags(const worker_args *o, tokenizer **tkz, tok_tags *tags
   }
   if (meta) { /* --checkpoint's tags beside another tokenizer's */
     if ((rc = ckpt_read_meta(o->checkpoint, meta, err)) != MN_OK) goto out;
+    if (strcmp(meta->tok_sha256, tok_sha256(*tkz)) != 0) {
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "the tokenizer %s (%.16s) is not the checkpoint %s's (%.16s): give one "
+                        "of them",
+                        o->tokenizer, tok_sha256(*tkz), o->checkpoint, meta->tok_sha256);
+      goto out;
+    }
     snprintf(name, sizeof name, "the checkpoint %s", o->checkpoint);
     if ((rc = merge_tags(tags, names, &meta->tags, name, err)) != MN_OK) goto out;
     snprintf(names + strlen(names), nn - strlen(names), "%s%s", names[0] ? " nor in " : "", name);

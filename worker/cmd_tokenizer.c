@@ -18,7 +18,8 @@ const worker_opt worker__tokenizer_train_opts[] = {
     WORKER_COUNT_UP_TO("vocab", vocab, "N", TOK_MAX_ID,
                        "ids in all: 256 bytes, <|endoftext|>, merged tokens, tags"),
     WORKER_TEXT("tags", tags, "TSV",
-                "the language tags, code<TAB>tag id per line (default: the input's, by code)"),
+                "the language tags, code<TAB>tag id per line, numbered from 257 without a gap "
+                "(the database's: mnemoctl export)"),
     WORKER_TEXT("balance", balance, "unimax|temperature|none",
                 "how languages are weighted (default temperature)"),
     WORKER_REAL("alpha", alpha, "A", -1e-300, 1,
@@ -50,9 +51,10 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
   mn_atomic_file *f = NULL;
   char *json = NULL;
   int rc = MN_EXIT_FAIL;
-  if (!o->out || !o->vocab || o->npos < 1)
-    return worker__usage("tokenizer train needs --out FILE, --vocab N and at least one JSONL "
-                         "file of {\"lang\", \"text\"}");
+  if (!o->out || !o->vocab || !o->tags || o->npos < 1)
+    return worker__usage("tokenizer train needs --out FILE, --vocab N, --tags TSV (the database's "
+                         "tag table: mnemoctl export writes it) and at least one JSONL file of "
+                         "{\"lang\", \"text\"}");
   tok_train_options to = {.vocab = (uint32_t)o->vocab,
                           .balance = TOK_BALANCE_TEMPERATURE,
                           .alpha = o->alpha,
@@ -84,6 +86,10 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
     return worker__usage("--split must be train or all, got \"%s\"", split);
   if (o->tags) {
     if (tok_tags_read(o->tags, &tags, &err) != MN_OK) return worker__fail(&err);
+    if (tags.n == 0) {
+      mn_error_set(&err, MN_ERR_INPUT, "%s: no language tags", o->tags);
+      return worker__fail(&err);
+    }
     to.tags = &tags;
   }
   if (!(st = malloc(sizeof *st))) {

@@ -90,7 +90,8 @@ cmp -s "$tmp/ids-mnemo.txt" "$tmp/ids-hf.txt" || fail "mnemo's encoder and Huggi
 "$mnemo" tokenizer train --out "$tmp/tok2.json" --vocab 600 --tags "$tmp/tags.tsv" \
   "$tmp/in.jsonl" >/dev/null
 cmp -s "$tmp/tok.json" "$tmp/tok2.json" || fail "a second run wrote other bytes"
-"$mnemo" tokenizer train --out "$tmp/raw.json" --vocab 600 --balance none "$tmp/in.jsonl" >/dev/null
+"$mnemo" tokenizer train --out "$tmp/raw.json" --vocab 600 --tags "$tmp/tags.tsv" --balance none \
+  "$tmp/in.jsonl" >/dev/null
 node "$here/bench/tokenizer/ref-encode.js" "$tmp/raw.json" "$tmp/heldout.jsonl" >/dev/null ||
   fail "Hugging Face and the reference disagree (--balance none)"
 
@@ -106,21 +107,24 @@ refuse() { # refuse CODE PATTERN ARGS...
   ! ls "$tmp"/no.json.tmp* >/dev/null 2>&1 || fail "a temporary file was left for $*"
 }
 printf '{"lang": "eng", "text": "fine"}\n{"lang": "eng", "text": 3}\n' >"$tmp/bad.jsonl"
-refuse 1 "bad.jsonl:2" --vocab 300 "$tmp/bad.jsonl"
+refuse 1 "bad.jsonl:2" --vocab 300 --tags "$tmp/tags.tsv" "$tmp/bad.jsonl"
 printf '{"lang": "eng", "text": "fine"}\n{"lang": \n' >"$tmp/broken.jsonl"
-refuse 1 "broken.jsonl:2" --vocab 300 "$tmp/broken.jsonl"
+refuse 1 "broken.jsonl:2" --vocab 300 --tags "$tmp/tags.tsv" "$tmp/broken.jsonl"
 refuse 1 "at least 264" --vocab 263 --tags "$tmp/tags.tsv" "$tmp/in.jsonl"
 printf '{"lang": "eng", "text": "held", "split": "heldout"}\n' >"$tmp/held.jsonl"
-refuse 1 "no training text" --vocab 300 "$tmp/held.jsonl"
-refuse 1 "absent.jsonl" --vocab 300 "$tmp/absent.jsonl"
-refuse 2 "--balance must be" --vocab 300 --balance even "$tmp/in.jsonl"
-refuse 2 "--split must be" --vocab 300 --split heldout "$tmp/in.jsonl"
+refuse 1 "no training text" --vocab 300 --tags "$tmp/tags.tsv" "$tmp/held.jsonl"
+refuse 1 "absent.jsonl" --vocab 300 --tags "$tmp/tags.tsv" "$tmp/absent.jsonl"
+refuse 2 "--balance must be" --vocab 300 --tags "$tmp/tags.tsv" --balance even "$tmp/in.jsonl"
+refuse 2 "--split must be" --vocab 300 --tags "$tmp/tags.tsv" --split heldout "$tmp/in.jsonl"
 refuse 2 "needs --out FILE, --vocab N" "$tmp/in.jsonl"
-refuse 2 "--alpha is for" --vocab 300 --balance none --alpha 0.5 "$tmp/in.jsonl"
+refuse 2 "--tags TSV (the database's" --vocab 300 "$tmp/in.jsonl" # tags are never invented
+printf '{"lang": "kat", "text": "ენა"}\n' >"$tmp/kat.jsonl"
+refuse 1 'language "kat" of the training text has no tag' --vocab 300 --tags "$tmp/tags.tsv" "$tmp/kat.jsonl"
+refuse 2 "--alpha is for" --vocab 300 --tags "$tmp/tags.tsv" --balance none --alpha 0.5 "$tmp/in.jsonl"
 # the parity loop: a bad development set by file:line, its options only with it
 printf '{"lang": "eng", "item": "1", "text": "fine"}\n{"lang": "deu", "text": "gut"}\n' >"$tmp/dev-bad.jsonl"
-refuse 1 "dev-bad.jsonl:2" --vocab 300 --parity "$tmp/dev-bad.jsonl" "$tmp/in.jsonl"
-refuse 2 "go with --parity" --vocab 300 --rounds 3 "$tmp/in.jsonl"
-refuse 2 "go with --parity" --vocab 300 --floor "$tmp/in.jsonl"
-refuse 2 "rounds" --vocab 300 --parity "$tmp/dev-bad.jsonl" --rounds 17 "$tmp/in.jsonl"
+refuse 1 "dev-bad.jsonl:2" --vocab 300 --tags "$tmp/tags.tsv" --parity "$tmp/dev-bad.jsonl" "$tmp/in.jsonl"
+refuse 2 "go with --parity" --vocab 300 --tags "$tmp/tags.tsv" --rounds 3 "$tmp/in.jsonl"
+refuse 2 "go with --parity" --vocab 300 --tags "$tmp/tags.tsv" --floor "$tmp/in.jsonl"
+refuse 2 "rounds" --vocab 300 --tags "$tmp/tags.tsv" --parity "$tmp/dev-bad.jsonl" --rounds 17 "$tmp/in.jsonl"
 echo "test_tokenizer_train: ok"
