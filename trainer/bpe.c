@@ -402,8 +402,8 @@ static bool find_added(const tok_bpe *b, int norm, bool specials, const uint8_t 
 }
 
 /* normalize s[0..n), cut out the normalized added tokens, encode the rest */
-static mn_status encode_normalized(const tok_bpe *b, tok_cache *c, bool specials,
-                                   const uint8_t *s, size_t n, out_ids *o, mn_error *err)
+static mn_status encode_normalized(const tok_bpe *b, tok_cache *c, bool specials, const uint8_t *s,
+                                   size_t n, out_ids *o, mn_error *err)
 {
   mn_status rc = MN_OK;
   mn_buf nb;

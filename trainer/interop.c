@@ -10,11 +10,13 @@
  */
 #include "trainer/trainer_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define LLMC_MAGIC 20240326
 #define LLMC_FP32  3
@@ -116,7 +118,11 @@ out:
   return rc;
 }
 
-mn_status export_hf(const char *ckpt, const char *dir, mn_error *err)
+static const char *const export_files[] = {"config.json", "tokenizer.json", "tokenizer_config.json",
+                                           "model.safetensors"};
+
+/* export_into -- the export's files into the folder dir (which exists) */
+static mn_status export_into(const char *ckpt, const char *dir, mn_error *err)
 {
   ckpt_meta meta;
   gpt *m = NULL;
@@ -124,10 +130,6 @@ mn_status export_hf(const char *ckpt, const char *dir, mn_error *err)
   if (rc != MN_OK) return rc;
   if ((rc = gpt_create(&meta.config, 1, 1, 0, kernels_cpu(), &m, err)) != MN_OK) return rc;
   if ((rc = ckpt_load(ckpt, m, &meta, err)) != MN_OK) goto out;
-  if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-    rc = mn_error_set(err, MN_ERR_IO, "could not create \"%s\": %s", dir, strerror(errno));
-    goto out;
-  }
   const gpt_config *c = &meta.config;
   tokenizer *tok = NULL;
   if ((rc = tok_load(ckpt, &tok, NULL, err)) != MN_OK) goto out;
@@ -158,6 +160,42 @@ mn_status export_hf(const char *ckpt, const char *dir, mn_error *err)
   rc = write_hf(path, m, err);
 out:
   gpt_destroy(m);
+  return rc;
+}
+
+/* export_hf -- all of it or nothing: the files go into a new folder beside dir, renamed to dir
+ * at the end (dir absent or empty); a crash or an error leaves dir as it was */
+mn_status export_hf(const char *ckpt, const char *dir, mn_error *err)
+{
+  DIR *d = opendir(dir);
+  if (d) {
+    struct dirent *e;
+    bool empty = true;
+    while (empty && (e = readdir(d)))
+      empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    closedir(d);
+    if (!empty)
+      return mn_error_set(err, MN_ERR_INPUT,
+                          "\"%s\" exists and is not empty: export-hf writes a folder of its own "
+                          "(remove it or name another)",
+                          dir);
+  } else if (errno != ENOENT) {
+    return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", dir, strerror(errno));
+  }
+  char tmp[4200], path[4300];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", dir, (int)getpid());
+  if (mkdir(tmp, 0755) != 0)
+    return mn_error_set(err, MN_ERR_IO, "could not create \"%s\": %s", tmp, strerror(errno));
+  mn_status rc = export_into(ckpt, tmp, err);
+  if (rc == MN_OK && rename(tmp, dir) != 0)
+    rc = mn_error_set(err, MN_ERR_IO, "could not rename \"%s\" to \"%s\": %s", tmp, dir,
+                      strerror(errno));
+  if (rc == MN_OK) return mn_fsync_parent(dir, err);
+  for (size_t i = 0; i < sizeof export_files / sizeof *export_files; i++) {
+    snprintf(path, sizeof path, "%s/%s", tmp, export_files[i]);
+    unlink(path);
+  }
+  rmdir(tmp);
   return rc;
 }
 

@@ -108,8 +108,8 @@ mn_status tok_tags_read(const char *path, tok_tags *tags, mn_error *err)
     if (!tab || errno || end == tab + 1 || *end || tab[1] == '-' || tab[1] == '+' || tab[1] == ' ')
       mn_error_set(err, MN_ERR_INPUT, "expected \"code<TAB>tag id\"");
     else if (id < TOK_FIRST_TAG || id >= TOK_MAX_ID)
-      mn_error_set(err, MN_ERR_INPUT, "tag id %.20s of \"%.16s\" is not between %d and %d",
-                   tab + 1, line, TOK_FIRST_TAG, TOK_MAX_ID - 1);
+      mn_error_set(err, MN_ERR_INPUT, "tag id %.20s of \"%.16s\" is not between %d and %d", tab + 1,
+                   line, TOK_FIRST_TAG, TOK_MAX_ID - 1);
     else
       rc = tok_tags_add(tags, line, (int)id, err);
     if (rc != MN_OK) {

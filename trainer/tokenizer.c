@@ -112,7 +112,7 @@ mn_status tok_from_json(const char *text, size_t n, const char *name, tokenizer 
   *out = NULL;
   if (tags) memset(tags, 0, sizeof *tags);
   json_error_t je;
-  json_t *root = json_loadb(text, n, 0, &je);
+  json_t *root = json_loadb(text, n, JSON_REJECT_DUPLICATES, &je);
   if (!json_is_object(root)) {
     json_decref(root);
     return mn_error_set(err, MN_ERR_INPUT, "%s: not a tokenizer.json (line %d: %s)", name, je.line,
@@ -143,8 +143,13 @@ mn_status tok_load(const char *path, tokenizer **out, tok_tags *tags, mn_error *
   size_t i = 0;
   while (rc == MN_OK && i < b.len && strchr(" \t\r\n", b.data[i]))
     i++;
-  if (rc == MN_OK && i < b.len && b.data[i] == '{') {
+  /* a safetensors file starts with its header's length, then the header's "{" */
+  bool ckpt = rc == MN_OK && b.len > 8 && b.data[8] == '{' && b.data[0] != '{';
+  if (rc == MN_OK && !ckpt && i < b.len && b.data[i] == '{') {
     rc = tok_from_json(b.data, b.len, path, out, tags, err);
+  } else if (rc == MN_OK && !ckpt) {
+    rc = mn_error_set(err, MN_ERR_INPUT,
+                      "\"%s\" is neither a tokenizer.json (a JSON object) nor a checkpoint", path);
   } else if (rc == MN_OK) { /* a checkpoint: the tokenizer it carries */
     char *json = NULL, sha[MN_SHA256_HEX_LEN + 1];
     tok_tags *ct = tags ? tags : malloc(sizeof *ct);

@@ -120,9 +120,8 @@ void trainer__bpe_destroy(tok_bpe *b);
 /* specials false: added tokens marked special are text where they occur (a document's text is
  * text); true: matched, as Hugging Face encodes by default */
 MN_NODISCARD mn_status trainer__bpe_encode(const tok_bpe *b, tok_cache *c, bool specials,
-                                           const char *text,
-                                           size_t n, uint32_t **ids, size_t *len, size_t *cap,
-                                           mn_error *err);
+                                           const char *text, size_t n, uint32_t **ids, size_t *len,
+                                           size_t *cap, mn_error *err);
 size_t trainer__bpe_piece(const tok_bpe *b, uint32_t id, const uint8_t **bytes);
 /* trainer__bpe_to_json -- a new tokenizer.json object for b, without tags (NULL: no memory) */
 json_t *trainer__bpe_to_json(const tok_bpe *b);

@@ -47,7 +47,7 @@ const worker_opt worker__no_opts[] = {WORKER_OPT_END};
 
 static const worker_command commands[] = {
     {"shard", NULL,
-     "--out FILE (--tags TSV | --checkpoint CKPT) [--tokenizer FILE] [--split S] JSONL...",
+     "--out FILE [--tags TSV] [--checkpoint CKPT] [--tokenizer FILE] [--split S] JSONL...",
      "documents {\"lang\", \"text\", \"split\"?} into a token shard",
      "Tokenizes the documents of the JSONL files into one shard, a section per language, with\n"
      "--tokenizer (a tokenizer.json or a checkpoint's), else --checkpoint's, else bytes.\n"
@@ -58,27 +58,31 @@ static const worker_command commands[] = {
      "language without a tag there is refused by file:line.  No tag is ever numbered from\n"
      "the input's order.\n",
      worker__shard_opts, false, worker__cmd_shard},
-    {"pretrain", NULL, "--out DIR [--resume CKPT] [--steps N] SHARD...",
+    {"pretrain", NULL, "--out DIR [--tokenizer FILE] [--resume CKPT] [--steps N] SHARD...",
      "train a model on shards; DIR/model.safetensors (+ .opt) is resumable",
      "Trains the configured model (model.*, train.*) on windows of the shards.  SIGTERM or\n"
      "SIGINT saves a checkpoint at the end of the step and exits 75; --resume continues it\n"
      "bit-identically.  --steps N stops after step N of train.steps (the schedule still\n"
-     "spans train.steps, so a run cut in parts is the same run).\n",
+     "spans train.steps, so a run cut in parts is the same run).  --tokenizer: the shards'\n"
+     "tokenizer (a tokenizer.json or a checkpoint; default bytes), carried by the checkpoint;\n"
+     "the model gets its ids and model.vocab - 257 tag slots.\n",
      worker__train_opts, false, worker__cmd_pretrain},
     {"finetune", NULL, "--spec JOB.yaml --out DIR [--resume CKPT] [--steps N] SHARD...",
      "refresh finetune.baseline on fresh shards (replay, EWC, unfreezing)",
      "Fine-tunes finetune.baseline on the fresh shards: replayed windows from\n"
      "finetune.replay_store in every batch, EWC against the baseline with finetune.fisher,\n"
      "progressive unfreezing by finetune.stages (finetune.* keys).  The job spec is a config\n"
-     "file and replaces --config.  Resumable as pretrain is.\n",
+     "file and replaces --config.  Resumable as pretrain is.  The baseline's tokenizer is\n"
+     "kept (--tokenizer is refused); the shards must be made by it.\n",
      worker__train_opts, true, worker__cmd_finetune},
     {"eval", NULL,
      "--checkpoint CKPT [--per-doc] [--max-tokens N] SHARD...  |  --checkpoint CKPT "
      "--sets SET[,SET] [--per-doc] [--cache DIR]",
      "bits per byte per language (and NLL per document or item)",
-     "On shards: bits per byte of each language's byte targets, every document scored from\n"
-     "its tag in windows of train.seq_len.  On evaluation sets (--sets): bits per byte per\n"
-     "language and kind of item, cached per (checkpoint, set version) under --cache.\n",
+     "On shards: bits per byte of each language (its text tokens' NLL over the UTF-8 bytes\n"
+     "they stand for, whatever the tokenizer), every document scored from its tag in windows\n"
+     "of train.seq_len.  On evaluation sets (--sets): bits per byte per language and kind of\n"
+     "item, cached per (checkpoint, set version) under --cache.\n",
      worker__eval_opts, false, worker__cmd_eval},
     {"evalset", NULL,
      "--out SET [--tags TSV | --checkpoint CKPT] [--parallel FILE [--reference L]] [--probes "
@@ -104,10 +108,11 @@ static const worker_command commands[] = {
      worker__fisher_opts, false, worker__cmd_fisher},
     {"generate", NULL,
      "--checkpoint CKPT --lang L [--prompt P] [--tokens N] [--temperature T] [--top-k K] "
-     "[--seed S]",
+     "[--seed S] [--script CODE]",
      "text from a checkpoint in a language",
-     "Samples bytes and <|eot|> only (top-k, temperature, seeded); invalid UTF-8 is shown as\n"
-     "U+FFFD.\n",
+     "Samples the model's tokenizer's text tokens and its end of text, which ends the text\n"
+     "(top-k, temperature, seeded), and decodes them; invalid UTF-8 is shown as U+FFFD.\n"
+     "--script CODE adds the share of the generated letters written in that script.\n",
      worker__generate_opts, false, worker__cmd_generate},
     {"bench", NULL, "[--steps N] [--stages] [--ewc] [--device cpu|cuda [--math fp32|tf32|bf16]]",
      "tokens/s and GFLOP/s of a training step for the configured model",
@@ -140,8 +145,9 @@ static const worker_command commands[] = {
      "severity against typical held-out text.\n",
      worker__triage_opts, false, worker__cmd_triage},
     {"tokenizer", "train",
-     "--out FILE --vocab N [--tags TSV] [--balance unimax|temperature|none] [--alpha A] "
-     "[--epochs E] [--max-bytes N] [--split train|all] JSONL...",
+     "--out FILE --vocab N --tags TSV [--balance unimax|temperature|none] [--alpha A] "
+     "[--epochs E] [--max-bytes N] [--split train|all] [--parity DEV.jsonl [--rounds R] "
+     "[--gamma G] [--reference L] [--floor]] JSONL...",
      "a language-balanced byte-level BPE tokenizer.json from {\"lang\", \"text\"} records",
      "Learns byte-level BPE merges on the MNEMO pre-tokenizer's pieces, each language's counts\n"
      "weighted so languages are balanced as replay balances them (--balance temperature\n"

@@ -452,6 +452,15 @@ static void export_hf_round_trip(void)
   snprintf(out, sizeof out, "%s/hf", dir);
   mn_error err = {0};
   T_EQ_INT(export_hf(path, out, &err), MN_OK);
+  /* all or nothing: a folder that holds something is not written into, and a failed export
+   * leaves no folder and no temporary one */
+  T_EQ_INT(export_hf(path, out, &err), MN_ERR_INPUT);
+  T_CONTAINS(err.msg, "not empty");
+  char none[200], tmp[240];
+  snprintf(none, sizeof none, "%s/hf-none", dir);
+  T_CHECK(export_hf("/nonexistent/model.safetensors", none, &err) != MN_OK);
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", none, (int)getpid());
+  T_CHECK(access(none, F_OK) != 0 && access(tmp, F_OK) != 0);
   snprintf(file, sizeof file, "%s/config.json", out);
   json_error_t je;
   json_t *cfg = json_load_file(file, 0, &je);
