@@ -10,13 +10,21 @@
  * number of refreshes every window ever offered to a language has had the same
  * chance, capacity / seen, to be held (Vitter's algorithm R, continued).
  *
+ * The windows' ids are one tokenizer's, and the file names it: a store is never mixed, and
+ * a fine-tune refuses a store whose tokenizer is not its model's.
+ *
  * File (little-endian), written atomically (temporary file, fsync, rename):
- *   0   magic "MNREPLAY"        8   u32 version (1)      12  u32 token bytes (2 or 4)
+ *   0   magic "MNREPLAY"        8   u32 version (2)      12  u32 token bytes (2 or 4)
  *   16  u32 tokens per window   20  u32 languages        24  u64 windows held
- *   32  languages, 48 bytes each, in code order:
+ *   32  the tokenizer of the windows: its SHA-256 (tok_sha256), 32 raw bytes, never all zero
+ *   64  languages, 48 bytes each, in code order:
  *         char code[16], u32 capacity, u32 count, u64 seen, u64 rng, u64 first window
  *   then the windows (u16 tokens, or u32 when an id needs it), language after language
  *   last 32 bytes: SHA-256 of everything before them
+ * Version 1 is the same without the tokenizer (a 32-byte header, languages from 32): its
+ * windows are the byte tokenizer's, the only one then.  It is still read, with an empty
+ * tok_sha256; replay/ knows no tokenizer, so the caller says what that means (the trainer and
+ * the worker: the byte tokenizer).  Only version 2 is written.
  * A reader checks every field and the checksum and refuses the file otherwise,
  * naming it and the problem.  Depends on common/ only.
  */
@@ -29,7 +37,7 @@
 extern "C" {
 #endif
 
-#define REPLAY_VERSION   1
+#define REPLAY_VERSION   2
 #define REPLAY_CODE_SIZE 16
 
 typedef struct replay_lang {
@@ -43,13 +51,17 @@ typedef struct replay_lang {
 
 typedef struct replay_store {
   uint32_t window; /* tokens per window */
+  /* the tokenizer that made the windows' ids (tok_sha256, hex); "" read from a version 1
+   * file (the byte tokenizer's: the caller resolves it) */
+  char tok_sha256[MN_SHA256_HEX_LEN + 1];
   uint32_t nlangs;
   replay_lang *langs; /* in code order */
 } replay_store;
 
-/* replay_store_init / _fini -- an empty store of windows of `window` tokens (the caller owns
- * the struct; _fini frees what the store holds). */
-void replay_store_init(replay_store *s, uint32_t window);
+/* replay_store_init / _fini -- an empty store of windows of `window` tokens made by the
+ * tokenizer tok_sha256 (hex; NULL or "" names none, and such a store cannot be encoded).  The
+ * caller owns the struct; _fini frees what the store holds. */
+void replay_store_init(replay_store *s, uint32_t window, const char *tok_sha256);
 void replay_store_fini(replay_store *s);
 
 /*
@@ -64,7 +76,8 @@ MN_NODISCARD mn_status replay_store_offer(replay_store *s, const char *code, uin
 const replay_lang *replay_store_find(const replay_store *s, const char *code);
 
 /* encode/decode: the file's bytes (decode checks everything; `name` names the source in
- * messages). */
+ * messages).  encode writes version 2 and refuses (MN_ERR_INPUT) a store that names no
+ * tokenizer; decode reads versions 1 and 2. */
 MN_NODISCARD mn_status replay_store_encode(const replay_store *s, mn_buf *out, mn_error *err);
 MN_NODISCARD mn_status replay_store_decode(const void *p, size_t n, const char *name,
                                            replay_store *out /* OUT */, mn_error *err);
@@ -89,10 +102,15 @@ typedef struct replay_offer {
  * replay_store_absorb -- load the store at path (an absent file is an empty store of
  * `window` tokens), offer every offer in turn (new languages get `capacity`), and save
  * it atomically: a crash or an error leaves the old file or the new one, never a mix.
+ * tok_sha256 is the tokenizer that made the offered windows (hex); v1_tok_sha256 is what a
+ * version 1 store's windows are taken to be (the byte tokenizer's, which replay/ cannot
+ * compute).  A store of another tokenizer is refused (MN_ERR_INPUT, naming the store and both
+ * tokenizers) and left as it was; a version 1 store is saved as version 2.
  */
-MN_NODISCARD mn_status replay_store_absorb(const char *path, uint32_t window, uint32_t capacity,
-                                           const replay_offer *offers, size_t noffers,
-                                           mn_error *err);
+MN_NODISCARD mn_status replay_store_absorb(const char *path, const char *tok_sha256,
+                                           const char *v1_tok_sha256, uint32_t window,
+                                           uint32_t capacity, const replay_offer *offers,
+                                           size_t noffers, mn_error *err);
 
 /* ---------------------------------------------------------------- samplers over languages
  *

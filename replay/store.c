@@ -6,12 +6,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define MAGIC      "MNREPLAY"
-#define HEADER     32
+#define HEADER_V1  32
+#define HEADER     64 /* version 2: the tokenizer's sha at 32 */
 #define LANG_ENTRY 48
 
 /* ---------------------------------------------------------------- randomness */
@@ -33,10 +35,21 @@ static uint64_t seed_of(const char *code)
 
 /* ---------------------------------------------------------------- the store in memory */
 
-void replay_store_init(replay_store *s, uint32_t window)
+void replay_store_init(replay_store *s, uint32_t window, const char *tok_sha256)
 {
   memset(s, 0, sizeof *s);
   s->window = window;
+  snprintf(s->tok_sha256, sizeof s->tok_sha256, "%s", tok_sha256 ? tok_sha256 : "");
+}
+
+/* tok_bytes -- a tokenizer identity as the file stores it: 32 bytes, not all zero; false when
+ * hex is not one */
+static bool tok_bytes(const char *hex, uint8_t out[MN_SHA256_LEN])
+{
+  static const uint8_t zero[MN_SHA256_LEN];
+  return strlen(hex) == MN_SHA256_HEX_LEN &&
+         mn_hex_decode(hex, out, MN_SHA256_LEN) == MN_SHA256_LEN &&
+         memcmp(out, zero, MN_SHA256_LEN) != 0;
 }
 
 void replay_store_fini(replay_store *s)
@@ -132,6 +145,11 @@ mn_status replay_store_encode(const replay_store *s, mn_buf *out, mn_error *err)
       if (s->langs[i].windows[k] > 0xFFFF) width = 4;
   }
   uint8_t head[HEADER] = {0};
+  if (!tok_bytes(s->tok_sha256, head + 32))
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "a replay store must name the tokenizer of its windows (\"%.70s\" is not "
+                        "a SHA-256)",
+                        s->tok_sha256);
   memcpy(head, MAGIC, 8);
   mn_put_le32(head + 8, REPLAY_VERSION);
   mn_put_le32(head + 12, width);
@@ -184,24 +202,31 @@ mn_status replay_store_decode(const void *data, size_t n, const char *name, repl
                               mn_error *err)
 {
   const uint8_t *p = data;
-  replay_store_init(out, 0);
+  replay_store_init(out, 0, NULL);
 #define BAD(...) mn_error_set(err, MN_ERR_CORRUPT, "replay store \"%s\": " __VA_ARGS__)
-  if (n < HEADER + MN_SHA256_LEN || memcmp(p, MAGIC, 8) != 0)
+  if (n < HEADER_V1 + MN_SHA256_LEN || memcmp(p, MAGIC, 8) != 0)
     return BAD("not a replay store (no \"MNREPLAY\" header)", name);
   uint32_t version = mn_get_le32(p + 8), token_bytes = mn_get_le32(p + 12),
            window = mn_get_le32(p + 16);
   uint32_t nlangs = mn_get_le32(p + 20);
   uint64_t total = mn_get_le64(p + 24);
-  if (version != REPLAY_VERSION)
-    return BAD("version %u, this mnemo reads version %d", name, version, REPLAY_VERSION);
+  if (version != 1 && version != REPLAY_VERSION)
+    return BAD("version %u, this mnemo reads versions 1 to %d", name, version, REPLAY_VERSION);
+  size_t head = version == 1 ? HEADER_V1 : HEADER;
+  if (n < head + MN_SHA256_LEN) return BAD("truncated: shorter than its header", name);
+  if (version >= 2) { /* version 1 names no tokenizer: the byte tokenizer's, left "" here */
+    static const uint8_t zero[MN_SHA256_LEN];
+    if (memcmp(p + 32, zero, MN_SHA256_LEN) == 0)
+      return BAD("its header names no tokenizer (an all-zero SHA-256)", name);
+  }
   if (token_bytes != 2 && token_bytes != 4)
     return BAD("%u-byte tokens, expected 2 or 4", name, token_bytes);
   if (window == 0 || window > (1u << 20)) return BAD("a window of %u tokens", name, window);
   /* sizes in 64 bits, each bounded before it is multiplied: no overflow below */
-  uint64_t table = (uint64_t)nlangs * LANG_ENTRY, avail = n - HEADER - MN_SHA256_LEN;
+  uint64_t table = (uint64_t)nlangs * LANG_ENTRY, avail = n - head - MN_SHA256_LEN;
   if (table > avail) return BAD("truncated: %u languages announced", name, nlangs);
   if (total > (avail - table) / token_bytes / window ||
-      HEADER + table + total * window * token_bytes + MN_SHA256_LEN != n)
+      head + table + total * window * token_bytes + MN_SHA256_LEN != n)
     return BAD("%zu bytes where the header announces %llu windows of %u tokens (truncated or "
                "extended)",
                name, n, (unsigned long long)total, window);
@@ -220,13 +245,14 @@ mn_status replay_store_decode(const void *data, size_t n, const char *name, repl
     return BAD("checksum mismatch (the file was changed or damaged)", name);
 
   out->window = window;
+  if (version >= 2) mn_hex_encode(p + 32, MN_SHA256_LEN, out->tok_sha256);
   out->langs = nlangs ? calloc(nlangs, sizeof *out->langs) : NULL;
   if (nlangs && !out->langs)
     return mn_error_set(err, MN_ERR_NOMEM, "out of memory reading \"%s\"", name);
   uint64_t first = 0;
-  const uint8_t *tokens = p + HEADER + table;
+  const uint8_t *tokens = p + head + table;
   for (uint32_t i = 0; i < nlangs; i++) {
-    const uint8_t *e = p + HEADER + (size_t)i * LANG_ENTRY;
+    const uint8_t *e = p + head + (size_t)i * LANG_ENTRY;
     replay_lang *l = &out->langs[i];
     out->nlangs = i + 1; /* so replay_store_fini releases what is read so far */
     if (memchr(e, '\0', REPLAY_CODE_SIZE) == NULL || e[0] == '\0') {
@@ -291,16 +317,27 @@ mn_status replay_store_save(const replay_store *s, const char *path, mn_error *e
   return rc;
 }
 
-mn_status replay_store_absorb(const char *path, uint32_t window, uint32_t capacity,
-                              const replay_offer *offers, size_t noffers, mn_error *err)
+mn_status replay_store_absorb(const char *path, const char *tok_sha256, const char *v1_tok_sha256,
+                              uint32_t window, uint32_t capacity, const replay_offer *offers,
+                              size_t noffers, mn_error *err)
 {
   replay_store s;
   mn_status rc = MN_OK;
   if (access(path, F_OK) != 0 && errno == ENOENT)
-    replay_store_init(&s, window); /* no store yet: this absorb starts it */
+    replay_store_init(&s, window, tok_sha256); /* no store yet: this absorb starts it */
   else if ((rc = replay_store_load(path, &s, err)) != MN_OK)
     return rc;
-  if (s.window != window)
+  if (!s.tok_sha256[0]) /* version 1: what the caller says such a store holds */
+    snprintf(s.tok_sha256, sizeof s.tok_sha256, "%s", v1_tok_sha256);
+  if (strcmp(s.tok_sha256, tok_sha256) != 0) {
+    rc = mn_error_set(err, MN_ERR_INPUT,
+                      "replay store \"%s\" holds windows of the tokenizer %.16s..., these are "
+                      "of %.16s...: a store holds one tokenizer's ids (absorb them into another "
+                      "store)",
+                      path, s.tok_sha256, tok_sha256);
+    mn_error_detail(err, "the store's tokenizer: %s; the offered windows': %s", s.tok_sha256,
+                    tok_sha256);
+  } else if (s.window != window)
     rc = mn_error_set(err, MN_ERR_INPUT,
                       "replay store \"%s\" holds windows of %u tokens, these are %u", path,
                       s.window, window);

@@ -167,6 +167,23 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
       held += f->replay.langs[i].count;
     char store_sha[MN_SHA256_HEX_LEN + 1];
     if ((rc = replay_store_checksum(rp, store_sha, err)) != MN_OK) return rc;
+    /* the windows' ids must be the baseline's tokenizer's: a store of another tokenizer (of
+     * the same size, say) would pass the vocabulary check below and teach noise */
+    char store_tok[MN_SHA256_HEX_LEN + 1];
+    if (f->replay.tok_sha256[0]) /* version 1 names none: the byte tokenizer's */
+      snprintf(store_tok, sizeof store_tok, "%s", f->replay.tok_sha256);
+    else if ((rc = trainer__bytes_sha256(store_tok, err)) != MN_OK)
+      return rc;
+    if (strcmp(store_tok, base->tok_sha256) != 0) {
+      mn_error_set(err, MN_ERR_INPUT,
+                   "replay store \"%s\" holds windows of the tokenizer %.16s..., not the "
+                   "baseline's %.16s...: absorb shards made with mnemo shard --tokenizer %s",
+                   rp, store_tok, base->tok_sha256, fo->baseline);
+      return mn_error_detail(err,
+                             "the store's tokenizer: %s; the baseline's (%s): %s; absorb shards "
+                             "made with mnemo shard --tokenizer BASELINE into a new store",
+                             store_tok, fo->baseline, base->tok_sha256);
+    }
     if (f->replay.window != (uint32_t)T + 1 || held == 0) /* no window: nothing to draw */
       return mn_error_set(err, MN_ERR_INPUT,
                           "replay store \"%s\" holds %llu windows of %u tokens; this fine-tune "

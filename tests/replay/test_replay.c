@@ -2,7 +2,8 @@
  * test_replay.c -- the replay store: reservoirs fill then sample, sampling stays
  * uniform over every window ever offered across refreshes (a chi-square test with
  * fixed seeds, and the same test failing when `seen` is not carried over), an
- * absorb that fails or crashes leaves the old file, and a damaged file is refused;
+ * absorb that fails or crashes leaves the old file, and a damaged file is refused; a store
+ * names its windows' tokenizer and refuses another's, and version 1 files are still read;
  * the samplers over languages on hand-worked examples.
  */
 #include "replay/replay.h"
@@ -14,6 +15,10 @@
 #include <unistd.h>
 
 #define W 2 /* tokens per window in these tests: [id, id] */
+
+/* two tokenizers' identities (tok_sha256), alike in their first 12 hex digits */
+#define TOK_A "aaaaaaaaaaaa1111111111111111111111111111111111111111111111111111"
+#define TOK_B "aaaaaaaaaaaa2222222222222222222222222222222222222222222222222222"
 
 static uint32_t *windows(int first, int n)
 {
@@ -27,7 +32,7 @@ static void fills_then_samples(void)
 {
   replay_store s;
   mn_error err = {0};
-  replay_store_init(&s, W);
+  replay_store_init(&s, W, TOK_A);
   uint32_t *a = windows(0, 2), *b = windows(2, 5);
   T_EQ_INT(replay_store_offer(&s, "swh", 3, a, 2, &err), MN_OK);
   const replay_lang *l = replay_store_find(&s, "swh");
@@ -70,7 +75,7 @@ static double chi_square(bool forget_seen, double *first_share)
     char code[REPLAY_CODE_SIZE];
     snprintf(code, sizeof code, "t%04d", t);
     replay_store s;
-    replay_store_init(&s, W);
+    replay_store_init(&s, W, TOK_A);
     for (int c = 0; c < N / CHUNK; c++) {
       if (replay_store_offer(&s, code, CAP, all + W * c * CHUNK, CHUNK, &err) != MN_OK ||
           replay_store_encode(&s, &b, &err) != MN_OK) {
@@ -123,9 +128,9 @@ static void absorb_round_trip(void)
   uint32_t *a = windows(0, 30), *b = windows(100, 30);
   replay_offer first[] = {{"swh", a, 30}, {"tha", b, 5}};
   unlink(path);
-  T_EQ_INT(replay_store_absorb(path, W, 8, first, 2, &err), MN_OK);
+  T_EQ_INT(replay_store_absorb(path, TOK_A, TOK_A, W, 8, first, 2, &err), MN_OK);
   replay_offer second[] = {{"swh", b, 30}};
-  T_EQ_INT(replay_store_absorb(path, W, 8, second, 1, &err), MN_OK);
+  T_EQ_INT(replay_store_absorb(path, TOK_A, TOK_A, W, 8, second, 1, &err), MN_OK);
   replay_store s;
   T_EQ_INT(replay_store_load(path, &s, &err), MN_OK);
   const replay_lang *l = replay_store_find(&s, "swh");
@@ -134,7 +139,7 @@ static void absorb_round_trip(void)
   T_CHECK(l && l->count == 5 && l->seen == 5 && l->windows[0] == 100);
   replay_store_fini(&s);
   /* another window length is refused and changes nothing */
-  T_EQ_INT(replay_store_absorb(path, W + 1, 8, second, 1, &err), MN_ERR_INPUT);
+  T_EQ_INT(replay_store_absorb(path, TOK_A, TOK_A, W + 1, 8, second, 1, &err), MN_ERR_INPUT);
   T_CHECK(strstr(err.msg, "windows of 2 tokens") != NULL);
   free(a), free(b);
 }
@@ -169,14 +174,14 @@ static void absorb_is_atomic(void)
   mn_fault_kind kinds[] = {MN_FAULT_WRITE, MN_FAULT_FSYNC, MN_FAULT_ALLOC};
   for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
     mn_fault_arm(kinds[k], 1);
-    T_CHECK(replay_store_absorb(path, W, 8, more, 1, &err) != MN_OK);
+    T_CHECK(replay_store_absorb(path, TOK_A, TOK_A, W, 8, more, 1, &err) != MN_OK);
     mn_fault_arm(kinds[k], 0);
     T_CHECK_MSG(same_file(path, &before), "fault %zu changed the store", k);
   }
   /* the process dies after the new file is written, before it is renamed: what a restart
    * finds is the old store (the temporary file is the new one, never read) */
   mn_atomic__before_rename = crash_before_rename;
-  T_EQ_INT(replay_store_absorb(path, W, 8, more, 1, &err), MN_OK);
+  T_EQ_INT(replay_store_absorb(path, TOK_A, TOK_A, W, 8, more, 1, &err), MN_OK);
   mn_atomic__before_rename = NULL;
   T_CHECK(crash_path != NULL);
   replay_store s;
@@ -205,6 +210,81 @@ static void damage_is_refused(void)
   T_EQ_INT(replay_store_decode(b.data, b.len, path, &s, &err), MN_ERR_CORRUPT);
   T_CHECK(strstr(err.msg, "not a replay store") != NULL);
   mn_buf_fini(&b);
+}
+
+/* file_sum -- the trailing SHA-256 of a store's bytes made right after an edit */
+static void file_sum(mn_buf *b)
+{
+  mn_error err = {0};
+  char hex[MN_SHA256_HEX_LEN + 1];
+  T_EQ_INT(mn_sha256_hex(b->data, b->len - MN_SHA256_LEN, hex, &err), MN_OK);
+  T_EQ_INT(mn_hex_decode(hex, (uint8_t *)b->data + b->len - MN_SHA256_LEN, MN_SHA256_LEN),
+           MN_SHA256_LEN);
+}
+
+static void names_its_tokenizer(void)
+{
+  mn_error err = {0};
+  char p2[] = "/tmp/mnemo-test-replay-tok-XXXXXX";
+  int fd = mkstemp(p2);
+  close(fd);
+  unlink(p2);
+  uint32_t *a = windows(0, 4);
+  replay_offer o[] = {{"swh", a, 4}};
+  T_EQ_INT(replay_store_absorb(p2, TOK_A, TOK_A, W, 8, o, 1, &err), MN_OK);
+  replay_store s;
+  T_EQ_INT(replay_store_load(p2, &s, &err), MN_OK);
+  T_EQ_STR(s.tok_sha256, TOK_A);
+  replay_store_fini(&s);
+  mn_buf before;
+  mn_buf_init(&before, 1 << 20);
+  T_EQ_INT(mn_buf_read_file(&before, p2, &err), MN_OK);
+  T_EQ_INT(mn_get_le32((uint8_t *)before.data + 8), 2);
+  /* windows of another tokenizer: refused, naming the store and both (enough to differ) */
+  T_EQ_INT(replay_store_absorb(p2, TOK_B, TOK_A, W, 8, o, 1, &err), MN_ERR_INPUT);
+  T_CHECK_MSG(strstr(err.msg, p2) && strstr(err.msg, "aaaaaaaaaaaa1111") &&
+                  strstr(err.msg, "aaaaaaaaaaaa2222"),
+              "%s", err.msg);
+  T_CHECK(strstr(err.detail, TOK_A) && strstr(err.detail, TOK_B));
+  T_CHECK(same_file(p2, &before));
+  /* a store that names no tokenizer is not written */
+  replay_store_init(&s, W, NULL);
+  mn_buf b;
+  mn_buf_init(&b, 1 << 20);
+  T_EQ_INT(replay_store_encode(&s, &b, &err), MN_ERR_INPUT);
+  replay_store_fini(&s);
+  /* ... nor read: an all-zero tokenizer with a good checksum */
+  T_EQ_INT(mn_buf_read_file(&b, p2, &err), MN_OK);
+  memset(b.data + 32, 0, 32);
+  file_sum(&b);
+  T_EQ_INT(replay_store_decode(b.data, b.len, "zero", &s, &err), MN_ERR_CORRUPT);
+  T_CHECK(strstr(err.msg, "names no tokenizer") != NULL);
+
+  /* version 1: the same file without the 32 bytes of the tokenizer */
+  mn_buf v1;
+  mn_buf_init(&v1, 1 << 20);
+  T_EQ_INT(mn_buf_append(&v1, before.data, 32, &err), MN_OK);
+  T_EQ_INT(mn_buf_append(&v1, before.data + 64, before.len - 64, &err), MN_OK);
+  mn_put_le32((uint8_t *)v1.data + 8, 1);
+  file_sum(&v1);
+  T_EQ_INT(replay_store_decode(v1.data, v1.len, "v1", &s, &err), MN_OK);
+  T_EQ_STR(s.tok_sha256, ""); /* the caller's to resolve: the byte tokenizer */
+  const replay_lang *l = replay_store_find(&s, "swh");
+  T_CHECK(l && l->count == 4 && l->windows[W * 3] == 3);
+  replay_store_fini(&s);
+  T_EQ_INT(mn_write_file_atomic(p2, v1.data, v1.len, 0644, &err), MN_OK);
+  /* a version 1 store is what the caller says it is (v1_tok_sha256) */
+  T_EQ_INT(replay_store_absorb(p2, TOK_B, TOK_A, W, 8, o, 1, &err), MN_ERR_INPUT);
+  T_CHECK(strstr(err.msg, "aaaaaaaaaaaa1111") != NULL);
+  T_EQ_INT(replay_store_absorb(p2, TOK_A, TOK_A, W, 8, o, 1, &err), MN_OK);
+  T_EQ_INT(replay_store_load(p2, &s, &err), MN_OK); /* now version 2, naming it */
+  T_EQ_STR(s.tok_sha256, TOK_A);
+  l = replay_store_find(&s, "swh");
+  T_CHECK(l && l->seen == 8);
+  replay_store_fini(&s);
+  unlink(p2);
+  free(a);
+  mn_buf_fini(&b), mn_buf_fini(&v1), mn_buf_fini(&before);
 }
 
 static bool near(double a, double b)
@@ -258,6 +338,7 @@ int main(void)
   T_RUN(uniform_across_refreshes);
   T_RUN(absorb_round_trip);
   T_RUN(absorb_is_atomic);
+  T_RUN(names_its_tokenizer);
   T_RUN(damage_is_refused);
   T_RUN(temperature_shares);
   T_RUN(unimax_budgets);

@@ -235,6 +235,46 @@ for b in swh:2 rus:0 rus spa:x; do
     --out "$tmp/ftb2" "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
   [ $rc = 1 ] && grep -q "finetune.replay_boosts" "$tmp/err" || fail "boost $b: rc $rc, $(cat "$tmp/err")"
 done
+# a replay store names its tokenizer: a store of a BPE's windows is refused by a fine-tune of
+# the byte model (naming both), and shards of two tokenizers are not absorbed into one store
+python3 - "$tmp/bpe.json" <<'PY'
+import json, sys
+bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+rest = [b for b in range(256) if b not in bs]  # GPT-2's byte-to-unicode map
+cs = bs + [256 + n for n in range(len(rest))]
+bs = bs + rest
+vocab = {chr(c): b for b, c in zip(bs, cs)}
+vocab.update({"<|endoftext|>": 256, "es": 257})
+bl = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True}
+json.dump({"normalizer": None, "pre_tokenizer": bl, "decoder": bl,
+           "model": {"type": "BPE", "vocab": vocab, "merges": ["e s"]},
+           "added_tokens": [{"id": 256, "content": "<|endoftext|>", "single_word": False, "lstrip": False,
+                             "rstrip": False, "normalized": False, "special": True}]}, open(sys.argv[1], "w"))
+PY
+printf 'spa\t300\n' >"$tmp/bpe-tags.tsv"
+m shard --tokenizer "$tmp/bpe.json" --tags "$tmp/bpe-tags.tsv" --out "$tmp/bpe.shard" "$tmp/spa.jsonl" >/dev/null
+m replay absorb --store "$tmp/replay-bpe" --capacity 4 "$tmp/bpe.shard" >/dev/null
+m replay verify "$tmp/replay-bpe" >"$tmp/rvb.log"
+m replay verify "$tmp/replay2" >"$tmp/rv2.log"
+python3 - "$tmp/rvb.log" "$tmp/rv2.log" <<'PY' || fail "replay verify names no tokenizer: $(cat "$tmp/rvb.log")"
+import json, sys
+b, y = (json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:])
+assert b["version"] == 2 and len(b["tokenizer"]) == 64 and len(y["tokenizer"]) == 64, (b, y)
+assert b["tokenizer"] != y["tokenizer"], (b, y)
+PY
+sed "s|$tmp/replay2|$tmp/replay-bpe|" "$tmp/job.yaml" >"$tmp/job-bpe.yaml"
+rc=0; "$mnemo" finetune --spec "$tmp/job-bpe.yaml" --out "$tmp/ftx" "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "replay store \"$tmp/replay-bpe\" holds windows of the tokenizer" "$tmp/err" &&
+  grep -q "mnemo shard --tokenizer $ck" "$tmp/err" ||
+  fail "a replay store of another tokenizer: rc $rc, $(cat "$tmp/err")"
+cp "$tmp/replay2" "$tmp/replay-mixed"
+rc=0; m replay absorb --store "$tmp/replay-mixed" --capacity 4 "$tmp/bpe.shard" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "replay store \"$tmp/replay-mixed\" holds windows of the tokenizer" "$tmp/err" ||
+  fail "absorbing another tokenizer's windows: rc $rc, $(cat "$tmp/err")"
+cmp -s "$tmp/replay2" "$tmp/replay-mixed" || fail "a refused absorb changed the store"
+rc=0; m replay absorb --store "$tmp/replay-new" --capacity 4 "$tmp/spa.shard" "$tmp/bpe.shard" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "were made by different tokenizers" "$tmp/err" && [ ! -e "$tmp/replay-new" ] ||
+  fail "shards of two tokenizers: rc $rc, $(cat "$tmp/err")"
 spec "$tmp/job-other.yaml" "$tmp/ft/model.safetensors" # the Fisher is of $ck
 rc=0; "$mnemo" finetune --spec "$tmp/job-other.yaml" --out "$tmp/ft3" "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
 [ $rc = 1 ] && grep -q "estimated at other weights" "$tmp/err" || fail "a Fisher of other weights: rc $rc, $(cat "$tmp/err")"
