@@ -146,6 +146,16 @@ static mn_status hash_block(void *ctx, const uint8_t *p, size_t n, mn_error *err
   return mn_sha256_update(ctx, p, n, err);
 }
 
+/* hash_tokenizer -- what of a version 2 header the checksum covers before the tokens: the
+ * base (4 bytes at 20), then the tokenizer's sha, the end of text and the reserved word (40
+ * bytes at 64) */
+static mn_status hash_tokenizer(mn_sha256 *h, const uint8_t *head, mn_error *err)
+{
+  mn_status rc = mn_sha256_update(h, head + 20, 4, err);
+  if (rc == MN_OK) rc = mn_sha256_update(h, head + 64, 40, err);
+  return rc;
+}
+
 static mn_status write_block(void *ctx, const uint8_t *p, size_t n, mn_error *err)
 {
   return mn_atomic_write(ctx, p, n, err);
@@ -167,21 +177,23 @@ mn_status shard_builder_write(shard_builder *b, const char *path, mn_error *err)
   }
   if (mn_hex_decode(tok_sha256(b->tok), toksha, sizeof toksha) != MN_SHA256_LEN)
     return mn_error_set(err, MN_ERR_INTERNAL, "the tokenizer has no identity");
-  if ((rc = mn_sha256_init(&h, err)) != MN_OK) return rc;
-  if ((rc = each_stored(b, width, hash_block, &h, err)) != MN_OK ||
-      (rc = mn_sha256_final(&h, digest, err)) != MN_OK) {
-    mn_sha256_abort(&h);
-    return rc;
-  }
   memcpy(head, "MNSHARD", 8);
   mn_put_le32(head + 8, SHARD_VERSION);
   mn_put_le32(head + 12, width);
   mn_put_le32(head + 16, (uint32_t)b->nlangs);
   mn_put_le32(head + 20, tok_base(b->tok));
   mn_put_le64(head + 24, total);
-  memcpy(head + 32, digest, MN_SHA256_LEN);
   memcpy(head + 64, toksha, MN_SHA256_LEN);
   mn_put_le32(head + 96, tok_eot(b->tok));
+  /* the checksum covers the tokenizer the header names as well as the tokens (trainer.h) */
+  if ((rc = mn_sha256_init(&h, err)) != MN_OK) return rc;
+  if ((rc = hash_tokenizer(&h, head, err)) != MN_OK ||
+      (rc = each_stored(b, width, hash_block, &h, err)) != MN_OK ||
+      (rc = mn_sha256_final(&h, digest, err)) != MN_OK) {
+    mn_sha256_abort(&h);
+    return rc;
+  }
+  memcpy(head + 32, digest, MN_SHA256_LEN);
   if ((rc = mn_atomic_open(path, 0644, &f, err)) != MN_OK) return rc;
   rc = mn_atomic_write(f, head, sizeof head, err);
   uint64_t first = 0;
@@ -277,14 +289,18 @@ mn_status shard_read(const char *path, shard *s, mn_error *err)
   uint8_t digest[MN_SHA256_LEN];
   mn_sha256 h;
   if ((rc = mn_sha256_init(&h, err)) != MN_OK) goto out;
-  if ((rc = mn_sha256_update(&h, stored, total * width, err)) != MN_OK ||
+  if ((version >= 2 && (rc = hash_tokenizer(&h, p, err)) != MN_OK) ||
+      (rc = mn_sha256_update(&h, stored, total * width, err)) != MN_OK ||
       (rc = mn_sha256_final(&h, digest, err)) != MN_OK) {
     mn_sha256_abort(&h);
     goto out;
   }
-  mn_hex_encode(digest, sizeof digest, s->sha256);
+  mn_hex_encode(digest, sizeof digest, s->sha256); /* the checksum is the shard's identity */
   if (memcmp(digest, p + 32, MN_SHA256_LEN) != 0) {
-    rc = bad(path, err, "the tokens do not match their SHA-256 (the file is corrupted)");
+    rc = bad(path, err,
+             version == 1 ? "the tokens do not match their SHA-256 (the file is corrupted)"
+                          : "its tokenizer and tokens do not match their SHA-256 (the file is "
+                            "corrupted)");
     goto out;
   }
   uint64_t next = 0;
@@ -391,8 +407,8 @@ mn_status shard_fits(const shard *s, const char *shard_path, const ckpt_meta *me
 {
   if (strcmp(s->tok_sha256, meta->tok_sha256) != 0)
     return mn_error_set(err, MN_ERR_INPUT,
-                        "the shard %s was made by another tokenizer (%.12s) than the checkpoint "
-                        "%s's (%.12s): make it with mnemo shard --tokenizer %s",
+                        "the shard %s was made by another tokenizer (%.16s...) than the "
+                        "checkpoint %s's (%.16s...): make it with mnemo shard --tokenizer %s",
                         shard_path, s->tok_sha256, ckpt_path, meta->tok_sha256, ckpt_path);
   for (uint32_t k = 0; k < s->nsections; k++) {
     mn_status rc = shard_section_fits(&s->sections[k], shard_path, meta, ckpt_path, err);

@@ -142,8 +142,8 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
   for (int s = 0; s < npaths; s++)
     if (strcmp(shards[s].tok_sha256, tok_sha256(tkz)) != 0) {
       rc = mn_error_set(err, MN_ERR_INPUT,
-                        "the shard %s was made by another tokenizer (%.12s) than the model's "
-                        "(%.12s, %s %s): make it with mnemo shard --tokenizer",
+                        "the shard %s was made by another tokenizer (%.16s...) than the model's "
+                        "(%.16s..., %s %s): make it with mnemo shard --tokenizer",
                         paths[s], shards[s].tok_sha256, tok_sha256(tkz), tok_kind(tkz),
                         tok_from ? tok_from : "bytes");
       goto out;

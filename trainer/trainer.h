@@ -417,15 +417,18 @@ MN_NODISCARD mn_status import_llmc(const char *file, const char *out, mn_error *
  * Layout (all little-endian):
  *   0   magic "MNSHARD\0"          8   u32 version (2)     12  u32 token bytes (2 or 4)
  *   16  u32 sections               20  u32 tokenizer base  24  u64 tokens in all
- *   32  sha256 of the token data as stored (32 bytes)
+ *   32  the checksum (32 bytes): SHA-256 of, in this order, the 4 header bytes at 20 (the
+ *       tokenizer base), the 40 at 64 (the tokenizer's sha, end-of-text id, reserved word),
+ *       then the token data as stored; so a header cannot be given another tokenizer
  *   64  sha256 of the tokenizer (tok_sha256, 32 bytes)
  *   96  u32 end-of-text id         100 u32 reserved (0)
  *   104 sections: char code[8], u32 tag, u32 documents, u64 first token, u64 tokens
  *   then the tokens, u16 each (u32 when an id needs it).
  * Version 1 (a 64-byte header, u16 tokens, base and eot implied) was the byte tokenizer's and
- * is still read.  The reader checks every field, that sections tile the tokens in order and
- * each begins with its tag and ends with eot, that no token is another language's tag, and
- * the checksum.
+ * is still read; its checksum at 32 is the SHA-256 of the token data alone.  The checksum is
+ * the shard's identity (shard.sha256) in either version.  The reader checks every field,
+ * that sections tile the tokens in order and each begins with its tag and ends with eot, that
+ * no token is another language's tag, and the checksum.
  */
 #define SHARD_VERSION 2
 
@@ -441,7 +444,7 @@ typedef struct shard {
   uint64_t ntokens;
   shard_section *sections;
   uint32_t nsections;
-  char sha256[MN_SHA256_HEX_LEN + 1];     /* of the tokens: the shard's identity */
+  char sha256[MN_SHA256_HEX_LEN + 1];     /* its checksum (at 32): the shard's identity */
   char tok_sha256[MN_SHA256_HEX_LEN + 1]; /* the tokenizer that made them */
   uint32_t base, eot;                     /* its first tag id and its end of text */
 } shard;

@@ -201,6 +201,28 @@ static void test_pipeline(void)
   T_EQ_INT(shard_fits(&s, sh, &rm, ck, &err), MN_OK);
   T_EQ_INT(shard_fits(&sb, bsh, &rm, ck, &err), MN_ERR_INPUT); /* the byte tokenizer's ids */
   T_CONTAINS(err.msg, "another tokenizer");
+  char id16[17];
+  snprintf(id16, sizeof id16, "%s", tok_sha256(tok)); /* enough of each identity to differ */
+  T_CONTAINS(err.msg, id16);
+  snprintf(id16, sizeof id16, "%s", sb.tok_sha256);
+  T_CONTAINS(err.msg, id16);
+
+  /* a forged header: the byte shard given the tiny tokenizer's identity is corrupted, not a
+   * shard of the tiny tokenizer (the checksum covers the tokenizer the header names) */
+  mn_buf fb;
+  mn_buf_init(&fb, 1 << 20);
+  T_EQ_INT(mn_buf_read_file(&fb, bsh, &err), MN_OK);
+  T_EQ_INT(mn_hex_decode(tok_sha256(tok), (uint8_t *)fb.data + 64, 32), 32);
+  snprintf(path, sizeof path, "%s/forged.shard", dir);
+  T_EQ_INT(mn_write_file_atomic(path, fb.data, fb.len, 0644, &err), MN_OK);
+  shard sf;
+  T_EQ_INT(shard_read(path, &sf, &err), MN_ERR_CORRUPT);
+  T_CONTAINS(err.msg, "corrupted");
+  mn_put_le32((uint8_t *)fb.data + 96, 255); /* another end of text, the sha restored */
+  T_EQ_INT(mn_hex_decode(sb.tok_sha256, (uint8_t *)fb.data + 64, 32), 32);
+  T_EQ_INT(mn_write_file_atomic(path, fb.data, fb.len, 0644, &err), MN_OK);
+  T_EQ_INT(shard_read(path, &sf, &err), MN_ERR_CORRUPT);
+  mn_buf_fini(&fb);
 
   /* bits per byte: the text tokens' summed NLL (eot not counted) over the text's bytes */
   evalset_item it = {.kind = EVAL_HELDOUT, .lang = "spa", .id = "x", .text = "abab abab", .len = 9};
@@ -293,8 +315,33 @@ static void test_shard_v1(void)
   char bytes_sha[65];
   T_EQ_INT(trainer__bytes_sha256(bytes_sha, &err), MN_OK);
   T_EQ_STR(s.tok_sha256, bytes_sha);
-  T_EQ_STR(s.sha256, hex); /* the same identity a version 2 shard of these tokens has */
+  T_EQ_STR(s.sha256, hex); /* version 1: the identity is the tokens' SHA-256 */
   shard_fini(&s);
+  /* the same document in version 2: its identity covers the tokenizer too, so it differs */
+  tokenizer *bytes = NULL;
+  shard_builder *b = NULL;
+  tok_tags tags = {0};
+  T_EQ_INT(tok_create_bytes(&bytes, &err), MN_OK);
+  T_EQ_INT(tok_tags_add(&tags, "spa", 257, &err), MN_OK);
+  T_EQ_INT(shard_builder_create(bytes, &tags, &b, &err), MN_OK);
+  T_EQ_INT(shard_builder_add(b, "spa", "hi", 2, &err), MN_OK);
+  snprintf(path, sizeof path, "%s/v2.shard", dir);
+  T_EQ_INT(shard_builder_write(b, path, &err), MN_OK);
+  shard_builder_destroy(b);
+  T_EQ_INT(shard_read(path, &s, &err), MN_OK);
+  T_EQ_INT(s.ntokens, 4);
+  T_CHECK(memcmp(s.tokens, (uint32_t[]){257, 'h', 'i', 256}, 4 * sizeof(uint32_t)) == 0);
+  T_CHECK(strcmp(s.sha256, hex) != 0);
+  /* ... and is what trainer.h says: base, tokenizer sha, eot, reserved, then the tokens */
+  uint8_t cover[4 + 40 + 8] = {0};
+  mn_put_le32(cover, 257);
+  T_EQ_INT(mn_hex_decode(bytes_sha, cover + 4, 32), 32);
+  mn_put_le32(cover + 36, 256);
+  memcpy(cover + 44, le, 8);
+  T_EQ_INT(mn_sha256_hex(cover, sizeof cover, hex, &err), MN_OK);
+  T_EQ_STR(s.sha256, hex);
+  shard_fini(&s);
+  tok_destroy(bytes);
 }
 
 int main(void)
