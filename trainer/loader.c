@@ -3,7 +3,11 @@
  *
  * Sections of the same language in several shards are sampled as one pool (a
  * window never crosses a section).  Sections shorter than a window are left
- * out.  Deterministic: the whole state is the 64-bit generator.
+ * out.  Half the windows start where a document starts (at its tag), the other
+ * half anywhere: generation starts a text from its tag alone, and a window
+ * from a random offset teaches the first position only what follows the tag
+ * somewhere in a text (a newline, as often as not), not how a text in that
+ * language begins.  Deterministic: the whole state is the 64-bit generator.
  */
 #include "trainer/trainer.h"
 
@@ -22,6 +26,8 @@ typedef struct lang_pool {
   piece *pieces;
   int npieces;
   uint64_t starts; /* window start positions in all pieces */
+  uint64_t *docs;  /* those where a document starts (its tag), as such positions */
+  uint64_t ndocs;
   double cdf;
 } lang_pool;
 
@@ -67,6 +73,16 @@ mn_status loader_create(const shard *shards, int nshards, int T, double alpha, u
       if (!pc) goto nomem;
       p->pieces = pc;
       p->pieces[p->npieces++] = (piece){shards[s].tokens + sec->first, sec->count};
+      const uint32_t *t = shards[s].tokens + sec->first;
+      for (uint64_t k = 0; k < sec->count - (uint64_t)T; k++) /* documents start at their tag */
+        if (t[k] == (uint32_t)sec->tag) {
+          if ((p->ndocs & (p->ndocs - 1)) == 0) { /* 0, 1, 2, 4, ...: grow */
+            uint64_t *d = realloc(p->docs, (p->ndocs ? 2 * p->ndocs : 1) * sizeof *d);
+            if (!d) goto nomem;
+            p->docs = d;
+          }
+          p->docs[p->ndocs++] = p->starts + k;
+        }
       p->starts += sec->count - (uint64_t)T;
     }
   }
@@ -95,7 +111,7 @@ void loader_destroy(loader *l)
 {
   if (!l) return;
   for (int k = 0; k < l->nlangs; k++)
-    free(l->langs[k].pieces);
+    free(l->langs[k].pieces), free(l->langs[k].docs);
   free(l->langs);
   free(l);
 }
@@ -109,7 +125,11 @@ void loader_next(loader *l, int B, int32_t *tokens, int32_t *targets)
     while (k < l->nlangs - 1 && u >= l->langs[k].cdf)
       k++;
     const lang_pool *p = &l->langs[k];
-    uint64_t pos = mn_splitmix64(&l->rng) % p->starts;
+    uint64_t r = mn_splitmix64(&l->rng), pos;
+    if ((r & 1) && p->ndocs) /* a document's start */
+      pos = p->docs[(r >> 1) % p->ndocs];
+    else
+      pos = (r >> 1) % p->starts;
     int pi = 0;
     while (pos >= p->pieces[pi].count - (uint64_t)T)
       pos -= p->pieces[pi++].count - (uint64_t)T;

@@ -604,8 +604,10 @@ MN_NODISCARD mn_status evalset_score_checkpoint(const char *ckpt, const evalset 
  * consecutive tokens of one language's section; its first input token is
  * replaced by the language tag, so every sequence starts with its tag.  The
  * language of each window is drawn with p proportional to (its tokens)^alpha,
- * the offset uniformly; the state is one 64-bit number, saved with the
- * optimizer state, so a resumed run draws the same windows.
+ * the offset at a document's start for half the windows (generation begins a
+ * text from its tag alone) and uniformly for the rest; the state is one 64-bit
+ * number, saved with the optimizer state, so a resumed run draws the same
+ * windows.
  */
 typedef struct loader loader;
 
