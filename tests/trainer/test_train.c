@@ -289,12 +289,51 @@ static void refuses_bad_input(void)
   T_EQ_INT(s.start, 0); /* nothing started */
 }
 
+/* the loader starts half its windows at a document's start: its first target is the
+ * document's first token (here the only X in the text), and the other half anywhere */
+static void loader_starts_documents(void)
+{
+  tok_tags tags = {0};
+  tokenizer *tok = NULL;
+  shard_builder *b = NULL;
+  mn_error err = {0};
+  char path[160], text[301];
+  snprintf(path, sizeof path, "%s/docs.shard", dir);
+  T_EQ_INT(tok_create_bytes(&tok, &err), MN_OK);
+  T_EQ_INT(tok_tags_add(&tags, "spa", 257, &err), MN_OK);
+  T_EQ_INT(shard_builder_create(tok, &tags, &b, &err), MN_OK);
+  memset(text, 'a', 300);
+  text[0] = 'X';
+  for (int i = 0; i < 40; i++)
+    T_EQ_INT(shard_builder_add(b, "spa", text, 300, &err), MN_OK);
+  T_EQ_INT(shard_builder_write(b, path, &err), MN_OK);
+  shard_builder_destroy(b);
+  tok_destroy(tok);
+  shard s;
+  loader *l = NULL;
+  T_EQ_INT(shard_read(path, &s, &err), MN_OK);
+  T_EQ_INT(loader_create(&s, 1, 16, 0.3, 7, &l, &err), MN_OK);
+  int32_t x[16], y[16];
+  int starts = 0, n = 4000;
+  for (int i = 0; i < n; i++) {
+    loader_next(l, 1, x, y);
+    T_EQ_INT(x[0], 257);
+    starts += y[0] == 'X';
+  }
+  /* half by design, and about 1 in 300 of the other half by chance */
+  T_CHECK_MSG(starts > n * 45 / 100 && starts < n * 55 / 100, "%d of %d windows at a start", starts,
+              n);
+  loader_destroy(l);
+  shard_fini(&s);
+}
+
 int main(void)
 {
   snprintf(dir, sizeof dir, "/tmp/mnemo-test-train-XXXXXX");
   if (!mkdtemp(dir)) return 1;
   kernels_cpu_set_threads(1);
   T_RUN(make_shard);
+  T_RUN(loader_starts_documents);
   T_RUN(stages_parse);
   T_RUN(learns_and_reports);
   T_RUN(stop_flag_and_resume);
