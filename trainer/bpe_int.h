@@ -1,6 +1,6 @@
 /*
  * bpe_int.h -- what bpe.c (encoding) and bpe_load.c (tokenizer.json) share: the tokenizer's
- * tables.  Only those two files include it.
+ * tables; tokenizer.c takes its UTF-8 writer (for the byte tokenizer's tokenizer.json).
  */
 #ifndef MNEMO_TRAINER_BPE_INT_H
 #define MNEMO_TRAINER_BPE_INT_H

@@ -7,6 +7,7 @@
  *
  * Not for: language tags (tags.c), the BPE merges and the pre-tokenizer (bpe.c).
  */
+#include "trainer/bpe_int.h"
 #include "trainer/trainer_int.h"
 
 #include <errno.h>
@@ -24,15 +25,6 @@ struct tokenizer {
 
 static uint8_t byte_piece[256];
 
-/* put_utf8 -- code point c (below 0x800: byte-level BPE's characters) as UTF-8 */
-static size_t put_utf8(uint32_t c, char *out)
-{
-  if (c < 0x80) return out[0] = (char)c, 1;
-  out[0] = (char)(0xC0 | c >> 6);
-  out[1] = (char)(0x80 | (c & 0x3F));
-  return 2;
-}
-
 /* bytes_json -- the byte tokenizer as Hugging Face spells it: a byte-level BPE without
  * merges whose id b is byte b, and <|eot|> */
 static json_t *bytes_json(void)
@@ -40,7 +32,7 @@ static json_t *bytes_json(void)
   json_t *vocab = json_object();
   for (int b = 0; vocab && b < 256; b++) {
     char ch[8];
-    size_t n = put_utf8(trainer__byte_char((uint8_t)b), ch);
+    size_t n = trainer__bpe_utf8_put(trainer__byte_char((uint8_t)b), (uint8_t *)ch);
     ch[n] = 0;
     json_object_set_new(vocab, ch, json_integer(b));
   }

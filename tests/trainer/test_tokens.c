@@ -4,6 +4,7 @@
  * tokenizer's own tokenizer.json and version 1 shards.
  */
 #include "tests/test.h"
+#include "trainer/bpe_int.h"
 #include "trainer/trainer_int.h"
 
 #include <math.h>
@@ -14,22 +15,13 @@
 
 static char dir[64];
 
-/* put_char -- code point c (< 0x800) as UTF-8 */
-static size_t put_char(uint32_t c, char *out)
-{
-  if (c < 0x80) return out[0] = (char)c, 1;
-  out[0] = (char)(0xC0 | c >> 6);
-  out[1] = (char)(0x80 | (c & 0x3F));
-  return 2;
-}
-
 /* tiny_json -- bytes 0-255, <|endoftext|> 256, "ab" 257, "abab" 258; GPT-2's split */
 static char *tiny_json(void)
 {
   json_t *vocab = json_object();
   for (int b = 0; b < 256; b++) {
     char ch[4] = {0};
-    put_char(trainer__byte_char((uint8_t)b), ch);
+    trainer__bpe_utf8_put(trainer__byte_char((uint8_t)b), (uint8_t *)ch);
     json_object_set_new(vocab, ch, json_integer(b));
   }
   json_object_set_new(vocab, "ab", json_integer(257));
