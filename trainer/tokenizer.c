@@ -23,7 +23,11 @@ struct tokenizer {
   char sha256[MN_SHA256_HEX_LEN + 1];
 };
 
-static uint8_t byte_piece[256];
+/* the bytes each id of the byte tokenizer stands for: itself */
+#define B4(n)  (n), (n) + 1, (n) + 2, (n) + 3
+#define B16(n) B4(n), B4((n) + 4), B4((n) + 8), B4((n) + 12)
+#define B64(n) B16(n), B16((n) + 16), B16((n) + 32), B16((n) + 48)
+static const uint8_t byte_piece[256] = {B64(0), B64(64), B64(128), B64(192)};
 
 /* bytes_json -- the byte tokenizer as Hugging Face spells it: a byte-level BPE without
  * merges whose id b is byte b, and <|eot|> */
@@ -85,8 +89,6 @@ mn_status tok_create_bytes(tokenizer **out, mn_error *err)
   *out = NULL;
   tokenizer *t = calloc(1, sizeof *t);
   if (!t) return mn_error_set(err, MN_ERR_NOMEM, "out of memory making the byte tokenizer");
-  for (int b = 0; b < 256; b++)
-    byte_piece[b] = (uint8_t)b;
   t->kind = KIND_BYTES;
   t->base = TOK_FIRST_TAG;
   t->eot = TOK_EOT;
