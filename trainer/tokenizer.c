@@ -11,6 +11,8 @@
 #include "trainer/trainer_int.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,13 +77,27 @@ mn_status trainer__tok_canonical(const tokenizer *t, char **out, mn_error *err)
                         err);
 }
 
-mn_status trainer__bytes_sha256(char out[MN_SHA256_HEX_LEN + 1], mn_error *err)
+/* the byte tokenizer's identity, computed once: every checkpoint's metadata read needs it */
+static char bytes_sha[MN_SHA256_HEX_LEN + 1];
+static mn_status bytes_sha_rc = MN_OK;
+static pthread_once_t bytes_sha_once = PTHREAD_ONCE_INIT;
+
+static void bytes_sha_init(void)
 {
   tokenizer *t;
-  mn_status rc = tok_create_bytes(&t, err);
-  if (rc == MN_OK) snprintf(out, MN_SHA256_HEX_LEN + 1, "%s", t->sha256);
+  mn_error e = {0};
+  bytes_sha_rc = tok_create_bytes(&t, &e);
+  if (bytes_sha_rc == MN_OK) snprintf(bytes_sha, sizeof bytes_sha, "%s", t->sha256);
   tok_destroy(t);
-  return rc;
+}
+
+mn_status trainer__bytes_sha256(char out[MN_SHA256_HEX_LEN + 1], mn_error *err)
+{
+  pthread_once(&bytes_sha_once, bytes_sha_init);
+  if (bytes_sha_rc != MN_OK)
+    return mn_error_set(err, bytes_sha_rc, "could not name the byte tokenizer (out of memory)");
+  memcpy(out, bytes_sha, sizeof bytes_sha);
+  return MN_OK;
 }
 
 mn_status tok_create_bytes(tokenizer **out, mn_error *err)
@@ -128,19 +144,34 @@ mn_status tok_from_json(const char *text, size_t n, const char *name, tokenizer 
   return MN_OK;
 }
 
+/* peek -- the first bytes of path (at most n): what kind of file it is, without reading a
+ * checkpoint of gigabytes whole */
+static mn_status peek(const char *path, char *buf, size_t n, size_t *got, mn_error *err)
+{
+  FILE *f = fopen(path, "rb");
+  if (!f) return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
+  *got = fread(buf, 1, n, f);
+  bool bad = ferror(f);
+  fclose(f);
+  return bad ? mn_error_set(err, MN_ERR_IO, "could not read \"%s\"", path) : MN_OK;
+}
+
 mn_status tok_load(const char *path, tokenizer **out, tok_tags *tags, mn_error *err)
 {
   *out = NULL;
-  mn_buf b;
-  mn_buf_init(&b, (size_t)1 << 30);
-  mn_status rc = mn_buf_read_file(&b, path, err);
-  size_t i = 0;
-  while (rc == MN_OK && i < b.len && strchr(" \t\r\n", b.data[i]))
+  char head[4096];
+  size_t n = 0, i = 0;
+  mn_status rc = peek(path, head, sizeof head, &n, err);
+  while (rc == MN_OK && i < n && strchr(" \t\r\n", head[i]))
     i++;
   /* a safetensors file starts with its header's length, then the header's "{" */
-  bool ckpt = rc == MN_OK && b.len > 8 && b.data[8] == '{' && b.data[0] != '{';
-  if (rc == MN_OK && !ckpt && i < b.len && b.data[i] == '{') {
-    rc = tok_from_json(b.data, b.len, path, out, tags, err);
+  bool ckpt = rc == MN_OK && n > 8 && head[8] == '{' && head[0] != '{';
+  if (rc == MN_OK && !ckpt && i < n && head[i] == '{') {
+    mn_buf b;
+    mn_buf_init(&b, (size_t)1 << 30);
+    if ((rc = mn_buf_read_file(&b, path, err)) == MN_OK)
+      rc = tok_from_json(b.data, b.len, path, out, tags, err);
+    mn_buf_fini(&b);
   } else if (rc == MN_OK && !ckpt) {
     rc = mn_error_set(err, MN_ERR_INPUT,
                       "\"%s\" is neither a tokenizer.json (a JSON object) nor a checkpoint", path);
@@ -168,7 +199,6 @@ mn_status tok_load(const char *path, tokenizer **out, tok_tags *tags, mn_error *
     free(json);
     if (!tags) free(ct);
   }
-  mn_buf_fini(&b);
   return rc;
 }
 
