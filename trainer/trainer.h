@@ -168,6 +168,8 @@ typedef struct tok_train_options {
   int rounds;                 /* trainings in all with a dev set, 1..TOK_MAX_ROUNDS (0: 6) */
   double gamma;               /* a round's weight factor is (premium / median)^gamma (0: 4) */
   bool floor;                 /* no language's weight below its balanced one (round 0's) */
+  bool dev_out;               /* the result, too, never learns from the dev texts (false: the
+                               * best round's shares learned again from all the text) */
 } tok_train_options;
 
 #define TOK_MAX_ROUNDS   16
@@ -181,12 +183,13 @@ typedef struct tok_train_stats {
   int nlangs;
   struct {
     char code[8];
-    int64_t bytes;                             /* training text read */
+    int64_t bytes;                             /* training text the result learned from */
     int64_t dev_records, dev_texts, dev_bytes; /* with a dev set: left out as its texts */
     double share;   /* its share of the weighted characters (of the round chosen) */
     double premium; /* its dev premium in the round chosen (NAN: no dev items, no dev set) */
   } lang[TOK_MAX_TAGS];
   int nrounds, best_round; /* the parity loop's trainings (1 without a dev set); the one kept */
+  bool refit;              /* the result: the best round's shares over all the text (dev too) */
   int dev_langs;           /* training languages with dev items (the reference included) */
   struct {
     double max, median; /* dev premium over the training languages with dev items */

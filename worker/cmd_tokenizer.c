@@ -40,6 +40,9 @@ const worker_opt worker__tokenizer_train_opts[] = {
     WORKER_FLAG("floor", floor,
                 "--parity: no language's weight falls below its balanced one (round 0's)"),
     WORKER_TEXT("reference", reference, "L", "--parity: the premium's reference (default eng)"),
+    WORKER_FLAG("dev-out", dev_out,
+                "--parity: the result never learns from the dev texts either (default: the "
+                "chosen shares are learned again from all the text)"),
     WORKER_OPT_END,
 };
 
@@ -65,9 +68,10 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
                           .parity_ref = o->reference,
                           .rounds = (int)o->rounds,
                           .gamma = o->gamma,
-                          .floor = o->floor};
-  if ((o->rounds || o->gamma || o->reference || o->floor) && !o->parity)
-    return worker__usage("--rounds, --gamma, --floor and --reference go with --parity");
+                          .floor = o->floor,
+                          .dev_out = o->dev_out};
+  if ((o->rounds || o->gamma || o->reference || o->floor || o->dev_out) && !o->parity)
+    return worker__usage("--rounds, --gamma, --floor, --reference and --dev-out go with --parity");
   const char *bal = o->balance ? o->balance : "temperature";
   if (strcmp(bal, "none") == 0)
     to.balance = TOK_BALANCE_NONE;
@@ -128,12 +132,12 @@ int worker__cmd_tokenizer_train(worker_ctx *w, worker_args *o)
                          "words", (json_int_t)st->words, "read_s", st->read_s, "merge_s",
                          st->merge_s, "languages", langs));
   if (o->parity)
-    worker__emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:f, s:f}", "event",
+    worker__emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:b, s:f, s:f, s:b}", "event",
                            "tokenizer_parity", "parity", o->parity, "reference",
                            o->reference ? o->reference : "eng", "rounds", st->nrounds, "best_round",
                            st->best_round, "gamma", o->gamma ? o->gamma : TOK_PARITY_GAMMA, "floor",
                            o->floor, "max", st->round[st->best_round].max, "median",
-                           st->round[st->best_round].median));
+                           st->round[st->best_round].median, "refit", st->refit));
   rc = MN_EXIT_OK;
 out:
   mn_atomic_abort(f);

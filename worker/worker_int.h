@@ -30,7 +30,7 @@ typedef struct worker_args {
   int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows, max_items, max_item_bytes;
   int64_t max_bytes, vocab, rounds;
   double temperature, gamma, alpha, epochs;
-  bool per_doc, stages, ewc, floor;
+  bool per_doc, stages, ewc, floor, dev_out;
   char **pos; /* the arguments that are not options, in order */
   int npos;
 } worker_args;

@@ -5,7 +5,8 @@
  * tags after the merges in the database's order), a second run byte-identical, and every
  * refusal (vocab too small, no training text, a bad record by file:line, tags with a gap);
  * the parity loop on two scripts (it lowers the max dev premium, a second run is the same, a
- * bad dev set is refused by file:line), and its dev texts left out of the training counts.
+ * bad dev set is refused by file:line), and its dev texts left out of the training counts
+ * (and learned from after the loop unless dev_out); merges that keep to character boundaries.
  */
 #include "tests/test.h"
 #include "trainer/trainer.h"
@@ -328,7 +329,8 @@ static void test_parity_dev_left_out(void)
                          .balance = TOK_BALANCE_NONE,
                          .parity = dev,
                          .parity_ref = "aaa",
-                         .rounds = 1};
+                         .rounds = 1,
+                         .dev_out = true};
   json_t *root = train(p, &o, NULL, &err);
   T_CHECK_MSG(root != NULL, "%s", err.msg);
   if (!root) return;
@@ -351,11 +353,74 @@ static void test_parity_dev_left_out(void)
     T_CHECK_MSG(!strstr(m, "zy") && !strstr(m, "yz"), "merge %zu is %s", i, m);
   }
   T_CHECK_MSG(vocab_id(root, "zyz") < 0, "a dev text's word was learned");
+  T_CHECK(!st.refit);
+  json_decref(root);
+  /* refit (the default): the round's shares learned again from all the text, dev texts too;
+   * the stats still say what the loop left out, and bytes are what the result learned from */
+  o.dev_out = false;
+  root = train(p, &o, NULL, &err);
+  T_CHECK_MSG(root != NULL, "%s", err.msg);
+  if (!root) return;
+  T_CHECK(st.refit);
+  T_CHECK_MSG(vocab_id(root, "zyz") >= 0, "the refit did not learn the dev text");
+  T_EQ_INT(st.lang[0].dev_texts, 3);
+  T_EQ_INT(st.lang[0].bytes, 23 + 7 + 15 + 15 + 8 + 8 + 8);
+  T_EQ_INT(st.lang[1].bytes, 8 + 11);
   json_decref(root);
   /* without the dev set the same file learns "zyz" */
   o.parity = NULL;
   root = train(p, &o, NULL, &err);
   T_CHECK(root != NULL && vocab_id(root, "zyz") >= 0);
+  json_decref(root);
+}
+
+/* aligned -- whether bytes s[0..n) are whole UTF-8 characters or the first bytes of one */
+static bool aligned(const uint8_t *s, size_t n)
+{
+  for (size_t i = 0; i < n;) {
+    size_t need = s[i] < 0x80 ? 1 : s[i] < 0xe0 ? 2 : s[i] < 0xf0 ? 3 : 4;
+    for (size_t k = 1; k < need; k++) {
+      if (i + k == n) return i == 0;
+      if ((s[i + k] & 0xc0) != 0x80) return false;
+    }
+    i += need;
+  }
+  return true;
+}
+
+/* Every Burmese letter starts E1 80, so in "ကကက..." the pairs (80, 80) and (80, E1) are as
+ * frequent as (E1, 80): a byte-pair count alone makes tokens that end inside the next letter.
+ * Every merged token must be whole characters or the first bytes of one; the letter and its
+ * runs still become tokens; an ASCII text learns as before. */
+static void test_char_aligned(void)
+{
+  char p[128];
+  mn_error err = {0};
+  put("mya.jsonl",
+      "{\"lang\": \"mya\", \"text\": \"ကကကကကကကက ကကကက ကား ကား ကား ကားကား\"}\n"
+      "{\"lang\": \"xxx\", \"text\": \"aaabdaaabac\"}\n",
+      p, sizeof p);
+  tok_train_options o = {.vocab = 400, .all_splits = true, .balance = TOK_BALANCE_NONE};
+  char *text = NULL;
+  json_t *root = train(p, &o, &text, &err);
+  T_CHECK_MSG(root != NULL, "%s", err.msg);
+  if (!root) return;
+  tokenizer *t = NULL;
+  T_CHECK_MSG(tok_from_json(text, strlen(text), "mya", &t, NULL, &err) == MN_OK, "%s", err.msg);
+  int merged = 0;
+  for (uint32_t id = 257; t && id < tok_base(t); id++) {
+    const uint8_t *b;
+    size_t n = tok_piece(t, id, &b);
+    if (n < 2) continue;
+    merged++;
+    T_CHECK_MSG(aligned(b, n), "token %u (%zu bytes, %02x...%02x) cuts a character", id, n, b[0],
+                b[n - 1]);
+  }
+  T_CHECK(merged > 5);
+  T_CHECK(vocab_id(root, "\xc3\xa1\xc4\xa2\xc4\xa2") >= 0); /* က (E1 80 80) is a token */
+  T_CHECK(vocab_id(root, "aa") >= 0);
+  tok_destroy(t);
+  free(text);
   json_decref(root);
 }
 
@@ -369,6 +434,7 @@ int main(void)
   T_RUN(test_refusals);
   T_RUN(test_parity);
   T_RUN(test_parity_dev_left_out);
+  T_RUN(test_char_aligned);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
