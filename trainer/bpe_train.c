@@ -536,8 +536,11 @@ static bool char_aligned(const uint8_t *s, size_t n)
 {
   for (size_t i = 0; i < n;) {
     uint8_t b = s[i];
-    size_t need = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3
-                : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+    size_t need = b < 0x80                 ? 1
+                  : b >= 0xc2 && b <= 0xdf ? 2
+                  : b >= 0xe0 && b <= 0xef ? 3
+                  : b >= 0xf0 && b <= 0xf4 ? 4
+                                           : 0;
     if (!need) return n == 1;
     size_t k = 1;
     while (k < need && i + k < n && (s[i + k] & 0xc0) == 0x80)
@@ -857,14 +860,18 @@ static mn_status refit(const char *const *paths, int npaths, const tok_train_opt
   if (rc) goto out;
   /* the same files in the same order: the same languages in the same order */
   if (all.nlangs != loop->nlangs) {
-    rc = mn_error_set(err, MN_ERR_IO, "the training text changed while it was read (%d "
-                      "languages, then %d)", loop->nlangs, all.nlangs);
+    rc = mn_error_set(err, MN_ERR_IO,
+                      "the training text changed while it was read (%d "
+                      "languages, then %d)",
+                      loop->nlangs, all.nlangs);
     goto out;
   }
   for (int i = 0; i < all.nlangs; i++) {
     if (strcmp(all.langs[i].code, loop->langs[i].code) != 0) {
-      rc = mn_error_set(err, MN_ERR_IO, "the training text changed while it was read (%s, "
-                        "then %s)", loop->langs[i].code, all.langs[i].code);
+      rc = mn_error_set(err, MN_ERR_IO,
+                        "the training text changed while it was read (%s, "
+                        "then %s)",
+                        loop->langs[i].code, all.langs[i].code);
       goto out;
     }
     w[i] = all.langs[i].chars > 0 ? st->lang[i].share / (double)all.langs[i].chars : 0;
@@ -997,8 +1004,8 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
       if (!isnan(prem[i]))
         w[i] = fmax(w[i] * pow(prem[i] / st->round[round].median, gamma), o->floor ? w0[i] : 0);
   }
-  if (dev && !o->dev_out && (rc = refit(paths, npaths, o, &r, (const char(*)[8])codes, ntags, json,
-                                        st, err)))
+  if (dev && !o->dev_out &&
+      (rc = refit(paths, npaths, o, &r, (const char(*)[8])codes, ntags, json, st, err)))
     goto out;
 out:
   piece_set_fini(&r.pieces);
