@@ -529,9 +529,9 @@ static const uint8_t *token_bytes(const learner *L, int32_t id, size_t *n)
 /* char_aligned -- whether a token of bytes s[0..n) keeps to character boundaries: whole UTF-8
  * characters, or the first bytes of one.  Every script whose letters share their first bytes
  * (Burmese: E1 80 or E1 81 before each) otherwise spends merges on tokens that end inside
- * the next letter ("ကား" + E1 80): measured on the UDHR, Burmese took 1.9 times English's
- * tokens that way (docs/tokenizer.md).  A byte that no character starts with joins nothing:
- * it is its own token, as in text that is not UTF-8. */
+ * the next letter ("ကား" + E1 80); kept to whole letters, the 32K parity tokenizer's Burmese
+ * premium on the UDHR fell from 1.92 to 1.85 (docs/tokenizer.md).  A byte that no character starts
+ * with joins nothing: it is its own token, as in text that is not UTF-8. */
 static bool char_aligned(const uint8_t *s, size_t n)
 {
   for (size_t i = 0; i < n;) {
@@ -861,16 +861,14 @@ static mn_status refit(const char *const *paths, int npaths, const tok_train_opt
   /* the same files in the same order: the same languages in the same order */
   if (all.nlangs != loop->nlangs) {
     rc = mn_error_set(err, MN_ERR_IO,
-                      "the training text changed while it was read (%d "
-                      "languages, then %d)",
+                      "the training text changed while it was read (%d languages, "
+                      "then %d)",
                       loop->nlangs, all.nlangs);
     goto out;
   }
   for (int i = 0; i < all.nlangs; i++) {
     if (strcmp(all.langs[i].code, loop->langs[i].code) != 0) {
-      rc = mn_error_set(err, MN_ERR_IO,
-                        "the training text changed while it was read (%s, "
-                        "then %s)",
+      rc = mn_error_set(err, MN_ERR_IO, "the training text changed while it was read (%s, then %s)",
                         loop->langs[i].code, all.langs[i].code);
       goto out;
     }
@@ -1004,9 +1002,10 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
       if (!isnan(prem[i]))
         w[i] = fmax(w[i] * pow(prem[i] / st->round[round].median, gamma), o->floor ? w0[i] : 0);
   }
-  if (dev && !o->dev_out &&
-      (rc = refit(paths, npaths, o, &r, (const char(*)[8])codes, ntags, json, st, err)))
-    goto out;
+  if (dev && !o->dev_out) {
+    piece_set_fini(&r.pieces); /* the refit reads its own: not both at once */
+    if ((rc = refit(paths, npaths, o, &r, (const char(*)[8])codes, ntags, json, st, err))) goto out;
+  }
 out:
   piece_set_fini(&r.pieces);
   trainer__dev_destroy(dev);
