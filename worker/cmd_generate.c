@@ -1,7 +1,11 @@
 /*
  * cmd_generate.c -- `mnemo generate`: text from a checkpoint in one language, sampled among
  * its tokenizer's text tokens and its end of text (top-k, temperature, seeded), decoded and
- * printed as valid UTF-8; the end of text ends it.
+ * printed as valid UTF-8; the end of text ends it.  Only tokens that continue the text as
+ * UTF-8 are sampled: a byte-level BPE has tokens that are the first bytes of a character,
+ * or a lone continuation byte, and a sampled one that does not fit (a fragment of a Gujarati
+ * letter after a whole one) printed as U+FFFD and left the model in a context it had never
+ * seen: the demo's base lost its script there (docs/trainer.md).
  */
 #include "worker/worker_int.h"
 
@@ -24,6 +28,36 @@ const worker_opt worker__generate_opts[] = {
                 "script (Latn, Thai, Jpan, ...)"),
     WORKER_OPT_END,
 };
+
+/* the UTF-8 the generated text owes: `need` continuation bytes, the next in [lo, hi] */
+typedef struct utf8_state {
+  int need;
+  uint8_t lo, hi;
+} utf8_state;
+
+/* utf8_follow -- whether s[0..n) can follow as UTF-8 (RFC 3629: no overlong form, surrogate or
+ * code point over U+10FFFF); if so *st becomes the state after it */
+static bool utf8_follow(utf8_state *st, const uint8_t *s, size_t n)
+{
+  utf8_state t = *st;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t b = s[i];
+    if (t.need) {
+      if (b < t.lo || b > t.hi) return false;
+      t = (utf8_state){t.need - 1, 0x80, 0xbf};
+    } else if (b >= 0xc2 && b <= 0xdf) {
+      t = (utf8_state){1, 0x80, 0xbf};
+    } else if (b >= 0xe0 && b <= 0xef) {
+      t = (utf8_state){2, b == 0xe0 ? 0xa0 : 0x80, b == 0xed ? 0x9f : 0xbf};
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      t = (utf8_state){3, b == 0xf0 ? 0x90 : 0x80, b == 0xf4 ? 0x8f : 0xbf};
+    } else if (b >= 0x80) {
+      return false;
+    }
+  }
+  *st = t;
+  return true;
+}
 
 /* by_logit_desc -- for the k-th largest logit */
 static int by_logit_desc(const void *a, const void *b)
@@ -75,8 +109,9 @@ int worker__cmd_generate(worker_ctx *w, worker_args *o)
   int top_k = o->top_k ? (int)o->top_k : 40;
   double temp = o->temperature > 0 ? o->temperature : 0.8;
   uint64_t rng = o->seed ? (uint64_t)o->seed : 1;
-  /* sampled among the tokenizer's ids that are text, and its end of text (never a tag or
-   * another special token) */
+  /* sampled among the tokenizer's ids that are text and continue it as UTF-8, and its end of
+   * text where no character is cut (never a tag or another special token) */
+  utf8_state u8 = {0, 0x80, 0xbf}; /* the prompt is whole: nothing owed */
   uint32_t V = tok_base(tkz), eot = tok_eot(tkz);
   if (V > (uint32_t)meta.config.vocab_size) V = (uint32_t)meta.config.vocab_size;
   size_t n = 0, cap = 0, nout = 0;
@@ -102,7 +137,9 @@ int worker__cmd_generate(worker_ctx *w, worker_args *o)
     uint32_t cand = 0;
     for (uint32_t i = 0; i < V; i++) {
       const uint8_t *piece;
-      bool ok = i == eot || tok_piece(tkz, i, &piece) > 0;
+      size_t len_i = i == eot ? 0 : tok_piece(tkz, i, &piece);
+      utf8_state t = u8;
+      bool ok = i == eot ? u8.need == 0 : len_i > 0 && utf8_follow(&t, piece, len_i);
       p[i] = ok ? logits[i] : -INFINITY;
       if (ok) tmp[cand++] = logits[i], mx = logits[i] > mx ? logits[i] : mx;
     }
@@ -127,6 +164,9 @@ int worker__cmd_generate(worker_ctx *w, worker_args *o)
       }
     }
     if (tokn == eot) break; /* the end of the text */
+    const uint8_t *piece;
+    size_t plen = tok_piece(tkz, tokn, &piece);
+    (void)utf8_follow(&u8, piece, plen); /* it does: only such were sampled */
     ctx[n++] = tokn;
     out[nout++] = tokn;
   }
