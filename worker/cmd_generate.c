@@ -171,7 +171,8 @@ int worker__cmd_generate(worker_ctx *w, worker_args *o)
     out[nout++] = tokn;
   }
   if (tok_decode(tkz, out, nout, &bytes, &err) != MN_OK) goto out;
-  /* print valid UTF-8 only: a sequence cut by the end or sampled badly becomes U+FFFD */
+  /* print valid UTF-8 only: a character cut by --tokens is left out; anything else invalid
+   * (not sampled, but a tokenizer's pieces are not checked here) becomes U+FFFD */
   (void)!mn_buf_append(&text, prompt, strlen(prompt), NULL);
   const unsigned char *outb = (const unsigned char *)bytes.data;
   size_t i = 0;
@@ -183,6 +184,7 @@ int worker__cmd_generate(worker_ctx *w, worker_args *o)
       break;
     }
     (void)!mn_buf_append(&text, outb + i, off, NULL);
+    if (pr == MN_UTF8_TRUNCATED) break;
     (void)!mn_buf_append(&text, "\xEF\xBF\xBD", 3, NULL);
     i += off + 1;
   }

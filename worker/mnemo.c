@@ -112,7 +112,7 @@ static const worker_command commands[] = {
      "text from a checkpoint in a language",
      "Samples the model's tokenizer's text tokens and its end of text, which ends the text\n"
      "(top-k, temperature, seeded), and decodes them; only tokens that continue the text as\n"
-     "UTF-8 are sampled (a text cut at --tokens may end in U+FFFD).\n"
+     "UTF-8 are sampled (a character cut by --tokens is left out).\n"
      "--script CODE adds the share of the generated letters written in that script.\n",
      worker__generate_opts, false, worker__cmd_generate},
     {"bench", NULL, "[--steps N] [--stages] [--ewc] [--device cpu|cuda [--math fp32|tf32|bf16]]",
