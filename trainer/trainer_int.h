@@ -126,4 +126,39 @@ size_t trainer__bpe_piece(const tok_bpe *b, uint32_t id, const uint8_t **bytes);
 /* trainer__bpe_to_json -- a new tokenizer.json object for b, without tags (NULL: no memory) */
 json_t *trainer__bpe_to_json(const tok_bpe *b);
 
+/* ---------------------------------------------------------------- learning BPE (bpe_learn.c) */
+
+#define TRAINER_BPE_MAX_WORD (1u << 20) /* a pre-token is at most this many bytes */
+
+/* A set of byte strings (with a small key beside them: the language), each an entry with a
+ * count; the bytes live in one arena.  Open addressing over entry indices + 1. */
+typedef struct trainer__pieces {
+  uint8_t *arena;
+  size_t arena_len, arena_cap;
+  struct trainer__piece {
+    uint64_t off;
+    uint32_t len;
+    uint32_t key;
+    double count;
+  } * e;
+  size_t n, cap;
+  uint32_t *slot; /* entry index + 1, 0 empty */
+  size_t nslot;
+} trainer__pieces;
+
+void trainer__pieces_fini(trainer__pieces *s); /* empties s */
+/* trainer__pieces_add -- count += c for (key, bytes b[0..n)); *idx the entry's index */
+MN_NODISCARD mn_status trainer__pieces_add(trainer__pieces *s, uint32_t key, const uint8_t *b,
+                                           size_t n, double c, size_t *idx /* OUT */,
+                                           mn_error *err);
+/* trainer__bpe_learn -- merges learned greedily from words (distinct byte strings; wt[i] the
+ * weight of entry i, whole numbers summing below 2^53) until `want` new tokens or no pair is
+ * left, each keeping to character boundaries; *json (malloc'd) their tokenizer.json with
+ * tags[i] as special tokens after them, *merges the merges, *ids the ids before the tags.
+ * words is emptied (trainer__pieces_fini) either way. */
+MN_NODISCARD mn_status trainer__bpe_learn(trainer__pieces *words, const double *wt, uint32_t want,
+                                          const char (*tags)[8], int ntags, char **json /* OUT */,
+                                          uint32_t *merges /* OUT */, uint32_t *ids /* OUT */,
+                                          mn_error *err);
+
 #endif /* MNEMO_TRAINER_INT_H */
