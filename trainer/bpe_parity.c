@@ -188,7 +188,7 @@ mn_status trainer__dev_read(const char *path, const char *ref, trainer__devset *
     goto out;
   }
   if ((rc = mn_jsonl_each(path, read_dev, d, err))) goto out;
-  qsort(d->r, d->n, sizeof *d->r, cmp_rec);
+  if (d->n) qsort(d->r, d->n, sizeof *d->r, cmp_rec);
   for (size_t i = 1; i < d->n; i++)
     if (d->r[i].lang == d->r[i - 1].lang && strcmp(d->r[i].item, d->r[i - 1].item) == 0) {
       rc = mn_error_set(err, MN_ERR_INPUT, "%s:%lld: item \"%s\" of %s again (first at line %lld)",
@@ -217,6 +217,13 @@ mn_status trainer__dev_read(const char *path, const char *ref, trainer__devset *
   int k = 0;
   for (int i = 0; i < d->ncodes; i++)
     d->index[i] = shared[i] ? k++ : -1;
+  if (k < 2) { /* the reference alone: no premium to measure */
+    rc = mn_error_set(err, MN_ERR_INPUT,
+                      "cannot measure a premium: no language of %s shares an item with the "
+                      "reference language %s",
+                      path, ref);
+    goto out;
+  }
   /* the texts and their line-ended beginnings by (code, bytes): the training reader leaves
    * the texts out.  Keys are at most the texts' lines, so twice that many slots suffice. */
   size_t lines = d->n;

@@ -38,6 +38,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define WEIGHT_TOTAL 1099511627776.0 /* 2^40: the weighted text's bytes */
 
@@ -339,6 +340,21 @@ static mn_status refit(const char *const *paths, int npaths, const tok_train_opt
                         loop->langs[i].code, all.langs[i].code);
       goto out;
     }
+  }
+  /* a language the loop never trained on (all its text dev texts) has no share: it gets its
+   * balanced one, round 0's over all the text */
+  if ((rc = lang_weights(o, all.langs, all.nlangs, w, err))) goto out;
+  double mass = 0;
+  for (int i = 0; i < all.nlangs; i++)
+    mass += w[i] * (double)all.langs[i].chars;
+  double sum = 0;
+  for (int i = 0; i < all.nlangs; i++) {
+    if (st->lang[i].share == 0 && all.langs[i].chars > 0 && mass > 0)
+      st->lang[i].share = w[i] * (double)all.langs[i].chars / mass;
+    sum += st->lang[i].share;
+  }
+  for (int i = 0; i < all.nlangs; i++) {
+    st->lang[i].share = sum > 0 ? st->lang[i].share / sum : 0;
     w[i] = all.langs[i].chars > 0 ? st->lang[i].share / (double)all.langs[i].chars : 0;
   }
   st->read_s += (mn_monotonic_ms() - t0) / 1e3;
@@ -388,6 +404,18 @@ mn_status tok_bpe_train(const char *const *paths, int npaths, const tok_train_op
     ntags = o->tags->n;
     if ((rc = tags_in_order(o->tags, codes, err)) || (rc = vocab_fits(o->vocab, ntags, err)))
       goto out;
+  }
+  /* the refit reads the text a second time: a pipe would be empty then, after minutes */
+  for (int i = 0; o->parity && !o->dev_out && i < npaths; i++) {
+    struct stat sb;
+    if (stat(paths[i], &sb) != 0 || !S_ISREG(sb.st_mode)) {
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "\"%s\" is not a regular file: with a dev set the training text is read "
+                        "twice (the parity loop, then the result from all of it); give a file, or "
+                        "keep the dev texts out of the result too (--dev-out)",
+                        paths[i]);
+      goto out;
+    }
   }
   /* the dev set first: a bad one fails before minutes of training */
   if (o->parity &&

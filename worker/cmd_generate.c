@@ -108,7 +108,12 @@ int worker__cmd_generate(worker_ctx *w, worker_args *o)
   int64_t want = o->tokens ? o->tokens : 100;
   int top_k = o->top_k ? (int)o->top_k : 40;
   double temp = o->temperature > 0 ? o->temperature : 0.8;
-  uint64_t rng = o->seed ? (uint64_t)o->seed : 1;
+  /* the seed through splitmix64 first: xorshift from a small seed draws tiny numbers for
+   * its first steps, and the first token was the lowest id of the top k for every seed below
+   * about 2^30 */
+  uint64_t seed = o->seed ? (uint64_t)o->seed : 1;
+  uint64_t rng = mn_splitmix64(&seed);
+  if (!rng) rng = 1; /* xorshift's one fixed point */
   /* sampled among the tokenizer's ids that are text and continue it as UTF-8, and its end of
    * text where no character is cut (never a tag or another special token) */
   utf8_state u8 = {0, 0x80, 0xbf}; /* the prompt is whole: nothing owed */

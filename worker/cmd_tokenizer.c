@@ -32,7 +32,7 @@ const worker_opt worker__tokenizer_train_opts[] = {
                 "the documents learned from (default train: held-out text never is)"),
     WORKER_TEXT("parity", parity, "FILE",
                 "a development parallel set {lang, item, text} (never the test text): "
-                "reweigh languages by their premium on it and train again"),
+                "reweigh languages by their premium on it and train again (above)"),
     WORKER_COUNT_UP_TO("rounds", rounds, "R", TOK_MAX_ROUNDS,
                        "--parity: trainings in all (default 6); the lowest max premium is kept"),
     WORKER_REAL("gamma", gamma, "G", 0, 8,

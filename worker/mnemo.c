@@ -148,14 +148,19 @@ static const worker_command commands[] = {
     {"tokenizer", "train",
      "--out FILE --vocab N --tags TSV [--balance unimax|temperature|none] [--alpha A] "
      "[--epochs E] [--max-bytes N] [--split train|all] [--parity DEV.jsonl [--rounds R] "
-     "[--gamma G] [--reference L] [--floor]] JSONL...",
+     "[--gamma G] [--reference L] [--floor] [--dev-out]] JSONL...",
      "a language-balanced byte-level BPE tokenizer.json from {\"lang\", \"text\"} records",
      "Learns byte-level BPE merges on the MNEMO pre-tokenizer's pieces, each language's counts\n"
      "weighted so languages are balanced as replay balances them (--balance temperature\n"
      "with --alpha, 0 uniform; unimax with --epochs; none: the data's mix).  Only training\n"
      "records are read (each record's stored \"split\", else the hash rule at\n"
-     "ingest.heldout_fraction).  Writes a tokenizer.json Hugging Face's tokenizers loads: ids\n"
-     "0-255 the bytes, 256 <|endoftext|>, merged tokens, then the tags.  docs/tokenizer.md.\n",
+     "ingest.heldout_fraction).  Every token is whole UTF-8 characters or the first bytes of\n"
+     "one.  --parity DEV: the dev texts are left out of the counts, each round reweighs the\n"
+     "languages by their premium on DEV, and the best round's shares are learned again from\n"
+     "all the text, dev texts included (--dev-out: not), which reads JSONL twice: files only,\n"
+     "and --max-bytes then counts the dev texts too.  Writes a tokenizer.json Hugging Face's\n"
+     "tokenizers loads: ids 0-255 the bytes, 256 <|endoftext|>, merged tokens, then the tags.\n"
+     "docs/tokenizer.md.\n",
      worker__tokenizer_train_opts, false, worker__cmd_tokenizer_train},
     {"export-hf", NULL, "CKPT DIR", "a checkpoint and its tokenizer for Hugging Face",
      "Writes DIR/config.json and DIR/model.safetensors in Hugging Face's GPT-2 layout\n"

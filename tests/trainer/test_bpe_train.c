@@ -295,6 +295,16 @@ static void test_parity(void)
       sizeof dev);
   T_CHECK(train(p, &o, NULL, &err) == NULL);
   T_CONTAINS(err.msg, "reference language aaa");
+  put("dev-alone.jsonl",
+      "{\"lang\": \"aaa\", \"item\": \"1\", \"text\": \"x\"}\n"
+      "{\"lang\": \"bbb\", \"item\": \"9\", \"text\": \"y\"}\n",
+      dev, sizeof dev);
+  T_CHECK(train(p, &o, NULL, &err) == NULL);
+  T_CONTAINS(err.msg, "shares an item with the reference");
+  /* the refit reads the text twice: a pipe or a device is refused up front */
+  snprintf(dev, sizeof dev, "%s/dev.jsonl", dir);
+  T_CHECK(train("/dev/null", &o, NULL, &err) == NULL);
+  T_CONTAINS(err.msg, "\"/dev/null\" is not a regular file");
   o.parity = "/nonexistent/dev.jsonl";
   T_CHECK(train(p, &o, NULL, &err) == NULL);
   T_EQ_INT(err.code, MN_ERR_IO);
@@ -316,13 +326,15 @@ static void test_parity_dev_left_out(void)
       "{\"lang\": \"aaa\", \"text\": \"zzz qzz\\nthe dog\"}\n"
       "{\"lang\": \"aaa\", \"text\": \"the hat\\nzyz\\nzyz\\nthe end\"}\n"
       "{\"lang\": \"aaa\", \"text\": \"the mat zzz qzz\"}\n"
-      "{\"lang\": \"bbb\", \"text\": \"ooo ppp\\nthe cat sat\"}\n",
+      "{\"lang\": \"bbb\", \"text\": \"ooo ppp\\nthe cat sat\"}\n"
+      "{\"lang\": \"ccc\", \"text\": \"qqq wqw\"}\n",
       p, sizeof p);
   put("leak-dev.jsonl",
       "{\"lang\": \"aaa\", \"item\": \"1\", \"text\": \"zzz qzz\"}\n"
       "{\"lang\": \"aaa\", \"item\": \"2\", \"text\": \"zyz\\nzyz\"}\n"
       "{\"lang\": \"aaa\", \"item\": \"3\", \"text\": \"the cat\"}\n"
-      "{\"lang\": \"bbb\", \"item\": \"1\", \"text\": \"the cat sat\"}\n",
+      "{\"lang\": \"bbb\", \"item\": \"1\", \"text\": \"the cat sat\"}\n"
+      "{\"lang\": \"ccc\", \"item\": \"1\", \"text\": \"qqq wqw\"}\n",
       dev, sizeof dev);
   tok_train_options o = {.vocab = 400,
                          .all_splits = true,
@@ -366,6 +378,11 @@ static void test_parity_dev_left_out(void)
   T_EQ_INT(st.lang[0].dev_texts, 3);
   T_EQ_INT(st.lang[0].bytes, 23 + 7 + 15 + 15 + 8 + 8 + 8);
   T_EQ_INT(st.lang[1].bytes, 8 + 11);
+  /* ccc's only text is a dev text: the loop never trained on it, the refit gives it its
+   * balanced share (it had none) and learns from it */
+  T_EQ_STR(st.lang[2].code, "ccc");
+  T_CHECK_MSG(st.lang[2].share > 0, "ccc's share %g", st.lang[2].share);
+  T_CHECK(vocab_id(root, "qq") >= 0);
   json_decref(root);
   /* without the dev set the same file learns "zyz" */
   o.parity = NULL;

@@ -126,6 +126,13 @@ rc=0; m eval --checkpoint "$tmp/a/model.safetensors" "$tmp/xho.shard" >/dev/null
 g1=$(m generate --checkpoint "$tmp/a/model.safetensors" --lang spa --prompt "El " --seed 7 | jget "['text']")
 g2=$(m generate --checkpoint "$tmp/a/model.safetensors" --lang spa --prompt "El " --seed 7 | jget "['text']")
 [ "$g1" = "$g2" ] || fail "generation with one seed differs"
+# seeds 1 to 6 start differently (from a raw small seed the first draw was near 0 and every
+# text began with the lowest id of the top k)
+firsts=$(for seed in 1 2 3 4 5 6; do
+  m generate --checkpoint "$tmp/a/model.safetensors" --lang spa --tokens 1 --temperature 1 \
+    --seed $seed | jget "['text']"
+done | sort -u | wc -l)
+[ "$firsts" -ge 2 ] || fail "generate: seeds 1 to 6 all began with the same token"
 # only tokens that continue the text as UTF-8 are sampled: hot and wide, a byte model draws
 # bytes of 0x80 and up about half the time, and none may print as U+FFFD (a character cut
 # by --tokens is left out)
