@@ -90,8 +90,7 @@ typedef struct kernels_backend {
                                      const float *a, const float *b, const float *w,
                                      const float *bias, int N, int C);
   /* softmax over the first V of Vp logits per row, then -log p[target]:
-   * losses (N), probs (N,Vp) kept for backward (padded columns 0).  A target below 0 is
-   * none: its row's loss is 0 and its dlogits row 0 (the row is not learned from) */
+   * losses (N), probs (N,Vp) kept for backward (padded columns 0) */
   void (*crossentropy_forward)(float *losses, float *probs, const float *logits,
                                const int32_t *targets, int N, int V, int Vp);
   /* dlogits (N,Vp) = (probs - t) * dlosses, padded columns 0, for the target distribution

@@ -79,12 +79,11 @@ mn_status fisher_estimate(gpt *m, const shard *shards, int nshards, int T, int w
     memset(acc, 0, np * sizeof(float));
     for (uint64_t j = 0; j < k; j++) { /* spread evenly over the language's text */
       const uint32_t *w = window_at(shards, nshards, langs[l].code, j * have / k, T);
-      x[0] = langs[l].tag;        /* as in training: every sequence starts with its tag, and has */
-      for (int t = 1; t < T; t++) /* a first target only at a text's start (loader.c) */
+      x[0] = langs[l].tag; /* as in training: every sequence starts with its tag */
+      for (int t = 1; t < T; t++)
         x[t] = w[t];
       for (int t = 0; t < T; t++)
         y[t] = w[t + 1];
-      if (w[0] != (uint32_t)langs[l].tag) y[0] = -1;
       gpt_zero_grad(m);
       gpt_forward(m, x, y, 1, T);
       gpt_backward(m);

@@ -95,12 +95,11 @@ void finetune__replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, in
     const replay_lang *rl = &f->replay.langs[l];
     const uint32_t *w = rl->windows + (mn_splitmix64(&s) % rl->count) * (size_t)f->replay.window;
     int32_t *x = tok + (size_t)b * T, *y = tgt + (size_t)b * T;
-    x[0] = f->replay_tags[l];   /* as the loader does: the tag first, and a first target only */
-    for (int i = 1; i < T; i++) /* where the window is a text's start (loader.c) */
+    x[0] = f->replay_tags[l]; /* as the loader does: the tag first */
+    for (int i = 1; i < T; i++)
       x[i] = w[i];
     for (int i = 0; i < T; i++)
       y[i] = w[i + 1];
-    if (w[0] != (uint32_t)f->replay_tags[l]) y[0] = -1;
   }
 }
 

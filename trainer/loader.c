@@ -4,14 +4,10 @@
  * Sections of the same language in several shards are sampled as one pool (a
  * window never crosses a section).  Sections shorter than a window are left
  * out.  Half the windows start where a document starts (at its tag), the other
- * half anywhere.  Every window's first input is its language's tag, but only a
- * window at a start has a first target: generation starts a text from its tag
- * alone, and a window from a random offset would teach the tag's position what
- * follows anywhere in a text (a newline, as often as not: the demo's base then
- * began most texts with one, and went on in whatever script a line start
- * suggested), not how a text in that language begins.  Its first target is -1,
- * none (kernels.h: no loss, no gradient).  Deterministic: the whole state is
- * the 64-bit generator.
+ * half anywhere: generation starts a text from its tag alone, and a window
+ * from a random offset teaches the first position only what follows the tag
+ * somewhere in a text (a newline, as often as not), not how a text in that
+ * language begins.  Deterministic: the whole state is the 64-bit generator.
  */
 #include "trainer/trainer.h"
 
@@ -144,7 +140,6 @@ void loader_next(loader *l, int B, int32_t *tokens, int32_t *targets)
       x[i] = w[i];
     for (int i = 0; i < T; i++)
       y[i] = w[i + 1];
-    if (w[0] != (uint32_t)p->tag) y[0] = -1; /* not a text's start: see the file's head */
   }
 }
 

@@ -355,7 +355,7 @@ static void crossentropy_forward(float *losses, float *probs, const float *logit
       p[j] *= inv;
     for (int j = V; j < Vp; j++)
       p[j] = 0;
-    losses[i] = targets[i] < 0 ? 0.0f : -logf(p[targets[i]]);
+    losses[i] = -logf(p[targets[i]]);
   }
 }
 
@@ -368,10 +368,6 @@ static void crossentropy_backward(float *dlogits, const float *probs, const floa
     const float *p = probs + (size_t)i * Vp;
     float *d = dlogits + (size_t)i * Vp;
     float dl = dlosses[i];
-    if (targets[i] < 0) { /* no target: the row is not learned from */
-      memset(d, 0, sizeof *d * (size_t)Vp);
-      continue;
-    }
     if (soft) {
       const float *s = soft + (size_t)i * Vp;
       for (int j = 0; j < V; j++)

