@@ -5,7 +5,7 @@
  * UTF-8 are sampled: a byte-level BPE has tokens that are the first bytes of a character,
  * or a lone continuation byte, and a sampled one that does not fit (a fragment of a Gujarati
  * letter after a whole one) printed as U+FFFD and left the model in a context it had never
- * seen: the demo's base lost its script there (docs/trainer.md).
+ * seen.
  */
 #include "worker/worker_int.h"
 
