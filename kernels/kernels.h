@@ -50,9 +50,11 @@ typedef struct kernels_ewc {
 typedef struct kernels_backend {
   const char *name;
   bool host_memory; /* its memory is the host's (the CPU backend): no copies needed */
-  /* out (B,T,C) = wte[tokens[b,t]] + wpe[t];  wte (Vp,C), wpe (maxT,C) */
+  /* out (B,T,C) = wte[tokens[b,t]] + wpe[t];  wte (Vp,C), wpe (maxT,C) or NULL (no learned
+   * positions: rotary embeddings) */
   void (*encoder_forward)(float *out, const int32_t *tokens, const float *wte, const float *wpe,
                           int B, int T, int C);
+  /* dwpe may be NULL (no learned positions) */
   void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
                            int B, int T, int C);
   /* out (N,C) = (inp - mean) * rstd * w + b, eps 1e-5; mean, rstd (N) kept for backward */
@@ -89,6 +91,34 @@ typedef struct kernels_backend {
   void (*residual_layernorm_forward)(float *res, float *out, float *mean, float *rstd,
                                      const float *a, const float *b, const float *w,
                                      const float *bias, int N, int C);
+  /* The Llama family's ops (RMSNorm, rotary embeddings with grouped-query attention, SwiGLU).
+   * RMSNorm: out (N,C) = inp * rstd * w, rstd = 1 / sqrt(mean(inp^2) + eps) kept (N) for
+   * backward */
+  void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                          float eps);
+  /* dinp += (the residual stream's gradient sums two paths, as layernorm's); dw += */
+  void (*rmsnorm_backward)(float *dinp, float *dw, const float *dout, const float *inp,
+                           const float *w, const float *rstd, int N, int C);
+  /* fused: res (N,C) = a + b, then out = rmsnorm(res) as rmsnorm_forward */
+  void (*residual_rmsnorm_forward)(float *res, float *out, float *rstd, const float *a,
+                                   const float *b, const float *w, int N, int C, float eps);
+  /* rope_qkv_forward -- attention_forward's input from grouped-query projections: inp
+   * (B,T,(NH + 2 KVH) HD) holds each position's query heads, then KVH key heads, then KVH
+   * value heads; out (B,T,3C), C = NH HD, gets the queries and keys rotated (rotate-half
+   * pairs (i, i + HD/2) of each head, angle t * freq[i] at position t: cos and sin tables
+   * (maxT, HD/2) in the backend's memory; cos NULL: no rotation) and each key and value head
+   * repeated for its NH / KVH query heads */
+  void (*rope_qkv_forward)(float *out, const float *inp, const float *cos, const float *sin, int B,
+                           int T, int NH, int KVH, int HD);
+  /* dinp (B,T,(NH + 2 KVH) HD), overwritten, from dout (B,T,3C): the rotation undone, the
+   * gradients of a repeated head summed */
+  void (*rope_qkv_backward)(float *dinp, const float *dout, const float *cos, const float *sin,
+                            int B, int T, int NH, int KVH, int HD);
+  /* SwiGLU: out (N,F) = silu(inp[:, :F]) * inp[:, F:], inp (N,2F) the gate and up
+   * projections side by side */
+  void (*swiglu_forward)(float *out, const float *inp, int N, int F);
+  /* dinp (N,2F), overwritten */
+  void (*swiglu_backward)(float *dinp, const float *inp, const float *dout, int N, int F);
   /* softmax over the first V of Vp logits per row, then -log p[target]:
    * losses (N), probs (N,Vp) kept for backward (padded columns 0) */
   void (*crossentropy_forward)(float *losses, float *probs, const float *logits,

@@ -7,7 +7,17 @@
 #include "kernels/kernels.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
+
+/* kernels__block_of -- the calling OpenMP thread's share [lo, hi) of n items. */
+static inline void kernels__block_of(int n, int *lo, int *hi)
+{
+  int nt = omp_get_num_threads(), t = omp_get_thread_num();
+  int per = (n + nt - 1) / nt;
+  *lo = t * per < n ? t * per : n;
+  *hi = *lo + per < n ? *lo + per : n;
+}
 
 /*
  * kernels__exp_simd -- e^x for float, written so that "omp simd" loops vectorise it (glibc's
@@ -48,6 +58,20 @@ void kernels__attention_forward_avx512(float *out, float *att, float *scratch, c
 void kernels__attention_backward_avx512(float *dqkv, float *scratch, const float *dout,
                                         const float *qkv, const float *att, int B, int T, int C,
                                         int NH);
+/* The Llama family's ops (ops_llama.c), as kernels.h describes them */
+void kernels__rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N,
+                              int C, float eps);
+void kernels__rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                               const float *w, const float *rstd, int N, int C);
+void kernels__residual_rmsnorm_forward(float *res, float *out, float *rstd, const float *a,
+                                       const float *b, const float *w, int N, int C, float eps);
+void kernels__rope_qkv_forward(float *out, const float *inp, const float *cos, const float *sin,
+                               int B, int T, int NH, int KVH, int HD);
+void kernels__rope_qkv_backward(float *dinp, const float *dout, const float *cos, const float *sin,
+                                int B, int T, int NH, int KVH, int HD);
+void kernels__swiglu_forward(float *out, const float *inp, int N, int F);
+void kernels__swiglu_backward(float *dinp, const float *inp, const float *dout, int N, int F);
+
 /* tests: take the portable sgemm path even where AVX-512 is usable */
 void kernels__cpu_force_portable_attention(bool on);
 

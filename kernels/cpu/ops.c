@@ -34,15 +34,6 @@ float kernels__exp(float x)
   return kernels__exp_simd(x);
 }
 
-/* block_of -- the calling OpenMP thread's share [lo, hi) of n items. */
-static void block_of(int n, int *lo, int *hi)
-{
-  int nt = omp_get_num_threads(), t = omp_get_thread_num();
-  int per = (n + nt - 1) / nt;
-  *lo = t * per < n ? t * per : n;
-  *hi = *lo + per < n ? *lo + per : n;
-}
-
 /* ---------------------------------------------------------------- encoder */
 
 static void encoder_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe,
@@ -53,6 +44,10 @@ static void encoder_forward(float *out, const int32_t *tokens, const float *wte,
     for (int t = 0; t < T; t++) {
       float *o = out + ((size_t)b * T + t) * C;
       const float *e = wte + (size_t)tokens[b * T + t] * C;
+      if (!wpe) { /* rotary embeddings: positions enter in attention */
+        memcpy(o, e, (size_t)C * sizeof *o);
+        continue;
+      }
       const float *p = wpe + (size_t)t * C;
       for (int c = 0; c < C; c++)
         o[c] = e[c] + p[c];
@@ -70,7 +65,7 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
       for (int t = 0; t < T; t++) {
         float d = dout[((size_t)b * T + t) * C + c];
         dwte[(size_t)tokens[b * T + t] * C + c] += d;
-        dwpe[(size_t)t * C + c] += d;
+        if (dwpe) dwpe[(size_t)t * C + c] += d;
       }
     }
   }
@@ -126,7 +121,7 @@ static void layernorm_backward(float *dinp, float *dw, float *db, const float *d
 #pragma omp parallel
   {
     int c0, c1;
-    block_of(C, &c0, &c1);
+    kernels__block_of(C, &c0, &c1);
     for (int i = 0; i < N; i++) {
       const float *x = inp + (size_t)i * C, *d = dout + (size_t)i * C;
       float m = mean[i], s = rstd[i];
@@ -153,7 +148,7 @@ static void matmul_forward(float *out, const float *inp, const float *w, const f
 #pragma omp parallel
   {
     int r0, r1;
-    block_of(N, &r0, &r1);
+    kernels__block_of(N, &r0, &r1);
     if (r1 > r0) { /* out (N,OC) = bias + inp (N,C) . w^T */
       /* the bias first, then sgemm adds to it (beta 1): with beta 0 OpenBLAS clears the
        * output in a pass of its own, and the bias would need another */
@@ -172,13 +167,13 @@ static void matmul_backward(float *dinp, float *dw, float *dbias, const float *d
 #pragma omp parallel
   {
     int r0, r1, o0, o1;
-    block_of(N, &r0, &r1);
+    kernels__block_of(N, &r0, &r1);
     /* dinp (N,C) = dout (N,OC) . w (OC,C), by rows of N */
     if (dinp && r1 > r0)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, r1 - r0, C, OC, 1.0f,
                   dout + (size_t)r0 * OC, OC, w, C, 0.0f, dinp + (size_t)r0 * C, C);
     /* dw (OC,C) += dout^T (OC,N) . inp (N,C), by rows of OC (none when dw is NULL: frozen) */
-    block_of(OC, &o0, &o1);
+    kernels__block_of(OC, &o0, &o1);
     if (o1 > o0) {
       if (dw)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, C, N, 1.0f, dout + o0, OC,
@@ -494,6 +489,13 @@ static const kernels_backend cpu = {
     .gelu_backward = gelu_backward,
     .residual_forward = residual_forward,
     .residual_layernorm_forward = residual_layernorm_forward,
+    .rmsnorm_forward = kernels__rmsnorm_forward,
+    .rmsnorm_backward = kernels__rmsnorm_backward,
+    .residual_rmsnorm_forward = kernels__residual_rmsnorm_forward,
+    .rope_qkv_forward = kernels__rope_qkv_forward,
+    .rope_qkv_backward = kernels__rope_qkv_backward,
+    .swiglu_forward = kernels__swiglu_forward,
+    .swiglu_backward = kernels__swiglu_backward,
     .crossentropy_forward = crossentropy_forward,
     .crossentropy_backward = crossentropy_backward,
     .adamw_update = adamw_update,
