@@ -19,7 +19,7 @@
  * of blocks l..L-1 plus the final LayerNorm are the contiguous range
  * [gpt_block_offset(l), num_params).
  */
-#include "trainer/trainer.h"
+#include "trainer/trainer_int.h"
 
 #include <assert.h>
 #include <math.h>
@@ -28,108 +28,26 @@
 
 #define PI 3.14159265358979323846
 
-/* ---------------------------------------------------------------- layout */
-
-static size_t block_size(size_t C)
-{
-  return 2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C + 4 * C * C + C;
-}
-
-size_t gpt_num_params(const gpt_config *cfg)
-{
-  size_t C = (size_t)cfg->n_embd;
-  return (size_t)cfg->padded_vocab * C + (size_t)cfg->max_seq_len * C +
-         (size_t)cfg->n_layer * block_size(C) + 2 * C;
-}
-
-size_t gpt_block_offset(const gpt_config *cfg, int l)
-{
-  size_t C = (size_t)cfg->n_embd;
-  return (size_t)cfg->padded_vocab * C + (size_t)cfg->max_seq_len * C + (size_t)l * block_size(C);
-}
-
-int gpt_num_tensors(const gpt_config *cfg)
-{
-  return 2 + GPT_BLOCK_TENSORS * cfg->n_layer + 2;
-}
-
-static const char *const block_names[GPT_BLOCK_TENSORS] = {
-    "ln_1.weight",        "ln_1.bias",        "attn.c_attn.weight", "attn.c_attn.bias",
-    "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight",        "ln_2.bias",
-    "mlp.c_fc.weight",    "mlp.c_fc.bias",    "mlp.c_proj.weight",  "mlp.c_proj.bias"};
-
-void gpt_tensor_info(const gpt_config *cfg, int i, char name[64], size_t shape[2], int *ndim,
-                     size_t *offset)
-{
-  size_t C = (size_t)cfg->n_embd;
-  int L = cfg->n_layer;
-  if (i == 0) {
-    snprintf(name, 64, "wte");
-    shape[0] = (size_t)cfg->padded_vocab, shape[1] = C, *ndim = 2, *offset = 0;
-    return;
-  }
-  if (i == 1) {
-    snprintf(name, 64, "wpe");
-    shape[0] = (size_t)cfg->max_seq_len, shape[1] = C, *ndim = 2;
-    *offset = (size_t)cfg->padded_vocab * C;
-    return;
-  }
-  if (i >= 2 + GPT_BLOCK_TENSORS * L) {
-    snprintf(name, 64, "ln_f.%s", i == 2 + GPT_BLOCK_TENSORS * L ? "weight" : "bias");
-    shape[0] = C, shape[1] = 0, *ndim = 1;
-    *offset = gpt_block_offset(cfg, L) + (i == 2 + GPT_BLOCK_TENSORS * L ? 0 : C);
-    return;
-  }
-  int l = (i - 2) / GPT_BLOCK_TENSORS, t = (i - 2) % GPT_BLOCK_TENSORS;
-  static const size_t rows[GPT_BLOCK_TENSORS] = {1, 1, 3, 3, 1, 1, 1, 1, 4, 4, 1, 1};
-  static const size_t cols[GPT_BLOCK_TENSORS] = {0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4, 0};
-  snprintf(name, 64, "h.%d.%s", l, block_names[t]);
-  shape[0] = rows[t] * C;
-  shape[1] = cols[t] * C;
-  *ndim = cols[t] ? 2 : 1;
-  size_t off = gpt_block_offset(cfg, l);
-  for (int k = 0; k < t; k++)
-    off += rows[k] * C * (cols[k] ? cols[k] * C : 1);
-  *offset = off;
-}
-
-mn_status gpt_config_check(const gpt_config *c, mn_error *err)
-{
-  if (c->n_layer < 1 || c->n_layer > 256 || c->n_head < 1 || c->n_head > 256 || c->n_embd < 1 ||
-      c->n_embd > 16384 || c->n_embd % c->n_head != 0)
-    return mn_error_set(err, MN_ERR_CONFIG,
-                        "invalid model shape: %d layers, %d heads, width %d (the width must be a "
-                        "multiple of the heads)",
-                        c->n_layer, c->n_head, c->n_embd);
-  if (c->vocab_size < TOK_FIRST_TAG + 1 || c->padded_vocab < c->vocab_size ||
-      c->padded_vocab > TOK_MAX_ID)
-    return mn_error_set(err, MN_ERR_CONFIG,
-                        "invalid vocabulary: %d tokens padded to %d (need at least %d, padded "
-                        "at most %d)",
-                        c->vocab_size, c->padded_vocab, TOK_FIRST_TAG + 1, TOK_MAX_ID);
-  if (c->max_seq_len < 2 || c->max_seq_len > 65536)
-    return mn_error_set(err, MN_ERR_CONFIG, "invalid sequence length %d", c->max_seq_len);
-  return MN_OK;
-}
-
 /* ---------------------------------------------------------------- the model */
 
 /* activations of one forward, for up to B x T tokens; per-layer arrays are [L][...] */
 typedef struct acts {
   float *encoded;                   /* (B,T,C) */
-  float *ln1, *ln1_mean, *ln1_rstd; /* (L,B,T,C), (L,B,T) x2 */
-  float *qkv;                       /* (L,B,T,3C) */
+  float *ln1, *ln1_mean, *ln1_rstd; /* (L,B,T,C), (L,B,T) x2 (RMSNorm: no mean) */
+  float *qkv;                       /* (L,B,T,3C): attention's input (rope_qkv's output) */
   float *atty;                      /* (L,B,T,C) */
   float *att;                       /* (L,B,NH,T,T) */
   float *attproj;                   /* (L,B,T,C) */
   float *res2;                      /* (L,B,T,C) */
   float *ln2, *ln2_mean, *ln2_rstd;
-  float *fch, *fch_gelu; /* (L,B,T,4C) */
-  float *fcproj;         /* (L,B,T,C) */
-  float *res3;           /* (L,B,T,C) */
+  float *fch;      /* (L,B,T,fc_rows): the MLP's first projection */
+  float *fch_gelu; /* (L,B,T,F): its activation (GELU, or SwiGLU's product) */
+  float *fcproj;   /* (L,B,T,C) */
+  float *res3;     /* (L,B,T,C) */
   float *lnf, *lnf_mean, *lnf_rstd;
-  float *logits, *probs; /* (B,T,Vp) */
-  float *losses;         /* (B,T) */
+  float *logits, *probs;      /* (B,T,Vp) */
+  float *losses;              /* (B,T) */
+  float *rope_cos, *rope_sin; /* (maxT, HD/2): rotary angles (none for GPT-2) */
 } acts;
 
 /* gradient buffers reused block by block */
@@ -137,7 +55,9 @@ typedef struct grad_bufs {
   float *dres;             /* (B,T,C) the residual stream */
   float *dln, *datty;      /* (B,T,C) */
   float *dqkv;             /* (B,T,3C) */
-  float *dfch, *dfch_gelu; /* (B,T,4C) */
+  float *dfch, *dfch_gelu; /* (B,T,fc_rows), (B,T,F) */
+  float *qkvr;             /* (B,T,qkv_rows): the Llama family's projections before rope_qkv
+                            * in a forward, their gradient in a backward */
   float *dlogits;          /* (B,T,Vp) */
   float *dlosses;          /* (B,T) */
   float *att_scratch;      /* B*NH*T*T + B*C*(T+80): attention's, fwd and bwd */
@@ -207,19 +127,63 @@ static void init_params(gpt *m, uint64_t seed)
     gpt_tensor_info(c, i, name, shape, &ndim, &off);
     size_t count = shape[0] * (ndim == 2 ? shape[1] : 1);
     float *p = params + off;
-    bool is_ln_weight = strstr(name, "ln_") && strstr(name, ".weight");
+    bool is_ln_weight = (strstr(name, "ln_") || strstr(name, "norm")) && strstr(name, ".weight");
     if (ndim == 1) {
       for (size_t j = 0; j < count; j++)
         p[j] = is_ln_weight ? 1.0f : 0.0f;
       continue;
     }
-    float std = strstr(name, "c_proj.weight") ? proj_std : 0.02f;
+    bool proj = strstr(name, "c_proj.weight") || strstr(name, "o_proj.weight") ||
+                strstr(name, "down_proj.weight"); /* into the residual stream */
+    float std = proj ? proj_std : 0.02f;
     for (size_t j = 0; j < count; j++)
       p[j] = std * normal(&s);
-    if (i == 0) /* padded vocabulary rows: never input, never predicted */
+    if (i == 0 || strcmp(name, "lm_head.weight") == 0) /* padded vocabulary rows: never input,
+                                                        * never predicted */
       memset(p + (size_t)c->vocab_size * shape[1], 0,
              (size_t)(c->padded_vocab - c->vocab_size) * shape[1] * sizeof(float));
   }
+}
+
+/*
+ * rope_tables -- cos and sin of the rotary angles t * freq[i] for the model's positions, in
+ * double, then to the backend: freq[i] = theta^(-2i/HD), with Llama 3's scaling where the
+ * config has it (Hugging Face's _compute_llama3_parameters: long wavelengths divided by the
+ * factor, short ones kept, a smooth blend between).
+ */
+static mn_status rope_tables(gpt *m, mn_error *err)
+{
+  const gpt_config *c = &m->cfg;
+  size_t hd = gpt__head_dim(c), h = hd / 2, n = (size_t)m->maxT * h;
+  double *freq = malloc(h * sizeof *freq);
+  float *tab = malloc(2 * n * sizeof *tab);
+  if (!freq || !tab) {
+    free(freq), free(tab);
+    return mn_error_set(err, MN_ERR_NOMEM, "out of memory for the rotary tables");
+  }
+  for (size_t i = 0; i < h; i++) {
+    double f = 1.0 / pow(c->rope_theta, (double)(2 * i) / (double)hd);
+    if (c->rope_factor != 0.0) {
+      double wavelen = 2 * PI / f, old = (double)c->rope_orig_max;
+      double low_wavelen = old / c->rope_low_freq, high_wavelen = old / c->rope_high_freq;
+      if (wavelen > low_wavelen) {
+        f /= c->rope_factor;
+      } else if (wavelen >= high_wavelen) {
+        double smooth = (old / wavelen - c->rope_low_freq) / (c->rope_high_freq - c->rope_low_freq);
+        f = (1 - smooth) * f / c->rope_factor + smooth * f;
+      }
+    }
+    freq[i] = f;
+  }
+  for (int t = 0; t < m->maxT; t++)
+    for (size_t i = 0; i < h; i++) {
+      tab[(size_t)t * h + i] = (float)cos((double)t * freq[i]);
+      tab[n + (size_t)t * h + i] = (float)sin((double)t * freq[i]);
+    }
+  m->k->to_device(m->a.rope_cos, tab, n * sizeof *tab);
+  m->k->to_device(m->a.rope_sin, tab + n, n * sizeof *tab);
+  free(freq), free(tab);
+  return MN_OK;
 }
 
 mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const kernels_backend *k,
@@ -248,7 +212,10 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
     return mn_error_set(err, MN_ERR_NOMEM, "out of memory creating the model");
   }
   size_t L = (size_t)cfg->n_layer, C = (size_t)cfg->n_embd, NH = (size_t)cfg->n_head;
-  size_t Vp = (size_t)cfg->padded_vocab, BT = (size_t)B * T;
+  size_t Vp = (size_t)cfg->padded_vocab, BT = (size_t)B * T, FR = gpt__fc_rows(cfg),
+         F = gpt__ff(cfg);
+  size_t QR = gpt__is_gpt2(cfg) ? 0 : gpt__qkv_rows(cfg),
+         ROPE = gpt__is_gpt2(cfg) ? 0 : (size_t)T * gpt__head_dim(cfg) / 2;
 
   /* params, grads, m, v: one allocation each, the backend's */
   m->host = k->host_memory;
@@ -283,8 +250,8 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
       L * BT * C,
       L * BT,
       L * BT, /* ln2 */
-      L * BT * 4 * C,
-      L * BT * 4 * C, /* fch, fch_gelu */
+      L * BT * FR,
+      L * BT * F, /* fch, fch_gelu */
       L * BT * C,
       L * BT * C, /* fcproj, res3 */
       BT * C,
@@ -293,23 +260,25 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
       BT * Vp,
       BT * Vp,
       BT, /* logits, probs, losses */
+      ROPE,
+      ROPE, /* rope_cos, rope_sin */
   };
   float **slots[] = {&m->a.encoded,  &m->a.ln1,      &m->a.ln1_mean, &m->a.ln1_rstd, &m->a.qkv,
                      &m->a.atty,     &m->a.att,      &m->a.attproj,  &m->a.res2,     &m->a.ln2,
                      &m->a.ln2_mean, &m->a.ln2_rstd, &m->a.fch,      &m->a.fch_gelu, &m->a.fcproj,
                      &m->a.res3,     &m->a.lnf,      &m->a.lnf_mean, &m->a.lnf_rstd, &m->a.logits,
-                     &m->a.probs,    &m->a.losses};
+                     &m->a.probs,    &m->a.losses,   &m->a.rope_cos, &m->a.rope_sin};
   size_t total = 0, n = sizeof sizes / sizeof sizes[0];
   for (size_t i = 0; i < n; i++)
     total += sizes[i];
   m->act_floats = total;
   m->act_mem = k->mem_alloc(total * sizeof(float));
   m->scalars = k->mem_alloc(4 * sizeof(float));
-  size_t gsizes[] = {BT * C,     BT * C,     BT * C,
-                     BT * 3 * C, BT * 4 * C, BT * 4 * C,
-                     BT * Vp,    BT,         (size_t)B * NH * T * T + (size_t)B * C * (T + 80)};
-  float **gslots[] = {&m->g.dres,      &m->g.dln,     &m->g.datty,   &m->g.dqkv,       &m->g.dfch,
-                      &m->g.dfch_gelu, &m->g.dlogits, &m->g.dlosses, &m->g.att_scratch};
+  size_t gsizes[] = {
+      BT * C, BT * C,  BT * C, BT * 3 * C, BT * FR,
+      BT * F, BT * Vp, BT,     BT * QR,    (size_t)B * NH * T * T + (size_t)B * C * (T + 80)};
+  float **gslots[] = {&m->g.dres,      &m->g.dln,     &m->g.datty,   &m->g.dqkv, &m->g.dfch,
+                      &m->g.dfch_gelu, &m->g.dlogits, &m->g.dlosses, &m->g.qkvr, &m->g.att_scratch};
   size_t gtotal = 0, gn = sizeof gsizes / sizeof gsizes[0];
   for (size_t i = 0; i < gn; i++)
     gtotal += gsizes[i];
@@ -330,6 +299,7 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
     *gslots[i] = p, p += gsizes[i];
   init_params(m, seed);
   gpt_params_written(m);
+  if (!gpt__is_gpt2(cfg) && (rc = rope_tables(m, err)) != MN_OK) goto out;
   *out = m;
   m = NULL;
 out:
@@ -465,15 +435,52 @@ typedef struct block_ptrs {
 static block_ptrs block_of(const gpt_config *c, float *base, int l)
 {
   block_ptrs b;
-  size_t C = (size_t)c->n_embd;
-  static const size_t n[GPT_BLOCK_TENSORS] = {1, 1, 3, 3, 1, 1, 1, 1, 4, 4, 4, 1};
-  static const bool mat[GPT_BLOCK_TENSORS] = {0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0};
   float *p = base + gpt_block_offset(c, l);
   for (int i = 0; i < GPT_BLOCK_TENSORS; i++) {
+    b.t[i] = NULL;
+    if (!gpt_block_has(c, i)) continue;
+    size_t r, k;
+    gpt__block_shape(c, i, &r, &k);
     b.t[i] = p;
-    p += n[i] * C * (mat[i] ? C : 1);
+    p += gpt__tensor_count(r, k);
   }
   return b;
+}
+
+/* the output head: wte when tied, else the untied head after the final norm */
+static float *head_of(const gpt_config *c, float *base)
+{
+  return c->untied ? base + gpt_block_offset(c, c->n_layer) + c->n_embd : base;
+}
+
+/* norm_forward -- the family's norm (LayerNorm with mean and rstd, or RMSNorm with rstd),
+ * fused with the residual sum before it when a is not NULL (res = a + b, then the norm) */
+static void norm_forward(const gpt *m, float *res, float *out, float *mean, float *rstd,
+                         const float *a, const float *b, const float *w, const float *bias, int N)
+{
+  const kernels_backend *k = m->k;
+  int C = m->cfg.n_embd;
+  if (gpt__is_gpt2(&m->cfg)) {
+    if (a)
+      k->residual_layernorm_forward(res, out, mean, rstd, a, b, w, bias, N, C);
+    else
+      k->layernorm_forward(out, mean, rstd, b, w, bias, N, C);
+  } else if (a) {
+    k->residual_rmsnorm_forward(res, out, rstd, a, b, w, N, C, m->cfg.norm_eps);
+  } else {
+    k->rmsnorm_forward(out, rstd, b, w, N, C, m->cfg.norm_eps);
+  }
+}
+
+static void norm_backward(const gpt *m, float *dinp, float *dw, float *db, const float *dout,
+                          const float *inp, const float *w, const float *mean, const float *rstd,
+                          int N)
+{
+  int C = m->cfg.n_embd;
+  if (gpt__is_gpt2(&m->cfg))
+    m->k->layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+  else
+    m->k->rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C);
 }
 
 void gpt_forward_queue(gpt *m, const int32_t *tokens, const int32_t *targets, int B, int T)
@@ -497,42 +504,51 @@ void gpt_forward_queue(gpt *m, const int32_t *tokens, const int32_t *targets, in
   m->B = B;
   m->T = T;
 
-  float *wte = m->params, *wpe = m->params + (size_t)Vp * C;
+  float *wte = m->params, *wpe = gpt__is_gpt2(c) ? m->params + (size_t)Vp * C : NULL;
   k->encoder_forward(a->encoded, tokens, wte, wpe, B, T, C);
   const float *res = a->encoded;
-  float *lnfw = m->params + gpt_block_offset(c, L), *lnfb = lnfw + C;
-  /* each residual sum is fused with the LayerNorm that reads it: the attention's with ln_2,
-   * the MLP's with the next block's ln_1 (or ln_f after the last block) */
+  float *lnfw = m->params + gpt_block_offset(c, L), *lnfb = gpt__is_gpt2(c) ? lnfw + C : NULL;
+  int KVH = gpt__kv_heads(c), HD = (int)gpt__head_dim(c), F = (int)gpt__ff(c),
+      FR = (int)gpt__fc_rows(c);
+  /* each residual sum is fused with the norm that reads it: the attention's with ln_2, the
+   * MLP's with the next block's ln_1 (or ln_f after the last block) */
   block_ptrs w0 = block_of(c, m->params, 0);
-  k->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, res, w0.t[GPT_LN1W], w0.t[GPT_LN1B], N, C);
+  norm_forward(m, NULL, a->ln1, a->ln1_mean, a->ln1_rstd, NULL, res, w0.t[GPT_LN1W], w0.t[GPT_LN1B],
+               N);
   for (int l = 0; l < L; l++) {
     block_ptrs w = block_of(c, m->params, l);
+    size_t lN = (size_t)l * N;
     float *ln1 = a->ln1 + l * BTC, *qkv = a->qkv + l * BTC * 3, *atty = a->atty + l * BTC;
     float *att = a->att + (size_t)l * B * NH * T * T, *attproj = a->attproj + l * BTC;
-    float *res2 = a->res2 + l * BTC, *ln2 = a->ln2 + l * BTC, *fch = a->fch + l * BTC * 4;
-    float *fch_gelu = a->fch_gelu + l * BTC * 4, *fcproj = a->fcproj + l * BTC;
+    float *res2 = a->res2 + l * BTC, *ln2 = a->ln2 + l * BTC, *fch = a->fch + lN * FR;
+    float *fch_gelu = a->fch_gelu + lN * F, *fcproj = a->fcproj + l * BTC;
     float *res3 = a->res3 + l * BTC;
-    k->matmul_forward(qkv, ln1, w.t[GPT_QKVW], w.t[GPT_QKVB], N, C, 3 * C);
+    if (gpt__is_gpt2(c)) {
+      k->matmul_forward(qkv, ln1, w.t[GPT_QKVW], w.t[GPT_QKVB], N, C, 3 * C);
+    } else { /* grouped-query projections, then rotated and repeated into attention's input */
+      k->matmul_forward(m->g.qkvr, ln1, w.t[GPT_QKVW], w.t[GPT_QKVB], N, C, (NH + 2 * KVH) * HD);
+      k->rope_qkv_forward(qkv, m->g.qkvr, a->rope_cos, a->rope_sin, B, T, NH, KVH, HD);
+    }
     k->attention_forward(atty, att, m->g.att_scratch, qkv, B, T, C, NH);
     k->matmul_forward(attproj, atty, w.t[GPT_ATTPROJW], w.t[GPT_ATTPROJB], N, C, C);
-    k->residual_layernorm_forward(res2, ln2, a->ln2_mean + (size_t)l * N,
-                                  a->ln2_rstd + (size_t)l * N, res, attproj, w.t[GPT_LN2W],
-                                  w.t[GPT_LN2B], N, C);
-    k->matmul_forward(fch, ln2, w.t[GPT_FCW], w.t[GPT_FCB], N, C, 4 * C);
-    k->gelu_forward(fch_gelu, fch, BTC * 4);
-    k->matmul_forward(fcproj, fch_gelu, w.t[GPT_FCPROJW], w.t[GPT_FCPROJB], N, 4 * C, C);
+    norm_forward(m, res2, ln2, a->ln2_mean + lN, a->ln2_rstd + lN, res, attproj, w.t[GPT_LN2W],
+                 w.t[GPT_LN2B], N);
+    k->matmul_forward(fch, ln2, w.t[GPT_FCW], w.t[GPT_FCB], N, C, FR);
+    if (gpt__is_gpt2(c))
+      k->gelu_forward(fch_gelu, fch, (size_t)N * F);
+    else
+      k->swiglu_forward(fch_gelu, fch, N, F);
+    k->matmul_forward(fcproj, fch_gelu, w.t[GPT_FCPROJW], w.t[GPT_FCPROJB], N, F, C);
     if (l + 1 < L) {
       block_ptrs wn = block_of(c, m->params, l + 1);
-      k->residual_layernorm_forward(res3, a->ln1 + (l + 1) * BTC, a->ln1_mean + (size_t)(l + 1) * N,
-                                    a->ln1_rstd + (size_t)(l + 1) * N, res2, fcproj, wn.t[GPT_LN1W],
-                                    wn.t[GPT_LN1B], N, C);
+      norm_forward(m, res3, a->ln1 + (l + 1) * BTC, a->ln1_mean + lN + N, a->ln1_rstd + lN + N,
+                   res2, fcproj, wn.t[GPT_LN1W], wn.t[GPT_LN1B], N);
     } else {
-      k->residual_layernorm_forward(res3, a->lnf, a->lnf_mean, a->lnf_rstd, res2, fcproj, lnfw,
-                                    lnfb, N, C);
+      norm_forward(m, res3, a->lnf, a->lnf_mean, a->lnf_rstd, res2, fcproj, lnfw, lnfb, N);
     }
     res = res3;
   }
-  k->matmul_forward(a->logits, a->lnf, wte, NULL, N, C, Vp); /* tied embeddings */
+  k->matmul_forward(a->logits, a->lnf, head_of(c, m->params), NULL, N, C, Vp);
   if (targets) k->crossentropy_forward(a->losses, a->probs, a->logits, targets, N, V, Vp);
 }
 
@@ -661,44 +677,55 @@ void gpt_backward(gpt *m)
     k->crossentropy_backward(g->dlogits + (size_t)hard * Vp, a->probs + (size_t)hard * Vp,
                              g->dlosses + hard, m->targets + hard, soft, m->soft_w, N - hard, V,
                              Vp);
-  float *dwte = m->grads, *dwpe = m->grads + (size_t)Vp * C;
-  bool embeddings = m->first_trainable < 0; /* the output head is the (tied) embedding */
-  k->matmul_backward(g->dln, embeddings ? dwte : NULL, NULL, g->dlogits, a->lnf, m->params, N, C,
-                     Vp);
+  float *dwte = m->grads, *dwpe = gpt__is_gpt2(c) ? m->grads + (size_t)Vp * C : NULL;
+  bool embeddings = m->first_trainable < 0;
+  /* the head's gradient: an untied head is always trainable (it follows the final norm); a
+   * tied one is the embeddings */
+  k->matmul_backward(g->dln, c->untied || embeddings ? head_of(c, m->grads) : NULL, NULL,
+                     g->dlogits, a->lnf, head_of(c, m->params), N, C, Vp);
   const float *res_last = L > 0 ? a->res3 + (size_t)(L - 1) * BTC : a->encoded;
   float *lnfw = m->params + gpt_block_offset(c, L);
   float *dlnfw = m->grads + gpt_block_offset(c, L);
   k->mem_zero(g->dres, BTC * sizeof(float));
-  k->layernorm_backward(g->dres, dlnfw, dlnfw + C, g->dln, res_last, lnfw, a->lnf_mean, a->lnf_rstd,
-                        N, C);
+  norm_backward(m, g->dres, dlnfw, gpt__is_gpt2(c) ? dlnfw + C : NULL, g->dln, res_last, lnfw,
+                a->lnf_mean, a->lnf_rstd, N);
+  int KVH = gpt__kv_heads(c), HD = (int)gpt__head_dim(c), F = (int)gpt__ff(c),
+      FR = (int)gpt__fc_rows(c);
 
   /* backward stops at the lowest trainable block: frozen blocks cost nothing */
   int lowest = m->first_trainable < 0 ? 0 : m->first_trainable;
   for (int l = L - 1; l >= lowest; l--) {
     block_ptrs w = block_of(c, m->params, l), dw = block_of(c, m->grads, l);
+    size_t lN = (size_t)l * N;
     const float *res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
     float *ln1 = a->ln1 + l * BTC, *qkv = a->qkv + l * BTC * 3, *atty = a->atty + l * BTC;
     float *att = a->att + (size_t)l * B * NH * T * T, *res2 = a->res2 + l * BTC;
-    float *ln2 = a->ln2 + l * BTC, *fch = a->fch + l * BTC * 4;
-    float *fch_gelu = a->fch_gelu + l * BTC * 4;
+    float *ln2 = a->ln2 + l * BTC, *fch = a->fch + lN * FR;
+    float *fch_gelu = a->fch_gelu + lN * F;
     /* MLP: dres holds d(res3); the residual passes it through unchanged */
     k->matmul_backward(g->dfch_gelu, dw.t[GPT_FCPROJW], dw.t[GPT_FCPROJB], g->dres, fch_gelu,
-                       w.t[GPT_FCPROJW], N, 4 * C, C);
-    k->gelu_backward(g->dfch, fch, g->dfch_gelu, BTC * 4);
-    k->matmul_backward(g->dln, dw.t[GPT_FCW], dw.t[GPT_FCB], g->dfch, ln2, w.t[GPT_FCW], N, C,
-                       4 * C);
-    k->layernorm_backward(g->dres, dw.t[GPT_LN2W], dw.t[GPT_LN2B], g->dln, res2, w.t[GPT_LN2W],
-                          a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, N,
-                          C); /* dres is now d(res2) */
+                       w.t[GPT_FCPROJW], N, F, C);
+    if (gpt__is_gpt2(c))
+      k->gelu_backward(g->dfch, fch, g->dfch_gelu, (size_t)N * F);
+    else
+      k->swiglu_backward(g->dfch, fch, g->dfch_gelu, N, F);
+    k->matmul_backward(g->dln, dw.t[GPT_FCW], dw.t[GPT_FCB], g->dfch, ln2, w.t[GPT_FCW], N, C, FR);
+    norm_backward(m, g->dres, dw.t[GPT_LN2W], dw.t[GPT_LN2B], g->dln, res2, w.t[GPT_LN2W],
+                  a->ln2_mean + lN, a->ln2_rstd + lN, N); /* dres is now d(res2) */
     /* attention */
     k->matmul_backward(g->datty, dw.t[GPT_ATTPROJW], dw.t[GPT_ATTPROJB], g->dres, atty,
                        w.t[GPT_ATTPROJW], N, C, C);
     k->attention_backward(g->dqkv, g->att_scratch, g->datty, qkv, att, B, T, C, NH);
-    k->matmul_backward(g->dln, dw.t[GPT_QKVW], dw.t[GPT_QKVB], g->dqkv, ln1, w.t[GPT_QKVW], N, C,
-                       3 * C);
-    k->layernorm_backward(g->dres, dw.t[GPT_LN1W], dw.t[GPT_LN1B], g->dln, res_in, w.t[GPT_LN1W],
-                          a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, N,
-                          C); /* dres is now d(res_in) */
+    if (gpt__is_gpt2(c)) {
+      k->matmul_backward(g->dln, dw.t[GPT_QKVW], dw.t[GPT_QKVB], g->dqkv, ln1, w.t[GPT_QKVW], N, C,
+                         3 * C);
+    } else {
+      k->rope_qkv_backward(g->qkvr, g->dqkv, a->rope_cos, a->rope_sin, B, T, NH, KVH, HD);
+      k->matmul_backward(g->dln, dw.t[GPT_QKVW], dw.t[GPT_QKVB], g->qkvr, ln1, w.t[GPT_QKVW], N, C,
+                         (NH + 2 * KVH) * HD);
+    }
+    norm_backward(m, g->dres, dw.t[GPT_LN1W], dw.t[GPT_LN1B], g->dln, res_in, w.t[GPT_LN1W],
+                  a->ln1_mean + lN, a->ln1_rstd + lN, N); /* dres is now d(res_in) */
   }
   if (embeddings) k->encoder_backward(dwte, dwpe, g->dres, m->tokens, B, T, C);
   if (!m->host) m->stale |= STALE_GRADS;
@@ -734,8 +761,8 @@ float gpt_update(gpt *m, const gpt_adamw *o, int t)
     float wd = ndim == 2 ? o->weight_decay : 0.0f; /* no decay on biases and LayerNorms */
     /* discriminative rates: the final LayerNorm and the top block at lr, each block below
      * divided by lr_factor once more, the embeddings by lr_factor^L */
-    int depth =
-        i < 2 ? L : (i >= 2 + GPT_BLOCK_TENSORS * L ? 0 : L - 1 - (i - 2) / GPT_BLOCK_TENSORS);
+    int lead = gpt_lead_tensors(&m->cfg), nb = gpt_block_tensors(&m->cfg);
+    int depth = i < lead ? L : (i >= lead + nb * L ? 0 : L - 1 - (i - lead) / nb);
     float lr = o->lr_factor > 1.0f ? o->lr / powf(o->lr_factor, (float)depth) : o->lr;
     const float *F = m->host ? m->ewc_fisher : m->d_fisher;
     const float *A = m->host ? m->ewc_anchor : m->d_anchor;

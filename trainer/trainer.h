@@ -204,14 +204,41 @@ MN_NODISCARD mn_status tok_bpe_train(const char *const *paths, int npaths,
 
 /* ---------------------------------------------------------------- the model */
 
+/* The model families (docs/models.md): GPT-2's (pre-LayerNorm blocks, GELU MLP, learned
+ * positions, tied head; what mnemo trains from scratch) and the Llama family's (RMSNorm, rotary
+ * embeddings, grouped-query attention, SwiGLU MLP, tied or untied head; Qwen2 adds biases on
+ * the query, key and value projections), imported from Hugging Face (interop.c). */
+typedef enum gpt_arch {
+  GPT_ARCH_GPT2 = 0,
+  GPT_ARCH_LLAMA,
+  GPT_ARCH_QWEN2,
+  GPT_ARCH_COUNT
+} gpt_arch;
+const char *gpt_arch_name(gpt_arch a); /* "gpt2", "llama", "qwen2" */
+
 typedef struct gpt_config {
-  int max_seq_len;             /* maxT: learned positions */
+  int max_seq_len;             /* maxT: learned positions (GPT-2), or the longest context */
   int vocab_size;              /* V: tokens the model predicts (bytes, eot, tags) */
   int padded_vocab;            /* Vp >= V: rows of wte; padding rows are never predicted */
   int n_layer, n_head, n_embd; /* L, NH, C */
+  /* the family; the rest is the Llama family's (zero for GPT-2, as in every checkpoint made
+   * before families) */
+  gpt_arch arch;
+  int n_kv_head;     /* KVH: key and value heads (grouped-query attention); divides NH */
+  int n_ff;          /* F: the MLP's width (its gate and up projections) */
+  bool untied;       /* an output head of its own (lm_head), else the head is wte */
+  float norm_eps;    /* RMSNorm's epsilon */
+  double rope_theta; /* rotary embeddings' base */
+  /* Llama 3's rope_scaling (factor 0: none): frequencies below the low band divided by
+   * factor, smoothly in between */
+  double rope_factor, rope_low_freq, rope_high_freq;
+  int rope_orig_max; /* original_max_position_embeddings */
 } gpt_config;
 
-/* Parameter tensors of one block, in layout order (shapes with C = n_embd). */
+/* Parameter tensors of one block, in layout order (shapes with C = n_embd); a family has a
+ * subset of them, in this order.  GPT-2: all.  Llama: LN1W (RMSNorm), QKVW ((NH + 2 KVH) HD,
+ * C: queries, keys, values), ATTPROJW, LN2W, FCW (2F, C: gate then up), FCPROJW (C, F); Qwen2
+ * adds QKVB. */
 enum {
   GPT_LN1W,     /* (C) */
   GPT_LN1B,     /* (C) */
@@ -228,13 +255,22 @@ enum {
   GPT_BLOCK_TENSORS
 };
 
+/* gpt_block_has -- whether a block of the family has tensor t (GPT_LN1W...) */
+bool gpt_block_has(const gpt_config *cfg, int t);
+/* gpt_block_tensors -- tensors per block; gpt_lead_tensors -- tensors before block 0 (wte,
+ * and wpe for GPT-2) */
+int gpt_block_tensors(const gpt_config *cfg);
+int gpt_lead_tensors(const gpt_config *cfg);
+
 typedef struct gpt gpt;
 
 /* gpt_num_params -- parameters of a configuration (wte counts padded rows). */
 size_t gpt_num_params(const gpt_config *cfg);
-/* gpt_block_offset -- first parameter of block l (l == L: the final LayerNorm). */
+/* gpt_block_offset -- first parameter of block l (l == L: the final norm, then an untied
+ * head). */
 size_t gpt_block_offset(const gpt_config *cfg, int l);
-/* gpt_tensor_name / gpt_tensor_shape -- the i-th tensor of the layout (2 + 12 L + 2 of them). */
+/* gpt_tensor_info -- the i-th tensor of the layout: the lead tensors, each block's, then the
+ * final norm's (and the untied head, last). */
 int gpt_num_tensors(const gpt_config *cfg);
 void gpt_tensor_info(const gpt_config *cfg, int i, char name[64] /* OUT */,
                      size_t shape[2] /* OUT */, int *ndim /* OUT */, size_t *offset /* OUT */);
@@ -286,8 +322,9 @@ const float *gpt_logits(const gpt *m); /* (B,T,Vp), after any forward */
 
 /*
  * gpt_set_trainable -- progressive unfreezing: train blocks first..L-1 and the final
- * LayerNorm; first = -1 (the default) trains the embeddings too (they are also the output
- * head), first = L only the final LayerNorm.  Out-of-range values are clamped.  The
+ * norm (and an untied head); first = -1 (the default) trains the embeddings too (a tied head
+ * is the embeddings), first = L only the final norm (and an untied head).  Out-of-range
+ * values are clamped.  The
  * trainable parameters are one suffix of the layer-major buffer, from
  * gpt_trainable_offset; backward stops at block `first`, and gpt_update leaves the
  * frozen prefix (values and moments) bit-identical.

@@ -10,6 +10,40 @@
 
 #include <jansson.h>
 
+/* ---------------------------------------------------------------- the families' layout */
+
+static inline bool gpt__is_gpt2(const gpt_config *c)
+{
+  return c->arch == GPT_ARCH_GPT2;
+}
+
+/* the family's dimensions: key-value heads, a head's width, the MLP's width, its first
+ * projection's rows (SwiGLU's gate and up side by side) */
+static inline int gpt__kv_heads(const gpt_config *c)
+{
+  return gpt__is_gpt2(c) ? c->n_head : c->n_kv_head;
+}
+static inline size_t gpt__head_dim(const gpt_config *c)
+{
+  return (size_t)c->n_embd / (size_t)c->n_head;
+}
+static inline size_t gpt__qkv_rows(const gpt_config *c)
+{
+  return (size_t)c->n_embd + 2 * (size_t)gpt__kv_heads(c) * gpt__head_dim(c);
+}
+static inline size_t gpt__ff(const gpt_config *c)
+{
+  return gpt__is_gpt2(c) ? 4 * (size_t)c->n_embd : (size_t)c->n_ff;
+}
+static inline size_t gpt__fc_rows(const gpt_config *c)
+{
+  return gpt__is_gpt2(c) ? gpt__ff(c) : 2 * gpt__ff(c);
+}
+
+/* gpt__block_shape -- tensor t (GPT_LN1W...) of a block: rows, and columns (0: a vector) */
+void gpt__block_shape(const gpt_config *c, int t, size_t *rows, size_t *cols);
+size_t gpt__tensor_count(size_t rows, size_t cols); /* rows x cols (cols 0: rows) */
+
 /* one F32 tensor to write: name, shape (ndim 1 or 2), count floats at data */
 typedef struct st_tensor {
   const char *name;
