@@ -115,9 +115,49 @@ static mn_status sha_of(const char *prefix, const st_tensor *t, int n,
 
 static json_t *config_json(const gpt_config *c)
 {
-  return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i}", "max_seq_len", c->max_seq_len, "vocab_size",
-                   c->vocab_size, "padded_vocab", c->padded_vocab, "n_layer", c->n_layer, "n_head",
-                   c->n_head, "n_embd", c->n_embd);
+  json_t *j = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i}", "max_seq_len", c->max_seq_len,
+                        "vocab_size", c->vocab_size, "padded_vocab", c->padded_vocab, "n_layer",
+                        c->n_layer, "n_head", c->n_head, "n_embd", c->n_embd);
+  if (!j || c->arch == GPT_ARCH_GPT2) return j; /* as every checkpoint before families */
+  json_t *f = json_pack("{s:s, s:i, s:i, s:b, s:f, s:f}", "arch", gpt_arch_name(c->arch),
+                        "n_kv_head", c->n_kv_head, "n_ff", c->n_ff, "untied", c->untied, "norm_eps",
+                        (double)c->norm_eps, "rope_theta", c->rope_theta);
+  if (f && c->rope_factor != 0.0)
+    json_object_set_new(f, "rope_scaling",
+                        json_pack("{s:f, s:f, s:f, s:i}", "factor", c->rope_factor,
+                                  "low_freq_factor", c->rope_low_freq, "high_freq_factor",
+                                  c->rope_high_freq, "original_max_position_embeddings",
+                                  c->rope_orig_max));
+  if (!f || json_object_update(j, f) != 0) json_decref(j), j = NULL;
+  json_decref(f);
+  return j;
+}
+
+/* config_parse -- a config_json object into g; false when malformed (the check comes after) */
+static bool config_parse(json_t *c, gpt_config *g)
+{
+  const char *arch = "gpt2";
+  int untied = 0;
+  double eps = 0;
+  json_t *scaling = NULL;
+  if (!c || json_unpack(c, "{s:i, s:i, s:i, s:i, s:i, s:i, s?s, s?i, s?i, s?b, s?F, s?F, s?o}",
+                        "max_seq_len", &g->max_seq_len, "vocab_size", &g->vocab_size,
+                        "padded_vocab", &g->padded_vocab, "n_layer", &g->n_layer, "n_head",
+                        &g->n_head, "n_embd", &g->n_embd, "arch", &arch, "n_kv_head", &g->n_kv_head,
+                        "n_ff", &g->n_ff, "untied", &untied, "norm_eps", &eps, "rope_theta",
+                        &g->rope_theta, "rope_scaling", &scaling) != 0)
+    return false;
+  g->untied = untied;
+  g->norm_eps = (float)eps;
+  g->arch = GPT_ARCH_COUNT;
+  for (int a = 0; a < GPT_ARCH_COUNT; a++)
+    if (strcmp(arch, gpt_arch_name((gpt_arch)a)) == 0) g->arch = (gpt_arch)a;
+  if (scaling &&
+      json_unpack(scaling, "{s:F, s:F, s:F, s:i}", "factor", &g->rope_factor, "low_freq_factor",
+                  &g->rope_low_freq, "high_freq_factor", &g->rope_high_freq,
+                  "original_max_position_embeddings", &g->rope_orig_max) != 0)
+    return false;
+  return g->arch != GPT_ARCH_COUNT;
 }
 
 /*
@@ -404,10 +444,7 @@ static mn_status parse_meta(const st_file *f, ckpt_meta *meta, mn_error *err)
   json_error_t je;
   json_t *c = json_loads(cfg, 0, &je);
   gpt_config *g = &meta->config;
-  int ok =
-      c && json_unpack(c, "{s:i, s:i, s:i, s:i, s:i, s:i}", "max_seq_len", &g->max_seq_len,
-                       "vocab_size", &g->vocab_size, "padded_vocab", &g->padded_vocab, "n_layer",
-                       &g->n_layer, "n_head", &g->n_head, "n_embd", &g->n_embd) == 0;
+  bool ok = config_parse(c, g);
   json_decref(c);
   if (!ok) return corrupt(f->path, err, "the model config in the metadata is malformed");
   mn_error e2;
@@ -500,7 +537,7 @@ mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
   if (rc != MN_OK) return rc;
   if ((rc = st_open(path, FORMAT, &f, err)) != MN_OK) goto out_free;
   if ((rc = parse_meta(&f, meta, err)) != MN_OK) goto out;
-  if (memcmp(&meta->config, c, sizeof *c) != 0) {
+  if (!gpt_config_equal(&meta->config, c)) {
     rc = corrupt(path, err,
                  "its model (%d layers, width %d, %d heads, %d positions, vocab %d/%d) "
                  "is not this one",

@@ -205,3 +205,14 @@ mn_status gpt_config_check(const gpt_config *c, mn_error *err)
                         c->rope_factor, c->rope_low_freq, c->rope_high_freq, c->rope_orig_max);
   return MN_OK;
 }
+
+bool gpt_config_equal(const gpt_config *a, const gpt_config *b)
+{
+  return a->max_seq_len == b->max_seq_len && a->vocab_size == b->vocab_size &&
+         a->padded_vocab == b->padded_vocab && a->n_layer == b->n_layer && a->n_head == b->n_head &&
+         a->n_embd == b->n_embd && a->arch == b->arch && a->n_kv_head == b->n_kv_head &&
+         a->n_ff == b->n_ff && a->untied == b->untied && a->norm_eps == b->norm_eps &&
+         a->rope_theta == b->rope_theta && a->rope_factor == b->rope_factor &&
+         a->rope_low_freq == b->rope_low_freq && a->rope_high_freq == b->rope_high_freq &&
+         a->rope_orig_max == b->rope_orig_max;
+}

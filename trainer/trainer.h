@@ -275,6 +275,8 @@ int gpt_num_tensors(const gpt_config *cfg);
 void gpt_tensor_info(const gpt_config *cfg, int i, char name[64] /* OUT */,
                      size_t shape[2] /* OUT */, int *ndim /* OUT */, size_t *offset /* OUT */);
 MN_NODISCARD mn_status gpt_config_check(const gpt_config *cfg, mn_error *err);
+/* gpt_config_equal -- the same model shape and family, field by field */
+bool gpt_config_equal(const gpt_config *a, const gpt_config *b);
 
 /*
  * gpt_create -- a model for batches of up to B sequences of up to T tokens.

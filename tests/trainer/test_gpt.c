@@ -15,11 +15,43 @@ static const gpt_config tiny = {.max_seq_len = 16,
                                 .n_head = 2,
                                 .n_embd = 16};
 
+/* the Llama family at the same width: untied head, one key-value head for two query heads, Llama
+ * 3's rotary scaling at short wavelengths (so that every band of it is crossed in 16 positions);
+ * and Qwen2's: tied, biases on the projections, four heads over two */
+static const gpt_config tiny_llama = {.max_seq_len = 16,
+                                      .vocab_size = 260,
+                                      .padded_vocab = 272,
+                                      .n_layer = 2,
+                                      .n_head = 2,
+                                      .n_embd = 16,
+                                      .arch = GPT_ARCH_LLAMA,
+                                      .n_kv_head = 1,
+                                      .n_ff = 24,
+                                      .untied = true,
+                                      .norm_eps = 1e-5f,
+                                      .rope_theta = 10000.0,
+                                      .rope_factor = 8.0,
+                                      .rope_low_freq = 1.0,
+                                      .rope_high_freq = 4.0,
+                                      .rope_orig_max = 8};
+static const gpt_config tiny_qwen2 = {.max_seq_len = 16,
+                                      .vocab_size = 260,
+                                      .padded_vocab = 272,
+                                      .n_layer = 2,
+                                      .n_head = 4,
+                                      .n_embd = 16,
+                                      .arch = GPT_ARCH_QWEN2,
+                                      .n_kv_head = 2,
+                                      .n_ff = 40,
+                                      .norm_eps = 1e-6f,
+                                      .rope_theta = 1000000.0};
+static const gpt_config *cfg = &tiny; /* the family the tests that run for each take */
+
 static gpt *make(int B, int T, uint64_t seed)
 {
   gpt *m = NULL;
   mn_error err = {0};
-  if (gpt_create(&tiny, B, T, seed, kernels_cpu(), &m, &err) != MN_OK) {
+  if (gpt_create(cfg, B, T, seed, kernels_cpu(), &m, &err) != MN_OK) {
     fprintf(stderr, "gpt_create: %s\n", err.msg);
     exit(1);
   }
@@ -58,6 +90,46 @@ static void layout(void)
   T_EQ_INT(gpt_config_check(&bad, &err), MN_ERR_CONFIG);
   bad = tiny;
   bad.padded_vocab = 100;
+  T_EQ_INT(gpt_config_check(&bad, &err), MN_ERR_CONFIG);
+}
+
+/* family_layout -- the Llama family's tensors: no wpe, fused q/k/v of (NH + 2 KVH) HD rows,
+ * gate and up side by side, the final norm then the untied head last; Qwen2's biases */
+static void family_layout(void)
+{
+  int n = gpt_num_tensors(&tiny_llama);
+  T_EQ_INT(n, 1 + 6 * 2 + 2);
+  size_t expect = 0, shape[2], off;
+  int ndim;
+  char name[64];
+  for (int i = 0; i < n; i++) {
+    gpt_tensor_info(&tiny_llama, i, name, shape, &ndim, &off);
+    T_EQ_INT(off, expect);
+    expect += shape[0] * (ndim == 2 ? shape[1] : 1);
+  }
+  T_EQ_INT(expect, gpt_num_params(&tiny_llama));
+  gpt_tensor_info(&tiny_llama, 2, name, shape, &ndim, &off);
+  T_EQ_STR(name, "h.0.attn.qkv.weight");
+  T_CHECK(shape[0] == 16 + 2 * 8 && shape[1] == 16);
+  gpt_tensor_info(&tiny_llama, 5, name, shape, &ndim, &off);
+  T_EQ_STR(name, "h.0.mlp.gate_up.weight");
+  T_CHECK(shape[0] == 48 && shape[1] == 16);
+  gpt_tensor_info(&tiny_llama, n - 1, name, shape, &ndim, &off);
+  T_EQ_STR(name, "lm_head.weight");
+  T_EQ_INT(off, gpt_block_offset(&tiny_llama, 2) + 16);
+  T_EQ_INT(gpt_num_tensors(&tiny_qwen2), 1 + 7 * 2 + 1);
+  gpt_tensor_info(&tiny_qwen2, 3, name, shape, &ndim, &off);
+  T_EQ_STR(name, "h.0.attn.qkv.bias");
+  T_CHECK(ndim == 1 && shape[0] == 32);
+  mn_error err;
+  gpt_config bad = tiny_qwen2;
+  bad.n_kv_head = 3; /* does not divide 4 heads */
+  T_EQ_INT(gpt_config_check(&bad, &err), MN_ERR_CONFIG);
+  bad = tiny_qwen2;
+  bad.norm_eps = 0;
+  T_EQ_INT(gpt_config_check(&bad, &err), MN_ERR_CONFIG);
+  bad = tiny;
+  bad.n_ff = 64; /* GPT-2 has no setting of the Llama family */
   T_EQ_INT(gpt_config_check(&bad, &err), MN_ERR_CONFIG);
 }
 
@@ -112,12 +184,12 @@ static void gradients(void)
   gpt_forward(m, tokens, targets, 2, 8);
   gpt_backward(m);
   const float *g = gpt_grads(m);
-  int n = gpt_num_tensors(&tiny), bad = 0, checked = 0;
+  int n = gpt_num_tensors(cfg), bad = 0, checked = 0;
   for (int t = 0; t < n; t++) {
     char name[64];
     size_t shape[2], off;
     int ndim;
-    gpt_tensor_info(&tiny, t, name, shape, &ndim, &off);
+    gpt_tensor_info(cfg, t, name, shape, &ndim, &off);
     size_t count = shape[0] * (ndim == 2 ? shape[1] : 1);
     for (int k = 0; k < 4; k++) {
       size_t i = off + (size_t)((k * 2654435761u + 17u * (unsigned)t) % count);
@@ -182,11 +254,11 @@ static void determinism_and_overfit(void)
 static void unfreezing(void)
 {
   gpt *full = make(2, 8, 5), *part = make(2, 8, 5);
-  int L = tiny.n_layer;
+  int L = cfg->n_layer;
   gpt_set_trainable(part, L - 1);
   T_EQ_INT(gpt_trainable_first(part), L - 1);
   size_t off = gpt_trainable_offset(part), n = gpt_params_count(part);
-  T_EQ_INT(off, gpt_block_offset(&tiny, L - 1));
+  T_EQ_INT(off, gpt_block_offset(cfg, L - 1));
   gpt_zero_grad(full);
   gpt_forward(full, tokens, targets, 2, 8);
   gpt_backward(full);
@@ -212,7 +284,7 @@ static void unfreezing(void)
   gpt_set_trainable(part, -5);
   T_EQ_INT(gpt_trainable_offset(part), 0);
   gpt_set_trainable(part, L + 3);
-  T_EQ_INT(gpt_trainable_offset(part), gpt_block_offset(&tiny, L));
+  T_EQ_INT(gpt_trainable_offset(part), gpt_block_offset(cfg, L));
   free(before), free(mom);
   gpt_destroy(full);
   gpt_destroy(part);
@@ -456,10 +528,17 @@ int main(void)
   make_batch();
   T_RUN(layout);
   T_RUN(loss_at_init);
-  T_RUN(gradients);
-  T_RUN(determinism_and_overfit);
+  const gpt_config *families[] = {&tiny, &tiny_llama, &tiny_qwen2};
+  for (int f = 0; f < 3; f++) {
+    cfg = families[f];
+    printf("family %s\n", gpt_arch_name(cfg->arch));
+    T_RUN(gradients);
+    T_RUN(determinism_and_overfit);
+    T_RUN(unfreezing);
+  }
+  cfg = &tiny;
+  T_RUN(family_layout);
   T_RUN(schedule);
-  T_RUN(unfreezing);
   T_RUN(discriminative_rates);
   T_RUN(ewc_gradient);
   T_RUN(late_thaw);
