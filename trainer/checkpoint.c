@@ -34,6 +34,62 @@ static bool little_endian(void)
   return *(const uint8_t *)&one == 1;
 }
 
+/* ---------------------------------------------------------------- element types */
+
+const char *trainer__st_dtype_name(st_dtype d)
+{
+  return d == ST_BF16 ? "BF16" : d == ST_F16 ? "F16" : "F32";
+}
+
+static uint16_t f32_to_f16(uint32_t x)
+{
+  uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7FFFFFFF;
+  if (ax >= 0x7F800000) return (uint16_t)(sign | (ax > 0x7F800000 ? 0x7E00 : 0x7C00));
+  if (ax >= 0x477FF000) return (uint16_t)(sign | 0x7C00); /* 65520 and above round to inf */
+  if (ax < 0x38800000) {                                  /* below 2^-14: a subnormal */
+    if (ax < 0x33000000) return (uint16_t)sign;           /* at most 2^-25: zero (even) */
+    uint32_t e = ax >> 23, mant = (ax & 0x7FFFFF) | 0x800000;
+    uint32_t shift = 126 - e; /* the value over 2^-24, in units of the last place */
+    uint32_t r = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (r & 1))) r++;
+    return (uint16_t)(sign | r);
+  }
+  uint32_t r = ax - 0x38000000; /* exponent rebiased from 127 to 15 */
+  r += 0xFFF + ((r >> 13) & 1);
+  return (uint16_t)(sign | (r >> 13));
+}
+
+uint16_t trainer__f32_to_16(st_dtype d, float f)
+{
+  uint32_t x;
+  memcpy(&x, &f, sizeof x);
+  if (d == ST_F16) return f32_to_f16(x);
+  if ((x & 0x7FFFFFFF) > 0x7F800000) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+  return (uint16_t)((x + 0x7FFF + ((x >> 16) & 1)) >> 16);
+}
+
+float trainer__16_to_f32(st_dtype d, uint16_t h)
+{
+  uint32_t x;
+  if (d == ST_BF16) {
+    x = (uint32_t)h << 16;
+  } else {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1F, mant = h & 0x3FF;
+    if (e == 0) { /* zero or a subnormal: mant x 2^-24, exact in float */
+      float v = ldexpf((float)mant, -24);
+      memcpy(&x, &v, sizeof x);
+      x |= sign;
+    } else if (e == 31) {
+      x = sign | 0x7F800000 | (mant << 13);
+    } else {
+      x = sign | ((e + 112) << 23) | (mant << 13);
+    }
+  }
+  float f;
+  memcpy(&f, &x, sizeof f);
+  return f;
+}
+
 /* ---------------------------------------------------------------- writing */
 
 mn_status ckpt__write_st(const char *path, const st_tensor *t, int n, json_t *meta, mn_error *err)
@@ -49,9 +105,10 @@ mn_status ckpt__write_st(const char *path, const st_tensor *t, int n, json_t *me
     json_t *shape = json_array();
     for (int d = 0; d < t[i].ndim; d++)
       json_array_append_new(shape, json_integer((json_int_t)t[i].shape[d]));
-    size_t bytes = t[i].count * sizeof(float);
+    size_t bytes = t[i].count * (t[i].dtype == ST_F32 ? sizeof(float) : sizeof(uint16_t));
     json_object_set_new(h, t[i].name,
-                        json_pack("{s:s, s:o, s:[I,I]}", "dtype", "F32", "shape", shape,
+                        json_pack("{s:s, s:o, s:[I,I]}", "dtype",
+                                  trainer__st_dtype_name(t[i].dtype), "shape", shape,
                                   "data_offsets", (json_int_t)off, (json_int_t)(off + bytes)));
     off += bytes;
   }
@@ -68,8 +125,19 @@ mn_status ckpt__write_st(const char *path, const st_tensor *t, int n, json_t *me
   if ((rc = mn_atomic_write(f, len8, 8, err)) != MN_OK) goto out;
   if ((rc = mn_atomic_write(f, text, hlen, err)) != MN_OK) goto out;
   if ((rc = mn_atomic_write(f, "       ", padded - hlen, err)) != MN_OK) goto out;
-  for (int i = 0; i < n && rc == MN_OK; i++)
-    rc = mn_atomic_write(f, t[i].data, t[i].count * sizeof(float), err);
+  for (int i = 0; i < n && rc == MN_OK; i++) {
+    if (t[i].dtype == ST_F32) {
+      rc = mn_atomic_write(f, t[i].data, t[i].count * sizeof(float), err);
+      continue;
+    }
+    uint16_t chunk[8192]; /* 16-bit types: rounded a chunk at a time */
+    for (size_t j = 0; j < t[i].count && rc == MN_OK; j += 8192) {
+      size_t k = t[i].count - j < 8192 ? t[i].count - j : 8192;
+      for (size_t e = 0; e < k; e++)
+        chunk[e] = trainer__f32_to_16(t[i].dtype, t[i].data[j + e]); /* little-endian host */
+      rc = mn_atomic_write(f, chunk, k * sizeof *chunk, err);
+    }
+  }
   if (rc != MN_OK) goto out;
   rc = mn_atomic_commit(f, err);
   f = NULL;
@@ -82,16 +150,19 @@ out:
 
 /* canonical -- the metadata fields the checksum covers, in one string (*out malloc'd). */
 static mn_status canonical(const char *cfg, const char *tags, const char *step, const char *lineage,
-                           const char *tok_sha, char **out, mn_error *err)
+                           const char *tok_sha, const char *origin, char **out, mn_error *err)
 {
   *out = NULL;
   if (!cfg || !tags || !step || !lineage) return MN_OK; /* parse_meta reports what is missing */
-  size_t n = strlen(cfg) + strlen(tags) + strlen(step) + strlen(lineage) + 160;
+  size_t n = strlen(cfg) + strlen(tags) + strlen(step) + strlen(lineage) +
+             (origin ? strlen(origin) : 0) + 180;
   *out = malloc(n);
   if (!*out) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
   int k = snprintf(*out, n, "mnemo-gpt\nconfig %s\ntags %s\nstep %s\nlineage %s\n", cfg, tags, step,
                    lineage);
-  if (tok_sha) snprintf(*out + k, n - (size_t)k, "tokenizer %.64s\n", tok_sha);
+  if (tok_sha) k += snprintf(*out + k, n - (size_t)k, "tokenizer %.64s\n", tok_sha);
+  /* only when there is one: the checksums of checkpoints made before origins stay valid */
+  if (origin && *origin) snprintf(*out + k, n - (size_t)k, "origin %s\n", origin);
   return MN_OK;
 }
 
@@ -221,7 +292,7 @@ mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
   /* the checksum vouches for what the metadata says of the weights, not only the weights */
   if (!cfg ||
       (rc = canonical(cfg, tags, step, meta->lineage[0] ? meta->lineage : "{}",
-                      bpe ? meta->tok_sha256 : NULL, &canon, err)) != MN_OK ||
+                      bpe ? meta->tok_sha256 : NULL, meta->origin, &canon, err)) != MN_OK ||
       !canon) {
     rc = rc != MN_OK ? rc : mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
     goto out;
@@ -233,6 +304,11 @@ mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
   if (meta_j && bpe &&
       (json_object_set_new(meta_j, "tokenizer", json_string(tok_json)) != 0 ||
        json_object_set_new(meta_j, "tokenizer_sha256", json_string(meta->tok_sha256)) != 0)) {
+    json_decref(meta_j);
+    meta_j = NULL;
+  }
+  if (meta_j && meta->origin[0] &&
+      json_object_set_new(meta_j, "origin", json_string(meta->origin)) != 0) {
     json_decref(meta_j);
     meta_j = NULL;
   }
@@ -256,7 +332,8 @@ out:
 mn_status ckpt_save_opt(const char *path, gpt *m, const ckpt_opt_state *st, mn_error *err)
 {
   size_t np = gpt_params_count(m);
-  st_tensor t[2] = {{"m", {np, 0}, 1, gpt_adam_m(m), np}, {"v", {np, 0}, 1, gpt_adam_v(m), np}};
+  st_tensor t[2] = {{"m", {np, 0}, 1, gpt_adam_m(m), np, ST_F32},
+                    {"v", {np, 0}, 1, gpt_adam_v(m), np, ST_F32}};
   char sha[MN_SHA256_HEX_LEN + 1], step[32], rng[32];
   mn_status rc = sha_of(NULL, t, 2, sha, err);
   if (rc != MN_OK) return rc;
@@ -459,6 +536,10 @@ static mn_status parse_meta(const st_file *f, ckpt_meta *meta, mn_error *err)
   if (!mn_parse_i64(step, &s) || s < 0) return corrupt(f->path, err, "bad step \"%.20s\"", step);
   meta->step = s;
   snprintf(meta->lineage, sizeof meta->lineage, "%s", lineage ? lineage : "{}");
+  const char *origin = meta_str(f, "origin");
+  if (origin && strlen(origin) >= sizeof meta->origin)
+    return corrupt(f->path, err, "its origin is over %zu bytes", sizeof meta->origin - 1);
+  snprintf(meta->origin, sizeof meta->origin, "%s", origin ? origin : "");
   snprintf(meta->sha256, sizeof meta->sha256, "%s", sha);
   const char *tsha = meta_str(f, "tokenizer_sha256");
   if (!tsha != !meta_str(f, "tokenizer") || (tsha && strlen(tsha) != MN_SHA256_HEX_LEN))
@@ -549,7 +630,7 @@ mn_status ckpt_load(const char *path, gpt *m, ckpt_meta *meta, mn_error *err)
   char *canon = NULL;
   rc = canonical(meta_str(&f, "config"), meta_str(&f, "tags"), meta_str(&f, "step"),
                  meta_str(&f, "lineage") ? meta_str(&f, "lineage") : "{}",
-                 meta_str(&f, "tokenizer_sha256"), &canon, err);
+                 meta_str(&f, "tokenizer_sha256"), meta_str(&f, "origin"), &canon, err);
   if (rc == MN_OK) rc = read_tensors(&f, t, n, canon, meta->sha256, err);
   if (rc == MN_OK) gpt_params_written(m); /* read into the host view */
   free(canon);
@@ -566,7 +647,8 @@ mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256, ck
 {
   st_file f;
   size_t np = gpt_params_count(m);
-  st_tensor t[2] = {{"m", {np, 0}, 1, gpt_adam_m(m), np}, {"v", {np, 0}, 1, gpt_adam_v(m), np}};
+  st_tensor t[2] = {{"m", {np, 0}, 1, gpt_adam_m(m), np, ST_F32},
+                    {"v", {np, 0}, 1, gpt_adam_v(m), np, ST_F32}};
   mn_status rc = st_open(path, OPT_FORMAT, &f, err);
   if (rc != MN_OK) return rc;
   const char *step = meta_str(&f, "step"), *rng = meta_str(&f, "rng");
@@ -597,7 +679,7 @@ out:
 mn_status ckpt_save_fisher(const char *path, const float *fisher, size_t np,
                            const fisher_meta *meta, mn_error *err)
 {
-  st_tensor t[1] = {{"fisher", {np, 0}, 1, fisher, np}};
+  st_tensor t[1] = {{"fisher", {np, 0}, 1, fisher, np, ST_F32}};
   char sha[MN_SHA256_HEX_LEN + 1], prefix[sizeof meta->info + MN_SHA256_HEX_LEN + 2];
   /* the checksum covers the weights it belongs to and its description, not only the data */
   snprintf(prefix, sizeof prefix, "%s\n%s", meta->weights_sha256, meta->info);
@@ -615,7 +697,7 @@ mn_status ckpt_load_fisher(const char *path, float *fisher, size_t np, fisher_me
                            mn_error *err)
 {
   st_file f;
-  st_tensor t[1] = {{"fisher", {np, 0}, 1, fisher, np}};
+  st_tensor t[1] = {{"fisher", {np, 0}, 1, fisher, np, ST_F32}};
   mn_status rc = st_open(path, FISHER_FORMAT, &f, err);
   if (rc != MN_OK) return rc;
   const char *wsha = meta_str(&f, "weights_sha256"), *info = meta_str(&f, "info");

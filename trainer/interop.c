@@ -21,55 +21,6 @@
 #define LLMC_MAGIC 20240326
 #define LLMC_FP32  3
 
-/* write_hf -- our tensors under Hugging Face's names, block weights transposed to Conv1D. */
-static mn_status write_hf(const char *path, gpt *m, mn_error *err)
-{
-  const gpt_config *c = gpt_get_config(m);
-  int n = gpt_num_tensors(c);
-  size_t total = gpt_params_count(m);
-  float *data = malloc(total * sizeof(float));
-  st_tensor *t = calloc((size_t)n, sizeof *t);
-  char(*names)[96] = calloc((size_t)n, 96);
-  json_t *meta = json_pack("{s:s}", "format", "pt");
-  mn_status rc = MN_OK;
-  if (!data || !t || !names || !meta) {
-    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory exporting \"%s\"", path);
-    goto out;
-  }
-  size_t pos = 0;
-  for (int i = 0; i < n; i++) {
-    char name[64];
-    size_t shape[2], off;
-    int ndim;
-    gpt_tensor_info(c, i, name, shape, &ndim, &off);
-    const float *src = gpt_params(m) + off;
-    size_t count = shape[0] * (ndim == 2 ? shape[1] : 1);
-    bool conv1d = ndim == 2 && strncmp(name, "h.", 2) == 0; /* block weights are Conv1D */
-    /* our embeddings are "wte"/"wpe"; Hugging Face's are modules with a .weight */
-    snprintf(names[i], 96, "transformer.%s%s", name, ndim == 2 && !conv1d ? ".weight" : "");
-    if (conv1d) { /* ours (out, in) -> HF (in, out) */
-      for (size_t r = 0; r < shape[0]; r++)
-        for (size_t k = 0; k < shape[1]; k++)
-          data[pos + k * shape[0] + r] = src[r * shape[1] + k];
-    } else {
-      memcpy(data + pos, src, count * sizeof(float));
-    }
-    t[i] = (st_tensor){names[i],
-                       {conv1d ? shape[1] : shape[0], conv1d ? shape[0] : shape[1]},
-                       ndim,
-                       data + pos,
-                       count};
-    pos += count;
-  }
-  rc = ckpt__write_st(path, t, n, meta, err);
-out:
-  json_decref(meta);
-  free(names);
-  free(t);
-  free(data);
-  return rc;
-}
-
 /* write_json -- j (stolen) as DIR/name, atomically */
 static mn_status write_json(const char *dir, const char *name, json_t *j, mn_error *err)
 {
@@ -130,18 +81,11 @@ static mn_status export_into(const char *ckpt, const char *dir, mn_error *err)
   if (rc != MN_OK) return rc;
   if ((rc = gpt_create(&meta.config, 1, 1, 0, kernels_cpu(), &m, err)) != MN_OK) return rc;
   if ((rc = ckpt_load(ckpt, m, &meta, err)) != MN_OK) goto out;
-  const gpt_config *c = &meta.config;
   tokenizer *tok = NULL;
   if ((rc = tok_load(ckpt, &tok, NULL, err)) != MN_OK) goto out;
   uint32_t eot = tok_eot(tok);
   tok_destroy(tok);
-  json_t *cfg = json_pack(
-      "{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:b, s:f, s:f, s:f, s:f, s:i, s:i}",
-      "architectures", "GPT2LMHeadModel", "model_type", "gpt2", "vocab_size", c->padded_vocab,
-      "n_positions", c->max_seq_len, "n_ctx", c->max_seq_len, "n_embd", c->n_embd, "n_layer",
-      c->n_layer, "n_head", c->n_head, "activation_function", "gelu_new", "layer_norm_epsilon",
-      1e-5, "tie_word_embeddings", 1, "initializer_range", 0.02, "resid_pdrop", 0.0, "embd_pdrop",
-      0.0, "attn_pdrop", 0.0, "bos_token_id", (int)eot, "eos_token_id", (int)eot);
+  json_t *cfg = trainer__hf_config(&meta, eot);
   char *tags = NULL;
   if (tok_tags_to_json(&meta.tags, &tags, err) == MN_OK) {
     json_object_set_new(cfg, "mnemo_language_tags", json_loads(tags, 0, NULL));
@@ -157,7 +101,7 @@ static mn_status export_into(const char *ckpt, const char *dir, mn_error *err)
   if (rc != MN_OK) goto out;
   if ((rc = write_tokenizer(ckpt, dir, &meta, err)) != MN_OK) goto out;
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
-  rc = write_hf(path, m, err);
+  rc = trainer__hf_write(path, m, &meta, err);
 out:
   gpt_destroy(m);
   return rc;

@@ -128,6 +128,7 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
   if (finetune) { /* the baseline's model and tags; the fresh shards must agree with them */
     if ((rc = ckpt_read_meta(fo->baseline, &base, err)) != MN_OK) goto out;
     gc = base.config;
+    snprintf(meta.origin, sizeof meta.origin, "%s", base.origin); /* an import stays one */
     for (int i = 0; i < base.tags.n; i++)
       if ((rc = tok_tags_add(&meta.tags, base.tags.t[i].code, base.tags.t[i].id, err)) != MN_OK)
         goto out;
@@ -178,6 +179,7 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
     if ((rc = ckpt_load_opt(opt_path, m, prev.sha256, &st, err)) != MN_OK) goto out;
     step0 = prev.step;
     snprintf(prev_lineage, sizeof prev_lineage, "%s", prev.lineage);
+    snprintf(meta.origin, sizeof meta.origin, "%s", prev.origin);
     for (int i = 0; i < prev.tags.n; i++) /* the checkpoint's tags stay as they were */
       if ((rc = tok_tags_add(&meta.tags, prev.tags.t[i].code, prev.tags.t[i].id, err)) != MN_OK)
         goto out;

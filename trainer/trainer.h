@@ -402,7 +402,12 @@ typedef struct ckpt_meta {
   const tokenizer *tok;                   /* save: the model's tokenizer (NULL: bytes) */
   char tok_sha256[MN_SHA256_HEX_LEN + 1]; /* its identity (set by save and load) */
   int64_t step;
-  char lineage[8192];                 /* JSON text; "{}" when none */
+  char lineage[8192]; /* JSON text; "{}" when none */
+  /* where the model came from, as JSON text: "" for a model mnemo trained from scratch; for an
+   * import, {"hf": {"config": its config.json, "dtype": ..., ...}} (import_hf).  Carried into
+   * every checkpoint made from it (fine-tunes, resumes), so export_hf writes the same model
+   * back. */
+  char origin[8192];
   char sha256[MN_SHA256_HEX_LEN + 1]; /* of the tensor data (filled by save and load) */
 } ckpt_meta;
 
@@ -448,6 +453,13 @@ MN_NODISCARD mn_status ckpt_load_fisher(const char *path, float *fisher /* OUT, 
 
 /* export_hf -- DIR/config.json and DIR/model.safetensors for Hugging Face GPT2LMHeadModel. */
 MN_NODISCARD mn_status export_hf(const char *ckpt, const char *dir, mn_error *err);
+/*
+ * import_hf -- a Hugging Face model folder (config.json, model.safetensors or its shards,
+ * tokenizer.json) of GPT2LMHeadModel, LlamaForCausalLM or Qwen2ForCausalLM into a checkpoint
+ * at out, with tag_rows rows for language tags after the tokenizer's ids (< 0: the default,
+ * 256); anything it does not implement is refused by name (MN_ERR_INPUT), nothing written.
+ */
+MN_NODISCARD mn_status import_hf(const char *dir, const char *out, int tag_rows, mn_error *err);
 /* import_llmc -- an llm.c fp32 GPT-2 checkpoint into our checkpoint format at out. */
 MN_NODISCARD mn_status import_llmc(const char *file, const char *out, mn_error *err);
 

@@ -44,13 +44,23 @@ static inline size_t gpt__fc_rows(const gpt_config *c)
 void gpt__block_shape(const gpt_config *c, int t, size_t *rows, size_t *cols);
 size_t gpt__tensor_count(size_t rows, size_t cols); /* rows x cols (cols 0: rows) */
 
-/* one F32 tensor to write: name, shape (ndim 1 or 2), count floats at data */
+/* safetensors' element types mnemo reads and writes (F32 in its own checkpoints; BF16 and F16
+ * for Hugging Face's) */
+typedef enum st_dtype { ST_F32 = 0, ST_BF16, ST_F16, ST_DTYPES } st_dtype;
+const char *trainer__st_dtype_name(st_dtype d); /* "F32", "BF16", "F16" */
+/* to and from the 16-bit types: round to nearest even; NaN stays NaN, overflow is infinite */
+uint16_t trainer__f32_to_16(st_dtype d, float f);
+float trainer__16_to_f32(st_dtype d, uint16_t h);
+
+/* one tensor to write: name, shape (ndim 1 or 2), count floats at data, stored as dtype
+ * (F32 unless set: the floats are rounded to it) */
 typedef struct st_tensor {
   const char *name;
   size_t shape[2];
   int ndim;
   const float *data;
   size_t count;
+  st_dtype dtype;
 } st_tensor;
 
 /*
@@ -59,6 +69,14 @@ typedef struct st_tensor {
  */
 MN_NODISCARD mn_status ckpt__write_st(const char *path, const st_tensor *t, int n, json_t *meta,
                                       mn_error *err);
+
+/* trainer__hf_write -- m's weights as Hugging Face names them for its family, in the dtypes
+ * the import read (F32 for a model mnemo trained), to the safetensors file path (hf.c) */
+MN_NODISCARD mn_status trainer__hf_write(const char *path, gpt *m, const ckpt_meta *meta,
+                                         mn_error *err);
+/* trainer__hf_config -- the config.json of the checkpoint (meta): the imported one with the
+ * model's rows as vocab_size, or GPT-2's for a model mnemo trained; NULL: out of memory */
+json_t *trainer__hf_config(const ckpt_meta *meta, uint32_t eot);
 
 /* ckpt__read_tokenizer -- the tokenizer.json text a checkpoint carries (*json malloc'd; NULL:
  * the byte tokenizer) and its tags (checkpoint.c) */

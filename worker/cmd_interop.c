@@ -1,6 +1,6 @@
 /*
- * cmd_interop.c -- `mnemo export-hf` and `mnemo import-llmc`: checkpoints to and from other
- * ecosystems (trainer/interop.c).
+ * cmd_interop.c -- `mnemo export-hf`, `mnemo import-hf` and `mnemo import-llmc`: checkpoints
+ * to and from other ecosystems (trainer/interop.c, trainer/hf.c).
  */
 #include "worker/worker_int.h"
 
@@ -28,4 +28,20 @@ int worker__cmd_import_llmc(worker_ctx *w, worker_args *o)
 {
   (void)w;
   return interop(o, "import-llmc", false);
+}
+
+const worker_opt worker__import_hf_opts[] = {
+    WORKER_COUNT_UP_TO("tag-rows", tag_rows, "N", TOK_MAX_TAGS,
+                       "rows for language tags after the tokenizer's ids (default 256)"),
+    WORKER_OPT_END};
+
+int worker__cmd_import_hf(worker_ctx *w, worker_args *o)
+{
+  (void)w;
+  mn_error err = {0};
+  if (o->npos != 2) return worker__usage("import-hf takes two arguments: DIR OUT");
+  if (import_hf(o->pos[0], o->pos[1], (int)o->tag_rows, &err) != MN_OK) return worker__fail(&err);
+  worker__emit(
+      json_pack("{s:s, s:s, s:s}", "event", "import-hf", "from", o->pos[0], "to", o->pos[1]));
+  return MN_EXIT_OK;
 }

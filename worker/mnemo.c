@@ -163,10 +163,21 @@ static const worker_command commands[] = {
      "docs/tokenizer.md.\n",
      worker__tokenizer_train_opts, false, worker__cmd_tokenizer_train},
     {"export-hf", NULL, "CKPT DIR", "a checkpoint and its tokenizer for Hugging Face",
-     "Writes DIR/config.json and DIR/model.safetensors in Hugging Face's GPT-2 layout\n"
-     "(GPT2LMHeadModel), and DIR/tokenizer.json and DIR/tokenizer_config.json: the model's\n"
-     "tokenizer (the byte one too), its language tags as special tokens.\n",
+     "Writes DIR/config.json and DIR/model.safetensors in Hugging Face's layout of the model's\n"
+     "family (GPT2LMHeadModel for a model mnemo trained; an imported model's own class,\n"
+     "config and dtypes, its vocab_size counting the language tags' rows), and\n"
+     "DIR/tokenizer.json and DIR/tokenizer_config.json: the model's tokenizer (the byte one\n"
+     "too), its language tags as special tokens.  docs/models.md.\n",
      worker__no_opts, false, worker__cmd_export_hf},
+    {"import-hf", NULL, "[--tag-rows N] DIR OUT",
+     "a Hugging Face model folder into a mnemo checkpoint",
+     "Reads DIR/config.json (GPT2LMHeadModel, LlamaForCausalLM or Qwen2ForCausalLM), its\n"
+     "weights (model.safetensors or the shards model.safetensors.index.json names; F32, BF16\n"
+     "or F16) and DIR/tokenizer.json into the checkpoint OUT.  --tag-rows N rows are given to\n"
+     "language tags after the tokenizer's ids (default 256): unused rows first, then new ones,\n"
+     "each the mean of the tokenizer's rows.  Whatever it does not implement (a class, a\n"
+     "config value, a dtype, a tensor) is refused by name.  docs/models.md.\n",
+     worker__import_hf_opts, false, worker__cmd_import_hf},
     {"import-llmc", NULL, "FILE OUT", "an llm.c fp32 GPT-2 checkpoint into a mnemo checkpoint",
      "Reads llm.c's fp32 checkpoint (tensors stacked over layers) into our layout, exactly.\n",
      worker__no_opts, false, worker__cmd_import_llmc},
@@ -472,7 +483,7 @@ int main(int argc, char **argv)
   if (!c) return worker__usage("unknown command \"%s\"", name);
   current = c;
   i += used;
-  worker_args a = {0};
+  worker_args a = {.tag_rows = -1}; /* -1: not given (import-hf's default) */
   const char *spec = NULL;
   int p = parse(c, &w, argc - i, argv + i, &a, &spec);
   if (p != 0) return p > 0 ? MN_EXIT_OK : MN_EXIT_USAGE;

@@ -28,7 +28,7 @@ typedef struct worker_args {
   const char *tokenizer, *script;
   const char *balance, *parity;
   int64_t tokens, max_tokens, top_k, steps, seed, capacity, windows, max_items, max_item_bytes;
-  int64_t max_bytes, vocab, rounds;
+  int64_t max_bytes, vocab, rounds, tag_rows;
   double temperature, gamma, alpha, epochs;
   bool per_doc, stages, ewc, floor, dev_out;
   char **pos; /* the arguments that are not options, in order */
@@ -118,8 +118,9 @@ extern const worker_opt worker__eval_opts[], worker__evalset_opts[], worker__gua
 extern const worker_opt worker__generate_opts[], worker__bench_opts[], worker__fisher_opts[];
 extern const worker_opt worker__replay_absorb_opts[], worker__lid_train_opts[];
 extern const worker_opt worker__lid_opts[], worker__triage_opts[], worker__no_opts[];
-extern const worker_opt worker__tokenizer_train_opts[];
+extern const worker_opt worker__tokenizer_train_opts[], worker__import_hf_opts[];
 int worker__cmd_shard(worker_ctx *w, worker_args *a);
+int worker__cmd_import_hf(worker_ctx *w, worker_args *a);
 int worker__cmd_pretrain(worker_ctx *w, worker_args *a);
 int worker__cmd_finetune(worker_ctx *w, worker_args *a);
 int worker__cmd_eval(worker_ctx *w, worker_args *a);
