@@ -794,5 +794,7 @@ float gpt_lr_at(float lr, int warmup, int total, float min_frac, int t)
 
 double gpt_flops_per_token(const gpt_config *c, int T)
 {
-  return 6.0 * (double)gpt_num_params(c) + 6.0 * c->n_layer * (double)c->n_embd * T;
+  /* an untied model's input embeddings are a lookup: no products */
+  double n = (double)gpt_num_params(c) - (c->untied ? (double)c->padded_vocab * c->n_embd : 0.0);
+  return 6.0 * n + 6.0 * c->n_layer * (double)c->n_embd * T;
 }

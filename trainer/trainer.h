@@ -382,7 +382,8 @@ float gpt_update(gpt *m, const gpt_adamw *opt, int t);
 /* gpt_lr_at -- warm-up then cosine decay to min_frac * lr, for step t (1-based) of total. */
 float gpt_lr_at(float lr, int warmup, int total, float min_frac, int t);
 
-/* gpt_flops_per_token -- 6N + 6 L C T (training FLOPs per token, ANCHORS.md). */
+/* gpt_flops_per_token -- 6N + 6 L C T (training FLOPs per token, ANCHORS.md); N without an
+ * untied model's input embeddings (a lookup). */
 double gpt_flops_per_token(const gpt_config *cfg, int T);
 
 /* ---------------------------------------------------------------- checkpoints */

@@ -18,6 +18,8 @@ const worker_opt worker__bench_opts[] = {
     WORKER_FLAG("ewc", ewc, "the step time with the EWC penalty fused into the update"),
     WORKER_TEXT("device", device, "cpu|cuda", "where the steps run (default cpu)"),
     WORKER_TEXT("math", math, "fp32|tf32|bf16", "how a device's products compute (default fp32)"),
+    WORKER_TEXT("checkpoint", checkpoint, "CKPT",
+                "the model of a checkpoint (its weights loaded) instead of the configured one"),
     WORKER_OPT_END,
 };
 
@@ -226,14 +228,28 @@ int worker__cmd_bench(worker_ctx *w, worker_args *o)
       return worker__fail(&err);
     }
   }
-  if (gpt_create(&gc, B, T, 1, k, &m, &err) != MN_OK) return worker__fail(&err);
+  ckpt_meta *meta = o->checkpoint ? calloc(1, sizeof *meta) : NULL;
+  if (o->checkpoint && (!meta || ckpt_read_meta(o->checkpoint, meta, &err) != MN_OK)) {
+    free(meta);
+    if (!err.msg[0]) mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
+    return worker__fail(&err);
+  }
+  if (meta) gc = meta->config;
+  if (gpt_create(&gc, B, T, 1, k, &m, &err) != MN_OK ||
+      (meta && ckpt_load(o->checkpoint, m, meta, &err) != MN_OK)) {
+    free(meta);
+    gpt_destroy(m);
+    return worker__fail(&err);
+  }
+  free(meta);
+  int vocab = o->checkpoint ? gc.vocab_size : 256; /* the configured model's: bytes */
   int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T),
           *y = malloc(sizeof(int32_t) * (size_t)B * T);
   uint64_t s = 7;
   for (int i = 0; i < B * T; i++) {
     s = s * 6364136223846793005ULL + 1442695040888963407ULL;
-    x[i] = (int32_t)((s >> 33) % 256);
-    y[i] = (int32_t)((s >> 13) % 256);
+    x[i] = (int32_t)((s >> 33) % (uint64_t)vocab);
+    y[i] = (int32_t)((s >> 13) % (uint64_t)vocab);
   }
   gpt_adamw opt = {.lr = 1e-4f,
                    .beta1 = 0.9f,
@@ -289,12 +305,12 @@ int worker__cmd_bench(worker_ctx *w, worker_args *o)
   double mean = total / steps;
   double tps = (double)B * T / (mean / 1e3);
   double gflops = gpt_flops_per_token(&gc, T) * tps / 1e9;
-  json_t *r =
-      json_pack("{s:s, s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:i}", "event",
-                "bench", "params", (json_int_t)gpt_params_count(m), "n_layer", gc.n_layer, "n_embd",
-                gc.n_embd, "n_head", gc.n_head, "batch", B, "seq_len", T, "steps", steps,
-                "ms_per_step", mean, "best_ms_per_step", best, "tokens_per_s", tps, "gflops",
-                gflops, "peak_rss_mb", peak_rss_mb(), "threads", kernels_cpu_threads());
+  json_t *r = json_pack(
+      "{s:s, s:s, s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:i}", "event",
+      "bench", "arch", gpt_arch_name(gc.arch), "params", (json_int_t)gpt_params_count(m), "n_layer",
+      gc.n_layer, "n_embd", gc.n_embd, "n_head", gc.n_head, "batch", B, "seq_len", T, "steps",
+      steps, "ms_per_step", mean, "best_ms_per_step", best, "tokens_per_s", tps, "gflops", gflops,
+      "peak_rss_mb", peak_rss_mb(), "threads", kernels_cpu_threads());
   json_object_set_new(r, "sgemm_gflops", json_real(sgemm));
   json_object_set_new(r, "sgemm_gflops_after", json_real(sgemm_after));
   json_object_set_new(r, "sgemm_fraction", json_real(sgemm > 0 ? gflops / sgemm : 0.0));

@@ -98,7 +98,8 @@ int worker__cmd_generate(worker_ctx *w, worker_args *o)
     mn_error_set(&err, MN_ERR_INPUT, "the checkpoint knows no language \"%s\"", o->lang);
     return worker__fail(&err);
   }
-  int T = meta.config.max_seq_len;
+  int T = meta.config.max_seq_len; /* the window: the model's, at most train.seq_len */
+  if (w->cfg.train.seq_len < T) T = (int)w->cfg.train.seq_len;
   const kernels_backend *k;
   if (tok_load(o->checkpoint, &tkz, NULL, &err) != MN_OK ||
       worker__train_backend(&w->cfg, &k, &err) != MN_OK ||
