@@ -74,6 +74,21 @@ __device__ __forceinline__ float kernels__warp_max(float v)
   return v;
 }
 
+/* The Llama family's ops (ops_llama.cu), as kernels.h describes them */
+void kernels__cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N,
+                                   int C, float eps);
+void kernels__cuda_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                                    const float *w, const float *rstd, int N, int C);
+void kernels__cuda_residual_rmsnorm_forward(float *res, float *out, float *rstd, const float *a,
+                                            const float *b, const float *w, int N, int C,
+                                            float eps);
+void kernels__cuda_rope_qkv_forward(float *out, const float *inp, const float *cos,
+                                    const float *sin, int B, int T, int NH, int KVH, int HD);
+void kernels__cuda_rope_qkv_backward(float *dinp, const float *dout, const float *cos,
+                                     const float *sin, int B, int T, int NH, int KVH, int HD);
+void kernels__cuda_swiglu_forward(float *out, const float *inp, int N, int F);
+void kernels__cuda_swiglu_backward(float *dinp, const float *inp, const float *dout, int N, int F);
+
 /* kernels__local_device -- the GPU of this process among count: its local rank
  * (MNEMO_LOCAL_RANK, LOCAL_RANK, SLURM_LOCALID, OMPI_COMM_WORLD_LOCAL_RANK) modulo count */
 int kernels__local_device(int count);

@@ -11,7 +11,8 @@
  *
  * First the simple, right version (METHOD.md): one warp per row for the row-wise ops,
  * attention materialised as (B, NH, T, T) like the CPU's, atomics for the embedding
- * gradient (tokens repeat), deterministic fixed-order sums for sum_squares.
+ * gradient (tokens repeat), deterministic fixed-order sums for sum_squares.  The Llama
+ * family's ops (RMSNorm, rotary embeddings, SwiGLU) are in ops_llama.cu, on the same stream.
  */
 #include "kernels/cuda/cuda_int.h"
 
@@ -703,6 +704,13 @@ static const kernels_backend cuda = {
     .gelu_backward = gelu_backward,
     .residual_forward = residual_forward,
     .residual_layernorm_forward = residual_layernorm_forward,
+    .rmsnorm_forward = kernels__cuda_rmsnorm_forward,
+    .rmsnorm_backward = kernels__cuda_rmsnorm_backward,
+    .residual_rmsnorm_forward = kernels__cuda_residual_rmsnorm_forward,
+    .rope_qkv_forward = kernels__cuda_rope_qkv_forward,
+    .rope_qkv_backward = kernels__cuda_rope_qkv_backward,
+    .swiglu_forward = kernels__cuda_swiglu_forward,
+    .swiglu_backward = kernels__cuda_swiglu_backward,
     .crossentropy_forward = crossentropy_forward,
     .crossentropy_backward = crossentropy_backward,
     .adamw_update = adamw_update,
