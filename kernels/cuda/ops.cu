@@ -73,7 +73,8 @@ __global__ void k_encoder_forward(float *out, const int32_t *tokens, const float
        i += (size_t)gridDim.x * blockDim.x) {
     size_t bt = i / C;
     int c = (int)(i % C), t = (int)(bt % T);
-    out[i] = wte[(size_t)tokens[bt] * C + c] + wpe[(size_t)t * C + c];
+    float e = wte[(size_t)tokens[bt] * C + c];
+    out[i] = wpe ? e + wpe[(size_t)t * C + c] : e; /* no wpe: rotary embeddings */
   }
 }
 
@@ -85,7 +86,8 @@ static void encoder_forward(float *out, const int32_t *tokens, const float *wte,
   LAUNCHED(encoder_forward);
 }
 
-/* dwte: atomics (two positions may hold one token); dwpe: each (t, c) sums its B rows */
+/* dwte: atomics (two positions may hold one token); dwpe (when there is one): each (t, c) sums
+ * its B rows */
 __global__ void k_encoder_backward_wte(float *dwte, const float *dout, const int32_t *tokens, int N,
                                        int C)
 {
@@ -113,6 +115,7 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
   k_encoder_backward_wte<<<kernels__blocks((size_t)B * T * C, 256), 256, 0, g.stream>>>(
       dwte, dout, tokens, B * T, C);
   LAUNCHED(encoder_backward_wte);
+  if (!dwpe) return; /* no learned positions */
   k_encoder_backward_wpe<<<kernels__blocks((size_t)T * C, 256), 256, 0, g.stream>>>(dwpe, dout, B,
                                                                                     T, C);
   LAUNCHED(encoder_backward_wpe);
