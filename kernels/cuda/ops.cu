@@ -11,7 +11,8 @@
  *
  * First the simple, right version (METHOD.md): one warp per row for the row-wise ops,
  * attention materialised as (B, NH, T, T) like the CPU's, atomics for the embedding
- * gradient (tokens repeat), deterministic fixed-order sums for sum_squares.
+ * gradient (tokens repeat), deterministic fixed-order sums for sum_squares.  The Llama
+ * family's ops (RMSNorm, rotary embeddings, SwiGLU) are in ops_llama.cu, on the same stream.
  */
 #include "kernels/cuda/cuda_int.h"
 
@@ -35,34 +36,12 @@ static struct {
   char what[512];
 } g;
 
-static void note_failure(const char *file, int line, const char *expr, const char *msg)
+void kernels__cuda_note_failure(const char *file, int line, const char *expr, const char *msg)
 {
   if (g.failed) return;
   g.failed = true;
   /* the call, shortened: its first words say which one */
   snprintf(g.what, sizeof g.what, "%.100s:%d: %.120s: %.200s", file, line, expr, msg);
-}
-
-#define CK(expr)                                                                                   \
-  do {                                                                                             \
-    cudaError_t e_ = (expr);                                                                       \
-    if (e_ != cudaSuccess) note_failure(__FILE__, __LINE__, #expr, cudaGetErrorString(e_));        \
-  } while (0)
-#define CKB(expr)                                                                                  \
-  do {                                                                                             \
-    cublasStatus_t s_ = (expr);                                                                    \
-    if (s_ != CUBLAS_STATUS_SUCCESS)                                                               \
-      note_failure(__FILE__, __LINE__, #expr, cublasGetStatusString(s_));                          \
-  } while (0)
-/* after every launch: a bad configuration fails at launch, not at the next sync */
-#define LAUNCHED(name) CK(cudaGetLastError())
-
-/* blocks -- a grid for n items (at least one block: the kernels' loops check n, and an
- * empty grid is an invalid launch) */
-static unsigned blocks(size_t n, unsigned threads)
-{
-  size_t b = n ? (n + threads - 1) / threads : 1;
-  return (unsigned)(b > 65535u * 32u ? 65535u * 32u : b);
 }
 
 /* gemm / gemm_batched -- column-major fp32 products in the chosen arithmetic */
@@ -84,20 +63,6 @@ static void gemm_batched(cublasOperation_t ta, cublasOperation_t tb, int m, int 
                                  g.compute, CUBLAS_GEMM_DEFAULT));
 }
 
-__device__ __forceinline__ float warp_sum(float v)
-{
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ __forceinline__ float warp_max(float v)
-{
-  for (int o = 16; o > 0; o >>= 1)
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
 /* ---------------------------------------------------------------- encoder */
 
 __global__ void k_encoder_forward(float *out, const int32_t *tokens, const float *wte,
@@ -108,19 +73,21 @@ __global__ void k_encoder_forward(float *out, const int32_t *tokens, const float
        i += (size_t)gridDim.x * blockDim.x) {
     size_t bt = i / C;
     int c = (int)(i % C), t = (int)(bt % T);
-    out[i] = wte[(size_t)tokens[bt] * C + c] + wpe[(size_t)t * C + c];
+    float e = wte[(size_t)tokens[bt] * C + c];
+    out[i] = wpe ? e + wpe[(size_t)t * C + c] : e; /* no wpe: rotary embeddings */
   }
 }
 
 static void encoder_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe,
                             int B, int T, int C)
 {
-  k_encoder_forward<<<blocks((size_t)B * T * C, 256), 256, 0, g.stream>>>(out, tokens, wte, wpe, B,
-                                                                          T, C);
+  k_encoder_forward<<<kernels__blocks((size_t)B * T * C, 256), 256, 0, g.stream>>>(out, tokens, wte,
+                                                                                   wpe, B, T, C);
   LAUNCHED(encoder_forward);
 }
 
-/* dwte: atomics (two positions may hold one token); dwpe: each (t, c) sums its B rows */
+/* dwte: atomics (two positions may hold one token); dwpe (when there is one): each (t, c) sums
+ * its B rows */
 __global__ void k_encoder_backward_wte(float *dwte, const float *dout, const int32_t *tokens, int N,
                                        int C)
 {
@@ -145,10 +112,12 @@ __global__ void k_encoder_backward_wpe(float *dwpe, const float *dout, int B, in
 static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens,
                              int B, int T, int C)
 {
-  k_encoder_backward_wte<<<blocks((size_t)B * T * C, 256), 256, 0, g.stream>>>(dwte, dout, tokens,
-                                                                               B * T, C);
+  k_encoder_backward_wte<<<kernels__blocks((size_t)B * T * C, 256), 256, 0, g.stream>>>(
+      dwte, dout, tokens, B * T, C);
   LAUNCHED(encoder_backward_wte);
-  k_encoder_backward_wpe<<<blocks((size_t)T * C, 256), 256, 0, g.stream>>>(dwpe, dout, B, T, C);
+  if (!dwpe) return; /* no learned positions */
+  k_encoder_backward_wpe<<<kernels__blocks((size_t)T * C, 256), 256, 0, g.stream>>>(dwpe, dout, B,
+                                                                                    T, C);
   LAUNCHED(encoder_backward_wpe);
 }
 
@@ -164,11 +133,11 @@ __global__ void k_layernorm_forward(float *out, float *mean, float *rstd, const 
   float s = 0;
   for (int c = lane; c < C; c += 32)
     s += x[c];
-  float m = warp_sum(s) / (float)C;
+  float m = kernels__warp_sum(s) / (float)C;
   float v = 0;
   for (int c = lane; c < C; c += 32)
     v += (x[c] - m) * (x[c] - m);
-  float r = rsqrtf(warp_sum(v) / (float)C + LN_EPS);
+  float r = rsqrtf(kernels__warp_sum(v) / (float)C + LN_EPS);
   float *o = out + (size_t)row * C;
   for (int c = lane; c < C; c += 32)
     o[c] = (x[c] - m) * r * w[c] + b[c];
@@ -196,8 +165,8 @@ __global__ void k_layernorm_backward_dinp(float *dinp, const float *dout, const 
     a += dn;
     bsum += dn * (x[c] - m) * r;
   }
-  a = warp_sum(a) / (float)C;
-  bsum = warp_sum(bsum) / (float)C;
+  a = kernels__warp_sum(a) / (float)C;
+  bsum = kernels__warp_sum(bsum) / (float)C;
   float *di = dinp + (size_t)row * C;
   for (int c = lane; c < C; c += 32)
     di[c] += (w[c] * d[c] - a - (x[c] - m) * r * bsum) * r;
@@ -259,7 +228,7 @@ static void matmul_forward(float *out, const float *inp, const float *w, const f
 {
   const float one = 1.0f, zero = 0.0f;
   if (bias) {
-    k_fill_rows<<<blocks((size_t)N * OC, 256), 256, 0, g.stream>>>(out, bias, N, OC);
+    k_fill_rows<<<kernels__blocks((size_t)N * OC, 256), 256, 0, g.stream>>>(out, bias, N, OC);
     LAUNCHED(fill_rows);
   }
   gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, &one, w, C, inp, C, bias ? &one : &zero, out, OC);
@@ -314,14 +283,14 @@ __global__ void k_softmax_causal(float *att, int rows, int T)
   float m = -INFINITY;
   for (int j = lane; j <= t; j += 32)
     m = fmaxf(m, a[j]);
-  m = warp_max(m);
+  m = kernels__warp_max(m);
   float s = 0;
   for (int j = lane; j <= t; j += 32) {
     float e = expf(a[j] - m);
     a[j] = e;
     s += e;
   }
-  float inv = 1.0f / warp_sum(s);
+  float inv = 1.0f / kernels__warp_sum(s);
   for (int j = lane; j < T; j += 32)
     a[j] = j <= t ? a[j] * inv : 0.0f;
 }
@@ -365,7 +334,7 @@ __global__ void k_softmax_causal_backward(float *d, const float *att, int rows, 
   float dot = 0;
   for (int j = lane; j <= t; j += 32)
     dot += a[j] * dr[j];
-  dot = warp_sum(dot);
+  dot = kernels__warp_sum(dot);
   for (int j = lane; j < T; j += 32)
     dr[j] = j <= t ? a[j] * (dr[j] - dot) * scale : 0.0f;
 }
@@ -436,13 +405,13 @@ __global__ void k_residual_forward(float *out, const float *a, const float *b, s
 
 static void gelu_forward(float *out, const float *inp, size_t n)
 {
-  k_gelu_forward<<<blocks(n, 256), 256, 0, g.stream>>>(out, inp, n);
+  k_gelu_forward<<<kernels__blocks(n, 256), 256, 0, g.stream>>>(out, inp, n);
   LAUNCHED(gelu_forward);
 }
 
 static void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
 {
-  k_gelu_backward<<<blocks(n, 256), 256, 0, g.stream>>>(dinp, inp, dout, n);
+  k_gelu_backward<<<kernels__blocks(n, 256), 256, 0, g.stream>>>(dinp, inp, dout, n);
   LAUNCHED(gelu_backward);
 }
 
@@ -464,13 +433,13 @@ __global__ void k_residual_layernorm(float *res, float *out, float *mean, float 
     if (c < C) res[o + c] = x[k];
     s += x[k];
   }
-  float m = warp_sum(s) / (float)C, v = 0;
+  float m = kernels__warp_sum(s) / (float)C, v = 0;
 #pragma unroll
   for (int k = 0; k < RLN_MAX; k++) {
     int c = lane + 32 * k;
     if (c < C) v += (x[k] - m) * (x[k] - m);
   }
-  float r = rsqrtf(warp_sum(v) / (float)C + LN_EPS);
+  float r = rsqrtf(kernels__warp_sum(v) / (float)C + LN_EPS);
 #pragma unroll
   for (int k = 0; k < RLN_MAX; k++) {
     int c = lane + 32 * k;
@@ -498,7 +467,7 @@ static void residual_layernorm_forward(float *res, float *out, float *mean, floa
 
 static void residual_forward(float *out, const float *a, const float *b, size_t n)
 {
-  k_residual_forward<<<blocks(n, 256), 256, 0, g.stream>>>(out, a, b, n);
+  k_residual_forward<<<kernels__blocks(n, 256), 256, 0, g.stream>>>(out, a, b, n);
   LAUNCHED(residual_forward);
 }
 
@@ -515,7 +484,7 @@ __global__ void k_crossentropy_forward(float *losses, float *probs, const float 
   float m = -INFINITY;
   for (int j = tid; j < V; j += blockDim.x)
     m = fmaxf(m, l[j]);
-  m = warp_max(m);
+  m = kernels__warp_max(m);
   if (lane == 0) red[wid] = m;
   __syncthreads();
   m = red[0];
@@ -525,7 +494,7 @@ __global__ void k_crossentropy_forward(float *losses, float *probs, const float 
   float s = 0;
   for (int j = tid; j < V; j += blockDim.x)
     s += expf(l[j] - m);
-  s = warp_sum(s);
+  s = kernels__warp_sum(s);
   if (lane == 0) red[wid] = s;
   __syncthreads();
   s = 0;
@@ -567,7 +536,7 @@ static void crossentropy_backward(float *dlogits, const float *probs, const floa
                                   const int32_t *targets, const float *soft, float w, int N, int V,
                                   int Vp)
 {
-  k_crossentropy_backward<<<blocks((size_t)N * Vp, 256), 256, 0, g.stream>>>(
+  k_crossentropy_backward<<<kernels__blocks((size_t)N * Vp, 256), 256, 0, g.stream>>>(
       dlogits, probs, dlosses, targets, soft, w, N, V, Vp);
   LAUNCHED(crossentropy_backward);
 }
@@ -599,7 +568,7 @@ static void adamw_update(float *params, const float *grads, float *m, float *v, 
 {
   float c1 = 1.0f - powf(beta1, (float)t), c2 = 1.0f - powf(beta2, (float)t);
   bool e = ewc && ewc->lambda != 0.0f;
-  k_adamw<<<blocks(n, 256), 256, 0, g.stream>>>(
+  k_adamw<<<kernels__blocks(n, 256), 256, 0, g.stream>>>(
       params, grads, m, v, n, lr, beta1, beta2, c1, c2, eps, weight_decay, grad_scale, scale_at,
       e ? ewc->fisher : NULL, e ? ewc->anchor : NULL, e ? ewc->lambda : 0.0f);
   LAUNCHED(adamw);
@@ -738,6 +707,13 @@ static const kernels_backend cuda = {
     .gelu_backward = gelu_backward,
     .residual_forward = residual_forward,
     .residual_layernorm_forward = residual_layernorm_forward,
+    .rmsnorm_forward = kernels__cuda_rmsnorm_forward,
+    .rmsnorm_backward = kernels__cuda_rmsnorm_backward,
+    .residual_rmsnorm_forward = kernels__cuda_residual_rmsnorm_forward,
+    .rope_qkv_forward = kernels__cuda_rope_qkv_forward,
+    .rope_qkv_backward = kernels__cuda_rope_qkv_backward,
+    .swiglu_forward = kernels__cuda_swiglu_forward,
+    .swiglu_backward = kernels__cuda_swiglu_backward,
     .crossentropy_forward = crossentropy_forward,
     .crossentropy_backward = crossentropy_backward,
     .adamw_update = adamw_update,

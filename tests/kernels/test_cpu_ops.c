@@ -120,6 +120,15 @@ static void encoder(void)
   K->encoder_backward(dwte, dwpe, R, c.tok, c.B, c.T, c.C);
   check_grad("dwte", enc_fwd, &c, out, R, n, c.wte, dwte, (size_t)c.V * c.C);
   check_grad("dwpe", enc_fwd, &c, out, R, n, c.wpe, dwpe, (size_t)c.T * c.C);
+  /* no learned positions (rotary embeddings): out is the token's row, dwpe is NULL */
+  float *keep = c.wpe;
+  c.wpe = NULL;
+  enc_fwd(&c, out);
+  T_CHECK(memcmp(out + 7 * c.C, c.wte + c.tok[7] * c.C, sizeof(float) * c.C) == 0);
+  memset(dwte, 0, sizeof(float) * c.V * c.C);
+  K->encoder_backward(dwte, NULL, R, c.tok, c.B, c.T, c.C);
+  check_grad("dwte (no wpe)", enc_fwd, &c, out, R, n, c.wte, dwte, (size_t)c.V * c.C);
+  c.wpe = keep;
   free(c.tok), free(c.wte), free(c.wpe), free(out), free(R), free(dwte), free(dwpe);
 }
 
@@ -347,6 +356,184 @@ static void gelu_and_residual(void)
   free(c.inp), free(out), free(R), free(dinp);
 }
 
+/* ---------------------------------------------------------------- the Llama family */
+
+/* max_rel -- the largest |got - want| / max(|want|, 1) over n values (NaN: infinity) */
+static double max_rel(const float *got, const double *want, size_t n)
+{
+  double worst = 0;
+  for (size_t i = 0; i < n; i++) {
+    double e = fabs(got[i] - want[i]) / fmax(fabs(want[i]), 1.0);
+    worst = isnan(e) ? INFINITY : fmax(worst, e);
+  }
+  return worst;
+}
+
+typedef struct {
+  int N, C;
+  float eps;
+  float *inp, *w, *rstd;
+} rms_ctx;
+
+static void rms_fwd(void *p, float *out)
+{
+  rms_ctx *c = p;
+  K->rmsnorm_forward(out, c->rstd, c->inp, c->w, c->N, c->C, c->eps);
+}
+
+static void rmsnorm(void)
+{
+  rms_ctx c = {.N = 6, .C = 24, .eps = 1e-5f};
+  size_t n = (size_t)c.N * c.C;
+  c.inp = randn(n, 2);
+  c.w = randn((size_t)c.C, 1);
+  c.rstd = garbage((size_t)c.N);
+  float *out = garbage(n), *R = randn(n, 1);
+  /* against the definition, in double */
+  double *want = malloc(n * sizeof *want), *want_r = malloc((size_t)c.N * sizeof *want_r);
+  for (int i = 0; i < c.N; i++) {
+    const float *x = c.inp + (size_t)i * c.C;
+    double ss = 0;
+    for (int k = 0; k < c.C; k++)
+      ss += (double)x[k] * x[k];
+    want_r[i] = 1.0 / sqrt(ss / c.C + c.eps);
+    for (int k = 0; k < c.C; k++)
+      want[(size_t)i * c.C + k] = x[k] * want_r[i] * c.w[k];
+  }
+  rms_fwd(&c, out);
+  double eo = max_rel(out, want, n), er = max_rel(c.rstd, want_r, (size_t)c.N);
+  T_CHECK_MSG(eo < 1e-5 && er < 1e-5, "rmsnorm forward off: out %g, rstd %g", eo, er);
+  /* fused with the residual sum: res = a + b exactly, out and rstd those of rmsnorm(res) */
+  float *a = randn(n, 1), *b = randn(n, 1), *res = garbage(n), *out2 = garbage(n),
+        *rstd2 = garbage((size_t)c.N);
+  K->residual_rmsnorm_forward(res, out2, rstd2, a, b, c.w, c.N, c.C, c.eps);
+  bool sum_ok = true;
+  for (size_t i = 0; i < n; i++)
+    sum_ok = sum_ok && res[i] == a[i] + b[i];
+  T_CHECK(sum_ok);
+  K->rmsnorm_forward(out, c.rstd, res, c.w, c.N, c.C, c.eps);
+  double fo = 0, fr = 0;
+  for (size_t i = 0; i < n; i++)
+    fo = fmax(fo, fabs((double)out2[i] - out[i]));
+  for (int i = 0; i < c.N; i++)
+    fr = fmax(fr, fabs((double)rstd2[i] - c.rstd[i]));
+  T_CHECK_MSG(fo <= 1e-6 && fr <= 1e-6, "fused and plain rmsnorm differ: out %g, rstd %g", fo, fr);
+
+  /* backward: dinp and dw add (the residual stream's gradient sums two paths) */
+  float *dinp = zeros(n), *dw = zeros((size_t)c.C);
+  rms_fwd(&c, out);
+  K->rmsnorm_backward(dinp, dw, R, c.inp, c.w, c.rstd, c.N, c.C);
+  check_grad("rmsnorm dinp", rms_fwd, &c, out, R, n, c.inp, dinp, n);
+  check_grad("rmsnorm dw", rms_fwd, &c, out, R, n, c.w, dw, (size_t)c.C);
+  rms_fwd(&c, out); /* check_grad left rstd at a perturbed input's */
+  float before = dinp[5], dw_before = dw[3];
+  K->rmsnorm_backward(dinp, dw, R, c.inp, c.w, c.rstd, c.N, c.C);
+  T_CHECK(fabsf(dinp[5] - 2 * before) <= 1e-5f * fabsf(before) + 1e-6f);
+  T_CHECK(fabsf(dw[3] - 2 * dw_before) <= 1e-5f * fabsf(dw_before) + 1e-6f);
+  free(c.inp), free(c.w), free(c.rstd), free(out), free(R), free(want), free(want_r);
+  free(a), free(b), free(res), free(out2), free(rstd2), free(dinp), free(dw);
+}
+
+typedef struct {
+  int B, T, NH, KVH, HD;
+  float *inp;
+  const float *cos, *sin; /* (T, HD/2) or NULL */
+} rope_ctx;
+
+static void rope_fwd(void *p, float *out)
+{
+  rope_ctx *c = p;
+  K->rope_qkv_forward(out, c->inp, c->cos, c->sin, c->B, c->T, c->NH, c->KVH, c->HD);
+}
+
+/* rope_reference -- rope_qkv_forward in double, as kernels.h states it: query head h and key
+ * head h / (NH/KVH) rotated (element i with i + HD/2: out_i = x_i cos - x_{i+h} sin,
+ * out_{i+h} = x_{i+h} cos + x_i sin, the angle of position t), value head h / (NH/KVH) copied */
+static void rope_reference(double *out, const rope_ctx *c)
+{
+  int C = c->NH * c->HD, W = (c->NH + 2 * c->KVH) * c->HD, h2 = c->HD / 2;
+  for (int r = 0; r < c->B * c->T; r++) {
+    int t = r % c->T;
+    for (int h = 0; h < c->NH; h++) {
+      int kv = h / (c->NH / c->KVH);
+      const float *src[3] = {c->inp + (size_t)r * W + (size_t)h * c->HD,
+                             c->inp + (size_t)r * W + (size_t)(c->NH + kv) * c->HD,
+                             c->inp + (size_t)r * W + (size_t)(c->NH + c->KVH + kv) * c->HD};
+      for (int part = 0; part < 3; part++) {
+        double *o = out + (size_t)r * 3 * C + (size_t)part * C + (size_t)h * c->HD;
+        const float *x = src[part];
+        for (int i = 0; i < h2; i++) {
+          bool turn = part < 2 && c->cos;
+          double cs = turn ? c->cos[t * h2 + i] : 1, sn = turn ? c->sin[t * h2 + i] : 0;
+          o[i] = x[i] * cs - x[i + h2] * sn;
+          o[i + h2] = x[i + h2] * cs + x[i] * sn;
+        }
+      }
+    }
+  }
+}
+
+static void rope_qkv(void)
+{
+  rope_ctx c = {.B = 2, .T = 5, .NH = 4, .KVH = 2, .HD = 8};
+  int C = c.NH * c.HD, h2 = c.HD / 2;
+  size_t nin = (size_t)c.B * c.T * (c.NH + 2 * c.KVH) * c.HD, n = (size_t)c.B * c.T * 3 * C;
+  float *cos_t = malloc(sizeof(float) * c.T * h2), *sin_t = malloc(sizeof(float) * c.T * h2);
+  for (int t = 0; t < c.T; t++) /* Llama's angles: t * 10000^(-2i/HD) */
+    for (int i = 0; i < h2; i++) {
+      double a = t * pow(10000.0, -2.0 * i / c.HD);
+      cos_t[t * h2 + i] = (float)cos(a), sin_t[t * h2 + i] = (float)sin(a);
+    }
+  c.inp = randn(nin, 1);
+  float *out = garbage(n), *R = randn(n, 1), *dinp = garbage(nin);
+  double *want = malloc(n * sizeof *want);
+  for (int rot = 1; rot >= 0; rot--) { /* with the tables, then cos NULL: no rotation */
+    c.cos = rot ? cos_t : NULL, c.sin = rot ? sin_t : NULL;
+    rope_fwd(&c, out);
+    rope_reference(want, &c);
+    double e = max_rel(out, want, n);
+    T_CHECK_MSG(e < 1e-6, "rope_qkv forward (%s) off by %g", rot ? "rotated" : "cos NULL", e);
+    /* backward overwrites dinp and sums the repeated key and value heads' gradients */
+    for (size_t i = 0; i < nin; i++)
+      dinp[i] = NAN;
+    K->rope_qkv_backward(dinp, R, c.cos, c.sin, c.B, c.T, c.NH, c.KVH, c.HD);
+    check_grad(rot ? "rope_qkv dinp" : "rope_qkv dinp (cos NULL)", rope_fwd, &c, out, R, n, c.inp,
+               dinp, nin);
+  }
+  free(cos_t), free(sin_t), free(c.inp), free(out), free(R), free(dinp), free(want);
+}
+
+typedef struct {
+  int N, F;
+  float *inp;
+} swiglu_ctx;
+
+static void swiglu_fwd(void *p, float *out)
+{
+  swiglu_ctx *c = p;
+  K->swiglu_forward(out, c->inp, c->N, c->F);
+}
+
+static void swiglu(void)
+{
+  swiglu_ctx c = {.N = 5, .F = 12};
+  size_t n = (size_t)c.N * c.F, nin = 2 * n;
+  c.inp = randn(nin, 3);
+  float *out = garbage(n), *R = randn(n, 1), *dinp = garbage(nin);
+  double *want = malloc(n * sizeof *want);
+  for (int i = 0; i < c.N; i++) /* silu(gate) * up, the gate the first F columns */
+    for (int j = 0; j < c.F; j++) {
+      double g = c.inp[(size_t)i * 2 * c.F + j], u = c.inp[(size_t)i * 2 * c.F + c.F + j];
+      want[(size_t)i * c.F + j] = g / (1.0 + exp(-g)) * u;
+    }
+  swiglu_fwd(&c, out);
+  double e = max_rel(out, want, n);
+  T_CHECK_MSG(e < 1e-5, "swiglu forward off by %g", e);
+  K->swiglu_backward(dinp, c.inp, R, c.N, c.F);
+  check_grad("swiglu dinp", swiglu_fwd, &c, out, R, n, c.inp, dinp, nin);
+  free(c.inp), free(out), free(R), free(dinp), free(want);
+}
+
 /* ---------------------------------------------------------------- cross-entropy */
 
 typedef struct {
@@ -536,6 +723,9 @@ int main(void)
   T_RUN(attention);
   T_RUN(attention_heads_of_64);
   T_RUN(gelu_and_residual);
+  T_RUN(rmsnorm);
+  T_RUN(rope_qkv);
+  T_RUN(swiglu);
   T_RUN(crossentropy);
   T_RUN(fast_exp);
   T_RUN(adamw);

@@ -7,7 +7,9 @@
  * skips, fails).  The measure is ||out - ref|| / ||ref|| over the whole output; NaN never
  * passes.  Bounds: fp32 1e-5 (different summation orders only), TF32 products 5e-3, bf16
  * products 2e-2 (operands rounded to 8 bits of mantissa, fp32 sums).
- * Each op runs at two shapes: a small one and GPT-2 124M's width (C 768, 12 heads).
+ * Each op runs at two shapes: a small one and GPT-2 124M's width (C 768, 12 heads); the Llama
+ * family's ops at a small one and SmolLM-135M's (C 576, 9 query heads of 64 sharing 3 key and
+ * value heads, SwiGLU width 1536).
  * Without a device (or a CUDA build) it exits 77: ctest reports it as skipped.
  * The errors measured are printed, one line per op and shape, for scripts/gpu-check.
  */
@@ -144,6 +146,15 @@ static void encoder(int s, const shape *h)
   gpu->encoder_backward(dgwte, dgwpe, dg, dtok, B, T, C);
   check("encoder_backward dwte", s, dgwte, gwte, (size_t)V * C, F32);
   check("encoder_backward dwpe", s, dgwpe, gwpe, (size_t)T * C, F32);
+  /* no learned positions (rotary embeddings): wpe and dwpe NULL */
+  float *dout2 = dev(NULL, (size_t)N * C);
+  cpu->encoder_forward(out, tok, wte, NULL, B, T, C);
+  gpu->encoder_forward(dout2, dtok, dwte_, NULL, B, T, C);
+  check("encoder_forward nowpe", s, dout2, out, (size_t)N * C, F32);
+  cpu->encoder_backward(gwte, NULL, g, tok, B, T, C);
+  gpu->encoder_backward(dgwte, NULL, dg, dtok, B, T, C);
+  check("encoder_backward nowpe dwte", s, dgwte, gwte, (size_t)V * C, F32);
+  release(dout2);
   release(dtok), release(dwte_), release(dwpe_);
   release(dout), release(dg), release(dgwte), release(dgwpe);
   free(tok), free(wte), free(wpe), free(out), free(g), free(gwte), free(gwpe);
@@ -381,6 +392,97 @@ static void optimizer(int s, const shape *h)
   }
 }
 
+/* the Llama family's shapes: B, T, query heads, key/value heads, head width, SwiGLU width */
+typedef struct llama_shape {
+  int B, T, NH, KVH, HD, F;
+} llama_shape;
+
+static const llama_shape llama_shapes[] = {{4, 64, 4, 2, 32, 344}, {2, 256, 9, 3, 64, 1536}};
+
+static void rmsnorm(int s, const llama_shape *h)
+{
+  int N = h->B * h->T, C = h->NH * h->HD;
+  size_t NC = (size_t)N * C;
+  const float eps = 1e-5f;
+  float *x = rand_host(NC, 2), *w = rand_host((size_t)C, 1), *out = malloc(NC * 4),
+        *rstd = malloc((size_t)N * 4);
+  cpu->rmsnorm_forward(out, rstd, x, w, N, C, eps);
+  float *dx = dev(x, NC), *dw_ = dev(w, (size_t)C), *dout = dev(NULL, NC),
+        *drstd = dev(NULL, (size_t)N);
+  gpu->rmsnorm_forward(dout, drstd, dx, dw_, N, C, eps);
+  check("rmsnorm_forward out", s, dout, out, NC, F32);
+  check("rmsnorm_forward rstd", s, drstd, rstd, (size_t)N, F32);
+  /* fused with the residual sum that feeds it */
+  float *a = rand_host(NC, 1), *res = malloc(NC * 4), *out2 = malloc(NC * 4),
+        *rstd2 = malloc((size_t)N * 4);
+  cpu->residual_rmsnorm_forward(res, out2, rstd2, a, x, w, N, C, eps);
+  float *da = dev(a, NC), *dres = dev(NULL, NC), *dout2 = dev(NULL, NC),
+        *drstd2 = dev(NULL, (size_t)N);
+  gpu->residual_rmsnorm_forward(dres, dout2, drstd2, da, dx, dw_, N, C, eps);
+  check("residual_rmsnorm res", s, dres, res, NC, F32);
+  check("residual_rmsnorm out", s, dout2, out2, NC, F32);
+  check("residual_rmsnorm rstd", s, drstd2, rstd2, (size_t)N, F32);
+  /* backward: dinp and dw add into random starting values */
+  float *g = rand_host(NC, 1), *dinp = rand_host(NC, 1), *gw = rand_host((size_t)C, 1);
+  float *dg = dev(g, NC), *ddinp = dev(dinp, NC), *dgw = dev(gw, (size_t)C);
+  cpu->rmsnorm_backward(dinp, gw, g, x, w, rstd, N, C);
+  gpu->rmsnorm_backward(ddinp, dgw, dg, dx, dw_, drstd, N, C);
+  check("rmsnorm_backward dinp", s, ddinp, dinp, NC, F32);
+  check("rmsnorm_backward dw", s, dgw, gw, (size_t)C, F32);
+  float *all[] = {dx, dw_, dout, drstd, da, dres, dout2, drstd2, dg, ddinp, dgw};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    release(all[i]);
+  free(x), free(w), free(out), free(rstd), free(a), free(res), free(out2), free(rstd2), free(g),
+      free(dinp), free(gw);
+}
+
+static void rope(int s, const llama_shape *h)
+{
+  int B = h->B, T = h->T, NH = h->NH, KVH = h->KVH, HD = h->HD, half = HD / 2;
+  size_t nin = (size_t)B * T * (NH + 2 * KVH) * HD, nout = (size_t)B * T * 3 * NH * HD;
+  size_t ntab = (size_t)T * half;
+  float *cos_t = malloc(ntab * 4), *sin_t = malloc(ntab * 4);
+  for (int t = 0; t < T; t++) /* Llama's angles: t * 10000^(-2i/HD) */
+    for (int i = 0; i < half; i++) {
+      double ang = t * pow(10000.0, -2.0 * i / HD);
+      cos_t[(size_t)t * half + i] = (float)cos(ang), sin_t[(size_t)t * half + i] = (float)sin(ang);
+    }
+  float *x = rand_host(nin, 1), *out = malloc(nout * 4), *g = rand_host(nout, 1),
+        *gin = malloc(nin * 4);
+  float *dcos = dev(cos_t, ntab), *dsin = dev(sin_t, ntab), *dx = dev(x, nin), *dg = dev(g, nout);
+  for (int rot = 1; rot >= 0; rot--) { /* with the tables, then cos NULL: no rotation */
+    const float *hc = rot ? cos_t : NULL, *hs = rot ? sin_t : NULL;
+    const float *dc = rot ? dcos : NULL, *ds = rot ? dsin : NULL;
+    float *dout = dev(NULL, nout), *dgin = dev(NULL, nin); /* both overwritten */
+    cpu->rope_qkv_forward(out, x, hc, hs, B, T, NH, KVH, HD);
+    gpu->rope_qkv_forward(dout, dx, dc, ds, B, T, NH, KVH, HD);
+    check(rot ? "rope_qkv_forward" : "rope_qkv_forward nocos", s, dout, out, nout, F32);
+    cpu->rope_qkv_backward(gin, g, hc, hs, B, T, NH, KVH, HD);
+    gpu->rope_qkv_backward(dgin, dg, dc, ds, B, T, NH, KVH, HD);
+    check(rot ? "rope_qkv_backward" : "rope_qkv_backward nocos", s, dgin, gin, nin, F32);
+    release(dout), release(dgin);
+  }
+  release(dcos), release(dsin), release(dx), release(dg);
+  free(cos_t), free(sin_t), free(x), free(out), free(g), free(gin);
+}
+
+static void swiglu(int s, const llama_shape *h)
+{
+  int N = h->B * h->T, F = h->F;
+  size_t n = (size_t)N * F;
+  float *x = rand_host(2 * n, 4), *out = malloc(n * 4), *g = rand_host(n, 1),
+        *gin = malloc(2 * n * 4);
+  float *dx = dev(x, 2 * n), *dout = dev(NULL, n), *dg = dev(g, n), *dgin = dev(NULL, 2 * n);
+  cpu->swiglu_forward(out, x, N, F);
+  gpu->swiglu_forward(dout, dx, N, F);
+  check("swiglu_forward", s, dout, out, n, F32);
+  cpu->swiglu_backward(gin, x, g, N, F);
+  gpu->swiglu_backward(dgin, dx, dg, N, F);
+  check("swiglu_backward", s, dgin, gin, 2 * n, F32);
+  release(dx), release(dout), release(dg), release(dgin);
+  free(x), free(out), free(g), free(gin);
+}
+
 static void every_op(void)
 {
   for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++) {
@@ -394,6 +496,9 @@ static void every_op(void)
     pointwise(s, h);
     crossentropy(s, h);
     optimizer(s, h);
+    rmsnorm(s, &llama_shapes[s]);
+    rope(s, &llama_shapes[s]);
+    swiglu(s, &llama_shapes[s]);
   }
 }
 
