@@ -11,12 +11,42 @@
 
 #include <math.h>
 
-static const gpt_config cfg = {.max_seq_len = 64,
-                               .vocab_size = 300,
-                               .padded_vocab = 320,
-                               .n_layer = 2,
-                               .n_head = 4,
-                               .n_embd = 128};
+static const gpt_config gpt2 = {.max_seq_len = 64,
+                                .vocab_size = 300,
+                                .padded_vocab = 320,
+                                .n_layer = 2,
+                                .n_head = 4,
+                                .n_embd = 128};
+/* the Llama family: Llama with an untied head, 4 query heads over 2 key-value heads and Llama
+ * 3's rotary scaling; Qwen2 tied, with biases, 2 over 1 */
+static const gpt_config llama = {.max_seq_len = 64,
+                                 .vocab_size = 300,
+                                 .padded_vocab = 320,
+                                 .n_layer = 2,
+                                 .n_head = 4,
+                                 .n_embd = 128,
+                                 .arch = GPT_ARCH_LLAMA,
+                                 .n_kv_head = 2,
+                                 .n_ff = 344,
+                                 .untied = true,
+                                 .norm_eps = 1e-5f,
+                                 .rope_theta = 500000.0,
+                                 .rope_factor = 32.0,
+                                 .rope_low_freq = 1.0,
+                                 .rope_high_freq = 4.0,
+                                 .rope_orig_max = 32};
+static const gpt_config qwen2 = {.max_seq_len = 64,
+                                 .vocab_size = 300,
+                                 .padded_vocab = 320,
+                                 .n_layer = 2,
+                                 .n_head = 2,
+                                 .n_embd = 128,
+                                 .arch = GPT_ARCH_QWEN2,
+                                 .n_kv_head = 1,
+                                 .n_ff = 256,
+                                 .norm_eps = 1e-6f,
+                                 .rope_theta = 1000000.0};
+static gpt_config cfg; /* the family same_training runs */
 enum { B = 4, T = 64 };
 static const kernels_backend *gpu;
 
@@ -127,6 +157,11 @@ int main(void)
     printf("test_gpt_cuda: skipped (%s)\n", why);
     return 77;
   }
-  T_RUN(same_training);
+  const gpt_config *families[] = {&gpt2, &llama, &qwen2};
+  for (int f = 0; f < 3; f++) {
+    cfg = *families[f];
+    printf("family %s\n", gpt_arch_name(cfg.arch));
+    T_RUN(same_training);
+  }
   return T_DONE();
 }
