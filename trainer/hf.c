@@ -402,7 +402,10 @@ static mn_status hf_config(json_t *j, const char *path, gpt_config *g, int *rows
   g->n_embd = (int)v[0], g->n_layer = (int)v[1], g->n_head = (int)v[2], g->n_kv_head = (int)v[3];
   g->n_ff = (int)v[4], g->max_seq_len = (int)v[5], *rows = (int)v[6];
   g->norm_eps = (float)cfg_num(j, "rms_norm_eps", 1e-6);
-  g->rope_theta = cfg_num(j, "rope_theta", 10000.0);
+  /* transformers 4 writes rope_theta and rope_scaling; 5 one rope_parameters with both */
+  json_t *rp = json_object_get(j, "rope_parameters");
+  json_t *rs = json_is_object(rp) ? rp : json_object_get(j, "rope_scaling");
+  g->rope_theta = cfg_num(json_is_object(rp) ? rp : j, "rope_theta", 10000.0);
   g->untied = !json_is_true(json_object_get(j, "tie_word_embeddings"));
   json_t *hd = json_object_get(j, "head_dim");
   if (hd && !json_is_null(hd) && json_integer_value(hd) * v[2] != v[0])
@@ -414,18 +417,17 @@ static mn_status hf_config(json_t *j, const char *path, gpt_config *g, int *rows
       (rc = cfg_false(j, "mlp_bias", path, err)) ||
       (qwen2 && (rc = cfg_false(j, "use_sliding_window", path, err))))
     return rc;
-  json_t *rs = json_object_get(j, "rope_scaling");
-  if (rs && !json_is_null(rs)) {
-    const char *type = json_string_value(json_object_get(rs, "rope_type"));
-    if (!type) type = json_string_value(json_object_get(rs, "type"));
+  const char *type = json_string_value(json_object_get(rs, "rope_type"));
+  if (!type) type = json_string_value(json_object_get(rs, "type"));
+  if (json_is_object(rs) && !(type && strcmp(type, "default") == 0)) {
     if (!type || strcmp(type, "llama3") != 0)
       return mn_error_set(err, MN_ERR_INPUT,
-                          "\"%s\": rope_scaling of type \"%s\" is not supported (only llama3)",
-                          path, type ? type : "(none)");
+                          "\"%s\": %s of type \"%s\" is not supported (only llama3)", path,
+                          rs == rp ? "rope_parameters" : "rope_scaling", type ? type : "(none)");
     g->rope_factor = cfg_num(rs, "factor", 0);
     g->rope_low_freq = cfg_num(rs, "low_freq_factor", 0);
     g->rope_high_freq = cfg_num(rs, "high_freq_factor", 0);
-    long om = cfg_int(rs, "original_max_position_embeddings", -1, path, err);
+    long om = cfg_int(rs, "original_max_position_embeddings", g->max_seq_len, path, err);
     if (om < 0) return MN_ERR_INPUT;
     g->rope_orig_max = (int)om;
   }
