@@ -11,13 +11,14 @@ shares no code with mnemo: safetensors are read and written here, byte by byte.
   hf_ref.py make --arch gpt2|llama|qwen2 --out DIR [--dtype f32|bf16|f16] [--shards N]
            [--untied] [--rope-scaling llama3] [--vocab V] [--layers L] [--width C]
            [--heads NH] [--kv-heads KVH] [--ff F] [--positions P] [--seed S]
-           [--tokenizer FILE] [--prefix-less] [--config-style 4|5]
+           [--head-dim HD] [--tokenizer FILE] [--prefix-less] [--config-style 4|5]
       a model folder as save_pretrained writes it: config.json (transformers 4.x keys by
       default; --config-style 5 writes transformers 5's `rope_parameters` and `dtype`),
       model.safetensors or model-0000k-of-0000N.safetensors with model.safetensors.index.json;
       random seeded weights (norm weights near 1, biases nonzero), rounded to --dtype.
       --prefix-less: GPT-2's tensors without "transformer." and with the causal-mask buffers
-      h.N.attn.bias, as the original gpt2 repository's file has them.  --tokenizer copies a
+      h.N.attn.bias, as the original gpt2 repository's file has them.  --head-dim: Llama's
+      head_dim other than width / heads (the projections NH * HD wide).  --tokenizer copies a
       tokenizer.json and writes a tokenizer_config.json; the vocabulary is then its size.
   hf_ref.py tokenizer --family gpt2|llama3|qwen2 --vocab N --out FILE
       a byte-level BPE tokenizer.json of N ids in that family's layout (bytes in GPT-2's
@@ -395,7 +396,7 @@ def model_config(a, bos, eos):
               "rms_norm_eps": 1e-05 if a.arch == "llama" else 1e-06,
               "tie_word_embeddings": not a.untied, "use_cache": True})
     if a.arch == "llama":
-        c.update({"attention_bias": False, "head_dim": a.width // a.heads, "mlp_bias": False,
+        c.update({"attention_bias": False, "head_dim": a.head_dim, "mlp_bias": False,
                   "pretraining_tp": 1})
     else:
         c.update({"max_window_layers": a.layers, "sliding_window": None,
@@ -452,7 +453,7 @@ def model_tensors(a):
         if a.untied:
             w["lm_head.weight"] = normal(V, C, std=0.5)
         return w
-    hd = C // a.heads
+    hd = a.head_dim
     w["model.embed_tokens.weight"] = normal(V, C, std=0.5)
     for i in range(L):
         h = f"model.layers.{i}."
@@ -487,6 +488,10 @@ def cmd_make(a):
             raise Bad("GPT-2 has no rotary embeddings (--rope-scaling)")
     elif a.prefix_less:
         raise Bad("--prefix-less is GPT-2's")
+    if a.head_dim is None:
+        a.head_dim = a.width // a.heads
+    elif a.arch != "llama":
+        raise Bad("--head-dim is Llama's (LlamaConfig.head_dim)")
     if a.width % a.heads or a.heads % a.kv_heads:
         raise Bad("the width must be a multiple of the heads, the heads of the kv heads")
     if a.rope_scaling == "llama3" and a.positions <= LLAMA3["original_max_position_embeddings"]:
@@ -1068,6 +1073,11 @@ def selftest(_a):
         a4 = model_forward(make("llama", "l4", "--rope-scaling", "llama3", "--positions", "256"), ids)
         a5 = model_forward(make("llama", "l5", "--rope-scaling", "llama3", "--positions", "256", "--config-style", "5"), ids)
         check(torch.equal(a4, a5), "llama3: transformers 5's rope_parameters read as 4's rope_theta + rope_scaling")
+        hd8 = model_forward(make("llama", "l-hd8", "--head-dim", "8"), ids)
+        w = load_dir(os.path.join(tmp, "l-hd8"))
+        check(hd8.shape == (12, 300) and w["model.layers.0.self_attn.q_proj.weight"].shape == [32, 64]
+              and w["model.layers.0.self_attn.o_proj.weight"].shape == [64, 32],
+              "llama --head-dim 8 of width 64: projections 4 x 8 wide, and its forward runs")
         plain = model_forward(make("llama", "l0", "--positions", "256"), ids)
         rel = float((a4 - plain).abs().max() / plain.abs().max())
         check(rel > 1e-3, f"llama3 scaling and theta move the logits by {rel:.2e} (the test would see them)")
@@ -1157,6 +1167,7 @@ def parse_args(argv):
     m.add_argument("--ff", type=int)
     m.add_argument("--positions", type=int)
     m.add_argument("--seed", type=int, default=1)
+    m.add_argument("--head-dim", type=int)
     m.add_argument("--tokenizer")
     m.add_argument("--prefix-less", action="store_true")
     m.add_argument("--config-style", type=int, choices=[4, 5], default=4)
