@@ -26,9 +26,11 @@ shares no code with mnemo: safetensors are read and written here, byte by byte.
   hf_ref.py to-llmc --dir DIR --out FILE [--padded-vocab VP]
       a GPT-2 folder as llm.c's fp32 checkpoint (for `mnemo import-llmc`, which exists today:
       a way into mnemo for random weights that does not go through import-hf)
-  hf_ref.py forward --dir DIR --ids 1,2,3 --out FILE
+  hf_ref.py forward --dir DIR --ids 1,2,3 [--out FILE] [--compare FILE --tol T]
       the logits (T rows of vocab_size) of the model in DIR as little-endian float32;
-      every dtype read is computed in float32
+      every dtype read is computed in float32.  --compare: FILE's logits (T rows, each at
+      least vocab_size wide: mnemo pads its vocabulary) must agree with them in their first
+      vocab_size columns, as compare-logits measures (one process instead of three)
   hf_ref.py compare-tensors DIR_A DIR_B [--except-rows NAME:FROM:TO]... [--canonical-gpt2]
       the same tensor names, dtypes, shapes and bytes (single file or sharded, either side);
       --except-rows leaves rows FROM..TO-1 of a 2-D tensor out on both sides (where a side
@@ -87,7 +89,8 @@ class Tensor:
 
     def to_float(self):
         if self.dtype not in ("F32", "F16", "BF16"):
-            raise Bad(f"{self.where}: dtype {self.dtype} is not a floating weight this reference reads")
+            raise Bad(f"{self.where}: dtype {self.dtype} is not a floating weight this "
+                      "reference reads")
         td = ST_DTYPES[self.dtype][0]
         if not self.data:
             return torch.zeros(self.shape, dtype=torch.float32)
@@ -313,7 +316,8 @@ def make_tokenizer(family, vocab):
             raise Bad(f"merge {a!r} {b!r} makes a token twice")
         v[a + b] = len(v)
     added = [{"id": len(v) + i, "content": s, "single_word": False, "lstrip": False,
-              "rstrip": False, "normalized": False, "special": True} for i, s in enumerate(specials)]
+              "rstrip": False, "normalized": False, "special": True}
+             for i, s in enumerate(specials)]
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
                   "use_regex": True}
     if family == "gpt2":
@@ -361,7 +365,8 @@ DEFAULTS = {  # layers, width, heads, kv heads, ff, positions, vocab
     "qwen2": dict(layers=2, width=64, heads=4, kv_heads=2, ff=176, positions=128, vocab=300),
 }
 ARCH = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
-LLAMA3 = dict(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=64)
+LLAMA3 = dict(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+              original_max_position_embeddings=64)
 TRANSFORMERS_VERSION = {4: "4.46.3", 5: "5.0.0"}
 
 
@@ -503,7 +508,8 @@ def cmd_make(a):
         if a.vocab_given is None:
             a.vocab = tokenizer_size(tok)
         elif a.vocab < tokenizer_size(tok):
-            raise Bad(f"--vocab {a.vocab} is smaller than the tokenizer's {tokenizer_size(tok)} ids")
+            raise Bad(f"--vocab {a.vocab} is smaller than the tokenizer's "
+                      f"{tokenizer_size(tok)} ids")
     fam = tok and tokenizer_family(tok)
     if fam:
         base = tokenizer_size(tok) - len(SPECIALS[fam])
@@ -520,7 +526,8 @@ def cmd_make(a):
     write_dir(a.out, tensors, a.shards)
     if tok is not None:
         shutil.copyfile(a.tokenizer, os.path.join(a.out, "tokenizer.json"))
-        specials = {str(t["id"]): {k: t[k] for k in t if k != "id"} for t in tok.get("added_tokens", [])}
+        specials = {str(t["id"]): {k: t[k] for k in t if k != "id"}
+                    for t in tok.get("added_tokens", [])}
         tc = {"added_tokens_decoder": specials, "clean_up_tokenization_spaces": False,
               "model_max_length": a.positions, "tokenizer_class": "PreTrainedTokenizerFast"}
         if fam:
@@ -630,7 +637,8 @@ def attention(q, k, v, scale, window=None):
     return att @ v
 
 
-ACT = {"gelu_new": lambda x: 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3.0)))),
+ACT = {"gelu_new": lambda x: 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) *
+                                                         (x + 0.044715 * x.pow(3.0)))),
        "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
        "gelu": F.gelu, "relu": F.relu, "silu": F.silu, "swish": F.silu}
 
@@ -647,7 +655,8 @@ def gpt2_forward(cfg, w, ids):
     1/(layer+1) when scale_attn_by_inverse_layer_idx, the MLP n_inner wide (4C when null),
     activation_function, the head tied to wte unless tie_word_embeddings is false"""
     C = cfg.get("n_embd", cfg.get("hidden_size"))
-    L, NH = cfg.get("n_layer", cfg.get("num_hidden_layers")), cfg.get("n_head", cfg.get("num_attention_heads"))
+    L = cfg.get("n_layer", cfg.get("num_hidden_layers"))
+    NH = cfg.get("n_head", cfg.get("num_attention_heads"))
     eps = cfg.get("layer_norm_epsilon", 1e-5)
     act = ACT[cfg.get("activation_function", "gelu_new")]
     if cfg.get("add_cross_attention"):
@@ -701,8 +710,9 @@ def llama_forward(cfg, w, ids):
     mlp_bias = False if qwen else cfg.get("mlp_bias", False)
     windows = [None] * L
     if qwen and cfg.get("use_sliding_window", False) and cfg.get("sliding_window") is not None:
-        types = cfg.get("layer_types") or ["sliding_attention" if i >= cfg.get("max_window_layers", 28)
-                                           else "full_attention" for i in range(L)]
+        first = cfg.get("max_window_layers", 28)
+        types = cfg.get("layer_types") or ["sliding_attention" if i >= first else "full_attention"
+                                           for i in range(L)]
         windows = [cfg["sliding_window"] if t == "sliding_attention" else None for t in types]
     T = len(ids)
     cos, sin = rope_cos_sin(cfg, hd, T)
@@ -753,11 +763,20 @@ def model_forward(d, ids):
 def cmd_forward(a):
     ids = [int(s) for s in a.ids.split(",") if s.strip()]
     logits = model_forward(a.dir, ids)
-    with open(a.out, "wb") as f:
-        f.write(tensor_bytes(logits.to(torch.float32)))
-    print(json.dumps({"tokens": len(ids), "vocab": logits.shape[-1],
-                      "max_abs_logit": float(logits.abs().max())}))
-    return 0
+    if a.out:
+        with open(a.out, "wb") as f:
+            f.write(tensor_bytes(logits.to(torch.float32)))
+    if a.compare is None:
+        print(json.dumps({"tokens": len(ids), "vocab": logits.shape[-1],
+                          "max_abs_logit": float(logits.abs().max())}))
+        return 0
+    if a.tol is None:
+        raise Bad("--compare needs --tol")
+    T, V = logits.shape
+    other = read_f32(a.compare)
+    if other.numel() % T or other.numel() // T < V:
+        raise Bad(f"{a.compare}: {other.numel()} floats are not {T} rows of at least {V}")
+    return logits_verdict(other.view(T, -1)[:, :V], logits, a.tol)
 
 
 def cmd_to_llmc(a):
@@ -772,7 +791,8 @@ def cmd_to_llmc(a):
     for k, t in load_dir(a.dir).items():
         if not re.search(r"(^|\.)h\.\d+\.attn\.(bias|masked_bias)$", k):
             w[k[len("transformer."):] if k.startswith("transformer.") else k] = t.to_float()
-    C, L, NH, P, V = cfg["n_embd"], cfg["n_layer"], cfg["n_head"], cfg["n_positions"], cfg["vocab_size"]
+    C, L, NH = cfg["n_embd"], cfg["n_layer"], cfg["n_head"]
+    P, V = cfg["n_positions"], cfg["vocab_size"]
     Vp = a.padded_vocab or V
     if Vp < V or (cfg.get("n_inner") or 4 * C) != 4 * C or not cfg.get("tie_word_embeddings", True):
         raise Bad("llm.c holds a tied GPT-2 with a 4C MLP and Vp >= V only")
@@ -847,10 +867,13 @@ def cmd_compare_tensors(a):
     for name in ex:
         if name not in A and name not in B:
             raise Bad(f"--except-rows names {name}, which neither side has")
-    only_a, only_b = sorted(set(A) - set(B), key=natural_key), sorted(set(B) - set(A), key=natural_key)
+    only_a = sorted(set(A) - set(B), key=natural_key)
+    only_b = sorted(set(B) - set(A), key=natural_key)
     if only_a or only_b:
-        which = f"{only_a[0]} is only in {a.dir_a}" if only_a else f"{only_b[0]} is only in {a.dir_b}"
-        print(f"compare-tensors: {which} ({len(only_a)} + {len(only_b)} names differ)", file=sys.stderr)
+        which = f"{only_a[0]} is only in {a.dir_a}" if only_a else \
+            f"{only_b[0]} is only in {a.dir_b}"
+        print(f"compare-tensors: {which} ({len(only_a)} + {len(only_b)} names differ)",
+              file=sys.stderr)
         return 1
     excepted = 0
     for name in sorted(A, key=natural_key):
@@ -870,8 +893,8 @@ def cmd_compare_tensors(a):
                   f"{' (rows excepted)' if name in ex else ''}", file=sys.stderr)
             return 1
         if xd != yd:
-            print(f"compare-tensors: {name} ({x.dtype} {xs}) differs: {first_difference(xd, yd, x.dtype)}",
-                  file=sys.stderr)
+            print(f"compare-tensors: {name} ({x.dtype} {xs}) differs: "
+                  f"{first_difference(xd, yd, x.dtype)}", file=sys.stderr)
             return 1
     print(json.dumps({"identical_tensors": len(A), "rows_excepted": excepted}))
     return 0
@@ -899,6 +922,11 @@ def cmd_compare_logits(a):
     elif x.numel() != y.numel():
         print(f"compare-logits: {a.a} has {x.numel()} floats, {a.b} {y.numel()}", file=sys.stderr)
         return 1
+    return logits_verdict(x, y, a.tol)
+
+
+def logits_verdict(x, y, tol):
+    """max |x - y| / max(1, max |y|) below tol: printed; 0, or 1 naming the difference"""
     if x.numel() == 0:
         raise Bad("no logits to compare")
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
@@ -907,9 +935,11 @@ def cmd_compare_logits(a):
     diff = float((x - y).abs().max())
     scale = max(1.0, float(y.abs().max()))
     rel = diff / scale
-    print(json.dumps({"max_abs_diff": diff, "scale": scale, "measured": rel, "tol": a.tol}))
-    if not rel < a.tol:
-        print(f"compare-logits: max |a-b| / max(1, max|b|) = {rel:.3g}, not below {a.tol:g}",
+    where = torch.nonzero((x - y).abs() == diff)[0].tolist()
+    print(json.dumps({"max_abs_diff": diff, "at": where, "scale": scale, "measured": rel,
+                      "tol": tol}))
+    if not rel < tol:
+        print(f"logits: max |a-b| / max(1, max|b|) = {rel:.3g} (at {where}), not below {tol:g}",
               file=sys.stderr)
         return 1
     return 0
@@ -938,15 +968,18 @@ def selftest(_a):
             s = torch.tensor([float(q[h, t] @ k[h, j]) / math.sqrt(hd) for j in range(t + 1)])
             p = torch.exp(s - s.max()) / torch.exp(s - s.max()).sum()
             want[h, t] = (p[:, None] * v[h, : t + 1]).sum(0)
-    check(torch.allclose(got, want, atol=1e-5), "attention with kv heads == heads is per-head causal softmax")
+    check(torch.allclose(got, want, atol=1e-5),
+          "attention with kv heads == heads is per-head causal softmax")
     # grouped: query head h reads kv head h // (NH / KVH), not h % KVH
     kv2, vv2 = torch.randn(2, T, hd, generator=g), torch.randn(2, T, hd, generator=g)
     got = attention(q, repeat_kv(kv2, 2), repeat_kv(vv2, 2), hd ** -0.5)
     want = attention(q, kv2[[0, 0, 1, 1]], vv2[[0, 0, 1, 1]], hd ** -0.5)
     check(torch.equal(got, want), "repeat_kv: query heads 0,1 read kv head 0 and 2,3 kv head 1")
     # a sliding window of T keys is the full causal mask; of 1 key, attention to itself
-    check(torch.equal(attention(q, k, v, 0.3, T), attention(q, k, v, 0.3)), "a window of T keys changes nothing")
-    check(torch.allclose(attention(q, k, v, 0.3, 1), v, atol=1e-6), "a window of 1 key returns the token's own value")
+    check(torch.equal(attention(q, k, v, 0.3, T), attention(q, k, v, 0.3)),
+          "a window of T keys changes nothing")
+    check(torch.allclose(attention(q, k, v, 0.3, 1), v, atol=1e-6),
+          "a window of 1 key returns the token's own value")
 
     # rotary embeddings
     cfg = {"max_position_embeddings": 128, "rope_theta": 10000.0}
@@ -959,7 +992,8 @@ def selftest(_a):
     e[..., 1] = 1.0
     re1 = apply_rope(e, cos, sin)
     nz = sorted(set(int(i) for i in (re1[0].abs() > 1e-7).nonzero()[:, 1]))
-    check(nz == [1, 1 + hd // 2], f"rope pairs dimension 1 with {1 + hd // 2} (rotate_half), got {nz}")
+    check(nz == [1, 1 + hd // 2],
+          f"rope pairs dimension 1 with {1 + hd // 2} (rotate_half), got {nz}")
     inv = inv_freq_default(10000.0, hd)
     ang = 5 * float(inv[1])  # position 5, pair 1, against the plain formula
     check(abs(float(re1[0, 5, 1]) - math.cos(ang)) < 1e-6 and abs(float(re1[0, 5, 1 + hd // 2]) - math.sin(ang)) < 1e-6,
@@ -970,7 +1004,8 @@ def selftest(_a):
     def dot(pq, pk):
         return float(apply_rope(qv.expand(1, 12, hd), cs, sn)[0, pq] @ apply_rope(kv.expand(1, 12, hd), cs, sn)[0, pk])
     check(abs(dot(7, 3) - dot(10, 6)) < 1e-4, "rotated q.k depends on the distance only")
-    check(all(abs(float(inv[i]) - 10000.0 ** (-2 * i / hd)) < 1e-6 for i in range(hd // 2)), "inv_freq = theta^(-2i/d)")
+    check(all(abs(float(inv[i]) - 10000.0 ** (-2 * i / hd)) < 1e-6 for i in range(hd // 2)),
+          "inv_freq = theta^(-2i/d)")
 
     # llama3 scaling, against the formula written out in double per frequency
     rp = dict(LLAMA3)
@@ -994,34 +1029,42 @@ def selftest(_a):
             ok &= abs(float(got[i]) - want) <= 1e-6 * want
             if band == "high":
                 ok &= float(got[i]) == f
-        check(ok, f"llama3 scaling (theta {theta:g}, dim {dim}): frequencies {bands}; high ones unchanged, low ones / factor")
-    check(torch.equal(inv_freq_llama3(base, dict(rp, factor=1.0)), base), "llama3 scaling with factor 1 changes nothing")
+        check(ok,
+              f"llama3 scaling (theta {theta:g}, dim {dim}): frequencies {bands}; high ones unchanged, low ones / factor")
+    check(torch.equal(inv_freq_llama3(base, dict(rp, factor=1.0)), base),
+          "llama3 scaling with factor 1 changes nothing")
     _, _, rp5 = rope_parameters({"rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0,
                                                      "low_freq_factor": 1.0, "high_freq_factor": 4.0},
                                  "max_position_embeddings": 256})
-    check(rp5["original_max_position_embeddings"] == 256, "transformers 5: a missing original_max_position_embeddings is max_position_embeddings")
+    check(rp5["original_max_position_embeddings"] == 256,
+          "transformers 5: a missing original_max_position_embeddings is max_position_embeddings")
     check(rope_parameters({"rope_scaling": {"type": "llama3"}, "rope_theta": 3.0, "max_position_embeddings": 8})[:2] == ("llama3", 3.0),
           "rope_scaling's older key \"type\" is read as rope_type")
 
     # RMSNorm against its formula
     xx, ww = torch.randn(5, 16, generator=g), torch.randn(16, generator=g)
     want = torch.stack([ww * r_ / math.sqrt(float((r_ * r_).mean()) + 1e-5) for r_ in xx])
-    check(torch.allclose(rms_norm(xx, ww, 1e-5), want, atol=1e-5), "RMSNorm is w * x / sqrt(mean(x^2) + eps)")
+    check(torch.allclose(rms_norm(xx, ww, 1e-5), want, atol=1e-5),
+          "RMSNorm is w * x / sqrt(mean(x^2) + eps)")
     gx = torch.linspace(-4, 4, 81)
-    check(torch.allclose(ACT["gelu_new"](gx), F.gelu(gx, approximate="tanh"), atol=1e-6), "gelu_new is GELU's tanh form")
+    check(torch.allclose(ACT["gelu_new"](gx), F.gelu(gx, approximate="tanh"), atol=1e-6),
+          "gelu_new is GELU's tanh form")
 
     # dtypes: rounding, bytes and round trips
     vals = torch.randn(1000, generator=g)
     for dt in ("BF16", "F16", "F32"):
         t = from_torch(vals, dt)
         back = t.to_float()
-        check(torch.equal(back, vals.to(ST_DTYPES[dt][0]).float()), f"{dt}: written and read back bit for bit")
+        check(torch.equal(back, vals.to(ST_DTYPES[dt][0]).float()),
+              f"{dt}: written and read back bit for bit")
     bits = vals.view(torch.int32)
     rne = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).to(torch.int16)  # round to nearest even
     check(torch.equal(from_torch(vals, "BF16").to_float().to(torch.bfloat16).view(torch.int16), rne),
           "BF16 is float32 rounded to nearest even (no NaN here)")
-    check(Tensor("BF16", [1], bytes([0x80, 0x3F])).to_float().item() == 1.0, "BF16 bytes 80 3f (little-endian) are 1.0")
-    check(Tensor("F16", [1], bytes([0x00, 0x3C])).to_float().item() == 1.0, "F16 bytes 00 3c are 1.0")
+    check(Tensor("BF16", [1], bytes([0x80, 0x3F])).to_float().item() == 1.0,
+          "BF16 bytes 80 3f (little-endian) are 1.0")
+    check(Tensor("F16", [1], bytes([0x00, 0x3C])).to_float().item() == 1.0,
+          "F16 bytes 00 3c are 1.0")
 
     with tempfile.TemporaryDirectory() as tmp:
         # a safetensors file: padded header, read back whole
@@ -1061,7 +1104,8 @@ def selftest(_a):
         check(torch.equal(bare, model_forward(os.path.join(tmp, "gpt2-one"), ids)),
               "gpt2: bare names with attn.bias buffers give the prefixed model's logits")
         t = load_dir(os.path.join(tmp, "gpt2-bare"))
-        check("h.0.attn.bias" in t and "wte.weight" in t and "lm_head.weight" not in t, "gpt2 --prefix-less: its names")
+        check("h.0.attn.bias" in t and "wte.weight" in t and "lm_head.weight" not in t,
+              "gpt2 --prefix-less: its names")
         # untied with lm_head == embed_tokens is the tied model
         d = make("llama", "llama-untied", "--untied")
         w = load_dir(d)
@@ -1072,7 +1116,8 @@ def selftest(_a):
         # v5's rope_parameters and v4's rope_theta + rope_scaling are the same model
         a4 = model_forward(make("llama", "l4", "--rope-scaling", "llama3", "--positions", "256"), ids)
         a5 = model_forward(make("llama", "l5", "--rope-scaling", "llama3", "--positions", "256", "--config-style", "5"), ids)
-        check(torch.equal(a4, a5), "llama3: transformers 5's rope_parameters read as 4's rope_theta + rope_scaling")
+        check(torch.equal(a4, a5),
+              "llama3: transformers 5's rope_parameters read as 4's rope_theta + rope_scaling")
         hd8 = model_forward(make("llama", "l-hd8", "--head-dim", "8"), ids)
         w = load_dir(os.path.join(tmp, "l-hd8"))
         check(hd8.shape == (12, 300) and w["model.layers.0.self_attn.q_proj.weight"].shape == [32, 64]
@@ -1080,7 +1125,8 @@ def selftest(_a):
               "llama --head-dim 8 of width 64: projections 4 x 8 wide, and its forward runs")
         plain = model_forward(make("llama", "l0", "--positions", "256"), ids)
         rel = float((a4 - plain).abs().max() / plain.abs().max())
-        check(rel > 1e-3, f"llama3 scaling and theta move the logits by {rel:.2e} (the test would see them)")
+        check(rel > 1e-3,
+              f"llama3 scaling and theta move the logits by {rel:.2e} (the test would see them)")
         # bf16 and f16 folders hold rounded values: the logits are those of the rounded f32 model
         b16 = model_forward(make("qwen2", "q-bf16", "--dtype", "bf16"), ids)
         rel = float((b16 - model_forward(os.path.join(tmp, "qwen2-one"), ids)).abs().max() / b16.abs().max())
@@ -1103,7 +1149,8 @@ def selftest(_a):
                 write_dir(d2, w2, 1)
                 r_ = float((model_forward(d2, ids) - base_l).abs().max() / max(1.0, float(base_l.abs().max())))
                 weakest = min(weakest, (r_, name))
-            check(weakest[0] > 1e-2, f"{arch}: any tensor shuffled moves the logits; the least, {weakest[1]}, by {weakest[0]:.1e}")
+            check(weakest[0] > 1e-2,
+                  f"{arch}: any tensor shuffled moves the logits; the least, {weakest[1]}, by {weakest[0]:.1e}")
         # compare-tensors: the same folder, a flipped bit, and excepted rows
         src = os.path.join(tmp, "llama-one")
         cp = os.path.join(tmp, "llama-cp")
@@ -1130,19 +1177,23 @@ def selftest(_a):
         w["model.embed_tokens.weight"] = from_torch(grown, "F32")
         write_dir(cp, w, 1)
         check(ct() == 1, "compare-tensors: 8 more embedding rows are a difference")
-        check(ct("--except-rows", "model.embed_tokens.weight:300:308") == 0, "compare-tensors: ... unless excepted")
-        check(ct("--except-rows", "model.embed_tokens.weight:300:307") == 1, "compare-tensors: one row short of them is not")
+        check(ct("--except-rows", "model.embed_tokens.weight:300:308") == 0,
+              "compare-tensors: ... unless excepted")
+        check(ct("--except-rows", "model.embed_tokens.weight:300:307") == 1,
+              "compare-tensors: one row short of them is not")
         grown[4, 0] += 1.0
         w["model.embed_tokens.weight"] = from_torch(grown, "F32")
         write_dir(cp, w, 1)
-        check(ct("--except-rows", "model.embed_tokens.weight:300:308") == 1, "compare-tensors: a changed row outside them is")
+        check(ct("--except-rows", "model.embed_tokens.weight:300:308") == 1,
+              "compare-tensors: a changed row outside them is")
         check(ct("--except-rows", "model.embed_tokens.weight:4:5", "--except-rows", "model.embed_tokens.weight:300:308") == 0,
               "compare-tensors: two ranges of one tensor")
         # the tokenizers: sizes and specials where the config says
         for fam in ("gpt2", "llama3", "qwen2"):
             tok = make_tokenizer(fam, 300)
             ids_ = sorted(list(tok["model"]["vocab"].values()) + [x["id"] for x in tok["added_tokens"]])
-            check(ids_ == list(range(300)) and tokenizer_family(tok) == fam, f"{fam} tokenizer: ids 0..299, its specials last")
+            check(ids_ == list(range(300)) and tokenizer_family(tok) == fam,
+                  f"{fam} tokenizer: ids 0..299, its specials last")
     print(f"selftest: {'FAILED ' + str(len(failures)) if failures else 'ok'}")
     return 1 if failures else 0
 
@@ -1185,7 +1236,9 @@ def parse_args(argv):
     f = sub.add_parser("forward")
     f.add_argument("--dir", required=True)
     f.add_argument("--ids", required=True)
-    f.add_argument("--out", required=True)
+    f.add_argument("--out")
+    f.add_argument("--compare")
+    f.add_argument("--tol", type=float)
     f.set_defaults(func=cmd_forward)
     c = sub.add_parser("compare-tensors")
     c.add_argument("dir_a")

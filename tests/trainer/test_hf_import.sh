@@ -79,28 +79,26 @@ variant() { # variant NAME FROM CONFIG_EDIT -- a copy of FROM with its config.js
 }
 
 # twelve ids: byte tokens, merges, the specials at 298 and 299, a repeat
-ids="0 5 299 17 256 3 3 120 298 1 64 200"
-ids_c=${ids// /,}
-T=12
+ids=(0 5 299 17 256 3 3 120 298 1 64 200)
+ids_c=$(
+  IFS=,
+  echo "${ids[*]}"
+)
 
 # logits_agree DIR CKPT NAME -- the checkpoint's logits are Hugging Face's for DIR (the first
-# vocab_size columns of each row: mnemo may pad its vocabulary)
+# vocab_size columns of each row: mnemo may pad its vocabulary); DIR's go to NAME.hf.bin
 logits_agree() {
-  local dir=$1 ckpt=$2 name=$3 v
-  v=$(cfg_get "$dir" vocab_size)
-  "$tool" "$ckpt" "$tmp/$name.mnemo.bin" $ids >/dev/null || fail "$name: hf_logits_tool on $ckpt"
-  ref forward --dir "$dir" --ids "$ids_c" --out "$tmp/$name.hf.bin" >/dev/null ||
-    fail "$name: hf_ref.py forward on $dir"
-  ref compare-logits "$tmp/$name.mnemo.bin" "$tmp/$name.hf.bin" --tol 1e-4 --rows $T --cols "$v" \
-    >"$tmp/$name.cmp" || fail "$name: mnemo's logits are not Hugging Face's: $(cat "$tmp/$name.cmp")"
+  local dir=$1 ckpt=$2 name=$3
+  "$tool" "$ckpt" "$tmp/$name.mnemo.bin" "${ids[@]}" >/dev/null || fail "$name: hf_logits_tool on $ckpt"
+  ref forward --dir "$dir" --ids "$ids_c" --out "$tmp/$name.hf.bin" --compare "$tmp/$name.mnemo.bin" \
+    --tol 1e-4 >"$tmp/$name.cmp" 2>&1 || fail "$name: mnemo's logits are not Hugging Face's: $(cat "$tmp/$name.cmp")"
   echo "  $name: $(cat "$tmp/$name.cmp")"
 }
-# same_model DIR OUT NAME -- OUT's config.json and tensors mean DIR's model: Hugging Face's
-# logits for both agree to float32 rounding (eps written back as a float32 may move them)
+# same_model DIR OUT NAME -- OUT's config.json and tensors mean the model of DIR (whose logits
+# logits_agree left in NAME.hf.bin) for Hugging Face, to float32 rounding (an epsilon written
+# back from a float32 may move them by that)
 same_model() {
-  ref forward --dir "$1" --ids "$ids_c" --out "$tmp/$3.a.bin" >/dev/null || fail "$3: forward on $1"
-  ref forward --dir "$2" --ids "$ids_c" --out "$tmp/$3.b.bin" >/dev/null || fail "$3: forward on $2"
-  ref compare-logits "$tmp/$3.a.bin" "$tmp/$3.b.bin" --tol 1e-6 >"$tmp/$3.same" ||
+  ref forward --dir "$2" --ids "$ids_c" --compare "$tmp/$3.hf.bin" --tol 1e-6 >"$tmp/$3.same" 2>&1 ||
     fail "$3: $2 is not the model of $1 for Hugging Face: $(cat "$tmp/$3.same")"
 }
 
@@ -186,9 +184,9 @@ case_ qwen2-bf16-untied-padded "$tmp/tok-qwen2.json" "" -- --arch qwen2 --dtype 
 
 echo "4. --tag-rows 8"
 for tied in tied untied; do
-  name=llama-tags-$tied dir=$tmp/llama-tags-$tied
-  ref make --arch llama --out "$dir" --tokenizer "$tmp/tok-llama3.json" --seed 9 \
-    $([ $tied = tied ] || echo --untied) >/dev/null
+  name=llama-tags-$tied dir=$tmp/llama-tags-$tied untied=()
+  [ $tied = tied ] || untied=(--untied)
+  ref make --arch llama --out "$dir" --tokenizer "$tmp/tok-llama3.json" --seed 9 "${untied[@]}" >/dev/null
   "$mnemo" import-hf "$dir" "$tmp/$name.ckpt" --tag-rows 8 >"$tmp/$name.log" 2>&1 ||
     fail "$name: import-hf --tag-rows 8: $(cat "$tmp/$name.log")"
   logits_agree "$dir" "$tmp/$name.ckpt" "$name" # the first 300 columns: the old rows
