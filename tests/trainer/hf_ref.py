@@ -564,8 +564,10 @@ def rope_parameters(cfg):
     rp = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
     rtype = rp.get("rope_type", rp.get("type", "default"))
     theta = rp.get("rope_theta", cfg.get("rope_theta", 10000.0))
-    if rtype == "llama3":
-        rp = dict(rp)
+    if rtype == "llama3":  # transformers 5's standardize_rope_params: a top-level
+        rp = dict(rp)      # original_max_position_embeddings wins, else max_position_embeddings
+        if cfg.get("rope_parameters") and "original_max_position_embeddings" in cfg:
+            rp["original_max_position_embeddings"] = cfg["original_max_position_embeddings"]
         rp.setdefault("original_max_position_embeddings", cfg["max_position_embeddings"])
     return rtype, float(theta), rp
 

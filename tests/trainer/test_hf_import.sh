@@ -16,7 +16,8 @@
 #    checkpoint's logits (hf_logits_tool) are Hugging Face's (hf_ref.py forward) within 1e-4
 #    of the largest logit; export-hf writes back the same tensors bit for bit, in the dtype
 #    they came in, and a config.json that means the same model; the export imports again to
-#    the same logits.
+#    the same logits; and other spellings of a config (eos lists, rope_scaling's "type",
+#    nulls for defaults, transformers 5 without original_max_position_embeddings).
 # 4. --tag-rows 8: 8 more rows in the embeddings (and an untied head), the rest unchanged.
 # 5. buffers in the files that transformers ignores (Llama's rotary_emb.inv_freq).
 # 6. refusals: a family mnemo does not have, an F64 tensor, a missing head, tensor or shape,
@@ -181,6 +182,27 @@ case_ llama-class-defaults "$tmp/tok-llama3.json" \
 # Qwen2.5's layout: embedding rows past the tokenizer's ids (vocab_size 320, 300 ids), bf16
 case_ qwen2-bf16-untied-padded "$tmp/tok-qwen2.json" "" -- --arch qwen2 --dtype bf16 --untied \
   --vocab 320 --kv-heads 4 --config-style 5 --seed 8
+
+# other spellings of the same models, as configs on the Hub have them (import and logits only)
+spelling() { # spelling NAME CONFIG_EDIT MAKE_ARGS...
+  local name=$1 edit=$2 dir=$tmp/$1
+  shift 2
+  ref make --arch llama --out "$dir" --tokenizer "$tmp/tok-llama3.json" "$@" >/dev/null
+  cfg_edit "$dir" "$edit"
+  "$mnemo" import-hf "$dir" "$tmp/$name.ckpt" --tag-rows 0 >"$tmp/$name.log" 2>&1 ||
+    fail "$name: import-hf: $(cat "$tmp/$name.log")"
+  logits_agree "$dir" "$tmp/$name.ckpt" "$name"
+}
+# Llama 3.1's several end-of-text ids
+spelling eos-list "c['eos_token_id'] = [299, 298]" --seed 12
+# rope_scaling's older key "type" for "rope_type"
+spelling rope-type-key "c['rope_scaling']['type'] = c['rope_scaling'].pop('rope_type')" \
+  --rope-scaling llama3 --positions 256 --seed 13
+# null is the default: as many kv heads as query heads, head_dim hidden_size / heads
+spelling nulls "c['num_key_value_heads'] = None; c['head_dim'] = None" --kv-heads 4 --seed 14
+# transformers 5 fills a missing original_max_position_embeddings with max_position_embeddings
+spelling v5-no-original "c['rope_parameters'].pop('original_max_position_embeddings')" \
+  --rope-scaling llama3 --positions 256 --config-style 5 --seed 15
 
 echo "4. --tag-rows 8"
 for tied in tied untied; do
