@@ -532,7 +532,8 @@ static mn_status unknown_tensor(const hf_dir *d, const char *arch, mn_error *err
   return MN_OK;
 }
 
-mn_status import_hf(const char *dir, const char *out, int tag_rows, mn_error *err)
+mn_status import_hf(const char *dir, const char *out, int tag_rows, const tok_tags *tags,
+                    mn_error *err)
 {
   char path[4200];
   snprintf(path, sizeof path, "%s/config.json", dir);
@@ -565,9 +566,33 @@ mn_status import_hf(const char *dir, const char *out, int tag_rows, mn_error *er
                       base, rows);
     goto out;
   }
+  /* a folder mnemo exported: its tokenizer names the tags, its rows are already theirs */
+  bool exported = meta->tags.n > 0;
+  if (tag_rows < 0 && exported) tag_rows = rows - base;
+  if (tags) { /* the database's, numbered from TOK_FIRST_TAG: moved to follow the tokenizer */
+    tok_tags *db = malloc(sizeof *db);
+    if (!db) {
+      rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory for the language tags");
+      goto out;
+    }
+    *db = *tags;
+    rc = tok_tags_rebase(db, TOK_FIRST_TAG, (uint32_t)base, err);
+    for (int i = 0; i < db->n && rc == MN_OK; i++) {
+      const char *code = db->t[i].code;
+      int have = tok_tag_of(&meta->tags, code);
+      if (have < 0)
+        rc = tok_tags_add(&meta->tags, code, db->t[i].id, err);
+      else if (have != db->t[i].id)
+        rc = mn_error_set(err, MN_ERR_INPUT,
+                          "%s: the tokenizer's tag of \"%s\" is %d, the database's %d", dir, code,
+                          have, db->t[i].id);
+    }
+    free(db);
+    if (rc != MN_OK) goto out;
+  }
   if (tag_rows < 0) tag_rows = HF_DEFAULT_TAG_ROWS;
   int V = base + tag_rows;
-  for (int i = 0; i < meta->tags.n; i++) /* a folder mnemo exported: its tags are kept */
+  for (int i = 0; i < meta->tags.n; i++) /* every tag has its row */
     if (meta->tags.t[i].id >= V) V = meta->tags.t[i].id + 1;
   g.vocab_size = V;
   g.padded_vocab = V > rows ? V : rows;
@@ -588,13 +613,15 @@ mn_status import_hf(const char *dir, const char *out, int tag_rows, mn_error *er
           MN_OK)
     goto out;
   /* the tags' rows: the mean of the tokenizer's tokens' rows, in the embeddings and an
-   * untied head; rows the file had and no tag takes stay as they were */
+   * untied head; rows past V stay as they were.  A folder mnemo exported keeps the rows its
+   * file has (trained tags): only new rows are filled. */
   size_t C = (size_t)g.n_embd;
   float *p = gpt_params(m);
-  if (V > base) {
+  int from = exported ? (rows > base ? rows : base) : base;
+  if (V > from) {
     size_t head = gpt_block_offset(&g, g.n_layer) + C;
-    fill_tag_rows(p, C, (size_t)base, (size_t)base, (size_t)V);
-    if (g.untied) fill_tag_rows(p + head, C, (size_t)base, (size_t)base, (size_t)V);
+    fill_tag_rows(p, C, (size_t)base, (size_t)from, (size_t)V);
+    if (g.untied) fill_tag_rows(p + head, C, (size_t)base, (size_t)from, (size_t)V);
   }
   gpt_params_written(m);
   /* the dtype most tensors have, and the others by name */

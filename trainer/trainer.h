@@ -458,9 +458,13 @@ MN_NODISCARD mn_status export_hf(const char *ckpt, const char *dir, mn_error *er
  * import_hf -- a Hugging Face model folder (config.json, model.safetensors or its shards,
  * tokenizer.json) of GPT2LMHeadModel, LlamaForCausalLM or Qwen2ForCausalLM into a checkpoint
  * at out, with tag_rows rows for language tags after the tokenizer's ids (< 0: the default,
- * 256); anything it does not implement is refused by name (MN_ERR_INPUT), nothing written.
+ * 256; more when a tag needs it) and tags (may be NULL) the database's language tags
+ * (numbered from TOK_FIRST_TAG: moved to follow the tokenizer, as shards number them; a
+ * tokenizer.json mnemo exported brings its own).  Anything it does not implement is refused
+ * by name (MN_ERR_INPUT), nothing written.
  */
-MN_NODISCARD mn_status import_hf(const char *dir, const char *out, int tag_rows, mn_error *err);
+MN_NODISCARD mn_status import_hf(const char *dir, const char *out, int tag_rows,
+                                 const tok_tags *tags, mn_error *err);
 /* import_llmc -- an llm.c fp32 GPT-2 checkpoint into our checkpoint format at out. */
 MN_NODISCARD mn_status import_llmc(const char *file, const char *out, mn_error *err);
 

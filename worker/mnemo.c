@@ -169,13 +169,15 @@ static const worker_command commands[] = {
      "DIR/tokenizer.json and DIR/tokenizer_config.json: the model's tokenizer (the byte one\n"
      "too), its language tags as special tokens.  docs/models.md.\n",
      worker__no_opts, false, worker__cmd_export_hf},
-    {"import-hf", NULL, "[--tag-rows N] DIR OUT",
+    {"import-hf", NULL, "[--tag-rows N] [--tags TSV] DIR OUT",
      "a Hugging Face model folder into a mnemo checkpoint",
      "Reads DIR/config.json (GPT2LMHeadModel, LlamaForCausalLM or Qwen2ForCausalLM), its\n"
      "weights (model.safetensors or the shards model.safetensors.index.json names; F32, BF16\n"
      "or F16) and DIR/tokenizer.json into the checkpoint OUT.  --tag-rows N rows are given to\n"
-     "language tags after the tokenizer's ids (default 256): unused rows first, then new ones,\n"
-     "each the mean of the tokenizer's rows.  Whatever it does not implement (a class, a\n"
+     "language tags after the tokenizer's ids (default 256; a folder mnemo exported keeps\n"
+     "its rows): unused rows first, then new ones,\n"
+     "each the mean of the tokenizer's rows; --tags names the database's languages' tags.\n"
+     "Whatever it does not implement (a class, a\n"
      "config value, a dtype, a tensor) is refused by name.  docs/models.md.\n",
      worker__import_hf_opts, false, worker__cmd_import_hf},
     {"import-llmc", NULL, "FILE OUT", "an llm.c fp32 GPT-2 checkpoint into a mnemo checkpoint",
