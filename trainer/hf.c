@@ -251,16 +251,18 @@ static st_dtype dtype_of(json_t *e)
   return strcmp(dt, "BF16") == 0 ? ST_BF16 : strcmp(dt, "F16") == 0 ? ST_F16 : ST_F32;
 }
 
-/*
- * hf_read -- tensor name, of shape (rows, cols) (cols 0: a vector of rows; transposed: stored
- * (cols, rows)), as floats into out (row-major, rows x cols); every value finite.
- */
-static mn_status hf_read(hf_dir *d, const char *name, size_t rows, size_t cols, bool transposed,
-                         float *out, st_dtype *dtype, mn_error *err)
+/* hf_entry -- tensor name's header entry when it has the shape (rows, cols) (cols 0: a vector
+ * of rows; transposed: stored (cols, rows)); NULL with the error naming it otherwise */
+static json_t *hf_entry(const hf_dir *d, const char *name, size_t rows, size_t cols,
+                        bool transposed, const hf_file **file, mn_error *err)
 {
   const hf_file *f = NULL;
   json_t *e = hf_find(d, name, &f);
-  if (!e) return mn_error_set(err, MN_ERR_INPUT, "%s: no tensor %s", d->dir, name);
+  *file = f;
+  if (!e) {
+    (void)mn_error_set(err, MN_ERR_INPUT, "%s: no tensor %s", d->dir, name);
+    return NULL;
+  }
   json_t *shape = json_object_get(e, "shape");
   size_t want[2] = {transposed ? cols : rows, transposed ? rows : cols};
   size_t nd = cols ? 2 : 1;
@@ -269,12 +271,25 @@ static mn_status hf_read(hf_dir *d, const char *name, size_t rows, size_t cols, 
     ok = (size_t)json_integer_value(json_array_get(shape, i)) == want[i];
   if (!ok) {
     char *got = json_dumps(shape, JSON_COMPACT);
-    mn_status rc = mn_error_set(
-        err, MN_ERR_INPUT, "\"%s\": tensor %s has shape %s; the config makes it [%zu%s%.0zu]",
-        f->path, name, got ? got : "?", want[0], cols ? ", " : "", cols ? want[1] : 0);
+    (void)mn_error_set(err, MN_ERR_INPUT,
+                       "\"%s\": tensor %s has shape %s; the config makes it [%zu%s%.0zu]", f->path,
+                       name, got ? got : "?", want[0], cols ? ", " : "", cols ? want[1] : 0);
     free(got);
-    return rc;
+    return NULL;
   }
+  return e;
+}
+
+/*
+ * hf_read -- tensor name, of shape (rows, cols) (cols 0: a vector of rows; transposed: stored
+ * (cols, rows)), as floats into out (row-major, rows x cols); every value finite.
+ */
+static mn_status hf_read(hf_dir *d, const char *name, size_t rows, size_t cols, bool transposed,
+                         float *out, st_dtype *dtype, mn_error *err)
+{
+  const hf_file *f;
+  json_t *e = hf_entry(d, name, rows, cols, transposed, &f, err);
+  if (!e) return MN_ERR_INPUT;
   *dtype = dtype_of(e);
   const uint8_t *src =
       f->map + f->data + json_integer_value(json_array_get(json_object_get(e, "data_offsets"), 0));
@@ -466,6 +481,29 @@ static void fill_tag_rows(float *w, size_t C, size_t base, size_t from, size_t t
   free(mean);
 }
 
+/* check_tensors -- every tensor a model of configuration c is made of is in d, with its shape
+ * (the embeddings and an untied head with the file's rows) */
+static mn_status check_tensors(const hf_dir *d, const gpt_config *c, int rows, const char *prefix,
+                               mn_error *err)
+{
+  for (int i = 0; i < gpt_num_tensors(c); i++) {
+    char name[64];
+    size_t shape[2], off;
+    int ndim;
+    gpt_tensor_info(c, i, name, shape, &ndim, &off);
+    hf_part part[3];
+    int n = hf_parts(c, i, prefix, part);
+    bool vocab = strcmp(name, "wte") == 0 || strcmp(name, "lm_head.weight") == 0;
+    for (int k = 0; k < n; k++) {
+      const hf_file *f;
+      if (!hf_entry(d, part[k].name, vocab ? (size_t)rows : part[k].rows, ndim == 2 ? shape[1] : 0,
+                    part[k].transpose, &f, err))
+        return MN_ERR_INPUT;
+    }
+  }
+  return MN_OK;
+}
+
 /* import_tensors -- every tensor of m from d; *dtypes counts the dtypes read; the tied head, if
  * the files hold one, must be the embeddings */
 static mn_status import_tensors(hf_dir *d, gpt *m, int rows, const char *prefix,
@@ -605,6 +643,10 @@ mn_status import_hf(const char *dir, const char *out, int tag_rows, const tok_ta
   const hf_file *f;
   const char *prefix =
       gpt__is_gpt2(&g) && !hf_find(&d, "transformer.wte.weight", &f) ? "" : "transformer.";
+  /* every tensor the config implies, with its shape, before a model is sized by it: a
+   * config.json that claims more than the files hold is refused by name, not by an
+   * allocation */
+  if ((rc = check_tensors(&d, &g, rows, prefix, err)) != MN_OK) goto out;
   if ((rc = gpt_create(&g, 1, 1, 0, kernels_cpu(), &m, err)) != MN_OK) goto out;
   size_t dtypes[ST_DTYPES] = {0};
   if ((rc = import_tensors(&d, m, rows, prefix, dtypes, exc, err)) != MN_OK ||
