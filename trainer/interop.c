@@ -1,12 +1,13 @@
 /*
- * interop.c -- checkpoints to and from other GPT-2 ecosystems.
+ * interop.c -- checkpoints to and from other ecosystems.
  *
- * export_hf: a folder that Hugging Face's GPT2LMHeadModel loads (config.json and
- * model.safetensors with the transformer.* names; its Conv1D stores linear weights
- * as (in, out), the transpose of ours).  import_llmc: llm.c's fp32 checkpoint
- * (a 256 x int32 header [20240326, 3, maxT, V, L, NH, C, Vp], then each tensor
- * stacked over layers: wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw, attprojb,
- * ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb) into our layer-major layout.
+ * export_hf: a folder Hugging Face loads, all of it or nothing: config.json, the weights
+ * under the names of the model's class (trainer/hf.c: GPT2LMHeadModel for a model mnemo
+ * trained, an imported model's own class and dtypes), tokenizer.json with the language tags
+ * and tokenizer_config.json.  import_llmc: llm.c's fp32 GPT-2 checkpoint (a 256 x int32
+ * header [20240326, 3, maxT, V, L, NH, C, Vp], then each tensor stacked over layers: wte,
+ * wpe, ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb,
+ * lnfw, lnfb) into our layer-major layout.
  */
 #include "trainer/trainer_int.h"
 
