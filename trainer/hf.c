@@ -118,14 +118,21 @@ typedef struct hf_dir {
   json_t *used; /* {name: true} of the tensors read */
 } hf_dir;
 
-static void hf_close(hf_dir *d)
+static void hf_close(hf_dir *d) /* NULL-safe */
 {
+  if (!d) return;
   for (int i = 0; i < d->n; i++) {
     if (d->f[i].map) munmap(d->f[i].map, d->f[i].len);
     json_decref(d->f[i].header);
   }
   json_decref(d->used);
   d->n = 0;
+}
+
+static int cmp_span(const void *x, const void *y)
+{
+  const size_t *a = x, *b = y;
+  return (a[0] > b[0]) - (a[0] < b[0]);
 }
 
 /* hf_open_file -- one safetensors file mapped, its header parsed and every entry's dtype, shape
@@ -140,12 +147,17 @@ static mn_status hf_open_file(hf_dir *d, const char *name, mn_error *err)
   hf_file *f = &d->f[d->n];
   memset(f, 0, sizeof *f);
   snprintf(f->path, sizeof f->path, "%s/%s", d->dir, name);
-  int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+  /* non-blocking: a FIFO in the file's place must not hang the import (it is refused below) */
+  int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0) {
     int e = errno;
     if (fd >= 0) close(fd);
     return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", f->path, strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return mn_error_set(err, MN_ERR_INPUT, "\"%s\" is not a regular file", f->path);
   }
   f->len = (size_t)st.st_size;
   f->map = f->len >= 8 ? mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
@@ -158,10 +170,17 @@ static mn_status hf_open_file(hf_dir *d, const char *name, mn_error *err)
     return mn_error_set(err, MN_ERR_INPUT, "\"%s\": a header of %llu bytes does not fit the file",
                         f->path, (unsigned long long)hlen);
   json_error_t je;
-  f->header = json_loadb((const char *)f->map + 8, (size_t)hlen, 0, &je);
+  f->header = json_loadb((const char *)f->map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &je);
   if (!json_is_object(f->header))
-    return mn_error_set(err, MN_ERR_INPUT, "\"%s\": its header is not a JSON object", f->path);
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "\"%s\": its header is not a JSON object (%s, at byte %d)", f->path,
+                        f->header ? "another value" : je.text, 8 + je.position);
   f->data = 8 + (size_t)hlen;
+  /* the tensors' bytes tile the data from its start to the file's end, in some order, as the
+   * format requires: no tensor shares bytes with another, none lies past the end */
+  size_t ntensors = json_object_size(f->header), nspans = 0;
+  size_t(*spans)[2] = calloc(ntensors ? ntensors : 1, sizeof *spans);
+  if (!spans) return mn_error_set(err, MN_ERR_NOMEM, "out of memory reading \"%s\"", f->path);
   const char *key;
   json_t *e;
   json_object_foreach(f->header, key, e)
@@ -190,11 +209,26 @@ static mn_status hf_open_file(hf_dir *d, const char *name, mn_error *err)
     }
     json_int_t a = ok ? json_integer_value(json_array_get(offs, 0)) : -1;
     json_int_t b = ok ? json_integer_value(json_array_get(offs, 1)) : -1;
-    if (!ok || a < 0 || b < a || (size_t)(b - a) != count * esz || (size_t)b > f->len - f->data)
+    if (!ok || a < 0 || b < a || (size_t)(b - a) != count * esz || (size_t)b > f->len - f->data) {
+      free(spans);
       return mn_error_set(err, MN_ERR_INPUT,
-                          "\"%s\": tensor %s's shape and offsets do not fit the file", f->path,
-                          key);
+                          "\"%s\": tensor %s's shape (%zu elements of %zu bytes) and offsets "
+                          "[%lld, %lld) do not fit the file's %zu bytes of data",
+                          f->path, key, count, esz, (long long)a, (long long)b, f->len - f->data);
+    }
+    spans[nspans][0] = (size_t)a, spans[nspans][1] = (size_t)b, nspans++;
   }
+  qsort(spans, nspans, sizeof *spans, cmp_span);
+  size_t end = 0;
+  bool tiled = true;
+  for (size_t i = 0; i < nspans; i++)
+    tiled = tiled && spans[i][0] == end, end = spans[i][1];
+  free(spans);
+  if (!tiled || end != f->len - f->data)
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "\"%s\": the tensors' bytes overlap or leave gaps in the data (the format "
+                        "has them cover it exactly)",
+                        f->path);
   return MN_OK;
 }
 
@@ -209,11 +243,12 @@ static mn_status hf_open(hf_dir *d, const char *dir, mn_error *err)
   snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
   if (access(path, F_OK) != 0) return hf_open_file(d, "model.safetensors", err);
   json_error_t je;
-  json_t *idx = json_load_file(path, 0, &je), *map = json_object_get(idx, "weight_map");
+  json_t *idx = json_load_file(path, JSON_REJECT_DUPLICATES, &je),
+         *map = json_object_get(idx, "weight_map");
   mn_status rc = MN_OK;
   if (!json_is_object(map))
-    rc = mn_error_set(err, MN_ERR_INPUT, "\"%s\": no weight_map (%s, line %d)", path, je.text,
-                      je.line);
+    rc = idx ? mn_error_set(err, MN_ERR_INPUT, "\"%s\": no weight_map object", path)
+             : mn_error_set(err, MN_ERR_INPUT, "\"%s\": %s (line %d)", path, je.text, je.line);
   json_t *seen = json_object(), *v;
   const char *key;
   json_object_foreach(map, key, v)
@@ -228,6 +263,20 @@ static mn_status hf_open(hf_dir *d, const char *dir, mn_error *err)
     }
   }
   json_decref(seen);
+  /* every tensor where the index says it is, and nowhere else */
+  for (int i = 0; i < d->n && rc == MN_OK; i++) {
+    json_t *e;
+    json_object_foreach(d->f[i].header, key, e)
+    {
+      const char *want = json_string_value(json_object_get(map, key));
+      const char *base = strrchr(d->f[i].path, '/') + 1;
+      if (strcmp(key, "__metadata__") == 0 || (want && strcmp(want, base) == 0)) continue;
+      rc = mn_error_set(err, MN_ERR_INPUT, "\"%s\": tensor %s is there, but \"%s\" %s%s",
+                        d->f[i].path, key, path, want ? "names " : "does not name it",
+                        want ? want : "");
+      break;
+    }
+  }
   json_decref(idx);
   return rc;
 }
@@ -329,10 +378,16 @@ static long cfg_int(json_t *j, const char *key, long def, const char *path, mn_e
   return (long)json_integer_value(v);
 }
 
-static double cfg_num(json_t *j, const char *key, double def)
+/* cfg_num -- the number at key of j: def when absent or null (def NAN: it must be there);
+ * NAN with an error naming it when it is something else */
+static double cfg_num(json_t *j, const char *key, double def, const char *path, mn_error *err)
 {
   json_t *v = json_object_get(j, key);
-  return json_is_number(v) ? json_number_value(v) : def;
+  if (json_is_number(v)) return json_number_value(v);
+  if ((!v || json_is_null(v)) && !isnan(def)) return def;
+  (void)mn_error_set(err, MN_ERR_INPUT, "\"%s\": %s is %s; a number is needed", path, key,
+                     v ? "not a number" : "missing");
+  return NAN;
 }
 
 /* cfg_false -- key absent, null or false (a feature we do not implement is off) */
@@ -371,6 +426,7 @@ static mn_status hf_config(json_t *j, const char *path, gpt_config *g, int *rows
   long v[8];
   if (strcmp(arch, "GPT2LMHeadModel") == 0) {
     g->arch = GPT_ARCH_GPT2;
+    if ((rc = cfg_is(j, "model_type", "gpt2", NULL, path, err)) != MN_OK) return rc;
     v[0] = cfg_int(j, "n_embd", -1, path, err), v[1] = cfg_int(j, "n_layer", -1, path, err);
     v[2] = cfg_int(j, "n_head", -1, path, err), v[3] = cfg_int(j, "n_positions", -1, path, err);
     v[4] = cfg_int(j, "vocab_size", -1, path, err);
@@ -382,9 +438,11 @@ static mn_status hf_config(json_t *j, const char *path, gpt_config *g, int *rows
     if (inner && !json_is_null(inner) && json_integer_value(inner) != 4 * v[0])
       return mn_error_set(err, MN_ERR_INPUT, "\"%s\": n_inner %lld is not 4 n_embd", path,
                           (long long)json_integer_value(inner));
-    if (fabs(cfg_num(j, "layer_norm_epsilon", 1e-5) - 1e-5) > 1e-12)
+    double eps = cfg_num(j, "layer_norm_epsilon", 1e-5, path, err);
+    if (isnan(eps)) return MN_ERR_INPUT;
+    if (fabs(eps - 1e-5) > 1e-12)
       return mn_error_set(err, MN_ERR_INPUT, "\"%s\": layer_norm_epsilon %g is not 1e-5", path,
-                          cfg_num(j, "layer_norm_epsilon", 0));
+                          eps);
     if ((rc = cfg_is(j, "activation_function", "gelu_new", "gelu_pytorch_tanh", path, err)) ||
         (rc = cfg_false(j, "scale_attn_by_inverse_layer_idx", path, err)) ||
         (rc = cfg_false(j, "reorder_and_upcast_attn", path, err)) ||
@@ -405,6 +463,8 @@ static mn_status hf_config(json_t *j, const char *path, gpt_config *g, int *rows
                         "LlamaForCausalLM, Qwen2ForCausalLM)",
                         path, arch);
   g->arch = qwen2 ? GPT_ARCH_QWEN2 : GPT_ARCH_LLAMA;
+  if ((rc = cfg_is(j, "model_type", qwen2 ? "qwen2" : "llama", NULL, path, err)) != MN_OK)
+    return rc; /* transformers picks the class by model_type */
   v[0] = cfg_int(j, "hidden_size", -1, path, err);
   v[1] = cfg_int(j, "num_hidden_layers", -1, path, err);
   v[2] = cfg_int(j, "num_attention_heads", -1, path, err);
@@ -416,14 +476,26 @@ static mn_status hf_config(json_t *j, const char *path, gpt_config *g, int *rows
     if (v[i] < 0) return MN_ERR_INPUT;
   g->n_embd = (int)v[0], g->n_layer = (int)v[1], g->n_head = (int)v[2], g->n_kv_head = (int)v[3];
   g->n_ff = (int)v[4], g->max_seq_len = (int)v[5], *rows = (int)v[6];
-  g->norm_eps = (float)cfg_num(j, "rms_norm_eps", 1e-6);
   /* transformers 4 writes rope_theta and rope_scaling; 5 one rope_parameters with both */
-  json_t *rp = json_object_get(j, "rope_parameters");
-  json_t *rs = json_is_object(rp) ? rp : json_object_get(j, "rope_scaling");
-  g->rope_theta = cfg_num(json_is_object(rp) ? rp : j, "rope_theta", 10000.0);
-  g->untied = !json_is_true(json_object_get(j, "tie_word_embeddings"));
+  json_t *rp = json_object_get(j, "rope_parameters"), *rsc = json_object_get(j, "rope_scaling");
+  if ((rp && !json_is_null(rp) && !json_is_object(rp)) ||
+      (rsc && !json_is_null(rsc) && !json_is_object(rsc)))
+    return mn_error_set(err, MN_ERR_INPUT, "\"%s\": %s is not an object", path,
+                        rp && !json_is_null(rp) && !json_is_object(rp) ? "rope_parameters"
+                                                                       : "rope_scaling");
+  json_t *rs = json_is_object(rp) ? rp : rsc;
+  double eps = cfg_num(j, "rms_norm_eps", 1e-6, path, err);
+  double theta = cfg_num(json_is_object(rp) ? rp : j, "rope_theta", 10000.0, path, err);
+  if (isnan(eps) || isnan(theta)) return MN_ERR_INPUT;
+  g->norm_eps = (float)eps, g->rope_theta = theta;
+  json_t *tie = json_object_get(j, "tie_word_embeddings");
+  if (tie && !json_is_boolean(tie))
+    return mn_error_set(err, MN_ERR_INPUT, "\"%s\": tie_word_embeddings is not true or false",
+                        path);
+  g->untied = !json_is_true(tie);
   json_t *hd = json_object_get(j, "head_dim");
-  if (hd && !json_is_null(hd) && json_integer_value(hd) * v[2] != v[0])
+  if (hd && !json_is_null(hd) &&
+      (!json_is_integer(hd) || v[0] % v[2] != 0 || json_integer_value(hd) != v[0] / v[2]))
     return mn_error_set(err, MN_ERR_INPUT,
                         "\"%s\": head_dim %lld is not hidden_size / num_attention_heads", path,
                         (long long)json_integer_value(hd));
@@ -439,9 +511,14 @@ static mn_status hf_config(json_t *j, const char *path, gpt_config *g, int *rows
       return mn_error_set(err, MN_ERR_INPUT,
                           "\"%s\": %s of type \"%s\" is not supported (only llama3)", path,
                           rs == rp ? "rope_parameters" : "rope_scaling", type ? type : "(none)");
-    g->rope_factor = cfg_num(rs, "factor", 0);
-    g->rope_low_freq = cfg_num(rs, "low_freq_factor", 0);
-    g->rope_high_freq = cfg_num(rs, "high_freq_factor", 0);
+    g->rope_factor = cfg_num(rs, "factor", NAN, path, err);
+    g->rope_low_freq = cfg_num(rs, "low_freq_factor", NAN, path, err);
+    g->rope_high_freq = cfg_num(rs, "high_freq_factor", NAN, path, err);
+    if (isnan(g->rope_factor) || isnan(g->rope_low_freq) || isnan(g->rope_high_freq))
+      return MN_ERR_INPUT;
+    if (g->rope_factor < 1.0) /* 0 would mean no scaling: llama3 says there is */
+      return mn_error_set(err, MN_ERR_INPUT, "\"%s\": llama3's factor %g is below 1", path,
+                          g->rope_factor);
     long om = cfg_int(rs, "original_max_position_embeddings", g->max_seq_len, path, err);
     if (om < 0) return MN_ERR_INPUT;
     g->rope_orig_max = (int)om;
@@ -467,11 +544,12 @@ static bool ignorable(const char *name)
 }
 
 /* fill_tag_rows -- rows [from, to) of a (rows, C) matrix: the mean of rows [0, base) */
-static void fill_tag_rows(float *w, size_t C, size_t base, size_t from, size_t to)
+static mn_status fill_tag_rows(float *w, size_t C, size_t base, size_t from, size_t to,
+                               mn_error *err)
 {
-  if (from >= to) return;
+  if (from >= to) return MN_OK;
   double *mean = calloc(C, sizeof *mean);
-  if (!mean) return; /* the rows keep what they had: still a valid model */
+  if (!mean) return mn_error_set(err, MN_ERR_NOMEM, "out of memory for the tags' rows");
   for (size_t r = 0; r < base; r++)
     for (size_t c = 0; c < C; c++)
       mean[c] += w[r * C + c];
@@ -479,6 +557,7 @@ static void fill_tag_rows(float *w, size_t C, size_t base, size_t from, size_t t
     for (size_t c = 0; c < C; c++)
       w[r * C + c] = (float)(mean[c] / (double)base);
   free(mean);
+  return MN_OK;
 }
 
 /* check_tensors -- every tensor a model of configuration c is made of is in d, with its shape
@@ -579,17 +658,20 @@ mn_status import_hf(const char *dir, const char *out, int tag_rows, const tok_ta
   json_t *cfg = json_load_file(path, 0, &je), *origin = NULL, *exc = json_object();
   tokenizer *tok = NULL;
   gpt *m = NULL;
-  hf_dir d;
-  memset(&d, 0, sizeof d);
-  mn_status rc = MN_OK;
+  hf_dir *d = calloc(1, sizeof *d);          /* large: a path per file */
   ckpt_meta *meta = calloc(1, sizeof *meta); /* large: a tag table, lineage and origin */
-  if (!meta || !exc) {
+  mn_status rc = MN_OK;
+  if (!meta || !exc || !d) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory importing %s", dir);
     goto out;
   }
+  if (!cfg && access(path, F_OK) != 0) {
+    rc = mn_error_set(err, MN_ERR_IO, "\"%s\": %s (a Hugging Face model folder has one)", path,
+                      strerror(errno));
+    goto out;
+  }
   if (!cfg) {
-    rc = mn_error_set(err, access(path, F_OK) ? MN_ERR_IO : MN_ERR_INPUT, "\"%s\": %s (line %d)",
-                      path, je.text, je.line);
+    rc = mn_error_set(err, MN_ERR_INPUT, "\"%s\": %s (line %d)", path, je.text, je.line);
     goto out;
   }
   gpt_config g;
@@ -616,22 +698,34 @@ mn_status import_hf(const char *dir, const char *out, int tag_rows, const tok_ta
     *db = *tags;
     rc = tok_tags_rebase(db, TOK_FIRST_TAG, (uint32_t)base, err);
     for (int i = 0; i < db->n && rc == MN_OK; i++) {
-      const char *code = db->t[i].code;
+      const char *code = db->t[i].code, *owner = tok_code_of(&meta->tags, db->t[i].id);
       int have = tok_tag_of(&meta->tags, code);
-      if (have < 0)
-        rc = tok_tags_add(&meta->tags, code, db->t[i].id, err);
-      else if (have != db->t[i].id)
+      if ((have >= 0 && have != db->t[i].id) || (have < 0 && owner))
         rc = mn_error_set(err, MN_ERR_INPUT,
-                          "%s: the tokenizer's tag of \"%s\" is %d, the database's %d", dir, code,
-                          have, db->t[i].id);
+                          "--tags gives \"%s\" tag %d (id %d after the tokenizer's %d ids), but "
+                          "%s/tokenizer.json has %s",
+                          code, tags->t[i].id, db->t[i].id, base, dir,
+                          have >= 0 ? "another id for it" : "that id for another language");
+      else if (have < 0)
+        rc = tok_tags_add(&meta->tags, code, db->t[i].id, err);
     }
     free(db);
     if (rc != MN_OK) goto out;
   }
   if (tag_rows < 0) tag_rows = HF_DEFAULT_TAG_ROWS;
   int V = base + tag_rows;
-  for (int i = 0; i < meta->tags.n; i++) /* every tag has its row */
-    if (meta->tags.t[i].id >= V) V = meta->tags.t[i].id + 1;
+  for (int i = 0; i < meta->tags.n; i++) { /* every tag has its row, within bounds */
+    int id = meta->tags.t[i].id;
+    if (id >= base + TOK_MAX_TAGS) {
+      rc = mn_error_set(err, MN_ERR_INPUT,
+                        "the tag of \"%s\" is id %d, more than %d past the tokenizer's %d ids "
+                        "(%s)",
+                        meta->tags.t[i].code, id, TOK_MAX_TAGS, base,
+                        exported ? "its tokenizer.json" : "--tags");
+      goto out;
+    }
+    if (id >= V) V = id + 1;
+  }
   g.vocab_size = V;
   g.padded_vocab = V > rows ? V : rows;
   mn_error e2;
@@ -639,19 +733,19 @@ mn_status import_hf(const char *dir, const char *out, int tag_rows, const tok_ta
     rc = mn_error_set(err, MN_ERR_INPUT, "%s/config.json: %s", dir, e2.msg);
     goto out;
   }
-  if ((rc = hf_open(&d, dir, err)) != MN_OK) goto out;
+  if ((rc = hf_open(d, dir, err)) != MN_OK) goto out;
   const hf_file *f;
   const char *prefix =
-      gpt__is_gpt2(&g) && !hf_find(&d, "transformer.wte.weight", &f) ? "" : "transformer.";
+      gpt__is_gpt2(&g) && !hf_find(d, "transformer.wte.weight", &f) ? "" : "transformer.";
   /* every tensor the config implies, with its shape, before a model is sized by it: a
    * config.json that claims more than the files hold is refused by name, not by an
    * allocation */
-  if ((rc = check_tensors(&d, &g, rows, prefix, err)) != MN_OK) goto out;
+  if ((rc = check_tensors(d, &g, rows, prefix, err)) != MN_OK) goto out;
   if ((rc = gpt_create(&g, 1, 1, 0, kernels_cpu(), &m, err)) != MN_OK) goto out;
   size_t dtypes[ST_DTYPES] = {0};
-  if ((rc = import_tensors(&d, m, rows, prefix, dtypes, exc, err)) != MN_OK ||
+  if ((rc = import_tensors(d, m, rows, prefix, dtypes, exc, err)) != MN_OK ||
       (rc = unknown_tensor(
-           &d, json_string_value(json_array_get(json_object_get(cfg, "architectures"), 0)), err)) !=
+           d, json_string_value(json_array_get(json_object_get(cfg, "architectures"), 0)), err)) !=
           MN_OK)
     goto out;
   /* the tags' rows: the mean of the tokenizer's tokens' rows, in the embeddings and an
@@ -662,8 +756,10 @@ mn_status import_hf(const char *dir, const char *out, int tag_rows, const tok_ta
   int from = exported ? (rows > base ? rows : base) : base;
   if (V > from) {
     size_t head = gpt_block_offset(&g, g.n_layer) + C;
-    fill_tag_rows(p, C, (size_t)base, (size_t)from, (size_t)V);
-    if (g.untied) fill_tag_rows(p + head, C, (size_t)base, (size_t)from, (size_t)V);
+    if ((rc = fill_tag_rows(p, C, (size_t)base, (size_t)from, (size_t)V, err)) != MN_OK ||
+        (g.untied &&
+         (rc = fill_tag_rows(p + head, C, (size_t)base, (size_t)from, (size_t)V, err)) != MN_OK))
+      goto out;
   }
   gpt_params_written(m);
   /* the dtype most tensors have, and the others by name */
@@ -681,8 +777,9 @@ mn_status import_hf(const char *dir, const char *out, int tag_rows, const tok_ta
   char *text = origin ? json_dumps(origin, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   if (!text || strlen(text) >= sizeof meta->origin) {
     rc = mn_error_set(err, text ? MN_ERR_INPUT : MN_ERR_NOMEM,
-                      "%s: its config.json is too long to carry in a checkpoint (%zu bytes)", dir,
-                      text ? strlen(text) : 0);
+                      "%s: its config.json and the dtypes of the tensors that differ from the "
+                      "rest are too long to carry in a checkpoint (%zu bytes)",
+                      dir, text ? strlen(text) : 0);
     free(text);
     goto out;
   }
@@ -697,7 +794,8 @@ mn_status import_hf(const char *dir, const char *out, int tag_rows, const tok_ta
   rc = ckpt_save(out, m, meta, err);
 out:
   gpt_destroy(m);
-  hf_close(&d);
+  hf_close(d);
+  free(d);
   tok_destroy(tok);
   json_decref(origin);
   json_decref(exc);
@@ -791,4 +889,35 @@ json_t *trainer__hf_config(const ckpt_meta *meta, uint32_t eot)
       c->n_layer, "n_head", c->n_head, "activation_function", "gelu_new", "layer_norm_epsilon",
       1e-5, "tie_word_embeddings", 1, "initializer_range", 0.02, "resid_pdrop", 0.0, "embd_pdrop",
       0.0, "attn_pdrop", 0.0, "bos_token_id", (int)eot, "eos_token_id", (int)eot);
+}
+
+mn_status trainer__hf_origin_check(const ckpt_meta *meta, const char *ckpt, mn_error *err)
+{
+  if (!meta->origin[0]) return MN_OK;
+  json_t *o = json_loads(meta->origin, 0, NULL), *hf = json_object_get(o, "hf");
+  json_t *cfg = json_object_get(hf, "config"), *dtypes = json_object_get(hf, "dtypes"), *v;
+  const char *dt = json_string_value(json_object_get(hf, "dtype"));
+  const char *prefix = json_string_value(json_object_get(hf, "prefix")), *key;
+  bool ok = json_is_object(cfg) && dt && prefix && json_is_object(dtypes) &&
+            (!strcmp(prefix, "") || !strcmp(prefix, "transformer."));
+  json_object_foreach(dtypes, key, v) ok = ok && json_is_string(v);
+  mn_status rc = MN_OK;
+  gpt_config g;
+  int rows;
+  mn_error e2 = {0};
+  if (!ok) {
+    rc = mn_error_set(err, MN_ERR_CORRUPT, "\"%s\": its origin is not an import's", ckpt);
+  } else if (hf_config(cfg, "origin", &g, &rows, &e2) != MN_OK) {
+    rc = mn_error_set(err, MN_ERR_CORRUPT, "\"%s\": its origin's config.json: %s", ckpt, e2.msg);
+  } else {
+    g.vocab_size = meta->config.vocab_size, g.padded_vocab = meta->config.padded_vocab;
+    if (!gpt_config_equal(&g, &meta->config))
+      rc = mn_error_set(err, MN_ERR_CORRUPT,
+                        "\"%s\": its origin's config.json describes another model than its "
+                        "weights (%s, %d layers of width %d)",
+                        ckpt, gpt_arch_name(meta->config.arch), meta->config.n_layer,
+                        meta->config.n_embd);
+  }
+  json_decref(o);
+  return rc;
 }

@@ -83,7 +83,9 @@ static mn_status export_into(const char *ckpt, const char *dir, mn_error *err)
   if ((rc = gpt_create(&meta.config, 1, 1, 0, kernels_cpu(), &m, err)) != MN_OK) return rc;
   if ((rc = ckpt_load(ckpt, m, &meta, err)) != MN_OK) goto out;
   tokenizer *tok = NULL;
-  if ((rc = tok_load(ckpt, &tok, NULL, err)) != MN_OK) goto out;
+  if ((rc = trainer__hf_origin_check(&meta, ckpt, err)) != MN_OK ||
+      (rc = tok_load(ckpt, &tok, NULL, err)) != MN_OK)
+    goto out;
   uint32_t eot = tok_eot(tok);
   tok_destroy(tok);
   json_t *cfg = trainer__hf_config(&meta, eot);
@@ -110,8 +112,17 @@ out:
 
 /* export_hf -- all of it or nothing: the files go into a new folder beside dir, renamed to dir
  * at the end (dir absent or empty); a crash or an error leaves dir as it was */
-mn_status export_hf(const char *ckpt, const char *dir, mn_error *err)
+mn_status export_hf(const char *ckpt, const char *dir_arg, mn_error *err)
 {
+  char dir[4096]; /* "hf/" is the folder hf: its temporary sibling is hf.tmp.PID, not hf/.tmp */
+  size_t n = strlen(dir_arg);
+  while (n > 1 && dir_arg[n - 1] == '/')
+    n--;
+  if (n == 0 || n >= sizeof dir)
+    return mn_error_set(err, MN_ERR_USAGE, "export-hf needs a folder name (%zu bytes at most)",
+                        sizeof dir - 1);
+  memcpy(dir, dir_arg, n);
+  dir[n] = '\0';
   DIR *d = opendir(dir);
   if (d) {
     struct dirent *e;

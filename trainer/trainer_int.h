@@ -77,6 +77,11 @@ MN_NODISCARD mn_status trainer__hf_write(const char *path, gpt *m, const ckpt_me
 /* trainer__hf_config -- the config.json of the checkpoint (meta): the imported one with the
  * model's rows as vocab_size, or GPT-2's for a model mnemo trained; NULL: out of memory */
 json_t *trainer__hf_config(const ckpt_meta *meta, uint32_t eot);
+/* trainer__hf_origin_check -- the checkpoint's origin (if any) is an import's and its
+ * config.json describes the model its weights are (MN_ERR_CORRUPT naming ckpt otherwise): an
+ * export writes it back only then */
+MN_NODISCARD mn_status trainer__hf_origin_check(const ckpt_meta *meta, const char *ckpt,
+                                                mn_error *err);
 
 /* ckpt__read_tokenizer -- the tokenizer.json text a checkpoint carries (*json malloc'd; NULL:
  * the byte tokenizer) and its tags (checkpoint.c) */

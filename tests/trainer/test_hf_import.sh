@@ -288,4 +288,51 @@ variant gpt2-gelu "$tmp/gpt2-f32" "c['activation_function'] = 'gelu'"
 refuse gpt2-erf-gelu 'activation_function|gelu' "$tmp/gpt2-gelu"
 variant gpt2-scale "$tmp/gpt2-f32" "c['scale_attn_by_inverse_layer_idx'] = True"
 refuse gpt2-layer-scaled-attention scale_attn_by_inverse_layer_idx "$tmp/gpt2-scale"
+# values of the wrong type, or claims the weights cannot hold: refused by name, never a default
+variant theta-str "$base" "c['rope_theta'] = '500000'"
+refuse rope-theta-string rope_theta "$tmp/theta-str"
+variant llama3-nofactor "$base" "c['rope_scaling'] = {'rope_type': 'llama3', 'low_freq_factor': 1.0, 'high_freq_factor': 4.0}"
+refuse llama3-without-factor factor "$tmp/llama3-nofactor"
+variant model-type "$base" "c['model_type'] = 'qwen2'"
+refuse model-type-not-the-class model_type "$tmp/model-type"
+variant hd-wrap "$base" "c['head_dim'] = 16 + 2**62"
+refuse head-dim-overflow head_dim "$tmp/hd-wrap"
+variant huge "$base" "c.update(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, num_hidden_layers=200, head_dim=128)"
+refuse config-larger-than-the-weights 'embed_tokens\.weight' "$tmp/huge"
+# safetensors the format forbids: two tensors on the same bytes; a tensor in a shard the
+# index does not name it in; a FIFO in the file's place (it must not hang)
+variant overlap "$base" ""
+"$py" - "$tmp/overlap/model.safetensors" <<'PY'
+import json, struct, sys
+raw = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+h = json.loads(raw[8:8 + n])
+h["model.layers.1.input_layernorm.weight"]["data_offsets"] = h["model.layers.0.input_layernorm.weight"]["data_offsets"]
+t = json.dumps(h).encode()
+t += b" " * (-len(t) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(t)) + t + raw[8 + n:])
+PY
+refuse overlapping-tensors overlap "$tmp/overlap"
+variant index "$tmp/llama-bf16-untied-llama3-2shards" ""
+"$py" - "$tmp/index/model.safetensors.index.json" <<'PY'
+import json, sys
+i = json.load(open(sys.argv[1]))
+files = sorted(set(i["weight_map"].values()))
+k = next(k for k, v in i["weight_map"].items() if v == files[0])
+i["weight_map"][k] = files[1]
+json.dump(i, open(sys.argv[1], "w"))
+PY
+refuse tensor-not-where-the-index-says 'index' "$tmp/index"
+variant fifo "$base" ""
+rm "$tmp/fifo/model.safetensors" && mkfifo "$tmp/fifo/model.safetensors"
+refuse fifo-weights 'regular file' "$tmp/fifo"
+# a tag id far past the tokenizer's (it would size the model)
+printf 'eng\t1000000\n' >"$tmp/far.tsv"
+rc=0
+"$mnemo" import-hf --tags "$tmp/far.tsv" "$base" "$tmp/far.ckpt" 2>"$tmp/err.txt" || rc=$?
+[ "$rc" = 1 ] && grep -q 'past the tokenizer' "$tmp/err.txt" && [ ! -e "$tmp/far.ckpt" ] ||
+  fail "a tag a million ids past the tokenizer: exit $rc: $(cat "$tmp/err.txt")"
+# export-hf OUT/ is the folder OUT
+"$mnemo" export-hf "$tmp/llama-f32-tied.ckpt" "$tmp/slash/" >/dev/null && [ -f "$tmp/slash/config.json" ] ||
+  fail "export-hf into a name with a trailing slash"
 echo "test_hf_import: ok"
