@@ -86,7 +86,7 @@ static int hf_parts(const gpt_config *c, int i, const char *prefix, hf_part p[3]
     snprintf(p[0].name, sizeof p[0].name, "%s%s", name[0] == 'n' ? "model." : "", name);
     return 1;
   }
-  int l = atoi(name + 2);
+  int l = (int)strtol(name + 2, NULL, 10);
   const char *suffix = strchr(name + 2, '.') + 1;
   size_t C = (size_t)c->n_embd, kvd = (size_t)c->n_kv_head * gpt__head_dim(c);
   size_t F = (size_t)c->n_ff;

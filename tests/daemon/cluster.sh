@@ -43,6 +43,32 @@ gone() { ! pgrep -f "$1" >/dev/null; }
 sql() { psql "$admin" -XAtqc "$1"; }
 is() { [ "$(sql "$1")" = "$2" ]; }
 
+# made_up_docs SEED BASE_N [NAME:LANG:N]...: $tmp/base.jsonl, BASE_N documents in each of three
+# made-up languages in three scripts (lat, ell, rus), and $tmp/NAME.jsonl, N documents of LANG
+made_up_docs() {
+  python3 - "$tmp" "$@" <<'PY'
+import json, random, sys
+d, seed, base_n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(seed)
+syll = {"lat": "ka to ri sa mu ne lo pa vi de".split(),
+        "ell": "κα το ρι σα μυ νε λο πα βι δε".split(),
+        "rus": "ка то ри са му не ло па ви де".split()}
+def doc(lang):
+    return " ".join("".join(rng.choice(syll[lang]) for _ in range(rng.randint(1, 3)))
+                    for _ in range(rng.randint(25, 40)))
+def write(name, langs, n):
+    with open("%s/%s.jsonl" % (d, name), "w") as f:
+        for lang in langs:
+            for _ in range(n):
+                f.write(json.dumps({"lang": lang, "text": doc(lang), "source": "synthetic"},
+                                   ensure_ascii=False) + "\n")
+write("base", syll, base_n)
+for spec in sys.argv[4:]:
+    name, lang, n = spec.split(":")
+    write(name, [lang], int(n))
+PY
+}
+
 # made_up_languages: lat (Latn), ell (Grek), rus (Cyrl), half of the documents held out;
 # $tmp/base.jsonl ingested
 made_up_languages() {

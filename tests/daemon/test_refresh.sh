@@ -26,26 +26,7 @@ fail() {
 start_cluster mnemo-rt
 
 # three made-up languages in three scripts; half of the documents held out
-python3 - "$tmp" <<'PY'
-import json, random, sys
-d = sys.argv[1]
-rng = random.Random(7)
-syll = {"lat": "ka to ri sa mu ne lo pa vi de".split(),
-        "ell": "κα το ρι σα μυ νε λο πα βι δε".split(),
-        "rus": "ка то ри са му не ло па ви де".split()}
-def doc(lang):
-    return " ".join("".join(rng.choice(syll[lang]) for _ in range(rng.randint(1, 3)))
-                    for _ in range(rng.randint(25, 40)))
-def write(name, langs, n):
-    with open("%s/%s.jsonl" % (d, name), "w") as f:
-        for lang in langs:
-            for _ in range(n):
-                f.write(json.dumps({"lang": lang, "text": doc(lang), "source": "synthetic"},
-                                   ensure_ascii=False) + "\n")
-write("base", syll, 160)
-write("fresh1", ["lat"], 120)
-write("fresh2", ["ell"], 120)
-PY
+made_up_docs 7 160 fresh1:lat:120 fresh2:ell:120
 made_up_languages
 base_model # the base model, trained on what is stored now
 

@@ -35,25 +35,7 @@ done
 [ -n "$py" ] || { echo "FAIL: no python3 with torch (scripts/setup installs python3-torch)" >&2; exit 1; }
 start_cluster mnemo-rhf
 
-python3 - "$tmp" <<'PY'
-import json, random, sys
-d = sys.argv[1]
-rng = random.Random(11)
-syll = {"lat": "ka to ri sa mu ne lo pa vi de".split(),
-        "ell": "κα το ρι σα μυ νε λο πα βι δε".split(),
-        "rus": "ка то ри са му не ло па ви де".split()}
-def doc(lang):
-    return " ".join("".join(rng.choice(syll[lang]) for _ in range(rng.randint(1, 3)))
-                    for _ in range(rng.randint(25, 40)))
-def write(name, langs, n):
-    with open("%s/%s.jsonl" % (d, name), "w") as f:
-        for lang in langs:
-            for _ in range(n):
-                f.write(json.dumps({"lang": lang, "text": doc(lang), "source": "synthetic"},
-                                   ensure_ascii=False) + "\n")
-write("base", syll, 120)
-write("fresh1", ["lat"], 100)
-PY
+made_up_docs 11 120 fresh1:lat:100
 made_up_languages
 
 # ---------------------------------------------------------------- the user's model
