@@ -173,12 +173,14 @@ static const worker_command commands[] = {
      "a Hugging Face model folder into a mnemo checkpoint",
      "Reads DIR/config.json (GPT2LMHeadModel, LlamaForCausalLM or Qwen2ForCausalLM), its\n"
      "weights (model.safetensors or the shards model.safetensors.index.json names; F32, BF16\n"
-     "or F16) and DIR/tokenizer.json into the checkpoint OUT.  --tag-rows N rows are given to\n"
-     "language tags after the tokenizer's ids (default 256; a folder mnemo exported keeps\n"
-     "its rows): unused rows first, then new ones,\n"
-     "each the mean of the tokenizer's rows; --tags names the database's languages' tags.\n"
-     "Whatever it does not implement (a class, a\n"
-     "config value, a dtype, a tensor) is refused by name.  docs/models.md.\n",
+     "or F16) and DIR/tokenizer.json into the checkpoint OUT.  Language tags get rows of\n"
+     "their own after the tokenizer's ids: at least --tag-rows N (default 256; a folder mnemo\n"
+     "exported keeps its rows), rows the model has past its tokenizer first, each new one\n"
+     "the mean of the tokenizer's rows.  --tags gives the checkpoint the database's tags\n"
+     "(as mnemoctl export writes them, numbered from 257: moved to follow the tokenizer, as\n"
+     "mnemo shard moves them); give it the languages you have text for.  Whatever it does\n"
+     "not implement (a class, a config value, a dtype, a tensor) is refused by name, and\n"
+     "nothing is written.  docs/models.md.\n",
      worker__import_hf_opts, false, worker__cmd_import_hf},
     {"import-llmc", NULL, "FILE OUT", "an llm.c fp32 GPT-2 checkpoint into a mnemo checkpoint",
      "Reads llm.c's fp32 checkpoint (tensors stacked over layers) into our layout, exactly.\n",
