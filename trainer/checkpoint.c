@@ -329,19 +329,28 @@ out:
   return rc;
 }
 
+/* The moments of the parameters from `from` on (gpt_state_from: the part that has trained;
+ * the rest are zero), "from" in the metadata and under the checksum; a file without it holds
+ * them all. */
 mn_status ckpt_save_opt(const char *path, gpt *m, const ckpt_opt_state *st, mn_error *err)
 {
   size_t np = gpt_params_count(m);
-  st_tensor t[2] = {{"m", {np, 0}, 1, gpt_adam_m(m), np, ST_F32},
-                    {"v", {np, 0}, 1, gpt_adam_v(m), np, ST_F32}};
-  char sha[MN_SHA256_HEX_LEN + 1], step[32], rng[32];
-  mn_status rc = sha_of(NULL, t, 2, sha, err);
+  float *mm = gpt_adam_m(m), *vv = gpt_adam_v(m);
+  if (!mm || !vv) {
+    mn_status rc = gpt_sync(m, err);
+    return rc != MN_OK ? rc : mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
+  }
+  size_t from = gpt_state_from(m), n = np - from;
+  st_tensor t[2] = {{"m", {n, 0}, 1, mm, n, ST_F32}, {"v", {n, 0}, 1, vv, n, ST_F32}};
+  char sha[MN_SHA256_HEX_LEN + 1], step[32], rng[32], from_s[32];
+  snprintf(from_s, sizeof from_s, "%zu", from);
+  mn_status rc = sha_of(from_s, t, 2, sha, err);
   if (rc != MN_OK) return rc;
   snprintf(step, sizeof step, "%lld", (long long)st->step);
   snprintf(rng, sizeof rng, "%llu", (unsigned long long)st->rng);
-  json_t *meta =
-      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "format", OPT_FORMAT, "step", step, "rng", rng,
-                "weights_sha256", st->weights_sha256, "sha256", sha, "version", "1");
+  json_t *meta = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "format", OPT_FORMAT, "step",
+                           step, "rng", rng, "weights_sha256", st->weights_sha256, "sha256", sha,
+                           "from", from_s, "version", "1");
   if (!meta) return mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
   rc = ckpt__write_st(path, t, 2, meta, err);
   json_decref(meta);
@@ -647,18 +656,31 @@ mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256, ck
 {
   st_file f;
   size_t np = gpt_params_count(m);
-  st_tensor t[2] = {{"m", {np, 0}, 1, gpt_adam_m(m), np, ST_F32},
-                    {"v", {np, 0}, 1, gpt_adam_v(m), np, ST_F32}};
   mn_status rc = st_open(path, OPT_FORMAT, &f, err);
   if (rc != MN_OK) return rc;
   const char *step = meta_str(&f, "step"), *rng = meta_str(&f, "rng");
-  const char *wsha = meta_str(&f, "weights_sha256");
-  int64_t s;
+  const char *wsha = meta_str(&f, "weights_sha256"), *from_s = meta_str(&f, "from");
+  int64_t s, from = 0;
   memset(st, 0, sizeof *st);
   if (!step || !rng || !wsha || !mn_parse_i64(step, &s) || s < 0) {
     rc = corrupt(path, err, "the metadata lacks step, rng or weights_sha256");
     goto out;
   }
+  if (from_s && (!mn_parse_i64(from_s, &from) || from < 0 || (uint64_t)from > np)) {
+    rc = corrupt(path, err, "\"from\" is not a parameter index of this model: \"%s\"", from_s);
+    goto out;
+  }
+  /* the state covers [lo, np) with lo <= from; the file's part at its end, the rest zero */
+  if ((rc = gpt_reserve_state(m, (size_t)from, err)) != MN_OK) goto out;
+  float *mm = gpt_adam_m(m), *vv = gpt_adam_v(m);
+  size_t lo = gpt_state_from(m), n = np - (size_t)from, head = (size_t)from - lo;
+  if (!mm || !vv) {
+    if ((rc = gpt_sync(m, err)) == MN_OK)
+      rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory loading \"%s\"", path);
+    goto out;
+  }
+  memset(mm, 0, head * sizeof(float)), memset(vv, 0, head * sizeof(float));
+  st_tensor t[2] = {{"m", {n, 0}, 1, mm + head, n, ST_F32}, {"v", {n, 0}, 1, vv + head, n, ST_F32}};
   if (strcmp(wsha, weights_sha256) != 0) {
     rc = corrupt(path, err, "this optimizer state belongs to other weights");
     goto out;
@@ -667,8 +689,9 @@ mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256, ck
   st->rng = strtoull(rng, NULL, 10);
   snprintf(st->weights_sha256, sizeof st->weights_sha256, "%s", wsha);
   if ((rc = check_tensors(&f, t, 2, err)) != MN_OK) goto out;
-  rc = read_tensors(&f, t, 2, NULL, meta_str(&f, "sha256"), err);
-  if (rc == MN_OK) gpt_opt_written(m); /* read into the host views */
+  rc = read_tensors(&f, t, 2, from_s, meta_str(&f, "sha256"), err);
+  gpt_opt_written(m); /* read into the host views (on a failure, zero or partly read: the
+                       * caller stops) */
 out:
   st_close(&f);
   return rc;

@@ -87,7 +87,12 @@ mn_status fisher_estimate(gpt *m, const shard *shards, int nshards, int T, int w
       gpt_zero_grad(m);
       gpt_forward(m, x, y, 1, T);
       gpt_backward(m);
-      const float *g = gpt_grads(m);
+      const float *g = gpt_grads(m); /* the whole model trains: the state begins at 0 */
+      if (!g) {
+        if ((rc = gpt_sync(m, err)) == MN_OK)
+          rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory for the Fisher's gradients");
+        goto out;
+      }
 #pragma omp parallel for simd
       for (size_t i = 0; i < np; i++)
         acc[i] += g[i] * g[i];

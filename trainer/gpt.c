@@ -2,11 +2,14 @@
  * gpt.c -- the GPT-2 family model: layout, initialisation, forward, backward,
  * AdamW step with gradient clipping, learning-rate schedule.
  *
- * Memory is allocated once in gpt_create: parameters, gradients and the two
- * AdamW moments (each one buffer, layer-major), the activations of every layer
- * for the largest batch, and a small set of gradient buffers that the backward
- * pass reuses from the top block down (only the residual stream's gradient
- * travels between blocks).  A step allocates nothing.
+ * Memory is allocated in gpt_create: the parameters (one buffer, layer-major), the
+ * activations of every layer for the largest batch, and a small set of gradient buffers
+ * that the backward pass reuses from the top block down (only the residual stream's
+ * gradient travels between blocks).  The gradients and the two AdamW moments cover only a
+ * suffix of the parameters, [from, nparams): none until a model first trains, then its
+ * trainable part, grown (never shrunk) when unfreezing thaws lower blocks -- a frozen
+ * prefix, an evaluation or a distillation teacher costs them nothing.  A step allocates
+ * nothing except at such a thaw.
  *
  * The buffers are the backend's (kernels_backend.mem_alloc): host memory for the CPU,
  * device memory for CUDA.  A device-resident model keeps host views of what callers read
@@ -95,7 +98,9 @@ struct gpt {
   const float *soft; /* borrowed; NULL: one-hot targets only */
   int soft_row0;
   float soft_w;
-  float *params, *grads, *m, *v;
+  float *params, *grads, *m, *v; /* grads, m, v: parameters [from[i], nparams) */
+  size_t from[3];                /* per state array (equal unless a growth failed) */
+  size_t lo;                     /* the suffix all three cover: the largest from */
   float *act_mem, *grad_mem;
   size_t act_floats, grad_floats; /* their sizes, for kernels_host_free */
   acts a;
@@ -206,6 +211,7 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   m->maxT = T;
   m->nparams = gpt_num_params(cfg);
   m->first_trainable = -1;
+  m->lo = m->from[0] = m->from[1] = m->from[2] = m->nparams; /* no state until training */
   m->first_step = calloc((size_t)gpt_num_tensors(cfg), sizeof *m->first_step);
   if (!m->first_step) {
     free(m);
@@ -217,24 +223,19 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
   size_t QR = gpt__is_gpt2(cfg) ? 0 : gpt__qkv_rows(cfg),
          ROPE = gpt__is_gpt2(cfg) ? 0 : (size_t)T * gpt__head_dim(cfg) / 2;
 
-  /* params, grads, m, v: one allocation each, the backend's */
+  /* params: one allocation, the backend's (the state arrays come with training) */
   m->host = k->host_memory;
   size_t pb = m->nparams * sizeof(float);
   m->params = k->mem_alloc(pb);
-  m->grads = k->mem_alloc(pb);
-  m->m = k->mem_alloc(pb);
-  m->v = k->mem_alloc(pb);
   bool views = true;
   if (m->host) {
-    m->h_params = m->params, m->h_grads = m->grads, m->h_m = m->m, m->h_v = m->v;
+    m->h_params = m->params;
   } else {
-    m->h_params = kernels_host_alloc(pb), m->h_grads = kernels_host_alloc(pb);
-    m->h_m = kernels_host_alloc(pb), m->h_v = kernels_host_alloc(pb);
+    m->h_params = kernels_host_alloc(pb);
     m->h_losses = malloc(BT * sizeof(float)), m->h_dlosses = malloc(BT * sizeof(float));
     m->d_tokens = k->mem_alloc(BT * sizeof(int32_t));
     m->d_targets = k->mem_alloc(BT * sizeof(int32_t));
-    views = m->h_params && m->h_grads && m->h_m && m->h_v && m->h_losses && m->h_dlosses &&
-            m->d_tokens && m->d_targets;
+    views = m->h_params && m->h_losses && m->h_dlosses && m->d_tokens && m->d_targets;
   }
 
   size_t sizes[] = {
@@ -284,8 +285,7 @@ mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed, const k
     gtotal += gsizes[i];
   m->grad_floats = gtotal;
   m->grad_mem = k->mem_alloc(gtotal * sizeof(float));
-  if (!m->params || !m->grads || !m->m || !m->v || !m->act_mem || !m->grad_mem || !m->scalars ||
-      !views) {
+  if (!m->params || !m->act_mem || !m->grad_mem || !m->scalars || !views) {
     rc = mn_error_set(err, MN_ERR_NOMEM,
                       "out of memory for a model of %zu parameters and %.0f MB of activations",
                       m->nparams, (double)(total + gtotal) * 4 / 1e6);
@@ -313,14 +313,19 @@ void gpt_destroy(gpt *m)
   const kernels_backend *k = m->k;
   size_t pb = m->nparams * sizeof(float), BT = (size_t)m->maxB * m->maxT;
   size_t BTV = BT * (size_t)m->cfg.padded_vocab * sizeof(float);
-  k->mem_free(m->params, pb), k->mem_free(m->grads, pb);
-  k->mem_free(m->m, pb), k->mem_free(m->v, pb);
+  k->mem_free(m->params, pb);
+  float *bufs[3] = {m->grads, m->m, m->v}, *hviews[3] = {m->h_grads, m->h_m, m->h_v};
+  for (int i = 0; i < 3; i++) {
+    size_t sb = (m->nparams - m->from[i]) * sizeof(float);
+    if (m->from[i] == m->nparams) continue;
+    k->mem_free(bufs[i], sb);
+    if (!m->host) kernels_host_free(hviews[i], sb);
+  }
   k->mem_free(m->act_mem, m->act_floats * sizeof(float));
   k->mem_free(m->grad_mem, m->grad_floats * sizeof(float));
   k->mem_free(m->scalars, 4 * sizeof(float));
   if (!m->host) {
-    kernels_host_free(m->h_params, pb), kernels_host_free(m->h_grads, pb);
-    kernels_host_free(m->h_m, pb), kernels_host_free(m->h_v, pb);
+    kernels_host_free(m->h_params, pb);
     kernels_host_free(m->h_probs, BTV), kernels_host_free(m->h_logits, BTV);
     free(m->h_losses), free(m->h_dlosses);
     k->mem_free(m->d_tokens, BT * sizeof(int32_t)), k->mem_free(m->d_targets, BT * sizeof(int32_t));
@@ -345,20 +350,87 @@ void gpt_params_written(gpt *m)
   if (!m->host) m->k->to_device(m->params, m->h_params, m->nparams * sizeof(float));
 }
 
+/* state_from -- gradients and moments for parameters [off, nparams): each array grown in
+ * turn (its values kept, the new part zero), so that a thaw holds at most one old array
+ * beside its successor; false, with m->failed set for gpt_sync, when out of memory */
+static bool state_from(gpt *m, size_t off)
+{
+  if (off >= m->lo) return true;
+  if (m->failed) return false;
+  const kernels_backend *k = m->k;
+  if (!m->host) { /* the device's values down first: the copy is made on the host */
+    size_t n = m->nparams - m->lo;
+    if (n) down(m, STALE_GRADS, m->h_grads, m->grads, n);
+    if (n && (m->stale & STALE_OPT)) {
+      k->to_host(m->h_m, m->m, n * sizeof(float));
+      k->to_host(m->h_v, m->v, n * sizeof(float));
+    }
+    m->stale &= ~(unsigned)(STALE_GRADS | STALE_OPT);
+  }
+  float **bufs[3] = {&m->grads, &m->m, &m->v}, **hviews[3] = {&m->h_grads, &m->h_m, &m->h_v};
+  size_t nb = (m->nparams - off) * sizeof(float);
+  for (int i = 0; i < 3; i++) {
+    size_t old = m->nparams - m->from[i], head = m->from[i] - off;
+    float *view = m->host ? k->mem_alloc(nb) : kernels_host_alloc(nb);
+    float *buf = m->host ? view : k->mem_alloc(nb);
+    if (!view || !buf) {
+      if (m->host)
+        k->mem_free(view, nb);
+      else
+        kernels_host_free(view, nb), k->mem_free(buf, nb);
+      m->failed = "out of memory for the gradients and optimizer moments of the trainable "
+                  "blocks";
+      return false;
+    }
+    memset(view, 0, head * sizeof(float));
+    if (old) memcpy(view + head, *hviews[i], old * sizeof(float));
+    if (!m->host) k->to_device(buf, view, nb);
+    if (old) {
+      k->mem_free(*bufs[i], old * sizeof(float));
+      if (!m->host) kernels_host_free(*hviews[i], old * sizeof(float));
+    }
+    *bufs[i] = buf, *hviews[i] = view, m->from[i] = off;
+  }
+  m->lo = off;
+  return true;
+}
+
+/* state_at -- the state array buf's entry for parameter i (i >= m->lo) */
+static float *state_at(const gpt *m, float *buf, size_t i)
+{
+  assert(i >= m->lo && i <= m->nparams);
+  return buf + (i - m->lo);
+}
+
+mn_status gpt_reserve_state(gpt *m, size_t from, mn_error *err)
+{
+  if (from > m->nparams) from = m->nparams;
+  if (!state_from(m, from))
+    return mn_error_set(err, MN_ERR_NOMEM, "%s (%zu parameters)", m->failed, m->nparams - from);
+  return MN_OK;
+}
+
+size_t gpt_state_from(const gpt *m)
+{
+  return m->lo;
+}
+
 void gpt_opt_written(gpt *m)
 {
   m->stale &= ~STALE_OPT;
-  if (m->host) return;
-  m->k->to_device(m->m, m->h_m, m->nparams * sizeof(float));
-  m->k->to_device(m->v, m->h_v, m->nparams * sizeof(float));
+  if (m->host || m->lo == m->nparams) return;
+  m->k->to_device(m->m, m->h_m, (m->nparams - m->lo) * sizeof(float));
+  m->k->to_device(m->v, m->h_v, (m->nparams - m->lo) * sizeof(float));
 }
 
 float *gpt_grads_backend(gpt *m, size_t *n)
 {
   size_t off = gpt_trainable_offset(m);
+  *n = 0;
+  if (!state_from(m, off)) return NULL;
   *n = m->nparams - off;
   if (!m->host) m->stale |= STALE_GRADS; /* the caller changes them there */
-  return m->grads + off;
+  return state_at(m, m->grads, off);
 }
 
 mn_status gpt_sync(gpt *m, mn_error *err)
@@ -376,24 +448,31 @@ float *gpt_params(gpt *m)
   down(m, STALE_PARAMS, m->h_params, m->params, m->nparams);
   return m->h_params;
 }
+/* some_state -- the state as it stands; the trainable part's when there is none yet */
+static bool some_state(gpt *m)
+{
+  return m->lo < m->nparams || state_from(m, gpt_trainable_offset(m));
+}
+
 float *gpt_grads(gpt *m)
 {
-  down(m, STALE_GRADS, m->h_grads, m->grads, m->nparams);
+  if (!some_state(m)) return NULL;
+  down(m, STALE_GRADS, m->h_grads, m->grads, m->nparams - m->lo);
   return m->h_grads;
 }
 float *gpt_adam_m(gpt *m)
 {
+  if (!some_state(m)) return NULL;
   if (m->stale & STALE_OPT) {
-    m->k->to_host(m->h_m, m->m, m->nparams * sizeof(float));
-    m->k->to_host(m->h_v, m->v, m->nparams * sizeof(float));
+    m->k->to_host(m->h_m, m->m, (m->nparams - m->lo) * sizeof(float));
+    m->k->to_host(m->h_v, m->v, (m->nparams - m->lo) * sizeof(float));
     m->stale &= ~STALE_OPT;
   }
   return m->h_m;
 }
 float *gpt_adam_v(gpt *m)
 {
-  gpt_adam_m(m);
-  return m->h_v;
+  return gpt_adam_m(m) ? m->h_v : NULL;
 }
 size_t gpt_params_count(const gpt *m)
 {
@@ -427,15 +506,17 @@ const float *gpt_logits(const gpt *m)
   return view(w, STALE_LOGITS, &w->h_logits, m->a.logits);
 }
 
-/* pointers to block l's tensors in buffer base (params or grads) */
+/* pointers to block l's tensors in buffer base (params, or grads, which begin at parameter
+ * from) */
 typedef struct block_ptrs {
   float *t[GPT_BLOCK_TENSORS];
 } block_ptrs;
 
-static block_ptrs block_of(const gpt_config *c, float *base, int l)
+static block_ptrs block_of(const gpt_config *c, float *base, size_t from, int l)
 {
   block_ptrs b;
-  float *p = base + gpt_block_offset(c, l);
+  assert(gpt_block_offset(c, l) >= from);
+  float *p = base + (gpt_block_offset(c, l) - from);
   for (int i = 0; i < GPT_BLOCK_TENSORS; i++) {
     b.t[i] = NULL;
     if (!gpt_block_has(c, i)) continue;
@@ -447,10 +528,13 @@ static block_ptrs block_of(const gpt_config *c, float *base, int l)
   return b;
 }
 
-/* the output head: wte when tied, else the untied head after the final norm */
-static float *head_of(const gpt_config *c, float *base)
+/* the output head in buffer base (beginning at parameter from): wte when tied, else the
+ * untied head after the final norm */
+static float *head_of(const gpt_config *c, float *base, size_t from)
 {
-  return c->untied ? base + gpt_block_offset(c, c->n_layer) + c->n_embd : base;
+  size_t at = c->untied ? gpt_block_offset(c, c->n_layer) + (size_t)c->n_embd : 0;
+  assert(at >= from);
+  return base + (at - from);
 }
 
 /* norm_forward -- the family's norm (LayerNorm with mean and rstd, or RMSNorm with rstd),
@@ -512,11 +596,11 @@ void gpt_forward_queue(gpt *m, const int32_t *tokens, const int32_t *targets, in
       FR = (int)gpt__fc_rows(c);
   /* each residual sum is fused with the norm that reads it: the attention's with ln_2, the
    * MLP's with the next block's ln_1 (or ln_f after the last block) */
-  block_ptrs w0 = block_of(c, m->params, 0);
+  block_ptrs w0 = block_of(c, m->params, 0, 0);
   norm_forward(m, NULL, a->ln1, a->ln1_mean, a->ln1_rstd, NULL, res, w0.t[GPT_LN1W], w0.t[GPT_LN1B],
                N);
   for (int l = 0; l < L; l++) {
-    block_ptrs w = block_of(c, m->params, l);
+    block_ptrs w = block_of(c, m->params, 0, l);
     size_t lN = (size_t)l * N;
     float *ln1 = a->ln1 + l * BTC, *qkv = a->qkv + l * BTC * 3, *atty = a->atty + l * BTC;
     float *att = a->att + (size_t)l * B * NH * T * T, *attproj = a->attproj + l * BTC;
@@ -540,7 +624,7 @@ void gpt_forward_queue(gpt *m, const int32_t *tokens, const int32_t *targets, in
       k->swiglu_forward(fch_gelu, fch, N, F);
     k->matmul_forward(fcproj, fch_gelu, w.t[GPT_FCPROJW], w.t[GPT_FCPROJB], N, F, C);
     if (l + 1 < L) {
-      block_ptrs wn = block_of(c, m->params, l + 1);
+      block_ptrs wn = block_of(c, m->params, 0, l + 1);
       norm_forward(m, res3, a->ln1 + (l + 1) * BTC, a->ln1_mean + lN + N, a->ln1_rstd + lN + N,
                    res2, fcproj, wn.t[GPT_LN1W], wn.t[GPT_LN1B], N);
     } else {
@@ -548,7 +632,7 @@ void gpt_forward_queue(gpt *m, const int32_t *tokens, const int32_t *targets, in
     }
     res = res3;
   }
-  k->matmul_forward(a->logits, a->lnf, head_of(c, m->params), NULL, N, C, Vp);
+  k->matmul_forward(a->logits, a->lnf, head_of(c, m->params, 0), NULL, N, C, Vp);
   if (targets) k->crossentropy_forward(a->losses, a->probs, a->logits, targets, N, V, Vp);
 }
 
@@ -577,6 +661,7 @@ void gpt_set_trainable(gpt *m, int first)
 {
   int L = m->cfg.n_layer;
   m->first_trainable = first < -1 ? -1 : (first > L ? L : first);
+  if (m->lo < m->nparams) state_from(m, gpt_trainable_offset(m)); /* a thaw: grown now */
 }
 
 int gpt_trainable_first(const gpt *m)
@@ -646,7 +731,8 @@ double gpt_ewc_penalty(const gpt *m)
 void gpt_zero_grad(gpt *m)
 {
   size_t off = gpt_trainable_offset(m); /* frozen gradients are never computed or read */
-  m->k->mem_zero(m->grads + off, (m->nparams - off) * sizeof(float));
+  if (!state_from(m, off)) return;
+  m->k->mem_zero(state_at(m, m->grads, off), (m->nparams - off) * sizeof(float));
   if (!m->host) m->stale |= STALE_GRADS;
 }
 
@@ -655,6 +741,7 @@ void gpt_backward(gpt *m)
   const kernels_backend *k = m->k;
   const gpt_config *c = &m->cfg;
   assert(m->targets); /* backward needs the loss of a forward with targets */
+  if (!state_from(m, gpt_trainable_offset(m))) return; /* gpt_sync says why */
   int B = m->B, T = m->T, L = c->n_layer, C = c->n_embd, NH = c->n_head;
   int V = c->vocab_size, Vp = c->padded_vocab, N = B * T;
   size_t BTC = (size_t)N * C;
@@ -677,15 +764,15 @@ void gpt_backward(gpt *m)
     k->crossentropy_backward(g->dlogits + (size_t)hard * Vp, a->probs + (size_t)hard * Vp,
                              g->dlosses + hard, m->targets + hard, soft, m->soft_w, N - hard, V,
                              Vp);
-  float *dwte = m->grads, *dwpe = gpt__is_gpt2(c) ? m->grads + (size_t)Vp * C : NULL;
-  bool embeddings = m->first_trainable < 0;
+  bool embeddings = m->first_trainable < 0; /* then the state begins at parameter 0 */
+  float *dwte = m->grads, *dwpe = gpt__is_gpt2(c) && embeddings ? m->grads + (size_t)Vp * C : NULL;
   /* the head's gradient: an untied head is always trainable (it follows the final norm); a
    * tied one is the embeddings */
-  k->matmul_backward(g->dln, c->untied || embeddings ? head_of(c, m->grads) : NULL, NULL,
-                     g->dlogits, a->lnf, head_of(c, m->params), N, C, Vp);
+  k->matmul_backward(g->dln, c->untied || embeddings ? head_of(c, m->grads, m->lo) : NULL, NULL,
+                     g->dlogits, a->lnf, head_of(c, m->params, 0), N, C, Vp);
   const float *res_last = L > 0 ? a->res3 + (size_t)(L - 1) * BTC : a->encoded;
   float *lnfw = m->params + gpt_block_offset(c, L);
-  float *dlnfw = m->grads + gpt_block_offset(c, L);
+  float *dlnfw = state_at(m, m->grads, gpt_block_offset(c, L));
   k->mem_zero(g->dres, BTC * sizeof(float));
   norm_backward(m, g->dres, dlnfw, gpt__is_gpt2(c) ? dlnfw + C : NULL, g->dln, res_last, lnfw,
                 a->lnf_mean, a->lnf_rstd, N);
@@ -695,7 +782,7 @@ void gpt_backward(gpt *m)
   /* backward stops at the lowest trainable block: frozen blocks cost nothing */
   int lowest = m->first_trainable < 0 ? 0 : m->first_trainable;
   for (int l = L - 1; l >= lowest; l--) {
-    block_ptrs w = block_of(c, m->params, l), dw = block_of(c, m->grads, l);
+    block_ptrs w = block_of(c, m->params, 0, l), dw = block_of(c, m->grads, m->lo, l);
     size_t lN = (size_t)l * N;
     const float *res_in = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * BTC;
     float *ln1 = a->ln1 + l * BTC, *qkv = a->qkv + l * BTC * 3, *atty = a->atty + l * BTC;
@@ -734,7 +821,8 @@ void gpt_backward(gpt *m)
 float gpt_grad_norm(gpt *m)
 {
   size_t off = gpt_trainable_offset(m);
-  return (float)sqrt(m->k->sum_squares(m->grads + off, m->nparams - off));
+  if (!state_from(m, off)) return NAN;
+  return (float)sqrt(m->k->sum_squares(state_at(m, m->grads, off), m->nparams - off));
 }
 
 float gpt_update(gpt *m, const gpt_adamw *o, int t)
@@ -743,12 +831,13 @@ float gpt_update(gpt *m, const gpt_adamw *o, int t)
   size_t first = gpt_trainable_offset(m);
   float norm = 0.0f, scale = 1.0f;
   const float *scale_at = NULL;
+  if (!state_from(m, first)) return NAN; /* no step: gpt_sync says why */
   if (m->host) {
     norm = gpt_grad_norm(m);
     if (!isfinite(norm)) return norm; /* no step on a non-finite gradient */
     scale = o->grad_clip > 0 && norm > o->grad_clip ? o->grad_clip / norm : 1.0f;
   } else { /* the norm and the scale stay on the device: the updates read them there */
-    m->k->clip_scale(m->scalars, m->grads + first, m->nparams - first, o->grad_clip);
+    m->k->clip_scale(m->scalars, state_at(m, m->grads, first), m->nparams - first, o->grad_clip);
     scale_at = m->scalars + 1;
   }
   for (int i = 0; i < n; i++) {
@@ -772,8 +861,9 @@ float gpt_update(gpt *m, const gpt_adamw *o, int t)
      * from zero moments like any other */
     int64_t t0 = m->first_step[i] > 0 ? m->first_step[i] : 1;
     int tl = t >= t0 ? (int)(t - t0 + 1) : 1;
-    m->k->adamw_update(m->params + off, m->grads + off, m->m + off, m->v + off, count, lr, o->beta1,
-                       o->beta2, o->eps, wd, scale, scale_at, tl, m->ewc_fisher ? &ewc : NULL);
+    m->k->adamw_update(m->params + off, state_at(m, m->grads, off), state_at(m, m->m, off),
+                       state_at(m, m->v, off), count, lr, o->beta1, o->beta2, o->eps, wd, scale,
+                       scale_at, tl, m->ewc_fisher ? &ewc : NULL);
   }
   if (!m->host) { /* the norm down once the step is queued: the wait is at its end */
     m->stale |= STALE_PARAMS | STALE_OPT;

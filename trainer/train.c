@@ -163,6 +163,13 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
     if ((rc = ckpt_read_meta(o->resume, &prev, err)) != MN_OK) goto out;
     gc = prev.config;
   }
+  if (T > gc.max_seq_len) { /* a fine-tune's model is its baseline's, a resume's its own */
+    const char *whose = o->resume ? "the checkpoint" : finetune ? "the baseline" : "model.*";
+    const char *path = o->resume ? o->resume : finetune ? fo->baseline : "max_seq_len";
+    rc = mn_error_set(err, MN_ERR_CONFIG, "train.seq_len %d exceeds the %d positions of %s %s", T,
+                      gc.max_seq_len, whose, path);
+    goto out;
+  }
   if ((rc = train_backend(o->cuda, o->math, &kb, err)) != MN_OK ||
       (rc = gpt_create(&gc, B, T, seed, kb, &m, err)) != MN_OK)
     goto out;
@@ -318,6 +325,10 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
     if (dp) { /* the mean gradient of every rank's batch: all take the same step */
       size_t n;
       float *g = gpt_grads_backend(m, &n);
+      if (!g) { /* out of memory: gpt_sync says for what */
+        if ((rc = gpt_sync(m, err)) == MN_OK) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+        goto out;
+      }
       if ((rc = kernels_dp_allreduce_mean(dp, g, n, err)) != MN_OK) goto out;
     }
     opt.lr =

@@ -282,7 +282,8 @@ bool gpt_config_equal(const gpt_config *a, const gpt_config *b);
  * gpt_create -- a model for batches of up to B sequences of up to T tokens.
  * Parameters are initialised GPT-2 style from seed (N(0, 0.02), projections
  * scaled by 1/sqrt(2L), LayerNorm 1 and 0, biases 0).  All memory (params,
- * grads, moments, activations) is allocated here, once.
+ * activations) is allocated here, once; the gradients and AdamW moments come with training
+ * (gpt_state_from).
  */
 MN_NODISCARD mn_status gpt_create(const gpt_config *cfg, int B, int T, uint64_t seed,
                                   const kernels_backend *k, gpt **out /* OUT */, mn_error *err);
@@ -294,14 +295,25 @@ const gpt_config *gpt_get_config(const gpt *m);
  * with gpt_params_written / gpt_opt_written (no-ops on the CPU, where the view is the
  * buffer). */
 float *gpt_params(gpt *m); /* num_params floats, layer-major */
-float *gpt_grads(gpt *m);  /* same layout */
+/* The gradients and the AdamW moments cover only a suffix of the parameters, from
+ * gpt_state_from: none until the model first trains (an evaluation or a distillation
+ * teacher never has them), then its trainable part, grown -- values kept, the new part zero
+ * -- when gpt_set_trainable thaws lower blocks, never shrunk.  gpt_grads, gpt_adam_m and
+ * gpt_adam_v return num_params - gpt_state_from floats, parameter i at [i - gpt_state_from]
+ * (the trainable part's, allocated now, when there was no state); NULL when out of memory. */
+float *gpt_grads(gpt *m);
 float *gpt_adam_m(gpt *m);
 float *gpt_adam_v(gpt *m);
+size_t gpt_state_from(const gpt *m);
+/* gpt_reserve_state -- grow the state to cover parameters [from, num_params) (a resumed
+ * run's moments) */
+MN_NODISCARD mn_status gpt_reserve_state(gpt *m, size_t from, mn_error *err);
 void gpt_params_written(gpt *m);
 void gpt_opt_written(gpt *m);
 size_t gpt_params_count(const gpt *m);
 /* gpt_grads_backend -- the trainable suffix of the gradients in the backend's own memory
- * (device memory on CUDA) and its length: for a data-parallel all-reduce */
+ * (device memory on CUDA) and its length: for a data-parallel all-reduce (NULL and 0 when
+ * out of memory) */
 float *gpt_grads_backend(gpt *m, size_t *n /* OUT */);
 /* gpt_sync -- wait for the backend; its first failure since the last sync (MN_ERR_CUDA
  * with file:line on a device).  Once per step. */

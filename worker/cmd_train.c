@@ -145,7 +145,7 @@ static int train(worker_ctx *w, worker_args *o, bool finetune)
     return worker__usage(
         "finetune needs finetune.baseline (the checkpoint to start from) in --spec");
   gpt_config gc = worker__model_config(c);
-  if (c->train.seq_len > gc.max_seq_len)
+  if (!finetune && c->train.seq_len > gc.max_seq_len) /* a fine-tune's baseline decides */
     return worker__usage("train.seq_len %d exceeds model.max_seq_len %d", (int)c->train.seq_len,
                          gc.max_seq_len);
   signal(SIGTERM, on_signal); /* from the start: an early SIGTERM still exits 75 */

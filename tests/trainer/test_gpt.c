@@ -248,16 +248,21 @@ static void determinism_and_overfit(void)
 
 /*
  * unfreezing -- with the top block (and the final LayerNorm) trainable: the gradients of
- * that suffix equal those of a full backward, bit for bit; the frozen prefix keeps its
- * values and moments bit for bit over several steps; the trainable part moves.
+ * that suffix equal those of a full backward, bit for bit; gradients and moments exist only
+ * for that suffix (none before the first step); the frozen prefix keeps its values over
+ * several steps; the trainable part moves; a thaw grows the state, keeping the moments the
+ * suffix had and starting the thawed block's at zero.
  */
 static void unfreezing(void)
 {
   gpt *full = make(2, 8, 5), *part = make(2, 8, 5);
   int L = cfg->n_layer;
+  size_t n = gpt_params_count(part);
+  T_EQ_INT(gpt_state_from(part), n); /* nothing trained: no state (an evaluation, a teacher) */
   gpt_set_trainable(part, L - 1);
   T_EQ_INT(gpt_trainable_first(part), L - 1);
-  size_t off = gpt_trainable_offset(part), n = gpt_params_count(part);
+  T_EQ_INT(gpt_state_from(part), n);
+  size_t off = gpt_trainable_offset(part);
   T_EQ_INT(off, gpt_block_offset(cfg, L - 1));
   gpt_zero_grad(full);
   gpt_forward(full, tokens, targets, 2, 8);
@@ -265,11 +270,12 @@ static void unfreezing(void)
   gpt_zero_grad(part);
   gpt_forward(part, tokens, targets, 2, 8);
   gpt_backward(part);
-  T_CHECK(memcmp(gpt_grads(full) + off, gpt_grads(part) + off, (n - off) * sizeof(float)) == 0);
+  T_EQ_INT(gpt_state_from(full), 0);
+  T_EQ_INT(gpt_state_from(part), off); /* the trainable suffix only */
+  T_CHECK(memcmp(gpt_grads(full) + off, gpt_grads(part), (n - off) * sizeof(float)) == 0);
 
   float *before = malloc(n * sizeof(float)), *mom = malloc(n * sizeof(float));
   memcpy(before, gpt_params(part), n * sizeof(float));
-  memcpy(mom, gpt_adam_m(part), n * sizeof(float));
   gpt_adamw o = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
   for (int t = 1; t <= 5; t++) {
     gpt_zero_grad(part);
@@ -278,11 +284,28 @@ static void unfreezing(void)
     gpt_update(part, &o, t);
   }
   T_CHECK(memcmp(before, gpt_params(part), off * sizeof(float)) == 0);
-  T_CHECK(memcmp(mom, gpt_adam_m(part), off * sizeof(float)) == 0);
   T_CHECK(memcmp(before + off, gpt_params(part) + off, (n - off) * sizeof(float)) != 0);
+  T_EQ_INT(gpt_state_from(part), off);
+  /* a thaw: the state grows to the block below; the suffix's moments move with it */
+  memcpy(mom, gpt_adam_m(part), (n - off) * sizeof(float));
+  T_CHECK(mom[0] != 0.0f || mom[n - off - 1] != 0.0f);
+  gpt_set_trainable(part, L - 2);
+  size_t off2 = gpt_trainable_offset(part);
+  T_CHECK(off2 < off);
+  T_EQ_INT(gpt_state_from(part), off2);
+  const float *m2 = gpt_adam_m(part);
+  T_CHECK(memcmp(mom, m2 + (off - off2), (n - off) * sizeof(float)) == 0);
+  bool zero = true;
+  for (size_t i = 0; i < off - off2; i++)
+    zero = zero && m2[i] == 0.0f && gpt_adam_v(part)[i] == 0.0f;
+  T_CHECK(zero);
+  /* and never shrinks: freezing again keeps it */
+  gpt_set_trainable(part, L - 1);
+  T_EQ_INT(gpt_state_from(part), off2);
   /* out-of-range stages are clamped: -5 trains everything, L + 3 only the final LayerNorm */
   gpt_set_trainable(part, -5);
   T_EQ_INT(gpt_trainable_offset(part), 0);
+  T_EQ_INT(gpt_state_from(part), 0);
   gpt_set_trainable(part, L + 3);
   T_EQ_INT(gpt_trainable_offset(part), gpt_block_offset(cfg, L));
   free(before), free(mom);

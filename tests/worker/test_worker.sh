@@ -236,6 +236,23 @@ PY
   "$tmp/spa.shard" >/dev/null
 [ "$(weights "$tmp/ft/model.safetensors")" = "$(weights "$tmp/ft2/model.safetensors")" ] ||
   fail "a fine-tune cut in two and resumed does not give the same weights"
+# cut while only the top block trains: the optimizer file holds that suffix's moments alone
+"$mnemo" finetune --spec "$tmp/job.yaml" --steps 3 --out "$tmp/ft5" "$tmp/spa.shard" >/dev/null
+python3 - "$tmp/ft5/model.safetensors" <<'PY' || fail "the optimizer state of a partly frozen run"
+import json, os, struct, sys
+d = open(os.path.realpath(sys.argv[1]) + ".opt", "rb").read()
+h = json.loads(d[8:8 + struct.unpack("<Q", d[:8])[0]])
+assert int(h["__metadata__"]["from"]) > 0, h["__metadata__"]
+PY
+"$mnemo" finetune --spec "$tmp/job.yaml" --resume "$tmp/ft5/model.safetensors" --out "$tmp/ft5" \
+  "$tmp/spa.shard" >/dev/null
+[ "$(weights "$tmp/ft/model.safetensors")" = "$(weights "$tmp/ft5/model.safetensors")" ] ||
+  fail "a fine-tune cut before its thaw and resumed does not give the same weights"
+# the baseline decides the positions, not model.*: beyond them, refused naming the baseline
+rc=0; "$mnemo" --set train.seq_len=300 finetune --spec "$tmp/job.yaml" --out "$tmp/ft6" \
+  "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "exceeds the .* positions of the baseline $ck" "$tmp/err" ||
+  fail "a window longer than the baseline's: rc $rc, $(cat "$tmp/err")"
 # a resume without EWC (a key only the first part had) is another run: refused
 "$mnemo" finetune --spec "$tmp/job.yaml" --steps 3 --out "$tmp/ft4" "$tmp/spa.shard" >/dev/null
 rc=0; "$mnemo" --set finetune.ewc_lambda=0 finetune --spec "$tmp/job.yaml" \
