@@ -61,7 +61,7 @@ typedef struct mn_config {
   } train;
   struct {
     char *baseline, *fisher, *replay_store, *stages, *replay_boosts, *report_boosts;
-    double ewc_lambda, replay_ratio, lr_factor, unimax_epochs, distill;
+    double ewc_lambda, replay_ratio, lr_factor, unimax_epochs, distill, adapt_max_boost;
     int replay_sampler; /* 0 temperature, 1 unimax */
   } finetune;
   struct {

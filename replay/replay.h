@@ -137,6 +137,39 @@ MN_NODISCARD mn_status replay_budget_unimax(const double *n, const double *boost
                                             double *budget /* OUT, k */, double *unused /* OUT */,
                                             mn_error *err);
 
+/* ---------------------------------------------------------------- the drift controller
+ *
+ * During a fine-tune, per replayed language: the relative drift of the model in training on
+ * that language's replayed windows against the baseline on the same windows ((loss - base) /
+ * base, smoothed), and a factor on the language's replay share that grows while the drift
+ * stays above a target and shrinks back when it falls below (adapt.c has the law).
+ */
+typedef struct replay_adapt_law {
+  double smoothing; /* weight of a step's drift in the running one, (0, 1] */
+  double target;    /* the relative drift the controller holds a language to */
+  double rate;      /* log-factor per step and unit of drift above the target */
+  double max_boost; /* the largest factor (>= 1) */
+} replay_adapt_law;
+extern const replay_adapt_law replay_adapt_default;
+
+typedef struct replay_adapt {
+  size_t k;                     /* languages (a replay store's order) */
+  double *drift;                /* smoothed relative drift (the first observation as is) */
+  double *log_boost;            /* the factor in force, as a logarithm (0: none) */
+  int64_t *seen;                /* steps that replayed the language */
+  double *sum_model, *sum_base; /* the current step's rows */
+} replay_adapt;
+
+MN_NODISCARD mn_status replay_adapt_init(replay_adapt *a, size_t k, mn_error *err);
+void replay_adapt_fini(replay_adapt *a);
+/* replay_adapt_add -- one replayed row of language lang: the mean loss of the model in
+ * training and of the baseline on it (non-finite values are ignored) */
+void replay_adapt_add(replay_adapt *a, size_t lang, double model_loss, double base_loss);
+/* replay_adapt_step -- fold the step's rows into each replayed language's drift and move its
+ * factor; true when a factor changed */
+bool replay_adapt_step(replay_adapt *a, const replay_adapt_law *law);
+double replay_adapt_boost(const replay_adapt *a, size_t lang);
+
 #ifdef __cplusplus
 }
 #endif

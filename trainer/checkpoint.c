@@ -329,6 +329,17 @@ out:
   return rc;
 }
 
+/* opt_prefix -- what the optimizer file's checksum covers besides the moments: where they
+ * start and the drift controller's state (a file without "from" has neither) */
+static char *opt_prefix(const char *from, const char *adapt)
+{
+  if (!from) return NULL;
+  size_t n = strlen(from) + (adapt ? strlen(adapt) + 1 : 0) + 1;
+  char *p = malloc(n);
+  if (p) snprintf(p, n, "%s%s%s", from, adapt ? "\n" : "", adapt ? adapt : "");
+  return p;
+}
+
 /* The moments of the parameters from `from` on (gpt_state_from: the part that has trained;
  * the rest are zero), "from" in the metadata and under the checksum; a file without it holds
  * them all. */
@@ -344,13 +355,17 @@ mn_status ckpt_save_opt(const char *path, gpt *m, const ckpt_opt_state *st, mn_e
   st_tensor t[2] = {{"m", {n, 0}, 1, mm, n, ST_F32}, {"v", {n, 0}, 1, vv, n, ST_F32}};
   char sha[MN_SHA256_HEX_LEN + 1], step[32], rng[32], from_s[32];
   snprintf(from_s, sizeof from_s, "%zu", from);
-  mn_status rc = sha_of(from_s, t, 2, sha, err);
+  char *prefix = opt_prefix(from_s, st->adapt);
+  mn_status rc = prefix ? sha_of(prefix, t, 2, sha, err)
+                        : mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
+  free(prefix);
   if (rc != MN_OK) return rc;
   snprintf(step, sizeof step, "%lld", (long long)st->step);
   snprintf(rng, sizeof rng, "%llu", (unsigned long long)st->rng);
   json_t *meta = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "format", OPT_FORMAT, "step",
                            step, "rng", rng, "weights_sha256", st->weights_sha256, "sha256", sha,
                            "from", from_s, "version", "1");
+  if (meta && st->adapt) json_object_set_new(meta, "adapt", json_string(st->adapt));
   if (!meta) return mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
   rc = ckpt__write_st(path, t, 2, meta, err);
   json_decref(meta);
@@ -660,6 +675,8 @@ mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256, ck
   if (rc != MN_OK) return rc;
   const char *step = meta_str(&f, "step"), *rng = meta_str(&f, "rng");
   const char *wsha = meta_str(&f, "weights_sha256"), *from_s = meta_str(&f, "from");
+  const char *adapt = meta_str(&f, "adapt");
+  char *prefix = NULL;
   int64_t s, from = 0;
   memset(st, 0, sizeof *st);
   if (!step || !rng || !wsha || !mn_parse_i64(step, &s) || s < 0) {
@@ -689,10 +706,21 @@ mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256, ck
   st->rng = strtoull(rng, NULL, 10);
   snprintf(st->weights_sha256, sizeof st->weights_sha256, "%s", wsha);
   if ((rc = check_tensors(&f, t, 2, err)) != MN_OK) goto out;
-  rc = read_tensors(&f, t, 2, from_s, meta_str(&f, "sha256"), err);
+  if (adapt && !from_s) {
+    rc = corrupt(path, err, "the metadata has \"adapt\" without \"from\"");
+    goto out;
+  }
+  if (from_s && !(prefix = opt_prefix(from_s, adapt))) {
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory loading \"%s\"", path);
+    goto out;
+  }
+  rc = read_tensors(&f, t, 2, prefix, meta_str(&f, "sha256"), err);
+  if (rc == MN_OK && adapt && !(st->adapt = strdup(adapt)))
+    rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory loading \"%s\"", path);
   gpt_opt_written(m); /* read into the host views (on a failure, zero or partly read: the
                        * caller stops) */
 out:
+  free(prefix);
   st_close(&f);
   return rc;
 }

@@ -72,7 +72,8 @@ int finetune_stages_first_block(const finetune_stages *f, int64_t t)
 
 void finetune__fini(finetune_setup *f)
 {
-  free(f->anchor), free(f->fisher), free(f->replay_cum), free(f->replay_tags);
+  free(f->anchor), free(f->fisher), free(f->replay_cum), free(f->replay_tags), free(f->replay_q);
+  replay_adapt_fini(&f->adapt);
   replay_store_fini(&f->replay);
   gpt_destroy(f->teacher);
   memset(f, 0, sizeof *f);
@@ -101,6 +102,85 @@ void finetune__replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, in
     for (int i = 0; i < T; i++)
       y[i] = w[i + 1];
   }
+}
+
+/* cumulate -- the sampler's cumulative shares: the prepared shares times the controller's
+ * factors (none: the shares as they are), normalised */
+static void cumulate(finetune_setup *f)
+{
+  uint32_t k = f->replay.nlangs;
+  double sum = 0, cum = 0;
+  for (uint32_t i = 0; i < k; i++)
+    sum += f->replay_q[i] * replay_adapt_boost(&f->adapt, i);
+  for (uint32_t i = 0; i < k; i++) {
+    cum += f->replay_q[i] * replay_adapt_boost(&f->adapt, i);
+    f->replay_cum[i] = sum > 0 ? cum / sum : (double)(i + 1) / k;
+  }
+}
+
+void finetune__observe(finetune_setup *f, const float *losses, const float *teacher_losses,
+                       const int32_t *tok, int B, int T)
+{
+  if (!f->adapt.k || !losses || !teacher_losses) return;
+  for (int b = B - f->nrep; b < B; b++) {
+    uint32_t l = 0;
+    while (l < f->replay.nlangs && f->replay_tags[l] != tok[(size_t)b * T])
+      l++;
+    double lm = 0, lt = 0;
+    const float *tl = teacher_losses + (size_t)(b - (B - f->nrep)) * T;
+    for (int i = 0; i < T; i++)
+      lm += losses[(size_t)b * T + i], lt += tl[i];
+    replay_adapt_add(&f->adapt, l, lm / T, lt / T);
+  }
+}
+
+void finetune__adapt_step(finetune_setup *f)
+{
+  if (f->adapt.k && replay_adapt_step(&f->adapt, &f->law)) cumulate(f);
+}
+
+mn_status finetune__adapt_state(const finetune_setup *f, char **out, mn_error *err)
+{
+  *out = NULL;
+  if (!f->adapt.k) return MN_OK;
+  json_t *o = json_object();
+  for (uint32_t i = 0; o && i < f->replay.nlangs; i++)
+    json_object_set_new(o, f->replay.langs[i].code,
+                        json_pack("[f, f, I]", f->adapt.drift[i], f->adapt.log_boost[i],
+                                  (json_int_t)f->adapt.seen[i]));
+  /* 17 digits: the doubles come back bit for bit */
+  *out = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) : NULL;
+  json_decref(o);
+  return *out ? MN_OK : mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+}
+
+mn_status finetune__adapt_restore(finetune_setup *f, const char *text, mn_error *err)
+{
+  if (!f->adapt.k && !text) return MN_OK;
+  if (!f->adapt.k || !text)
+    return mn_error_set(err, MN_ERR_INPUT,
+                        "the optimizer state %s the drift controller's and this run %s it: "
+                        "another run's (finetune.adapt_max_boost)",
+                        text ? "holds" : "lacks", text ? "has none of" : "needs");
+  json_error_t je;
+  json_t *o = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+  mn_status rc = MN_OK;
+  if (!json_is_object(o) || json_object_size(o) != f->replay.nlangs)
+    rc = mn_error_set(err, MN_ERR_INPUT, "the drift controller's saved state is not this run's");
+  for (uint32_t i = 0; rc == MN_OK && i < f->replay.nlangs; i++) {
+    json_t *v = json_object_get(o, f->replay.langs[i].code);
+    double d, lb;
+    json_int_t n;
+    if (!v || json_unpack(v, "[F, F, I]", &d, &lb, &n) != 0 || n < 0) {
+      rc = mn_error_set(err, MN_ERR_INPUT, "the drift controller's saved state lacks %s",
+                        f->replay.langs[i].code);
+      break;
+    }
+    f->adapt.drift[i] = d, f->adapt.log_boost[i] = lb, f->adapt.seen[i] = (int64_t)n;
+  }
+  json_decref(o);
+  if (rc == MN_OK) cumulate(f);
+  return rc;
 }
 
 /* replay_boosts -- a list of factors ("deu:3,swh:2") multiplied into boost, per store
@@ -238,10 +318,7 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
         n[i] = f->replay.langs[i].count ? (double)f->replay.langs[i].seen : 0.0;
       rc = replay_shares_temperature(n, boost, k, alpha, q, err);
     }
-    double cum = 0;
     for (uint32_t i = 0; i < k && rc == MN_OK; i++) {
-      cum += q[i];
-      f->replay_cum[i] = cum;
       f->replay_tags[i] = tok_tag_of(&base->tags, f->replay.langs[i].code);
       if (f->replay_tags[i] < 0)
         rc = mn_error_set(err, MN_ERR_INPUT,
@@ -249,7 +326,14 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
                           "has no tag for",
                           rp, f->replay.langs[i].code);
     }
-    free(n), free(q), free(boost);
+    free(n), free(boost);
+    f->replay_q = q;
+    cumulate(f);
+    if (rc == MN_OK && f->nrep > 0 && fo->adapt_max_boost > 1) { /* the drift controller */
+      f->law = replay_adapt_default;
+      f->law.max_boost = fo->adapt_max_boost;
+      rc = replay_adapt_init(&f->adapt, k, err);
+    }
     if (rc != MN_OK) {
       mn_buf_fini(&applied);
       return rc;
@@ -262,6 +346,11 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
         fo->replay_boosts[0]) /* only when set: older runs' lineages stay resumable */
       json_object_set_new(rl, "boosts", json_string(fo->replay_boosts));
     if (applied.len) json_object_set_new(rl, "report_boosts", json_string(applied.data));
+    if (f->adapt.k) /* only when on: older runs' lineages stay resumable */
+      json_object_set_new(rl, "adapt",
+                          json_pack("{s:f, s:f, s:f, s:f}", "smoothing", f->law.smoothing, "target",
+                                    f->law.target, "rate", f->law.rate, "max_boost",
+                                    f->law.max_boost));
     mn_buf_fini(&applied);
     json_object_set_new(lineage, "replay", rl);
   }
@@ -272,11 +361,13 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
           "finetune.distill %g needs replayed windows to distil on "
           "(finetune.replay_store and a replay_ratio giving at least one per batch)",
           fo->distill);
+    json_object_set_new(lineage, "distill", json_real(fo->distill));
+  }
+  if (fo->distill > 0 || f->adapt.k) { /* the baseline scores the replayed windows */
     if ((rc = gpt_create(gpt_get_config(m), f->nrep, T, 0, backend, &f->teacher, err)) != MN_OK)
       return rc;
     memcpy(gpt_params(f->teacher), f->anchor, np * sizeof(float));
     gpt_params_written(f->teacher);
-    json_object_set_new(lineage, "distill", json_real(fo->distill));
   }
   if ((rc = finetune_stages_parse(fo->stages, gpt_get_config(m)->n_layer, &f->stages, err)) !=
       MN_OK)

@@ -56,7 +56,7 @@ static mn_status tags_of_shards(const shard *s, int n, tok_tags *tags, mn_error 
  * complete pair (the previous one until the flip).  The pair before the previous is removed.
  */
 static mn_status save_all(const char *dir, gpt *m, ckpt_meta *meta, loader *ld, int64_t remove_step,
-                          mn_error *err)
+                          const finetune_setup *ft, mn_error *err)
 {
   char name[64], path[4096], opt_path[4200], link_tmp[4200], link[4200];
   snprintf(name, sizeof name, "step-%08lld.safetensors", (long long)meta->step);
@@ -66,7 +66,10 @@ static mn_status save_all(const char *dir, gpt *m, ckpt_meta *meta, loader *ld, 
   if (rc != MN_OK) return rc;
   ckpt_opt_state st = {.step = meta->step, .rng = loader_state(ld)};
   snprintf(st.weights_sha256, sizeof st.weights_sha256, "%s", meta->sha256);
-  if ((rc = ckpt_save_opt(opt_path, m, &st, err)) != MN_OK) return rc;
+  if (ft && (rc = finetune__adapt_state(ft, &st.adapt, err)) != MN_OK) return rc;
+  rc = ckpt_save_opt(opt_path, m, &st, err);
+  free(st.adapt);
+  if (rc != MN_OK) return rc;
   snprintf(link, sizeof link, "%s/model.safetensors", dir);
   snprintf(link_tmp, sizeof link_tmp, "%s/model.safetensors.tmp.%ld", dir, (long)getpid());
   unlink(link_tmp);
@@ -91,7 +94,10 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
   gpt *m = NULL;
   const kernels_backend *kb = NULL;
   kernels_dp *dp = NULL;
-  float *stop_dev = NULL; /* data parallel: the ranks' stop flags, averaged each step */
+  float *sync_dev = NULL; /* data parallel: the ranks' stop flags and the drift controller's
+                           * rows, averaged each step */
+  float *sync = NULL;     /* their host side: 1 + 2 k floats */
+  size_t nsync = 0;
   int rank = o->rank, world = o->world > 1 ? o->world : 1;
   loader *ld = NULL;
   tokenizer *tkz = NULL;
@@ -101,6 +107,8 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
   int32_t *tok = NULL, *tgt = NULL;
   double *lang_loss = NULL;
   int *lang_rows = NULL;
+  const char **adapt_codes = NULL; /* the drift controller's languages and factors, per step */
+  double *adapt_boost = NULL;
   const char **codes = NULL;
   double *shares = NULL;
   memset(&meta, 0, sizeof meta);
@@ -184,6 +192,10 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
     snprintf(opt_path, sizeof opt_path, "%s.opt", real ? real : o->resume);
     free(real);
     if ((rc = ckpt_load_opt(opt_path, m, prev.sha256, &st, err)) != MN_OK) goto out;
+    rc = finetune ? finetune__adapt_restore(&ft, st.adapt, err) : MN_OK;
+    free(st.adapt);
+    st.adapt = NULL;
+    if (rc != MN_OK) goto out;
     step0 = prev.step;
     snprintf(prev_lineage, sizeof prev_lineage, "%s", prev.lineage);
     snprintf(meta.origin, sizeof meta.origin, "%s", prev.origin);
@@ -209,7 +221,9 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
       goto out;
     }
     if ((rc = kernels_dp_open(rank, world, id, 600, &dp, err)) != MN_OK) goto out;
-    if (!(stop_dev = kb->mem_alloc(sizeof *stop_dev))) {
+    nsync = 1 + (finetune ? 2 * ft.adapt.k : 0);
+    if (!(sync_dev = kb->mem_alloc(nsync * sizeof *sync_dev)) ||
+        !(sync = malloc(nsync * sizeof *sync))) {
       rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
       goto out;
     }
@@ -294,7 +308,9 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
   /* per-language losses of each step: a row's language is its first token, the tag */
   lang_loss = calloc((size_t)nl + 1, sizeof(double));
   lang_rows = calloc((size_t)nl + 1, sizeof(int));
-  if (!tok || !tgt || !lang_loss || !lang_rows) {
+  adapt_codes = calloc(ft.adapt.k + 1, sizeof *adapt_codes);
+  adapt_boost = calloc(ft.adapt.k + 1, sizeof *adapt_boost);
+  if (!tok || !tgt || !lang_loss || !lang_rows || !adapt_codes || !adapt_boost) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
     goto out;
   }
@@ -376,27 +392,50 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
         lang_loss[li] = lang_rows[li] ? lang_loss[li] / lang_rows[li] : NAN;
       ev.ntags = nl, ev.tag_codes = codes, ev.tag_loss = lang_loss;
     }
+    if (finetune && ft.adapt.k) /* the drift of the replayed rows */
+      finetune__observe(&ft, gpt_losses(m), gpt_losses(ft.teacher), tok, B, T);
+    if (dp && nsync > 1) { /* every rank's controller sees every rank's replayed rows, so all
+                            * keep the same state */
+      size_t k = (nsync - 1) / 2;
+      for (size_t i = 0; i < k; i++)
+        sync[1 + i] = (float)ft.adapt.sum_model[i], sync[1 + k + i] = (float)ft.adapt.sum_base[i];
+      kb->to_device(sync_dev + 1, sync + 1, 2 * k * sizeof *sync);
+      if ((rc = kernels_dp_allreduce_mean(dp, sync_dev + 1, 2 * k, err)) != MN_OK) goto out;
+      kb->to_host(sync + 1, sync_dev + 1, 2 * k * sizeof *sync);
+      for (size_t i = 0; i < k; i++)
+        ft.adapt.sum_model[i] = sync[1 + i], ft.adapt.sum_base[i] = sync[1 + k + i];
+    }
     if (finetune) {
+      finetune__adapt_step(&ft);
       ev.trainable_from = gpt_trainable_first(m);
       ev.replayed = ft.nrep;
       if (ft.fisher && (t % 10 == 0 || t == steps)) /* a pass over three arrays */
         ev.has_ewc_penalty = true, ev.ewc_penalty = gpt_ewc_penalty(m);
+      if (ft.adapt.k) {
+        for (size_t i = 0; i < ft.adapt.k; i++)
+          adapt_codes[i] = ft.replay.langs[i].code,
+          adapt_boost[i] = replay_adapt_boost(&ft.adapt, i);
+        ev.nadapt = (int)ft.adapt.k, ev.adapt_codes = adapt_codes;
+        ev.adapt_drift = ft.adapt.drift, ev.adapt_seen = ft.adapt.seen,
+        ev.adapt_boost = adapt_boost;
+      }
     }
     emit(o, &ev);
     meta.step = t;
     bool stop = o->stop && *o->stop;
     if (dp) { /* every rank stops at the same step, or one would wait forever in the next
                * step's all-reduce for a rank that has left */
-      float f = stop ? 1.0f : 0.0f;
-      kb->to_device(stop_dev, &f, sizeof f);
-      if ((rc = kernels_dp_allreduce_mean(dp, stop_dev, 1, err)) != MN_OK) goto out;
-      kb->to_host(&f, stop_dev, sizeof f);
-      stop = f > 0;
+      sync[0] = stop ? 1.0f : 0.0f;
+      kb->to_device(sync_dev, sync, sizeof *sync);
+      if ((rc = kernels_dp_allreduce_mean(dp, sync_dev, 1, err)) != MN_OK) goto out;
+      kb->to_host(sync, sync_dev, sizeof *sync);
+      stop = sync[0] > 0;
     }
     if (t == steps) stop = false; /* the run is complete: it ends as done, not interrupted */
     bool periodic = o->checkpoint_every > 0 && t % o->checkpoint_every == 0;
     if ((periodic || stop) && rank == 0) { /* rank 0 saves for all */
-      if ((rc = save_all(o->out, m, &meta, ld, saved_before, err)) != MN_OK) goto out;
+      if ((rc = save_all(o->out, m, &meta, ld, saved_before, finetune ? &ft : NULL, err)) != MN_OK)
+        goto out;
       saved_before = saved;
       saved = t;
       emit(o, &(train_event){.kind = TRAIN_EVENT_CHECKPOINT, .step = t, .dir = o->out});
@@ -408,7 +447,7 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
   }
   if (!interrupted) {
     if (rank == 0 && meta.step > step0 && saved != meta.step &&
-        (rc = save_all(o->out, m, &meta, ld, saved_before, err)) != MN_OK)
+        (rc = save_all(o->out, m, &meta, ld, saved_before, finetune ? &ft : NULL, err)) != MN_OK)
       goto out;
     if (meta.step == step0) { /* nothing ran: the checkpoint is as it was */
       ckpt_meta cur;
@@ -431,8 +470,9 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
   snprintf(res->sha256, sizeof res->sha256, "%s", meta.sha256);
   rc = MN_OK;
 out:
-  if (stop_dev) kb->mem_free(stop_dev, sizeof *stop_dev);
-  free(tok), free(tgt), free(lang_loss), free(lang_rows);
+  if (sync_dev) kb->mem_free(sync_dev, nsync * sizeof *sync_dev);
+  free(sync);
+  free(tok), free(tgt), free(lang_loss), free(lang_rows), free(adapt_codes), free(adapt_boost);
   free(codes), free(shares);
   kernels_dp_close(dp);
   json_decref(ft_lineage);

@@ -64,6 +64,7 @@ typedef struct finetune_options {
   const char *replay_boosts; /* "deu:3,swh:2": an operator's; a language not held is an error */
   const char *report_boosts; /* the same from reports: a language not held is skipped */
   double distill;            /* > 0: towards the baseline's predictions on replayed rows */
+  double adapt_max_boost;    /* > 1: the drift controller on replayed languages, this bound */
   const char *stages;        /* finetune_stages_parse */
   double lr_factor;          /* discriminative rates per block */
 } finetune_options;
@@ -97,6 +98,11 @@ typedef struct train_event {
   int trainable_from, replayed;
   bool has_ewc_penalty; /* every 10th step and the last, with EWC */
   double ewc_penalty;
+  int nadapt; /* the drift controller (finetune.adapt_max_boost > 1), per replayed language: */
+  const char *const *adapt_codes;
+  const double *adapt_drift; /* smoothed relative drift against the baseline */
+  const int64_t *adapt_seen; /* steps that replayed it (0: drift not yet known) */
+  const double *adapt_boost; /* the factor on its replay share */
   /* CHECKPOINT, DONE, INTERRUPTED */
   const char *dir;
   const char *sha256; /* DONE: of the weights DIR/model.safetensors names */

@@ -428,6 +428,8 @@ typedef struct ckpt_opt_state {
   int64_t step;
   uint64_t rng; /* the data sampler's state */
   char weights_sha256[MN_SHA256_HEX_LEN + 1];
+  char *adapt; /* a fine-tune's drift controller (JSON) or NULL: ckpt_save_opt's is the
+                * caller's, ckpt_load_opt's is malloc'd (free it) */
 } ckpt_opt_state;
 
 MN_NODISCARD mn_status ckpt_save(const char *path, gpt *m, ckpt_meta *meta /* sha256 set */,

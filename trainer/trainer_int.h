@@ -106,8 +106,12 @@ typedef struct finetune_setup {
   double *replay_cum; /* cumulative language shares over replay.langs */
   int *replay_tags;
   int nrep;     /* replayed sequences per batch */
-  gpt *teacher; /* the baseline, scoring the replayed windows (finetune.distill); or NULL */
+  gpt *teacher; /* the baseline, scoring the replayed windows (distillation, the drift
+                 * controller); or NULL */
   finetune_stages stages;
+  double *replay_q;     /* the sampler's shares before the controller's factors */
+  replay_adapt adapt;   /* the drift controller: adapt.k > 0 when on */
+  replay_adapt_law law; /* its law */
 } finetune_setup;
 
 /* finetune__prepare -- the baseline (already loaded into m) as anchor, its Fisher, the
@@ -122,6 +126,19 @@ void finetune__fini(finetune_setup *f);
  * from (seed, step t) alone */
 void finetune__replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, int fresh, int B,
                            int T, int32_t *tok, int32_t *tgt);
+/* finetune__observe / finetune__adapt_step -- the drift controller after a step: the
+ * model's and the teacher's losses (B,T) and (nrep,T) on the batch tok give the replayed rows'
+ * drifts (adapt.sum_*: a data-parallel run averages them over the ranks in between); the step
+ * folds them in, the factors move, the sampler's shares follow */
+void finetune__observe(finetune_setup *f, const float *losses, const float *teacher_losses,
+                       const int32_t *tok, int B, int T);
+void finetune__adapt_step(finetune_setup *f);
+/* finetune__adapt_state / finetune__adapt_restore -- the controller's state as JSON text (for
+ * the optimizer file: a resume continues it exactly), and back; restore refuses a state of
+ * other languages */
+MN_NODISCARD mn_status finetune__adapt_state(const finetune_setup *f, char **out /* OUT */,
+                                             mn_error *err);
+MN_NODISCARD mn_status finetune__adapt_restore(finetune_setup *f, const char *text, mn_error *err);
 
 /* ---------------------------------------------------------------- the parity loop's dev set */
 

@@ -91,9 +91,16 @@ static void on_event(const train_event *ev, void *ctx)
     if (p->tty) {
       double now = mn_monotonic_ms();
       if (now - p->last > 250 || ev->step == ev->steps) {
-        fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %.0fs   ",
+        int w = -1; /* the language drifting most, when the controller watches */
+        for (int i = 0; i < ev->nadapt; i++)
+          if (ev->adapt_seen[i] && (w < 0 || ev->adapt_drift[i] > ev->adapt_drift[w])) w = i;
+        fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %.0fs",
                 (long long)ev->step, (long long)ev->steps, ev->loss, ev->lr, ev->tokens_per_s,
                 ev->eta_s);
+        if (w >= 0)
+          fprintf(stderr, "  drift %s %+.2f%% (replay x%.2f)", ev->adapt_codes[w],
+                  100 * ev->adapt_drift[w], ev->adapt_boost[w]);
+        fputs("   ", stderr);
         p->last = now;
       }
       break;
@@ -110,6 +117,18 @@ static void on_event(const train_event *ev, void *ctx)
       json_object_set_new(o, "trainable_from", json_integer(ev->trainable_from));
       json_object_set_new(o, "replayed", json_integer(ev->replayed));
       if (ev->has_ewc_penalty) json_object_set_new(o, "ewc_penalty", json_real(ev->ewc_penalty));
+      if (ev->nadapt) { /* the drift controller: each replayed language seen so far */
+        json_t *drift = json_object(), *factor = json_object();
+        for (int i = 0; i < ev->nadapt; i++) {
+          if (!ev->adapt_seen[i]) continue;
+          json_object_set_new(drift, ev->adapt_codes[i],
+                              json_real(round(ev->adapt_drift[i] * 1e6) / 1e6));
+          json_object_set_new(factor, ev->adapt_codes[i],
+                              json_real(round(ev->adapt_boost[i] * 1e3) / 1e3));
+        }
+        json_object_set_new(o, "drift", drift);
+        json_object_set_new(o, "replay_factor", factor);
+      }
     }
     worker__emit(o);
     break;
@@ -159,6 +178,7 @@ static int train(worker_ctx *w, worker_args *o, bool finetune)
                          .replay_sampler = c->finetune.replay_sampler,
                          .unimax_epochs = c->finetune.unimax_epochs,
                          .replay_boosts = c->finetune.replay_boosts,
+                         .adapt_max_boost = c->finetune.adapt_max_boost,
                          .report_boosts = c->finetune.report_boosts,
                          .distill = c->finetune.distill,
                          .stages = c->finetune.stages,

@@ -1,24 +1,33 @@
 #!/usr/bin/env python3
 """forgetting.py -- what each safeguard buys against forgetting (bench/forgetting/run).
 
-The setup, on the demo corpus (var/corpus):
-  - nine languages in eight scripts; held-out documents (10%, by hash, as ingest splits)
-    are the evaluation text of every arm, the same windows for all;
-  - a base model (bench/forgetting/base.yaml, fixed seed, cached in var/forgetting/base)
-    pretrained on all nine, Georgian barely (5% of its text);
-  - fresh data for two languages only, skewed 70/30 by bytes: Spanish (well known) and
-    Georgian (barely seen);
-  - arms with equal steps from that base: control (more of the pretraining mix: the drift
-    untouched languages show anyway), naive (fresh only), replay replacing 25% and 50% of
-    each batch, replay added on top (20% of a larger batch, the fresh part as in naive),
-    EWC alone at three strengths, distill (replay added, its windows' targets half the
-    base's own predictions), and safeguards (replay added with distillation and German's
-    replay boosted, a light EWC, unfreezing).
+Scenarios (SCENARIOS, default all three), each on the demo corpus (var/corpus):
+  - nine languages; held-out documents (10%, by hash, as ingest splits) are the evaluation
+    text of every arm, the same windows for all;
+  - a base model (bench/forgetting/base.yaml, fixed seed, cached in var/forgetting/NAME/base)
+    pretrained on all nine, one of them barely (5% of its text);
+  - fresh data for two languages only, skewed by bytes; the others are untouched:
+      spa-kat  Spanish 70% / Georgian 30% (barely seen); 9 languages in 8 scripts
+      rus-tam  Russian 85% / Tamil 15% (barely seen), beside Ukrainian, Bulgarian, Serbian
+               (Cyrillic), French, Italian, Japanese, Chinese
+      mar-khm  Marathi 50% / Khmer 50% (barely seen), beside Hindi and Nepali (Devanagari),
+               Bengali, Portuguese, Czech, Turkish, Greek
+  - arms with equal steps from that base, each fine-tune seed (SEEDS, default "20261126 2"):
+    control (more of the pretraining mix: the drift untouched languages show anyway), naive
+    (fresh only), replay replacing 25% and 50% of each batch, replay added on top (20% of a
+    larger batch, the fresh part as in naive), EWC alone at three strengths, distill (replay
+    added, its windows' targets half the base's own predictions), fixed (distill with a
+    light EWC and unfreezing: the safeguards without the drift controller), and safeguards
+    (fixed with the drift controller: finetune's defaults) -- one configuration for every
+    scenario, no language named by hand.  Replay-only, EWC-only and distill arms run with
+    the controller off (finetune.adapt_max_boost 1).
 Per arm and language: bits per byte, and its change against the base.  Per arm:
 worst_forgetting (the worst relative increase among the seven untouched languages),
 worst_forgetting_net (the same, net of the control's), gain (the mean relative decrease
-on the two fresh languages) and gain_ratio (over the naive arm's).  Written to
-var/forgetting/results.json, results.md and chart.svg.
+on the two fresh languages) and gain_ratio (over the naive arm's); the safeguards arm's
+replay factors over time and the step time of each arm.  Written to
+var/forgetting/NAME/SEED/results.json, results.md and chart.svg, and a summary over every
+scenario and seed to var/forgetting/summary.md.
 """
 import hashlib
 import json
@@ -27,9 +36,14 @@ import subprocess
 import sys
 import time
 
-LANGS = ["spa", "deu", "rus", "ell", "arb", "hin", "tha", "kor", "kat"]
-FRESH = {"spa": 0.7, "kat": 0.3}
-BARELY = "kat"
+SCENARIOS = {
+    "spa-kat": {"langs": ["spa", "deu", "rus", "ell", "arb", "hin", "tha", "kor", "kat"],
+                "fresh": {"spa": 0.7, "kat": 0.3}, "barely": "kat"},
+    "rus-tam": {"langs": ["rus", "ukr", "bul", "srp", "fra", "ita", "jpn", "cmn", "tam"],
+                "fresh": {"rus": 0.85, "tam": 0.15}, "barely": "tam"},
+    "mar-khm": {"langs": ["mar", "hin", "npi", "ben", "por", "ces", "tur", "ell", "khm"],
+                "fresh": {"mar": 0.5, "khm": 0.5}, "barely": "khm"},
+}
 PRETRAIN_CAP = 300_000  # bytes of pretraining text per language
 HELDOUT = 0.10
 STEPS = int(os.environ.get("FT_STEPS", "600"))
@@ -55,8 +69,9 @@ def wait(p, what):
         sys.exit("%s failed (%d): %s" % (what, p.returncode, err.strip()))
 
 
-def prepare(corpus, d, mnemo, base_cfg):
+def prepare(corpus, d, mnemo, base_cfg, sc):
     """pre.jsonl, fresh.jsonl, eval.jsonl and their shards, with one tag table."""
+    LANGS, FRESH, BARELY = sc["langs"], sc["fresh"], sc["barely"]
     pre, fresh, ev = [], {l: [] for l in FRESH}, []
     size = {l: 0 for l in LANGS}
     for line in open(os.path.join(corpus, "train.jsonl"), encoding="utf-8"):
@@ -160,56 +175,38 @@ def svg_chart(rows, path):
     open(path, "w").write("\n".join(out) + "\n")
 
 
-def main():
-    root = sys.argv[1]
-    mnemo = os.path.join(root, "build", "bin", "mnemo")
-    base_cfg = os.path.join(root, "bench", "forgetting", "base.yaml")
-    d = os.path.join(root, "var", "forgetting")
-    os.makedirs(d, exist_ok=True)
-    t0 = time.time()
-    data = prepare(os.path.join(root, "var", "corpus"), d, mnemo, base_cfg)
-    print("data:", json.dumps(data))
-    shard = lambda n: os.path.join(d, n + ".shard")
-
+def base_and_tools(mnemo, base_cfg, d):
+    """the scenario's base (cached when it is the one this config trains on this data), its
+    replay store and Fisher; returns a Popen to wait for, or None when cached"""
     base = os.path.join(d, "base", "model.safetensors")
     steps = [l for l in open(base_cfg) if l.strip().startswith("steps:")][0].split(":")[1].strip()
-    try:  # a cached base is used when it is the one this config trains on this data
+    shard = lambda n: os.path.join(d, n + ".shard")
+    try:
         r = subprocess.run([mnemo, "--config", base_cfg, "pretrain", "--resume", base, "--out",
                             os.path.join(d, "base"), shard("pre")], capture_output=True, text=True)
         cached = r.returncode == 0 and '"step":%s' % steps in r.stdout
     except OSError:
         cached = False
-    if not cached:
-        print("pretraining the base (%s steps)..." % steps, flush=True)
-        subprocess.run(["rm", "-rf", os.path.join(d, "base")], check=True)
-        wait(run([mnemo, "--config", base_cfg, "pretrain", "--out", os.path.join(d, "base"),
-                  shard("pre")], os.path.join(d, "base.log")), "pretraining")
-    store, fisher = os.path.join(d, "replay.store"), os.path.join(d, "base.fisher")
-    if os.path.exists(store):
-        os.remove(store)
-    wait(run([mnemo, "--config", base_cfg, "replay", "absorb", "--store", store, "--capacity", "256",
-              shard("pre")]), "replay absorb")
-    wait(run([mnemo, "--config", base_cfg, "fisher", "--checkpoint", base, "--out", fisher,
-              "--windows", "32", shard("pre")]), "fisher")
+    if cached:
+        return None
+    subprocess.run(["rm", "-rf", os.path.join(d, "base")], check=True)
+    return run([mnemo, "--config", base_cfg, "--set", "train.threads=1", "pretrain", "--out",
+                os.path.join(d, "base"), shard("pre")], os.path.join(d, "base.log"))
 
-    common = {"steps": STEPS, "lr": FT_LR, "warmup_steps": STEPS // 10, "min_lr_frac": 0.1,
-              "seed": int(os.environ.get("FT_SEED", "20261126")),  # base.yaml's
-              "checkpoint_every": 0, "threads": 1}
-    lam = float(os.environ.get("EWC_LAMBDA", "1000"))
-    safe_lam = float(os.environ.get("SAFE_LAMBDA", "70"))
-    distill = float(os.environ.get("DISTILL", "0.5"))
-    # German shares the Latin script and much vocabulary with the fresh Spanish: the language
-    # a fresh batch endangers most (the worst of every replay arm), so its replay is boosted
-    boosts = os.environ.get("BOOSTS", "deu:3")
-    arms = [
+
+def arms_of(store, fisher, lam, safe_lam, distill, steps):
+    off = {"adapt_max_boost": 1}  # the drift controller off: the arm is what it says
+    guarded = {"replay_store": store, "replay_ratio": 0.2, "distill": distill, "fisher": fisher,
+               "ewc_lambda": safe_lam, "stages": "2:%d,all" % (steps // 20), "lr_factor": 2.6}
+    return [
         ("control", "pre", {"language_alpha": 0.3}, {}),
         ("naive", "fresh", {"language_alpha": 1.0}, {}),
         ("replay25", "fresh", {"language_alpha": 1.0},
-         {"replay_store": store, "replay_ratio": 0.25}),
+         dict(off, replay_store=store, replay_ratio=0.25)),
         ("replay50", "fresh", {"language_alpha": 1.0},
-         {"replay_store": store, "replay_ratio": 0.5}),
+         dict(off, replay_store=store, replay_ratio=0.5)),
         ("replay20_added", "fresh", {"language_alpha": 1.0, "batch_size": 10},
-         {"replay_store": store, "replay_ratio": 0.2}),
+         dict(off, replay_store=store, replay_ratio=0.2)),
         ("ewc_%g" % (lam / 10), "fresh", {"language_alpha": 1.0},
          {"fisher": fisher, "ewc_lambda": lam / 10}),
         ("ewc_%g" % lam, "fresh", {"language_alpha": 1.0}, {"fisher": fisher, "ewc_lambda": lam}),
@@ -217,68 +214,174 @@ def main():
          {"fisher": fisher, "ewc_lambda": lam * 10}),
         # replay added on top, its windows' targets partly the base's own predictions
         ("distill", "fresh", {"language_alpha": 1.0, "batch_size": 10},
-         {"replay_store": store, "replay_ratio": 0.2, "distill": distill}),
-        # everything together: replay added on top (the same batch as replay20_added) with
-        # distillation and the endangered language boosted, a light EWC (alone, lambda 1000
-        # already costs a tenth of the gain), a short first stage of unfreezing
-        ("safeguards", "fresh", {"language_alpha": 1.0, "batch_size": 10},
-         {"replay_store": store, "replay_ratio": 0.2, "distill": distill, "replay_boosts": boosts,
-          "fisher": fisher, "ewc_lambda": safe_lam, "stages": "2:%d,all" % (STEPS // 20),
-          "lr_factor": 2.6}),
+         dict(off, replay_store=store, replay_ratio=0.2, distill=distill)),
+        # replay added with distillation, a light EWC (alone, lambda 1000 already costs a
+        # tenth of the gain), a short first stage of unfreezing; without, then with the
+        # drift controller (finetune's default)
+        ("fixed", "fresh", {"language_alpha": 1.0, "batch_size": 10}, dict(guarded, **off)),
+        ("safeguards", "fresh", {"language_alpha": 1.0, "batch_size": 10}, guarded),
     ]
+
+
+def scenario_seed(root, mnemo, base_cfg, name, sc, d, seed, t0):
+    """every arm of one scenario and seed; its results"""
+    LANGS, FRESH = sc["langs"], sc["fresh"]
+    shard = lambda n: os.path.join(d, n + ".shard")
+    base = os.path.join(d, "base", "model.safetensors")
+    store, fisher = os.path.join(d, "replay.store"), os.path.join(d, "base.fisher")
+    out = os.path.join(d, str(seed))
+    os.makedirs(out, exist_ok=True)
+    common = {"steps": STEPS, "lr": FT_LR, "warmup_steps": STEPS // 10, "min_lr_frac": 0.1,
+              "seed": seed, "checkpoint_every": 0, "threads": 1}
+    lam = float(os.environ.get("EWC_LAMBDA", "1000"))
+    safe_lam = float(os.environ.get("SAFE_LAMBDA", "70"))
+    distill = float(os.environ.get("DISTILL", "0.5"))
+    arms = arms_of(store, fisher, lam, safe_lam, distill, STEPS)
+    only = os.environ.get("ARMS")
+    if only:
+        arms = [a for a in arms if a[0] in only.split() or a[0] in ("control", "naive")]
     pending = list(arms)
     while pending:  # two arms at once, one thread each
         batch, pending = pending[:2], pending[2:]
         procs = []
-        for name, data_name, train, ft in batch:
-            a = os.path.join(d, "arm-" + name)
+        for arm, data_name, train, ft in batch:
+            a = os.path.join(out, "arm-" + arm)
             subprocess.run(["rm", "-rf", a], check=True)
             os.makedirs(a)
             ft = dict(ft, baseline=base)
             with open(os.path.join(a, "job.yaml"), "w") as f:
                 f.write(spec_text(base_cfg, {"train": dict(common, **train), "finetune": ft}))
-            procs.append((name, run([mnemo, "finetune", "--spec", os.path.join(a, "job.yaml"),
-                                     "--out", a, shard(data_name)], os.path.join(a, "log.jsonl"))))
-        for name, p in procs:
-            wait(p, "arm " + name)
-        print("arms done:", ", ".join(n for n, *_ in batch), "(%.0f s)" % (time.time() - t0),
-              flush=True)
+            procs.append((arm, run([mnemo, "finetune", "--spec", os.path.join(a, "job.yaml"),
+                                    "--out", a, shard(data_name)], os.path.join(a, "log.jsonl"))))
+        for arm, p in procs:
+            wait(p, "%s seed %d arm %s" % (name, seed, arm))
+        print("%s seed %d: %s done (%.0f s)" % (name, seed, ", ".join(n for n, *_ in batch),
+                                              time.time() - t0), flush=True)
 
     bpb = {"base": evaluate(mnemo, base_cfg, base, shard("eval"))}
-    for name, *_ in arms:
-        bpb[name] = evaluate(mnemo, base_cfg, os.path.join(d, "arm-" + name, "model.safetensors"),
-                             shard("eval"))
+    steps_log, step_ms = {}, {}
+    for arm, *_ in arms:
+        a = os.path.join(out, "arm-" + arm)
+        bpb[arm] = evaluate(mnemo, base_cfg, os.path.join(a, "model.safetensors"), shard("eval"))
+        ev = [json.loads(l) for l in open(os.path.join(a, "log.jsonl"))]
+        ev = [e for e in ev if e.get("event") == "step"]
+        ms = sorted(e["step_ms"] for e in ev)
+        step_ms[arm] = ms[len(ms) // 2] if ms else float("nan")
+        if arm == "safeguards":
+            steps_log = {"step": [e["step"] for e in ev],
+                         "factor": [e.get("replay_factor", {}) for e in ev],
+                         "drift": [e.get("drift", {}) for e in ev]}
     rel = {a: {l: bpb[a][l] / bpb["base"][l] - 1 for l in LANGS} for a in bpb}
     untouched = [l for l in LANGS if l not in FRESH]
     gain = {a: sum(-rel[a][l] for l in FRESH) / len(FRESH) for a in bpb}
     rows = []
-    for name, *_ in arms:
-        rows.append({"arm": name,
-                     "worst_forgetting": max(rel[name][l] for l in untouched),
-                     "worst_forgetting_net": max(rel[name][l] - rel["control"][l] for l in untouched),
-                     "gain": gain[name],
-                     "gain_ratio": gain[name] / gain["naive"] if gain["naive"] > 0 else float("nan")})
-    result = {"languages": LANGS, "fresh": FRESH, "steps": STEPS, "lr": FT_LR, "seed": common["seed"], "ewc_lambda": lam,
-              "safeguards_lambda": safe_lam, "distill": distill, "boosts": boosts,
-              "data": data,
+    for arm, *_ in arms:
+        worst = max(untouched, key=lambda l: rel[arm][l])
+        rows.append({"arm": arm, "worst_forgetting": rel[arm][worst], "worst_language": worst,
+                     "worst_forgetting_net": max(rel[arm][l] - rel["control"][l] for l in untouched),
+                     "gain": gain[arm], "step_ms": step_ms[arm],
+                     "gain_ratio": gain[arm] / gain["naive"] if gain["naive"] > 0 else float("nan")})
+    result = {"scenario": name, "languages": LANGS, "fresh": FRESH, "steps": STEPS, "lr": FT_LR,
+              "seed": seed, "ewc_lambda": lam, "safeguards_lambda": safe_lam, "distill": distill,
               "bits_per_byte": bpb, "relative_change": rel, "arms": rows,
-              "seconds": round(time.time() - t0)}
-    json.dump(result, open(os.path.join(d, "results.json"), "w"), indent=1)
-    md = ["| arm | worst forgetting | net of control | gain | gain ratio |", "|---|---|---|---|---|"]
+              "safeguards_over_time": steps_log}
+    json.dump(result, open(os.path.join(out, "results.json"), "w"), indent=1)
+    md = ["### %s, seed %d" % (name, seed), "",
+          "| arm | worst forgetting | net of control | gain | gain ratio | step ms |",
+          "|---|---|---|---|---|---|"]
     for r in rows:
-        md.append("| %s | %+.1f%% | %+.1f%% | %.1f%% | %.2f |" % (
-            r["arm"], 100 * r["worst_forgetting"], 100 * r["worst_forgetting_net"],
-            100 * r["gain"], r["gain_ratio"]))
+        md.append("| %s | %+.2f%% (%s) | %+.2f%% | %.1f%% | %.4f | %.1f |" % (
+            r["arm"], 100 * r["worst_forgetting"], r["worst_language"],
+            100 * r["worst_forgetting_net"], 100 * r["gain"], r["gain_ratio"], r["step_ms"]))
     md += ["", "bits per byte on held-out text (change against the base):", "",
            "| arm | " + " | ".join(LANGS) + " |", "|---" * (len(LANGS) + 1) + "|",
            "| base | " + " | ".join("%.3f" % bpb["base"][l] for l in LANGS) + " |"]
-    for name, *_ in arms:
-        md.append("| %s | " % name + " | ".join(
-            "%.3f (%+.1f%%)" % (bpb[name][l], 100 * rel[name][l]) for l in LANGS) + " |")
-    open(os.path.join(d, "results.md"), "w").write("\n".join(md) + "\n")
-    svg_chart(rows, os.path.join(d, "chart.svg"))
-    print("\n".join(md))
-    print("\nwritten: var/forgetting/results.json, results.md, chart.svg (%d s)" % result["seconds"])
+    for arm, *_ in arms:
+        md.append("| %s | " % arm + " | ".join(
+            "%.3f (%+.1f%%)" % (bpb[arm][l], 100 * rel[arm][l]) for l in LANGS) + " |")
+    if steps_log.get("step"):  # the controller's factors, every tenth of the run
+        n = len(steps_log["step"])
+        md += ["", "the safeguards arm's replay factors (drift controller) over the run:", "",
+               "| step | factors above 1 (relative drift) |", "|---|---|"]
+        for i in range(n // 10 - 1, n, max(1, n // 10)):
+            f, dr = steps_log["factor"][i], steps_log["drift"][i]
+            up = ", ".join("%s x%.2f (%+.2f%%)" % (l, f[l], 100 * dr.get(l, 0))
+                           for l in sorted(f, key=lambda l: -f[l]) if f[l] > 1.0)
+            md.append("| %d | %s |" % (steps_log["step"][i], up or "none"))
+    open(os.path.join(out, "results.md"), "w").write("\n".join(md) + "\n")
+    svg_chart(rows, os.path.join(out, "chart.svg"))
+    print("\n".join(md), flush=True)
+    return result
+
+
+def verdict(result):
+    """the goal on one scenario and seed: safeguards <= 1% worst forgetting at >= 0.90 of
+    naive's gain, and strictly better on both axes than every replay-only and EWC-only arm"""
+    rows = {r["arm"]: r for r in result["arms"]}
+    s = rows.get("safeguards")
+    if not s:
+        return "no safeguards arm", False
+    peers = [r for a, r in rows.items() if a.startswith("replay") or a.startswith("ewc_")]
+    beaten = [r["arm"] for r in peers
+              if not (s["worst_forgetting"] < r["worst_forgetting"] and s["gain_ratio"] > r["gain_ratio"])]
+    ok = s["worst_forgetting"] <= 0.01 and s["gain_ratio"] >= 0.90 and not beaten
+    why = "%+.2f%% (%s) at %.4f" % (100 * s["worst_forgetting"], s["worst_language"], s["gain_ratio"])
+    if beaten:
+        why += "; not strictly better than " + ", ".join(beaten)
+    return why, ok
+
+
+def main():
+    root = sys.argv[1]
+    mnemo = os.path.join(root, "build", "bin", "mnemo")
+    base_cfg = os.path.join(root, "bench", "forgetting", "base.yaml")
+    top = os.path.join(root, "var", "forgetting")
+    names = os.environ.get("SCENARIOS", " ".join(SCENARIOS)).split()
+    seeds = [int(x) for x in os.environ.get("SEEDS", "20261126 2").split()]
+    t0 = time.time()
+    for n in names:
+        if n not in SCENARIOS:
+            sys.exit("unknown scenario %s (known: %s)" % (n, ", ".join(SCENARIOS)))
+    # the data and the bases first, two bases at once (one thread each)
+    pending = []
+    for n in names:
+        d = os.path.join(top, n)
+        os.makedirs(d, exist_ok=True)
+        data = prepare(os.path.join(root, "var", "corpus"), d, mnemo, base_cfg, SCENARIOS[n])
+        print("%s data: %s" % (n, json.dumps(data)), flush=True)
+        pending.append(n)
+    while pending:
+        batch, pending = pending[:2], pending[2:]
+        procs = [(n, base_and_tools(mnemo, base_cfg, os.path.join(top, n))) for n in batch]
+        for n, p in procs:
+            if p:
+                print("%s: pretraining the base..." % n, flush=True)
+                wait(p, "%s: pretraining" % n)
+    for n in names:
+        d = os.path.join(top, n)
+        shard = lambda x: os.path.join(d, x + ".shard")
+        store, fisher = os.path.join(d, "replay.store"), os.path.join(d, "base.fisher")
+        if os.path.exists(store):
+            os.remove(store)
+        wait(run([mnemo, "--config", base_cfg, "replay", "absorb", "--store", store, "--capacity",
+                  "256", shard("pre")]), "replay absorb")
+        wait(run([mnemo, "--config", base_cfg, "fisher", "--checkpoint",
+                  os.path.join(d, "base", "model.safetensors"), "--out", fisher, "--windows", "32",
+                  shard("pre")]), "fisher")
+    if os.environ.get("BASES_ONLY"):
+        print("bases ready (%.0f s)" % (time.time() - t0))
+        return
+    summary = ["| scenario | seed | safeguards: worst forgetting at gain ratio | goal met |",
+               "|---|---|---|---|"]
+    for n in names:
+        for seed in seeds:
+            r = scenario_seed(root, mnemo, base_cfg, n, SCENARIOS[n], os.path.join(top, n), seed, t0)
+            why, ok = verdict(r)
+            summary.append("| %s | %d | %s | %s |" % (n, seed, why, "yes" if ok else "**no**"))
+    open(os.path.join(top, "summary.md"), "w").write("\n".join(summary) + "\n")
+    print("\n".join(summary))
+    print("\nwritten: var/forgetting/summary.md and, per scenario and seed, results.json, "
+          "results.md, chart.svg (%.0f s)" % (time.time() - t0))
 
 
 if __name__ == "__main__":

@@ -330,6 +330,63 @@ static void unimax_budgets(void)
   T_EQ_INT(replay_budget_unimax(n, NULL, 3, 90, 0, b, &unused, &err), MN_ERR_INPUT);
 }
 
+/*
+ * adapt_made_up_drifts -- the drift controller on made-up losses: language 0's replayed rows
+ * get worse than the baseline's step by step (2% worse), then recover (0.1%); language 1 stays
+ * exactly at the baseline; language 2 is never replayed.  0 gets more replay while it drifts,
+ * up to the bound, and gives it back once it recovers; 1 and 2 stay at 1; nothing drifting
+ * moves nothing.
+ */
+static void adapt_made_up_drifts(void)
+{
+  mn_error err = {0};
+  replay_adapt a;
+  T_EQ_INT(replay_adapt_init(&a, 3, &err), MN_OK);
+  replay_adapt_law law = replay_adapt_default;
+  law.max_boost = 3.0;
+  for (int t = 0; t < 50; t++) { /* nothing drifts: nothing moves */
+    replay_adapt_add(&a, 1, 2.0, 2.0);
+    replay_adapt_add(&a, 0, 3.0, 3.0);
+    T_CHECK(!replay_adapt_step(&a, &law));
+  }
+  T_CHECK(replay_adapt_boost(&a, 0) == 1.0 && replay_adapt_boost(&a, 1) == 1.0);
+  double prev = 1.0, peak = 1.0;
+  bool rising = true;
+  for (int t = 0; t < 200; t++) { /* language 0 drifts: 2% worse than the baseline */
+    replay_adapt_add(&a, 0, 3.06, 3.0);
+    replay_adapt_add(&a, 0, 2.04, 2.0); /* two rows in a step: their sums */
+    replay_adapt_add(&a, 1, 2.0, 2.0);
+    replay_adapt_step(&a, &law);
+    double b = replay_adapt_boost(&a, 0);
+    rising = rising && b >= prev;
+    prev = b, peak = b > peak ? b : peak;
+  }
+  T_CHECK(rising);
+  T_CHECK_MSG(fabs(a.drift[0] - 0.02) < 1e-9, "drift %g", a.drift[0]);
+  T_CHECK_MSG(fabs(peak - 3.0) < 1e-9, "bounded at 3: %g", peak);
+  T_CHECK(replay_adapt_boost(&a, 1) == 1.0 && replay_adapt_boost(&a, 2) == 1.0);
+  T_EQ_INT(a.seen[2], 0);
+  bool falling = true;
+  for (int t = 0; t < 400; t++) { /* it recovers: 0.1% worse, under the target */
+    replay_adapt_add(&a, 0, 3.003, 3.0);
+    replay_adapt_step(&a, &law);
+    double b = replay_adapt_boost(&a, 0);
+    falling = falling && b <= prev;
+    prev = b;
+  }
+  T_CHECK(falling);
+  T_CHECK_MSG(replay_adapt_boost(&a, 0) == 1.0, "after recovering: %g", replay_adapt_boost(&a, 0));
+  /* a step without language 0's rows leaves its drift and factor as they were */
+  double d = a.drift[0];
+  replay_adapt_add(&a, 1, 2.0, 2.0);
+  replay_adapt_step(&a, &law);
+  T_CHECK(a.drift[0] == d);
+  replay_adapt_add(&a, 0, NAN, 3.0); /* a non-finite loss is no observation */
+  replay_adapt_step(&a, &law);
+  T_CHECK(a.drift[0] == d);
+  replay_adapt_fini(&a);
+}
+
 int main(void)
 {
   int fd = mkstemp(path);
@@ -342,6 +399,7 @@ int main(void)
   T_RUN(damage_is_refused);
   T_RUN(temperature_shares);
   T_RUN(unimax_budgets);
+  T_RUN(adapt_made_up_drifts);
   unlink(path);
   return T_DONE();
 }
