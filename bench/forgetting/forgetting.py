@@ -176,13 +176,15 @@ def svg_chart(rows, path):
 
 
 def base_and_tools(mnemo, base_cfg, d):
-    """the scenario's base (cached when it is the one this config trains on this data), its
-    replay store and Fisher; returns a Popen to wait for, or None when cached"""
+    """the scenario's base, cached when it is the one this config trains on this data (one
+    thread: the thread count is part of a run, a resume with another is refused); returns a
+    Popen to wait for, or None when cached"""
     base = os.path.join(d, "base", "model.safetensors")
     steps = [l for l in open(base_cfg) if l.strip().startswith("steps:")][0].split(":")[1].strip()
     shard = lambda n: os.path.join(d, n + ".shard")
     try:
-        r = subprocess.run([mnemo, "--config", base_cfg, "pretrain", "--resume", base, "--out",
+        r = subprocess.run([mnemo, "--config", base_cfg, "--set", "train.threads=1", "pretrain",
+                            "--resume", base, "--out",
                             os.path.join(d, "base"), shard("pre")], capture_output=True, text=True)
         cached = r.returncode == 0 and '"step":%s' % steps in r.stdout
     except OSError:
