@@ -4,11 +4,15 @@
  * does, smoothed, and the factor on the language's replay share that answers it.
  *
  * The law (docs/adaptive-safeguards.md says how it was chosen): each step that replays a
- * language folds the step's relative drift x = (model's loss - baseline's) / baseline's over
- * its rows into an exponential average d; the factor's logarithm integrates d's excess over
- * a target, log b += rate * (d - target), held within [0, log max_boost].  A language that
- * keeps drifting gets ever more replay up to the bound; one that recovers below the target
- * gives it back; with nothing drifting every factor stays 1 and the sampler is unchanged.
+ * language adds its rows' losses, the model's and the baseline's, into two sums that forget
+ * geometrically (each step that replays the language keeps 1 - smoothing of them); the drift
+ * is their relative difference d = (model's - baseline's) / baseline's -- a ratio of sums,
+ * not a mean of ratios, so one short or easy window does not swing it.  The factor's
+ * logarithm integrates d's excess over a target, log b += rate * (d - target), held within
+ * [0, log max_boost]: a language that keeps drifting gets ever more replay up to the bound,
+ * one that recovers below the target gives it back, and with nothing drifting every factor
+ * stays 1 and the sampler is unchanged.  A language marked fixed (one the fresh text itself
+ * trains) keeps 1.
  */
 #include "replay/replay.h"
 
@@ -17,7 +21,7 @@
 #include <string.h>
 
 const replay_adapt_law replay_adapt_default = {
-    .smoothing = 0.2, .target = 0.0025, .rate = 4.0, .max_boost = 4.0};
+    .smoothing = 0.05, .target = 0.0025, .rate = 4.0, .max_boost = 4.0};
 
 mn_status replay_adapt_init(replay_adapt *a, size_t k, mn_error *err)
 {
@@ -28,7 +32,11 @@ mn_status replay_adapt_init(replay_adapt *a, size_t k, mn_error *err)
   a->seen = calloc(k ? k : 1, sizeof *a->seen);
   a->sum_model = calloc(k ? k : 1, sizeof *a->sum_model);
   a->sum_base = calloc(k ? k : 1, sizeof *a->sum_base);
-  if (!a->drift || !a->log_boost || !a->seen || !a->sum_model || !a->sum_base) {
+  a->acc_model = calloc(k ? k : 1, sizeof *a->acc_model);
+  a->acc_base = calloc(k ? k : 1, sizeof *a->acc_base);
+  a->fixed = calloc(k ? k : 1, sizeof *a->fixed);
+  if (!a->drift || !a->log_boost || !a->seen || !a->sum_model || !a->sum_base || !a->acc_model ||
+      !a->acc_base || !a->fixed) {
     replay_adapt_fini(a);
     return mn_error_set(err, MN_ERR_NOMEM, "out of memory for the drift controller");
   }
@@ -38,6 +46,7 @@ mn_status replay_adapt_init(replay_adapt *a, size_t k, mn_error *err)
 void replay_adapt_fini(replay_adapt *a)
 {
   free(a->drift), free(a->log_boost), free(a->seen), free(a->sum_model), free(a->sum_base);
+  free(a->acc_model), free(a->acc_base), free(a->fixed);
   memset(a, 0, sizeof *a);
 }
 
@@ -54,11 +63,12 @@ bool replay_adapt_step(replay_adapt *a, const replay_adapt_law *law)
   double top = log(law->max_boost > 1 ? law->max_boost : 1);
   for (size_t i = 0; i < a->k; i++) {
     if (!(a->sum_base[i] > 0)) continue; /* not replayed this step */
-    double x = (a->sum_model[i] - a->sum_base[i]) / a->sum_base[i];
-    a->drift[i] = a->seen[i] ? a->drift[i] + law->smoothing * (x - a->drift[i]) : x;
+    a->acc_model[i] = (1 - law->smoothing) * a->acc_model[i] + a->sum_model[i];
+    a->acc_base[i] = (1 - law->smoothing) * a->acc_base[i] + a->sum_base[i];
+    a->drift[i] = (a->acc_model[i] - a->acc_base[i]) / a->acc_base[i];
     a->seen[i]++;
     double lb = a->log_boost[i] + law->rate * (a->drift[i] - law->target);
-    lb = lb < 0 ? 0 : (lb > top ? top : lb);
+    lb = a->fixed[i] ? 0 : lb < 0 ? 0 : (lb > top ? top : lb);
     moved = moved || lb != a->log_boost[i];
     a->log_boost[i] = lb;
     a->sum_model[i] = a->sum_base[i] = 0;

@@ -145,7 +145,7 @@ MN_NODISCARD mn_status replay_budget_unimax(const double *n, const double *boost
  * stays above a target and shrinks back when it falls below (adapt.c has the law).
  */
 typedef struct replay_adapt_law {
-  double smoothing; /* weight of a step's drift in the running one, (0, 1] */
+  double smoothing; /* share of the sums a step that replays the language forgets, (0, 1] */
   double target;    /* the relative drift the controller holds a language to */
   double rate;      /* log-factor per step and unit of drift above the target */
   double max_boost; /* the largest factor (>= 1) */
@@ -154,10 +154,12 @@ extern const replay_adapt_law replay_adapt_default;
 
 typedef struct replay_adapt {
   size_t k;                     /* languages (a replay store's order) */
-  double *drift;                /* smoothed relative drift (the first observation as is) */
+  double *drift;                /* relative drift of the forgetting sums (0 before any) */
   double *log_boost;            /* the factor in force, as a logarithm (0: none) */
   int64_t *seen;                /* steps that replayed the language */
   double *sum_model, *sum_base; /* the current step's rows */
+  double *acc_model, *acc_base; /* the sums that forget geometrically */
+  bool *fixed;                  /* no factor (a language the fresh text trains) */
 } replay_adapt;
 
 MN_NODISCARD mn_status replay_adapt_init(replay_adapt *a, size_t k, mn_error *err);

@@ -330,13 +330,13 @@ out:
 }
 
 /* opt_prefix -- what the optimizer file's checksum covers besides the moments: where they
- * start and the drift controller's state (a file without "from" has neither) */
-static char *opt_prefix(const char *from, const char *adapt)
+ * start, the step, the data sampler's state and the drift controller's (a file without "from",
+ * of an older version, covers the moments alone) */
+static char *opt_prefix(const char *from, const char *step, const char *rng, const char *adapt)
 {
-  if (!from) return NULL;
-  size_t n = strlen(from) + (adapt ? strlen(adapt) + 1 : 0) + 1;
+  size_t n = strlen(from) + strlen(step) + strlen(rng) + (adapt ? strlen(adapt) + 1 : 0) + 3;
   char *p = malloc(n);
-  if (p) snprintf(p, n, "%s%s%s", from, adapt ? "\n" : "", adapt ? adapt : "");
+  if (p) snprintf(p, n, "%s\n%s\n%s%s%s", from, step, rng, adapt ? "\n" : "", adapt ? adapt : "");
   return p;
 }
 
@@ -355,13 +355,13 @@ mn_status ckpt_save_opt(const char *path, gpt *m, const ckpt_opt_state *st, mn_e
   st_tensor t[2] = {{"m", {n, 0}, 1, mm, n, ST_F32}, {"v", {n, 0}, 1, vv, n, ST_F32}};
   char sha[MN_SHA256_HEX_LEN + 1], step[32], rng[32], from_s[32];
   snprintf(from_s, sizeof from_s, "%zu", from);
-  char *prefix = opt_prefix(from_s, st->adapt);
+  snprintf(step, sizeof step, "%lld", (long long)st->step);
+  snprintf(rng, sizeof rng, "%llu", (unsigned long long)st->rng);
+  char *prefix = opt_prefix(from_s, step, rng, st->adapt);
   mn_status rc = prefix ? sha_of(prefix, t, 2, sha, err)
                         : mn_error_set(err, MN_ERR_NOMEM, "out of memory saving \"%s\"", path);
   free(prefix);
   if (rc != MN_OK) return rc;
-  snprintf(step, sizeof step, "%lld", (long long)st->step);
-  snprintf(rng, sizeof rng, "%llu", (unsigned long long)st->rng);
   json_t *meta = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "format", OPT_FORMAT, "step",
                            step, "rng", rng, "weights_sha256", st->weights_sha256, "sha256", sha,
                            "from", from_s, "version", "1");
@@ -417,13 +417,31 @@ static mn_status read_full(int fd, void *p, size_t n, const char *path, mn_error
   return MN_OK;
 }
 
+mn_status trainer__open_regular(const char *path, int *fd, mn_error *err)
+{
+  /* non-blocking: a FIFO in the file's place must not hang the reader (it is refused) */
+  *fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  struct stat st;
+  if (*fd < 0 || fstat(*fd, &st) != 0) {
+    int e = errno;
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+    return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", path, strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(*fd);
+    *fd = -1;
+    return mn_error_set(err, MN_ERR_INPUT, "\"%s\" is not a regular file", path);
+  }
+  return MN_OK;
+}
+
 static mn_status st_open(const char *path, const char *format, st_file *f, mn_error *err)
 {
   memset(f, 0, sizeof *f);
   f->path = path;
-  f->fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (f->fd < 0)
-    return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
+  mn_status orc = trainer__open_regular(path, &f->fd, err);
+  if (orc != MN_OK) return orc;
   struct stat sb;
   uint8_t len8[8];
   mn_status rc = MN_OK;
@@ -489,12 +507,15 @@ static mn_status check_tensors(const st_file *f, const st_tensor *t, int n, mn_e
     for (int d = 0; ok && d < t[i].ndim; d++)
       ok = json_integer_value(json_array_get(shape, (size_t)d)) == (json_int_t)t[i].shape[d];
     if (!ok) {
-      char *had = json_dumps(shape, JSON_COMPACT | JSON_ENCODE_ANY);
+      char *had = json_dumps(shape, JSON_COMPACT | JSON_ENCODE_ANY), want[64];
+      if (t[i].ndim == 2)
+        snprintf(want, sizeof want, "[%zu,%zu]", t[i].shape[0], t[i].shape[1]);
+      else
+        snprintf(want, sizeof want, "[%zu]", t[i].shape[0]);
       mn_status rc = corrupt(f->path, err,
                              "tensor \"%s\" has the wrong shape for this model: %.40s, "
-                             "expected [%zu%s%zu]",
-                             t[i].name, had ? had : "none", t[i].shape[0],
-                             t[i].ndim == 2 ? "," : "", t[i].ndim == 2 ? t[i].shape[1] : 0);
+                             "expected %s",
+                             t[i].name, had ? had : "none", want);
       free(had);
       return rc;
     }
@@ -683,6 +704,17 @@ mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256, ck
     rc = corrupt(path, err, "the metadata lacks step, rng or weights_sha256");
     goto out;
   }
+  char *end = NULL;
+  errno = 0;
+  unsigned long long rv = strtoull(rng, &end, 10);
+  if (rng[0] < '0' || rng[0] > '9' || *end || errno == ERANGE) {
+    rc = corrupt(path, err, "\"rng\" is not a number: \"%.40s\"", rng);
+    goto out;
+  }
+  if (json_object_get(f.meta, "from") && !from_s) {
+    rc = corrupt(path, err, "\"from\" is not a string");
+    goto out;
+  }
   if (from_s && (!mn_parse_i64(from_s, &from) || from < 0 || (uint64_t)from > np)) {
     rc = corrupt(path, err, "\"from\" is not a parameter index of this model: \"%s\"", from_s);
     goto out;
@@ -703,14 +735,14 @@ mn_status ckpt_load_opt(const char *path, gpt *m, const char *weights_sha256, ck
     goto out;
   }
   st->step = s;
-  st->rng = strtoull(rng, NULL, 10);
+  st->rng = rv;
   snprintf(st->weights_sha256, sizeof st->weights_sha256, "%s", wsha);
   if ((rc = check_tensors(&f, t, 2, err)) != MN_OK) goto out;
   if (adapt && !from_s) {
     rc = corrupt(path, err, "the metadata has \"adapt\" without \"from\"");
     goto out;
   }
-  if (from_s && !(prefix = opt_prefix(from_s, adapt))) {
+  if (from_s && !(prefix = opt_prefix(from_s, step, rng, adapt))) {
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory loading \"%s\"", path);
     goto out;
   }

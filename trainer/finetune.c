@@ -134,6 +134,12 @@ void finetune__observe(finetune_setup *f, const float *losses, const float *teac
   }
 }
 
+void finetune__adapt_fix(finetune_setup *f, const char *code)
+{
+  for (size_t i = 0; i < f->adapt.k; i++)
+    if (strcmp(f->replay.langs[i].code, code) == 0) f->adapt.fixed[i] = true;
+}
+
 void finetune__adapt_step(finetune_setup *f)
 {
   if (f->adapt.k && replay_adapt_step(&f->adapt, &f->law)) cumulate(f);
@@ -146,8 +152,8 @@ mn_status finetune__adapt_state(const finetune_setup *f, char **out, mn_error *e
   json_t *o = json_object();
   for (uint32_t i = 0; o && i < f->replay.nlangs; i++)
     json_object_set_new(o, f->replay.langs[i].code,
-                        json_pack("[f, f, I]", f->adapt.drift[i], f->adapt.log_boost[i],
-                                  (json_int_t)f->adapt.seen[i]));
+                        json_pack("[f, f, f, I]", f->adapt.acc_model[i], f->adapt.acc_base[i],
+                                  f->adapt.log_boost[i], (json_int_t)f->adapt.seen[i]));
   /* 17 digits: the doubles come back bit for bit */
   *out = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)) : NULL;
   json_decref(o);
@@ -169,14 +175,17 @@ mn_status finetune__adapt_restore(finetune_setup *f, const char *text, mn_error 
     rc = mn_error_set(err, MN_ERR_INPUT, "the drift controller's saved state is not this run's");
   for (uint32_t i = 0; rc == MN_OK && i < f->replay.nlangs; i++) {
     json_t *v = json_object_get(o, f->replay.langs[i].code);
-    double d, lb;
+    double am, ab, lb;
     json_int_t n;
-    if (!v || json_unpack(v, "[F, F, I]", &d, &lb, &n) != 0 || n < 0) {
+    if (!v || json_unpack(v, "[F, F, F, I]", &am, &ab, &lb, &n) != 0 || n < 0 || !(ab >= 0) ||
+        !(am >= 0) || !(lb >= 0) || !(lb <= log(f->law.max_boost) + 1e-12)) {
       rc = mn_error_set(err, MN_ERR_INPUT, "the drift controller's saved state lacks %s",
                         f->replay.langs[i].code);
       break;
     }
-    f->adapt.drift[i] = d, f->adapt.log_boost[i] = lb, f->adapt.seen[i] = (int64_t)n;
+    f->adapt.acc_model[i] = am, f->adapt.acc_base[i] = ab, f->adapt.log_boost[i] = lb;
+    f->adapt.seen[i] = (int64_t)n;
+    f->adapt.drift[i] = ab > 0 ? (am - ab) / ab : 0;
   }
   json_decref(o);
   if (rc == MN_OK) cumulate(f);

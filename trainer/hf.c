@@ -19,6 +19,7 @@
  * Anything this does not implement is refused by name: an architecture, a config field's
  * value, a dtype, a tensor it does not know or a shape it does not expect.
  */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "trainer/trainer_int.h"
 
 #include <errno.h>
@@ -135,6 +136,23 @@ static int cmp_span(const void *x, const void *y)
   return (a[0] > b[0]) - (a[0] < b[0]);
 }
 
+/* hf_json -- a JSON file of the folder: a regular file, parsed whole (flags: jansson's);
+ * a parse error names the file, line and column */
+static mn_status hf_json(const char *path, size_t flags, json_t **out, mn_error *err)
+{
+  int fd;
+  *out = NULL;
+  mn_status rc = trainer__open_regular(path, &fd, err);
+  if (rc != MN_OK) return rc;
+  json_error_t je;
+  *out = json_loadfd(fd, flags, &je);
+  close(fd);
+  if (!*out)
+    return mn_error_set(err, MN_ERR_INPUT, "\"%s\": %s (line %d, column %d)", path, je.text,
+                        je.line, je.column);
+  return MN_OK;
+}
+
 /* hf_open_file -- one safetensors file mapped, its header parsed and every entry's dtype, shape
  * and offsets checked against the file */
 static mn_status hf_open_file(hf_dir *d, const char *name, mn_error *err)
@@ -147,17 +165,14 @@ static mn_status hf_open_file(hf_dir *d, const char *name, mn_error *err)
   hf_file *f = &d->f[d->n];
   memset(f, 0, sizeof *f);
   snprintf(f->path, sizeof f->path, "%s/%s", d->dir, name);
-  /* non-blocking: a FIFO in the file's place must not hang the import (it is refused below) */
-  int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  int fd;
   struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0) {
+  mn_status orc = trainer__open_regular(f->path, &fd, err);
+  if (orc != MN_OK) return orc;
+  if (fstat(fd, &st) != 0) {
     int e = errno;
-    if (fd >= 0) close(fd);
-    return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", f->path, strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
     close(fd);
-    return mn_error_set(err, MN_ERR_INPUT, "\"%s\" is not a regular file", f->path);
+    return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", f->path, strerror(e));
   }
   f->len = (size_t)st.st_size;
   f->map = f->len >= 8 ? mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
@@ -192,14 +207,15 @@ static mn_status hf_open_file(hf_dir *d, const char *name, mn_error *err)
                  : strcmp(dt, "F32") == 0                            ? 4
                  : strcmp(dt, "BF16") == 0 || strcmp(dt, "F16") == 0 ? 2
                                                                      : 0;
-    if (!dt || !esz)
+    if (!dt || !esz) {
+      free(spans);
       return mn_error_set(err, MN_ERR_INPUT,
                           "\"%s\": tensor %s has dtype %s; import-hf reads F32, BF16 and F16",
                           f->path, key, dt ? dt : "(none)");
+    }
     size_t count = 1, i;
     json_t *v;
-    bool ok = json_is_array(shape) && json_array_size(shape) <= 4 && json_is_array(offs) &&
-              json_array_size(offs) == 2;
+    bool ok = json_is_array(shape) && json_array_size(shape) <= 4;
     json_array_foreach(shape, i, v)
     {
       json_int_t s = json_integer_value(v);
@@ -207,6 +223,14 @@ static mn_status hf_open_file(hf_dir *d, const char *name, mn_error *err)
            (s == 0 || count <= ((size_t)1 << 40) / (size_t)s);
       if (ok) count *= (size_t)s;
     }
+    if (!ok) {
+      free(spans);
+      return mn_error_set(err, MN_ERR_INPUT,
+                          "\"%s\": tensor %s's shape is not a list of at most 4 sizes with "
+                          "fewer than 2^40 elements in all",
+                          f->path, key);
+    }
+    ok = json_is_array(offs) && json_array_size(offs) == 2;
     json_int_t a = ok ? json_integer_value(json_array_get(offs, 0)) : -1;
     json_int_t b = ok ? json_integer_value(json_array_get(offs, 1)) : -1;
     if (!ok || a < 0 || b < a || (size_t)(b - a) != count * esz || (size_t)b > f->len - f->data) {
@@ -242,13 +266,12 @@ static mn_status hf_open(hf_dir *d, const char *dir, mn_error *err)
   char path[4200];
   snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
   if (access(path, F_OK) != 0) return hf_open_file(d, "model.safetensors", err);
-  json_error_t je;
-  json_t *idx = json_load_file(path, JSON_REJECT_DUPLICATES, &je),
-         *map = json_object_get(idx, "weight_map");
-  mn_status rc = MN_OK;
+  json_t *idx = NULL;
+  mn_status rc = hf_json(path, JSON_REJECT_DUPLICATES, &idx, err);
+  if (rc != MN_OK) return rc;
+  json_t *map = json_object_get(idx, "weight_map");
   if (!json_is_object(map))
-    rc = idx ? mn_error_set(err, MN_ERR_INPUT, "\"%s\": no weight_map object", path)
-             : mn_error_set(err, MN_ERR_INPUT, "\"%s\": %s (line %d)", path, je.text, je.line);
+    rc = mn_error_set(err, MN_ERR_INPUT, "\"%s\": no weight_map object", path);
   json_t *seen = json_object(), *v;
   const char *key;
   json_object_foreach(map, key, v)
@@ -649,13 +672,35 @@ static mn_status unknown_tensor(const hf_dir *d, const char *arch, mn_error *err
   return MN_OK;
 }
 
+/* inside -- whether file path out would land directly in folder dir (both resolved) */
+static bool inside(const char *dir, const char *out)
+{
+  char parent[4200];
+  snprintf(parent, sizeof parent, "%s", out);
+  char *slash = strrchr(parent, '/');
+  if (!slash)
+    snprintf(parent, sizeof parent, ".");
+  else if (slash == parent)
+    parent[1] = '\0';
+  else
+    *slash = '\0';
+  char *a = realpath(dir, NULL), *b = realpath(parent, NULL);
+  bool same = a && b && strcmp(a, b) == 0;
+  free(a), free(b);
+  return same;
+}
+
 mn_status import_hf(const char *dir, const char *out, int tag_rows, const tok_tags *tags,
                     mn_error *err)
 {
   char path[4200];
+  if (inside(dir, out)) /* it could replace the folder's own weights or config */
+    return mn_error_set(err, MN_ERR_USAGE,
+                        "import-hf writes \"%s\" into the model folder %s: write the checkpoint "
+                        "elsewhere",
+                        out, dir);
   snprintf(path, sizeof path, "%s/config.json", dir);
-  json_error_t je;
-  json_t *cfg = json_load_file(path, 0, &je), *origin = NULL, *exc = json_object();
+  json_t *cfg = NULL, *origin = NULL, *exc = json_object();
   tokenizer *tok = NULL;
   gpt *m = NULL;
   hf_dir *d = calloc(1, sizeof *d);          /* large: a path per file */
@@ -665,15 +710,12 @@ mn_status import_hf(const char *dir, const char *out, int tag_rows, const tok_ta
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory importing %s", dir);
     goto out;
   }
-  if (!cfg && access(path, F_OK) != 0) {
+  if (access(path, F_OK) != 0) {
     rc = mn_error_set(err, MN_ERR_IO, "\"%s\": %s (a Hugging Face model folder has one)", path,
                       strerror(errno));
     goto out;
   }
-  if (!cfg) {
-    rc = mn_error_set(err, MN_ERR_INPUT, "\"%s\": %s (line %d)", path, je.text, je.line);
-    goto out;
-  }
+  if ((rc = hf_json(path, 0, &cfg, err)) != MN_OK) goto out;
   gpt_config g;
   int rows = 0;
   if ((rc = hf_config(cfg, path, &g, &rows, err)) != MN_OK) goto out;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { KIND_BYTES, KIND_BPE };
 
@@ -148,12 +149,19 @@ mn_status tok_from_json(const char *text, size_t n, const char *name, tokenizer 
  * checkpoint of gigabytes whole */
 static mn_status peek(const char *path, char *buf, size_t n, size_t *got, mn_error *err)
 {
-  FILE *f = fopen(path, "rb");
-  if (!f) return mn_error_set(err, MN_ERR_IO, "could not open \"%s\": %s", path, strerror(errno));
-  *got = fread(buf, 1, n, f);
-  bool bad = ferror(f);
-  fclose(f);
-  return bad ? mn_error_set(err, MN_ERR_IO, "could not read \"%s\"", path) : MN_OK;
+  int fd;
+  *got = 0;
+  mn_status rc = trainer__open_regular(path, &fd, err); /* no FIFO, no folder */
+  while (rc == MN_OK && *got < n) {
+    ssize_t r = read(fd, buf + *got, n - *got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0)
+      rc = mn_error_set(err, MN_ERR_IO, "could not read \"%s\": %s", path, strerror(errno));
+    if (r <= 0) break;
+    *got += (size_t)r;
+  }
+  if (fd >= 0) close(fd);
+  return rc;
 }
 
 mn_status tok_load(const char *path, tokenizer **out, tok_tags *tags, mn_error *err)

@@ -13,6 +13,7 @@
 #include "trainer/train.h"
 #include "trainer/trainer_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -85,6 +86,27 @@ static mn_status save_all(const char *dir, gpt *m, ckpt_meta *meta, loader *ld, 
     unlink(path);
   }
   return MN_OK;
+}
+
+/* pair_before -- the step of the newest pair DIR/step-N.safetensors with N < step (0: none):
+ * a resumed run removes it when an uninterrupted one would have */
+static int64_t pair_before(const char *dir, int64_t step)
+{
+  DIR *d = opendir(dir);
+  int64_t best = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    const char *n = e->d_name, *suffix = ".safetensors";
+    size_t len = strlen(n);
+    if (len != 5 + 8 + strlen(suffix) || strncmp(n, "step-", 5) != 0 || strcmp(n + 13, suffix) != 0)
+      continue;
+    int64_t s = 0;
+    for (int i = 5; i < 13 && s >= 0; i++)
+      s = n[i] >= '0' && n[i] <= '9' ? s * 10 + (n[i] - '0') : -1;
+    if (s > best && s < step) best = s;
+  }
+  if (d) closedir(d);
+  return best;
 }
 
 mn_status train_run(const train_options *o, train_result *res, mn_error *err)
@@ -163,6 +185,7 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
   if ((rc = tags_of_shards(shards, npaths, &meta.tags, err)) != MN_OK) goto out;
   uint64_t seed = o->seed;
   int64_t step0 = 0;
+  bool resumed_here = false; /* resumed from a pair in --out */
   char prev_lineage[sizeof meta.lineage] = "";
   ft_lineage = json_object(); /* what of a fine-tune's setup shapes the run */
   ckpt_meta prev = {0};
@@ -190,11 +213,23 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
     if ((rc = ckpt_load(o->resume, m, &prev, err)) != MN_OK) goto out;
     char opt_path[4200], *real = realpath(o->resume, NULL); /* model.safetensors is a link */
     snprintf(opt_path, sizeof opt_path, "%s.opt", real ? real : o->resume);
+    /* the pair resumed from is this run's own when it is in --out: the next save but one
+     * removes it, as it would have in an uninterrupted run */
+    char own[4200], *own_real;
+    snprintf(own, sizeof own, "%s/step-%08lld.safetensors", o->out, (long long)prev.step);
+    own_real = realpath(own, NULL);
+    resumed_here = real && own_real && strcmp(real, own_real) == 0;
+    free(own_real);
     free(real);
     if ((rc = ckpt_load_opt(opt_path, m, prev.sha256, &st, err)) != MN_OK) goto out;
     rc = finetune ? finetune__adapt_restore(&ft, st.adapt, err) : MN_OK;
     free(st.adapt);
     st.adapt = NULL;
+    if (rc == MN_OK && st.step != prev.step)
+      rc = mn_error_set(err, MN_ERR_CORRUPT,
+                        "cannot resume %s: its optimizer state \"%s\" is of step %lld, the "
+                        "weights of step %lld",
+                        o->resume, opt_path, (long long)st.step, (long long)prev.step);
     if (rc != MN_OK) goto out;
     step0 = prev.step;
     snprintf(prev_lineage, sizeof prev_lineage, "%s", prev.lineage);
@@ -242,8 +277,10 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
     rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
     goto out;
   }
-  for (int i = 0; i < ns; i++)
+  for (int i = 0; i < ns; i++) {
     shares[i] = loader_share(ld, i, &codes[i]);
+    if (finetune && shares[i] > 0) finetune__adapt_fix(&ft, codes[i]); /* fresh: trained */
+  }
   emit(o, &(train_event){.kind = TRAIN_EVENT_START,
                          .step = step0,
                          .params = gpt_params_count(m),
@@ -323,7 +360,9 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
                    .grad_clip = (float)o->grad_clip,
                    .lr_factor = finetune ? (float)fo->lr_factor : 0.0f};
   double t0 = mn_monotonic_ms();
-  int64_t t, saved = 0, saved_before = 0; /* the pairs model.safetensors may still name */
+  /* the pairs model.safetensors may still name */
+  int64_t t, saved = resumed_here ? step0 : 0,
+             saved_before = resumed_here ? pair_before(o->out, step0) : 0;
   bool interrupted = false;
   for (t = step0 + 1; t <= steps; t++) {
     double ts = mn_monotonic_ms();

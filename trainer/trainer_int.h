@@ -126,6 +126,10 @@ void finetune__fini(finetune_setup *f);
  * from (seed, step t) alone */
 void finetune__replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, int fresh, int B,
                            int T, int32_t *tok, int32_t *tgt);
+/* trainer__open_regular -- path opened for reading, refused (MN_ERR_INPUT, named) unless a
+ * regular file: a FIFO or a device in a model's folder must not hang or feed a reader */
+MN_NODISCARD mn_status trainer__open_regular(const char *path, int *fd /* OUT */, mn_error *err);
+
 /* finetune__observe / finetune__adapt_step -- the drift controller after a step: the
  * model's and the teacher's losses (B,T) and (nrep,T) on the batch tok give the replayed rows'
  * drifts (adapt.sum_*: a data-parallel run averages them over the ranks in between); the step
@@ -133,6 +137,9 @@ void finetune__replay_rows(const finetune_setup *f, uint64_t seed, int64_t t, in
 void finetune__observe(finetune_setup *f, const float *losses, const float *teacher_losses,
                        const int32_t *tok, int B, int T);
 void finetune__adapt_step(finetune_setup *f);
+/* finetune__adapt_fix -- language code is one the fresh text trains: the controller reports
+ * its drift but gives it no factor */
+void finetune__adapt_fix(finetune_setup *f, const char *code);
 /* finetune__adapt_state / finetune__adapt_restore -- the controller's state as JSON text (for
  * the optimizer file: a resume continues it exactly), and back; restore refuses a state of
  * other languages */

@@ -175,25 +175,29 @@ def svg_chart(rows, path):
     open(path, "w").write("\n".join(out) + "\n")
 
 
+def stamp_of(base_cfg, d):
+    """what a base is made from: its config and its data (the shard is deterministic)"""
+    h = hashlib.sha256()
+    for f in (base_cfg, os.path.join(d, "pre.shard")):
+        h.update(open(f, "rb").read())
+    return h.hexdigest()
+
+
 def base_and_tools(mnemo, base_cfg, d):
-    """the scenario's base, cached when it is the one this config trains on this data (one
-    thread: the thread count is part of a run, a resume with another is refused); returns a
-    Popen to wait for, or None when cached"""
-    base = os.path.join(d, "base", "model.safetensors")
-    steps = [l for l in open(base_cfg) if l.strip().startswith("steps:")][0].split(":")[1].strip()
-    shard = lambda n: os.path.join(d, n + ".shard")
-    try:
-        r = subprocess.run([mnemo, "--config", base_cfg, "--set", "train.threads=1", "pretrain",
-                            "--resume", base, "--out",
-                            os.path.join(d, "base"), shard("pre")], capture_output=True, text=True)
-        cached = r.returncode == 0 and '"step":%s' % steps in r.stdout
-    except OSError:
-        cached = False
-    if cached:
+    """the scenario's base, cached while base/stamp says it was made from this config and
+    data; returns a Popen to wait for (then write_stamp), or None when cached"""
+    stamp = os.path.join(d, "base", "stamp")
+    ok = os.path.exists(os.path.join(d, "base", "model.safetensors")) and os.path.exists(stamp)
+    if ok and open(stamp).read().strip() == stamp_of(base_cfg, d):
         return None
     subprocess.run(["rm", "-rf", os.path.join(d, "base")], check=True)
     return run([mnemo, "--config", base_cfg, "--set", "train.threads=1", "pretrain", "--out",
-                os.path.join(d, "base"), shard("pre")], os.path.join(d, "base.log"))
+                os.path.join(d, "base"), os.path.join(d, "pre.shard")], os.path.join(d, "base.log"))
+
+
+def write_stamp(base_cfg, d):
+    with open(os.path.join(d, "base", "stamp"), "w") as f:
+        f.write(stamp_of(base_cfg, d) + "\n")
 
 
 def arms_of(store, fisher, lam, safe_lam, distill, steps):
@@ -359,6 +363,7 @@ def main():
             if p:
                 print("%s: pretraining the base..." % n, flush=True)
                 wait(p, "%s: pretraining" % n)
+                write_stamp(base_cfg, os.path.join(top, n))
     for n in names:
         d = os.path.join(top, n)
         shard = lambda x: os.path.join(d, x + ".shard")

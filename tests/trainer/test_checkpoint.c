@@ -231,6 +231,26 @@ static void corruption_refused(void)
                          &err),
            MN_ERR_CORRUPT);
   T_CONTAINS(err.msg, "belongs to other weights");
+  /* the optimizer file's step and the sampler's state are under its checksum: a digit of
+   * "rng" changed (the same length) is refused, not resumed from another stream */
+  {
+    mn_buf b;
+    mn_buf_init(&b, 1 << 26);
+    T_EQ_INT(mn_buf_read_file(&b, opt_path, &err), MN_OK);
+    char *at = NULL;
+    for (size_t i = 8; !at && i + 8 < b.len && i < 4096; i++)
+      if (memcmp(b.data + i, "\"rng\":\"", 7) == 0) at = b.data + i;
+    T_CHECK(at != NULL);
+    if (at) at[7] = at[7] == '1' ? '2' : '1';
+    int fd = open(bad, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    T_CHECK(write(fd, b.data, b.len) == (ssize_t)b.len);
+    close(fd);
+    mn_buf_fini(&b);
+    ckpt_meta cm;
+    T_EQ_INT(ckpt_read_meta(path, &cm, &err), MN_OK);
+    T_EQ_INT(ckpt_load_opt(bad, m, cm.sha256, &st, &err), MN_ERR_CORRUPT);
+    T_CONTAINS(err.msg, "SHA-256");
+  }
   /* a missing file is an I/O error naming it */
   ckpt_meta meta;
   T_EQ_INT(ckpt_load("/nonexistent/model.safetensors", m, &meta, &err), MN_ERR_IO);

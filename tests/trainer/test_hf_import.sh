@@ -295,6 +295,19 @@ variant llama3-nofactor "$base" "c['rope_scaling'] = {'rope_type': 'llama3', 'lo
 refuse llama3-without-factor factor "$tmp/llama3-nofactor"
 variant model-type "$base" "c['model_type'] = 'qwen2'"
 refuse model-type-not-the-class model_type "$tmp/model-type"
+# a FIFO where config.json or tokenizer.json belongs: refused at once, not waited on
+for f in config.json tokenizer.json; do
+  variant "fifo-$f" "$base" ""
+  rm "$tmp/fifo-$f/$f" && mkfifo "$tmp/fifo-$f/$f"
+  refuse "fifo-$f" "fifo-$f/$f\" is not a regular file" "$tmp/fifo-$f"
+done
+# the checkpoint written into the model's own folder (over its weights): refused, untouched
+before=$(sha256sum "$base/model.safetensors" "$base/config.json")
+rc=0; "$mnemo" import-hf "$base" "$base/model.safetensors" >/dev/null 2>"$tmp/err.txt" || rc=$?
+[ $rc = 2 ] && grep -q "into the model folder" "$tmp/err.txt" ||
+  fail "OUT inside DIR: rc $rc, $(cat "$tmp/err.txt")"
+[ "$before" = "$(sha256sum "$base/model.safetensors" "$base/config.json")" ] ||
+  fail "an import into its own folder changed the folder"
 variant hd-wrap "$base" "c['head_dim'] = 16 + 2**62"
 refuse head-dim-overflow head_dim "$tmp/hd-wrap"
 variant huge "$base" "c.update(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8, num_hidden_layers=200, head_dim=128)"

@@ -255,6 +255,14 @@ PY
   "$tmp/spa.shard" >/dev/null
 [ "$(weights "$tmp/ft/model.safetensors")" = "$(weights "$tmp/ft5/model.safetensors")" ] ||
   fail "a fine-tune cut before its thaw and resumed does not give the same weights"
+# a run cut and resumed in its own folder keeps the newest two pairs, as an uninterrupted one
+"$mnemo" --set train.checkpoint_every=2 finetune --spec "$tmp/job.yaml" --steps 3 --out "$tmp/ft7" \
+  "$tmp/spa.shard" >/dev/null
+"$mnemo" --set train.checkpoint_every=2 finetune --spec "$tmp/job.yaml" --out "$tmp/ft7" \
+  --resume "$tmp/ft7/model.safetensors" "$tmp/spa.shard" >/dev/null
+pairs=$(cd "$tmp/ft7" && ls step-*.safetensors | tr '\n' ' ')
+[ "$pairs" = "step-00000010.safetensors step-00000012.safetensors " ] ||
+  fail "pairs left after a resume: $pairs"
 # the baseline decides the positions, not model.*: beyond them, refused naming the baseline
 rc=0; "$mnemo" --set train.seq_len=300 finetune --spec "$tmp/job.yaml" --out "$tmp/ft6" \
   "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
