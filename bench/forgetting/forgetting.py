@@ -18,7 +18,7 @@ Scenarios (SCENARIOS, default all three), each on the demo corpus (var/corpus):
     larger batch, the fresh part as in naive), EWC alone at three strengths, distill (replay
     added, its windows' targets half the base's own predictions), fixed (distill with a
     light EWC and unfreezing: the safeguards without the drift controller), and safeguards
-    (fixed with the drift controller: finetune's defaults) -- one configuration for every
+    (fixed with the drift controller, bound ADAPT_MAX, default 4) -- one configuration for every
     scenario, no language named by hand.  Replay-only, EWC-only and distill arms run with
     the controller off (finetune.adapt_max_boost 1).
 Per arm and language: bits per byte, and its change against the base.  Per arm:
@@ -203,7 +203,8 @@ def write_stamp(base_cfg, d):
 def arms_of(store, fisher, lam, safe_lam, distill, steps):
     off = {"adapt_max_boost": 1}  # the drift controller off: the arm is what it says
     guarded = {"replay_store": store, "replay_ratio": 0.2, "distill": distill, "fisher": fisher,
-               "ewc_lambda": safe_lam, "stages": "2:%d,all" % (steps // 20), "lr_factor": 2.6}
+               "ewc_lambda": safe_lam, "stages": "2:%d,all" % (steps // 20), "lr_factor": 2.6,
+               "adapt_max_boost": float(os.environ.get("ADAPT_MAX", "4"))}
     return [
         ("control", "pre", {"language_alpha": 0.3}, {}),
         ("naive", "fresh", {"language_alpha": 1.0}, {}),
@@ -223,7 +224,7 @@ def arms_of(store, fisher, lam, safe_lam, distill, steps):
          dict(off, replay_store=store, replay_ratio=0.2, distill=distill)),
         # replay added with distillation, a light EWC (alone, lambda 1000 already costs a
         # tenth of the gain), a short first stage of unfreezing; without, then with the
-        # drift controller (finetune's default)
+        # drift controller
         ("fixed", "fresh", {"language_alpha": 1.0, "batch_size": 10}, dict(guarded, **off)),
         ("safeguards", "fresh", {"language_alpha": 1.0, "batch_size": 10}, guarded),
     ]

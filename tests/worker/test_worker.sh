@@ -218,6 +218,7 @@ finetune:
   replay_ratio: 0.5
   stages: "1:4,all"
   lr_factor: 2.6
+  adapt_max_boost: 4
 SPEC
 }
 spec "$tmp/job.yaml" "$ck"
@@ -230,8 +231,8 @@ assert [e["trainable_from"] for e in steps] == [1] * 4 + [-1] * 8  # tiny: 2 lay
 assert all(e["replayed"] == 2 and "spa" in e["languages"] for e in steps)
 assert any(len(e["languages"]) > 1 for e in steps), "no replayed language in any batch"
 assert steps[9]["ewc_penalty"] > 0 and steps[-1]["ewc_penalty"] > 0  # every 10th, and the last
-# the drift controller (on by default): each replayed language's drift against the baseline
-# and its replay factor, within the bound, once it has been replayed
+# the drift controller (finetune.adapt_max_boost > 1): each replayed language's drift against
+# the baseline and its replay factor, within the bound, once it has been replayed
 last = steps[-1]
 assert set(last["drift"]) == set(last["replay_factor"]) and len(last["drift"]) > 1, last
 assert all(1.0 <= f <= 4.0 for f in last["replay_factor"].values()), last
