@@ -331,11 +331,13 @@ def verdict(result):
     peers = [r for a, r in rows.items() if a.startswith("replay") or a.startswith("ewc_")]
     beaten = [r["arm"] for r in peers
               if not (s["worst_forgetting"] < r["worst_forgetting"] and s["gain_ratio"] > r["gain_ratio"])]
-    ok = s["worst_forgetting"] <= 0.01 and s["gain_ratio"] >= 0.90 and not beaten
+    ok = s["worst_forgetting"] <= 0.01 and s["gain_ratio"] >= 0.90 and not beaten and peers
     why = "%+.2f%% (%s) at %.4f" % (100 * s["worst_forgetting"], s["worst_language"], s["gain_ratio"])
     if beaten:
         why += "; not strictly better than " + ", ".join(beaten)
-    return why, ok
+    if not peers:
+        why += "; no replay-only or EWC-only arm ran (ARMS) to compare with"
+    return why, bool(ok)
 
 
 def main():
