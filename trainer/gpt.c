@@ -448,9 +448,11 @@ float *gpt_params(gpt *m)
   down(m, STALE_PARAMS, m->h_params, m->params, m->nparams);
   return m->h_params;
 }
-/* some_state -- the state as it stands; the trainable part's when there is none yet */
+/* some_state -- the state as it stands; the trainable part's when there is none yet (none
+ * at all once the model failed: a growth cut short leaves the arrays of unequal lengths) */
 static bool some_state(gpt *m)
 {
+  if (m->failed) return false;
   return m->lo < m->nparams || state_from(m, gpt_trainable_offset(m));
 }
 
