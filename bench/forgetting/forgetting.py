@@ -183,7 +183,7 @@ def stamp_of(base_cfg, d):
     return h.hexdigest()
 
 
-def base_and_tools(mnemo, base_cfg, d):
+def base_of(mnemo, base_cfg, d):
     """the scenario's base, cached while base/stamp says it was made from this config and
     data; returns a Popen to wait for (then write_stamp), or None when cached"""
     stamp = os.path.join(d, "base", "stamp")
@@ -230,7 +230,7 @@ def arms_of(store, fisher, lam, safe_lam, distill, steps):
     ]
 
 
-def scenario_seed(root, mnemo, base_cfg, name, sc, d, seed, t0):
+def scenario_seed(mnemo, base_cfg, name, sc, d, seed, t0):
     """every arm of one scenario and seed; its results"""
     LANGS, FRESH = sc["langs"], sc["fresh"]
     shard = lambda n: os.path.join(d, n + ".shard")
@@ -361,7 +361,7 @@ def main():
         pending.append(n)
     while pending:
         batch, pending = pending[:2], pending[2:]
-        procs = [(n, base_and_tools(mnemo, base_cfg, os.path.join(top, n))) for n in batch]
+        procs = [(n, base_of(mnemo, base_cfg, os.path.join(top, n))) for n in batch]
         for n, p in procs:
             if p:
                 print("%s: pretraining the base..." % n, flush=True)
@@ -385,7 +385,7 @@ def main():
                "|---|---|---|---|"]
     for n in names:
         for seed in seeds:
-            r = scenario_seed(root, mnemo, base_cfg, n, SCENARIOS[n], os.path.join(top, n), seed, t0)
+            r = scenario_seed(mnemo, base_cfg, n, SCENARIOS[n], os.path.join(top, n), seed, t0)
             why, ok = verdict(r)
             summary.append("| %s | %d | %s | %s |" % (n, seed, why, "yes" if ok else "**no**"))
     open(os.path.join(top, "summary.md"), "w").write("\n".join(summary) + "\n")
