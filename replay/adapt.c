@@ -67,7 +67,18 @@ bool replay_adapt_step(replay_adapt *a, const replay_adapt_law *law)
     a->acc_base[i] = (1 - law->smoothing) * a->acc_base[i] + a->sum_base[i];
     a->drift[i] = (a->acc_model[i] - a->acc_base[i]) / a->acc_base[i];
     a->seen[i]++;
-    double lb = a->log_boost[i] + law->rate * (a->drift[i] - law->target);
+  }
+  /* relative: the level a language's drift is measured from is the mean drift of the
+   * languages the controller protects, when that is above 0 -- a share moves rows between
+   * languages, so a drift they all share is none it can answer */
+  double level = 0, sum = 0;
+  size_t n = 0;
+  for (size_t i = 0; law->relative && i < a->k; i++)
+    if (a->seen[i] && !a->fixed[i]) sum += a->drift[i], n++;
+  if (n > 1 && sum / (double)n > 0) level = sum / (double)n;
+  for (size_t i = 0; i < a->k; i++) {
+    if (!(a->sum_base[i] > 0)) continue;
+    double lb = a->log_boost[i] + law->rate * (a->drift[i] - level - law->target);
     lb = a->fixed[i] ? 0 : lb < 0 ? 0 : (lb > top ? top : lb);
     moved = moved || lb != a->log_boost[i];
     a->log_boost[i] = lb;

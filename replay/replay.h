@@ -149,6 +149,7 @@ typedef struct replay_adapt_law {
   double target;    /* the relative drift the controller holds a language to */
   double rate;      /* log-factor per step and unit of drift above the target */
   double max_boost; /* the largest factor (>= 1) */
+  bool relative;    /* drift over the protected languages' mean (when above 0), not over 0 */
 } replay_adapt_law;
 extern const replay_adapt_law replay_adapt_default;
 

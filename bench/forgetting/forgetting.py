@@ -19,7 +19,8 @@ Scenarios (SCENARIOS, default all three), each on the demo corpus (var/corpus):
     added, its windows' targets half the base's own predictions), fixed (distill with a
     light EWC and unfreezing: the safeguards without the drift controller), and safeguards
     (fixed with the drift controller, bound ADAPT_MAX, default 4) -- one configuration for every
-    scenario, no language named by hand.  Replay-only, EWC-only and distill arms run with
+    scenario, no language named by hand.  REUSE="control naive" keeps those arms' finished
+    runs when their job spec is unchanged (a change to the controller cannot touch them).  Replay-only, EWC-only and distill arms run with
     the controller off (finetune.adapt_max_boost 1).
 Per arm and language: bits per byte, and its change against the base.  Per arm:
 worst_forgetting (the worst relative increase among the seven untouched languages),
@@ -200,6 +201,18 @@ def write_stamp(base_cfg, d):
         f.write(stamp_of(base_cfg, d) + "\n")
 
 
+def reused(a, arm, spec):
+    """REUSE names arms whose finished run is kept when its job spec is the same (the
+    binary is not compared: reuse an arm only when the change cannot touch it)"""
+    if arm not in os.environ.get("REUSE", "").split():
+        return False
+    try:
+        same = open(os.path.join(a, "job.yaml")).read() == spec
+    except OSError:
+        return False
+    return same and os.path.exists(os.path.join(a, "model.safetensors"))
+
+
 def arms_of(store, fisher, lam, safe_lam, distill, steps):
     off = {"adapt_max_boost": 1}  # the drift controller off: the arm is what it says
     guarded = {"replay_store": store, "replay_ratio": 0.2, "distill": distill, "fisher": fisher,
@@ -247,17 +260,19 @@ def scenario_seed(mnemo, base_cfg, name, sc, d, seed, t0):
     only = os.environ.get("ARMS")
     if only:
         arms = [a for a in arms if a[0] in only.split() or a[0] in ("control", "naive")]
-    pending = list(arms)
+    specs = {arm: spec_text(base_cfg, {"train": dict(common, **train),
+                                       "finetune": dict(ft, baseline=base)})
+             for arm, _, train, ft in arms}
+    pending = [x for x in arms if not reused(os.path.join(out, "arm-" + x[0]), x[0], specs[x[0]])]
     while pending:  # two arms at once, one thread each
         batch, pending = pending[:2], pending[2:]
         procs = []
         for arm, data_name, train, ft in batch:
-            a = os.path.join(out, "arm-" + arm)
+            a, spec = os.path.join(out, "arm-" + arm), specs[arm]
             subprocess.run(["rm", "-rf", a], check=True)
             os.makedirs(a)
-            ft = dict(ft, baseline=base)
             with open(os.path.join(a, "job.yaml"), "w") as f:
-                f.write(spec_text(base_cfg, {"train": dict(common, **train), "finetune": ft}))
+                f.write(spec)
             procs.append((arm, run([mnemo, "finetune", "--spec", os.path.join(a, "job.yaml"),
                                     "--out", a, shard(data_name)], os.path.join(a, "log.jsonl"))))
         for arm, p in procs:
