@@ -60,7 +60,7 @@ typedef struct mn_config {
     double lr, min_lr_frac, weight_decay, grad_clip, beta1, beta2, language_alpha;
   } train;
   struct {
-    char *baseline, *fisher, *replay_store, *stages, *replay_boosts, *report_boosts;
+    char *baseline, *fisher, *replay_store, *stages, *replay_boosts, *report_boosts, *guard_boosts;
     double ewc_lambda, replay_ratio, lr_factor, unimax_epochs, distill, adapt_max_boost;
     int replay_sampler; /* 0 temperature, 1 unimax */
   } finetune;
@@ -78,7 +78,7 @@ typedef struct mn_config {
     int64_t timeout_s, max_attempts;
   } webhooks;
   struct {
-    double tolerance, level, parity_widen, probe_tolerance;
+    double tolerance, level, parity_widen, probe_tolerance, retry_boost;
     int64_t min_items, resamples, seed;
     char *tolerances, *must_improve, *parity_reference;
   } guards;

@@ -27,6 +27,8 @@ mn_status card_json(PGconn *c, int64_t id, json_t **out, mn_error *err)
       "     JOIN mnemo.languages l ON l.code = d.lang"
       "    WHERE d.consumed_by = c.id GROUP BY d.lang, l.name, s.name, s.licence) x),"
       " 'verdict', c.verdict,"
+      " 'retry', (SELECT json_build_object('of_job', j.retry_of, 'protect', j.protect)"
+      "   FROM mnemo.jobs j WHERE j.id = c.job_id AND j.retry_of IS NOT NULL),"
       " 'approvals', (SELECT coalesce(json_agg(json_build_object('decision', a.decision,"
       "   'by', a.by_user, 'note', a.note, 'at', a.at) ORDER BY a.id), '[]')"
       "   FROM mnemo.approvals a WHERE a.ckpt_id = c.id),"
@@ -85,6 +87,13 @@ mn_status card_markdown(const json_t *card, mn_buf *b, mn_error *err)
       (long long)json_integer_value(json_object_get(card, "watermark")));
   size_t i;
   json_t *x;
+  const json_t *retry = json_object_get(card, "retry");
+  if (rc == MN_OK && json_is_object(retry)) /* the guard in the loop made it */
+    rc = mn_buf_appendf(b, err,
+                        "- a guard's retry of refresh %lld, whose candidate was rejected: these "
+                        "languages' replay shares were multiplied: %s\n",
+                        (long long)json_integer_value(json_object_get(retry, "of_job")),
+                        str(retry, "protect"));
   if (rc == MN_OK)
     rc = mn_buf_appendf(
         b, err,

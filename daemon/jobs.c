@@ -32,7 +32,8 @@ mn_status jobs_claim(PGconn *c, const char *owner, const mn_config *cfg, mn_job 
       " max_attempts = CASE WHEN attempt = 0 THEN $3::int ELSE max_attempts END"
       " WHERE id = (SELECT id FROM mnemo.jobs WHERE state = 'queued' AND run_after <= now()"
       "             ORDER BY kind = 'promote' DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-      " RETURNING id, kind, ckpt_id, attempt, max_attempts, watermark, cancel_requested",
+      " RETURNING id, kind, ckpt_id, attempt, max_attempts, watermark, cancel_requested,"
+      " coalesce(retry_of, 0), protect",
       3, p, &r, "claim a job", err);
   if (rc != MN_OK) return rc;
   *got = PQntuples(r) == 1;
@@ -45,6 +46,8 @@ mn_status jobs_claim(PGconn *c, const char *owner, const mn_config *cfg, mn_job 
     out->max_attempts = i64(r, 0, 4);
     out->watermark = i64(r, 0, 5);
     out->cancel_requested = PQgetvalue(r, 0, 6)[0] == 't';
+    out->retry_of = i64(r, 0, 7);
+    snprintf(out->protect, sizeof out->protect, "%s", PQgetvalue(r, 0, 8));
   }
   PQclear(r);
   return MN_OK;
@@ -176,12 +179,13 @@ void jobs_rollback(PGconn *c)
   PQclear(r);
 }
 
-mn_status jobs_finish(PGconn *c, const mn_job *j, const char *owner, const char *state,
-                      const char *note, mn_error *err)
+/* finish -- jobs_finish, and with protect the retry in the same transaction */
+static mn_status finish(PGconn *c, const mn_job *j, const char *owner, const char *state,
+                        const char *note, const char *protect, int64_t *retry, mn_error *err)
 {
   char id[32];
   FMT_I64(id, j->id);
-  const char *p[] = {id, state, note};
+  const char *p[] = {id, state, note, protect};
   PGresult *r;
   mn_status rc = jobs_begin(c, j, owner, err);
   if (rc != MN_OK) return rc;
@@ -197,9 +201,28 @@ mn_status jobs_finish(PGconn *c, const mn_job *j, const char *owner, const char 
                   3, p, &r, "record a finished job", err);
     PQclear(r);
   }
+  if (rc == MN_OK && protect) {
+    rc = db_query(c, "SELECT coalesce(mnemo.guard_retry($1::bigint, $2), 0)", 2,
+                  (const char *const[]){id, protect}, &r, "queue the guard's retry", err);
+    if (rc == MN_OK) *retry = i64(r, 0, 0);
+    PQclear(r);
+  }
   if (rc == MN_OK) return jobs_commit(c, err);
   jobs_rollback(c);
   return rc;
+}
+
+mn_status jobs_finish(PGconn *c, const mn_job *j, const char *owner, const char *state,
+                      const char *note, mn_error *err)
+{
+  return finish(c, j, owner, state, note, NULL, NULL, err);
+}
+
+mn_status jobs_finish_retry(PGconn *c, const mn_job *j, const char *owner, const char *note,
+                            const char *protect, int64_t *retry, mn_error *err)
+{
+  *retry = 0;
+  return finish(c, j, owner, "succeeded", note, protect, retry, err);
 }
 
 mn_status jobs_fail(PGconn *c, const mn_job *j, const char *owner, const char *why,

@@ -21,7 +21,9 @@
 
 typedef struct mn_job {
   int64_t id, ckpt, attempt, max_attempts, watermark; /* ckpt, watermark: 0 when not set */
-  char kind[16];                                      /* "refresh" or "promote" */
+  int64_t retry_of;   /* refresh: the refresh it retries (0: none; migration 0007) */
+  char kind[16];      /* "refresh" or "promote" */
+  char protect[1024]; /* refresh: its finetune.guard_boosts ("" for none) */
   bool cancel_requested;
 } mn_job;
 
@@ -49,6 +51,13 @@ void jobs_rollback(PGconn *c);
 /* jobs_finish -- succeeded or cancelled, with a note; fenced */
 MN_NODISCARD mn_status jobs_finish(PGconn *c, const mn_job *j, const char *owner, const char *state,
                                    const char *note, mn_error *err);
+/* jobs_finish_retry -- a refresh whose candidate a guard rejected: succeeded, and in the same
+ * transaction its retry queued with protect as its guard boosts (mnemo.guard_retry); *retry
+ * the retry's id, 0 when none may be queued (a retry itself, or another refresh is queued or
+ * running).  Fenced. */
+MN_NODISCARD mn_status jobs_finish_retry(PGconn *c, const mn_job *j, const char *owner,
+                                         const char *note, const char *protect,
+                                         int64_t *retry /* OUT */, mn_error *err);
 /* jobs_fail -- this attempt failed: queued again with backoff, or failed for good (the
  * refresh's checkpoint with it, a job_failed event); fenced.  *final: failed for good. */
 MN_NODISCARD mn_status jobs_fail(PGconn *c, const mn_job *j, const char *owner, const char *why,

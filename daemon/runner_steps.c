@@ -122,7 +122,8 @@ static mn_status export_jsonl(PGconn *c, const char *sql, int n, const char *con
 }
 
 /* write_spec -- the job's config, frozen once: a retry trains the same run it resumes;
- * boosts: finetune.report_boosts (NULL: none) */
+ * boosts: finetune.report_boosts (NULL: none); a guard's retry protects what its job says
+ * (finetune.guard_boosts) */
 static mn_status write_spec(runner *r, bool finetune, const char *boosts, mn_error *err)
 {
   char path[PATH_MAX], p[PATH_MAX];
@@ -146,6 +147,8 @@ static mn_status write_spec(runner *r, bool finetune, const char *boosts, mn_err
     if (rc == MN_OK) rc = mn_config_set_literal(&cfg, "finetune.replay_store", p, "mnemod", err);
     if (rc == MN_OK && boosts && *boosts)
       rc = mn_config_set_literal(&cfg, "finetune.report_boosts", boosts, "mnemod", err);
+    if (rc == MN_OK && r->job.protect[0])
+      rc = mn_config_set_literal(&cfg, "finetune.guard_boosts", r->job.protect, "mnemod", err);
   }
   if (rc == MN_OK) {
     mn_buf_reset(&y);
@@ -497,6 +500,34 @@ static mn_status st_guard(runner *r, PGconn *c, bool *spawned, mn_error *err)
   return MN_OK;
 }
 
+/* guard_protect -- "deu:3,hin:3": the languages a rejected candidate failed that the
+ * baseline's replay store can hold (production absorbed documents of theirs), each at
+ * guards.retry_boost; empty when no retry is due (off, a retry already, none to protect) */
+static mn_status guard_protect(runner *r, PGconn *c, const json_t *v, char *out, size_t n,
+                               mn_error *err)
+{
+  out[0] = '\0';
+  if (r->cfg->guards.retry_boost <= 1 || r->job.retry_of) return MN_OK;
+  char boost[32];
+  snprintf(boost, sizeof boost, "%g", r->cfg->guards.retry_boost);
+  char *langs = json_dumps(json_object_get(v, "languages"), JSON_COMPACT);
+  if (!langs) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
+  PGresult *res;
+  mn_status rc = db_query(
+      c,
+      "SELECT string_agg(x.lang || ':' || $2, ',' ORDER BY x.lang) FROM"
+      " jsonb_to_recordset($1::jsonb) AS x(lang text, outcome text) WHERE x.outcome = 'fail'"
+      " AND x.lang ~ '^[a-z]{2,8}$' AND EXISTS (SELECT 1 FROM mnemo.documents d"
+      " WHERE d.lang = x.lang AND d.consumed_by IS NOT NULL)",
+      2, (const char *const[]){langs, boost}, &res, "choose the languages a retry protects", err);
+  free(langs);
+  if (rc != MN_OK) return rc;
+  if (!PQgetisnull(res, 0, 0) && strlen(PQgetvalue(res, 0, 0)) < n)
+    snprintf(out, n, "%s", PQgetvalue(res, 0, 0));
+  PQclear(res);
+  return MN_OK;
+}
+
 static mn_status st_verdict(runner *r, PGconn *c, bool *spawned, mn_error *err)
 {
   (void)spawned;
@@ -525,6 +556,18 @@ static mn_status st_verdict(runner *r, PGconn *c, bool *spawned, mn_error *err)
   const char *po = json_string_value(json_object_get(par, "outcome"));
   if (rc == MN_OK && po && strcmp(po, "pass") != 0)
     rc = mn_buf_appendf(&why, err, "%sparity gap: %s", why.len ? "; " : "", po);
+  /* the guard in the loop: the languages to protect in a retry, said in the verdict; a
+   * retry's verdict names what it retried */
+  char protect[1024] = "";
+  if (rc == MN_OK && !pass) rc = guard_protect(r, c, v, protect, sizeof protect, err);
+  if (rc == MN_OK && protect[0])
+    json_object_set_new(
+        v, "guard_retry",
+        json_pack("{s:s, s:f}", "protect", protect, "boost", r->cfg->guards.retry_boost));
+  if (rc == MN_OK && r->job.retry_of)
+    json_object_set_new(
+        v, "retry_of",
+        json_pack("{s:I, s:s}", "job", (json_int_t)r->job.retry_of, "protected", r->job.protect));
   char *vj = json_dumps(v, JSON_COMPACT);
   json_decref(v);
   snprintf(id, sizeof id, "%lld", (long long)r->job.ckpt);
@@ -545,9 +588,15 @@ static mn_status st_verdict(runner *r, PGconn *c, bool *spawned, mn_error *err)
   if (rc == MN_OK)
     mn_log(MN_LOG_INFO, pass ? "candidate awaits approval" : "candidate rejected",
            MN_KV_I("checkpoint", r->job.ckpt), MN_KV_I("job", r->job.id));
-  if (rc == MN_OK)
+  int64_t retry = 0;
+  if (rc == MN_OK && protect[0])
+    rc = jobs_finish_retry(c, &r->job, r->owner, "rejected", protect, &retry, err);
+  else if (rc == MN_OK)
     rc = jobs_finish(c, &r->job, r->owner, "succeeded", pass ? "awaiting approval" : "rejected",
                      err);
+  if (rc == MN_OK && retry)
+    mn_log(MN_LOG_INFO, "guard retry queued", MN_KV_I("job", retry), MN_KV_I("retries", r->job.id),
+           MN_KV_S("protect", protect));
   return rc;
 }
 

@@ -286,16 +286,19 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
       free(n), free(q), free(boost);
       return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
     }
-    mn_buf applied;
+    mn_buf applied, guarded;
     mn_buf_init(&applied, 256);
+    mn_buf_init(&guarded, 256);
     for (uint32_t i = 0; i < k; i++)
       boost[i] = 1.0;
     if ((rc = replay_boosts("finetune.replay_boosts", fo->replay_boosts, true, &f->replay, boost,
                             NULL, err)) != MN_OK ||
         (rc = replay_boosts("finetune.report_boosts", fo->report_boosts, false, &f->replay, boost,
-                            &applied, err)) != MN_OK) {
+                            &applied, err)) != MN_OK ||
+        (rc = replay_boosts("finetune.guard_boosts", fo->guard_boosts, false, &f->replay, boost,
+                            &guarded, err)) != MN_OK) {
       free(n), free(q), free(boost);
-      mn_buf_fini(&applied);
+      mn_buf_fini(&applied), mn_buf_fini(&guarded);
       return rc;
     }
     int V = gpt_get_config(m)->vocab_size;
@@ -304,7 +307,7 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
       for (size_t j = 0; j < (size_t)rl->count * f->replay.window; j++)
         if (rl->windows[j] >= (uint32_t)V) {
           free(n), free(q), free(boost);
-          mn_buf_fini(&applied);
+          mn_buf_fini(&applied), mn_buf_fini(&guarded);
           return mn_error_set(err, MN_ERR_INPUT,
                               "replay store \"%s\": %s holds token %u, beyond the vocabulary of %d",
                               rp, rl->code, rl->windows[j], V);
@@ -344,7 +347,7 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
       rc = replay_adapt_init(&f->adapt, k, err);
     }
     if (rc != MN_OK) {
-      mn_buf_fini(&applied);
+      mn_buf_fini(&applied), mn_buf_fini(&guarded);
       return rc;
     }
     json_t *rl = json_pack("{s:f, s:i, s:I, s:s, s:f, s:s}", "ratio", fo->replay_ratio, "per_batch",
@@ -355,12 +358,13 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
         fo->replay_boosts[0]) /* only when set: older runs' lineages stay resumable */
       json_object_set_new(rl, "boosts", json_string(fo->replay_boosts));
     if (applied.len) json_object_set_new(rl, "report_boosts", json_string(applied.data));
+    if (guarded.len) json_object_set_new(rl, "guard_boosts", json_string(guarded.data));
     if (f->adapt.k) /* only when on: older runs' lineages stay resumable */
       json_object_set_new(rl, "adapt",
                           json_pack("{s:f, s:f, s:f, s:f}", "smoothing", f->law.smoothing, "target",
                                     f->law.target, "rate", f->law.rate, "max_boost",
                                     f->law.max_boost));
-    mn_buf_fini(&applied);
+    mn_buf_fini(&applied), mn_buf_fini(&guarded);
     json_object_set_new(lineage, "replay", rl);
   }
   if (fo->distill > 0) {

@@ -63,6 +63,7 @@ typedef struct finetune_options {
   double unimax_epochs;
   const char *replay_boosts; /* "deu:3,swh:2": an operator's; a language not held is an error */
   const char *report_boosts; /* the same from reports: a language not held is skipped */
+  const char *guard_boosts;  /* the same from a guard's retry (mnemod), skipped likewise */
   double distill;            /* > 0: towards the baseline's predictions on replayed rows */
   double adapt_max_boost;    /* > 1: the drift controller on replayed languages, this bound */
   const char *stages;        /* finetune_stages_parse */

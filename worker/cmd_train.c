@@ -180,6 +180,7 @@ static int train(worker_ctx *w, worker_args *o, bool finetune)
                          .replay_boosts = c->finetune.replay_boosts,
                          .adapt_max_boost = c->finetune.adapt_max_boost,
                          .report_boosts = c->finetune.report_boosts,
+                         .guard_boosts = c->finetune.guard_boosts,
                          .distill = c->finetune.distill,
                          .stages = c->finetune.stages,
                          .lr_factor = c->finetune.lr_factor};

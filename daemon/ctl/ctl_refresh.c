@@ -417,8 +417,12 @@ static int cmd_show(ctl *c, int argc, char **argv)
   }
   if (db_query(conn,
                "SELECT state, coalesce(parent_id::text, '-'), coalesce(job_id::text, '-'),"
-               " reasons, coalesce(verdict->>'pass', '') FROM mnemo.checkpoints"
-               " WHERE id = $1::bigint",
+               " reasons, coalesce(verdict->>'pass', ''),"
+               " coalesce(verdict->'guard_retry'->>'protect', ''),"
+               " coalesce((SELECT j.id::text FROM mnemo.jobs j WHERE j.retry_of = k.job_id), ''),"
+               " coalesce(verdict->'retry_of'->>'job', ''),"
+               " coalesce(verdict->'retry_of'->>'protected', '')"
+               " FROM mnemo.checkpoints k WHERE id = $1::bigint",
                1, p, &res, "could not read the checkpoint", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (PQntuples(res) != 1) {
@@ -430,6 +434,13 @@ static int cmd_show(ctl *c, int argc, char **argv)
   if (*PQgetvalue(res, 0, 4))
     printf("verdict: %s\n", strcmp(PQgetvalue(res, 0, 4), "true") == 0 ? "PASS" : "FAIL");
   if (*PQgetvalue(res, 0, 3)) printf("reasons: %s\n", ctl_text(PQgetvalue(res, 0, 3), 0));
+  if (*PQgetvalue(res, 0, 5)) /* the guard in the loop */
+    printf("guard retry: %s%s, protecting %s\n",
+           *PQgetvalue(res, 0, 6) ? "refresh " : "none queued", PQgetvalue(res, 0, 6),
+           ctl_text(PQgetvalue(res, 0, 5), 0));
+  if (*PQgetvalue(res, 0, 7))
+    printf("a guard's retry of refresh %s, protecting %s\n", PQgetvalue(res, 0, 7),
+           ctl_text(PQgetvalue(res, 0, 8), 0));
   PQclear(res);
   res = NULL;
   /* failing languages first, then those without evidence, then the passes; worst first */

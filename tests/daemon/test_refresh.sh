@@ -6,8 +6,8 @@
 #   verdict -> approval by the daemon's role refused by the database -> approval by an
 #   operator -> promotion (documents consumed once, replay store, online Fisher, model
 #   card) -> webhooks signed and retried -> a second refresh with a failing guard, its
-#   worker killed (retried) and PostgreSQL restarted mid-job -> rejected -> cancel ->
-#   rollback.  Every wait polls with a deadline.
+#   worker killed (retried) and PostgreSQL restarted mid-job -> rejected -> the guard's
+#   retry protecting what failed, rejected again and not retried -> cancel -> rollback.  Every wait polls with a deadline.
 set -euo pipefail
 ctl=$1
 mnemod=$2
@@ -169,6 +169,40 @@ is "select count(*) from mnemo.documents where split = 'train' and consumed_by i
   fail "a rejected candidate consumed documents"
 until_true 60 grep -q '"type": "candidate_rejected".*"status": 200' "$tmp/hooks.jsonl" ||
   fail "no candidate_rejected webhook"
+
+# the guard in the loop: the rejection queued one retry of refresh 2 on its documents, with
+# the languages it failed protected (guards.retry_boost, default 3); the retry is not retried
+retry=$(sql "select id from mnemo.jobs where retry_of = $job2")
+[ -n "$retry" ] || fail "no guard retry of refresh $job2"
+protect=$(sql "select protect from mnemo.jobs where id = $retry")
+is "select string_agg(lang || ':3', ',' order by lang) from mnemo.verdicts where ckpt_id = $cand2 and outcome = 'fail'" "$protect" ||
+  fail "the retry protects \"$protect\", not the failing languages"
+is "select watermark from mnemo.jobs where id = $retry" "$(sql "select watermark from mnemo.jobs where id = $job2")" ||
+  fail "the retry has another watermark"
+is "select verdict->'guard_retry'->>'protect' from mnemo.checkpoints where id = $cand2" "$protect" ||
+  fail "the verdict does not say what the retry protects"
+"$ctl" show "$cand2" | grep -q "^guard retry: refresh $retry, protecting $protect" || fail "show: no guard retry"
+until_true 180 is "select state from mnemo.jobs where id = $retry" succeeded ||
+  fail "the guard's retry did not finish"
+cand_r=$(sql "select ckpt_id from mnemo.jobs where id = $retry")
+is "select verdict->'retry_of'->>'job' from mnemo.checkpoints where id = $cand_r" "$job2" ||
+  fail "the retry's verdict does not name refresh $job2"
+is "select count(*) from mnemo.jobs where retry_of = $retry" 0 || fail "a retry was retried"
+is "select count(*) from mnemo.trained_on where ckpt_id = $cand_r" \
+  "$(sql "select count(*) from mnemo.trained_on where ckpt_id = $cand2")" || fail "the retry trained on other documents"
+"$ctl" --json show "$cand_r" | python3 -c "
+import json, sys
+c = json.load(sys.stdin)
+assert c['retry'] == {'of_job': $job2, 'protect': '$protect'}, c.get('retry')
+" || fail "the retry's card does not say what it retried"
+python3 - "$tmp/data/checkpoints/$cand_r/model.safetensors" "$protect" <<'PY' || fail "the retry did not protect $protect"
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    meta = json.loads(f.read(n))["__metadata__"]
+replay = json.loads(meta["lineage"])["replay"]
+assert replay.get("guard_boosts") == sys.argv[2], replay
+PY
 
 # cancel of a running job: a long fine-tune (the new config taken by SIGHUP) is stopped
 sed -i 's/steps: 400,/steps: 100000,/' "$tmp/mnemo.yaml"
