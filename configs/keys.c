@@ -211,13 +211,13 @@ static const mn_config_key keys[] = {
             "\"deu:3\", written by mnemod into a guard retry's config; multiply the others; a "
             "language the replay store lacks is skipped",
             finetune.guard_boosts),
-    DBL_KEY("finetune.distill", "0", 0.0, 1.0, true,
+    DBL_KEY("finetune.distill", "0.5", 0.0, 1.0, true,
             "distillation on replayed windows: their target is (1 - distill) the next token + "
-            "distill the baseline's prediction; 0: the next token only",
+            "distill the baseline's prediction; 0: the next token only (off without replay)",
             finetune.distill),
-    DBL_KEY("finetune.adapt_max_boost", "1", 1.0, 100.0, true,
-            "the drift controller: a replayed language the model in training predicts worse "
-            "than the baseline gets up to this factor more replay (1: off)",
+    DBL_KEY("finetune.adapt_max_boost", "4", 1.0, 100.0, true,
+            "the drift controller: a replayed language the model in training predicts worse, "
+            "against the baseline, than the others gets up to this factor more replay (1: off)",
             finetune.adapt_max_boost),
 
     STR_KEY_CHECKED(

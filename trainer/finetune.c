@@ -367,16 +367,12 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
     mn_buf_fini(&applied), mn_buf_fini(&guarded);
     json_object_set_new(lineage, "replay", rl);
   }
-  if (fo->distill > 0) {
-    if (!f->nrep)
-      return mn_error_set(
-          err, MN_ERR_INPUT,
-          "finetune.distill %g needs replayed windows to distil on "
-          "(finetune.replay_store and a replay_ratio giving at least one per batch)",
-          fo->distill);
-    json_object_set_new(lineage, "distill", json_real(fo->distill));
-  }
-  if (fo->distill > 0 || f->adapt.k) { /* the baseline scores the replayed windows */
+  /* distillation acts on replayed windows only: without any (no replay store, or a ratio
+   * giving none per batch) it is off, as is the drift controller, and the lineage says
+   * neither -- so the defaults (distill 0.5) cost nothing to a fine-tune without replay */
+  f->distill = f->nrep ? fo->distill : 0;
+  if (f->distill > 0) json_object_set_new(lineage, "distill", json_real(f->distill));
+  if (f->distill > 0 || f->adapt.k) { /* the baseline scores the replayed windows */
     if ((rc = gpt_create(gpt_get_config(m), f->nrep, T, 0, backend, &f->teacher, err)) != MN_OK)
       return rc;
     memcpy(gpt_params(f->teacher), f->anchor, np * sizeof(float));

@@ -372,7 +372,7 @@ mn_status train_run(const train_options *o, train_result *res, mn_error *err)
     if (ft.teacher) { /* the baseline's predictions on the replayed windows */
       size_t r0 = (size_t)(B - ft.nrep) * T;
       gpt_forward(ft.teacher, tok + r0, tgt + r0, ft.nrep, T);
-      gpt_set_soft_targets(m, B - ft.nrep, gpt_probs(ft.teacher), (float)fo->distill);
+      gpt_set_soft_targets(m, B - ft.nrep, gpt_probs(ft.teacher), (float)ft.distill);
     }
     gpt_zero_grad(m);
     gpt_forward_queue(m, tok, tgt, B, T);

@@ -105,7 +105,8 @@ typedef struct finetune_setup {
   replay_store replay;
   double *replay_cum; /* cumulative language shares over replay.langs */
   int *replay_tags;
-  int nrep;     /* replayed sequences per batch */
+  int nrep;       /* replayed sequences per batch */
+  double distill; /* finetune.distill where there are replayed windows, else 0 */
   gpt *teacher; /* the baseline, scoring the replayed windows (distillation, the drift
                  * controller); or NULL */
   finetune_stages stages;
