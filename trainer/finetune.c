@@ -361,9 +361,9 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
     if (guarded.len) json_object_set_new(rl, "guard_boosts", json_string(guarded.data));
     if (f->adapt.k) /* only when on: older runs' lineages stay resumable */
       json_object_set_new(rl, "adapt",
-                          json_pack("{s:f, s:f, s:f, s:f}", "smoothing", f->law.smoothing, "target",
-                                    f->law.target, "rate", f->law.rate, "max_boost",
-                                    f->law.max_boost));
+                          json_pack("{s:f, s:f, s:f, s:f, s:b}", "smoothing", f->law.smoothing,
+                                    "target", f->law.target, "rate", f->law.rate, "max_boost",
+                                    f->law.max_boost, "relative", f->law.relative));
     mn_buf_fini(&applied), mn_buf_fini(&guarded);
     json_object_set_new(lineage, "replay", rl);
   }

@@ -107,8 +107,8 @@ typedef struct finetune_setup {
   int *replay_tags;
   int nrep;       /* replayed sequences per batch */
   double distill; /* finetune.distill where there are replayed windows, else 0 */
-  gpt *teacher; /* the baseline, scoring the replayed windows (distillation, the drift
-                 * controller); or NULL */
+  gpt *teacher;   /* the baseline, scoring the replayed windows (distillation, the drift
+                   * controller); or NULL */
   finetune_stages stages;
   double *replay_q;     /* the sampler's shares before the controller's factors */
   replay_adapt adapt;   /* the drift controller: adapt.k > 0 when on */

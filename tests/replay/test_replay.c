@@ -352,7 +352,7 @@ static void adapt_made_up_drifts(void)
   T_CHECK(replay_adapt_boost(&a, 0) == 1.0 && replay_adapt_boost(&a, 1) == 1.0);
   double prev = 1.0, peak = 1.0;
   bool rising = true;
-  for (int t = 0; t < 200; t++) { /* language 0 drifts: 2% worse than the baseline */
+  for (int t = 0; t < 400; t++) { /* language 0 drifts: 2% worse than the baseline */
     replay_adapt_add(&a, 0, 3.06, 3.0);
     replay_adapt_add(&a, 0, 2.04, 2.0); /* two rows in a step: their sums */
     replay_adapt_add(&a, 1, 2.0, 2.0);
@@ -362,12 +362,12 @@ static void adapt_made_up_drifts(void)
     prev = b, peak = b > peak ? b : peak;
   }
   T_CHECK(rising);
-  T_CHECK_MSG(fabs(a.drift[0] - 0.02) < 1e-4, "drift %g", a.drift[0]);
+  T_CHECK_MSG(fabs(a.drift[0] - 0.02) < 2e-4, "drift %g", a.drift[0]);
   T_CHECK_MSG(fabs(peak - 3.0) < 1e-9, "bounded at 3: %g", peak);
   T_CHECK(replay_adapt_boost(&a, 1) == 1.0 && replay_adapt_boost(&a, 2) == 1.0);
   T_EQ_INT(a.seen[2], 0);
   bool falling = true;
-  for (int t = 0; t < 400; t++) { /* it recovers: 0.1% worse, under the target */
+  for (int t = 0; t < 1000; t++) { /* it recovers: 0.1% worse, under the target */
     replay_adapt_add(&a, 0, 3.003, 3.0);
     replay_adapt_step(&a, &law);
     double b = replay_adapt_boost(&a, 0);
@@ -386,11 +386,40 @@ static void adapt_made_up_drifts(void)
   T_CHECK(a.drift[0] == d);
   /* a language the fresh text trains (fixed): its drift is read, it gets no factor */
   a.fixed[1] = true;
-  for (int t = 0; t < 100; t++) {
+  for (int t = 0; t < 300; t++) {
     replay_adapt_add(&a, 1, 2.2, 2.0);
     replay_adapt_step(&a, &law);
   }
   T_CHECK(a.drift[1] > 0.09 && replay_adapt_boost(&a, 1) == 1.0);
+  replay_adapt_fini(&a);
+}
+
+/*
+ * adapt_shared_drift -- the default law reads a language's drift over the mean of the
+ * protected languages: when every language drifts alike (the shares cannot answer that)
+ * nothing moves; when one drifts more than the rest, it alone gets more replay.
+ */
+static void adapt_shared_drift(void)
+{
+  mn_error err = {0};
+  replay_adapt a;
+  T_EQ_INT(replay_adapt_init(&a, 3, &err), MN_OK);
+  replay_adapt_law law = replay_adapt_default;
+  T_CHECK(law.relative);
+  for (int t = 0; t < 300; t++) { /* all three 3% worse */
+    for (size_t l = 0; l < 3; l++)
+      replay_adapt_add(&a, l, 2.06, 2.0);
+    T_CHECK(!replay_adapt_step(&a, &law));
+  }
+  T_CHECK(a.drift[0] > 0.029 && replay_adapt_boost(&a, 0) == 1.0);
+  for (int t = 0; t < 300; t++) { /* language 2 drifts 3 points more */
+    replay_adapt_add(&a, 0, 2.06, 2.0);
+    replay_adapt_add(&a, 1, 2.06, 2.0);
+    replay_adapt_add(&a, 2, 2.12, 2.0);
+    replay_adapt_step(&a, &law);
+  }
+  T_CHECK_MSG(replay_adapt_boost(&a, 2) > 1.5, "the outlier: %g", replay_adapt_boost(&a, 2));
+  T_CHECK(replay_adapt_boost(&a, 0) == 1.0 && replay_adapt_boost(&a, 1) == 1.0);
   replay_adapt_fini(&a);
 }
 
@@ -407,6 +436,7 @@ int main(void)
   T_RUN(temperature_shares);
   T_RUN(unimax_budgets);
   T_RUN(adapt_made_up_drifts);
+  T_RUN(adapt_shared_drift);
   unlink(path);
   return T_DONE();
 }
