@@ -215,7 +215,7 @@ static const mn_config_key keys[] = {
             "distillation on replayed windows: their target is (1 - distill) the next token + "
             "distill the baseline's prediction; 0: the next token only (off without replay)",
             finetune.distill),
-    DBL_KEY("finetune.adapt_max_boost", "4", 1.0, 100.0, true,
+    DBL_KEY("finetune.adapt_max_boost", "2", 1.0, 100.0, true,
             "the drift controller: a replayed language the model in training predicts worse, "
             "against the baseline, than the others gets up to this factor more replay (1: off)",
             finetune.adapt_max_boost),

@@ -21,7 +21,7 @@
 #include <string.h>
 
 const replay_adapt_law replay_adapt_default = {
-    .smoothing = 0.02, .target = 0.0025, .rate = 2.0, .max_boost = 4.0, .relative = true};
+    .smoothing = 0.02, .target = 0.0025, .rate = 2.0, .max_boost = 2.0, .relative = true};
 
 mn_status replay_adapt_init(replay_adapt *a, size_t k, mn_error *err)
 {

@@ -18,7 +18,7 @@ Scenarios (SCENARIOS, default all three), each on the demo corpus (var/corpus):
     larger batch, the fresh part as in naive), EWC alone at three strengths, distill (replay
     added, its windows' targets half the base's own predictions), fixed (distill with a
     light EWC and unfreezing: the safeguards without the drift controller), and safeguards
-    (fixed with the drift controller, bound ADAPT_MAX, default 4) -- one configuration for every
+    (fixed with the drift controller, bound ADAPT_MAX, default 2) -- one configuration for every
     scenario, no language named by hand.  REUSE="control naive" keeps those arms' finished
     runs when their job spec is unchanged (a change to the controller cannot touch them).  Replay-only, EWC-only and distill arms run with
     the controller off (finetune.adapt_max_boost 1).
@@ -218,7 +218,7 @@ def arms_of(store, fisher, lam, safe_lam, distill, steps):
     off = {"adapt_max_boost": 1, "distill": 0}
     guarded = {"replay_store": store, "replay_ratio": 0.2, "distill": distill, "fisher": fisher,
                "ewc_lambda": safe_lam, "stages": "2:%d,all" % (steps // 20), "lr_factor": 2.6,
-               "adapt_max_boost": float(os.environ.get("ADAPT_MAX", "4"))}
+               "adapt_max_boost": float(os.environ.get("ADAPT_MAX", "2"))}
     ewc = {"distill": 0, "adapt_max_boost": 1}  # no replay: both would be off anyway
     return [
         ("control", "pre", {"language_alpha": 0.3}, {}),
