@@ -20,7 +20,8 @@ Scenarios (SCENARIOS, default all three), each on the demo corpus (var/corpus):
     light EWC and unfreezing: the safeguards without the drift controller), and safeguards
     (fixed with the drift controller, bound ADAPT_MAX, default 2) -- one configuration for every
     scenario, no language named by hand.  REUSE="control naive" keeps those arms' finished
-    runs when their job spec is unchanged (a change to the controller cannot touch them).  Replay-only, EWC-only and distill arms run with
+    runs when their job spec is unchanged (a change to the controller cannot touch them);
+    SUMMARY_ONLY=1 only rewrites the summary from the results there.  Replay-only, EWC-only and distill arms run with
     the controller off (finetune.adapt_max_boost 1).
 Per arm and language: bits per byte, and its change against the base.  Per arm:
 worst_forgetting (the worst relative increase among the seven untouched languages),
@@ -357,6 +358,28 @@ def verdict(result):
     return why, bool(ok)
 
 
+def summarize(top, names, seeds):
+    """var/forgetting/summary.md from every scenario's and seed's results.json: the goal's
+    verdict and the controller's cost (the safeguards arm's median step over fixed's, which
+    differ only by the controller; both ran beside another arm)"""
+    out = ["| scenario | seed | safeguards: worst forgetting at gain ratio | goal met "
+           "| controller's cost per step |", "|---|---|---|---|---|"]
+    for n in names:
+        for seed in seeds:
+            path = os.path.join(top, n, str(seed), "results.json")
+            if not os.path.exists(path):
+                continue
+            r = json.load(open(path))
+            why, ok = verdict(r)
+            ms = {x["arm"]: x["step_ms"] for x in r["arms"]}
+            cost = ("%+.1f%% (%.1f / %.1f ms)" % (100 * (ms["safeguards"] / ms["fixed"] - 1),
+                                                 ms["safeguards"], ms["fixed"])
+                    if "safeguards" in ms and "fixed" in ms else "-")
+            out.append("| %s | %d | %s | %s | %s |" % (n, seed, why, "yes" if ok else "**no**", cost))
+    open(os.path.join(top, "summary.md"), "w").write("\n".join(out) + "\n")
+    print("\n".join(out))
+
+
 def main():
     root = sys.argv[1]
     mnemo = os.path.join(root, "build", "bin", "mnemo")
@@ -368,6 +391,9 @@ def main():
     for n in names:
         if n not in SCENARIOS:
             sys.exit("unknown scenario %s (known: %s)" % (n, ", ".join(SCENARIOS)))
+    if os.environ.get("SUMMARY_ONLY"):  # from the results already there, nothing run
+        summarize(top, names, seeds)
+        return
     # the data and the bases first, two bases at once (one thread each)
     pending = []
     for n in names:
@@ -398,15 +424,10 @@ def main():
     if os.environ.get("BASES_ONLY"):
         print("bases ready (%.0f s)" % (time.time() - t0))
         return
-    summary = ["| scenario | seed | safeguards: worst forgetting at gain ratio | goal met |",
-               "|---|---|---|---|"]
     for n in names:
         for seed in seeds:
-            r = scenario_seed(mnemo, base_cfg, n, SCENARIOS[n], os.path.join(top, n), seed, t0)
-            why, ok = verdict(r)
-            summary.append("| %s | %d | %s | %s |" % (n, seed, why, "yes" if ok else "**no**"))
-    open(os.path.join(top, "summary.md"), "w").write("\n".join(summary) + "\n")
-    print("\n".join(summary))
+            scenario_seed(mnemo, base_cfg, n, SCENARIOS[n], os.path.join(top, n), seed, t0)
+    summarize(top, names, seeds)
     print("\nwritten: var/forgetting/summary.md and, per scenario and seed, results.json, "
           "results.md, chart.svg (%.0f s)" % (time.time() - t0))
 
