@@ -208,8 +208,8 @@ static const mn_config_key keys[] = {
             finetune.report_boosts),
     STR_KEY("finetune.guard_boosts", "", true, false,
             "factors on the replay shares of the languages a rejected candidate failed, "
-            "\"deu:3\", written by mnemod into a guard retry's config; multiply the others; a "
-            "language the replay store lacks is skipped",
+            "\"deu:3\", written by mnemod into a guard retry's config; they multiply "
+            "replay_boosts and report_boosts; a language the replay store lacks is skipped",
             finetune.guard_boosts),
     DBL_KEY("finetune.distill", "0.5", 0.0, 1.0, true,
             "distillation on replayed windows: their target is (1 - distill) the next token + "
@@ -308,8 +308,9 @@ static const mn_config_key keys[] = {
             "languages that had fresh data and must improve (\"spa,kat\"); empty: none",
             guards.must_improve),
     DBL_KEY("guards.retry_boost", "3", 1.0, 100.0, true,
-            "a refresh whose candidate fails for languages it replays is retried once, on the "
-            "same documents, with those languages' replay shares times this (1: no retry)",
+            "a refresh whose candidate fails for languages production was trained on is "
+            "retried once, at the same watermark, with those languages' replay shares times "
+            "this (1: no retry)",
             guards.retry_boost),
 
     INT_KEY("triage.max_text_bytes", "16384", 16, 65536, true,

@@ -179,20 +179,19 @@ void jobs_rollback(PGconn *c)
   PQclear(r);
 }
 
-/* finish -- jobs_finish, and with protect the retry in the same transaction */
-static mn_status finish(PGconn *c, const mn_job *j, const char *owner, const char *state,
-                        const char *note, const char *protect, int64_t *retry, mn_error *err)
+mn_status jobs_finish_in(PGconn *c, const mn_job *j, const char *state, const char *note,
+                         const char *protect, int64_t *retry, mn_error *err)
 {
   char id[32];
   FMT_I64(id, j->id);
-  const char *p[] = {id, state, note, protect};
+  const char *p[] = {id, state, note};
   PGresult *r;
-  mn_status rc = jobs_begin(c, j, owner, err);
-  if (rc != MN_OK) return rc;
-  rc = db_query(c,
-                "UPDATE mnemo.jobs SET state = $2, error = nullif($3, ''), finished_at = now(),"
-                " lease_owner = NULL, lease_until = NULL WHERE id = $1::bigint",
-                3, p, &r, "finish a job", err);
+  if (retry) *retry = 0;
+  mn_status rc = db_query(c,
+                          "UPDATE mnemo.jobs SET state = $2, error = nullif($3, ''),"
+                          " finished_at = now(), lease_owner = NULL, lease_until = NULL"
+                          " WHERE id = $1::bigint",
+                          3, p, &r, "finish a job", err);
   PQclear(r);
   if (rc == MN_OK) {
     rc = db_query(c,
@@ -201,28 +200,24 @@ static mn_status finish(PGconn *c, const mn_job *j, const char *owner, const cha
                   3, p, &r, "record a finished job", err);
     PQclear(r);
   }
-  if (rc == MN_OK && protect) {
+  if (rc == MN_OK && protect && *protect) {
     rc = db_query(c, "SELECT coalesce(mnemo.guard_retry($1::bigint, $2), 0)", 2,
                   (const char *const[]){id, protect}, &r, "queue the guard's retry", err);
-    if (rc == MN_OK) *retry = i64(r, 0, 0);
+    if (rc == MN_OK && retry) *retry = i64(r, 0, 0);
     PQclear(r);
   }
-  if (rc == MN_OK) return jobs_commit(c, err);
-  jobs_rollback(c);
   return rc;
 }
 
 mn_status jobs_finish(PGconn *c, const mn_job *j, const char *owner, const char *state,
                       const char *note, mn_error *err)
 {
-  return finish(c, j, owner, state, note, NULL, NULL, err);
-}
-
-mn_status jobs_finish_retry(PGconn *c, const mn_job *j, const char *owner, const char *note,
-                            const char *protect, int64_t *retry, mn_error *err)
-{
-  *retry = 0;
-  return finish(c, j, owner, "succeeded", note, protect, retry, err);
+  mn_status rc = jobs_begin(c, j, owner, err);
+  if (rc != MN_OK) return rc;
+  rc = jobs_finish_in(c, j, state, note, NULL, NULL, err);
+  if (rc == MN_OK) return jobs_commit(c, err);
+  jobs_rollback(c);
+  return rc;
 }
 
 mn_status jobs_fail(PGconn *c, const mn_job *j, const char *owner, const char *why,

@@ -51,13 +51,14 @@ void jobs_rollback(PGconn *c);
 /* jobs_finish -- succeeded or cancelled, with a note; fenced */
 MN_NODISCARD mn_status jobs_finish(PGconn *c, const mn_job *j, const char *owner, const char *state,
                                    const char *note, mn_error *err);
-/* jobs_finish_retry -- a refresh whose candidate a guard rejected: succeeded, and in the same
- * transaction its retry queued with protect as its guard boosts (mnemo.guard_retry); *retry
- * the retry's id, 0 when none may be queued (a retry itself, or another refresh is queued or
- * running).  Fenced. */
-MN_NODISCARD mn_status jobs_finish_retry(PGconn *c, const mn_job *j, const char *owner,
-                                         const char *note, const char *protect,
-                                         int64_t *retry /* OUT */, mn_error *err);
+/* jobs_finish_in -- jobs_finish inside a transaction the caller opened with jobs_begin (and
+ * commits): so a step's last write and the job's end commit together.  With protect (a
+ * refresh whose candidate a guard rejected) its retry is queued in it too, protecting those
+ * languages (mnemo.guard_retry); *retry (may be NULL) the retry's id, 0 when none may be
+ * queued (a retry itself, or another refresh is queued or running). */
+MN_NODISCARD mn_status jobs_finish_in(PGconn *c, const mn_job *j, const char *state,
+                                      const char *note, const char *protect,
+                                      int64_t *retry /* OUT */, mn_error *err);
 /* jobs_fail -- this attempt failed: queued again with backoff, or failed for good (the
  * refresh's checkpoint with it, a job_failed event); fenced.  *final: failed for good. */
 MN_NODISCARD mn_status jobs_fail(PGconn *c, const mn_job *j, const char *owner, const char *why,

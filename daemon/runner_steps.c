@@ -502,7 +502,9 @@ static mn_status st_guard(runner *r, PGconn *c, bool *spawned, mn_error *err)
 
 /* guard_protect -- "deu:3,hin:3": the languages a rejected candidate failed that the
  * baseline's replay store can hold (production absorbed documents of theirs), each at
- * guards.retry_boost; empty when no retry is due (off, a retry already, none to protect) */
+ * guards.retry_boost; empty when no retry is due: off, a retry already, none to protect, or
+ * all of them -- one factor on every replayed language is the sampler as it was, and the
+ * retry would be the rejected run again -- or a list too long to record (logged) */
 static mn_status guard_protect(runner *r, PGconn *c, const json_t *v, char *out, size_t n,
                                mn_error *err)
 {
@@ -515,15 +517,28 @@ static mn_status guard_protect(runner *r, PGconn *c, const json_t *v, char *out,
   PGresult *res;
   mn_status rc = db_query(
       c,
-      "SELECT string_agg(x.lang || ':' || $2, ',' ORDER BY x.lang) FROM"
-      " jsonb_to_recordset($1::jsonb) AS x(lang text, outcome text) WHERE x.outcome = 'fail'"
+      "SELECT string_agg(x.lang || ':' || $2, ',' ORDER BY x.lang), count(*),"
+      " (SELECT count(*) FROM mnemo.languages l WHERE EXISTS (SELECT 1 FROM mnemo.documents d"
+      "   WHERE d.lang = l.code AND d.consumed_by IS NOT NULL))"
+      " FROM jsonb_to_recordset($1::jsonb) AS x(lang text, outcome text) WHERE x.outcome = 'fail'"
       " AND x.lang ~ '^[a-z]{2,8}$' AND EXISTS (SELECT 1 FROM mnemo.documents d"
       " WHERE d.lang = x.lang AND d.consumed_by IS NOT NULL)",
       2, (const char *const[]){langs, boost}, &res, "choose the languages a retry protects", err);
   free(langs);
   if (rc != MN_OK) return rc;
-  if (!PQgetisnull(res, 0, 0) && strlen(PQgetvalue(res, 0, 0)) < n)
-    snprintf(out, n, "%s", PQgetvalue(res, 0, 0));
+  const char *list = PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0);
+  bool all = strcmp(PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2)) == 0;
+  if (*list && all)
+    mn_log(MN_LOG_WARN,
+           "no guard retry: every language production knows failed, and replaying "
+           "all of them more is replaying them as before",
+           MN_KV_I("job", r->job.id));
+  else if (strlen(list) >= n)
+    mn_log(MN_LOG_WARN, "no guard retry: too many failing languages to record",
+           MN_KV_I("job", r->job.id),
+           MN_KV_I("languages", strtoll(PQgetvalue(res, 0, 1), NULL, 10)));
+  else
+    snprintf(out, n, "%s", list);
   PQclear(res);
   return MN_OK;
 }
@@ -572,12 +587,18 @@ static mn_status st_verdict(runner *r, PGconn *c, bool *spawned, mn_error *err)
   json_decref(v);
   snprintf(id, sizeof id, "%lld", (long long)r->job.ckpt);
   const char *p[] = {id, pass ? "awaiting_approval" : "rejected", why.len ? why.data : "", vj};
+  /* the verdict, the job's end and its retry commit together: an attempt after a crash
+   * between them would find a rejected candidate that its steps cannot train again */
+  int64_t retry = 0;
   if (rc == MN_OK) rc = jobs_begin(c, &r->job, r->owner, err);
   if (rc == MN_OK) {
     PGresult *res;
     rc = db_query(c, "SELECT mnemo.checkpoint_advance($1::bigint, $2, $3, NULL, $4::jsonb)", 4, p,
                   &res, "record the verdict", err);
     PQclear(res);
+    if (rc == MN_OK)
+      rc = jobs_finish_in(c, &r->job, "succeeded", pass ? "awaiting approval" : "rejected", protect,
+                          &retry, err);
     if (rc == MN_OK)
       rc = jobs_commit(c, err);
     else
@@ -588,12 +609,9 @@ static mn_status st_verdict(runner *r, PGconn *c, bool *spawned, mn_error *err)
   if (rc == MN_OK)
     mn_log(MN_LOG_INFO, pass ? "candidate awaits approval" : "candidate rejected",
            MN_KV_I("checkpoint", r->job.ckpt), MN_KV_I("job", r->job.id));
-  int64_t retry = 0;
-  if (rc == MN_OK && protect[0])
-    rc = jobs_finish_retry(c, &r->job, r->owner, "rejected", protect, &retry, err);
-  else if (rc == MN_OK)
-    rc = jobs_finish(c, &r->job, r->owner, "succeeded", pass ? "awaiting approval" : "rejected",
-                     err);
+  if (rc == MN_OK && protect[0] && !retry)
+    mn_log(MN_LOG_WARN, "no guard retry: another refresh is queued or running",
+           MN_KV_I("job", r->job.id), MN_KV_S("protect", protect));
   if (rc == MN_OK && retry)
     mn_log(MN_LOG_INFO, "guard retry queued", MN_KV_I("job", retry), MN_KV_I("retries", r->job.id),
            MN_KV_S("protect", protect));

@@ -7,7 +7,8 @@
 ALTER TABLE mnemo.jobs
   ADD COLUMN retry_of bigint REFERENCES mnemo.jobs (id),
   ADD COLUMN protect text NOT NULL DEFAULT ''
-    CHECK (protect ~ '^([a-z]{2,8}:[0-9]+(\.[0-9]+)?(,[a-z]{2,8}:[0-9]+(\.[0-9]+)?)*)?$');
+    CHECK (length(protect) < 1024 AND
+           protect ~ '^([a-z]{2,8}:[0-9]+(\.[0-9]+)?(,[a-z]{2,8}:[0-9]+(\.[0-9]+)?)*)?$');
 -- once: a job is retried at most once, and a retry is never retried (guard_retry)
 CREATE UNIQUE INDEX jobs_retry_once ON mnemo.jobs (retry_of) WHERE retry_of IS NOT NULL;
 COMMENT ON COLUMN mnemo.jobs.retry_of IS
@@ -17,9 +18,11 @@ COMMENT ON COLUMN mnemo.jobs.protect IS
   'candidate failed (the job''s finetune.guard_boosts)';
 
 -- guard_retry -- queue the retry of refresh p_job, which has just finished with its candidate
--- rejected, protecting p_protect; NULL when it may not be retried (it is a retry itself, was
--- retried already, or another refresh is queued or running).  Called by the daemon in the
--- transaction that finishes the job.
+-- rejected, protecting p_protect ("lang:factor,..."; each language one its candidate failed,
+-- each factor above 1); NULL when it may not be retried (it is a retry itself, was retried
+-- already, an operator asked to cancel it, or another refresh is queued or running).  Only
+-- in the transaction that finished the job (the daemon's, recording the verdict): an old
+-- rejected refresh cannot be retried later.
 CREATE FUNCTION mnemo.guard_retry(p_job bigint, p_protect text) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -28,15 +31,26 @@ DECLARE
   r bigint;
 BEGIN
   SELECT * INTO j FROM mnemo.jobs WHERE id = p_job FOR UPDATE;
-  IF NOT FOUND OR j.kind <> 'refresh' OR j.state <> 'succeeded' THEN
-    RAISE EXCEPTION 'job % is not a finished refresh', p_job USING ERRCODE = 'invalid_parameter_value';
+  IF NOT FOUND OR j.kind <> 'refresh' OR j.state <> 'succeeded'
+     OR j.finished_at IS DISTINCT FROM now() THEN
+    RAISE EXCEPTION 'job % is not a refresh finished in this transaction', p_job
+      USING ERRCODE = 'invalid_parameter_value';
   END IF;
   SELECT state INTO k FROM mnemo.checkpoints WHERE id = j.ckpt_id;
   IF k IS DISTINCT FROM 'rejected' THEN
     RAISE EXCEPTION 'refresh %''s candidate was not rejected', p_job
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  IF j.retry_of IS NOT NULL OR coalesce(p_protect, '') = '' THEN
+  IF coalesce(p_protect, '') = '' OR EXISTS (
+       SELECT 1 FROM unnest(string_to_array(p_protect, ',')) e
+        WHERE split_part(e, ':', 2) !~ '^[0-9]+(\.[0-9]+)?$'
+           OR split_part(e, ':', 2)::float8 <= 1
+           OR NOT EXISTS (SELECT 1 FROM mnemo.verdicts v WHERE v.ckpt_id = j.ckpt_id
+                             AND v.lang = split_part(e, ':', 1) AND v.outcome = 'fail')) THEN
+    RAISE EXCEPTION 'refresh % cannot protect "%": each entry must be a language its candidate failed, at a factor above 1',
+      p_job, p_protect USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF j.retry_of IS NOT NULL OR j.cancel_requested THEN
     RETURN NULL;
   END IF;
   INSERT INTO mnemo.jobs (kind, reason, watermark, retry_of, protect)

@@ -315,7 +315,16 @@ mn_status finetune__prepare(const finetune_options *fo, gpt *m, const ckpt_meta 
     }
     f->nrep = (int)lround(fo->replay_ratio * B);
     if (f->nrep >= B) f->nrep = B - 1; /* a batch always holds fresh text */
-    if (fo->replay_sampler == 1) {     /* UniMax over the run's replayed windows */
+    if (f->nrep == 0) { /* a store asked for and nothing replayed: say so, do not drop it */
+      free(n), free(q), free(boost);
+      mn_buf_fini(&applied), mn_buf_fini(&guarded);
+      return mn_error_set(err, MN_ERR_INPUT,
+                          "finetune.replay_ratio %g of a batch of %d sequences replays none of "
+                          "replay store \"%s\": raise the ratio or train.batch_size, or set "
+                          "finetune.replay_ratio to 0",
+                          fo->replay_ratio, B, rp);
+    }
+    if (fo->replay_sampler == 1) { /* UniMax over the run's replayed windows */
       double unused, total = f->nrep * (double)steps;
       for (uint32_t i = 0; i < k; i++)
         n[i] = (double)f->replay.langs[i].count;

@@ -71,9 +71,14 @@ static const worker_command commands[] = {
      "refresh finetune.baseline on fresh shards (replay, EWC, unfreezing)",
      "Fine-tunes finetune.baseline on the fresh shards: replayed windows from\n"
      "finetune.replay_store in every batch, EWC against the baseline with finetune.fisher,\n"
-     "progressive unfreezing by finetune.stages (finetune.* keys).  The job spec is a config\n"
-     "file and replaces --config.  Resumable as pretrain is.  The baseline's tokenizer is\n"
-     "kept (--tokenizer is refused); the shards must be made by it.\n",
+     "progressive unfreezing by finetune.stages (finetune.* keys).  By default the replayed\n"
+     "windows are distilled towards the baseline's predictions (finetune.distill 0.5) and a\n"
+     "drift controller gives up to 2x more replay to the languages the run forgets most\n"
+     "(finetune.adapt_max_boost; 1: off); both need replayed windows, and progress lines\n"
+     "carry each language's drift and factor.  The job spec is a config file and replaces\n"
+     "--config.  Resumable as pretrain is (a run begun before these defaults resumes when\n"
+     "its spec says finetune.distill: 0 and finetune.adapt_max_boost: 1, as it began).  The\n"
+     "baseline's tokenizer is kept (--tokenizer is refused); the shards must be made by it.\n",
      worker__train_opts, true, worker__cmd_finetune},
     {"eval", NULL,
      "--checkpoint CKPT [--per-doc] [--max-tokens N] SHARD...  |  --checkpoint CKPT "

@@ -226,11 +226,21 @@ static int cmd_refresh(ctl *c, int argc, char **argv)
   if (argc != 0) return ctl_usage("refresh takes no arguments (got \"%s\")", argv[0]);
   const char *p[] = {c->a.reason ? c->a.reason : "mnemoctl refresh"};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
-      db_query(conn, "SELECT mnemo.request_refresh($1)", 1, p, &res, "could not queue a refresh",
-               &err) != MN_OK)
+      db_query(conn,
+               /* a job the call queued is not in the statement's snapshot: none is a retry */
+               "SELECT r.id, coalesce(j.retry_of::text, '') FROM (SELECT"
+               " mnemo.request_refresh($1) AS id) r LEFT JOIN mnemo.jobs j ON j.id = r.id",
+               1, p, &res, "could not queue a refresh", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  const char *retry_of = PQgetvalue(res, 0, 1);
   if (c->json)
-    ctl_print_json(json_pack("{s:I}", "job", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+    ctl_print_json(json_pack("{s:I, s:o}", "job",
+                             (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10), "retry_of",
+                             *retry_of ? json_integer(strtoll(retry_of, NULL, 10)) : json_null()));
+  else if (*retry_of) /* a guard's retry holds the one refresh slot: on older documents */
+    printf("refresh job %s is in flight already: a guard's retry of refresh %s, on its "
+           "documents; request again when it ends to train on what arrived since\n",
+           PQgetvalue(res, 0, 0), retry_of);
   else
     printf("refresh job %s queued (or already in flight)\n", PQgetvalue(res, 0, 0));
   return ctl_done(conn, res, &err, MN_EXIT_OK);
@@ -419,7 +429,8 @@ static int cmd_show(ctl *c, int argc, char **argv)
                "SELECT state, coalesce(parent_id::text, '-'), coalesce(job_id::text, '-'),"
                " reasons, coalesce(verdict->>'pass', ''),"
                " coalesce(verdict->'guard_retry'->>'protect', ''),"
-               " coalesce((SELECT j.id::text FROM mnemo.jobs j WHERE j.retry_of = k.job_id), ''),"
+               " coalesce((SELECT j.id::text || '|' || j.state FROM mnemo.jobs j"
+               "   WHERE j.retry_of = k.job_id), ''),"
                " coalesce(verdict->'retry_of'->>'job', ''),"
                " coalesce(verdict->'retry_of'->>'protected', '')"
                " FROM mnemo.checkpoints k WHERE id = $1::bigint",
@@ -434,10 +445,15 @@ static int cmd_show(ctl *c, int argc, char **argv)
   if (*PQgetvalue(res, 0, 4))
     printf("verdict: %s\n", strcmp(PQgetvalue(res, 0, 4), "true") == 0 ? "PASS" : "FAIL");
   if (*PQgetvalue(res, 0, 3)) printf("reasons: %s\n", ctl_text(PQgetvalue(res, 0, 3), 0));
-  if (*PQgetvalue(res, 0, 5)) /* the guard in the loop */
-    printf("guard retry: %s%s, protecting %s\n",
-           *PQgetvalue(res, 0, 6) ? "refresh " : "none queued", PQgetvalue(res, 0, 6),
-           ctl_text(PQgetvalue(res, 0, 5), 0));
+  if (*PQgetvalue(res, 0, 5)) { /* the guard in the loop: "ID|STATE" of the retry */
+    const char *rj = PQgetvalue(res, 0, 6), *bar = strchr(rj, '|');
+    if (bar)
+      printf("guard retry: refresh %.*s, protecting %s (%s)\n", (int)(bar - rj), rj,
+             ctl_text(PQgetvalue(res, 0, 5), 0), bar + 1);
+    else
+      printf("guard retry: none queued (another refresh was in flight), would protect %s\n",
+             ctl_text(PQgetvalue(res, 0, 5), 0));
+  }
   if (*PQgetvalue(res, 0, 7))
     printf("a guard's retry of refresh %s, protecting %s\n", PQgetvalue(res, 0, 7),
            ctl_text(PQgetvalue(res, 0, 8), 0));

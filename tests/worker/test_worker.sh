@@ -287,6 +287,11 @@ for b in swh:2 rus:0 rus spa:x; do
     --out "$tmp/ftb2" "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
   [ $rc = 1 ] && grep -q "finetune.replay_boosts" "$tmp/err" || fail "boost $b: rc $rc, $(cat "$tmp/err")"
 done
+# a replay ratio that replays no window of a batch (0.1 of 4) is refused, not run without replay
+rc=0; "$mnemo" --set finetune.replay_ratio=0.1 --set train.steps=3 finetune --spec "$tmp/job.yaml" \
+  --out "$tmp/ftb3" "$tmp/spa.shard" >/dev/null 2>"$tmp/err" || rc=$?
+[ $rc = 1 ] && grep -q "finetune.replay_ratio 0.1 of a batch of 4 sequences replays none" "$tmp/err" ||
+  fail "a ratio replaying nothing: rc $rc, $(cat "$tmp/err")"
 # a replay store names its tokenizer: a store of a BPE's windows is refused by a fine-tune of
 # the byte model (naming both), and shards of two tokenizers are not absorbed into one store
 python3 - "$tmp/bpe.json" <<'PY'
