@@ -235,14 +235,14 @@ def arms_of(store, fisher, lam, safe_lam, distill, steps):
         ("ewc_%g" % lam, "fresh", {"language_alpha": 1.0}, dict(ewc, fisher=fisher, ewc_lambda=lam)),
         ("ewc_%g" % (lam * 10), "fresh", {"language_alpha": 1.0},
          dict(ewc, fisher=fisher, ewc_lambda=lam * 10)),
+        # replay added with distillation, a light EWC (alone, lambda 1000 already costs a
+        # tenth of the gain), a short first stage of unfreezing; without, then with the
+        # drift controller -- side by side (two at once), so their step times compare
+        ("fixed", "fresh", {"language_alpha": 1.0, "batch_size": 10}, dict(guarded, adapt_max_boost=1)),
+        ("safeguards", "fresh", {"language_alpha": 1.0, "batch_size": 10}, guarded),
         # replay added on top, its windows' targets partly the base's own predictions
         ("distill", "fresh", {"language_alpha": 1.0, "batch_size": 10},
          dict(off, replay_store=store, replay_ratio=0.2, distill=distill)),
-        # replay added with distillation, a light EWC (alone, lambda 1000 already costs a
-        # tenth of the gain), a short first stage of unfreezing; without, then with the
-        # drift controller
-        ("fixed", "fresh", {"language_alpha": 1.0, "batch_size": 10}, dict(guarded, adapt_max_boost=1)),
-        ("safeguards", "fresh", {"language_alpha": 1.0, "batch_size": 10}, guarded),
     ]
 
 
