@@ -347,12 +347,20 @@ def verdict(result):
     if not s:
         return "no safeguards arm", False
     peers = [r for a, r in rows.items() if a.startswith("replay") or a.startswith("ewc_")]
-    beaten = [r["arm"] for r in peers
-              if not (s["worst_forgetting"] < r["worst_forgetting"] and s["gain_ratio"] > r["gain_ratio"])]
-    ok = s["worst_forgetting"] <= 0.01 and s["gain_ratio"] >= 0.90 and not beaten and peers
-    why = "%+.2f%% (%s) at %.4f" % (100 * s["worst_forgetting"], s["worst_language"], s["gain_ratio"])
+    # a peer not beaten on both axes, and on which: "replay20_added (gain 0.9876)"
+    beaten = []
+    for r in peers:
+        axes = ([] if s["worst_forgetting"] < r["worst_forgetting"] else
+                ["forgetting %+.2f%%" % (100 * r["worst_forgetting"])]) + \
+               ([] if s["gain_ratio"] > r["gain_ratio"] else ["gain %.4f" % r["gain_ratio"]])
+        if axes:
+            beaten.append("%s (%s)" % (r["arm"], ", ".join(axes)))
+    goal = s["worst_forgetting"] <= 0.01 and s["gain_ratio"] >= 0.90
+    ok = goal and not beaten and peers
+    why = "%+.2f%% (%s) at %.4f, %s" % (100 * s["worst_forgetting"], s["worst_language"],
+                                       s["gain_ratio"], "within 1% at 0.90" if goal else "**outside 1% at 0.90**")
     if beaten:
-        why += "; not strictly better than " + ", ".join(beaten)
+        why += "; not beaten on both axes: " + ", ".join(beaten)
     if not peers:
         why += "; no replay-only or EWC-only arm ran (ARMS) to compare with"
     return why, bool(ok)
