@@ -610,7 +610,8 @@ static mn_status st_verdict(runner *r, PGconn *c, bool *spawned, mn_error *err)
     mn_log(MN_LOG_INFO, pass ? "candidate awaits approval" : "candidate rejected",
            MN_KV_I("checkpoint", r->job.ckpt), MN_KV_I("job", r->job.id));
   if (rc == MN_OK && protect[0] && !retry)
-    mn_log(MN_LOG_WARN, "no guard retry: another refresh is queued or running",
+    mn_log(MN_LOG_WARN,
+           "no guard retry: the job was asked to cancel, or another refresh is in flight",
            MN_KV_I("job", r->job.id), MN_KV_S("protect", protect));
   if (rc == MN_OK && retry)
     mn_log(MN_LOG_INFO, "guard retry queued", MN_KV_I("job", retry), MN_KV_I("retries", r->job.id),

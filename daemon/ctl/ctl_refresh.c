@@ -451,7 +451,8 @@ static int cmd_show(ctl *c, int argc, char **argv)
       printf("guard retry: refresh %.*s, protecting %s (%s)\n", (int)(bar - rj), rj,
              ctl_text(PQgetvalue(res, 0, 5), 0), bar + 1);
     else
-      printf("guard retry: none queued (another refresh was in flight), would protect %s\n",
+      printf("guard retry: none queued (cancel asked, or another refresh in flight), would "
+             "protect %s\n",
              ctl_text(PQgetvalue(res, 0, 5), 0));
   }
   if (*PQgetvalue(res, 0, 7))
