@@ -200,11 +200,18 @@ mn_status jobs_finish_in(PGconn *c, const mn_job *j, const char *state, const ch
                   3, p, &r, "record a finished job", err);
     PQclear(r);
   }
+  if (rc == MN_OK && protect && *protect) /* optional: its failure is logged, not the job's */
+    rc = db_exec(c, "SAVEPOINT guard_retry", err);
   if (rc == MN_OK && protect && *protect) {
-    rc = db_query(c, "SELECT coalesce(mnemo.guard_retry($1::bigint, $2), 0)", 2,
-                  (const char *const[]){id, protect}, &r, "queue the guard's retry", err);
-    if (rc == MN_OK && retry) *retry = i64(r, 0, 0);
+    mn_error e = {0};
+    mn_status q = db_query(c, "SELECT coalesce(mnemo.guard_retry($1::bigint, $2), 0)", 2,
+                           (const char *const[]){id, protect}, &r, "queue the guard's retry", &e);
+    if (q == MN_OK && retry) *retry = i64(r, 0, 0);
     PQclear(r);
+    if (q != MN_OK) {
+      mn_log(MN_LOG_WARN, "no guard retry", MN_KV_I("job", j->id), MN_KV_S("error", e.msg));
+      rc = db_exec(c, "ROLLBACK TO SAVEPOINT guard_retry", err);
+    }
   }
   return rc;
 }

@@ -510,8 +510,9 @@ static mn_status guard_protect(runner *r, PGconn *c, const json_t *v, char *out,
 {
   out[0] = '\0';
   if (r->cfg->guards.retry_boost <= 1 || r->job.retry_of) return MN_OK;
-  char boost[32];
-  snprintf(boost, sizeof boost, "%g", r->cfg->guards.retry_boost);
+  char boost[32]; /* as written into the job: a factor that prints as 1 is none */
+  snprintf(boost, sizeof boost, "%.6g", r->cfg->guards.retry_boost);
+  if (strtod(boost, NULL) <= 1) return MN_OK;
   char *langs = json_dumps(json_object_get(v, "languages"), JSON_COMPACT);
   if (!langs) return mn_error_set(err, MN_ERR_NOMEM, "out of memory");
   PGresult *res;

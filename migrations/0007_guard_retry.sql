@@ -43,8 +43,8 @@ BEGIN
   END IF;
   IF coalesce(p_protect, '') = '' OR EXISTS (
        SELECT 1 FROM unnest(string_to_array(p_protect, ',')) e
-        WHERE split_part(e, ':', 2) !~ '^[0-9]+(\.[0-9]+)?$'
-           OR split_part(e, ':', 2)::float8 <= 1
+        WHERE CASE WHEN split_part(e, ':', 2) ~ '^[0-9]+(\.[0-9]+)?$'
+                   THEN split_part(e, ':', 2)::float8 <= 1 ELSE true END
            OR NOT EXISTS (SELECT 1 FROM mnemo.verdicts v WHERE v.ckpt_id = j.ckpt_id
                              AND v.lang = split_part(e, ':', 1) AND v.outcome = 'fail')) THEN
     RAISE EXCEPTION 'refresh % cannot protect "%": each entry must be a language its candidate failed, at a factor above 1',
