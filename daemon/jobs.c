@@ -200,9 +200,8 @@ mn_status jobs_finish_in(PGconn *c, const mn_job *j, const char *state, const ch
                   3, p, &r, "record a finished job", err);
     PQclear(r);
   }
-  if (rc == MN_OK && protect && *protect) /* optional: its failure is logged, not the job's */
-    rc = db_exec(c, "SAVEPOINT guard_retry", err);
-  if (rc == MN_OK && protect && *protect) {
+  if (rc == MN_OK && protect && *protect) { /* optional: a failure is logged, not the job's */
+    if ((rc = db_exec(c, "SAVEPOINT guard_retry", err)) != MN_OK) return rc;
     mn_error e = {0};
     mn_status q = db_query(c, "SELECT coalesce(mnemo.guard_retry($1::bigint, $2), 0)", 2,
                            (const char *const[]){id, protect}, &r, "queue the guard's retry", &e);

@@ -220,7 +220,6 @@ def arms_of(store, fisher, lam, safe_lam, distill, steps):
     guarded = {"replay_store": store, "replay_ratio": 0.2, "distill": distill, "fisher": fisher,
                "ewc_lambda": safe_lam, "stages": "2:%d,all" % (steps // 20), "lr_factor": 2.6,
                "adapt_max_boost": float(os.environ.get("ADAPT_MAX", "2"))}
-    ewc = {"distill": 0, "adapt_max_boost": 1}  # no replay: both would be off anyway
     return [
         ("control", "pre", {"language_alpha": 0.3}, {}),
         ("naive", "fresh", {"language_alpha": 1.0}, {}),
@@ -231,10 +230,10 @@ def arms_of(store, fisher, lam, safe_lam, distill, steps):
         ("replay20_added", "fresh", {"language_alpha": 1.0, "batch_size": 10},
          dict(off, replay_store=store, replay_ratio=0.2)),
         ("ewc_%g" % (lam / 10), "fresh", {"language_alpha": 1.0},
-         dict(ewc, fisher=fisher, ewc_lambda=lam / 10)),
-        ("ewc_%g" % lam, "fresh", {"language_alpha": 1.0}, dict(ewc, fisher=fisher, ewc_lambda=lam)),
+         dict(off, fisher=fisher, ewc_lambda=lam / 10)),
+        ("ewc_%g" % lam, "fresh", {"language_alpha": 1.0}, dict(off, fisher=fisher, ewc_lambda=lam)),
         ("ewc_%g" % (lam * 10), "fresh", {"language_alpha": 1.0},
-         dict(ewc, fisher=fisher, ewc_lambda=lam * 10)),
+         dict(off, fisher=fisher, ewc_lambda=lam * 10)),
         # replay added with distillation, a light EWC (alone, lambda 1000 already costs a
         # tenth of the gain), a short first stage of unfreezing; without, then with the
         # drift controller -- side by side (two at once), so their step times compare

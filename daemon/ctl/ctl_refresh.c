@@ -426,14 +426,13 @@ static int cmd_show(ctl *c, int argc, char **argv)
     return ctl_done(conn, res, &err, MN_EXIT_OK);
   }
   if (db_query(conn,
-               "SELECT state, coalesce(parent_id::text, '-'), coalesce(job_id::text, '-'),"
-               " reasons, coalesce(verdict->>'pass', ''),"
-               " coalesce(verdict->'guard_retry'->>'protect', ''),"
-               " coalesce((SELECT j.id::text || '|' || j.state FROM mnemo.jobs j"
-               "   WHERE j.retry_of = k.job_id), ''),"
-               " coalesce(verdict->'retry_of'->>'job', ''),"
-               " coalesce(verdict->'retry_of'->>'protected', '')"
-               " FROM mnemo.checkpoints k WHERE id = $1::bigint",
+               "SELECT k.state, coalesce(k.parent_id::text, '-'), coalesce(k.job_id::text, '-'),"
+               " k.reasons, coalesce(k.verdict->>'pass', ''),"
+               " coalesce(k.verdict->'guard_retry'->>'protect', ''),"
+               " coalesce(k.verdict->'retry_of'->>'job', ''),"
+               " coalesce(k.verdict->'retry_of'->>'protected', ''),"
+               " coalesce(r.id::text, ''), r.state FROM mnemo.checkpoints k"
+               " LEFT JOIN mnemo.jobs r ON r.retry_of = k.job_id WHERE k.id = $1::bigint",
                1, p, &res, "could not read the checkpoint", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (PQntuples(res) != 1) {
@@ -445,19 +444,16 @@ static int cmd_show(ctl *c, int argc, char **argv)
   if (*PQgetvalue(res, 0, 4))
     printf("verdict: %s\n", strcmp(PQgetvalue(res, 0, 4), "true") == 0 ? "PASS" : "FAIL");
   if (*PQgetvalue(res, 0, 3)) printf("reasons: %s\n", ctl_text(PQgetvalue(res, 0, 3), 0));
-  if (*PQgetvalue(res, 0, 5)) { /* the guard in the loop: "ID|STATE" of the retry */
-    const char *rj = PQgetvalue(res, 0, 6), *bar = strchr(rj, '|');
-    if (bar)
-      printf("guard retry: refresh %.*s, protecting %s (%s)\n", (int)(bar - rj), rj,
-             ctl_text(PQgetvalue(res, 0, 5), 0), bar + 1);
-    else
-      printf("guard retry: none queued (cancel asked, or another refresh in flight), would "
-             "protect %s\n",
-             ctl_text(PQgetvalue(res, 0, 5), 0));
-  }
-  if (*PQgetvalue(res, 0, 7))
-    printf("a guard's retry of refresh %s, protecting %s\n", PQgetvalue(res, 0, 7),
-           ctl_text(PQgetvalue(res, 0, 8), 0));
+  if (*PQgetvalue(res, 0, 5) && *PQgetvalue(res, 0, 8)) /* the guard in the loop */
+    printf("guard retry: refresh %s, protecting %s (%s)\n", PQgetvalue(res, 0, 8),
+           ctl_text(PQgetvalue(res, 0, 5), 0), PQgetvalue(res, 0, 9));
+  else if (*PQgetvalue(res, 0, 5))
+    printf("guard retry: none queued (cancel asked, or another refresh in flight), would "
+           "protect %s\n",
+           ctl_text(PQgetvalue(res, 0, 5), 0));
+  if (*PQgetvalue(res, 0, 6))
+    printf("a guard's retry of refresh %s, protecting %s\n", PQgetvalue(res, 0, 6),
+           ctl_text(PQgetvalue(res, 0, 7), 0));
   PQclear(res);
   res = NULL;
   /* failing languages first, then those without evidence, then the passes; worst first */
