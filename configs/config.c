@@ -530,6 +530,10 @@ static mn_status check_together(const mn_config *cfg, mn_error *err)
   if (*cfg->webhooks.url && !*cfg->webhooks.secret)
     return fail_key(cfg, mn_config_key_find("webhooks.url"), err,
                     "webhooks are signed: set webhooks.secret too (whsec_ + base64)");
+  if (!*cfg->console.tls_cert != !*cfg->console.tls_key)
+    return fail_key(
+        cfg, mn_config_key_find(*cfg->console.tls_cert ? "console.tls_cert" : "console.tls_key"),
+        err, "TLS needs both console.tls_cert and console.tls_key (PEM files)");
   return MN_OK;
 }
 
@@ -670,11 +674,13 @@ static mn_status value_text(const mn_config *cfg, const mn_config_key *k, mn_buf
   return MN_OK;
 }
 
-/* daemon_only -- keys of the daemon's own connections: the worker has no database and
- * sends no webhooks, so a worker's config leaves them (and with them every secret) out */
+/* daemon_only -- keys of the daemon's own connections: the worker has no database, sends
+ * no webhooks and serves no console, so a worker's config leaves them (and with them every secret)
+ * out */
 static bool daemon_only(const mn_config_key *k)
 {
-  return strncmp(k->key, "database.", 9) == 0 || strncmp(k->key, "webhooks.", 9) == 0;
+  return strncmp(k->key, "database.", 9) == 0 || strncmp(k->key, "webhooks.", 9) == 0 ||
+         strncmp(k->key, "console.", 8) == 0;
 }
 
 static mn_status dump(const mn_config *cfg, bool worker, mn_buf *out, mn_error *err)

@@ -32,7 +32,7 @@ typedef struct mn_cfg_origin {
   int line, col;    /* 1-based position in the file; 0 when not from a file */
 } mn_cfg_origin;
 
-enum { MN_CONFIG_MAX_KEYS = 96 };
+enum { MN_CONFIG_MAX_KEYS = 112 };
 
 /* The typed configuration.  Strings are owned by the struct (mn_config_fini). */
 typedef struct mn_config {
@@ -86,6 +86,11 @@ typedef struct mn_config {
     int64_t max_text_bytes, lid_max_bytes, batch;
     double group_similarity, boost_per_report, max_boost, boost_half_life_h, fix_margin;
   } triage;
+  struct {
+    char *listen, *conninfo, *tls_cert, *tls_key;
+    int64_t threads, session_idle_s, login_failures, login_window_s, cache_ms;
+    int64_t metrics_languages;
+  } console;
 
   char *source; /* the file last loaded, or NULL */
   mn_cfg_origin origin[MN_CONFIG_MAX_KEYS];
@@ -154,7 +159,8 @@ MN_NODISCARD mn_status mn_config_keep_fixed(mn_config *next, const mn_config *cu
 /* mn_config_dump -- the effective configuration as YAML, secrets redacted, origins as comments. */
 MN_NODISCARD mn_status mn_config_dump(const mn_config *cfg, mn_buf *out, mn_error *err);
 /* mn_config_dump_worker -- the configuration a worker process is given (job.yaml, the
- * triage worker's): every key but database.* and webhooks.*, which only the daemon uses, so
+ * triage worker's): every key but database.*, webhooks.* and console.*, which only the daemon
+ * uses, so
  * no secret and nothing that needs one; it loads back as a valid configuration. */
 MN_NODISCARD mn_status mn_config_dump_worker(const mn_config *cfg, mn_buf *out, mn_error *err);
 
@@ -212,5 +218,9 @@ MN_NODISCARD mn_status mn_webhook_key_parse(const char *secret, mn_webhook_key *
 /* mn_webhook_url_check -- an http:// or https:// URL naming a host, without blanks or
  * control characters; MN_ERR_INPUT saying what is wrong. */
 MN_NODISCARD mn_status mn_webhook_url_check(const char *url, mn_error *err);
+
+/* mn_listen_parse -- console.listen: "ADDR:PORT" with a numeric IPv4 address, or "[ADDR]:PORT"
+ * with an IPv6 one; 0 and host (the address without brackets), *port; -1 when malformed. */
+int mn_listen_parse(const char *v, char *host, size_t hostlen, int *port /* OUT */);
 
 #endif /* MNEMO_CONFIG_H */

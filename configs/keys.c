@@ -66,6 +66,20 @@ static bool check_webhook_url(const char *v, char *why, size_t whylen)
   return false;
 }
 
+/* check_listen -- empty (off), or HOST:PORT with an IPv4 address or a bracketed IPv6 one */
+static bool check_listen(const char *v, char *why, size_t whylen)
+{
+  char host[64];
+  int port;
+  if (!*v) return true;
+  if (mn_listen_parse(v, host, sizeof host, &port) != 0) {
+    snprintf(why, whylen,
+             "\"%s\" is not ADDRESS:PORT (\"127.0.0.1:8080\", \"[::1]:8080\", port 0-65535)", v);
+    return false;
+  }
+  return true;
+}
+
 /* ---------------------------------------------------------------- the table */
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -335,6 +349,40 @@ static const mn_config_key keys[] = {
             "share against the baseline, or are no worse than the language's held-out bits per "
             "byte",
             triage.fix_margin),
+
+    STR_KEY_CHECKED("console.listen", "", false, false, check_listen,
+                    "where mnemod serves the console, /metrics, /healthz and /readyz: "
+                    "\"127.0.0.1:8080\" or \"[::1]:8080\" (port 0: any free one, logged); "
+                    "empty: no HTTP at all",
+                    console.listen),
+    STR_KEY("console.conninfo", "", false, true,
+            "libpq string the console's people log in through, their login name and password "
+            "added; it must reach PostgreSQL where it asks for a password (a host line with "
+            "scram-sha-256 in pg_hba.conf); empty: database.conninfo",
+            console.conninfo),
+    STR_KEY("console.tls_cert", "", false, false,
+            "PEM certificate (chain) for HTTPS; with console.tls_key; empty: plain HTTP (put a "
+            "TLS reverse proxy in front, docs/console.md)",
+            console.tls_cert),
+    STR_KEY("console.tls_key", "", false, false, "PEM private key of console.tls_cert",
+            console.tls_key),
+    INT_KEY("console.threads", "4", 1, 256, false, "threads answering requests", console.threads),
+    INT_KEY("console.session_idle_s", "1800", 60, 604800, false,
+            "a console session unused this long is closed (its database connection too)",
+            console.session_idle_s),
+    INT_KEY("console.login_failures", "5", 1, 1000, false,
+            "failed logins from one address, or for one login name, before more are refused "
+            "for console.login_window_s",
+            console.login_failures),
+    INT_KEY("console.login_window_s", "900", 1, 86400, false,
+            "the window failed logins are counted in", console.login_window_s),
+    INT_KEY("console.cache_ms", "1000", 0, 60000, false,
+            "a login's pages without forms (languages, a language) are reused this long",
+            console.cache_ms),
+    INT_KEY("console.metrics_languages", "100", 0, 100000, false,
+            "/metrics has per-language series only when there are at most this many languages "
+            "(cardinality); 0: never",
+            console.metrics_languages),
 };
 
 _Static_assert(sizeof keys / sizeof keys[0] <= MN_CONFIG_MAX_KEYS, "raise MN_CONFIG_MAX_KEYS");

@@ -10,8 +10,12 @@
  */
 #include "configs/config.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -69,4 +73,33 @@ mn_status mn_webhook_url_check(const char *url, mn_error *err)
   if (strcspn(p, "/?#") == 0)
     return mn_error_set(err, MN_ERR_INPUT, "webhook URL \"%s\": names no host", url);
   return MN_OK;
+}
+
+int mn_listen_parse(const char *v, char *host, size_t hostlen, int *port)
+{
+  const char *colon;
+  size_t hl;
+  bool v6 = v[0] == '[';
+  if (v6) {
+    const char *close = strchr(v, ']');
+    if (!close || close[1] != ':') return -1;
+    hl = (size_t)(close - v - 1);
+    v++;
+    colon = close + 1;
+  } else {
+    colon = strrchr(v, ':');
+    if (!colon || memchr(v, ':', (size_t)(colon - v))) return -1;
+    hl = (size_t)(colon - v);
+  }
+  if (hl == 0 || hl >= hostlen) return -1;
+  memcpy(host, v, hl);
+  host[hl] = '\0';
+  unsigned char addr[16];
+  if (inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) != 1) return -1;
+  char *end;
+  errno = 0;
+  long p = strtol(colon + 1, &end, 10);
+  if (colon[1] < '0' || colon[1] > '9' || *end || errno || p < 0 || p > 65535) return -1;
+  *port = (int)p;
+  return 0;
 }

@@ -2,7 +2,8 @@
  * mnemod.c -- the daemon (DESIGN.md §1, §3, §8): leadership, the event loop, signals and
  * reloads.  The work is the modules': the job queue and its runner (jobs.h, runner.h: a
  * refresh or a promotion, step by step, with `mnemo` children), webhook delivery
- * (outbox.h) and report triage (triage.h), each of the last two a thread of its own.
+ * (outbox.h) and report triage (triage.h), each of the last two a thread of its own, and
+ * the console with /metrics (console.h: libmicrohttpd's threads, whether it leads or waits).
  *
  *   mnemod [--config FILE] [--db CONNINFO] [--version] [--help]
  *
@@ -28,6 +29,7 @@
  */
 #include "common/protocol.h"
 #include "configs/config.h"
+#include "daemon/console.h"
 #include "daemon/daemon.h"
 #include "daemon/jobs.h"
 #include "daemon/outbox.h"
@@ -75,6 +77,7 @@ typedef struct daemon_state {
   bool leading;    /* the leader's threads run (as the config asks) */
   outbox *hooks;   /* webhook delivery, while leader and webhooks.url is set */
   triager *triage; /* report triage, while leader */
+  console *web;    /* the console and /metrics, when console.listen is set */
   int stop_asked;  /* SIGTERMs received */
 } daemon_state;
 
@@ -285,6 +288,7 @@ static int lead(daemon_state *st, PGconn *lock)
     return 0;
   }
   mn_log(MN_LOG_INFO, "leader", MN_KV_I("pid", getpid()));
+  console_set_role(st->web, CONSOLE_LEADER);
   status("leader: waiting for work");
   st->leading = true;
   start_workers(st);
@@ -380,6 +384,7 @@ static int lead(daemon_state *st, PGconn *lock)
     runner_abandon(st->run);
   stop_workers(st);
   st->leading = false;
+  console_set_role(st->web, CONSOLE_STARTING);
   PQfinish(work);
   return code;
 }
@@ -407,6 +412,7 @@ static int run(daemon_state *st)
       continue;
     }
     attempt = 0;
+    console_set_role(st->web, CONSOLE_STANDBY);
     bool logged = false, leader = false, stop = false;
     while (!leader && !stop) {
       struct pollfd fds[2] = {{.fd = PQsocket(lock), .events = POLLIN},
@@ -416,6 +422,7 @@ static int run(daemon_state *st)
       if (n == 0 && !logged) {
         mn_log(MN_LOG_INFO, "waiting for leadership", MN_KV_S("why", "another mnemod leads"));
         status("standby: another mnemod leads");
+        console_set_role(st->web, CONSOLE_STANDBY);
         logged = true;
       }
       if (n > 0 && fds[1].revents) {
@@ -508,6 +515,11 @@ int main(int argc, char **argv)
     return MN_EXIT_FAIL;
   }
   runner_set_config(st.run, &st.cfg);
+  if (console_create(&st.cfg, &st.web, &err) != MN_OK) {
+    fprintf(stderr, "mnemod: %s\n", err.msg);
+    runner_destroy(st.run);
+    return MN_EXIT_FAIL;
+  }
   uint64_t wd_usec = 0;
   if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec / 2000 < (uint64_t)poll_cap_ms)
     poll_cap_ms = wd_usec / 2000 > 0 ? (int)(wd_usec / 2000) : 1;
@@ -516,6 +528,7 @@ int main(int argc, char **argv)
   run(&st);
   sd_notify(0, "STOPPING=1");
   mn_log(MN_LOG_INFO, "mnemod stopped", MN_KV_I("pid", getpid()));
+  console_destroy(st.web);
   runner_destroy(st.run);
   curl_global_cleanup();
   mn_config_fini(&st.cfg);

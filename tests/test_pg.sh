@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_pg.sh -- scripts/pg: start prints a working conninfo, no TCP port, start
-# is idempotent, stop stops and is idempotent, --tcp listens on loopback only.
+# is idempotent, stop stops and is idempotent, --tcp listens on loopback only and asks for
+# a password there.
 # On this brand-new cluster (no mnemo roles yet), eight databases migrated at
 # once must all succeed: roles are cluster-wide, the migration lock is not.
 #   test_pg.sh [MNEMOCTL]
@@ -55,8 +56,15 @@ for try in 1 2 3 4 5; do # a random port may be taken: try a few
   [ "$try" -lt 5 ] || fail "could not start on a TCP port in 5 tries"
 done
 [ "$(psql "$out" -qAtc 'show listen_addresses')" = 127.0.0.1 ] || fail "--tcp not on loopback"
-[ "$(psql "host=127.0.0.1 port=$port user=postgres dbname=postgres" -qAtc 'select 1')" = 1 ] ||
-  fail "no TCP connection on $port"
+# TCP asks for a password (the console checks logins there); the socket does not
+psql "$out" -qc "create role pw_login login password 'pw-secret'"
+tcp="host=127.0.0.1 port=$port dbname=postgres"
+! PGPASSWORD= psql "$tcp user=pw_login" -w -qAtc 'select 1' >/dev/null 2>&1 ||
+  fail "TCP let a login in without a password"
+! PGPASSWORD=wrong psql "$tcp user=pw_login" -qAtc 'select 1' >/dev/null 2>&1 ||
+  fail "TCP let a login in with a wrong password"
+[ "$(PGPASSWORD=pw-secret psql "$tcp user=pw_login" -qAtc 'select 1')" = 1 ] ||
+  fail "no TCP connection on $port with the right password"
 "$here/scripts/pg" stop "$dir"
 
 # usage errors
