@@ -793,10 +793,10 @@ mn_status console_create(const mn_config *cfg, console **out, mn_error *err)
                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, c, MHD_OPTION_HTTPS_MEM_CERT,
                            c->cert.data, MHD_OPTION_HTTPS_MEM_KEY, c->key.data, MHD_OPTION_END);
     else
-      c->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, c, MHD_OPTION_SOCK_ADDR, sa,
-                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->console.threads,
-                              MHD_OPTION_NOTIFY_COMPLETED, done, c, MHD_OPTION_CONNECTION_TIMEOUT,
-                              60u, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, c, MHD_OPTION_END);
+      c->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, c, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+                              c, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_THREAD_POOL_SIZE,
+                              (unsigned)cfg->console.threads, MHD_OPTION_NOTIFY_COMPLETED, done, c,
+                              MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
     if (!c->d)
       rc = mn_error_set(err, MN_ERR_IO,
                         "console.listen \"%s\": could not serve there (the port is taken, the "

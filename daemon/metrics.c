@@ -183,11 +183,11 @@ static mn_status render(PGconn *db, int64_t max_languages, page *p, mn_error *er
                      " LEFT JOIN mnemo.report_summary s ON s.lang = l.code ORDER BY l.code",
                      0, NULL, &r, "metrics: languages", err)) != MN_OK)
     return rc;
-  head(p, "mnemo_language_bits_per_byte", "gauge",
+  head(p, "mnemo_language_heldout_bpb", "gauge",
        "Production's held-out bits per byte of each language, as its verdict measured them.");
   for (int i = 0; i < PQntuples(r); i++) {
     if (PQgetisnull(r, i, 1)) continue;
-    h_raw(p, "mnemo_language_bits_per_byte{lang=\"");
+    h_raw(p, "mnemo_language_heldout_bpb{lang=\"");
     label(p, PQgetvalue(r, i, 0));
     h_raw(p, "\"} ");
     value(p, strtod(PQgetvalue(r, i, 1), NULL));

@@ -12,7 +12,7 @@
 #  - cookies HttpOnly and SameSite=Strict, Secure under TLS (console.tls_cert); failed
 #    logins limited per address; a bad console.listen refused at start.
 # Screenshots of every page go to ARTEFACTS.  playwright-core is installed into
-# var/console-ref (MNEMO_CONSOLE_REF_DIR); not being able to install it fails the test.
+# var/console-ref by scripts/console-ref; not being able to install it fails the test.
 set -euo pipefail
 ctl=$1
 mnemod=$2
@@ -22,15 +22,8 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # shellcheck source=tests/daemon/cluster.sh
 . "$here/tests/daemon/cluster.sh"
 
-ref=${MNEMO_CONSOLE_REF_DIR:-$here/var/console-ref}
-mkdir -p "$ref" "$art"
-(
-  cd "$ref"
-  [ -f package.json ] || npm init -y >/dev/null
-  [ -f node_modules/playwright-core/package.json ] ||
-    npm install --no-audit --no-fund playwright-core@1.57.0 >npm.log 2>&1 || { cat npm.log >&2; exit 1; }
-) || fail "could not install npm playwright-core into $ref"
-command -v chromium >/dev/null || fail "chromium is missing: run scripts/setup"
+mods=$("$here/scripts/console-ref") || fail "could not install npm playwright-core (scripts/console-ref)"
+mkdir -p "$art"
 command -v promtool >/dev/null || fail "promtool is missing (Debian's prometheus): run scripts/setup"
 py=
 for p in python3 /usr/bin/python3; do # Debian's python3-prometheus-client is in the system python
@@ -133,7 +126,7 @@ grep -qi '^set-cookie: mnemo_login=[0-9a-f]\{64\}; Path=/login; HttpOnly; SameSi
   fail "the login cookie: $(grep -i set-cookie "$tmp/h")"
 
 # ---- the browser
-NODE_PATH=$ref/node_modules node "$here/tests/daemon/console_browser.js" "$main" "$art" "$cand" ||
+NODE_PATH=$mods node "$here/tests/daemon/console_browser.js" "$main" "$art" "$cand" ||
   fail "the console in a browser"
 for p in login languages language candidates candidate reports jobs candidate-approved refused-daemon; do
   [ -s "$art/$p.png" ] || fail "no screenshot of $p"
