@@ -367,6 +367,7 @@ static const char JS[] =
     "  document.querySelectorAll('[data-live]').forEach(function (el) {\n"
     "    setInterval(function () {\n"
     "      fetch(el.dataset.live, {credentials: 'same-origin'}).then(function (r) {\n"
+    "        if (r.redirected) { location.reload(); return null; } // the session ended\n"
     "        return r.ok ? r.text() : null;\n"
     "      }).then(function (t) { if (t !== null) el.innerHTML = t; }).catch(function () {});\n"
     "    }, 2000);\n"
@@ -439,8 +440,12 @@ static session *do_login(console *c, struct MHD_Connection *conn, req *r, const 
   }
   pthread_mutex_lock(&c->lock);
   int64_t wait = fail_wait(c, kaddr), w2 = fail_wait(c, klogin);
-  pthread_mutex_unlock(&c->lock);
   if (w2 > wait) wait = w2;
+  if (wait <= 0) { /* counted before it is tried: parallel attempts cannot pass the limit */
+    fail_count(c, kaddr);
+    fail_count(c, klogin);
+  }
+  pthread_mutex_unlock(&c->lock);
   if (wait > 0) {
     char why[160];
     snprintf(why, sizeof why, "Too many failed logins: try again in %lld s.", (long long)wait);
@@ -461,10 +466,6 @@ static session *do_login(console *c, struct MHD_Connection *conn, req *r, const 
     mn_log(MN_LOG_WARN, "console: login failed", MN_KV_S("addr", addr), MN_KV_S("login", f->login),
            MN_KV_S("error", db ? PQerrorMessage(db) : "out of memory"));
     PQfinish(db);
-    pthread_mutex_lock(&c->lock);
-    fail_count(c, kaddr);
-    fail_count(c, klogin);
-    pthread_mutex_unlock(&c->lock);
     login_page(r, nonce, "The database refused this login name and password.");
     return NULL;
   }
@@ -497,8 +498,9 @@ static session *do_login(console *c, struct MHD_Connection *conn, req *r, const 
   s->last_s = now_s();
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_lock(&c->lock);
-  fail_slot *fs = fail_find(c, klogin, false);
+  fail_slot *fs = fail_find(c, klogin, false); /* a login that succeeds was no failure */
   if (fs) fs->count = 0;
+  if ((fs = fail_find(c, kaddr, false)) != NULL && fs->count > 0) fs->count--;
   s->next = c->sessions;
   c->sessions = s;
   pthread_mutex_unlock(&c->lock);

@@ -160,10 +160,14 @@ static void verdict_section(page *p, const json_t *v)
     }
     h_raw(p, ".");
   }
-  h_raw(p, "</p><table class=\"verdict\"><thead><tr><th>Language</th><th>Outcome</th>"
-           "<th>Items</th><th>Baseline</th><th>Candidate</th><th>Change</th>"
-           "<th>Interval against tolerance (dashed)</th><th>Rule</th><th>Reason</th></tr>"
-           "</thead><tbody>");
+  h_fmt(p,
+        "</p><table class=\"verdict\"><caption>Change in bits per byte: the dot, its "
+        "interval the bar, on an axis from %+.1f%% to %+.1f%%, 0 at the grey line, the "
+        "tolerance dashed.</caption>",
+        -100 * span, 100 * span);
+  h_raw(p, "<thead><tr><th>Language</th><th>Outcome</th><th>Items</th><th>Baseline</th>"
+           "<th>Candidate</th><th>Change</th><th>Interval against tolerance</th><th>Rule</th>"
+           "<th>Reason</th></tr></thead><tbody>");
   for (size_t i = 0; i < n; i++) {
     const json_t *row = rows[i], *iv = json_object_get(row, "interval");
     const char *o = jstr(row, "outcome");
