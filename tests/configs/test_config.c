@@ -227,6 +227,24 @@ static void values_the_daemon_needs(void)
   T_CONTAINS(err.msg, "--flag: key \"schedule.refresh\": schedule \"0 0 31 4 *\"");
   T_EQ_STR(cfg.schedule.refresh, "0 0 29 2 *"); /* unchanged */
   mn_config_fini(&cfg);
+  /* console.listen: a numeric address and a port; TLS needs both files */
+  expect_error("console: {listen: \"localhost:8080\"}\n", "test.yaml:1:19", "ADDRESS:PORT");
+  expect_error("console: {listen: \"127.0.0.1\"}\n", "test.yaml:1:19", "ADDRESS:PORT");
+  expect_error("console: {listen: \"127.0.0.1:65536\"}\n", "test.yaml:1:19", "ADDRESS:PORT");
+  expect_error("console: {listen: \"::1:80\"}\n", "test.yaml:1:19", "ADDRESS:PORT");
+  expect_error("console: {listen: \"[::1]:8x\"}\n", "test.yaml:1:19", "ADDRESS:PORT");
+  expect_error("console: {tls_cert: /etc/c.pem}\n", "test.yaml:1:21",
+               "TLS needs both console.tls_cert and console.tls_key");
+  char host[64];
+  int port = -1;
+  T_EQ_INT(mn_listen_parse("[::1]:0", host, sizeof host, &port), 0);
+  T_EQ_STR(host, "::1");
+  T_EQ_INT(port, 0);
+  T_EQ_INT(mn_listen_parse("10.1.2.3:8443", host, sizeof host, &port), 0);
+  T_EQ_STR(host, "10.1.2.3");
+  T_EQ_INT(port, 8443);
+  T_EQ_INT(mn_listen_parse("10.1.2.3:", host, sizeof host, &port), -1);
+  T_EQ_INT(mn_listen_parse(":80", host, sizeof host, &port), -1);
 }
 
 /* SIGHUP's rule: keys that are not reloadable keep the running value, and say so */
@@ -296,7 +314,7 @@ static void worker_dump_loads(void)
   mn_buf_init(&b, 1 << 16);
   T_EQ_INT(mn_config_dump_worker(&cfg, &b, &err), MN_OK);
   T_CHECK(!strstr(b.data, "whsec_") && !strstr(b.data, "hush") && !strstr(b.data, "redacted"));
-  T_CHECK(!strstr(b.data, "webhooks") && !strstr(b.data, "conninfo"));
+  T_CHECK(!strstr(b.data, "webhooks") && !strstr(b.data, "conninfo") && !strstr(b.data, "console"));
   T_EQ_INT(mn_config_load_buffer("job.yaml", b.data, b.len, &back, &err), MN_OK);
   T_CHECK(back.train.lr == 0.002);
   T_EQ_STR(back.webhooks.secret, "");
