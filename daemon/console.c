@@ -353,7 +353,7 @@ static const char CSS[] =
     "svg .grid{stroke:#e1e4e8}svg .axis{font-size:11px;fill:#555}"
     "svg .zero{stroke:#888}svg .tol{stroke:#b00020;stroke-dasharray:3 2;stroke-width:2}"
     "svg .bar{stroke:#2a6fb0;stroke-width:4}.iv.failing .bar{stroke:#b00020}"
-    ".iv.failing circle{fill:#b00020}.message{font-size:1.1em}.error{color:#b00020}"
+    ".iv.failing circle{fill:#b00020}.message{font-size:1.1em}.error,.error pre{color:#b00020}"
     "pre{white-space:pre-wrap;background:#fff;padding:.8em;border:1px solid #e1e4e8}"
     "form.decide{background:#fff;padding:1em;border:1px solid #c9d1d9;max-width:40em}"
     "textarea{width:100%;min-height:4em}.banner{background:#fff4d6;padding:.6em 1em;"

@@ -367,7 +367,7 @@ static void progress_text(page *p, const char *js)
   const json_t *step = json_object_get(o, "step"), *steps = json_object_get(o, "steps");
   if (*jstr(o, "worker")) {
     h_text(p, jstr(o, "worker"));
-    h_raw(p, ": ");
+    h_raw(p, json_is_integer(json_object_get(o, "step")) ? ": " : "");
   }
   if (json_is_integer(step)) h_fmt(p, "step %lld", (long long)json_integer_value(step));
   if (json_is_integer(steps) && json_integer_value(steps) > 0)
@@ -427,8 +427,9 @@ void page_jobs(req *r, bool fragment)
       h_raw(p, "<button>Cancel</button></form>");
     }
     h_raw(p, "</td></tr>\n");
-    if (*val(J, i, 10)) {
-      h_raw(p, "<tr class=\"error\"><td></td><td colspan=\"10\"><pre>");
+    if (*val(J, i, 10)) { /* a failure's error in full; a finished job's last word plainly */
+      bool failed = strcmp(state, "failed") == 0 || strcmp(state, "cancelled") == 0 || open;
+      h_fmt(p, "<tr%s><td></td><td colspan=\"10\"><pre>", failed ? " class=\"error\"" : "");
       h_text(p, val(J, i, 10));
       h_raw(p, "</pre></td></tr>\n");
     }
