@@ -88,7 +88,7 @@ typedef struct mn_config {
   } triage;
   struct {
     char *listen, *conninfo, *tls_cert, *tls_key;
-    int64_t threads, session_idle_s, login_failures, login_window_s, cache_ms;
+    int64_t max_connections, session_idle_s, login_failures, login_window_s, cache_ms;
     int64_t metrics_languages;
   } console;
 

@@ -366,7 +366,10 @@ static const mn_config_key keys[] = {
             console.tls_cert),
     STR_KEY("console.tls_key", "", false, false, "PEM private key of console.tls_cert",
             console.tls_key),
-    INT_KEY("console.threads", "4", 1, 256, false, "threads answering requests", console.threads),
+    INT_KEY("console.max_connections", "256", 1, 4096, false,
+            "connections served at once, each by a thread of its own (a page waiting for the "
+            "database holds up no other); more wait to be accepted",
+            console.max_connections),
     INT_KEY("console.session_idle_s", "1800", 60, 604800, false,
             "a console session unused this long is closed (its database connection too)",
             console.session_idle_s),

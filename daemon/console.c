@@ -783,22 +783,26 @@ mn_status console_create(const mn_config *cfg, console **out, mn_error *err)
   else
     inet_pton(AF_INET, host, &a4.sin_addr);
   if (rc == MN_OK) {
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0) |
+    /* a thread per connection: a page that waits for the database (its session's
+     * connection, a page being made again) holds up no other connection, as it would a
+     * pool thread's every connection; the limit bounds the threads */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_AUTO | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0) |
                      (c->tls ? MHD_USE_TLS : 0);
     const struct sockaddr *sa = v6 ? (const struct sockaddr *)(const void *)&a6
                                    : (const struct sockaddr *)(const void *)&a4;
     if (c->tls)
       c->d =
           MHD_start_daemon(flags, 0, NULL, NULL, handle, c, MHD_OPTION_SOCK_ADDR, sa,
-                           MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->console.threads,
+                           MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->console.max_connections,
                            MHD_OPTION_NOTIFY_COMPLETED, done, c, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, c, MHD_OPTION_HTTPS_MEM_CERT,
                            c->cert.data, MHD_OPTION_HTTPS_MEM_KEY, c->key.data, MHD_OPTION_END);
     else
       c->d = MHD_start_daemon(flags, 0, NULL, NULL, handle, c, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-                              c, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_THREAD_POOL_SIZE,
-                              (unsigned)cfg->console.threads, MHD_OPTION_NOTIFY_COMPLETED, done, c,
-                              MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
+                              c, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_CONNECTION_LIMIT,
+                              (unsigned)cfg->console.max_connections, MHD_OPTION_NOTIFY_COMPLETED,
+                              done, c, MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
     if (!c->d)
       rc = mn_error_set(err, MN_ERR_IO,
                         "console.listen \"%s\": could not serve there (the port is taken, the "

@@ -8,31 +8,31 @@
 -- operators and the daemon read them without reading the verdicts' whole JSON.
 
 CREATE VIEW mnemo.checkpoint_numbers AS
-  WITH parity AS (
-    SELECT c.id AS ckpt_id, x->>'lang' AS lang,
-           (x->>'candidate_bits_per_char')::double precision AS cand,
-           (x->>'baseline_bits_per_char')::double precision AS base
-      FROM mnemo.checkpoints c,
+  WITH judged AS (
+    SELECT DISTINCT ckpt_id FROM mnemo.verdicts WHERE candidate_bpb IS NOT NULL),
+  -- a checkpoint never judged itself (a bootstrap) takes its first judged child's baseline
+  heir AS (
+    SELECT c.parent_id AS ckpt_id, min(c.id) AS child
+      FROM mnemo.checkpoints c JOIN judged j ON j.ckpt_id = c.id
+     WHERE c.parent_id IS NOT NULL AND c.parent_id NOT IN (SELECT ckpt_id FROM judged)
+     GROUP BY c.parent_id),
+  src AS (
+    SELECT ckpt_id, ckpt_id AS verdict_of, true AS own FROM judged
+    UNION ALL
+    SELECT ckpt_id, child, false FROM heir),
+  parity AS (
+    SELECT s.ckpt_id, x->>'lang' AS lang,
+           (x->>CASE WHEN s.own THEN 'candidate_bits_per_char'
+                     ELSE 'baseline_bits_per_char' END)::double precision AS bits_per_char
+      FROM src s JOIN mnemo.checkpoints c ON c.id = s.verdict_of,
            jsonb_array_elements(CASE jsonb_typeof(c.verdict->'parity'->'languages')
                                   WHEN 'array' THEN c.verdict->'parity'->'languages'
-                                  ELSE '[]'::jsonb END) x),
-  own AS (
-    SELECT v.ckpt_id, v.lang, v.candidate_bpb AS bpb, p.cand AS bits_per_char
-      FROM mnemo.verdicts v
-      LEFT JOIN parity p ON p.ckpt_id = v.ckpt_id AND p.lang = v.lang
-     WHERE v.candidate_bpb IS NOT NULL),
-  inherited AS (
-    SELECT DISTINCT ON (c.parent_id, v.lang) c.parent_id AS ckpt_id, v.lang,
-           v.baseline_bpb AS bpb, p.base AS bits_per_char
-      FROM mnemo.checkpoints c
-      JOIN mnemo.verdicts v ON v.ckpt_id = c.id
-      LEFT JOIN parity p ON p.ckpt_id = c.id AND p.lang = v.lang
-     WHERE c.parent_id IS NOT NULL AND v.baseline_bpb IS NOT NULL
-     ORDER BY c.parent_id, v.lang, c.id)
-  SELECT ckpt_id, lang, bpb, bits_per_char FROM own
-  UNION ALL
-  SELECT i.ckpt_id, i.lang, i.bpb, i.bits_per_char FROM inherited i
-   WHERE NOT EXISTS (SELECT 1 FROM own o WHERE o.ckpt_id = i.ckpt_id AND o.lang = i.lang);
+                                  ELSE '[]'::jsonb END) x)
+  SELECT s.ckpt_id, v.lang,
+         CASE WHEN s.own THEN v.candidate_bpb ELSE v.baseline_bpb END AS bpb, p.bits_per_char
+    FROM src s
+    JOIN mnemo.verdicts v ON v.ckpt_id = s.verdict_of
+    LEFT JOIN parity p ON p.ckpt_id = s.ckpt_id AND p.lang = v.lang;
 COMMENT ON VIEW mnemo.checkpoint_numbers IS
   'bits per byte (and per character of parallel text) of each checkpoint per language, as '
   'its verdict measured them, or its first judged child''s baseline numbers';
