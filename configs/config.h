@@ -219,8 +219,9 @@ MN_NODISCARD mn_status mn_webhook_key_parse(const char *secret, mn_webhook_key *
  * control characters; MN_ERR_INPUT saying what is wrong. */
 MN_NODISCARD mn_status mn_webhook_url_check(const char *url, mn_error *err);
 
-/* mn_listen_parse -- console.listen: "ADDR:PORT" with a numeric IPv4 address, or "[ADDR]:PORT"
- * with an IPv6 one; 0 and host (the address without brackets), *port; -1 when malformed. */
+/* mn_listen_parse -- console.listen: "ADDR:PORT" with a numeric IPv4 address, "[ADDR]:PORT"
+ * with an IPv6 one, or a bare "PORT" (127.0.0.1); 0 and host (the address without
+ * brackets), *port; -1 when malformed. */
 int mn_listen_parse(const char *v, char *host, size_t hostlen, int *port /* OUT */);
 
 #endif /* MNEMO_CONFIG_H */

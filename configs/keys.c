@@ -74,7 +74,9 @@ static bool check_listen(const char *v, char *why, size_t whylen)
   if (!*v) return true;
   if (mn_listen_parse(v, host, sizeof host, &port) != 0) {
     snprintf(why, whylen,
-             "\"%s\" is not ADDRESS:PORT (\"127.0.0.1:8080\", \"[::1]:8080\", port 0-65535)", v);
+             "\"%s\" is not ADDRESS:PORT or PORT (\"127.0.0.1:8080\", \"[::1]:8080\", "
+             "\"8080\"; port 0-65535)",
+             v);
     return false;
   }
   return true;
@@ -352,8 +354,8 @@ static const mn_config_key keys[] = {
 
     STR_KEY_CHECKED("console.listen", "", false, false, check_listen,
                     "where mnemod serves the console, /metrics, /healthz and /readyz: "
-                    "\"127.0.0.1:8080\" or \"[::1]:8080\" (port 0: any free one, logged); "
-                    "empty: no HTTP at all",
+                    "\"127.0.0.1:8080\", \"[::1]:8080\" or a port alone (127.0.0.1); port 0: "
+                    "any free one, logged; empty: no HTTP at all",
                     console.listen),
     STR_KEY("console.conninfo", "", false, true,
             "libpq string the console's people log in through, their login name and password "

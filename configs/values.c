@@ -80,6 +80,15 @@ int mn_listen_parse(const char *v, char *host, size_t hostlen, int *port)
   const char *colon;
   size_t hl;
   bool v6 = v[0] == '[';
+  if (*v && strspn(v, "0123456789") == strlen(v)) { /* a bare port: loopback */
+    char *end;
+    errno = 0;
+    long p = strtol(v, &end, 10);
+    if (errno || p > 65535 || hostlen < sizeof "127.0.0.1") return -1;
+    memcpy(host, "127.0.0.1", sizeof "127.0.0.1");
+    *port = (int)p;
+    return 0;
+  }
   if (v6) {
     const char *close = strchr(v, ']');
     if (!close || close[1] != ':') return -1;

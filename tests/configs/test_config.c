@@ -245,6 +245,10 @@ static void values_the_daemon_needs(void)
   T_EQ_INT(port, 8443);
   T_EQ_INT(mn_listen_parse("10.1.2.3:", host, sizeof host, &port), -1);
   T_EQ_INT(mn_listen_parse(":80", host, sizeof host, &port), -1);
+  T_EQ_INT(mn_listen_parse("8080", host, sizeof host, &port), 0); /* loopback by default */
+  T_EQ_STR(host, "127.0.0.1");
+  T_EQ_INT(port, 8080);
+  T_EQ_INT(mn_listen_parse("99999", host, sizeof host, &port), -1);
 }
 
 /* SIGHUP's rule: keys that are not reloadable keep the running value, and say so */

@@ -2,8 +2,8 @@
 // driven by npm playwright-core; NODE_PATH finds it): an operator logs in and looks at every
 // page; the daemon's own login and a reporter's try to decide CANDIDATE and are refused by
 // the database; a form posted without its CSRF token is refused; a report with HTML in its
-// text shows as text; then the operator approves CANDIDATE with a reason.  A screenshot of
-// each page goes to OUT.  Exits 1 with "FAIL: ..." at the first thing that does not hold;
+// text shows as text; then the operator approves CANDIDATE with a reason, cancels the
+// promotion that queued and rejects a report group.  A screenshot of each page goes to OUT.  Exits 1 with "FAIL: ..." at the first thing that does not hold;
 // test_console.sh checks the database afterwards.
 'use strict';
 const { chromium } = require('playwright-core');
@@ -136,6 +136,20 @@ async function decide(page, decision, note) {
       fail('after approving: ' + decision);
     if (await op.$('form.decide')) fail('the form is still there after the decision');
     await shot(op, 'candidate-approved');
+
+    // the approval queued a promotion (the daemon waits as a standby): cancel it
+    await op.goto(base + '/jobs');
+    await Promise.all([op.waitForNavigation(), op.click('#jobs form button')]);
+    if (!(await op.textContent('#jobs')).includes('cancelled by op_login'))
+      fail('the job was not cancelled: ' + (await op.textContent('#jobs')));
+
+    // a report group rejected with a reason
+    await op.goto(base + '/reports');
+    const form = 'table.reports tr:has(td.text:text("wrong language")) form';
+    await op.fill(`${form} input[name=note]`, 'not a language problem');
+    await Promise.all([op.waitForNavigation(), op.click(`${form} button[value=reject]`)]);
+    if (!(await op.textContent('table.reports')).includes('op_login: not a language problem'))
+      fail('the report was not rejected: ' + (await op.textContent('table.reports')));
 
     // logging out ends the session
     await Promise.all([op.waitForNavigation(), op.click('form.who button')]);

@@ -137,6 +137,10 @@ is "select decision || ' ' || by_user from mnemo.approvals" "approve op_login" |
 is "select actor from mnemo.events where kind = 'approved' and ckpt_id = $cand" op_login ||
   fail "the audit log of the approval"
 is "select state from mnemo.checkpoints where id = $cand" approved || fail "the candidate's state"
+is "select state || ': ' || error from mnemo.jobs where kind = 'promote'" "cancelled: cancelled by op_login" ||
+  fail "the promotion job: $(sql "select state, error from mnemo.jobs")"
+is "select string_agg(status || ' ' || decided_by, ',') from mnemo.reports where status = 'rejected'" \
+  "rejected op_login" || fail "the rejected report: $(sql "select id, status, decided_by from mnemo.reports")"
 
 # ---- failed logins are limited per address (login_failures: 3); then even the right
 # password waits
