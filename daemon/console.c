@@ -729,7 +729,7 @@ static void done(void *cls, struct MHD_Connection *conn, void **state,
   *state = NULL;
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
   (void)cls;
   char line[512];
