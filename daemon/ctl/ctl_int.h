@@ -25,9 +25,9 @@ typedef struct ctl_list {
 typedef struct ctl_args {
   const char *lang, *source, *format, *unit, *reject, *text, *expected, *context, *status;
   const char *script, *name, *origin, *licence, *notes, *limit;
-  const char *note, *reason, *replay, *fisher, *prompt, *tokens, *why, *split, *out;
+  const char *note, *reason, *replay, *fisher, *prompt, *tokens, *why, *split, *out, *role;
   ctl_list langs;
-  bool skip_bad, disabled, quiet, trained_on_stored;
+  bool skip_bad, disabled, quiet, trained_on_stored, password_stdin;
 } ctl_args;
 
 typedef struct ctl {
@@ -78,6 +78,8 @@ extern const ctl_command ctl_refresh_commands[];
 extern const size_t ctl_refresh_ncommands;
 extern const ctl_command ctl_triage_commands[];
 extern const size_t ctl_triage_ncommands;
+extern const ctl_command ctl_users_commands[];
+extern const size_t ctl_users_ncommands;
 
 /* ctl_fail -- print err ("mnemoctl: msg", "  detail: ...") and return the exit code. */
 int ctl_fail(const mn_error *err);

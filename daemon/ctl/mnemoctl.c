@@ -290,7 +290,8 @@ static const size_t ncommands = sizeof commands / sizeof commands[0];
 static const table tables[] = {{commands, &ncommands},
                                {ctl_data_commands, &ctl_data_ncommands},
                                {ctl_refresh_commands, &ctl_refresh_ncommands},
-                               {ctl_triage_commands, &ctl_triage_ncommands}};
+                               {ctl_triage_commands, &ctl_triage_ncommands},
+                               {ctl_users_commands, &ctl_users_ncommands}};
 #define FOR_EACH_COMMAND(cmdp)                                                                     \
   for (size_t t_ = 0; t_ < sizeof tables / sizeof tables[0]; t_++)                                 \
     for (const command *cmdp = tables[t_].cmds; cmdp < tables[t_].cmds + *tables[t_].n; cmdp++)

@@ -62,7 +62,7 @@ async function decide(page, decision, note) {
     }
 
     // the daemon's login may read but not decide: the database refuses it
-    const dm = await login(browser, 'dm_login', 'dm-pass');
+    const dm = await login(browser, 'dm_login', 'dm-passwd');
     let status = await decide(dm, 'approve', 'the daemon approving its own work');
     if (status !== 403 || !(await dm.textContent('main')).includes('permission denied'))
       fail(`the daemon's approval answered ${status}: ${await dm.textContent('main')}`);
@@ -70,7 +70,7 @@ async function decide(page, decision, note) {
 
     // a reporter may not even read a candidate; its POST (with its own CSRF token) is
     // refused by the database too
-    const rp = await login(browser, 'rp_login', 'rp-pass');
+    const rp = await login(browser, 'rp_login', 'rp-passwd');
     await rp.goto(`${base}/candidate/${cand}`);
     if (!(await rp.textContent('main')).includes('permission denied'))
       fail('a reporter read a candidate');
@@ -83,7 +83,7 @@ async function decide(page, decision, note) {
       fail(`a reporter's approval answered ${res.status()}`);
 
     // the operator
-    const op = await login(browser, 'op_login', 'op-pass');
+    const op = await login(browser, 'op_login', 'op-passwd');
     if (!op.url().endsWith('/')) fail('after logging in: ' + op.url());
     const rows = await op.$$('table.langs tbody tr');
     if (rows.length < 2) fail(`the languages page lists ${rows.length} languages`);

@@ -10,7 +10,8 @@
 #    CSRF token refused, a report's HTML shown as text, the operator's approval -- and here
 #    the audit rows say it was op_login, and no one else decided anything;
 #  - cookies HttpOnly and SameSite=Strict, Secure under TLS (console.tls_cert); failed
-#    logins limited per address; a bad console.listen refused at start.
+#    logins limited per address; a bad console.listen refused at start;
+#  - the logins made by mnemoctl user add (a password only as SCRAM), list and remove.
 # Screenshots of every page go to ARTEFACTS.  playwright-core is installed into
 # var/console-ref by scripts/console-ref; not being able to install it fails the test.
 set -euo pipefail
@@ -45,9 +46,19 @@ done
 export MNEMO_DB=$admin
 unset MNEMO_CONFIG
 "$ctl" migrate >/dev/null
-sql "create role op_login login password 'op-pass' in role mnemo_operator;
-     create role dm_login login password 'dm-pass' in role mnemo_daemon;
-     create role rp_login login password 'rp-pass' in role mnemo_reporter"
+# the logins, made as an administrator would (mnemoctl user), each with its password
+for u in op_login:operator:op-passwd dm_login:daemon:dm-passwd rp_login:reporter:rp-passwd; do
+  IFS=: read -r name role pw <<<"$u"
+  "$ctl" user add "$name" --role "$role" --password-stdin <<<"$pw" >/dev/null
+done
+"$ctl" user add short --role operator --password-stdin <<<"short" 2>/dev/null && fail "a 5-character password was taken"
+"$ctl" user add x1 --role admin 2>/dev/null && fail "--role admin was taken"
+"$ctl" user add tmp_login --role ingest >/dev/null
+[ "$("$ctl" --json user list | python3 -c 'import json,sys; print(" ".join(u["user"] + ":" + u["roles"] for u in json.load(sys.stdin)))')" = \
+  "dm_login:daemon op_login:operator rp_login:reporter tmp_login:ingest" ] || fail "user list: $("$ctl" user list)"
+"$ctl" user remove tmp_login >/dev/null || fail "user remove"
+! "$ctl" user remove postgres 2>/dev/null || fail "user remove dropped a login outside mnemo's roles"
+is "select count(*) from pg_roles where rolname in ('tmp_login', 'short', 'x1')" 0 || fail "a login that should not exist"
 python3 "$here/tests/daemon/console_history.py" 5 6 | psql "$admin" -XAtq -v ON_ERROR_STOP=1 >/dev/null
 cand=$(sql "select id from mnemo.checkpoints where state = 'awaiting_approval'")
 [ -n "$cand" ] || fail "the fixture made no candidate"
@@ -63,7 +74,7 @@ until_true 10 is "select count(*) from pg_locks where locktype = 'advisory' and 
 
 # start_mnemod NAME YAML: a daemon with that config; $base its console's address
 start_mnemod() {
-  "$mnemod" --config "$2" --db "$admin user=dm_login password=dm-pass" >"$tmp/$1.log" 2>&1 7>&- &
+  "$mnemod" --config "$2" --db "$admin user=dm_login" >"$tmp/$1.log" 2>&1 7>&- &
   pids+=($!)
   until_true 10 grep -q 'console: serving' "$tmp/$1.log" || { cat "$tmp/$1.log" >&2; fail "$1 serves nothing"; }
   local p
@@ -152,7 +163,7 @@ for i in 1 2 3 4; do # three fail; the fourth is refused (a success took one fai
   [ "$code" = 401 ] || fail "failed login $i answered $code"
 done
 [ "$code" = 429 ] && [ "$i" = 4 ] || fail "failed login $i answered $code, want 429 at the fourth"
-code=$(curl -s -o "$tmp/limited.html" -w '%{http_code}' -b "$tmp/jar" -d "login=op_login&password=op-pass&csrf=$nonce" "$main/login")
+code=$(curl -s -o "$tmp/limited.html" -w '%{http_code}' -b "$tmp/jar" -d "login=op_login&password=op-passwd&csrf=$nonce" "$main/login")
 [ "$code" = 429 ] && grep -q 'Too many failed logins' "$tmp/limited.html" ||
   fail "the right password after too many failures answered $code"
 

@@ -1,0 +1,177 @@
+/*
+ * ctl_users.c -- mnemoctl's logins: who may act on mnemo is a PostgreSQL login that is a
+ * member of one of migration 0001's roles (mnemo_operator, mnemo_reporter, mnemo_ingest,
+ * mnemo_daemon).  `user add` makes one (with a password for the console, sent to the
+ * server only as a SCRAM verifier computed here), `user list` shows them, `user remove`
+ * drops one.  Run by an administrator's login (CREATEROLE); the database refuses anyone
+ * else.  docs/console.md says why people log in as themselves.
+ */
+#include "daemon/ctl/ctl_int.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+static const char *const ROLES[] = {"operator", "reporter", "ingest", "daemon", NULL};
+
+/* the members of mnemo's roles: login, roles, whether it may log in, and a guard against
+ * dropping anything else */
+#define USERS_SQL                                                                                  \
+  "SELECT r.rolname, string_agg(substr(g.rolname, 7), ',' ORDER BY g.rolname), r.rolcanlogin"      \
+  "  FROM pg_roles r JOIN pg_auth_members m ON m.member = r.oid"                                   \
+  "  JOIN pg_roles g ON g.oid = m.roleid"                                                          \
+  " WHERE g.rolname IN ('mnemo_operator', 'mnemo_reporter', 'mnemo_ingest', 'mnemo_daemon')"       \
+  "   AND ($1::text IS NULL OR r.rolname = $1) GROUP BY r.rolname, r.rolcanlogin ORDER BY 1"
+
+/* read_password -- one line from standard input (echo off on a terminal) */
+static int read_password(char *out, size_t cap)
+{
+  bool tty = isatty(STDIN_FILENO);
+  struct termios old, quiet;
+  if (tty) {
+    fprintf(stderr, "password: ");
+    tcgetattr(STDIN_FILENO, &old);
+    quiet = old;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+  }
+  bool got = fgets(out, (int)cap, stdin) != NULL;
+  if (tty) {
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    fprintf(stderr, "\n");
+  }
+  if (!got) return ctl_usage("--password-stdin: no password on standard input");
+  size_t n = strcspn(out, "\r\n");
+  if (out[n] == '\0' && n == cap - 1)
+    return ctl_usage("--password-stdin: the password is too long");
+  out[n] = '\0';
+  if (n < 8) return ctl_usage("--password-stdin: a password of at least 8 characters, please");
+  return 0;
+}
+
+static int cmd_user_add(ctl *c, int argc, char **argv)
+{
+  if (argc != 1)
+    return ctl_usage("user add takes one login name; see \"mnemoctl user add --help\"");
+  const char *name = argv[0];
+  if (ctl_user_value("NAME", name) != 0) return MN_EXIT_USAGE;
+  if (!c->a.role) return ctl_usage("user add needs --role (operator, reporter, ingest or daemon)");
+  int k = 0;
+  while (ROLES[k] && strcmp(ROLES[k], c->a.role) != 0)
+    k++;
+  if (!ROLES[k])
+    return ctl_usage("--role must be operator, reporter, ingest or daemon, got \"%s\"", c->a.role);
+  char pw[1024] = "";
+  if (c->a.password_stdin && read_password(pw, sizeof pw) != 0) return MN_EXIT_USAGE;
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  char *ident = PQescapeIdentifier(conn, name, strlen(name));
+  char *verifier = *pw ? PQencryptPasswordConn(conn, pw, name, NULL) : NULL;
+  OPENSSL_cleanse(pw, sizeof pw);
+  char *lit = verifier ? PQescapeLiteral(conn, verifier, strlen(verifier)) : NULL;
+  int code = MN_EXIT_FAIL;
+  if (!ident || (c->a.password_stdin && !lit)) {
+    db_error(conn, NULL, "could not prepare the login", &err);
+  } else {
+    char sql[1024];
+    snprintf(sql, sizeof sql, "CREATE ROLE %s LOGIN%s%s IN ROLE mnemo_%s", ident,
+             lit ? " PASSWORD " : "", lit ? lit : "", ROLES[k]);
+    if (db_exec(conn, sql, &err) == MN_OK) code = MN_EXIT_OK;
+    OPENSSL_cleanse(sql, sizeof sql);
+  }
+  PQfreemem(ident);
+  PQfreemem(verifier);
+  PQfreemem(lit);
+  if (code == MN_EXIT_OK) {
+    if (c->json)
+      ctl_print_json(json_pack("{s:s, s:s, s:b}", "user", name, "role", ROLES[k], "password",
+                               c->a.password_stdin));
+    else
+      printf("login %s added as %s%s\n", ctl_text(name, 0), ROLES[k],
+             c->a.password_stdin ? ", with a password"
+                                 : " (no password: set one to use the console)");
+  }
+  return ctl_done(conn, res, &err, code);
+}
+
+static int cmd_user_list(ctl *c, int argc, char **argv)
+{
+  (void)argv;
+  if (argc != 0) return ctl_usage("user list takes no arguments");
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  const char *p[] = {NULL};
+  if (ctl_connect(c, &conn, &err) != MN_OK ||
+      db_query(conn, USERS_SQL, 1, p, &res, "could not list the logins", &err) != MN_OK)
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  json_t *arr = json_array();
+  if (!c->json) printf("%-24s %-30s %s\n", "login", "roles", "may log in");
+  for (int i = 0; i < PQntuples(res); i++) {
+    bool login = PQgetvalue(res, i, 2)[0] == 't';
+    if (c->json)
+      json_array_append_new(arr, json_pack("{s:s, s:s, s:b}", "user", PQgetvalue(res, i, 0),
+                                           "roles", PQgetvalue(res, i, 1), "login", login));
+    else
+      printf("%-24s %-30s %s\n", ctl_text(PQgetvalue(res, i, 0), 0), PQgetvalue(res, i, 1),
+             login ? "yes" : "no");
+  }
+  if (c->json)
+    ctl_print_json(arr);
+  else
+    json_decref(arr);
+  if (!c->json && PQntuples(res) == 0) printf("(none: mnemoctl user add NAME --role operator)\n");
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
+}
+
+static int cmd_user_remove(ctl *c, int argc, char **argv)
+{
+  if (argc != 1) return ctl_usage("user remove takes one login name");
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  const char *p[] = {argv[0]};
+  if (ctl_connect(c, &conn, &err) != MN_OK ||
+      db_query(conn, USERS_SQL, 1, p, &res, "could not look up the login", &err) != MN_OK)
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  if (PQntuples(res) != 1) {
+    mn_error_set(&err, MN_ERR_INPUT, "\"%s\" is no member of mnemo's roles: not removed",
+                 ctl_text(argv[0], 0));
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  }
+  char *ident = PQescapeIdentifier(conn, argv[0], strlen(argv[0]));
+  char sql[512];
+  snprintf(sql, sizeof sql, "DROP ROLE %s", ident ? ident : "\"\"");
+  PQfreemem(ident);
+  if (db_exec(conn, sql, &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  if (!c->json)
+    printf("login %s removed (what it did stays in the audit log)\n", ctl_text(argv[0], 0));
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
+}
+
+static const ctl_opt add_opts[] = {
+    CTL_ARG("role", role, "operator, reporter, ingest or daemon (required)"),
+    CTL_FLAG("password-stdin", password_stdin,
+             "read the password from standard input (not echoed on a terminal)"),
+    {0}};
+
+const ctl_command ctl_users_commands[] = {
+    {"user", "add", cmd_user_add, "NAME --role ROLE [--password-stdin]",
+     "Add a login in one of mnemo's roles (administrators).",
+     "Creates the PostgreSQL login NAME as a member of mnemo_ROLE: operator (approves,\n"
+     "rejects, triages, rolls back), reporter (reports only), ingest (documents only) or\n"
+     "daemon (runs jobs; never approves).  With --password-stdin it gets a password, which\n"
+     "the console needs: only its SCRAM verifier, computed here, reaches the server.\n",
+     add_opts},
+    {"user", "list", cmd_user_list, "", "The logins in mnemo's roles.", "", NULL},
+    {"user", "remove", cmd_user_remove, "NAME", "Drop a login of mnemo's roles (administrators).",
+     "Only a member of mnemo's roles is dropped; its decisions stay in the audit log under\n"
+     "its name.\n",
+     NULL},
+};
+const size_t ctl_users_ncommands = sizeof ctl_users_commands / sizeof ctl_users_commands[0];
