@@ -389,6 +389,7 @@ static int lead(daemon_state *st, PGconn *lock)
   return code;
 }
 
+/* run -- lead or wait until stopped: 0; 1 when the configuration names no usable database */
 static int run(daemon_state *st)
 {
   int attempt = 0;
@@ -397,6 +398,11 @@ static int run(daemon_state *st)
     mn_error err = {0};
     status("connecting");
     PGconn *lock = connect_db(st, &err);
+    if (!lock && err.code == MN_ERR_CONFIG) { /* no database given, or not one libpq reads */
+      mn_log_error("the configuration names no database mnemod can use", &err);
+      fprintf(stderr, "mnemod: %s\n", err.msg);
+      return 1;
+    }
     if (!lock) {
       mn_log_error("database unreachable; retrying", &err);
       if (backoff(st, attempt++)) return 0;
@@ -525,12 +531,12 @@ int main(int argc, char **argv)
     poll_cap_ms = wd_usec / 2000 > 0 ? (int)(wd_usec / 2000) : 1;
   mn_log(MN_LOG_INFO, "mnemod started", MN_KV_I("pid", getpid()),
          MN_KV_S("schedule", st.cfg.schedule.refresh));
-  run(&st);
+  int failed = run(&st);
   sd_notify(0, "STOPPING=1");
   mn_log(MN_LOG_INFO, "mnemod stopped", MN_KV_I("pid", getpid()));
   console_destroy(st.web);
   runner_destroy(st.run);
   curl_global_cleanup();
   mn_config_fini(&st.cfg);
-  return MN_EXIT_OK;
+  return failed ? MN_EXIT_FAIL : MN_EXIT_OK;
 }

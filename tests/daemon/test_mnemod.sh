@@ -2,7 +2,8 @@
 # test_mnemod.sh -- the daemon's spine against a real PostgreSQL: two daemons, one leader;
 # a new report wakes the leader (NOTIFY); kill -9 of the leader and the other takes over;
 # SIGHUP with a broken config keeps the old one, with a good one reloads it; a schedule that
-# fires; SIGTERM stops it with exit 0; a bad schedule is refused at start; --version and
+# fires; SIGTERM stops it with exit 0; a bad schedule and a missing or unreadable database
+# are refused at start; --version and
 # --help exit 0, an unknown option 2.  Every wait is a
 # poll with a deadline, not a sleep.
 #
@@ -206,4 +207,12 @@ printf 'schedule:\n  refresh: "0 3 * *"\n' >"$tmp/bad.yaml"
 rc=0
 "$mnemod" --config "$tmp/bad.yaml" 2>"$tmp/bad.log" || rc=$?
 [ $rc = 1 ] && grep -q '4 fields' "$tmp/bad.log" || fail "a bad schedule: rc $rc"
+# no database, or one libpq cannot read: exit 1 at once, saying so (not retry forever)
+rc=0
+env -u MNEMO_CONFIG MNEMO_DB= timeout 20 "$mnemod" 2>"$tmp/nodb.log" || rc=$?
+[ $rc = 1 ] && grep -q 'no database given' "$tmp/nodb.log" || fail "no database: rc $rc"
+rc=0
+timeout 20 "$mnemod" --db "host='unterminated" 2>"$tmp/nodb.log" || rc=$?
+[ $rc = 1 ] && grep -q 'cannot parse the database connection string' "$tmp/nodb.log" ||
+  fail "an unreadable conninfo: rc $rc"
 echo "mnemod: 1 passed, 0 failed"
