@@ -88,7 +88,8 @@ typedef struct mn_config {
   } triage;
   struct {
     char *listen, *conninfo, *tls_cert, *tls_key;
-    int64_t max_connections, session_idle_s, login_failures, login_window_s, cache_ms;
+    int64_t max_connections, max_sessions, session_idle_s, login_failures, login_window_s;
+    int64_t cache_ms;
     int64_t metrics_languages;
   } console;
 

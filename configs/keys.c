@@ -372,6 +372,10 @@ static const mn_config_key keys[] = {
             "connections served at once, each by a thread of its own (a page waiting for the "
             "database holds up no other); more wait to be accepted",
             console.max_connections),
+    INT_KEY("console.max_sessions", "64", 1, 10000, false,
+            "console sessions open at once, each with a database connection (a login keeps at "
+            "most 8: its oldest is closed); more logins are refused until some end",
+            console.max_sessions),
     INT_KEY("console.session_idle_s", "1800", 60, 604800, false,
             "a console session unused this long is closed (its database connection too)",
             console.session_idle_s),

@@ -1,17 +1,18 @@
 /*
- * console.c -- the HTTP server of console.h: libmicrohttpd, sessions, logins, CSRF, the
- * limit on failed logins, the reuse of pages without forms, routing, and the static files.
+ * console.c -- the HTTP server of console.h: libmicrohttpd, sessions, CSRF, the reuse of
+ * pages without forms, routing, and the static files (logging in: console_login.c).
  *
  * A request is answered in two calls of the access handler (libmicrohttpd's pattern): the
  * first allocates its state, the next ones feed a POST body to a post processor, the last
- * answers.  Pages run on the calling thread of libmicrohttpd's pool, holding their
- * session's lock for the time they use its connection: one person's requests queue on
- * their own connection, not on anyone else's.
+ * answers.  Each connection has a thread of its own (at most console.max_connections); a
+ * page holds its session's lock while it uses the session's connection (at most 10 s of
+ * waiting for it, then 503): one person's requests queue on their own connection, not on
+ * anyone else's.
  *
  * Paths without a session: /login, /healthz, /readyz, /metrics and /static/ (what a
- * scraper and the login page need); any other GET without one is sent to /login, a POST
- * refused.  Every POST must carry the session's CSRF token (the login form a token bound
- * to a cookie of its own), compared in constant time.
+ * scraper and the login page need; GET only); any other GET without one is sent to /login
+ * (and back after it), a POST refused.  Every POST must carry the session's CSRF token (the
+ * login form a token bound to a cookie of its own), compared in constant time.
  */
 #include "daemon/console_int.h"
 
@@ -28,47 +29,6 @@
 #include <strings.h>
 #include <time.h>
 
-enum { BODY_MAX = 64 << 10, FAIL_SLOTS = 512, TOKEN_BYTES = 32 };
-
-struct session {
-  session *next;
-  char token[2 * TOKEN_BYTES + 1], csrf[2 * TOKEN_BYTES + 1], login[64];
-  PGconn *db;
-  pthread_mutex_t lock; /* held while a request uses db */
-  int64_t last_s;       /* last use */
-  int refs;             /* requests holding it (under the console's lock) */
-  bool dead;            /* logged out or expired: freed when refs is 0 */
-};
-
-typedef struct fail_slot {
-  char key[96]; /* "addr <ip>" or "login <name>" */
-  int count;
-  int64_t first_s;
-} fail_slot;
-
-typedef struct cached {
-  struct cached *next;
-  char login[64], url[256];
-  page body;
-  double at_ms;
-  bool computing;
-} cached;
-
-struct console {
-  struct MHD_Daemon *d;
-  char *conninfo; /* where people log in */
-  int64_t connect_timeout_s, idle_s, fail_max, fail_window_s, cache_ms;
-  bool tls;
-  mn_buf cert, key;
-  int port;
-  _Atomic int role;
-  pthread_mutex_t lock; /* sessions, fails, cache */
-  session *sessions;
-  fail_slot fails[FAIL_SLOTS];
-  cached *cache;
-  metrics_src metrics;
-};
-
 /* the state of one request between the handler's calls */
 typedef struct pending {
   struct MHD_PostProcessor *pp;
@@ -77,19 +37,19 @@ typedef struct pending {
   bool too_big;
 } pending;
 
-static int64_t now_s(void)
+int64_t console_now_s(void)
 {
   return (int64_t)time(NULL);
 }
 
-static void random_hex(char *out /* 2 * TOKEN_BYTES + 1 */)
+void random_hex(char *out /* 2 * TOKEN_BYTES + 1 */)
 {
   uint8_t b[TOKEN_BYTES];
   if (RAND_bytes(b, sizeof b) != 1) abort(); /* no randomness: no safe session at all */
   mn_hex_encode(b, sizeof b, out);
 }
 
-static bool same_token(const char *a, const char *b)
+bool same_token(const char *a, const char *b)
 {
   size_t n = strlen(a);
   return n == 2 * TOKEN_BYTES && strlen(b) == n && CRYPTO_memcmp(a, b, n) == 0;
@@ -97,7 +57,7 @@ static bool same_token(const char *a, const char *b)
 
 /* ---------------------------------------------------------------- sessions */
 
-static void session_free(session *s)
+void session_free(session *s)
 {
   PQfinish(s->db);
   pthread_mutex_destroy(&s->lock);
@@ -106,9 +66,9 @@ static void session_free(session *s)
 }
 
 /* sweep -- unlink the expired and dead sessions (under c->lock); free those no request holds */
-static void sweep(console *c)
+void sweep(console *c)
 {
-  int64_t now = now_s();
+  int64_t now = console_now_s();
   for (session **pp = &c->sessions; *pp;) {
     session *s = *pp;
     if (now - s->last_s > c->idle_s) s->dead = true;
@@ -121,8 +81,9 @@ static void sweep(console *c)
   }
 }
 
-/* session_get -- the live session of a cookie, held (session_put), or NULL */
-static session *session_get(console *c, const char *token)
+/* session_get -- the live session of a cookie, held (session_put), or NULL; touch: a use
+ * (it keeps the session from expiring) */
+static session *session_get(console *c, const char *token, bool touch)
 {
   if (!token) return NULL;
   pthread_mutex_lock(&c->lock);
@@ -132,7 +93,7 @@ static session *session_get(console *c, const char *token)
     if (!s->dead && same_token(s->token, token)) found = s;
   if (found) {
     found->refs++;
-    found->last_s = now_s();
+    if (touch) found->last_s = console_now_s();
   }
   pthread_mutex_unlock(&c->lock);
   return found;
@@ -146,47 +107,12 @@ static void session_put(console *c, session *s)
   pthread_mutex_unlock(&c->lock);
 }
 
-/* ---------------------------------------------------------------- failed logins */
-
-static fail_slot *fail_find(console *c, const char *key, bool make)
-{
-  fail_slot *oldest = &c->fails[0];
-  for (int i = 0; i < FAIL_SLOTS; i++) {
-    if (c->fails[i].count > 0 && strcmp(c->fails[i].key, key) == 0) return &c->fails[i];
-    if (c->fails[i].count == 0 || c->fails[i].first_s < oldest->first_s) oldest = &c->fails[i];
-  }
-  if (!make) return NULL;
-  memset(oldest, 0, sizeof *oldest);
-  snprintf(oldest->key, sizeof oldest->key, "%s", key);
-  oldest->first_s = now_s();
-  return oldest;
-}
-
-/* fail_wait -- seconds until key may try again (0: now) */
-static int64_t fail_wait(console *c, const char *key)
-{
-  fail_slot *f = fail_find(c, key, false);
-  if (!f) return 0;
-  int64_t left = f->first_s + c->fail_window_s - now_s();
-  if (left <= 0) {
-    f->count = 0;
-    return 0;
-  }
-  return f->count >= c->fail_max ? left : 0;
-}
-
-static void fail_count(console *c, const char *key)
-{
-  fail_slot *f = fail_find(c, key, true);
-  if (now_s() - f->first_s >= c->fail_window_s) f->count = 0, f->first_s = now_s();
-  f->count++;
-}
-
 /* ---------------------------------------------------------------- reused pages */
 
 static void cache_drop_all(console *c)
 {
   pthread_mutex_lock(&c->lock);
+  c->cache_gen++;
   for (cached **pp = &c->cache; *pp;) {
     cached *e = *pp;
     if (e->computing) { /* its thread frees nothing: it finds its entry gone and stores a new one */
@@ -203,10 +129,11 @@ static void cache_drop_all(console *c)
 
 /* cache_take -- a copy of the login's page for url into out when one is fresh enough, or
  * stale while another request makes it again; false: this request makes it (cache_store) */
-static bool cache_take(console *c, const char *login, const char *url, page *out)
+static bool cache_take(console *c, const char *login, const char *url, page *out, uint64_t *gen)
 {
   bool got = false;
   pthread_mutex_lock(&c->lock);
+  *gen = c->cache_gen;
   for (cached *e = c->cache; e; e = e->next) {
     if (strcmp(e->login, login) != 0 || strcmp(e->url, url) != 0) continue;
     bool fresh = mn_monotonic_ms() - e->at_ms <= (double)c->cache_ms;
@@ -222,9 +149,23 @@ static bool cache_take(console *c, const char *login, const char *url, page *out
   return got;
 }
 
-static void cache_store(console *c, const char *login, const char *url, const page *body)
+static void cache_abandon(console *c, const char *login, const char *url)
 {
   pthread_mutex_lock(&c->lock);
+  for (cached *e = c->cache; e; e = e->next)
+    if (strcmp(e->login, login) == 0 && strcmp(e->url, url) == 0) e->computing = false;
+  pthread_mutex_unlock(&c->lock);
+}
+
+static void cache_store(console *c, const char *login, const char *url, const page *body,
+                        uint64_t gen)
+{
+  pthread_mutex_lock(&c->lock);
+  if (gen != c->cache_gen) { /* a POST came between: what this page read may be old */
+    pthread_mutex_unlock(&c->lock);
+    cache_abandon(c, login, url);
+    return;
+  }
   cached *e = c->cache;
   for (; e; e = e->next)
     if (strcmp(e->login, login) == 0 && strcmp(e->url, url) == 0) break;
@@ -244,19 +185,6 @@ static void cache_store(console *c, const char *login, const char *url, const pa
   }
   pthread_mutex_unlock(&c->lock);
 }
-
-static void cache_abandon(console *c, const char *login, const char *url)
-{
-  pthread_mutex_lock(&c->lock);
-  for (cached *e = c->cache; e; e = e->next)
-    if (strcmp(e->login, login) == 0 && strcmp(e->url, url) == 0) e->computing = false;
-  pthread_mutex_unlock(&c->lock);
-}
-
-/* A reused page is shared by every session of a login, each with its own CSRF token: it is
- * made with this slot where the token goes, and each answer fills in its own.  The slot
- * holds a '<', which h_text never writes, so no text from a person can fake it. */
-static const char CSRF_SLOT[] = "<csrf>";
 
 /* fill_csrf -- p with each CSRF_SLOT replaced by csrf */
 static void fill_csrf(page *p, const char *csrf)
@@ -282,15 +210,18 @@ static const char CSP[] = "default-src 'none'; style-src 'self'; script-src 'sel
                           "img-src 'self'; connect-src 'self'; form-action 'self'; "
                           "frame-ancestors 'none'; base-uri 'none'";
 
-static enum MHD_Result answer(struct MHD_Connection *conn, int status, const char *type,
-                              const char *body, size_t len, const char *cookie,
-                              const char *location)
+static bool serving_tls; /* set once, before the server starts: HSTS on every answer */
+
+static enum MHD_Result answer_full(struct MHD_Connection *conn, int status, const char *type,
+                                   const char *body, size_t len, const char *cookie,
+                                   const char *location, const char *cache_control)
 {
   struct MHD_Response *res =
       MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
   if (!res) return MHD_NO;
   MHD_add_response_header(res, "Content-Type", type);
-  MHD_add_response_header(res, "Cache-Control", "no-store");
+  MHD_add_response_header(res, "Cache-Control", cache_control);
+  if (serving_tls) MHD_add_response_header(res, "Strict-Transport-Security", "max-age=31536000");
   MHD_add_response_header(res, "X-Content-Type-Options", "nosniff");
   MHD_add_response_header(res, "X-Frame-Options", "DENY");
   MHD_add_response_header(res, "Referrer-Policy", "same-origin");
@@ -300,6 +231,13 @@ static enum MHD_Result answer(struct MHD_Connection *conn, int status, const cha
   enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, res);
   MHD_destroy_response(res);
   return rc;
+}
+
+static enum MHD_Result answer(struct MHD_Connection *conn, int status, const char *type,
+                              const char *body, size_t len, const char *cookie,
+                              const char *location)
+{
+  return answer_full(conn, status, type, body, len, cookie, location, "no-store");
 }
 
 static enum MHD_Result answer_text(struct MHD_Connection *conn, int status, const char *text)
@@ -322,13 +260,14 @@ void page_db_error(req *r, const char *what, const mn_error *err)
   bool denied = strstr(err->detail, "SQLSTATE 42501") != NULL;
   bool state = strstr(err->detail, "SQLSTATE 55000") != NULL ||
                strstr(err->detail, "SQLSTATE 22023") != NULL;
+  bool missing = strstr(err->detail, "SQLSTATE P0002") != NULL;
+  bool gone = strstr(err->detail, "SQLSTATE ?????") != NULL; /* no answer: the connection */
   h_fini(&r->out);
   h_init(&r->out);
-  r->status = denied ? 403 : state ? 409 : 500;
+  r->status = denied ? 403 : state ? 409 : missing ? 404 : gone ? 503 : 500;
   h_top(&r->out, denied ? "Refused by the database" : "The database said no", r->login, r->csrf);
+  (void)what; /* db_error began the message with it already */
   h_raw(&r->out, "<p class=\"message error\">");
-  h_text(&r->out, what);
-  h_raw(&r->out, ": ");
   h_text(&r->out, err->msg);
   h_raw(&r->out, "</p>");
   if (denied)
@@ -374,138 +313,16 @@ static const char JS[] =
     "  });\n"
     "});\n";
 
-/* ---------------------------------------------------------------- login */
-
-static void login_page(req *r, const char *nonce, const char *why)
+/* local_path -- a path of this console to go back to after logging in: "/" then letters,
+ * digits and / _ - . only (no "//host", no scheme, no query) */
+static bool local_path(const char *u)
 {
-  h_top(&r->out, "Log in", NULL, NULL);
-  if (why) {
-    h_raw(&r->out, "<p class=\"message error\">");
-    h_text(&r->out, why);
-    h_raw(&r->out, "</p>");
-  }
-  h_raw(&r->out, "<form class=\"login\" method=\"post\" action=\"/login\"><label>PostgreSQL "
-                 "login<input name=\"login\" autocomplete=\"username\" required autofocus>"
-                 "</label><label>Password<input name=\"password\" type=\"password\" "
-                 "autocomplete=\"current-password\" required></label>");
-  h_csrf(&r->out, nonce);
-  h_raw(&r->out, "<button>Log in</button></form><p>You act as your own PostgreSQL login: "
-                 "what you may see and do is what the database grants it.</p>");
-  h_bottom(&r->out);
-}
-
-/* client_addr -- the peer's address as text */
-static void client_addr(struct MHD_Connection *conn, char *out, size_t cap)
-{
-  const union MHD_ConnectionInfo *ci =
-      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  snprintf(out, cap, "?");
-  if (!ci || !ci->client_addr) return;
-  const struct sockaddr *sa = ci->client_addr;
-  if (sa->sa_family == AF_INET)
-    inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
-              (socklen_t)cap);
-  else if (sa->sa_family == AF_INET6)
-    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
-              (socklen_t)cap);
-}
-
-static bool login_name_ok(const char *s)
-{
-  size_t n = strlen(s);
-  if (n == 0 || n > 63) return false;
-  for (; *s; s++)
-    if ((unsigned char)*s < 0x20 || *s == 0x7f) return false;
+  if (!u || u[0] != '/' || u[1] == '/' || strlen(u) > 200) return false;
+  for (const char *k = u; *k; k++)
+    if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') ||
+          *k == '/' || *k == '_' || *k == '-' || *k == '.'))
+      return false;
   return true;
-}
-
-/* do_login -- POST /login: a new session, or why not (r->status, r->out) */
-static session *do_login(console *c, struct MHD_Connection *conn, req *r, const form *f,
-                         char *nonce)
-{
-  const char *cookie = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, "mnemo_login");
-  char addr[INET6_ADDRSTRLEN + 8], kaddr[128], klogin[128];
-  client_addr(conn, addr, sizeof addr);
-  snprintf(kaddr, sizeof kaddr, "addr %s", addr);
-  snprintf(klogin, sizeof klogin, "login %.80s", f->login);
-  r->status = 401;
-  if (!cookie || !same_token(cookie, f->csrf)) {
-    r->status = 403;
-    login_page(r, nonce, "The login form was stale or came from elsewhere: try again.");
-    return NULL;
-  }
-  if (!login_name_ok(f->login) || !*f->password) {
-    login_page(r, nonce, "Give a login name and a password.");
-    return NULL;
-  }
-  pthread_mutex_lock(&c->lock);
-  int64_t wait = fail_wait(c, kaddr), w2 = fail_wait(c, klogin);
-  if (w2 > wait) wait = w2;
-  if (wait <= 0) { /* counted before it is tried: parallel attempts cannot pass the limit */
-    fail_count(c, kaddr);
-    fail_count(c, klogin);
-  }
-  pthread_mutex_unlock(&c->lock);
-  if (wait > 0) {
-    char why[160];
-    snprintf(why, sizeof why, "Too many failed logins: try again in %lld s.", (long long)wait);
-    r->status = 429;
-    login_page(r, nonce, why);
-    mn_log(MN_LOG_WARN, "console: login refused, too many failures", MN_KV_S("addr", addr),
-           MN_KV_S("login", f->login));
-    return NULL;
-  }
-  char timeout[32];
-  snprintf(timeout, sizeof timeout, "%lld", (long long)c->connect_timeout_s);
-  /* the conninfo first: the person's name and password override whatever it says */
-  const char *keys[] = {
-      "dbname", "user", "password", "application_name", "connect_timeout", "client_encoding", NULL};
-  const char *vals[] = {c->conninfo, f->login, f->password, "mnemo console", timeout, "UTF8", NULL};
-  PGconn *db = PQconnectdbParams(keys, vals, 1);
-  if (!db || PQstatus(db) != CONNECTION_OK) {
-    mn_log(MN_LOG_WARN, "console: login failed", MN_KV_S("addr", addr), MN_KV_S("login", f->login),
-           MN_KV_S("error", db ? PQerrorMessage(db) : "out of memory"));
-    PQfinish(db);
-    login_page(r, nonce, "The database refused this login name and password.");
-    return NULL;
-  }
-  if (!PQconnectionUsedPassword(db)) {
-    PQfinish(db);
-    mn_log(MN_LOG_ERROR, "console: the database let a login in without a password; refusing "
-                         "every console login until console.conninfo reaches it where it checks "
-                         "passwords (pg_hba.conf: scram-sha-256)");
-    r->status = 503;
-    login_page(r, nonce,
-               "The console cannot check passwords: the database let this login in without "
-               "asking for one. An administrator must point console.conninfo at a server "
-               "that asks (docs/console.md).");
-    return NULL;
-  }
-  PGresult *res = PQexec(db, "SET statement_timeout = '30s'; "
-                             "SET idle_in_transaction_session_timeout = '60s'");
-  PQclear(res);
-  session *s = calloc(1, sizeof *s);
-  if (!s) {
-    PQfinish(db);
-    r->status = 500;
-    login_page(r, nonce, "Out of memory.");
-    return NULL;
-  }
-  random_hex(s->token);
-  random_hex(s->csrf);
-  snprintf(s->login, sizeof s->login, "%s", f->login);
-  s->db = db;
-  s->last_s = now_s();
-  pthread_mutex_init(&s->lock, NULL);
-  pthread_mutex_lock(&c->lock);
-  fail_slot *fs = fail_find(c, klogin, false); /* a login that succeeds was no failure */
-  if (fs) fs->count = 0;
-  if ((fs = fail_find(c, kaddr, false)) != NULL && fs->count > 0) fs->count--;
-  s->next = c->sessions;
-  c->sessions = s;
-  pthread_mutex_unlock(&c->lock);
-  mn_log(MN_LOG_INFO, "console: logged in", MN_KV_S("addr", addr), MN_KV_S("login", s->login));
-  return s;
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -578,7 +395,8 @@ static enum MHD_Result post_field(void *cls, enum MHD_ValueKind kind, const char
                 {"note", p->f.note, sizeof p->f.note},
                 {"decision", p->f.decision, sizeof p->f.decision},
                 {"confirm", p->f.confirm, sizeof p->f.confirm},
-                {"lang", p->f.lang, sizeof p->f.lang}};
+                {"lang", p->f.lang, sizeof p->f.lang},
+                {"next", p->f.next, sizeof p->f.next}};
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
     if (strcmp(key, fields[i].name) != 0) continue;
     if (off + size >= fields[i].cap) {
@@ -630,7 +448,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
   h_init(&r.out);
   enum MHD_Result rc;
   char cookie[200], nonce[2 * TOKEN_BYTES + 1];
-  if (strcmp(url, "/healthz") == 0) {
+  bool open_path = strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+                   strcmp(url, "/metrics") == 0 || strncmp(url, "/static/", 8) == 0;
+  if (open_path && post) {
+    rc = answer_text(conn, 405, "only GET here\n");
+  } else if (strcmp(url, "/healthz") == 0) { /* touches no lock and no database */
     rc = answer_text(conn, 200, "ok\n");
   } else if (strcmp(url, "/readyz") == 0 || strcmp(url, "/metrics") == 0) {
     console_role role = (console_role)atomic_load(&c->role);
@@ -642,9 +464,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                    : answer(conn, r.status, r.type, r.out.b.data ? r.out.b.data : "", r.out.b.len,
                             NULL, NULL);
   } else if (strcmp(url, "/static/console.css") == 0) {
-    rc = answer(conn, 200, "text/css; charset=utf-8", CSS, sizeof CSS - 1, NULL, NULL);
+    rc = answer_full(conn, 200, "text/css; charset=utf-8", CSS, sizeof CSS - 1, NULL, NULL,
+                     "max-age=3600");
   } else if (strcmp(url, "/static/console.js") == 0) {
-    rc = answer(conn, 200, "text/javascript; charset=utf-8", JS, sizeof JS - 1, NULL, NULL);
+    rc = answer_full(conn, 200, "text/javascript; charset=utf-8", JS, sizeof JS - 1, NULL, NULL,
+                     "max-age=3600");
   } else if (strcmp(url, "/login") == 0) {
     /* the browser's login token, kept while it has one: two tabs (or a favicon sent to
      * this page) must not make each other's forms stale */
@@ -653,10 +477,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
       snprintf(nonce, sizeof nonce, "%s", had);
     else
       random_hex(nonce);
+    const char *next =
+        post ? p->f.next : MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "next");
+    if (!local_path(next)) next = "/";
+    r.query1 = next;
     session *s = post ? do_login(c, conn, &r, &p->f, nonce) : NULL;
     if (s) {
       cookie_line(c, cookie, sizeof cookie, "mnemo_session", s->token, "/", false);
-      rc = answer(conn, 303, "text/plain", "", 0, cookie, "/");
+      rc = answer(conn, 303, "text/plain", "", 0, cookie, next);
     } else {
       if (!post) login_page(&r, nonce, NULL);
       cookie_line(c, cookie, sizeof cookie, "mnemo_login", nonce, "/login", false);
@@ -664,10 +492,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                   r.out.b.len, cookie, NULL);
     }
   } else {
+    /* a page's own refresh (/jobs?fragment=1) is not someone using the session */
+    bool poll = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "fragment") != NULL;
     session *s =
-        session_get(c, MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, "mnemo_session"));
-    if (!s && !post) {
-      rc = answer(conn, 303, "text/plain", "", 0, NULL, "/login");
+        session_get(c, MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, "mnemo_session"), !poll);
+    if (!s && !post) { /* to the login page, and back here after it */
+      char to[300] = "/login";
+      if (local_path(url) && strcmp(url, "/") != 0) snprintf(to, sizeof to, "/login?next=%s", url);
+      rc = answer(conn, 303, "text/plain", "", 0, NULL, to);
     } else if (!s) {
       rc = answer_text(conn, 403, "not logged in\n");
     } else if (post && !same_token(s->csrf, p->f.csrf)) {
@@ -688,15 +520,32 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
       bool reuse =
           !post && c->cache_ms > 0 && (strcmp(url, "/") == 0 || strncmp(url, "/lang/", 6) == 0);
       if (reuse) r.csrf = CSRF_SLOT;
-      bool got = reuse && cache_take(c, s->login, url, &r.out);
-      if (!got) {
-        pthread_mutex_lock(&s->lock);
+      uint64_t gen = 0;
+      bool got = reuse && cache_take(c, s->login, url, &r.out, &gen);
+      struct timespec until;
+      clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_sec += 10;
+      if (!got && pthread_mutex_timedlock(&s->lock, &until) != 0) {
+        /* the session's connection is busy with another of its requests (a query waiting
+         * on a lock): this thread does not wait with it */
+        page_message(&r, 503, "Busy",
+                     "Another request of this session is still running: "
+                     "try again in a moment.");
+        if (reuse) cache_abandon(c, s->login, url);
+      } else if (!got) {
         if (PQstatus(s->db) != CONNECTION_OK) PQreset(s->db); /* libpq kept the password */
         r.db = s->db;
         route(&r);
+        if (!post && PQstatus(s->db) != CONNECTION_OK) { /* the server went away: once more */
+          PQreset(s->db);
+          h_fini(&r.out);
+          h_init(&r.out);
+          r.status = 200, r.cacheable = false;
+          route(&r);
+        }
         pthread_mutex_unlock(&s->lock);
         if (reuse && r.cacheable && r.status == 200 && !r.out.bad)
-          cache_store(c, s->login, url, &r.out);
+          cache_store(c, s->login, url, &r.out, gen);
         else if (reuse)
           cache_abandon(c, s->login, url);
         if (post) cache_drop_all(c);
@@ -764,7 +613,9 @@ mn_status console_create(const mn_config *cfg, console **out, mn_error *err)
   c->fail_max = cfg->console.login_failures;
   c->fail_window_s = cfg->console.login_window_s;
   c->cache_ms = cfg->console.cache_ms;
+  c->max_sessions = cfg->console.max_sessions;
   c->tls = *cfg->console.tls_cert != '\0';
+  serving_tls = c->tls;
   mn_status rc = MN_OK;
   if (!c->conninfo || !c->metrics.conninfo) rc = mn_error_set(err, MN_ERR_NOMEM, "out of memory");
   if (rc == MN_OK && c->tls) {
@@ -817,6 +668,12 @@ mn_status console_create(const mn_config *cfg, console **out, mn_error *err)
   c->port = di ? di->port : port;
   mn_log(MN_LOG_INFO, "console: serving", MN_KV_S("address", host), MN_KV_I("port", c->port),
          MN_KV_B("tls", c->tls));
+  bool loopback = strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+  if (!c->tls && !loopback)
+    mn_log(MN_LOG_WARN,
+           "console: plain HTTP beyond this machine: passwords cross the network "
+           "in clear unless a TLS proxy is in front (console.tls_cert)",
+           MN_KV_S("address", host));
   *out = c;
   return MN_OK;
 }

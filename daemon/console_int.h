@@ -1,7 +1,8 @@
 /*
  * console_int.h -- shared by the files of the console: console.c (the server, sessions,
- * logins, routing), console_pages.c and console_views.c (the pages), console_html.c (HTML
- * writing, escaping and SVG charts) and metrics.c (/metrics, /readyz).
+ * reused pages, routing), console_login.c (logging in, the limit on failures), console_pages.c and
+ * console_views.c (the pages), console_html.c (HTML writing, escaping and SVG charts) and metrics.c
+ * (/metrics, /readyz).
  */
 #ifndef MNEMO_CONSOLE_INT_H
 #define MNEMO_CONSOLE_INT_H
@@ -34,8 +35,12 @@ void h_pct(page *p, double v);
  * logout form (csrf NULL: the login page, no navigation) */
 void h_top(page *p, const char *title, const char *login, const char *csrf);
 void h_bottom(page *p);
-/* h_csrf -- the hidden field every form carries */
+/* h_csrf -- the hidden field every form carries (CSRF_SLOT written as itself) */
 void h_csrf(page *p, const char *csrf);
+/* A reused page is shared by every session of a login, each with its own CSRF token: it is
+ * made with this slot where the token goes, and each answer fills in its own.  The slot
+ * holds a '<', which h_text never writes, so no text from a person can fake it. */
+#define CSRF_SLOT "<csrf>"
 
 /* SVG charts, drawn inline: a sparkline of v[0..n) (NaN: a gap) */
 void svg_sparkline(page *p, const double *v, size_t n);
@@ -54,7 +59,7 @@ typedef struct session session;
 enum { FORM_FIELD_MAX = 4096 };
 typedef struct form {
   char csrf[80], login[80], password[1024], note[FORM_FIELD_MAX], decision[16], confirm[8],
-      lang[16];
+      lang[16], next[256];
 } form;
 
 /* req -- one request as the pages see it */
@@ -65,7 +70,7 @@ typedef struct req {
   const char *csrf;   /* the session's CSRF token */
   PGconn *db;         /* the session's connection (its lock held) */
   const char *url;    /* path, without the query */
-  const char *query1; /* ?fragment=1 etc.: the value of "fragment", or NULL */
+  const char *query1; /* the value of ?fragment= (the login page: where to go next), or NULL */
   bool post;
   const form *f;
   /* the answer */
@@ -107,5 +112,66 @@ void metrics_render(metrics_src *m, console_role role, req *r);
  * has is applied (and nothing newer), 503 saying what is missing else */
 void metrics_ready(metrics_src *m, console_role role, req *r);
 void metrics_fini(metrics_src *m);
+
+/* ---------------------------------------------------------------- the server's state
+ * (console.c; console_login.c logs people in) */
+
+struct MHD_Connection;
+struct MHD_Daemon;
+
+enum { BODY_MAX = 64 << 10, FAIL_SLOTS = 4096, TOKEN_BYTES = 32, LOGIN_SESSIONS = 8 };
+
+struct session {
+  session *next;
+  char token[2 * TOKEN_BYTES + 1], csrf[2 * TOKEN_BYTES + 1], login[64];
+  PGconn *db;
+  pthread_mutex_t lock; /* held while a request uses db */
+  int64_t last_s;       /* last use */
+  int refs;             /* requests holding it (under the console's lock) */
+  bool dead;            /* logged out or expired: freed when refs is 0 */
+};
+
+typedef struct fail_slot {
+  char key[96]; /* "addr <ip>" or "login <name>" */
+  int count;
+  int64_t first_s;
+} fail_slot;
+
+typedef struct cached {
+  struct cached *next;
+  char login[64], url[256];
+  page body;
+  double at_ms;
+  bool computing;
+} cached;
+
+struct console {
+  struct MHD_Daemon *d;
+  char *conninfo; /* where people log in */
+  int64_t connect_timeout_s, idle_s, fail_max, fail_window_s, cache_ms, max_sessions;
+  bool tls;
+  mn_buf cert, key;
+  int port;
+  _Atomic int role;
+  pthread_mutex_t lock; /* sessions, fails, cache */
+  session *sessions;
+  fail_slot fails[FAIL_SLOTS];
+  cached *cache;
+  uint64_t cache_gen; /* a POST drops every reused page: pages made before it are not kept */
+  metrics_src metrics;
+};
+
+int64_t console_now_s(void);
+/* random_hex -- 32 random bytes as 64 hex digits (no randomness: abort) */
+void random_hex(char *out /* 2 * TOKEN_BYTES + 1 */);
+/* same_token -- a and b are equal tokens (constant time) */
+bool same_token(const char *a, const char *b);
+void session_free(session *s);
+/* sweep -- unlink the expired and dead sessions (under c->lock); free those none holds */
+void sweep(console *c);
+/* login_page -- the login form (why: an error to show, or NULL); r->query1: where to go next */
+void login_page(req *r, const char *nonce, const char *why);
+/* do_login -- POST /login: a new session, or NULL and why (r->status, r->out) */
+session *do_login(console *c, struct MHD_Connection *conn, req *r, const form *f, char *nonce);
 
 #endif /* MNEMO_CONSOLE_INT_H */

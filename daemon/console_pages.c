@@ -221,8 +221,8 @@ void page_language(req *r, const char *code)
   for (int i = 0; i < n; i++)
     labels[i] = val(H, i, 2), v[i] = num(H, i, 4);
   page *p = &r->out;
-  char title[160];
-  snprintf(title, sizeof title, "%s · %s", code, val(L, 0, 0));
+  char title[600]; /* a name of up to 512 bytes whole: never cut inside a character */
+  snprintf(title, sizeof title, "%s · %.512s", code, val(L, 0, 0));
   h_top(p, title, r->login, r->csrf);
   h_raw(p, "<p>Script ");
   h_text(p, val(L, 0, 1));

@@ -297,7 +297,8 @@ void page_candidate(req *r, int64_t id)
     h_fmt(p, "<form class=\"decide\" method=\"post\" action=\"/candidate/%lld\">", (long long)id);
     h_csrf(p, r->csrf);
     h_raw(p, "<label>Reason (required, recorded with your login)<textarea name=\"note\" "
-             "required></textarea></label><p><label><input type=\"checkbox\" name=\"confirm\" "
+             "maxlength=\"4000\" required></textarea></label><p><label><input type=\"checkbox\" "
+             "name=\"confirm\" "
              "value=\"yes\" required> I have read the verdict below and take this decision"
              "</label></p><button name=\"decision\" value=\"approve\">Approve</button> "
              "<button name=\"decision\" value=\"reject\">Reject</button></form>");
@@ -375,8 +376,10 @@ static void progress_text(page *p, const char *js)
   if (!isnan(jnum(o, "loss"))) h_fmt(p, " · loss %.4f", jnum(o, "loss"));
   if (!isnan(jnum(o, "tokens_per_s"))) h_fmt(p, " · %.0f tokens/s", jnum(o, "tokens_per_s"));
   double eta = jnum(o, "eta_s");
-  if (!isnan(eta) && eta > 0)
-    h_fmt(p, " · about %.0f min %02.0f s left", floor(eta / 60), fmod(eta, 60));
+  if (!isnan(eta) && eta > 0) {
+    long left = lround(eta);
+    h_fmt(p, " · about %ld min %02ld s left", left / 60, left % 60);
+  }
   json_decref(o);
 }
 
@@ -496,16 +499,19 @@ void page_reports(req *r)
     h_raw(p, "</td><td class=\"text\">");
     h_text(p, val(G, i, 8));
     h_raw(p, "</td><td>");
-    if (strcmp(status, "triaged") == 0 || strcmp(status, "new") == 0) {
+    bool triaged = strcmp(status, "triaged") == 0;
+    if (triaged || strcmp(status, "new") == 0) { /* a new one is not triaged: reject only */
       h_raw(p, "<form method=\"post\" action=\"/reports/");
       h_text(p, val(G, i, 0));
       h_raw(p, "\">");
       h_csrf(p, r->csrf);
-      h_raw(p, "<input name=\"note\" placeholder=\"why (required to reject)\"> "
-               "<input name=\"lang\" size=\"4\" placeholder=\"lang\" title=\"the language whose "
-               "guard the probe joins (empty: the claimed one)\"> "
-               "<button name=\"decision\" value=\"accept\">Accept</button> "
-               "<button name=\"decision\" value=\"reject\">Reject</button></form>");
+      h_raw(p, "<input name=\"note\" maxlength=\"4000\" placeholder=\"why (required to "
+               "reject)\"> ");
+      if (triaged)
+        h_raw(p, "<input name=\"lang\" size=\"4\" maxlength=\"8\" placeholder=\"lang\" "
+                 "title=\"the language whose guard the probe joins (empty: the claimed one)\"> "
+                 "<button name=\"decision\" value=\"accept\">Accept</button> ");
+      h_raw(p, "<button name=\"decision\" value=\"reject\">Reject</button></form>");
     } else {
       h_text(p, val(G, i, 10));
       if (*val(G, i, 9)) {

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const double BUCKETS[] = {10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400};
 enum { NBUCKETS = sizeof BUCKETS / sizeof BUCKETS[0] };
@@ -204,15 +205,29 @@ static mn_status render(PGconn *db, int64_t max_languages, page *p, mn_error *er
   return MN_OK;
 }
 
+/* lock -- the connection's lock, waited for at most 10 s (a scrape stuck on a hung database
+ * must not pile up every later one behind it) */
+static bool lock(metrics_src *m)
+{
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 10;
+  return pthread_mutex_timedlock(&m->lock, &until) == 0;
+}
+
 void metrics_render(metrics_src *m, console_role role, req *r)
 {
   page body;
   h_init(&body);
   mn_error err = {0};
-  pthread_mutex_lock(&m->lock);
-  PGconn *db = conn(m, &err);
-  bool up = db && render(db, m->max_languages, &body, &err) == MN_OK;
-  pthread_mutex_unlock(&m->lock);
+  bool up = false;
+  if (lock(m)) {
+    PGconn *db = conn(m, &err);
+    up = db && render(db, m->max_languages, &body, &err) == MN_OK;
+    pthread_mutex_unlock(&m->lock);
+  } else {
+    mn_error_set(&err, MN_ERR_DB, "the previous scrape is still waiting for the database");
+  }
   if (!up) mn_log_error("console: /metrics could not read the database", &err);
   page *p = &r->out;
   head(p, "mnemo_leader", "gauge", "1 when this mnemod leads (runs jobs), 0 when it waits.");
@@ -231,15 +246,19 @@ void metrics_ready(metrics_src *m, console_role role, req *r)
   mn_error err = {0};
   migration_row *rows = NULL;
   size_t n = 0;
-  pthread_mutex_lock(&m->lock);
-  PGconn *db = conn(m, &err);
-  mn_status rc =
-      db ? migrate_status(db, mn_migrations, mn_migrations_count, &rows, &n, &err) : MN_ERR_DB;
-  pthread_mutex_unlock(&m->lock);
+  mn_status rc = MN_ERR_DB;
+  if (lock(m)) {
+    PGconn *db = conn(m, &err);
+    rc = db ? migrate_status(db, mn_migrations, mn_migrations_count, &rows, &n, &err) : MN_ERR_DB;
+    pthread_mutex_unlock(&m->lock);
+  } else {
+    mn_error_set(&err, MN_ERR_DB, "another check is still waiting for the database");
+  }
   r->type = "text/plain; charset=utf-8";
   r->status = 503;
-  if (rc != MN_OK) {
-    h_fmt(&r->out, "not ready: the database does not answer: %s\n", err.msg);
+  if (rc != MN_OK) { /* the details (users, hosts) go to the log, not to anyone who asks */
+    mn_log_error("console: /readyz: the database does not answer", &err);
+    h_raw(&r->out, "not ready: the database does not answer (mnemod's log says why)\n");
     return;
   }
   size_t pending = 0, other = 0;

@@ -533,8 +533,8 @@ int main(int argc, char **argv)
          MN_KV_S("schedule", st.cfg.schedule.refresh));
   int failed = run(&st);
   sd_notify(0, "STOPPING=1");
+  console_destroy(st.web); /* its requests end first (statement_timeout bounds them) */
   mn_log(MN_LOG_INFO, "mnemod stopped", MN_KV_I("pid", getpid()));
-  console_destroy(st.web);
   runner_destroy(st.run);
   curl_global_cleanup();
   mn_config_fini(&st.cfg);

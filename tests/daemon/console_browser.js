@@ -151,10 +151,18 @@ async function decide(page, decision, note) {
     if (!(await op.textContent('table.reports')).includes('op_login: not a language problem'))
       fail('the report was not rejected: ' + (await op.textContent('table.reports')));
 
-    // logging out ends the session
+    // logging out ends the session, from a reused page too (its token is filled in)
+    await op.goto(base + '/');
     await Promise.all([op.waitForNavigation(), op.click('form.who button')]);
-    await op.goto(base + '/jobs');
-    if (!op.url().endsWith('/login')) fail('after logging out /jobs went to ' + op.url());
+    if (!op.url().endsWith('/login')) fail('logging out from / went to ' + op.url());
+    await op.goto(`${base}/candidate/${cand}`);
+    if (!op.url().endsWith(`/login?next=/candidate/${cand}`))
+      fail('after logging out a candidate went to ' + op.url());
+    // and logging in again goes back where the person was going
+    await op.fill('input[name=login]', 'op_login');
+    await op.fill('input[name=password]', 'op-passwd');
+    await Promise.all([op.waitForNavigation(), op.click('form.login button')]);
+    if (!op.url().endsWith(`/candidate/${cand}`)) fail('after logging in again: ' + op.url());
     if (dialogs.length) fail('a script ran: ' + dialogs.join('; '));
     console.log('console_browser: every check held');
   } finally {
