@@ -219,7 +219,9 @@ void svg_history(page *p, const double *v, const char *const *labels, size_t n, 
       h_fmt(p, ": %.4f</title></circle>", v[i]);
     }
     if (i % every == 0 || i == n - 1) {
-      h_fmt(p, "<text class=\"axis\" x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">", x, h - b + 18);
+      const char *anchor = n > 1 && i == 0 ? "start" : n > 1 && i == n - 1 ? "end" : "middle";
+      h_fmt(p, "<text class=\"axis\" x=\"%.1f\" y=\"%.0f\" text-anchor=\"%s\">", x, h - b + 18,
+            anchor);
       h_text(p, labels[i]);
       h_raw(p, "</text>");
     }

@@ -1,5 +1,6 @@
-// scripts/console-shots.js BASE LOGIN PASSWORD OUT PATH=NAME... -- log in to the console at
-// BASE and save a full-page screenshot of each PATH as OUT/NAME.png (headless Debian
+// scripts/console-shots.js BASE LOGIN PASSWORD OUT PATH=NAME[:top]... -- log in to the
+// console at BASE and save a full-page screenshot of each PATH as OUT/NAME.png (:top: its
+// first 1280 x 900 only) (headless Debian
 // chromium through npm playwright-core: NODE_PATH from scripts/console-ref).  The demo's.
 'use strict';
 const { chromium } = require('playwright-core');
@@ -18,10 +19,11 @@ const [base, login, password, out, ...pages] = process.argv.slice(2);
     await Promise.all([page.waitForNavigation(), page.click('form.login button')]);
     if (page.url().endsWith('/login')) throw new Error('the console refused ' + login);
     for (const p of pages) {
-      const [path, name] = p.split('=');
+      const [path, spec] = p.split('=');
+      const [name, part] = spec.split(':');
       const res = await page.goto(base + path);
       if (res.status() !== 200) throw new Error(`${path} answered ${res.status()}`);
-      await page.screenshot({ path: `${out}/${name}.png`, fullPage: true });
+      await page.screenshot({ path: `${out}/${name}.png`, fullPage: part !== 'top' });
       console.log(`${out}/${name}.png`);
     }
   } finally {
