@@ -91,6 +91,12 @@ void page_reports(req *r);
 void act_decide(req *r, int64_t id);
 void act_cancel(req *r, int64_t id);
 void act_report(req *r, int64_t id);
+/* page_query -- a statement on the session's connection; NULL after answering the error
+ * (page_db_error) */
+PGresult *page_query(req *r, const char *sql, int n, const char *const *p, const char *what);
+/* cell / cell_num -- a value of a result (a number: NaN for NULL) */
+const char *cell(const PGresult *res, int row, int col);
+double cell_num(const PGresult *res, int row, int col);
 /* page_db_error -- the database refused or failed: say so, with its message, as 403 when
  * it was a matter of privileges (SQLSTATE 42501) and 409/500 otherwise */
 void page_db_error(req *r, const char *what, const mn_error *err);

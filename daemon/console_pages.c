@@ -16,8 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* q -- a statement on the session's connection; NULL after answering the error */
-static PGresult *q(req *r, const char *sql, int n, const char *const *p, const char *what)
+PGresult *page_query(req *r, const char *sql, int n, const char *const *p, const char *what)
 {
   PGresult *res = NULL;
   mn_error err = {0};
@@ -28,14 +27,14 @@ static PGresult *q(req *r, const char *sql, int n, const char *const *p, const c
   return res;
 }
 
-static double num(const PGresult *res, int row, int col)
-{
-  return PQgetisnull(res, row, col) ? NAN : strtod(PQgetvalue(res, row, col), NULL);
-}
-
-static const char *val(const PGresult *res, int row, int col)
+const char *cell(const PGresult *res, int row, int col)
 {
   return PQgetvalue(res, row, col);
+}
+
+double cell_num(const PGresult *res, int row, int col)
+{
+  return PQgetisnull(res, row, col) ? NAN : strtod(PQgetvalue(res, row, col), NULL);
 }
 
 /* ---------------------------------------------------------------- languages */
@@ -63,25 +62,25 @@ static int by_worst(const void *a, const void *b)
 
 void page_languages(req *r)
 {
-  PGresult *L =
-      q(r,
-        "WITH cur AS (SELECT n.lang, n.bpb, n.bits_per_char FROM mnemo.checkpoint_numbers n"
-        "   JOIN mnemo.checkpoints c ON c.id = n.ckpt_id WHERE c.state = 'production'),"
-        " best AS (SELECT min(bits_per_char) AS b FROM cur WHERE bits_per_char > 0)"
-        " SELECT l.code, l.name, l.script, l.enabled, cur.bpb,"
-        "   cur.bits_per_char / best.b - 1,"
-        "   coalesce(s.new + s.triaged + s.accepted, 0), coalesce(s.open_severity, 0)"
-        "  FROM mnemo.languages l CROSS JOIN best LEFT JOIN cur ON cur.lang = l.code"
-        "  LEFT JOIN mnemo.report_summary s ON s.lang = l.code ORDER BY l.code",
-        0, NULL, "read the languages");
+  PGresult *L = page_query(
+      r,
+      "WITH cur AS (SELECT n.lang, n.bpb, n.bits_per_char FROM mnemo.checkpoint_numbers n"
+      "   JOIN mnemo.checkpoints c ON c.id = n.ckpt_id WHERE c.state = 'production'),"
+      " best AS (SELECT min(bits_per_char) AS b FROM cur WHERE bits_per_char > 0)"
+      " SELECT l.code, l.name, l.script, l.enabled, cur.bpb,"
+      "   cur.bits_per_char / best.b - 1,"
+      "   coalesce(s.new + s.triaged + s.accepted, 0), coalesce(s.open_severity, 0)"
+      "  FROM mnemo.languages l CROSS JOIN best LEFT JOIN cur ON cur.lang = l.code"
+      "  LEFT JOIN mnemo.report_summary s ON s.lang = l.code ORDER BY l.code",
+      0, NULL, "read the languages");
   if (!L) return;
   PGresult *H =
-      q(r, "SELECT lang, bpb, change FROM mnemo.language_history ORDER BY lang, promotion", 0, NULL,
-        "read the history");
-  PGresult *W = H ? q(r,
-                      "SELECT id FROM mnemo.checkpoints WHERE state = 'awaiting_approval'"
-                      " ORDER BY id",
-                      0, NULL, "read the candidates")
+      page_query(r, "SELECT lang, bpb, change FROM mnemo.language_history ORDER BY lang, promotion",
+                 0, NULL, "read the history");
+  PGresult *W = H ? page_query(r,
+                               "SELECT id FROM mnemo.checkpoints WHERE state = 'awaiting_approval'"
+                               " ORDER BY id",
+                               0, NULL, "read the candidates")
                   : NULL;
   int n = PQntuples(L), nh = H ? PQntuples(H) : 0;
   lang_row *rows = calloc((size_t)n + 1, sizeof *rows);
@@ -92,17 +91,18 @@ void page_languages(req *r)
   }
   for (int i = 0, h = 0; i < n; i++) {
     lang_row *x = &rows[i];
-    x->code = val(L, i, 0), x->name = val(L, i, 1), x->script = val(L, i, 2);
-    x->enabled = val(L, i, 3)[0] == 't';
-    x->bpb = num(L, i, 4), x->gap = num(L, i, 5), x->open = strtol(val(L, i, 6), NULL, 10);
-    x->severity = num(L, i, 7), x->change = NAN;
+    x->code = cell(L, i, 0), x->name = cell(L, i, 1), x->script = cell(L, i, 2);
+    x->enabled = cell(L, i, 3)[0] == 't';
+    x->bpb = cell_num(L, i, 4), x->gap = cell_num(L, i, 5),
+    x->open = strtol(cell(L, i, 6), NULL, 10);
+    x->severity = cell_num(L, i, 7), x->change = NAN;
     /* both sorted by code: this language's history is the run at h */
-    while (h < nh && strcmp(val(H, h, 0), x->code) < 0)
+    while (h < nh && strcmp(cell(H, h, 0), x->code) < 0)
       h++;
     x->hist = &hist[h];
-    for (; h < nh && strcmp(val(H, h, 0), x->code) == 0; h++) {
-      hist[h] = num(H, h, 1);
-      if (!PQgetisnull(H, h, 2)) x->change = num(H, h, 2);
+    for (; h < nh && strcmp(cell(H, h, 0), x->code) == 0; h++) {
+      hist[h] = cell_num(H, h, 1);
+      if (!PQgetisnull(H, h, 2)) x->change = cell_num(H, h, 2);
       x->nhist++;
     }
   }
@@ -111,9 +111,9 @@ void page_languages(req *r)
   h_top(p, "Languages", r->login, r->csrf);
   for (int i = 0; i < PQntuples(W); i++) {
     h_raw(p, "<p class=\"banner\">Candidate <a href=\"/candidate/");
-    h_text(p, val(W, i, 0));
+    h_text(p, cell(W, i, 0));
     h_raw(p, "\">");
-    h_text(p, val(W, i, 0));
+    h_text(p, cell(W, i, 0));
     h_raw(p, "</a> awaits an operator's decision.</p>");
   }
   h_fmt(p,
@@ -163,15 +163,15 @@ static void report_rows(page *p, const PGresult *R)
 {
   for (int i = 0; i < PQntuples(R); i++) {
     h_raw(p, "<tr><td class=\"n\">");
-    h_text(p, val(R, i, 0));
+    h_text(p, cell(R, i, 0));
     h_raw(p, "</td><td>");
-    h_text(p, val(R, i, 1));
+    h_text(p, cell(R, i, 1));
     h_raw(p, "</td><td class=\"n\">");
-    h_num(p, num(R, i, 2), 2);
+    h_num(p, cell_num(R, i, 2), 2);
     h_raw(p, "</td><td>");
-    h_text(p, val(R, i, 3));
+    h_text(p, cell(R, i, 3));
     h_raw(p, "</td><td class=\"text\">");
-    h_text(p, val(R, i, 4));
+    h_text(p, cell(R, i, 4));
     h_raw(p, "</td></tr>\n");
   }
 }
@@ -179,8 +179,8 @@ static void report_rows(page *p, const PGresult *R)
 void page_language(req *r, const char *code)
 {
   const char *pr[] = {code};
-  PGresult *L = q(r, "SELECT name, script, enabled FROM mnemo.languages WHERE code = $1", 1, pr,
-                  "read the language"),
+  PGresult *L = page_query(r, "SELECT name, script, enabled FROM mnemo.languages WHERE code = $1",
+                           1, pr, "read the language"),
            *H = NULL, *P = NULL, *R = NULL, *D = NULL;
   const char **labels = NULL;
   double *v = NULL;
@@ -189,27 +189,29 @@ void page_language(req *r, const char *code)
     page_message(r, 404, "No such language", "The database has no language with this code.");
     goto out;
   }
-  if (!(H = q(r,
-              "SELECT promotion, kind, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),"
-              " ckpt_id, bpb, change, low, high FROM mnemo.language_history WHERE lang = $1"
-              " ORDER BY promotion",
-              1, pr, "read the history")) ||
-      !(P = q(r,
-              "SELECT id, status, CASE WHEN status = 'fixed' THEN fixed_bits END, coalesce("
-              "fixed_by::text, ''), left(text, 300) FROM mnemo.reports WHERE probe_lang = $1 AND"
-              " status IN ('accepted', 'fixed') AND coalesce(group_id, id) = id ORDER BY id DESC"
-              " LIMIT 100",
-              1, pr, "read the probes")) ||
-      !(R = q(r,
-              "SELECT id, status, severity, coalesce(detected_lang, ''), left(text, 300)"
-              " FROM mnemo.reports WHERE claimed_lang = $1 ORDER BY id DESC LIMIT 100",
-              1, pr, "read the reports")) ||
-      !(D = q(r,
-              "SELECT s.name, d.split, count(*), sum(d.bytes),"
-              " count(*) FILTER (WHERE d.consumed_by IS NOT NULL) FROM mnemo.documents d"
-              " JOIN mnemo.sources s ON s.id = d.source_id WHERE d.lang = $1"
-              " GROUP BY s.name, d.split ORDER BY s.name, d.split",
-              1, pr, "read the data")))
+  if (!(H = page_query(
+            r,
+            "SELECT promotion, kind, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),"
+            " ckpt_id, bpb, change, low, high FROM mnemo.language_history WHERE lang = $1"
+            " ORDER BY promotion",
+            1, pr, "read the history")) ||
+      !(P = page_query(
+            r,
+            "SELECT id, status, CASE WHEN status = 'fixed' THEN fixed_bits END, coalesce("
+            "fixed_by::text, ''), left(text, 300) FROM mnemo.reports WHERE probe_lang = $1 AND"
+            " status IN ('accepted', 'fixed') AND coalesce(group_id, id) = id ORDER BY id DESC"
+            " LIMIT 100",
+            1, pr, "read the probes")) ||
+      !(R = page_query(r,
+                       "SELECT id, status, severity, coalesce(detected_lang, ''), left(text, 300)"
+                       " FROM mnemo.reports WHERE claimed_lang = $1 ORDER BY id DESC LIMIT 100",
+                       1, pr, "read the reports")) ||
+      !(D = page_query(r,
+                       "SELECT s.name, d.split, count(*), sum(d.bytes),"
+                       " count(*) FILTER (WHERE d.consumed_by IS NOT NULL) FROM mnemo.documents d"
+                       " JOIN mnemo.sources s ON s.id = d.source_id WHERE d.lang = $1"
+                       " GROUP BY s.name, d.split ORDER BY s.name, d.split",
+                       1, pr, "read the data")))
     goto out;
   int n = PQntuples(H);
   labels = calloc((size_t)n + 1, sizeof *labels);
@@ -219,14 +221,14 @@ void page_language(req *r, const char *code)
     goto out;
   }
   for (int i = 0; i < n; i++)
-    labels[i] = val(H, i, 2), v[i] = num(H, i, 4);
+    labels[i] = cell(H, i, 2), v[i] = cell_num(H, i, 4);
   page *p = &r->out;
   char title[600]; /* a name of up to 512 bytes whole: never cut inside a character */
-  snprintf(title, sizeof title, "%s · %.512s", code, val(L, 0, 0));
+  snprintf(title, sizeof title, "%s · %.512s", code, cell(L, 0, 0));
   h_top(p, title, r->login, r->csrf);
   h_raw(p, "<p>Script ");
-  h_text(p, val(L, 0, 1));
-  h_raw(p, val(L, 0, 2)[0] == 't' ? ", enabled." : ", disabled.");
+  h_text(p, cell(L, 0, 1));
+  h_raw(p, cell(L, 0, 2)[0] == 't' ? ", enabled." : ", disabled.");
   h_raw(p, "</p><h2>Production's bits per byte across promotions</h2>");
   svg_history(p, v, labels, (size_t)n, "bits per byte across promotions");
   h_raw(p, "<table><thead><tr><th>Promotion</th><th>When (UTC)</th><th>Kind</th>"
@@ -234,25 +236,25 @@ void page_language(req *r, const char *code)
            "</thead><tbody>");
   for (int i = n - 1; i >= 0; i--) {
     h_raw(p, "<tr><td class=\"n\">");
-    h_text(p, val(H, i, 0));
+    h_text(p, cell(H, i, 0));
     h_raw(p, "</td><td>");
-    h_text(p, val(H, i, 2));
+    h_text(p, cell(H, i, 2));
     h_raw(p, "</td><td>");
-    h_text(p, val(H, i, 1));
+    h_text(p, cell(H, i, 1));
     h_raw(p, "</td><td><a href=\"/candidate/");
-    h_text(p, val(H, i, 3));
+    h_text(p, cell(H, i, 3));
     h_raw(p, "\">");
-    h_text(p, val(H, i, 3));
+    h_text(p, cell(H, i, 3));
     h_raw(p, "</a></td><td class=\"n\">");
-    h_num(p, num(H, i, 4), 4);
+    h_num(p, cell_num(H, i, 4), 4);
     h_raw(p, "</td><td class=\"n\">");
-    h_pct(p, num(H, i, 5));
+    h_pct(p, cell_num(H, i, 5));
     h_raw(p, "</td><td class=\"n\">");
     if (!PQgetisnull(H, i, 6)) {
       h_raw(p, "[");
-      h_pct(p, num(H, i, 6));
+      h_pct(p, cell_num(H, i, 6));
       h_raw(p, ", ");
-      h_pct(p, num(H, i, 7));
+      h_pct(p, cell_num(H, i, 7));
       h_raw(p, "]");
     }
     h_raw(p, "</td></tr>\n");
@@ -268,12 +270,12 @@ void page_language(req *r, const char *code)
            "<th>Split</th><th>Documents</th><th>Bytes</th><th>Absorbed</th></tr></thead><tbody>");
   for (int i = 0; i < PQntuples(D); i++) {
     h_raw(p, "<tr><td>");
-    h_text(p, val(D, i, 0));
+    h_text(p, cell(D, i, 0));
     h_raw(p, "</td><td>");
-    h_text(p, val(D, i, 1));
+    h_text(p, cell(D, i, 1));
     for (int k = 2; k < 5; k++) {
       h_raw(p, "</td><td class=\"n\">");
-      h_text(p, val(D, i, k));
+      h_text(p, cell(D, i, k));
     }
     h_raw(p, "</td></tr>\n");
   }

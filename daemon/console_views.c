@@ -17,22 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static PGresult *q(req *r, const char *sql, int n, const char *const *p, const char *what)
-{
-  PGresult *res = NULL;
-  mn_error err = {0};
-  if (db_query(r->db, sql, n, p, &res, what, &err) != MN_OK) {
-    page_db_error(r, what, &err);
-    return NULL;
-  }
-  return res;
-}
-
-static const char *val(const PGresult *res, int row, int col)
-{
-  return PQgetvalue(res, row, col);
-}
-
 static bool blank(const char *s)
 {
   for (; *s; s++)
@@ -45,7 +29,7 @@ static void cells(page *p, const PGresult *R, int i, int from, int to)
 {
   for (int k = from; k <= to; k++) {
     h_raw(p, "<td>");
-    h_text(p, val(R, i, k));
+    h_text(p, cell(R, i, k));
     h_raw(p, "</td>");
   }
 }
@@ -54,13 +38,14 @@ static void cells(page *p, const PGresult *R, int i, int from, int to)
 
 void page_candidates(req *r)
 {
-  PGresult *C = q(r,
-                  "SELECT c.id, c.state, coalesce(c.parent_id::text, ''), coalesce(c.job_id::text,"
-                  " ''), to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),"
-                  " (SELECT count(*) FILTER (WHERE v.outcome = 'pass') || '/' || count(*)"
-                  "    FROM mnemo.verdicts v WHERE v.ckpt_id = c.id), c.reasons"
-                  " FROM mnemo.checkpoints c ORDER BY c.id DESC LIMIT 200",
-                  0, NULL, "read the checkpoints");
+  PGresult *C =
+      page_query(r,
+                 "SELECT c.id, c.state, coalesce(c.parent_id::text, ''), coalesce(c.job_id::text,"
+                 " ''), to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),"
+                 " (SELECT count(*) FILTER (WHERE v.outcome = 'pass') || '/' || count(*)"
+                 "    FROM mnemo.verdicts v WHERE v.ckpt_id = c.id), c.reasons"
+                 " FROM mnemo.checkpoints c ORDER BY c.id DESC LIMIT 200",
+                 0, NULL, "read the checkpoints");
   if (!C) return;
   page *p = &r->out;
   h_top(p, "Candidates", r->login, r->csrf);
@@ -68,9 +53,9 @@ void page_candidates(req *r)
            "<th>Made (UTC)</th><th>Languages passed</th><th>Reasons</th></tr></thead><tbody>");
   for (int i = 0; i < PQntuples(C); i++) {
     h_raw(p, "<tr><td><a href=\"/candidate/");
-    h_text(p, val(C, i, 0));
+    h_text(p, cell(C, i, 0));
     h_raw(p, "\">");
-    h_text(p, val(C, i, 0));
+    h_text(p, cell(C, i, 0));
     h_raw(p, "</a></td>");
     cells(p, C, i, 1, 6);
     h_raw(p, "</tr>\n");
@@ -232,11 +217,12 @@ void page_candidate(req *r, int64_t id)
   char ids[32];
   snprintf(ids, sizeof ids, "%lld", (long long)id);
   const char *pr[] = {ids};
-  PGresult *C = q(r,
-                  "SELECT state, coalesce(parent_id::text, '–'), coalesce(job_id::text, '–'),"
-                  " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), reasons,"
-                  " coalesce(verdict::text, '') FROM mnemo.checkpoints WHERE id = $1::bigint",
-                  1, pr, "read the checkpoint"),
+  PGresult *C = page_query(
+               r,
+               "SELECT state, coalesce(parent_id::text, '–'), coalesce(job_id::text, '–'),"
+               " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), reasons,"
+               " coalesce(verdict::text, '') FROM mnemo.checkpoints WHERE id = $1::bigint",
+               1, pr, "read the checkpoint"),
            *A = NULL, *D = NULL;
   json_t *verdict = NULL, *card = NULL;
   mn_buf md;
@@ -246,22 +232,24 @@ void page_candidate(req *r, int64_t id)
     page_message(r, 404, "No such checkpoint", "The database has no checkpoint with this id.");
     goto out;
   }
-  if (!(A = q(r,
-              "SELECT decision, by_user, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
-              " note FROM mnemo.approvals WHERE ckpt_id = $1::bigint ORDER BY id",
-              1, pr, "read the decisions")) ||
-      !(D = q(r,
-              "SELECT d.lang, s.name, count(*), sum(d.bytes) FROM mnemo.trained_on t"
-              " JOIN mnemo.documents d ON d.id = t.doc_id JOIN mnemo.sources s ON s.id ="
-              " d.source_id WHERE t.ckpt_id = $1::bigint GROUP BY d.lang, s.name ORDER BY 1, 2",
-              1, pr, "read the data it absorbed")))
+  if (!(A = page_query(
+            r,
+            "SELECT decision, by_user, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
+            " note FROM mnemo.approvals WHERE ckpt_id = $1::bigint ORDER BY id",
+            1, pr, "read the decisions")) ||
+      !(D = page_query(
+            r,
+            "SELECT d.lang, s.name, count(*), sum(d.bytes) FROM mnemo.trained_on t"
+            " JOIN mnemo.documents d ON d.id = t.doc_id JOIN mnemo.sources s ON s.id ="
+            " d.source_id WHERE t.ckpt_id = $1::bigint GROUP BY d.lang, s.name ORDER BY 1, 2",
+            1, pr, "read the data it absorbed")))
     goto out;
   mn_error err = {0};
   if (card_json(r->db, id, &card, &err) != MN_OK || card_markdown(card, &md, &err) != MN_OK) {
     page_db_error(r, "read the model card", &err);
     goto out;
   }
-  const char *state = val(C, 0, 0);
+  const char *state = cell(C, 0, 0);
   page *p = &r->out;
   char title[64];
   snprintf(title, sizeof title, "Checkpoint %lld", (long long)id);
@@ -269,28 +257,28 @@ void page_candidate(req *r, int64_t id)
   h_raw(p, "<p>State <strong>");
   h_text(p, state);
   h_raw(p, "</strong>, parent ");
-  h_text(p, val(C, 0, 1));
+  h_text(p, cell(C, 0, 1));
   h_raw(p, ", made by job ");
-  h_text(p, val(C, 0, 2));
+  h_text(p, cell(C, 0, 2));
   h_raw(p, " at ");
-  h_text(p, val(C, 0, 3));
+  h_text(p, cell(C, 0, 3));
   h_raw(p, " UTC.");
-  if (*val(C, 0, 4)) {
+  if (*cell(C, 0, 4)) {
     h_raw(p, " Reasons: ");
-    h_text(p, val(C, 0, 4));
+    h_text(p, cell(C, 0, 4));
   }
   h_raw(p, "</p>");
   h_raw(p, "<h2>Decisions</h2>");
   if (PQntuples(A) == 0) h_raw(p, "<p>No one has decided yet.</p>");
   for (int i = 0; i < PQntuples(A); i++) {
     h_raw(p, "<p class=\"decision\"><strong>");
-    h_text(p, val(A, i, 0));
+    h_text(p, cell(A, i, 0));
     h_raw(p, "</strong> by <strong class=\"by\">");
-    h_text(p, val(A, i, 1));
+    h_text(p, cell(A, i, 1));
     h_raw(p, "</strong> at ");
-    h_text(p, val(A, i, 2));
+    h_text(p, cell(A, i, 2));
     h_raw(p, " UTC: “");
-    h_text(p, val(A, i, 3));
+    h_text(p, cell(A, i, 3));
     h_raw(p, "”</p>");
   }
   if (strcmp(state, "awaiting_approval") == 0) {
@@ -303,7 +291,7 @@ void page_candidate(req *r, int64_t id)
              "</label></p><button name=\"decision\" value=\"approve\">Approve</button> "
              "<button name=\"decision\" value=\"reject\">Reject</button></form>");
   }
-  if (*val(C, 0, 5) && (verdict = json_loads(val(C, 0, 5), 0, NULL)) != NULL)
+  if (*cell(C, 0, 5) && (verdict = json_loads(cell(C, 0, 5), 0, NULL)) != NULL)
     verdict_section(p, verdict);
   else
     h_raw(p, "<p>No verdict yet.</p>");
@@ -346,9 +334,9 @@ void act_decide(req *r, int64_t id)
   char ids[32];
   snprintf(ids, sizeof ids, "%lld", (long long)id);
   const char *pr[] = {ids, f->note};
-  PGresult *res =
-      q(r, approve ? "SELECT mnemo.approve($1::bigint, $2)" : "SELECT mnemo.reject($1::bigint, $2)",
-        2, pr, approve ? "approve" : "reject");
+  PGresult *res = page_query(
+      r, approve ? "SELECT mnemo.approve($1::bigint, $2)" : "SELECT mnemo.reject($1::bigint, $2)",
+      2, pr, approve ? "approve" : "reject");
   if (!res) return;
   PQclear(res);
   mn_log(MN_LOG_INFO, approve ? "console: approved" : "console: rejected",
@@ -385,13 +373,14 @@ static void progress_text(page *p, const char *js)
 
 void page_jobs(req *r, bool fragment)
 {
-  PGresult *J = q(r,
-                  "SELECT id, kind, state, attempt || '/' || max_attempts, step, progress::text,"
-                  " reason, requested_by, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"
-                  " HH24:MI:SS'), coalesce(ckpt_id::text, ''), coalesce(error, ''),"
-                  " cancel_requested FROM mnemo.jobs ORDER BY (state IN ('queued', 'running'))"
-                  " DESC, id DESC LIMIT 100",
-                  0, NULL, "read the jobs");
+  PGresult *J =
+      page_query(r,
+                 "SELECT id, kind, state, attempt || '/' || max_attempts, step, progress::text,"
+                 " reason, requested_by, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"
+                 " HH24:MI:SS'), coalesce(ckpt_id::text, ''), coalesce(error, ''),"
+                 " cancel_requested FROM mnemo.jobs ORDER BY (state IN ('queued', 'running'))"
+                 " DESC, id DESC LIMIT 100",
+                 0, NULL, "read the jobs");
   if (!J) return;
   page *p = &r->out;
   if (!fragment) {
@@ -403,37 +392,37 @@ void page_jobs(req *r, bool fragment)
            "<th>Step</th><th>Progress</th><th>Reason</th><th>Asked by</th><th>Queued (UTC)</th>"
            "<th>Checkpoint</th><th></th></tr></thead><tbody>");
   for (int i = 0; i < PQntuples(J); i++) {
-    const char *state = val(J, i, 2);
+    const char *state = cell(J, i, 2);
     bool open = strcmp(state, "queued") == 0 || strcmp(state, "running") == 0;
     h_raw(p, "<tr>");
     cells(p, J, i, 0, 4);
     h_raw(p, "<td>");
-    progress_text(p, val(J, i, 5));
+    progress_text(p, cell(J, i, 5));
     h_raw(p, "</td>");
     cells(p, J, i, 6, 8);
     h_raw(p, "<td>");
-    if (*val(J, i, 9)) {
+    if (*cell(J, i, 9)) {
       h_raw(p, "<a href=\"/candidate/");
-      h_text(p, val(J, i, 9));
+      h_text(p, cell(J, i, 9));
       h_raw(p, "\">");
-      h_text(p, val(J, i, 9));
+      h_text(p, cell(J, i, 9));
       h_raw(p, "</a>");
     }
     h_raw(p, "</td><td>");
-    if (open && val(J, i, 11)[0] == 't') {
+    if (open && cell(J, i, 11)[0] == 't') {
       h_raw(p, "cancelling…");
     } else if (open) {
       h_raw(p, "<form method=\"post\" action=\"/jobs/");
-      h_text(p, val(J, i, 0));
+      h_text(p, cell(J, i, 0));
       h_raw(p, "/cancel\">");
       h_csrf(p, r->csrf);
       h_raw(p, "<button>Cancel</button></form>");
     }
     h_raw(p, "</td></tr>\n");
-    if (*val(J, i, 10)) { /* a failure's error in full; a finished job's last word plainly */
+    if (*cell(J, i, 10)) { /* a failure's error in full; a finished job's last word plainly */
       bool failed = strcmp(state, "failed") == 0 || strcmp(state, "cancelled") == 0 || open;
       h_fmt(p, "<tr%s><td></td><td colspan=\"10\"><pre>", failed ? " class=\"error\"" : "");
-      h_text(p, val(J, i, 10));
+      h_text(p, cell(J, i, 10));
       h_raw(p, "</pre></td></tr>\n");
     }
   }
@@ -450,7 +439,7 @@ void act_cancel(req *r, int64_t id)
   char ids[32];
   snprintf(ids, sizeof ids, "%lld", (long long)id);
   const char *pr[] = {ids};
-  PGresult *res = q(r, "SELECT mnemo.cancel_job($1::bigint)", 1, pr, "cancel the job");
+  PGresult *res = page_query(r, "SELECT mnemo.cancel_job($1::bigint)", 1, pr, "cancel the job");
   if (!res) return;
   PQclear(res);
   mn_log(MN_LOG_INFO, "console: cancel asked", MN_KV_I("job", id), MN_KV_S("login", r->login));
@@ -461,16 +450,17 @@ void act_cancel(req *r, int64_t id)
 
 void page_reports(req *r)
 {
-  PGresult *G = q(r,
-                  "SELECT g.id, g.status, g.claimed_lang, coalesce(g.detected_lang, ''),"
-                  " g.triage->'confidence', g.severity,"
-                  " (SELECT count(*) FROM mnemo.reports m WHERE coalesce(m.group_id, m.id) = g.id),"
-                  " g.text, coalesce(g.expected_text, ''), g.notes, coalesce(g.decided_by, ''),"
-                  " to_char(g.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')"
-                  " FROM mnemo.reports g WHERE coalesce(g.group_id, g.id) = g.id"
-                  " ORDER BY (g.status IN ('new', 'triaged')) DESC, g.severity DESC NULLS LAST,"
-                  " g.id DESC LIMIT 200",
-                  0, NULL, "read the reports");
+  PGresult *G =
+      page_query(r,
+                 "SELECT g.id, g.status, g.claimed_lang, coalesce(g.detected_lang, ''),"
+                 " g.triage->'confidence', g.severity,"
+                 " (SELECT count(*) FROM mnemo.reports m WHERE coalesce(m.group_id, m.id) = g.id),"
+                 " g.text, coalesce(g.expected_text, ''), g.notes, coalesce(g.decided_by, ''),"
+                 " to_char(g.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')"
+                 " FROM mnemo.reports g WHERE coalesce(g.group_id, g.id) = g.id"
+                 " ORDER BY (g.status IN ('new', 'triaged')) DESC, g.severity DESC NULLS LAST,"
+                 " g.id DESC LIMIT 200",
+                 0, NULL, "read the reports");
   if (!G) return;
   page *p = &r->out;
   h_top(p, "Reports", r->login, r->csrf);
@@ -480,29 +470,29 @@ void page_reports(req *r)
            "<th>Claimed</th><th>Detected (confidence)</th><th>Severity</th><th>Reports</th>"
            "<th>Text</th><th>Expected</th><th>Decision</th></tr></thead><tbody>");
   for (int i = 0; i < PQntuples(G); i++) {
-    const char *status = val(G, i, 1);
+    const char *status = cell(G, i, 1);
     h_raw(p, "<tr>");
     cells(p, G, i, 0, 2);
     h_raw(p, "<td>");
-    h_text(p, val(G, i, 3));
+    h_text(p, cell(G, i, 3));
     if (!PQgetisnull(G, i, 4)) {
       h_raw(p, " (");
-      h_num(p, strtod(val(G, i, 4), NULL), 2);
+      h_num(p, cell_num(G, i, 4), 2);
       h_raw(p, ")");
     }
     h_raw(p, "</td><td class=\"n\">");
-    h_num(p, PQgetisnull(G, i, 5) ? NAN : strtod(val(G, i, 5), NULL), 2);
+    h_num(p, cell_num(G, i, 5), 2);
     h_raw(p, "</td><td class=\"n\">");
-    h_text(p, val(G, i, 6));
+    h_text(p, cell(G, i, 6));
     h_raw(p, "</td><td class=\"text\">");
-    h_text(p, val(G, i, 7));
+    h_text(p, cell(G, i, 7));
     h_raw(p, "</td><td class=\"text\">");
-    h_text(p, val(G, i, 8));
+    h_text(p, cell(G, i, 8));
     h_raw(p, "</td><td>");
     bool triaged = strcmp(status, "triaged") == 0;
     if (triaged || strcmp(status, "new") == 0) { /* a new one is not triaged: reject only */
       h_raw(p, "<form method=\"post\" action=\"/reports/");
-      h_text(p, val(G, i, 0));
+      h_text(p, cell(G, i, 0));
       h_raw(p, "\">");
       h_csrf(p, r->csrf);
       h_raw(p, "<input name=\"note\" maxlength=\"4000\" placeholder=\"why (required to "
@@ -513,10 +503,10 @@ void page_reports(req *r)
                  "<button name=\"decision\" value=\"accept\">Accept</button> ");
       h_raw(p, "<button name=\"decision\" value=\"reject\">Reject</button></form>");
     } else {
-      h_text(p, val(G, i, 10));
-      if (*val(G, i, 9)) {
+      h_text(p, cell(G, i, 10));
+      if (*cell(G, i, 9)) {
         h_raw(p, ": ");
-        h_text(p, val(G, i, 9));
+        h_text(p, cell(G, i, 9));
       }
     }
     h_raw(p, "</td></tr>\n");
@@ -541,10 +531,11 @@ void act_report(req *r, int64_t id)
   char ids[32];
   snprintf(ids, sizeof ids, "%lld", (long long)id);
   const char *pr[] = {ids, accept ? (*f->lang ? f->lang : NULL) : f->note, f->note};
-  PGresult *res = q(r,
-                    accept ? "SELECT mnemo.triage_accept($1::bigint, $2, $3)"
-                           : "SELECT mnemo.triage_reject($1::bigint, $2)",
-                    accept ? 3 : 2, pr, accept ? "accept the report" : "reject the report");
+  PGresult *res =
+      page_query(r,
+                 accept ? "SELECT mnemo.triage_accept($1::bigint, $2, $3)"
+                        : "SELECT mnemo.triage_reject($1::bigint, $2)",
+                 accept ? 3 : 2, pr, accept ? "accept the report" : "reject the report");
   if (!res) return;
   PQclear(res);
   mn_log(MN_LOG_INFO, accept ? "console: report accepted" : "console: report rejected",
