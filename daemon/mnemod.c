@@ -222,11 +222,14 @@ static bool backoff(daemon_state *st, int attempt)
   return s & SIG_STOP;
 }
 
+/* what pg_stat_activity shows of mnemod: "mnemod pid N on HOST" (mnemoctl status reads it) */
+static char app_name[64] = "mnemod";
+
 static PGconn *connect_db(daemon_state *st, mn_error *err)
 {
   PGconn *c = NULL;
   db_options opt = {.conninfo = st->cfg.database.conninfo,
-                    .application_name = "mnemod",
+                    .application_name = app_name,
                     .connect_timeout_s = st->cfg.database.connect_timeout_s};
   return db_connect(&opt, &c, err) == MN_OK ? c : NULL;
 }
@@ -468,8 +471,8 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[i], "--version") == 0) {
       printf("mnemod %s\n", MNEMO_VERSION);
       return MN_EXIT_OK;
-    } else if (strcmp(argv[i], "--help") == 0) {
-      printf("usage: mnemod [--config FILE] [--db CONNINFO] [--version] [--help]\n\n"
+    } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      printf("usage: mnemod [--config FILE] [--db CONNINFO] [--version] [-h|--help]\n\n"
              "the mnemo daemon: one leader per database (the others wait), woken by new\n"
              "documents and reports, refreshes on schedule.refresh (UTC).  SIGTERM stops it,\n"
              "SIGHUP reloads the config.  Logs go to stderr (log.level, log.format).\n"
@@ -514,6 +517,7 @@ int main(int argc, char **argv)
   }
   char host[128] = "", owner[200];
   gethostname(host, sizeof host - 1);
+  snprintf(app_name, sizeof app_name, "mnemod pid %d on %.30s", (int)getpid(), host);
   snprintf(owner, sizeof owner, "mnemod@%s:%d:%llx", host, (int)getpid(),
            (unsigned long long)(mn_splitmix64(&st.rng) & 0xffffff));
   if (runner_create(owner, &st.run, &err) != MN_OK) {

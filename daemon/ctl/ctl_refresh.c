@@ -227,22 +227,30 @@ static int cmd_refresh(ctl *c, int argc, char **argv)
   const char *p[] = {c->a.reason ? c->a.reason : "mnemoctl refresh"};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn,
-               /* a job the call queued is not in the statement's snapshot: none is a retry */
-               "SELECT r.id, coalesce(j.retry_of::text, '') FROM (SELECT"
+               /* a job the call queued is not in the statement's snapshot: no row of it
+                * means this call queued it (and it is no retry) */
+               "SELECT r.id, coalesce(j.retry_of::text, ''), coalesce(j.state, ''),"
+               " coalesce(j.requested_by, '') FROM (SELECT"
                " mnemo.request_refresh($1) AS id) r LEFT JOIN mnemo.jobs j ON j.id = r.id",
                1, p, &res, "could not queue a refresh", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
-  const char *retry_of = PQgetvalue(res, 0, 1);
+  const char *retry_of = PQgetvalue(res, 0, 1), *state = PQgetvalue(res, 0, 2);
+  bool queued = !*state; /* this call made it */
   if (c->json)
-    ctl_print_json(json_pack("{s:I, s:o}", "job",
-                             (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10), "retry_of",
+    ctl_print_json(json_pack("{s:I, s:b, s:s, s:o}", "job",
+                             (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10), "queued", queued,
+                             "state", queued ? "queued" : state, "retry_of",
                              *retry_of ? json_integer(strtoll(retry_of, NULL, 10)) : json_null()));
   else if (*retry_of) /* a guard's retry holds the one refresh slot: on older documents */
     printf("refresh job %s is in flight already: a guard's retry of refresh %s, on its "
            "documents; request again when it ends to train on what arrived since\n",
            PQgetvalue(res, 0, 0), retry_of);
+  else if (queued)
+    printf("refresh job %s queued\n", PQgetvalue(res, 0, 0));
   else
-    printf("refresh job %s queued (or already in flight)\n", PQgetvalue(res, 0, 0));
+    printf("refresh job %s is %s already (asked by %s): nothing new queued; one refresh at "
+           "a time\n",
+           PQgetvalue(res, 0, 0), state, ctl_text(PQgetvalue(res, 0, 3), 0));
   return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
@@ -272,6 +280,59 @@ static int cmd_jobs(ctl *c, int argc, char **argv)
                "could not list jobs", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   print_rows(c, res);
+  return ctl_done(conn, res, &err, MN_EXIT_OK);
+}
+
+static int cmd_jobs_show(ctl *c, int argc, char **argv)
+{
+  mn_error err = {0};
+  PGconn *conn = NULL;
+  PGresult *res = NULL;
+  int64_t id;
+  if (argc != 1 || !mn_parse_i64(argv[0], &id)) return ctl_usage("jobs show takes one JOB id");
+  const char *p[] = {argv[0]};
+  if (ctl_connect(c, &conn, &err) != MN_OK ||
+      db_query(conn,
+               "SELECT json_build_object('job', id, 'kind', kind, 'state', state, 'attempt',"
+               " attempt, 'max_attempts', max_attempts, 'step', step, 'progress', progress,"
+               " 'reason', reason, 'requested_by', requested_by, 'checkpoint', ckpt_id,"
+               " 'retry_of', retry_of, 'cancel_requested', cancel_requested, 'created_at',"
+               " created_at, 'started_at', started_at, 'finished_at', finished_at, 'run_after',"
+               " run_after, 'lease_owner', lease_owner, 'error', error)::text"
+               " FROM mnemo.jobs WHERE id = $1::bigint",
+               1, p, &res, "could not read the job", &err) != MN_OK)
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  if (PQntuples(res) != 1) {
+    mn_error_set(&err, MN_ERR_INPUT, "no job %lld", (long long)id);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  }
+  json_t *o = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+  if (c->json) {
+    ctl_print_json(o);
+    return ctl_done(conn, res, &err, MN_EXIT_OK);
+  }
+  const char *k;
+  json_t *v;
+  json_object_foreach(o, k, v)
+  {
+    if (strcmp(k, "error") == 0 || strcmp(k, "progress") == 0) continue;
+    char *t = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY);
+    printf("%-17s %s\n", k, json_is_string(v) ? ctl_text(json_string_value(v), 0) : t);
+    free(t);
+  }
+  char *prog = json_dumps(json_object_get(o, "progress"), JSON_COMPACT);
+  printf("%-17s %s\n", "progress", ctl_text(prog, 0));
+  free(prog);
+  printf("error\n");
+  const char *e = json_string_value(json_object_get(o, "error"));
+  if (e) {
+    printf("  ");
+    ctl_put_text(stdout, e, "  ");
+    printf("\n");
+  } else {
+    printf("  (none)\n");
+  }
+  json_decref(o);
   return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
@@ -312,7 +373,9 @@ static int cmd_status(ctl *c, int argc, char **argv)
    * 0x656d6f64 */
   if (db_query(conn,
                "SELECT a.pid, coalesce(a.client_addr::text, 'local'), to_char(a.backend_start"
-               " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') FROM pg_locks l"
+               " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
+               " coalesce(substring(a.application_name from '^mnemod pid ([0-9]+)'), ''),"
+               " coalesce(substring(a.application_name from ' on (.*)$'), '') FROM pg_locks l"
                " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
                " AND l.granted AND l.classid = 28014 AND l.objid = 1701670756"
                " AND l.database = (SELECT oid FROM pg_database WHERE datname ="
@@ -322,18 +385,23 @@ static int cmd_status(ctl *c, int argc, char **argv)
   json_t *o = json_object();
   if (PQntuples(res) == 1)
     json_object_set_new(o, "leader",
-                        json_pack("{s:s, s:s, s:s}", "backend_pid", PQgetvalue(res, 0, 0), "client",
-                                  PQgetvalue(res, 0, 1), "since", PQgetvalue(res, 0, 2)));
+                        json_pack("{s:s, s:s, s:s, s:s, s:s}", "pid", PQgetvalue(res, 0, 3), "host",
+                                  PQgetvalue(res, 0, 4), "backend_pid", PQgetvalue(res, 0, 0),
+                                  "client", PQgetvalue(res, 0, 1), "since", PQgetvalue(res, 0, 2)));
   else
     json_object_set_new(o, "leader", json_null());
   PQclear(res);
   res = NULL;
   json_t *l = json_object_get(o, "leader");
   if (!c->json && json_is_object(l))
-    printf("leader: a mnemod (its lock held by backend pid %s from %s since %s UTC)\n",
+    printf("leader: mnemod pid %s on %s, leading since %s UTC (database backend %s, from %s)\n",
+           *json_string_value(json_object_get(l, "pid"))
+               ? json_string_value(json_object_get(l, "pid"))
+               : "?",
+           ctl_text(json_string_value(json_object_get(l, "host")), 0),
+           json_string_value(json_object_get(l, "since")),
            json_string_value(json_object_get(l, "backend_pid")),
-           json_string_value(json_object_get(l, "client")),
-           json_string_value(json_object_get(l, "since")));
+           json_string_value(json_object_get(l, "client")));
   else if (!c->json)
     printf("leader: none (no mnemod running)\n");
   static const struct {
@@ -629,7 +697,13 @@ const ctl_command ctl_refresh_commands[] = {
     {"refresh", NULL, cmd_refresh, "[--reason R]", "Queue a refresh now.",
      "Queues a refresh job for mnemod (or shows the one queued or running).\n", refresh_opts},
     {"jobs", NULL, cmd_jobs, "[--limit N]", "List jobs, newest first.",
-     "Jobs with their state, attempt, step, progress and last error.\n", jobs_opts},
+     "Jobs with their state, attempt, step, progress and last error (cut to fit: jobs show\n"
+     "JOB has it whole).\n",
+     jobs_opts},
+    {"jobs", "show", cmd_jobs_show, "JOB", "One job whole: times, attempts, progress, error.",
+     "Every field of the job, its progress as the worker last reported it and its error in\n"
+     "full.\n",
+     NULL},
     {"cancel", NULL, cmd_cancel, "JOB", "Cancel a job.",
      "A queued job is cancelled at once; a running one is stopped by mnemod (its worker\n"
      "killed, its candidate marked failed).\n",

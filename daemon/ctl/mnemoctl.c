@@ -308,12 +308,13 @@ static void print_help(FILE *f)
              k->args);
     fprintf(f, "  %-28s %s\n", name, k->summary);
   }
-  fprintf(f, "\noptions:\n"
-             "  --config FILE      configuration file (default: $MNEMO_CONFIG, else defaults)\n"
-             "  --db CONNINFO      PostgreSQL connection (default: $MNEMO_DB, else config)\n"
-             "  --json             machine-readable output\n"
-             "  --help             this text; \"mnemoctl COMMAND --help\" for a command\n"
-             "\nexit status: 0 ok, 1 failure, 2 usage error\n");
+  fprintf(f,
+          "\noptions:\n"
+          "  --config FILE      configuration file (default: $MNEMO_CONFIG, else defaults)\n"
+          "  --db CONNINFO      PostgreSQL connection (default: $MNEMO_DB, else config)\n"
+          "  --json             machine-readable output\n"
+          "  --help             this text; \"mnemoctl help COMMAND\" (or COMMAND --help) for one\n"
+          "\nexit status: 0 ok, 1 failure, 2 usage error\n");
 }
 
 int main(int argc, char **argv)
@@ -338,6 +339,20 @@ int main(int argc, char **argv)
   if (optind >= argc) {
     print_help(stderr);
     return MN_EXIT_USAGE;
+  }
+  /* "help" and "help COMMAND [SUB]": the same as --help and "COMMAND [SUB] --help" */
+  char *help_argv[4];
+  if (strcmp(argv[optind], "help") == 0) {
+    if (optind + 1 >= argc) {
+      print_help(stdout);
+      return MN_EXIT_OK;
+    }
+    int k = 0;
+    for (int i = optind + 1; i < argc && k < 2; i++)
+      help_argv[k++] = argv[i];
+    help_argv[k++] = (char *)"--help";
+    help_argv[k] = NULL;
+    argv = help_argv, argc = k, optind = 0;
   }
   const char *name = argv[optind];
   const char *sub = optind + 1 < argc ? argv[optind + 1] : NULL;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_mnemoctl.sh -- mnemoctl as operators use it: exit codes (0 ok, 1 failure,
-# 2 usage), --version, --help on every command that --help lists, config check/dump,
+# 2 usage), --version, --help on every command that --help lists (and help COMMAND),
+# refresh twice and jobs show, config check/dump,
 # migrate and migrate status on a fresh database, two migrators at once.
 set -euo pipefail
 ctl=$1
@@ -42,6 +43,13 @@ while read -r name sub _; do
   grep -q -- "--help" "$tmp/out" || fail "\"$c --help\" lists no options"
 done <"$tmp/commands"
 grep -q "^  bootstrap .*--fisher F\]" "$tmp/commands" || fail "--help cut a command's arguments"
+# "help" and "help COMMAND [SUB]" say what --help says
+expect_rc 0 "$ctl" help
+grep -q "config check" "$tmp/out" || fail "help does not list commands"
+expect_rc 0 "$ctl" help triage accept
+grep -q "^usage: mnemoctl triage accept" "$tmp/out" || fail "help triage accept: $(cat "$tmp/out")"
+expect_rc 0 "$ctl" help jobs
+grep -q "^usage: mnemoctl jobs " "$tmp/out" || fail "help jobs: $(cat "$tmp/out")"
 
 # config check
 MNEMO_DB_PASSWORD=x expect_rc 0 "$ctl" config check "$here/configs/mnemo.example.yaml"
@@ -90,6 +98,23 @@ grep -q "0001     create_schema_roles" "$tmp/out" || fail "status: $(cat "$tmp/o
 grep -q "0 pending" "$tmp/out" || fail "status: $(cat "$tmp/out")"
 expect_rc 0 "$ctl" --db "$url" --json migrate status
 grep -q '"state": "applied"' "$tmp/out" || fail "json status: $(cat "$tmp/out")"
+
+# refresh twice: the first queues, the second says the one there is; jobs show has it whole
+expect_rc 0 "$ctl" --db "$url" refresh --reason "first"
+grep -q "^refresh job [0-9]* queued$" "$tmp/out" || fail "first refresh: $(cat "$tmp/out")"
+job=$(grep -o '[0-9]*' "$tmp/out" | head -1)
+expect_rc 0 "$ctl" --db "$url" refresh --reason "second"
+grep -q "^refresh job $job is queued already" "$tmp/out" || fail "second refresh: $(cat "$tmp/out")"
+expect_rc 0 "$ctl" --db "$url" --json refresh
+grep -q '"queued": false' "$tmp/out" || fail "--json refresh: $(cat "$tmp/out")"
+expect_rc 0 "$ctl" --db "$url" jobs show "$job"
+grep -q "^reason  *first$" "$tmp/out" && grep -q "^state  *queued$" "$tmp/out" ||
+  fail "jobs show: $(cat "$tmp/out")"
+expect_rc 1 "$ctl" --db "$url" jobs show 999999
+grep -q "no job 999999" "$tmp/err" || fail "jobs show of no job: $(cat "$tmp/err")"
+expect_rc 0 "$ctl" --db "$url" cancel "$job"
+expect_rc 0 "$ctl" --db "$url" jobs show "$job"
+grep -q "cancelled by" "$tmp/out" || fail "jobs show after cancel: $(cat "$tmp/out")"
 
 # bootstrap registers a checkpoint only: any other file is refused, and nothing is stored
 printf 'daemon: {data_dir: "%s/data"}\n' "$tmp" >"$tmp/boot.yaml"

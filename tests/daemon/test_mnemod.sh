@@ -119,6 +119,9 @@ pids+=($!)
 b=$!
 until_log "$tmp/b.log" 'msg="waiting for leadership"' || fail "the second daemon did not wait"
 grep -q 'msg=leader' "$tmp/b.log" && fail "two leaders"
+# mnemoctl status names the leader by its own pid, not its database backend's
+"$ctl" status >"$tmp/status.txt"
+grep -q "^leader: mnemod pid $a on " "$tmp/status.txt" || fail "status: $(head -1 "$tmp/status.txt"), want pid $a"
 
 # a new report wakes the leader, not the one waiting
 "$ctl" report --lang spa --text "una frase rara" >/dev/null
