@@ -119,3 +119,33 @@ bool mn_split_heldout(const uint8_t sha[MN_SHA256_LEN], double fraction)
   uint64_t threshold = (uint64_t)(fraction * 18446744073709551616.0);
   return h < threshold;
 }
+
+size_t mn_edit_distance(const char *a, const char *b)
+{
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 63 || lb > 63) return 64;
+  size_t d[64][64];
+  for (size_t i = 0; i <= la; i++)
+    d[i][0] = i;
+  for (size_t j = 0; j <= lb; j++)
+    d[0][j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    for (size_t j = 1; j <= lb; j++) {
+      size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+      d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+    }
+  }
+  return d[la][lb];
+}
+
+const char *mn_nearest(const char *s, const char *const *cands, size_t n)
+{
+  const char *best = NULL;
+  size_t bd = SIZE_MAX, len = strlen(s), limit = len / 3 > 2 ? len / 3 : 2;
+  for (size_t i = 0; i < n; i++) {
+    size_t d = mn_edit_distance(s, cands[i]);
+    if (d < bd) bd = d, best = cands[i];
+  }
+  return bd <= limit ? best : NULL;
+}

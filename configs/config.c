@@ -234,25 +234,6 @@ mn_status mn_config_set_literal(mn_config *cfg, const char *key, const char *val
 
 /* ---------------------------------------------------------------- suggestions */
 
-static size_t edit_distance(const char *a, const char *b)
-{
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 63 || lb > 63) return 64;
-  size_t d[64][64];
-  for (size_t i = 0; i <= la; i++)
-    d[i][0] = i;
-  for (size_t j = 0; j <= lb; j++)
-    d[0][j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    for (size_t j = 1; j <= lb; j++) {
-      size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-      size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
-      d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-    }
-  }
-  return d[la][lb];
-}
-
 static const char *leaf_of(const char *key)
 {
   const char *dot = strrchr(key, '.');
@@ -265,7 +246,7 @@ static void consider(const char *unknown, const char *cand, size_t len, size_t e
 {
   char c[128];
   snprintf(c, sizeof c, "%.*s", (int)len, cand);
-  size_t d = edit_distance(unknown, c) + extra;
+  size_t d = mn_edit_distance(unknown, c) + extra;
   if (d < *best) {
     *best = d;
     snprintf(out, outlen, "%s", c);
@@ -286,7 +267,7 @@ static bool nearest_key(const char *unknown, char *out, size_t outlen)
     for (const char *dot = strchr(k, '.'); dot; dot = strchr(dot + 1, '.'))
       consider(unknown, k, (size_t)(dot - k), 0, out, outlen, &best);
     /* a right leaf in the wrong place ("level" at the top) is a near miss too */
-    size_t dl = edit_distance(leaf_of(unknown), leaf_of(k)) + 1;
+    size_t dl = mn_edit_distance(leaf_of(unknown), leaf_of(k)) + 1;
     if (dl < best) {
       best = dl;
       snprintf(out, outlen, "%s", k);

@@ -567,9 +567,11 @@ static int cmd_reports(ctl *c, int argc, char **argv)
   bool ok = !c->a.status;
   for (size_t i = 0; i < 5 && !ok; i++)
     ok = strcmp(c->a.status, statuses[i]) == 0;
+  const char *near = ok ? NULL : mn_nearest(c->a.status, statuses, 5);
   if (!ok)
-    return ctl_usage("--status must be new, triaged, accepted, rejected or fixed, got \"%s\"",
-                     c->a.status);
+    return ctl_usage("--status must be new, triaged, accepted, rejected or fixed, got \"%s\"%s%s%s",
+                     c->a.status, near ? "; did you mean \"" : "", near ? near : "",
+                     near ? "\"?" : "");
   if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
   char lim[32];
   snprintf(lim, sizeof lim, "%lld", (long long)limit);

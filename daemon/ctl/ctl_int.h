@@ -83,7 +83,9 @@ extern const size_t ctl_users_ncommands;
 
 /* ctl_fail -- print err ("mnemoctl: msg", "  detail: ...") and return the exit code. */
 int ctl_fail(const mn_error *err);
-/* ctl_usage -- print a usage error and return MN_EXIT_USAGE. */
+/* ctl_usage_topic -- the command a usage error's hint points at ("lang add"; empty: none) */
+extern char ctl_usage_topic[64];
+/* ctl_usage -- print a usage error (and "Try mnemoctl help TOPIC") and return MN_EXIT_USAGE. */
 int ctl_usage(const char *fmt, ...) MN_PRINTF(1, 2);
 /* ctl_load_config -- the file (if any), then --db / MNEMO_DB; configures logging. */
 MN_NODISCARD mn_status ctl_load_config(ctl *c, mn_error *err);

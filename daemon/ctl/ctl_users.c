@@ -62,8 +62,11 @@ static int cmd_user_add(ctl *c, int argc, char **argv)
   int k = 0;
   while (ROLES[k] && strcmp(ROLES[k], c->a.role) != 0)
     k++;
+  const char *near = ROLES[k] ? NULL : mn_nearest(c->a.role, ROLES, 4);
   if (!ROLES[k])
-    return ctl_usage("--role must be operator, reporter, ingest or daemon, got \"%s\"", c->a.role);
+    return ctl_usage("--role must be operator, reporter, ingest or daemon, got \"%s\"%s%s%s",
+                     c->a.role, near ? "; did you mean \"" : "", near ? near : "",
+                     near ? "\"?" : "");
   char pw[1024] = "";
   if (c->a.password_stdin && read_password(pw, sizeof pw) != 0) return MN_EXIT_USAGE;
   mn_error err = {0};

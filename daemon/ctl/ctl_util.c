@@ -22,13 +22,15 @@ int ctl_fail(const mn_error *err)
   return err->code == MN_ERR_USAGE ? MN_EXIT_USAGE : MN_EXIT_FAIL;
 }
 
+char ctl_usage_topic[64];
+
 int ctl_usage(const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
   fprintf(stderr, "mnemoctl: ");
   vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\nTry \"mnemoctl --help\".\n");
+  fprintf(stderr, "\nTry \"mnemoctl help%s%s\".\n", *ctl_usage_topic ? " " : "", ctl_usage_topic);
   va_end(ap);
   return MN_EXIT_USAGE;
 }

@@ -86,9 +86,26 @@ static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int 
     }
     if (ch == ':' || (ch == '?' && optopt >= 256))
       ctl_usage("option \"%s\" needs a value", argv[optind - 1]);
-    else
-      ctl_usage("unknown option \"%s\" for \"%s%s%s\"", argv[optind - 1], cmd->name,
-                cmd->sub ? " " : "", cmd->sub ? cmd->sub : "");
+    else {
+      const char *names[40], *bad = argv[optind - 1], *dash = bad;
+      size_t nn = 0;
+      for (const ctl_opt *o = cmd->opts; o && o->name && nn < 38; o++)
+        names[nn++] = o->name;
+      names[nn++] = "json";
+      names[nn++] = "help";
+      while (*dash == '-')
+        dash++;
+      char word[64];
+      snprintf(word, sizeof word, "%.*s", (int)strcspn(dash, "="), dash);
+      const char *near = mn_nearest(word, names, nn);
+      if (near)
+        ctl_usage("unknown option \"%s\" for \"%s%s%s\"; did you mean \"--%s\"?", bad, cmd->name,
+                  cmd->sub ? " " : "", cmd->sub ? cmd->sub : "", near);
+      else
+        ctl_usage("unknown option \"%s\" for \"%s%s%s\"; see \"mnemoctl help %s%s%s\"", bad,
+                  cmd->name, cmd->sub ? " " : "", cmd->sub ? cmd->sub : "", cmd->name,
+                  cmd->sub ? " " : "", cmd->sub ? cmd->sub : "");
+    }
     return -1;
   }
   while (optind < argc)
@@ -367,10 +384,51 @@ int main(int argc, char **argv)
     if (!k->sub && !cmd) cmd = k;
   }
   if (exact) cmd = exact;
-  if (!known_name) return ctl_usage("unknown command \"%s\"", name);
+  /* "triage acept": a word that is nearly one of the command's subcommands, where the
+   * command alone takes no arguments, is a typo of the subcommand */
+  if (!exact && cmd && sub && sub[0] != '-' && (!*cmd->args || cmd->args[0] == '[')) {
+    const char *subs[64];
+    size_t ns = 0;
+    FOR_EACH_COMMAND(k)
+    {
+      if (strcmp(k->name, name) == 0 && k->sub && ns < 64) subs[ns++] = k->sub;
+    }
+    const char *near = mn_nearest(sub, subs, ns);
+    snprintf(ctl_usage_topic, sizeof ctl_usage_topic, "%s", name);
+    if (near)
+      return ctl_usage("unknown subcommand \"%s %s\"; did you mean \"%s %s\"?", name, sub, name,
+                       near);
+  }
+  if (cmd)
+    snprintf(ctl_usage_topic, sizeof ctl_usage_topic, "%s%s%s", cmd->name, cmd->sub ? " " : "",
+             cmd->sub ? cmd->sub : "");
+  else if (known_name)
+    snprintf(ctl_usage_topic, sizeof ctl_usage_topic, "%s", name);
+  if (!known_name) {
+    const char *names[256];
+    size_t nn = 0;
+    FOR_EACH_COMMAND(k)
+    {
+      if (nn < 256) names[nn++] = k->name;
+    }
+    const char *near = mn_nearest(name, names, nn);
+    if (near) return ctl_usage("unknown command \"%s\"; did you mean \"%s\"?", name, near);
+    return ctl_usage("unknown command \"%s\"", name);
+  }
   if (!cmd) {
-    if (sub && strcmp(sub, "--help") != 0 && strcmp(sub, "-h") != 0)
-      return ctl_usage("unknown subcommand \"%s\"", sub);
+    if (sub && strcmp(sub, "--help") != 0 && strcmp(sub, "-h") != 0) {
+      const char *subs[64];
+      size_t ns = 0;
+      FOR_EACH_COMMAND(k)
+      {
+        if (strcmp(k->name, name) == 0 && k->sub && ns < 64) subs[ns++] = k->sub;
+      }
+      const char *near = mn_nearest(sub, subs, ns);
+      if (near)
+        return ctl_usage("unknown subcommand \"%s %s\"; did you mean \"%s %s\"?", name, sub, name,
+                         near);
+      return ctl_usage("unknown subcommand \"%s %s\"; see \"mnemoctl help %s\"", name, sub, name);
+    }
     fprintf(sub ? stdout : stderr, "usage:\n");
     FOR_EACH_COMMAND(k)
     {

@@ -43,6 +43,20 @@ while read -r name sub _; do
   grep -q -- "--help" "$tmp/out" || fail "\"$c --help\" lists no options"
 done <"$tmp/commands"
 grep -q "^  bootstrap .*--fisher F\]" "$tmp/commands" || fail "--help cut a command's arguments"
+# typos get the nearest command, subcommand, option or value, and the help of the command
+expect_rc 2 "$ctl" staus
+grep -q 'did you mean "status"' "$tmp/err" || fail "staus: $(cat "$tmp/err")"
+expect_rc 2 "$ctl" lang ad spa
+grep -q 'did you mean "lang add"' "$tmp/err" || fail "lang ad: $(cat "$tmp/err")"
+expect_rc 2 "$ctl" triage acept 1
+grep -q 'did you mean "triage accept"' "$tmp/err" || fail "triage acept: $(cat "$tmp/err")"
+expect_rc 2 "$ctl" lang add spa --scrpit Latn
+grep -q 'did you mean "--script"' "$tmp/err" && grep -q 'Try "mnemoctl help lang add"' "$tmp/err" ||
+  fail "--scrpit: $(cat "$tmp/err")"
+expect_rc 2 "$ctl" reports --status nwe
+grep -q 'did you mean "new"' "$tmp/err" || fail "--status nwe: $(cat "$tmp/err")"
+expect_rc 2 "$ctl" frobnicate
+grep -q 'did you mean' "$tmp/err" && fail "a word near nothing got a suggestion: $(cat "$tmp/err")"
 # "help" and "help COMMAND [SUB]" say what --help says
 expect_rc 0 "$ctl" help
 grep -q "config check" "$tmp/out" || fail "help does not list commands"
