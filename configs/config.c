@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #define REDACTED "<redacted>"
@@ -741,4 +742,20 @@ mn_status mn_config_describe(mn_buf *out, mn_error *err)
 void mn_config_apply_log(const mn_config *cfg)
 {
   mn_log_configure((mn_log_level)cfg->log.level, (mn_log_format)cfg->log.format, -1);
+}
+
+const char *mn_config_find(char *buf, size_t cap)
+{
+  const char *env = getenv("MNEMO_CONFIG");
+  if (env && *env) return env;
+  if (access("mnemo.yaml", R_OK) == 0) return "mnemo.yaml";
+  const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+  int n = -1;
+  if (xdg && *xdg)
+    n = snprintf(buf, cap, "%s/mnemo/mnemo.yaml", xdg);
+  else if (home && *home)
+    n = snprintf(buf, cap, "%s/.config/mnemo/mnemo.yaml", home);
+  if (n > 0 && (size_t)n < cap && access(buf, R_OK) == 0) return buf;
+  if (access("/etc/mnemo/mnemo.yaml", R_OK) == 0) return "/etc/mnemo/mnemo.yaml";
+  return NULL;
 }

@@ -157,6 +157,12 @@ MN_NODISCARD mn_status mn_config_keep_fixed(mn_config *next, const mn_config *cu
                                             bool *changed /* OUT, MN_CONFIG_MAX_KEYS */,
                                             mn_error *err);
 
+/* mn_config_find -- the configuration file to read when no --config was given: $MNEMO_CONFIG,
+ * else the first readable of ./mnemo.yaml, $XDG_CONFIG_HOME/mnemo/mnemo.yaml (default
+ * ~/.config), /etc/mnemo/mnemo.yaml (the systemd unit's); NULL: none (the defaults).  The
+ * result is env's, a literal or buf. */
+const char *mn_config_find(char *buf, size_t cap);
+
 /* mn_config_dump -- the effective configuration as YAML, secrets redacted, origins as comments. */
 MN_NODISCARD mn_status mn_config_dump(const mn_config *cfg, mn_buf *out, mn_error *err);
 /* mn_config_dump_worker -- the configuration a worker process is given (job.yaml, the

@@ -476,6 +476,8 @@ int main(int argc, char **argv)
              "the mnemo daemon: one leader per database (the others wait), woken by new\n"
              "documents and reports, refreshes on schedule.refresh (UTC).  SIGTERM stops it,\n"
              "SIGHUP reloads the config.  Logs go to stderr (log.level, log.format).\n"
+             "The config: --config, else $MNEMO_CONFIG, ./mnemo.yaml,\n"
+             "$XDG_CONFIG_HOME/mnemo/mnemo.yaml (~/.config), /etc/mnemo/mnemo.yaml.\n"
              "\nexit status: 0 stopped by SIGTERM or SIGINT, 1 failure, 2 usage error\n");
       return MN_EXIT_OK;
     } else {
@@ -484,8 +486,8 @@ int main(int argc, char **argv)
       return MN_EXIT_USAGE;
     }
   }
-  if (!st.config_path && getenv("MNEMO_CONFIG") && *getenv("MNEMO_CONFIG"))
-    st.config_path = getenv("MNEMO_CONFIG");
+  static char found[4096]; /* a reload reads it again */
+  if (!st.config_path) st.config_path = mn_config_find(found, sizeof found);
   mn_error err = {0};
   next_config nc;
   if (load(&st, &nc, &err) != MN_OK) {

@@ -38,7 +38,8 @@ int ctl_usage(const char *fmt, ...)
 mn_status ctl_load_config(ctl *c, mn_error *err)
 {
   mn_status rc;
-  const char *path = c->config_path ? c->config_path : getenv("MNEMO_CONFIG");
+  char found[4096];
+  const char *path = c->config_path ? c->config_path : mn_config_find(found, sizeof found);
   if (path && *path)
     rc = mn_config_load_file(path, &c->cfg, err);
   else

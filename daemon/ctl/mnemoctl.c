@@ -24,8 +24,8 @@ static void print_command_help(const command *cmd)
 {
   printf("usage: mnemoctl %s%s%s%s%s\n\n%s\n\n%s", cmd->name, cmd->sub ? " " : "",
          cmd->sub ? cmd->sub : "", *cmd->args ? " " : "", cmd->args, cmd->summary, cmd->help);
+  printf("\noptions:\n");
   if (cmd->opts && cmd->opts[0].name) {
-    printf("\noptions:\n");
     for (const ctl_opt *o = cmd->opts; o->name; o++) {
       char left[64];
       snprintf(left, sizeof left, "--%s%s%s", o->name, o->has_arg ? " VALUE" : "",
@@ -33,7 +33,10 @@ static void print_command_help(const command *cmd)
       printf("  %-22s %s\n", left, o->help);
     }
   }
-  printf("  %-22s %s\n  %-22s %s\n", "--json", "machine-readable output", "--help", "this text");
+  printf("  %-22s %s\n  %-22s %s\n  %-22s %s\n  %-22s %s\n", "--json", "machine-readable output",
+         "--db CONNINFO", "PostgreSQL connection (default: $MNEMO_DB, else the config)",
+         "--config FILE", "configuration file (default: as \"mnemoctl help\" says)", "--help",
+         "this text");
 }
 
 /*
@@ -44,13 +47,16 @@ static void print_command_help(const command *cmd)
 static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int *npos)
 {
   *npos = 0;
-  struct option opts[40];
+  struct option opts[44];
   size_t n = 0;
   for (const ctl_opt *o = cmd->opts; o && o->name && n < 36; o++, n++)
     opts[n] =
         (struct option){o->name, o->has_arg ? required_argument : no_argument, NULL, 256 + (int)n};
   opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
   opts[n++] = (struct option){"json", no_argument, NULL, 'j'};
+  /* the global options are taken after the command too */
+  opts[n++] = (struct option){"db", required_argument, NULL, 'd'};
+  opts[n++] = (struct option){"config", required_argument, NULL, 'c'};
   opts[n] = (struct option){NULL, 0, NULL, 0};
   optind = 0; /* full re-initialisation (glibc) */
   opterr = 0;
@@ -66,6 +72,10 @@ static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int 
     }
     if (ch == 'j') {
       c->json = true;
+      continue;
+    }
+    if (ch == 'd' || ch == 'c') {
+      *(ch == 'd' ? &c->db : &c->config_path) = optarg;
       continue;
     }
     if (ch >= 256) {
@@ -87,12 +97,14 @@ static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int 
     if (ch == ':' || (ch == '?' && optopt >= 256))
       ctl_usage("option \"%s\" needs a value", argv[optind - 1]);
     else {
-      const char *names[40], *bad = argv[optind - 1], *dash = bad;
+      const char *names[44], *bad = argv[optind - 1], *dash = bad;
       size_t nn = 0;
       for (const ctl_opt *o = cmd->opts; o && o->name && nn < 38; o++)
         names[nn++] = o->name;
       names[nn++] = "json";
       names[nn++] = "help";
+      names[nn++] = "db";
+      names[nn++] = "config";
       while (*dash == '-')
         dash++;
       char word[64];
@@ -327,7 +339,8 @@ static void print_help(FILE *f)
   }
   fprintf(f,
           "\noptions:\n"
-          "  --config FILE      configuration file (default: $MNEMO_CONFIG, else defaults)\n"
+          "  --config FILE      configuration file (default: $MNEMO_CONFIG, ./mnemo.yaml,\n"
+          "                     ~/.config/mnemo/mnemo.yaml, /etc/mnemo/mnemo.yaml)\n"
           "  --db CONNINFO      PostgreSQL connection (default: $MNEMO_DB, else config)\n"
           "  --json             machine-readable output\n"
           "  --help             this text; \"mnemoctl help COMMAND\" (or COMMAND --help) for one\n"

@@ -110,6 +110,8 @@ grep -q "applied 0 migration" "$tmp/out" || fail "re-run applied something: $(ca
 expect_rc 0 "$ctl" --db "$url" migrate status
 grep -q "0001     create_schema_roles" "$tmp/out" || fail "status: $(cat "$tmp/out")"
 grep -q "0 pending" "$tmp/out" || fail "status: $(cat "$tmp/out")"
+expect_rc 0 "$ctl" migrate status --db "$url" # the global options after the command too
+grep -q "0 pending" "$tmp/out" || fail "status with --db after it: $(cat "$tmp/out")"
 expect_rc 0 "$ctl" --db "$url" --json migrate status
 grep -q '"state": "applied"' "$tmp/out" || fail "json status: $(cat "$tmp/out")"
 
@@ -146,6 +148,15 @@ expect_rc 1 "$ctl" --db "$url" migrate status
 grep -q "unknown" "$tmp/out" || fail "status does not show the unknown version"
 expect_rc 1 "$ctl" --db "$url" migrate
 grep -q "newer than this mnemo" "$tmp/err" || fail "migrate: $(cat "$tmp/err")"
+
+# the config is found without --config: ./mnemo.yaml, then $XDG_CONFIG_HOME/mnemo/mnemo.yaml
+mkdir -p "$tmp/cwd" "$tmp/xdg/mnemo"
+printf 'guards: {min_items: 41}\n' >"$tmp/xdg/mnemo/mnemo.yaml"
+(cd "$tmp/cwd" && env -u MNEMO_CONFIG XDG_CONFIG_HOME="$tmp/xdg" "$ctl" config dump) >"$tmp/out"
+grep -q "min_items: 41 *# $tmp/xdg/mnemo/mnemo.yaml" "$tmp/out" || fail "XDG config: $(grep min_items "$tmp/out")"
+printf 'guards: {min_items: 42}\n' >"$tmp/cwd/mnemo.yaml"
+(cd "$tmp/cwd" && env -u MNEMO_CONFIG XDG_CONFIG_HOME="$tmp/xdg" "$ctl" config dump) >"$tmp/out"
+grep -q "min_items: 42" "$tmp/out" || fail "./mnemo.yaml: $(grep min_items "$tmp/out")"
 
 # a bad connection string names the problem, not the password
 expect_rc 1 "$ctl" --db "$admin dbname=nope_$$ password=hunter4" migrate status
