@@ -759,3 +759,22 @@ const char *mn_config_find(char *buf, size_t cap)
   if (access("/etc/mnemo/mnemo.yaml", R_OK) == 0) return "/etc/mnemo/mnemo.yaml";
   return NULL;
 }
+
+mn_status mn_config_adhoc(mn_config *cfg, mn_error *err)
+{
+  const mn_config_key *k = mn_config_key_find("daemon.data_dir");
+  size_t n, i;
+  const mn_config_key *keys = mn_config_keys(&n);
+  for (i = 0; i < n && &keys[i] != k; i++)
+    ;
+  if (i == n || strcmp(cfg->origin[i].what, "default") != 0) return MN_OK;
+  const char *state = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+  char dir[4096];
+  if (state && *state)
+    snprintf(dir, sizeof dir, "%s/mnemo", state);
+  else if (home && *home)
+    snprintf(dir, sizeof dir, "%s/.local/state/mnemo", home);
+  else
+    return MN_OK;
+  return mn_config_set_literal(cfg, "daemon.data_dir", dir, "no config file: the user's own", err);
+}

@@ -163,6 +163,11 @@ MN_NODISCARD mn_status mn_config_keep_fixed(mn_config *next, const mn_config *cu
  * result is env's, a literal or buf. */
 const char *mn_config_find(char *buf, size_t cap);
 
+/* mn_config_adhoc -- a run without any config file: daemon.data_dir, unless set, is the
+ * user's own $XDG_STATE_HOME/mnemo (~/.local/state/mnemo), never the shared /var/lib/mnemo a
+ * deployment's file names (ad-hoc runs overwrote a deployment's triage files there). */
+MN_NODISCARD mn_status mn_config_adhoc(mn_config *cfg, mn_error *err);
+
 /* mn_config_dump -- the effective configuration as YAML, secrets redacted, origins as comments. */
 MN_NODISCARD mn_status mn_config_dump(const mn_config *cfg, mn_buf *out, mn_error *err);
 /* mn_config_dump_worker -- the configuration a worker process is given (job.yaml, the

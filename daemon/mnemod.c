@@ -104,6 +104,10 @@ static mn_status load(const daemon_state *st, next_config *nc /* OUT */, mn_erro
   mn_status rc = st->config_path ? mn_config_load_file(st->config_path, &nc->cfg, err)
                                  : mn_config_init(&nc->cfg, err);
   if (rc != MN_OK) return rc;
+  if (!st->config_path && (rc = mn_config_adhoc(&nc->cfg, err)) != MN_OK) {
+    mn_config_fini(&nc->cfg);
+    return rc;
+  }
   const char *env_db = getenv("MNEMO_DB");
   if (st->db)
     rc = mn_config_set_literal(&nc->cfg, "database.conninfo", st->db, "--db", err);

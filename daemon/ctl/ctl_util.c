@@ -46,6 +46,7 @@ mn_status ctl_load_config(ctl *c, mn_error *err)
     rc = mn_config_init(&c->cfg, err);
   if (rc != MN_OK) return rc;
   c->have_cfg = true;
+  if (!(path && *path) && (rc = mn_config_adhoc(&c->cfg, err)) != MN_OK) return rc;
   const char *env_db = getenv("MNEMO_DB");
   if (c->db)
     rc = mn_config_set_literal(&c->cfg, "database.conninfo", c->db, "--db", err);

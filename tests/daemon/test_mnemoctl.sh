@@ -158,6 +158,10 @@ printf 'guards: {min_items: 42}\n' >"$tmp/cwd/mnemo.yaml"
 (cd "$tmp/cwd" && env -u MNEMO_CONFIG XDG_CONFIG_HOME="$tmp/xdg" "$ctl" config dump) >"$tmp/out"
 grep -q "min_items: 42" "$tmp/out" || fail "./mnemo.yaml: $(grep min_items "$tmp/out")"
 
+# without any config file, the data folder is the user's own, not the shared /var/lib/mnemo
+(cd "$tmp" && env -u MNEMO_CONFIG XDG_CONFIG_HOME="$tmp/none" XDG_STATE_HOME="$tmp/state" "$ctl" config dump) >"$tmp/out"
+grep -q "data_dir: \"$tmp/state/mnemo\"" "$tmp/out" || fail "ad-hoc data_dir: $(grep data_dir "$tmp/out")"
+
 # a bad connection string names the problem, not the password
 expect_rc 1 "$ctl" --db "$admin dbname=nope_$$ password=hunter4" migrate status
 grep -q hunter4 "$tmp/err" && fail "connection error printed the password"
