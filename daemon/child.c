@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -47,13 +48,29 @@ mn_status child_spawn(child *ch, char *const *argv, int out_fd, int log_fd, cons
   /* every signal blocked across the fork: until the child has put back the default
    * handlers, a signal sent to it (the runner's SIGTERM) must not run mnemod's handler there,
    * which would write to mnemod's signal pipe and stop mnemod instead of the worker */
+  /* the worker's environment: the daemon's and MNEMO_SUPERVISED=1 (it then says what kind
+   * of error stopped it, as a JSON line); made before the fork, where allocating is safe */
+  extern char **environ;
+  size_t nenv = 0;
+  while (environ[nenv])
+    nenv++;
+  char **envp = malloc((nenv + 2) * sizeof *envp);
+  if (!envp) return mn_error_set(err, MN_ERR_NOMEM, "out of memory starting the worker");
+  size_t k = 0;
+  for (size_t i = 0; i < nenv; i++)
+    if (strncmp(environ[i], "MNEMO_SUPERVISED=", 17) != 0) envp[k++] = environ[i];
+  envp[k++] = (char *)"MNEMO_SUPERVISED=1";
+  envp[k] = NULL;
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
   pid_t parent = getpid();
   pid_t pid = fork();
   int fork_errno = errno;
-  if (pid != 0) pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (pid != 0) {
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    free(envp);
+  }
   if (pid < 0)
     return mn_error_set(err, MN_ERR_IO, "could not fork the worker: %s", strerror(fork_errno));
   if (pid == 0) {
@@ -73,7 +90,7 @@ mn_status child_spawn(child *ch, char *const *argv, int out_fd, int log_fd, cons
     if (nul > 2) close(nul);
     dup2(out_fd, 1);
     dup2(log_fd, 2);
-    execv(argv[0], argv);
+    execve(argv[0], argv, envp);
     _exit(127);
   }
   ch->pid = pid;

@@ -375,7 +375,8 @@ void page_jobs(req *r, bool fragment)
 {
   PGresult *J =
       page_query(r,
-                 "SELECT id, kind, state, attempt || '/' || max_attempts, step, progress::text,"
+                 "SELECT id, kind, CASE WHEN state = 'queued' AND attempt > 0 THEN 'retrying'"
+                 " ELSE state END, attempt || '/' || max_attempts, step, progress::text,"
                  " reason, requested_by, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"
                  " HH24:MI:SS'), coalesce(ckpt_id::text, ''), coalesce(error, ''),"
                  " cancel_requested FROM mnemo.jobs ORDER BY (state IN ('queued', 'running'))"
@@ -393,7 +394,8 @@ void page_jobs(req *r, bool fragment)
            "<th>Checkpoint</th><th></th></tr></thead><tbody>");
   for (int i = 0; i < PQntuples(J); i++) {
     const char *state = cell(J, i, 2);
-    bool open = strcmp(state, "queued") == 0 || strcmp(state, "running") == 0;
+    bool open = strcmp(state, "queued") == 0 || strcmp(state, "running") == 0 ||
+                strcmp(state, "retrying") == 0;
     h_raw(p, "<tr>");
     cells(p, J, i, 0, 4);
     h_raw(p, "<td>");

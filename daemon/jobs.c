@@ -80,11 +80,10 @@ static mn_status after_final_failure(PGconn *c, int64_t job, int64_t ckpt, const
 }
 
 /* the state a failed attempt leaves: queued with backoff, or failed once attempts are spent */
+#define FAIL_STATE " CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END "
 #define FAIL_SET                                                                                   \
-  " state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,"                    \
   " lease_owner = NULL, lease_until = NULL,"                                                       \
-  " run_after = now() + make_interval(secs => $3::int * power(2, greatest(attempt - 1, 0))),"      \
-  " finished_at = CASE WHEN attempt >= max_attempts THEN now() END"
+  " run_after = now() + make_interval(secs => $3::int * power(2, greatest(attempt - 1, 0)))"
 
 mn_status jobs_reap(PGconn *c, const char *owner, int64_t running, const mn_config *cfg, int *n,
                     mn_error *err)
@@ -99,7 +98,8 @@ mn_status jobs_reap(PGconn *c, const char *owner, int64_t running, const mn_conf
   if (rc != MN_OK) return rc;
   rc = db_query(
       c,
-      "UPDATE mnemo.jobs SET" FAIL_SET ","
+      "UPDATE mnemo.jobs SET" FAIL_SET ", state =" FAIL_STATE ","
+      " finished_at = CASE WHEN attempt >= max_attempts THEN now() END,"
       " error = 'taken back: ' || coalesce(lease_owner, '?') || ' stopped renewing its lease'"
       " WHERE state = 'running' AND id <> $2::bigint"
       "   AND (lease_until < now() OR lease_owner = $1)"
@@ -226,23 +226,25 @@ mn_status jobs_finish(PGconn *c, const mn_job *j, const char *owner, const char 
   return rc;
 }
 
-mn_status jobs_fail(PGconn *c, const mn_job *j, const char *owner, const char *why,
+mn_status jobs_fail(PGconn *c, const mn_job *j, const char *owner, const char *why, bool permanent,
                     const mn_config *cfg, bool *final, mn_error *err)
 {
   char id[32], att[32], back[32];
   FMT_I64(id, j->id);
   FMT_I64(att, j->attempt);
   FMT_I64(back, cfg->daemon.retry_backoff_s);
-  const char *p[] = {id, att, back, why};
+  const char *p[] = {id, att, back, why, permanent ? "true" : "false"};
   PGresult *r;
   *final = false;
   mn_status rc = jobs_begin(c, j, owner, err);
   if (rc != MN_OK) return rc;
   rc =
       db_query(c,
-               "UPDATE mnemo.jobs SET" FAIL_SET ", error = $4"
+               "UPDATE mnemo.jobs SET" FAIL_SET ", error = $4,"
+               " state = CASE WHEN $5::bool THEN 'failed' ELSE" FAIL_STATE "END,"
+               " finished_at = CASE WHEN $5::bool OR attempt >= max_attempts THEN now() END"
                " WHERE id = $1::bigint AND attempt = $2::int RETURNING state, coalesce(ckpt_id, 0)",
-               4, p, &r, "record a failed attempt", err);
+               5, p, &r, "record a failed attempt", err);
   if (rc == MN_OK && PQntuples(r) == 1) {
     *final = strcmp(PQgetvalue(r, 0, 0), "failed") == 0;
     int64_t ckpt = i64(r, 0, 1);

@@ -59,10 +59,12 @@ MN_NODISCARD mn_status jobs_finish(PGconn *c, const mn_job *j, const char *owner
 MN_NODISCARD mn_status jobs_finish_in(PGconn *c, const mn_job *j, const char *state,
                                       const char *note, const char *protect,
                                       int64_t *retry /* OUT */, mn_error *err);
-/* jobs_fail -- this attempt failed: queued again with backoff, or failed for good (the
- * refresh's checkpoint with it, a job_failed event); fenced.  *final: failed for good. */
+/* jobs_fail -- this attempt failed: queued again with backoff, or failed for good (its
+ * attempts spent, or permanent: a failure another attempt would meet again; the refresh's
+ * checkpoint with it, a job_failed event); fenced.  *final: failed for good. */
 MN_NODISCARD mn_status jobs_fail(PGconn *c, const mn_job *j, const char *owner, const char *why,
-                                 const mn_config *cfg, bool *final /* OUT */, mn_error *err);
+                                 bool permanent, const mn_config *cfg, bool *final /* OUT */,
+                                 mn_error *err);
 /* jobs_requeue -- give the job back without spending its attempt (SIGTERM); fenced */
 MN_NODISCARD mn_status jobs_requeue(PGconn *c, const mn_job *j, const char *owner, mn_error *err);
 

@@ -83,6 +83,8 @@ static void on_line(runner *r, const char *s)
       r->progress = p;
       r->progress_dirty = true;
     }
+  } else if (strcmp(ev, "error") == 0) { /* the worker's own word on why it stops */
+    r->permanent = json_is_true(json_object_get(e, "permanent"));
   } else if (strcmp(ev, "done") == 0) {
     const char *sha = json_string_value(json_object_get(e, "sha256"));
     if (sha && strlen(sha) == MN_SHA256_HEX_LEN) snprintf(r->sha, sizeof r->sha, "%s", sha);
@@ -190,15 +192,17 @@ static void prune_failed(runner *r, PGconn *c)
   PQclear(res);
 }
 
-/* fail_attempt -- the attempt failed: retried later or failed for good */
+/* fail_attempt -- the attempt failed: retried later, or failed for good (its attempts
+ * spent, or a failure that would come again: r->permanent) */
 static mn_status fail_attempt(runner *r, PGconn *c, const char *why, mn_error *out)
 {
   mn_error err = {0};
-  bool final = false;
+  bool final = false, permanent = r->permanent;
+  r->permanent = false;
   mn_log(MN_LOG_WARN, "job attempt failed", MN_KV_I("job", r->job.id),
          MN_KV_I("attempt", r->job.attempt), MN_KV_S("step", r->steps[r->cur].name),
-         MN_KV_S("error", why));
-  mn_status rc = jobs_fail(c, &r->job, r->owner, why, r->cfg, &final, &err);
+         MN_KV_B("permanent", permanent), MN_KV_S("error", why));
+  mn_status rc = jobs_fail(c, &r->job, r->owner, why, permanent, r->cfg, &final, &err);
   end_job(r, false);
   if (rc == MN_OK && final) {
     mn_log(MN_LOG_ERROR, "job failed", MN_KV_I("job", r->job.id), MN_KV_S("error", why));

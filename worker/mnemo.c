@@ -201,6 +201,15 @@ int worker__fail(const mn_error *err)
 {
   fprintf(stderr, "mnemo: %s\n", err->msg);
   if (err->detail[0]) fprintf(stderr, "  detail: %s\n", err->detail);
+  /* under mnemod: what kind of failure, so that it does not retry what would fail the
+   * same way (bad input, a bad config, a corrupt file, a usage error) */
+  const char *sup = getenv("MNEMO_SUPERVISED");
+  if (sup && strcmp(sup, "1") == 0) {
+    bool permanent = err->code == MN_ERR_INPUT || err->code == MN_ERR_CONFIG ||
+                     err->code == MN_ERR_CORRUPT || err->code == MN_ERR_USAGE;
+    worker__emit(json_pack("{s:s, s:s, s:b, s:s}", "event", "error", "code",
+                           mn_status_name(err->code), "permanent", permanent, "message", err->msg));
+  }
   return err->code == MN_ERR_USAGE ? MN_EXIT_USAGE : MN_EXIT_FAIL;
 }
 

@@ -255,7 +255,9 @@ static int cmd_refresh(ctl *c, int argc, char **argv)
 }
 
 #define JOBS_SQL                                                                                   \
-  "SELECT id, kind, state, attempt || '/' || max_attempts AS attempt, step,"                       \
+  "SELECT id, kind,"                                                                               \
+  " CASE WHEN state = 'queued' AND attempt > 0 THEN 'retrying' ELSE state END AS state,"           \
+  " attempt || '/' || max_attempts AS attempt, step,"                                              \
   " CASE WHEN progress ? 'step' THEN (progress->>'step') || '/' || (progress->>'steps')"           \
   "      ELSE '' END AS progress,"                                                                 \
   " coalesce(round((progress->>'eta_s')::numeric)::text || ' s', '') AS eta,"                      \

@@ -7,7 +7,8 @@
 #   operator -> promotion (documents consumed once, replay store, online Fisher, model
 #   card) -> webhooks signed and retried -> a second refresh with a failing guard, its
 #   worker killed (retried) and PostgreSQL restarted mid-job -> rejected -> the guard's
-#   retry protecting what failed, rejected again and not retried -> cancel -> rollback.  Every wait polls with a deadline.
+#   retry protecting what failed, rejected again and not retried -> cancel -> a permanent
+#   failure not retried -> rollback.  Every wait polls with a deadline.
 set -euo pipefail
 ctl=$1
 mnemod=$2
@@ -242,6 +243,20 @@ MNEMO_DB=$operator "$ctl" cancel "$job3" >/dev/null || fail "cancel"
 until_true 30 gone "finetune --spec $tmp/data/jobs/$job3/" || fail "cancel did not stop the worker"
 until_true 30 is "select state from mnemo.jobs where id = $job3" cancelled || fail "not cancelled"
 is "select state from mnemo.checkpoints where job_id = $job3" failed || fail "the cancelled candidate is not failed"
+
+# a failure that would come again is not retried: a finetune.stages the worker refuses
+# (MN_ERR_CONFIG) fails refresh 4 at its first attempt, the candidate with it
+sed -i 's/steps: 100000,/steps: 400,/; s/stages: "all"/stages: "bogus"/' "$tmp/mnemo.yaml"
+kill -HUP "$daemon"
+until_true 10 is "select count(*) from mnemo.jobs where state in ('queued', 'running')" 0 || fail "a job in flight"
+sleep 1 # the reload is logged before the next request is queued
+job4=$(MNEMO_DB=$operator "$ctl" --json refresh | python3 -c 'import json, sys; print(json.load(sys.stdin)["job"])')
+until_true 120 is "select state from mnemo.jobs where id = $job4" failed || fail "refresh 4 did not fail"
+is "select attempt from mnemo.jobs where id = $job4" 1 || fail "a permanent failure was retried"
+is "select state from mnemo.checkpoints where job_id = $job4" failed || fail "refresh 4's candidate is not failed"
+grep -q 'finetune.stages' <<<"$(sql "select error from mnemo.jobs where id = $job4")" ||
+  fail "refresh 4's error: $(sql "select error from mnemo.jobs where id = $job4")"
+sed -i 's/stages: "bogus"/stages: "all"/' "$tmp/mnemo.yaml"
 
 # rollback: the base is production again, the documents it did not absorb are fresh again
 MNEMO_DB=$daemon_db "$ctl" rollback --note "no" 2>/dev/null && fail "the daemon's role rolled back"

@@ -66,6 +66,17 @@ sed '1s/"split": "train"/"split": "test"/' "$tmp/marked.jsonl" >"$tmp/badsplit.j
 rc=0; m shard --tags "$tmp/db-tags.tsv" --split train --out "$tmp/bad.shard" "$tmp/badsplit.jsonl" >/dev/null 2>"$tmp/err" || rc=$?
 [ $rc = 1 ] && grep -q 'badsplit.jsonl:1: "split" must be' "$tmp/err" && [ ! -e "$tmp/bad.shard" ] ||
   fail "a bad split: rc $rc, $(cat "$tmp/err")"
+# under mnemod (MNEMO_SUPERVISED=1) a failure says its kind on stdout: bad input would fail
+# again (permanent, not retried); a file that cannot be read might not
+sup() { (export MNEMO_SUPERVISED=1 && m shard --tags "$tmp/db-tags.tsv" --split train \
+  --out "$tmp/bad.shard" "$1" >"$tmp/sup.out" 2>/dev/null) || true; }
+sup "$tmp/badsplit.jsonl"
+grep -q '"event":"error".*"permanent":true' "$tmp/sup.out" || fail "bad input under mnemod: $(cat "$tmp/sup.out")"
+sup "$tmp/no-such-file.jsonl"
+grep -q '"event":"error".*"permanent":false' "$tmp/sup.out" || fail "a missing file under mnemod: $(cat "$tmp/sup.out")"
+m shard --tags "$tmp/db-tags.tsv" --split train --out "$tmp/bad.shard" "$tmp/badsplit.jsonl" \
+  >"$tmp/sup.out" 2>/dev/null || true
+! grep -q '"event":"error"' "$tmp/sup.out" || fail "an error event without mnemod"
 head -c 100 "$tmp/all.shard" >"$tmp/cut.shard"
 rc=0; m pretrain --out "$tmp/x" "$tmp/cut.shard" 2>"$tmp/err" >/dev/null || rc=$?
 [ $rc = 1 ] && grep -q "could not read shard" "$tmp/err" || fail "a truncated shard: rc $rc, $(cat "$tmp/err")"
