@@ -93,8 +93,8 @@ void h_pct(page *p, double v)
 {
   if (isnan(v))
     h_raw(p, "–");
-  else
-    h_fmt(p, "%+.2f%%", 100 * v);
+  else /* a change under a tenth of a percent keeps its first digits */
+    h_fmt(p, fabs(v) < 0.001 && v != 0 ? "%+.3f%%" : "%+.2f%%", 100 * v);
 }
 
 void h_csrf(page *p, const char *csrf)
