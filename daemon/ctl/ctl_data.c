@@ -185,8 +185,8 @@ static int cmd_lang_list(ctl *c, int argc, char **argv)
     printf("%-5s %-28s %-6s %-7s %6s %9s %9s %10s\n", "code", "name", "script", "enabled", "tag",
            "train", "heldout", "MB");
     for (int i = 0; i < n; i++)
-      printf("%-5s %-28s %-6s %-7s %6s %9s %9s %10.2f\n", ctl_text(PQgetvalue(res, i, 0), 5),
-             ctl_text(PQgetvalue(res, i, 1), 28), ctl_text(PQgetvalue(res, i, 2), 6),
+      printf("%s %s %s %-7s %6s %9s %9s %10.2f\n", ctl_cell(PQgetvalue(res, i, 0), 5),
+             ctl_cell(PQgetvalue(res, i, 1), 28), ctl_cell(PQgetvalue(res, i, 2), 6),
              PQgetvalue(res, i, 3)[0] == 't' ? "yes" : "no", PQgetvalue(res, i, 4),
              PQgetvalue(res, i, 5), PQgetvalue(res, i, 6),
              (double)to_ll(PQgetvalue(res, i, 7)) / 1e6);
@@ -259,8 +259,8 @@ static int cmd_sources(ctl *c, int argc, char **argv)
   } else {
     printf("%-28s %-20s %10s %10s  %s\n", "source", "licence", "documents", "MB", "origin");
     for (int i = 0; i < n; i++)
-      printf("%-28s %-20s %10s %10.2f  %s\n", ctl_text(PQgetvalue(res, i, 0), 28),
-             ctl_text(PQgetvalue(res, i, 1), 20), PQgetvalue(res, i, 3),
+      printf("%s %s %10s %10.2f  %s\n", ctl_cell(PQgetvalue(res, i, 0), 28),
+             ctl_cell(PQgetvalue(res, i, 1), 20), PQgetvalue(res, i, 3),
              (double)to_ll(PQgetvalue(res, i, 4)) / 1e6, ctl_text(PQgetvalue(res, i, 2), 0));
   }
   PQclear(res);
@@ -610,10 +610,9 @@ static int cmd_reports(ctl *c, int argc, char **argv)
   } else {
     printf("%-6s %-5s %-8s %-9s %-20s %s\n", "id", "lang", "detected", "status", "created", "text");
     for (int i = 0; i < n; i++) {
-      printf("%-6s %-5s %-8s %-9s %-20s %s\n", PQgetvalue(res, i, 0),
-             ctl_text(PQgetvalue(res, i, 1), 5),
-             *PQgetvalue(res, i, 2) ? ctl_text(PQgetvalue(res, i, 2), 8) : "-",
-             ctl_text(PQgetvalue(res, i, 3), 9), PQgetvalue(res, i, 6),
+      printf("%-6s %s %s %s %-20s %s\n", PQgetvalue(res, i, 0), ctl_cell(PQgetvalue(res, i, 1), 5),
+             ctl_cell(*PQgetvalue(res, i, 2) ? PQgetvalue(res, i, 2) : "-", 8),
+             ctl_cell(PQgetvalue(res, i, 3), 9), PQgetvalue(res, i, 6),
              ctl_text(PQgetvalue(res, i, 7), 60));
     }
     printf("%d report(s)\n", n);

@@ -108,6 +108,12 @@ int ctl_done(PGconn *conn, PGresult *res, const mn_error *err, int code);
  * 1000), ending in "…" when cut; NULL is "-".  The result lives in a static slot until
  * CTL_TEXT_SLOTS more calls (mnemoctl prints from one thread). */
 const char *ctl_text(const char *s, size_t max);
+/* ctl_width -- the display columns of s (UTF-8): wide characters 2, combining marks 0 */
+int ctl_width(const char *s);
+/* ctl_cell -- s for a left-aligned table cell of exactly cols display columns: escaped as
+ * ctl_text, cut with "…" when longer, padded with spaces when shorter (a static slot, as
+ * ctl_text's) */
+const char *ctl_cell(const char *s, int cols);
 /* ctl_put_text -- s whole on f, escaped, its line breaks kept and each line after the
  * first starting with indent (so a text cannot forge the lines around it) */
 void ctl_put_text(FILE *f, const char *s, const char *indent);

@@ -62,20 +62,25 @@ static void print_rows(ctl *c, PGresult *r)
     ctl_print_json(arr);
     return;
   }
+  /* columns as wide as their widest cell in display columns (at most 60), the last not
+   * padded */
   int w[32] = {0};
   for (int k = 0; k < m && k < 32; k++) {
-    w[k] = (int)strlen(PQfname(r, k));
+    w[k] = ctl_width(PQfname(r, k));
     for (int i = 0; i < n; i++) {
-      int l = (int)strlen(ctl_text(PQgetvalue(r, i, k), 60));
-      if (l > w[k]) w[k] = l;
+      int l = ctl_width(ctl_text(PQgetvalue(r, i, k), 0));
+      if (l > w[k]) w[k] = l < 60 ? l : 60;
     }
   }
   for (int k = 0; k < m && k < 32; k++)
-    printf("%-*s%s", w[k], PQfname(r, k), k + 1 < m ? "  " : "\n");
+    printf("%s%s", k + 1 < m ? ctl_cell(PQfname(r, k), w[k]) : PQfname(r, k),
+           k + 1 < m ? "  " : "\n");
   for (int i = 0; i < n; i++)
     for (int k = 0; k < m && k < 32; k++)
-      printf("%-*s%s", w[k], ctl_text(PQgetvalue(r, i, k), w[k] > 0 ? (size_t)w[k] : 1),
+      printf("%s%s",
+             k + 1 < m ? ctl_cell(PQgetvalue(r, i, k), w[k]) : ctl_text(PQgetvalue(r, i, k), 0),
              k + 1 < m ? "  " : "\n");
+  if (n == 0) printf("(none)\n");
 }
 
 /* ---------------------------------------------------------------- bootstrap */
@@ -569,10 +574,10 @@ static int cmd_lineage(ctl *c, int argc, char **argv)
   json_t *x;
   json_array_foreach(json_object_get(card, "data"), i, x)
   {
-    printf("%-5s %-28s %-24s %9lld %11lld  %lld-%lld\n",
-           ctl_text(json_string_value(json_object_get(x, "lang")), 5),
-           ctl_text(json_string_value(json_object_get(x, "language")), 28),
-           ctl_text(json_string_value(json_object_get(x, "source")), 24),
+    printf("%s %s %s %9lld %11lld  %lld-%lld\n",
+           ctl_cell(json_string_value(json_object_get(x, "lang")), 5),
+           ctl_cell(json_string_value(json_object_get(x, "language")), 28),
+           ctl_cell(json_string_value(json_object_get(x, "source")), 24),
            (long long)json_integer_value(json_object_get(x, "documents")),
            (long long)json_integer_value(json_object_get(x, "bytes")),
            (long long)json_integer_value(json_object_get(x, "first_id")),

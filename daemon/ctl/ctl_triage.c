@@ -70,9 +70,10 @@ static int cmd_triage(ctl *c, int argc, char **argv)
     json_t *s = json_object_get(o, "severity");
     snprintf(sev, sizeof sev, json_is_number(s) ? "%.2f" : "-", json_number_value(s));
     const char *t = json_string_value(json_object_get(o, "text"));
-    printf("%-7lld %-5s %-12s %8s %7lld  %s\n",
-           (long long)json_integer_value(json_object_get(o, "report")), ctl_text(lang, 5), d, sev,
-           (long long)json_integer_value(json_object_get(o, "reports")), ctl_text(t ? t : "", 50));
+    printf("%-7lld %s %s %8s %7lld  %s\n",
+           (long long)json_integer_value(json_object_get(o, "report")), ctl_cell(lang, 5),
+           ctl_cell(d, 12), sev, (long long)json_integer_value(json_object_get(o, "reports")),
+           ctl_text(t ? t : "", 50));
   }
   printf("%zu group(s) waiting\n", json_array_size(arr));
   json_decref(arr);

@@ -121,7 +121,7 @@ static int cmd_user_list(ctl *c, int argc, char **argv)
       json_array_append_new(arr, json_pack("{s:s, s:s, s:b}", "user", PQgetvalue(res, i, 0),
                                            "roles", PQgetvalue(res, i, 1), "login", login));
     else
-      printf("%-24s %-30s %s\n", ctl_text(PQgetvalue(res, i, 0), 0), PQgetvalue(res, i, 1),
+      printf("%s %-30s %s\n", ctl_cell(PQgetvalue(res, i, 0), 24), PQgetvalue(res, i, 1),
              login ? "yes" : "no");
   }
   if (c->json)

@@ -5,12 +5,14 @@
  * (ctl_data.c, ctl_refresh.c, ctl_triage.c) and the dispatcher (mnemoctl.c) use it; it
  * uses none of them.
  */
+#define _XOPEN_SOURCE 700 /* wcwidth */
 #include "daemon/ctl/ctl_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 /* ---------------------------------------------------------------- failing */
 
@@ -102,6 +104,66 @@ const char *ctl_text(const char *s, size_t max)
     }
     memcpy(out + w, ellipsis, sizeof ellipsis);
   }
+  return out;
+}
+
+/* width -- the display columns of one code point (wcwidth under mnemoctl's UTF-8 LC_CTYPE;
+ * a control character, or no such locale: 1) */
+static int width(uint32_t cp)
+{
+  int w = wcwidth((wchar_t)cp);
+  return w < 0 ? 1 : w;
+}
+
+/* next_cp -- the code point at s (valid UTF-8: ctl_text's output), its length in *len */
+static uint32_t next_cp(const unsigned char *s, size_t *len)
+{
+  if (s[0] < 0x80) return *len = 1, s[0];
+  if ((s[0] & 0xe0) == 0xc0 && s[1]) return *len = 2, (uint32_t)(s[0] & 0x1f) << 6 | (s[1] & 0x3f);
+  if ((s[0] & 0xf0) == 0xe0 && s[1] && s[2])
+    return *len = 3, (uint32_t)(s[0] & 0x0f) << 12 | (uint32_t)(s[1] & 0x3f) << 6 | (s[2] & 0x3f);
+  if ((s[0] & 0xf8) == 0xf0 && s[1] && s[2] && s[3])
+    return *len = 4, (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3f) << 12 |
+                         (uint32_t)(s[2] & 0x3f) << 6 | (s[3] & 0x3f);
+  return *len = 1, 0xfffd;
+}
+
+int ctl_width(const char *s)
+{
+  int w = 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    size_t len;
+    w += width(next_cp(p, &len));
+    p += len;
+  }
+  return w;
+}
+
+const char *ctl_cell(const char *s, int cols)
+{
+  static char slots[CTL_TEXT_SLOTS][1400];
+  static unsigned next;
+  char *out = slots[next++ % CTL_TEXT_SLOTS];
+  const char *t = ctl_text(s, 1000);
+  if (cols < 1) cols = 1;
+  if (cols > 300) cols = 300;
+  size_t o = 0;
+  int w = 0;
+  bool fits = ctl_width(t) <= cols;
+  for (const unsigned char *p = (const unsigned char *)t; *p;) {
+    size_t len;
+    int cw = width(next_cp(p, &len));
+    if (!fits && w + cw > cols - 1) break; /* room for the ellipsis */
+    memcpy(out + o, p, len);
+    o += len, w += cw, p += len;
+  }
+  if (!fits) {
+    memcpy(out + o, "…", 3);
+    o += 3, w++;
+  }
+  while (w < cols && o < sizeof slots[0] - 1)
+    out[o++] = ' ', w++;
+  out[o] = '\0';
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "daemon/ctl/ctl_int.h"
 
 #include <getopt.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,6 +356,8 @@ int main(int argc, char **argv)
       {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
   ctl c = {0};
   int ch, rc;
+  /* display widths of UTF-8 text in tables (wcwidth); only the character classes change */
+  if (!setlocale(LC_CTYPE, "C.UTF-8")) setlocale(LC_CTYPE, "");
   opterr = 0;
   while ((ch = getopt_long(argc, argv, "+hc:d:", opts, NULL)) != -1) {
     switch (ch) {

@@ -196,4 +196,18 @@ expect_rc 0 "$ctl" ingest --lang swh --source kiswahili --skip-bad "$tmp/role.tx
 printf 'Mstari safi kabisa.\nmstari \033[2J mchafu\n' >"$tmp/ctl.txt"
 expect_rc 1 "$ctl" ingest --lang swh --source kiswahili "$tmp/ctl.txt"
 grep -q "ctl.txt:2: control character U+001B at byte 7 of the text" "$tmp/err" || fail "control in ingest: $(cat "$tmp/err")"
+# tables align by display width: a name with a letter of two bytes and wide characters
+expect_rc 0 "$ctl" lang add nob --script Latn --name "Norsk bokmål 書面語"
+expect_rc 0 "$ctl" lang add jpn --script Jpan --name "日本語の名前がとても長い言語の名前です"
+expect_rc 0 "$ctl" lang list
+python3 - "$tmp/out" <<'PY' || fail "lang list is not aligned: $(cat "$tmp/out")"
+import sys, unicodedata
+def width(s):
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+# the script column starts at the same display column on every line
+cols = {width(l[:l.index(w)]) for l in lines[1:] for w in (" Latn ", " Thai ", " Jpan ") if w in l}
+assert len(cols) == 1, (cols, lines)
+assert any("…" in l for l in lines), "the long name was not cut"
+PY
 echo "datactl: 1 passed, 0 failed"
