@@ -81,8 +81,15 @@ extern const size_t ctl_triage_ncommands;
 extern const ctl_command ctl_users_commands[];
 extern const size_t ctl_users_ncommands;
 
-/* ctl_fail -- print err ("mnemoctl: msg", "  detail: ...") and return the exit code. */
+/* ctl_json_errors -- --json was given: errors go to stderr as one JSON object ({"error":
+ * kind, "message", "detail", "sqlstate"}) */
+extern bool ctl_json_errors;
+/* ctl_fail -- print err ("mnemoctl: msg", what a database error means, "  detail: ...") and
+ * return the exit code. */
 int ctl_fail(const mn_error *err);
+/* ctl_json_cell -- a result's value typed by its column: integers, floats, booleans, null,
+ * else a string */
+json_t *ctl_json_cell(const PGresult *r, int row, int col);
 /* ctl_usage_topic -- the command a usage error's hint points at ("lang add"; empty: none) */
 extern char ctl_usage_topic[64];
 /* ctl_usage -- print a usage error (and "Try mnemoctl help TOPIC") and return MN_EXIT_USAGE. */

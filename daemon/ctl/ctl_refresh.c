@@ -55,8 +55,7 @@ static void print_rows(ctl *c, PGresult *r)
     for (int i = 0; i < n; i++) {
       json_t *o = json_object();
       for (int k = 0; k < m; k++)
-        json_object_set_new(o, PQfname(r, k),
-                            PQgetisnull(r, i, k) ? json_null() : json_string(PQgetvalue(r, i, k)));
+        json_object_set_new(o, PQfname(r, k), ctl_json_cell(r, i, k));
       json_array_append_new(arr, o);
     }
     ctl_print_json(arr);
@@ -421,10 +420,10 @@ static int cmd_status(ctl *c, int argc, char **argv)
       {"jobs", "jobs in flight", JOBS_SQL " WHERE state IN ('queued', 'running') ORDER BY id"},
       {"reports", "reports by language (open severity: triaged and accepted)",
        "SELECT lang, new, triaged, accepted, fixed, rejected,"
-       " to_char(open_severity, 'FM999990.00') AS open_severity FROM mnemo.report_summary"
+       " round(open_severity::numeric, 2) AS open_severity FROM mnemo.report_summary"
        " ORDER BY open_severity DESC, lang"},
       {"boosts", "replay boosts from accepted reports (the next refresh)",
-       "SELECT lang, to_char(factor, 'FM990.000') AS factor, groups FROM"
+       "SELECT lang, round(factor::numeric, 3) AS factor, groups FROM"
        " mnemo.report_boosts($1::float8, $2::float8, $3::float8) WHERE factor > 1"},
   };
   char per[32], half[32], max[32];
@@ -444,7 +443,7 @@ static int cmd_status(ctl *c, int argc, char **argv)
       for (int r = 0; r < PQntuples(res); r++) {
         json_t *row = json_object();
         for (int k = 0; k < PQnfields(res); k++)
-          json_object_set_new(row, PQfname(res, k), json_string(PQgetvalue(res, r, k)));
+          json_object_set_new(row, PQfname(res, k), ctl_json_cell(res, r, k));
         json_array_append_new(arr, row);
       }
       json_object_set_new(o, parts[i].key, arr);

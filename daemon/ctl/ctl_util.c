@@ -16,12 +16,73 @@
 
 /* ---------------------------------------------------------------- failing */
 
+bool ctl_json_errors;
+
+/* sqlstate_words -- what a database error's class means to an operator (NULL: nothing to add) */
+static const char *sqlstate_words(const char *detail)
+{
+  static const struct {
+    const char *state, *words;
+  } known[] = {
+      {"SQLSTATE 42501", "your login's roles do not allow this (an administrator grants them: "
+                         "mnemoctl user add NAME --role operator)"},
+      {"SQLSTATE 28P01", "the database refused the login name or password"},
+      {"SQLSTATE 55000", "not now: the thing is in another state"},
+      {"SQLSTATE 22023", "a value the database does not accept"},
+      {"SQLSTATE 23505", "it exists already"},
+      {"SQLSTATE 23503", "it refers to something that does not exist"},
+      {"SQLSTATE P0002", "no such thing"},
+      {"SQLSTATE 57014", "it took too long and was cancelled"},
+      {"SQLSTATE 53300", "the database has no connection to spare"},
+  };
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (strncmp(detail, known[i].state, 14) == 0) return known[i].words;
+  return NULL;
+}
+
 int ctl_fail(const mn_error *err)
 {
-  /* messages quote what people wrote (names, notes, the database's failing row): escaped */
-  fprintf(stderr, "mnemoctl: %s\n", ctl_text(err->msg, 0));
-  if (err->detail[0]) fprintf(stderr, "  detail: %s\n", ctl_text(err->detail, 0));
+  /* the SQLSTATE is for scripts (--json) and logs; an operator reads what it means, then the
+   * server's DETAIL and HINT */
+  const char *words = sqlstate_words(err->detail);
+  const char *rest = err->detail;
+  if (strncmp(rest, "SQLSTATE ", 9) == 0) {
+    rest += strcspn(rest, ";");
+    rest += strspn(rest, "; ");
+  }
+  if (ctl_json_errors) {
+    json_t *o = json_pack("{s:s, s:s}", "error", mn_status_name(err->code), "message", err->msg);
+    if (err->detail[0]) json_object_set_new(o, "detail", json_string(err->detail));
+    if (strncmp(err->detail, "SQLSTATE ", 9) == 0)
+      json_object_set_new(o, "sqlstate", json_stringn(err->detail + 9, 5));
+    char *t = json_dumps(o, JSON_COMPACT);
+    if (t) fprintf(stderr, "%s\n", t);
+    free(t);
+    json_decref(o);
+  } else {
+    /* messages quote what people wrote (names, notes, the failing row): escaped */
+    fprintf(stderr, "mnemoctl: %s\n", ctl_text(err->msg, 0));
+    if (words) fprintf(stderr, "  why: %s\n", words);
+    if (*rest) fprintf(stderr, "  detail: %s\n", ctl_text(rest, 0));
+  }
   return err->code == MN_ERR_USAGE ? MN_EXIT_USAGE : MN_EXIT_FAIL;
+}
+
+json_t *ctl_json_cell(const PGresult *r, int row, int col)
+{
+  if (PQgetisnull(r, row, col)) return json_null();
+  const char *v = PQgetvalue(r, row, col);
+  switch (PQftype(r, col)) {
+  case 20: /* int8 */
+  case 21: /* int2 */
+  case 23: /* int4 */
+  case 26: /* oid */ return json_integer(strtoll(v, NULL, 10));
+  case 700: /* float4 */
+  case 701: /* float8 */
+  case 1700: /* numeric */ return json_real(strtod(v, NULL));
+  case 16: /* bool */ return json_boolean(v[0] == 't');
+  default: return json_string(v);
+  }
 }
 
 char ctl_usage_topic[64];

@@ -462,6 +462,7 @@ int main(int argc, char **argv)
   int p = parse_options(cmd, &c, cargc, cargv, &npos);
   if (p == 1) return MN_EXIT_OK;
   if (p < 0) return MN_EXIT_USAGE;
+  ctl_json_errors = c.json;
   rc = cmd->run(&c, npos, cargv + 1);
   if (c.have_cfg) mn_config_fini(&c.cfg);
   return rc;

@@ -160,6 +160,14 @@ is "select state || ': ' || error from mnemo.jobs where kind = 'promote'" "cance
 is "select string_agg(status || ' ' || decided_by, ',') from mnemo.reports where status = 'rejected'" \
   "rejected op_login" || fail "the rejected report: $(sql "select id, status, decided_by from mnemo.reports")"
 
+# an operator reads what a refusal means, not its SQLSTATE; a script gets it as JSON
+rc=0; "$ctl" --db "$admin user=dm_login" reject "$cand" --note "x" 2>"$tmp/refused" || rc=$?
+[ $rc = 1 ] && grep -q "why: your login's roles do not allow this" "$tmp/refused" &&
+  ! grep -q SQLSTATE "$tmp/refused" || fail "a refusal for an operator: $(cat "$tmp/refused")"
+rc=0; "$ctl" --db "$admin user=dm_login" --json reject "$cand" --note "x" 2>"$tmp/refused" || rc=$?
+python3 -c 'import json,sys; e=json.load(open(sys.argv[1])); assert e["sqlstate"] == "42501" and e["error"] == "db", e' \
+  "$tmp/refused" || fail "a refusal under --json: $(cat "$tmp/refused")"
+
 # ---- failed logins are limited per address (login_failures: 3); then even the right
 # password waits
 nonce=$(curl -s -c "$tmp/jar" "$main/login" | grep -o 'name="csrf" value="[0-9a-f]*' | grep -o '[0-9a-f]*$')

@@ -346,7 +346,7 @@ mapfile -t points < <(for s in $refresh_steps; do echo "refresh:$s"; done; for s
 start_daemon "$(join "${points[@]}")"
 until_true 20 grep -q 'msg=leader' "$log" || fail "mnemod did not lead"
 listen_pid() {
-  sql "select pid from pg_stat_activity where application_name = 'mnemod'
+  sql "select pid from pg_stat_activity where application_name like 'mnemod pid %'
        and pid not in (select pid from pg_locks where locktype = 'advisory' and granted)"
 }
 wpid=""

@@ -163,9 +163,9 @@ until_true 20 is "select status from mnemo.reports where id = $again" accepted |
 import json, sys
 s = json.load(sys.stdin)
 b = {r['lang']: r['factor'] for r in s['boosts']}
-assert b == {'lat': '1.500'}, b
+assert b == {'lat': 1.5}, b  # typed: numbers as numbers
 r = {x['lang']: x for x in s['reports']}
-assert r['ell']['rejected'] == '21' and r['lat']['accepted'] == '2', r
+assert r['ell']['rejected'] == 21 and r['lat']['accepted'] == 2, r
 " || fail "status: reports or boosts"
 
 # ---------------------------------------------------------------- the probe and boost in a refresh
