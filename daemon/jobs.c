@@ -80,7 +80,10 @@ static mn_status after_final_failure(PGconn *c, int64_t job, int64_t ckpt, const
 }
 
 /* the state a failed attempt leaves: queued with backoff, or failed once attempts are spent */
-#define FAIL_STATE " CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END "
+/* an attempt that failed while a cancel was asked for ends the job as cancelled */
+#define FAIL_STATE                                                                                 \
+  " CASE WHEN cancel_requested THEN 'cancelled' WHEN attempt >= max_attempts THEN 'failed'"        \
+  " ELSE 'queued' END "
 #define FAIL_SET                                                                                   \
   " lease_owner = NULL, lease_until = NULL,"                                                       \
   " run_after = now() + make_interval(secs => $3::int * power(2, greatest(attempt - 1, 0)))"
@@ -99,7 +102,7 @@ mn_status jobs_reap(PGconn *c, const char *owner, int64_t running, const mn_conf
   rc = db_query(
       c,
       "UPDATE mnemo.jobs SET" FAIL_SET ", state =" FAIL_STATE ","
-      " finished_at = CASE WHEN attempt >= max_attempts THEN now() END,"
+      " finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts THEN now() END,"
       " error = 'taken back: ' || coalesce(lease_owner, '?') || ' stopped renewing its lease'"
       " WHERE state = 'running' AND id <> $2::bigint"
       "   AND (lease_until < now() OR lease_owner = $1)"
@@ -242,7 +245,8 @@ mn_status jobs_fail(PGconn *c, const mn_job *j, const char *owner, const char *w
       db_query(c,
                "UPDATE mnemo.jobs SET" FAIL_SET ", error = $4,"
                " state = CASE WHEN $5::bool THEN 'failed' ELSE" FAIL_STATE "END,"
-               " finished_at = CASE WHEN $5::bool OR attempt >= max_attempts THEN now() END"
+               " finished_at = CASE WHEN $5::bool OR cancel_requested OR attempt >= max_attempts"
+               " THEN now() END"
                " WHERE id = $1::bigint AND attempt = $2::int RETURNING state, coalesce(ckpt_id, 0)",
                5, p, &r, "record a failed attempt", err);
   if (rc == MN_OK && PQntuples(r) == 1) {

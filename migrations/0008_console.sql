@@ -50,3 +50,42 @@ COMMENT ON VIEW mnemo.language_history IS
   'measured';
 
 GRANT SELECT ON mnemo.checkpoint_numbers, mnemo.language_history TO mnemo_daemon, mnemo_operator;
+
+-- cancel_job, again: a running refresh's candidate fails at once, in the cancel's own
+-- transaction (before, it stayed "training" until the daemon's next heartbeat noticed)
+CREATE OR REPLACE FUNCTION mnemo.cancel_job(p_job bigint) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  j mnemo.jobs;
+  s text;
+BEGIN
+  SELECT * INTO j FROM mnemo.jobs WHERE id = p_job FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no job %', p_job USING ERRCODE = 'no_data_found';
+  END IF;
+  s := j.state;
+  IF s = 'queued' THEN
+    UPDATE mnemo.jobs SET state = 'cancelled', finished_at = now(), error = 'cancelled by '
+           || session_user WHERE id = p_job;
+    s := 'cancelled';
+  ELSIF s = 'running' THEN
+    UPDATE mnemo.jobs SET cancel_requested = true WHERE id = p_job;
+    s := 'cancelling';
+  ELSE
+    RAISE EXCEPTION 'job % is % already', p_job, s
+      USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
+  IF j.kind = 'refresh' AND j.ckpt_id IS NOT NULL THEN
+    UPDATE mnemo.checkpoints SET state = 'failed', reasons = 'cancelled by ' || session_user,
+           updated_at = now()
+     WHERE id = j.ckpt_id AND state IN ('training', 'candidate');
+    IF FOUND THEN
+      PERFORM mnemo.log_event('checkpoint_failed', j.ckpt_id, p_job,
+                              jsonb_build_object('reasons', 'cancelled by ' || session_user));
+    END IF;
+  END IF;
+  PERFORM mnemo.log_event('cancel_requested', NULL, p_job, '{}');
+  PERFORM pg_notify('mnemo_jobs', p_job::text);
+  RETURN s;
+END
+$$;

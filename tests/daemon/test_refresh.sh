@@ -240,6 +240,8 @@ until_true 60 grep -qE '^== attempt [0-9]+ step finetune:.*--resume' "$tmp/data/
   fail "refresh 3 did not resume after SIGTERM"
 until_true 60 pgrep -f "finetune --spec $tmp/data/jobs/$job3/" || fail "refresh 3 did not fine-tune again"
 MNEMO_DB=$operator "$ctl" cancel "$job3" >/dev/null || fail "cancel"
+# the candidate fails at once, in the cancel's own transaction, not at the next heartbeat
+is "select state from mnemo.checkpoints where job_id = $job3" failed || fail "the cancelled candidate is not failed at once"
 until_true 30 gone "finetune --spec $tmp/data/jobs/$job3/" || fail "cancel did not stop the worker"
 until_true 30 is "select state from mnemo.jobs where id = $job3" cancelled || fail "not cancelled"
 is "select state from mnemo.checkpoints where job_id = $job3" failed || fail "the cancelled candidate is not failed"
