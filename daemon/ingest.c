@@ -286,6 +286,14 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
   ingest_state r = {.conn = conn, .opt = opt, .res = res};
   memset(res, 0, sizeof *res);
   r.t0 = mn_monotonic_ms();
+  for (size_t i = 0; i < nfiles && opt->progress; i++) { /* for a percentage and an ETA */
+    struct stat st;
+    if (strcmp(files[i], "-") == 0 || stat(files[i], &st) != 0 || !S_ISREG(st.st_mode)) {
+      r.bytes_total = 0;
+      break;
+    }
+    r.bytes_total += (int64_t)st.st_size;
+  }
   size_t unit_max = (size_t)opt->max_document_bytes * 6 + 65536 + 2;
   mn_buf_init(&r.unit, unit_max);
   mn_buf_init(&r.line, unit_max);

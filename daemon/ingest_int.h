@@ -52,6 +52,7 @@ typedef struct ingest_state {
   known_lang *langs;
   size_t nlangs;
   double t0;
+  int64_t bytes_total; /* the inputs' sizes when all are regular files (progress), else 0 */
 
   /* the reader thread's own state */
   mn_buf unit; /* the unit being built (paragraphs) */

@@ -234,8 +234,15 @@ static void progress(ingest_state *r, bool last)
   if (!last && now - r->last_progress < 250) return;
   r->last_progress = now;
   double mb = (double)r->res->bytes_read / 1e6, s = (now - r->t0) / 1e3;
-  fprintf(stderr, "\r%lld units, %.1f MB, %.1f MB/s%s", (long long)r->res->units, mb,
-          s > 0 ? mb / s : 0.0, last ? "\n" : "");
+  fprintf(stderr, "\r%lld units, %.1f MB, %.1f MB/s", (long long)r->res->units, mb,
+          s > 0 ? mb / s : 0.0);
+  if (r->bytes_total > 0) { /* the inputs' sizes are known: how far, and how long to go */
+    double done = (double)r->res->bytes_read / (double)r->bytes_total;
+    if (done > 1 || last) done = 1; /* separators are not counted as read: the end is 100% */
+    fprintf(stderr, ", %3.0f%%", 100 * done);
+    if (!last && done > 0.01 && s > 1) fprintf(stderr, ", ETA %.0f s ", s * (1 - done) / done);
+  }
+  fprintf(stderr, "%s", last ? "\n" : "");
 }
 
 static mn_status reject(ingest_state *r, const char *raw, size_t n, const char *sep, mn_error *err)

@@ -56,6 +56,10 @@ expect_rc 2 "$ctl" ingest --lang swh --source s --reject x "$data/swahili.txt"
 expect_rc 0 "$ctl" ingest "$data/swahili.txt" --lang swh --source kiswahili --unit paragraph
 grep -q "3 unit(s) read" "$tmp/out" || fail "ingest: $(cat "$tmp/out")"
 [ ! -s "$tmp/err" ] || fail "no progress line expected when stderr is not a terminal: $(cat "$tmp/err")"
+# on a terminal (script(1) gives one): the progress line, with how far when the size is known
+MNEMO_DB=$MNEMO_DB script -qec "$ctl ingest $data/swahili.txt --lang swh --source kiswahili --unit paragraph" \
+  /dev/null >"$tmp/tty.out" 2>&1 || fail "ingest on a terminal: $(cat "$tmp/tty.out")"
+grep -q "units, .* MB/s, 100%" "$tmp/tty.out" || fail "no progress with a percentage: $(cat "$tmp/tty.out")"
 [ "$(count "select count(*) from mnemo.documents where lang = 'swh'")" = 3 ] || fail "swh count"
 
 # a bad file: file:line: reason, exit 1, nothing stored
