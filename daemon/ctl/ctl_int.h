@@ -80,6 +80,11 @@ extern const ctl_command ctl_triage_commands[];
 extern const size_t ctl_triage_ncommands;
 extern const ctl_command ctl_users_commands[];
 extern const size_t ctl_users_ncommands;
+extern const ctl_command ctl_docs_commands[];
+extern const size_t ctl_docs_ncommands;
+/* ctl_next_command -- every command of every table in turn (*cursor starts at 0), NULL at
+ * the end: for the manual page and the completion script */
+const ctl_command *ctl_next_command(size_t *cursor);
 
 /* ctl_json_errors -- --json was given: errors go to stderr as one JSON object ({"error":
  * kind, "message", "detail", "sqlstate"}) */

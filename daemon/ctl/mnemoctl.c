@@ -321,7 +321,21 @@ static const table tables[] = {{commands, &ncommands},
                                {ctl_data_commands, &ctl_data_ncommands},
                                {ctl_refresh_commands, &ctl_refresh_ncommands},
                                {ctl_triage_commands, &ctl_triage_ncommands},
-                               {ctl_users_commands, &ctl_users_ncommands}};
+                               {ctl_users_commands, &ctl_users_ncommands},
+                               {ctl_docs_commands, &ctl_docs_ncommands}};
+
+const ctl_command *ctl_next_command(size_t *cursor)
+{
+  size_t k = *cursor;
+  for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++) {
+    if (k < *tables[t].n) {
+      ++*cursor;
+      return &tables[t].cmds[k];
+    }
+    k -= *tables[t].n;
+  }
+  return NULL;
+}
 #define FOR_EACH_COMMAND(cmdp)                                                                     \
   for (size_t t_ = 0; t_ < sizeof tables / sizeof tables[0]; t_++)                                 \
     for (const command *cmdp = tables[t_].cmds; cmdp < tables[t_].cmds + *tables[t_].n; cmdp++)
