@@ -270,7 +270,8 @@ void mn_sha256_abort(mn_sha256 *h); /* release without a digest; NULL-safe ctx *
 MN_NODISCARD mn_status mn_sha256_hex(const void *p, size_t n, char out[MN_SHA256_HEX_LEN + 1],
                                      mn_error *err);
 void mn_hex_encode(const uint8_t *p, size_t n, char *out /* 2n+1 bytes */);
-/* mn_edit_distance -- Levenshtein distance of a and b (64 when either is longer than 63) */
+/* mn_edit_distance -- edit distance of a and b, a swap of neighbours counting one (optimal
+ * string alignment; 64 when either is longer than 63) */
 size_t mn_edit_distance(const char *a, const char *b);
 /* mn_nearest -- the candidate nearest to s (cands[0..n)), or NULL when none is near enough to
  * be what was meant: at most a third of s's length apart, and 2 for short words */

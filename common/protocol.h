@@ -19,6 +19,8 @@ enum {
                              * the verdict is complete all the same */
   MN_EXIT_INTERRUPTED = 75, /* stopped by SIGINT/SIGTERM: complete outputs were kept, a
                              * rerun resumes (EX_TEMPFAIL) */
+  MN_EXIT_CONFIG = 78,      /* mnemod: its configuration cannot be used (EX_CONFIG): starting
+                             * it again will not help (the unit's RestartPreventExitStatus) */
 };
 
 /* ---------------------------------------------------------------- the triage batch

@@ -134,6 +134,10 @@ size_t mn_edit_distance(const char *a, const char *b)
       size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
       size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
       d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+      /* two neighbours swapped ("nwe" for "new") is one slip, not two */
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < d[i][j])
+        d[i][j] = d[i - 2][j - 2] + 1;
     }
   }
   return d[la][lb];
@@ -142,7 +146,9 @@ size_t mn_edit_distance(const char *a, const char *b)
 const char *mn_nearest(const char *s, const char *const *cands, size_t n)
 {
   const char *best = NULL;
-  size_t bd = SIZE_MAX, len = strlen(s), limit = len / 3 > 2 ? len / 3 : 2;
+  /* a third of the word, 2 for words of 4 to 8 letters, 1 for shorter ones (a letter or two
+   * is near anything) */
+  size_t bd = SIZE_MAX, len = strlen(s), limit = len / 3 > 2 ? len / 3 : len > 3 ? 2 : 1;
   for (size_t i = 0; i < n; i++) {
     size_t d = mn_edit_distance(s, cands[i]);
     if (d < bd) bd = d, best = cands[i];

@@ -20,9 +20,11 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -744,19 +746,43 @@ void mn_config_apply_log(const mn_config *cfg)
   mn_log_configure((mn_log_level)cfg->log.level, (mn_log_format)cfg->log.format, -1);
 }
 
+/* safe_config -- a file a config may be read from without asking: a regular file, owned by
+ * this user or root, that no one else may write (a config names programs to run:
+ * daemon.worker) */
+static bool safe_config(const char *path)
+{
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || access(path, R_OK) != 0) return false;
+  if (st.st_uid != getuid() && st.st_uid != 0) return false;
+  return (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+}
+
+/* home_dir -- $HOME, else the password database's */
+static const char *home_dir(void)
+{
+  const char *home = getenv("HOME");
+  if (home && *home == '/') return home;
+  struct passwd *pw = getpwuid(getuid());
+  return pw && pw->pw_dir && *pw->pw_dir == '/' ? pw->pw_dir : NULL;
+}
+
+/* xdg_dir -- $NAME when it is an absolute path (the XDG rule), else HOME/fallback */
+static int xdg_dir(const char *name, const char *fallback, const char *leaf, char *buf, size_t cap)
+{
+  const char *x = getenv(name), *home = home_dir();
+  if (x && *x == '/') return snprintf(buf, cap, "%s/%s", x, leaf);
+  if (home) return snprintf(buf, cap, "%s/%s/%s", home, fallback, leaf);
+  return -1;
+}
+
 const char *mn_config_find(char *buf, size_t cap)
 {
   const char *env = getenv("MNEMO_CONFIG");
   if (env && *env) return env;
-  if (access("mnemo.yaml", R_OK) == 0) return "mnemo.yaml";
-  const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-  int n = -1;
-  if (xdg && *xdg)
-    n = snprintf(buf, cap, "%s/mnemo/mnemo.yaml", xdg);
-  else if (home && *home)
-    n = snprintf(buf, cap, "%s/.config/mnemo/mnemo.yaml", home);
-  if (n > 0 && (size_t)n < cap && access(buf, R_OK) == 0) return buf;
-  if (access("/etc/mnemo/mnemo.yaml", R_OK) == 0) return "/etc/mnemo/mnemo.yaml";
+  if (safe_config("mnemo.yaml")) return "mnemo.yaml";
+  int n = xdg_dir("XDG_CONFIG_HOME", ".config", "mnemo/mnemo.yaml", buf, cap);
+  if (n > 0 && (size_t)n < cap && safe_config(buf)) return buf;
+  if (safe_config("/etc/mnemo/mnemo.yaml")) return "/etc/mnemo/mnemo.yaml";
   return NULL;
 }
 
@@ -768,13 +794,19 @@ mn_status mn_config_adhoc(mn_config *cfg, mn_error *err)
   for (i = 0; i < n && &keys[i] != k; i++)
     ;
   if (i == n || strcmp(cfg->origin[i].what, "default") != 0) return MN_OK;
-  const char *state = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
   char dir[4096];
-  if (state && *state)
-    snprintf(dir, sizeof dir, "%s/mnemo", state);
-  else if (home && *home)
-    snprintf(dir, sizeof dir, "%s/.local/state/mnemo", home);
-  else
-    return MN_OK;
+  int len = xdg_dir("XDG_STATE_HOME", ".local/state", "mnemo", dir, sizeof dir);
+  if (len <= 0 || (size_t)len >= sizeof dir)
+    return mn_error_set(err, MN_ERR_CONFIG,
+                        "no config file and no home folder: give daemon.data_dir (a run without "
+                        "a config never uses the shared /var/lib/mnemo)");
+  /* made now, parents too, for this user only: a fresh account has no ~/.local/state */
+  for (char *p = dir + 1; *p; p++)
+    if (*p == '/') {
+      *p = '\0';
+      mkdir(dir, 0700);
+      *p = '/';
+    }
+  mkdir(dir, 0700);
   return mn_config_set_literal(cfg, "daemon.data_dir", dir, "no config file: the user's own", err);
 }

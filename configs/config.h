@@ -158,14 +158,16 @@ MN_NODISCARD mn_status mn_config_keep_fixed(mn_config *next, const mn_config *cu
                                             mn_error *err);
 
 /* mn_config_find -- the configuration file to read when no --config was given: $MNEMO_CONFIG,
- * else the first readable of ./mnemo.yaml, $XDG_CONFIG_HOME/mnemo/mnemo.yaml (default
- * ~/.config), /etc/mnemo/mnemo.yaml (the systemd unit's); NULL: none (the defaults).  The
- * result is env's, a literal or buf. */
+ * else the first of ./mnemo.yaml, $XDG_CONFIG_HOME/mnemo/mnemo.yaml (default ~/.config),
+ * /etc/mnemo/mnemo.yaml (the systemd unit's) that is a regular file, readable, owned by this
+ * user or root and writable by no one else (a config names programs to run); NULL: none (the
+ * defaults).  The result is env's, a literal or buf. */
 const char *mn_config_find(char *buf, size_t cap);
 
 /* mn_config_adhoc -- a run without any config file: daemon.data_dir, unless set, is the
- * user's own $XDG_STATE_HOME/mnemo (~/.local/state/mnemo), never the shared /var/lib/mnemo a
- * deployment's file names (ad-hoc runs overwrote a deployment's triage files there). */
+ * user's own $XDG_STATE_HOME/mnemo (~/.local/state/mnemo; made, mode 0700), never the shared
+ * /var/lib/mnemo a deployment's file names (ad-hoc runs overwrote a deployment's triage
+ * files there); with no home folder at all, MN_ERR_CONFIG asking for daemon.data_dir. */
 MN_NODISCARD mn_status mn_config_adhoc(mn_config *cfg, mn_error *err);
 
 /* mn_config_dump -- the effective configuration as YAML, secrets redacted, origins as comments. */

@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,11 +46,12 @@ mn_status child_spawn(child *ch, char *const *argv, int out_fd, int log_fd, cons
     if (dprintf(log_fd, " %s", argv[i]) < 0) break;
   if (dprintf(log_fd, "\n") < 0) {
   }
-  /* every signal blocked across the fork: until the child has put back the default
-   * handlers, a signal sent to it (the runner's SIGTERM) must not run mnemod's handler there,
-   * which would write to mnemod's signal pipe and stop mnemod instead of the worker */
-  /* the worker's environment: the daemon's and MNEMO_SUPERVISED=1 (it then says what kind
-   * of error stopped it, as a JSON line); made before the fork, where allocating is safe */
+  /* the worker's environment: the daemon's without its database secrets (the worker has no
+   * database; its config leaves database.* out for the same reason) and with
+   * MNEMO_SUPERVISED=1 (it then says what kind of error stopped it, as a JSON line); made
+   * before the fork, where allocating is safe */
+  static const char *const dropped[] = {"MNEMO_SUPERVISED=", "MNEMO_DB=", "PGPASSWORD=",
+                                        "MNEMO_DB_PASSWORD=", "MNEMO_WEBHOOK_SECRET="};
   extern char **environ;
   size_t nenv = 0;
   while (environ[nenv])
@@ -57,10 +59,17 @@ mn_status child_spawn(child *ch, char *const *argv, int out_fd, int log_fd, cons
   char **envp = malloc((nenv + 2) * sizeof *envp);
   if (!envp) return mn_error_set(err, MN_ERR_NOMEM, "out of memory starting the worker");
   size_t k = 0;
-  for (size_t i = 0; i < nenv; i++)
-    if (strncmp(environ[i], "MNEMO_SUPERVISED=", 17) != 0) envp[k++] = environ[i];
+  for (size_t i = 0; i < nenv; i++) {
+    bool keep = true;
+    for (size_t d = 0; d < sizeof dropped / sizeof dropped[0]; d++)
+      if (strncmp(environ[i], dropped[d], strlen(dropped[d])) == 0) keep = false;
+    if (keep) envp[k++] = environ[i];
+  }
   envp[k++] = (char *)"MNEMO_SUPERVISED=1";
   envp[k] = NULL;
+  /* every signal blocked across the fork: until the child has put back the default
+   * handlers, a signal sent to it (the runner's SIGTERM) must not run mnemod's handler there,
+   * which would write to mnemod's signal pipe and stop mnemod instead of the worker */
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);

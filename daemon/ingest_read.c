@@ -242,7 +242,7 @@ static void progress(ingest_state *r, bool last)
     fprintf(stderr, ", %3.0f%%", 100 * done);
     if (!last && done > 0.01 && s > 1) fprintf(stderr, ", ETA %.0f s ", s * (1 - done) / done);
   }
-  fprintf(stderr, "%s", last ? "\n" : "");
+  fprintf(stderr, "\033[K%s", last ? "\n" : ""); /* what a longer line left, cleared */
 }
 
 static mn_status reject(ingest_state *r, const char *raw, size_t n, const char *sep, mn_error *err)

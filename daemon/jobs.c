@@ -79,8 +79,24 @@ static mn_status after_final_failure(PGconn *c, int64_t job, int64_t ckpt, const
   return rc;
 }
 
-/* the state a failed attempt leaves: queued with backoff, or failed once attempts are spent */
-/* an attempt that failed while a cancel was asked for ends the job as cancelled */
+/* after_cancel -- a job an attempt's failure ended as cancelled (a cancel was asked for): its
+ * job_cancelled event, as a cancel the runner saw itself records */
+static mn_status after_cancel(PGconn *c, int64_t job, mn_error *err)
+{
+  char js[32];
+  FMT_I64(js, job);
+  const char *p[] = {js};
+  PGresult *r;
+  mn_status rc = db_query(c,
+                          "SELECT mnemo.log_job_event('job_cancelled', $1::bigint,"
+                          " jsonb_build_object('why', 'cancelled; its attempt ended meanwhile'))",
+                          1, p, &r, "record a cancelled job", err);
+  PQclear(r);
+  return rc;
+}
+
+/* the state a failed attempt leaves: queued with backoff, or failed once attempts are spent;
+ * cancelled when a cancel was asked for meanwhile */
 #define FAIL_STATE                                                                                 \
   " CASE WHEN cancel_requested THEN 'cancelled' WHEN attempt >= max_attempts THEN 'failed'"        \
   " ELSE 'queued' END "
@@ -115,6 +131,8 @@ mn_status jobs_reap(PGconn *c, const char *owner, int64_t running, const mn_conf
     if (strcmp(state, "failed") == 0)
       rc = after_final_failure(c, i64(r, i, 0), i64(r, i, 2), PQgetvalue(r, i, 1),
                                PQgetvalue(r, i, 4), err);
+    else if (strcmp(state, "cancelled") == 0)
+      rc = after_cancel(c, i64(r, i, 0), err);
   }
   if (rc == MN_OK) *n = PQntuples(r);
   PQclear(r);
@@ -241,18 +259,19 @@ mn_status jobs_fail(PGconn *c, const mn_job *j, const char *owner, const char *w
   *final = false;
   mn_status rc = jobs_begin(c, j, owner, err);
   if (rc != MN_OK) return rc;
-  rc =
-      db_query(c,
-               "UPDATE mnemo.jobs SET" FAIL_SET ", error = $4,"
-               " state = CASE WHEN $5::bool THEN 'failed' ELSE" FAIL_STATE "END,"
-               " finished_at = CASE WHEN $5::bool OR cancel_requested OR attempt >= max_attempts"
-               " THEN now() END"
-               " WHERE id = $1::bigint AND attempt = $2::int RETURNING state, coalesce(ckpt_id, 0)",
-               5, p, &r, "record a failed attempt", err);
+  rc = db_query(
+      c,
+      "UPDATE mnemo.jobs SET" FAIL_SET ", error = $4,"
+      " state = CASE WHEN $5::bool AND NOT cancel_requested THEN 'failed' ELSE" FAIL_STATE "END,"
+      " finished_at = CASE WHEN $5::bool OR cancel_requested OR attempt >= max_attempts"
+      " THEN now() END"
+      " WHERE id = $1::bigint AND attempt = $2::int RETURNING state, coalesce(ckpt_id, 0)",
+      5, p, &r, "record a failed attempt", err);
   if (rc == MN_OK && PQntuples(r) == 1) {
     *final = strcmp(PQgetvalue(r, 0, 0), "failed") == 0;
     int64_t ckpt = i64(r, 0, 1);
     if (*final) rc = after_final_failure(c, j->id, ckpt, j->kind, why, err);
+    if (strcmp(PQgetvalue(r, 0, 0), "cancelled") == 0) rc = after_cancel(c, j->id, err);
   }
   PQclear(r);
   if (rc == MN_OK) return jobs_commit(c, err);

@@ -482,7 +482,8 @@ int main(int argc, char **argv)
              "SIGHUP reloads the config.  Logs go to stderr (log.level, log.format).\n"
              "The config: --config, else $MNEMO_CONFIG, ./mnemo.yaml,\n"
              "$XDG_CONFIG_HOME/mnemo/mnemo.yaml (~/.config), /etc/mnemo/mnemo.yaml.\n"
-             "\nexit status: 0 stopped by SIGTERM or SIGINT, 1 failure, 2 usage error\n");
+             "\nexit status: 0 stopped by SIGTERM or SIGINT, 1 failure, 2 usage error, 78 a\n"
+             "configuration that cannot be used (a restart will not help)\n");
       return MN_EXIT_OK;
     } else {
       fprintf(stderr, "mnemod: unknown or incomplete option \"%s\"\nTry \"mnemod --help\".\n",
@@ -496,7 +497,7 @@ int main(int argc, char **argv)
   next_config nc;
   if (load(&st, &nc, &err) != MN_OK) {
     fprintf(stderr, "mnemod: %s\n", err.msg);
-    return MN_EXIT_FAIL;
+    return err.code == MN_ERR_CONFIG ? MN_EXIT_CONFIG : MN_EXIT_FAIL;
   }
   apply(&st, &nc);
   /* close-on-exec: the workers mnemod starts do not inherit it */
@@ -534,7 +535,7 @@ int main(int argc, char **argv)
   if (console_create(&st.cfg, &st.web, &err) != MN_OK) {
     fprintf(stderr, "mnemod: %s\n", err.msg);
     runner_destroy(st.run);
-    return MN_EXIT_FAIL;
+    return err.code == MN_ERR_CONFIG ? MN_EXIT_CONFIG : MN_EXIT_FAIL;
   }
   uint64_t wd_usec = 0;
   if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec / 2000 < (uint64_t)poll_cap_ms)
@@ -548,5 +549,5 @@ int main(int argc, char **argv)
   runner_destroy(st.run);
   curl_global_cleanup();
   mn_config_fini(&st.cfg);
-  return failed ? MN_EXIT_FAIL : MN_EXIT_OK;
+  return failed ? MN_EXIT_CONFIG : MN_EXIT_OK; /* run fails only on a config naming no database */
 }

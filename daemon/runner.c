@@ -31,6 +31,8 @@
 
 static mn_status spawn(runner *r, mn_error *err)
 {
+  r->permanent = false; /* what the last worker said is not this one's */
+  r->worker_error[0] = '\0';
   char log[PATH_MAX];
   runner__path_job(r, log, sizeof log, "worker.log");
   int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -85,6 +87,8 @@ static void on_line(runner *r, const char *s)
     }
   } else if (strcmp(ev, "error") == 0) { /* the worker's own word on why it stops */
     r->permanent = json_is_true(json_object_get(e, "permanent"));
+    const char *m = json_string_value(json_object_get(e, "message"));
+    if (m) snprintf(r->worker_error, sizeof r->worker_error, "%s", m);
   } else if (strcmp(ev, "done") == 0) {
     const char *sha = json_string_value(json_object_get(e, "sha256"));
     if (sha && strlen(sha) == MN_SHA256_HEX_LEN) snprintf(r->sha, sizeof r->sha, "%s", sha);
@@ -154,6 +158,8 @@ static void end_job(runner *r, bool clean)
   r->progress = NULL;
   r->active = false;
   r->stopping = false;
+  r->permanent = false;
+  r->worker_error[0] = '\0';
 }
 
 static int64_t tree_bytes; /* add_size's sum (the runner lives on one thread) */
@@ -326,7 +332,11 @@ static mn_status child_done(runner *r, PGconn *c, mn_error *err)
     return advance(r, c, err);
   }
   char why[600], last[400];
-  last_log_line(r, last, sizeof last);
+  /* the worker's own message (its error event), else the last line of its log */
+  if (r->worker_error[0])
+    snprintf(last, sizeof last, "%s", r->worker_error);
+  else
+    last_log_line(r, last, sizeof last);
   snprintf(why, sizeof why, "step %s: mnemo exited with %d%s%s", name, code, last[0] ? ": " : "",
            last);
   return fail_attempt(r, c, why, err);

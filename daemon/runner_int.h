@@ -30,7 +30,8 @@ struct runner {
   int64_t base;   /* the baseline: production when the refresh began; a promotion's parent */
   int64_t nfresh; /* documents the job trains on (refresh) or absorbs (promotion) */
   char sha[MN_SHA256_HEX_LEN + 1];
-  bool permanent; /* the running step's worker said its failure would come again */
+  bool permanent;         /* the running step's worker said its failure would come again */
+  char worker_error[400]; /* and what it said (its error event's message) */
   /* the child: a step's worker from spawn until child_done or kill_child (child.pid 0
    * otherwise) */
   child child;

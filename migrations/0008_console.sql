@@ -58,6 +58,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   j mnemo.jobs;
   s text;
+  cs text;
 BEGIN
   SELECT * INTO j FROM mnemo.jobs WHERE id = p_job FOR UPDATE;
   IF NOT FOUND THEN
@@ -76,12 +77,14 @@ BEGIN
       USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
   IF j.kind = 'refresh' AND j.ckpt_id IS NOT NULL THEN
-    UPDATE mnemo.checkpoints SET state = 'failed', reasons = 'cancelled by ' || session_user,
-           updated_at = now()
-     WHERE id = j.ckpt_id AND state IN ('training', 'candidate');
-    IF FOUND THEN
+    SELECT state INTO cs FROM mnemo.checkpoints WHERE id = j.ckpt_id FOR UPDATE;
+    IF cs IN ('training', 'candidate') THEN -- the event as checkpoint_advance writes it
+      UPDATE mnemo.checkpoints SET state = 'failed', reasons = 'cancelled by ' || session_user,
+             updated_at = now()
+       WHERE id = j.ckpt_id;
       PERFORM mnemo.log_event('checkpoint_failed', j.ckpt_id, p_job,
-                              jsonb_build_object('reasons', 'cancelled by ' || session_user));
+                              jsonb_build_object('from', cs, 'to', 'failed', 'reasons',
+                                                 'cancelled by ' || session_user));
     END IF;
   END IF;
   PERFORM mnemo.log_event('cancel_requested', NULL, p_job, '{}');

@@ -197,25 +197,40 @@ static const size_t ncommands = sizeof commands / sizeof commands[0];
 
 static const worker_command *current; /* the command running, for usage messages */
 
+/* supervised_error -- under mnemod (MNEMO_SUPERVISED=1), what kind of failure stops the
+ * worker, as a JSON line first: mnemod does not retry what would fail the same way (bad
+ * input, a bad config, a corrupt file, a usage error).  The message escaped: it may quote
+ * bytes that are not UTF-8, which JSON cannot carry. */
+static void supervised_error(const char *code, bool permanent, const char *msg)
+{
+  const char *sup = getenv("MNEMO_SUPERVISED");
+  if (!sup || strcmp(sup, "1") != 0) return;
+  char text[1024];
+  mn_text_escape(msg, strlen(msg), 0, text, sizeof text, NULL);
+  worker__emit(json_pack("{s:s, s:s, s:b, s:s}", "event", "error", "code", code, "permanent",
+                         permanent, "message", text));
+}
+
 int worker__fail(const mn_error *err)
 {
   fprintf(stderr, "mnemo: %s\n", err->msg);
   if (err->detail[0]) fprintf(stderr, "  detail: %s\n", err->detail);
   /* under mnemod: what kind of failure, so that it does not retry what would fail the
    * same way (bad input, a bad config, a corrupt file, a usage error) */
-  const char *sup = getenv("MNEMO_SUPERVISED");
-  if (sup && strcmp(sup, "1") == 0) {
-    bool permanent = err->code == MN_ERR_INPUT || err->code == MN_ERR_CONFIG ||
-                     err->code == MN_ERR_CORRUPT || err->code == MN_ERR_USAGE;
-    worker__emit(json_pack("{s:s, s:s, s:b, s:s}", "event", "error", "code",
-                           mn_status_name(err->code), "permanent", permanent, "message", err->msg));
-  }
+  bool permanent = err->code == MN_ERR_INPUT || err->code == MN_ERR_CONFIG ||
+                   err->code == MN_ERR_CORRUPT || err->code == MN_ERR_USAGE;
+  supervised_error(mn_status_name(err->code), permanent, err->msg);
   return err->code == MN_ERR_USAGE ? MN_EXIT_USAGE : MN_EXIT_FAIL;
 }
 
 int worker__usage(const char *fmt, ...)
 {
   va_list ap;
+  char msg[512];
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  supervised_error("usage", true, msg); /* a command line the worker refuses stays refused */
   va_start(ap, fmt);
   fprintf(stderr, "mnemo: ");
   vfprintf(stderr, fmt, ap);

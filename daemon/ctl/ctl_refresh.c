@@ -229,15 +229,25 @@ static int cmd_refresh(ctl *c, int argc, char **argv)
   PGresult *res = NULL;
   if (argc != 0) return ctl_usage("refresh takes no arguments (got \"%s\")", argv[0]);
   const char *p[] = {c->a.reason ? c->a.reason : "mnemoctl refresh"};
-  if (ctl_connect(c, &conn, &err) != MN_OK ||
-      db_query(conn,
-               /* a job the call queued is not in the statement's snapshot: no row of it
-                * means this call queued it (and it is no retry) */
-               "SELECT r.id, coalesce(j.retry_of::text, ''), coalesce(j.state, ''),"
-               " coalesce(j.requested_by, '') FROM (SELECT"
-               " mnemo.request_refresh($1) AS id) r LEFT JOIN mnemo.jobs j ON j.id = r.id",
-               1, p, &res, "could not queue a refresh", &err) != MN_OK)
+  /* in one transaction: the job is this call's when its row was written by this
+   * transaction (xmin), whatever another caller did at the same moment */
+  if (ctl_connect(c, &conn, &err) != MN_OK || db_exec(conn, "BEGIN", &err) != MN_OK ||
+      db_query(conn, "WITH r AS (SELECT mnemo.request_refresh($1) AS id) SELECT r.id FROM r", 1, p,
+               &res, "could not queue a refresh", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  const char *q[] = {PQgetvalue(res, 0, 0)};
+  PGresult *job = NULL;
+  if (db_query(conn,
+               "SELECT id, coalesce(retry_of::text, ''),"
+               " CASE WHEN xmin = pg_current_xact_id()::xid THEN '' ELSE state END,"
+               " requested_by FROM mnemo.jobs WHERE id = $1::bigint",
+               1, q, &job, "could not read the refresh", &err) != MN_OK ||
+      db_exec(conn, "COMMIT", &err) != MN_OK) {
+    PQclear(job);
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  }
+  PQclear(res);
+  res = job;
   const char *retry_of = PQgetvalue(res, 0, 1), *state = PQgetvalue(res, 0, 2);
   bool queued = !*state; /* this call made it */
   if (c->json)

@@ -9,6 +9,7 @@
 #include "daemon/ctl/ctl_int.h"
 
 #include <openssl/crypto.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,27 +21,47 @@ static const char *const ROLES[] = {"operator", "reporter", "ingest", "daemon", 
 /* the members of mnemo's roles: login, roles, whether it may log in, and a guard against
  * dropping anything else */
 #define USERS_SQL                                                                                  \
-  "SELECT r.rolname, string_agg(substr(g.rolname, 7), ',' ORDER BY g.rolname), r.rolcanlogin"      \
+  "SELECT r.rolname, string_agg(substr(g.rolname, 7), ',' ORDER BY g.rolname), r.rolcanlogin,"     \
+  " r.rolsuper OR r.rolcreaterole OR r.rolbypassrls OR r.rolname = session_user"                   \
   "  FROM pg_roles r JOIN pg_auth_members m ON m.member = r.oid"                                   \
   "  JOIN pg_roles g ON g.oid = m.roleid"                                                          \
   " WHERE g.rolname IN ('mnemo_operator', 'mnemo_reporter', 'mnemo_ingest', 'mnemo_daemon')"       \
-  "   AND ($1::text IS NULL OR r.rolname = $1) GROUP BY r.rolname, r.rolcanlogin ORDER BY 1"
+  "   AND ($1::text IS NULL OR r.rolname = $1)"                                                    \
+  " GROUP BY r.rolname, r.rolcanlogin, r.rolsuper, r.rolcreaterole, r.rolbypassrls ORDER BY 1"
 
-/* read_password -- one line from standard input (echo off on a terminal) */
+/* the terminal as it was before the password prompt, put back by a signal too */
+static struct termios saved_tty;
+
+static void restore_tty(int sig)
+{
+  tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+/* read_password -- one line from standard input (echo off on a terminal, and back on
+ * whatever ends the prompt: Enter, Ctrl-C, a kill) */
 static int read_password(char *out, size_t cap)
 {
   bool tty = isatty(STDIN_FILENO);
-  struct termios old, quiet;
+  struct sigaction sa = {.sa_handler = restore_tty}, old_int, old_term, old_tstp;
   if (tty) {
     fprintf(stderr, "password: ");
-    tcgetattr(STDIN_FILENO, &old);
-    quiet = old;
+    tcgetattr(STDIN_FILENO, &saved_tty);
+    struct termios quiet = saved_tty;
     quiet.c_lflag &= ~(tcflag_t)ECHO;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGTSTP, &sa, &old_tstp);
     tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
   }
   bool got = fgets(out, (int)cap, stdin) != NULL;
   if (tty) {
-    tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGTSTP, &old_tstp, NULL);
     fprintf(stderr, "\n");
   }
   if (!got) return ctl_usage("--password-stdin: no password on standard input");
@@ -58,6 +79,9 @@ static int cmd_user_add(ctl *c, int argc, char **argv)
     return ctl_usage("user add takes one login name; see \"mnemoctl user add --help\"");
   const char *name = argv[0];
   if (ctl_user_value("NAME", name) != 0) return MN_EXIT_USAGE;
+  if (strlen(name) > 63) /* PostgreSQL would cut it (NAMEDATALEN) and make another name */
+    return ctl_usage("a login name has at most 63 bytes (\"%s\" has %zu)", ctl_text(name, 40),
+                     strlen(name));
   if (!c->a.role) return ctl_usage("user add needs --role (operator, reporter, ingest or daemon)");
   int k = 0;
   while (ROLES[k] && strcmp(ROLES[k], c->a.role) != 0)
@@ -74,20 +98,33 @@ static int cmd_user_add(ctl *c, int argc, char **argv)
   PGresult *res = NULL;
   if (ctl_connect(c, &conn, &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   char *ident = PQescapeIdentifier(conn, name, strlen(name));
-  char *verifier = *pw ? PQencryptPasswordConn(conn, pw, name, NULL) : NULL;
+  /* SCRAM whatever the server's password_encryption says: the password never leaves */
+  char *verifier = *pw ? PQencryptPasswordConn(conn, pw, name, "scram-sha-256") : NULL;
   OPENSSL_cleanse(pw, sizeof pw);
   char *lit = verifier ? PQescapeLiteral(conn, verifier, strlen(verifier)) : NULL;
   int code = MN_EXIT_FAIL;
   if (!ident || (c->a.password_stdin && !lit)) {
     db_error(conn, NULL, "could not prepare the login", &err);
   } else {
-    char sql[1024];
-    snprintf(sql, sizeof sql, "CREATE ROLE %s LOGIN%s%s IN ROLE mnemo_%s", ident,
-             lit ? " PASSWORD " : "", lit ? lit : "", ROLES[k]);
-    if (db_exec(conn, sql, &err) == MN_OK) code = MN_EXIT_OK;
+    char sql[2048];
+    int n = snprintf(sql, sizeof sql, "CREATE ROLE %s LOGIN%s%s IN ROLE mnemo_%s", ident,
+                     lit ? " PASSWORD " : "", lit ? lit : "", ROLES[k]);
+    if (n < 0 || (size_t)n >= sizeof sql) {
+      mn_error_set(&err, MN_ERR_INPUT, "the login name is too long");
+    } else {
+      /* the statement holds the verifier: the error names what failed, never the SQL */
+      PGresult *r = PQexec(conn, sql);
+      if (PQresultStatus(r) == PGRES_COMMAND_OK)
+        code = MN_EXIT_OK;
+      else
+        db_error(conn, r, "could not create the login", &err);
+      PQclear(r);
+    }
     OPENSSL_cleanse(sql, sizeof sql);
   }
   PQfreemem(ident);
+  if (verifier) OPENSSL_cleanse(verifier, strlen(verifier));
+  if (lit) OPENSSL_cleanse(lit, strlen(lit));
   PQfreemem(verifier);
   PQfreemem(lit);
   if (code == MN_EXIT_OK) {
@@ -144,6 +181,13 @@ static int cmd_user_remove(ctl *c, int argc, char **argv)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (PQntuples(res) != 1) {
     mn_error_set(&err, MN_ERR_INPUT, "\"%s\" is no member of mnemo's roles: not removed",
+                 ctl_text(argv[0], 0));
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  }
+  if (PQgetvalue(res, 0, 3)[0] == 't') { /* an administrator, or the one asking */
+    mn_error_set(&err, MN_ERR_INPUT,
+                 "\"%s\" is an administrator (superuser, CREATEROLE or BYPASSRLS) or your own "
+                 "login: not removed here",
                  ctl_text(argv[0], 0));
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   }

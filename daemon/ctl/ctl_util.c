@@ -24,8 +24,8 @@ static const char *sqlstate_words(const char *detail)
   static const struct {
     const char *state, *words;
   } known[] = {
-      {"SQLSTATE 42501", "your login's roles do not allow this (an administrator grants them: "
-                         "mnemoctl user add NAME --role operator)"},
+      {"SQLSTATE 42501", "your login's roles do not allow this (mnemoctl user list shows who has "
+                         "which; an administrator grants them)"},
       {"SQLSTATE 28P01", "the database refused the login name or password"},
       {"SQLSTATE 55000", "not now: the thing is in another state"},
       {"SQLSTATE 22023", "a value the database does not accept"},
@@ -50,9 +50,10 @@ int ctl_fail(const mn_error *err)
     rest += strcspn(rest, ";");
     rest += strspn(rest, "; ");
   }
-  if (ctl_json_errors) {
-    json_t *o = json_pack("{s:s, s:s}", "error", mn_status_name(err->code), "message", err->msg);
-    if (err->detail[0]) json_object_set_new(o, "detail", json_string(err->detail));
+  if (ctl_json_errors) { /* escaped: a message may quote bytes that are not UTF-8 */
+    json_t *o = json_pack("{s:s, s:s}", "error", mn_status_name(err->code), "message",
+                          ctl_text(err->msg, 0));
+    if (err->detail[0]) json_object_set_new(o, "detail", json_string(ctl_text(err->detail, 0)));
     if (strncmp(err->detail, "SQLSTATE ", 9) == 0)
       json_object_set_new(o, "sqlstate", json_stringn(err->detail + 9, 5));
     char *t = json_dumps(o, JSON_COMPACT);
@@ -63,7 +64,10 @@ int ctl_fail(const mn_error *err)
     /* messages quote what people wrote (names, notes, the failing row): escaped */
     fprintf(stderr, "mnemoctl: %s\n", ctl_text(err->msg, 0));
     if (words) fprintf(stderr, "  why: %s\n", words);
-    if (*rest) fprintf(stderr, "  detail: %s\n", ctl_text(rest, 0));
+    if (!words && err->detail[0]) /* nothing to say in words: the detail as it is */
+      fprintf(stderr, "  detail: %s\n", ctl_text(err->detail, 0));
+    else if (*rest)
+      fprintf(stderr, "  %s\n", ctl_text(rest, 0)); /* "DETAIL: ...; HINT: ..." */
   }
   return err->code == MN_ERR_USAGE ? MN_EXIT_USAGE : MN_EXIT_FAIL;
 }
@@ -91,6 +95,17 @@ int ctl_usage(const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
+  if (ctl_json_errors) { /* under --json, a usage error is one JSON object too */
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    json_t *o = json_pack("{s:s, s:s}", "error", "usage", "message", ctl_text(msg, 0));
+    char *t = json_dumps(o, JSON_COMPACT);
+    if (t) fprintf(stderr, "%s\n", t);
+    free(t);
+    json_decref(o);
+    va_end(ap);
+    return MN_EXIT_USAGE;
+  }
   fprintf(stderr, "mnemoctl: ");
   vfprintf(stderr, fmt, ap);
   fprintf(stderr, "\nTry \"mnemoctl help%s%s\".\n", *ctl_usage_topic ? " " : "", ctl_usage_topic);

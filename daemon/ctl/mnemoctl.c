@@ -6,8 +6,10 @@
  * Human tables by default, --json for scripts.  Exit codes (common/protocol.h): 0 ok,
  * 1 failure, 2 usage error; no command of mnemoctl runs a guard, so none exits
  * MN_EXIT_GUARD (3).  Only main() decides to exit.
- * Configuration: --config FILE, else $MNEMO_CONFIG, else the defaults;
- * the database: --db, else $MNEMO_DB, else database.conninfo.
+ * Configuration: --config FILE, else mn_config_find's ($MNEMO_CONFIG, ./mnemo.yaml,
+ * $XDG_CONFIG_HOME/mnemo/mnemo.yaml, /etc/mnemo/mnemo.yaml: files only this user or root may
+ * write), else the defaults; the database: --db, else $MNEMO_DB, else database.conninfo.
+ * Global options may follow the command too.
  */
 #include "daemon/ctl/ctl_int.h"
 
@@ -72,7 +74,7 @@ static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int 
       return 1;
     }
     if (ch == 'j') {
-      c->json = true;
+      c->json = ctl_json_errors = true;
       continue;
     }
     if (ch == 'd' || ch == 'c') {
@@ -95,8 +97,11 @@ static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int 
         *(bool *)(void *)slot = true;
       continue;
     }
-    if (ch == ':' || (ch == '?' && optopt >= 256))
+    if (ch == ':' || (ch == '?' && (optopt >= 256 || optopt == 'd' || optopt == 'c')))
       ctl_usage("option \"%s\" needs a value", argv[optind - 1]);
+    else if (ch == '?' && optopt > 0 && optopt < 256) /* a short option, maybe in a bundle */
+      ctl_usage("unknown option \"-%c\" for \"%s%s%s\"", optopt, cmd->name, cmd->sub ? " " : "",
+                cmd->sub ? cmd->sub : "");
     else {
       const char *names[44], *bad = argv[optind - 1], *dash = bad;
       size_t nn = 0;
@@ -377,7 +382,7 @@ int main(int argc, char **argv)
     switch (ch) {
     case 'c': c.config_path = optarg; break;
     case 'd': c.db = optarg; break;
-    case 'j': c.json = true; break;
+    case 'j': c.json = ctl_json_errors = true; break;
     case 'h': print_help(stdout); return MN_EXIT_OK;
     case 'V': printf("mnemoctl %s\n", MNEMO_VERSION); return MN_EXIT_OK;
     default: return ctl_usage("unknown or incomplete option \"%s\"", argv[optind - 1]);

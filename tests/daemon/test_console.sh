@@ -54,6 +54,18 @@ done
 "$ctl" user add short --role operator --password-stdin <<<"short" 2>/dev/null && fail "a 5-character password was taken"
 "$ctl" user add x1 --role admin 2>/dev/null && fail "--role admin was taken"
 "$ctl" user add tmp_login --role ingest >/dev/null
+# a failed CREATE ROLE names what failed, never the statement (it holds the verifier)
+"$ctl" user add op_login --role operator --password-stdin <<<"another-password" 2>"$tmp/dup" &&
+  fail "a login added twice"
+grep -q "already exists" "$tmp/dup" && ! grep -qi "scram\|password " "$tmp/dup" ||
+  fail "a failed user add: $(cat "$tmp/dup")"
+is "select rolpassword like 'SCRAM-SHA-256\$%' from pg_authid where rolname = 'op_login'" t ||
+  fail "op_login's password is not a SCRAM verifier"
+"$ctl" user add "$(printf 'x%.0s' $(seq 70))" --role operator 2>/dev/null && fail "a 70-byte login name was taken"
+sql "grant mnemo_operator to postgres"
+"$ctl" user remove postgres 2>"$tmp/rm" && fail "user remove dropped a superuser"
+grep -q "administrator" "$tmp/rm" || fail "user remove of a superuser: $(cat "$tmp/rm")"
+sql "revoke mnemo_operator from postgres"
 [ "$("$ctl" --json user list | python3 -c 'import json,sys; print(" ".join(u["user"] + ":" + u["roles"] for u in json.load(sys.stdin)))')" = \
   "dm_login:daemon op_login:operator rp_login:reporter tmp_login:ingest" ] || fail "user list: $("$ctl" user list)"
 "$ctl" user remove tmp_login >/dev/null || fail "user remove"
@@ -211,7 +223,7 @@ rc=0; "$mnemod" --config "$tmp/taken.yaml" --db "$admin" >/dev/null 2>"$tmp/take
 [ $rc -eq 1 ] && grep -q 'console.listen' "$tmp/taken.err" || fail "a taken port: exit $rc"
 printf 'console: {listen: "localhost:80"}\n' >"$tmp/bad.yaml"
 rc=0; "$mnemod" --config "$tmp/bad.yaml" --db "$admin" >/dev/null 2>"$tmp/bad.err" || rc=$?
-[ $rc -eq 1 ] && grep -q 'ADDRESS:PORT' "$tmp/bad.err" || fail "console.listen localhost:80: exit $rc"
+[ $rc -eq 78 ] && grep -q 'ADDRESS:PORT' "$tmp/bad.err" || fail "console.listen localhost:80: exit $rc"
 
 # ---- the lock's holder leaves: the daemon leads; the database leaves: not ready
 exec 7>&-

@@ -86,7 +86,7 @@ refused() { # refused NAME YAML WHERE WHAT: config check and mnemod's start both
     fail "config check of $1 (exit $rc): $(cat "$tmp/$1.out")"
   rc=0
   timeout 10 "$mnemod" --config "$tmp/$1.yaml" 2>"$tmp/$1.start" || rc=$?
-  [ $rc = 1 ] && grep -qF "$tmp/$1.yaml:$3: key $4" "$tmp/$1.start" ||
+  [ $rc = 78 ] && grep -qF "$tmp/$1.yaml:$3: key $4" "$tmp/$1.start" ||
     fail "mnemod started on $1 (exit $rc): $(cat "$tmp/$1.start")"
 }
 refused minute 'schedule:\n  refresh: "61 * * * *"\n' 2:12 '"schedule.refresh": schedule "61 * * * *"'
@@ -209,13 +209,13 @@ grep -q 'msg="mnemod stopped"' "$tmp/b.log" || fail "no stop line"
 printf 'schedule:\n  refresh: "0 3 * *"\n' >"$tmp/bad.yaml"
 rc=0
 "$mnemod" --config "$tmp/bad.yaml" 2>"$tmp/bad.log" || rc=$?
-[ $rc = 1 ] && grep -q '4 fields' "$tmp/bad.log" || fail "a bad schedule: rc $rc"
+[ $rc = 78 ] && grep -q '4 fields' "$tmp/bad.log" || fail "a bad schedule: rc $rc"
 # no database, or one libpq cannot read: exit 1 at once, saying so (not retry forever)
 rc=0
 env -u MNEMO_CONFIG MNEMO_DB= timeout 20 "$mnemod" 2>"$tmp/nodb.log" || rc=$?
-[ $rc = 1 ] && grep -q 'no database given' "$tmp/nodb.log" || fail "no database: rc $rc"
+[ $rc = 78 ] && grep -q 'no database given' "$tmp/nodb.log" || fail "no database: rc $rc"
 rc=0
 timeout 20 "$mnemod" --db "host='unterminated" 2>"$tmp/nodb.log" || rc=$?
-[ $rc = 1 ] && grep -q 'cannot parse the database connection string' "$tmp/nodb.log" ||
+[ $rc = 78 ] && grep -q 'cannot parse the database connection string' "$tmp/nodb.log" ||
   fail "an unreadable conninfo: rc $rc"
 echo "mnemod: 1 passed, 0 failed"
