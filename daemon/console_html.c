@@ -97,6 +97,25 @@ void h_pct(page *p, double v)
     h_fmt(p, fabs(v) < 0.001 && v != 0 ? "%+.3f%%" : "%+.2f%%", 100 * v);
 }
 
+void h_link(page *p, const char *prefix, const char *text)
+{
+  h_raw(p, "<a href=\"");
+  h_raw(p, prefix);
+  h_text(p, text);
+  h_raw(p, "\">");
+  h_text(p, text);
+  h_raw(p, "</a>");
+}
+
+void h_cells(page *p, const PGresult *r, int i, int from, int to)
+{
+  for (int k = from; k <= to; k++) {
+    h_raw(p, "<td>");
+    h_text(p, PQgetvalue(r, i, k));
+    h_raw(p, "</td>");
+  }
+}
+
 void h_csrf(page *p, const char *csrf)
 {
   h_raw(p, "<input type=\"hidden\" name=\"csrf\" value=\"");

@@ -35,6 +35,10 @@ void h_pct(page *p, double v);
  * logout form (csrf NULL: the login page, no navigation) */
 void h_top(page *p, const char *title, const char *login, const char *csrf);
 void h_bottom(page *p);
+/* h_link -- <a href="PREFIXtext">text</a>, text escaped (a checkpoint, a language) */
+void h_link(page *p, const char *prefix, const char *text);
+/* h_cells -- the columns from..to of row i as escaped table cells */
+void h_cells(page *p, const PGresult *r, int i, int from, int to);
 /* h_csrf -- the hidden field every form carries (CSRF_SLOT written as itself) */
 void h_csrf(page *p, const char *csrf);
 /* A reused page is shared by every session of a login, each with its own CSRF token: it is

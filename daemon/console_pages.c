@@ -110,11 +110,9 @@ void page_languages(req *r)
   page *p = &r->out;
   h_top(p, "Languages", r->login, r->csrf);
   for (int i = 0; i < PQntuples(W); i++) {
-    h_raw(p, "<p class=\"banner\">Candidate <a href=\"/candidate/");
-    h_text(p, cell(W, i, 0));
-    h_raw(p, "\">");
-    h_text(p, cell(W, i, 0));
-    h_raw(p, "</a> awaits an operator's decision.</p>");
+    h_raw(p, "<p class=\"banner\">Candidate ");
+    h_link(p, "/candidate/", cell(W, i, 0));
+    h_raw(p, " awaits an operator's decision.</p>");
   }
   h_fmt(p,
         "<p>%d languages, worst first: the widest parity gap on parallel text (how many "
@@ -126,11 +124,9 @@ void page_languages(req *r)
            "<th>Open reports</th><th>Severity</th></tr></thead><tbody>");
   for (int i = 0; i < n; i++) {
     const lang_row *x = &rows[i];
-    h_raw(p, "<tr><td><a href=\"/lang/");
-    h_text(p, x->code);
-    h_raw(p, "\">");
-    h_text(p, x->code);
-    h_raw(p, "</a> ");
+    h_raw(p, "<tr><td>");
+    h_link(p, "/lang/", x->code);
+    h_raw(p, " ");
     h_text(p, x->name);
     h_raw(p, x->enabled ? "" : " (disabled)");
     h_raw(p, "</td><td>");
@@ -241,11 +237,9 @@ void page_language(req *r, const char *code)
     h_text(p, cell(H, i, 2));
     h_raw(p, "</td><td>");
     h_text(p, cell(H, i, 1));
-    h_raw(p, "</td><td><a href=\"/candidate/");
-    h_text(p, cell(H, i, 3));
-    h_raw(p, "\">");
-    h_text(p, cell(H, i, 3));
-    h_raw(p, "</a></td><td class=\"n\">");
+    h_raw(p, "</td><td>");
+    h_link(p, "/candidate/", cell(H, i, 3));
+    h_raw(p, "</td><td class=\"n\">");
     h_num(p, cell_num(H, i, 4), 4);
     h_raw(p, "</td><td class=\"n\">");
     h_pct(p, cell_num(H, i, 5));

@@ -24,16 +24,6 @@ static bool blank(const char *s)
   return true;
 }
 
-/* cells -- the columns from..to of row i as escaped table cells */
-static void cells(page *p, const PGresult *R, int i, int from, int to)
-{
-  for (int k = from; k <= to; k++) {
-    h_raw(p, "<td>");
-    h_text(p, cell(R, i, k));
-    h_raw(p, "</td>");
-  }
-}
-
 /* ---------------------------------------------------------------- candidates */
 
 void page_candidates(req *r)
@@ -52,12 +42,10 @@ void page_candidates(req *r)
   h_raw(p, "<table><thead><tr><th>Checkpoint</th><th>State</th><th>Parent</th><th>Job</th>"
            "<th>Made (UTC)</th><th>Languages passed</th><th>Reasons</th></tr></thead><tbody>");
   for (int i = 0; i < PQntuples(C); i++) {
-    h_raw(p, "<tr><td><a href=\"/candidate/");
-    h_text(p, cell(C, i, 0));
-    h_raw(p, "\">");
-    h_text(p, cell(C, i, 0));
-    h_raw(p, "</a></td>");
-    cells(p, C, i, 1, 6);
+    h_raw(p, "<tr><td>");
+    h_link(p, "/candidate/", cell(C, i, 0));
+    h_raw(p, "</td>");
+    h_cells(p, C, i, 1, 6);
     h_raw(p, "</tr>\n");
   }
   h_raw(p, "</tbody></table>");
@@ -156,11 +144,9 @@ static void verdict_section(page *p, const json_t *v)
   for (size_t i = 0; i < n; i++) {
     const json_t *row = rows[i], *iv = json_object_get(row, "interval");
     const char *o = jstr(row, "outcome");
-    h_raw(p, "<tr><td><a href=\"/lang/");
-    h_text(p, jstr(row, "lang"));
-    h_raw(p, "\">");
-    h_text(p, jstr(row, "lang"));
-    h_raw(p, "</a></td><td class=\"");
+    h_raw(p, "<tr><td>");
+    h_link(p, "/lang/", jstr(row, "lang"));
+    h_raw(p, "</td><td class=\"");
     h_text(p, o);
     h_raw(p, "\">");
     h_text(p, o);
@@ -299,7 +285,7 @@ void page_candidate(req *r, int64_t id)
            "</th><th>Source</th><th>Documents</th><th>Bytes</th></tr></thead><tbody>");
   for (int i = 0; i < PQntuples(D); i++) {
     h_raw(p, "<tr>");
-    cells(p, D, i, 0, 3);
+    h_cells(p, D, i, 0, 3);
     h_raw(p, "</tr>");
   }
   h_raw(p, "</tbody></table><h2>Model card</h2><pre class=\"card\">");
@@ -397,19 +383,13 @@ void page_jobs(req *r, bool fragment)
     bool open = strcmp(state, "queued") == 0 || strcmp(state, "running") == 0 ||
                 strcmp(state, "retrying") == 0;
     h_raw(p, "<tr>");
-    cells(p, J, i, 0, 4);
+    h_cells(p, J, i, 0, 4);
     h_raw(p, "<td>");
     progress_text(p, cell(J, i, 5));
     h_raw(p, "</td>");
-    cells(p, J, i, 6, 8);
+    h_cells(p, J, i, 6, 8);
     h_raw(p, "<td>");
-    if (*cell(J, i, 9)) {
-      h_raw(p, "<a href=\"/candidate/");
-      h_text(p, cell(J, i, 9));
-      h_raw(p, "\">");
-      h_text(p, cell(J, i, 9));
-      h_raw(p, "</a>");
-    }
+    if (*cell(J, i, 9)) h_link(p, "/candidate/", cell(J, i, 9));
     h_raw(p, "</td><td>");
     if (open && cell(J, i, 11)[0] == 't') {
       h_raw(p, "cancelling…");
@@ -474,7 +454,7 @@ void page_reports(req *r)
   for (int i = 0; i < PQntuples(G); i++) {
     const char *status = cell(G, i, 1);
     h_raw(p, "<tr>");
-    cells(p, G, i, 0, 2);
+    h_cells(p, G, i, 0, 2);
     h_raw(p, "<td>");
     h_text(p, cell(G, i, 3));
     if (!PQgetisnull(G, i, 4)) {

@@ -183,35 +183,23 @@ const char *ctl_text(const char *s, size_t max)
   return out;
 }
 
-/* width -- the display columns of one code point (wcwidth under mnemoctl's UTF-8 LC_CTYPE;
- * a control character, or no such locale: 1) */
-static int width(uint32_t cp)
+/* next_width -- the display columns of the character at s (wcwidth under mnemoctl's UTF-8
+ * LC_CTYPE; a control character, or a byte the locale cannot decode: 1), its length in *len */
+static int next_width(const char *s, size_t *len)
 {
-  int w = wcwidth((wchar_t)cp);
-  return w < 0 ? 1 : w;
-}
-
-/* next_cp -- the code point at s (valid UTF-8: ctl_text's output), its length in *len */
-static uint32_t next_cp(const unsigned char *s, size_t *len)
-{
-  if (s[0] < 0x80) return *len = 1, s[0];
-  if ((s[0] & 0xe0) == 0xc0 && s[1]) return *len = 2, (uint32_t)(s[0] & 0x1f) << 6 | (s[1] & 0x3f);
-  if ((s[0] & 0xf0) == 0xe0 && s[1] && s[2])
-    return *len = 3, (uint32_t)(s[0] & 0x0f) << 12 | (uint32_t)(s[1] & 0x3f) << 6 | (s[2] & 0x3f);
-  if ((s[0] & 0xf8) == 0xf0 && s[1] && s[2] && s[3])
-    return *len = 4, (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3f) << 12 |
-                         (uint32_t)(s[2] & 0x3f) << 6 | (s[3] & 0x3f);
-  return *len = 1, 0xfffd;
+  wchar_t wc;
+  mbstate_t st = {0};
+  size_t n = mbrtowc(&wc, s, MB_CUR_MAX, &st);
+  if (n == 0 || n > (size_t)MB_CUR_MAX) return *len = 1, 1;
+  int w = wcwidth(wc);
+  return *len = n, w < 0 ? 1 : w;
 }
 
 int ctl_width(const char *s)
 {
   int w = 0;
-  for (const unsigned char *p = (const unsigned char *)s; *p;) {
-    size_t len;
-    w += width(next_cp(p, &len));
-    p += len;
-  }
+  for (size_t len; *s; s += len)
+    w += next_width(s, &len);
   return w;
 }
 
@@ -226,9 +214,9 @@ const char *ctl_cell(const char *s, int cols)
   size_t o = 0;
   int w = 0;
   bool fits = ctl_width(t) <= cols;
-  for (const unsigned char *p = (const unsigned char *)t; *p;) {
+  for (const char *p = t; *p;) {
     size_t len;
-    int cw = width(next_cp(p, &len));
+    int cw = next_width(p, &len);
     if (!fits && w + cw > cols - 1) break; /* room for the ellipsis */
     memcpy(out + o, p, len);
     o += len, w += cw, p += len;

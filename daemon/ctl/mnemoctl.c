@@ -345,6 +345,18 @@ const ctl_command *ctl_next_command(size_t *cursor)
   for (size_t t_ = 0; t_ < sizeof tables / sizeof tables[0]; t_++)                                 \
     for (const command *cmdp = tables[t_].cmds; cmdp < tables[t_].cmds + *tables[t_].n; cmdp++)
 
+/* nearest_sub -- the subcommand of name nearest to word (a typo of it), or NULL */
+static const char *nearest_sub(const char *name, const char *word)
+{
+  const char *subs[64];
+  size_t ns = 0;
+  FOR_EACH_COMMAND(k)
+  {
+    if (strcmp(k->name, name) == 0 && k->sub && ns < 64) subs[ns++] = k->sub;
+  }
+  return mn_nearest(word, subs, ns);
+}
+
 static void print_help(FILE *f)
 {
   fprintf(f, "usage: mnemoctl [--config FILE] [--db CONNINFO] [--json] COMMAND [ARGS]\n\n"
@@ -422,13 +434,7 @@ int main(int argc, char **argv)
   /* "triage acept": a word that is nearly one of the command's subcommands, where the
    * command alone takes no arguments, is a typo of the subcommand */
   if (!exact && cmd && sub && sub[0] != '-' && (!*cmd->args || cmd->args[0] == '[')) {
-    const char *subs[64];
-    size_t ns = 0;
-    FOR_EACH_COMMAND(k)
-    {
-      if (strcmp(k->name, name) == 0 && k->sub && ns < 64) subs[ns++] = k->sub;
-    }
-    const char *near = mn_nearest(sub, subs, ns);
+    const char *near = nearest_sub(name, sub);
     snprintf(ctl_usage_topic, sizeof ctl_usage_topic, "%s", name);
     if (near)
       return ctl_usage("unknown subcommand \"%s %s\"; did you mean \"%s %s\"?", name, sub, name,
@@ -452,13 +458,7 @@ int main(int argc, char **argv)
   }
   if (!cmd) {
     if (sub && strcmp(sub, "--help") != 0 && strcmp(sub, "-h") != 0) {
-      const char *subs[64];
-      size_t ns = 0;
-      FOR_EACH_COMMAND(k)
-      {
-        if (strcmp(k->name, name) == 0 && k->sub && ns < 64) subs[ns++] = k->sub;
-      }
-      const char *near = mn_nearest(sub, subs, ns);
+      const char *near = nearest_sub(name, sub);
       if (near)
         return ctl_usage("unknown subcommand \"%s %s\"; did you mean \"%s %s\"?", name, sub, name,
                          near);
