@@ -64,7 +64,6 @@ static int cmd_lang_add(ctl *c, int argc, char **argv)
   PGresult *res = NULL;
   bool found = false;
   if (argc != 1) return ctl_usage("lang add takes exactly one CODE (ISO 639-3)");
-  if (!c->a.script) return ctl_usage("lang add needs --script (ISO 15924, e.g. Latn, Cyrl, Hans)");
   int urc = ctl_user_value("--name", c->a.name);
   if (urc) return urc;
   const char *code = argv[0];
@@ -212,11 +211,11 @@ static int cmd_source_add(ctl *c, int argc, char **argv)
   int urc = user_value("source NAME", argv[0], false);
   if (!urc) urc = user_value("--origin", c->a.origin, true);
   if (!urc) urc = user_value("--licence", c->a.licence, true);
-  if (!urc) urc = user_value("--notes", c->a.notes, true);
+  if (!urc) urc = user_value("--note", c->a.note, true);
   if (urc) return urc;
   if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
   const char *params[] = {argv[0], c->a.origin ? c->a.origin : "", c->a.licence ? c->a.licence : "",
-                          c->a.notes ? c->a.notes : ""};
+                          c->a.note ? c->a.note : ""};
   if (db_query(conn,
                "INSERT INTO mnemo.sources (name, origin, licence, notes) VALUES ($1, $2, $3, $4)"
                " ON CONFLICT (name) DO UPDATE SET origin = EXCLUDED.origin,"
@@ -390,7 +389,7 @@ static int cmd_ingest(ctl *c, int argc, char **argv)
   if (o.format == INGEST_JSONL && c->a.lang)
     return ctl_usage("--lang applies to --format text only (JSONL records carry \"lang\")");
   if (o.format == INGEST_TEXT && (!o.lang || !o.source))
-    return ctl_usage("plain text needs --lang L and --source S");
+    return ctl_usage("plain text needs --lang LANG and --source SOURCE");
   if (c->a.reject && !c->a.skip_bad) return ctl_usage("--reject goes with --skip-bad");
   int urc = o.source ? user_value("--source", o.source, false) : 0;
   if (urc) return urc;
@@ -512,7 +511,6 @@ static int cmd_report(ctl *c, int argc, char **argv)
   PGresult *res = NULL;
   bool found = false;
   if (argc != 0) return ctl_usage("report takes no arguments (got \"%s\"); use --text", argv[0]);
-  if (!c->a.lang || !c->a.text) return ctl_usage("report needs --lang L and --text T");
   const char *text = c->a.text, *expected = c->a.expected;
   if (!report_text_ok("--text", &text, &err)) return ctl_fail(&err);
   if (expected && !report_text_ok("--expected", &expected, &err)) return ctl_fail(&err);
@@ -644,7 +642,6 @@ static int cmd_export(ctl *c, int argc, char **argv)
   PGresult *res = NULL;
   const char *split = c->a.split, *dir = c->a.out;
   if (argc != 0) return ctl_usage("export takes no arguments (got \"%s\")", ctl_text(argv[0], 80));
-  if (!split || !dir) return ctl_usage("export needs --split train|heldout|all and --out DIR");
   if (strcmp(split, "train") && strcmp(split, "heldout") && strcmp(split, "all"))
     return ctl_usage("--split must be train, heldout or all, got \"%s\"", ctl_text(split, 40));
   for (int i = 0; i < c->a.langs.n; i++)
@@ -724,43 +721,46 @@ fail:
 /* ---------------------------------------------------------------- the table */
 
 static const ctl_opt lang_add_opts[] = {
-    CTL_ARG("script", script, "ISO 15924 script code of the language's text (required)"),
-    CTL_ARG("name", name, "display name (default: the ISO 639-3 name)"),
+    CTL_NEED("script", script, "SCRIPT", "ISO 15924 script code of the language's text"),
+    CTL_ARG("name", name, "NAME", "display name (default: the ISO 639-3 name)"),
     CTL_FLAG("disabled", disabled, "add it disabled"),
     {0}};
 static const ctl_opt source_add_opts[] = {
-    CTL_ARG("origin", origin, "where the text comes from (package, URL, system)"),
-    CTL_ARG("licence", licence, "the licence of the text"),
-    CTL_ARG("notes", notes, "anything else worth knowing"),
+    CTL_ARG("origin", origin, "TEXT", "where the text comes from (package, URL, system)"),
+    CTL_ARG("licence", licence, "TEXT", "the licence of the text"),
+    CTL_ARG("note", note, "NOTE", "anything else worth knowing"),
     {0}};
 static const ctl_opt ingest_opts[] = {
-    CTL_ARG("format", format, "text (default) or jsonl: {\"lang\", \"text\", \"source\"} per line"),
-    CTL_ARG("lang", lang, "text: the language (ISO 639-3) of every unit"),
-    CTL_ARG("source", source, "the source of every unit (jsonl: when a record has none)"),
-    CTL_ARG("unit", unit, "text: line (default), paragraph (blank-line separated) or file"),
+    CTL_ARG("format", format, "FORMAT",
+            "text, or jsonl: {\"lang\", \"text\", \"source\"} per line (default: text)"),
+    CTL_ARG("lang", lang, "LANG", "the language (ISO 639-3) of every unit (required for text)"),
+    CTL_ARG("source", source, "SOURCE",
+            "the source of every unit (required for text; jsonl: when a record has none)"),
+    CTL_ARG("unit", unit, "UNIT",
+            "a text's units: line, paragraph (blank-line separated) or file (default: line)"),
     CTL_FLAG("skip-bad", skip_bad, "store the good units even if some are bad"),
-    CTL_ARG("reject", reject, "with --skip-bad: bad units go here (default FILE.rejects)"),
+    CTL_ARG("reject", reject, "FILE", "with --skip-bad: bad units go here (default: FILE.rejects)"),
     CTL_FLAG("quiet", quiet, "no progress line"),
     {0}};
 static const ctl_opt report_opts[] = {
-    CTL_ARG("lang", lang, "the language the user claims (ISO 639-3, required)"),
-    CTL_ARG("text", text, "what the user saw or wrote (required)"),
-    CTL_ARG("expected", expected, "what the user expected instead"),
-    CTL_ARG("context", context, "a JSON object: where, which model, anything useful"),
+    CTL_NEED("lang", lang, "LANG", "the language the user claims (ISO 639-3)"),
+    CTL_NEED("text", text, "TEXT", "what the user saw or wrote"),
+    CTL_ARG("expected", expected, "TEXT", "what the user expected instead"),
+    CTL_ARG("context", context, "JSON", "a JSON object: where, which model, anything useful"),
     {0}};
 static const ctl_opt export_opts[] = {
-    CTL_ARG("split", split, "train, heldout or all: the documents to export (required)"),
-    CTL_ARG("out", out, "the folder to write (created if missing; required)"),
-    CTL_LIST("lang", langs, "only this language (again for more; default: every one)"),
+    CTL_NEED("split", split, "SPLIT", "train, heldout or all: the documents to export"),
+    CTL_NEED("out", out, "DIR", "the folder to write (created if missing)"),
+    CTL_LIST("lang", langs, "LANG", "only this language, again for more (default: every one)"),
     {0}};
 static const ctl_opt reports_opts[] = {
-    CTL_ARG("status", status, "only new, triaged, accepted, rejected or fixed reports"),
-    CTL_ARG("lang", lang, "only reports claiming this language"),
-    CTL_ARG("limit", limit, "at most this many, newest first (default 50)"),
+    CTL_ARG("status", status, "STATUS", "only new, triaged, accepted, rejected or fixed reports"),
+    CTL_ARG("lang", lang, "LANG", "only reports claiming this language"),
+    CTL_ARG("limit", limit, "N", "at most N, newest first (default: 50)"),
     {0}};
 
 const ctl_command ctl_data_commands[] = {
-    {"lang", "add", cmd_lang_add, "CODE --script SCRIPT", "Add a language (or correct one).",
+    {"lang", "add", cmd_lang_add, "CODE", "Add a language (or correct one).",
      "Adds the ISO 639-3 language CODE, written in the ISO 15924 SCRIPT.  It gets a tag\n"
      "token id that is never reused or changed.  Adding it again keeps its tag id.\n",
      lang_add_opts},
@@ -788,13 +788,13 @@ const ctl_command ctl_data_commands[] = {
      "document already stored is counted as a duplicate.  Some documents (a stable share,\n"
      "ingest.heldout_fraction) are held out for evaluation and never trained on.\n",
      ingest_opts},
-    {"report", NULL, cmd_report, "--lang L --text T", "Record a user report about a language.",
+    {"report", NULL, cmd_report, "", "Record a user report about a language.",
      "Records what a user saw go wrong in their language, with what they expected and any\n"
      "context.  Other systems may insert reports directly (role mnemo_reporter).\n",
      report_opts},
     {"reports", NULL, cmd_reports, "", "List user reports, newest first.",
      "Reports with their claimed and detected language, status and an excerpt.\n", reports_opts},
-    {"export", NULL, cmd_export, "--split S --out DIR", "Export documents and the tag table.",
+    {"export", NULL, cmd_export, "", "Export documents and the tag table.",
      "Writes the documents of a split, DIR/CODE.jsonl per language ({\"lang\", \"text\",\n"
      "\"split\"} a line, in the order they were stored), and the language tag table,\n"
      "DIR/tags.tsv (code<TAB>tag id, as the database assigned them), all from one snapshot.\n"

@@ -47,15 +47,20 @@ static void page_mnemoctl(FILE *f)
         f);
   size_t cur = 0;
   for (const ctl_command *k; (k = ctl_next_command(&cur)) != NULL;) {
-    fprintf(f, ".TP\n\\fB%s%s%s\\fR ", k->name, k->sub ? " " : "", k->sub ? k->sub : "");
-    roff(f, k->args);
+    char syn[512];
+    fprintf(f, ".TP\n\\fB%s%s%s\\fR", k->name, k->sub ? " " : "", k->sub ? k->sub : "");
+    const char *rest = ctl_synopsis(k, true, syn, sizeof syn) + strlen(k->name) +
+                       (k->sub ? 1 + strlen(k->sub) : 0);
+    roff(f, rest);
     fputc('\n', f);
     roff(f, k->summary);
     fputs("\n.br\n", f);
     roff(f, k->help);
     for (const ctl_opt *o = k->opts; o && o->name; o++) {
-      fprintf(f, ".RS\n.TP\n\\fB\\-\\-%s\\fR%s\n", o->name, o->has_arg ? " \\fIVALUE\\fR" : "");
+      fprintf(f, ".RS\n.TP\n\\fB\\-\\-%s\\fR%s%s%s\n", o->name, o->meta ? " \\fI" : "",
+              o->meta ? o->meta : "", o->meta ? "\\fR" : "");
       roff(f, o->help);
+      if (o->required) fputs(" (required)", f);
       fputs("\n.RE\n", f);
     }
   }

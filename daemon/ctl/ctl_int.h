@@ -24,8 +24,8 @@ typedef struct ctl_list {
 /* Values of every command option; each command declares which it accepts. */
 typedef struct ctl_args {
   const char *lang, *source, *format, *unit, *reject, *text, *expected, *context, *status;
-  const char *script, *name, *origin, *licence, *notes, *limit;
-  const char *note, *reason, *replay, *fisher, *prompt, *tokens, *why, *split, *out, *role;
+  const char *script, *name, *origin, *licence, *limit;
+  const char *note, *reason, *replay, *fisher, *prompt, *tokens, *split, *out, *role;
   ctl_list langs;
   bool skip_bad, disabled, quiet, trained_on_stored, password_stdin;
 } ctl_args;
@@ -39,38 +39,50 @@ typedef struct ctl {
   ctl_args a;
 } ctl;
 
-/* One option of a command: --name VALUE (has_arg) or --name; stored at offset in ctl_args
- * (a repeatable one, many: each value appended to the ctl_list there). */
+/* One option of a command: --name META (meta set) or --name (a flag); stored at offset in
+ * ctl_args (a repeatable one, many: each value appended to the ctl_list there).  A required
+ * one is checked by the parser ("lang add needs --script SCRIPT") and shown without brackets
+ * in the command's synopsis.  The same option name has the same META in every command, and
+ * a default is written "(default: X)" at the end of help (test_docs checks both). */
 typedef struct ctl_opt {
   const char *name;
-  bool has_arg;
+  const char *meta; /* NULL: a flag */
   size_t offset;
   const char *help;
-  bool many;
+  bool many, required;
 } ctl_opt;
 
-#define CTL_ARG(n, field, h)                                                                       \
+#define CTL_ARG(n, field, m, h)                                                                    \
   {                                                                                                \
-    (n), true, offsetof(ctl_args, field), (h), false                                               \
+    (n), (m), offsetof(ctl_args, field), (h), false, false                                         \
   }
-#define CTL_LIST(n, field, h)                                                                      \
+#define CTL_NEED(n, field, m, h)                                                                   \
   {                                                                                                \
-    (n), true, offsetof(ctl_args, field), (h), true                                                \
+    (n), (m), offsetof(ctl_args, field), (h), false, true                                          \
+  }
+#define CTL_LIST(n, field, m, h)                                                                   \
+  {                                                                                                \
+    (n), (m), offsetof(ctl_args, field), (h), true, false                                          \
   }
 #define CTL_FLAG(n, field, h)                                                                      \
   {                                                                                                \
-    (n), false, offsetof(ctl_args, field), (h), false                                              \
+    (n), NULL, offsetof(ctl_args, field), (h), false, false                                        \
   }
 
 typedef struct ctl_command {
   const char *name;
   const char *sub; /* NULL: none */
   int (*run)(ctl *c, int argc, char **argv);
-  const char *args;
+  const char *args; /* the positional arguments ("CODE", "[CHECKPOINT]", "FILE..."); the
+                     * options' part of the synopsis comes from opts (ctl_synopsis) */
   const char *summary;
   const char *help;
   const ctl_opt *opts; /* NULL-name terminated; NULL: none beyond --help and --json */
 } ctl_command;
+
+/* ctl_synopsis -- "lang add CODE --script SCRIPT" and, when all, the optional ones in
+ * brackets too ("[--name NAME] [--disabled]") into buf */
+const char *ctl_synopsis(const ctl_command *cmd, bool all, char *buf, size_t size);
 
 extern const ctl_command ctl_data_commands[];
 extern const size_t ctl_data_ncommands;

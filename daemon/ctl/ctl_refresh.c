@@ -228,7 +228,7 @@ static int cmd_refresh(ctl *c, int argc, char **argv)
   PGconn *conn = NULL;
   PGresult *res = NULL;
   if (argc != 0) return ctl_usage("refresh takes no arguments (got \"%s\")", argv[0]);
-  const char *p[] = {c->a.reason ? c->a.reason : "mnemoctl refresh"};
+  const char *p[] = {c->a.note ? c->a.note : "mnemoctl refresh"};
   /* in one transaction: the job is this call's when its row was written by this
    * transaction (xmin), whatever another caller did at the same moment */
   if (ctl_connect(c, &conn, &err) != MN_OK || db_exec(conn, "BEGIN", &err) != MN_OK ||
@@ -606,7 +606,6 @@ static int decide(ctl *c, int argc, char **argv, const char *fn)
   PGresult *res = NULL;
   int64_t id;
   if (argc != 1 || !mn_parse_i64(argv[0], &id)) return ctl_usage("%s takes one CHECKPOINT id", fn);
-  if (!c->a.note || !*c->a.note) return ctl_usage("%s needs --note (why)", fn);
   const char *p[] = {argv[0], c->a.note};
   char sql[96], what[64];
   snprintf(sql, sizeof sql, "SELECT mnemo.%s($1::bigint, $2)", fn);
@@ -639,7 +638,6 @@ static int cmd_rollback(ctl *c, int argc, char **argv)
   if (argc > 1) return ctl_usage("rollback takes at most one CHECKPOINT id (got %d)", argc);
   if (argc == 1 && (!mn_parse_i64(argv[0], &to) || to <= 0))
     return ctl_usage("\"%s\" is not a checkpoint id", argv[0]);
-  if (!c->a.note || !*c->a.note) return ctl_usage("rollback needs --note (why)");
   char tos[32];
   snprintf(tos, sizeof tos, "%lld", (long long)to);
   const char *p[] = {c->a.note, argc == 1 ? tos : NULL};
@@ -660,7 +658,6 @@ static int cmd_generate(ctl *c, int argc, char **argv)
   int64_t id;
   if (argc != 1 || !ckpt_arg(argv[0], &id))
     return ctl_usage("generate takes one CHECKPOINT id (or \"production\") and --lang L");
-  if (!c->a.lang) return ctl_usage("generate needs --lang L");
   if (ctl_connect(c, &conn, &err) != MN_OK || resolve(conn, &id, &err) != MN_OK)
     return ctl_done(conn, NULL, &err, MN_EXIT_FAIL);
   PQfinish(conn);
@@ -689,30 +686,34 @@ static int cmd_generate(ctl *c, int argc, char **argv)
 /* ---------------------------------------------------------------- the table */
 
 static const ctl_opt bootstrap_opts[] = {
-    CTL_ARG("replay", replay, "its replay store (else the first refresh builds one)"),
-    CTL_ARG("fisher", fisher, "its Fisher (else the first refresh computes it)"),
+    CTL_ARG("replay", replay, "FILE",
+            "its replay store, with --fisher (default: the first refresh's)"),
+    CTL_ARG("fisher", fisher, "FILE", "its Fisher, with --replay (default: the first refresh's)"),
     CTL_FLAG("trained-on-stored", trained_on_stored,
              "the documents stored now are what it was trained on (marked consumed)"),
-    CTL_ARG("note", note, "why"),
+    CTL_ARG("note", note, "NOTE", "why, kept in the audit log"),
     {0}};
-static const ctl_opt refresh_opts[] = {CTL_ARG("reason", reason, "recorded with the job"), {0}};
-static const ctl_opt jobs_opts[] = {CTL_ARG("limit", limit, "at most this many (20)"), {0}};
-static const ctl_opt note_opts[] = {CTL_ARG("note", note, "why (required; recorded)"), {0}};
-static const ctl_opt generate_opts[] = {CTL_ARG("lang", lang, "the language (required)"),
-                                        CTL_ARG("prompt", prompt, "text to continue"),
-                                        CTL_ARG("tokens", tokens, "how many to generate"),
-                                        {0}};
+static const ctl_opt refresh_opts[] = {
+    CTL_ARG("note", note, "NOTE", "why, kept as the job's reason"), {0}};
+static const ctl_opt jobs_opts[] = {
+    CTL_ARG("limit", limit, "N", "at most N, newest first (default: 20)"), {0}};
+static const ctl_opt note_opts[] = {CTL_NEED("note", note, "NOTE", "why, kept in the audit log"),
+                                    {0}};
+static const ctl_opt generate_opts[] = {
+    CTL_NEED("lang", lang, "LANG", "the language"),
+    CTL_ARG("prompt", prompt, "TEXT", "text to continue"),
+    CTL_ARG("tokens", tokens, "N", "how many tokens to generate"),
+    {0}};
 
 const ctl_command ctl_refresh_commands[] = {
-    {"bootstrap", NULL, cmd_bootstrap, "CHECKPOINT [--trained-on-stored] [--replay S --fisher F]",
-     "Register the first production checkpoint.",
+    {"bootstrap", NULL, cmd_bootstrap, "CHECKPOINT", "Register the first production checkpoint.",
      "Copies the checkpoint file (and its replay store and Fisher, if given) into\n"
      "daemon.data_dir/checkpoints/ID/ and makes it production.  Refused when a production\n"
      "checkpoint exists.\n",
      bootstrap_opts},
-    {"refresh", NULL, cmd_refresh, "[--reason R]", "Queue a refresh now.",
+    {"refresh", NULL, cmd_refresh, "", "Queue a refresh now.",
      "Queues a refresh job for mnemod (or shows the one queued or running).\n", refresh_opts},
-    {"jobs", NULL, cmd_jobs, "[--limit N]", "List jobs, newest first.",
+    {"jobs", NULL, cmd_jobs, "", "List jobs, newest first.",
      "Jobs with their state, attempt, step, progress and last error (cut to fit: jobs show\n"
      "JOB has it whole).\n",
      jobs_opts},
@@ -734,13 +735,13 @@ const ctl_command ctl_refresh_commands[] = {
      NULL},
     {"show", NULL, cmd_show, "CHECKPOINT", "A checkpoint and its verdict table.",
      "The verdict per language, failing languages first (--json: the whole card).\n", NULL},
-    {"approve", NULL, cmd_approve, "CHECKPOINT --note N", "Approve a candidate (operators).",
+    {"approve", NULL, cmd_approve, "CHECKPOINT", "Approve a candidate (operators).",
      "Records the approval (by the database's session user) and queues its promotion.  Only\n"
      "the mnemo_operator role may: the daemon's role is refused by the database.\n",
      note_opts},
-    {"reject", NULL, cmd_reject, "CHECKPOINT --note N", "Reject a candidate (operators).",
+    {"reject", NULL, cmd_reject, "CHECKPOINT", "Reject a candidate (operators).",
      "Records the rejection and why.\n", note_opts},
-    {"rollback", NULL, cmd_rollback, "[CHECKPOINT] --note N",
+    {"rollback", NULL, cmd_rollback, "[CHECKPOINT]",
      "Make the previous production checkpoint current.",
      "The production checkpoint is retired and its parent (the production it was trained\n"
      "from) is production again; repeated, it walks back the chain to the base and then\n"
@@ -751,7 +752,7 @@ const ctl_command ctl_refresh_commands[] = {
      note_opts},
     {"lineage", NULL, cmd_lineage, "CHECKPOINT", "What a checkpoint absorbed.",
      "Documents per language and source (with licences) that the checkpoint consumed.\n", NULL},
-    {"generate", NULL, cmd_generate, "CHECKPOINT --lang L [--prompt P]", "Generate text.",
+    {"generate", NULL, cmd_generate, "CHECKPOINT", "Generate text.",
      "Runs the worker's generate on a registered checkpoint (or \"production\").\n", generate_opts},
 };
 const size_t ctl_refresh_ncommands = sizeof ctl_refresh_commands / sizeof ctl_refresh_commands[0];

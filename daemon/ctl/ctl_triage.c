@@ -214,8 +214,7 @@ static int cmd_triage_reject(ctl *c, int argc, char **argv)
   int64_t id;
   if (argc != 1 || !mn_parse_i64(argv[0], &id) || id < 1)
     return ctl_usage("triage reject takes one REPORT id");
-  if (!c->a.why || !*c->a.why) return ctl_usage("triage reject needs --why (the reason)");
-  const char *p[] = {argv[0], c->a.why};
+  const char *p[] = {argv[0], c->a.note};
   char what[64];
   snprintf(what, sizeof what, "could not reject report %s", argv[0]);
   if (ctl_connect(c, &conn, &err) != MN_OK ||
@@ -229,17 +228,19 @@ static int cmd_triage_reject(ctl *c, int argc, char **argv)
   return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
-static const ctl_opt queue_opts[] = {CTL_ARG("lang", lang, "only this claimed language"),
-                                     CTL_ARG("limit", limit, "at most this many groups (50)"),
+static const ctl_opt queue_opts[] = {CTL_ARG("lang", lang, "LANG", "only this claimed language"),
+                                     CTL_ARG("limit", limit, "N", "at most N groups (default: 50)"),
                                      {0}};
 static const ctl_opt accept_opts[] = {
-    CTL_ARG("lang", lang, "the language whose guard gets the probe (default: the claimed one)"),
-    CTL_ARG("note", note, "why (recorded)"),
+    CTL_ARG("lang", lang, "LANG",
+            "the language whose guard gets the probe (default: the claimed one)"),
+    CTL_ARG("note", note, "NOTE", "why, kept with the decision"),
     {0}};
-static const ctl_opt reject_opts[] = {CTL_ARG("why", why, "the reason (required; recorded)"), {0}};
+static const ctl_opt reject_opts[] = {
+    CTL_NEED("note", note, "NOTE", "why, kept with the decision; the reporter sees it"), {0}};
 
 const ctl_command ctl_triage_commands[] = {
-    {"triage", NULL, cmd_triage, "[--lang L] [--limit N]", "The queue of reports to decide on.",
+    {"triage", NULL, cmd_triage, "", "The queue of reports to decide on.",
      "One row per group of near-duplicate reports with a report waiting for a decision:\n"
      "the claimed and detected language ((!) when they differ, +mixed when code-switched),\n"
      "the severity (the production model's bits per byte on the text over the language's\n"
@@ -250,14 +251,12 @@ const ctl_command ctl_triage_commands[] = {
      "Status (and what the reporter sees), languages, code-switched spans, severity, group,\n"
      "decisions and the full texts.\n",
      NULL},
-    {"triage", "accept", cmd_triage_accept, "REPORT [--lang L] [--note N]",
-     "Accept a report's group (operators).",
-     "The group's first report becomes a probe of L's guard (the claimed language by\n"
+    {"triage", "accept", cmd_triage_accept, "REPORT", "Accept a report's group (operators).",
+     "The group's first report becomes a probe of LANG's guard (the claimed language by\n"
      "default): no refresh may make it worse, and a promotion that makes it clearly better\n"
-     "marks the group fixed.  L's replay share is boosted in the next refreshes (decaying).\n",
+     "marks the group fixed.  LANG's replay share is boosted in the next refreshes (decaying).\n",
      accept_opts},
-    {"triage", "reject", cmd_triage_reject, "REPORT --why W",
-     "Reject a report's group (operators).", "Records why; the reporter sees \"rejected: W\".\n",
-     reject_opts},
+    {"triage", "reject", cmd_triage_reject, "REPORT", "Reject a report's group (operators).",
+     "Records why; the reporter sees \"rejected: NOTE\".\n", reject_opts},
 };
 const size_t ctl_triage_ncommands = sizeof ctl_triage_commands / sizeof ctl_triage_commands[0];

@@ -82,7 +82,6 @@ static int cmd_user_add(ctl *c, int argc, char **argv)
   if (strlen(name) > 63) /* PostgreSQL would cut it (NAMEDATALEN) and make another name */
     return ctl_usage("a login name has at most 63 bytes (\"%s\" has %zu)", ctl_text(name, 40),
                      strlen(name));
-  if (!c->a.role) return ctl_usage("user add needs --role (operator, reporter, ingest or daemon)");
   int k = 0;
   while (ROLES[k] && strcmp(ROLES[k], c->a.role) != 0)
     k++;
@@ -202,14 +201,13 @@ static int cmd_user_remove(ctl *c, int argc, char **argv)
 }
 
 static const ctl_opt add_opts[] = {
-    CTL_ARG("role", role, "operator, reporter, ingest or daemon (required)"),
+    CTL_NEED("role", role, "ROLE", "operator, reporter, ingest or daemon"),
     CTL_FLAG("password-stdin", password_stdin,
              "read the password from standard input (not echoed on a terminal)"),
     {0}};
 
 const ctl_command ctl_users_commands[] = {
-    {"user", "add", cmd_user_add, "NAME --role ROLE [--password-stdin]",
-     "Add a login in one of mnemo's roles (administrators).",
+    {"user", "add", cmd_user_add, "NAME", "Add a login in one of mnemo's roles (administrators).",
      "Creates the PostgreSQL login NAME as a member of mnemo_ROLE: operator (approves,\n"
      "rejects, triages, rolls back), reporter (reports only), ingest (documents only) or\n"
      "daemon (runs jobs; never approves).  With --password-stdin it gets a password, which\n"

@@ -23,23 +23,105 @@
 
 typedef ctl_command command;
 
+const char *ctl_synopsis(const ctl_command *cmd, bool all, char *buf, size_t size)
+{
+  size_t n = (size_t)snprintf(buf, size, "%s%s%s%s%s", cmd->name, cmd->sub ? " " : "",
+                              cmd->sub ? cmd->sub : "", *cmd->args ? " " : "", cmd->args);
+  for (int pass = 0; pass < 2; pass++) /* the required ones first */
+    for (const ctl_opt *o = cmd->opts; o && o->name && n < size; o++) {
+      bool opt = !o->required;
+      if (opt != (pass == 1) || (opt && !all)) continue;
+      n += (size_t)snprintf(buf + n, size - n, " %s--%s%s%s%s%s", opt ? "[" : "", o->name,
+                            o->meta ? " " : "", o->meta ? o->meta : "", o->many ? "..." : "",
+                            opt ? "]" : "");
+    }
+  return buf;
+}
+
+#define HELP_WIDTH 79 /* columns of help text: an 80-column terminal never wraps it */
+
+/* print_wrapped -- text filled to HELP_WIDTH: it starts at column col, lines after the first
+ * start at column indent; its line breaks are spaces, a blank line a paragraph.  Returns the
+ * column where it ended. */
+static int print_wrapped(FILE *f, const char *text, int col, int indent)
+{
+  bool fresh = true; /* nothing printed on this line since its indent */
+  for (const char *p = text; *p;) {
+    if (p[0] == '\n' && p[1] == '\n') { /* a paragraph */
+      fprintf(f, "\n\n%*s", indent, "");
+      col = indent, fresh = true;
+      p += 2;
+      continue;
+    }
+    if (*p == ' ' || *p == '\n') {
+      p++;
+      continue;
+    }
+    int len = (int)strcspn(p, " \n");
+    if (!fresh && col + 1 + len > HELP_WIDTH) {
+      fprintf(f, "\n%*s", indent, "");
+      col = indent, fresh = true;
+    }
+    if (!fresh) fputc(' ', f), col++;
+    fprintf(f, "%.*s", len, p);
+    col += len, fresh = false; /* help text is ASCII */
+    p += len;
+  }
+  return col;
+}
+
+/* print_listing -- "  left  text" with left in a column of width cols and text wrapped in
+ * the column after it (on the next line when left is wider) */
+static void print_listing(FILE *f, const char *left, int cols, const char *text)
+{
+  if ((int)strlen(left) <= cols)
+    fprintf(f, "  %-*s ", cols, left);
+  else
+    fprintf(f, "  %s\n  %-*s ", left, cols, "");
+  print_wrapped(f, text, 3 + cols, 3 + cols);
+  fputc('\n', f);
+}
+
 static void print_command_help(const command *cmd)
 {
-  printf("usage: mnemoctl %s%s%s%s%s\n\n%s\n\n%s", cmd->name, cmd->sub ? " " : "",
-         cmd->sub ? cmd->sub : "", *cmd->args ? " " : "", cmd->args, cmd->summary, cmd->help);
-  printf("\noptions:\n");
-  if (cmd->opts && cmd->opts[0].name) {
-    for (const ctl_opt *o = cmd->opts; o->name; o++) {
-      char left[64];
-      snprintf(left, sizeof left, "--%s%s%s", o->name, o->has_arg ? " VALUE" : "",
-               o->many ? "..." : "");
-      printf("  %-22s %s\n", left, o->help);
-    }
+  char syn[512], pre[96];
+  int n = snprintf(pre, sizeof pre, "usage: mnemoctl %s%s%s ", cmd->name, cmd->sub ? " " : "",
+                   cmd->sub ? cmd->sub : "");
+  fputs(pre, stdout);
+  /* the synopsis after its command, broken only before an option ("--x X", "[--x X]") */
+  const char *p = ctl_synopsis(cmd, true, syn, sizeof syn) + n - 16;
+  int col = n;
+  while (*p) {
+    p += strspn(p, " ");
+    const char *e = p;
+    for (int depth = 0; *e && (depth || e[0] != ' ' || (e[1] != '-' && e[1] != '['));)
+      depth += (*e == '[') - (*e == ']'), e++;
+    int len = (int)(e - p);
+    if (col > n && col + 1 + len > HELP_WIDTH) printf("\n%*s", n, ""), col = n;
+    printf("%s%.*s", col > n ? " " : "", len, p);
+    col += (col > n) + len;
+    p = e;
   }
-  printf("  %-22s %s\n  %-22s %s\n  %-22s %s\n  %-22s %s\n", "--json", "machine-readable output",
-         "--db CONNINFO", "PostgreSQL connection (default: $MNEMO_DB, else the config)",
-         "--config FILE", "configuration file (default: as \"mnemoctl help\" says)", "--help",
-         "this text");
+  printf("\n\n");
+  print_wrapped(stdout, cmd->summary, 0, 0);
+  printf("\n\n");
+  if (*cmd->help) {
+    print_wrapped(stdout, cmd->help, 0, 0);
+    printf("\n");
+  }
+  printf("\noptions:\n");
+  for (const ctl_opt *o = cmd->opts; o && o->name; o++) {
+    char left[64], text[256];
+    snprintf(left, sizeof left, "--%s%s%s%s", o->name, o->meta ? " " : "", o->meta ? o->meta : "",
+             o->many ? "..." : "");
+    snprintf(text, sizeof text, "%s%s", o->help, o->required ? " (required)" : "");
+    print_listing(stdout, left, 22, text);
+  }
+  print_listing(stdout, "--json", 22, "machine-readable output (docs/json.md)");
+  print_listing(stdout, "--db CONNINFO", 22, "the database (default: $MNEMO_DB, else the config)");
+  print_listing(stdout, "--config FILE", 22,
+                "configuration file (default: as \"mnemoctl help\" says)");
+  print_listing(stdout, "--help", 22, "this text");
 }
 
 /*
@@ -54,7 +136,7 @@ static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int 
   size_t n = 0;
   for (const ctl_opt *o = cmd->opts; o && o->name && n < 36; o++, n++)
     opts[n] =
-        (struct option){o->name, o->has_arg ? required_argument : no_argument, NULL, 256 + (int)n};
+        (struct option){o->name, o->meta ? required_argument : no_argument, NULL, 256 + (int)n};
   opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
   opts[n++] = (struct option){"json", no_argument, NULL, 'j'};
   /* the global options are taken after the command too */
@@ -91,7 +173,7 @@ static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int 
           return -1;
         }
         l->v[l->n++] = optarg;
-      } else if (o->has_arg)
+      } else if (o->meta)
         *(const char **)(void *)slot = optarg;
       else
         *(bool *)(void *)slot = true;
@@ -128,6 +210,14 @@ static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int 
   }
   while (optind < argc)
     argv[++*npos] = argv[optind++]; /* after "--" */
+  for (const ctl_opt *o = cmd->opts; o && o->name; o++) {
+    const char *v = *(const char **)(void *)((char *)&c->a + o->offset);
+    if (o->required && (!v || !*v)) {
+      ctl_usage("%s%s%s needs --%s %s: %s", cmd->name, cmd->sub ? " " : "",
+                cmd->sub ? cmd->sub : "", o->name, o->meta, o->help);
+      return -1;
+    }
+  }
   return 0;
 }
 
@@ -364,19 +454,18 @@ static void print_help(FILE *f)
              "fall behind; mnemoctl is how operators drive it.\n\ncommands:\n");
   FOR_EACH_COMMAND(k)
   {
-    char name[160]; /* the whole synopsis: bootstrap's is long */
-    snprintf(name, sizeof name, "%s%s%s %s", k->name, k->sub ? " " : "", k->sub ? k->sub : "",
-             k->args);
-    fprintf(f, "  %-28s %s\n", name, k->summary);
+    char syn[256];
+    print_listing(f, ctl_synopsis(k, false, syn, sizeof syn), 28, k->summary);
   }
-  fprintf(f,
-          "\noptions:\n"
-          "  --config FILE      configuration file (default: $MNEMO_CONFIG, ./mnemo.yaml,\n"
-          "                     ~/.config/mnemo/mnemo.yaml, /etc/mnemo/mnemo.yaml)\n"
-          "  --db CONNINFO      PostgreSQL connection (default: $MNEMO_DB, else config)\n"
-          "  --json             machine-readable output\n"
-          "  --help             this text; \"mnemoctl help COMMAND\" (or COMMAND --help) for one\n"
-          "\nexit status: 0 ok, 1 failure, 2 usage error\n");
+  fprintf(f, "\noptions:\n");
+  print_listing(f, "--config FILE", 16,
+                "configuration file (default: $MNEMO_CONFIG, ./mnemo.yaml, "
+                "~/.config/mnemo/mnemo.yaml, /etc/mnemo/mnemo.yaml)");
+  print_listing(f, "--db CONNINFO", 16, "the database (default: $MNEMO_DB, else the config)");
+  print_listing(f, "--json", 16, "machine-readable output (docs/json.md)");
+  print_listing(f, "--help", 16, "this text; mnemoctl help COMMAND (or COMMAND --help) for one");
+  print_listing(f, "--version", 16, "the version");
+  fprintf(f, "\nexit status: 0 ok, 1 failure, 2 usage error\n");
 }
 
 int main(int argc, char **argv)
@@ -467,9 +556,10 @@ int main(int argc, char **argv)
     fprintf(sub ? stdout : stderr, "usage:\n");
     FOR_EACH_COMMAND(k)
     {
+      char syn[256];
       if (strcmp(k->name, name) == 0)
-        fprintf(sub ? stdout : stderr, "  mnemoctl %s %s %s\t%s\n", k->name, k->sub ? k->sub : "",
-                k->args, k->summary);
+        print_listing(sub ? stdout : stderr, ctl_synopsis(k, false, syn, sizeof syn), 28,
+                      k->summary);
     }
     return sub ? MN_EXIT_OK : MN_EXIT_USAGE;
   }

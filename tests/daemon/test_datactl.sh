@@ -131,8 +131,8 @@ expect_rc 2 "$ctl" source add "evil"$'\r'"source"
 grep -q 'control character U+000D' "$tmp/err" || fail "source add NAME: $(cat "$tmp/err")"
 expect_rc 2 "$ctl" source add kiswahili --licence "CC-BY${esc}[2J"
 grep -q -- '--licence' "$tmp/err" || fail "source add --licence: $(cat "$tmp/err")"
-expect_rc 2 "$ctl" source add kiswahili --notes $'bidi \u202e override'
-grep -q 'bidirectional control U+202E' "$tmp/err" || fail "source add --notes: $(cat "$tmp/err")"
+expect_rc 2 "$ctl" source add kiswahili --note $'bidi \u202e override'
+grep -q 'bidirectional control U+202E' "$tmp/err" || fail "source add --note: $(cat "$tmp/err")"
 
 # what others stored raw (writers that bypass mnemoctl) is shown escaped in every table
 psql "$admin dbname=$db" -qv ON_ERROR_STOP=1 >/dev/null <<'SQL'

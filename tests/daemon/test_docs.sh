@@ -17,7 +17,7 @@ for p in mnemoctl mnemod mnemo.yaml; do
   groff -man -Tutf8 -ww -z "$tmp/$p.roff" 2>"$tmp/warn" || fail "groff failed on $p"
   [ ! -s "$tmp/warn" ] || fail "groff warns on $p: $(cat "$tmp/warn")"
 done
-"$ctl" --help | sed -n '/^commands:/,/^$/p' | sed '1d;$d' | awk '{print $1}' | sort -u >"$tmp/names"
+"$ctl" --help | sed -n '/^commands:/,/^$/p' | sed '1d;$d' | grep '^  [a-z]' | awk '{print $1}' | sort -u >"$tmp/names"
 while read -r name; do
   grep -q "^\\\\fB$name" "$tmp/mnemoctl.roff" || fail "mnemoctl(1) lacks the command $name"
 done <"$tmp/names"

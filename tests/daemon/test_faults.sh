@@ -250,7 +250,7 @@ begin_cycle() {
   local prod
   prod=$(sql "select id from mnemo.checkpoints where state = 'production'")
   rm -f "$tmp/data/checkpoints/$prod/replay.store" "$tmp/data/checkpoints/$prod/fisher.safetensors"
-  MNEMO_DB=$operator "$ctl" refresh --reason "faults: $cycle" >/dev/null || fail "mnemoctl refresh"
+  MNEMO_DB=$operator "$ctl" refresh --note "faults: $cycle" >/dev/null || fail "mnemoctl refresh"
   job=$(sql "select id from mnemo.jobs where kind = 'refresh' and state in ('queued', 'running')")
   [ -n "$job" ] || fail "no refresh queued"
 }

@@ -32,7 +32,7 @@ expect_rc 2 "$ctl" migrate status --bogus
 expect_rc 0 "$ctl" --version
 grep -q "^mnemoctl [0-9]" "$tmp/out" || fail "--version: $(cat "$tmp/out")"
 # every command --help lists ("NAME [SUB] ARGS  Summary.", a SUB in lower case) has its own
-"$ctl" --help | sed -n '/^commands:/,/^$/p' | sed '1d;$d' >"$tmp/commands"
+"$ctl" --help | sed -n '/^commands:/,/^$/p' | sed '1d;$d' | grep '^  [a-z]' >"$tmp/commands"
 [ "$(wc -l <"$tmp/commands")" -ge 30 ] || fail "--help lists too few commands: $(cat "$tmp/commands")"
 while read -r name sub _; do
   [[ $sub =~ ^[a-z]+$ ]] || sub=""
@@ -41,8 +41,42 @@ while read -r name sub _; do
   expect_rc 0 "$ctl" $c --help
   grep -q "^usage: mnemoctl $c" "$tmp/out" || fail "\"$c --help\" printed no usage: $(cat "$tmp/out")"
   grep -q -- "--help" "$tmp/out" || fail "\"$c --help\" lists no options"
+  cat "$tmp/out" >>"$tmp/allhelp"
 done <"$tmp/commands"
-grep -q "^  bootstrap .*--fisher F\]" "$tmp/commands" || fail "--help cut a command's arguments"
+"$ctl" --help >>"$tmp/allhelp"
+# help written one way: 79 columns, no tabs, an option's metavariable the same in every
+# command, a default as "(default: X)", required options unbracketed in the synopsis and
+# marked in the list, optional ones bracketed
+python3 - "$tmp/allhelp" <<'PY' || fail "help text is not consistent"
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+bad, metas = [], {}
+for line in text.splitlines():
+    if len(line) > 79: bad.append("over 79 columns: " + line)
+    if "\t" in line: bad.append("a tab: " + line)
+for m in re.finditer(r"--([a-z][a-z-]*) ([A-Z][A-Z_]*)\b", text):
+    metas.setdefault(m.group(1), set()).add(m.group(2))
+for name, ms in metas.items():
+    if len(ms) > 1: bad.append("--%s has metavariables %s" % (name, sorted(ms)))
+for block in text.split("usage: mnemoctl ")[1:]:
+    syn = block.split("\n\n")[0]
+    opts = block.split("options:\n")[-1]
+    for m in re.finditer(r"^  --([a-z-]+)(?: [A-Z_]+)?(?:\.\.\.)?\s+(.*(?:\n {16,}.*)*)", opts, re.M):
+        name, desc = m.group(1), " ".join(m.group(2).split())
+        if re.search(r"\bdefault\b", desc) and not re.search(r"\(default: [^)]*\)$", desc):
+            bad.append("--%s: a default not written \"(default: X)\" at the end: %s" % (name, desc))
+        if name in ("json", "db", "config", "help", "version") or syn.startswith("["): continue
+        required = desc.endswith("(required)")
+        bracketed = re.search(r"\[--%s\b" % name, syn) is not None
+        if required == bracketed or "--" + name not in syn:
+            bad.append("--%s in \"%s\": required %s, bracketed %s" % (name, syn.split("\n")[0], required, bracketed))
+for b in bad: print(b)
+sys.exit(1 if bad else 0)
+PY
+grep -q "^usage: mnemoctl bootstrap CHECKPOINT \[--replay FILE\] \[--fisher FILE\]" "$tmp/allhelp" ||
+  fail "bootstrap's synopsis lacks its options"
+expect_rc 2 "$ctl" approve 3
+grep -q "approve needs --note NOTE" "$tmp/err" || fail "a required option was not asked for: $(cat "$tmp/err")"
 # typos get the nearest command, subcommand, option or value, and the help of the command
 expect_rc 2 "$ctl" staus
 grep -q 'did you mean "status"' "$tmp/err" || fail "staus: $(cat "$tmp/err")"
@@ -116,10 +150,10 @@ expect_rc 0 "$ctl" --db "$url" --json migrate status
 grep -q '"state": "applied"' "$tmp/out" || fail "json status: $(cat "$tmp/out")"
 
 # refresh twice: the first queues, the second says the one there is; jobs show has it whole
-expect_rc 0 "$ctl" --db "$url" refresh --reason "first"
+expect_rc 0 "$ctl" --db "$url" refresh --note "first"
 grep -q "^refresh job [0-9]* queued$" "$tmp/out" || fail "first refresh: $(cat "$tmp/out")"
 job=$(grep -o '[0-9]*' "$tmp/out" | head -1)
-expect_rc 0 "$ctl" --db "$url" refresh --reason "second"
+expect_rc 0 "$ctl" --db "$url" refresh --note "second"
 grep -q "^refresh job $job is queued already" "$tmp/out" || fail "second refresh: $(cat "$tmp/out")"
 expect_rc 0 "$ctl" --db "$url" --json refresh
 grep -q '"queued": false' "$tmp/out" || fail "--json refresh: $(cat "$tmp/out")"

@@ -69,7 +69,7 @@ until_true 20 grep -q 'msg=leader' "$tmp/d1.log" || fail "mnemod did not lead"
 # ---------------------------------------------------------------- refresh 1
 "$ctl" --config "$tmp/ingest.yaml" ingest --format jsonl "$tmp/fresh1.jsonl" >/dev/null
 fresh1=$(sql "select count(*) from mnemo.documents where split = 'train' and consumed_by is null")
-MNEMO_DB=$operator "$ctl" refresh --reason test >/dev/null || fail "mnemoctl refresh"
+MNEMO_DB=$operator "$ctl" refresh --note test >/dev/null || fail "mnemoctl refresh"
 job=$(sql "select id from mnemo.jobs where kind = 'refresh'")
 # kill -9 of the daemon once fine-tuning has saved a checkpoint; the worker dies with it
 until_true 120 test -L "$tmp/data/jobs/$job/candidate/model.safetensors" ||
@@ -186,7 +186,7 @@ is "select verdict->'guard_retry'->>'protect' from mnemo.checkpoints where id = 
   fail "the verdict does not say what the retry protects"
 "$ctl" show "$cand2" | grep -q "^guard retry: refresh $retry, protecting $protect (" || fail "show: no guard retry"
 # the slot is the retry's: a request says so; nobody retries a job later, nor another role
-MNEMO_DB=$operator "$ctl" refresh --reason "more data" | grep -q "a guard's retry of refresh $job2" ||
+MNEMO_DB=$operator "$ctl" refresh --note "more data" | grep -q "a guard's retry of refresh $job2" ||
   fail "refresh during a guard retry: not told"
 psql "$daemon_db" -XAtqc "select mnemo.guard_retry($job2, '$protect')" 2>"$tmp/gr.err" &&
   fail "the daemon's role retried a finished job outside its finishing transaction"

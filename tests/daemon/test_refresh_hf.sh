@@ -115,7 +115,7 @@ until_true 240 is "select count(*) from mnemo.reports where status = 'new'" 0 ||
 is "select severity is not null from mnemo.reports order by id limit 1" t || fail "the report has no severity"
 
 "$ctl" --config "$tmp/ingest.yaml" ingest --format jsonl "$tmp/fresh1.jsonl" >/dev/null
-MNEMO_DB=$operator "$ctl" refresh --reason test >/dev/null || fail "mnemoctl refresh"
+MNEMO_DB=$operator "$ctl" refresh --note test >/dev/null || fail "mnemoctl refresh"
 until_true 300 is "select state from mnemo.jobs where kind = 'refresh'" succeeded || fail "the refresh did not finish"
 cand=$(sql "select ckpt_id from mnemo.jobs where kind = 'refresh'")
 is "select state from mnemo.checkpoints where id = $cand" awaiting_approval ||

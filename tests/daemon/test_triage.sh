@@ -145,7 +145,7 @@ PY
 MNEMO_DB=$daemon_db "$ctl" triage accept "$bad" 2>"$tmp/self.err" && fail "the daemon's role accepted a report"
 grep -q 'permission denied for function triage_accept' "$tmp/self.err" || fail "self-accept: $(cat "$tmp/self.err")"
 MNEMO_DB=$operator "$ctl" triage reject "${flood[3]}" 2>/dev/null && fail "a rejection without a reason"
-MNEMO_DB=$operator "$ctl" triage reject "${flood[3]}" --why "a known display bug, not the model" >/dev/null ||
+MNEMO_DB=$operator "$ctl" triage reject "${flood[3]}" --note "a known display bug, not the model" >/dev/null ||
   fail "triage reject"
 is "select count(*) from mnemo.reports where claimed_lang = 'ell' and status = 'rejected' and notes like 'a known display%'" 20 ||
   fail "the flood's group was not rejected whole"
@@ -170,7 +170,7 @@ assert r['ell']['rejected'] == 21 and r['lat']['accepted'] == 2, r
 
 # ---------------------------------------------------------------- the probe and boost in a refresh
 "$ctl" --config "$tmp/ingest.yaml" ingest --format jsonl "$tmp/fresh.jsonl" >/dev/null
-MNEMO_DB=$operator "$ctl" refresh --reason "accepted reports" >/dev/null || fail "mnemoctl refresh"
+MNEMO_DB=$operator "$ctl" refresh --note "accepted reports" >/dev/null || fail "mnemoctl refresh"
 job=$(sql "select id from mnemo.jobs where kind = 'refresh'")
 until_true 300 is "select state from mnemo.jobs where id = $job" succeeded || fail "the refresh did not finish"
 cand=$(sql "select id from mnemo.checkpoints where job_id = $job")
