@@ -160,26 +160,16 @@ static int cmd_lang_list(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
   if (db_query(conn,
                "SELECT l.code, l.name, l.script, l.enabled, l.tag_id,"
-               "       count(d.id) FILTER (WHERE d.split = 'train'),"
-               "       count(d.id) FILTER (WHERE d.split = 'heldout'),"
-               "       coalesce(sum(d.bytes), 0)"
+               "       count(d.id) FILTER (WHERE d.split = 'train') AS train_documents,"
+               "       count(d.id) FILTER (WHERE d.split = 'heldout') AS heldout_documents,"
+               "       coalesce(sum(d.bytes), 0) AS bytes"
                "  FROM mnemo.languages l LEFT JOIN mnemo.documents d ON d.lang = l.code"
                " GROUP BY l.code ORDER BY l.code",
                0, NULL, &res, "could not list languages", &err) != MN_OK)
     goto fail;
   int n = PQntuples(res);
   if (c->json) {
-    json_t *arr = json_array();
-    for (int i = 0; i < n; i++)
-      json_array_append_new(
-          arr, json_pack("{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I}", "code", PQgetvalue(res, i, 0),
-                         "name", PQgetvalue(res, i, 1), "script", PQgetvalue(res, i, 2), "enabled",
-                         PQgetvalue(res, i, 3)[0] == 't', "tag_id",
-                         (json_int_t)to_ll(PQgetvalue(res, i, 4)), "train_documents",
-                         (json_int_t)to_ll(PQgetvalue(res, i, 5)), "heldout_documents",
-                         (json_int_t)to_ll(PQgetvalue(res, i, 6)), "bytes",
-                         (json_int_t)to_ll(PQgetvalue(res, i, 7))));
-    ctl_print_json(arr);
+    ctl_print_json(ctl_json_rows(res));
   } else {
     printf("%-5s %-28s %-6s %-7s %6s %9s %9s %10s\n", "code", "name", "script", "enabled", "tag",
            "train", "heldout", "MB");
@@ -222,7 +212,11 @@ static int cmd_source_add(ctl *c, int argc, char **argv)
                " licence = EXCLUDED.licence, notes = EXCLUDED.notes RETURNING id",
                4, params, &res, "could not record the source", &err) != MN_OK)
     goto fail;
-  printf("source %s: id %s\n", ctl_text(argv[0], 0), PQgetvalue(res, 0, 0));
+  if (c->json)
+    ctl_print_json(
+        json_pack("{s:s, s:I}", "name", argv[0], "id", (json_int_t)to_ll(PQgetvalue(res, 0, 0))));
+  else
+    printf("source %s: id %s\n", ctl_text(argv[0], 0), PQgetvalue(res, 0, 0));
   PQclear(res);
   PQfinish(conn);
   return MN_EXIT_OK;
@@ -240,27 +234,21 @@ static int cmd_sources(ctl *c, int argc, char **argv)
   if (argc != 0) return ctl_usage("sources takes no arguments (got \"%s\")", argv[0]);
   if (ctl_connect(c, &conn, &err) != MN_OK) goto fail;
   if (db_query(conn,
-               "SELECT s.name, s.licence, s.origin, count(d.id), coalesce(sum(d.bytes), 0)"
+               "SELECT s.name, nullif(s.licence, '') AS licence, nullif(s.origin, '') AS origin,"
+               "       count(d.id) AS documents, coalesce(sum(d.bytes), 0) AS bytes"
                "  FROM mnemo.sources s LEFT JOIN mnemo.documents d ON d.source_id = s.id"
                " GROUP BY s.id ORDER BY s.name",
                0, NULL, &res, "could not list sources", &err) != MN_OK)
     goto fail;
   int n = PQntuples(res);
   if (c->json) {
-    json_t *arr = json_array();
-    for (int i = 0; i < n; i++)
-      json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I}", "name",
-                                           PQgetvalue(res, i, 0), "licence", PQgetvalue(res, i, 1),
-                                           "origin", PQgetvalue(res, i, 2), "documents",
-                                           (json_int_t)to_ll(PQgetvalue(res, i, 3)), "bytes",
-                                           (json_int_t)to_ll(PQgetvalue(res, i, 4))));
-    ctl_print_json(arr);
+    ctl_print_json(ctl_json_rows(res));
   } else {
     printf("%-28s %-20s %10s %10s  %s\n", "source", "licence", "documents", "MB", "origin");
     for (int i = 0; i < n; i++)
       printf("%s %s %10s %10.2f  %s\n", ctl_cell(PQgetvalue(res, i, 0), 28),
-             ctl_cell(PQgetvalue(res, i, 1), 20), PQgetvalue(res, i, 3),
-             (double)to_ll(PQgetvalue(res, i, 4)) / 1e6, ctl_text(PQgetvalue(res, i, 2), 0));
+             ctl_cell(ctl_cell_text(res, i, 1), 20), PQgetvalue(res, i, 3),
+             (double)to_ll(PQgetvalue(res, i, 4)) / 1e6, ctl_text(ctl_cell_text(res, i, 2), 0));
   }
   PQclear(res);
   PQfinish(conn);
@@ -576,10 +564,8 @@ static int cmd_reports(ctl *c, int argc, char **argv)
   const char *params[] = {c->a.status, c->a.lang, lim};
   if (db_query(
           conn,
-          "SELECT id, claimed_lang, coalesce(detected_lang, ''), status,"
-          "       coalesce(severity::text, ''), reporter,"
-          "       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-          "       text, coalesce(expected_text, ''), context::text, notes"
+          "SELECT id, claimed_lang, detected_lang, status, severity, reporter, created_at,"
+          "       text, expected_text, context, notes"
           "  FROM mnemo.reports"
           " WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR claimed_lang = $2)"
           " ORDER BY id DESC LIMIT $3::bigint",
@@ -587,31 +573,13 @@ static int cmd_reports(ctl *c, int argc, char **argv)
     goto fail;
   int n = PQntuples(res);
   if (c->json) {
-    json_t *arr = json_array();
-    for (int i = 0; i < n; i++) {
-      json_error_t je;
-      json_t *o = json_pack(
-          "{s:I, s:s, s:s, s:s, s:s, s:s, s:o?}", "id", (json_int_t)to_ll(PQgetvalue(res, i, 0)),
-          "claimed_lang", PQgetvalue(res, i, 1), "status", PQgetvalue(res, i, 3), "reporter",
-          PQgetvalue(res, i, 5), "created_at", PQgetvalue(res, i, 6), "text", PQgetvalue(res, i, 7),
-          "context", json_loads(PQgetvalue(res, i, 9), 0, &je));
-      if (*PQgetvalue(res, i, 2))
-        json_object_set_new(o, "detected_lang", json_string(PQgetvalue(res, i, 2)));
-      if (*PQgetvalue(res, i, 4))
-        json_object_set_new(o, "severity", json_real(strtod(PQgetvalue(res, i, 4), NULL)));
-      if (*PQgetvalue(res, i, 8))
-        json_object_set_new(o, "expected_text", json_string(PQgetvalue(res, i, 8)));
-      json_object_set_new(o, "notes", json_string(PQgetvalue(res, i, 10)));
-      json_array_append_new(arr, o);
-    }
-    ctl_print_json(arr);
+    ctl_print_json(ctl_json_rows(res));
   } else {
     printf("%-6s %-5s %-8s %-9s %-20s %s\n", "id", "lang", "detected", "status", "created", "text");
     for (int i = 0; i < n; i++) {
       printf("%-6s %s %s %s %-20s %s\n", PQgetvalue(res, i, 0), ctl_cell(PQgetvalue(res, i, 1), 5),
-             ctl_cell(*PQgetvalue(res, i, 2) ? PQgetvalue(res, i, 2) : "-", 8),
-             ctl_cell(PQgetvalue(res, i, 3), 9), PQgetvalue(res, i, 6),
-             ctl_text(PQgetvalue(res, i, 7), 60));
+             ctl_cell(ctl_cell_text(res, i, 2), 8), ctl_cell(PQgetvalue(res, i, 3), 9),
+             ctl_cell_text(res, i, 6), ctl_text(PQgetvalue(res, i, 7), 60));
     }
     printf("%d report(s)\n", n);
   }

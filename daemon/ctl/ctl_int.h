@@ -104,9 +104,21 @@ extern bool ctl_json_errors;
 /* ctl_fail -- print err ("mnemoctl: msg", what a database error means, "  detail: ...") and
  * return the exit code. */
 int ctl_fail(const mn_error *err);
-/* ctl_json_cell -- a result's value typed by its column: integers, floats, booleans, null,
- * else a string */
+/*
+ * --json is a contract (docs/json.md, checked by test_json): every key present (null when
+ * there is no value), numbers as numbers, floats in their shortest round-trip form, times
+ * in ISO 8601 UTC ("2026-12-04T18:54:13Z"), JSON columns as JSON.  Queries return typed
+ * columns and the types decide; SQL that builds JSON itself writes times with DB_ISO.
+ */
+/* ctl_json_cell -- a result's value typed by its column: integers (numerics without a
+ * fraction too), floats, booleans, null, times (ISO 8601 UTC), JSON, else a string */
 json_t *ctl_json_cell(const PGresult *r, int row, int col);
+/* ctl_json_row -- a row as an object of its columns (ctl_json_cell); ctl_json_rows every row */
+json_t *ctl_json_row(const PGresult *r, int row);
+json_t *ctl_json_rows(const PGresult *r);
+/* ctl_cell_text -- a value for a person: "-" for null, a time as "2026-12-04 18:54:13" (UTC),
+ * else as the server wrote it (a static slot, as ctl_text's) */
+const char *ctl_cell_text(const PGresult *r, int row, int col);
 /* ctl_usage_topic -- the command a usage error's hint points at ("lang add"; empty: none) */
 extern char ctl_usage_topic[64];
 /* ctl_usage -- print a usage error (and "Try mnemoctl help TOPIC") and return MN_EXIT_USAGE. */
@@ -115,7 +127,17 @@ int ctl_usage(const char *fmt, ...) MN_PRINTF(1, 2);
 MN_NODISCARD mn_status ctl_load_config(ctl *c, mn_error *err);
 /* ctl_connect -- load the config and connect; on success *conn is the caller's. */
 MN_NODISCARD mn_status ctl_connect(ctl *c, PGconn **conn /* OUT */, mn_error *err);
-/* ctl_print_json -- print o indented on stdout and release it. */
+/* A column of a table for people: its heading and what it shows, a template of the result's
+ * columns ("{attempt}/{max_attempts}"; "-" when any of them is null). */
+typedef struct ctl_col {
+  const char *heading, *show;
+} ctl_col;
+/* ctl_print_rows -- a result as a table for people (the columns cols, NULL-heading
+ * terminated; NULL: every column as it is), or under --json as an array of objects of every
+ * column (ctl_json_rows).  Cells are escaped and cut at 60 display columns. */
+void ctl_print_rows(const ctl *c, const PGresult *r, const ctl_col *cols);
+/* ctl_print_json -- print o indented on stdout and release it; every float in the fewest
+ * digits that read back as the same double. */
 void ctl_print_json(json_t *o);
 /* ctl_done -- a command's end: release res and conn, print err when code is a failure */
 int ctl_done(PGconn *conn, PGresult *res, const mn_error *err, int code);

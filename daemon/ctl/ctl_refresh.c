@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ckpt_arg -- a checkpoint id, or "production" (resolved by the caller's query) */
@@ -43,43 +44,6 @@ static mn_status resolve(PGconn *conn, int64_t *id, mn_error *err)
     return mn_error_set(err, MN_ERR_INPUT,
                         "no production checkpoint: register one with mnemoctl bootstrap");
   return MN_OK;
-}
-
-/* print_rows -- a result as a table (or a JSON array of objects, every value a string); cells
- * are escaped and cut at 60 bytes (ctl_text) */
-static void print_rows(ctl *c, PGresult *r)
-{
-  int n = PQntuples(r), m = PQnfields(r);
-  if (c->json) {
-    json_t *arr = json_array();
-    for (int i = 0; i < n; i++) {
-      json_t *o = json_object();
-      for (int k = 0; k < m; k++)
-        json_object_set_new(o, PQfname(r, k), ctl_json_cell(r, i, k));
-      json_array_append_new(arr, o);
-    }
-    ctl_print_json(arr);
-    return;
-  }
-  /* columns as wide as their widest cell in display columns (at most 60), the last not
-   * padded */
-  int w[32] = {0};
-  for (int k = 0; k < m && k < 32; k++) {
-    w[k] = ctl_width(PQfname(r, k));
-    for (int i = 0; i < n; i++) {
-      int l = ctl_width(ctl_text(PQgetvalue(r, i, k), 0));
-      if (l > w[k]) w[k] = l < 60 ? l : 60;
-    }
-  }
-  for (int k = 0; k < m && k < 32; k++)
-    printf("%s%s", k + 1 < m ? ctl_cell(PQfname(r, k), w[k]) : PQfname(r, k),
-           k + 1 < m ? "  " : "\n");
-  for (int i = 0; i < n; i++)
-    for (int k = 0; k < m && k < 32; k++)
-      printf("%s%s",
-             k + 1 < m ? ctl_cell(PQgetvalue(r, i, k), w[k]) : ctl_text(PQgetvalue(r, i, k), 0),
-             k + 1 < m ? "  " : "\n");
-  if (n == 0) printf("(none)\n");
 }
 
 /* ---------------------------------------------------------------- bootstrap */
@@ -268,16 +232,25 @@ static int cmd_refresh(ctl *c, int argc, char **argv)
   return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
+/* a job: "retrying" is a queued job that failed an attempt; step_done/steps and eta_s are
+ * the worker's last progress report */
 #define JOBS_SQL                                                                                   \
   "SELECT id, kind,"                                                                               \
   " CASE WHEN state = 'queued' AND attempt > 0 THEN 'retrying' ELSE state END AS state,"           \
-  " attempt || '/' || max_attempts AS attempt, step,"                                              \
-  " CASE WHEN progress ? 'step' THEN (progress->>'step') || '/' || (progress->>'steps')"           \
-  "      ELSE '' END AS progress,"                                                                 \
-  " coalesce(round((progress->>'eta_s')::numeric)::text || ' s', '') AS eta,"                      \
-  " coalesce(ckpt_id::text, '') AS checkpoint,"                                                    \
-  " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS created,"                   \
-  " coalesce(error, '') AS error FROM mnemo.jobs"
+  " attempt, max_attempts, step, (progress->>'step')::bigint AS step_done,"                        \
+  " (progress->>'steps')::bigint AS steps, round((progress->>'eta_s')::numeric) AS eta_s,"         \
+  " ckpt_id AS checkpoint, created_at, error FROM mnemo.jobs"
+static const ctl_col jobs_cols[] = {{"id", "{id}"},
+                                    {"kind", "{kind}"},
+                                    {"state", "{state}"},
+                                    {"attempt", "{attempt}/{max_attempts}"},
+                                    {"step", "{step}"},
+                                    {"progress", "{step_done}/{steps}"},
+                                    {"eta", "{eta_s} s"},
+                                    {"checkpoint", "{checkpoint}"},
+                                    {"created", "{created_at}"},
+                                    {"error", "{error}"},
+                                    {0}};
 
 static int cmd_jobs(ctl *c, int argc, char **argv)
 {
@@ -295,7 +268,7 @@ static int cmd_jobs(ctl *c, int argc, char **argv)
       db_query(conn, JOBS_SQL " ORDER BY id DESC LIMIT $1::bigint", 1, p, &res,
                "could not list jobs", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
-  print_rows(c, res);
+  ctl_print_rows(c, res, jobs_cols);
   return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
@@ -309,12 +282,9 @@ static int cmd_jobs_show(ctl *c, int argc, char **argv)
   const char *p[] = {argv[0]};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn,
-               "SELECT json_build_object('job', id, 'kind', kind, 'state', state, 'attempt',"
-               " attempt, 'max_attempts', max_attempts, 'step', step, 'progress', progress,"
-               " 'reason', reason, 'requested_by', requested_by, 'checkpoint', ckpt_id,"
-               " 'retry_of', retry_of, 'cancel_requested', cancel_requested, 'created_at',"
-               " created_at, 'started_at', started_at, 'finished_at', finished_at, 'run_after',"
-               " run_after, 'lease_owner', lease_owner, 'error', error)::text"
+               "SELECT id AS job, kind, state, attempt, max_attempts, step, progress, reason,"
+               " requested_by, ckpt_id AS checkpoint, retry_of, cancel_requested, created_at,"
+               " started_at, finished_at, run_after, lease_owner, error"
                " FROM mnemo.jobs WHERE id = $1::bigint",
                1, p, &res, "could not read the job", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
@@ -322,7 +292,7 @@ static int cmd_jobs_show(ctl *c, int argc, char **argv)
     mn_error_set(&err, MN_ERR_INPUT, "no job %lld", (long long)id);
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   }
-  json_t *o = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+  json_t *o = ctl_json_row(res, 0);
   if (c->json) {
     ctl_print_json(o);
     return ctl_done(conn, res, &err, MN_EXIT_OK);
@@ -332,8 +302,8 @@ static int cmd_jobs_show(ctl *c, int argc, char **argv)
   json_object_foreach(o, k, v)
   {
     if (strcmp(k, "error") == 0 || strcmp(k, "progress") == 0) continue;
-    char *t = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY);
-    printf("%-17s %s\n", k, json_is_string(v) ? ctl_text(json_string_value(v), 0) : t);
+    char *t = json_is_string(v) || json_is_null(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY);
+    printf("%-17s %s\n", k, json_is_null(v) ? "-" : t ? t : ctl_text(json_string_value(v), 0));
     free(t);
   }
   char *prog = json_dumps(json_object_get(o, "progress"), JSON_COMPACT);
@@ -364,19 +334,28 @@ static int cmd_cancel(ctl *c, int argc, char **argv)
       db_query(conn, "SELECT mnemo.cancel_job($1::bigint)", 1, p, &res, "could not cancel", &err) !=
           MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
-  printf("job %s: %s\n", argv[0], PQgetvalue(res, 0, 0));
+  if (c->json)
+    ctl_print_json(json_pack("{s:I, s:s}", "job", (json_int_t)id, "state", PQgetvalue(res, 0, 0)));
+  else
+    printf("job %s: %s\n", argv[0], PQgetvalue(res, 0, 0));
   return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
 /* ---------------------------------------------------------------- status */
 
 #define CANDIDATES_SQL                                                                             \
-  "SELECT c.id AS checkpoint, c.state, coalesce(c.parent_id::text, '') AS parent,"                 \
-  " coalesce(c.job_id::text, '') AS job,"                                                          \
+  "SELECT c.id AS checkpoint, c.state, c.parent_id AS parent, c.job_id AS job,"                    \
   " (SELECT count(*) FROM mnemo.verdicts v WHERE v.ckpt_id = c.id AND v.outcome = 'pass')"         \
-  "   || '/' || (SELECT count(*) FROM mnemo.verdicts v WHERE v.ckpt_id = c.id) AS passed,"         \
-  " to_char(c.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS updated,"                 \
-  " c.reasons FROM mnemo.checkpoints c"
+  "   AS passed, (SELECT count(*) FROM mnemo.verdicts v WHERE v.ckpt_id = c.id) AS languages,"     \
+  " c.updated_at, c.reasons FROM mnemo.checkpoints c"
+static const ctl_col candidates_cols[] = {{"checkpoint", "{checkpoint}"},
+                                          {"state", "{state}"},
+                                          {"parent", "{parent}"},
+                                          {"job", "{job}"},
+                                          {"passed", "{passed}/{languages}"},
+                                          {"updated", "{updated_at}"},
+                                          {"reasons", "{reasons}"},
+                                          {0}};
 
 static int cmd_status(ctl *c, int argc, char **argv)
 {
@@ -388,10 +367,10 @@ static int cmd_status(ctl *c, int argc, char **argv)
   /* the leader holds the advisory lock 0x6d6e656d6f64 ("mnemod"): classid 0x6d6e, objid
    * 0x656d6f64 */
   if (db_query(conn,
-               "SELECT a.pid, coalesce(a.client_addr::text, 'local'), to_char(a.backend_start"
-               " AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
-               " coalesce(substring(a.application_name from '^mnemod pid ([0-9]+)'), ''),"
-               " coalesce(substring(a.application_name from ' on (.*)$'), '') FROM pg_locks l"
+               "SELECT substring(a.application_name from '^mnemod pid ([0-9]+)')::bigint AS pid,"
+               " substring(a.application_name from ' on (.*)$') AS host, a.pid AS backend_pid,"
+               " coalesce(a.client_addr::text, 'local') AS client, a.backend_start AS since"
+               " FROM pg_locks l"
                " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
                " AND l.granted AND l.classid = 28014 AND l.objid = 1701670756"
                " AND l.database = (SELECT oid FROM pg_database WHERE datname ="
@@ -399,42 +378,37 @@ static int cmd_status(ctl *c, int argc, char **argv)
                0, NULL, &res, "could not find the leader", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   json_t *o = json_object();
-  if (PQntuples(res) == 1)
-    json_object_set_new(o, "leader",
-                        json_pack("{s:s, s:s, s:s, s:s, s:s}", "pid", PQgetvalue(res, 0, 3), "host",
-                                  PQgetvalue(res, 0, 4), "backend_pid", PQgetvalue(res, 0, 0),
-                                  "client", PQgetvalue(res, 0, 1), "since", PQgetvalue(res, 0, 2)));
-  else
-    json_object_set_new(o, "leader", json_null());
-  PQclear(res);
-  res = NULL;
-  json_t *l = json_object_get(o, "leader");
-  if (!c->json && json_is_object(l))
+  bool led = PQntuples(res) == 1;
+  json_object_set_new(o, "leader", led ? ctl_json_row(res, 0) : json_null());
+  if (!c->json && led)
     printf("leader: mnemod pid %s on %s, leading since %s UTC (database backend %s, from %s)\n",
-           *json_string_value(json_object_get(l, "pid"))
-               ? json_string_value(json_object_get(l, "pid"))
-               : "?",
-           ctl_text(json_string_value(json_object_get(l, "host")), 0),
-           json_string_value(json_object_get(l, "since")),
-           json_string_value(json_object_get(l, "backend_pid")),
-           json_string_value(json_object_get(l, "client")));
+           PQgetisnull(res, 0, 0) ? "?" : PQgetvalue(res, 0, 0),
+           ctl_text(PQgetisnull(res, 0, 1) ? "?" : PQgetvalue(res, 0, 1), 0),
+           ctl_cell_text(res, 0, 4), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3));
   else if (!c->json)
     printf("leader: none (no mnemod running)\n");
+  PQclear(res);
+  res = NULL;
   static const struct {
     const char *key, *title, *sql;
+    const ctl_col *cols;
   } parts[] = {
-      {"production", "production", CANDIDATES_SQL " WHERE c.state = 'production'"},
+      {"production", "production", CANDIDATES_SQL " WHERE c.state = 'production'", candidates_cols},
       {"candidates", "candidates",
        CANDIDATES_SQL " WHERE c.state IN ('training', 'candidate', 'awaiting_approval',"
-                      " 'approved') ORDER BY c.id"},
-      {"jobs", "jobs in flight", JOBS_SQL " WHERE state IN ('queued', 'running') ORDER BY id"},
+                      " 'approved') ORDER BY c.id",
+       candidates_cols},
+      {"jobs", "jobs in flight", JOBS_SQL " WHERE state IN ('queued', 'running') ORDER BY id",
+       jobs_cols},
       {"reports", "reports by language (open severity: triaged and accepted)",
        "SELECT lang, new, triaged, accepted, fixed, rejected,"
        " round(open_severity::numeric, 2) AS open_severity FROM mnemo.report_summary"
-       " ORDER BY open_severity DESC, lang"},
+       " ORDER BY open_severity DESC, lang",
+       NULL},
       {"boosts", "replay boosts from accepted reports (the next refresh)",
        "SELECT lang, round(factor::numeric, 3) AS factor, groups FROM"
-       " mnemo.report_boosts($1::float8, $2::float8, $3::float8) WHERE factor > 1"},
+       " mnemo.report_boosts($1::float8, $2::float8, $3::float8) WHERE factor > 1",
+       NULL},
   };
   char per[32], half[32], max[32];
   snprintf(per, sizeof per, "%.17g", c->cfg.triage.boost_per_report);
@@ -449,20 +423,13 @@ static int cmd_status(ctl *c, int argc, char **argv)
       return ctl_done(conn, res, &err, MN_EXIT_FAIL);
     }
     if (c->json) {
-      json_t *arr = json_array();
-      for (int r = 0; r < PQntuples(res); r++) {
-        json_t *row = json_object();
-        for (int k = 0; k < PQnfields(res); k++)
-          json_object_set_new(row, PQfname(res, k), ctl_json_cell(res, r, k));
-        json_array_append_new(arr, row);
-      }
-      json_object_set_new(o, parts[i].key, arr);
+      json_object_set_new(o, parts[i].key, ctl_json_rows(res));
     } else {
       printf("\n%s:\n", parts[i].title);
       if (PQntuples(res) == 0)
         printf("  none\n");
       else
-        print_rows(c, res);
+        ctl_print_rows(c, res, parts[i].cols);
     }
     PQclear(res);
     res = NULL;
@@ -484,7 +451,7 @@ static int cmd_candidates(ctl *c, int argc, char **argv)
       db_query(conn, CANDIDATES_SQL " WHERE c.job_id IS NOT NULL ORDER BY c.id DESC LIMIT 50", 0,
                NULL, &res, "could not list candidates", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
-  print_rows(c, res);
+  ctl_print_rows(c, res, candidates_cols);
   return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
@@ -553,7 +520,7 @@ static int cmd_show(ctl *c, int argc, char **argv)
                " v.change DESC NULLS LAST, v.lang", /* v.: the numbers, not the text columns */
                1, p, &res, "could not read the verdict", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
-  if (PQntuples(res) > 0) print_rows(c, res);
+  if (PQntuples(res) > 0) ctl_print_rows(c, res, NULL);
   return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
@@ -612,7 +579,12 @@ static int decide(ctl *c, int argc, char **argv, const char *fn)
   snprintf(what, sizeof what, "could not %s checkpoint %s", fn, argv[0]);
   if (ctl_connect(c, &conn, &err) != MN_OK || db_query(conn, sql, 2, p, &res, what, &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
-  if (strcmp(fn, "approve") == 0)
+  bool approve = strcmp(fn, "approve") == 0;
+  if (c->json)
+    ctl_print_json(
+        json_pack("{s:I, s:s, s:o}", "checkpoint", (json_int_t)id, "decision", fn, "promotion_job",
+                  approve ? json_integer(strtoll(PQgetvalue(res, 0, 0), NULL, 10)) : json_null()));
+  else if (approve)
     printf("checkpoint %s approved; promotion job %s queued\n", argv[0], PQgetvalue(res, 0, 0));
   else
     printf("checkpoint %s rejected\n", argv[0]);
@@ -645,7 +617,11 @@ static int cmd_rollback(ctl *c, int argc, char **argv)
       db_query(conn, "SELECT mnemo.rollback($1, $2::bigint)", 2, p, &res, "could not roll back",
                &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
-  printf("checkpoint %s is production again\n", PQgetvalue(res, 0, 0));
+  if (c->json)
+    ctl_print_json(
+        json_pack("{s:I}", "production", (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+  else
+    printf("checkpoint %s is production again\n", PQgetvalue(res, 0, 0));
   return ctl_done(conn, res, &err, MN_EXIT_OK);
 }
 
@@ -672,15 +648,64 @@ static int cmd_generate(ctl *c, int argc, char **argv)
     char *slash = strrchr(worker, '/');
     snprintf(slash ? slash + 1 : worker, 8, "mnemo");
   }
-  const char *args[16] = {worker, "generate", "--checkpoint", model, "--lang", c->a.lang};
-  int n = 6;
+  /* the worker writes its JSON event on a pipe (its errors go straight to our standard
+   * error): the text for people, the event under --json, whatever stdout is */
+  const char *args[16] = {worker, "--json", "generate", "--checkpoint", model, "--lang", c->a.lang};
+  int n = 7;
   if (c->a.prompt) args[n++] = "--prompt", args[n++] = c->a.prompt;
   if (c->a.tokens) args[n++] = "--tokens", args[n++] = c->a.tokens;
   args[n] = NULL;
+  int fd[2];
+  if (pipe(fd) != 0) {
+    mn_error_set(&err, MN_ERR_IO, "could not run the worker: pipe: %s", strerror(errno));
+    return ctl_fail(&err);
+  }
   fflush(stdout);
-  execv(worker, (char *const *)args);
-  mn_error_set(&err, MN_ERR_IO, "could not run the worker \"%s\": %s", worker, strerror(errno));
-  return ctl_fail(&err);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fd[1], STDOUT_FILENO);
+    close(fd[0]), close(fd[1]);
+    execv(worker, (char *const *)args);
+    fprintf(stderr, "mnemoctl: could not run the worker \"%s\": %s\n", worker, strerror(errno));
+    _exit(MN_EXIT_FAIL);
+  }
+  close(fd[1]);
+  mn_buf out;
+  mn_buf_init(&out, 64u << 20);
+  char chunk[4096];
+  ssize_t got;
+  while ((got = read(fd[0], chunk, sizeof chunk)) != 0)
+    if (got > 0 && mn_buf_append(&out, chunk, (size_t)got, NULL) != MN_OK) break;
+  close(fd[0]);
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid) status = MN_EXIT_FAIL << 8;
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : MN_EXIT_FAIL;
+  json_t *ev = NULL;
+  for (char *line = out.data, *nl; code == MN_EXIT_OK && line && line < out.data + out.len;
+       line = nl ? nl + 1 : NULL) { /* the generate event among the worker's lines */
+    nl = memchr(line, '\n', out.len - (size_t)(line - out.data));
+    json_t *j =
+        json_loadb(line, nl ? (size_t)(nl - line) : out.len - (size_t)(line - out.data), 0, NULL);
+    if (j && json_is_string(json_object_get(j, "text")) && !ev)
+      ev = j;
+    else
+      json_decref(j);
+  }
+  mn_buf_fini(&out);
+  if (code == MN_EXIT_OK && !ev) {
+    mn_error_set(&err, MN_ERR_IO, "the worker \"%s\" wrote no text", worker);
+    return ctl_fail(&err);
+  }
+  if (!ev) return code; /* it said why on standard error */
+  if (c->json) {
+    ctl_print_json(ev);
+  } else {
+    fwrite(json_string_value(json_object_get(ev, "text")), 1,
+           json_string_length(json_object_get(ev, "text")), stdout);
+    putchar('\n');
+    json_decref(ev);
+  }
+  return MN_EXIT_OK;
 }
 
 /* ---------------------------------------------------------------- the table */

@@ -24,10 +24,12 @@
   " SELECT json_build_object('report', r.id, 'lang', r.claimed_lang, 'detected',"                  \
   "  r.triage->>'detected', 'confidence', (r.triage->>'confidence')::float8, 'mixed',"             \
   "  (r.triage->>'mixed')::boolean, 'severity', g.severity, 'reports', g.size,"                    \
-  "  'priority', g.severity * (1 + ln(g.size)), 'text', r.text, 'created_at', r.created_at)"       \
-  " FROM g JOIN mnemo.reports r ON r.id = g.grp WHERE g.waiting"                                   \
-  "  AND ($1::text IS NULL OR r.claimed_lang = $1)"                                                \
-  " ORDER BY g.severity * (1 + ln(g.size)) DESC NULLS LAST, r.id LIMIT $2::bigint"
+  "  'priority', g.severity * (1 + ln(g.size)), 'text', r.text, 'created_at', " DB_ISO(            \
+      "r.created_at") ")"                                                                          \
+                      " FROM g JOIN mnemo.reports r ON r.id = g.grp WHERE g.waiting"               \
+                      "  AND ($1::text IS NULL OR r.claimed_lang = $1)"                            \
+                      " ORDER BY g.severity * (1 + ln(g.size)) DESC NULLS LAST, r.id LIMIT "       \
+                      "$2::bigint"
 
 static int cmd_triage(ctl *c, int argc, char **argv)
 {
@@ -90,19 +92,48 @@ static int cmd_triage_show(ctl *c, int argc, char **argv)
     return ctl_usage("triage show takes one REPORT id");
   const char *p[] = {argv[0]};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
-      db_query(conn,
-               "SELECT json_build_object('report', r.id, 'status', r.status, 'reporter_status',"
-               " mnemo.report_status(r.id), 'claimed_lang', r.claimed_lang, 'probe_lang',"
-               " r.probe_lang, 'detected_lang', r.detected_lang, 'severity', r.severity,"
-               " 'triage', r.triage, 'group', coalesce(r.group_id, r.id), 'group_reports',"
-               " (SELECT json_agg(m.id ORDER BY m.id) FROM mnemo.reports m"
-               "  WHERE coalesce(m.group_id, m.id) = coalesce(r.group_id, r.id)),"
-               " 'text', r.text, 'expected_text', r.expected_text, 'context', r.context,"
-               " 'reporter', r.reporter, 'created_at', r.created_at, 'triaged_at', r.triaged_at,"
-               " 'decided_by', r.decided_by, 'decided_at', r.decided_at, 'notes', r.notes,"
-               " 'fixed_by', r.fixed_by, 'fixed_bits', r.fixed_bits)"
-               " FROM mnemo.reports r WHERE r.id = $1::bigint",
-               1, p, &res, "could not read the report", &err) != MN_OK)
+      db_query(
+          conn,
+          "SELECT json_build_object('report', r.id, 'status', r.status, 'reporter_status',"
+          " mnemo.report_status(r.id), 'claimed_lang', r.claimed_lang, 'probe_lang',"
+          " r.probe_lang, 'detected_lang', r.detected_lang, 'severity', r.severity,"
+          " 'triage', r.triage, 'group', coalesce(r.group_id, r.id), 'group_reports',"
+          " (SELECT json_agg(m.id ORDER BY m.id) FROM mnemo.reports m"
+          "  WHERE coalesce(m.group_id, m.id) = coalesce(r.group_id, r.id)),"
+          " 'text', r.text, 'expected_text', r.expected_text, 'context', r.context,"
+          " 'reporter', r.reporter, 'created_at', " DB_ISO(
+              "r.created_at") ", 'triaged_at', " DB_ISO("r.triaged_at") ","
+                                                                        " 'decided_by', "
+                                                                        "r.decided_by, "
+                                                                        "'decided_at', " DB_ISO(
+                                                                            "r.decided_at") ", "
+                                                                                            "'notes"
+                                                                                            "', "
+                                                                                            "r."
+                                                                                            "notes,"
+                                                                                            " '"
+                                                                                            "fixed_"
+                                                                                            "by', "
+                                                                                            "r."
+                                                                                            "fixed_"
+                                                                                            "by, "
+                                                                                            "'fixed"
+                                                                                            "_bits'"
+                                                                                            ", "
+                                                                                            "r."
+                                                                                            "fixed_"
+                                                                                            "bits)"
+                                                                                            " FROM "
+                                                                                            "mnemo."
+                                                                                            "report"
+                                                                                            "s r "
+                                                                                            "WHERE "
+                                                                                            "r.id "
+                                                                                            "= "
+                                                                                            "$1::"
+                                                                                            "bigin"
+                                                                                            "t",
+          1, p, &res, "could not read the report", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (PQntuples(res) != 1) {
     mn_error_set(&err, MN_ERR_INPUT, "no report %s", argv[0]);

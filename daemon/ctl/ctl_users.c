@@ -195,7 +195,9 @@ static int cmd_user_remove(ctl *c, int argc, char **argv)
   snprintf(sql, sizeof sql, "DROP ROLE %s", ident ? ident : "\"\"");
   PQfreemem(ident);
   if (db_exec(conn, sql, &err) != MN_OK) return ctl_done(conn, res, &err, MN_EXIT_FAIL);
-  if (!c->json)
+  if (c->json)
+    ctl_print_json(json_pack("{s:s, s:b}", "user", argv[0], "removed", 1));
+  else
     printf("login %s removed (what it did stays in the audit log)\n", ctl_text(argv[0], 0));
   return ctl_done(conn, res, &err, MN_EXIT_OK);
 }

@@ -72,6 +72,14 @@ int ctl_fail(const mn_error *err)
   return err->code == MN_ERR_USAGE ? MN_EXIT_USAGE : MN_EXIT_FAIL;
 }
 
+/* is_time -- a timestamp with or without time zone: the session's zone is UTC (ctl_connect)
+ * and its style ISO, so the text is "YYYY-MM-DD HH:MM:SS[.ffffff]+00" */
+static bool is_time(const PGresult *r, int col, const char *v)
+{
+  Oid t = PQftype(r, col);
+  return (t == 1184 || t == 1114) && strlen(v) >= 19 && v[10] == ' ' && v[4] == '-';
+}
+
 json_t *ctl_json_cell(const PGresult *r, int row, int col)
 {
   if (PQgetisnull(r, row, col)) return json_null();
@@ -81,12 +89,53 @@ json_t *ctl_json_cell(const PGresult *r, int row, int col)
   case 21: /* int2 */
   case 23: /* int4 */
   case 26: /* oid */ return json_integer(strtoll(v, NULL, 10));
+  case 1700: /* numeric: sum() of integers has no fraction */
+    if (!strpbrk(v, ".eEN")) return json_integer(strtoll(v, NULL, 10));
+    /* fall through */
   case 700: /* float4 */
-  case 701: /* float8 */
-  case 1700: /* numeric */ return json_real(strtod(v, NULL));
+  case 701: /* float8 */ return json_real(strtod(v, NULL));
   case 16: /* bool */ return json_boolean(v[0] == 't');
-  default: return json_string(v);
+  case 114: /* json */
+  case 3802: /* jsonb */ {
+    json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
+    return j ? j : json_string(v);
   }
+  default:
+    if (is_time(r, col, v)) {
+      char iso[24];
+      snprintf(iso, sizeof iso, "%.10sT%.8sZ", v, v + 11);
+      return json_string(iso);
+    }
+    return json_string(v);
+  }
+}
+
+json_t *ctl_json_row(const PGresult *r, int row)
+{
+  json_t *o = json_object();
+  for (int k = 0; k < PQnfields(r); k++)
+    json_object_set_new(o, PQfname(r, k), ctl_json_cell(r, row, k));
+  return o;
+}
+
+json_t *ctl_json_rows(const PGresult *r)
+{
+  json_t *arr = json_array();
+  for (int i = 0; i < PQntuples(r); i++)
+    json_array_append_new(arr, ctl_json_row(r, i));
+  return arr;
+}
+
+const char *ctl_cell_text(const PGresult *r, int row, int col)
+{
+  static char slots[CTL_TEXT_SLOTS][24];
+  static unsigned next;
+  if (PQgetisnull(r, row, col)) return "-";
+  const char *v = PQgetvalue(r, row, col);
+  if (!is_time(r, col, v)) return v;
+  char *out = slots[next++ % CTL_TEXT_SLOTS];
+  snprintf(out, 24, "%.19s", v);
+  return out;
 }
 
 char ctl_usage_topic[64];
@@ -141,14 +190,118 @@ mn_status ctl_connect(ctl *c, PGconn **conn, mn_error *err)
   db_options opt = {.conninfo = c->cfg.database.conninfo,
                     .application_name = c->cfg.database.application_name,
                     .connect_timeout_s = c->cfg.database.connect_timeout_s};
-  return db_connect(&opt, conn, err);
+  if ((rc = db_connect(&opt, conn, err)) != MN_OK) return rc;
+  /* times are read in UTC and in one style (ctl_json_cell, ctl_cell_text) */
+  return db_exec(*conn, "SET TIME ZONE 'UTC'; SET datestyle TO ISO", err);
+}
+
+/* put_shortest -- the number that jansson wrote at s (len bytes) in the fewest significant
+ * digits that read back as the same double (jansson writes 17: 9.174 is 9.1739999999999995) */
+static void put_shortest(FILE *f, const char *s, size_t len)
+{
+  char in[64], out[40];
+  if (len >= sizeof in || !memchr(s, '.', len)) {
+    fwrite(s, 1, len, f); /* an integer, or an exponent form: as it is */
+    return;
+  }
+  memcpy(in, s, len);
+  in[len] = 0;
+  double x = strtod(in, NULL);
+  for (int p = 1; p <= 17; p++) {
+    snprintf(out, sizeof out, "%.*g", p, x);
+    if (strtod(out, NULL) == x) break;
+  }
+  fputs(out, f);
+  if (!strpbrk(out, ".eEn")) fputs(".0", f); /* still a float to a reader that types them */
 }
 
 void ctl_print_json(json_t *o)
 {
-  json_dumpf(o, stdout, JSON_INDENT(2));
-  putchar('\n');
+  char *t = json_dumps(o, JSON_INDENT(2) | JSON_ENCODE_ANY);
   json_decref(o);
+  if (!t) return;
+  /* jansson's text, its floats rewritten: outside strings, a token that starts like a
+   * number is one */
+  for (const char *p = t; *p;) {
+    if (*p == '"') {
+      const char *q = p + 1;
+      while (*q && *q != '"')
+        q += (*q == '\\' && q[1]) ? 2 : 1;
+      if (*q) q++;
+      fwrite(p, 1, (size_t)(q - p), stdout);
+      p = q;
+    } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+      size_t n = strspn(p, "-+0123456789.eE");
+      put_shortest(stdout, p, n);
+      p += n;
+    } else {
+      putchar(*p++);
+    }
+  }
+  putchar('\n');
+  free(t);
+}
+
+/* fill -- a template of cols for one row ("-" when a column it names is null or absent) */
+static const char *fill(const PGresult *r, int row, const char *show, char *out, size_t size)
+{
+  size_t o = 0;
+  for (const char *p = show; *p && o + 1 < size;) {
+    const char *e = *p == '{' ? strchr(p, '}') : NULL;
+    if (!e) {
+      out[o++] = *p++;
+      continue;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "%.*s", (int)(e - p - 1), p + 1);
+    int k = PQfnumber(r, name);
+    if (k < 0 || PQgetisnull(r, row, k)) return "-";
+    o += (size_t)snprintf(out + o, size - o, "%s", ctl_cell_text(r, row, k));
+    if (o >= size) o = size - 1;
+    p = e + 1;
+  }
+  out[o] = 0;
+  return out;
+}
+
+void ctl_print_rows(const ctl *c, const PGresult *r, const ctl_col *cols)
+{
+  if (c->json) {
+    ctl_print_json(ctl_json_rows(r));
+    return;
+  }
+  enum { MAXCOL = 32 };
+  ctl_col all[MAXCOL + 1] = {{0}};
+  char tmpl[MAXCOL][70];
+  if (!cols) {
+    for (int k = 0; k < PQnfields(r) && k < MAXCOL; k++) {
+      snprintf(tmpl[k], sizeof tmpl[k], "{%s}", PQfname(r, k));
+      all[k] = (ctl_col){PQfname(r, k), tmpl[k]};
+    }
+    cols = all;
+  }
+  int m = 0, n = PQntuples(r), w[MAXCOL];
+  while (m < MAXCOL && cols[m].heading)
+    m++;
+  char buf[4096];
+  /* columns as wide as their widest cell in display columns (at most 60), the last not
+   * padded */
+  for (int k = 0; k < m; k++) {
+    w[k] = ctl_width(cols[k].heading);
+    for (int i = 0; i < n; i++) {
+      int l = ctl_width(ctl_text(fill(r, i, cols[k].show, buf, sizeof buf), 0));
+      if (l > w[k]) w[k] = l < 60 ? l : 60;
+    }
+  }
+  for (int k = 0; k < m; k++)
+    printf("%s%s", k + 1 < m ? ctl_cell(cols[k].heading, w[k]) : cols[k].heading,
+           k + 1 < m ? "  " : "\n");
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < m; k++) {
+      const char *v = fill(r, i, cols[k].show, buf, sizeof buf);
+      printf("%s%s", k + 1 < m ? ctl_cell(v, w[k]) : ctl_text(v, 0), k + 1 < m ? "  " : "\n");
+    }
+  if (n == 0) printf("(none)\n");
 }
 
 int ctl_done(PGconn *conn, PGresult *res, const mn_error *err, int code)

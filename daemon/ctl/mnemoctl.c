@@ -250,11 +250,45 @@ static int cmd_config_check(ctl *c, int argc, char **argv)
   return MN_EXIT_OK;
 }
 
+/* key_value -- a key's value in cfg as JSON, typed by the key (a secret redacted) */
+static json_t *key_value(const mn_config *cfg, const mn_config_key *k)
+{
+  const void *f = (const char *)cfg + k->offset;
+  switch (k->type) {
+  case MN_CFG_INT: return json_integer(*(const int64_t *)f);
+  case MN_CFG_DOUBLE: return json_real(*(const double *)f);
+  case MN_CFG_ENUM: return json_string(k->choices[*(const int *)f]);
+  case MN_CFG_STRING: {
+    const char *s = *(char *const *)f;
+    return json_string(k->secret && s && *s ? "<redacted>" : s ? s : "");
+  }
+  }
+  return json_null();
+}
+
 static int cmd_config_dump(ctl *c, int argc, char **argv)
 {
   mn_error err = {0};
   if (argc != 0) return ctl_usage("config dump takes no arguments (got \"%s\")", argv[0]);
   if (ctl_load_config(c, &err) != MN_OK) return ctl_fail(&err);
+  if (c->json) { /* {"key": {"value": V, "origin": "FILE:LINE:COL" | "default" | "MNEMO_DB"}} */
+    size_t n;
+    const mn_config_key *keys = mn_config_keys(&n);
+    json_t *o = json_object();
+    for (size_t i = 0; i < n; i++) {
+      const mn_cfg_origin * or = &c->cfg.origin[i];
+      char where[4200];
+      if (or->line)
+        snprintf(where, sizeof where, "%s:%d:%d", or->what, or->line, or->col);
+      else
+        snprintf(where, sizeof where, "%s", or->what ? or->what : "default");
+      json_object_set_new(
+          o, keys[i].key,
+          json_pack("{s:o, s:s}", "value", key_value(&c->cfg, &keys[i]), "origin", where));
+    }
+    ctl_print_json(o);
+    return MN_EXIT_OK;
+  }
   mn_buf b;
   mn_buf_init(&b, 1 << 20);
   if (mn_config_dump(&c->cfg, &b, &err) != MN_OK) {
@@ -271,6 +305,35 @@ static int cmd_config_keys(ctl *c, int argc, char **argv)
 {
   mn_error err = {0};
   if (argc != 0) return ctl_usage("config keys takes no arguments (got \"%s\")", argv[0]);
+  if (c->json) { /* the key table: each key's type, default (typed), bounds and help */
+    size_t n;
+    const mn_config_key *keys = mn_config_keys(&n);
+    static const char *const types[] = {"integer", "string", "enum", "number"}; /* mn_cfg_type */
+    mn_config defaults;
+    if (mn_config_init(&defaults, &err) != MN_OK) return ctl_fail(&err);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+      const mn_config_key *k = &keys[i];
+      json_t *choices = json_null(), *min = json_null(), *max = json_null();
+      if (k->type == MN_CFG_ENUM) {
+        choices = json_array();
+        for (int e = 0; k->choices[e]; e++)
+          json_array_append_new(choices, json_string(k->choices[e]));
+      } else if (k->type == MN_CFG_INT) {
+        min = json_integer(k->min), max = json_integer(k->max);
+      } else if (k->type == MN_CFG_DOUBLE) {
+        min = json_real(k->dmin), max = json_real(k->dmax);
+      }
+      json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s}", "key",
+                                           k->key, "type", types[k->type], "default",
+                                           key_value(&defaults, k), "min", min, "max", max,
+                                           "choices", choices, "reloadable", k->reloadable,
+                                           "secret", k->secret, "help", k->help));
+    }
+    mn_config_fini(&defaults);
+    ctl_print_json(arr);
+    return MN_EXIT_OK;
+  }
   mn_buf b;
   mn_buf_init(&b, 1 << 20);
   if (mn_config_describe(&b, &err) != MN_OK) {

@@ -113,7 +113,13 @@ grep -q '| lat (' "$tmp/data/checkpoints/$cand/card.md" || fail "card: no lat da
 grep -q 'approve by op_login' "$tmp/data/checkpoints/$cand/card.md" || fail "card: no approval"
 "$mnemo" replay verify "$tmp/data/checkpoints/$cand/replay.store" >/dev/null || fail "replay store"
 "$ctl" lineage "$cand" | grep -q '^lat ' || fail "lineage"
-"$ctl" --config "$tmp/mnemo.yaml" generate production --lang lat --tokens 8 | grep -q '"text"' || fail "generate"
+"$ctl" --config "$tmp/mnemo.yaml" generate production --lang lat --tokens 8 --json >"$tmp/gen.json" ||
+  fail "generate --json"
+python3 -c 'import json, sys; e = json.load(open(sys.argv[1])); assert e["tokens"] == 8 and e["text"]' \
+  "$tmp/gen.json" || fail "generate --json: $(cat "$tmp/gen.json")"
+"$ctl" --config "$tmp/mnemo.yaml" generate production --lang lat --tokens 8 >"$tmp/gen.txt" ||
+  fail "generate"
+[ -s "$tmp/gen.txt" ] && ! grep -q '"text"' "$tmp/gen.txt" || fail "generate printed JSON: $(cat "$tmp/gen.txt")"
 
 # webhooks: signed (checked by Python), retried after the 500s, each delivered once
 until_true 60 grep -q '"type": "promoted".*"status": 200' "$tmp/hooks.jsonl" || fail "no promoted webhook"
