@@ -18,37 +18,26 @@ mn_status card_json(PGconn *c, int64_t id, json_t **out, mn_error *err)
   PGresult *r = PQexecParams(
       c,
       "SELECT json_build_object('checkpoint', c.id, 'parent', c.parent_id, 'state', c.state,"
-      " 'sha256', c.sha256, 'job', c.job_id, 'watermark', c.watermark, 'reasons', c.reasons,"
-      " 'created_at', " DB_ISO(
-          "c.created_at") ","
-                          " 'data', (SELECT coalesce(json_agg(x ORDER BY x.lang, x.source), '[]') "
-                          "FROM ("
-                          "   SELECT d.lang, l.name AS language, s.name AS source, s.licence, "
-                          "count(*) AS documents,"
-                          "          sum(d.bytes) AS bytes, min(d.id) AS first_id, max(d.id) AS "
-                          "last_id"
-                          "     FROM mnemo.documents d JOIN mnemo.sources s ON s.id = d.source_id"
-                          "     JOIN mnemo.languages l ON l.code = d.lang"
-                          "    WHERE d.consumed_by = c.id GROUP BY d.lang, l.name, s.name, "
-                          "s.licence) x),"
-                          " 'verdict', c.verdict,"
-                          " 'retry', (SELECT json_build_object('of_job', j.retry_of, 'protect', "
-                          "j.protect)"
-                          "   FROM mnemo.jobs j WHERE j.id = c.job_id AND j.retry_of IS NOT NULL),"
-                          " 'approvals', (SELECT coalesce(json_agg(json_build_object('decision', "
-                          "a.decision,"
-                          "   'by', a.by_user, 'note', a.note, 'at', " DB_ISO(
-                              "a.at") ") ORDER BY a.id), '[]')"
-                                      "   FROM mnemo.approvals a WHERE a.ckpt_id = c.id),"
-                                      " 'promotions', (SELECT "
-                                      "coalesce(json_agg(json_build_object('kind', m.kind,"
-                                      "   'previous', m.previous_id, 'documents', m.documents, "
-                                      "'by', m.by_user, 'note', m.note,"
-                                      "   'at', " DB_ISO(
-                                          "m.at") ") ORDER BY m.id), '[]') FROM mnemo.promotions m "
-                                                  "WHERE m.ckpt_id = c.id))"
-                                                  " FROM mnemo.checkpoints c WHERE c.id = "
-                                                  "$1::bigint",
+      " 'sha256', c.sha256, 'job', c.job_id, 'watermark', c.watermark,"
+      " 'reasons', nullif(c.reasons, ''), 'created_at', mnemo.iso(c.created_at),"
+      " 'data', (SELECT coalesce(json_agg(x ORDER BY x.lang, x.source), '[]') FROM ("
+      "   SELECT d.lang, l.name AS language, s.name AS source, s.licence, count(*) AS documents,"
+      "          sum(d.bytes)::bigint AS bytes, min(d.id) AS first_id, max(d.id) AS last_id"
+      "     FROM mnemo.documents d JOIN mnemo.sources s ON s.id = d.source_id"
+      "     JOIN mnemo.languages l ON l.code = d.lang"
+      "    WHERE d.consumed_by = c.id GROUP BY d.lang, l.name, s.name, s.licence) x),"
+      " 'verdict', c.verdict,"
+      " 'retry', (SELECT json_build_object('of_job', j.retry_of, 'protect', j.protect)"
+      "   FROM mnemo.jobs j WHERE j.id = c.job_id AND j.retry_of IS NOT NULL),"
+      " 'approvals', (SELECT coalesce(json_agg(json_build_object('decision', a.decision,"
+      "   'by', a.by_user, 'note', nullif(a.note, ''), 'at', mnemo.iso(a.at)) ORDER BY a.id), '[]')"
+      "   FROM mnemo.approvals a WHERE a.ckpt_id = c.id),"
+      " 'promotions', (SELECT coalesce(json_agg(json_build_object('kind', m.kind,"
+      "   'previous', m.previous_id, 'documents', m.documents, 'by', m.by_user, 'note', "
+      "nullif(m.note, ''),"
+      "   'at', mnemo.iso(m.at)) ORDER BY m.id), '[]') FROM mnemo.promotions m"
+      "   WHERE m.ckpt_id = c.id))"
+      " FROM mnemo.checkpoints c WHERE c.id = $1::bigint",
       1, NULL, p, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     mn_status rc = db_error(c, r, "read the checkpoint's card", err);

@@ -47,10 +47,6 @@ MN_NODISCARD mn_status db_connect(const db_options *opt, PGconn **out /* OUT */,
  */
 mn_status db_error(PGconn *conn, const PGresult *res, const char *what, mn_error *err);
 
-/* DB_ISO -- SQL for a timestamptz expression x as ISO 8601 UTC text, "2026-12-04T18:54:13Z":
- * the one form of a time in mnemo's JSON (docs/json.md) */
-#define DB_ISO(x) "to_char((" x ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
 /* db_exec -- run a command without parameters or rows; MN_ERR_DB on failure. */
 MN_NODISCARD mn_status db_exec(PGconn *conn, const char *sql, mn_error *err);
 

@@ -55,9 +55,9 @@ static mn_status read_ledger(PGconn *conn, ledger_row **rows, size_t *nrows, mn_
   res = NULL;
   if (!exists) goto out;
 
-  res = PQexec(conn, "SELECT version, name, sha256, "
-                     "to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-                     "duration_ms FROM mnemo.schema_migrations ORDER BY version");
+  res = PQexec(conn, "SELECT version, name, sha256,"
+                     " to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+                     " duration_ms FROM mnemo.schema_migrations ORDER BY version");
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     rc = db_error(conn, res, "could not read mnemo.schema_migrations", err);
     goto out;

@@ -132,7 +132,10 @@ static int set_enabled(ctl *c, int argc, char **argv, bool enabled)
                  ctl_text(argv[0], 40));
     goto fail;
   }
-  printf("language %s %s\n", ctl_text(argv[0], 0), enabled ? "enabled" : "disabled");
+  if (c->json)
+    ctl_print_json(json_pack("{s:s, s:b}", "code", argv[0], "enabled", enabled));
+  else
+    printf("language %s %s\n", ctl_text(argv[0], 0), enabled ? "enabled" : "disabled");
   PQclear(res);
   PQfinish(conn);
   return MN_EXIT_OK;
@@ -565,7 +568,7 @@ static int cmd_reports(ctl *c, int argc, char **argv)
   if (db_query(
           conn,
           "SELECT id, claimed_lang, detected_lang, status, severity, reporter, created_at,"
-          "       text, expected_text, context, notes"
+          "       text, expected_text, context, nullif(notes, '') AS notes"
           "  FROM mnemo.reports"
           " WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR claimed_lang = $2)"
           " ORDER BY id DESC LIMIT $3::bigint",

@@ -108,7 +108,8 @@ int ctl_fail(const mn_error *err);
  * --json is a contract (docs/json.md, checked by test_json): every key present (null when
  * there is no value), numbers as numbers, floats in their shortest round-trip form, times
  * in ISO 8601 UTC ("2026-12-04T18:54:13Z"), JSON columns as JSON.  Queries return typed
- * columns and the types decide; SQL that builds JSON itself writes times with DB_ISO.
+ * columns and the types decide; SQL that builds JSON itself writes times with mnemo.iso()
+ * (migration 0009).
  */
 /* ctl_json_cell -- a result's value typed by its column: integers (numerics without a
  * fraction too), floats, booleans, null, times (ISO 8601 UTC), JSON, else a string */

@@ -237,7 +237,7 @@ static int cmd_refresh(ctl *c, int argc, char **argv)
 #define JOBS_SQL                                                                                   \
   "SELECT id, kind,"                                                                               \
   " CASE WHEN state = 'queued' AND attempt > 0 THEN 'retrying' ELSE state END AS state,"           \
-  " attempt, max_attempts, step, (progress->>'step')::bigint AS step_done,"                        \
+  " attempt, max_attempts, nullif(step, '') AS step, (progress->>'step')::bigint AS step_done,"    \
   " (progress->>'steps')::bigint AS steps, round((progress->>'eta_s')::numeric) AS eta_s,"         \
   " ckpt_id AS checkpoint, created_at, error FROM mnemo.jobs"
 static const ctl_col jobs_cols[] = {{"id", "{id}"},
@@ -282,7 +282,9 @@ static int cmd_jobs_show(ctl *c, int argc, char **argv)
   const char *p[] = {argv[0]};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn,
-               "SELECT id AS job, kind, state, attempt, max_attempts, step, progress, reason,"
+               "SELECT id AS job, kind, state, attempt, max_attempts, nullif(step, '') AS step, "
+               "progress,"
+               " nullif(reason, '') AS reason,"
                " requested_by, ckpt_id AS checkpoint, retry_of, cancel_requested, created_at,"
                " started_at, finished_at, run_after, lease_owner, error"
                " FROM mnemo.jobs WHERE id = $1::bigint",
@@ -347,7 +349,7 @@ static int cmd_cancel(ctl *c, int argc, char **argv)
   "SELECT c.id AS checkpoint, c.state, c.parent_id AS parent, c.job_id AS job,"                    \
   " (SELECT count(*) FROM mnemo.verdicts v WHERE v.ckpt_id = c.id AND v.outcome = 'pass')"         \
   "   AS passed, (SELECT count(*) FROM mnemo.verdicts v WHERE v.ckpt_id = c.id) AS languages,"     \
-  " c.updated_at, c.reasons FROM mnemo.checkpoints c"
+  " c.updated_at, nullif(c.reasons, '') AS reasons FROM mnemo.checkpoints c"
 static const ctl_col candidates_cols[] = {{"checkpoint", "{checkpoint}"},
                                           {"state", "{state}"},
                                           {"parent", "{parent}"},
@@ -697,8 +699,13 @@ static int cmd_generate(ctl *c, int argc, char **argv)
     return ctl_fail(&err);
   }
   if (!ev) return code; /* it said why on standard error */
-  if (c->json) {
-    ctl_print_json(ev);
+  if (c->json) {        /* the worker's event in mnemoctl's shape: every key, null when unknown */
+    json_t *script = json_object_get(ev, "script"), *share = json_object_get(ev, "script_share");
+    ctl_print_json(json_pack("{s:I, s:s, s:O, s:O, s:O, s:O}", "checkpoint", (json_int_t)id, "lang",
+                             c->a.lang, "text", json_object_get(ev, "text"), "tokens",
+                             json_object_get(ev, "tokens"), "script", script ? script : json_null(),
+                             "script_share", share ? share : json_null()));
+    json_decref(ev);
   } else {
     fwrite(json_string_value(json_object_get(ev, "text")), 1,
            json_string_length(json_object_get(ev, "text")), stdout);

@@ -21,15 +21,12 @@
   "  max(severity) FILTER (WHERE status = 'triaged') AS severity,"                                 \
   "  bool_or(status = 'triaged') AS waiting FROM mnemo.reports"                                    \
   "  WHERE status IN ('triaged', 'accepted') GROUP BY 1)"                                          \
-  " SELECT json_build_object('report', r.id, 'lang', r.claimed_lang, 'detected',"                  \
-  "  r.triage->>'detected', 'confidence', (r.triage->>'confidence')::float8, 'mixed',"             \
-  "  (r.triage->>'mixed')::boolean, 'severity', g.severity, 'reports', g.size,"                    \
-  "  'priority', g.severity * (1 + ln(g.size)), 'text', r.text, 'created_at', " DB_ISO(            \
-      "r.created_at") ")"                                                                          \
-                      " FROM g JOIN mnemo.reports r ON r.id = g.grp WHERE g.waiting"               \
-                      "  AND ($1::text IS NULL OR r.claimed_lang = $1)"                            \
-                      " ORDER BY g.severity * (1 + ln(g.size)) DESC NULLS LAST, r.id LIMIT "       \
-                      "$2::bigint"
+  " SELECT r.id AS report, r.claimed_lang AS lang, r.triage->>'detected' AS detected,"             \
+  "  (r.triage->>'confidence')::float8 AS confidence, (r.triage->>'mixed')::boolean AS mixed,"     \
+  "  g.severity, g.size AS reports, g.severity * (1 + ln(g.size)) AS priority, r.text,"            \
+  "  r.created_at FROM g JOIN mnemo.reports r ON r.id = g.grp WHERE g.waiting"                     \
+  "  AND ($1::text IS NULL OR r.claimed_lang = $1)"                                                \
+  " ORDER BY g.severity * (1 + ln(g.size)) DESC NULLS LAST, r.id LIMIT $2::bigint"
 
 static int cmd_triage(ctl *c, int argc, char **argv)
 {
@@ -48,10 +45,7 @@ static int cmd_triage(ctl *c, int argc, char **argv)
   if (ctl_connect(c, &conn, &err) != MN_OK ||
       db_query(conn, QUEUE_SQL, 2, p, &res, "could not read the triage queue", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
-  int n = PQntuples(res);
-  json_t *arr = json_array();
-  for (int i = 0; i < n; i++)
-    json_array_append_new(arr, json_loads(PQgetvalue(res, i, 0), 0, NULL));
+  json_t *arr = ctl_json_rows(res);
   if (c->json) {
     ctl_print_json(arr);
     return ctl_done(conn, res, &err, MN_EXIT_OK);
@@ -92,54 +86,22 @@ static int cmd_triage_show(ctl *c, int argc, char **argv)
     return ctl_usage("triage show takes one REPORT id");
   const char *p[] = {argv[0]};
   if (ctl_connect(c, &conn, &err) != MN_OK ||
-      db_query(
-          conn,
-          "SELECT json_build_object('report', r.id, 'status', r.status, 'reporter_status',"
-          " mnemo.report_status(r.id), 'claimed_lang', r.claimed_lang, 'probe_lang',"
-          " r.probe_lang, 'detected_lang', r.detected_lang, 'severity', r.severity,"
-          " 'triage', r.triage, 'group', coalesce(r.group_id, r.id), 'group_reports',"
-          " (SELECT json_agg(m.id ORDER BY m.id) FROM mnemo.reports m"
-          "  WHERE coalesce(m.group_id, m.id) = coalesce(r.group_id, r.id)),"
-          " 'text', r.text, 'expected_text', r.expected_text, 'context', r.context,"
-          " 'reporter', r.reporter, 'created_at', " DB_ISO(
-              "r.created_at") ", 'triaged_at', " DB_ISO("r.triaged_at") ","
-                                                                        " 'decided_by', "
-                                                                        "r.decided_by, "
-                                                                        "'decided_at', " DB_ISO(
-                                                                            "r.decided_at") ", "
-                                                                                            "'notes"
-                                                                                            "', "
-                                                                                            "r."
-                                                                                            "notes,"
-                                                                                            " '"
-                                                                                            "fixed_"
-                                                                                            "by', "
-                                                                                            "r."
-                                                                                            "fixed_"
-                                                                                            "by, "
-                                                                                            "'fixed"
-                                                                                            "_bits'"
-                                                                                            ", "
-                                                                                            "r."
-                                                                                            "fixed_"
-                                                                                            "bits)"
-                                                                                            " FROM "
-                                                                                            "mnemo."
-                                                                                            "report"
-                                                                                            "s r "
-                                                                                            "WHERE "
-                                                                                            "r.id "
-                                                                                            "= "
-                                                                                            "$1::"
-                                                                                            "bigin"
-                                                                                            "t",
-          1, p, &res, "could not read the report", &err) != MN_OK)
+      db_query(conn,
+               "SELECT r.id AS report, r.status, mnemo.report_status(r.id) AS reporter_status,"
+               " r.claimed_lang, r.probe_lang, r.detected_lang, r.severity, r.triage,"
+               " coalesce(r.group_id, r.id) AS \"group\", (SELECT json_agg(m.id ORDER BY m.id)"
+               "  FROM mnemo.reports m WHERE coalesce(m.group_id, m.id) ="
+               "  coalesce(r.group_id, r.id)) AS group_reports, r.text, r.expected_text,"
+               " r.context, r.reporter, r.created_at, r.triaged_at, r.decided_by, r.decided_at,"
+               " nullif(r.notes, '') AS notes, r.fixed_by, r.fixed_bits"
+               " FROM mnemo.reports r WHERE r.id = $1::bigint",
+               1, p, &res, "could not read the report", &err) != MN_OK)
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   if (PQntuples(res) != 1) {
     mn_error_set(&err, MN_ERR_INPUT, "no report %s", argv[0]);
     return ctl_done(conn, res, &err, MN_EXIT_FAIL);
   }
-  json_t *o = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+  json_t *o = ctl_json_row(res, 0);
   if (c->json) {
     ctl_print_json(o);
     return ctl_done(conn, res, &err, MN_EXIT_OK);

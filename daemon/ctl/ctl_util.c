@@ -53,9 +53,11 @@ int ctl_fail(const mn_error *err)
   if (ctl_json_errors) { /* escaped: a message may quote bytes that are not UTF-8 */
     json_t *o = json_pack("{s:s, s:s}", "error", mn_status_name(err->code), "message",
                           ctl_text(err->msg, 0));
-    if (err->detail[0]) json_object_set_new(o, "detail", json_string(ctl_text(err->detail, 0)));
-    if (strncmp(err->detail, "SQLSTATE ", 9) == 0)
-      json_object_set_new(o, "sqlstate", json_stringn(err->detail + 9, 5));
+    json_object_set_new(o, "detail",
+                        err->detail[0] ? json_string(ctl_text(err->detail, 0)) : json_null());
+    json_object_set_new(o, "sqlstate",
+                        strncmp(err->detail, "SQLSTATE ", 9) == 0 ? json_stringn(err->detail + 9, 5)
+                                                                  : json_null());
     char *t = json_dumps(o, JSON_COMPACT);
     if (t) fprintf(stderr, "%s\n", t);
     free(t);
@@ -147,7 +149,8 @@ int ctl_usage(const char *fmt, ...)
   if (ctl_json_errors) { /* under --json, a usage error is one JSON object too */
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    json_t *o = json_pack("{s:s, s:s}", "error", "usage", "message", ctl_text(msg, 0));
+    json_t *o = json_pack("{s:s, s:s, s:n, s:n}", "error", "usage", "message", ctl_text(msg, 0),
+                          "detail", "sqlstate");
     char *t = json_dumps(o, JSON_COMPACT);
     if (t) fprintf(stderr, "%s\n", t);
     free(t);

@@ -395,15 +395,14 @@ static int cmd_migrate_status(ctl *c, int argc, char **argv)
   if (c->json) {
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
-      json_t *o = json_pack("{s:i, s:s, s:s}", "version", rows[i].version, "name", rows[i].name,
-                            "state", migration_state_name(rows[i].state));
-      if (rows[i].applied_at[0]) {
-        json_object_set_new(o, "applied_at", json_string(rows[i].applied_at));
-        json_object_set_new(o, "duration_ms", json_real(rows[i].duration_ms));
-      }
-      if (rows[i].sha256_file[0])
-        json_object_set_new(o, "sha256_file", json_string(rows[i].sha256_file));
-      if (rows[i].sha256_db[0]) json_object_set_new(o, "sha256_db", json_string(rows[i].sha256_db));
+      bool applied = rows[i].applied_at[0];
+      json_t *o = json_pack(
+          "{s:i, s:s, s:s, s:o, s:o, s:o, s:o}", "version", rows[i].version, "name", rows[i].name,
+          "state", migration_state_name(rows[i].state), "applied_at",
+          applied ? json_string(rows[i].applied_at) : json_null(), "duration_ms",
+          applied ? json_real(rows[i].duration_ms) : json_null(), "sha256_file",
+          rows[i].sha256_file[0] ? json_string(rows[i].sha256_file) : json_null(), "sha256_db",
+          rows[i].sha256_db[0] ? json_string(rows[i].sha256_db) : json_null());
       json_array_append_new(arr, o);
     }
     json_t *top = json_pack("{s:i, s:i, s:i, s:o}", "version", version, "known",
@@ -438,7 +437,8 @@ static int cmd_version(ctl *c, int argc, char **argv)
 {
   if (argc != 0) return ctl_usage("version takes no arguments (got \"%s\")", argv[0]);
   if (c->json)
-    printf("{\"version\": \"%s\", \"migrations\": %zu}\n", MNEMO_VERSION, mn_migrations_count);
+    ctl_print_json(json_pack("{s:s, s:I}", "version", MNEMO_VERSION, "migrations",
+                             (json_int_t)mn_migrations_count));
   else
     printf("mnemoctl %s (%zu migrations)\n", MNEMO_VERSION, mn_migrations_count);
   return MN_EXIT_OK;
