@@ -433,6 +433,32 @@ bool mn_split_heldout(const uint8_t sha[MN_SHA256_LEN], double fraction);
 double mn_monotonic_ms(void);
 void mn_wall_iso8601(char out[32]);
 
+/*
+ * mn_progress -- one progress line on a terminal (progress.c): the caller's text, the
+ * percentage of done in total and, after a few seconds of measurement, an ETA, rewritten in
+ * place at most four times a second.  For people only: the caller turns it on (out is
+ * stderr when stderr is a terminal and --json was not given) or off (out NULL: every call
+ * does nothing).  The caller owns the struct; nothing is allocated.
+ */
+typedef struct mn_progress {
+  FILE *out;       /* NULL: off */
+  int cols;        /* the terminal's width: the line never wraps */
+  bool started;    /* t0 and done0 are set */
+  bool drawn;      /* a line is showing, not yet ended */
+  double t0, last; /* the first update and the last line drawn (ms) */
+  double done0;    /* done at the first update: the rate is of this run's work only */
+} mn_progress;
+
+void mn_progress_init(mn_progress *p, FILE *out);
+/* mn_progress_update -- redraw the line as fmt, then the percentage of done in total (none
+ * when total <= 0) and the ETA; drawn at the first update, at the last (done >= total) and
+ * otherwise at most every 250 ms */
+void mn_progress_update(mn_progress *p, double done, double total, const char *fmt, ...)
+    MN_PRINTF(4, 5);
+/* mn_progress_end -- end a drawn line with a newline (the next update starts a new one,
+ * its ETA measured afresh); nothing when none is showing */
+void mn_progress_end(mn_progress *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -675,10 +675,12 @@ void evalset_score_rows(gpt *m, const tokenizer *tok, const int32_t *x, const in
 typedef struct score_batch {
   const tokenizer *tok;
   int B, T, rows, tmax;
-  int32_t *x, *y; /* B rows at stride T */
-  size_t *item;   /* each row's item */
-  int *len;       /* each row's predictions */
-  double **acc;   /* each row's item's bits */
+  int64_t done, total;    /* predictions scored, of all */
+  const evalset_run *run; /* its on_progress, or NULL */
+  int32_t *x, *y;         /* B rows at stride T */
+  size_t *item;           /* each row's item */
+  int *len;               /* each row's predictions */
+  double **acc;           /* each row's item's bits */
 } score_batch;
 
 /* flush -- one forward over the batch's rows, each row's bits added to its item */
@@ -693,7 +695,10 @@ static void flush(gpt *m, score_batch *b, double *bits)
   for (int r = 0; r < b->rows; r++)
     b->acc[r] = &bits[b->item[r]];
   evalset_score_rows(m, b->tok, b->x, b->y, b->rows, tm, b->len, b->acc, NULL);
+  for (int r = 0; r < b->rows; r++)
+    b->done += b->len[r];
   b->rows = 0, b->tmax = 0;
+  if (b->run && b->run->on_progress) b->run->on_progress(b->done, b->total, b->run->ctx);
 }
 
 typedef struct score_window {
@@ -711,10 +716,12 @@ static int window_cmp(const void *a, const void *b)
   return x->p < y->p ? -1 : x->p > y->p;
 }
 
-mn_status evalset_score(gpt *m, const tokenizer *tok, int B, int T, const tok_tags *tags,
-                        const evalset *s, double *bits /* OUT, n */, mn_error *err)
+/* score -- evalset_score, telling run's on_progress (run may be NULL) */
+static mn_status score(gpt *m, const tokenizer *tok, int B, int T, const tok_tags *tags,
+                       const evalset *s, const evalset_run *run, double *bits /* OUT, n */,
+                       mn_error *err)
 {
-  score_batch b = {.tok = tok, .B = B, .T = T};
+  score_batch b = {.tok = tok, .B = B, .T = T, .run = run};
   score_window *w = NULL;
   size_t nw = 0, nids = 0, cap = 0;
   uint32_t *ids = NULL;
@@ -753,6 +760,9 @@ mn_status evalset_score(gpt *m, const tokenizer *tok, int B, int T, const tok_ta
       w[nw++] = (score_window){
           .item = i, .p = p, .len = (int)(n + 1 - p < (size_t)T ? n + 1 - p : (size_t)T)};
   qsort(w, nw, sizeof *w, window_cmp);
+  for (size_t k = 0; k < nw; k++)
+    b.total += w[k].len;
+  if (run && run->on_progress) run->on_progress(0, b.total, run->ctx);
   for (size_t k = 0; k < nw; k++) {
     const evalset_item *it = &s->items[w[k].item];
     const uint32_t *t = ids + first[w[k].item];
@@ -778,6 +788,12 @@ out:
   tok_cache_destroy(cache);
   free(b.x), free(b.y), free(b.item), free(b.len), free(b.acc);
   return rc;
+}
+
+mn_status evalset_score(gpt *m, const tokenizer *tok, int B, int T, const tok_tags *tags,
+                        const evalset *s, double *bits /* OUT, n */, mn_error *err)
+{
+  return score(m, tok, B, T, tags, s, NULL, bits, err);
 }
 
 /* ---------------------------------------------------------------- scores of a checkpoint */
@@ -893,7 +909,7 @@ mn_status evalset_score_checkpoint(const char *ckpt, const evalset *s, evalset_r
       (rc = gpt_create(&meta->config, B, T, 0, k, &m, err)) == MN_OK &&
       (rc = ckpt_load(ckpt, m, meta, err)) == MN_OK) {
     double t0 = mn_monotonic_ms();
-    rc = evalset_score(m, tok, B, T, &meta->tags, s, bits, err);
+    rc = score(m, tok, B, T, &meta->tags, s, run, bits, err);
     if (rc == MN_OK) rc = gpt_sync(m, err); /* a device's failure: no scores */
     run->scoring_s = (mn_monotonic_ms() - t0) / 1e3;
   }

@@ -661,6 +661,10 @@ typedef struct evalset_run {
   int seq_len;           /* window (at most the model's positions) */
   double scoring_s;      /* OUT: seconds in forward passes (0 when cached) */
   const kernels_backend *backend; /* where to score (NULL: the CPU) */
+  /* progress (NULL: none): predictions scored of all the set's, at 0 before the first
+   * forward and after each; not called when the scores come from the cache */
+  void (*on_progress)(int64_t done, int64_t total, void *ctx);
+  void *ctx;
 } evalset_run;
 
 /* evalset_score_checkpoint -- bits per item of the set under the checkpoint (its meta read),

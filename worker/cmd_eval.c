@@ -54,6 +54,23 @@ const worker_opt worker__guard_opts[] = {
 
 /* ---------------------------------------------------------------- eval */
 
+/* the progress line of scoring a set on a terminal: what is scored (a checkpoint, as whom),
+ * predictions done of all of them, and the items they belong to */
+typedef struct score_progress {
+  mn_progress line;
+  const char *who; /* "" or "baseline " */
+  const char *ckpt;
+  size_t items;
+} score_progress;
+
+static void on_score_progress(int64_t done, int64_t total, void *ctx)
+{
+  score_progress *p = ctx;
+  mn_progress_update(&p->line, (double)done, (double)total,
+                     "scoring %lld/%lld tokens of %zu items with %s%s", (long long)done,
+                     (long long)total, p->items, p->who, p->ckpt);
+}
+
 typedef struct lang_score {
   double bits;
   int64_t bytes;
@@ -154,7 +171,12 @@ static int eval_sets(worker_ctx *w, worker_args *o)
   double *bits = calloc(s.n ? s.n : 1, sizeof *bits);
   ckpt_meta meta;
   bool cached = false;
-  evalset_run run = {.cache_dir = o->cache, .seq_len = (int)w->cfg.train.seq_len};
+  score_progress sp = {.who = "", .ckpt = o->checkpoint, .items = s.n};
+  mn_progress_init(&sp.line, worker__progress_out(w));
+  evalset_run run = {.cache_dir = o->cache,
+                     .seq_len = (int)w->cfg.train.seq_len,
+                     .on_progress = on_score_progress,
+                     .ctx = &sp};
   double t0 = mn_monotonic_ms();
   int rc = MN_EXIT_FAIL;
   if (!bits) {
@@ -162,8 +184,9 @@ static int eval_sets(worker_ctx *w, worker_args *o)
     goto out;
   }
   if (worker__train_backend(&w->cfg, &run.backend, &err) != MN_OK) goto out;
-  if (evalset_score_checkpoint(o->checkpoint, &s, &run, bits, &meta, &cached, &err) != MN_OK)
-    goto out;
+  mn_status st = evalset_score_checkpoint(o->checkpoint, &s, &run, bits, &meta, &cached, &err);
+  mn_progress_end(&sp.line);
+  if (st != MN_OK) goto out;
   double secs = (mn_monotonic_ms() - t0) / 1e3;
   json_t *per = json_object();
   int64_t bytes_all = 0, predictions = 0;
@@ -262,7 +285,12 @@ int worker__cmd_guard(worker_ctx *w, worker_args *o)
   bool cached[2];
   int rc = MN_EXIT_FAIL;
   const char *ck[2] = {o->baseline, o->candidate};
-  evalset_run run = {.cache_dir = o->cache, .seq_len = (int)w->cfg.train.seq_len};
+  score_progress sp = {.items = s.n};
+  mn_progress_init(&sp.line, worker__progress_out(w));
+  evalset_run run = {.cache_dir = o->cache,
+                     .seq_len = (int)w->cfg.train.seq_len,
+                     .on_progress = on_score_progress,
+                     .ctx = &sp};
   if (!bits[0] || !bits[1] || !items) {
     mn_error_set(&err, MN_ERR_NOMEM, "out of memory");
     goto out;
@@ -270,8 +298,10 @@ int worker__cmd_guard(worker_ctx *w, worker_args *o)
   if (worker__train_backend(&w->cfg, &run.backend, &err) != MN_OK) goto out;
   for (int m = 0; m < 2; m++) {
     double t0 = mn_monotonic_ms();
-    if (evalset_score_checkpoint(ck[m], &s, &run, bits[m], &meta[m], &cached[m], &err) != MN_OK)
-      goto out;
+    sp.who = m ? "candidate " : "baseline ", sp.ckpt = ck[m];
+    mn_status st = evalset_score_checkpoint(ck[m], &s, &run, bits[m], &meta[m], &cached[m], &err);
+    mn_progress_end(&sp.line); /* one line each */
+    if (st != MN_OK) goto out;
     if (!w->json && isatty(STDOUT_FILENO)) continue;
     worker__emit(json_pack("{s:s, s:s, s:s, s:b, s:f}", "event", "scored", "checkpoint", ck[m],
                            "weights", meta[m].sha256, "cached", cached[m], "seconds",
@@ -358,13 +388,21 @@ int worker__cmd_eval(worker_ctx *w, worker_args *o)
     if (shard_fits(&shards[s], o->pos[s], &meta, o->checkpoint, &err) != MN_OK) goto out;
   int32_t *x = malloc(sizeof(int32_t) * (size_t)T), *y = malloc(sizeof(int32_t) * (size_t)T);
   json_t *langs = json_array();
+  /* progress on a terminal: tokens of all sections (each up to --max-tokens) */
+  mn_progress line;
+  mn_progress_init(&line, worker__progress_out(w));
+  int64_t limit = o->max_tokens ? o->max_tokens : INT64_MAX, all = 0, before = 0;
+  for (int si = 0; si < o->npos; si++)
+    for (uint32_t k = 0; k < shards[si].nsections; k++)
+      all += (int64_t)shards[si].sections[k].count < limit ? (int64_t)shards[si].sections[k].count
+                                                           : limit;
   for (int si = 0; si < o->npos; si++) {
     for (uint32_t k = 0; k < shards[si].nsections; k++) {
       const shard_section *sec = &shards[si].sections[k];
       const uint32_t *tok = shards[si].tokens + sec->first;
       int tag = sec->tag;
       lang_score total = {0};
-      int64_t limit = o->max_tokens ? o->max_tokens : INT64_MAX, used = 0;
+      int64_t used = 0, mine = (int64_t)sec->count < limit ? (int64_t)sec->count : limit;
       /* documents: [tag, tokens..., eot]; each scored from its tag, in windows of T */
       uint64_t d0 = 0;
       int64_t doc = 0;
@@ -382,6 +420,10 @@ int worker__cmd_eval(worker_ctx *w, worker_args *o)
             y[i] = (int32_t)tok[p + (uint64_t)i];
           score(m, tkz, x, y, n, &ds);
           used += n;
+          int64_t done = before + (used < mine ? used : mine);
+          mn_progress_update(&line, (double)done, (double)all,
+                             "scoring %lld/%lld tokens (%s) with %s", (long long)done,
+                             (long long)all, sec->code, o->checkpoint);
         }
         if (o->per_doc)
           worker__emit(json_pack("{s:s, s:s, s:I, s:I, s:f}", "event", "doc", "lang", sec->code,
@@ -392,12 +434,17 @@ int worker__cmd_eval(worker_ctx *w, worker_args *o)
         doc++;
         d0 = d1 + 1;
       }
+      before += mine; /* a document's tag is not a prediction: the section's end is its all */
+      mn_progress_update(&line, (double)before, (double)all,
+                         "scoring %lld/%lld tokens (%s) with %s", (long long)before, (long long)all,
+                         sec->code, o->checkpoint);
       double bpb = total.bytes ? total.bits / (double)total.bytes : NAN;
       json_array_append_new(langs, json_pack("{s:s, s:I, s:I, s:f}", "lang", sec->code, "documents",
                                              (json_int_t)doc, "bytes", (json_int_t)total.bytes,
                                              "bits_per_byte", isfinite(bpb) ? bpb : -1.0));
     }
   }
+  mn_progress_end(&line);
   if (w->json || !isatty(STDOUT_FILENO)) {
     worker__emit(json_pack("{s:s, s:s, s:o}", "event", "eval", "checkpoint", o->checkpoint,
                            "languages", langs));

@@ -65,7 +65,7 @@ static void dp_world(int *rank, int *world)
 /* the progress of a run: JSON lines on stdout, or one line on a terminal (stderr) */
 typedef struct progress {
   bool tty;
-  double last; /* when the terminal's line was last drawn */
+  mn_progress line; /* the terminal's */
 } progress;
 
 static json_t *rounded(double v)
@@ -89,20 +89,16 @@ static void on_event(const train_event *ev, void *ctx)
   }
   case TRAIN_EVENT_STEP: {
     if (p->tty) {
-      double now = mn_monotonic_ms();
-      if (now - p->last > 250 || ev->step == ev->steps) {
-        int w = -1; /* the language drifting most, when the controller watches */
-        for (int i = 0; i < ev->nadapt; i++)
-          if (ev->adapt_seen[i] && (w < 0 || ev->adapt_drift[i] > ev->adapt_drift[w])) w = i;
-        fprintf(stderr, "\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %.0fs",
-                (long long)ev->step, (long long)ev->steps, ev->loss, ev->lr, ev->tokens_per_s,
-                ev->eta_s);
-        if (w >= 0)
-          fprintf(stderr, "  drift %s %+.2f%% (replay x%.2f)", ev->adapt_codes[w],
-                  100 * ev->adapt_drift[w], ev->adapt_boost[w]);
-        fputs("   ", stderr);
-        p->last = now;
-      }
+      int w = -1; /* the language drifting most, when the controller watches */
+      for (int i = 0; i < ev->nadapt; i++)
+        if (ev->adapt_seen[i] && (w < 0 || ev->adapt_drift[i] > ev->adapt_drift[w])) w = i;
+      char drift[96] = "";
+      if (w >= 0)
+        snprintf(drift, sizeof drift, "  drift %s %+.2f%% (replay x%.2f)", ev->adapt_codes[w],
+                 100 * ev->adapt_drift[w], ev->adapt_boost[w]);
+      mn_progress_update(&p->line, (double)ev->step, (double)ev->steps,
+                         "step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s%s", (long long)ev->step,
+                         (long long)ev->steps, ev->loss, ev->lr, ev->tokens_per_s, drift);
       break;
     }
     json_t *per = json_object();
@@ -138,13 +134,13 @@ static void on_event(const train_event *ev, void *ctx)
                            "dir", ev->dir));
     break;
   case TRAIN_EVENT_DONE:
-    if (p->tty) fputc('\n', stderr);
+    mn_progress_end(&p->line);
     worker__emit(json_pack("{s:s, s:I, s:s, s:s, s:f}", "event", "done", "step",
                            (json_int_t)ev->step, "checkpoint", ev->dir, "sha256", ev->sha256,
                            "seconds", ev->seconds));
     break;
   case TRAIN_EVENT_INTERRUPTED:
-    if (p->tty) fputc('\n', stderr);
+    mn_progress_end(&p->line);
     worker__emit(json_pack("{s:s, s:I, s:s}", "event", "interrupted", "step", (json_int_t)ev->step,
                            "resume", ev->dir));
     break;
@@ -184,7 +180,11 @@ static int train(worker_ctx *w, worker_args *o, bool finetune)
                          .distill = c->finetune.distill,
                          .stages = c->finetune.stages,
                          .lr_factor = c->finetune.lr_factor};
+  int rank, world;
+  dp_world(&rank, &world);
+  worker__silent = world > 1 && rank > 0; /* one run, one voice */
   progress p = {.tty = isatty(STDERR_FILENO) && !w->json};
+  mn_progress_init(&p.line, worker__progress_out(w));
   train_options t = {.out = o->out,
                      .tokenizer = o->tokenizer,
                      .resume = o->resume,
@@ -212,9 +212,9 @@ static int train(worker_ctx *w, worker_args *o, bool finetune)
                      .per_language = !p.tty,
                      .on_event = on_event,
                      .ctx = &p,
-                     .stop = &stop_requested};
-  dp_world(&t.rank, &t.world);
-  worker__silent = t.world > 1 && t.rank > 0; /* one run, one voice */
+                     .stop = &stop_requested,
+                     .rank = rank,
+                     .world = world};
   train_result res;
   if (train_run(&t, &res, &err) != MN_OK) return worker__fail(&err);
   return res.interrupted ? MN_EXIT_INTERRUPTED : MN_EXIT_OK;

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- the table */
 
@@ -243,6 +244,13 @@ int worker__usage(const char *fmt, ...)
 }
 
 bool worker__silent;
+
+/* worker__progress_out -- where a progress line goes: stderr when it is a terminal, --json
+ * was not given and this process speaks (worker__silent), else NULL (no line) */
+FILE *worker__progress_out(const worker_ctx *w)
+{
+  return isatty(STDERR_FILENO) && !w->json && !worker__silent ? stderr : NULL;
+}
 
 /* worker__emit -- one JSON line on stdout (flushed: a supervisor reads it as it comes). */
 void worker__emit(json_t *o)

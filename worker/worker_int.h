@@ -1,7 +1,8 @@
 /*
  * worker_int.h -- what the files of the worker program `mnemo` share: its state, the
  * command table's shape, the option tables' shape, and the helpers the commands call
- * (error and usage messages, progress lines on stdout, the model's shape from the config).
+ * (error and usage messages, progress lines on stdout and on a terminal, the model's shape
+ * from the config).
  *
  * Not part of any library's interface: only the files of worker/ include it.  The
  * work itself is library code (trainer/trainer.h, trainer/train.h, guards/, triage/,
@@ -18,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* The values of every command option; each command's table says which it takes (and an
  * option a command does not list is refused before it runs).  Zero: not given. */
@@ -104,6 +106,7 @@ extern bool worker__silent;
 int worker__fail(const mn_error *err);
 int worker__usage(const char *fmt, ...) MN_PRINTF(1, 2);
 void worker__emit(json_t *o);
+FILE *worker__progress_out(const worker_ctx *w);
 gpt_config worker__model_config(const mn_config *c);
 
 /* cmd_train.c: where training computes */

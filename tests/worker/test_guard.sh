@@ -5,7 +5,8 @@
 # order; a bad record refused with its file and line, nothing written;
 # a damaged set refused); eval per item, cached per (checkpoint, set); `mnemo guard`: the
 # base against itself passes (exit 0), a naive fine-tune on one language against its base
-# fails on at least one other language (exit 3), a tiny set gives insufficient evidence.
+# fails on at least one other language (exit 3), a tiny set gives insufficient evidence;
+# on a terminal (script(1)) eval and guard draw a progress line ending at 100%, elsewhere none.
 set -euo pipefail
 mnemo=$1
 tmp=$(mktemp -d /tmp/mnemo-test-guard-XXXXXX)
@@ -198,6 +199,43 @@ t = sorted(round(r["nll_bits"], 2) for r in b if r.get("event") == "doc")
 assert len(s) == len(t) > 150, (len(s), len(t))
 worst = max(abs(x - y) / y for x, y in zip(s, t))
 assert worst < 1e-4, worst
+PY
+
+# on a terminal (script(1) gives one) a progress line on stderr: what is scored, a percentage,
+# rewritten in place ("\r") and ended at 100%; off a terminal, and with --json, none
+args=(--config "$here/configs/models/tiny.yaml" --set train.seq_len=32)
+on_tty() { script -qec "$(printf '%q ' "$mnemo" "${args[@]}" "$@")" /dev/null </dev/null; }
+on_tty eval --checkpoint "$tmp/base/model.safetensors" --sets "$tmp/set" >"$tmp/tty1" ||
+  fail "eval on a terminal: $(cat "$tmp/tty1")"
+on_tty guard --baseline "$tmp/base/model.safetensors" --candidate "$tmp/base/model.safetensors" \
+  --sets "$tmp/set" >"$tmp/tty2" || fail "guard on a terminal: $(cat "$tmp/tty2")"
+on_tty eval --checkpoint "$tmp/base/model.safetensors" "$tmp/ho.shard" >"$tmp/tty3" ||
+  fail "eval of a shard on a terminal: $(cat "$tmp/tty3")"
+on_tty --json eval --checkpoint "$tmp/base/model.safetensors" --sets "$tmp/set" >"$tmp/tty4" ||
+  fail "eval --json on a terminal: $(cat "$tmp/tty4")"
+m eval --checkpoint "$tmp/base/model.safetensors" --sets "$tmp/set" >/dev/null 2>"$tmp/err"
+[ ! -s "$tmp/err" ] || fail "a progress line off a terminal: $(cat "$tmp/err")"
+python3 - "$tmp" <<'PY' || fail "progress on a terminal: $(cat -v "$tmp/tty1" "$tmp/tty2" "$tmp/tty3")"
+import re, sys
+d = sys.argv[1]
+def lines(name):
+    """the progress lines of a typescript: each a list of the states it was drawn in"""
+    out = []
+    for row in open(d + "/" + name, encoding="utf-8", newline="").read().split("\n"):
+        if "\r" in row.rstrip("\r") and "scoring" in row:  # drawn with "\r", not only the pty's
+            out.append([s.replace("\x1b[K", "") for s in row.rstrip("\r").split("\r")[1:]])
+    return out
+for name, want in (("tty1", 1), ("tty2", 2), ("tty3", 1)):
+    got = lines(name)
+    assert len(got) == want, (name, got)
+    for states in got:
+        pct = [int(re.search(r"(\d+)%$", s).group(1)) for s in states]
+        assert pct == sorted(pct) and pct[-1] == 100 and all(p < 100 for p in pct[:-1]), states
+        m = re.match(r"scoring (\d+)/(\d+) tokens .*with .+ +100%$", states[-1])
+        assert m and m.group(1) == m.group(2), states
+assert "with baseline" in lines("tty2")[0][-1] and "with candidate" in lines("tty2")[1][-1]
+t = open(d + "/tty4", encoding="utf-8", newline="").read()  # --json: JSON lines only
+assert '"event":"eval"' in t and "\x1b[K" not in t and not re.search("\r(?!\n)", t), t
 PY
 
 # the base against itself passes; the naive fine-tune fails on at least one other language
