@@ -3,7 +3,7 @@
 # from its command tables: each page renders with no groff warning, mnemoctl(1) names every
 # command --help lists, mnemo.yaml(5) every key; the completion completes commands,
 # subcommands and options; cmake --install puts programs, pages, completion, unit and
-# example config where they belong.
+# example config where they belong, the unit's ExecStart naming the prefix's mnemod.
 set -euo pipefail
 ctl=$1
 build=$2
@@ -45,4 +45,9 @@ for f in bin/mnemoctl bin/mnemod bin/mnemo share/man/man1/mnemoctl.1 share/man/m
   lib/systemd/system/mnemod.service share/doc/mnemo/mnemo.example.yaml; do
   [ -s "$tmp/root/usr/local/$f" ] || fail "cmake --install did not install $f"
 done
+grep -qx 'ExecStart=/usr/local/bin/mnemod .*' "$tmp/root/usr/local/lib/systemd/system/mnemod.service" ||
+  fail "the unit's ExecStart is not /usr/local/bin/mnemod: $(grep ExecStart "$tmp/root/usr/local/lib/systemd/system/mnemod.service")"
+DESTDIR=$tmp/root2 cmake --install "$build" --prefix /opt/mnemo >/dev/null
+grep -qx 'ExecStart=/opt/mnemo/bin/mnemod .*' "$tmp/root2/opt/mnemo/lib/systemd/system/mnemod.service" ||
+  fail "the unit's ExecStart does not follow --prefix"
 echo "docs: 1 passed, 0 failed"
