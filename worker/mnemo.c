@@ -22,6 +22,8 @@
  *     export-hf      a checkpoint and its tokenizer for Hugging Face (cmd_interop.c)
  *     import-llmc    an llm.c GPT-2 checkpoint into a mnemo checkpoint (cmd_interop.c)
  *
+ * `mnemo man` writes the manual page mnemo(1) from the same table (the build installs it).
+ *
  * Adding a command: a file cmd_NAME.c with its run function and option table (both declared
  * in worker_int.h), one row in `commands` below, and the file in worker/CMakeLists.txt; its
  * help, the parsing of its options and the refusal of any other
@@ -292,7 +294,8 @@ static void print_commands(FILE *f)
              commands[i].sub ? commands[i].sub : "");
     fprintf(f, "  %-15s %s\n", name, commands[i].summary);
   }
-  fprintf(f, "\nRun \"mnemo COMMAND --help\" for a command's arguments and options.\n"
+  fprintf(f, "\nRun \"mnemo COMMAND --help\" for a command's arguments and options, \"mnemo man\"\n"
+             "for the manual page mnemo(1) in roff.\n"
              "Global options (before the command): --config FILE (else $MNEMO_CONFIG, else the\n"
              "defaults), --set KEY=VALUE (a config key, after the file), --json (JSON lines even\n"
              "on a terminal), --help, --version.\n\n"
@@ -331,6 +334,77 @@ static bool help_of(const char *name, const char *sub)
     first = false;
   }
   return !first;
+}
+
+/* roff -- s as roff text: backslashes escaped, hyphens as minus signs (options), a line
+ * starting with . or ' guarded (as daemon/ctl/ctl_docs.c writes the other pages) */
+static void roff(FILE *f, const char *s)
+{
+  bool bol = true;
+  for (; *s; s++) {
+    if (bol && (*s == '.' || *s == '\'')) fputs("\\&", f);
+    if (*s == '\\')
+      fputs("\\e", f);
+    else if (*s == '-')
+      fputs("\\-", f);
+    else
+      fputc(*s, f);
+    bol = *s == '\n';
+  }
+}
+
+/* print_man -- mnemo(1) in roff, from the command table, so that the page cannot drift from
+ * what mnemo accepts: `mnemo man` (the build writes it beside mnemoctl's pages) */
+static void print_man(FILE *f)
+{
+  fprintf(f,
+          ".TH mnemo 1 \"2026-12-04\" \"mnemo %s\" \"mnemo manual\"\n.SH NAME\nmnemo \\- "
+          "the compute worker of mnemo: files in, files out, no database\n",
+          MNEMO_VERSION);
+  fputs(".SH SYNOPSIS\n\\fBmnemo\\fR [\\fB\\-\\-config\\fR \\fIFILE\\fR] [\\fB\\-\\-set\\fR "
+        "\\fIKEY\\fR=\\fIVALUE\\fR]... [\\fB\\-\\-json\\fR] \\fICOMMAND\\fR [\\fIARGS\\fR]\n"
+        ".SH DESCRIPTION\nmnemo shards documents, trains, fine-tunes, evaluates and guards "
+        "models, and triages reports, on files alone; \\fBmnemod\\fR runs it as a child for "
+        "each step of a job, and operators may run it by hand.  The model and training come "
+        "from the configuration (model.*, train.*).  Progress is JSON lines on standard "
+        "output, or a progress line on a terminal.\n.SH COMMANDS\n",
+        f);
+  for (size_t i = 0; i < ncommands; i++) {
+    const worker_command *c = &commands[i];
+    fprintf(f, ".TP\n\\fB%s%s%s\\fR ", c->name, c->sub ? " " : "", c->sub ? c->sub : "");
+    roff(f, c->args);
+    fputc('\n', f);
+    roff(f, c->summary);
+    fputs("\n.br\n", f);
+    roff(f, c->help);
+    for (const worker_opt *o = c->opts; o->name; o++) {
+      fprintf(f, ".RS\n.TP\n\\fB\\-\\-");
+      roff(f, o->name);
+      fputs("\\fR", f);
+      if (o->value) {
+        fputs(" \\fI", f);
+        roff(f, o->value);
+        fputs("\\fR", f);
+      }
+      fputc('\n', f);
+      roff(f, o->help);
+      fputs("\n.RE\n", f);
+    }
+    if (c->spec)
+      fputs(".RS\n.TP\n\\fB\\-\\-spec\\fR \\fIJOB.yaml\\fR\nthe job spec: a config file, "
+            "replaces \\fB\\-\\-config\\fR\n.RE\n",
+            f);
+  }
+  fputs(".SH OPTIONS\nBefore the command:\n.TP\n\\fB\\-\\-config\\fR \\fIFILE\\fR\nthe "
+        "configuration (default: $MNEMO_CONFIG, else the defaults)\n.TP\n\\fB\\-\\-set\\fR "
+        "\\fIKEY\\fR=\\fIVALUE\\fR\na configuration key, applied after the file\n.TP\n"
+        "\\fB\\-\\-json\\fR\nJSON lines even on a terminal\n.TP\n\\fB\\-\\-help\\fR\nthe "
+        "commands; \\fBmnemo\\fR \\fICOMMAND\\fR \\fB\\-\\-help\\fR for one command\n.TP\n"
+        "\\fB\\-\\-version\\fR\nthe version\n"
+        ".SH EXIT STATUS\n0 done, 1 failure, 2 usage error, 3 a guard said no, 75 interrupted "
+        "(a rerun resumes).\n"
+        ".SH SEE ALSO\n\\fBmnemod\\fR(8), \\fBmnemoctl\\fR(1), \\fBmnemo.yaml\\fR(5)\n",
+        f);
 }
 
 /* ---------------------------------------------------------------- parsing */
@@ -492,6 +566,11 @@ int main(int argc, char **argv)
     return MN_EXIT_USAGE;
   }
   const char *name = argv[i++];
+  if (strcmp(name, "man") == 0) { /* mnemo man: mnemo(1) in roff */
+    if (i < argc) return worker__usage("man takes no arguments");
+    print_man(stdout);
+    return MN_EXIT_OK;
+  }
   if (strcmp(name, "help") == 0) { /* mnemo help [COMMAND [SUB]] */
     if (i >= argc) {
       print_commands(stdout);

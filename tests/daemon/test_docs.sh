@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# test_docs.sh MNEMOCTL BUILD -- the manual pages and the bash completion that mnemoctl writes
-# from its command tables: each page renders with no groff warning, mnemoctl(1) names every
-# command --help lists, mnemo.yaml(5) every key; the completion completes commands,
+# test_docs.sh MNEMOCTL BUILD -- the manual pages and the bash completion that mnemoctl (and
+# mnemo, its own page) write from their command tables: each page renders with no groff
+# warning, mnemoctl(1) and mnemo(1) name every command --help lists, mnemo.yaml(5) every key; the completion completes commands,
 # subcommands and options; cmake --install puts programs, pages, completion, unit and
-# example config where they belong.
+# example config where they belong, the unit's ExecStart naming the prefix's mnemod.
 set -euo pipefail
 ctl=$1
 build=$2
@@ -12,8 +12,9 @@ tmp=$(mktemp -d /tmp/mnemo-test-docs-XXXXXX)
 fail() { echo "FAIL: $*" >&2; exit 1; }
 command -v groff >/dev/null || fail "groff is missing (groff-base): run scripts/setup"
 
-for p in mnemoctl mnemod mnemo.yaml; do
-  "$ctl" man "$p" >"$tmp/$p.roff"
+"$build/bin/mnemo" man >"$tmp/mnemo.roff"
+for p in mnemoctl mnemod mnemo.yaml mnemo; do
+  [ "$p" = mnemo ] || "$ctl" man "$p" >"$tmp/$p.roff"
   groff -man -Tutf8 -ww -z "$tmp/$p.roff" 2>"$tmp/warn" || fail "groff failed on $p"
   [ ! -s "$tmp/warn" ] || fail "groff warns on $p: $(cat "$tmp/warn")"
 done
@@ -27,6 +28,11 @@ while read -r key; do
   grep -q "^\\\\fB$key\\\\fR" "$tmp/mnemo.yaml.roff" || fail "mnemo.yaml(5) lacks the key $key"
 done <"$tmp/keys"
 "$ctl" man nope 2>/dev/null && fail "an unknown page was written"
+"$build/bin/mnemo" --help | sed -n '/^commands:/,/^$/p' | sed '1d;$d' | awk '{print $1}' | sort -u >"$tmp/wnames"
+[ "$(wc -l <"$tmp/wnames")" -gt 10 ] || fail "mnemo --help listed too few commands"
+while read -r name; do
+  grep -q "^\\\\fB$name" "$tmp/mnemo.roff" || fail "mnemo(1) lacks the command $name"
+done <"$tmp/wnames"
 
 "$ctl" completion bash >"$tmp/comp.sh"
 bash -c '
@@ -40,9 +46,14 @@ t "--limit" mnemoctl jobs --li
 ' sh "$tmp/comp.sh" || fail "the completion"
 
 DESTDIR=$tmp/root cmake --install "$build" --prefix /usr/local >/dev/null
-for f in bin/mnemoctl bin/mnemod bin/mnemo share/man/man1/mnemoctl.1 share/man/man8/mnemod.8 \
+for f in bin/mnemoctl bin/mnemod bin/mnemo share/man/man1/mnemoctl.1 share/man/man1/mnemo.1 share/man/man8/mnemod.8 \
   share/man/man5/mnemo.yaml.5 share/bash-completion/completions/mnemoctl \
   lib/systemd/system/mnemod.service share/doc/mnemo/mnemo.example.yaml; do
   [ -s "$tmp/root/usr/local/$f" ] || fail "cmake --install did not install $f"
 done
+grep -qx 'ExecStart=/usr/local/bin/mnemod .*' "$tmp/root/usr/local/lib/systemd/system/mnemod.service" ||
+  fail "the unit's ExecStart is not /usr/local/bin/mnemod: $(grep ExecStart "$tmp/root/usr/local/lib/systemd/system/mnemod.service")"
+DESTDIR=$tmp/root2 cmake --install "$build" --prefix /opt/mnemo >/dev/null
+grep -qx 'ExecStart=/opt/mnemo/bin/mnemod .*' "$tmp/root2/opt/mnemo/lib/systemd/system/mnemod.service" ||
+  fail "the unit's ExecStart does not follow --prefix"
 echo "docs: 1 passed, 0 failed"
