@@ -215,6 +215,10 @@ typedef enum {
   MN_TEXT_REPLACEMENT, /* U+FFFD */
 } mn_text_problem;
 
+/* mn_roff -- s as roff text for a manual page: backslashes escaped, hyphens as minus signs
+ * (options), a line starting with . or ' guarded (mnemoctl's and mnemo's pages) */
+void mn_roff(FILE *f, const char *s);
+
 /* flags of mn_text_check and mn_text_escape */
 #define MN_TEXT_NEWLINE 1u /* check: "\n" allowed; escape: "\n" shown as a line break */
 #define MN_TEXT_CRLF    2u /* check: "\r" allowed right before "\n" */

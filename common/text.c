@@ -202,3 +202,18 @@ void mn_text_fput(FILE *f, const char *s, size_t n, unsigned flags)
     i += took;
   }
 }
+
+void mn_roff(FILE *f, const char *s)
+{
+  bool bol = true;
+  for (; *s; s++) {
+    if (bol && (*s == '.' || *s == '\'')) fputs("\\&", f);
+    if (*s == '\\')
+      fputs("\\e", f);
+    else if (*s == '-')
+      fputs("\\-", f);
+    else
+      fputc(*s, f);
+    bol = *s == '\n';
+  }
+}

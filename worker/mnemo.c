@@ -336,23 +336,6 @@ static bool help_of(const char *name, const char *sub)
   return !first;
 }
 
-/* roff -- s as roff text: backslashes escaped, hyphens as minus signs (options), a line
- * starting with . or ' guarded (as daemon/ctl/ctl_docs.c writes the other pages) */
-static void roff(FILE *f, const char *s)
-{
-  bool bol = true;
-  for (; *s; s++) {
-    if (bol && (*s == '.' || *s == '\'')) fputs("\\&", f);
-    if (*s == '\\')
-      fputs("\\e", f);
-    else if (*s == '-')
-      fputs("\\-", f);
-    else
-      fputc(*s, f);
-    bol = *s == '\n';
-  }
-}
-
 /* print_man -- mnemo(1) in roff, from the command table, so that the page cannot drift from
  * what mnemo accepts: `mnemo man` (the build writes it beside mnemoctl's pages) */
 static void print_man(FILE *f)
@@ -372,22 +355,22 @@ static void print_man(FILE *f)
   for (size_t i = 0; i < ncommands; i++) {
     const worker_command *c = &commands[i];
     fprintf(f, ".TP\n\\fB%s%s%s\\fR ", c->name, c->sub ? " " : "", c->sub ? c->sub : "");
-    roff(f, c->args);
+    mn_roff(f, c->args);
     fputc('\n', f);
-    roff(f, c->summary);
+    mn_roff(f, c->summary);
     fputs("\n.br\n", f);
-    roff(f, c->help);
+    mn_roff(f, c->help);
     for (const worker_opt *o = c->opts; o->name; o++) {
       fprintf(f, ".RS\n.TP\n\\fB\\-\\-");
-      roff(f, o->name);
+      mn_roff(f, o->name);
       fputs("\\fR", f);
       if (o->value) {
         fputs(" \\fI", f);
-        roff(f, o->value);
+        mn_roff(f, o->value);
         fputs("\\fR", f);
       }
       fputc('\n', f);
-      roff(f, o->help);
+      mn_roff(f, o->help);
       fputs("\n.RE\n", f);
     }
     if (c->spec)

@@ -10,28 +10,11 @@
 #include <stdio.h>
 #include <string.h>
 
-/* roff -- s as roff text: backslashes escaped, hyphens as minus signs (options), a line
- * starting with . or ' guarded */
-static void roff(FILE *f, const char *s)
-{
-  bool bol = true;
-  for (; *s; s++) {
-    if (bol && (*s == '.' || *s == '\'')) fputs("\\&", f);
-    if (*s == '\\')
-      fputs("\\e", f);
-    else if (*s == '-')
-      fputs("\\-", f);
-    else
-      fputc(*s, f);
-    bol = *s == '\n';
-  }
-}
-
 static void head(FILE *f, const char *name, int section, const char *what)
 {
   fprintf(f, ".TH %s %d \"%s\" \"mnemo %s\" \"mnemo manual\"\n.SH NAME\n%s \\- ", name, section,
           "2026-12-04", MNEMO_VERSION, name);
-  roff(f, what);
+  mn_roff(f, what);
   fputc('\n', f);
 }
 
@@ -51,15 +34,15 @@ static void page_mnemoctl(FILE *f)
     fprintf(f, ".TP\n\\fB%s%s%s\\fR", k->name, k->sub ? " " : "", k->sub ? k->sub : "");
     const char *rest = ctl_synopsis(k, true, syn, sizeof syn) + strlen(k->name) +
                        (k->sub ? 1 + strlen(k->sub) : 0);
-    roff(f, rest);
+    mn_roff(f, rest);
     fputc('\n', f);
-    roff(f, k->summary);
+    mn_roff(f, k->summary);
     fputs("\n.br\n", f);
-    roff(f, k->help);
+    mn_roff(f, k->help);
     for (const ctl_opt *o = k->opts; o && o->name; o++) {
       fprintf(f, ".RS\n.TP\n\\fB\\-\\-%s\\fR%s%s%s\n", o->name, o->meta ? " \\fI" : "",
               o->meta ? o->meta : "", o->meta ? "\\fR" : "");
-      roff(f, o->help);
+      mn_roff(f, o->help);
       if (o->required) fputs(" (required)", f);
       fputs("\n.RE\n", f);
     }
@@ -108,13 +91,13 @@ static void page_config(FILE *f)
   for (size_t i = 0; i < n; i++) {
     const mn_config_key *k = &keys[i];
     fprintf(f, ".TP\n\\fB%s\\fR (", k->key);
-    roff(f, (unsigned)k->type < 4 ? types[k->type] : "value");
+    mn_roff(f, (unsigned)k->type < 4 ? types[k->type] : "value");
     for (int c = 0; k->type == MN_CFG_ENUM && k->choices[c]; c++)
       fprintf(f, "%s%s", c ? ", " : " ", k->choices[c]);
     fputs("; default ", f);
-    roff(f, *k->def ? k->def : "empty");
+    mn_roff(f, *k->def ? k->def : "empty");
     fprintf(f, "%s%s)\n", k->reloadable ? "" : "; not reloadable", k->secret ? "; a secret" : "");
-    roff(f, k->help);
+    mn_roff(f, k->help);
     fputc('\n', f);
   }
   fputs(".SH SEE ALSO\n\\fBmnemoctl\\fR(1), \\fBmnemod\\fR(8)\n", f);
