@@ -215,6 +215,21 @@ typedef enum {
   MN_TEXT_REPLACEMENT, /* U+FFFD */
 } mn_text_problem;
 
+/* A command of a program, for its shell completion: NAME [SUB], a one-line summary, its
+ * options (meta NULL: a flag; else what its value is called). */
+typedef struct mn_comp_opt {
+  const char *name, *meta, *help;
+} mn_comp_opt;
+typedef struct mn_comp_cmd {
+  const char *name, *sub, *summary;
+  const mn_comp_opt *opts;
+  size_t nopts;
+} mn_comp_cmd;
+/* mn_completion -- the completion script of prog for shell ("bash" or "zsh") on f: its
+ * commands, subcommands and options (the globals with every command); -1 for another shell */
+int mn_completion(FILE *f, const char *shell, const char *prog, const mn_comp_cmd *cmds, size_t n,
+                  const mn_comp_opt *globals, size_t nglobals);
+
 /* mn_roff -- s as roff text for a manual page: backslashes escaped, hyphens as minus signs
  * (options), a line starting with . or ' guarded (mnemoctl's and mnemo's pages) */
 void mn_roff(FILE *f, const char *s);

@@ -295,7 +295,8 @@ static void print_commands(FILE *f)
     fprintf(f, "  %-15s %s\n", name, commands[i].summary);
   }
   fprintf(f, "\nRun \"mnemo COMMAND --help\" for a command's arguments and options, \"mnemo man\"\n"
-             "for the manual page mnemo(1) in roff.\n"
+             "for the manual page mnemo(1) in roff, \"mnemo completion bash|zsh\" for a shell's\n"
+             "completion.\n"
              "Global options (before the command): --config FILE (else $MNEMO_CONFIG, else the\n"
              "defaults), --set KEY=VALUE (a config key, after the file), --json (JSON lines even\n"
              "on a terminal), --help, --version.\n\n"
@@ -334,6 +335,33 @@ static bool help_of(const char *name, const char *sub)
     first = false;
   }
   return !first;
+}
+
+/* print_completion -- the shell's completion script, from the command table */
+static int print_completion(const char *shell)
+{
+  enum { MAXO = 512 };
+  static mn_comp_cmd cmds[sizeof commands / sizeof commands[0]];
+  static mn_comp_opt opts[MAXO];
+  size_t no = 0;
+  for (size_t i = 0; i < ncommands; i++) {
+    const worker_command *c = &commands[i];
+    cmds[i] = (mn_comp_cmd){c->name, c->sub, c->summary, opts + no, 0};
+    if (c->spec && no < MAXO)
+      opts[no++] = (mn_comp_opt){"spec", "FILE", "a job spec instead of the config"},
+      cmds[i].nopts++;
+    for (const worker_opt *o = c->opts; o->name && no < MAXO; o++, cmds[i].nopts++)
+      opts[no++] = (mn_comp_opt){o->name, o->value, o->help};
+  }
+  static const mn_comp_opt globals[] = {
+      {"json", NULL, "JSON lines even on a terminal"},
+      {"help", NULL, "help on the command"},
+      {"config", "FILE", "configuration file"},
+      {"set", "KEY=VALUE", "a configuration key, after the file"},
+  };
+  if (mn_completion(stdout, shell, "mnemo", cmds, ncommands, globals, 4) != 0)
+    return worker__usage("no completion for \"%s\": bash or zsh", shell);
+  return MN_EXIT_OK;
 }
 
 /* print_man -- mnemo(1) in roff, from the command table, so that the page cannot drift from
@@ -553,6 +581,10 @@ int main(int argc, char **argv)
     if (i < argc) return worker__usage("man takes no arguments");
     print_man(stdout);
     return MN_EXIT_OK;
+  }
+  if (strcmp(name, "completion") == 0) { /* mnemo completion bash|zsh */
+    if (argc - i != 1) return worker__usage("completion takes one shell: bash or zsh");
+    return print_completion(argv[i]);
   }
   if (strcmp(name, "help") == 0) { /* mnemo help [COMMAND [SUB]] */
     if (i >= argc) {

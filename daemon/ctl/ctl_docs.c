@@ -122,66 +122,34 @@ static int cmd_man(ctl *c, int argc, char **argv)
 static int cmd_completion(ctl *c, int argc, char **argv)
 {
   (void)c;
-  if (argc != 1 || strcmp(argv[0], "bash") != 0)
-    return ctl_usage("completion takes one shell: bash");
-  printf("# bash completion of mnemoctl, written by \"mnemoctl completion bash\" from its command "
-         "tables\n_mnemoctl() {\n"
-         "  local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} cmd= sub= i w\n"
-         "  case $prev in --db|--config) COMPREPLY=($(compgen -f -- \"$cur\")); return ;; esac\n"
-         "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
-         "    w=${COMP_WORDS[i]}\n"
-         "    case $w in --db|--config) ((i++)) ;; -*) ;; *) if [ -z \"$cmd\" ]; then cmd=$w; "
-         "elif [ -z \"$sub\" ]; then sub=$w; fi ;; esac\n"
-         "  done\n  local cmds=\"");
-  size_t cur = 0;
-  const char *last = "";
-  for (const ctl_command *k; (k = ctl_next_command(&cur)) != NULL;) {
-    if (strstr(last, k->name) && strlen(last) == strlen(k->name)) continue;
-    printf("%s%s", *last ? " " : "", k->name);
-    last = k->name;
+  if (argc != 1) return ctl_usage("completion takes one shell: bash or zsh");
+  enum { MAXC = 128, MAXO = 512 };
+  static mn_comp_cmd cmds[MAXC];
+  static mn_comp_opt opts[MAXO];
+  size_t n = 0, no = 0, cur = 0;
+  for (const ctl_command *k; (k = ctl_next_command(&cur)) != NULL && n < MAXC; n++) {
+    cmds[n] = (mn_comp_cmd){k->name, k->sub, k->summary, opts + no, 0};
+    for (const ctl_opt *o = k->opts; o && o->name && no < MAXO; o++, cmds[n].nopts++)
+      opts[no++] = (mn_comp_opt){o->name, o->meta, o->help};
   }
-  printf(" help\"\n  local subs= opts=\"--json --help --db --config\"\n  case $cmd in\n");
-  /* the subcommands of each command name */
-  cur = 0;
-  last = "";
-  for (const ctl_command *k; (k = ctl_next_command(&cur)) != NULL;) {
-    if (strcmp(last, k->name) == 0) continue;
-    last = k->name;
-    printf("  %s) subs=\"", k->name);
-    size_t c2 = 0;
-    bool first = true;
-    for (const ctl_command *s; (s = ctl_next_command(&c2)) != NULL;)
-      if (strcmp(s->name, k->name) == 0 && s->sub) {
-        printf("%s%s", first ? "" : " ", s->sub);
-        first = false;
-      }
-    printf("\" ;;\n");
-  }
-  printf("  esac\n  case \"$cmd $sub\" in\n");
-  cur = 0;
-  for (const ctl_command *k; (k = ctl_next_command(&cur)) != NULL;) {
-    if (!k->opts || !k->opts[0].name) continue;
-    printf("  \"%s %s\"%s) opts=\"$opts", k->name, k->sub ? k->sub : "", k->sub ? "" : "*");
-    for (const ctl_opt *o = k->opts; o->name; o++)
-      printf(" --%s", o->name);
-    printf("\" ;;\n");
-  }
-  printf("  esac\n"
-         "  if [ -z \"$cmd\" ]; then COMPREPLY=($(compgen -W \"$cmds\" -- \"$cur\"))\n"
-         "  elif [[ $cur == -* ]]; then COMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n"
-         "  elif [ -n \"$subs\" ] && [ -z \"$sub\" ]; then COMPREPLY=($(compgen -W \"$subs\" -- "
-         "\"$cur\"))\n"
-         "  else COMPREPLY=($(compgen -f -- \"$cur\")); fi\n"
-         "}\ncomplete -F _mnemoctl mnemoctl\n");
+  static const mn_comp_opt globals[] = {
+      {"json", NULL, "machine-readable output"},
+      {"help", NULL, "help on the command"},
+      {"db", "CONNINFO", "the database"},
+      {"config", "FILE", "configuration file"},
+  };
+  if (mn_completion(stdout, argv[0], "mnemoctl", cmds, n, globals, 4) != 0)
+    return ctl_usage("no completion for \"%s\": bash or zsh", argv[0]);
   return MN_EXIT_OK;
 }
 
 const ctl_command ctl_docs_commands[] = {
     {"man", NULL, cmd_man, "[mnemoctl|mnemod|mnemo.yaml]", "A manual page, in roff.",
      "Written from the command tables and the key table (man -l - reads it).\n", NULL},
-    {"completion", NULL, cmd_completion, "bash", "A shell completion script.",
-     "Commands, subcommands and each command's options, from the command tables: source it\n"
-     "(or install it as /usr/share/bash-completion/completions/mnemoctl).\n",
+    {"completion", NULL, cmd_completion, "bash|zsh", "A shell completion script.",
+     "Commands, subcommands and each command's options, from the command tables.  bash:\n"
+     "source it, or install it as /usr/share/bash-completion/completions/mnemoctl.  zsh:\n"
+     "install it as _mnemoctl in a folder of $fpath (/usr/share/zsh/vendor-completions).\n",
      NULL},
 };
 const size_t ctl_docs_ncommands = sizeof ctl_docs_commands / sizeof ctl_docs_commands[0];

@@ -43,11 +43,50 @@ t accept mnemoctl triage acc
 t "--script" mnemoctl lang add x --scr
 t status mnemoctl --db x stat
 t "--limit" mnemoctl jobs --li
+t "--lang" mnemoctl report --la
 ' sh "$tmp/comp.sh" || fail "the completion"
+command -v zsh >/dev/null || fail "zsh is missing: run scripts/setup"
+# zsh: the completion function run with compsys's helpers replaced by ones that print
+cat >"$tmp/t.zsh" <<'ZSH'
+_describe() { local -a a; a=("${(@P)2}"); print -l -- ${a%%:*}; }
+_files() { print -- '(files)'; }
+t() {
+  local want=$1 got
+  shift
+  words=("$@"); CURRENT=${#words}
+  got=$($fn | while read -r l; do [[ $l == ${words[CURRENT]}* || $l == '(files)' ]] && print -r -- $l; done | tr '\n' ' ')
+  [[ "$got" == "$want " ]] || { print "\"$*\": \"$got\", want \"$want\""; exit 1; }
+}
+fn=$2
+eval "$(sed '$d' "$1")"
+shift 2
+"$@"
+ZSH
+"$ctl" completion zsh >"$tmp/comp.zsh"
+zsh -f -c "source $tmp/t.zsh $tmp/comp.zsh _mnemoctl true
+t triage mnemoctl tri
+t accept mnemoctl triage acc
+t --script mnemoctl lang add x --scr
+t status mnemoctl --db x stat
+t --limit mnemoctl jobs --li
+t '(files)' mnemoctl report --lang sp
+t --note mnemoctl approve 3 --no" || fail "the zsh completion"
+"$build/bin/mnemo" completion zsh >"$tmp/wcomp.zsh"
+"$build/bin/mnemo" completion bash >"$tmp/wcomp.sh"
+zsh -f -c "source $tmp/t.zsh $tmp/wcomp.zsh _mnemo true
+t 'replay' mnemo rep
+t 'absorb' mnemo replay abs
+t --checkpoint mnemo eval --check
+t '(files)' mnemo eval --checkpoint x" || fail "mnemo's zsh completion"
+bash -c 'source "$1"; COMP_WORDS=(mnemo --json tra); COMP_CWORD=2; _mnemo; [ "${COMPREPLY[*]}" = "triage" ] || { echo "got ${COMPREPLY[*]}"; exit 1; }' sh "$tmp/wcomp.sh" ||
+  fail "mnemo's bash completion"
+"$ctl" completion fish 2>/dev/null && fail "a completion for an unknown shell"
 
 DESTDIR=$tmp/root cmake --install "$build" --prefix /usr/local >/dev/null
 for f in bin/mnemoctl bin/mnemod bin/mnemo share/man/man1/mnemoctl.1 share/man/man1/mnemo.1 share/man/man8/mnemod.8 \
   share/man/man5/mnemo.yaml.5 share/bash-completion/completions/mnemoctl \
+  share/bash-completion/completions/mnemo share/zsh/vendor-completions/_mnemoctl \
+  share/zsh/vendor-completions/_mnemo \
   lib/systemd/system/mnemod.service share/doc/mnemo/mnemo.example.yaml; do
   [ -s "$tmp/root/usr/local/$f" ] || fail "cmake --install did not install $f"
 done
