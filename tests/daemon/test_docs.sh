@@ -78,7 +78,7 @@ t 'replay' mnemo rep
 t 'absorb' mnemo replay abs
 t --checkpoint mnemo eval --check
 t '(files)' mnemo eval --checkpoint x" || fail "mnemo's zsh completion"
-bash -c 'source "$1"; COMP_WORDS=(mnemo --json tra); COMP_CWORD=2; _mnemo; [ "${COMPREPLY[*]}" = "triage" ] || { echo "got ${COMPREPLY[*]}"; exit 1; }' sh "$tmp/wcomp.sh" ||
+bash -c 'source "$1"; COMP_WORDS=(mnemo --json tri); COMP_CWORD=2; _mnemo; [ "${COMPREPLY[*]}" = "triage" ] || { echo "got ${COMPREPLY[*]}"; exit 1; }' sh "$tmp/wcomp.sh" ||
   fail "mnemo's bash completion"
 "$ctl" completion fish 2>/dev/null && fail "a completion for an unknown shell"
 
