@@ -44,6 +44,8 @@ dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' >"$tmp/files"
 for f in /usr/bin/mnemo /usr/bin/mnemoctl /usr/bin/mnemod /usr/share/man/man1/mnemo.1.gz \
   /usr/share/man/man1/mnemoctl.1.gz /usr/share/man/man8/mnemod.8.gz \
   /usr/share/man/man5/mnemo.yaml.5.gz /usr/share/bash-completion/completions/mnemoctl \
+  /usr/share/bash-completion/completions/mnemo /usr/share/zsh/vendor-completions/_mnemoctl \
+  /usr/share/zsh/vendor-completions/_mnemo \
   /usr/lib/systemd/system/mnemod.service /usr/share/doc/mnemo/mnemo.example.yaml \
   /usr/share/doc/mnemo/copyright /usr/share/doc/mnemo/changelog.Debian.gz; do
   grep -qxF "$f" "$tmp/files" || fail "the package lacks $f"
