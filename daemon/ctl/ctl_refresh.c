@@ -239,7 +239,7 @@ static int cmd_refresh(ctl *c, int argc, char **argv)
   " CASE WHEN state = 'queued' AND attempt > 0 THEN 'retrying' ELSE state END AS state,"           \
   " attempt, max_attempts, nullif(step, '') AS step, (progress->>'step')::bigint AS step_done,"    \
   " (progress->>'steps')::bigint AS steps, round((progress->>'eta_s')::numeric) AS eta_s,"         \
-  " ckpt_id AS checkpoint, created_at, error FROM mnemo.jobs"
+  " ckpt_id AS checkpoint, retry_of, created_at, error FROM mnemo.jobs"
 static const ctl_col jobs_cols[] = {{"id", "{id}"},
                                     {"kind", "{kind}"},
                                     {"state", "{state}"},
