@@ -215,6 +215,18 @@ typedef enum {
   MN_TEXT_REPLACEMENT, /* U+FFFD */
 } mn_text_problem;
 
+/* Help text (help.c): at most MN_HELP_WIDTH columns, so an 80-column terminal never wraps it.
+ * mn_help_fill -- text filled: it starts at column col, later lines at column indent; its
+ * line breaks are spaces, a blank line a paragraph; returns the column it ended at.
+ * mn_help_item -- "  LEFT  text" with LEFT in a column cols wide (text on the next line when
+ * LEFT is wider), text filled beside it.
+ * mn_help_usage -- head, then synopsis broken only before an option ("--x X", "[--x X]"),
+ * later lines aligned under its start. */
+#define MN_HELP_WIDTH 79
+int mn_help_fill(FILE *f, const char *text, int col, int indent);
+void mn_help_item(FILE *f, const char *left, int cols, const char *text);
+void mn_help_usage(FILE *f, const char *head, const char *synopsis);
+
 /* A command of a program, for its shell completion: NAME [SUB], a one-line summary, its
  * options (meta NULL: a flag; else what its value is called). */
 typedef struct mn_comp_opt {

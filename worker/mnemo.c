@@ -292,34 +292,44 @@ static void print_commands(FILE *f)
     char name[32];
     snprintf(name, sizeof name, "%s%s%s", commands[i].name, commands[i].sub ? " " : "",
              commands[i].sub ? commands[i].sub : "");
-    fprintf(f, "  %-15s %s\n", name, commands[i].summary);
+    mn_help_item(f, name, 15, commands[i].summary);
   }
-  fprintf(f, "\nRun \"mnemo COMMAND --help\" for a command's arguments and options, \"mnemo man\"\n"
-             "for the manual page mnemo(1) in roff, \"mnemo completion bash|zsh\" for a shell's\n"
-             "completion.\n"
-             "Global options (before the command): --config FILE (else $MNEMO_CONFIG, else the\n"
-             "defaults), --set KEY=VALUE (a config key, after the file), --json (JSON lines even\n"
-             "on a terminal), --help, --version.\n\n"
-             "The model and training come from the config (model.*, train.*; presets in\n"
-             "configs/models/).  Progress is JSON lines on stdout, or a progress line on a\n"
-             "terminal.  Exit status: 0 done, 1 failure, 2 usage, 3 a guard said no,\n"
-             "75 interrupted (resumable).\n");
+  fputc('\n', f);
+  mn_help_fill(f,
+               "Run \"mnemo COMMAND --help\" for a command's arguments and options, \"mnemo "
+               "man\" for the manual page mnemo(1) in roff, \"mnemo completion bash|zsh\" for a "
+               "shell's completion.\n\n"
+               "Global options (before the command): --config FILE (default: $MNEMO_CONFIG, else "
+               "the built-in defaults), --set KEY=VALUE (a config key, after the file), --json (JSON lines even on "
+               "a terminal), --help, --version.\n\n"
+               "The model and training come from the config (model.*, train.*; presets in "
+               "configs/models/). Progress is JSON lines on stdout, or a progress line on a "
+               "terminal. Exit status: 0 done, 1 failure, 2 usage, 3 a guard said no, 75 "
+               "interrupted (resumable).",
+               0, 0);
+  fputc('\n', f);
 }
 
 static void command_help(const worker_command *c)
 {
-  printf("usage: mnemo %s%s%s %s\n\n%s\n\n%s", c->name, c->sub ? " " : "", c->sub ? c->sub : "",
-         c->args, c->summary, c->help);
-  printf("\noptions:\n");
+  char head[64];
+  snprintf(head, sizeof head, "usage: mnemo %s%s%s ", c->name, c->sub ? " " : "",
+           c->sub ? c->sub : "");
+  mn_help_usage(stdout, head, c->args);
+  printf("\n");
+  mn_help_fill(stdout, c->summary, 0, 0);
+  printf("\n\n");
+  mn_help_fill(stdout, c->help, 0, 0);
+  printf("\n\noptions:\n");
   for (const worker_opt *o = c->opts; o->name; o++) {
     char left[64];
     snprintf(left, sizeof left, "--%s%s%s", o->name, o->value ? " " : "", o->value ? o->value : "");
-    printf("  %-24s %s\n", left, o->help);
+    mn_help_item(stdout, left, 24, o->help);
   }
   if (c->spec)
-    printf("  %-24s %s\n", "--spec JOB.yaml", "the job spec: a config file, replaces --config");
-  printf("  %-24s %s\n  %-24s %s\n", "--json", "JSON lines even on a terminal", "--help",
-         "this text");
+    mn_help_item(stdout, "--spec JOB.yaml", 24, "the job spec: a config file, replaces --config");
+  mn_help_item(stdout, "--json", 24, "JSON lines even on a terminal");
+  mn_help_item(stdout, "--help", 24, "this text");
 }
 
 /* help_of -- every row called name (of sub, when given): `mnemo replay --help` shows both;

@@ -38,75 +38,17 @@ const char *ctl_synopsis(const ctl_command *cmd, bool all, char *buf, size_t siz
   return buf;
 }
 
-#define HELP_WIDTH 79 /* columns of help text: an 80-column terminal never wraps it */
-
-/* print_wrapped -- text filled to HELP_WIDTH: it starts at column col, lines after the first
- * start at column indent; its line breaks are spaces, a blank line a paragraph.  Returns the
- * column where it ended. */
-static int print_wrapped(FILE *f, const char *text, int col, int indent)
-{
-  bool fresh = true; /* nothing printed on this line since its indent */
-  for (const char *p = text; *p;) {
-    if (p[0] == '\n' && p[1] == '\n') { /* a paragraph */
-      fprintf(f, "\n\n%*s", indent, "");
-      col = indent, fresh = true;
-      p += 2;
-      continue;
-    }
-    if (*p == ' ' || *p == '\n') {
-      p++;
-      continue;
-    }
-    int len = (int)strcspn(p, " \n");
-    if (!fresh && col + 1 + len > HELP_WIDTH) {
-      fprintf(f, "\n%*s", indent, "");
-      col = indent, fresh = true;
-    }
-    if (!fresh) fputc(' ', f), col++;
-    fprintf(f, "%.*s", len, p);
-    col += len, fresh = false; /* help text is ASCII */
-    p += len;
-  }
-  return col;
-}
-
-/* print_listing -- "  left  text" with left in a column of width cols and text wrapped in
- * the column after it (on the next line when left is wider) */
-static void print_listing(FILE *f, const char *left, int cols, const char *text)
-{
-  if ((int)strlen(left) <= cols)
-    fprintf(f, "  %-*s ", cols, left);
-  else
-    fprintf(f, "  %s\n  %-*s ", left, cols, "");
-  print_wrapped(f, text, 3 + cols, 3 + cols);
-  fputc('\n', f);
-}
-
 static void print_command_help(const command *cmd)
 {
-  char syn[512], pre[96];
-  int n = snprintf(pre, sizeof pre, "usage: mnemoctl %s%s%s ", cmd->name, cmd->sub ? " " : "",
+  char syn[512], head[96];
+  int n = snprintf(head, sizeof head, "usage: mnemoctl %s%s%s ", cmd->name, cmd->sub ? " " : "",
                    cmd->sub ? cmd->sub : "");
-  fputs(pre, stdout);
-  /* the synopsis after its command, broken only before an option ("--x X", "[--x X]") */
-  const char *p = ctl_synopsis(cmd, true, syn, sizeof syn) + n - 16;
-  int col = n;
-  while (*p) {
-    p += strspn(p, " ");
-    const char *e = p;
-    for (int depth = 0; *e && (depth || e[0] != ' ' || (e[1] != '-' && e[1] != '['));)
-      depth += (*e == '[') - (*e == ']'), e++;
-    int len = (int)(e - p);
-    if (col > n && col + 1 + len > HELP_WIDTH) printf("\n%*s", n, ""), col = n;
-    printf("%s%.*s", col > n ? " " : "", len, p);
-    col += (col > n) + len;
-    p = e;
-  }
-  printf("\n\n");
-  print_wrapped(stdout, cmd->summary, 0, 0);
+  mn_help_usage(stdout, head, ctl_synopsis(cmd, true, syn, sizeof syn) + n - 16);
+  printf("\n");
+  mn_help_fill(stdout, cmd->summary, 0, 0);
   printf("\n\n");
   if (*cmd->help) {
-    print_wrapped(stdout, cmd->help, 0, 0);
+    mn_help_fill(stdout, cmd->help, 0, 0);
     printf("\n");
   }
   printf("\noptions:\n");
@@ -115,13 +57,13 @@ static void print_command_help(const command *cmd)
     snprintf(left, sizeof left, "--%s%s%s%s", o->name, o->meta ? " " : "", o->meta ? o->meta : "",
              o->many ? "..." : "");
     snprintf(text, sizeof text, "%s%s", o->help, o->required ? " (required)" : "");
-    print_listing(stdout, left, 22, text);
+    mn_help_item(stdout, left, 22, text);
   }
-  print_listing(stdout, "--json", 22, "machine-readable output (docs/json.md)");
-  print_listing(stdout, "--db CONNINFO", 22, "the database (default: $MNEMO_DB, else the config)");
-  print_listing(stdout, "--config FILE", 22,
-                "configuration file (default: as \"mnemoctl help\" says)");
-  print_listing(stdout, "--help", 22, "this text");
+  mn_help_item(stdout, "--json", 22, "machine-readable output (docs/json.md)");
+  mn_help_item(stdout, "--db CONNINFO", 22, "the database (default: $MNEMO_DB, else the config)");
+  mn_help_item(stdout, "--config FILE", 22,
+               "configuration file (default: as \"mnemoctl help\" says)");
+  mn_help_item(stdout, "--help", 22, "this text");
 }
 
 /*
@@ -518,16 +460,16 @@ static void print_help(FILE *f)
   FOR_EACH_COMMAND(k)
   {
     char syn[256];
-    print_listing(f, ctl_synopsis(k, false, syn, sizeof syn), 28, k->summary);
+    mn_help_item(f, ctl_synopsis(k, false, syn, sizeof syn), 28, k->summary);
   }
   fprintf(f, "\noptions:\n");
-  print_listing(f, "--config FILE", 16,
+  mn_help_item(f, "--config FILE", 16,
                 "configuration file (default: $MNEMO_CONFIG, ./mnemo.yaml, "
                 "~/.config/mnemo/mnemo.yaml, /etc/mnemo/mnemo.yaml)");
-  print_listing(f, "--db CONNINFO", 16, "the database (default: $MNEMO_DB, else the config)");
-  print_listing(f, "--json", 16, "machine-readable output (docs/json.md)");
-  print_listing(f, "--help", 16, "this text; mnemoctl help COMMAND (or COMMAND --help) for one");
-  print_listing(f, "--version", 16, "the version");
+  mn_help_item(f, "--db CONNINFO", 16, "the database (default: $MNEMO_DB, else the config)");
+  mn_help_item(f, "--json", 16, "machine-readable output (docs/json.md)");
+  mn_help_item(f, "--help", 16, "this text; mnemoctl help COMMAND (or COMMAND --help) for one");
+  mn_help_item(f, "--version", 16, "the version");
   fprintf(f, "\nexit status: 0 ok, 1 failure, 2 usage error\n");
 }
 
@@ -621,7 +563,7 @@ int main(int argc, char **argv)
     {
       char syn[256];
       if (strcmp(k->name, name) == 0)
-        print_listing(sub ? stdout : stderr, ctl_synopsis(k, false, syn, sizeof syn), 28,
+        mn_help_item(sub ? stdout : stderr, ctl_synopsis(k, false, syn, sizeof syn), 28,
                       k->summary);
     }
     return sub ? MN_EXIT_OK : MN_EXIT_USAGE;
