@@ -303,6 +303,7 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
   mn_buf_init(&r.unit, unit_max);
   mn_buf_init(&r.line, unit_max);
   mn_buf_init(&r.norm, unit_max);
+  mn_buf_init(&r.rec, unit_max + 4);
   size_t send_max = (size_t)BATCH_ROWS * (MN_SHA256_HEX_LEN + 8) + (1u << 20) +
                     (size_t)opt->max_document_bytes + 4096;
   mn_buf_init(&r.send, send_max);
@@ -442,6 +443,7 @@ out:
   mn_buf_fini(&r.unit);
   mn_buf_fini(&r.line);
   mn_buf_fini(&r.norm);
+  mn_buf_fini(&r.rec);
   mn_buf_fini(&r.send);
   return rc;
 }
