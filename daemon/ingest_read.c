@@ -466,10 +466,10 @@ static bool jsonl_fast(ingest_state *r, const mn_buf *l, json_str *lang, json_st
       k++;
     if (k >= n || p[k] != '"') return false; /* an escape in a key: jansson's */
     klen = k - i - 1;
-    int which = klen == 4 && memcmp(p + i + 1, "lang", 4) == 0   ? 0
-                : klen == 4 && memcmp(p + i + 1, "text", 4) == 0 ? 1
+    int which = klen == 4 && memcmp(p + i + 1, "lang", 4) == 0     ? 0
+                : klen == 4 && memcmp(p + i + 1, "text", 4) == 0   ? 1
                 : klen == 6 && memcmp(p + i + 1, "source", 6) == 0 ? 2
-                                                                  : -1;
+                                                                   : -1;
     if (which < 0 || seen[which]) return false;
     seen[which] = true;
     i = jsonl_ws(p, k + 1, n);

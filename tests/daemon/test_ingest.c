@@ -668,8 +668,8 @@ static void jsonl_escapes_decode_alike(void)
     char num[16];
     snprintf(num, sizeof num, "%d", ++n);
     const char *params[2] = {num, line};
-    PGresult *res = PQexecParams(conn, "INSERT INTO esc_lines VALUES ($1, $2)", 2, NULL, params,
-                                 NULL, NULL, 0);
+    PGresult *res =
+        PQexecParams(conn, "INSERT INTO esc_lines VALUES ($1, $2)", 2, NULL, params, NULL, NULL, 0);
     T_EQ_INT(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
   }
