@@ -111,29 +111,34 @@ static mn_status source_id(ingest_state *r, const char *name, int64_t *id, mn_er
   return mn_error_set(err, MN_ERR_DB, "source \"%s\" was neither stored nor found", name);
 }
 
+#define BYTEA_OID       17   /* pg_type.oid of bytea, fixed in every PostgreSQL */
+#define BYTEA_ARRAY_OID 1001 /* and of bytea[] */
+
 static int cmp_sha(const void *a, const void *b)
 {
   return memcmp(a, b, MN_SHA256_LEN);
 }
 
-/* mark_stored -- mark the rows of b whose text is already in mnemo.documents (one query). */
+/* mark_stored -- mark the rows of b whose text is already in mnemo.documents (one query).
+ * The hashes go as one binary bytea[] (PostgreSQL's array_send layout: dimensions, then a
+ * 32-bit length before each element), which the server reads without parsing hex. */
 static mn_status mark_stored(ingest_state *r, batch *b, mn_error *err)
 {
   mn_buf *q = &r->send;
   mn_buf_reset(q);
-  mn_status rc = mn_buf_append(q, "{", 1, err);
-  for (size_t i = 0; i < b->n && rc == MN_OK; i++) { /* "\\x<hex>" per element */
-    char el[MN_SHA256_HEX_LEN + 8] = "\"\\\\x";
-    mn_hex_encode(b->rows[i].sha, MN_SHA256_LEN, el + 4);
-    memcpy(el + 4 + MN_SHA256_HEX_LEN, i + 1 < b->n ? "\"," : "\"}", 3);
-    rc = mn_buf_append(q, el, strlen(el), err);
+  uint32_t head[5] = {htonl(1), htonl(0), htonl(BYTEA_OID), htonl((uint32_t)b->n), htonl(1)};
+  mn_status rc = mn_buf_append(q, head, sizeof head, err); /* ndim, no NULLs, type, n, from 1 */
+  for (size_t i = 0; i < b->n && rc == MN_OK; i++) {
+    uint32_t len = htonl(MN_SHA256_LEN);
+    rc = mn_buf_append(q, &len, 4, err);
+    if (rc == MN_OK) rc = mn_buf_append(q, b->rows[i].sha, MN_SHA256_LEN, err);
   }
-  if (rc == MN_OK) rc = mn_buf_append(q, "", 1, err); /* the terminating NUL */
   if (rc != MN_OK) return rc;
+  const Oid types[1] = {BYTEA_ARRAY_OID};
   const char *params[1] = {q->data};
-  PGresult *res =
-      PQexecParams(r->conn, "SELECT sha256 FROM mnemo.documents WHERE sha256 = ANY($1::bytea[])", 1,
-                   NULL, params, NULL, NULL, 1 /* binary: 32 raw bytes each */);
+  const int lengths[1] = {(int)q->len}, formats[1] = {1};
+  PGresult *res = PQexecParams(r->conn, "SELECT sha256 FROM mnemo.documents WHERE sha256 = ANY($1)",
+                               1, types, params, lengths, formats, 1 /* 32 raw bytes each */);
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     rc = db_error(r->conn, res, "could not look up stored documents", err);
     PQclear(res);
@@ -298,6 +303,7 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
   mn_buf_init(&r.unit, unit_max);
   mn_buf_init(&r.line, unit_max);
   mn_buf_init(&r.norm, unit_max);
+  mn_buf_init(&r.rec, unit_max + 4);
   size_t send_max = (size_t)BATCH_ROWS * (MN_SHA256_HEX_LEN + 8) + (1u << 20) +
                     (size_t)opt->max_document_bytes + 4096;
   mn_buf_init(&r.send, send_max);
@@ -319,6 +325,15 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
   char lock[96];
   snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%lld)", (long long)INGEST_LOCK_KEY);
   if ((rc = db_exec(conn, lock, err)) != MN_OK) goto out;
+  /* Each batch's lookup probes thousands of hashes.  The planner, costing every probe as a
+   * random read and seeing a table that this transaction is still filling (no statistics
+   * yet), picks a sequential scan of the whole table instead of the unique index: 40% of
+   * the server's time on the demo corpus.  Nothing this transaction runs (the lookups, the
+   * source upserts, the foreign-key checks of the COPY) is better off without an index.
+   * A generic plan spares planning each lookup against its thousands of constants. */
+  if ((rc = db_exec(conn, "SET LOCAL enable_seqscan = off", err)) != MN_OK ||
+      (rc = db_exec(conn, "SET LOCAL plan_cache_mode = force_generic_plan", err)) != MN_OK)
+    goto out;
   if ((rc = load_languages(&r, err)) != MN_OK) goto out;
   /* the language and source given for every unit are checked once, up front: a bad one is
    * the command's mistake, not each unit's (and would reject the whole input unit by unit) */
@@ -428,6 +443,7 @@ out:
   mn_buf_fini(&r.unit);
   mn_buf_fini(&r.line);
   mn_buf_fini(&r.norm);
+  mn_buf_fini(&r.rec);
   mn_buf_fini(&r.send);
   return rc;
 }

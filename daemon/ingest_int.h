@@ -58,6 +58,7 @@ typedef struct ingest_state {
   mn_buf unit; /* the unit being built (paragraphs) */
   mn_buf line; /* the line just read */
   mn_buf norm; /* a unit's text with its "\r\n" made "\n" */
+  mn_buf rec;  /* the strings of a JSONL record read without jansson, decoded */
   mn_atomic_file *rejects;
   double last_progress;
   /* hashes read by this run (open addressing): a text repeated in the input is

@@ -341,6 +341,156 @@ static mn_status unit(ingest_state *r, const char *file, int64_t line, const cha
 
 /* ---------------------------------------------------------------- formats */
 
+/*
+ * The common JSONL record -- one object whose members are "lang", "text" and "source",
+ * each a string, each at most once -- is read here, without building a jansson tree.
+ * Anything else (another key, another kind of value, a lone surrogate, invalid UTF-8,
+ * a control character in a string, trailing data) is left to jansson, whose verdict and
+ * messages stay the only ones: this reader accepts a subset of what jansson accepts and
+ * yields the same strings for it.
+ */
+typedef struct json_str {
+  size_t off, len; /* in ingest_state.rec, decoded, NUL-terminated */
+  bool nul;        /* holds a decoded U+0000 */
+} json_str;
+
+static size_t jsonl_ws(const char *p, size_t i, size_t n)
+{
+  while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+    i++;
+  return i;
+}
+
+static int hex4(const char *p)
+{
+  int v = 0;
+  for (int k = 0; k < 4; k++) {
+    char c = p[k];
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                   : -1;
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+/* jsonl_string -- the string starting at p[*i] (its opening quote) decoded onto out; false
+ * when it is not one this reader takes.  out has room: nothing decodes longer than its
+ * escape. */
+static bool jsonl_string(const char *p, size_t n, size_t *i, mn_buf *out, json_str *s)
+{
+  size_t j = *i + 1;
+  char *o = out->data + out->len;
+  s->off = out->len;
+  s->nul = false;
+  for (;;) {
+    size_t run = j;
+    while (j < n && (unsigned char)p[j] >= 0x20 && p[j] != '"' && p[j] != '\\')
+      j++;
+    memcpy(o, p + run, j - run);
+    o += j - run;
+    if (j >= n || (unsigned char)p[j] < 0x20) return false;
+    if (p[j] == '"') break;
+    if (j + 1 >= n) return false;
+    char e = p[j + 1];
+    j += 2;
+    switch (e) {
+    case '"': *o++ = '"'; continue;
+    case '\\': *o++ = '\\'; continue;
+    case '/': *o++ = '/'; continue;
+    case 'b': *o++ = '\b'; continue;
+    case 'f': *o++ = '\f'; continue;
+    case 'n': *o++ = '\n'; continue;
+    case 'r': *o++ = '\r'; continue;
+    case 't': *o++ = '\t'; continue;
+    case 'u': break;
+    default: return false;
+    }
+    int cp = j + 4 <= n ? hex4(p + j) : -1;
+    if (cp < 0) return false;
+    j += 4;
+    if (cp >= 0xDC00 && cp <= 0xDFFF) return false; /* a lone low surrogate */
+    if (cp >= 0xD800 && cp <= 0xDBFF) {             /* must be followed by its low half */
+      int lo = j + 6 <= n && p[j] == '\\' && p[j + 1] == 'u' ? hex4(p + j + 2) : -1;
+      if (lo < 0xDC00 || lo > 0xDFFF) return false;
+      j += 6;
+      cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    }
+    if (cp == 0) s->nul = true;
+    if (cp < 0x80) {
+      *o++ = (char)cp;
+    } else if (cp < 0x800) {
+      *o++ = (char)(0xC0 | (cp >> 6));
+      *o++ = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      *o++ = (char)(0xE0 | (cp >> 12));
+      *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+      *o++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+      *o++ = (char)(0xF0 | (cp >> 18));
+      *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+      *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+      *o++ = (char)(0x80 | (cp & 0x3F));
+    }
+  }
+  *o = '\0';
+  s->len = (size_t)(o - (out->data + s->off));
+  out->len = s->off + s->len + 1;
+  out->data[out->len] = '\0'; /* mn_buf's invariant */
+  *i = j + 1;
+  return true;
+}
+
+/* jsonl_fast -- the record in l when it is the common kind (above): its strings decoded
+ * into r->rec, *has_source false when it has no "source".  False: ask jansson. */
+static bool jsonl_fast(ingest_state *r, const mn_buf *l, json_str *lang, json_str *text,
+                       json_str *source, bool *has_source)
+{
+  const char *p = l->data;
+  size_t n = l->len, off = 0;
+  mn_buf *out = &r->rec;
+  mn_buf_reset(out);
+  if (mn_buf_reserve(out, n + 4, NULL) != MN_OK) return false; /* jansson reports it */
+  if (mn_utf8_check(p, n, &off) != MN_UTF8_OK) return false;
+  json_str *slot[3] = {lang, text, source};
+  bool seen[3] = {false, false, false};
+  size_t i = jsonl_ws(p, 0, n);
+  if (i >= n || p[i] != '{') return false;
+  i = jsonl_ws(p, i + 1, n);
+  for (;;) {
+    if (i >= n || p[i] != '"') return false;
+    size_t k = i + 1, klen = 0;
+    while (k < n && p[k] != '"' && p[k] != '\\' && (unsigned char)p[k] >= 0x20)
+      k++;
+    if (k >= n || p[k] != '"') return false; /* an escape in a key: jansson's */
+    klen = k - i - 1;
+    int which = klen == 4 && memcmp(p + i + 1, "lang", 4) == 0     ? 0
+                : klen == 4 && memcmp(p + i + 1, "text", 4) == 0   ? 1
+                : klen == 6 && memcmp(p + i + 1, "source", 6) == 0 ? 2
+                                                                   : -1;
+    if (which < 0 || seen[which]) return false;
+    seen[which] = true;
+    i = jsonl_ws(p, k + 1, n);
+    if (i >= n || p[i] != ':') return false;
+    i = jsonl_ws(p, i + 1, n);
+    if (i >= n || p[i] != '"' || !jsonl_string(p, n, &i, out, slot[which])) return false;
+    i = jsonl_ws(p, i, n);
+    if (i < n && p[i] == ',') {
+      i = jsonl_ws(p, i + 1, n);
+      continue;
+    }
+    if (i < n && p[i] == '}') break;
+    return false;
+  }
+  if (jsonl_ws(p, i + 1, n) != n || !seen[0] || !seen[1]) return false;
+  /* lang and source are C strings to the checks that follow, as jansson gives them */
+  if (lang->nul || (seen[2] && source->nul)) return false;
+  *has_source = seen[2];
+  return true;
+}
+
 static mn_status jsonl_record(ingest_state *r, const char *file, int64_t line, const mn_buf *l,
                               bool too_long, const char *sep, mn_error *err)
 {
@@ -366,6 +516,13 @@ static mn_status jsonl_record(ingest_state *r, const char *file, int64_t line, c
     problem(r, file, line, "record longer than %zu bytes (not copied to the reject file)",
             (size_t)r->opt->max_document_bytes * 6 + 65536);
     return MN_OK;
+  }
+  json_str fl, ft, fs;
+  bool has_source = false;
+  if (jsonl_fast(r, l, &fl, &ft, &fs, &has_source)) {
+    const char *d = r->rec.data;
+    return unit(r, file, line, d + fl.off, has_source ? d + fs.off : r->opt->source, d + ft.off,
+                ft.len, l->data, l->len, sep, err);
   }
   /* jansson validates UTF-8 itself; the exact byte is worth a second look only on failure */
   json_error_t je;

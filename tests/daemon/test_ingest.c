@@ -620,6 +620,78 @@ static void truncated_while_read(void)
   unlink(path);
 }
 
+/* JSONL strings are decoded the same whichever reader takes the record (ingest_read.c reads
+ * the common kind itself, jansson the rest): each stored text equals PostgreSQL's decoding
+ * of its line, and what only jansson may judge is still judged by it */
+static void jsonl_escapes_decode_alike(void)
+{
+  char path[] = "/tmp/mnemo-test-esc-XXXXXX";
+  close(mkstemp(path));
+  long long before = count("SELECT count(*) FROM mnemo.documents");
+  WRITE(path,
+        "{\"lang\":\"spa\",\"text\":\"comillas \\\" barra \\\\ \\/ tab\\t fin\\nlinea\"}\n"
+        "  {  \"text\" : \"orden \\u00f1 \\u00D1 \\u20ac \\ud83d\\ude00 inverso\" ,"
+        " \"source\" : \"esc\\u0061pes\", \"lang\" : \"spa\" }  \r\n"
+        "{\"lang\":\"spa\",\"text\":\"otra clave\",\"source\":\"s\",\"extra\":[1,{\"a\":null}]}\n"
+        "{\"lang\":\"spa\",\"text\":\"clave con escape\",\"sourc\\u0065\":\"s2\"}\n"
+        "{\"lang\":\"spa\",\"text\":\"\\b\\f control\"}\n"
+        "{\"lang\":\"spa\",\"text\":\"sustituto solo \\ud83d fin\"}\n"
+        "{\"lang\":\"spa\",\"text\":\"dos veces\",\"text\":\"repetida\"}\n"
+        "{\"lang\":\"spa\",\"text\":\"cola\"} x\n"
+        "{\"lang\":\"spa\",\"text\":\"tab \t crudo\"}\n"
+        "{\"lang\":\"sp\\u0000a\",\"text\":\"nulo en lang\"}\n");
+  ingest_options o = opts();
+  o.format = INGEST_JSONL;
+  o.source = "esc-test";
+  o.skip_bad = true;
+  ingest_result r;
+  mn_error err = {0};
+  char *files[] = {path};
+  T_EQ_INT(ingest_run(conn, &o, files, 1, &r, &err), MN_OK);
+  T_EQ_INT(r.units, 10);
+  T_EQ_INT(r.inserted, 4);
+  T_CHECK(has_problem(&r, ":5", "control character U+0008 at byte 0 of the text"));
+  T_CHECK(has_problem(&r, ":6", "malformed JSON"));
+  T_CHECK(has_problem(&r, ":7", "malformed JSON"));
+  T_CHECK(has_problem(&r, ":8", "malformed JSON"));
+  T_CHECK(has_problem(&r, ":9", "malformed JSON"));
+  T_CHECK(has_problem(&r, ":10", "unknown language \"sp\""));
+  ingest_result_fini(&r);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents") - before, 4);
+  sql("CREATE TEMP TABLE esc_lines (n int, line text)");
+  mn_buf file;
+  mn_buf_init(&file, 1 << 20);
+  T_EQ_INT(mn_buf_read_file(&file, path, &err), MN_OK);
+  int n = 0;
+  for (char *line = file.data, *nl; line && (nl = strchr(line, '\n')); line = nl + 1) {
+    *nl = '\0';
+    char num[16];
+    snprintf(num, sizeof num, "%d", ++n);
+    const char *params[2] = {num, line};
+    PGresult *res =
+        PQexecParams(conn, "INSERT INTO esc_lines VALUES ($1, $2)", 2, NULL, params, NULL, NULL, 0);
+    T_EQ_INT(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+  }
+  mn_buf_fini(&file);
+  T_EQ_INT(n, 10);
+  T_EQ_INT(count("SELECT count(*) FROM esc_lines e JOIN mnemo.documents d ON d.text = "
+                 "rtrim(e.line, E'\\r')::json->>'text' JOIN mnemo.sources s ON s.id = "
+                 "d.source_id AND s.name = coalesce(rtrim(e.line, E'\\r')::json->>'source', "
+                 "'esc-test') WHERE e.n <= 4"),
+           4); /* the fourth's key "sourc\u0065" is "source" to both */
+  T_EQ_STR(t_db_value(conn, "SELECT text FROM mnemo.documents WHERE text LIKE 'orden %'"),
+           "orden ñ Ñ € 😀 inverso");
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents d JOIN mnemo.sources s ON s.id = "
+                 "d.source_id WHERE s.name = 'escapes' AND d.text LIKE 'orden %'"),
+           1);
+  T_EQ_INT(count("SELECT count(*) FROM mnemo.documents WHERE text = "
+                 "E'comillas \" barra \\\\ / tab\\t fin\\nlinea'"),
+           1);
+  sql("DROP TABLE esc_lines");
+  unlink(path);
+}
+
 int main(void)
 {
   mn_log_configure(MN_LOG_WARN, MN_LOG_LOGFMT, -1);
@@ -632,6 +704,7 @@ int main(void)
   T_RUN(notify_once_per_statement);
   T_RUN(many_batches);
   T_RUN(text_rule_and_line_ends);
+  T_RUN(jsonl_escapes_decode_alike);
   T_RUN(bad_lang_is_a_usage_error);
   T_RUN(rejected_counts_what_was_written);
   T_RUN(truncated_while_read);
