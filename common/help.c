@@ -1,7 +1,8 @@
 /*
  * help.c -- help text as the programs print it (mnemoctl's and mnemo's --help): paragraphs
  * filled to 79 columns, option lists with their text in a column, usage lines broken only
- * before an option.  The tables hold paragraphs; the layout is made here, once.
+ * before an option (never between an option and its value).  The tables hold paragraphs; the layout
+ * is made here, once.
  */
 #include "common/common.h"
 
@@ -52,8 +53,8 @@ void mn_help_usage(FILE *f, const char *head, const char *synopsis)
   for (const char *p = synopsis; *p;) {
     p += strspn(p, " ");
     const char *e = p;
-    for (int depth = 0; *e && (depth || e[0] != ' ' || (e[1] != '-' && e[1] != '['));)
-      depth += (*e == '[') - (*e == ']'), e++;
+    while (*e && (e[0] != ' ' || (e[1] != '-' && e[1] != '[')))
+      e++;
     int len = (int)(e - p);
     if (len == 0) break;
     if (col > n && col + 1 + len > MN_HELP_WIDTH) fprintf(f, "\n%*s", n, ""), col = n;

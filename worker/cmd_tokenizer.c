@@ -30,7 +30,7 @@ const worker_opt worker__tokenizer_train_opts[] = {
                        "training text read per language at most (0: all)"),
     WORKER_TEXT("split", split, "train|all",
                 "the documents learned from (default train: held-out text never is)"),
-    WORKER_TEXT("parity", parity, "FILE",
+    WORKER_TEXT("parity", parity, "DEV.jsonl",
                 "a development parallel set {lang, item, text} (never the test text): "
                 "reweigh languages by their premium on it and train again (above)"),
     WORKER_COUNT_UP_TO("rounds", rounds, "R", TOK_MAX_ROUNDS,

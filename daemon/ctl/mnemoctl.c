@@ -464,8 +464,8 @@ static void print_help(FILE *f)
   }
   fprintf(f, "\noptions:\n");
   mn_help_item(f, "--config FILE", 16,
-                "configuration file (default: $MNEMO_CONFIG, ./mnemo.yaml, "
-                "~/.config/mnemo/mnemo.yaml, /etc/mnemo/mnemo.yaml)");
+               "configuration file (default: $MNEMO_CONFIG, ./mnemo.yaml, "
+               "~/.config/mnemo/mnemo.yaml, /etc/mnemo/mnemo.yaml)");
   mn_help_item(f, "--db CONNINFO", 16, "the database (default: $MNEMO_DB, else the config)");
   mn_help_item(f, "--json", 16, "machine-readable output (docs/json.md)");
   mn_help_item(f, "--help", 16, "this text; mnemoctl help COMMAND (or COMMAND --help) for one");
@@ -564,7 +564,7 @@ int main(int argc, char **argv)
       char syn[256];
       if (strcmp(k->name, name) == 0)
         mn_help_item(sub ? stdout : stderr, ctl_synopsis(k, false, syn, sizeof syn), 28,
-                      k->summary);
+                     k->summary);
     }
     return sub ? MN_EXIT_OK : MN_EXIT_USAGE;
   }

@@ -28,11 +28,22 @@ while read -r key; do
   grep -q "^\\\\fB$key\\\\fR" "$tmp/mnemo.yaml.roff" || fail "mnemo.yaml(5) lacks the key $key"
 done <"$tmp/keys"
 "$ctl" man nope 2>/dev/null && fail "an unknown page was written"
-"$build/bin/mnemo" --help | sed -n '/^commands:/,/^$/p' | sed '1d;$d' | awk '{print $1}' | sort -u >"$tmp/wnames"
+"$build/bin/mnemo" --help | sed -n '/^commands:/,/^$/p' | sed '1d;$d' | grep '^  [a-z]' | awk '{print $1}' | sort -u >"$tmp/wnames"
 [ "$(wc -l <"$tmp/wnames")" -gt 10 ] || fail "mnemo --help listed too few commands"
 while read -r name; do
   grep -q "^\\\\fB$name" "$tmp/mnemo.roff" || fail "mnemo(1) lacks the command $name"
 done <"$tmp/wnames"
+
+# mnemo's help, every command's: filled to 79 columns, no tabs (mnemoctl's: test_mnemoctl)
+{
+  "$build/bin/mnemo" --help
+  while read -r name; do
+    "$build/bin/mnemo" help $name # a name with its subcommands shows them all
+  done <"$tmp/wnames"
+} >"$tmp/whelp" 2>&1
+awk 'length($0) > 79 || /\t/ {print "mnemo help: " $0; bad = 1} END {exit bad}' "$tmp/whelp" ||
+  fail "mnemo's help is wider than 79 columns or has tabs"
+[ "$(grep -c '^usage: mnemo ' "$tmp/whelp")" -gt 15 ] || fail "mnemo help printed too few commands"
 
 "$ctl" completion bash >"$tmp/comp.sh"
 bash -c '
