@@ -291,6 +291,7 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
   ingest_state r = {.conn = conn, .opt = opt, .res = res};
   memset(res, 0, sizeof *res);
   r.t0 = mn_monotonic_ms();
+  mn_progress_init(&r.prog, opt->progress ? stderr : NULL);
   for (size_t i = 0; i < nfiles && opt->progress; i++) { /* for a percentage and an ETA */
     struct stat st;
     if (strcmp(files[i], "-") == 0 || stat(files[i], &st) != 0 || !S_ISREG(st.st_mode)) {

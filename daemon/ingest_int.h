@@ -60,7 +60,7 @@ typedef struct ingest_state {
   mn_buf norm; /* a unit's text with its "\r\n" made "\n" */
   mn_buf rec;  /* the strings of a JSONL record read without jansson, decoded */
   mn_atomic_file *rejects;
-  double last_progress;
+  mn_progress prog; /* the terminal's progress line (off unless opt->progress) */
   /* hashes read by this run (open addressing): a text repeated in the input is
    * loaded once, the first occurrence with its language and source */
   uint8_t (*seen)[MN_SHA256_LEN];

@@ -227,22 +227,16 @@ static mn_status batch_ship(ingest_state *r, bool last, mn_error *err)
   return MN_OK;
 }
 
+/* progress -- the terminal's line: units, MB, MB/s and, when the inputs' sizes are known,
+ * how far and how long to go (mn_progress) */
 static void progress(ingest_state *r, bool last)
 {
-  if (!r->opt->progress) return;
-  double now = mn_monotonic_ms();
-  if (!last && now - r->last_progress < 250) return;
-  r->last_progress = now;
-  double mb = (double)r->res->bytes_read / 1e6, s = (now - r->t0) / 1e3;
-  fprintf(stderr, "\r%lld units, %.1f MB, %.1f MB/s", (long long)r->res->units, mb,
-          s > 0 ? mb / s : 0.0);
-  if (r->bytes_total > 0) { /* the inputs' sizes are known: how far, and how long to go */
-    double done = (double)r->res->bytes_read / (double)r->bytes_total;
-    if (done > 1 || last) done = 1; /* separators are not counted as read: the end is 100% */
-    fprintf(stderr, ", %3.0f%%", 100 * done);
-    if (!last && done > 0.01 && s > 1) fprintf(stderr, ", ETA %.0f s ", s * (1 - done) / done);
-  }
-  fprintf(stderr, "\033[K%s", last ? "\n" : ""); /* what a longer line left, cleared */
+  double mb = (double)r->res->bytes_read / 1e6, s = (mn_monotonic_ms() - r->t0) / 1e3;
+  double total = (double)r->bytes_total, done = (double)r->res->bytes_read;
+  if (done > total || last) done = total; /* separators are not counted as read: the end is 100% */
+  mn_progress_update(&r->prog, done, total, "%lld units, %.1f MB, %.1f MB/s",
+                     (long long)r->res->units, mb, s > 0 ? mb / s : 0.0);
+  if (last) mn_progress_end(&r->prog);
 }
 
 static mn_status reject(ingest_state *r, const char *raw, size_t n, const char *sep, mn_error *err)
