@@ -228,12 +228,13 @@ void mn_help_item(FILE *f, const char *left, int cols, const char *text);
 void mn_help_usage(FILE *f, const char *head, const char *synopsis);
 
 /* A command of a program, for its shell completion: NAME [SUB], a one-line summary, its
- * options (meta NULL: a flag; else what its value is called). */
+ * arguments, its options (meta NULL: a flag; else what its value is called). */
 typedef struct mn_comp_opt {
   const char *name, *meta, *help;
 } mn_comp_opt;
 typedef struct mn_comp_cmd {
   const char *name, *sub, *summary;
+  const char *args; /* its synopsis' arguments: a choice ("bash|zsh") completes as its words */
   const mn_comp_opt *opts;
   size_t nopts;
 } mn_comp_cmd;
@@ -478,6 +479,7 @@ typedef struct mn_progress {
   bool drawn;      /* a line is showing, not yet ended */
   double t0, last; /* the first update and the last line drawn (ms) */
   double done0;    /* done at the first update: the rate is of this run's work only */
+  bool force;      /* the next update draws whatever the time (its caller's last) */
 } mn_progress;
 
 void mn_progress_init(mn_progress *p, FILE *out);

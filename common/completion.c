@@ -24,6 +24,24 @@ static void zsh_quoted(FILE *f, const char *s)
   }
 }
 
+/* values -- the words of a positional argument that is a choice ("bash|zsh",
+ * "[mnemoctl|mnemod|mnemo.yaml]"): for bash "a b", for zsh " 'a' 'b'"; nothing for any
+ * other argument */
+static void values(FILE *f, const char *args, bool zsh)
+{
+  if (!args || !strchr(args, '|')) return;
+  const char *p = args + (*args == '[');
+  size_t len = strcspn(p, "] ");
+  for (size_t i = 0; i < len;) {
+    size_t w = strcspn(p + i, "|] ");
+    if (zsh)
+      fprintf(f, " '%.*s'", (int)w, p + i);
+    else
+      fprintf(f, "%s%.*s", i ? " " : "", (int)w, p + i);
+    i += w + 1;
+  }
+}
+
 /* first_of -- whether cmds[i] is the first row with its name */
 static bool first_of(const mn_comp_cmd *cmds, size_t i)
 {
@@ -75,7 +93,7 @@ static void bash(FILE *f, const char *prog, const mn_comp_cmd *cmds, size_t n,
   fputs(" help\"\n  local subs= opts=\"", f);
   for (size_t g = 0; g < ng; g++)
     fprintf(f, "%s--%s", g ? " " : "", globals[g].name);
-  fputs("\"\n  case $cmd in\n", f);
+  fputs("\"\n  case $cmd in\n  help) subs=$cmds ;;\n", f);
   for (size_t i = 0; i < n; i++) {
     if (!first_of(cmds, i)) continue;
     fprintf(f, "  %s) subs=\"", cmds[i].name);
@@ -83,17 +101,20 @@ static void bash(FILE *f, const char *prog, const mn_comp_cmd *cmds, size_t n,
     for (size_t k = i; k < n; k++)
       if (strcmp(cmds[k].name, cmds[i].name) == 0 && cmds[k].sub)
         fprintf(f, "%s%s", first ? "" : " ", cmds[k].sub), first = false;
+    if (first) values(f, cmds[i].args, false);
     fputs("\" ;;\n", f);
   }
+  /* "NAME SUB" before "NAME *": the first pattern that matches is taken */
   fputs("  esac\n  case \"$cmd $sub\" in\n", f);
-  for (size_t i = 0; i < n; i++) {
-    if (cmds[i].nopts == 0) continue;
-    fprintf(f, "  \"%s %s\"%s) opts=\"$opts", cmds[i].name, cmds[i].sub ? cmds[i].sub : "",
-            cmds[i].sub ? "" : "*");
-    for (size_t k = 0; k < cmds[i].nopts; k++)
-      fprintf(f, " --%s", cmds[i].opts[k].name);
-    fputs("\" ;;\n", f);
-  }
+  for (int pass = 0; pass < 2; pass++)
+    for (size_t i = 0; i < n; i++) {
+      if ((cmds[i].nopts == 0 && !cmds[i].sub) || (cmds[i].sub == NULL) != (pass == 1)) continue;
+      fprintf(f, "  \"%s %s\"%s) opts=\"$opts", cmds[i].name, cmds[i].sub ? cmds[i].sub : "",
+              cmds[i].sub ? "" : "*");
+      for (size_t k = 0; k < cmds[i].nopts; k++)
+        fprintf(f, " --%s", cmds[i].opts[k].name);
+      fputs("\" ;;\n", f);
+    }
   fprintf(f,
           "  esac\n"
           "  if [ -z \"$cmd\" ]; then COMPREPLY=($(compgen -W \"$cmds\" -- \"$cur\"))\n"
@@ -101,7 +122,7 @@ static void bash(FILE *f, const char *prog, const mn_comp_cmd *cmds, size_t n,
           "  elif [ -n \"$subs\" ] && [ -z \"$sub\" ]; then COMPREPLY=($(compgen -W \"$subs\" -- "
           "\"$cur\"))\n"
           "  else COMPREPLY=($(compgen -f -- \"$cur\")); fi\n"
-          "}\ncomplete -F _%s %s\n",
+          "}\ncomplete -o filenames -F _%s %s\n",
           prog, prog);
 }
 
@@ -155,13 +176,13 @@ static void zsh(FILE *f, const char *prog, const mn_comp_cmd *cmds, size_t n,
   }
   fputs(" 'help:help on a command')\n  opts=(", f);
   zsh_opts(f, globals, ng);
-  fputs(")\n  case $cmd in\n", f);
+  fputs(")\n  case $cmd in\n  help) subs=(\"${cmds[@]}\") ;;\n", f);
   for (size_t i = 0; i < n; i++) {
     if (!first_of(cmds, i)) continue;
     bool any = false;
     for (size_t k = i; k < n; k++)
       any |= strcmp(cmds[k].name, cmds[i].name) == 0 && cmds[k].sub;
-    if (!any) continue;
+    if (!any && !strchr(cmds[i].args ? cmds[i].args : "", '|')) continue;
     fprintf(f, "  %s) subs=(", cmds[i].name);
     for (size_t k = i; k < n; k++)
       if (strcmp(cmds[k].name, cmds[i].name) == 0 && cmds[k].sub) {
@@ -169,16 +190,19 @@ static void zsh(FILE *f, const char *prog, const mn_comp_cmd *cmds, size_t n,
         zsh_quoted(f, cmds[k].summary);
         fputc('\'', f);
       }
+    if (!any) values(f, cmds[i].args, true);
     fputs(") ;;\n", f);
   }
+  /* "NAME SUB" before "NAME *": the first pattern that matches is taken */
   fputs("  esac\n  case \"$cmd $sub\" in\n", f);
-  for (size_t i = 0; i < n; i++) {
-    if (cmds[i].nopts == 0) continue;
-    fprintf(f, "  \"%s %s\"%s) opts+=(", cmds[i].name, cmds[i].sub ? cmds[i].sub : "",
-            cmds[i].sub ? "" : "*");
-    zsh_opts(f, cmds[i].opts, cmds[i].nopts);
-    fputs(") ;;\n", f);
-  }
+  for (int pass = 0; pass < 2; pass++)
+    for (size_t i = 0; i < n; i++) {
+      if ((cmds[i].nopts == 0 && !cmds[i].sub) || (cmds[i].sub == NULL) != (pass == 1)) continue;
+      fprintf(f, "  \"%s %s\"%s) opts+=(", cmds[i].name, cmds[i].sub ? cmds[i].sub : "",
+              cmds[i].sub ? "" : "*");
+      zsh_opts(f, cmds[i].opts, cmds[i].nopts);
+      fputs(") ;;\n", f);
+    }
   fprintf(f,
           "  esac\n"
           "  if [[ -z $cmd ]]; then _describe command cmds\n"

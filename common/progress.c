@@ -50,8 +50,8 @@ void mn_progress_update(mn_progress *p, double done, double total, const char *f
   double now = mn_monotonic_ms();
   bool first = !p->started, last = total > 0 && done >= total;
   if (first) p->started = true, p->t0 = now, p->done0 = done;
-  if (!first && !last && now - p->last < MN_PROGRESS_EVERY_MS) return;
-  p->last = now;
+  if (!first && !last && !p->force && now - p->last < MN_PROGRESS_EVERY_MS) return;
+  p->last = now, p->force = false;
 
   char tail[64] = "";
   if (total > 0) { /* how far, and once measured, how long to go */

@@ -416,6 +416,7 @@ mn_status ingest_run(PGconn *conn, const ingest_options *opt, char *const *files
     r.rejects = NULL;
   } /* nothing copied: no reject file, and an old one is left as it was */
 out:
+  mn_progress_end(&r.prog); /* a line a failure left open ends before its message */
   if (in_tx) {
     PGresult *rb = PQexec(conn, "ROLLBACK");
     PQclear(rb);

@@ -234,6 +234,7 @@ static void progress(ingest_state *r, bool last)
   double mb = (double)r->res->bytes_read / 1e6, s = (mn_monotonic_ms() - r->t0) / 1e3;
   double total = (double)r->bytes_total, done = (double)r->res->bytes_read;
   if (done > total || last) done = total; /* separators are not counted as read: the end is 100% */
+  r->prog.force = last;                   /* the last counts are drawn, whatever the time */
   mn_progress_update(&r->prog, done, total, "%lld units, %.1f MB, %.1f MB/s",
                      (long long)r->res->units, mb, s > 0 ? mb / s : 0.0);
   if (last) mn_progress_end(&r->prog);
@@ -535,6 +536,10 @@ static mn_status jsonl_record(ingest_state *r, const char *file, int64_t line, c
     why = "\"text\" must be a string";
   else if (js && !json_is_string(js))
     why = "\"source\" must be a string";
+  else if (strlen(json_string_value(jl)) != json_string_length(jl))
+    why = "\"lang\" holds U+0000";
+  else if (js && strlen(json_string_value(js)) != json_string_length(js))
+    why = "\"source\" holds U+0000";
   if (why) {
     json_decref(o);
     BAD("%s", why);

@@ -35,6 +35,7 @@
 #include "daemon/outbox.h"
 #include "daemon/runner.h"
 #include "daemon/triage.h"
+#include "migrations/migrations.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -280,11 +281,47 @@ static bool take_notifies(daemon_state *st, PGconn *work)
   return jobs;
 }
 
+/* schema_ready -- whether the database holds exactly this mnemod's migrations; when not, the
+ * error is logged and leadership waits (30 s, or a signal): a job would fail on a table or
+ * a function that is not there yet -- after a promotion committed, say.  *stop: SIGTERM. */
+static bool schema_ready(daemon_state *st, PGconn *work, bool *stop)
+{
+  mn_error err = {0};
+  migration_row *rows = NULL;
+  size_t n = 0, off = 0;
+  const char *first = "";
+  if (migrate_status(work, mn_migrations, mn_migrations_count, &rows, &n, &err) != MN_OK) {
+    mn_log_error("could not read the database's migrations", &err);
+    off = 1;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (rows[i].state != MIGRATION_APPLIED && !off++) first = rows[i].name;
+  if (off && n)
+    mn_log(MN_LOG_ERROR, "the database's schema is not this mnemod's: not leading",
+           MN_KV_I("migrations_not_applied_or_unknown", (int64_t)off), MN_KV_S("first", first),
+           MN_KV_S("fix", "mnemoctl migrate (an administrator), or the mnemod of that schema"));
+  free(rows);
+  if (!off) return true;
+  status("standby: the database needs mnemoctl migrate");
+  struct pollfd p = {.fd = sig_pipe[0], .events = POLLIN};
+  if (poll(&p, 1, 30000) > 0) {
+    int s = drain_signals();
+    if (s & SIG_RELOAD) reload(st);
+    *stop = s & SIG_STOP;
+  }
+  return false;
+}
+
 /* lead -- the leader's loop; returns 1 to stop the daemon, 0 when leadership was lost */
 static int lead(daemon_state *st, PGconn *lock)
 {
   mn_error err = {0};
+  bool stop = false;
   PGconn *work = connect_db(st, &err);
+  if (work && !schema_ready(st, work, &stop)) {
+    PQfinish(work);
+    return stop ? 1 : 0;
+  }
   if (!work || db_exec(work,
                        "SET idle_in_transaction_session_timeout = '60s';"
                        "LISTEN mnemo_documents; LISTEN mnemo_reports; LISTEN mnemo_jobs;"
@@ -495,9 +532,9 @@ int main(int argc, char **argv)
   if (!st.config_path) st.config_path = mn_config_find(found, sizeof found);
   mn_error err = {0};
   next_config nc;
-  if (load(&st, &nc, &err) != MN_OK) {
+  if (load(&st, &nc, &err) != MN_OK) { /* a file missing, unreadable or refused: the same */
     fprintf(stderr, "mnemod: %s\n", err.msg);
-    return err.code == MN_ERR_CONFIG ? MN_EXIT_CONFIG : MN_EXIT_FAIL;
+    return MN_EXIT_CONFIG;
   }
   apply(&st, &nc);
   /* close-on-exec: the workers mnemod starts do not inherit it */

@@ -13,11 +13,11 @@
 #include <unistd.h>
 
 const worker_opt worker__bench_opts[] = {
-    WORKER_COUNT("steps", steps, "N", "timed steps after two warm-up steps (default 10)"),
+    WORKER_COUNT("steps", steps, "N", "timed steps after two warm-up steps (default: 10)"),
     WORKER_FLAG("stages", stages, "the step time with the top k blocks trainable"),
     WORKER_FLAG("ewc", ewc, "the step time with the EWC penalty fused into the update"),
-    WORKER_TEXT("device", device, "cpu|cuda", "where the steps run (default cpu)"),
-    WORKER_TEXT("math", math, "fp32|tf32|bf16", "how a device's products compute (default fp32)"),
+    WORKER_TEXT("device", device, "cpu|cuda", "where the steps run (default: cpu)"),
+    WORKER_TEXT("math", math, "fp32|tf32|bf16", "how a device's products compute (default: fp32)"),
     WORKER_TEXT("checkpoint", checkpoint, "CKPT",
                 "the model of a checkpoint (its weights loaded) instead of the configured one"),
     WORKER_OPT_END,

@@ -12,11 +12,11 @@
 const worker_opt worker__fisher_opts[] = {
     WORKER_TEXT("checkpoint", checkpoint, "CKPT", "the weights the Fisher is estimated at"),
     WORKER_TEXT("out", out, "FILE", "the Fisher to write (atomically)"),
-    WORKER_COUNT("windows", windows, "N", "windows per language (default 32)"),
+    WORKER_COUNT("windows", windows, "N", "windows per language (default: 32)"),
     WORKER_TEXT("weighting", weighting, "equal|share",
-                "languages weighted equally (default) or by their share of the windows"),
+                "languages weighted equally or by their share of the windows (default: equal)"),
     WORKER_TEXT("previous", previous, "FILE", "an earlier Fisher: gamma * it + this one"),
-    WORKER_REAL("gamma", gamma, "G", 0, 1, "the earlier Fisher's weight (default 0.9)"),
+    WORKER_REAL("gamma", gamma, "G", 0, 1, "the earlier Fisher's weight (default: 0.9)"),
     WORKER_OPT_END,
 };
 

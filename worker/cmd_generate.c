@@ -17,12 +17,13 @@
 
 const worker_opt worker__generate_opts[] = {
     WORKER_TEXT("checkpoint", checkpoint, "CKPT", "the model"),
-    WORKER_TEXT("lang", lang, "L", "the language (its tag starts the text)"),
-    WORKER_TEXT("prompt", prompt, "P", "the text to continue (UTF-8)"),
-    WORKER_COUNT("tokens", tokens, "N", "tokens to generate at most (default 100)"),
-    WORKER_REAL("temperature", temperature, "T", 0, INFINITY, "sampling temperature (default 0.8)"),
-    WORKER_COUNT("top-k", top_k, "K", "sample among the K likeliest (default 40)"),
-    WORKER_COUNT_UP_TO("seed", seed, "S", INT64_MAX, "the sampler's seed (default 1)"),
+    WORKER_TEXT("lang", lang, "LANG", "the language (its tag starts the text)"),
+    WORKER_TEXT("prompt", prompt, "TEXT", "the text to continue (UTF-8)"),
+    WORKER_COUNT("tokens", tokens, "N", "tokens to generate at most (default: 100)"),
+    WORKER_REAL("temperature", temperature, "T", 0, INFINITY,
+                "sampling temperature (default: 0.8)"),
+    WORKER_COUNT("top-k", top_k, "K", "sample among the K likeliest (default: 40)"),
+    WORKER_COUNT_UP_TO("seed", seed, "S", INT64_MAX, "the sampler's seed (default: 1)"),
     WORKER_TEXT("script", script, "CODE",
                 "also report the share of the generated letters written in this ISO 15924 "
                 "script (Latn, Thai, Jpan, ...)"),
@@ -80,7 +81,7 @@ int worker__cmd_generate(worker_ctx *w, worker_args *o)
   mn_buf_init(&bytes, SIZE_MAX / 4);
   mn_buf_init(&text, SIZE_MAX / 4);
   if (!o->checkpoint || !o->lang)
-    return worker__usage("generate needs --checkpoint FILE and --lang L");
+    return worker__usage("generate needs --checkpoint FILE and --lang LANG");
   const char *prompt = o->prompt ? o->prompt : "";
   size_t bad_at;
   if (mn_utf8_check(prompt, strlen(prompt), &bad_at) != MN_UTF8_OK) {

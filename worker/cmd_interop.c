@@ -32,7 +32,7 @@ int worker__cmd_import_llmc(worker_ctx *w, worker_args *o)
 
 const worker_opt worker__import_hf_opts[] = {
     WORKER_COUNT_UP_TO("tag-rows", tag_rows, "N", TOK_MAX_TAGS,
-                       "rows for language tags after the tokenizer's ids (default 256)"),
+                       "rows for language tags after the tokenizer's ids (default: 256)"),
     WORKER_TEXT("tags", tags, "TSV",
                 "the database's language tags, code<TAB>tag id a line (mnemoctl export writes "
                 "DIR/tags.tsv): the checkpoint knows these languages"),

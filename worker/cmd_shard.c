@@ -20,7 +20,7 @@
 const worker_opt worker__shard_opts[] = {
     WORKER_TEXT("out", out, "FILE", "the shard to write (atomically)"),
     WORKER_TEXT("split", split, "train|heldout|all",
-                "only the documents of this split (default all)"),
+                "only the documents of this split (default: all)"),
     WORKER_TEXT("tags", tags, "TSV",
                 "the database's language tags, code<TAB>tag id a line (mnemoctl export writes "
                 "DIR/tags.tsv)"),
@@ -28,7 +28,7 @@ const worker_opt worker__shard_opts[] = {
                 "the language tags (and, without --tokenizer, the tokenizer) of this checkpoint; "
                 "with --tags they must agree"),
     WORKER_TEXT("tokenizer", tokenizer, "FILE",
-                "a tokenizer.json or a checkpoint whose tokenizer makes the ids (default "
+                "a tokenizer.json or a checkpoint whose tokenizer makes the ids (default: "
                 "bytes)"),
     WORKER_OPT_END,
 };

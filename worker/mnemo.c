@@ -112,10 +112,10 @@ static const worker_command commands[] = {
      "[--gamma G]] SHARD...",
      "the diagonal Fisher of the weights, per language, for EWC",
      "Estimates the diagonal Fisher from windows of each language's text; --previous makes it\n"
-     "the online estimate gamma (default 0.9) * that + this one.\n",
+     "the online estimate gamma (default: 0.9) * that + this one.\n",
      worker__fisher_opts, false, worker__cmd_fisher},
     {"generate", NULL,
-     "--checkpoint CKPT --lang L [--prompt P] [--tokens N] [--temperature T] [--top-k K] "
+     "--checkpoint CKPT --lang LANG [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] "
      "[--seed S] [--script CODE]",
      "text from a checkpoint in a language",
      "Samples the model's tokenizer's text tokens and its end of text, which ends the text\n"
@@ -182,7 +182,7 @@ static const worker_command commands[] = {
      "Reads DIR/config.json (GPT2LMHeadModel, LlamaForCausalLM or Qwen2ForCausalLM), its\n"
      "weights (model.safetensors or the shards model.safetensors.index.json names; F32, BF16\n"
      "or F16) and DIR/tokenizer.json into the checkpoint OUT.  Language tags get rows of\n"
-     "their own after the tokenizer's ids: at least --tag-rows N (default 256; a folder mnemo\n"
+     "their own after the tokenizer's ids: at least --tag-rows N (default: 256; a folder mnemo\n"
      "exported keeps its rows), rows the model has past its tokenizer first, each new one\n"
      "the mean of the tokenizer's rows.  --tags gives the checkpoint the database's tags\n"
      "(as mnemoctl export writes them, numbered from 257: moved to follow the tokenizer, as\n"
@@ -357,7 +357,7 @@ static int print_completion(const char *shell)
   size_t no = 0;
   for (size_t i = 0; i < ncommands; i++) {
     const worker_command *c = &commands[i];
-    cmds[i] = (mn_comp_cmd){c->name, c->sub, c->summary, opts + no, 0};
+    cmds[i] = (mn_comp_cmd){c->name, c->sub, c->summary, c->args, opts + no, 0};
     if (c->spec && no < MAXO)
       opts[no++] = (mn_comp_opt){"spec", "FILE", "a job spec instead of the config"},
       cmds[i].nopts++;

@@ -285,10 +285,10 @@ static void print_ingest(const ctl *c, const ingest_result *r, const char *rejec
                           "inserted", (json_int_t)r->inserted, "duplicates",
                           (json_int_t)r->duplicates, "bytes_read", (json_int_t)r->bytes_read,
                           "seconds", r->seconds, "languages", langs, "problems", probs);
-    if (rc != MN_OK) json_object_set_new(o, "error", json_string(err->msg));
+    json_object_set_new(o, "error", rc != MN_OK ? json_string(err->msg) : json_null());
     json_object_set_new(o, "rejected", json_integer(r->rejected));
-    if (r->rejected > 0 && reject_path)
-      json_object_set_new(o, "reject_file", json_string(reject_path));
+    json_object_set_new(o, "reject_file",
+                        r->rejected > 0 && reject_path ? json_string(reject_path) : json_null());
     ctl_print_json(o);
     return;
   }

@@ -71,8 +71,10 @@ static void page_mnemod(FILE *f)
         ".SH SIGNALS\n.TP\nSIGTERM, SIGINT\nstop (a running worker saves and its job goes "
         "back to the queue); a second one does not wait\n.TP\nSIGHUP\nreload the "
         "configuration: the new one whole, or nothing of it\n"
-        ".SH EXIT STATUS\n0 stopped by a signal, 1 failure (a configuration that names no usable "
-        "database, a console that cannot be served), 2 usage error.\n"
+        ".SH EXIT STATUS\n0 stopped by a signal, 1 failure (a console that cannot be served), "
+        "2 usage error, 78 a configuration it cannot use (a file missing or refused, no "
+        "usable database, a bad schedule or console.listen): a restart will not help, and "
+        "the systemd unit does not restart it.\n"
         ".SH FILES\n/etc/mnemo/mnemo.yaml (the systemd unit's), daemon.data_dir\n"
         ".SH SEE ALSO\n\\fBmnemoctl\\fR(1), \\fBmnemo.yaml\\fR(5)\n",
         f);
@@ -128,7 +130,7 @@ static int cmd_completion(ctl *c, int argc, char **argv)
   static mn_comp_opt opts[MAXO];
   size_t n = 0, no = 0, cur = 0;
   for (const ctl_command *k; (k = ctl_next_command(&cur)) != NULL && n < MAXC; n++) {
-    cmds[n] = (mn_comp_cmd){k->name, k->sub, k->summary, opts + no, 0};
+    cmds[n] = (mn_comp_cmd){k->name, k->sub, k->summary, k->args, opts + no, 0};
     for (const ctl_opt *o = k->opts; o && o->name && no < MAXO; o++, cmds[n].nopts++)
       opts[no++] = (mn_comp_opt){o->name, o->meta, o->help};
   }

@@ -12,6 +12,7 @@
 #include "trainer/trainer.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -629,15 +630,42 @@ static int cmd_rollback(ctl *c, int argc, char **argv)
 
 /* ---------------------------------------------------------------- generate */
 
+/* worker_line -- the first event of the worker's stdout (out) that holds key, or NULL */
+static json_t *worker_line(const mn_buf *out, const char *key)
+{
+  for (const char *line = out->data, *nl; line && line < out->data + out->len;
+       line = nl ? nl + 1 : NULL) {
+    nl = memchr(line, '\n', out->len - (size_t)(line - out->data));
+    json_t *j =
+        json_loadb(line, nl ? (size_t)(nl - line) : out->len - (size_t)(line - out->data), 0, NULL);
+    if (j && json_object_get(j, key)) return j;
+    json_decref(j);
+  }
+  return NULL;
+}
+
 static int cmd_generate(ctl *c, int argc, char **argv)
 {
   mn_error err = {0};
   PGconn *conn = NULL;
+  PGresult *res = NULL;
   int64_t id;
   if (argc != 1 || !ckpt_arg(argv[0], &id))
-    return ctl_usage("generate takes one CHECKPOINT id (or \"production\") and --lang L");
+    return ctl_usage("generate takes one CHECKPOINT id (or \"production\") and --lang LANG");
+  char ids[32];
   if (ctl_connect(c, &conn, &err) != MN_OK || resolve(conn, &id, &err) != MN_OK)
     return ctl_done(conn, NULL, &err, MN_EXIT_FAIL);
+  snprintf(ids, sizeof ids, "%lld", (long long)id);
+  const char *p[] = {ids};
+  if (db_query(conn, "SELECT state FROM mnemo.checkpoints WHERE id = $1::bigint", 1, p, &res,
+               "could not read the checkpoint", &err) != MN_OK)
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "failed") == 0) {
+    mn_error_set(&err, MN_ERR_INPUT, "no checkpoint %s%s", ids,
+                 PQntuples(res) == 1 ? " to generate with: it failed" : "");
+    return ctl_done(conn, res, &err, MN_EXIT_FAIL);
+  }
+  PQclear(res);
   PQfinish(conn);
   char model[PATH_MAX], worker[PATH_MAX];
   snprintf(model, sizeof model, "%s/checkpoints/%lld/model.safetensors", c->cfg.daemon.data_dir,
@@ -650,8 +678,9 @@ static int cmd_generate(ctl *c, int argc, char **argv)
     char *slash = strrchr(worker, '/');
     snprintf(slash ? slash + 1 : worker, 8, "mnemo");
   }
-  /* the worker writes its JSON event on a pipe (its errors go straight to our standard
-   * error): the text for people, the event under --json, whatever stdout is */
+  /* the worker writes JSON lines on a pipe, its failure as an error event too
+   * (MNEMO_SUPERVISED): the text for people, the event under --json, whatever stdout is.
+   * For people its own words reach standard error as well; under --json only ours do. */
   const char *args[16] = {worker, "--json", "generate", "--checkpoint", model, "--lang", c->a.lang};
   int n = 7;
   if (c->a.prompt) args[n++] = "--prompt", args[n++] = c->a.prompt;
@@ -667,51 +696,62 @@ static int cmd_generate(ctl *c, int argc, char **argv)
   if (pid == 0) {
     dup2(fd[1], STDOUT_FILENO);
     close(fd[0]), close(fd[1]);
+    if (c->json) { /* its text errors would break the one JSON object on standard error */
+      int null = open("/dev/null", O_WRONLY);
+      if (null >= 0) dup2(null, STDERR_FILENO);
+    }
+    setenv("MNEMO_SUPERVISED", "1", 1);
     execv(worker, (char *const *)args);
-    fprintf(stderr, "mnemoctl: could not run the worker \"%s\": %s\n", worker, strerror(errno));
-    _exit(MN_EXIT_FAIL);
+    _exit(127);
   }
   close(fd[1]);
   mn_buf out;
   mn_buf_init(&out, 64u << 20);
   char chunk[4096];
-  ssize_t got;
-  while ((got = read(fd[0], chunk, sizeof chunk)) != 0)
-    if (got > 0 && mn_buf_append(&out, chunk, (size_t)got, NULL) != MN_OK) break;
+  bool full = false;
+  for (ssize_t got; pid > 0 && (got = read(fd[0], chunk, sizeof chunk)) != 0;) {
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) break;
+    if (!full && mn_buf_append(&out, chunk, (size_t)got, NULL) != MN_OK) full = true; /* drain */
+  }
   close(fd[0]);
   int status = 0;
-  if (pid < 0 || waitpid(pid, &status, 0) != pid) status = MN_EXIT_FAIL << 8;
-  int code = WIFEXITED(status) ? WEXITSTATUS(status) : MN_EXIT_FAIL;
-  json_t *ev = NULL;
-  for (char *line = out.data, *nl; code == MN_EXIT_OK && line && line < out.data + out.len;
-       line = nl ? nl + 1 : NULL) { /* the generate event among the worker's lines */
-    nl = memchr(line, '\n', out.len - (size_t)(line - out.data));
-    json_t *j =
-        json_loadb(line, nl ? (size_t)(nl - line) : out.len - (size_t)(line - out.data), 0, NULL);
-    if (j && json_is_string(json_object_get(j, "text")) && !ev)
-      ev = j;
-    else
-      json_decref(j);
+  while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  json_t *ev = worker_line(&out, "text"), *bad = worker_line(&out, "message");
   mn_buf_fini(&out);
-  if (code == MN_EXIT_OK && !ev) {
-    mn_error_set(&err, MN_ERR_IO, "the worker \"%s\" wrote no text", worker);
+  if (pid < 0)
+    mn_error_set(&err, MN_ERR_IO, "could not run the worker \"%s\": %s", worker, strerror(errno));
+  else if (WIFSIGNALED(status))
+    mn_error_set(&err, MN_ERR_IO, "the worker \"%s\" was killed by signal %d", worker,
+                 WTERMSIG(status));
+  else if (WEXITSTATUS(status) == 127 && !bad)
+    mn_error_set(&err, MN_ERR_IO, "could not run the worker \"%s\"", worker);
+  else if (WEXITSTATUS(status) != 0 || !ev) {
+    const char *why = json_string_value(json_object_get(bad, "message"));
+    mn_error_set(&err, WEXITSTATUS(status) == MN_EXIT_USAGE ? MN_ERR_USAGE : MN_ERR_IO,
+                 "the worker could not generate: %s",
+                 why    ? why
+                 : full ? "it wrote more than 64 MiB"
+                        : "it wrote no text");
+  }
+  json_decref(bad);
+  if (err.code != MN_OK) {
+    json_decref(ev);
     return ctl_fail(&err);
   }
-  if (!ev) return code; /* it said why on standard error */
-  if (c->json) {        /* the worker's event in mnemoctl's shape: every key, null when unknown */
+  if (c->json) { /* the worker's event in mnemoctl's shape: every key, null when unknown */
     json_t *script = json_object_get(ev, "script"), *share = json_object_get(ev, "script_share");
     ctl_print_json(json_pack("{s:I, s:s, s:O, s:O, s:O, s:O}", "checkpoint", (json_int_t)id, "lang",
                              c->a.lang, "text", json_object_get(ev, "text"), "tokens",
                              json_object_get(ev, "tokens"), "script", script ? script : json_null(),
                              "script_share", share ? share : json_null()));
-    json_decref(ev);
   } else {
     fwrite(json_string_value(json_object_get(ev, "text")), 1,
            json_string_length(json_object_get(ev, "text")), stdout);
     putchar('\n');
-    json_decref(ev);
   }
+  json_decref(ev);
   return MN_EXIT_OK;
 }
 
@@ -746,8 +786,8 @@ const ctl_command ctl_refresh_commands[] = {
     {"refresh", NULL, cmd_refresh, "", "Queue a refresh now.",
      "Queues a refresh job for mnemod (or shows the one queued or running).\n", refresh_opts},
     {"jobs", NULL, cmd_jobs, "", "List jobs, newest first.",
-     "Jobs with their state, attempt, step, progress and last error (cut to fit: jobs show\n"
-     "JOB has it whole).\n",
+     "Jobs with their state, attempt, step, progress and last error (escaped, on one line:\n"
+     "jobs show JOB has it as it was written).\n",
      jobs_opts},
     {"jobs", "show", cmd_jobs_show, "JOB", "One job whole: times, attempts, progress, error.",
      "Every field of the job, its progress as the worker last reported it and its error in\n"

@@ -8,6 +8,7 @@
 #define _XOPEN_SOURCE 700 /* wcwidth */
 #include "daemon/ctl/ctl_int.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,14 +93,20 @@ json_t *ctl_json_cell(const PGresult *r, int row, int col)
   case 23: /* int4 */
   case 26: /* oid */ return json_integer(strtoll(v, NULL, 10));
   case 1700: /* numeric: sum() of integers has no fraction */
-    if (!strpbrk(v, ".eEN")) return json_integer(strtoll(v, NULL, 10));
+    if (v[strspn(v, "-0123456789")] == '\0' && strlen(v) < 19)
+      return json_integer(strtoll(v, NULL, 10));
     /* fall through */
   case 700: /* float4 */
-  case 701: /* float8 */ return json_real(strtod(v, NULL));
+  case 701: /* float8 */ {
+    double x = strtod(v, NULL); /* NaN and the infinities have no JSON: null */
+    return isfinite(x) ? json_real(x) : json_null();
+  }
   case 16: /* bool */ return json_boolean(v[0] == 't');
   case 114: /* json */
   case 3802: /* jsonb */ {
     json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
+    if (!j) /* an integer beyond 64 bits (the server keeps any): as a float */
+      j = json_loads(v, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, NULL);
     return j ? j : json_string(v);
   }
   default:
@@ -199,20 +206,29 @@ mn_status ctl_connect(ctl *c, PGconn **conn, mn_error *err)
 }
 
 /* put_shortest -- the number that jansson wrote at s (len bytes) in the fewest significant
- * digits that read back as the same double (jansson writes 17: 9.174 is 9.1739999999999995) */
+ * digits that read back as the same double (jansson writes 17: 9.174 is 9.1739999999999995),
+ * in positional notation from 1e-4 to 1e16 (100.0, not 1e+02) and with an exponent beyond,
+ * as Python's repr writes a float */
 static void put_shortest(FILE *f, const char *s, size_t len)
 {
-  char in[64], out[40];
+  char in[64], out[48];
   if (len >= sizeof in || !memchr(s, '.', len)) {
     fwrite(s, 1, len, f); /* an integer, or an exponent form: as it is */
     return;
   }
   memcpy(in, s, len);
   in[len] = 0;
-  double x = strtod(in, NULL);
-  for (int p = 1; p <= 17; p++) {
-    snprintf(out, sizeof out, "%.*g", p, x);
-    if (strtod(out, NULL) == x) break;
+  double x = strtod(in, NULL), a = fabs(x);
+  if (a >= 1e-4 && a < 1e16) {
+    for (int d = 0; d <= 20; d++) {
+      snprintf(out, sizeof out, "%.*f", d, x);
+      if (strtod(out, NULL) == x) break;
+    }
+  } else {
+    for (int p = 1; p <= 17; p++) {
+      snprintf(out, sizeof out, "%.*g", p, x);
+      if (strtod(out, NULL) == x) break;
+    }
   }
   fputs(out, f);
   if (!strpbrk(out, ".eEn")) fputs(".0", f); /* still a float to a reader that types them */

@@ -41,13 +41,17 @@ const char *ctl_synopsis(const ctl_command *cmd, bool all, char *buf, size_t siz
 static void print_command_help(const command *cmd)
 {
   char syn[512], head[96];
-  int n = snprintf(head, sizeof head, "usage: mnemoctl %s%s%s ", cmd->name, cmd->sub ? " " : "",
-                   cmd->sub ? cmd->sub : "");
-  mn_help_usage(stdout, head, ctl_synopsis(cmd, true, syn, sizeof syn) + n - 16);
+  snprintf(head, sizeof head, "usage: mnemoctl %s%s%s", cmd->name, cmd->sub ? " " : "",
+           cmd->sub ? cmd->sub : "");
+  /* the synopsis after the command's words (none when it takes nothing) */
+  const char *rest = ctl_synopsis(cmd, true, syn, sizeof syn) + strlen(head) - 16;
+  if (*rest) strcat(head, " "), rest++;
+  mn_help_usage(stdout, head, rest);
   printf("\n");
   mn_help_fill(stdout, cmd->summary, 0, 0);
-  printf("\n\n");
+  printf("\n");
   if (*cmd->help) {
+    printf("\n");
     mn_help_fill(stdout, cmd->help, 0, 0);
     printf("\n");
   }
@@ -108,6 +112,19 @@ static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int 
     if (ch >= 256) {
       const ctl_opt *o = &cmd->opts[ch - 256];
       char *slot = (char *)&c->a + o->offset;
+      /* the option as written: getopt takes "--not" for "--note"; a script that works by
+       * luck breaks when another option begins the same way, so names are whole */
+      const char *as = o->meta && optarg == argv[optind - 1] ? argv[optind - 2] : argv[optind - 1];
+      size_t len = strlen(o->name);
+      if (strncmp(as + 2, o->name, len) != 0 || (as[2 + len] && as[2 + len] != '=')) {
+        ctl_usage("unknown option \"%.*s\"; did you mean \"--%s\"?", (int)strcspn(as, "="), as,
+                  o->name);
+        return -1;
+      }
+      if (!o->many && (o->meta ? *(const char **)(void *)slot != NULL : *(bool *)(void *)slot)) {
+        ctl_usage("--%s given twice", o->name); /* which one was meant? */
+        return -1;
+      }
       if (o->many) {
         ctl_list *l = (ctl_list *)(void *)slot;
         if (l->n >= CTL_LIST_MAX) {
@@ -153,8 +170,9 @@ static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int 
   while (optind < argc)
     argv[++*npos] = argv[optind++]; /* after "--" */
   for (const ctl_opt *o = cmd->opts; o && o->name; o++) {
+    if (!o->required || !o->meta || o->many) continue; /* only a string's slot is a pointer */
     const char *v = *(const char **)(void *)((char *)&c->a + o->offset);
-    if (o->required && (!v || !*v)) {
+    if (!v || !*v) {
       ctl_usage("%s%s%s needs --%s %s: %s", cmd->name, cmd->sub ? " " : "",
                 cmd->sub ? cmd->sub : "", o->name, o->meta, o->help);
       return -1;
@@ -170,14 +188,7 @@ static int cmd_config_check(ctl *c, int argc, char **argv)
   mn_error err = {0};
   if (argc != 1) return ctl_usage("config check takes exactly one FILE");
   mn_config cfg;
-  if (mn_config_load_file(argv[0], &cfg, &err) != MN_OK) {
-    if (c->json) {
-      json_t *o = json_pack("{s:s, s:b, s:s, s:s}", "file", argv[0], "ok", 0, "error", err.msg,
-                            "detail", err.detail);
-      ctl_print_json(o);
-    }
-    return ctl_fail(&err);
-  }
+  if (mn_config_load_file(argv[0], &cfg, &err) != MN_OK) return ctl_fail(&err);
   size_t n, set = 0;
   (void)mn_config_keys(&n);
   for (size_t i = 0; i < n; i++)
@@ -299,18 +310,14 @@ static int cmd_migrate(ctl *c, int argc, char **argv)
   mn_status rc = migrate_apply(conn, mn_migrations, mn_migrations_count,
                                c->cfg.database.migrate_lock_timeout_s, &applied, &err);
   PQfinish(conn);
-  if (c->json) {
-    json_t *o = json_pack("{s:b, s:i, s:i}", "ok", rc == MN_OK, "applied", applied, "known",
-                          (int)mn_migrations_count);
-    if (rc != MN_OK) json_object_set_new(o, "error", json_string(err.msg));
-    ctl_print_json(o);
-  }
   if (rc != MN_OK) {
-    if (applied)
-      fprintf(stderr, "mnemoctl: %d migration(s) were applied before the failure\n", applied);
+    if (applied) mn_error_prefix(&err, "%d migration(s) were applied, then", applied);
     return ctl_fail(&err);
   }
-  if (!c->json)
+  if (c->json)
+    ctl_print_json(json_pack("{s:b, s:i, s:i}", "ok", 1, "applied", applied, "known",
+                             (int)mn_migrations_count));
+  else
     printf("applied %d migration(s); the database is at version %zu\n", applied,
            mn_migrations_count);
   return MN_EXIT_OK;
@@ -364,11 +371,12 @@ static int cmd_migrate_status(ctl *c, int argc, char **argv)
   }
   free(rows);
   if (bad) {
-    fprintf(stderr,
-            "mnemoctl: %zu migration(s) changed or unknown to this mnemo: "
-            "\"mnemoctl migrate\" will refuse to run\n",
-            bad);
-    return MN_EXIT_FAIL;
+    mn_error e = {0};
+    mn_error_set(&e, MN_ERR_CORRUPT,
+                 "%zu migration(s) changed or unknown to this mnemo: \"mnemoctl migrate\" will "
+                 "refuse to run",
+                 bad);
+    return ctl_fail(&e);
   }
   return MN_EXIT_OK;
 }
@@ -501,7 +509,7 @@ int main(int argc, char **argv)
   /* "help" and "help COMMAND [SUB]": the same as --help and "COMMAND [SUB] --help" */
   char *help_argv[4];
   if (strcmp(argv[optind], "help") == 0) {
-    if (optind + 1 >= argc) {
+    if (optind + 1 >= argc || strcmp(argv[optind + 1], "help") == 0) {
       print_help(stdout);
       return MN_EXIT_OK;
     }
@@ -561,11 +569,12 @@ int main(int argc, char **argv)
     fprintf(sub ? stdout : stderr, "usage:\n");
     FOR_EACH_COMMAND(k)
     {
-      char syn[256];
+      char syn[256] = "mnemoctl ";
       if (strcmp(k->name, name) == 0)
-        mn_help_item(sub ? stdout : stderr, ctl_synopsis(k, false, syn, sizeof syn), 28,
+        mn_help_item(sub ? stdout : stderr, ctl_synopsis(k, false, syn + 9, sizeof syn - 9) - 9, 37,
                      k->summary);
     }
+    fprintf(sub ? stdout : stderr, "\n\"mnemoctl help %s SUBCOMMAND\" for one of them\n", name);
     return sub ? MN_EXIT_OK : MN_EXIT_USAGE;
   }
   /* the command's own argv: its name first, as getopt expects */

@@ -55,6 +55,11 @@ t "--script" mnemoctl lang add x --scr
 t status mnemoctl --db x stat
 t "--limit" mnemoctl jobs --li
 t "--lang" mnemoctl report --la
+t "--note" mnemoctl triage accept 5 --no
+t "" mnemoctl jobs show 5 --li
+t "zsh" mnemoctl completion z
+t "mnemoctl mnemod mnemo.yaml" mnemoctl man mnemo
+t "triage" mnemoctl help tri
 ' sh "$tmp/comp.sh" || fail "the completion"
 command -v zsh >/dev/null || fail "zsh is missing: run scripts/setup"
 # zsh: the completion function run with compsys's helpers replaced by ones that print
@@ -66,7 +71,7 @@ t() {
   shift
   words=("$@"); CURRENT=${#words}
   got=$($fn | while read -r l; do [[ $l == ${words[CURRENT]}* || $l == '(files)' ]] && print -r -- $l; done | tr '\n' ' ')
-  [[ "$got" == "$want " ]] || { print "\"$*\": \"$got\", want \"$want\""; exit 1; }
+  [[ "${got% }" == "$want" ]] || { print "\"$*\": \"$got\", want \"$want\""; exit 1; }
 }
 fn=$2
 eval "$(sed '$d' "$1")"
@@ -81,7 +86,11 @@ t --script mnemoctl lang add x --scr
 t status mnemoctl --db x stat
 t --limit mnemoctl jobs --li
 t '(files)' mnemoctl report --lang sp
-t --note mnemoctl approve 3 --no" || fail "the zsh completion"
+t --note mnemoctl approve 3 --no
+t --note mnemoctl triage accept 5 --no
+t '' mnemoctl jobs show 5 --li
+t zsh mnemoctl completion z
+t triage mnemoctl help tri" || fail "the zsh completion"
 "$build/bin/mnemo" completion zsh >"$tmp/wcomp.zsh"
 "$build/bin/mnemo" completion bash >"$tmp/wcomp.sh"
 zsh -f -c "source $tmp/t.zsh $tmp/wcomp.zsh _mnemo true

@@ -218,4 +218,22 @@ rc=0
 timeout 20 "$mnemod" --db "host='unterminated" 2>"$tmp/nodb.log" || rc=$?
 [ $rc = 78 ] && grep -q 'cannot parse the database connection string' "$tmp/nodb.log" ||
   fail "an unreadable conninfo: rc $rc"
+rc=0
+timeout 20 "$mnemod" --config "$tmp/no-such.yaml" 2>"$tmp/nofile.log" || rc=$?
+[ $rc = 78 ] || fail "a missing config file: rc $rc (the unit would restart it every 5 s)"
+
+# a database whose schema is not this mnemod's (here: a migration it does not know, as a
+# newer mnemo leaves; or one pending after an upgrade): no leadership, so no job runs
+# half-done against a schema that is not there; once it matches, it leads
+sql "insert into mnemo.schema_migrations (version, name, sha256, duration_ms)
+     values (9999, 'from_the_future', repeat('0', 64), 1)" >/dev/null
+"$mnemod" 2>"$tmp/old.log" &
+pids+=($!)
+until_log "$tmp/old.log" "schema is not this mnemod's" || fail "mnemod led a database of another schema"
+grep -q 'msg=leader ' "$tmp/old.log" && fail "mnemod led a database of another schema"
+sql "delete from mnemo.schema_migrations where version = 9999" >/dev/null
+kill -HUP "${pids[-1]}" # a reload wakes the wait: it checks again
+until_log "$tmp/old.log" 'msg=leader ' 40 || fail "mnemod did not lead once migrated"
+kill -TERM "${pids[-1]}"
+wait "${pids[-1]}" || fail "mnemod after the schema check: exit $?"
 echo "mnemod: 1 passed, 0 failed"
