@@ -91,6 +91,8 @@ static int parse_options(const command *cmd, ctl *c, int argc, char **argv, int 
   opts[n] = (struct option){NULL, 0, NULL, 0};
   optind = 0; /* full re-initialisation (glibc) */
   opterr = 0;
+  for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) /* usage errors before it too */
+    if (strcmp(argv[i], "--json") == 0) c->json = ctl_json_errors = true;
   int ch;
   while ((ch = getopt_long(argc, argv, "-h", opts, NULL)) != -1) {
     if (ch == 1) { /* an argument in between options: keep it, in order, from argv[1] */

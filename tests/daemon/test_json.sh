@@ -45,7 +45,14 @@ j sources sources
 printf 'hola mundo\nbuenos días\n' >"$tmp/spa.txt"
 j ingest ingest "$tmp/spa.txt" --lang spa --source wiki --quiet
 j report report --lang spa --text "no entiende" --context '{"where": "chat"}'
+# what other systems may write straight into the table still comes out in its shape: a
+# number JSON has no word for (NaN) is null, an integer beyond 64 bits keeps its object
+sql "insert into mnemo.reports (claimed_lang, text, severity, context)
+     values ('spa', 'raro', 'NaN', '{\"n\": 123456789012345678901234567890}')" >/dev/null
 j reports reports
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))[0]
+assert r["severity"] is None and isinstance(r["context"], dict), r' "$out/reports.json" ||
+  fail "NaN or a huge integer broke reports --json: $(head -c 600 "$out/reports.json")"
 j export export --split train --out "$tmp/export"
 j refresh refresh --note "the json test"
 job=$(sql "select max(id) from mnemo.jobs")
@@ -77,6 +84,16 @@ j user_remove user remove json_login
 # errors: one object on standard error, the usage error too
 "$ctl" show 999999 --json 2>"$out/error.json" >/dev/null && fail "show of a missing checkpoint"
 "$ctl" approve 1 --json 2>"$out/usage_error.json" >/dev/null && fail "approve without --note"
+# a failure prints nothing on standard output, one object on standard error
+printf 'log:\n  levle: warn\n' >"$tmp/bad.yaml"
+"$ctl" config check "$tmp/bad.yaml" --json >"$tmp/bad.out" 2>"$out/error_config.json" &&
+  fail "config check took a bad file"
+[ ! -s "$tmp/bad.out" ] || fail "config check --json printed on standard output: $(cat "$tmp/bad.out")"
+python3 "$here/tests/daemon/json_shape.py" "$here/docs/json.md" error "$out/error_config.json" ||
+  fail "config check's error is not the error object"
+rm "$out/error_config.json"
+"$ctl" reject 1 --note a --note b --json 2>"$out/usage_error.json" >/dev/null && fail "--note twice"
+grep -q 'given twice' "$out/usage_error.json" || fail "--note twice: $(cat "$out/usage_error.json")"
 
 # every command the help lists has its shape (man and completion print no JSON); bootstrap
 # and generate need a model: test_refresh checks theirs
