@@ -41,12 +41,12 @@ const char *ctl_synopsis(const ctl_command *cmd, bool all, char *buf, size_t siz
 static void print_command_help(const command *cmd)
 {
   char syn[512], head[96];
-  snprintf(head, sizeof head, "usage: mnemoctl %s%s%s", cmd->name, cmd->sub ? " " : "",
-           cmd->sub ? cmd->sub : "");
   /* the synopsis after the command's words (none when it takes nothing) */
-  const char *rest = ctl_synopsis(cmd, true, syn, sizeof syn) + strlen(head) - 16;
-  if (*rest) strcat(head, " "), rest++;
-  mn_help_usage(stdout, head, rest);
+  size_t words = strlen(cmd->name) + (cmd->sub ? 1 + strlen(cmd->sub) : 0);
+  const char *rest = ctl_synopsis(cmd, true, syn, sizeof syn) + words;
+  snprintf(head, sizeof head, "usage: mnemoctl %s%s%s%s", cmd->name, cmd->sub ? " " : "",
+           cmd->sub ? cmd->sub : "", *rest ? " " : "");
+  mn_help_usage(stdout, head, *rest ? rest + 1 : rest);
   printf("\n");
   mn_help_fill(stdout, cmd->summary, 0, 0);
   printf("\n");
