@@ -71,6 +71,41 @@ static void valued(FILE *f, const mn_comp_cmd *cmds, size_t n, const mn_comp_opt
   if (first) fputs("--", f); /* a pattern that matches no option with a value */
 }
 
+/* zsh_opts -- "'--name[help]:META:_files'" entries of a zsh array */
+static void zsh_opts(FILE *f, const mn_comp_opt *o, size_t n)
+{
+  for (size_t k = 0; k < n; k++) {
+    fprintf(f, " '--%s:", o[k].name);
+    zsh_quoted(f, o[k].help);
+    if (o[k].meta) {
+      fputs(" (", f);
+      zsh_quoted(f, o[k].meta);
+      fputc(')', f);
+    }
+    fputc('\'', f);
+  }
+}
+
+/* option_cases -- the end of the case over the command and closing it, then the case over
+ * "$cmd $sub" adding each command's options: "NAME SUB" before "NAME *", as the first
+ * pattern that matches is taken (a subcommand with none of its own stops there too) */
+static void option_cases(FILE *f, const mn_comp_cmd *cmds, size_t n, bool zsh)
+{
+  fputs("  esac\n  case \"$cmd $sub\" in\n", f);
+  for (int pass = 0; pass < 2; pass++)
+    for (size_t i = 0; i < n; i++) {
+      if ((cmds[i].nopts == 0 && !cmds[i].sub) || (cmds[i].sub == NULL) != (pass == 1)) continue;
+      fprintf(f, "  \"%s %s\"%s) %s", cmds[i].name, cmds[i].sub ? cmds[i].sub : "",
+              cmds[i].sub ? "" : "*", zsh ? "opts+=(" : "opts=\"$opts");
+      if (zsh)
+        zsh_opts(f, cmds[i].opts, cmds[i].nopts);
+      else
+        for (size_t k = 0; k < cmds[i].nopts; k++)
+          fprintf(f, " --%s", cmds[i].opts[k].name);
+      fputs(zsh ? ") ;;\n" : "\" ;;\n", f);
+    }
+}
+
 static void bash(FILE *f, const char *prog, const mn_comp_cmd *cmds, size_t n,
                  const mn_comp_opt *globals, size_t ng)
 {
@@ -104,17 +139,7 @@ static void bash(FILE *f, const char *prog, const mn_comp_cmd *cmds, size_t n,
     if (first) values(f, cmds[i].args, false);
     fputs("\" ;;\n", f);
   }
-  /* "NAME SUB" before "NAME *": the first pattern that matches is taken */
-  fputs("  esac\n  case \"$cmd $sub\" in\n", f);
-  for (int pass = 0; pass < 2; pass++)
-    for (size_t i = 0; i < n; i++) {
-      if ((cmds[i].nopts == 0 && !cmds[i].sub) || (cmds[i].sub == NULL) != (pass == 1)) continue;
-      fprintf(f, "  \"%s %s\"%s) opts=\"$opts", cmds[i].name, cmds[i].sub ? cmds[i].sub : "",
-              cmds[i].sub ? "" : "*");
-      for (size_t k = 0; k < cmds[i].nopts; k++)
-        fprintf(f, " --%s", cmds[i].opts[k].name);
-      fputs("\" ;;\n", f);
-    }
+  option_cases(f, cmds, n, false);
   fprintf(f,
           "  esac\n"
           "  if [ -z \"$cmd\" ]; then COMPREPLY=($(compgen -W \"$cmds\" -- \"$cur\"))\n"
@@ -124,21 +149,6 @@ static void bash(FILE *f, const char *prog, const mn_comp_cmd *cmds, size_t n,
           "  else COMPREPLY=($(compgen -f -- \"$cur\")); fi\n"
           "}\ncomplete -o filenames -F _%s %s\n",
           prog, prog);
-}
-
-/* zsh_opts -- "'--name[help]:META:_files'" entries of a zsh array */
-static void zsh_opts(FILE *f, const mn_comp_opt *o, size_t n)
-{
-  for (size_t k = 0; k < n; k++) {
-    fprintf(f, " '--%s:", o[k].name);
-    zsh_quoted(f, o[k].help);
-    if (o[k].meta) {
-      fputs(" (", f);
-      zsh_quoted(f, o[k].meta);
-      fputc(')', f);
-    }
-    fputc('\'', f);
-  }
 }
 
 static void zsh(FILE *f, const char *prog, const mn_comp_cmd *cmds, size_t n,
@@ -193,16 +203,7 @@ static void zsh(FILE *f, const char *prog, const mn_comp_cmd *cmds, size_t n,
     if (!any) values(f, cmds[i].args, true);
     fputs(") ;;\n", f);
   }
-  /* "NAME SUB" before "NAME *": the first pattern that matches is taken */
-  fputs("  esac\n  case \"$cmd $sub\" in\n", f);
-  for (int pass = 0; pass < 2; pass++)
-    for (size_t i = 0; i < n; i++) {
-      if ((cmds[i].nopts == 0 && !cmds[i].sub) || (cmds[i].sub == NULL) != (pass == 1)) continue;
-      fprintf(f, "  \"%s %s\"%s) opts+=(", cmds[i].name, cmds[i].sub ? cmds[i].sub : "",
-              cmds[i].sub ? "" : "*");
-      zsh_opts(f, cmds[i].opts, cmds[i].nopts);
-      fputs(") ;;\n", f);
-    }
+  option_cases(f, cmds, n, true);
   fprintf(f,
           "  esac\n"
           "  if [[ -z $cmd ]]; then _describe command cmds\n"
