@@ -229,7 +229,7 @@ for name, want in (("tty1", 1), ("tty2", 2), ("tty3", 1)):
     got = lines(name)
     assert len(got) == want, (name, got)
     for states in got:
-        pct = [int(re.search(r"(\d+)%$", s).group(1)) for s in states]
+        pct = [int(re.search(r"(\d+)%(?:  ETA \S+)?$", s).group(1)) for s in states]  # an ETA after 3 s
         assert pct == sorted(pct) and pct[-1] == 100 and all(p < 100 for p in pct[:-1]), states
         m = re.match(r"scoring (\d+)/(\d+) tokens .*with .+ +100%$", states[-1])
         assert m and m.group(1) == m.group(2), states
