@@ -512,8 +512,17 @@ static int parse(const worker_command *c, worker_ctx *w, int argc, char **argv, 
     }
     const worker_opt *o = opt_of(c, s);
     if (!o) {
-      worker__usage("unknown option \"%s\" for \"%s%s%s\"", s, c->name, c->sub ? " " : "",
-                    c->sub ? c->sub : "");
+      const char *names[64];
+      size_t nn = 0;
+      for (const worker_opt *k = c->opts; k->name && nn < 64; k++)
+        names[nn++] = k->name;
+      const char *near = mn_nearest(s + 2, names, nn);
+      if (near)
+        worker__usage("unknown option \"%s\" for \"%s%s%s\"; did you mean \"--%s\"?", s, c->name,
+                      c->sub ? " " : "", c->sub ? c->sub : "", near);
+      else
+        worker__usage("unknown option \"%s\" for \"%s%s%s\"", s, c->name, c->sub ? " " : "",
+                      c->sub ? c->sub : "");
       return -1;
     }
     char *slot = (char *)a + o->offset;
@@ -626,7 +635,14 @@ int main(int argc, char **argv)
     mn_buf_fini(&subs);
     return code;
   }
-  if (!c) return worker__usage("unknown command \"%s\"", name);
+  if (!c) { /* the nearest command's name, for a typo */
+    const char *names[sizeof commands / sizeof commands[0]];
+    for (size_t k = 0; k < ncommands; k++)
+      names[k] = commands[k].name;
+    const char *near = mn_nearest(name, names, ncommands);
+    return near ? worker__usage("unknown command \"%s\"; did you mean \"%s\"?", name, near)
+                : worker__usage("unknown command \"%s\"", name);
+  }
   current = c;
   i += used;
   worker_args a = {.tag_rows = -1}; /* -1: not given (import-hf's default) */

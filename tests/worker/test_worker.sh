@@ -33,6 +33,11 @@ for c in $cmds; do
   grep -q "^usage: mnemo $c" "$tmp/chelp" && grep -q -- "--help" "$tmp/chelp" ||
     fail "mnemo $c --help: $(cat "$tmp/chelp")"
 done
+# typos get the nearest command or option
+"$mnemo" genrate >/dev/null 2>"$tmp/err" && fail "mnemo genrate ran"
+grep -q 'did you mean "generate"' "$tmp/err" || fail "mnemo genrate: $(cat "$tmp/err")"
+"$mnemo" generate --tokns 3 >/dev/null 2>"$tmp/err" && fail "mnemo generate --tokns ran"
+grep -q 'did you mean "--tokens"' "$tmp/err" || fail "mnemo generate --tokns: $(cat "$tmp/err")"
 # an option of another command is refused by name, before anything runs
 rc=0; "$mnemo" shard --steps 3 --out "$tmp/never.shard" "$data" >/dev/null 2>"$tmp/err" || rc=$?
 [ $rc = 2 ] && grep -q -- '"--steps" for "shard"' "$tmp/err" && [ ! -e "$tmp/never.shard" ] ||
