@@ -231,6 +231,7 @@ static mn_status batch_ship(ingest_state *r, bool last, mn_error *err)
  * how far and how long to go (mn_progress) */
 static void progress(ingest_state *r, bool last)
 {
+  if (!r->prog.out) return; /* off: nothing to do for each unit */
   double mb = (double)r->res->bytes_read / 1e6, s = (mn_monotonic_ms() - r->t0) / 1e3;
   double total = (double)r->bytes_total, done = (double)r->res->bytes_read;
   if (done > total || last) done = total; /* separators are not counted as read: the end is 100% */

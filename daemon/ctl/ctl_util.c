@@ -153,17 +153,13 @@ int ctl_usage(const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
-  if (ctl_json_errors) { /* under --json, a usage error is one JSON object too */
+  if (ctl_json_errors) { /* under --json, a usage error is the error object too */
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    json_t *o = json_pack("{s:s, s:s, s:n, s:n}", "error", "usage", "message", ctl_text(msg, 0),
-                          "detail", "sqlstate");
-    char *t = json_dumps(o, JSON_COMPACT);
-    if (t) fprintf(stderr, "%s\n", t);
-    free(t);
-    json_decref(o);
     va_end(ap);
-    return MN_EXIT_USAGE;
+    mn_error e = {0};
+    mn_error_set(&e, MN_ERR_USAGE, "%s", msg);
+    return ctl_fail(&e);
   }
   fprintf(stderr, "mnemoctl: ");
   vfprintf(stderr, fmt, ap);
